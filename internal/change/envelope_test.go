@@ -1,0 +1,77 @@
+package change
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+func TestEnvelope_RoundTripKeepsTypes(t *testing.T) {
+	commit := time.UnixMilli(1_700_000_000_123)
+	types := map[string]Type{"id": TypeInt, "total": TypeFloat, "paid": TypeBool, "blob": TypeBytes,
+		"note": TypeString, "amount": TypeDecimal, "at": TypeTime, "doc": TypeJSON}
+	tests := []struct {
+		name string
+		ev   Event
+	}{
+		{"insert", Event{Op: OpCreate, Table: Table{"shop", "orders"}, Key: []string{"id"}, Types: types,
+			After: Row{"id": int64(math.MaxInt64), "total": 3.0, "paid": true, "blob": []byte{0, 1, 255},
+				"note": "héllo 🍣 寿司", "amount": "12345678901234567890.000000000001", "at": "2026-11-23 10:00:00.123456+00",
+				"doc": `{"a": [1, 2]}`},
+			Pos: TextPosition("0/16B3748"), TxID: 7, Commit: commit}},
+		{"update with nulls and nan", Event{Op: OpUpdate, Table: Table{"shop", "orders"}, Key: []string{"id"}, Types: types,
+			Before: Row{"id": int64(-1)},
+			After:  Row{"id": int64(-1), "total": math.Inf(-1), "paid": nil, "blob": nil, "note": ""},
+			Pos:    TextPosition("0/1"), Commit: commit}},
+		{"delete composite key", Event{Op: OpDelete, Table: Table{"shop", "lines"}, Key: []string{"order_id", "line"},
+			Types: map[string]Type{"order_id": TypeInt, "line": TypeInt}, Before: Row{"order_id": int64(1), "line": int64(2)},
+			Pos: TextPosition("0/2"), Commit: commit}},
+	}
+	enc := &Encoder{Version: "test", Connector: "postgresql", Name: "tandem", DB: "shop"}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k, err := enc.Key(&tc.ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := enc.Value(&tc.ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Decode(k, v)
+			if err != nil {
+				t.Fatalf("decode %s: %v", v, err)
+			}
+			if diff := cmp.Diff(&tc.ev, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("round trip (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestEncoder_KeyIsStableAndOrdered(t *testing.T) {
+	enc := &Encoder{}
+	ev := &Event{Key: []string{"b", "a"}, After: Row{"a": int64(1), "b": "x", "c": 3.5}}
+	k, err := enc.Key(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(k), `{"b":"x","a":1}`; got != want {
+		t.Errorf("key = %s, want %s", got, want)
+	}
+}
+
+func TestDecode_MalformedIsAnError(t *testing.T) {
+	for _, tc := range []struct{ key, value string }{
+		{`[1]`, `{}`},
+		{`{"id":1}`, `not json`},
+		{`{"id":1}`, `{"op":"x"}`},
+	} {
+		if _, err := Decode([]byte(tc.key), []byte(tc.value)); err == nil {
+			t.Errorf("Decode(%s, %s): no error", tc.key, tc.value)
+		}
+	}
+}
