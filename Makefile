@@ -1,0 +1,41 @@
+# tandem: `make demo` runs a real migration on throwaway local databases;
+# `make test` runs the whole suite. Both install what is missing (apt-get)
+# and start their own servers on loopback under .work/, without systemd.
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+# Keep Go's caches inside the project when the home cache is not writable.
+BIN := bin/tandem
+
+.PHONY: all deps build test test-short vet bench demo demo-stop clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tandem
+
+vet:
+	$(GO) vet ./...
+
+# The whole suite, integration tests included (real PostgreSQL 15, kfake over
+# the Kafka protocol, promtool). CI runs this through .ci/run.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 12m ./...
+
+# Benchmarks with their physical limits measured in the same run.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+
+demo: deps build
+	$(GO) run ./demo
+
+demo-stop:
+	$(GO) run ./demo -stop
+
+clean:
+	rm -rf bin .work

@@ -1,0 +1,58 @@
+package capture
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tandemcdc/tandem/internal/change"
+)
+
+// Source streams committed changes from a source database.
+type Source interface {
+	// Stream blocks, calling emit with each committed transaction in commit
+	// order, starting strictly after the last acknowledged position (a
+	// capturer keeps that position where the source database keeps it, a
+	// replication slot, or in its own checkpoint). A large transaction may
+	// arrive as several batches: all but the last have a nil Pos. emit may
+	// block to apply backpressure. Stream returns ctx.Err() when cancelled,
+	// or the first error it cannot recover from. Not safe for concurrent use.
+	Stream(ctx context.Context, emit func(context.Context, change.Batch) error) error
+	// Ack records that every change up to and including pos is durable
+	// downstream, so the source may release it. It does not block; the
+	// capturer forwards it to the source on its own schedule. Positions must
+	// be ones this Source emitted; an older position than one already acked
+	// is ignored. Safe for concurrent use with Stream.
+	Ack(pos change.Position) error
+	// Close releases connections. Safe to call after Stream returned.
+	Close() error
+}
+
+// Metrics are the capture metrics named in CONTRACT.md, shared by all capturers.
+type Metrics struct {
+	Events            *prometheus.CounterVec // tandem_capture_events_total{table,op}
+	Lag               prometheus.Gauge       // tandem_capture_lag_seconds
+	RetentionHeadroom prometheus.Gauge       // tandem_source_retention_headroom_bytes
+}
+
+// NewMetrics creates the capture metrics and registers them with reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_capture_events_total",
+			Help: "Row changes read from the source, by source table and operation.",
+		}, []string{"table", "op"}),
+		Lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_capture_lag_seconds",
+			Help: "Now minus the source commit time of the last captured change; 0 when caught up and idle.",
+		}),
+		RetentionHeadroom: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_source_retention_headroom_bytes",
+			Help: "How far the source may still move before tandem's position is purged or its slot invalidated (+Inf when unlimited).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Events, m.Lag, m.RetentionHeadroom)
+	}
+	return m
+}

@@ -1,0 +1,129 @@
+package postgres
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/tandemcdc/tandem/internal/change"
+)
+
+// PostgreSQL type OIDs decoded to something other than text.
+const (
+	oidBool        = 16
+	oidBytea       = 17
+	oidInt8        = 20
+	oidInt2        = 21
+	oidInt4        = 23
+	oidOID         = 26
+	oidJSON        = 114
+	oidFloat4      = 700
+	oidFloat8      = 701
+	oidDate        = 1082
+	oidTime        = 1083
+	oidTimestamp   = 1114
+	oidTimestamptz = 1184
+	oidTimetz      = 1266
+	oidNumeric     = 1700
+	oidJSONB       = 3802
+)
+
+// relation is what a Relation message told us about a published table.
+type relation struct {
+	table   change.Table
+	columns []*pglogrepl.RelationMessageColumn
+	key     []string
+	types   map[string]change.Type
+}
+
+func newRelation(m *pglogrepl.RelationMessage) *relation {
+	r := &relation{
+		table:   change.Table{Schema: m.Namespace, Name: m.RelationName},
+		columns: m.Columns,
+		types:   make(map[string]change.Type, len(m.Columns)),
+	}
+	for _, c := range m.Columns {
+		if c.Flags&1 != 0 {
+			r.key = append(r.key, c.Name)
+		}
+		r.types[c.Name] = logicalType(c.DataType)
+	}
+	return r
+}
+
+// logicalType maps a column type OID to the envelope's logical type.
+func logicalType(oid uint32) change.Type {
+	switch oid {
+	case oidInt2, oidInt4, oidInt8, oidOID:
+		return change.TypeInt
+	case oidFloat4, oidFloat8:
+		return change.TypeFloat
+	case oidBool:
+		return change.TypeBool
+	case oidBytea:
+		return change.TypeBytes
+	case oidNumeric:
+		return change.TypeDecimal
+	case oidDate, oidTime, oidTimestamp, oidTimestamptz, oidTimetz:
+		return change.TypeTime
+	case oidJSON, oidJSONB:
+		return change.TypeJSON
+	}
+	return change.TypeString
+}
+
+// decodeTuple turns pgoutput tuple data into a Row. keyOnly keeps only the
+// replica identity columns (a 'K' old tuple carries nulls for the others).
+// Unchanged TOASTed values ('u') are left out of the row.
+func (r *relation) decodeTuple(t *pglogrepl.TupleData, keyOnly bool) (change.Row, error) {
+	if t == nil {
+		return nil, nil
+	}
+	if len(t.Columns) != len(r.columns) {
+		return nil, fmt.Errorf("%s: tuple has %d columns, relation has %d", r.table, len(t.Columns), len(r.columns))
+	}
+	row := make(change.Row, len(t.Columns))
+	for i, col := range t.Columns {
+		rc := r.columns[i]
+		if keyOnly && rc.Flags&1 == 0 {
+			continue
+		}
+		switch col.DataType {
+		case pglogrepl.TupleDataTypeNull:
+			row[rc.Name] = nil
+		case pglogrepl.TupleDataTypeToast:
+			// unchanged TOASTed value: not sent, so not in the row.
+		case pglogrepl.TupleDataTypeText:
+			v, err := decodeText(rc.DataType, col.Data)
+			if err != nil {
+				return nil, fmt.Errorf("%s column %q: %w", r.table, rc.Name, err)
+			}
+			row[rc.Name] = v
+		default:
+			return nil, fmt.Errorf("%s column %q: unsupported tuple data kind %q", r.table, rc.Name, col.DataType)
+		}
+	}
+	return row, nil
+}
+
+// decodeText decodes one value in PostgreSQL's text output format.
+func decodeText(oid uint32, data []byte) (any, error) {
+	s := string(data)
+	switch oid {
+	case oidInt2, oidInt4, oidInt8, oidOID:
+		return strconv.ParseInt(s, 10, 64)
+	case oidFloat4, oidFloat8:
+		return strconv.ParseFloat(s, 64)
+	case oidBool:
+		return s == "t", nil
+	case oidBytea:
+		if !strings.HasPrefix(s, `\x`) {
+			return nil, fmt.Errorf("bytea not in hex format (bytea_output=hex is required)")
+		}
+		return hex.DecodeString(s[2:])
+	}
+	return s, nil
+}

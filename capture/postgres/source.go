@@ -1,0 +1,468 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"regexp"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/internal/change"
+)
+
+var _ capture.Source = (*Source)(nil)
+
+// Config says which database, slot, publication and tables to capture.
+type Config struct {
+	DSN         string         // a libpq URL or key=value DSN; never logged
+	Slot        string         // logical replication slot name
+	Publication string         // publication name
+	Tables      []change.Table // the tables to publish
+	// StatusInterval is how often standby status updates are sent; default 1s.
+	StatusInterval time.Duration
+	// MaxBatch bounds the events of one batch; a larger transaction is
+	// emitted as several batches. Default 1000.
+	MaxBatch int
+}
+
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// Validate reports a configuration the source cannot run with.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DSN == "" {
+		errs = append(errs, errors.New("postgres source: dsn is empty"))
+	}
+	if !slotName.MatchString(c.Slot) {
+		errs = append(errs, fmt.Errorf("postgres source: slot name %q: use 1 to 63 lowercase letters, digits and underscores", c.Slot))
+	}
+	if !slotName.MatchString(c.Publication) {
+		errs = append(errs, fmt.Errorf("postgres source: publication name %q: use 1 to 63 lowercase letters, digits and underscores", c.Publication))
+	}
+	if len(c.Tables) == 0 {
+		errs = append(errs, errors.New("postgres source: no tables"))
+	}
+	return errors.Join(errs...)
+}
+
+// Option configures a Source.
+type Option func(*Source)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
+
+// WithMetrics sets the metrics to update (default: unregistered ones).
+func WithMetrics(m *capture.Metrics) Option { return func(s *Source) { s.metrics = m } }
+
+// Source is a PostgreSQL logical replication capturer.
+type Source struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *capture.Metrics
+	flush   atomic.Uint64 // highest LSN the slot may confirm
+}
+
+// New returns a Source; it does not connect until Setup or Stream.
+func New(cfg Config, opts ...Option) (*Source, error) {
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = time.Second
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 1000
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Source{cfg: cfg, log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.metrics == nil {
+		s.metrics = capture.NewMetrics(nil)
+	}
+	return s, nil
+}
+
+// Setup creates the publication (or adds missing tables to it) and then the
+// slot, if they do not exist. The publication must exist before the slot's
+// start position, or pgoutput cannot see it.
+func (s *Source) Setup(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	if err != nil {
+		return fmt.Errorf("connect to source: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := s.ensurePublication(ctx, conn); err != nil {
+		return err
+	}
+	return s.ensureSlot(ctx, conn)
+}
+
+func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
+	var allTables bool
+	err := conn.QueryRow(ctx, `SELECT puballtables FROM pg_publication WHERE pubname = $1`, s.cfg.Publication).Scan(&allTables)
+	if errors.Is(err, pgx.ErrNoRows) {
+		sql := "CREATE PUBLICATION " + pgx.Identifier{s.cfg.Publication}.Sanitize() + " FOR TABLE " + tableList(s.cfg.Tables)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("create publication %s: %w", s.cfg.Publication, err)
+		}
+		s.log.Info("created publication", "publication", s.cfg.Publication, "tables", len(s.cfg.Tables))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up publication %s: %w", s.cfg.Publication, err)
+	}
+	if allTables {
+		return nil
+	}
+	rows, err := conn.Query(ctx, `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1`, s.cfg.Publication)
+	if err != nil {
+		return fmt.Errorf("list tables of publication %s: %w", s.cfg.Publication, err)
+	}
+	have := map[change.Table]bool{}
+	for rows.Next() {
+		var t change.Table
+		if err := rows.Scan(&t.Schema, &t.Name); err != nil {
+			return fmt.Errorf("list tables of publication %s: %w", s.cfg.Publication, err)
+		}
+		have[t] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list tables of publication %s: %w", s.cfg.Publication, err)
+	}
+	var missing []change.Table
+	for _, t := range s.cfg.Tables {
+		if !have[t] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	sql := "ALTER PUBLICATION " + pgx.Identifier{s.cfg.Publication}.Sanitize() + " ADD TABLE " + tableList(missing)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("add tables to publication %s: %w", s.cfg.Publication, err)
+	}
+	s.log.Info("added tables to publication", "publication", s.cfg.Publication, "tables", len(missing))
+	return nil
+}
+
+func (s *Source) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
+	var plugin, db, current string
+	err := conn.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), current_database() FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&plugin, &db, &current)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var lsn string
+		if err := conn.QueryRow(ctx, `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`, s.cfg.Slot).Scan(&lsn); err != nil {
+			return fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err)
+		}
+		s.log.Info("created replication slot", "slot", s.cfg.Slot, "lsn", lsn)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up replication slot %s: %w", s.cfg.Slot, err)
+	}
+	if plugin != "pgoutput" {
+		return fmt.Errorf("replication slot %s uses plugin %q, not pgoutput: drop it or choose another slot name", s.cfg.Slot, plugin)
+	}
+	if db != current {
+		return fmt.Errorf("replication slot %s belongs to database %q, not %q: choose another slot name", s.cfg.Slot, db, current)
+	}
+	return nil
+}
+
+func tableList(ts []change.Table) string {
+	out := ""
+	for i, t := range ts {
+		if i > 0 {
+			out += ", "
+		}
+		out += pgx.Identifier{t.Schema, t.Name}.Sanitize()
+	}
+	return out
+}
+
+// Ack records that everything up to pos is durable downstream.
+func (s *Source) Ack(pos change.Position) error {
+	lsn, err := positionLSN(pos)
+	if err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	s.advance(lsn)
+	return nil
+}
+
+func (s *Source) advance(lsn LSN) {
+	for {
+		cur := s.flush.Load()
+		if uint64(lsn) <= cur || s.flush.CompareAndSwap(cur, uint64(lsn)) {
+			return
+		}
+	}
+}
+
+// Flushed returns the highest position the slot may confirm so far.
+func (s *Source) Flushed() LSN { return LSN(s.flush.Load()) }
+
+// Close releases resources; Stream closes its own connection when it returns.
+func (s *Source) Close() error { return nil }
+
+// replicationConfig is the DSN's config with the replication protocol on.
+func (s *Source) replicationConfig() (*pgconn.Config, error) {
+	cfg, err := pgconn.ParseConfig(s.cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse source dsn: %w", err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["TimeZone"] = "UTC"
+	cfg.RuntimeParams["DateStyle"] = "ISO"
+	cfg.RuntimeParams["bytea_output"] = "hex"
+	cfg.RuntimeParams["extra_float_digits"] = "3"
+	cfg.RuntimeParams["application_name"] = "tandem"
+	return cfg, nil
+}
+
+// Stream implements capture.Source.
+func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.Batch) error) error {
+	rcfg, err := s.replicationConfig()
+	if err != nil {
+		return err
+	}
+	conn, err := pgconn.ConnectConfig(ctx, rcfg)
+	if err != nil {
+		return fmt.Errorf("open replication connection: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	args := []string{"proto_version '1'", "publication_names '" + s.cfg.Publication + "'"}
+	if err := pglogrepl.StartReplication(ctx, conn, s.cfg.Slot, 0, pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
+		return fmt.Errorf("start replication on slot %s: %w", s.cfg.Slot, err)
+	}
+	s.log.Info("streaming from replication slot", "slot", s.cfg.Slot, "publication", s.cfg.Publication)
+
+	st := &stream{src: s, emit: emit, rels: map[uint32]*relation{}}
+	nextStatus := time.Now()
+	for {
+		if !time.Now().Before(nextStatus) {
+			if err := s.sendStatus(ctx, conn); err != nil {
+				return err
+			}
+			nextStatus = time.Now().Add(s.cfg.StatusInterval)
+		}
+		rctx, cancel := context.WithDeadline(ctx, nextStatus)
+		raw, err := conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				s.sendFinalStatus(conn)
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive from replication slot %s: %w", s.cfg.Slot, err)
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication slot %s: %w", s.cfg.Slot, pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyData:
+			if len(msg.Data) == 0 {
+				continue
+			}
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				pkm, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse keepalive: %w", err)
+				}
+				st.keepalive(pkm.ServerWALEnd)
+				if pkm.ReplyRequested {
+					nextStatus = time.Time{}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse XLogData: %w", err)
+				}
+				if err := st.handle(ctx, xld.WALData); err != nil {
+					return err
+				}
+			}
+		default:
+			return fmt.Errorf("replication slot %s: unexpected message %T", s.cfg.Slot, raw)
+		}
+	}
+}
+
+func (s *Source) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
+	lsn := s.Flushed()
+	if lsn == 0 {
+		// Nothing acknowledged yet: report nothing rather than moving the slot.
+		return nil
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: lsn, WALFlushPosition: lsn, WALApplyPosition: lsn,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status to slot %s: %w", s.cfg.Slot, err)
+	}
+	return nil
+}
+
+// sendFinalStatus reports the last acknowledged position on shutdown, so a
+// clean stop does not replay what is already durable.
+func (s *Source) sendFinalStatus(conn *pgconn.PgConn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.sendStatus(ctx, conn); err != nil {
+		s.log.Warn("final standby status not sent", "err", err)
+	}
+}
+
+// stream is the decoding state of one replication connection.
+type stream struct {
+	src         *Source
+	emit        func(context.Context, change.Batch) error
+	rels        map[uint32]*relation
+	inTx        bool
+	begin       pglogrepl.BeginMessage
+	events      []change.Event
+	lastEmitted LSN
+}
+
+// keepalive moves the slot to the server's sent position when nothing we
+// emitted is still waiting to become durable and no transaction is open.
+func (st *stream) keepalive(walEnd LSN) {
+	if st.inTx || st.src.Flushed() < st.lastEmitted {
+		return
+	}
+	st.src.advance(walEnd)
+	st.src.metrics.Lag.Set(0)
+}
+
+func (st *stream) handle(ctx context.Context, data []byte) error {
+	msg, err := pglogrepl.Parse(data)
+	if err != nil {
+		return fmt.Errorf("parse pgoutput message: %w", err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		st.rels[m.RelationID] = newRelation(m)
+	case *pglogrepl.BeginMessage:
+		st.inTx, st.begin, st.events = true, *m, st.events[:0]
+	case *pglogrepl.InsertMessage:
+		rel, err := st.relation(m.RelationID)
+		if err != nil {
+			return err
+		}
+		after, err := rel.decodeTuple(m.Tuple, false)
+		if err != nil {
+			return fmt.Errorf("decode insert: %w", err)
+		}
+		return st.add(ctx, rel, change.OpCreate, nil, after)
+	case *pglogrepl.UpdateMessage:
+		rel, err := st.relation(m.RelationID)
+		if err != nil {
+			return err
+		}
+		before, err := rel.decodeTuple(m.OldTuple, m.OldTupleType == pglogrepl.UpdateMessageTupleTypeKey)
+		if err != nil {
+			return fmt.Errorf("decode update: %w", err)
+		}
+		after, err := rel.decodeTuple(m.NewTuple, false)
+		if err != nil {
+			return fmt.Errorf("decode update: %w", err)
+		}
+		if before != nil && keyChanged(rel.key, before, after) {
+			// A primary key change is a delete of the old key and a create of
+			// the new one (as Debezium does): each record is keyed, and so
+			// partitioned and ordered, with the other changes of its own key.
+			if err := st.add(ctx, rel, change.OpDelete, keyOnly(rel.key, before), nil); err != nil {
+				return err
+			}
+			return st.add(ctx, rel, change.OpCreate, nil, after)
+		}
+		return st.add(ctx, rel, change.OpUpdate, before, after)
+	case *pglogrepl.DeleteMessage:
+		rel, err := st.relation(m.RelationID)
+		if err != nil {
+			return err
+		}
+		before, err := rel.decodeTuple(m.OldTuple, m.OldTupleType == pglogrepl.DeleteMessageTupleTypeKey)
+		if err != nil {
+			return fmt.Errorf("decode delete: %w", err)
+		}
+		return st.add(ctx, rel, change.OpDelete, before, nil)
+	case *pglogrepl.TruncateMessage:
+		for _, id := range m.RelationIDs {
+			rel, err := st.relation(id)
+			if err != nil {
+				return err
+			}
+			if err := st.add(ctx, rel, change.OpTruncate, nil, nil); err != nil {
+				return err
+			}
+		}
+	case *pglogrepl.CommitMessage:
+		b := change.Batch{Events: st.events, Pos: m.TransactionEndLSN, Commit: m.CommitTime}
+		if err := st.emit(ctx, b); err != nil {
+			return err
+		}
+		st.inTx, st.events, st.lastEmitted = false, nil, m.TransactionEndLSN
+		st.src.metrics.Lag.Set(math.Max(0, time.Since(m.CommitTime).Seconds()))
+	}
+	return nil
+}
+
+func (st *stream) relation(id uint32) (*relation, error) {
+	rel, ok := st.rels[id]
+	if !ok {
+		return nil, fmt.Errorf("pgoutput sent a change for relation %d before describing it", id)
+	}
+	return rel, nil
+}
+
+func (st *stream) add(ctx context.Context, rel *relation, op change.Op, before, after change.Row) error {
+	if len(rel.key) == 0 && op != change.OpTruncate {
+		return fmt.Errorf("table %s has no replica identity key: add a primary key (or REPLICA IDENTITY USING INDEX)", rel.table)
+	}
+	st.events = append(st.events, change.Event{
+		Op: op, Table: rel.table, Key: rel.key, Types: rel.types,
+		Before: before, After: after,
+		Pos: st.begin.FinalLSN, TxID: st.begin.Xid, Commit: st.begin.CommitTime,
+	})
+	st.src.metrics.Events.WithLabelValues(rel.table.String(), op.Name()).Inc()
+	if len(st.events) >= st.src.cfg.MaxBatch {
+		if err := st.emit(ctx, change.Batch{Events: st.events, Commit: st.begin.CommitTime}); err != nil {
+			return err
+		}
+		st.events = nil
+	}
+	return nil
+}
+
+// keyChanged reports whether an update moved the row to another primary key.
+func keyChanged(key []string, before, after change.Row) bool {
+	for _, k := range key {
+		if fmt.Sprint(before[k]) != fmt.Sprint(after[k]) {
+			return true
+		}
+	}
+	return false
+}
+
+func keyOnly(key []string, row change.Row) change.Row {
+	out := make(change.Row, len(key))
+	for _, k := range key {
+		out[k] = row[k]
+	}
+	return out
+}

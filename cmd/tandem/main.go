@@ -1,0 +1,173 @@
+// Command tandem streams changes from a live source database into a new
+// schema: capture (PostgreSQL WAL) -> Kafka -> transform (CEL mappings) ->
+// idempotent upserts into the target. See README.md and `tandem help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/pipeline"
+)
+
+// Exit codes (CONTRACT.md).
+const (
+	exitOK     = 0
+	exitFailed = 1 // drift found or check failed
+	exitUsage  = 2 // usage or config error
+)
+
+// version is set at release build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `tandem: zero-downtime data migrations by change data capture.
+
+Usage: tandem <verb> -c tandem.yaml [flags]
+
+Verbs:
+  run        capture, apply and HTTP (/metrics, /healthz, /readyz) in one process
+  capture    only source -> Kafka (needs kafka.brokers)
+  apply      only Kafka -> transform -> target (needs kafka.brokers)
+  check      preflight: config, connections, source settings, tables, columns
+  version    version and build info
+
+Flags:
+  -c, --config FILE     config file (default tandem.yaml)
+  --log-format text|json
+  --log-level debug|info|warn|error
+
+Exit codes: 0 ok, 1 check failed, 2 usage or config error.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	verb, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("tandem "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "tandem.yaml", "config file")
+	fs.StringVar(cfgPath, "c", "tandem.yaml", "config file (shorthand)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(rest); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tandem %s: unexpected argument %q\n", verb, fs.Arg(0))
+		return exitUsage
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "tandem: %v\n", err)
+		return exitUsage
+	}
+	switch verb {
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	case "run", "capture", "apply", "check":
+	case "backfill", "reconcile", "preview", "dlq", "slot":
+		fmt.Fprintf(stderr, "tandem %s: not available in this build yet\n", verb)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "tandem: unknown verb %q\n\n%s", verb, usage)
+		return exitUsage
+	}
+
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "tandem %s: %v\n", verb, err)
+		return exitUsage
+	}
+	if _, err := pipeline.CompileMappings(cfg); err != nil {
+		fmt.Fprintf(stderr, "tandem %s: %v\n", verb, err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if verb == "check" {
+		problems, err := pipeline.Check(ctx, cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "tandem check: %v\n", err)
+			return exitUsage
+		}
+		pipeline.PrintProblems(stdout, problems)
+		if pipeline.HasFailures(problems) {
+			return exitFailed
+		}
+		return exitOK
+	}
+
+	// Refuse to start on what check calls fatal (a missing table, an
+	// unreachable database), before anything is created or written.
+	problems, err := pipeline.Check(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "tandem %s: %v\n", verb, err)
+		return exitUsage
+	}
+	if pipeline.HasFailures(problems) {
+		fmt.Fprintf(stderr, "tandem %s: refusing to start, `tandem check -c %s` fails:\n", verb, *cfgPath)
+		pipeline.PrintProblems(stderr, problems)
+		return exitUsage
+	}
+	roles := pipeline.Roles{Capture: verb != "apply", Apply: verb != "capture"}
+	err = pipeline.Run(ctx, cfg, pipeline.Options{Roles: roles, Logger: log, Version: version})
+	if errors.Is(err, pipeline.ErrEmbeddedNeedsRun) {
+		fmt.Fprintf(stderr, "tandem %s: %s: %v\n", verb, cfg.File, err)
+		return exitUsage
+	}
+	if err != nil {
+		log.Error("tandem stopped", "err", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func versionString() string {
+	s := "tandem " + version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		s += " (" + bi.GoVersion
+		for _, kv := range bi.Settings {
+			if kv.Key == "vcs.revision" {
+				s += ", " + kv.Value
+			}
+		}
+		s += ")"
+	}
+	return s
+}

@@ -1,0 +1,100 @@
+package kafka
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tandemcdc/tandem/internal/change"
+)
+
+// Topic returns the topic of a source table: <prefix>.<schema>.<table>.
+func Topic(prefix string, t change.Table) string {
+	return prefix + "." + t.Schema + "." + t.Name
+}
+
+// DLQTopic returns the dead-letter topic: <prefix>.dlq.
+func DLQTopic(prefix string) string { return prefix + ".dlq" }
+
+// Embedded is an in-process Kafka broker (franz-go's kfake) speaking the real
+// Kafka protocol on a loopback port. Its data lives in memory and is gone
+// when the process ends, so a pipeline using it must treat a change as
+// durable only once it is committed in the target.
+type Embedded struct {
+	cluster *kfake.Cluster
+	id      string
+}
+
+// StartEmbedded starts a one-broker cluster with the given topics created
+// with the given number of partitions. Each start gets a fresh cluster ID.
+func StartEmbedded(partitions int, topics ...string) (*Embedded, error) {
+	id, err := randomID()
+	if err != nil {
+		return nil, err
+	}
+	c, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.ClusterID("tandem-embedded-"+id),
+		kfake.DefaultNumPartitions(partitions),
+		kfake.AllowAutoTopicCreation(),
+		kfake.SeedTopics(int32(partitions), topics...),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded kafka broker: %w", err)
+	}
+	return &Embedded{cluster: c, id: "tandem-embedded-" + id}, nil
+}
+
+// Addrs returns the broker's host:port addresses.
+func (e *Embedded) Addrs() []string { return e.cluster.ListenAddrs() }
+
+// ClusterID returns the cluster ID, different on every start.
+func (e *Embedded) ClusterID() string { return e.id }
+
+// Close stops the broker; its data is lost.
+func (e *Embedded) Close() { e.cluster.Close() }
+
+func randomID() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random cluster id: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// ClusterID asks the cluster for its ID. Offsets stored in the target are
+// scoped by it: offsets from another cluster (or an earlier embedded broker)
+// mean nothing here.
+func ClusterID(ctx context.Context, cl *kgo.Client) (string, error) {
+	md, err := kadm.NewClient(cl).BrokerMetadata(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read kafka cluster metadata: %w", err)
+	}
+	if md.Cluster == "" {
+		return "", errors.New("kafka cluster reports no cluster ID")
+	}
+	return md.Cluster, nil
+}
+
+// EnsureTopics creates the topics that do not exist yet. Existing topics are
+// left as they are, whatever their partition count.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int, topics ...string) error {
+	resp, err := kadm.NewClient(cl).CreateTopics(ctx, int32(partitions), -1, nil, topics...)
+	if err != nil {
+		return fmt.Errorf("create topics %s: %w", strings.Join(topics, ", "), err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}

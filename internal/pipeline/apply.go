@@ -1,0 +1,373 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/sink"
+	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
+	"github.com/tandemcdc/tandem/transform"
+)
+
+// applier consumes one mapping's topic in its own consumer group, so a
+// mapping that fails (its target table missing, a permission error) retries
+// on its own while the others go on.
+type applier struct {
+	mapping   *transform.Mapping
+	topic     string
+	group     string
+	epoch     string
+	seeds     []string
+	clientOpt []kgo.Opt
+	sink      sink.Sink
+	dlq       *dlqWriter
+	metrics   *applyMetrics
+	log       *slog.Logger
+	committed func(group, topic string, partition int32, next int64)
+	maxPoll   int
+	joined    atomic.Bool
+}
+
+func (a *applier) run(ctx context.Context) error {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(a.seeds...),
+		kgo.ConsumerGroup(a.group),
+		kgo.ConsumeTopics(a.topic),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.AdjustFetchOffsetsFn(a.storedOffsets),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { a.joined.Store(true) }),
+	}, a.clientOpt...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("mapping %s: create consumer: %w", a.mapping.Name, err)
+	}
+	defer cl.Close()
+	lag := a.metrics.lag.WithLabelValues(a.mapping.Name)
+	a.metrics.paused.WithLabelValues(a.mapping.Name).Set(0)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fetches := cl.PollRecords(pctx, a.maxPoll)
+		cancel()
+		if ctx.Err() != nil {
+			cl.AllowRebalance()
+			return ctx.Err()
+		}
+		var recs []*kgo.Record
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				a.log.Warn("fetch error", "mapping", a.mapping.Name, "topic", t, "partition", p, "err", err)
+			}
+		})
+		fetches.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+		if len(recs) == 0 {
+			lag.Set(0)
+			cl.AllowRebalance()
+			continue
+		}
+		if err := a.process(ctx, recs); err != nil {
+			cl.AllowRebalance()
+			return err
+		}
+		cl.AllowRebalance()
+	}
+}
+
+// storedOffsets starts each assigned partition where the target says this
+// group stands in this cluster, or at the start of the topic.
+func (a *applier) storedOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	var stored []sink.Offset
+	err := a.retry(ctx, "read stored offsets", func() error {
+		var err error
+		stored, err = a.sink.Offsets(ctx, a.group, a.epoch)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	next := map[topicPartition]int64{}
+	for _, o := range stored {
+		next[topicPartition{o.Topic, o.Partition}] = o.Next
+	}
+	for topic, parts := range assigned {
+		for p := range parts {
+			if n, ok := next[topicPartition{topic, p}]; ok {
+				parts[p] = kgo.NewOffset().At(n)
+			} else {
+				parts[p] = kgo.NewOffset().AtStart()
+			}
+		}
+	}
+	return assigned, nil
+}
+
+// process transforms the records once, sends poison ones to the dead-letter
+// topic, then writes the rest with their offsets, retrying until it works.
+func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
+	var (
+		writes  []sink.Write
+		dead    []*kgo.Record
+		offsets = map[topicPartition]int64{}
+		newest  time.Time
+	)
+	for _, r := range recs {
+		offsets[topicPartition{r.Topic, r.Partition}] = r.Offset + 1
+		ev, err := change.Decode(r.Key, r.Value)
+		if err != nil {
+			dead = append(dead, a.dlq.record(a.mapping.Name, "decode", err, r))
+			continue
+		}
+		if ev.Commit.After(newest) {
+			newest = ev.Commit
+		}
+		ws, reason, err := a.writes(ev)
+		if err != nil {
+			dead = append(dead, a.dlq.record(a.mapping.Name, reason, err, r))
+			continue
+		}
+		writes = append(writes, ws...)
+	}
+	if len(dead) > 0 {
+		if err := a.retry(ctx, "write dead letters", func() error { return a.dlq.produce(ctx, dead) }); err != nil {
+			return err
+		}
+		for _, d := range dead {
+			reason := string(d.Headers[0].Value)
+			a.metrics.dlq.WithLabelValues(a.mapping.Name, reason).Inc()
+		}
+		a.log.Warn("changes sent to the dead-letter topic", "mapping", a.mapping.Name, "count", len(dead), "topic", a.dlq.topic)
+	}
+	cp := sink.Checkpoint{Group: a.group, Epoch: a.epoch}
+	for tp, n := range offsets {
+		cp.Offsets = append(cp.Offsets, sink.Offset{Topic: tp.topic, Partition: tp.partition, Next: n})
+	}
+	err := a.retry(ctx, "apply batch", func() error {
+		start := time.Now()
+		err := a.sink.Apply(ctx, sink.Batch{Writes: writes}, cp)
+		if err == nil {
+			a.metrics.batches.WithLabelValues(a.mapping.Name).Observe(time.Since(start).Seconds())
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, w := range writes {
+		a.metrics.rows.WithLabelValues(w.Table, w.Op.String()).Inc()
+	}
+	if !newest.IsZero() {
+		a.metrics.lag.WithLabelValues(a.mapping.Name).Set(max(0, time.Since(newest).Seconds()))
+	}
+	for _, o := range cp.Offsets {
+		a.committed(a.group, o.Topic, o.Partition, o.Next)
+	}
+	return nil
+}
+
+// writes turns one change into target writes. An error is a poison change:
+// reason says why, for the dead-letter topic.
+func (a *applier) writes(ev *change.Event) ([]sink.Write, string, error) {
+	switch ev.Op {
+	case change.OpCreate, change.OpUpdate, change.OpRead:
+		var (
+			rows []transform.Row
+			gone []transform.Key
+			err  error
+		)
+		if ev.Op == change.OpUpdate {
+			rows, gone, err = a.mapping.ApplyUpdate(ev.After)
+		} else {
+			rows, err = a.mapping.Apply(ev.After)
+		}
+		if err != nil {
+			return nil, "transform", err
+		}
+		var out []sink.Write
+		// Outputs the row no longer matches (`when` turned false) lose their row.
+		for _, k := range gone {
+			out = append(out, sink.Write{Table: k.Table, Op: sink.Delete, Key: k.Key, Row: k.Columns})
+		}
+		if ev.Op == change.OpUpdate && ev.Before != nil {
+			// The source key changed: delete target rows whose key moved.
+			olds, err := a.mapping.Keys(ev.Before)
+			if err != nil {
+				return nil, "transform", err
+			}
+			for _, k := range olds {
+				if !producesKey(rows, k) {
+					out = append(out, sink.Write{Table: k.Table, Op: sink.Delete, Key: k.Key, Row: k.Columns})
+				}
+			}
+		}
+		for _, r := range rows {
+			op := sink.Upsert
+			if r.CreateIfAbsent {
+				op = sink.InsertIfAbsent
+			}
+			out = append(out, sink.Write{Table: r.Table, Op: op, Key: r.Key, Row: r.Columns})
+		}
+		return out, "", nil
+	case change.OpDelete:
+		keys, err := a.mapping.Keys(ev.Before)
+		if err != nil {
+			return nil, "transform", err
+		}
+		out := make([]sink.Write, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, sink.Write{Table: k.Table, Op: sink.Delete, Key: k.Key, Row: k.Columns})
+		}
+		return out, "", nil
+	case change.OpTruncate:
+		return nil, "truncate", fmt.Errorf("TRUNCATE of source table %s is not applied to the target: delete the target rows yourself if that is what you want", ev.Table)
+	}
+	return nil, "unsupported_op", fmt.Errorf("unsupported change op %q", ev.Op)
+}
+
+func producesKey(rows []transform.Row, k transform.Key) bool {
+	for _, r := range rows {
+		if r.Table != k.Table {
+			continue
+		}
+		same := true
+		for _, c := range k.Key {
+			if fmt.Sprint(r.Columns[c]) != fmt.Sprint(k.Columns[c]) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
+// retry runs fn until it succeeds or ctx ends. While it fails the mapping is
+// paused: tandem_mapping_paused is 1, each distinct error is logged once, and
+// attempts back off from 250ms to 30s.
+func (a *applier) retry(ctx context.Context, what string, fn func() error) error {
+	paused := a.metrics.paused.WithLabelValues(a.mapping.Name)
+	backoff := 250 * time.Millisecond
+	lastMsg := ""
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil {
+			if attempt > 0 {
+				paused.Set(0)
+				a.log.Info("mapping resumed", "mapping", a.mapping.Name, "after_attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		table, reason := classify(err)
+		if table == "" {
+			table = a.mapping.From.String()
+		}
+		a.metrics.errors.WithLabelValues(table, reason).Inc()
+		paused.Set(1)
+		if msg := err.Error(); msg != lastMsg {
+			a.log.Error("mapping paused: "+what+" failed; retrying", "mapping", a.mapping.Name, "reason", reason, "err", err)
+			lastMsg = msg
+		}
+		if s, ok := a.sink.(interface{ Forget() }); ok {
+			s.Forget()
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// classify names an apply failure for tandem_apply_errors_total.
+func classify(err error) (table, reason string) {
+	if errors.Is(err, sinkpg.ErrTableNotFound) {
+		return "", "table_missing"
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "42P01":
+			return pgErr.TableName, "table_missing"
+		case pgErr.Code == "42703":
+			return pgErr.TableName, "column_missing"
+		case pgErr.Code == "42501":
+			return pgErr.TableName, "permission"
+		case pgErr.Code == "42P10":
+			return pgErr.TableName, "no_unique_key"
+		case len(pgErr.Code) == 5 && pgErr.Code[:2] == "23":
+			return pgErr.TableName, "constraint"
+		case len(pgErr.Code) == 5 && pgErr.Code[:2] == "22":
+			return pgErr.TableName, "data"
+		case len(pgErr.Code) == 5 && pgErr.Code[:2] == "08":
+			return pgErr.TableName, "connection"
+		}
+		return pgErr.TableName, "sql_" + pgErr.Code
+	}
+	var netErr interface{ Timeout() bool }
+	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+		return "", "connection"
+	}
+	return "", "other"
+}
+
+// dlqWriter sends poison changes to <prefix>.dlq with the error and the original record.
+type dlqWriter struct {
+	client *kgo.Client
+	topic  string
+}
+
+// deadLetter is the value of a dead-letter record.
+type deadLetter struct {
+	Mapping   string          `json:"mapping"`
+	Reason    string          `json:"reason"`
+	Error     string          `json:"error"`
+	Topic     string          `json:"topic"`
+	Partition int32           `json:"partition"`
+	Offset    int64           `json:"offset"`
+	Key       json.RawMessage `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	TsMs      int64           `json:"ts_ms"`
+}
+
+func (d *dlqWriter) record(mapping, reason string, err error, r *kgo.Record) *kgo.Record {
+	v, _ := json.Marshal(deadLetter{
+		Mapping: mapping, Reason: reason, Error: err.Error(), Topic: r.Topic, Partition: r.Partition,
+		Offset: r.Offset, Key: rawOrString(r.Key), Value: rawOrString(r.Value), TsMs: time.Now().UnixMilli(),
+	})
+	return &kgo.Record{Topic: d.topic, Key: r.Key, Value: v, Headers: []kgo.RecordHeader{
+		{Key: "tandem.reason", Value: []byte(reason)}, {Key: "tandem.mapping", Value: []byte(mapping)},
+	}}
+}
+
+func rawOrString(b []byte) json.RawMessage {
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}
+
+func (d *dlqWriter) produce(ctx context.Context, recs []*kgo.Record) error {
+	if err := d.client.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("produce to %s: %w", d.topic, err)
+	}
+	return nil
+}

@@ -1,0 +1,58 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/kafka"
+)
+
+// captureRole streams source changes into Kafka and acknowledges source
+// positions as the tracker finds them durable.
+type captureRole struct {
+	src     capture.Source
+	enc     *change.Encoder
+	prefix  string
+	client  *kgo.Client
+	tracker *tracker
+	log     *slog.Logger
+	fail    func(error) // stops the pipeline: a produce failed for good
+}
+
+func (c *captureRole) run(ctx context.Context) error {
+	return c.src.Stream(ctx, c.emit)
+}
+
+// emit produces one batch asynchronously; kgo's buffer limit provides
+// backpressure. Records of one key go to one partition (key hash), in order.
+func (c *captureRole) emit(ctx context.Context, b change.Batch) error {
+	tb := c.tracker.begin(b.Pos, len(b.Events))
+	for i := range b.Events {
+		ev := &b.Events[i]
+		key, err := c.enc.Key(ev)
+		if err != nil {
+			return err
+		}
+		val, err := c.enc.Value(ev)
+		if err != nil {
+			return err
+		}
+		rec := &kgo.Record{Topic: kafka.Topic(c.prefix, ev.Table), Key: key, Value: val}
+		c.client.Produce(ctx, rec, func(r *kgo.Record, err error) {
+			if err != nil {
+				if ctx.Err() == nil {
+					c.fail(fmt.Errorf("produce change of %s to %s: %w", ev.Table, r.Topic, err))
+				}
+				return
+			}
+			c.tracker.produced(tb, r.Topic, r.Partition, r.Offset)
+		})
+	}
+	c.tracker.seal(tb)
+	return ctx.Err()
+}

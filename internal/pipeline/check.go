@@ -1,0 +1,77 @@
+package pipeline
+
+import (
+	"context"
+	"io"
+	"strings"
+
+	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/preflight"
+	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
+)
+
+// Check runs the preflight checks of the source and the target. It changes
+// nothing. The error is for a configuration it cannot check at all.
+func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error) {
+	var ps []preflight.Problem
+	switch cfg.Source.Kind {
+	case config.KindPostgres:
+		tables := make([]change.Table, len(cfg.Source.Tables))
+		for i, t := range cfg.Source.Tables {
+			schema, name, _ := strings.Cut(t, ".")
+			tables[i] = change.Table{Schema: schema, Name: name}
+		}
+		src, err := pgcapture.New(pgcapture.Config{DSN: cfg.Source.DSN.Value(), Slot: cfg.Source.Postgres.Slot,
+			Publication: cfg.Source.Postgres.Publication, Tables: tables})
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, src.Check(ctx)...)
+	default:
+		ps = append(ps, preflight.Problem{Object: "source", What: "kind " + cfg.Source.Kind + " is not supported by this build", Fix: "use a postgres source"})
+	}
+	switch cfg.Target.Kind {
+	case config.KindPostgres:
+		ps = append(ps, sinkpg.Check(ctx, cfg.Target.DSN.Value(), targetUses(cfg))...)
+	default:
+		ps = append(ps, preflight.Problem{Object: "target", What: "kind " + cfg.Target.Kind + " is not supported by this build", Fix: "use a postgres target"})
+	}
+	return ps, nil
+}
+
+// targetUses lists, per target table, the key and the columns the mappings write.
+func targetUses(cfg *config.Config) []sinkpg.TableUse {
+	var uses []sinkpg.TableUse
+	index := map[string]int{}
+	for _, m := range cfg.Mappings {
+		for _, o := range m.To {
+			i, ok := index[o.Table]
+			if !ok {
+				i = len(uses)
+				index[o.Table] = i
+				uses = append(uses, sinkpg.TableUse{Table: o.Table, Key: o.Key})
+			}
+			for _, c := range o.Columns {
+				uses[i].Columns = appendUnique(uses[i].Columns, c.Name)
+			}
+		}
+	}
+	return uses
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// PrintProblems writes check results for people.
+func PrintProblems(w io.Writer, ps []preflight.Problem) { preflight.Print(w, ps) }
+
+// HasFailures reports whether any problem stops tandem.
+func HasFailures(ps []preflight.Problem) bool { return preflight.HasFailures(ps) }

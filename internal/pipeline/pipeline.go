@@ -1,0 +1,277 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tandemcdc/tandem/capture"
+	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/kafka"
+	"github.com/tandemcdc/tandem/sink"
+	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
+	"github.com/tandemcdc/tandem/transform"
+)
+
+// Roles says which parts of the pipeline a process runs.
+type Roles struct {
+	Capture bool
+	Apply   bool
+}
+
+// Options configure Run.
+type Options struct {
+	Roles    Roles
+	Logger   *slog.Logger
+	Version  string
+	Registry *prometheus.Registry // nil: a new one
+	// Ready, if set, is called once every role has started (tests, demos).
+	Ready func(httpAddr string)
+}
+
+// ErrEmbeddedNeedsRun is returned when a split role is asked to use the
+// embedded broker, which lives inside one process.
+var ErrEmbeddedNeedsRun = errors.New("the embedded Kafka broker (kafka.brokers empty) lives inside one process: use `tandem run`, or set kafka.brokers to run capture and apply separately")
+
+// CompileMappings compiles every mapping of the config.
+func CompileMappings(cfg *config.Config) ([]*transform.Mapping, error) {
+	var errs []error
+	out := make([]*transform.Mapping, 0, len(cfg.Mappings))
+	for i, m := range cfg.Mappings {
+		tm, err := transform.Compile(i, m)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, tm)
+	}
+	return out, errors.Join(errs...)
+}
+
+// Run runs the configured roles until ctx ends or a role fails for good.
+func Run(ctx context.Context, cfg *config.Config, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Source.Kind != "postgres" {
+		return fmt.Errorf("source kind %q is not supported yet (postgres is)", cfg.Source.Kind)
+	}
+	if cfg.Target.Kind != "postgres" && opts.Roles.Apply {
+		return fmt.Errorf("target kind %q is not supported yet (postgres is)", cfg.Target.Kind)
+	}
+	mappings, err := CompileMappings(cfg)
+	if err != nil {
+		return err
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	tables := make([]change.Table, len(cfg.Source.Tables))
+	topics := make([]string, 0, len(tables)+1)
+	for i, t := range cfg.Source.Tables {
+		schema, name, _ := strings.Cut(t, ".")
+		tables[i] = change.Table{Schema: schema, Name: name}
+		topics = append(topics, kafka.Topic(cfg.Kafka.TopicPrefix, tables[i]))
+	}
+	dlqTopic := kafka.DLQTopic(cfg.Kafka.TopicPrefix)
+	topics = append(topics, dlqTopic)
+
+	// Kafka: the configured cluster, or an embedded broker for this process.
+	seeds, embedded := cfg.Kafka.Brokers, len(cfg.Kafka.Brokers) == 0
+	var epoch string
+	if embedded {
+		if !opts.Roles.Capture || !opts.Roles.Apply {
+			return ErrEmbeddedNeedsRun
+		}
+		broker, err := kafka.StartEmbedded(cfg.Kafka.Partitions, topics...)
+		if err != nil {
+			return err
+		}
+		defer broker.Close()
+		seeds, epoch = broker.Addrs(), broker.ClusterID()
+		log.Info("embedded kafka broker started", "addr", strings.Join(seeds, ","), "cluster_id", epoch)
+	}
+	producer, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ProducerLinger(2*time.Millisecond),
+		kgo.MaxBufferedRecords(50_000), kgo.ProducerBatchMaxBytes(4<<20))
+	if err != nil {
+		return fmt.Errorf("create kafka producer: %w", err)
+	}
+	defer producer.Close()
+	if !embedded {
+		if err := kafka.EnsureTopics(ctx, producer, cfg.Kafka.Partitions, topics...); err != nil {
+			return err
+		}
+		if epoch, err = kafka.ClusterID(ctx, producer); err != nil {
+			return err
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	gctx, failWith := context.WithCancelCause(gctx)
+	defer failWith(nil)
+	status := &readiness{}
+
+	// Apply: one consumer group per mapping.
+	readers := map[string][]string{}
+	var appliers []*applier
+	var tr *tracker
+	if opts.Roles.Apply {
+		target, err := sinkpg.New(ctx, sinkpg.Config{DSN: cfg.Target.DSN.Value()})
+		if err != nil {
+			return err
+		}
+		defer target.Close()
+		am := newApplyMetrics(reg)
+		dlq := &dlqWriter{client: producer, topic: dlqTopic}
+		for _, m := range mappings {
+			topic := kafka.Topic(cfg.Kafka.TopicPrefix, m.From)
+			group := cfg.Kafka.Group + "." + m.Name
+			readers[topic] = append(readers[topic], group)
+			appliers = append(appliers, &applier{
+				mapping: m, topic: topic, group: group, epoch: epoch, seeds: seeds,
+				sink: target, dlq: dlq, metrics: am, log: log, maxPoll: 10_000,
+				committed: func(group, topic string, p int32, next int64) {
+					if tr != nil {
+						tr.committed(group, topic, p, next)
+					}
+				},
+			})
+		}
+	}
+
+	// Capture: source -> Kafka.
+	var src *pgcapture.Source
+	if opts.Roles.Capture {
+		src, err = pgcapture.New(pgcapture.Config{
+			DSN: cfg.Source.DSN.Value(), Slot: cfg.Source.Postgres.Slot, Publication: cfg.Source.Postgres.Publication, Tables: tables,
+		}, pgcapture.WithLogger(log), pgcapture.WithMetrics(capture.NewMetrics(reg)))
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		if err := src.Setup(ctx); err != nil {
+			return err
+		}
+		tr = newTracker(!embedded, readers, func(p change.Position) {
+			if err := src.Ack(p); err != nil {
+				log.Error("acknowledge source position", "pos", p.String(), "err", err)
+			}
+		})
+		cr := &captureRole{
+			src: src, prefix: cfg.Kafka.TopicPrefix, client: producer, tracker: tr, log: log,
+			enc:  &change.Encoder{Version: opts.Version, Connector: "postgresql", Name: cfg.Kafka.TopicPrefix, DB: dbName(cfg.Source.DSN.Value())},
+			fail: func(err error) { failWith(err) },
+		}
+		g.Go(func() error {
+			status.capturing.Store(true)
+			defer status.capturing.Store(false)
+			return cr.run(gctx)
+		})
+	}
+	for _, a := range appliers {
+		g.Go(func() error { return a.run(gctx) })
+	}
+
+	// HTTP: metrics and health.
+	srv, addr, err := serveHTTP(cfg.HTTP.Listen, reg, status, appliers, opts.Roles)
+	if err != nil {
+		failWith(err)
+	} else {
+		log.Info("http listening", "addr", addr, "metrics", "http://"+addr+"/metrics")
+		defer srv.Close()
+		if opts.Ready != nil {
+			opts.Ready(addr)
+		}
+	}
+	err = g.Wait()
+	if cause := context.Cause(gctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		log.Info("stopped", "acknowledged", ackedString(src))
+		return nil
+	}
+	return err
+}
+
+func ackedString(src *pgcapture.Source) string {
+	if src == nil {
+		return ""
+	}
+	return src.Flushed().String()
+}
+
+// dbName returns the database of a postgres URL DSN, for the envelope.
+func dbName(dsn string) string {
+	if i := strings.LastIndex(dsn, "/"); i >= 0 && strings.Contains(dsn, "://") {
+		db := dsn[i+1:]
+		if j := strings.IndexByte(db, '?'); j >= 0 {
+			db = db[:j]
+		}
+		return db
+	}
+	for _, f := range strings.Fields(dsn) {
+		if v, ok := strings.CutPrefix(f, "dbname="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+type readiness struct {
+	capturing atomic.Bool
+}
+
+func serveHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers []*applier, roles Roles) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen on http.listen %s: %w", listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		var notReady []string
+		if roles.Capture && !st.capturing.Load() {
+			notReady = append(notReady, "capture not streaming")
+		}
+		for _, a := range appliers {
+			if !a.joined.Load() {
+				notReady = append(notReady, "mapping "+a.mapping.Name+" has no partitions yet")
+			}
+		}
+		if len(notReady) > 0 {
+			http.Error(w, strings.Join(notReady, "\n"), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	var once sync.Once
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			once.Do(func() { slog.Error("http server stopped", "err", err) })
+		}
+	}()
+	return srv, ln.Addr().String(), nil
+}
+
+var _ sink.Sink = (*sinkpg.Sink)(nil)

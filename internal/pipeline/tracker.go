@@ -1,0 +1,155 @@
+package pipeline
+
+import (
+	"sync"
+
+	"github.com/tandemcdc/tandem/internal/change"
+)
+
+// tracker decides which source position may be acknowledged: the end of the
+// longest prefix of emitted batches whose every record is durable.
+//
+// A record is durable when Kafka has acknowledged it (external cluster), or,
+// with the embedded broker whose data dies with the process, when every
+// consumer group that reads its topic has committed past its offset in the
+// target. Batches are acknowledged strictly in emit order, so a slow
+// partition holds back the position of later, already durable batches: the
+// source may replay them after a crash, never skip them.
+type tracker struct {
+	mu               sync.Mutex
+	durableOnProduce bool
+	readers          map[string][]string // topic -> groups that consume it (embedded mode)
+	items            []*trackedBatch
+	parts            map[topicPartition]*partitionState
+	ack              func(change.Position)
+}
+
+type trackedBatch struct {
+	pos     change.Position // nil for all but a transaction's last batch
+	pending int             // records produced but not durable yet
+	sealed  bool            // every record of the batch has been handed to the producer
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+type partitionState struct {
+	queue     []trackedRecord  // produced, not yet durable, in offset order
+	committed map[string]int64 // group -> next offset committed in the target
+	durable   int64            // every offset below is durable
+}
+
+type trackedRecord struct {
+	offset int64
+	batch  *trackedBatch
+}
+
+func newTracker(durableOnProduce bool, readers map[string][]string, ack func(change.Position)) *tracker {
+	return &tracker{durableOnProduce: durableOnProduce, readers: readers, parts: map[topicPartition]*partitionState{}, ack: ack}
+}
+
+// begin registers a batch about to be produced.
+func (t *tracker) begin(pos change.Position, records int) *trackedBatch {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := &trackedBatch{pos: pos, pending: records}
+	t.items = append(t.items, b)
+	return b
+}
+
+// seal marks that every record of b has been handed to the producer.
+func (t *tracker) seal(b *trackedBatch) {
+	t.mu.Lock()
+	b.sealed = true
+	pos := t.advance()
+	t.mu.Unlock()
+	t.report(pos)
+}
+
+// produced records that Kafka acknowledged a record of b at offset.
+func (t *tracker) produced(b *trackedBatch, topic string, partition int32, offset int64) {
+	t.mu.Lock()
+	if t.durableOnProduce || len(t.readers[topic]) == 0 {
+		b.pending--
+	} else {
+		ps := t.partition(topic, partition)
+		if offset < ps.durable {
+			b.pending--
+		} else {
+			ps.queue = append(ps.queue, trackedRecord{offset: offset, batch: b})
+		}
+	}
+	pos := t.advance()
+	t.mu.Unlock()
+	t.report(pos)
+}
+
+// committed records that group stored next as its offset for the partition in the target.
+func (t *tracker) committed(group, topic string, partition int32, next int64) {
+	if t.durableOnProduce {
+		return
+	}
+	t.mu.Lock()
+	ps := t.partition(topic, partition)
+	if next > ps.committed[group] {
+		ps.committed[group] = next
+	}
+	durable := next
+	for _, g := range t.readers[topic] {
+		if c := ps.committed[g]; c < durable {
+			durable = c
+		}
+	}
+	if durable > ps.durable {
+		ps.durable = durable
+		i := 0
+		for ; i < len(ps.queue) && ps.queue[i].offset < durable; i++ {
+			ps.queue[i].batch.pending--
+		}
+		ps.queue = append(ps.queue[:0], ps.queue[i:]...)
+	}
+	pos := t.advance()
+	t.mu.Unlock()
+	t.report(pos)
+}
+
+func (t *tracker) partition(topic string, partition int32) *partitionState {
+	k := topicPartition{topic, partition}
+	ps, ok := t.parts[k]
+	if !ok {
+		ps = &partitionState{committed: map[string]int64{}}
+		t.parts[k] = ps
+	}
+	return ps
+}
+
+// advance pops the durable prefix and returns the last position in it, or nil.
+func (t *tracker) advance() change.Position {
+	var pos change.Position
+	i := 0
+	for ; i < len(t.items) && t.items[i].sealed && t.items[i].pending == 0; i++ {
+		if t.items[i].pos != nil {
+			pos = t.items[i].pos
+		}
+	}
+	if i > 0 {
+		clear(t.items[:i])
+		t.items = t.items[i:]
+	}
+	return pos
+}
+
+func (t *tracker) report(pos change.Position) {
+	if pos != nil {
+		t.ack(pos)
+	}
+}
+
+// inFlight returns how many batches are not yet durable.
+func (t *tracker) inFlight() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.items)
+}

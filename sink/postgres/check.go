@@ -1,0 +1,75 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandemcdc/tandem/internal/preflight"
+)
+
+// TableUse is what a mapping needs of one target table.
+type TableUse struct {
+	Table   string   // as configured
+	Key     []string // ON CONFLICT target: must be covered by a unique index
+	Columns []string // every written column
+}
+
+// Check inspects the target without changing it: each table exists with
+// every written column, its key has a unique index (ON CONFLICT needs one),
+// and the user may insert, update and delete.
+func Check(ctx context.Context, dsn string, uses []TableUse) []preflight.Problem {
+	var ps []preflight.Problem
+	fail := func(obj, what, fix string) {
+		ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: obj, What: what, Fix: fix})
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		fail("target", fmt.Sprintf("cannot connect: %v", err), "check target.dsn, that the server is up and that pg_hba.conf lets this host in")
+		return ps
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, u := range uses {
+		obj := "target table " + u.Table
+		ident := splitTable(u.Table).Sanitize()
+		var oid *uint32
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1)::oid`, ident).Scan(&oid); err != nil || oid == nil {
+			fail(obj, "does not exist", "create it in the target, or correct the mapping's table")
+			continue
+		}
+		rows, err := conn.Query(ctx, `SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`, *oid)
+		if err != nil {
+			fail(obj, fmt.Sprintf("cannot inspect: %v", err), "")
+			continue
+		}
+		have, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			fail(obj, fmt.Sprintf("cannot inspect: %v", err), "")
+			continue
+		}
+		for _, c := range u.Columns {
+			if !slices.Contains(have, c) {
+				fail(fmt.Sprintf("target column %s.%s", u.Table, c), "does not exist",
+					fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s <type>; or correct the mapping", ident, pgx.Identifier{c}.Sanitize()))
+			}
+		}
+		var unique bool
+		err = conn.QueryRow(ctx, `SELECT EXISTS (
+	SELECT 1 FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+	AND (SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))
+	    = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) k))`, *oid, u.Key).Scan(&unique)
+		if err == nil && !unique {
+			fail(obj, fmt.Sprintf("has no primary key or unique index on the mapping key (%s), which upserts need", strings.Join(u.Key, ", ")),
+				fmt.Sprintf("CREATE UNIQUE INDEX ON %s (%s);", ident, strings.Join(quoteAll(u.Key), ", ")))
+		}
+		var ins, upd, del bool
+		err = conn.QueryRow(ctx, `SELECT has_table_privilege($1::oid, 'INSERT'), has_table_privilege($1::oid, 'UPDATE'), has_table_privilege($1::oid, 'DELETE')`, *oid).Scan(&ins, &upd, &del)
+		if err == nil && !(ins && upd && del) {
+			fail(obj, "the target user may not insert, update and delete rows", fmt.Sprintf("GRANT INSERT, UPDATE, DELETE, SELECT ON %s TO <target user>;", ident))
+		}
+	}
+	return ps
+}

@@ -1,0 +1,383 @@
+package postgres
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tandemcdc/tandem/sink"
+)
+
+var _ sink.Sink = (*Sink)(nil)
+
+// Config says where to write.
+type Config struct {
+	DSN         string // never logged
+	StateSchema string // schema of tandem's own tables; default "tandem"
+}
+
+// Sink is a PostgreSQL target. Safe for concurrent use.
+type Sink struct {
+	pool   *pgxpool.Pool
+	schema string
+
+	mu     sync.Mutex
+	tables map[string]*table
+}
+
+// ErrTableNotFound is wrapped when a target table does not exist (or is not visible).
+var ErrTableNotFound = errors.New("target table not found")
+
+// New connects to the target and creates tandem's offsets table if needed.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
+	if cfg.StateSchema == "" {
+		cfg.StateSchema = "tandem"
+	}
+	pool, err := pgxpool.New(ctx, cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("connect to target: %w", err)
+	}
+	s := &Sink{pool: pool, schema: cfg.StateSchema, tables: map[string]*table{}}
+	if err := s.init(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Sink) offsetsTable() string {
+	return pgx.Identifier{s.schema, "kafka_offsets"}.Sanitize()
+}
+
+func (s *Sink) init(ctx context.Context) error {
+	sql := `CREATE SCHEMA IF NOT EXISTS ` + pgx.Identifier{s.schema}.Sanitize() + `;
+CREATE TABLE IF NOT EXISTS ` + s.offsetsTable() + ` (
+	group_id    text        NOT NULL,
+	topic       text        NOT NULL,
+	partition   integer     NOT NULL,
+	epoch       text        NOT NULL,
+	next_offset bigint      NOT NULL,
+	updated_at  timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (group_id, topic, partition)
+)`
+	if _, err := s.pool.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("create offsets table %s: %w", s.offsetsTable(), err)
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (s *Sink) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Offsets implements sink.Sink.
+func (s *Sink) Offsets(ctx context.Context, group, epoch string) ([]sink.Offset, error) {
+	rows, err := s.pool.Query(ctx, `SELECT topic, partition, next_offset FROM `+s.offsetsTable()+
+		` WHERE group_id = $1 AND epoch = $2 ORDER BY topic, partition`, group, epoch)
+	if err != nil {
+		return nil, fmt.Errorf("read stored offsets of group %s: %w", group, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sink.Offset, error) {
+		var o sink.Offset
+		err := r.Scan(&o.Topic, &o.Partition, &o.Next)
+		return o, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read stored offsets of group %s: %w", group, err)
+	}
+	return out, nil
+}
+
+// SetOffsets overwrites the stored offsets of a group (an operator's reset, or a test's replay).
+func (s *Sink) SetOffsets(ctx context.Context, cp sink.Checkpoint) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("reset offsets of group %s: %w", cp.Group, err)
+	}
+	defer tx.Rollback(ctx)
+	for _, o := range cp.Offsets {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.offsetsTable()+` (group_id, topic, partition, epoch, next_offset)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, topic, partition) DO UPDATE SET epoch = EXCLUDED.epoch,
+next_offset = EXCLUDED.next_offset, updated_at = now()`, cp.Group, o.Topic, o.Partition, cp.Epoch, o.Next); err != nil {
+			return fmt.Errorf("reset offsets of group %s: %w", cp.Group, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("reset offsets of group %s: %w", cp.Group, err)
+	}
+	return nil
+}
+
+// Apply implements sink.Sink.
+func (s *Sink) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) error {
+	writes := sink.Compact(b.Writes)
+	stmts, err := s.statements(ctx, writes)
+	if err != nil {
+		return err
+	}
+	batch := &pgx.Batch{}
+	for _, st := range stmts {
+		batch.Queue(st.sql, st.args...)
+	}
+	if len(cp.Offsets) > 0 {
+		topics := make([]string, len(cp.Offsets))
+		parts := make([]int32, len(cp.Offsets))
+		nexts := make([]int64, len(cp.Offsets))
+		for i, o := range cp.Offsets {
+			topics[i], parts[i], nexts[i] = o.Topic, o.Partition, o.Next
+		}
+		batch.Queue(`INSERT INTO `+s.offsetsTable()+` AS o (group_id, epoch, topic, partition, next_offset)
+SELECT $1, $2, * FROM unnest($3::text[], $4::int[], $5::bigint[])
+ON CONFLICT (group_id, topic, partition) DO UPDATE SET
+	next_offset = CASE WHEN o.epoch = EXCLUDED.epoch THEN greatest(o.next_offset, EXCLUDED.next_offset) ELSE EXCLUDED.next_offset END,
+	epoch = EXCLUDED.epoch, updated_at = now()`, cp.Group, cp.Epoch, topics, parts, nexts)
+	}
+	if batch.Len() == 0 {
+		return nil
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin target transaction: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	res := tx.SendBatch(ctx, batch)
+	for i := 0; i < batch.Len(); i++ {
+		if _, err := res.Exec(); err != nil {
+			res.Close()
+			if i < len(stmts) {
+				return fmt.Errorf("%s %s: %w", stmts[i].what, stmts[i].table, err)
+			}
+			return fmt.Errorf("store offsets of group %s: %w", cp.Group, err)
+		}
+	}
+	if err := res.Close(); err != nil {
+		return fmt.Errorf("apply batch: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit target transaction: %w", err)
+	}
+	return nil
+}
+
+// Forget drops cached table descriptions, so the next Apply reads them again
+// (after a failed apply, the table may have been created or altered).
+func (s *Sink) Forget() {
+	s.mu.Lock()
+	s.tables = map[string]*table{}
+	s.mu.Unlock()
+}
+
+type statement struct {
+	what, table string
+	sql         string
+	args        []any
+}
+
+// statements groups compacted writes into one statement per table, op and column set.
+func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement, error) {
+	type group struct {
+		op    sink.Op
+		table string
+		key   []string
+		cols  []string
+		rows  []map[string]any
+	}
+	var order []string
+	groups := map[string]*group{}
+	for _, w := range writes {
+		cols := w.Key
+		if w.Op != sink.Delete {
+			cols = sortedColumns(w.Row)
+		}
+		id := w.Op.String() + "\x00" + w.Table + "\x00" + strings.Join(w.Key, ",") + "\x00" + strings.Join(cols, ",")
+		g, ok := groups[id]
+		if !ok {
+			g = &group{op: w.Op, table: w.Table, key: w.Key, cols: cols}
+			groups[id] = g
+			order = append(order, id)
+		}
+		g.rows = append(g.rows, w.Row)
+	}
+	// Deletes first: after compaction no key is both deleted and written, and
+	// deleting first keeps unique constraints other than the key from tripping
+	// on a row that moves from one key to another.
+	slices.SortStableFunc(order, func(a, b string) int {
+		da, db := groups[a].op == sink.Delete, groups[b].op == sink.Delete
+		switch {
+		case da && !db:
+			return -1
+		case db && !da:
+			return 1
+		}
+		return 0
+	})
+	out := make([]statement, 0, len(order))
+	for _, id := range order {
+		g := groups[id]
+		t, err := s.describe(ctx, g.table)
+		if err != nil {
+			return nil, err
+		}
+		args := make([]any, len(g.cols))
+		casts := make([]string, len(g.cols))
+		for i, c := range g.cols {
+			typ, ok := t.types[c]
+			if !ok {
+				return nil, fmt.Errorf("target table %s has no column %q", g.table, c)
+			}
+			vals := make([]*string, len(g.rows))
+			for j, r := range g.rows {
+				vals[j], err = text(r[c])
+				if err != nil {
+					return nil, fmt.Errorf("target %s column %q: %w", g.table, c, err)
+				}
+			}
+			args[i] = vals
+			casts[i] = fmt.Sprintf("$%d::text[]::%s[]", i+1, typ)
+		}
+		quoted := quoteAll(g.cols)
+		var sql string
+		switch g.op {
+		case sink.Delete:
+			sql = "DELETE FROM " + t.ident + " WHERE (" + strings.Join(quoted, ", ") + ") IN (SELECT * FROM unnest(" + strings.Join(casts, ", ") + "))"
+		case sink.Upsert, sink.InsertIfAbsent:
+			sql = "INSERT INTO " + t.ident + " (" + strings.Join(quoted, ", ") + ") SELECT * FROM unnest(" + strings.Join(casts, ", ") +
+				") ON CONFLICT (" + strings.Join(quoteAll(g.key), ", ") + ")"
+			var sets []string
+			if g.op == sink.Upsert {
+				for _, c := range g.cols {
+					if !slices.Contains(g.key, c) {
+						q := pgx.Identifier{c}.Sanitize()
+						sets = append(sets, q+" = EXCLUDED."+q)
+					}
+				}
+			}
+			if len(sets) == 0 {
+				sql += " DO NOTHING"
+			} else {
+				sql += " DO UPDATE SET " + strings.Join(sets, ", ")
+			}
+		default:
+			return nil, fmt.Errorf("target %s: unknown write op %v", g.table, g.op)
+		}
+		out = append(out, statement{what: g.op.String() + " into", table: g.table, sql: sql, args: args})
+	}
+	return out, nil
+}
+
+func sortedColumns(row map[string]any) []string {
+	cols := make([]string, 0, len(row))
+	for c := range row {
+		cols = append(cols, c)
+	}
+	slices.Sort(cols)
+	return cols
+}
+
+func quoteAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = pgx.Identifier{n}.Sanitize()
+	}
+	return out
+}
+
+// table is a described target table.
+type table struct {
+	ident string            // quoted name
+	types map[string]string // column -> type name for casts, without typmod
+}
+
+func splitTable(name string) pgx.Identifier {
+	if schema, tbl, ok := strings.Cut(name, "."); ok {
+		return pgx.Identifier{schema, tbl}
+	}
+	return pgx.Identifier{name}
+}
+
+func (s *Sink) describe(ctx context.Context, name string) (*table, error) {
+	s.mu.Lock()
+	t, ok := s.tables[name]
+	s.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	ident := splitTable(name).Sanitize()
+	rows, err := s.pool.Query(ctx, `SELECT a.attname, format_type(a.atttypid, NULL)
+FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, ident)
+	if err != nil {
+		return nil, fmt.Errorf("describe target table %s: %w", name, err)
+	}
+	t = &table{ident: ident, types: map[string]string{}}
+	for rows.Next() {
+		var col, typ string
+		if err := rows.Scan(&col, &typ); err != nil {
+			return nil, fmt.Errorf("describe target table %s: %w", name, err)
+		}
+		t.types[col] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("describe target table %s: %w", name, err)
+	}
+	if len(t.types) == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrTableNotFound, name)
+	}
+	s.mu.Lock()
+	s.tables[name] = t
+	s.mu.Unlock()
+	return t, nil
+}
+
+// text renders a value in PostgreSQL's text input format; nil is NULL.
+func text(v any) (*string, error) {
+	var s string
+	switch v := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		s = v
+	case int64:
+		s = strconv.FormatInt(v, 10)
+	case int:
+		s = strconv.Itoa(v)
+	case int32:
+		s = strconv.FormatInt(int64(v), 10)
+	case uint64:
+		s = strconv.FormatUint(v, 10)
+	case float64:
+		switch {
+		case math.IsInf(v, 1):
+			s = "Infinity"
+		case math.IsInf(v, -1):
+			s = "-Infinity"
+		default:
+			s = strconv.FormatFloat(v, 'g', -1, 64)
+		}
+	case bool:
+		s = strconv.FormatBool(v)
+	case []byte:
+		s = `\x` + hex.EncodeToString(v)
+	case time.Time:
+		s = v.Format(time.RFC3339Nano)
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("value of type %T has no text form: %w", v, err)
+		}
+		s = string(b)
+	}
+	return &s, nil
+}

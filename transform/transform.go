@@ -1,0 +1,311 @@
+package transform
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
+)
+
+// Row is one target row produced from a source row.
+type Row struct {
+	Table          string         // target table as configured
+	Key            []string       // key column names
+	Columns        map[string]any // every mapped column, key columns included
+	CreateIfAbsent bool           // mode create_if_absent: never overwrite an existing row
+}
+
+// Key is the key of one target row, for deletes.
+type Key struct {
+	Table   string
+	Key     []string
+	Columns map[string]any // the key columns only
+}
+
+// Mapping is a compiled mapping of one source table.
+type Mapping struct {
+	Name    string
+	From    change.Table
+	outputs []*output
+}
+
+type output struct {
+	table          string
+	key            []string
+	createIfAbsent bool
+	when           cel.Program // nil: always
+	whenText       string
+	columns        []column
+}
+
+type column struct {
+	name string
+	prg  cel.Program
+	path string
+}
+
+// EvalError is a failure to evaluate an expression on a row: bad data for the
+// mapping (a poison row), not a broken pipeline.
+type EvalError struct {
+	Mapping string
+	Path    string // config path of the expression, e.g. "to[0].columns.total"
+	Err     error
+}
+
+func (e *EvalError) Error() string {
+	return fmt.Sprintf("mapping %s: %s: %v", e.Mapping, e.Path, e.Err)
+}
+
+func (e *EvalError) Unwrap() error { return e.Err }
+
+var env = func() *cel.Env {
+	e, err := cel.NewEnv(
+		cel.Variable("row", cel.MapType(cel.StringType, cel.DynType)),
+		cel.CrossTypeNumericComparisons(true),
+		cel.OptionalTypes(),
+	)
+	if err != nil {
+		panic(fmt.Sprintf("build CEL environment: %v", err))
+	}
+	return e
+}()
+
+// Compile compiles mapping number index of the config. Every problem is
+// reported, each with the file:line:col of the expression.
+func Compile(index int, m config.Mapping) (*Mapping, error) {
+	schema, name, ok := strings.Cut(m.From, ".")
+	if !ok {
+		return nil, fmt.Errorf("%s: mappings[%d].from: %q is not schema.table", m.Pos, index, m.From)
+	}
+	out := &Mapping{Name: m.Name, From: change.Table{Schema: schema, Name: name}}
+	var errs []error
+	for j, to := range m.To {
+		o := &output{table: to.Table, key: to.Key, createIfAbsent: to.Mode == "create_if_absent"}
+		if to.When != nil {
+			path := fmt.Sprintf("mappings[%d].to[%d].when", index, j)
+			prg, err := compile(*to.When, path, true)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			o.when, o.whenText = prg, to.When.Text
+		}
+		for _, c := range to.Columns {
+			path := fmt.Sprintf("mappings[%d].to[%d].columns.%s", index, j, c.Name)
+			prg, err := compile(c.Expr, path, false)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			o.columns = append(o.columns, column{name: c.Name, prg: prg, path: fmt.Sprintf("to[%d].columns.%s", j, c.Name)})
+		}
+		for _, k := range to.Key {
+			if !o.hasColumn(k) {
+				errs = append(errs, fmt.Errorf("%s: mappings[%d].to[%d].key: %q is not one of its columns", to.Pos, index, j, k))
+			}
+		}
+		out.outputs = append(out.outputs, o)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (o *output) hasColumn(name string) bool {
+	for _, c := range o.columns {
+		if c.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func compile(e config.Expr, path string, wantBool bool) (cel.Program, error) {
+	ast, iss := env.Compile(e.Text)
+	if iss != nil && iss.Err() != nil {
+		var msgs []string
+		for _, ce := range iss.Errors() {
+			pos := e.Pos
+			loc := ce.Location
+			if loc != nil && loc.Line() > 0 {
+				if loc.Line() == 1 {
+					pos.Col += loc.Column()
+				} else {
+					pos.Line += loc.Line() - 1
+					pos.Col = loc.Column() + 1
+				}
+			}
+			msgs = append(msgs, fmt.Sprintf("%s: %s: %s", pos, path, ce.Message))
+		}
+		return nil, errors.New(strings.Join(msgs, "\n"))
+	}
+	if wantBool && !ast.OutputType().IsAssignableType(cel.BoolType) {
+		return nil, fmt.Errorf("%s: %s: must be a boolean expression, is %s", e.Pos, path, ast.OutputType())
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", e.Pos, path, err)
+	}
+	return prg, nil
+}
+
+// activation hands the row to CEL without copying it.
+type activation struct{ row map[string]any }
+
+func (a activation) ResolveName(name string) (any, bool) {
+	if name == "row" {
+		return a.row, true
+	}
+	return nil, false
+}
+
+func (a activation) Parent() interpreter.Activation { return nil }
+
+// Apply maps one source row (an insert's or update's after-image) to the
+// target rows it produces. No rows and a nil error means filtered out.
+func (m *Mapping) Apply(r change.Row) ([]Row, error) {
+	rows, _, err := m.apply(r, false)
+	return rows, err
+}
+
+// ApplyUpdate is Apply for an update: it also returns the keys, computed
+// from the same row, of the outputs whose `when` is false, so their target
+// rows (written while the row still matched) can be deleted.
+func (m *Mapping) ApplyUpdate(r change.Row) ([]Row, []Key, error) {
+	return m.apply(r, true)
+}
+
+func (m *Mapping) apply(r change.Row, unmatchedKeys bool) ([]Row, []Key, error) {
+	act := activation{row: map[string]any(r)}
+	out := make([]Row, 0, len(m.outputs))
+	var gone []Key
+	for _, o := range m.outputs {
+		if o.when != nil {
+			v, _, err := o.when.Eval(act)
+			if err != nil {
+				return nil, nil, &EvalError{Mapping: m.Name, Path: "when " + o.whenText, Err: err}
+			}
+			if b, ok := v.(types.Bool); !ok || !bool(b) {
+				if unmatchedKeys {
+					k, err := m.key(o, act)
+					if err != nil {
+						return nil, nil, err
+					}
+					gone = append(gone, k)
+				}
+				continue
+			}
+		}
+		cols := make(map[string]any, len(o.columns))
+		for _, c := range o.columns {
+			v, err := eval(c.prg, act)
+			if err != nil {
+				return nil, nil, &EvalError{Mapping: m.Name, Path: c.path, Err: err}
+			}
+			cols[c.name] = v
+		}
+		out = append(out, Row{Table: o.table, Key: o.key, Columns: cols, CreateIfAbsent: o.createIfAbsent})
+	}
+	return out, gone, nil
+}
+
+// Keys maps a source row's before-image to the keys of every target row it
+// may have produced, evaluating only the key columns' expressions (`when` is
+// not consulted: deleting an absent row is harmless).
+func (m *Mapping) Keys(r change.Row) ([]Key, error) {
+	act := activation{row: map[string]any(r)}
+	out := make([]Key, 0, len(m.outputs))
+	for _, o := range m.outputs {
+		k, err := m.key(o, act)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+func (m *Mapping) key(o *output, act activation) (Key, error) {
+	cols := make(map[string]any, len(o.key))
+	for _, c := range o.columns {
+		if !contains(o.key, c.name) {
+			continue
+		}
+		v, err := eval(c.prg, act)
+		if err != nil {
+			return Key{}, &EvalError{Mapping: m.Name, Path: c.path, Err: err}
+		}
+		cols[c.name] = v
+	}
+	return Key{Table: o.table, Key: o.key, Columns: cols}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func eval(prg cel.Program, act interpreter.Activation) (any, error) {
+	v, _, err := prg.Eval(act)
+	if err != nil {
+		return nil, err
+	}
+	return native(v)
+}
+
+// native converts a CEL value to the Go values sinks write.
+func native(v ref.Val) (any, error) {
+	switch v := v.(type) {
+	case types.Null:
+		return nil, nil
+	case types.Int:
+		return int64(v), nil
+	case types.Uint:
+		return uint64(v), nil
+	case types.Double:
+		return float64(v), nil
+	case types.String:
+		return string(v), nil
+	case types.Bool:
+		return bool(v), nil
+	case types.Bytes:
+		return []byte(v), nil
+	case types.Timestamp:
+		return v.Time.UTC(), nil
+	case types.Duration:
+		return v.Duration.String(), nil
+	}
+	var target reflect.Type
+	switch v.Type() {
+	case types.ListType:
+		target = reflect.TypeOf([]any{})
+	case types.MapType:
+		target = reflect.TypeOf(map[string]any{})
+	}
+	if target != nil {
+		n, err := v.ConvertToNative(target)
+		if err != nil {
+			return nil, fmt.Errorf("convert %s result: %w", v.Type(), err)
+		}
+		return n, nil
+	}
+	if v.Type() == types.OptionalType {
+		o := v.(*types.Optional)
+		if !o.HasValue() {
+			return nil, nil
+		}
+		return native(o.GetValue())
+	}
+	return nil, fmt.Errorf("expression result of type %s cannot be written", v.Type())
+}
