@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# deps.sh installs the system tools that tandem's tests and demo need, and only
+# the ones that are missing:
+#
+#   postgresql-15  PostgreSQL 15 server (internal/testenv) and pg_recvlogical
+#   prometheus     for promtool (metric and rule checks)
+#   kcat           Kafka interop checks against kfake
+#
+# It is idempotent and takes about a second when everything is present. It runs
+# `apt-get update` only when something has to be installed. While apt runs, a
+# policy-rc.d keeps Debian's postinst scripts from starting services (the
+# PostgreSQL system cluster, Prometheus); any policy-rc.d already there is put
+# back afterwards. A default cluster that apt may create is left alone: tandem's
+# throwaway servers never use port 5432.
+set -euo pipefail
+
+PG_BIN=/usr/lib/postgresql/15/bin
+POLICY=/usr/sbin/policy-rc.d
+APT_INSTALL=(apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends)
+
+# provides PKG prints what PKG must leave behind: a path, or a command on PATH.
+provides() {
+	case $1 in
+	postgresql-15) echo "$PG_BIN/postgres" ;;
+	postgresql-client-15) echo "$PG_BIN/pg_recvlogical" ;;
+	prometheus) echo promtool ;;
+	kcat) echo kcat ;;
+	esac
+}
+# present PKG succeeds when what PKG provides is there.
+present() {
+	command -v "$(provides "$1")" >/dev/null 2>&1
+}
+
+missing=()
+for pkg in postgresql-15 postgresql-client-15 prometheus kcat; do
+	present "$pkg" || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+	echo "deps: all present (postgresql-15, promtool, kcat)"
+	exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "deps: missing ${missing[*]}; as root, run:" >&2
+	echo "  apt-get -o DPkg::Lock::Timeout=300 update && DEBIAN_FRONTEND=noninteractive ${APT_INSTALL[*]} ${missing[*]}" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# Keep postinst scripts from starting services while apt runs; restore the
+# previous policy (if any) on every exit path.
+policy_backup=""
+if [[ -e $POLICY ]]; then
+	policy_backup=$(mktemp)
+	cp -p "$POLICY" "$policy_backup"
+fi
+log=$(mktemp)
+restore_policy() {
+	if [[ -n $policy_backup ]]; then
+		cp -p "$policy_backup" "$POLICY"
+		rm -f "$policy_backup"
+	else
+		rm -f "$POLICY"
+	fi
+	rm -f "$log"
+}
+trap restore_policy EXIT
+printf '#!/bin/sh\n# written by tandem scripts/deps.sh while installing\nexit 101\n' >"$POLICY"
+chmod 0755 "$POLICY"
+
+echo "deps: installing ${missing[*]} (apt-get)"
+if ! apt-get -o DPkg::Lock::Timeout=300 update >"$log" 2>&1 ||
+	! "${APT_INSTALL[@]}" "${missing[@]}" >>"$log" 2>&1; then
+	echo "deps: apt-get failed; last lines of its output:" >&2
+	tail -n 40 "$log" >&2
+	exit 1
+fi
+
+# Verify and report, one line per thing installed.
+status=0
+for pkg in "${missing[@]}"; do
+	if present "$pkg"; then
+		echo "deps: installed $pkg ($(command -v "$(provides "$pkg")"))"
+	else
+		echo "deps: installed $pkg, but $(provides "$pkg") is still missing" >&2
+		status=1
+	fi
+done
+exit "$status"
