@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandemcdc/tandem/internal/config"
@@ -22,31 +20,13 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
 
-// migration is a source and a target database with the shop schemas.
-type migration struct {
-	srcDSN, tgtDSN string
-	src, tgt       *pgxpool.Pool
-}
-
-func newMigration(t *testing.T) *migration {
+func newMigration(t *testing.T) *shop.Migration {
 	t.Helper()
-	ctx := context.Background()
-	m := &migration{srcDSN: testenv.NewDatabase(t), tgtDSN: testenv.NewDatabase(t)}
-	var err error
-	if m.src, err = pgxpool.New(ctx, m.srcDSN); err != nil {
+	m, err := shop.Open(context.Background(), testenv.NewDatabase(t), testenv.NewDatabase(t), true)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.src.Close)
-	if m.tgt, err = pgxpool.New(ctx, m.tgtDSN); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.tgt.Close)
-	if _, err := m.src.Exec(ctx, shop.SourceSchema); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.tgt.Exec(ctx, shop.TargetSchema); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(m.Close)
 	return m
 }
 
@@ -120,47 +100,30 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 var _ io.Writer = testWriter{}
 
-// waitConverged polls until the target holds exactly the expected new rows,
-// and fails with the full diff when the deadline passes.
-func waitConverged(t *testing.T, m *migration, within time.Duration) *shop.NewRows {
+func waitConverged(t *testing.T, m *shop.Migration, within time.Duration) *shop.NewRows {
 	t.Helper()
-	ctx := context.Background()
-	deadline := time.Now().Add(within)
-	var diff string
-	for {
-		want, err := shop.Expected(ctx, m.src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := shop.ReadTarget(ctx, m.tgt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff = cmp.Diff(want, got); diff == "" {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("target did not converge within %s (-want +got):\n%s", within, diff)
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval, not synchronisation
+	got, err := m.WaitConverged(context.Background(), within)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return got
 }
 
 func TestRun_ConcurrentWriterConverges(t *testing.T) {
 	m := newMigration(t)
-	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{SourceDSN: m.srcDSN, TargetDSN: m.tgtDSN}))
+	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}))
 	start(t, cfg)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	w := &shop.Workload{Src: m.src, Seed: 1}
+	w := &shop.Workload{Src: m.Src, Seed: 1}
 	if err := w.History(ctx, 100); err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 3)
 	for i := range 3 {
 		go func() {
-			wk := &shop.Workload{Src: m.src, Seed: uint64(10 + i)}
+			wk := &shop.Workload{Src: m.Src, Seed: uint64(10 + i)}
 			errc <- wk.Run(ctx, 400, 0)
 		}()
 	}

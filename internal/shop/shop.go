@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -372,4 +373,78 @@ VALUES (coalesce((SELECT max(id) FROM shop.customers), 0), $1, $2, $3, $4)`,
 		return fmt.Errorf("workload: %w", err)
 	}
 	return nil
+}
+
+// Migration is an open source and target database pair.
+type Migration struct {
+	SrcDSN, TgtDSN string
+	Src, Tgt       *pgxpool.Pool
+}
+
+// Open connects to both databases and, when create is set, creates the old
+// schema in the source and the new one in the target.
+func Open(ctx context.Context, srcDSN, tgtDSN string, create bool) (*Migration, error) {
+	m := &Migration{SrcDSN: srcDSN, TgtDSN: tgtDSN}
+	var err error
+	if m.Src, err = pgxpool.New(ctx, srcDSN); err != nil {
+		return nil, fmt.Errorf("connect to source: %w", err)
+	}
+	if m.Tgt, err = pgxpool.New(ctx, tgtDSN); err != nil {
+		m.Src.Close()
+		return nil, fmt.Errorf("connect to target: %w", err)
+	}
+	if create {
+		if _, err := m.Src.Exec(ctx, SourceSchema); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("create old schema: %w", err)
+		}
+		if _, err := m.Tgt.Exec(ctx, TargetSchema); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("create new schema: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Close closes both pools.
+func (m *Migration) Close() {
+	m.Src.Close()
+	m.Tgt.Close()
+}
+
+// Diff compares the target with the rows expected from the source; "" means
+// equal. got is the target's content.
+func (m *Migration) Diff(ctx context.Context) (diff string, got *NewRows, err error) {
+	want, err := Expected(ctx, m.Src)
+	if err != nil {
+		return "", nil, err
+	}
+	got, err = ReadTarget(ctx, m.Tgt)
+	if err != nil {
+		return "", nil, err
+	}
+	return cmp.Diff(want, got), got, nil
+}
+
+// WaitConverged polls Diff until it is empty or within passes; it returns the
+// target's content, or the last diff as the error.
+func (m *Migration) WaitConverged(ctx context.Context, within time.Duration) (*NewRows, error) {
+	deadline := time.Now().Add(within)
+	for {
+		diff, got, err := m.Diff(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if diff == "" {
+			return got, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("target did not converge within %s (-want +got):\n%s", within, diff)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond): // poll interval
+		}
+	}
 }

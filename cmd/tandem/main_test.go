@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tandemcdc/tandem/internal/shop"
+	"github.com/tandemcdc/tandem/internal/testenv"
+)
+
+// binary is the tandem binary built for this test run.
+var binary string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "tandem-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binary = filepath.Join(dir, "tandem")
+		if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build tandem: %v\n%s", err, out)
+			return 1
+		}
+		return testenv.Run(m)
+	}())
+}
+
+// process is a tandem process whose output is kept for assertions.
+type process struct {
+	cmd *exec.Cmd
+	out *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startTandem(t *testing.T, cfgPath string, env []string, out *syncBuffer) *process {
+	t.Helper()
+	cmd := exec.Command(binary, "run", "-c", cfgPath)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return &process{cmd: cmd, out: out}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, err := cond()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+// appliedOffsets sums the offsets stored in the target: it grows with every applied batch.
+func appliedOffsets(ctx context.Context, m *shop.Migration) (int64, error) {
+	var n int64
+	err := m.Tgt.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM tandem.kafka_offsets`).Scan(&n)
+	if err != nil && strings.Contains(err.Error(), "does not exist") {
+		return 0, nil
+	}
+	return n, err
+}
+
+func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
+	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{})), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + m.TgtDSN}
+	out := &syncBuffer{}
+
+	// Writers run for the whole test, across every crash.
+	wctx, stopWriters := context.WithCancel(ctx)
+	defer stopWriters()
+	errc := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			w := &shop.Workload{Src: m.Src, Seed: uint64(100 + i)}
+			errc <- w.Run(wctx, 0, 150)
+		}()
+	}
+
+	// Kill points: as soon as the process streams (before anything is
+	// applied), and twice mid-stream after more batches were applied.
+	kills := []func(p *process){
+		func(p *process) {
+			waitFor(t, "replication started", 30*time.Second, func() (bool, error) {
+				return strings.Contains(p.out.String(), "streaming from replication slot"), nil
+			})
+		},
+		func(p *process) { waitForMoreApplied(t, ctx, m, 50) },
+		func(p *process) { waitForMoreApplied(t, ctx, m, 200) },
+	}
+	for i, waitPoint := range kills {
+		p := startTandem(t, cfgPath, env, out)
+		waitPoint(p)
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.cmd.Wait()
+		t.Logf("kill %d done; applied offsets %d", i+1, must(appliedOffsets(ctx, m)))
+	}
+
+	// The last run sees the writers finish, then must converge exactly.
+	p := startTandem(t, cfgPath, env, out)
+	waitForMoreApplied(t, ctx, m, 50)
+	stopWriters()
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := m.WaitConverged(ctx, 90*time.Second)
+	if err != nil {
+		t.Fatalf("%v\n--- tandem output ---\n%s", err, out.String())
+	}
+	if got.Count() < 100 {
+		t.Errorf("only %d target rows: the test proved little", got.Count())
+	}
+	// The slot must have moved on: acknowledged positions reached the source.
+	waitFor(t, "slot confirmed_flush_lsn to pass the last write", 30*time.Second, func() (bool, error) {
+		var ok bool
+		err := m.Src.QueryRow(ctx, `SELECT confirmed_flush_lsn >= pg_current_wal_lsn() - 1024*1024 AND confirmed_flush_lsn > '0/0' FROM pg_replication_slots WHERE slot_name = 'tandem'`).Scan(&ok)
+		return ok, err
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("tandem after SIGTERM: %v (want exit 0)\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), testenv.Password) {
+		t.Errorf("the DSN password appears in tandem's output")
+	}
+}
+
+func waitForMoreApplied(t *testing.T, ctx context.Context, m *shop.Migration, more int64) {
+	t.Helper()
+	base, err := appliedOffsets(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, fmt.Sprintf("%d more records applied", more), 60*time.Second, func() (bool, error) {
+		n, err := appliedOffsets(ctx, m)
+		return n >= base+more || (base > 0 && n < base), err // a fresh embedded broker restarts offsets at 0
+	})
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestBadInput_ClearErrorExit2NothingWritten(t *testing.T) {
+	ctx := context.Background()
+	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	good := shop.Config(shop.ConfigOptions{SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})
+	unreachable := "postgres://tandem:" + testenv.Password + "@127.0.0.1:1/shop?sslmode=disable&connect_timeout=5"
+	tests := []struct {
+		name   string
+		config string
+		want   []string // substrings of stderr
+	}{
+		{"unknown key", strings.Replace(good, "  topic_prefix: shop", "  topic_prefix: shop\n  partitons: 3", 1),
+			[]string{"tandem.yaml:11:3", "partitons", "unknown key"}},
+		{"bad dsn", strings.Replace(good, fmt.Sprintf("%q", m.SrcDSN), fmt.Sprintf("%q", unreachable), 1),
+			[]string{"source: cannot connect"}},
+		{"malformed dsn", strings.Replace(good, fmt.Sprintf("%q", m.SrcDSN), `"postgres://tandem:`+testenv.Password+`@127.0.0.1:notaport/shop"`, 1),
+			[]string{"source"}},
+		{"missing source table", strings.Replace(good, "tables: [shop.customers, shop.orders]", "tables: [shop.customers, shop.orders, shop.refunds]", 1),
+			[]string{"source table shop.refunds: does not exist"}},
+		{"missing target table", strings.Replace(good, "table: public.payments", "table: public.payment", 1),
+			[]string{"target table public.payment: does not exist"}},
+		{"expression does not compile", strings.Replace(good, "int(double(row.total) * 100.0 + 0.5)", "int(double(row.total) * )", 1),
+			[]string{"tandem.yaml:", "mappings[1].to[0].columns.total_cents", "Syntax error"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "tandem.yaml")
+			if err := os.WriteFile(path, []byte(tc.config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"run", "-c", path}, &stdout, &stderr)
+			msg := strings.ReplaceAll(stderr.String(), path, "tandem.yaml")
+			if code != exitUsage {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitUsage, msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("stderr does not mention %q:\n%s", w, msg)
+				}
+			}
+			if strings.Contains(msg+stdout.String(), testenv.Password) {
+				t.Errorf("the DSN password appears in the output:\n%s", msg)
+			}
+			assertNothingWritten(t, ctx, m)
+		})
+	}
+}
+
+// assertNothingWritten checks that no slot, publication or tandem state exists.
+func assertNothingWritten(t *testing.T, ctx context.Context, m *shop.Migration) {
+	t.Helper()
+	var slots, pubs, schemas, rows int
+	if err := m.Src.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_replication_slots WHERE database = current_database()), (SELECT count(*) FROM pg_publication)`).Scan(&slots, &pubs); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Tgt.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'tandem'),
+	(SELECT count(*) FROM public.customers) + (SELECT count(*) FROM public.orders) + (SELECT count(*) FROM public.payments)`).Scan(&schemas, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if slots+pubs+schemas+rows != 0 {
+		t.Errorf("something was written: %d slots, %d publications in the source; %d tandem schemas, %d rows in the target", slots, pubs, schemas, rows)
+	}
+}

@@ -1,0 +1,322 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Validate checks every rule of tandem.yaml on c and returns all the
+// problems at once as Errors, in file order, or nil. Positions come from the
+// Pos fields of c; Parse, which has the file, gives each problem the
+// position of the value itself. Defaults are not applied: call SetDefaults
+// first on a Config built in code.
+func (c *Config) Validate() error {
+	v := validator{c: c}
+	v.run()
+	if len(v.errs) == 0 {
+		return nil
+	}
+	sortErrors(v.errs)
+	return v.errs
+}
+
+var (
+	topicPrefixRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	slotRE        = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+	kinds         = []string{KindMySQL, KindPostgres}
+	modes         = []string{ModeUpsert, ModeCreateIfAbsent}
+	tolerances    = []string{TolerateNullEqualsEmpty, TolerateTrimSpace, TolerateFloatEpsilon, TolerateTimePrecisionMS, TolerateCaseInsensitive}
+	// dsnSchemes are the URL schemes a DSN of each kind may have.
+	dsnSchemes = map[string][]string{
+		KindMySQL:    {"mysql", "mariadb"},
+		KindPostgres: {"postgres", "postgresql"},
+	}
+)
+
+// validator collects the rule violations of one Config.
+type validator struct {
+	c       *Config
+	fromEnv map[string]bool // paths whose value came from ${VAR}: never quoted
+	errs    Errors
+}
+
+func (v *validator) add(pos Pos, path, msg string) {
+	if pos.File == "" {
+		pos.File = v.c.File
+	}
+	v.errs = append(v.errs, &Error{Pos: pos, Path: path, Msg: msg})
+}
+
+// got returns `, got "value"`, or "" when the value at path came from the
+// environment and so may be a secret.
+func (v *validator) got(path, value string) string {
+	return quoteUnlessEnv(v.fromEnv, path, ", got ", value)
+}
+
+// quoteUnlessEnv returns prefix and the quoted value, or "" when the value at
+// path came from the environment.
+func quoteUnlessEnv(fromEnv map[string]bool, path, prefix, value string) string {
+	if fromEnv[path] {
+		return ""
+	}
+	return prefix + strconv.Quote(value)
+}
+
+func (v *validator) run() {
+	c := v.c
+	v.source(&c.Source)
+	v.kafka(&c.Kafka)
+	v.database("target", c.Target.Pos, c.Target.Kind, c.Target.DSN)
+	v.mappings()
+	v.reconcile(&c.Reconcile)
+
+	b := c.Backfill
+	if b.ChunkRows <= 0 {
+		v.add(Pos{}, "backfill.chunk_rows", "must be more than 0")
+	}
+	if b.Parallel <= 0 {
+		v.add(Pos{}, "backfill.parallel", "must be more than 0")
+	}
+	if b.MaxRowsPerSecond < 0 {
+		v.add(Pos{}, "backfill.max_rows_per_second", "must be 0 (unthrottled) or more")
+	}
+
+	if l := c.HTTP.Listen; l == "" {
+		v.add(Pos{}, "http.listen", "required: host:port")
+	} else if !validListen(l) {
+		v.add(Pos{}, "http.listen", "must be host:port, such as 127.0.0.1:9187 or :9187"+v.got("http.listen", l))
+	}
+}
+
+// database checks the kind and DSN of the source or the target.
+func (v *validator) database(path string, pos Pos, kind string, dsn Secret) {
+	switch {
+	case kind == "":
+		v.add(pos, path+".kind", "required (mysql or postgres)")
+	case !slices.Contains(kinds, kind):
+		v.add(pos, path+".kind", "unknown kind"+quoteUnlessEnv(v.fromEnv, path+".kind", " ", kind)+" (known: mysql, postgres)")
+	}
+	raw := dsn.Value()
+	if strings.TrimSpace(raw) == "" {
+		v.add(pos, path+".dsn", "required")
+		return
+	}
+	if n := schemeLen(raw); n > 0 && slices.Contains(kinds, kind) {
+		if !slices.Contains(dsnSchemes[kind], strings.ToLower(raw[:n-3])) {
+			v.add(pos, path+".dsn", fmt.Sprintf("the URL scheme does not fit kind %s (write %s://...)", kind, kind))
+		}
+	}
+}
+
+func (v *validator) source(s *Source) {
+	v.database("source", s.Pos, s.Kind, s.DSN)
+	if len(s.Tables) == 0 {
+		v.add(s.Pos, "source.tables", "must list at least one table")
+	}
+	first := map[string]int{}
+	for i, t := range s.Tables {
+		p := fmt.Sprintf("source.tables[%d]", i)
+		pos := s.Pos
+		if i < len(s.TablesPos) {
+			pos = s.TablesPos[i]
+		}
+		if !validTable(t, false) {
+			v.add(pos, p, `must be "schema.table"`+v.got(p, t))
+		} else if j, dup := first[t]; dup {
+			v.add(pos, p, fmt.Sprintf("duplicate of source.tables[%d]", j))
+		} else {
+			first[t] = i
+		}
+	}
+	if s.MySQL.ServerID == 0 {
+		v.add(s.Pos, "source.mysql.server_id", "must be a whole number from 1 to 4294967295")
+	}
+	if p := "source.postgres.slot"; !slotRE.MatchString(s.Postgres.Slot) {
+		v.add(s.Pos, p, "must be 1 to 63 lower-case letters, digits or _"+v.got(p, s.Postgres.Slot))
+	}
+	if pub := s.Postgres.Publication; pub == "" || len(pub) > 63 {
+		v.add(s.Pos, "source.postgres.publication", "must be 1 to 63 bytes long")
+	}
+}
+
+func (v *validator) kafka(k *Kafka) {
+	for i, b := range k.Brokers {
+		if p := fmt.Sprintf("kafka.brokers[%d]", i); b == "" || strings.ContainsAny(b, " \t\n,") {
+			v.add(Pos{}, p, "must be host:port"+v.got(p, b))
+		}
+	}
+	if p := "kafka.topic_prefix"; !topicPrefixRE.MatchString(k.TopicPrefix) {
+		v.add(Pos{}, p, "must be letters, digits, '.', '_' or '-'"+v.got(p, k.TopicPrefix))
+	}
+	if k.Partitions < 1 || k.Partitions > MaxPartitions {
+		v.add(Pos{}, "kafka.partitions", fmt.Sprintf("must be from 1 to %d", MaxPartitions))
+	}
+	if k.Group == "" {
+		v.add(Pos{}, "kafka.group", "must not be empty")
+	}
+}
+
+func (v *validator) mappings() {
+	c := v.c
+	names := map[string]int{}
+	for i, m := range c.Mappings {
+		p := fmt.Sprintf("mappings[%d]", i)
+		switch {
+		case m.From == "":
+			v.add(m.Pos, p+".from", "required: the source table to read")
+		case !slices.Contains(c.Source.Tables, m.From):
+			v.add(m.Pos, p+".from", "must be one of source.tables"+v.got(p+".from", m.From))
+		}
+		switch j, dup := names[m.Name]; {
+		case m.Name == "" && m.From != "":
+			v.add(m.Pos, p+".name", "must not be empty")
+		case dup:
+			v.add(m.Pos, p+".name", fmt.Sprintf("duplicate mapping name%s (first in mappings[%d]); set name to tell them apart",
+				quoteUnlessEnv(v.fromEnv, p+".name", " ", m.Name), j))
+		case m.Name != "":
+			names[m.Name] = i
+		}
+		if len(m.To) == 0 {
+			v.add(m.Pos, p+".to", "must list at least one target table")
+		}
+		for j, o := range m.To {
+			v.output(fmt.Sprintf("%s.to[%d]", p, j), o)
+		}
+		if m.Inverse != nil {
+			if len(m.Inverse.Columns) == 0 {
+				v.add(m.Pos, p+".inverse.columns", "must list at least one column")
+			}
+			v.columns(p+".inverse.columns", m.Inverse.Columns, m.Pos)
+		}
+	}
+}
+
+func (v *validator) output(p string, o Output) {
+	switch {
+	case o.Table == "":
+		v.add(o.Pos, p+".table", "required: the target table to write")
+	case !validTable(o.Table, true):
+		v.add(o.Pos, p+".table", `must be "schema.table" or "table"`+v.got(p+".table", o.Table))
+	}
+	if len(o.Columns) == 0 {
+		v.add(o.Pos, p+".columns", "must list at least one column")
+	}
+	cols := v.columns(p+".columns", o.Columns, o.Pos)
+	if len(o.Key) == 0 {
+		v.add(o.Pos, p+".key", "must list at least one column")
+	}
+	first := map[string]int{}
+	for i, k := range o.Key {
+		kp := fmt.Sprintf("%s.key[%d]", p, i)
+		if j, dup := first[k]; dup {
+			v.add(o.Pos, kp, fmt.Sprintf("duplicate of key[%d]", j))
+			continue
+		}
+		first[k] = i
+		switch {
+		case k == "":
+			v.add(o.Pos, kp, "must not be empty")
+		case len(o.Columns) > 0 && !cols[k]:
+			v.add(o.Pos, kp, "must be one of the columns of this output"+v.got(kp, k))
+		}
+	}
+	if !slices.Contains(modes, o.Mode) {
+		v.add(o.Pos, p+".mode", "unknown mode"+quoteUnlessEnv(v.fromEnv, p+".mode", " ", o.Mode)+" (known: upsert, create_if_absent)")
+	}
+	if o.When != nil && strings.TrimSpace(o.When.Text) == "" {
+		v.add(orPos(o.When.Pos, o.Pos), p+".when", "must not be empty")
+	}
+}
+
+// columns checks a column list and returns the set of its names.
+func (v *validator) columns(p string, cols []Column, fallback Pos) map[string]bool {
+	names := map[string]bool{}
+	for _, col := range cols {
+		cp := joinPath(p, col.Name)
+		pos := orPos(col.Expr.Pos, fallback)
+		switch {
+		case col.Name == "":
+			v.add(pos, cp, "column name must not be empty")
+		case names[col.Name]:
+			v.add(pos, cp, "duplicate column")
+		}
+		names[col.Name] = true
+		if strings.TrimSpace(col.Expr.Text) == "" {
+			v.add(pos, cp, "expression must not be empty")
+		}
+	}
+	return names
+}
+
+func (v *validator) reconcile(r *Reconcile) {
+	if r.Interval <= 0 {
+		v.add(Pos{}, "reconcile.interval", "must be more than 0")
+	}
+	first := map[string]int{}
+	for i, t := range r.Tolerate {
+		p := fmt.Sprintf("reconcile.tolerate[%d]", i)
+		if j, dup := first[t]; dup {
+			v.add(Pos{}, p, fmt.Sprintf("duplicate of reconcile.tolerate[%d]", j))
+			continue
+		}
+		first[t] = i
+		if !slices.Contains(tolerances, t) {
+			v.add(Pos{}, p, "unknown tolerance"+quoteUnlessEnv(v.fromEnv, p, " ", t)+" (known: "+strings.Join(tolerances, ", ")+")")
+		}
+	}
+	names := map[string]int{}
+	for i, ch := range r.Checks {
+		p := fmt.Sprintf("reconcile.checks[%d]", i)
+		switch j, dup := names[ch.Name]; {
+		case ch.Name == "":
+			v.add(ch.Pos, p+".name", "required")
+		case dup:
+			v.add(ch.Pos, p+".name", fmt.Sprintf("duplicate check name%s (first in reconcile.checks[%d])",
+				quoteUnlessEnv(v.fromEnv, p+".name", " ", ch.Name), j))
+		default:
+			names[ch.Name] = i
+		}
+		if strings.TrimSpace(ch.Source) == "" {
+			v.add(ch.Pos, p+".source", "required: a query on the source returning one number")
+		}
+		if strings.TrimSpace(ch.Target) == "" {
+			v.add(ch.Pos, p+".target", "required: a query on the target returning one number")
+		}
+	}
+}
+
+// validTable reports whether t is "schema.table" with both parts non-empty,
+// or, when bareOK, also a bare "table".
+func validTable(t string, bareOK bool) bool {
+	parts := strings.Split(t, ".")
+	if len(parts) == 1 && !bareOK || len(parts) > 2 {
+		return false
+	}
+	for _, p := range parts {
+		if strings.TrimSpace(p) == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// validListen reports whether l is host:port with a numeric port.
+func validListen(l string) bool {
+	_, port, err := net.SplitHostPort(l)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func orPos(p, fallback Pos) Pos {
+	if p.Line == 0 {
+		return fallback
+	}
+	return p
+}
