@@ -248,6 +248,10 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 	}
 	s.log.Info("streaming from replication slot", "slot", s.cfg.Slot, "publication", s.cfg.Publication)
 
+	hctx, stopHeadroom := context.WithCancel(ctx)
+	defer stopHeadroom()
+	go s.watchHeadroom(hctx)
+
 	st := &stream{src: s, emit: emit, rels: map[uint32]*relation{}}
 	nextStatus := time.Now()
 	for {
@@ -465,4 +469,39 @@ func keyOnly(key []string, row change.Row) change.Row {
 		out[k] = row[k]
 	}
 	return out
+}
+
+// watchHeadroom exports how much more WAL the server may write before the
+// slot is invalidated (pg_replication_slots.safe_wal_size; +Inf when
+// max_slot_wal_keep_size is unlimited), every 15 seconds until ctx ends.
+func (s *Source) watchHeadroom(ctx context.Context) {
+	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("retention headroom not watched: cannot connect", "err", err)
+		}
+		return
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		var safe *int64
+		err := conn.QueryRow(ctx, `SELECT safe_wal_size FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&safe)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			s.log.Warn("read slot retention headroom", "slot", s.cfg.Slot, "err", err)
+		case safe == nil:
+			s.metrics.RetentionHeadroom.Set(math.Inf(1))
+		default:
+			s.metrics.RetentionHeadroom.Set(float64(*safe))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/pipeline"
@@ -28,6 +31,24 @@ func newMigration(t *testing.T) *shop.Migration {
 	}
 	t.Cleanup(m.Close)
 	return m
+}
+
+// slotFor returns a replication slot name of the test's own (slots are
+// server-wide) and drops the slot when the test ends.
+func slotFor(t *testing.T, m *shop.Migration) string {
+	t.Helper()
+	var db string
+	if err := m.Src.QueryRow(context.Background(), `SELECT current_database()`).Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	slot := strings.ToLower(db)
+	if len(slot) > 63 {
+		slot = slot[len(slot)-63:]
+	}
+	t.Cleanup(func() {
+		_, _ = m.Src.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
+	})
+	return slot
 }
 
 func parseConfig(t *testing.T, yaml string) *config.Config {
@@ -49,13 +70,18 @@ type running struct {
 
 func start(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
+	return startWith(t, cfg, pipeline.Roles{Capture: true, Apply: true})
+}
+
+func startWith(t *testing.T, cfg *config.Config, roles pipeline.Roles) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, done: make(chan error, 1), reg: prometheus.NewRegistry()}
 	ready := make(chan string, 1)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	go func() {
 		r.done <- pipeline.Run(ctx, cfg, pipeline.Options{
-			Roles: pipeline.Roles{Capture: true, Apply: true}, Logger: log, Registry: r.reg,
+			Roles: roles, Logger: log, Registry: r.reg,
 			Ready: func(addr string) { ready <- addr },
 		})
 	}()
@@ -111,7 +137,7 @@ func waitConverged(t *testing.T, m *shop.Migration, within time.Duration) *shop.
 
 func TestRun_ConcurrentWriterConverges(t *testing.T) {
 	m := newMigration(t)
-	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}))
+	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}))
 	start(t, cfg)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -143,5 +169,164 @@ func TestRun_EmbeddedBrokerNeedsBothRoles(t *testing.T) {
 	err := pipeline.Run(context.Background(), cfg, pipeline.Options{Roles: pipeline.Roles{Capture: true}})
 	if !errors.Is(err, pipeline.ErrEmbeddedNeedsRun) {
 		t.Fatalf("Run(capture only, embedded broker) = %v, want ErrEmbeddedNeedsRun", err)
+	}
+}
+
+// metricValue reads one sample from the registry; ok is false when absent.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue(), true
+			case m.Gauge != nil:
+				return m.Gauge.GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+func pollUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
+	ctx := context.Background()
+	m := newMigration(t)
+	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}))
+	r := start(t, cfg)
+	if _, err := m.Tgt.Exec(ctx, `ALTER TABLE public.customers RENAME TO customers_away`); err != nil {
+		t.Fatal(err)
+	}
+	w := &shop.Workload{Src: m.Src, Seed: 7}
+	if err := w.History(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	paused := map[string]string{"mapping": "shop.customers"}
+	pollUntil(t, "shop.customers paused", 30*time.Second, func() bool {
+		v, _ := metricValue(t, r.reg, "tandem_mapping_paused", paused)
+		return v == 1
+	})
+	if v, _ := metricValue(t, r.reg, "tandem_apply_errors_total", map[string]string{"reason": "table_missing"}); v < 1 {
+		t.Errorf("tandem_apply_errors_total{reason=table_missing} = %v, want >= 1", v)
+	}
+	// The orders mapping goes on while customers is paused.
+	pollUntil(t, "orders and payments applied while customers is paused", 30*time.Second, func() bool {
+		want, err := shop.Expected(ctx, m.Src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var orders, payments int
+		if err := m.Tgt.QueryRow(ctx, `SELECT (SELECT count(*) FROM public.orders), (SELECT count(*) FROM public.payments)`).Scan(&orders, &payments); err != nil {
+			t.Fatal(err)
+		}
+		return orders == len(want.Orders) && payments == len(want.Payments)
+	})
+	if v, _ := metricValue(t, r.reg, "tandem_mapping_paused", map[string]string{"mapping": "shop.orders"}); v != 0 {
+		t.Errorf("shop.orders paused = %v, want 0", v)
+	}
+	// Fixed: the paused mapping resumes and everything converges.
+	if _, err := m.Tgt.Exec(ctx, `ALTER TABLE public.customers_away RENAME TO customers`); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, m, time.Minute)
+	pollUntil(t, "shop.customers resumed", 30*time.Second, func() bool {
+		v, _ := metricValue(t, r.reg, "tandem_mapping_paused", paused)
+		return v == 0
+	})
+}
+
+func TestRun_ExternalKafkaSplitRolesAndReplayedSuffixChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	m := newMigration(t)
+	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN, Brokers: cluster.ListenAddrs()}))
+
+	// capture and apply as separate roles, as separate processes would run them.
+	startRoles := func(roles pipeline.Roles) *running { return startWith(t, cfg, roles) }
+	capture := startRoles(pipeline.Roles{Capture: true})
+	apply := startRoles(pipeline.Roles{Apply: true})
+
+	w := &shop.Workload{Src: m.Src, Seed: 3}
+	if err := w.History(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(ctx, 600, 0); err != nil {
+		t.Fatal(err)
+	}
+	before := waitConverged(t, m, time.Minute)
+	for _, name := range []string{"tandem_capture_events_total", "tandem_capture_lag_seconds", "tandem_source_retention_headroom_bytes"} {
+		if _, ok := metricValue(t, capture.reg, name, nil); !ok {
+			t.Errorf("capture role exports no %s", name)
+		}
+	}
+	for _, name := range []string{"tandem_apply_rows_total", "tandem_replication_lag_seconds", "tandem_mapping_paused"} {
+		if _, ok := metricValue(t, apply.reg, name, nil); !ok {
+			t.Errorf("apply role exports no %s", name)
+		}
+	}
+	for _, reg := range []*prometheus.Registry{capture.reg, apply.reg} {
+		problems, err := testutil.GatherAndLint(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
+		}
+	}
+	apply.stop(t)
+
+	// Rewind every partition to half its offset and apply the suffix again.
+	var end int64
+	if err := m.Tgt.QueryRow(ctx, `SELECT sum(next_offset) FROM tandem.kafka_offsets`).Scan(&end); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Tgt.Exec(ctx, `UPDATE tandem.kafka_offsets SET next_offset = next_offset / 2`); err != nil {
+		t.Fatal(err)
+	}
+	startRoles(pipeline.Roles{Apply: true})
+	pollUntil(t, "the replayed suffix applied", time.Minute, func() bool {
+		var n int64
+		if err := m.Tgt.QueryRow(ctx, `SELECT sum(next_offset) FROM tandem.kafka_offsets`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n >= end
+	})
+	after, err := shop.ReadTarget(ctx, m.Tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("replaying a suffix changed the target (-before +after):\n%s", diff)
 	}
 }
