@@ -8,7 +8,7 @@ GO ?= go
 # Keep Go's caches inside the project when the home cache is not writable.
 BIN := bin/tandem
 
-.PHONY: all deps build test test-short vet bench demo demo-stop clean
+.PHONY: all deps build test test-short vet bench demo clean
 
 all: build
 
@@ -33,9 +33,6 @@ bench: deps
 
 demo: deps build
 	$(GO) run ./demo
-
-demo-stop:
-	$(GO) run ./demo -stop
 
 clean:
 	rm -rf bin .work
