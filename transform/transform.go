@@ -192,7 +192,11 @@ func (m *Mapping) apply(r change.Row, unmatchedKeys bool) ([]Row, []Key, error) 
 			if err != nil {
 				return nil, nil, &EvalError{Mapping: m.Name, Path: "when " + o.whenText, Err: err}
 			}
-			if b, ok := v.(types.Bool); !ok || !bool(b) {
+			b, ok := v.(types.Bool)
+			if !ok {
+				return nil, nil, &EvalError{Mapping: m.Name, Path: "when " + o.whenText, Err: fmt.Errorf("must be a boolean, is %s", v.Type())}
+			}
+			if !bool(b) {
 				if unmatchedKeys {
 					k, err := m.key(o, act)
 					if err != nil {

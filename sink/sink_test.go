@@ -1,0 +1,39 @@
+package sink
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func w(op Op, id any, cols ...any) Write {
+	row := map[string]any{"id": id}
+	for i := 0; i+1 < len(cols); i += 2 {
+		row[cols[i].(string)] = cols[i+1]
+	}
+	return Write{Table: "t", Op: op, Key: []string{"id"}, Row: row}
+}
+
+func TestCompact_KeepsTheEffectOfApplyingInOrder(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []Write
+		want []Write
+	}{
+		{"last upsert wins", []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, int64(1), "v", "b")}, []Write{w(Upsert, int64(1), "v", "b")}},
+		{"delete after upsert", []Write{w(Upsert, int64(1), "v", "a"), w(Delete, int64(1))}, []Write{w(Delete, int64(1))}},
+		{"upsert after delete", []Write{w(Delete, int64(1)), w(Upsert, int64(1), "v", "b")}, []Write{w(Upsert, int64(1), "v", "b")}},
+		{"insert-if-absent after delete creates", []Write{w(Delete, int64(1)), w(InsertIfAbsent, int64(1), "v", "b")}, []Write{w(Upsert, int64(1), "v", "b")}},
+		{"insert-if-absent after upsert does nothing", []Write{w(Upsert, int64(1), "v", "a"), w(InsertIfAbsent, int64(1), "v", "b")}, []Write{w(Upsert, int64(1), "v", "a")}},
+		{"insert-if-absent twice keeps the first", []Write{w(InsertIfAbsent, int64(1), "v", "a"), w(InsertIfAbsent, int64(1), "v", "b")}, []Write{w(InsertIfAbsent, int64(1), "v", "a")}},
+		{"keys of other types do not collide", []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, "1", "v", "b")}, []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, "1", "v", "b")}},
+		{"order of first appearance", []Write{w(Upsert, int64(2)), w(Upsert, int64(1)), w(Delete, int64(2))}, []Write{w(Delete, int64(2)), w(Upsert, int64(1))}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, Compact(tc.in)); diff != "" {
+				t.Errorf("Compact (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
