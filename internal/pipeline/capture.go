@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -24,8 +25,33 @@ type captureRole struct {
 	fail    func(error) // stops the pipeline: a produce failed for good
 }
 
-func (c *captureRole) run(ctx context.Context) error {
-	return c.src.Stream(ctx, c.emit)
+// run streams until ctx ends. A lost connection or a server restart is
+// retried with backoff (250ms doubling to 30s, reset after a minute of
+// streaming); the slot replays whatever was not acknowledged, and replayed
+// records are harmless downstream. streaming reports the state to /readyz.
+func (c *captureRole) run(ctx context.Context, streaming func(bool)) error {
+	backoff := 250 * time.Millisecond
+	for {
+		started := time.Now()
+		streaming(true)
+		err := c.src.Stream(ctx, c.emit)
+		streaming(false)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Since(started) > time.Minute {
+			backoff = 250 * time.Millisecond
+		}
+		c.log.Error("capture stopped; reconnecting", "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
 
 // emit produces one batch asynchronously; kgo's buffer limit provides

@@ -2,10 +2,14 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -329,4 +333,154 @@ func TestRun_ExternalKafkaSplitRolesAndReplayedSuffixChangesNothing(t *testing.T
 	if diff := cmp.Diff(before, after); diff != "" {
 		t.Errorf("replaying a suffix changed the target (-before +after):\n%s", diff)
 	}
+}
+
+// kcatRecords reads a whole topic with kcat (librdkafka), an independent
+// Kafka client: what it reads is what any Kafka consumer would.
+func kcatRecords(t *testing.T, broker, topic string) []kcatRecord {
+	t.Helper()
+	out, err := exec.Command("kcat", "-b", broker, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-J").Output()
+	if err != nil {
+		t.Fatalf("kcat -C -t %s: %v", topic, err)
+	}
+	var recs []kcatRecord
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		var r kcatRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("kcat output %q: %v", line, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+type kcatRecord struct {
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Key       string `json:"key"`
+	Payload   string `json:"payload"`
+}
+
+func TestRun_PoisonChangeGoesToDeadLetterTopicAndStreamGoesOn(t *testing.T) {
+	ctx := context.Background()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	m := newMigration(t)
+	yaml := shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN, Brokers: cluster.ListenAddrs()})
+	poison := `status: 'row.status == "poison" ? string(int(row.status)) : (row.status == "" ? "pending" : row.status)'`
+	yaml = strings.Replace(yaml, `status: 'row.status == "" ? "pending" : row.status'`, poison, 1)
+	r := start(t, parseConfig(t, yaml))
+
+	if _, err := m.Src.Exec(ctx, `INSERT INTO shop.orders (id, customer_id, total, status, payment_method) VALUES
+		(1, 1, 1.00, 'paid', 'card'), (2, 1, 2.00, 'poison', 'card'), (3, 1, 3.00, '', '')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Src.Exec(ctx, `UPDATE shop.orders SET total = 4.00 WHERE id = 3`); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "the changes after the poison one applied", 30*time.Second, func() bool {
+		var cents int64
+		err := m.Tgt.QueryRow(ctx, `SELECT total_cents FROM public.orders WHERE id = 3`).Scan(&cents)
+		return err == nil && cents == 400
+	})
+	got, err := shop.ReadTarget(ctx, m.Tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, o := range got.Orders {
+		ids = append(ids, o.ID)
+	}
+	if diff := cmp.Diff([]int64{1, 3}, ids); diff != "" {
+		t.Errorf("target orders (-want +got):\n%s", diff)
+	}
+	if v, _ := metricValue(t, r.reg, "tandem_dlq_events_total", map[string]string{"mapping": "shop.orders", "reason": "transform"}); v != 1 {
+		t.Errorf("tandem_dlq_events_total{mapping=shop.orders,reason=transform} = %v, want 1", v)
+	}
+
+	broker := cluster.ListenAddrs()[0]
+	dead := kcatRecords(t, broker, "shop.dlq")
+	if len(dead) != 1 {
+		t.Fatalf("dead letters: %d records, want 1: %+v", len(dead), dead)
+	}
+	var dl struct {
+		Mapping, Reason, Error, Topic string
+		Key                           map[string]any
+		Value                         struct {
+			After map[string]any
+		}
+	}
+	if err := json.Unmarshal([]byte(dead[0].Payload), &dl); err != nil {
+		t.Fatal(err)
+	}
+	if dl.Mapping != "shop.orders" || dl.Reason != "transform" || dl.Topic != "shop.shop.orders" ||
+		!strings.Contains(dl.Error, "to[0].columns.status") || dl.Value.After["status"] != "poison" || dl.Key["id"] != 2.0 {
+		t.Errorf("dead letter does not carry the mapping, reason, error and original record: %s", dead[0].Payload)
+	}
+
+	// The change records are Debezium-style envelopes keyed by the primary key.
+	var ops []string
+	for _, rec := range kcatRecords(t, broker, "shop.shop.orders") {
+		var env struct {
+			Before, After map[string]any
+			Op            string
+			TsMs          int64 `json:"ts_ms"`
+			Source        struct {
+				Connector, DB, Schema, Table, Pos string
+				TsMs                              int64 `json:"ts_ms"`
+			}
+		}
+		if err := json.Unmarshal([]byte(rec.Payload), &env); err != nil {
+			t.Fatalf("record value is not JSON: %v: %s", err, rec.Payload)
+		}
+		var key map[string]any
+		if err := json.Unmarshal([]byte(rec.Key), &key); err != nil || len(key) != 1 || key["id"] == nil {
+			t.Errorf("record key %q is not the primary key as JSON", rec.Key)
+		}
+		if env.Source.Connector != "postgresql" || env.Source.Schema != "shop" || env.Source.Table != "orders" ||
+			env.Source.Pos == "" || env.Source.TsMs == 0 || env.TsMs == 0 || env.After == nil {
+			t.Errorf("not a complete envelope: %s", rec.Payload)
+		}
+		ops = append(ops, env.Op)
+	}
+	slices.Sort(ops)
+	if diff := cmp.Diff([]string{"c", "c", "c", "u"}, ops); diff != "" {
+		t.Errorf("ops on the orders topic (-want +got):\n%s", diff)
+	}
+}
+
+func TestRun_ReconnectsWhenTheReplicationConnectionDies(t *testing.T) {
+	ctx := context.Background()
+	m := newMigration(t)
+	slot := slotFor(t, m)
+	r := start(t, parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slot, SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})))
+	for _, path := range []string{"/healthz", "/readyz"} {
+		pollUntil(t, path+" answers 200", 30*time.Second, func() bool {
+			resp, err := http.Get("http://" + r.addr + path)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+	}
+	w := &shop.Workload{Src: m.Src, Seed: 11}
+	if err := w.History(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, m, time.Minute)
+	var killed bool
+	if err := m.Src.QueryRow(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate the walsender: %v (terminated: %v)", err, killed)
+	}
+	if err := w.Run(ctx, w.Ops.Load()+200, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, m, time.Minute)
 }

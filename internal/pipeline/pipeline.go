@@ -180,11 +180,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			enc:  &change.Encoder{Version: opts.Version, Connector: "postgresql", Name: cfg.Kafka.TopicPrefix, DB: dbName(cfg.Source.DSN.Value())},
 			fail: func(err error) { failWith(err) },
 		}
-		g.Go(func() error {
-			status.capturing.Store(true)
-			defer status.capturing.Store(false)
-			return cr.run(gctx)
-		})
+		g.Go(func() error { return cr.run(gctx, status.capturing.Store) })
 	}
 	for _, a := range appliers {
 		g.Go(func() error { return a.run(gctx) })
