@@ -266,3 +266,54 @@ func assertNothingWritten(t *testing.T, ctx context.Context, m *shop.Migration) 
 		t.Errorf("something was written: %d slots, %d publications in the source; %d tandem schemas, %d rows in the target", slots, pubs, schemas, rows)
 	}
 }
+
+func TestCheck_ReportsEachProblemWithItsFixAndExits1(t *testing.T) {
+	ctx := context.Background()
+	// A server that is not set up for logical replication.
+	srv, err := testenv.StartPostgreSQL(ctx, testenv.PostgresOptions{Settings: map[string]string{"wal_level": "replica"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	srcDSN, err := srv.CreateDatabase(ctx, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := shop.Open(ctx, srcDSN, testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Src.Exec(ctx, `ALTER TABLE shop.customers DROP CONSTRAINT customers_pkey`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Tgt.Exec(ctx, `ALTER TABLE public.payments DROP CONSTRAINT payments_pkey; ALTER TABLE public.orders DROP COLUMN status`); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tandem.yaml")
+	if err := os.WriteFile(path, []byte(shop.Config(shop.ConfigOptions{SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"check", "-c", path}, &stdout, &stderr)
+	if code != exitFailed {
+		t.Errorf("exit code %d, want %d\n%s%s", code, exitFailed, stdout.String(), stderr.String())
+	}
+	want := []string{
+		`FAIL  source: wal_level is "replica", logical replication needs "logical"`,
+		`      fix: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL`,
+		`FAIL  source table shop.customers: has no primary key, so its changes carry no key`,
+		`      fix: ALTER TABLE "shop"."customers" ADD PRIMARY KEY (...);`,
+		`FAIL  target column public.orders.status: does not exist`,
+		`FAIL  target table public.payments: has no primary key or unique index on the mapping key (order_id), which upserts need`,
+		`      fix: CREATE UNIQUE INDEX ON "public"."payments" ("order_id");`,
+		`failed: 4 problem(s), 0 warning(s)`,
+	}
+	out := stdout.String()
+	for _, w := range want {
+		if !strings.Contains(out, w+"\n") {
+			t.Errorf("check output lacks line %q; output:\n%s", w, out)
+		}
+	}
+	assertNothingWritten(t, ctx, m)
+}

@@ -59,15 +59,19 @@ func Check(ctx context.Context, dsn string, uses []TableUse) []preflight.Problem
 		var unique bool
 		err = conn.QueryRow(ctx, `SELECT EXISTS (
 	SELECT 1 FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
-	AND (SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))
+	AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))
 	    = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) k))`, *oid, u.Key).Scan(&unique)
-		if err == nil && !unique {
+		if err != nil {
+			fail(obj, fmt.Sprintf("cannot inspect its unique indexes: %v", err), "")
+		} else if !unique {
 			fail(obj, fmt.Sprintf("has no primary key or unique index on the mapping key (%s), which upserts need", strings.Join(u.Key, ", ")),
 				fmt.Sprintf("CREATE UNIQUE INDEX ON %s (%s);", ident, strings.Join(quoteAll(u.Key), ", ")))
 		}
 		var ins, upd, del bool
 		err = conn.QueryRow(ctx, `SELECT has_table_privilege($1::oid, 'INSERT'), has_table_privilege($1::oid, 'UPDATE'), has_table_privilege($1::oid, 'DELETE')`, *oid).Scan(&ins, &upd, &del)
-		if err == nil && !(ins && upd && del) {
+		if err != nil {
+			fail(obj, fmt.Sprintf("cannot inspect privileges: %v", err), "")
+		} else if !(ins && upd && del) {
 			fail(obj, "the target user may not insert, update and delete rows", fmt.Sprintf("GRANT INSERT, UPDATE, DELETE, SELECT ON %s TO <target user>;", ident))
 		}
 	}
