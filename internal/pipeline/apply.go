@@ -285,14 +285,22 @@ func (a *applier) retry(ctx context.Context, what string, fn func() error) error
 		if s, ok := a.sink.(interface{ Forget() }); ok {
 			s.Forget()
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := sleep(ctx, backoff); err != nil {
+			return err
 		}
 		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// sleep waits for d or until ctx ends, whichever is first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -43,12 +43,8 @@ func (c *captureRole) run(ctx context.Context, streaming func(bool)) error {
 			backoff = 250 * time.Millisecond
 		}
 		c.log.Error("capture stopped; reconnecting", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := sleep(ctx, backoff); err != nil {
+			return err
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}

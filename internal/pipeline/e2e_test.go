@@ -55,6 +55,18 @@ func slotFor(t *testing.T, m *shop.Migration) string {
 	return slot
 }
 
+// externalKafka starts a kfake cluster on a loopback port, standing in for
+// an external Kafka cluster (kafka.brokers set).
+func externalKafka(t *testing.T) *kfake.Cluster {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	return cluster
+}
+
 func parseConfig(t *testing.T, yaml string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse("tandem.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
@@ -268,11 +280,7 @@ func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
 
 func TestRun_ExternalKafkaSplitRolesAndReplayedSuffixChangesNothing(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	cluster := externalKafka(t)
 	m := newMigration(t)
 	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN, Brokers: cluster.ListenAddrs()}))
 
@@ -366,11 +374,7 @@ type kcatRecord struct {
 
 func TestRun_PoisonChangeGoesToDeadLetterTopicAndStreamGoesOn(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	cluster := externalKafka(t)
 	m := newMigration(t)
 	yaml := shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN, Brokers: cluster.ListenAddrs()})
 	poison := `status: 'row.status == "poison" ? string(int(row.status)) : (row.status == "" ? "pending" : row.status)'`
