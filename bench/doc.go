@@ -1,0 +1,24 @@
+// Package bench measures tandem end to end on this machine, and beside each
+// figure the physical limit it is bounded by, measured in the same run on the
+// same PostgreSQL servers:
+//
+//   - capture rate: source commits to tandem_capture_events_total, against
+//     pg_recvlogical reading the same WAL through a pgoutput slot of its own;
+//   - end-to-end rate: source commits to rows committed in the target,
+//     against a plain COPY FROM STDIN of the same rows into a table of the
+//     target's shape;
+//   - end-to-end latency (p50, p99, max) under a steady 1,000 changes/s.
+//
+// Each run uses throwaway databases, the source's on the test binary's shared
+// testenv server and the target's on a second one (so the source's WAL holds
+// only the workload), its own replication slot, and the embedded Kafka
+// broker, all in one process, so a CPU profile (-cpuprofile) shows the whole
+// pipeline. Each throughput run also logs where the machine's CPU went
+// (tandem, postgres, other processes, idle). Run it with
+//
+//	make bench
+//	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./bench/...
+//
+// The package holds only benchmarks (and a config check that runs as a
+// test), so `go test ./bench/...` without -bench is quick.
+package bench
