@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Type is the logical type of a column's values in an Event and in the
@@ -150,21 +153,18 @@ func (p TextPosition) String() string { return string(p) }
 var ErrMalformed = errors.New("malformed change record")
 
 // Decode reads a record key and an envelope back into an Event. Values come
-// back as the Go types the capturer emitted, guided by source.types.
+// back as the Go types the capturer emitted, guided by source.types. A nil
+// key skips the key (Event.Key stays empty): the apply path does not need it.
 func Decode(key, value []byte) (*Event, error) {
-	keyCols, err := keyColumns(key)
+	var keyCols []string
+	if key != nil {
+		var err error
+		if keyCols, err = keyColumns(key); err != nil {
+			return nil, fmt.Errorf("%w: key: %v", ErrMalformed, err)
+		}
+	}
+	raw, err := parseEnvelope(value)
 	if err != nil {
-		return nil, fmt.Errorf("%w: key: %v", ErrMalformed, err)
-	}
-	var raw struct {
-		Before map[string]any `json:"before"`
-		After  map[string]any `json:"after"`
-		Source SourceInfo     `json:"source"`
-		Op     string         `json:"op"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(value))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("%w: value: %v", ErrMalformed, err)
 	}
 	op, err := ParseOp(raw.Op)
@@ -180,10 +180,10 @@ func Decode(key, value []byte) (*Event, error) {
 		TxID:   raw.Source.TxID,
 		Commit: time.UnixMilli(raw.Source.TsMs),
 	}
-	if e.Before, err = typedRow(raw.Before, raw.Source.Types); err != nil {
+	if e.Before, err = raw.Before.typed(raw.Source.Types); err != nil {
 		return nil, fmt.Errorf("%w: before: %v", ErrMalformed, err)
 	}
-	if e.After, err = typedRow(raw.After, raw.Source.Types); err != nil {
+	if e.After, err = raw.After.typed(raw.Source.Types); err != nil {
 		return nil, fmt.Errorf("%w: after: %v", ErrMalformed, err)
 	}
 	return e, nil
@@ -215,52 +215,227 @@ func keyColumns(key []byte) ([]string, error) {
 	return cols, nil
 }
 
-func typedRow(in map[string]any, types map[string]Type) (Row, error) {
-	if in == nil {
+// rawEnvelope is an envelope whose row values are still JSON.
+type rawEnvelope struct {
+	Before, After rawRow
+	Source        SourceInfo
+	Op            string
+}
+
+// rawRow is a row's columns as JSON values, in record order; nil for JSON null.
+type rawRow []rawColumn
+
+type rawColumn struct {
+	name  string
+	value jsontext.Value
+}
+
+func (r rawRow) typed(types map[string]Type) (Row, error) {
+	if r == nil {
 		return nil, nil
 	}
-	out := make(Row, len(in))
-	for k, v := range in {
-		tv, err := typedValue(v, types[k])
+	out := make(Row, len(r))
+	for _, c := range r {
+		v, err := typedValue(c.value, types[c.name])
 		if err != nil {
-			return nil, fmt.Errorf("column %q: %w", k, err)
+			return nil, fmt.Errorf("column %q: %w", c.name, err)
 		}
-		out[k] = tv
+		out[c.name] = v
 	}
 	return out, nil
 }
 
-func typedValue(v any, t Type) (any, error) {
-	switch v := v.(type) {
-	case nil:
+var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(bytes.NewReader(nil)) }}
+
+// parseEnvelope reads an envelope with a streaming tokenizer: no reflection,
+// one pass, unknown fields skipped. Field order does not matter.
+func parseEnvelope(value []byte) (*rawEnvelope, error) {
+	d := decoders.Get().(*jsontext.Decoder)
+	d.Reset(bytes.NewReader(value))
+	defer func() {
+		d.Reset(bytes.NewReader(nil)) // let the record be collected
+		decoders.Put(d)
+	}()
+	env := &rawEnvelope{}
+	err := readObject(d, func(name string) error {
+		var err error
+		switch name {
+		case "before":
+			env.Before, err = readRawRow(d)
+		case "after":
+			env.After, err = readRawRow(d)
+		case "op":
+			env.Op, err = readString(d)
+		case "source":
+			err = readSource(d, &env.Source)
+		default:
+			err = d.SkipValue()
+		}
+		return err
+	})
+	return env, err
+}
+
+// readObject reads one JSON object, calling field for each member name with
+// the decoder positioned at the member's value, which field must consume.
+func readObject(d *jsontext.Decoder, field func(name string) error) error {
+	tok, err := d.ReadToken()
+	if err != nil {
+		return err
+	}
+	if tok.Kind() != '{' {
+		return fmt.Errorf("want a JSON object, got %s", tok.Kind())
+	}
+	for d.PeekKind() != '}' {
+		name, err := d.ReadToken()
+		if err != nil {
+			return err
+		}
+		if err := field(name.String()); err != nil {
+			return fmt.Errorf("%s: %w", name.String(), err)
+		}
+	}
+	_, err = d.ReadToken()
+	return err
+}
+
+func readRawRow(d *jsontext.Decoder) (rawRow, error) {
+	if d.PeekKind() == 'n' {
+		_, err := d.ReadToken()
+		return nil, err
+	}
+	row := rawRow{}
+	err := readObject(d, func(name string) error {
+		v, err := d.ReadValue()
+		if err != nil {
+			return err
+		}
+		row = append(row, rawColumn{name: name, value: v.Clone()})
+		return nil
+	})
+	return row, err
+}
+
+func readString(d *jsontext.Decoder) (string, error) {
+	tok, err := d.ReadToken()
+	if err != nil {
+		return "", err
+	}
+	switch tok.Kind() {
+	case '"':
+		return tok.String(), nil
+	case 'n':
+		return "", nil
+	}
+	return "", fmt.Errorf("want a string, got %s", tok.Kind())
+}
+
+func readInt(d *jsontext.Decoder) (int64, error) {
+	tok, err := d.ReadToken()
+	if err != nil {
+		return 0, err
+	}
+	switch tok.Kind() {
+	case '0':
+		return tok.Int()
+	case 'n':
+		return 0, nil
+	}
+	return 0, fmt.Errorf("want a number, got %s", tok.Kind())
+}
+
+func readSource(d *jsontext.Decoder, src *SourceInfo) error {
+	return readObject(d, func(name string) error {
+		var err error
+		switch name {
+		case "version":
+			src.Version, err = readString(d)
+		case "connector":
+			src.Connector, err = readString(d)
+		case "name":
+			src.Name, err = readString(d)
+		case "db":
+			src.DB, err = readString(d)
+		case "schema":
+			src.Schema, err = readString(d)
+		case "table":
+			src.Table, err = readString(d)
+		case "pos":
+			src.Pos, err = readString(d)
+		case "ts_ms":
+			src.TsMs, err = readInt(d)
+		case "txId":
+			var id int64
+			id, err = readInt(d)
+			src.TxID = uint32(id)
+		case "types":
+			if d.PeekKind() == 'n' {
+				_, err = d.ReadToken()
+				return err
+			}
+			src.Types = map[string]Type{}
+			err = readObject(d, func(col string) error {
+				t, err := readString(d)
+				src.Types[col] = Type(t)
+				return err
+			})
+		default:
+			err = d.SkipValue()
+		}
+		return err
+	})
+}
+
+// typedValue decodes one JSON value to the Go type of its logical type.
+func typedValue(raw jsontext.Value, t Type) (any, error) {
+	if len(raw) == 0 {
+		return nil, errors.New("empty value")
+	}
+	switch c := raw[0]; {
+	case c == 'n':
 		return nil, nil
-	case json.Number:
-		switch t {
-		case TypeFloat:
-			return v.Float64()
-		case TypeInt:
-			return v.Int64()
-		case TypeDecimal, TypeString:
-			return v.String(), nil
+	case c == 't' || c == 'f':
+		return c == 't', nil
+	case c == '"':
+		s, err := jsonString(raw)
+		if err != nil {
+			return nil, err
 		}
-		if i, err := v.Int64(); err == nil {
-			return i, nil
-		}
-		return v.Float64()
-	case string:
 		switch t {
 		case TypeBytes:
-			return base64.StdEncoding.DecodeString(v)
+			return base64.StdEncoding.DecodeString(s)
 		case TypeFloat:
-			return strconv.ParseFloat(v, 64) // NaN, +Inf, -Inf
+			return strconv.ParseFloat(s, 64) // NaN, +Inf, -Inf
 		}
-		return v, nil
-	case bool:
-		return v, nil
+		return s, nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		n := string(raw)
+		switch t {
+		case TypeFloat:
+			return strconv.ParseFloat(n, 64)
+		case TypeInt:
+			return strconv.ParseInt(n, 10, 64)
+		case TypeDecimal, TypeString:
+			return n, nil
+		}
+		if i, err := strconv.ParseInt(n, 10, 64); err == nil {
+			return i, nil
+		}
+		return strconv.ParseFloat(n, 64)
 	default:
-		// Objects and arrays (a JSON column decoded by a foreign producer):
+		// Objects and arrays (a JSON column written by a foreign producer):
 		// keep them as their JSON text.
-		b, err := json.Marshal(v)
-		return string(b), err
+		return string(raw), nil
 	}
+}
+
+// jsonString unquotes a JSON string, without allocating twice when it holds
+// no escapes.
+func jsonString(raw jsontext.Value) (string, error) {
+	if len(raw) >= 2 && raw[len(raw)-1] == '"' && bytes.IndexByte(raw[1:len(raw)-1], '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
 }
