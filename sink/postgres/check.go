@@ -58,8 +58,9 @@ func Check(ctx context.Context, dsn string, uses []TableUse) []preflight.Problem
 		}
 		var unique bool
 		err = conn.QueryRow(ctx, `SELECT EXISTS (
-	SELECT 1 FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
-	AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))
+	SELECT 1 FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL
+	AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a WHERE a.attrelid = i.indrelid
+	     AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts-1]))
 	    = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) k))`, *oid, u.Key).Scan(&unique)
 		if err != nil {
 			fail(obj, fmt.Sprintf("cannot inspect its unique indexes: %v", err), "")

@@ -202,7 +202,8 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		if w.Op != sink.Delete {
 			cols = sortedColumns(w.Row)
 		}
-		id := w.Op.String() + "\x00" + w.Table + "\x00" + strings.Join(w.Key, ",") + "\x00" + strings.Join(cols, ",")
+		// %q: column names may hold commas (a column "a,b" is not a and b)
+		id := fmt.Sprintf("%d %q %q %q", w.Op, w.Table, w.Key, cols)
 		g, ok := groups[id]
 		if !ok {
 			g = &group{op: w.Op, table: w.Table, key: w.Key, cols: cols}
@@ -316,7 +317,9 @@ func (s *Sink) describe(ctx context.Context, name string) (*table, error) {
 		return t, nil
 	}
 	ident := splitTable(name).Sanitize()
-	rows, err := s.pool.Query(ctx, `SELECT a.attname, format_type(a.atttypid, NULL)
+	// typmod -1, not NULL: format_type(bpchar, NULL) is "character", which
+	// means char(1), and the cast to it would cut values to one character.
+	rows, err := s.pool.Query(ctx, `SELECT a.attname, format_type(a.atttypid, -1)
 FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, ident)
 	if err != nil {
 		return nil, fmt.Errorf("describe target table %s: %w", name, err)
