@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -45,12 +46,25 @@ type Batch struct {
 	Writes []Write
 }
 
-// Offset is the next Kafka offset to consume on one partition.
+// Offset is where a batch stands on one partition.
 type Offset struct {
 	Topic     string
 	Partition int32
-	Next      int64
+	Next      int64 // the next offset to consume after this batch
+	// From is the batch's first offset on the partition. Apply refuses
+	// (ErrFenced) a batch when the stored offset is already past From:
+	// another consumer has applied these records, maybe newer ones too.
+	From int64
 }
+
+// ErrFenced is returned by Apply when another consumer has stored offsets
+// past the batch's start (a rebalance moved the partition while the batch
+// was in flight). Nothing was written; the caller must drop the batch and
+// resume from the stored offsets.
+var ErrFenced = errors.New("offsets moved past this batch: another consumer applied it")
+
+// ErrColumnNotFound is wrapped when a write names a column the target table lacks.
+var ErrColumnNotFound = errors.New("target column not found")
 
 // Checkpoint is where a consumer group stands, stored with the rows it
 // produced. Epoch names the Kafka cluster the offsets belong to.
@@ -73,41 +87,58 @@ type Sink interface {
 	Close() error
 }
 
-// Compact reduces writes to at most one per (table, key), keeping the
-// effect of applying them in order: a later Upsert or Delete replaces what
-// came before; an InsertIfAbsent after a Delete becomes an Upsert (the row
-// is gone, so it is created), and after an Upsert or InsertIfAbsent it does
-// nothing (the row exists). Writes keep the order of their first appearance.
-func Compact(writes []Write) []Write {
-	index := make(map[string]int, len(writes))
-	out := make([]Write, 0, len(writes))
+// Compact reduces writes to rounds: within a round each (table, key)
+// appears once, and applying the rounds in order has the effect of applying
+// the writes in order. A later Upsert merges into an earlier one (its
+// columns win); a Delete replaces whatever came before; an InsertIfAbsent
+// after an Upsert or InsertIfAbsent does nothing (the row exists). What
+// cannot be merged (an Upsert or InsertIfAbsent after a Delete, an Upsert
+// after an InsertIfAbsent) goes to the next round, so a partial-column
+// upsert never resurrects a deleted row's other columns. Writes keep the
+// order of their first appearance within a round.
+func Compact(writes []Write) [][]Write {
+	type place struct{ round, i int }
+	last := make(map[string]place, len(writes))
+	rounds := [][]Write{make([]Write, 0, len(writes))}
 	var sb strings.Builder
 	for _, w := range writes {
 		sb.Reset()
 		sb.WriteString(w.Table)
 		for _, k := range w.Key {
 			sb.WriteByte(0)
-			fmt.Fprint(&sb, w.Row[k])
-			sb.WriteByte(1)
-			fmt.Fprintf(&sb, "%T", w.Row[k])
+			fmt.Fprint(&sb, w.Row[k]) // by value: int 1 and int64 1 are one SQL key
 		}
 		id := sb.String()
-		i, seen := index[id]
+		p, seen := last[id]
 		if !seen {
-			index[id] = len(out)
-			out = append(out, w)
+			last[id] = place{0, len(rounds[0])} // nothing earlier to order after
+			rounds[0] = append(rounds[0], w)
 			continue
 		}
-		prev := out[i]
+		prev := &rounds[p.round][p.i]
 		switch {
-		case w.Op != InsertIfAbsent:
-			out[i] = w
-		case prev.Op == Delete:
-			w.Op = Upsert
-			out[i] = w
+		case w.Op == Delete:
+			*prev = w
+		case w.Op == Upsert && prev.Op == Upsert:
+			merged := make(map[string]any, len(prev.Row)+len(w.Row))
+			for c, v := range prev.Row {
+				merged[c] = v
+			}
+			for c, v := range w.Row {
+				merged[c] = v
+			}
+			w.Row = merged
+			*prev = w
+		case w.Op == InsertIfAbsent && prev.Op != Delete:
+			// the row exists: nothing to do.
 		default:
-			// the row exists already: InsertIfAbsent does nothing.
+			r := p.round + 1
+			if r == len(rounds) {
+				rounds = append(rounds, nil)
+			}
+			last[id] = place{r, len(rounds[r])}
+			rounds[r] = append(rounds[r], w)
 		}
 	}
-	return out
+	return rounds
 }

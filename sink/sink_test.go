@@ -18,16 +18,30 @@ func TestCompact_KeepsTheEffectOfApplyingInOrder(t *testing.T) {
 	tests := []struct {
 		name string
 		in   []Write
-		want []Write
+		want [][]Write
 	}{
-		{"last upsert wins", []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, int64(1), "v", "b")}, []Write{w(Upsert, int64(1), "v", "b")}},
-		{"delete after upsert", []Write{w(Upsert, int64(1), "v", "a"), w(Delete, int64(1))}, []Write{w(Delete, int64(1))}},
-		{"upsert after delete", []Write{w(Delete, int64(1)), w(Upsert, int64(1), "v", "b")}, []Write{w(Upsert, int64(1), "v", "b")}},
-		{"insert-if-absent after delete creates", []Write{w(Delete, int64(1)), w(InsertIfAbsent, int64(1), "v", "b")}, []Write{w(Upsert, int64(1), "v", "b")}},
-		{"insert-if-absent after upsert does nothing", []Write{w(Upsert, int64(1), "v", "a"), w(InsertIfAbsent, int64(1), "v", "b")}, []Write{w(Upsert, int64(1), "v", "a")}},
-		{"insert-if-absent twice keeps the first", []Write{w(InsertIfAbsent, int64(1), "v", "a"), w(InsertIfAbsent, int64(1), "v", "b")}, []Write{w(InsertIfAbsent, int64(1), "v", "a")}},
-		{"keys of other types do not collide", []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, "1", "v", "b")}, []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, "1", "v", "b")}},
-		{"order of first appearance", []Write{w(Upsert, int64(2)), w(Upsert, int64(1)), w(Delete, int64(2))}, []Write{w(Delete, int64(2)), w(Upsert, int64(1))}},
+		{"last upsert wins", []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, int64(1), "v", "b")},
+			[][]Write{{w(Upsert, int64(1), "v", "b")}}},
+		{"upserts of different columns merge", []Write{w(Upsert, int64(1), "a", 1, "b", 2), w(Upsert, int64(1), "b", 3, "c", 4)},
+			[][]Write{{w(Upsert, int64(1), "a", 1, "b", 3, "c", 4)}}},
+		{"delete after upsert", []Write{w(Upsert, int64(1), "v", "a"), w(Delete, int64(1))},
+			[][]Write{{w(Delete, int64(1))}}},
+		{"upsert after delete is a second round", []Write{w(Delete, int64(1)), w(Upsert, int64(1), "v", "b")},
+			[][]Write{{w(Delete, int64(1))}, {w(Upsert, int64(1), "v", "b")}}},
+		{"insert-if-absent after delete is a second round", []Write{w(Delete, int64(1)), w(InsertIfAbsent, int64(1), "v", "b")},
+			[][]Write{{w(Delete, int64(1))}, {w(InsertIfAbsent, int64(1), "v", "b")}}},
+		{"upsert after insert-if-absent is a second round", []Write{w(InsertIfAbsent, int64(1), "a", 1), w(Upsert, int64(1), "b", 2)},
+			[][]Write{{w(InsertIfAbsent, int64(1), "a", 1)}, {w(Upsert, int64(1), "b", 2)}}},
+		{"insert-if-absent after upsert does nothing", []Write{w(Upsert, int64(1), "v", "a"), w(InsertIfAbsent, int64(1), "v", "b")},
+			[][]Write{{w(Upsert, int64(1), "v", "a")}}},
+		{"insert-if-absent twice keeps the first", []Write{w(InsertIfAbsent, int64(1), "v", "a"), w(InsertIfAbsent, int64(1), "v", "b")},
+			[][]Write{{w(InsertIfAbsent, int64(1), "v", "a")}}},
+		{"int and int64 of one value are one key", []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, 1, "v", "b")},
+			[][]Write{{w(Upsert, 1, "v", "b")}}},
+		{"delete, upsert, delete ends deleted", []Write{w(Delete, int64(1)), w(Upsert, int64(1), "v", "b"), w(Delete, int64(1))},
+			[][]Write{{w(Delete, int64(1))}, {w(Delete, int64(1))}}},
+		{"new keys join the first round", []Write{w(Delete, int64(1)), w(Upsert, int64(1)), w(Upsert, int64(2))},
+			[][]Write{{w(Delete, int64(1)), w(Upsert, int64(2))}, {w(Upsert, int64(1))}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

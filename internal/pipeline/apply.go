@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/sink"
@@ -37,13 +38,28 @@ type applier struct {
 	joined    atomic.Bool
 }
 
+// run consumes until ctx ends. Two stages overlap: one goroutine polls,
+// decodes and transforms the next records while the other writes the
+// previous batch to the target. A batch fenced off by the target (a
+// rebalance moved its partition while it was in flight) is dropped, and
+// consumption restarts from the offsets stored in the target.
 func (a *applier) run(ctx context.Context) error {
+	a.metrics.paused.WithLabelValues(a.mapping.Name).Set(0)
+	for {
+		err := a.consume(ctx)
+		if !errors.Is(err, sink.ErrFenced) {
+			return err
+		}
+		a.log.Warn("batch fenced off by offsets stored by another consumer; resuming from the stored offsets", "mapping", a.mapping.Name)
+	}
+}
+
+func (a *applier) consume(ctx context.Context) error {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(a.seeds...),
 		kgo.ConsumerGroup(a.group),
 		kgo.ConsumeTopics(a.topic),
 		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.AdjustFetchOffsetsFn(a.storedOffsets),
@@ -54,14 +70,31 @@ func (a *applier) run(ctx context.Context) error {
 		return fmt.Errorf("mapping %s: create consumer: %w", a.mapping.Name, err)
 	}
 	defer cl.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	ready := make(chan *prepared, 1)
+	g.Go(func() error {
+		defer close(ready)
+		return a.poll(gctx, cl, ready)
+	})
+	g.Go(func() error {
+		for p := range ready {
+			if err := a.write(gctx, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// poll fetches, decodes and transforms records and hands them to the writer.
+func (a *applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepared) error {
 	lag := a.metrics.lag.WithLabelValues(a.mapping.Name)
-	a.metrics.paused.WithLabelValues(a.mapping.Name).Set(0)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fetches := cl.PollRecords(pctx, a.maxPoll)
 		cancel()
 		if ctx.Err() != nil {
-			cl.AllowRebalance()
 			return ctx.Err()
 		}
 		var recs []*kgo.Record
@@ -72,15 +105,20 @@ func (a *applier) run(ctx context.Context) error {
 		})
 		fetches.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
 		if len(recs) == 0 {
-			lag.Set(0)
-			cl.AllowRebalance()
+			if len(ready) == 0 {
+				lag.Set(0)
+			}
 			continue
 		}
-		if err := a.process(ctx, recs); err != nil {
-			cl.AllowRebalance()
+		p, err := a.prepare(ctx, recs)
+		if err != nil {
 			return err
 		}
-		cl.AllowRebalance()
+		select {
+		case ready <- p:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -112,49 +150,64 @@ func (a *applier) storedOffsets(ctx context.Context, assigned map[string]map[int
 	return assigned, nil
 }
 
-// process transforms the records once, sends poison ones to the dead-letter
-// topic, then writes the rest with their offsets, retrying until it works.
-func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
+// prepared is a polled batch, transformed, ready to write.
+type prepared struct {
+	writes []sink.Write
+	cp     sink.Checkpoint
+	newest time.Time
+}
+
+// prepare transforms the records once and sends poison ones to the
+// dead-letter topic (retrying that until it works).
+func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, error) {
 	var (
-		writes  []sink.Write
-		dead    []*kgo.Record
-		offsets = map[topicPartition]int64{}
-		newest  time.Time
+		p      = &prepared{cp: sink.Checkpoint{Group: a.group, Epoch: a.epoch}}
+		dead   []*kgo.Record
+		ranges = map[topicPartition]*sink.Offset{}
 	)
 	for _, r := range recs {
-		offsets[topicPartition{r.Topic, r.Partition}] = r.Offset + 1
-		ev, err := change.Decode(r.Key, r.Value)
+		tp := topicPartition{r.Topic, r.Partition}
+		if o, ok := ranges[tp]; ok {
+			o.Next = r.Offset + 1
+		} else {
+			ranges[tp] = &sink.Offset{Topic: r.Topic, Partition: r.Partition, From: r.Offset, Next: r.Offset + 1}
+		}
+		ev, err := change.Decode(nil, r.Value)
 		if err != nil {
 			dead = append(dead, a.dlq.record(a.mapping.Name, "decode", err, r))
 			continue
 		}
-		if ev.Commit.After(newest) {
-			newest = ev.Commit
+		if ev.Commit.After(p.newest) {
+			p.newest = ev.Commit
 		}
 		ws, reason, err := a.writes(ev)
 		if err != nil {
 			dead = append(dead, a.dlq.record(a.mapping.Name, reason, err, r))
 			continue
 		}
-		writes = append(writes, ws...)
+		p.writes = append(p.writes, ws...)
+	}
+	for _, o := range ranges {
+		p.cp.Offsets = append(p.cp.Offsets, *o)
 	}
 	if len(dead) > 0 {
 		if err := a.retry(ctx, "write dead letters", func() error { return a.dlq.produce(ctx, dead) }); err != nil {
-			return err
+			return nil, err
 		}
 		for _, d := range dead {
-			reason := string(d.Headers[0].Value)
-			a.metrics.dlq.WithLabelValues(a.mapping.Name, reason).Inc()
+			a.metrics.dlq.WithLabelValues(a.mapping.Name, string(d.Headers[0].Value)).Inc()
 		}
 		a.log.Warn("changes sent to the dead-letter topic", "mapping", a.mapping.Name, "count", len(dead), "topic", a.dlq.topic)
 	}
-	cp := sink.Checkpoint{Group: a.group, Epoch: a.epoch}
-	for tp, n := range offsets {
-		cp.Offsets = append(cp.Offsets, sink.Offset{Topic: tp.topic, Partition: tp.partition, Next: n})
-	}
+	return p, nil
+}
+
+// write applies a prepared batch with its offsets, retrying until it works
+// (the mapping is paused meanwhile) or the target fences it off.
+func (a *applier) write(ctx context.Context, p *prepared) error {
 	err := a.retry(ctx, "apply batch", func() error {
 		start := time.Now()
-		err := a.sink.Apply(ctx, sink.Batch{Writes: writes}, cp)
+		err := a.sink.Apply(ctx, sink.Batch{Writes: p.writes}, p.cp)
 		if err == nil {
 			a.metrics.batches.WithLabelValues(a.mapping.Name).Observe(time.Since(start).Seconds())
 		}
@@ -163,13 +216,13 @@ func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range writes {
+	for _, w := range p.writes {
 		a.metrics.rows.WithLabelValues(w.Table, w.Op.String()).Inc()
 	}
-	if !newest.IsZero() {
-		a.metrics.lag.WithLabelValues(a.mapping.Name).Set(max(0, time.Since(newest).Seconds()))
+	if !p.newest.IsZero() {
+		a.metrics.lag.WithLabelValues(a.mapping.Name).Set(max(0, time.Since(p.newest).Seconds()))
 	}
-	for _, o := range cp.Offsets {
+	for _, o := range p.cp.Offsets {
 		a.committed(a.group, o.Topic, o.Partition, o.Next)
 	}
 	return nil
@@ -262,6 +315,9 @@ func (a *applier) retry(ctx context.Context, what string, fn func() error) error
 	lastMsg := ""
 	for attempt := 0; ; attempt++ {
 		err := fn()
+		if errors.Is(err, sink.ErrFenced) {
+			return err // not a failure to wait out: the batch must be dropped
+		}
 		if err == nil {
 			if attempt > 0 {
 				paused.Set(0)
@@ -308,6 +364,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 func classify(err error) (table, reason string) {
 	if errors.Is(err, sinkpg.ErrTableNotFound) {
 		return "", "table_missing"
+	}
+	if errors.Is(err, sink.ErrColumnNotFound) {
+		return "", "column_missing"
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

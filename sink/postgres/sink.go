@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS ` + s.offsetsTable() + ` (
 	partition   integer     NOT NULL,
 	epoch       text        NOT NULL,
 	next_offset bigint      NOT NULL,
+	batch_from  bigint      NOT NULL DEFAULT 0,
 	updated_at  timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (group_id, topic, partition)
 )`
@@ -123,10 +124,13 @@ next_offset = EXCLUDED.next_offset, updated_at = now()`, cp.Group, o.Topic, o.Pa
 
 // Apply implements sink.Sink.
 func (s *Sink) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) error {
-	writes := sink.Compact(b.Writes)
-	stmts, err := s.statements(ctx, writes)
-	if err != nil {
-		return err
+	var stmts []statement
+	for _, round := range sink.Compact(b.Writes) {
+		st, err := s.statements(ctx, round)
+		if err != nil {
+			return err
+		}
+		stmts = append(stmts, st...)
 	}
 	batch := &pgx.Batch{}
 	for _, st := range stmts {
@@ -136,14 +140,22 @@ func (s *Sink) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 		topics := make([]string, len(cp.Offsets))
 		parts := make([]int32, len(cp.Offsets))
 		nexts := make([]int64, len(cp.Offsets))
+		froms := make([]int64, len(cp.Offsets))
 		for i, o := range cp.Offsets {
-			topics[i], parts[i], nexts[i] = o.Topic, o.Partition, o.Next
+			topics[i], parts[i], nexts[i], froms[i] = o.Topic, o.Partition, o.Next, o.From
 		}
-		batch.Queue(`INSERT INTO `+s.offsetsTable()+` AS o (group_id, epoch, topic, partition, next_offset)
-SELECT $1, $2, * FROM unnest($3::text[], $4::int[], $5::bigint[])
+		// The fence: a partition whose stored offset (same cluster) is
+		// already past this batch's first offset was applied by another
+		// consumer; then fewer rows come back and the transaction is
+		// rolled back.
+		batch.Queue(`WITH stored AS (
+INSERT INTO `+s.offsetsTable()+` AS o (group_id, epoch, topic, partition, next_offset, batch_from)
+SELECT $1, $2, * FROM unnest($3::text[], $4::int[], $5::bigint[], $6::bigint[])
 ON CONFLICT (group_id, topic, partition) DO UPDATE SET
-	next_offset = CASE WHEN o.epoch = EXCLUDED.epoch THEN greatest(o.next_offset, EXCLUDED.next_offset) ELSE EXCLUDED.next_offset END,
-	epoch = EXCLUDED.epoch, updated_at = now()`, cp.Group, cp.Epoch, topics, parts, nexts)
+	next_offset = EXCLUDED.next_offset, batch_from = EXCLUDED.batch_from, epoch = EXCLUDED.epoch, updated_at = now()
+WHERE o.epoch <> EXCLUDED.epoch OR o.next_offset <= EXCLUDED.batch_from
+RETURNING 1)
+SELECT count(*) FROM stored`, cp.Group, cp.Epoch, topics, parts, nexts, froms)
 	}
 	if batch.Len() == 0 {
 		return nil
@@ -154,13 +166,21 @@ ON CONFLICT (group_id, topic, partition) DO UPDATE SET
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	res := tx.SendBatch(ctx, batch)
-	for i := 0; i < batch.Len(); i++ {
+	for i := range stmts {
 		if _, err := res.Exec(); err != nil {
 			res.Close()
-			if i < len(stmts) {
-				return fmt.Errorf("%s %s: %w", stmts[i].what, stmts[i].table, err)
-			}
+			return fmt.Errorf("%s %s: %w", stmts[i].what, stmts[i].table, err)
+		}
+	}
+	if len(cp.Offsets) > 0 {
+		var stored int
+		if err := res.QueryRow().Scan(&stored); err != nil {
+			res.Close()
 			return fmt.Errorf("store offsets of group %s: %w", cp.Group, err)
+		}
+		if stored < len(cp.Offsets) {
+			res.Close()
+			return fmt.Errorf("group %s: %w", cp.Group, sink.ErrFenced)
 		}
 	}
 	if err := res.Close(); err != nil {
@@ -233,11 +253,13 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 			return nil, err
 		}
 		args := make([]any, len(g.cols))
+		params := make([]string, len(g.cols))
 		casts := make([]string, len(g.cols))
+		aliases := make([]string, len(g.cols))
 		for i, c := range g.cols {
 			typ, ok := t.types[c]
 			if !ok {
-				return nil, fmt.Errorf("target table %s has no column %q", g.table, c)
+				return nil, fmt.Errorf("target table %s has no column %q: %w", g.table, c, sink.ErrColumnNotFound)
 			}
 			vals := make([]*string, len(g.rows))
 			for j, r := range g.rows {
@@ -247,16 +269,21 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 				}
 			}
 			args[i] = vals
-			casts[i] = fmt.Sprintf("$%d::text[]::%s[]", i+1, typ)
+			// Cast each value after unnest, not the array before it:
+			// text[]::integer[][] would be integer[], and arrays would break.
+			params[i] = fmt.Sprintf("$%d::text[]", i+1)
+			aliases[i] = fmt.Sprintf("c%d", i+1)
+			casts[i] = fmt.Sprintf("u.c%d::%s", i+1, typ)
 		}
+		rows := "SELECT " + strings.Join(casts, ", ") + " FROM unnest(" + strings.Join(params, ", ") + ") AS u(" + strings.Join(aliases, ", ") + ")"
 		quoted := quoteAll(g.cols)
 		var sql string
 		switch g.op {
 		case sink.Delete:
-			sql = "DELETE FROM " + t.ident + " WHERE (" + strings.Join(quoted, ", ") + ") IN (SELECT * FROM unnest(" + strings.Join(casts, ", ") + "))"
+			sql = "DELETE FROM " + t.ident + " WHERE (" + strings.Join(quoted, ", ") + ") IN (" + rows + ")"
 		case sink.Upsert, sink.InsertIfAbsent:
-			sql = "INSERT INTO " + t.ident + " (" + strings.Join(quoted, ", ") + ") SELECT * FROM unnest(" + strings.Join(casts, ", ") +
-				") ON CONFLICT (" + strings.Join(quoteAll(g.key), ", ") + ")"
+			sql = "INSERT INTO " + t.ident + " (" + strings.Join(quoted, ", ") + ") " + rows +
+				" ON CONFLICT (" + strings.Join(quoteAll(g.key), ", ") + ")"
 			var sets []string
 			if g.op == sink.Upsert {
 				for _, c := range g.cols {

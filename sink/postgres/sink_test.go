@@ -277,7 +277,14 @@ INSERT INTO lines VALUES (1, 1, 'x'), (1, 2, 'y')`)
 	cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("orders", 0, 42)}}
 	tg.apply(t, cp, b...)
 	items, lines := tg.rows(t, allItems), tg.rows(t, allLines)
-	tg.apply(t, cp, b...)
+	// The writes themselves are idempotent...
+	tg.apply(t, sink.Checkpoint{}, b...)
+	tg.wantRows(t, allItems, items)
+	tg.wantRows(t, allLines, lines)
+	// ...and the same batch with its offsets again is fenced off: it was applied.
+	if err := tg.applyErr(t, cp, b...); !errors.Is(err, sink.ErrFenced) {
+		t.Errorf("applying a batch whose offsets are stored already = %v, want ErrFenced", err)
+	}
 	tg.wantRows(t, allItems, items)
 	tg.wantRows(t, allLines, lines)
 	tg.wantOffsets(t, "g", "e", cp.Offsets)
@@ -434,9 +441,11 @@ func TestApply_FailedBatchStoresNeitherRowsNorOffsets(t *testing.T) {
 func TestApply_StoresOffsetsByGroupAndEpoch(t *testing.T) {
 	t.Parallel()
 	type step struct {
-		set bool // SetOffsets instead of Apply
-		cp  sink.Checkpoint
+		set    bool // SetOffsets instead of Apply
+		fenced bool // Apply must fail with ErrFenced and change nothing
+		cp     sink.Checkpoint
 	}
+	from := func(o sink.Offset, from int64) sink.Offset { o.From = from; return o }
 	cp := func(group, epoch string, offsets ...sink.Offset) sink.Checkpoint {
 		return sink.Checkpoint{Group: group, Epoch: epoch, Offsets: offsets}
 	}
@@ -447,13 +456,23 @@ func TestApply_StoresOffsetsByGroupAndEpoch(t *testing.T) {
 		want  map[groupEpoch][]sink.Offset
 	}{
 		{
-			name: "offsets never move backwards within an epoch",
+			name: "a batch starting at the stored offset moves it on",
 			steps: []step{
 				{cp: cp("g", "e1", offset("t", 0, 10), offset("t", 1, 10))},
-				{cp: cp("g", "e1", offset("t", 0, 5), offset("t", 1, 15), offset("u", 0, 1))},
+				{cp: cp("g", "e1", from(offset("t", 0, 12), 10), from(offset("t", 1, 15), 10), offset("u", 0, 1))},
 			},
 			want: map[groupEpoch][]sink.Offset{
-				{"g", "e1"}: {offset("t", 0, 10), offset("t", 1, 15), offset("u", 0, 1)},
+				{"g", "e1"}: {offset("t", 0, 12), offset("t", 1, 15), offset("u", 0, 1)},
+			},
+		},
+		{
+			name: "a batch starting before the stored offset is fenced and changes nothing",
+			steps: []step{
+				{cp: cp("g", "e1", offset("t", 0, 10), offset("t", 1, 10))},
+				{fenced: true, cp: cp("g", "e1", from(offset("t", 0, 5), 2), from(offset("t", 1, 15), 10), offset("u", 0, 1))},
+			},
+			want: map[groupEpoch][]sink.Offset{
+				{"g", "e1"}: {offset("t", 0, 10), offset("t", 1, 10)},
 			},
 		},
 		{
@@ -500,6 +519,12 @@ func TestApply_StoresOffsetsByGroupAndEpoch(t *testing.T) {
 				if st.set {
 					if err := tg.sink.SetOffsets(t.Context(), st.cp); err != nil {
 						t.Fatalf("SetOffsets: %v", err)
+					}
+					continue
+				}
+				if st.fenced {
+					if err := tg.applyErr(t, st.cp); !errors.Is(err, sink.ErrFenced) {
+						t.Fatalf("Apply = %v, want ErrFenced", err)
 					}
 					continue
 				}
@@ -645,7 +670,7 @@ func TestApply_ConcurrentConsumersOnDisjointKeys(t *testing.T) {
 					ws = append(ws, item(sink.Upsert, row{"id": id, "name": "draft", "qty": int64(-1), "note": "draft"}))
 					ws = append(ws, item(sink.Upsert, row{"id": id, "name": fmt.Sprintf("c%d b%d", c, b), "qty": int64(i), "note": nil}))
 				}
-				cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("items", int32(c), int64(b+1))}}
+				cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{{Topic: "items", Partition: int32(c), Next: int64(b + 1), From: int64(b)}}}
 				if err := tg.sink.Apply(ctx, sink.Batch{Writes: ws}, cp); err != nil {
 					return fmt.Errorf("consumer %d batch %d: %w", c, b, err)
 				}
