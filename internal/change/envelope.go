@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
@@ -73,73 +77,134 @@ type Encoder struct {
 // e.g. {"id":42}. Equal keys encode to equal bytes, so one row's changes
 // always land on the same partition.
 func (enc *Encoder) Key(e *Event) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
+	b := make([]byte, 0, 16*len(e.Key)+2)
+	b = append(b, '{')
 	row := e.KeyRow()
 	for i, c := range e.Key {
 		if i > 0 {
-			buf.WriteByte(',')
+			b = append(b, ',')
 		}
-		name, _ := json.Marshal(c)
-		buf.Write(name)
-		buf.WriteByte(':')
-		v, err := json.Marshal(jsonSafe(row[c]))
-		if err != nil {
+		var err error
+		b, _ = jsontext.AppendQuote(b, c)
+		b = append(b, ':')
+		if b, err = appendValue(b, row[c]); err != nil {
 			return nil, fmt.Errorf("encode key column %q of %s: %w", c, e.Table, err)
 		}
-		buf.Write(v)
 	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	return append(b, '}'), nil
 }
 
-// Value encodes the event as a Debezium-style JSON envelope.
+// Value encodes the event as a Debezium-style JSON envelope. It appends
+// JSON directly (no reflection): this runs once per captured change. Keys of
+// rows and types are written in sorted order, so equal events encode to
+// equal bytes.
 func (enc *Encoder) Value(e *Event) ([]byte, error) {
 	now := time.Now
 	if enc.Now != nil {
 		now = enc.Now
 	}
+	b := make([]byte, 0, 256+64*len(e.After)+64*len(e.Before))
+	var err error
+	b = append(b, `{"before":`...)
+	if b, err = appendRow(b, e.Before); err != nil {
+		return nil, fmt.Errorf("encode change of %s: before: %w", e.Table, err)
+	}
+	b = append(b, `,"after":`...)
+	if b, err = appendRow(b, e.After); err != nil {
+		return nil, fmt.Errorf("encode change of %s: after: %w", e.Table, err)
+	}
+	b = append(b, `,"source":{"version":`...)
+	b, _ = jsontext.AppendQuote(b, enc.Version)
+	b = append(b, `,"connector":`...)
+	b, _ = jsontext.AppendQuote(b, enc.Connector)
+	b = append(b, `,"name":`...)
+	b, _ = jsontext.AppendQuote(b, enc.Name)
+	b = append(b, `,"ts_ms":`...)
+	b = strconv.AppendInt(b, e.Commit.UnixMilli(), 10)
+	b = append(b, `,"db":`...)
+	b, _ = jsontext.AppendQuote(b, enc.DB)
+	b = append(b, `,"schema":`...)
+	b, _ = jsontext.AppendQuote(b, e.Table.Schema)
+	b = append(b, `,"table":`...)
+	b, _ = jsontext.AppendQuote(b, e.Table.Name)
+	b = append(b, `,"pos":`...)
 	pos := ""
 	if e.Pos != nil {
 		pos = e.Pos.String()
 	}
-	env := Envelope{
-		Before: safeRow(e.Before),
-		After:  safeRow(e.After),
-		Op:     e.Op.String(),
-		TsMs:   now().UnixMilli(),
-		Source: SourceInfo{
-			Version: enc.Version, Connector: enc.Connector, Name: enc.Name,
-			TsMs: e.Commit.UnixMilli(), DB: enc.DB, Schema: e.Table.Schema, Table: e.Table.Name,
-			Pos: pos, TxID: e.TxID, Types: e.Types,
-		},
+	b, _ = jsontext.AppendQuote(b, pos)
+	if e.TxID != 0 {
+		b = append(b, `,"txId":`...)
+		b = strconv.AppendUint(b, uint64(e.TxID), 10)
 	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		return nil, fmt.Errorf("encode change of %s: %w", e.Table, err)
+	if len(e.Types) > 0 {
+		b = append(b, `,"types":{`...)
+		for i, col := range slices.Sorted(maps.Keys(e.Types)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b, _ = jsontext.AppendQuote(b, col)
+			b = append(b, ':')
+			b, _ = jsontext.AppendQuote(b, string(e.Types[col]))
+		}
+		b = append(b, '}')
 	}
-	return b, nil
+	b = append(b, `},"op":`...)
+	b, _ = jsontext.AppendQuote(b, e.Op.String())
+	b = append(b, `,"ts_ms":`...)
+	b = strconv.AppendInt(b, now().UnixMilli(), 10)
+	return append(b, '}'), nil
 }
 
-// safeRow replaces values JSON cannot hold (NaN, ±Inf) by their text form.
-func safeRow(r Row) Row {
-	for _, v := range r {
-		if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
-			out := make(Row, len(r))
-			for k, v2 := range r {
-				out[k] = jsonSafe(v2)
-			}
-			return out
+// appendRow appends a row as a JSON object with sorted keys, or null.
+func appendRow(b []byte, r Row) ([]byte, error) {
+	if r == nil {
+		return append(b, "null"...), nil
+	}
+	b = append(b, '{')
+	for i, col := range slices.Sorted(maps.Keys(r)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = jsontext.AppendQuote(b, col); err != nil {
+			return nil, fmt.Errorf("column name %q: %w", col, err)
+		}
+		b = append(b, ':')
+		if b, err = appendValue(b, r[col]); err != nil {
+			return nil, fmt.Errorf("column %q: %w", col, err)
 		}
 	}
-	return r
+	return append(b, '}'), nil
 }
 
-func jsonSafe(v any) any {
-	if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
-		return strconv.FormatFloat(f, 'g', -1, 64)
+// appendValue appends one value; NaN and ±Inf, which JSON cannot hold, as
+// their text form (the envelope's types say to parse them back).
+func appendValue(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case int64:
+		return strconv.AppendInt(b, v, 10), nil
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return jsontext.AppendQuote(b, strconv.FormatFloat(v, 'g', -1, 64))
+		}
+		return strconv.AppendFloat(b, v, 'g', -1, 64), nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	case string:
+		return jsontext.AppendQuote(b, v)
+	case []byte:
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, v)
+		return append(b, '"'), nil
 	}
-	return v
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, j...), nil
 }
 
 // TextPosition is a position read back from an envelope: the capturer's
@@ -287,12 +352,13 @@ func readObject(d *jsontext.Decoder, field func(name string) error) error {
 		return fmt.Errorf("want a JSON object, got %s", tok.Kind())
 	}
 	for d.PeekKind() != '}' {
-		name, err := d.ReadToken()
+		tok, err := d.ReadToken()
 		if err != nil {
 			return err
 		}
-		if err := field(name.String()); err != nil {
-			return fmt.Errorf("%s: %w", name.String(), err)
+		name := tok.String() // a Token is void after the next read
+		if err := field(name); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	_, err = d.ReadToken()
@@ -369,16 +435,7 @@ func readSource(d *jsontext.Decoder, src *SourceInfo) error {
 			id, err = readInt(d)
 			src.TxID = uint32(id)
 		case "types":
-			if d.PeekKind() == 'n' {
-				_, err = d.ReadToken()
-				return err
-			}
-			src.Types = map[string]Type{}
-			err = readObject(d, func(col string) error {
-				t, err := readString(d)
-				src.Types[col] = Type(t)
-				return err
-			})
+			src.Types, err = readTypes(d)
 		default:
 			err = d.SkipValue()
 		}
@@ -386,17 +443,25 @@ func readSource(d *jsontext.Decoder, src *SourceInfo) error {
 	})
 }
 
-// typedValue decodes one JSON value to the Go type of its logical type.
+// typedValue decodes one JSON value to the Go type of its logical type. A
+// value of the wrong JSON kind for a known type is an error; with no type
+// (a foreign producer) numbers become int64 or float64 and objects or
+// arrays their JSON text.
 func typedValue(raw jsontext.Value, t Type) (any, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("empty value")
 	}
-	switch c := raw[0]; {
-	case c == 'n':
+	kind := raw.Kind()
+	if kind == 'n' {
 		return nil, nil
-	case c == 't' || c == 'f':
-		return c == 't', nil
-	case c == '"':
+	}
+	if !kindFits(kind, t) {
+		return nil, fmt.Errorf("a JSON %s is not a %s value", kind, t)
+	}
+	switch kind {
+	case 't', 'f':
+		return kind == 't', nil
+	case '"':
 		s, err := jsonString(raw)
 		if err != nil {
 			return nil, err
@@ -405,17 +470,21 @@ func typedValue(raw jsontext.Value, t Type) (any, error) {
 		case TypeBytes:
 			return base64.StdEncoding.DecodeString(s)
 		case TypeFloat:
-			return strconv.ParseFloat(s, 64) // NaN, +Inf, -Inf
+			f, err := strconv.ParseFloat(s, 64)
+			if err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+				return nil, fmt.Errorf("float %q sent as a string: only NaN and infinities are", s)
+			}
+			return f, err
 		}
 		return s, nil
-	case c == '-' || (c >= '0' && c <= '9'):
+	case '0':
 		n := string(raw)
 		switch t {
 		case TypeFloat:
 			return strconv.ParseFloat(n, 64)
 		case TypeInt:
 			return strconv.ParseInt(n, 10, 64)
-		case TypeDecimal, TypeString:
+		case TypeDecimal:
 			return n, nil
 		}
 		if i, err := strconv.ParseInt(n, 10, 64); err == nil {
@@ -429,6 +498,25 @@ func typedValue(raw jsontext.Value, t Type) (any, error) {
 	}
 }
 
+// kindFits says whether a JSON value kind can carry a logical type.
+func kindFits(kind jsontext.Kind, t Type) bool {
+	switch t {
+	case "":
+		return true
+	case TypeInt:
+		return kind == '0'
+	case TypeFloat:
+		return kind == '0' || kind == '"'
+	case TypeBool:
+		return kind == 't' || kind == 'f'
+	case TypeDecimal:
+		return kind == '0' || kind == '"'
+	case TypeJSON:
+		return kind == '"' || kind == '{' || kind == '['
+	}
+	return kind == '"' // bytes, string, time and types from newer producers
+}
+
 // jsonString unquotes a JSON string, without allocating twice when it holds
 // no escapes.
 func jsonString(raw jsontext.Value) (string, error) {
@@ -438,4 +526,42 @@ func jsonString(raw jsontext.Value) (string, error) {
 	var s string
 	err := json.Unmarshal(raw, &s)
 	return s, err
+}
+
+// typesCache shares the types map of records whose types object is
+// byte-for-byte the same (every record of a table, until its schema
+// changes), so it is parsed once. Bounded: objects over typesCacheMaxBytes
+// are not cached, and past typesCacheMax distinct objects it stops adding.
+// The maps are read-only once shared.
+var (
+	typesCache     sync.Map // string(raw JSON) -> map[string]Type
+	typesCacheSize atomic.Int64
+)
+
+const (
+	typesCacheMax      = 1024
+	typesCacheMaxBytes = 64 << 10
+)
+
+func readTypes(d *jsontext.Decoder) (map[string]Type, error) {
+	raw, err := d.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	if raw.Kind() == 'n' {
+		return nil, nil
+	}
+	if m, ok := typesCache.Load(string(raw)); ok {
+		return m.(map[string]Type), nil
+	}
+	var m map[string]Type
+	if err := jsonv2.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	if len(raw) <= typesCacheMaxBytes && typesCacheSize.Load() < typesCacheMax {
+		if _, loaded := typesCache.LoadOrStore(string(raw), m); !loaded {
+			typesCacheSize.Add(1)
+		}
+	}
+	return m, nil
 }
