@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,14 +40,22 @@ type relation struct {
 	types   map[string]change.Type
 }
 
-func newRelation(m *pglogrepl.RelationMessage) *relation {
+// replicaIdentityFull is RelationMessage.ReplicaIdentity for REPLICA IDENTITY FULL.
+const replicaIdentityFull = 'f'
+
+// newRelation describes a relation. pk holds the table's primary key columns
+// (nil when it has none): pgoutput flags every column of a REPLICA IDENTITY
+// FULL table as part of the key, so for those the key is the primary key.
+// Key columns are in the table's column order either way.
+func newRelation(m *pglogrepl.RelationMessage, pk []string) *relation {
 	r := &relation{
 		table:   change.Table{Schema: m.Namespace, Name: m.RelationName},
 		columns: m.Columns,
 		types:   make(map[string]change.Type, len(m.Columns)),
 	}
+	usePK := m.ReplicaIdentity == replicaIdentityFull && len(pk) > 0
 	for _, c := range m.Columns {
-		if c.Flags&1 != 0 {
+		if usePK && slices.Contains(pk, c.Name) || !usePK && c.Flags&1 != 0 {
 			r.key = append(r.key, c.Name)
 		}
 		r.types[c.Name] = logicalType(c.DataType)

@@ -236,14 +236,27 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 	if err != nil {
 		return err
 	}
+	pks, err := s.primaryKeys(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
 	conn, err := pgconn.ConnectConfig(ctx, rcfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("open replication connection: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
 	args := []string{"proto_version '1'", "publication_names '" + s.cfg.Publication + "'"}
 	if err := pglogrepl.StartReplication(ctx, conn, s.cfg.Slot, 0, pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("start replication on slot %s: %w", s.cfg.Slot, err)
 	}
 	s.log.Info("streaming from replication slot", "slot", s.cfg.Slot, "publication", s.cfg.Publication)
@@ -252,7 +265,7 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 	defer stopHeadroom()
 	go s.watchHeadroom(hctx)
 
-	st := &stream{src: s, emit: emit, rels: map[uint32]*relation{}}
+	st := &stream{src: s, emit: emit, rels: map[uint32]*relation{}, pks: pks}
 	nextStatus := time.Now()
 	for {
 		if !time.Now().Before(nextStatus) {
@@ -336,6 +349,7 @@ type stream struct {
 	src         *Source
 	emit        func(context.Context, change.Batch) error
 	rels        map[uint32]*relation
+	pks         map[change.Table][]string // primary key columns, for REPLICA IDENTITY FULL tables
 	inTx        bool
 	begin       pglogrepl.BeginMessage
 	events      []change.Event
@@ -359,7 +373,7 @@ func (st *stream) handle(ctx context.Context, data []byte) error {
 	}
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
-		st.rels[m.RelationID] = newRelation(m)
+		st.rels[m.RelationID] = newRelation(m, st.pks[change.Table{Schema: m.Namespace, Name: m.RelationName}])
 	case *pglogrepl.BeginMessage:
 		st.inTx, st.begin, st.events = true, *m, st.events[:0]
 	case *pglogrepl.InsertMessage:
@@ -469,6 +483,40 @@ func keyOnly(key []string, row change.Row) change.Row {
 		out[k] = row[k]
 	}
 	return out
+}
+
+// primaryKeys reads the primary key columns of the configured tables that
+// have one.
+func (s *Source) primaryKeys(ctx context.Context) (map[change.Table][]string, error) {
+	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	schemas, names := make([]string, len(s.cfg.Tables)), make([]string, len(s.cfg.Tables))
+	for i, t := range s.cfg.Tables {
+		schemas[i], names[i] = t.Schema, t.Name
+	}
+	rows, err := conn.Query(ctx, `SELECT n.nspname, c.relname, a.attname
+	FROM unnest($1::text[], $2::text[]) t(schema, name)
+	JOIN pg_namespace n ON n.nspname = t.schema
+	JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
+	JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+	JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey)`, schemas, names)
+	if err != nil {
+		return nil, fmt.Errorf("read primary keys: %w", err)
+	}
+	pks := map[change.Table][]string{}
+	var t change.Table
+	var col string
+	_, err = pgx.ForEachRow(rows, []any{&t.Schema, &t.Name, &col}, func() error {
+		pks[t] = append(pks[t], col)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read primary keys: %w", err)
+	}
+	return pks, nil
 }
 
 // watchHeadroom exports how much more WAL the server may write before the
