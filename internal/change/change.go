@@ -73,11 +73,11 @@ func (t Table) String() string { return t.Schema + "." + t.Name }
 type Event struct {
 	Op     Op
 	Table  Table
-	Key    []string        // primary key column names, in key order
+	Key    []string        // primary key column names, in the table's column order
 	Types  map[string]Type // column name -> logical type
-	Before Row             // the row before the change: nil for inserts; key columns only unless the source sends full before-images
-	After  Row             // the row after the change: nil for deletes
-	Pos    Position        // where this change's transaction ends: acknowledging it means the whole transaction is durable
+	Before Row             // the row before the change: nil for inserts and for updates that keep their key (unless the source sends full before-images); the key columns for deletes
+	After  Row             // the row after the change: nil for deletes; unchanged TOASTed columns are absent
+	Pos    Position        // the commit position of the change's transaction, for information; acknowledge Batch.Pos, never this
 	TxID   uint32          // source transaction id, 0 if unknown
 	Commit time.Time       // source commit time
 }
