@@ -115,36 +115,62 @@ func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 	env := []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + m.TgtDSN}
 	out := &syncBuffer{}
 
-	// Writers run for the whole test, across every crash.
+	// Writers run for the whole test, across every crash. They start once
+	// the first run is streaming: rows committed before the slot exists are
+	// history, the backfill's job, not the stream's.
 	wctx, stopWriters := context.WithCancel(ctx)
 	defer stopWriters()
 	errc := make(chan error, 2)
-	for i := range 2 {
-		go func() {
-			w := &shop.Workload{Src: m.Src, Seed: uint64(100 + i)}
-			errc <- w.Run(wctx, 0, 150)
-		}()
+	workloads := []*shop.Workload{{Src: m.Src, Seed: 100}, {Src: m.Src, Seed: 101}}
+	startWriters := func() {
+		for _, w := range workloads {
+			go func() { errc <- w.Run(wctx, 0, 150) }()
+		}
 	}
+	written := func() int64 { return workloads[0].Ops.Load() + workloads[1].Ops.Load() }
 
-	// Kill points: as soon as the process streams (before anything is
-	// applied), and twice mid-stream after more batches were applied.
-	kills := []func(p *process){
-		func(p *process) {
+	// Kill points: just after the writers start (most changes in flight,
+	// little or nothing applied), and twice mid-stream after more batches
+	// were applied.
+	kills := []func(p *process) (afterKill func()){
+		func(p *process) func() {
 			waitFor(t, "replication started", 30*time.Second, func() (bool, error) {
 				return strings.Contains(p.out.String(), "streaming from replication slot"), nil
 			})
+			startWriters()
+			waitFor(t, "the first writes", 30*time.Second, func() (bool, error) { return written() >= 20, nil })
+			return nil
 		},
-		func(p *process) { waitForMoreApplied(t, ctx, m, 50) },
-		func(p *process) { waitForMoreApplied(t, ctx, m, 200) },
+		func(p *process) func() { waitForMoreApplied(t, ctx, m, 50); return nil },
+		// Apply stalled (target tables locked) while capture goes on: the
+		// most changes captured but not applied. A slot acknowledged before
+		// the target commit loses exactly these.
+		func(p *process) func() {
+			waitForMoreApplied(t, ctx, m, 50)
+			lock, err := m.Tgt.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := lock.Exec(ctx, `LOCK TABLE public.customers, public.orders, public.payments IN ACCESS EXCLUSIVE MODE`); err != nil {
+				t.Fatal(err)
+			}
+			base := written()
+			waitFor(t, "writes while apply is stalled", 60*time.Second, func() (bool, error) { return written() >= base+600, nil })
+			return func() { _ = lock.Rollback(context.Background()) }
+		},
+		func(p *process) func() { waitForMoreApplied(t, ctx, m, 200); return nil },
 	}
 	for i, waitPoint := range kills {
 		p := startTandem(t, cfgPath, env, out)
-		waitPoint(p)
+		afterKill := waitPoint(p)
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		_ = p.cmd.Wait()
-		t.Logf("kill %d done; applied offsets %d", i+1, must(appliedOffsets(ctx, m)))
+		if afterKill != nil {
+			afterKill()
+		}
+		t.Logf("kill %d done; %d operations written, applied offsets %d", i+1, written(), must(appliedOffsets(ctx, m)))
 	}
 
 	// The last run sees the writers finish, then must converge exactly.
