@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"math/big"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -24,8 +23,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -114,7 +113,7 @@ mappings:
 // TestPipelineConfig_Compiles keeps the benchmarks' config valid without
 // running them.
 func TestPipelineConfig_Compiles(t *testing.T) {
-	cfg := parseConfig(t, pipelineConfig("postgres://u@127.0.0.1:1/s", "postgres://u@127.0.0.1:1/t", "tandem_bench_0"))
+	cfg := pipelinetest.ParseConfig(t, pipelineConfig("postgres://u@127.0.0.1:1/s", "postgres://u@127.0.0.1:1/t", "tandem_bench_0"))
 	if _, err := pipeline.CompileMappings(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -250,13 +249,13 @@ func measureThroughput(b *testing.B, w workload) throughput {
 	var captured time.Time
 	var inTarget int64
 	done, err := poll(deliverWithin, func() (bool, error) {
-		if err := r.failed(); err != nil {
+		if err := r.Failed(); err != nil {
 			return false, err
 		}
-		if captured.IsZero() && counter(r.reg, "tandem_capture_events_total") >= changes {
+		if captured.IsZero() && counter(r.Reg, "tandem_capture_events_total") >= changes {
 			captured = time.Now()
 		}
-		if counter(r.reg, "tandem_apply_rows_total") < changes {
+		if counter(r.Reg, "tandem_apply_rows_total") < changes {
 			return false, nil
 		}
 		err := e.tgt.QueryRow(ctx, `SELECT count(*) FROM public.items`).Scan(&inTarget)
@@ -264,11 +263,11 @@ func measureThroughput(b *testing.B, w workload) throughput {
 	})
 	if err != nil {
 		b.Fatalf("%d changes not delivered: %v (captured %.0f, applied %.0f, target rows %d)", changes, err,
-			counter(r.reg, "tandem_capture_events_total"), counter(r.reg, "tandem_apply_rows_total"), inTarget)
+			counter(r.Reg, "tandem_capture_events_total"), counter(r.Reg, "tandem_apply_rows_total"), inTarget)
 	}
 	cpu := cpu0.until(sampleCPU(e.postmasters...))
-	batches, inSink := histogram(r.reg, "tandem_apply_batch_duration_seconds")
-	r.stop(b)
+	batches, inSink := histogram(r.Reg, "tandem_apply_batch_duration_seconds")
+	r.Stop(b)
 	if err := dropSlot(ctx, e.src, e.slot); err != nil {
 		b.Fatal(err)
 	}
@@ -345,7 +344,7 @@ func measureLatency(b *testing.B) latency {
 
 	var inTarget int64
 	if _, err := poll(deliverWithin, func() (bool, error) {
-		if err := r.failed(); err != nil {
+		if err := r.Failed(); err != nil {
 			return false, err
 		}
 		err := e.tgt.QueryRow(ctx, `SELECT count(*) FROM public.items`).Scan(&inTarget)
@@ -353,7 +352,7 @@ func measureLatency(b *testing.B) latency {
 	}); err != nil {
 		b.Fatalf("%d changes not delivered: %v (target rows %d)", total, err, inTarget)
 	}
-	r.stop(b)
+	r.Stop(b)
 	if err := dropSlot(ctx, e.src, e.slot); err != nil {
 		b.Fatal(err)
 	}
@@ -550,102 +549,12 @@ func dropSlot(ctx context.Context, src *pgxpool.Pool, slot string) error {
 }
 
 // running is a pipeline.Run in a goroutine.
-type running struct {
-	cancel context.CancelFunc
-	exited chan struct{}
-	err    error // Run's result, set before exited closes
-	reg    *prometheus.Registry
-	addr   string
-}
-
-// startPipeline runs tandem on e and returns once /readyz says it captures
-// and every mapping has its partitions.
-func startPipeline(b *testing.B, e *env) *running {
+// startPipeline runs tandem on e (warnings and errors logged only: a
+// benchmark prints everything it logs) and returns once it is ready.
+func startPipeline(b *testing.B, e *env) *pipelinetest.Running {
 	b.Helper()
-	cfg := parseConfig(b, pipelineConfig(e.srcDSN, e.tgtDSN, e.slot))
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, exited: make(chan struct{}), reg: prometheus.NewRegistry()}
-	ready := make(chan string, 1)
-	// Warnings and errors only: a benchmark prints everything it logs.
-	log := slog.New(slog.NewTextHandler(logWriter{b}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() {
-		defer close(r.exited)
-		r.err = pipeline.Run(ctx, cfg, pipeline.Options{
-			Roles: pipeline.Roles{Capture: true, Apply: true}, Logger: log, Registry: r.reg,
-			Ready: func(addr string) { ready <- addr },
-		})
-	}()
-	b.Cleanup(func() { r.stop(b) })
-	select {
-	case r.addr = <-ready:
-	case <-r.exited:
-		b.Fatalf("pipeline stopped before it was ready: %v", r.err)
-	case <-time.After(30 * time.Second):
-		b.Fatal("pipeline not ready after 30s")
-	}
-	client := &http.Client{Timeout: time.Second}
-	if _, err := poll(30*time.Second, func() (bool, error) {
-		if err := r.failed(); err != nil {
-			return false, err
-		}
-		resp, err := client.Get("http://" + r.addr + "/readyz")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	}); err != nil {
-		b.Fatalf("pipeline not ready: %v", err)
-	}
-	return r
-}
-
-// failed returns Run's error once it has stopped, or nil while it runs.
-func (r *running) failed() error {
-	select {
-	case <-r.exited:
-		if r.err == nil {
-			return errors.New("pipeline stopped")
-		}
-		return fmt.Errorf("pipeline stopped: %w", r.err)
-	default:
-		return nil
-	}
-}
-
-// stop cancels Run and waits for it; later calls do nothing.
-func (r *running) stop(b *testing.B) {
-	b.Helper()
-	if r.cancel == nil {
-		return
-	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case <-r.exited:
-		if r.err != nil {
-			b.Errorf("pipeline: %v", r.err)
-		}
-	case <-time.After(30 * time.Second):
-		b.Error("pipeline did not stop within 30s of cancel")
-	}
-}
-
-func parseConfig(tb testing.TB, yaml string) *config.Config {
-	tb.Helper()
-	cfg, err := config.Parse("tandem.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		tb.Fatalf("config: %v\n%s", err, yaml)
-	}
-	return cfg
-}
-
-// logWriter sends the pipeline's log lines to the benchmark's log.
-type logWriter struct{ tb testing.TB }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.tb.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	cfg := pipelinetest.ParseConfig(b, pipelineConfig(e.srcDSN, e.tgtDSN, e.slot))
+	return pipelinetest.Start(b, cfg, pipeline.Roles{Capture: true, Apply: true}, slog.LevelWarn)
 }
 
 // errTimedOut is returned by poll when its condition did not hold in time.
@@ -674,20 +583,8 @@ func poll(within time.Duration, cond func() (bool, error)) (time.Time, error) {
 
 // counter sums a counter family of the registry over its labels.
 func counter(g prometheus.Gatherer, name string) float64 {
-	mfs, err := g.Gather()
-	if err != nil {
-		return math.NaN()
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
+	v, _ := pipelinetest.Metric(g, name, nil)
+	return v
 }
 
 // histogram returns the count and the sum of a histogram family of the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
 	"github.com/tandemcdc/tandem/internal/shop"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
@@ -69,78 +69,18 @@ func externalKafka(t *testing.T) *kfake.Cluster {
 
 func parseConfig(t *testing.T, yaml string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse("tandem.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, yaml)
-	}
-	return cfg
+	return pipelinetest.ParseConfig(t, yaml)
 }
 
-// running is a pipeline.Run in a goroutine.
-type running struct {
-	cancel context.CancelFunc
-	done   chan error
-	reg    *prometheus.Registry
-	addr   string
-}
-
-func start(t *testing.T, cfg *config.Config) *running {
+func start(t *testing.T, cfg *config.Config) *pipelinetest.Running {
 	t.Helper()
 	return startWith(t, cfg, pipeline.Roles{Capture: true, Apply: true})
 }
 
-func startWith(t *testing.T, cfg *config.Config, roles pipeline.Roles) *running {
+func startWith(t *testing.T, cfg *config.Config, roles pipeline.Roles) *pipelinetest.Running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1), reg: prometheus.NewRegistry()}
-	ready := make(chan string, 1)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	go func() {
-		r.done <- pipeline.Run(ctx, cfg, pipeline.Options{
-			Roles: roles, Logger: log, Registry: r.reg,
-			Ready: func(addr string) { ready <- addr },
-		})
-	}()
-	select {
-	case r.addr = <-ready:
-	case err := <-r.done:
-		cancel()
-		t.Fatalf("pipeline stopped before it was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("pipeline not ready after 30s")
-	}
-	t.Cleanup(func() { r.stop(t) })
-	return r
+	return pipelinetest.Start(t, cfg, roles, slog.LevelInfo)
 }
-
-func (r *running) stop(t *testing.T) {
-	t.Helper()
-	if r.cancel == nil {
-		return
-	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("pipeline: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Error("pipeline did not stop within 30s of cancel")
-	}
-}
-
-// testWriter sends logs to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-var _ io.Writer = testWriter{}
 
 func waitConverged(t *testing.T, m *shop.Migration, within time.Duration) *shop.NewRows {
 	t.Helper()
@@ -188,37 +128,10 @@ func TestRun_EmbeddedBrokerNeedsBothRoles(t *testing.T) {
 	}
 }
 
-// metricValue reads one sample from the registry; ok is false when absent.
+// metricValue reads one metric (summed over the matching label sets).
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue(), true
-			case m.Gauge != nil:
-				return m.Gauge.GetValue(), true
-			}
-		}
-	}
-	return 0, false
+	return pipelinetest.Metric(reg, name, labels)
 }
 
 func pollUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
@@ -246,10 +159,10 @@ func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
 	}
 	paused := map[string]string{"mapping": "shop.customers"}
 	pollUntil(t, "shop.customers paused", 30*time.Second, func() bool {
-		v, _ := metricValue(t, r.reg, "tandem_mapping_paused", paused)
+		v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", paused)
 		return v == 1
 	})
-	if v, _ := metricValue(t, r.reg, "tandem_apply_errors_total", map[string]string{"reason": "table_missing"}); v < 1 {
+	if v, _ := metricValue(t, r.Reg, "tandem_apply_errors_total", map[string]string{"reason": "table_missing"}); v < 1 {
 		t.Errorf("tandem_apply_errors_total{reason=table_missing} = %v, want >= 1", v)
 	}
 	// The orders mapping goes on while customers is paused.
@@ -264,7 +177,7 @@ func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
 		}
 		return orders == len(want.Orders) && payments == len(want.Payments)
 	})
-	if v, _ := metricValue(t, r.reg, "tandem_mapping_paused", map[string]string{"mapping": "shop.orders"}); v != 0 {
+	if v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", map[string]string{"mapping": "shop.orders"}); v != 0 {
 		t.Errorf("shop.orders paused = %v, want 0", v)
 	}
 	// Fixed: the paused mapping resumes and everything converges.
@@ -273,7 +186,7 @@ func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
 	}
 	waitConverged(t, m, time.Minute)
 	pollUntil(t, "shop.customers resumed", 30*time.Second, func() bool {
-		v, _ := metricValue(t, r.reg, "tandem_mapping_paused", paused)
+		v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", paused)
 		return v == 0
 	})
 }
@@ -285,7 +198,7 @@ func TestRun_ExternalKafkaSplitRolesAndReplayedSuffixChangesNothing(t *testing.T
 	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN, Brokers: cluster.ListenAddrs()}))
 
 	// capture and apply as separate roles, as separate processes would run them.
-	startRoles := func(roles pipeline.Roles) *running { return startWith(t, cfg, roles) }
+	startRoles := func(roles pipeline.Roles) *pipelinetest.Running { return startWith(t, cfg, roles) }
 	capture := startRoles(pipeline.Roles{Capture: true})
 	apply := startRoles(pipeline.Roles{Apply: true})
 
@@ -298,16 +211,16 @@ func TestRun_ExternalKafkaSplitRolesAndReplayedSuffixChangesNothing(t *testing.T
 	}
 	before := waitConverged(t, m, time.Minute)
 	for _, name := range []string{"tandem_capture_events_total", "tandem_capture_lag_seconds", "tandem_source_retention_headroom_bytes"} {
-		if _, ok := metricValue(t, capture.reg, name, nil); !ok {
+		if _, ok := metricValue(t, capture.Reg, name, nil); !ok {
 			t.Errorf("capture role exports no %s", name)
 		}
 	}
 	for _, name := range []string{"tandem_apply_rows_total", "tandem_replication_lag_seconds", "tandem_mapping_paused"} {
-		if _, ok := metricValue(t, apply.reg, name, nil); !ok {
+		if _, ok := metricValue(t, apply.Reg, name, nil); !ok {
 			t.Errorf("apply role exports no %s", name)
 		}
 	}
-	for _, reg := range []*prometheus.Registry{capture.reg, apply.reg} {
+	for _, reg := range []*prometheus.Registry{capture.Reg, apply.Reg} {
 		problems, err := testutil.GatherAndLint(reg)
 		if err != nil {
 			t.Fatal(err)
@@ -316,7 +229,7 @@ func TestRun_ExternalKafkaSplitRolesAndReplayedSuffixChangesNothing(t *testing.T
 			t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
 		}
 	}
-	apply.stop(t)
+	apply.Stop(t)
 
 	// Rewind every partition to half its offset and apply the suffix again.
 	var end int64
@@ -404,7 +317,7 @@ func TestRun_PoisonChangeGoesToDeadLetterTopicAndStreamGoesOn(t *testing.T) {
 	if diff := cmp.Diff([]int64{1, 3}, ids); diff != "" {
 		t.Errorf("target orders (-want +got):\n%s", diff)
 	}
-	if v, _ := metricValue(t, r.reg, "tandem_dlq_events_total", map[string]string{"mapping": "shop.orders", "reason": "transform"}); v != 1 {
+	if v, _ := metricValue(t, r.Reg, "tandem_dlq_events_total", map[string]string{"mapping": "shop.orders", "reason": "transform"}); v != 1 {
 		t.Errorf("tandem_dlq_events_total{mapping=shop.orders,reason=transform} = %v, want 1", v)
 	}
 
@@ -466,7 +379,7 @@ func TestRun_ReconnectsWhenTheReplicationConnectionDies(t *testing.T) {
 	r := start(t, parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slot, SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})))
 	for _, path := range []string{"/healthz", "/readyz"} {
 		pollUntil(t, path+" answers 200", 30*time.Second, func() bool {
-			resp, err := http.Get("http://" + r.addr + path)
+			resp, err := http.Get("http://" + r.Addr + path)
 			if err != nil {
 				return false
 			}

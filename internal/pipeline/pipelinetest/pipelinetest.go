@@ -1,0 +1,156 @@
+// Package pipelinetest runs tandem's pipeline in-process for tests and
+// benchmarks: start it from a config, wait until it is ready, read its
+// metrics, stop it. Only _test.go files import it.
+package pipelinetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/pipeline"
+)
+
+// ParseConfig parses a tandem.yaml with an empty environment, failing tb on error.
+func ParseConfig(tb testing.TB, yaml string) *config.Config {
+	tb.Helper()
+	cfg, err := config.Parse("tandem.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		tb.Fatalf("config: %v\n%s", err, yaml)
+	}
+	return cfg
+}
+
+// Running is a pipeline.Run in a goroutine.
+type Running struct {
+	Reg  *prometheus.Registry // the pipeline's metrics
+	Addr string               // its HTTP address
+
+	cancel context.CancelFunc
+	exited chan struct{}
+	err    error // Run's result, set before exited closes
+}
+
+// Start runs the roles of cfg, logging at level to tb, and returns once the
+// pipeline is ready (/readyz answers 200: capture streams and every mapping
+// has its partitions). It is stopped when tb ends.
+func Start(tb testing.TB, cfg *config.Config, roles pipeline.Roles, level slog.Level) *Running {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{Reg: prometheus.NewRegistry(), cancel: cancel, exited: make(chan struct{})}
+	ready := make(chan string, 1)
+	log := slog.New(slog.NewTextHandler(LogWriter{tb}, &slog.HandlerOptions{Level: level}))
+	go func() {
+		defer close(r.exited)
+		r.err = pipeline.Run(ctx, cfg, pipeline.Options{
+			Roles: roles, Logger: log, Registry: r.Reg,
+			Ready: func(addr string) { ready <- addr },
+		})
+	}()
+	tb.Cleanup(func() { r.Stop(tb) })
+	select {
+	case r.Addr = <-ready:
+	case <-r.exited:
+		tb.Fatalf("pipeline stopped before it was ready: %v", r.err)
+	case <-time.After(30 * time.Second):
+		tb.Fatal("pipeline not ready after 30s")
+	}
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := r.Failed(); err != nil {
+			tb.Fatal(err)
+		}
+		if resp, err := client.Get("http://" + r.Addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal("pipeline: /readyz not 200 within 30s")
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+// Failed returns Run's error once it has stopped, or nil while it runs.
+func (r *Running) Failed() error {
+	select {
+	case <-r.exited:
+		if r.err == nil {
+			return errors.New("pipeline stopped")
+		}
+		return fmt.Errorf("pipeline stopped: %w", r.err)
+	default:
+		return nil
+	}
+}
+
+// Stop cancels Run and waits for it; Run must return nil. Later calls do nothing.
+func (r *Running) Stop(tb testing.TB) {
+	tb.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case <-r.exited:
+		if r.err != nil {
+			tb.Errorf("pipeline: %v", r.err)
+		}
+	case <-time.After(30 * time.Second):
+		tb.Error("pipeline did not stop within 30s of cancel")
+	}
+}
+
+// LogWriter sends log lines to tb.Log.
+type LogWriter struct{ TB testing.TB }
+
+// Write implements io.Writer.
+func (w LogWriter) Write(p []byte) (int, error) {
+	w.TB.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Metric sums the counter or gauge samples of one metric family whose
+// labels include labels (nil: all); ok is false when none match.
+func Metric(g prometheus.Gatherer, name string, labels map[string]string) (sum float64, ok bool) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, false
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum, ok = sum+m.Counter.GetValue(), true
+			case m.Gauge != nil:
+				sum, ok = sum+m.Gauge.GetValue(), true
+			}
+		}
+	}
+	return sum, ok
+}
