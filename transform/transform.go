@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/interpreter"
@@ -50,6 +52,30 @@ type column struct {
 	name string
 	prg  cel.Program
 	path string
+	reads
+}
+
+// reads is which source columns an expression reads: the names it selects
+// from row (row.x, row["x"]), or any column when it uses row as a whole.
+type reads struct {
+	cols []string
+	any  bool
+}
+
+// readsAny reports whether the expression reads any of cols.
+func (r reads) readsAny(cols map[string]bool) bool {
+	if len(cols) == 0 {
+		return false
+	}
+	if r.any {
+		return true
+	}
+	for _, c := range r.cols {
+		if cols[c] {
+			return true
+		}
+	}
+	return false
 }
 
 // EvalError is a failure to evaluate an expression on a row: bad data for the
@@ -99,11 +125,11 @@ func Compile(index int, m config.Mapping) (*Mapping, error) {
 		}
 		for _, c := range to.Columns {
 			path := fmt.Sprintf("mappings[%d].to[%d].columns.%s", index, j, c.Name)
-			prg, err := compile(c.Expr, path, false)
+			prg, rd, err := compileReads(c.Expr, path, false)
 			if err != nil {
 				errs = append(errs, err)
 			}
-			o.columns = append(o.columns, column{name: c.Name, prg: prg, path: fmt.Sprintf("to[%d].columns.%s", j, c.Name)})
+			o.columns = append(o.columns, column{name: c.Name, prg: prg, path: fmt.Sprintf("to[%d].columns.%s", j, c.Name), reads: rd})
 		}
 		for _, k := range to.Key {
 			if !o.hasColumn(k) {
@@ -128,6 +154,20 @@ func (o *output) hasColumn(name string) bool {
 }
 
 func compile(e config.Expr, path string, wantBool bool) (cel.Program, error) {
+	prg, _, err := compileReads(e, path, wantBool)
+	return prg, err
+}
+
+// compileReads compiles an expression and works out which columns it reads.
+func compileReads(e config.Expr, path string, wantBool bool) (cel.Program, reads, error) {
+	prg, ast, err := compileAST(e, path, wantBool)
+	if err != nil {
+		return nil, reads{}, err
+	}
+	return prg, rowReads(ast), nil
+}
+
+func compileAST(e config.Expr, path string, wantBool bool) (cel.Program, *cel.Ast, error) {
 	ast, iss := env.Compile(e.Text)
 	if iss != nil && iss.Err() != nil {
 		var msgs []string
@@ -144,16 +184,49 @@ func compile(e config.Expr, path string, wantBool bool) (cel.Program, error) {
 			}
 			msgs = append(msgs, fmt.Sprintf("%s: %s: %s", pos, path, ce.Message))
 		}
-		return nil, errors.New(strings.Join(msgs, "\n"))
+		return nil, nil, errors.New(strings.Join(msgs, "\n"))
 	}
 	if wantBool && !ast.OutputType().IsAssignableType(cel.BoolType) {
-		return nil, fmt.Errorf("%s: %s: must be a boolean expression, is %s", e.Pos, path, ast.OutputType())
+		return nil, nil, fmt.Errorf("%s: %s: must be a boolean expression, is %s", e.Pos, path, ast.OutputType())
 	}
 	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", e.Pos, path, err)
+		return nil, nil, fmt.Errorf("%s: %s: %w", e.Pos, path, err)
 	}
-	return prg, nil
+	return prg, ast, nil
+}
+
+// rowReads finds the columns an expression selects from row. A use of row
+// other than row.x or row["x"] (passing the whole map somewhere) reads any.
+func rowReads(a *cel.Ast) reads {
+	var r reads
+	idents, selected := 0, 0
+	celast.PreOrderVisit(a.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		switch e.Kind() {
+		case celast.IdentKind:
+			if e.AsIdent() == "row" {
+				idents++
+			}
+		case celast.SelectKind:
+			sel := e.AsSelect()
+			if op := sel.Operand(); op.Kind() == celast.IdentKind && op.AsIdent() == "row" {
+				r.cols = append(r.cols, sel.FieldName())
+				selected++
+			}
+		case celast.CallKind:
+			call := e.AsCall()
+			args := call.Args()
+			if call.FunctionName() == operators.Index && len(args) == 2 && args[0].Kind() == celast.IdentKind &&
+				args[0].AsIdent() == "row" && args[1].Kind() == celast.LiteralKind {
+				if name, ok := args[1].AsLiteral().(types.String); ok {
+					r.cols = append(r.cols, string(name))
+					selected++
+				}
+			}
+		}
+	}))
+	r.any = idents > selected
+	return r
 }
 
 // activation hands the row to CEL without copying it.
@@ -171,18 +244,23 @@ func (a activation) Parent() interpreter.Activation { return nil }
 // Apply maps one source row (an insert's or update's after-image) to the
 // target rows it produces. No rows and a nil error means filtered out.
 func (m *Mapping) Apply(r change.Row) ([]Row, error) {
-	rows, _, err := m.apply(r, false)
+	rows, _, err := m.apply(r, false, nil)
 	return rows, err
 }
 
 // ApplyUpdate is Apply for an update: it also returns the keys, computed
 // from the same row, of the outputs whose `when` is false, so their target
 // rows (written while the row still matched) can be deleted.
-func (m *Mapping) ApplyUpdate(r change.Row) ([]Row, []Key, error) {
-	return m.apply(r, true)
+//
+// unchanged names source columns the update did not send (PostgreSQL's
+// unchanged TOASTed values): a target column computed from any of them is
+// left out of the row, so the upsert keeps the target's current value
+// instead of overwriting it. A key or `when` that reads one is an error.
+func (m *Mapping) ApplyUpdate(r change.Row, unchanged map[string]bool) ([]Row, []Key, error) {
+	return m.apply(r, true, unchanged)
 }
 
-func (m *Mapping) apply(r change.Row, unmatchedKeys bool) ([]Row, []Key, error) {
+func (m *Mapping) apply(r change.Row, unmatchedKeys bool, unchanged map[string]bool) ([]Row, []Key, error) {
 	act := activation{row: map[string]any(r)}
 	out := make([]Row, 0, len(m.outputs))
 	var gone []Key
@@ -209,6 +287,12 @@ func (m *Mapping) apply(r change.Row, unmatchedKeys bool) ([]Row, []Key, error) 
 		}
 		cols := make(map[string]any, len(o.columns))
 		for _, c := range o.columns {
+			if c.readsAny(unchanged) {
+				if contains(o.key, c.name) {
+					return nil, nil, &EvalError{Mapping: m.Name, Path: c.path, Err: errors.New("key column reads a source column the update did not send (an unchanged TOASTed value)")}
+				}
+				continue // the target keeps its value
+			}
 			v, err := eval(c.prg, act)
 			if err != nil {
 				return nil, nil, &EvalError{Mapping: m.Name, Path: c.path, Err: err}

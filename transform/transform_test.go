@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
@@ -75,7 +76,7 @@ func TestApplyUpdate_RowThatStopsMatchingYieldsItsKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	row := change.Row{"id": int64(7), "total": "1", "status": "paid", "paid": false, "blob": nil, "note": "x", "method": ""}
-	rows, gone, err := m.ApplyUpdate(row)
+	rows, gone, err := m.ApplyUpdate(row, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,5 +170,49 @@ func TestApply_WhenOfNonBooleanValueIsAnError(t *testing.T) {
 	var ee *EvalError
 	if !errors.As(err, &ee) || !strings.Contains(err.Error(), "must be a boolean") {
 		t.Errorf("Apply with a string-valued when = %v, want an EvalError saying it must be a boolean", err)
+	}
+}
+
+func TestApplyUpdate_ColumnsOfUnsentValuesAreLeftOut(t *testing.T) {
+	yaml := strings.Replace(mappingYAML, "note: row.note", `note: 'row["note"] + "!"'`, 1)
+	m, err := compileYAML(t, yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// note was not sent (an unchanged TOASTed value): the note column is not
+	// written, every other column is.
+	row := change.Row{"id": int64(7), "total": "1", "status": "paid", "paid": true, "blob": nil, "method": ""}
+	rows, _, err := m.ApplyUpdate(row, map[string]bool{"note": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"id": int64(7), "total_cents": int64(100), "status": "paid", "paid": true, "blob": nil}
+	if diff := cmp.Diff(want, rows[0].Columns); diff != "" {
+		t.Errorf("columns (-want +got):\n%s", diff)
+	}
+	// A key computed from an unsent column cannot be.
+	if _, _, err := m.ApplyUpdate(change.Row{"total": "1"}, map[string]bool{"id": true}); err == nil || !strings.Contains(err.Error(), "did not send") {
+		t.Errorf("key from an unsent column: err = %v", err)
+	}
+}
+
+func TestRowReads(t *testing.T) {
+	tests := []struct {
+		expr string
+		want reads
+	}{
+		{`row.a + row["b"]`, reads{cols: []string{"a", "b"}}},
+		{`has(row.a) ? row.a : 0`, reads{cols: []string{"a", "a"}}},
+		{`size(row) > 2`, reads{any: true}},
+		{`1 + 2`, reads{}},
+	}
+	for _, tc := range tests {
+		ast, iss := env.Compile(tc.expr)
+		if iss.Err() != nil {
+			t.Fatal(iss.Err())
+		}
+		if diff := cmp.Diff(tc.want, rowReads(ast), cmp.AllowUnexported(reads{}), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+			t.Errorf("rowReads(%s) (-want +got):\n%s", tc.expr, diff)
+		}
 	}
 }

@@ -239,7 +239,7 @@ func (a *applier) writes(ev *change.Event) ([]sink.Write, string, error) {
 			err  error
 		)
 		if ev.Op == change.OpUpdate {
-			rows, gone, err = a.mapping.ApplyUpdate(ev.After)
+			rows, gone, err = a.mapping.ApplyUpdate(ev.After, unsent(ev))
 		} else {
 			rows, err = a.mapping.Apply(ev.After)
 		}
@@ -285,6 +285,21 @@ func (a *applier) writes(ev *change.Event) ([]sink.Write, string, error) {
 		return nil, "truncate", fmt.Errorf("TRUNCATE of source table %s is not applied to the target: delete the target rows yourself if that is what you want", ev.Table)
 	}
 	return nil, "unsupported_op", fmt.Errorf("unsupported change op %q", ev.Op)
+}
+
+// unsent lists the columns an update did not carry (unchanged TOASTed
+// values): those in the envelope's types but not in its after-image.
+func unsent(ev *change.Event) map[string]bool {
+	var out map[string]bool
+	for c := range ev.Types {
+		if _, ok := ev.After[c]; !ok {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[c] = true
+		}
+	}
+	return out
 }
 
 func producesKey(rows []transform.Row, k transform.Key) bool {
