@@ -553,3 +553,43 @@ func (s *Source) watchHeadroom(ctx context.Context) {
 		}
 	}
 }
+
+// ErrSlotActive is returned by Drop while a connection streams from the slot.
+var ErrSlotActive = errors.New("replication slot is in use")
+
+// Drop removes the migration's replication slot and publication, the end
+// of a migration: an abandoned slot keeps WAL on the source forever. It
+// refuses while a capture streams from the slot. Missing objects are not
+// an error; it reports what it dropped.
+func (s *Source) Drop(ctx context.Context) (dropped []string, err error) {
+	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var pid *int32
+	err = conn.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&pid)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("look up replication slot %s: %w", s.cfg.Slot, err)
+	case pid != nil:
+		return nil, fmt.Errorf("%w: slot %s is streaming to process %d on the server: stop tandem's capture first", ErrSlotActive, s.cfg.Slot, *pid)
+	default:
+		if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, s.cfg.Slot); err != nil {
+			return nil, fmt.Errorf("drop replication slot %s: %w", s.cfg.Slot, err)
+		}
+		dropped = append(dropped, "replication slot "+s.cfg.Slot)
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
+		return dropped, fmt.Errorf("look up publication %s: %w", s.cfg.Publication, err)
+	}
+	if exists {
+		if _, err := conn.Exec(ctx, "DROP PUBLICATION "+pgx.Identifier{s.cfg.Publication}.Sanitize()); err != nil {
+			return dropped, fmt.Errorf("drop publication %s: %w", s.cfg.Publication, err)
+		}
+		dropped = append(dropped, "publication "+s.cfg.Publication)
+	}
+	return dropped, nil
+}

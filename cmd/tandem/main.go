@@ -39,6 +39,7 @@ Verbs:
   capture    only source -> Kafka (needs kafka.brokers)
   apply      only Kafka -> transform -> target (needs kafka.brokers)
   check      preflight: config, connections, source settings, tables, columns
+  slot drop  remove the migration's replication slot and publication when done
   version    version and build info
 
 Flags:
@@ -62,6 +63,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	verb, rest := args[0], args[1:]
+	if verb == "slot" {
+		if len(rest) == 0 || rest[0] != "drop" {
+			fmt.Fprintf(stderr, "tandem slot: want `tandem slot drop -c tandem.yaml`\n")
+			return exitUsage
+		}
+		verb, rest = "slot drop", rest[1:]
+	}
 	fs := flag.NewFlagSet("tandem "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "tandem.yaml", "config file")
@@ -84,8 +92,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
-	case "run", "capture", "apply", "check":
-	case "backfill", "reconcile", "preview", "dlq", "slot":
+	case "run", "capture", "apply", "check", "slot drop":
+	case "backfill", "reconcile", "preview", "dlq":
 		fmt.Fprintf(stderr, "tandem %s: not available in this build yet\n", verb)
 		return exitUsage
 	default:
@@ -105,6 +113,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if verb == "slot drop" {
+		dropped, err := pipeline.DropSlot(ctx, cfg)
+		for _, d := range dropped {
+			fmt.Fprintf(stdout, "dropped %s\n", d)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "tandem slot drop: %v\n", err)
+			return exitFailed
+		}
+		if len(dropped) == 0 {
+			fmt.Fprintln(stdout, "nothing to drop: no slot or publication of this migration on the source")
+		}
+		return exitOK
+	}
 	if verb == "check" {
 		problems, err := pipeline.Check(ctx, cfg)
 		if err != nil {

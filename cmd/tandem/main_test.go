@@ -343,3 +343,83 @@ func TestCheck_ReportsEachProblemWithItsFixAndExits1(t *testing.T) {
 	}
 	assertNothingWritten(t, ctx, m)
 }
+
+func TestSlotDrop_RemovesSlotAndPublicationButNotWhileStreaming(t *testing.T) {
+	ctx := context.Background()
+	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var db string
+	if err := m.Src.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	slot := strings.ToLower(db)
+	if _, err := m.Src.Exec(ctx, `CREATE PUBLICATION `+slot+` FOR TABLE shop.orders`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Src.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tandem.yaml")
+	if err := os.WriteFile(path, []byte(shop.Config(shop.ConfigOptions{Slot: slot, SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	drop := func() (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"slot", "drop", "-c", path}, &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	exists := func() (slots, pubs int) {
+		if err := m.Src.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1), (SELECT count(*) FROM pg_publication WHERE pubname = $1)`, slot).Scan(&slots, &pubs); err != nil {
+			t.Fatal(err)
+		}
+		return slots, pubs
+	}
+
+	// While a client streams from the slot, drop refuses and changes nothing.
+	recv := exec.Command(filepath.Join(testenv.BinDir(), "pg_recvlogical"), "-d", m.SrcDSN, "--slot", slot, "--start",
+		"-o", "proto_version=1", "-o", "publication_names="+slot, "-f", "/dev/null")
+	if err := recv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pg_recvlogical streaming", 30*time.Second, func() (bool, error) {
+		var active bool
+		err := m.Src.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
+		return active, err
+	})
+	code, _, stderr := drop()
+	if code != exitFailed || !strings.Contains(stderr, "stop tandem's capture first") {
+		t.Errorf("drop while streaming: exit %d, stderr %q; want exit 1 saying to stop the capture", code, stderr)
+	}
+	if s, p := exists(); s != 1 || p != 1 {
+		t.Errorf("after a refused drop: %d slots, %d publications, want 1 and 1", s, p)
+	}
+	_ = recv.Process.Kill()
+	_ = recv.Wait()
+	waitFor(t, "the slot released", 30*time.Second, func() (bool, error) {
+		var active bool
+		err := m.Src.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
+		return !active, err
+	})
+
+	code, stdout, stderr := drop()
+	want := "dropped replication slot " + slot + "\ndropped publication " + slot + "\n"
+	if code != exitOK || stdout != want {
+		t.Errorf("drop: exit %d, stdout %q, stderr %q; want exit 0 and %q", code, stdout, stderr, want)
+	}
+	if s, p := exists(); s != 0 || p != 0 {
+		t.Errorf("after drop: %d slots, %d publications, want none", s, p)
+	}
+	if code, stdout, _ := drop(); code != exitOK || !strings.Contains(stdout, "nothing to drop") {
+		t.Errorf("second drop: exit %d, stdout %q; want exit 0, nothing to drop", code, stdout)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"version"}, &stdout, &stderr); code != exitOK || !strings.HasPrefix(stdout.String(), "tandem ") {
+		t.Errorf("version: exit %d, %q", code, stdout.String())
+	}
+}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 
@@ -18,13 +19,8 @@ func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error)
 	var ps []preflight.Problem
 	switch cfg.Source.Kind {
 	case config.KindPostgres:
-		tables := make([]change.Table, len(cfg.Source.Tables))
-		for i, t := range cfg.Source.Tables {
-			schema, name, _ := strings.Cut(t, ".")
-			tables[i] = change.Table{Schema: schema, Name: name}
-		}
 		src, err := pgcapture.New(pgcapture.Config{DSN: cfg.Source.DSN.Value(), Slot: cfg.Source.Postgres.Slot,
-			Publication: cfg.Source.Postgres.Publication, Tables: tables})
+			Publication: cfg.Source.Postgres.Publication, Tables: sourceTables(cfg)})
 		if err != nil {
 			return nil, err
 		}
@@ -75,3 +71,27 @@ func PrintProblems(w io.Writer, ps []preflight.Problem) { preflight.Print(w, ps)
 
 // HasFailures reports whether any problem stops tandem.
 func HasFailures(ps []preflight.Problem) bool { return preflight.HasFailures(ps) }
+
+// DropSlot removes the source's replication slot and publication (PostgreSQL)
+// when a migration is done, and says what it dropped.
+func DropSlot(ctx context.Context, cfg *config.Config) ([]string, error) {
+	if cfg.Source.Kind != config.KindPostgres {
+		return nil, fmt.Errorf("slot drop: source kind %s has no replication slot", cfg.Source.Kind)
+	}
+	src, err := pgcapture.New(pgcapture.Config{DSN: cfg.Source.DSN.Value(), Slot: cfg.Source.Postgres.Slot,
+		Publication: cfg.Source.Postgres.Publication, Tables: sourceTables(cfg)})
+	if err != nil {
+		return nil, err
+	}
+	return src.Drop(ctx)
+}
+
+// sourceTables returns the configured source tables.
+func sourceTables(cfg *config.Config) []change.Table {
+	tables := make([]change.Table, len(cfg.Source.Tables))
+	for i, t := range cfg.Source.Tables {
+		schema, name, _ := strings.Cut(t, ".")
+		tables[i] = change.Table{Schema: schema, Name: name}
+	}
+	return tables
+}

@@ -84,12 +84,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	tables := make([]change.Table, len(cfg.Source.Tables))
+	tables := sourceTables(cfg)
 	topics := make([]string, 0, len(tables)+1)
-	for i, t := range cfg.Source.Tables {
-		schema, name, _ := strings.Cut(t, ".")
-		tables[i] = change.Table{Schema: schema, Name: name}
-		topics = append(topics, kafka.Topic(cfg.Kafka.TopicPrefix, tables[i]))
+	for _, t := range tables {
+		topics = append(topics, kafka.Topic(cfg.Kafka.TopicPrefix, t))
 	}
 	dlqTopic := kafka.DLQTopic(cfg.Kafka.TopicPrefix)
 	topics = append(topics, dlqTopic)
