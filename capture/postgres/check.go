@@ -90,10 +90,13 @@ func (s *Source) Check(ctx context.Context) []preflight.Problem {
 
 	// Slot.
 	obj := "source replication slot " + s.cfg.Slot
-	var plugin, slotDB string
+	var plugin, slotDB, walStatus string
 	var active bool
 	var used int
-	err = conn.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), active FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&plugin, &slotDB, &active)
+	var retained int64
+	err = conn.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), active, coalesce(wal_status, ''),
+	coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint
+	FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&plugin, &slotDB, &active, &walStatus, &retained)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots`).Scan(&used); err == nil && atoi(maxSlots) <= used {
@@ -106,8 +109,17 @@ func (s *Source) Check(ctx context.Context) []preflight.Problem {
 		fail(obj, fmt.Sprintf("exists with plugin %q, tandem needs pgoutput", plugin), "SELECT pg_drop_replication_slot('"+s.cfg.Slot+"'); or set source.postgres.slot to another name")
 	case slotDB != db:
 		fail(obj, fmt.Sprintf("belongs to database %q, not %q", slotDB, db), "set source.postgres.slot to another name")
-	case active:
-		warn(obj, "is in use by another connection (another tandem capture?)", "stop the other capture; only one may stream from a slot")
+	case walStatus == "lost":
+		fail(obj, "was invalidated: the server removed WAL it still needed (max_slot_wal_keep_size), so changes were lost",
+			"`tandem slot drop`, then start again with a backfill")
+	default:
+		if active {
+			warn(obj, "is in use by another connection (another tandem capture?)", "stop the other capture; only one may stream from a slot")
+		}
+		if retained > s.cfg.RetainedWALWarn {
+			warn(obj, fmt.Sprintf("holds back %d MiB of WAL on the source (tandem is behind or stopped)", retained>>20),
+				"start tandem so it catches up; if the migration is abandoned, `tandem slot drop`")
+		}
 	}
 	if atoi(maxSenders) < 1 {
 		fail("source", "max_wal_senders is 0", "ALTER SYSTEM SET max_wal_senders = 10; then restart PostgreSQL")

@@ -32,6 +32,9 @@ type Config struct {
 	// MaxBatch bounds the events of one batch; a larger transaction is
 	// emitted as several batches. Default 1000.
 	MaxBatch int
+	// RetainedWALWarn is how much WAL the slot may hold back before Check
+	// warns; default 1 GiB.
+	RetainedWALWarn int64
 }
 
 var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
@@ -78,6 +81,9 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 1000
+	}
+	if cfg.RetainedWALWarn <= 0 {
+		cfg.RetainedWALWarn = 1 << 30
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

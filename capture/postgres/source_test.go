@@ -911,3 +911,16 @@ func TestStream_TableWithoutKeyFailsOnItsFirstChange(t *testing.T) {
 		t.Errorf("restarted Stream returned %v\nwant: %s", err, want)
 	}
 }
+
+func TestCheck_WarnsWhenTheSlotHoldsBackWAL(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE public.good (id integer PRIMARY KEY, v text)`)
+	cfg := f.config("public.good")
+	f.source(cfg) // Setup: the slot now holds WAL from here on
+	f.exec(`INSERT INTO public.good SELECT g, repeat('x', 1000) FROM generate_series(1, 3000) g`)
+	cfg.RetainedWALWarn = 1 << 20
+	got := check(t, cfg)
+	if len(got) != 1 || got[0].Severity != preflight.Warn || got[0].Object != "source replication slot "+cfg.Slot ||
+		!strings.HasPrefix(got[0].What, "holds back ") || !strings.Contains(got[0].Fix, "tandem slot drop") {
+		t.Errorf("problems = %+v, want one warning that the slot holds back WAL", got)
+	}
+}
