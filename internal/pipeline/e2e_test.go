@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -466,4 +467,54 @@ mappings:
 		got, err := read(m.Tgt, `SELECT title, body_chars, md5(body) FROM public.pages WHERE id = 1`)
 		return err == nil && cmp.Diff(want, got) == ""
 	})
+}
+
+func TestRun_PermissionErrorPausesTheMappingUntilGranted(t *testing.T) {
+	ctx := context.Background()
+	m := newMigration(t)
+	// The target is written by an ordinary role, as in production.
+	var db string
+	if err := m.Tgt.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	role := db + "_writer"
+	if _, err := m.Tgt.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s LOGIN PASSWORD 'writer-pw';
+		GRANT CREATE ON DATABASE %[2]s TO %[1]s;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %[1]s`, role, db)); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(m.TgtDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, "writer-pw")
+	r := start(t, parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: u.String()})))
+
+	if _, err := m.Tgt.Exec(ctx, `REVOKE INSERT, UPDATE ON public.customers FROM `+role); err != nil {
+		t.Fatal(err)
+	}
+	w := &shop.Workload{Src: m.Src, Seed: 21}
+	if err := w.History(ctx, 30); err != nil {
+		t.Fatal(err)
+	}
+	paused := map[string]string{"mapping": "shop.customers"}
+	pollUntil(t, "shop.customers paused by the permission error", 30*time.Second, func() bool {
+		v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", paused)
+		return v == 1
+	})
+	if v, _ := metricValue(t, r.Reg, "tandem_apply_errors_total", map[string]string{"reason": "permission"}); v < 1 {
+		t.Errorf("tandem_apply_errors_total{reason=permission} = %v, want >= 1", v)
+	}
+	if _, err := m.Tgt.Exec(ctx, `GRANT INSERT, UPDATE ON public.customers TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, m, time.Minute)
+	pollUntil(t, "shop.customers resumed", 30*time.Second, func() bool {
+		v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", paused)
+		return v == 0
+	})
+	r.Stop(t)
+	if _, err := m.Tgt.Exec(ctx, fmt.Sprintf(`DROP OWNED BY %[1]s; DROP ROLE %[1]s`, role)); err != nil {
+		t.Errorf("drop role: %v", err)
+	}
 }
