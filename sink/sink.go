@@ -41,9 +41,26 @@ type Write struct {
 	Row   map[string]any // columns to write (for Delete: the key columns only)
 }
 
-// Batch is target-row changes in the order they must take effect.
+// Batch is target-row changes in the order they must take effect, and the
+// dead letters of the same records.
 type Batch struct {
-	Writes []Write
+	Writes      []Write
+	DeadLetters []DeadLetter
+}
+
+// DeadLetter is a record that could not be transformed. Sinks store it with
+// the batch, so it is kept exactly when its offset is committed, whatever
+// happens to the dead-letter topic (the embedded broker's is in memory).
+// Storing the same record twice keeps one copy.
+type DeadLetter struct {
+	Mapping   string
+	Reason    string // decode, transform, truncate, ...
+	Error     string
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte // the original record value
 }
 
 // Offset is where a batch stands on one partition.

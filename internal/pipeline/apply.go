@@ -153,6 +153,7 @@ func (a *applier) storedOffsets(ctx context.Context, assigned map[string]map[int
 // prepared is a polled batch, transformed, ready to write.
 type prepared struct {
 	writes []sink.Write
+	dead   []sink.DeadLetter // stored in the target with the batch
 	cp     sink.Checkpoint
 	newest time.Time
 }
@@ -175,6 +176,7 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, e
 		ev, err := change.Decode(nil, r.Value)
 		if err != nil {
 			dead = append(dead, a.dlq.record(a.mapping.Name, "decode", err, r))
+			p.dead = append(p.dead, storedDeadLetter(a.mapping.Name, "decode", err, r))
 			continue
 		}
 		if ev.Commit.After(p.newest) {
@@ -183,6 +185,7 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, e
 		ws, reason, err := a.writes(ev)
 		if err != nil {
 			dead = append(dead, a.dlq.record(a.mapping.Name, reason, err, r))
+			p.dead = append(p.dead, storedDeadLetter(a.mapping.Name, reason, err, r))
 			continue
 		}
 		p.writes = append(p.writes, ws...)
@@ -207,7 +210,7 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, e
 func (a *applier) write(ctx context.Context, p *prepared) error {
 	err := a.retry(ctx, "apply batch", func() error {
 		start := time.Now()
-		err := a.sink.Apply(ctx, sink.Batch{Writes: p.writes}, p.cp)
+		err := a.sink.Apply(ctx, sink.Batch{Writes: p.writes, DeadLetters: p.dead}, p.cp)
 		if err == nil {
 			a.metrics.batches.WithLabelValues(a.mapping.Name).Observe(time.Since(start).Seconds())
 		}
@@ -437,6 +440,12 @@ func (d *dlqWriter) record(mapping, reason string, err error, r *kgo.Record) *kg
 	return &kgo.Record{Topic: d.topic, Key: r.Key, Value: v, Headers: []kgo.RecordHeader{
 		{Key: "tandem.reason", Value: []byte(reason)}, {Key: "tandem.mapping", Value: []byte(mapping)},
 	}}
+}
+
+// storedDeadLetter is the dead letter the target keeps with the batch.
+func storedDeadLetter(mapping, reason string, err error, r *kgo.Record) sink.DeadLetter {
+	return sink.DeadLetter{Mapping: mapping, Reason: reason, Error: err.Error(), Topic: r.Topic,
+		Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value}
 }
 
 func rawOrString(b []byte) json.RawMessage {

@@ -324,6 +324,21 @@ func TestRun_PoisonChangeGoesToDeadLetterTopicAndStreamGoesOn(t *testing.T) {
 		t.Errorf("tandem_dlq_events_total{mapping=shop.orders,reason=transform} = %v, want 1", v)
 	}
 
+	// The dead letter is also kept in the target, committed with its offset.
+	var stored struct {
+		Mapping, Reason, Error string
+		Offset                 int64
+		Record                 []byte
+	}
+	if err := m.Tgt.QueryRow(ctx, `SELECT mapping, reason, error, "offset", record FROM tandem.dead_letters`).Scan(
+		&stored.Mapping, &stored.Reason, &stored.Error, &stored.Offset, &stored.Record); err != nil {
+		t.Fatalf("read tandem.dead_letters: %v", err)
+	}
+	if stored.Mapping != "shop.orders" || stored.Reason != "transform" || !strings.Contains(stored.Error, "to[0].columns.status") ||
+		!strings.Contains(string(stored.Record), `"status":"poison"`) {
+		t.Errorf("stored dead letter = %+v, want the mapping, reason, error and original record", stored)
+	}
+
 	broker := cluster.ListenAddrs()[0]
 	dead := kcatRecords(t, broker, "shop.dlq")
 	if len(dead) != 1 {

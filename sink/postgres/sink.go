@@ -60,6 +60,10 @@ func (s *Sink) offsetsTable() string {
 	return pgx.Identifier{s.schema, "kafka_offsets"}.Sanitize()
 }
 
+func (s *Sink) deadLettersTable() string {
+	return pgx.Identifier{s.schema, "dead_letters"}.Sanitize()
+}
+
 func (s *Sink) init(ctx context.Context) error {
 	sql := `CREATE SCHEMA IF NOT EXISTS ` + pgx.Identifier{s.schema}.Sanitize() + `;
 CREATE TABLE IF NOT EXISTS ` + s.offsetsTable() + ` (
@@ -71,6 +75,18 @@ CREATE TABLE IF NOT EXISTS ` + s.offsetsTable() + ` (
 	batch_from  bigint      NOT NULL DEFAULT 0,
 	updated_at  timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (group_id, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS ` + s.deadLettersTable() + ` (
+	topic       text        NOT NULL,
+	partition   integer     NOT NULL,
+	"offset"    bigint      NOT NULL,
+	mapping     text        NOT NULL,
+	reason      text        NOT NULL,
+	error       text        NOT NULL,
+	record_key  bytea,
+	record      bytea,
+	created_at  timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (mapping, topic, partition, "offset")
 )`
 	if _, err := s.pool.Exec(ctx, sql); err != nil {
 		return fmt.Errorf("create offsets table %s: %w", s.offsetsTable(), err)
@@ -132,6 +148,9 @@ func (s *Sink) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 		}
 		stmts = append(stmts, st...)
 	}
+	if len(b.DeadLetters) > 0 {
+		stmts = append(stmts, s.deadLetters(b.DeadLetters))
+	}
 	batch := &pgx.Batch{}
 	for _, st := range stmts {
 		batch.Queue(st.sql, st.args...)
@@ -190,6 +209,23 @@ SELECT count(*) FROM stored`, cp.Group, cp.Epoch, topics, parts, nexts, froms)
 		return fmt.Errorf("commit target transaction: %w", err)
 	}
 	return nil
+}
+
+// deadLetters stores dead letters; a record stored before is kept as it was.
+func (s *Sink) deadLetters(dls []sink.DeadLetter) statement {
+	n := len(dls)
+	topics, parts, offsets := make([]string, n), make([]int32, n), make([]int64, n)
+	mappings, reasons, errs := make([]string, n), make([]string, n), make([]string, n)
+	keys, values := make([][]byte, n), make([][]byte, n)
+	for i, d := range dls {
+		topics[i], parts[i], offsets[i] = d.Topic, d.Partition, d.Offset
+		mappings[i], reasons[i], errs[i], keys[i], values[i] = d.Mapping, d.Reason, d.Error, d.Key, d.Value
+	}
+	return statement{what: "store dead letters in", table: s.deadLettersTable(),
+		sql: `INSERT INTO ` + s.deadLettersTable() + ` (topic, partition, "offset", mapping, reason, error, record_key, record)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bytea[])
+ON CONFLICT DO NOTHING`,
+		args: []any{topics, parts, offsets, mappings, reasons, errs, keys, values}}
 }
 
 // Forget drops cached table descriptions, so the next Apply reads them again

@@ -688,3 +688,25 @@ func TestApply_ConcurrentConsumersOnDisjointKeys(t *testing.T) {
 	}
 	tg.wantOffsets(t, "g", "e", offsets)
 }
+
+func TestApply_DeadLettersAreStoredOnceAndOnlyWithTheirBatch(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, `CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL)`)
+	dl := sink.DeadLetter{Mapping: "m", Reason: "transform", Error: "no such key: x", Topic: "t", Partition: 1, Offset: 7,
+		Key: []byte(`{"id":7}`), Value: []byte(`{"after":{"id":7}}`)}
+	const stored = `SELECT mapping, reason, error, topic, partition, "offset", convert_from(record_key, 'UTF8') AS key, convert_from(record, 'UTF8') AS value FROM tandem.dead_letters`
+	want := []row{{"mapping": "m", "reason": "transform", "error": "no such key: x", "topic": "t", "partition": "1", "offset": "7",
+		"key": `{"id":7}`, "value": `{"after":{"id":7}}`}}
+	// A batch that fails (NOT NULL) stores no dead letter either.
+	bad := sink.Write{Table: "items", Op: sink.Upsert, Key: []string{"id"}, Row: map[string]any{"id": int64(1), "name": nil}}
+	if err := tg.sink.Apply(t.Context(), sink.Batch{Writes: []sink.Write{bad}, DeadLetters: []sink.DeadLetter{dl}}, sink.Checkpoint{}); err == nil {
+		t.Fatal("Apply of a NOT NULL violation succeeded")
+	}
+	tg.wantRows(t, stored, nil)
+	for range 2 {
+		if err := tg.sink.Apply(t.Context(), sink.Batch{DeadLetters: []sink.DeadLetter{dl}}, sink.Checkpoint{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tg.wantRows(t, stored, want)
+}
