@@ -38,6 +38,7 @@ type relation struct {
 	columns []*pglogrepl.RelationMessageColumn
 	key     []string
 	types   map[string]change.Type
+	names   []string // column names in table order
 }
 
 // replicaIdentityFull is RelationMessage.ReplicaIdentity for REPLICA IDENTITY FULL.
@@ -59,6 +60,7 @@ func newRelation(m *pglogrepl.RelationMessage, pk []string) *relation {
 			r.key = append(r.key, c.Name)
 		}
 		r.types[c.Name] = logicalType(c.DataType)
+		r.names = append(r.names, c.Name)
 	}
 	return r
 }

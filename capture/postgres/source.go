@@ -273,16 +273,18 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 
 	st := &stream{src: s, emit: emit, rels: map[uint32]*relation{}, pks: pks}
 	nextStatus := time.Now()
+	// One receive deadline per status interval, not one per message.
+	recv := &deadline{}
+	defer recv.stop()
 	for {
 		if !time.Now().Before(nextStatus) {
 			if err := s.sendStatus(ctx, conn); err != nil {
 				return err
 			}
 			nextStatus = time.Now().Add(s.cfg.StatusInterval)
+			recv.stop()
 		}
-		rctx, cancel := context.WithDeadline(ctx, nextStatus)
-		raw, err := conn.ReceiveMessage(rctx)
-		cancel()
+		raw, err := conn.ReceiveMessage(recv.until(ctx, nextStatus))
 		if err != nil {
 			if ctx.Err() != nil {
 				s.sendFinalStatus(conn)
@@ -459,7 +461,7 @@ func (st *stream) add(ctx context.Context, rel *relation, op change.Op, before, 
 		return fmt.Errorf("table %s has no replica identity key: add a primary key (or REPLICA IDENTITY USING INDEX)", rel.table)
 	}
 	st.events = append(st.events, change.Event{
-		Op: op, Table: rel.table, Key: rel.key, Types: rel.types,
+		Op: op, Table: rel.table, Key: rel.key, Types: rel.types, Columns: rel.names,
 		Before: before, After: after,
 		Pos: st.begin.FinalLSN, TxID: st.begin.Xid, Commit: st.begin.CommitTime,
 	})
@@ -598,4 +600,26 @@ func (s *Source) Drop(ctx context.Context) (dropped []string, err error) {
 		dropped = append(dropped, "publication "+s.cfg.Publication)
 	}
 	return dropped, nil
+}
+
+// deadline is a context with a deadline, made once and reused until stopped.
+type deadline struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// until returns the context ending at t, creating it if stopped.
+func (d *deadline) until(parent context.Context, t time.Time) context.Context {
+	if d.ctx == nil {
+		d.ctx, d.cancel = context.WithDeadline(parent, t)
+	}
+	return d.ctx
+}
+
+// stop releases the context; the next until makes a new one.
+func (d *deadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.ctx, d.cancel = nil, nil
 }

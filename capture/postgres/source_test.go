@@ -292,7 +292,7 @@ func checkStamps(t *testing.T, bs []change.Batch) {
 // eventOpts compares events in full except their source stamps, which
 // checkStamps covers; NaN equals NaN.
 var eventOpts = cmp.Options{
-	cmpopts.IgnoreFields(change.Event{}, "Pos", "TxID", "Commit"),
+	cmpopts.IgnoreFields(change.Event{}, "Pos", "TxID", "Commit", "Columns"), // Columns: TestStream_EventsListColumnsInTableOrder
 	cmpopts.EquateNaNs(),
 }
 
@@ -922,5 +922,15 @@ func TestCheck_WarnsWhenTheSlotHoldsBackWAL(t *testing.T) {
 	if len(got) != 1 || got[0].Severity != preflight.Warn || got[0].Object != "source replication slot "+cfg.Slot ||
 		!strings.HasPrefix(got[0].What, "holds back ") || !strings.Contains(got[0].Fix, "tandem slot drop") {
 		t.Errorf("problems = %+v, want one warning that the slot holds back WAL", got)
+	}
+}
+
+func TestStream_EventsListColumnsInTableOrder(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE public.wide (zeta text, id integer PRIMARY KEY, alpha text)`)
+	s := startStream(t, f.source(f.config("public.wide")))
+	f.exec(`INSERT INTO wide VALUES ('z', 1, 'a')`)
+	bs := s.tx()
+	if diff := cmp.Diff([]string{"zeta", "id", "alpha"}, bs[0].Events[0].Columns); diff != "" {
+		t.Errorf("Columns (-want +got):\n%s", diff)
 	}
 }

@@ -75,6 +75,9 @@ type Event struct {
 	Table  Table
 	Key    []string        // primary key column names, in the table's column order
 	Types  map[string]Type // column name -> logical type
+	// Columns lists the table's columns in table order, for encoders; nil
+	// when unknown (then they sort). Shared between events: read only.
+	Columns []string
 	Before Row             // the row before the change: nil for inserts and for updates that keep their key (unless the source sends full before-images); the key columns for deletes
 	After  Row             // the row after the change: nil for deletes; unchanged TOASTed columns are absent
 	Pos    Position        // the commit position of the change's transaction, for information; acknowledge Batch.Pos, never this

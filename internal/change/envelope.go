@@ -106,11 +106,15 @@ func (enc *Encoder) Value(e *Event) ([]byte, error) {
 	b := make([]byte, 0, 256+64*len(e.After)+64*len(e.Before))
 	var err error
 	b = append(b, `{"before":`...)
-	if b, err = appendRow(b, e.Before); err != nil {
+	cols := e.Columns
+	if cols == nil {
+		cols = slices.Sorted(maps.Keys(e.Types))
+	}
+	if b, err = appendRow(b, e.Before, cols); err != nil {
 		return nil, fmt.Errorf("encode change of %s: before: %w", e.Table, err)
 	}
 	b = append(b, `,"after":`...)
-	if b, err = appendRow(b, e.After); err != nil {
+	if b, err = appendRow(b, e.After, cols); err != nil {
 		return nil, fmt.Errorf("encode change of %s: after: %w", e.Table, err)
 	}
 	b = append(b, `,"source":{"version":`...)
@@ -139,13 +143,19 @@ func (enc *Encoder) Value(e *Event) ([]byte, error) {
 	}
 	if len(e.Types) > 0 {
 		b = append(b, `,"types":{`...)
-		for i, col := range slices.Sorted(maps.Keys(e.Types)) {
-			if i > 0 {
+		first := true
+		for _, col := range cols {
+			t, ok := e.Types[col]
+			if !ok {
+				continue
+			}
+			if !first {
 				b = append(b, ',')
 			}
+			first = false
 			b, _ = jsontext.AppendQuote(b, col)
 			b = append(b, ':')
-			b, _ = jsontext.AppendQuote(b, string(e.Types[col]))
+			b, _ = jsontext.AppendQuote(b, string(t))
 		}
 		b = append(b, '}')
 	}
@@ -156,23 +166,53 @@ func (enc *Encoder) Value(e *Event) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendRow appends a row as a JSON object with sorted keys, or null.
-func appendRow(b []byte, r Row) ([]byte, error) {
+// appendRow appends a row as a JSON object, or null: the columns of cols
+// first, in that order, then any others sorted (a row may carry columns
+// the type map does not list).
+func appendRow(b []byte, r Row, cols []string) ([]byte, error) {
 	if r == nil {
 		return append(b, "null"...), nil
 	}
 	b = append(b, '{')
-	for i, col := range slices.Sorted(maps.Keys(r)) {
-		if i > 0 {
+	n := 0
+	write := func(col string) error {
+		if n > 0 {
 			b = append(b, ',')
 		}
+		n++
 		var err error
 		if b, err = jsontext.AppendQuote(b, col); err != nil {
-			return nil, fmt.Errorf("column name %q: %w", col, err)
+			return fmt.Errorf("column name %q: %w", col, err)
 		}
 		b = append(b, ':')
 		if b, err = appendValue(b, r[col]); err != nil {
-			return nil, fmt.Errorf("column %q: %w", col, err)
+			return fmt.Errorf("column %q: %w", col, err)
+		}
+		return nil
+	}
+	for _, col := range cols {
+		if _, ok := r[col]; ok {
+			if err := write(col); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if n < len(r) {
+		listed := make(map[string]bool, len(cols))
+		for _, c := range cols {
+			listed[c] = true
+		}
+		var rest []string
+		for c := range r {
+			if !listed[c] {
+				rest = append(rest, c)
+			}
+		}
+		slices.Sort(rest)
+		for _, col := range rest {
+			if err := write(col); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return append(b, '}'), nil

@@ -105,3 +105,18 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestEncoder_ValueListsColumnsInTableOrder(t *testing.T) {
+	enc := &Encoder{Now: func() time.Time { return time.UnixMilli(5) }}
+	ev := &Event{Op: OpCreate, Table: Table{"s", "t"}, Key: []string{"id"}, Columns: []string{"zeta", "id", "alpha"},
+		Types: map[string]Type{"zeta": TypeString, "id": TypeInt, "alpha": TypeString},
+		After: Row{"alpha": "a", "id": int64(1), "zeta": "z", "extra": true}, Commit: time.UnixMilli(4)}
+	v, err := enc.Value(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"before":null,"after":{"zeta":"z","id":1,"alpha":"a","extra":true},"source":{"version":"","connector":"","name":"","ts_ms":4,"db":"","schema":"s","table":"t","pos":"","types":{"zeta":"string","id":"int64","alpha":"string"}},"op":"c","ts_ms":5}`
+	if string(v) != want {
+		t.Errorf("Value =\n%s\nwant\n%s", v, want)
+	}
+}
