@@ -71,18 +71,18 @@ func (t Table) String() string { return t.Schema + "." + t.Name }
 
 // Event is one committed row change.
 type Event struct {
-	Op     Op
-	Table  Table
-	Key    []string        // primary key column names, in the table's column order
-	Types  map[string]Type // column name -> logical type
+	Op    Op
+	Table Table
+	Key   []string        // primary key column names, in the table's column order
+	Types map[string]Type // column name -> logical type
 	// Columns lists the table's columns in table order, for encoders; nil
 	// when unknown (then they sort). Shared between events: read only.
 	Columns []string
-	Before Row             // the row before the change: nil for inserts and for updates that keep their key (unless the source sends full before-images); the key columns for deletes
-	After  Row             // the row after the change: nil for deletes; unchanged TOASTed columns are absent
-	Pos    Position        // the commit position of the change's transaction, for information; acknowledge Batch.Pos, never this
-	TxID   uint32          // source transaction id, 0 if unknown
-	Commit time.Time       // source commit time
+	Before  Row       // the row before the change: nil for inserts and for updates that keep their key (unless the source sends full before-images); the key columns for deletes
+	After   Row       // the row after the change: nil for deletes; unchanged TOASTed columns are absent
+	Pos     Position  // the commit position of the change's transaction, for information; acknowledge Batch.Pos, never this
+	TxID    uint32    // source transaction id, 0 if unknown
+	Commit  time.Time // source commit time
 }
 
 // KeyRow returns the key columns of the event's row (After, or Before for deletes).
