@@ -24,6 +24,8 @@ vet:
 # The whole suite, integration tests included (real PostgreSQL 15, kfake over
 # the Kafka protocol, promtool). CI runs this through .ci/run.
 test: deps
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.work/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 12m ./...
 
