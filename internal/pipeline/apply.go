@@ -36,6 +36,7 @@ type applier struct {
 	committed func(group, topic string, partition int32, next int64)
 	maxPoll   int
 	joined    atomic.Bool
+	writing   atomic.Bool // a batch is being written (or retried)
 }
 
 // run consumes until ctx ends. Two stages overlap: one goroutine polls,
@@ -105,8 +106,8 @@ func (a *applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepar
 		})
 		fetches.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
 		if len(recs) == 0 {
-			if len(ready) == 0 {
-				lag.Set(0)
+			if len(ready) == 0 && !a.writing.Load() {
+				lag.Set(0) // caught up and idle
 			}
 			continue
 		}
@@ -208,7 +209,13 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, e
 // write applies a prepared batch with its offsets, retrying until it works
 // (the mapping is paused meanwhile) or the target fences it off.
 func (a *applier) write(ctx context.Context, p *prepared) error {
+	a.writing.Store(true)
+	defer a.writing.Store(false)
+	lag := a.metrics.lag.WithLabelValues(a.mapping.Name)
 	err := a.retry(ctx, "apply batch", func() error {
+		if !p.newest.IsZero() {
+			lag.Set(max(0, time.Since(p.newest).Seconds())) // grows while the batch waits
+		}
 		start := time.Now()
 		err := a.sink.Apply(ctx, sink.Batch{Writes: p.writes, DeadLetters: p.dead}, p.cp)
 		if err == nil {

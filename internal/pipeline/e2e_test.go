@@ -165,6 +165,11 @@ func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
 		v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", paused)
 		return v == 1
 	})
+	// A paused mapping is behind: its lag grows instead of reading 0.
+	pollUntil(t, "the paused mapping's lag to grow", 30*time.Second, func() bool {
+		v, _ := metricValue(t, r.Reg, "tandem_replication_lag_seconds", paused)
+		return v >= 0.5
+	})
 	if v, _ := metricValue(t, r.Reg, "tandem_apply_errors_total", map[string]string{"reason": "table_missing"}); v < 1 {
 		t.Errorf("tandem_apply_errors_total{reason=table_missing} = %v, want >= 1", v)
 	}
