@@ -22,13 +22,13 @@ vet:
 	$(GO) vet ./...
 
 # The whole suite, integration tests included (real PostgreSQL 15, kfake over
-# the Kafka protocol, promtool). CI runs this through .ci/run.
+# the Kafka protocol, promtool), then the concurrent packages again under the
+# race detector. CI runs this through .ci/run.
 test: deps
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.work/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 12m ./...
-	# The concurrent code again under the race detector.
 	$(GO) test -race -count=1 -timeout 10m ./internal/pipeline/... ./internal/change ./capture/... ./sink/...
 
 # Benchmarks with their physical limits measured in the same run.
