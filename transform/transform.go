@@ -335,6 +335,28 @@ func (m *Mapping) key(o *output, act activation) (Key, error) {
 	return Key{Table: o.table, Key: o.key, Columns: cols}, nil
 }
 
+// KeyReads returns the source columns the target keys are computed from,
+// over every output; any is true when a key expression uses the row as a
+// whole. A delete's before-image must carry these columns.
+func (m *Mapping) KeyReads() (cols []string, any bool) {
+	seen := map[string]bool{}
+	for _, o := range m.outputs {
+		for _, c := range o.columns {
+			if !contains(o.key, c.name) {
+				continue
+			}
+			any = any || c.reads.any
+			for _, r := range c.reads.cols {
+				if !seen[r] {
+					seen[r] = true
+					cols = append(cols, r)
+				}
+			}
+		}
+	}
+	return cols, any
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {

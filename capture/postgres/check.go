@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/preflight"
 )
 
@@ -130,4 +133,54 @@ func (s *Source) Check(ctx context.Context) []preflight.Problem {
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// CheckBeforeImages checks that deletes will carry the source columns each
+// table's mapping keys are computed from (needs; nil means the whole row).
+// Under REPLICA IDENTITY DEFAULT a delete carries only the primary key, so
+// a target key computed from any other column could not be found and the
+// deleted rows would stay in the target.
+func (s *Source) CheckBeforeImages(ctx context.Context, needs map[change.Table][]string) []preflight.Problem {
+	if len(needs) == 0 {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	if err != nil {
+		return nil // Check reports the connection
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var ps []preflight.Problem
+	for _, t := range s.cfg.Tables {
+		need, ok := needs[t]
+		if !ok {
+			continue
+		}
+		var ident string
+		var carried []string
+		err := conn.QueryRow(ctx, `SELECT c.relreplident::text, coalesce((SELECT array_agg(a.attname::text) FROM pg_index i
+	JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+	WHERE i.indrelid = c.oid AND (CASE WHEN c.relreplident = 'i' THEN i.indisreplident ELSE i.indisprimary END)), '{}')
+	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+			t.Schema, t.Name).Scan(&ident, &carried)
+		if err != nil || ident == "f" || len(carried) == 0 {
+			continue // missing or keyless tables are Check's; FULL carries everything
+		}
+		var missing []string
+		if need == nil {
+			missing = []string{"(the whole row)"}
+		}
+		for _, c := range need {
+			if !slices.Contains(carried, c) {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) > 0 {
+			ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: "source table " + t.String(),
+				What: fmt.Sprintf("a mapping computes its target key from %s, which its deletes do not carry (they carry %s)",
+					strings.Join(missing, ", "), strings.Join(carried, ", ")),
+				Fix: fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL; or compute the target key from the primary key",
+					pgx.Identifier{t.Schema, t.Name}.Sanitize())})
+		}
+	}
+	return ps
 }

@@ -423,3 +423,37 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: exit %d, %q", code, stdout.String())
 	}
 }
+
+func TestCheck_TargetKeyFromANonKeyColumnNeedsFullBeforeImages(t *testing.T) {
+	ctx := context.Background()
+	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	// payments keyed by a column a delete does not carry under REPLICA IDENTITY DEFAULT.
+	config := strings.Replace(shop.Config(shop.ConfigOptions{SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}), "order_id: row.id", "order_id: row.customer_id", 1)
+	path := filepath.Join(t.TempDir(), "tandem.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check := func() (int, string) {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"check", "-c", path}, &stdout, &stderr)
+		return code, stdout.String() + stderr.String()
+	}
+	code, out := check()
+	want := `FAIL  source table shop.orders: a mapping computes its target key from customer_id, which its deletes do not carry (they carry id)
+      fix: ALTER TABLE "shop"."orders" REPLICA IDENTITY FULL; or compute the target key from the primary key
+failed: 1 problem(s), 0 warning(s)
+`
+	if code != exitFailed || out != want {
+		t.Errorf("check: exit %d\n%s\nwant exit 1 and\n%s", code, out, want)
+	}
+	if _, err := m.Src.Exec(ctx, `ALTER TABLE shop.orders REPLICA IDENTITY FULL`); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := check(); code != exitOK {
+		t.Errorf("check after REPLICA IDENTITY FULL: exit %d\n%s", code, out)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
@@ -25,6 +26,7 @@ func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error)
 			return nil, err
 		}
 		ps = append(ps, src.Check(ctx)...)
+		ps = append(ps, src.CheckBeforeImages(ctx, deleteNeeds(cfg))...)
 	default:
 		ps = append(ps, preflight.Problem{Object: "source", What: "kind " + cfg.Source.Kind + " is not supported by this build", Fix: "use a postgres source"})
 	}
@@ -35,6 +37,33 @@ func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error)
 		ps = append(ps, preflight.Problem{Object: "target", What: "kind " + cfg.Target.Kind + " is not supported by this build", Fix: "use a postgres target"})
 	}
 	return ps, nil
+}
+
+// deleteNeeds maps each source table to the columns its mappings compute
+// target keys from (nil: the whole row). Mappings that do not compile are
+// reported elsewhere.
+func deleteNeeds(cfg *config.Config) map[change.Table][]string {
+	mappings, _ := CompileMappings(cfg)
+	needs := map[change.Table][]string{}
+	whole := map[change.Table]bool{}
+	for _, m := range mappings {
+		cols, anyCol := m.KeyReads()
+		if anyCol {
+			whole[m.From] = true
+		}
+		for _, c := range cols {
+			if !slices.Contains(needs[m.From], c) {
+				needs[m.From] = append(needs[m.From], c)
+			}
+		}
+		if _, ok := needs[m.From]; !ok {
+			needs[m.From] = []string{}
+		}
+	}
+	for t := range whole {
+		needs[t] = nil
+	}
+	return needs
 }
 
 // targetUses lists, per target table, the key and the columns the mappings write.
