@@ -431,8 +431,10 @@ func TestCheck_TargetKeyFromANonKeyColumnNeedsFullBeforeImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	// payments keyed by a column a delete does not carry under REPLICA IDENTITY DEFAULT.
-	config := strings.Replace(shop.Config(shop.ConfigOptions{SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}), "order_id: row.id", "order_id: row.customer_id", 1)
+	// payments keyed by a column a delete does not carry under REPLICA IDENTITY
+	// DEFAULT. Slots are server-wide: this test's own slot name.
+	opts := shop.ConfigOptions{Slot: "tandem_check_target_key", SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}
+	config := strings.Replace(shop.Config(opts), "order_id: row.id", "order_id: row.customer_id", 1)
 	path := filepath.Join(t.TempDir(), "tandem.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
