@@ -25,6 +25,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/pipeline"
 	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	pollpkg "github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -332,10 +333,11 @@ func measureLatency(b *testing.B) latency {
 	total := int64(latencyRate * latencyFor / time.Second)
 	interval := time.Second / latencyRate
 	begin := time.Now()
+	pace := time.NewTimer(0) // the writer's schedule: change i at begin + i*interval, catching up when late
+	defer pace.Stop()
 	for i := range total {
-		if d := time.Until(begin.Add(time.Duration(i) * interval)); d > 0 {
-			time.Sleep(d) // pacing the writer, not synchronisation
-		}
+		pace.Reset(time.Until(begin.Add(time.Duration(i) * interval)))
+		<-pace.C
 		if _, err := conn.Exec(ctx, `INSERT INTO bench.items (id, name, qty, price) VALUES ($1::bigint, 'item-' || $1::bigint, $2, 9.99)`, i+1, i%100); err != nil {
 			b.Fatal(err)
 		}
@@ -557,28 +559,11 @@ func startPipeline(b *testing.B, e *env) *pipelinetest.Running {
 	return pipelinetest.Start(b, cfg, pipeline.Roles{Capture: true, Apply: true}, slog.LevelWarn)
 }
 
-// errTimedOut is returned by poll when its condition did not hold in time.
-var errTimedOut = errors.New("timed out")
-
 // poll calls cond every pollEvery until it returns true or an error, or
-// within passes. It returns the time of the call that first returned true,
-// taken before the call, so a query's snapshot is not later than the time.
+// within passes; it returns the time taken just before the call that first
+// returned true.
 func poll(within time.Duration, cond func() (bool, error)) (time.Time, error) {
-	deadline := time.Now().Add(within)
-	for {
-		at := time.Now()
-		ok, err := cond()
-		if err != nil {
-			return at, err
-		}
-		if ok {
-			return at, nil
-		}
-		if at.After(deadline) {
-			return at, fmt.Errorf("%w after %s", errTimedOut, within)
-		}
-		time.Sleep(pollEvery) // poll interval, not synchronisation
-	}
+	return pollpkg.Until(context.Background(), pollEvery, within, cond)
 }
 
 // counter sums a counter family of the registry over its labels.

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/shop"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
@@ -228,24 +229,23 @@ func freeAddr() (string, error) {
 }
 
 func waitReady(ctx context.Context, url string, exited <-chan error) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	_, err := poll.Until(ctx, 100*time.Millisecond, 60*time.Second, func() (bool, error) {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("tandem exited before it was ready: %v", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond): // poll interval
+			return false, fmt.Errorf("tandem exited before it was ready: %v", err)
+		default:
 		}
 		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false, nil // not listening yet
 		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if errors.Is(err, poll.ErrTimeout) {
+		return errors.New("tandem not ready within 60s")
 	}
-	return errors.New("tandem not ready within 60s")
+	return err
 }
 
 type stats struct{ captured, applied, lag float64 }

@@ -132,20 +132,11 @@ func (f *fixture) waitSlot(slot, cond string, arg ...any) {
 	f.t.Helper()
 	sql := `SELECT NOT EXISTS (SELECT FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
 	WHERE s.slot_name = $1 AND NOT coalesce(` + cond + `, false))`
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	testenv.WaitFor(f.t, fmt.Sprintf("slot %s: %s", slot, cond), waitTimeout, func() (bool, error) {
 		var ok bool
-		if err := f.conn.QueryRow(context.Background(), sql, append([]any{slot}, arg...)...).Scan(&ok); err != nil {
-			f.t.Fatalf("slot %s: %s: %v", slot, cond, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("slot %s: not %s within %v", slot, cond, waitTimeout)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
+		err := f.conn.QueryRow(context.Background(), sql, append([]any{slot}, arg...)...).Scan(&ok)
+		return ok, err
+	})
 }
 
 // dropSlot drops the slot, if it exists, once it is released.

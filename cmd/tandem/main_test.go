@@ -71,25 +71,6 @@ func startTandem(t *testing.T, cfgPath string, env []string, out *syncBuffer) *p
 	return &process{cmd: cmd, out: out}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
-}
-
 // appliedOffsets sums the offsets stored in the target: it grows with every applied batch.
 func appliedOffsets(ctx context.Context, m *shop.Migration) (int64, error) {
 	var n int64
@@ -134,11 +115,11 @@ func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 	// were applied.
 	kills := []func(p *process) (afterKill func()){
 		func(p *process) func() {
-			waitFor(t, "replication started", 30*time.Second, func() (bool, error) {
+			testenv.WaitFor(t, "replication started", 30*time.Second, func() (bool, error) {
 				return strings.Contains(p.out.String(), "streaming from replication slot"), nil
 			})
 			startWriters()
-			waitFor(t, "the first writes", 30*time.Second, func() (bool, error) { return written() >= 20, nil })
+			testenv.WaitFor(t, "the first writes", 30*time.Second, func() (bool, error) { return written() >= 20, nil })
 			return nil
 		},
 		func(p *process) func() { waitForMoreApplied(t, ctx, m, 50); return nil },
@@ -155,7 +136,7 @@ func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			base := written()
-			waitFor(t, "writes while apply is stalled", 60*time.Second, func() (bool, error) { return written() >= base+600, nil })
+			testenv.WaitFor(t, "writes while apply is stalled", 60*time.Second, func() (bool, error) { return written() >= base+600, nil })
 			return func() { _ = lock.Rollback(context.Background()) }
 		},
 		func(p *process) func() { waitForMoreApplied(t, ctx, m, 200); return nil },
@@ -190,7 +171,7 @@ func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 		t.Errorf("only %d target rows: the test proved little", got.Count())
 	}
 	// The slot must have moved on: acknowledged positions reached the source.
-	waitFor(t, "slot confirmed_flush_lsn to pass the last write", 30*time.Second, func() (bool, error) {
+	testenv.WaitFor(t, "slot confirmed_flush_lsn to pass the last write", 30*time.Second, func() (bool, error) {
 		var ok bool
 		err := m.Src.QueryRow(ctx, `SELECT confirmed_flush_lsn >= pg_current_wal_lsn() - 1024*1024 AND confirmed_flush_lsn > '0/0' FROM pg_replication_slots WHERE slot_name = 'tandem'`).Scan(&ok)
 		return ok, err
@@ -212,7 +193,7 @@ func waitForMoreApplied(t *testing.T, ctx context.Context, m *shop.Migration, mo
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, fmt.Sprintf("%d more records applied", more), 60*time.Second, func() (bool, error) {
+	testenv.WaitFor(t, fmt.Sprintf("%d more records applied", more), 60*time.Second, func() (bool, error) {
 		n, err := appliedOffsets(ctx, m)
 		return n >= base+more || (base > 0 && n < base), err // a fresh embedded broker restarts offsets at 0
 	})
@@ -384,7 +365,7 @@ func TestSlotDrop_RemovesSlotAndPublicationButNotWhileStreaming(t *testing.T) {
 	if err := recv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "pg_recvlogical streaming", 30*time.Second, func() (bool, error) {
+	testenv.WaitFor(t, "pg_recvlogical streaming", 30*time.Second, func() (bool, error) {
 		var active bool
 		err := m.Src.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
 		return active, err
@@ -398,7 +379,7 @@ func TestSlotDrop_RemovesSlotAndPublicationButNotWhileStreaming(t *testing.T) {
 	}
 	_ = recv.Process.Kill()
 	_ = recv.Wait()
-	waitFor(t, "the slot released", 30*time.Second, func() (bool, error) {
+	testenv.WaitFor(t, "the slot released", 30*time.Second, func() (bool, error) {
 		var active bool
 		err := m.Src.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
 		return !active, err

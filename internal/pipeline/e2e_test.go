@@ -137,17 +137,6 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 	return pipelinetest.Metric(reg, name, labels)
 }
 
-func pollUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
-}
-
 func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
 	ctx := context.Background()
 	m := newMigration(t)
@@ -161,20 +150,20 @@ func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	paused := map[string]string{"mapping": "shop.customers"}
-	pollUntil(t, "shop.customers paused", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "shop.customers paused", 30*time.Second, func() (bool, error) {
 		v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", paused)
-		return v == 1
+		return v == 1, nil
 	})
 	// A paused mapping is behind: its lag grows instead of reading 0.
-	pollUntil(t, "the paused mapping's lag to grow", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the paused mapping's lag to grow", 30*time.Second, func() (bool, error) {
 		v, _ := metricValue(t, r.Reg, "tandem_replication_lag_seconds", paused)
-		return v >= 0.5
+		return v >= 0.5, nil
 	})
 	if v, _ := metricValue(t, r.Reg, "tandem_apply_errors_total", map[string]string{"reason": "table_missing"}); v < 1 {
 		t.Errorf("tandem_apply_errors_total{reason=table_missing} = %v, want >= 1", v)
 	}
 	// The orders mapping goes on while customers is paused.
-	pollUntil(t, "orders and payments applied while customers is paused", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "orders and payments applied while customers is paused", 30*time.Second, func() (bool, error) {
 		want, err := shop.Expected(ctx, m.Src)
 		if err != nil {
 			t.Fatal(err)
@@ -183,7 +172,7 @@ func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
 		if err := m.Tgt.QueryRow(ctx, `SELECT (SELECT count(*) FROM public.orders), (SELECT count(*) FROM public.payments)`).Scan(&orders, &payments); err != nil {
 			t.Fatal(err)
 		}
-		return orders == len(want.Orders) && payments == len(want.Payments)
+		return orders == len(want.Orders) && payments == len(want.Payments), nil
 	})
 	if v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", map[string]string{"mapping": "shop.orders"}); v != 0 {
 		t.Errorf("shop.orders paused = %v, want 0", v)
@@ -193,9 +182,9 @@ func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitConverged(t, m, time.Minute)
-	pollUntil(t, "shop.customers resumed", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "shop.customers resumed", 30*time.Second, func() (bool, error) {
 		v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", paused)
-		return v == 0
+		return v == 0, nil
 	})
 }
 
@@ -248,12 +237,12 @@ func TestRun_ExternalKafkaSplitRolesAndReplayedSuffixChangesNothing(t *testing.T
 		t.Fatal(err)
 	}
 	startRoles(pipeline.Roles{Apply: true})
-	pollUntil(t, "the replayed suffix applied", time.Minute, func() bool {
+	testenv.WaitFor(t, "the replayed suffix applied", time.Minute, func() (bool, error) {
 		var n int64
 		if err := m.Tgt.QueryRow(ctx, `SELECT sum(next_offset) FROM tandem.kafka_offsets`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		return n >= end
+		return n >= end, nil
 	})
 	after, err := shop.ReadTarget(ctx, m.Tgt)
 	if err != nil {
@@ -309,10 +298,10 @@ func TestRun_PoisonChangeGoesToDeadLetterTopicAndStreamGoesOn(t *testing.T) {
 	if _, err := m.Src.Exec(ctx, `UPDATE shop.orders SET total = 4.00 WHERE id = 3`); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, "the changes after the poison one applied", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the changes after the poison one applied", 30*time.Second, func() (bool, error) {
 		var cents int64
 		err := m.Tgt.QueryRow(ctx, `SELECT total_cents FROM public.orders WHERE id = 3`).Scan(&cents)
-		return err == nil && cents == 400
+		return err == nil && cents == 400, nil
 	})
 	got, err := shop.ReadTarget(ctx, m.Tgt)
 	if err != nil {
@@ -401,13 +390,13 @@ func TestRun_ReconnectsWhenTheReplicationConnectionDies(t *testing.T) {
 	slot := slotFor(t, m)
 	r := start(t, parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slot, SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})))
 	for _, path := range []string{"/healthz", "/readyz"} {
-		pollUntil(t, path+" answers 200", 30*time.Second, func() bool {
+		testenv.WaitFor(t, path+" answers 200", 30*time.Second, func() (bool, error) {
 			resp, err := http.Get("http://" + r.Addr + path)
 			if err != nil {
-				return false
+				return false, nil
 			}
 			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
+			return resp.StatusCode == http.StatusOK, nil
 		})
 	}
 	w := &shop.Workload{Src: m.Src, Seed: 11}
@@ -483,9 +472,9 @@ mappings:
 	if err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, "the title update applied without touching the body", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the title update applied without touching the body", 30*time.Second, func() (bool, error) {
 		got, err := read(m.Tgt, `SELECT title, body_chars, md5(body) FROM public.pages WHERE id = 1`)
-		return err == nil && cmp.Diff(want, got) == ""
+		return err == nil && cmp.Diff(want, got) == "", nil
 	})
 }
 
@@ -518,9 +507,9 @@ func TestRun_PermissionErrorPausesTheMappingUntilGranted(t *testing.T) {
 		t.Fatal(err)
 	}
 	paused := map[string]string{"mapping": "shop.customers"}
-	pollUntil(t, "shop.customers paused by the permission error", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "shop.customers paused by the permission error", 30*time.Second, func() (bool, error) {
 		v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", paused)
-		return v == 1
+		return v == 1, nil
 	})
 	if v, _ := metricValue(t, r.Reg, "tandem_apply_errors_total", map[string]string{"reason": "permission"}); v < 1 {
 		t.Errorf("tandem_apply_errors_total{reason=permission} = %v, want >= 1", v)
@@ -529,9 +518,9 @@ func TestRun_PermissionErrorPausesTheMappingUntilGranted(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitConverged(t, m, time.Minute)
-	pollUntil(t, "shop.customers resumed", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "shop.customers resumed", 30*time.Second, func() (bool, error) {
 		v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", paused)
-		return v == 0
+		return v == 0, nil
 	})
 	r.Stop(t)
 	if _, err := m.Tgt.Exec(ctx, fmt.Sprintf(`DROP OWNED BY %[1]s; DROP ROLE %[1]s`, role)); err != nil {

@@ -10,6 +10,7 @@ package shop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tandemcdc/tandem/internal/poll"
 )
 
 // SourceSchema creates the old schema in the source database.
@@ -429,22 +432,18 @@ func (m *Migration) Diff(ctx context.Context) (diff string, got *NewRows, err er
 // WaitConverged polls Diff until it is empty or within passes; it returns the
 // target's content, or the last diff as the error.
 func (m *Migration) WaitConverged(ctx context.Context, within time.Duration) (*NewRows, error) {
-	deadline := time.Now().Add(within)
-	for {
-		diff, got, err := m.Diff(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if diff == "" {
-			return got, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("target did not converge within %s (-want +got):\n%s", within, diff)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond): // poll interval
-		}
+	var diff string
+	var got *NewRows
+	_, err := poll.Until(ctx, 100*time.Millisecond, within, func() (bool, error) {
+		var err error
+		diff, got, err = m.Diff(ctx)
+		return diff == "", err
+	})
+	if errors.Is(err, poll.ErrTimeout) {
+		return nil, fmt.Errorf("target did not converge within %s (-want +got):\n%s", within, diff)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
 }

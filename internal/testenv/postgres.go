@@ -21,6 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tandemcdc/tandem/internal/poll"
 )
 
 const (
@@ -455,29 +457,27 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// waitReady polls until a password login over TCP succeeds, backing off from
-// 10 ms to 200 ms, for at most 30 s (or until ctx ends).
+// waitReady polls until a password login over TCP succeeds, for at most
+// 30 s (or until ctx ends).
 func (p *PostgreSQL) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	wait := 10 * time.Millisecond
-	for {
-		attempt, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
+	var last error
+	_, err := poll.Until(ctx, 20*time.Millisecond, 30*time.Second, func() (bool, error) {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		conn, err := pgconn.Connect(attempt, p.DSN("postgres"))
-		cancelAttempt()
-		if err == nil {
-			return conn.Close(ctx)
+		if err != nil {
+			last = err
+			return false, nil
 		}
-		select {
-		case <-ctx.Done():
-			return &startError{
-				err:     fmt.Errorf("server not accepting connections: %w (last: %w)", ctx.Err(), err),
-				logTail: lastLines(readFrom(p.LogPath(), 0), logTailLines),
-			}
-		case <-time.After(wait):
+		return true, conn.Close(ctx)
+	})
+	if err != nil {
+		return &startError{
+			err:     fmt.Errorf("server not accepting connections: %w (last: %w)", err, last),
+			logTail: lastLines(readFrom(p.LogPath(), 0), logTailLines),
 		}
-		wait = min(2*wait, 200*time.Millisecond)
 	}
+	return nil
 }
 
 // DSN returns the URL for connecting to database db as User over TCP:

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tandemcdc/tandem/internal/poll"
 )
 
 // sharedStartTimeout bounds the start of a test binary's shared server.
@@ -119,4 +121,13 @@ func databaseName(testName string, n int64) string {
 		base = strings.TrimRight(base[:maxIdentifier-len(suffix)], "_")
 	}
 	return base + suffix
+}
+
+// WaitFor polls cond every 20ms until it holds, and fails tb naming what it
+// waited for when within passes or cond returns an error.
+func WaitFor(tb testing.TB, what string, within time.Duration, cond func() (bool, error)) {
+	tb.Helper()
+	if _, err := poll.Until(context.Background(), 20*time.Millisecond, within, cond); err != nil {
+		tb.Fatalf("waiting for %s: %v", what, err)
+	}
 }

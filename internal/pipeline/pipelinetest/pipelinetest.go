@@ -17,6 +17,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
 // ParseConfig parses a tandem.yaml with an empty environment, failing tb on error.
@@ -64,22 +65,18 @@ func Start(tb testing.TB, cfg *config.Config, roles pipeline.Roles, level slog.L
 		tb.Fatal("pipeline not ready after 30s")
 	}
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.WaitFor(tb, "the pipeline's /readyz to answer 200", 30*time.Second, func() (bool, error) {
 		if err := r.Failed(); err != nil {
-			tb.Fatal(err)
+			return false, err
 		}
-		if resp, err := client.Get("http://" + r.Addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
+		resp, err := client.Get("http://" + r.Addr + "/readyz")
+		if err != nil {
+			return false, nil // not listening yet
 		}
-		if time.Now().After(deadline) {
-			tb.Fatal("pipeline: /readyz not 200 within 30s")
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, not synchronisation
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	return r
 }
 
 // Failed returns Run's error once it has stopped, or nil while it runs.
