@@ -21,7 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -265,10 +265,8 @@ func scrape(url string) stats {
 	}
 	s.captured = sum(mfs["tandem_capture_events_total"])
 	s.applied = sum(mfs["tandem_apply_rows_total"])
-	lags := values(mfs["tandem_replication_lag_seconds"])
-	sort.Float64s(lags)
-	if len(lags) > 0 {
-		s.lag = lags[len(lags)-1]
+	if lags := values(mfs["tandem_replication_lag_seconds"]); len(lags) > 0 {
+		s.lag = slices.Max(lags)
 	}
 	return s
 }

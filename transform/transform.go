@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -117,7 +118,7 @@ func Compile(index int, m config.Mapping) (*Mapping, error) {
 		o := &output{table: to.Table, key: to.Key, createIfAbsent: to.Mode == "create_if_absent"}
 		if to.When != nil {
 			path := fmt.Sprintf("mappings[%d].to[%d].when", index, j)
-			prg, err := compile(*to.When, path, true)
+			prg, _, err := compile(*to.When, path, true)
 			if err != nil {
 				errs = append(errs, err)
 			}
@@ -125,14 +126,14 @@ func Compile(index int, m config.Mapping) (*Mapping, error) {
 		}
 		for _, c := range to.Columns {
 			path := fmt.Sprintf("mappings[%d].to[%d].columns.%s", index, j, c.Name)
-			prg, rd, err := compileReads(c.Expr, path, false)
+			prg, rd, err := compile(c.Expr, path, false)
 			if err != nil {
 				errs = append(errs, err)
 			}
 			o.columns = append(o.columns, column{name: c.Name, prg: prg, path: fmt.Sprintf("to[%d].columns.%s", j, c.Name), reads: rd})
 		}
 		for _, k := range to.Key {
-			if !o.hasColumn(k) {
+			if !slices.ContainsFunc(o.columns, func(c column) bool { return c.name == k }) {
 				errs = append(errs, fmt.Errorf("%s: mappings[%d].to[%d].key: %q is not one of its columns", to.Pos, index, j, k))
 			}
 		}
@@ -144,30 +145,8 @@ func Compile(index int, m config.Mapping) (*Mapping, error) {
 	return out, nil
 }
 
-func (o *output) hasColumn(name string) bool {
-	for _, c := range o.columns {
-		if c.name == name {
-			return true
-		}
-	}
-	return false
-}
-
-func compile(e config.Expr, path string, wantBool bool) (cel.Program, error) {
-	prg, _, err := compileReads(e, path, wantBool)
-	return prg, err
-}
-
-// compileReads compiles an expression and works out which columns it reads.
-func compileReads(e config.Expr, path string, wantBool bool) (cel.Program, reads, error) {
-	prg, ast, err := compileAST(e, path, wantBool)
-	if err != nil {
-		return nil, reads{}, err
-	}
-	return prg, rowReads(ast), nil
-}
-
-func compileAST(e config.Expr, path string, wantBool bool) (cel.Program, *cel.Ast, error) {
+// compile compiles one expression and works out which columns it reads.
+func compile(e config.Expr, path string, wantBool bool) (cel.Program, reads, error) {
 	ast, iss := env.Compile(e.Text)
 	if iss != nil && iss.Err() != nil {
 		var msgs []string
@@ -184,16 +163,16 @@ func compileAST(e config.Expr, path string, wantBool bool) (cel.Program, *cel.As
 			}
 			msgs = append(msgs, fmt.Sprintf("%s: %s: %s", pos, path, ce.Message))
 		}
-		return nil, nil, errors.New(strings.Join(msgs, "\n"))
+		return nil, reads{}, errors.New(strings.Join(msgs, "\n"))
 	}
 	if wantBool && !ast.OutputType().IsAssignableType(cel.BoolType) {
-		return nil, nil, fmt.Errorf("%s: %s: must be a boolean expression, is %s", e.Pos, path, ast.OutputType())
+		return nil, reads{}, fmt.Errorf("%s: %s: must be a boolean expression, is %s", e.Pos, path, ast.OutputType())
 	}
 	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %s: %w", e.Pos, path, err)
+		return nil, reads{}, fmt.Errorf("%s: %s: %w", e.Pos, path, err)
 	}
-	return prg, ast, nil
+	return prg, rowReads(ast), nil
 }
 
 // rowReads finds the columns an expression selects from row. A use of row
@@ -288,7 +267,7 @@ func (m *Mapping) apply(r change.Row, unmatchedKeys bool, unchanged map[string]b
 		cols := make(map[string]any, len(o.columns))
 		for _, c := range o.columns {
 			if c.readsAny(unchanged) {
-				if contains(o.key, c.name) {
+				if slices.Contains(o.key, c.name) {
 					return nil, nil, &EvalError{Mapping: m.Name, Path: c.path, Err: errors.New("key column reads a source column the update did not send (an unchanged TOASTed value)")}
 				}
 				continue // the target keeps its value
@@ -323,7 +302,7 @@ func (m *Mapping) Keys(r change.Row) ([]Key, error) {
 func (m *Mapping) key(o *output, act activation) (Key, error) {
 	cols := make(map[string]any, len(o.key))
 	for _, c := range o.columns {
-		if !contains(o.key, c.name) {
+		if !slices.Contains(o.key, c.name) {
 			continue
 		}
 		v, err := eval(c.prg, act)
@@ -342,7 +321,7 @@ func (m *Mapping) KeyReads() (cols []string, any bool) {
 	seen := map[string]bool{}
 	for _, o := range m.outputs {
 		for _, c := range o.columns {
-			if !contains(o.key, c.name) {
+			if !slices.Contains(o.key, c.name) {
 				continue
 			}
 			any = any || c.reads.any
@@ -355,15 +334,6 @@ func (m *Mapping) KeyReads() (cols []string, any bool) {
 		}
 	}
 	return cols, any
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func eval(prg cel.Program, act interpreter.Activation) (any, error) {

@@ -37,20 +37,10 @@ const (
 	TypeJSON    Type = "json"
 )
 
-// Connector names the capturer in the envelope's source block, as Debezium does.
-type Connector string
-
-// Envelope is the Debezium-compatible JSON value of a change record.
-type Envelope struct {
-	Before Row        `json:"before"`
-	After  Row        `json:"after"`
-	Source SourceInfo `json:"source"`
-	Op     string     `json:"op"`
-	TsMs   int64      `json:"ts_ms"`
-}
-
-// SourceInfo is the envelope's source block. Fields beyond Debezium's common
-// ones (pos, types) are tandem's; Debezium consumers ignore them.
+// SourceInfo is the envelope's source block, as Decode reads it. The JSON
+// value is {"before", "after", "source", "op", "ts_ms"}, as Debezium's;
+// fields beyond Debezium's common ones (pos, types) are tandem's, and
+// Debezium consumers ignore them.
 type SourceInfo struct {
 	Version   string          `json:"version"`
 	Connector string          `json:"connector"`

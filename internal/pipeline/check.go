@@ -79,20 +79,13 @@ func targetUses(cfg *config.Config) []sinkpg.TableUse {
 				uses = append(uses, sinkpg.TableUse{Table: o.Table, Key: o.Key})
 			}
 			for _, c := range o.Columns {
-				uses[i].Columns = appendUnique(uses[i].Columns, c.Name)
+				if !slices.Contains(uses[i].Columns, c.Name) {
+					uses[i].Columns = append(uses[i].Columns, c.Name)
+				}
 			}
 		}
 	}
 	return uses
-}
-
-func appendUnique(list []string, s string) []string {
-	for _, x := range list {
-		if x == s {
-			return list
-		}
-	}
-	return append(list, s)
 }
 
 // PrintProblems writes check results for people.

@@ -8,10 +8,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,7 +23,6 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/kafka"
-	"github.com/tandemcdc/tandem/sink"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -213,21 +212,13 @@ func ackedString(src *pgcapture.Source) string {
 	return src.Flushed().String()
 }
 
-// dbName returns the database of a postgres URL DSN, for the envelope.
+// dbName returns the database a PostgreSQL DSN names, for the envelope.
 func dbName(dsn string) string {
-	if i := strings.LastIndex(dsn, "/"); i >= 0 && strings.Contains(dsn, "://") {
-		db := dsn[i+1:]
-		if j := strings.IndexByte(db, '?'); j >= 0 {
-			db = db[:j]
-		}
-		return db
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return "" // the source connection reports a bad DSN
 	}
-	for _, f := range strings.Fields(dsn) {
-		if v, ok := strings.CutPrefix(f, "dbname="); ok {
-			return v
-		}
-	}
-	return ""
+	return cfg.Database
 }
 
 type readiness struct {
@@ -259,13 +250,10 @@ func serveHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers 
 		fmt.Fprintln(w, "ready")
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	var once sync.Once
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			once.Do(func() { slog.Error("http server stopped", "err", err) })
+			slog.Error("http server stopped", "err", err)
 		}
 	}()
 	return srv, ln.Addr().String(), nil
 }
-
-var _ sink.Sink = (*sinkpg.Sink)(nil)
