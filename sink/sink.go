@@ -104,6 +104,19 @@ type Sink interface {
 	Close() error
 }
 
+// RowID identifies a target row: its table and key values. Values compare
+// by their text, as SQL compares them once cast: int 1 and int64 1 are one
+// key.
+func RowID(table string, key []string, row map[string]any) string {
+	var sb strings.Builder
+	sb.WriteString(table)
+	for _, k := range key {
+		sb.WriteByte(0)
+		fmt.Fprint(&sb, row[k])
+	}
+	return sb.String()
+}
+
 // Compact reduces writes to rounds: within a round each (table, key)
 // appears once, and applying the rounds in order has the effect of applying
 // the writes in order. A later Upsert merges into an earlier one (its
@@ -117,15 +130,8 @@ func Compact(writes []Write) [][]Write {
 	type place struct{ round, i int }
 	last := make(map[string]place, len(writes))
 	rounds := [][]Write{make([]Write, 0, len(writes))}
-	var sb strings.Builder
 	for _, w := range writes {
-		sb.Reset()
-		sb.WriteString(w.Table)
-		for _, k := range w.Key {
-			sb.WriteByte(0)
-			fmt.Fprint(&sb, w.Row[k]) // by value: int 1 and int64 1 are one SQL key
-		}
-		id := sb.String()
+		id := RowID(w.Table, w.Key, w.Row)
 		p, seen := last[id]
 		if !seen {
 			last[id] = place{0, len(rounds[0])} // nothing earlier to order after

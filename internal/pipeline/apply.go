@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -313,22 +314,8 @@ func unsent(ev *change.Event) map[string]bool {
 }
 
 func producesKey(rows []transform.Row, k transform.Key) bool {
-	for _, r := range rows {
-		if r.Table != k.Table {
-			continue
-		}
-		same := true
-		for _, c := range k.Key {
-			if fmt.Sprint(r.Columns[c]) != fmt.Sprint(k.Columns[c]) {
-				same = false
-				break
-			}
-		}
-		if same {
-			return true
-		}
-	}
-	return false
+	id := sink.RowID(k.Table, k.Key, k.Columns)
+	return slices.ContainsFunc(rows, func(r transform.Row) bool { return sink.RowID(r.Table, r.Key, r.Columns) == id })
 }
 
 // retry runs fn until it succeeds or ctx ends. While it fails the mapping is
