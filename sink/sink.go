@@ -80,6 +80,22 @@ type Offset struct {
 // resume from the stored offsets.
 var ErrFenced = errors.New("offsets moved past this batch: another consumer applied it")
 
+// ErrTableNotFound is wrapped when a target table does not exist (or is not visible).
+var ErrTableNotFound = errors.New("target table not found")
+
+// Error is a failed Apply or Offsets, classified by the sink that knows its
+// database's errors, so callers label metrics and logs without knowing it.
+type Error struct {
+	Table  string // target table involved, if known
+	Reason string // table_missing, column_missing, permission, no_unique_key, constraint, data, connection, ...
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
 // ErrColumnNotFound is wrapped when a write names a column the target table lacks.
 var ErrColumnNotFound = errors.New("target column not found")
 

@@ -10,13 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/sink"
-	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -372,36 +370,15 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// classify names an apply failure for tandem_apply_errors_total.
+// classify names an apply failure for tandem_apply_errors_total: as the
+// sink classified it, else connection (a timeout) or other.
 func classify(err error) (table, reason string) {
-	if errors.Is(err, sinkpg.ErrTableNotFound) {
-		return "", "table_missing"
-	}
-	if errors.Is(err, sink.ErrColumnNotFound) {
-		return "", "column_missing"
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch {
-		case pgErr.Code == "42P01":
-			return pgErr.TableName, "table_missing"
-		case pgErr.Code == "42703":
-			return pgErr.TableName, "column_missing"
-		case pgErr.Code == "42501":
-			return pgErr.TableName, "permission"
-		case pgErr.Code == "42P10":
-			return pgErr.TableName, "no_unique_key"
-		case len(pgErr.Code) == 5 && pgErr.Code[:2] == "23":
-			return pgErr.TableName, "constraint"
-		case len(pgErr.Code) == 5 && pgErr.Code[:2] == "22":
-			return pgErr.TableName, "data"
-		case len(pgErr.Code) == 5 && pgErr.Code[:2] == "08":
-			return pgErr.TableName, "connection"
-		}
-		return pgErr.TableName, "sql_" + pgErr.Code
+	var se *sink.Error
+	if errors.As(err, &se) {
+		return se.Table, se.Reason
 	}
 	var netErr interface{ Timeout() bool }
-	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+	if errors.As(err, &netErr) {
 		return "", "connection"
 	}
 	return "", "other"

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tandemcdc/tandem/sink"
@@ -36,8 +37,8 @@ type Sink struct {
 	tables map[string]*table
 }
 
-// ErrTableNotFound is wrapped when a target table does not exist (or is not visible).
-var ErrTableNotFound = errors.New("target table not found")
+// ErrTableNotFound is sink.ErrTableNotFound, under this package's name too.
+var ErrTableNotFound = sink.ErrTableNotFound
 
 // New connects to the target and creates tandem's offsets table if needed.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
@@ -105,7 +106,7 @@ func (s *Sink) Offsets(ctx context.Context, group, epoch string) ([]sink.Offset,
 	rows, err := s.pool.Query(ctx, `SELECT topic, partition, next_offset FROM `+s.offsetsTable()+
 		` WHERE group_id = $1 AND epoch = $2 ORDER BY topic, partition`, group, epoch)
 	if err != nil {
-		return nil, fmt.Errorf("read stored offsets of group %s: %w", group, err)
+		return nil, classified(s.offsetsTable(), fmt.Errorf("read stored offsets of group %s: %w", group, err))
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sink.Offset, error) {
 		var o sink.Offset
@@ -113,7 +114,7 @@ func (s *Sink) Offsets(ctx context.Context, group, epoch string) ([]sink.Offset,
 		return o, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read stored offsets of group %s: %w", group, err)
+		return nil, classified(s.offsetsTable(), fmt.Errorf("read stored offsets of group %s: %w", group, err))
 	}
 	return out, nil
 }
@@ -138,8 +139,16 @@ next_offset = EXCLUDED.next_offset, updated_at = now()`, cp.Group, o.Topic, o.Pa
 	return nil
 }
 
-// Apply implements sink.Sink.
+// Apply implements sink.Sink. Failures other than ErrFenced are *sink.Error.
 func (s *Sink) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) error {
+	err := s.apply(ctx, b, cp)
+	if err == nil || errors.Is(err, sink.ErrFenced) {
+		return err
+	}
+	return classified("", err)
+}
+
+func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) error {
 	var stmts []statement
 	for _, round := range sink.Compact(b.Writes) {
 		st, err := s.statements(ctx, round)
@@ -188,7 +197,7 @@ SELECT count(*) FROM stored`, cp.Group, cp.Epoch, topics, parts, nexts, froms)
 	for i := range stmts {
 		if _, err := res.Exec(); err != nil {
 			res.Close()
-			return fmt.Errorf("%s %s: %w", stmts[i].what, stmts[i].table, err)
+			return classified(stmts[i].table, fmt.Errorf("%s %s: %w", stmts[i].what, stmts[i].table, err))
 		}
 	}
 	if len(cp.Offsets) > 0 {
@@ -286,7 +295,7 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		g := groups[id]
 		t, err := s.describe(ctx, g.table)
 		if err != nil {
-			return nil, err
+			return nil, classified(g.table, err)
 		}
 		args := make([]any, len(g.cols))
 		params := make([]string, len(g.cols))
@@ -295,7 +304,7 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		for i, c := range g.cols {
 			typ, ok := t.types[c]
 			if !ok {
-				return nil, fmt.Errorf("target table %s has no column %q: %w", g.table, c, sink.ErrColumnNotFound)
+				return nil, classified(g.table, fmt.Errorf("target table %s has no column %q: %w", g.table, c, sink.ErrColumnNotFound))
 			}
 			vals := make([]*string, len(g.rows))
 			for j, r := range g.rows {
@@ -446,4 +455,53 @@ func text(v any) (*string, error) {
 		s = string(b)
 	}
 	return &s, nil
+}
+
+// classified wraps err in a *sink.Error naming table (or the table
+// PostgreSQL names) and why it failed; an error classified already is kept.
+func classified(table string, err error) error {
+	var se *sink.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && table == "" {
+		table = pgErr.TableName
+	}
+	return &sink.Error{Table: table, Reason: reason(err), Err: err}
+}
+
+// reason names why a write failed, for tandem_apply_errors_total.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, sink.ErrTableNotFound):
+		return "table_missing"
+	case errors.Is(err, sink.ErrColumnNotFound):
+		return "column_missing"
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch class := pgErr.Code[:min(2, len(pgErr.Code))]; {
+		case pgErr.Code == "42P01":
+			return "table_missing"
+		case pgErr.Code == "42703":
+			return "column_missing"
+		case pgErr.Code == "42501":
+			return "permission"
+		case pgErr.Code == "42P10":
+			return "no_unique_key"
+		case class == "23":
+			return "constraint"
+		case class == "22":
+			return "data"
+		case class == "08":
+			return "connection"
+		}
+		return "sql_" + pgErr.Code
+	}
+	var netErr interface{ Timeout() bool }
+	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+		return "connection"
+	}
+	return "other"
 }
