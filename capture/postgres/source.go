@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
@@ -358,6 +359,7 @@ type stream struct {
 	emit        func(context.Context, change.Batch) error
 	rels        map[uint32]*relation
 	pks         map[change.Table][]string // primary key columns, for REPLICA IDENTITY FULL tables
+	counters    map[tableOp]prometheus.Counter
 	inTx        bool
 	begin       pglogrepl.BeginMessage
 	events      []change.Event
@@ -465,7 +467,7 @@ func (st *stream) add(ctx context.Context, rel *relation, op change.Op, before, 
 		Before: before, After: after,
 		Pos: st.begin.FinalLSN, TxID: st.begin.Xid, Commit: st.begin.CommitTime,
 	})
-	st.src.metrics.Events.WithLabelValues(rel.table.String(), op.Name()).Inc()
+	st.counter(rel.table, op).Inc()
 	if len(st.events) >= st.src.cfg.MaxBatch {
 		if err := st.emit(ctx, change.Batch{Events: st.events, Commit: st.begin.CommitTime}); err != nil {
 			return err
@@ -473,6 +475,26 @@ func (st *stream) add(ctx context.Context, rel *relation, op change.Op, before, 
 		st.events = nil
 	}
 	return nil
+}
+
+type tableOp struct {
+	table change.Table
+	op    change.Op
+}
+
+// counter returns tandem_capture_events_total for a table and op, looked up
+// once per stream rather than once per change.
+func (st *stream) counter(t change.Table, op change.Op) prometheus.Counter {
+	k := tableOp{t, op}
+	c, ok := st.counters[k]
+	if !ok {
+		if st.counters == nil {
+			st.counters = map[tableOp]prometheus.Counter{}
+		}
+		c = st.src.metrics.Events.WithLabelValues(t.String(), op.Name())
+		st.counters[k] = c
+	}
+	return c
 }
 
 // keyChanged reports whether an update moved the row to another primary key.

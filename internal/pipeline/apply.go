@@ -225,8 +225,16 @@ func (a *applier) write(ctx context.Context, p *prepared) error {
 	if err != nil {
 		return err
 	}
+	type tableOp struct {
+		table string
+		op    sink.Op
+	}
+	counts := map[tableOp]int{}
 	for _, w := range p.writes {
-		a.metrics.rows.WithLabelValues(w.Table, w.Op.String()).Inc()
+		counts[tableOp{w.Table, w.Op}]++
+	}
+	for k, n := range counts {
+		a.metrics.rows.WithLabelValues(k.table, k.op.String()).Add(float64(n))
 	}
 	if !p.newest.IsZero() {
 		a.metrics.lag.WithLabelValues(a.mapping.Name).Set(max(0, time.Since(p.newest).Seconds()))
