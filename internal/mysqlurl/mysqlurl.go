@@ -1,0 +1,124 @@
+// Package mysqlurl turns the MySQL DSNs tandem's config accepts into a
+// go-sql-driver configuration, without ever putting the password in an error.
+//
+// Two spellings are accepted:
+//
+//	mysql://user:pass@host:3306/db?param=value   (the config's documented form)
+//	user:pass@tcp(host:3306)/db?param=value      (the Go driver's own form)
+//
+// Both give a Config with the driver settings tandem relies on: parseTime
+// off (times stay the server's text, which is lossless), and the
+// connection's time zone forced to UTC so TIMESTAMP values read and written
+// by tandem are UTC whatever the server's default.
+package mysqlurl
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Parse parses dsn. Errors name what is wrong, never the password.
+func Parse(dsn string) (*mysql.Config, error) {
+	var cfg *mysql.Config
+	if strings.HasPrefix(dsn, "mysql://") || strings.HasPrefix(dsn, "mariadb://") {
+		c, err := fromURL(dsn)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	} else {
+		c, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			return nil, errors.New("parse MySQL DSN: not a mysql:// URL nor a driver DSN (user:pass@tcp(host:port)/db)")
+		}
+		cfg = c
+	}
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	if _, ok := cfg.Params["time_zone"]; !ok {
+		cfg.Params["time_zone"] = "'+00:00'"
+	}
+	cfg.ParseTime = false
+	cfg.MultiStatements = false
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:3306"
+	}
+	return cfg, nil
+}
+
+func fromURL(dsn string) (*mysql.Config, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		// url's errors quote the whole URL, password included.
+		return nil, errors.New("parse MySQL URL: malformed (expected mysql://user:pass@host:3306/db)")
+	}
+	cfg := mysql.NewConfig()
+	cfg.Net = "tcp"
+	if u.User != nil {
+		cfg.User = u.User.Username()
+		cfg.Passwd, _ = u.User.Password()
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if port == "" {
+		port = "3306"
+	}
+	cfg.Addr = net.JoinHostPort(host, port)
+	cfg.DBName = strings.TrimPrefix(u.Path, "/")
+	if strings.Contains(cfg.DBName, "/") {
+		return nil, fmt.Errorf("parse MySQL URL: path %q names more than a database", cfg.DBName)
+	}
+	for k, vs := range u.Query() {
+		if len(vs) == 0 {
+			continue
+		}
+		v := vs[len(vs)-1]
+		switch k {
+		case "tls":
+			cfg.TLSConfig = v
+		case "timeout", "readTimeout", "writeTimeout":
+			// Durations go through the driver's own parser below.
+			fallthrough
+		default:
+			if cfg.Params == nil {
+				cfg.Params = map[string]string{}
+			}
+			cfg.Params[k] = v
+		}
+	}
+	// Let the driver apply the params it understands (timeouts, tls, charset...).
+	parsed, err := mysql.ParseDSN(cfg.FormatDSN())
+	if err != nil {
+		return nil, fmt.Errorf("parse MySQL URL parameters: %s", scrub(err.Error(), cfg.Passwd))
+	}
+	return parsed, nil
+}
+
+// scrub removes the password from a message.
+func scrub(msg, password string) string {
+	if password == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, password, "********")
+}
+
+// Host returns host and port of cfg's address, for replication clients.
+func Host(cfg *mysql.Config) (string, uint16, error) {
+	host, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("MySQL address %q: %w", cfg.Addr, err)
+	}
+	var p uint16
+	if _, err := fmt.Sscanf(port, "%d", &p); err != nil {
+		return "", 0, fmt.Errorf("MySQL address %q: port is not a number", cfg.Addr)
+	}
+	return host, p, nil
+}
