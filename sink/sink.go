@@ -107,6 +107,13 @@ type Checkpoint struct {
 	Offsets []Offset
 }
 
+// TableUse is what the mappings need of one target table, for a sink's Check.
+type TableUse struct {
+	Table   string   // as configured
+	Key     []string // the upsert's conflict target: must be covered by a unique index
+	Columns []string // every written column
+}
+
 // Sink writes target rows.
 type Sink interface {
 	// Apply writes the batch and stores the checkpoint in one transaction:

@@ -11,6 +11,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/preflight"
+	"github.com/tandemcdc/tandem/sink"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 )
 
@@ -67,8 +68,8 @@ func deleteNeeds(cfg *config.Config) map[change.Table][]string {
 }
 
 // targetUses lists, per target table, the key and the columns the mappings write.
-func targetUses(cfg *config.Config) []sinkpg.TableUse {
-	var uses []sinkpg.TableUse
+func targetUses(cfg *config.Config) []sink.TableUse {
+	var uses []sink.TableUse
 	index := map[string]int{}
 	for _, m := range cfg.Mappings {
 		for _, o := range m.To {
@@ -76,7 +77,7 @@ func targetUses(cfg *config.Config) []sinkpg.TableUse {
 			if !ok {
 				i = len(uses)
 				index[o.Table] = i
-				uses = append(uses, sinkpg.TableUse{Table: o.Table, Key: o.Key})
+				uses = append(uses, sink.TableUse{Table: o.Table, Key: o.Key})
 			}
 			for _, c := range o.Columns {
 				if !slices.Contains(uses[i].Columns, c.Name) {

@@ -9,19 +9,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tandemcdc/tandem/internal/preflight"
+	"github.com/tandemcdc/tandem/sink"
 )
-
-// TableUse is what a mapping needs of one target table.
-type TableUse struct {
-	Table   string   // as configured
-	Key     []string // ON CONFLICT target: must be covered by a unique index
-	Columns []string // every written column
-}
 
 // Check inspects the target without changing it: each table exists with
 // every written column, its key has a unique index (ON CONFLICT needs one),
 // and the user may insert, update and delete.
-func Check(ctx context.Context, dsn string, uses []TableUse) []preflight.Problem {
+func Check(ctx context.Context, dsn string, uses []sink.TableUse) []preflight.Problem {
 	var ps []preflight.Problem
 	fail := func(obj, what, fix string) {
 		ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: obj, What: what, Fix: fix})

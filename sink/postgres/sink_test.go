@@ -417,7 +417,7 @@ func TestApply_HostileIdentifiers(t *testing.T) {
 	if diff := cmp.Diff(cp.Offsets, got); diff != "" {
 		t.Errorf("Offsets (-want +got):\n%s", diff)
 	}
-	uses := []postgres.TableUse{{Table: table, Key: key, Columns: []string{"select", "MixedCase", `"quoted"`, "Mood", "a,b", "a", "b"}}}
+	uses := []sink.TableUse{{Table: table, Key: key, Columns: []string{"select", "MixedCase", `"quoted"`, "Mood", "a,b", "a", "b"}}}
 	if diff := cmp.Diff([]preflight.Problem(nil), postgres.Check(t.Context(), tg.dsn, uses)); diff != "" {
 		t.Errorf("Check (-want +got):\n%s", diff)
 	}
@@ -577,8 +577,8 @@ CREATE TABLE covering (id bigint, name text);
 CREATE UNIQUE INDEX ON covering (id) INCLUDE (name);
 CREATE TABLE deferred (id bigint, name text, UNIQUE (id) DEFERRABLE);
 `)
-	use := func(table string, key ...string) postgres.TableUse {
-		return postgres.TableUse{Table: table, Key: key, Columns: append([]string{"name"}, key...)}
+	use := func(table string, key ...string) sink.TableUse {
+		return sink.TableUse{Table: table, Key: key, Columns: append([]string{"name"}, key...)}
 	}
 	noKey := func(table, key, fix string) preflight.Problem {
 		return preflight.Problem{Severity: preflight.Fail, Object: "target table " + table,
@@ -586,31 +586,31 @@ CREATE TABLE deferred (id bigint, name text, UNIQUE (id) DEFERRABLE);
 	}
 	tests := []struct {
 		name string
-		uses []postgres.TableUse
+		uses []sink.TableUse
 		want []preflight.Problem
 	}{
-		{"a good table", []postgres.TableUse{use("good", "id"), use("public.good", "id")}, nil},
-		{"a key in another order than the unique index's", []postgres.TableUse{use("wide", "id", "tenant")}, nil},
-		{"a unique index with included columns", []postgres.TableUse{use("covering", "id")}, nil},
-		{"a missing table", []postgres.TableUse{use("missing", "id"), use("nope.good", "id")}, []preflight.Problem{
+		{"a good table", []sink.TableUse{use("good", "id"), use("public.good", "id")}, nil},
+		{"a key in another order than the unique index's", []sink.TableUse{use("wide", "id", "tenant")}, nil},
+		{"a unique index with included columns", []sink.TableUse{use("covering", "id")}, nil},
+		{"a missing table", []sink.TableUse{use("missing", "id"), use("nope.good", "id")}, []preflight.Problem{
 			{Severity: preflight.Fail, Object: "target table missing", What: "does not exist", Fix: "create it in the target, or correct the mapping's table"},
 			{Severity: preflight.Fail, Object: "target table nope.good", What: "does not exist", Fix: "create it in the target, or correct the mapping's table"},
 		}},
-		{"a missing column", []postgres.TableUse{{Table: "good", Key: []string{"id"}, Columns: []string{"id", "name", "Name", "price"}}}, []preflight.Problem{
+		{"a missing column", []sink.TableUse{{Table: "good", Key: []string{"id"}, Columns: []string{"id", "name", "Name", "price"}}}, []preflight.Problem{
 			{Severity: preflight.Fail, Object: "target column good.Name", What: "does not exist", Fix: `ALTER TABLE "good" ADD COLUMN "Name" <type>; or correct the mapping`},
 			{Severity: preflight.Fail, Object: "target column good.price", What: "does not exist", Fix: `ALTER TABLE "good" ADD COLUMN "price" <type>; or correct the mapping`},
 		}},
-		{"no unique index on the key", []postgres.TableUse{use("nokey", "id")}, []preflight.Problem{
+		{"no unique index on the key", []sink.TableUse{use("nokey", "id")}, []preflight.Problem{
 			noKey("nokey", "id", `CREATE UNIQUE INDEX ON "nokey" ("id");`),
 		}},
-		{"a key of a column that is not unique alone", []postgres.TableUse{use("wide", "id"), use("good", "id", "name")}, []preflight.Problem{
+		{"a key of a column that is not unique alone", []sink.TableUse{use("wide", "id"), use("good", "id", "name")}, []preflight.Problem{
 			noKey("wide", "id", `CREATE UNIQUE INDEX ON "wide" ("id");`),
 			noKey("good", "id, name", `CREATE UNIQUE INDEX ON "good" ("id", "name");`),
 		}},
-		{"a partial unique index", []postgres.TableUse{use("partial", "id")}, []preflight.Problem{
+		{"a partial unique index", []sink.TableUse{use("partial", "id")}, []preflight.Problem{
 			noKey("partial", "id", `CREATE UNIQUE INDEX ON "partial" ("id");`),
 		}},
-		{"a deferrable unique constraint", []postgres.TableUse{use("deferred", "id")}, []preflight.Problem{
+		{"a deferrable unique constraint", []sink.TableUse{use("deferred", "id")}, []preflight.Problem{
 			noKey("deferred", "id", `CREATE UNIQUE INDEX ON "deferred" ("id");`),
 		}},
 	}
@@ -642,7 +642,7 @@ func TestCheck_ReportsAUserWhoMayNotWrite(t *testing.T) {
 	u.User = url.UserPassword(role, "reader-pw")
 	want := []preflight.Problem{{Severity: preflight.Fail, Object: "target table good",
 		What: "the target user may not insert, update and delete rows", Fix: `GRANT INSERT, UPDATE, DELETE, SELECT ON "good" TO <target user>;`}}
-	got := postgres.Check(t.Context(), u.String(), []postgres.TableUse{{Table: "good", Key: []string{"id"}, Columns: []string{"id", "name"}}})
+	got := postgres.Check(t.Context(), u.String(), []sink.TableUse{{Table: "good", Key: []string{"id"}, Columns: []string{"id", "name"}}})
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Check (-want +got):\n%s", diff)
 	}
