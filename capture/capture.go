@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -67,4 +68,51 @@ type PositionStore interface {
 	LoadPosition(ctx context.Context, source string) (pos string, found bool, err error)
 	// SavePosition durably replaces the position saved for source.
 	SavePosition(ctx context.Context, source, pos string) error
+}
+
+// Counters caches tandem_capture_events_total's series by table and op, so
+// a stream looks each one up once rather than once per change. The zero
+// value is ready once Metrics is set; not safe for concurrent use.
+type Counters struct {
+	Metrics *Metrics
+	byKey   map[tableOp]prometheus.Counter
+}
+
+type tableOp struct {
+	table change.Table
+	op    change.Op
+}
+
+// Inc counts one change of op to table.
+func (c *Counters) Inc(t change.Table, op change.Op) {
+	k := tableOp{t, op}
+	ctr, ok := c.byKey[k]
+	if !ok {
+		if c.byKey == nil {
+			c.byKey = map[tableOp]prometheus.Counter{}
+		}
+		ctr = c.Metrics.Events.WithLabelValues(t.String(), op.Name())
+		c.byKey[k] = ctr
+	}
+	ctr.Inc()
+}
+
+// KeyChanged reports whether an update moved the row to another primary
+// key. Values compare by their text, as the sinks compare keys.
+func KeyChanged(key []string, before, after change.Row) bool {
+	for _, k := range key {
+		if fmt.Sprint(before[k]) != fmt.Sprint(after[k]) {
+			return true
+		}
+	}
+	return false
+}
+
+// KeyOnly returns the key columns of row.
+func KeyOnly(key []string, row change.Row) change.Row {
+	out := make(change.Row, len(key))
+	for _, k := range key {
+		out[k] = row[k]
+	}
+	return out
 }

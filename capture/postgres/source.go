@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
@@ -272,7 +271,7 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 	defer stopHeadroom()
 	go s.watchHeadroom(hctx)
 
-	st := &stream{src: s, emit: emit, rels: map[uint32]*relation{}, pks: pks}
+	st := &stream{src: s, emit: emit, rels: map[uint32]*relation{}, pks: pks, counters: capture.Counters{Metrics: s.metrics}}
 	nextStatus := time.Now()
 	// One receive deadline per status interval, not one per message.
 	recv := &deadline{}
@@ -359,7 +358,7 @@ type stream struct {
 	emit        func(context.Context, change.Batch) error
 	rels        map[uint32]*relation
 	pks         map[change.Table][]string // primary key columns, for REPLICA IDENTITY FULL tables
-	counters    map[tableOp]prometheus.Counter
+	counters    capture.Counters
 	inTx        bool
 	begin       pglogrepl.BeginMessage
 	events      []change.Event
@@ -409,11 +408,11 @@ func (st *stream) handle(ctx context.Context, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("decode update: %w", err)
 		}
-		if before != nil && keyChanged(rel.key, before, after) {
+		if before != nil && capture.KeyChanged(rel.key, before, after) {
 			// A primary key change is a delete of the old key and a create of
 			// the new one (as Debezium does): each record is keyed, and so
 			// partitioned and ordered, with the other changes of its own key.
-			if err := st.add(ctx, rel, change.OpDelete, keyOnly(rel.key, before), nil); err != nil {
+			if err := st.add(ctx, rel, change.OpDelete, capture.KeyOnly(rel.key, before), nil); err != nil {
 				return err
 			}
 			return st.add(ctx, rel, change.OpCreate, nil, after)
@@ -467,7 +466,7 @@ func (st *stream) add(ctx context.Context, rel *relation, op change.Op, before, 
 		Before: before, After: after,
 		Pos: st.begin.FinalLSN, TxID: st.begin.Xid, Commit: st.begin.CommitTime,
 	})
-	st.counter(rel.table, op).Inc()
+	st.counters.Inc(rel.table, op)
 	if len(st.events) >= st.src.cfg.MaxBatch {
 		if err := st.emit(ctx, change.Batch{Events: st.events, Commit: st.begin.CommitTime}); err != nil {
 			return err
@@ -475,44 +474,6 @@ func (st *stream) add(ctx context.Context, rel *relation, op change.Op, before, 
 		st.events = nil
 	}
 	return nil
-}
-
-type tableOp struct {
-	table change.Table
-	op    change.Op
-}
-
-// counter returns tandem_capture_events_total for a table and op, looked up
-// once per stream rather than once per change.
-func (st *stream) counter(t change.Table, op change.Op) prometheus.Counter {
-	k := tableOp{t, op}
-	c, ok := st.counters[k]
-	if !ok {
-		if st.counters == nil {
-			st.counters = map[tableOp]prometheus.Counter{}
-		}
-		c = st.src.metrics.Events.WithLabelValues(t.String(), op.Name())
-		st.counters[k] = c
-	}
-	return c
-}
-
-// keyChanged reports whether an update moved the row to another primary key.
-func keyChanged(key []string, before, after change.Row) bool {
-	for _, k := range key {
-		if fmt.Sprint(before[k]) != fmt.Sprint(after[k]) {
-			return true
-		}
-	}
-	return false
-}
-
-func keyOnly(key []string, row change.Row) change.Row {
-	out := make(change.Row, len(key))
-	for _, k := range key {
-		out[k] = row[k]
-	}
-	return out
 }
 
 // primaryKeys reads the primary key columns of the configured tables that
