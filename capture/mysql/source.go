@@ -1,0 +1,681 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	gm "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	gomysql "github.com/go-sql-driver/mysql"
+
+	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
+)
+
+var _ capture.Source = (*Source)(nil)
+
+// Config says which server and tables to capture and where to keep the position.
+type Config struct {
+	DSN      string         // mysql://user:pass@host:3306/db or a driver DSN; never logged
+	ServerID uint32         // the replica server id tandem registers with; unique among the server's replicas
+	Tables   []change.Table // the tables to capture ("db.table")
+	// Store keeps the acknowledged position across restarts; StoreKey
+	// names this capture in it.
+	Store    capture.PositionStore
+	StoreKey string
+	// MaxBatch bounds the events of one batch; a larger transaction is
+	// emitted as several batches. Default 1000.
+	MaxBatch int
+	// Heartbeat is the server's heartbeat period while the binlog is idle;
+	// default 1s. A read with no event for 5 heartbeats is a dead connection.
+	Heartbeat time.Duration
+	// SaveInterval is how often an advanced acknowledged position is saved; default 1s.
+	SaveInterval time.Duration
+	// IdleAckInterval is how often a position that moved past other
+	// tables' transactions is emitted alone, so the saved position follows
+	// the binlog while the captured tables are quiet; default 1s.
+	IdleAckInterval time.Duration
+}
+
+// Validate reports a configuration the source cannot run with.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DSN == "" {
+		errs = append(errs, errors.New("mysql source: dsn is empty"))
+	}
+	if c.ServerID == 0 {
+		errs = append(errs, errors.New("mysql source: server_id must not be 0"))
+	}
+	if len(c.Tables) == 0 {
+		errs = append(errs, errors.New("mysql source: no tables"))
+	}
+	if c.Store == nil || c.StoreKey == "" {
+		errs = append(errs, errors.New("mysql source: no position store"))
+	}
+	return errors.Join(errs...)
+}
+
+// ErrPositionPurged is wrapped when the server no longer has the binlog at
+// the saved position: the changes since then cannot be read, and only a
+// new backfill brings the target back in step.
+var ErrPositionPurged = errors.New("the saved binlog position was purged from the source server")
+
+// Option configures a Source.
+type Option func(*Source)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
+
+// WithMetrics sets the metrics to update (default: unregistered ones).
+func WithMetrics(m *capture.Metrics) Option { return func(s *Source) { s.metrics = m } }
+
+// Source is a MySQL / MariaDB binlog capturer.
+type Source struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *capture.Metrics
+	db      *sql.DB
+	flavor  string // gm.MySQLFlavor or gm.MariaDBFlavor
+	gtids   bool   // positions carry GTID sets
+	host    string
+	port    uint16
+	user    string
+	pass    string
+	want    map[change.Table]bool
+
+	mu    sync.Mutex
+	acked Position // highest acknowledged position
+	saved Position // last position saved to the store
+}
+
+// New returns a Source; it does not connect until Setup.
+func New(cfg Config, opts ...Option) (*Source, error) {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 1000
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.SaveInterval <= 0 {
+		cfg.SaveInterval = time.Second
+	}
+	if cfg.IdleAckInterval <= 0 {
+		cfg.IdleAckInterval = time.Second
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	dc, err := mysqlurl.Parse(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("mysql source: %w", err)
+	}
+	host, port, err := mysqlurl.Host(dc)
+	if err != nil {
+		return nil, fmt.Errorf("mysql source: %w", err)
+	}
+	s := &Source{cfg: cfg, log: slog.Default(), host: host, port: port, user: dc.User, pass: dc.Passwd, want: map[change.Table]bool{}}
+	for _, t := range cfg.Tables {
+		s.want[t] = true
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.metrics == nil {
+		s.metrics = capture.NewMetrics(nil)
+	}
+	conn, err := gomysql.NewConnector(dc)
+	if err != nil {
+		return nil, fmt.Errorf("mysql source: %w", err)
+	}
+	s.db = sql.OpenDB(conn)
+	s.db.SetMaxOpenConns(4)
+	return s, nil
+}
+
+// Setup connects, detects the server's flavour and GTID mode, and loads the
+// saved position. With none saved, the server's current position becomes
+// the start and is saved at once: history before it is the backfill's job,
+// and every change after it will be captured even if tandem stops before
+// acknowledging anything.
+func (s *Source) Setup(ctx context.Context) error {
+	var version string
+	if err := s.db.QueryRowContext(ctx, `SELECT VERSION()`).Scan(&version); err != nil {
+		return fmt.Errorf("connect to source: %w", err)
+	}
+	s.flavor, s.gtids = gm.MySQLFlavor, false
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		s.flavor, s.gtids = gm.MariaDBFlavor, true
+	} else {
+		var mode string
+		if err := s.db.QueryRowContext(ctx, `SELECT @@GLOBAL.gtid_mode`).Scan(&mode); err == nil && strings.EqualFold(mode, "ON") {
+			s.gtids = true
+		}
+	}
+	saved, found, err := s.cfg.Store.LoadPosition(ctx, s.cfg.StoreKey)
+	if err != nil {
+		return fmt.Errorf("load the saved binlog position: %w", err)
+	}
+	if found {
+		p, err := ParsePosition(saved)
+		if err != nil {
+			return fmt.Errorf("saved binlog position of %s: %w", s.cfg.StoreKey, err)
+		}
+		s.mu.Lock()
+		s.acked, s.saved = p, p
+		s.mu.Unlock()
+		s.log.Info("resuming from the saved binlog position", "pos", p.String(), "flavor", s.flavor)
+		return nil
+	}
+	p, err := s.currentPosition(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.SavePosition(ctx, s.cfg.StoreKey, p.String()); err != nil {
+		return fmt.Errorf("save the start binlog position: %w", err)
+	}
+	s.mu.Lock()
+	s.acked, s.saved = p, p
+	s.mu.Unlock()
+	s.log.Info("starting at the server's current binlog position", "pos", p.String(), "flavor", s.flavor)
+	return nil
+}
+
+// currentPosition reads where the server's binlog ends now. The GTID set is
+// read first: a transaction committing in between is then replayed, never
+// skipped.
+func (s *Source) currentPosition(ctx context.Context) (Position, error) {
+	var p Position
+	if s.gtids {
+		q := `SELECT @@GLOBAL.gtid_executed`
+		if s.flavor == gm.MariaDBFlavor {
+			q = `SELECT @@GLOBAL.gtid_binlog_pos`
+		}
+		if err := s.db.QueryRowContext(ctx, q).Scan(&p.GTID); err != nil {
+			return Position{}, fmt.Errorf("read the source's GTID position: %w", err)
+		}
+		p.GTID = strings.ReplaceAll(strings.TrimSpace(p.GTID), "\n", "")
+	}
+	rows, err := s.db.QueryContext(ctx, `SHOW MASTER STATUS`)
+	if err != nil {
+		return Position{}, fmt.Errorf("read the source's binlog position (SHOW MASTER STATUS): %w", err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	if rows.Next() {
+		vals := make([]sql.RawBytes, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return Position{}, fmt.Errorf("read SHOW MASTER STATUS: %w", err)
+		}
+		var off uint64
+		if _, err := fmt.Sscan(string(vals[1]), &off); err != nil {
+			return Position{}, fmt.Errorf("read SHOW MASTER STATUS: position %q", vals[1])
+		}
+		p.File, p.Offset = string(vals[0]), uint32(off)
+	} else if err := rows.Err(); err != nil {
+		return Position{}, fmt.Errorf("read SHOW MASTER STATUS: %w", err)
+	} else {
+		return Position{}, errors.New("the source has no binary log (SHOW MASTER STATUS is empty): set log_bin and binlog_format=ROW")
+	}
+	if s.gtids && p.GTID == "" && s.flavor == gm.MySQLFlavor {
+		p.GTID = ""
+	}
+	return p, nil
+}
+
+// Ack implements capture.Source. The position is saved to the store within
+// SaveInterval by a running Stream, and by Close.
+func (s *Source) Ack(pos change.Position) error {
+	p, err := positionOf(pos)
+	if err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	s.mu.Lock()
+	if !p.before(s.acked) {
+		s.acked = p
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Acked returns the highest acknowledged position.
+func (s *Source) Acked() Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked
+}
+
+// save stores the acknowledged position if it moved since the last save.
+func (s *Source) save(ctx context.Context) error {
+	s.mu.Lock()
+	p, prev := s.acked, s.saved
+	s.mu.Unlock()
+	if p == prev || p.IsZero() {
+		return nil
+	}
+	if err := s.cfg.Store.SavePosition(ctx, s.cfg.StoreKey, p.String()); err != nil {
+		return fmt.Errorf("save binlog position %s: %w", p, err)
+	}
+	s.mu.Lock()
+	s.saved = p
+	s.mu.Unlock()
+	return nil
+}
+
+// Close saves the last acknowledged position and releases connections.
+func (s *Source) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.save(ctx)
+	return errors.Join(err, s.db.Close())
+}
+
+// Stream implements capture.Source: it reads the binlog from the
+// acknowledged position and emits each committed transaction on the
+// captured tables.
+func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.Batch) error) error {
+	start := s.Acked()
+	if start.IsZero() {
+		return errors.New("mysql source: Stream before Setup")
+	}
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID: s.cfg.ServerID, Flavor: s.flavor,
+		Host: s.host, Port: s.port, User: s.user, Password: s.pass,
+		Charset:                 "utf8mb4",
+		TimestampStringLocation: time.UTC,
+		HeartbeatPeriod:         s.cfg.Heartbeat,
+		ReadTimeout:             5 * s.cfg.Heartbeat,
+		DisableRetrySync:        true,
+		Logger:                  quiet(s.log),
+	})
+	defer syncer.Close()
+	var (
+		streamer *replication.BinlogStreamer
+		err      error
+		gset     gm.GTIDSet
+	)
+	if start.GTID != "" || (s.gtids && start.File == "") {
+		gset, err = gm.ParseGTIDSet(s.flavor, start.GTID)
+		if err != nil {
+			return fmt.Errorf("parse GTID set %q: %w", start.GTID, err)
+		}
+		streamer, err = syncer.StartSyncGTID(gset.Clone())
+	} else {
+		streamer, err = syncer.StartSync(gm.Position{Name: start.File, Pos: start.Offset})
+	}
+	if err != nil {
+		return s.streamError(ctx, start, err)
+	}
+	s.log.Info("streaming the binlog", "from", start.String(), "server_id", s.cfg.ServerID)
+
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.saveLoop(wctx) }()
+	go func() { defer wg.Done(); s.watchRetention(wctx) }()
+	defer wg.Wait()
+	defer stopWatch()
+
+	st := &stream{src: s, emit: emit, pos: start, gset: gset, tables: map[uint64]*table{}, skip: map[uint64]bool{},
+		counters: capture.Counters{Metrics: s.metrics}, lastEmit: time.Now()}
+	for {
+		ev, err := streamer.GetEvent(ctx)
+		if err != nil {
+			return s.streamError(ctx, st.pos, err)
+		}
+		if err := st.handle(ctx, ev); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+	}
+}
+
+// streamError explains why the binlog stream stopped.
+func (s *Source) streamError(ctx context.Context, at Position, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var me *gm.MyError
+	if errors.As(err, &me) && me.Code == gm.ER_MASTER_FATAL_ERROR_READING_BINLOG {
+		msg := strings.ToLower(me.Message)
+		if strings.Contains(msg, "purged") || strings.Contains(msg, "could not find") || strings.Contains(msg, "not find first log") {
+			return fmt.Errorf("%w (position %s; the server says: %s): the changes since then are lost to tandem; run the backfill again (tandem backfill --restart) and reset the position", ErrPositionPurged, at, me.Message)
+		}
+	}
+	return fmt.Errorf("read the binlog from %s: %w", at, err)
+}
+
+// saveLoop saves the acknowledged position every SaveInterval.
+func (s *Source) saveLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SaveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := s.save(sctx); err != nil {
+				s.log.Error("save binlog position", "err", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+			if err := s.save(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("save binlog position; will retry", "err", err)
+			}
+		}
+	}
+}
+
+// watchRetention exports how much binlog the server may still purge before
+// it reaches the acknowledged position.
+func (s *Source) watchRetention(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		p := s.Acked()
+		if p.File != "" {
+			r, err := BinlogRetention(ctx, s.db, p.File, uint64(p.Offset))
+			switch {
+			case err != nil:
+				if ctx.Err() == nil {
+					s.log.Debug("measure binlog retention", "err", err)
+				}
+			case r.Purged:
+				s.metrics.RetentionHeadroom.Set(0)
+				s.log.Error("the acknowledged binlog position was purged from the source", "pos", p.String(), "oldest", r.OldestFile)
+			case r.ExpireSeconds == 0:
+				// Binlogs are kept until purged by hand: report what is there.
+				s.metrics.RetentionHeadroom.Set(float64(r.HeadroomBytes))
+			default:
+				s.metrics.RetentionHeadroom.Set(float64(r.HeadroomBytes))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// quiet passes go-mysql's log lines on at debug level, except warnings and errors.
+func quiet(l *slog.Logger) *slog.Logger {
+	return slog.New(levelShift{l.Handler()})
+}
+
+type levelShift struct{ h slog.Handler }
+
+func (l levelShift) Enabled(ctx context.Context, lv slog.Level) bool {
+	return l.h.Enabled(ctx, shift(lv))
+}
+func (l levelShift) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = shift(r.Level)
+	r.AddAttrs(slog.String("component", "go-mysql"))
+	return l.h.Handle(ctx, r)
+}
+func (l levelShift) WithAttrs(as []slog.Attr) slog.Handler { return levelShift{l.h.WithAttrs(as)} }
+func (l levelShift) WithGroup(n string) slog.Handler       { return levelShift{l.h.WithGroup(n)} }
+
+func shift(lv slog.Level) slog.Level {
+	if lv < slog.LevelWarn {
+		return slog.LevelDebug
+	}
+	return lv
+}
+
+// stream is one Stream call's state.
+type stream struct {
+	src      *Source
+	emit     func(context.Context, change.Batch) error
+	pos      Position   // position after the last complete transaction
+	gset     gm.GTIDSet // executed GTID set at pos (nil without GTIDs)
+	file     string     // current binlog file
+	tables   map[uint64]*table
+	skip     map[uint64]bool
+	counters capture.Counters
+
+	inTx     bool
+	txGTID   string // the transaction's GTID, added to gset at commit
+	events   []change.Event
+	emitted  bool // the transaction emitted interim batches
+	lastEmit time.Time
+	idle     bool // pos moved past transactions with nothing captured
+}
+
+func (st *stream) handle(ctx context.Context, ev *replication.BinlogEvent) error {
+	h := ev.Header
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		st.file = string(e.NextLogName)
+		if st.pos.File != st.file && !st.inTx {
+			st.pos.File, st.pos.Offset = st.file, uint32(e.Position)
+		}
+	case *replication.MariadbGTIDEvent:
+		e.GTID.ServerID = h.ServerID
+		st.begin(e.GTID.String())
+	case *replication.GTIDEvent:
+		next, err := e.GTIDNext()
+		if err != nil {
+			return fmt.Errorf("binlog GTID event at %s:%d: %w", st.file, h.LogPos, err)
+		}
+		st.begin(next.String())
+	case *replication.QueryEvent:
+		q := strings.TrimSpace(string(e.Query))
+		switch {
+		case strings.EqualFold(q, "BEGIN"):
+			st.inTx = true
+		case strings.EqualFold(q, "COMMIT"):
+			return st.commit(ctx, h)
+		default:
+			st.ddl(string(e.Schema), q)
+			return st.commit(ctx, h)
+		}
+	case *replication.XIDEvent:
+		return st.commit(ctx, h)
+	case *replication.TableMapEvent:
+		return st.tableMap(ctx, e)
+	case *replication.RowsEvent:
+		return st.rows(ctx, ev.Header, e)
+	case *replication.HeartbeatEvent:
+		return st.heartbeat(ctx)
+	}
+	return nil
+}
+
+func (st *stream) begin(gtid string) {
+	st.inTx, st.txGTID = true, gtid
+}
+
+// heartbeat: the server has nothing more for now.
+func (st *stream) heartbeat(ctx context.Context) error {
+	if !st.inTx {
+		st.src.metrics.Lag.Set(0)
+		return st.emitIdle(ctx)
+	}
+	return nil
+}
+
+// ddl reacts to a statement that changes a schema: cached table
+// descriptions are dropped (the next table map describes the table anew),
+// and a change to a captured table is logged.
+func (st *stream) ddl(schema, q string) {
+	clear(st.tables)
+	clear(st.skip)
+	lq := strings.ToLower(q)
+	for t := range st.src.want {
+		if strings.Contains(lq, strings.ToLower(t.Name)) && (schema == t.Schema || strings.Contains(lq, strings.ToLower(t.Schema))) {
+			st.src.log.Warn("schema change on a captured table", "table", t.String(), "statement", q, "at", fmt.Sprintf("%s:%d", st.file, st.pos.Offset))
+		}
+	}
+}
+
+func (st *stream) tableMap(ctx context.Context, tm *replication.TableMapEvent) error {
+	if _, ok := st.tables[tm.TableID]; ok || st.skip[tm.TableID] {
+		return nil
+	}
+	name := change.Table{Schema: string(tm.Schema), Name: string(tm.Table)}
+	if !st.src.want[name] {
+		st.skip[tm.TableID] = true
+		return nil
+	}
+	info, err := readInfoSchema(ctx, st.src.db, name)
+	if err != nil && len(tm.ColumnNameString()) != int(tm.ColumnCount) {
+		return err
+	}
+	t, err := describe(tm, info)
+	if err != nil {
+		return err
+	}
+	if len(t.key) == 0 {
+		return fmt.Errorf("table %s has no primary key: its changes cannot be keyed; add a primary key", name)
+	}
+	st.tables[tm.TableID] = t
+	return nil
+}
+
+func (st *stream) rows(ctx context.Context, h *replication.EventHeader, e *replication.RowsEvent) error {
+	if st.skip[e.TableID] {
+		return nil
+	}
+	t, ok := st.tables[e.TableID]
+	if !ok {
+		if e.Table == nil {
+			return fmt.Errorf("binlog rows event for table id %d before its table map", e.TableID)
+		}
+		if err := st.tableMap(ctx, e.Table); err != nil {
+			return err
+		}
+		if st.skip[e.TableID] {
+			return nil
+		}
+		t = st.tables[e.TableID]
+	}
+	commit := time.Unix(int64(h.Timestamp), 0)
+	switch h.EventType {
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
+		for _, vals := range e.Rows {
+			after, err := t.row(vals)
+			if err != nil {
+				return err
+			}
+			if err := st.add(ctx, t, change.OpCreate, nil, after, commit); err != nil {
+				return err
+			}
+		}
+	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2, replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
+		for _, vals := range e.Rows {
+			before, err := t.row(vals)
+			if err != nil {
+				return err
+			}
+			if err := st.add(ctx, t, change.OpDelete, before, nil, commit); err != nil {
+				return err
+			}
+		}
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1, replication.PARTIAL_UPDATE_ROWS_EVENT:
+		if len(e.Rows)%2 != 0 {
+			return fmt.Errorf("table %s: update event with an odd number of row images", t.name)
+		}
+		for i := 0; i < len(e.Rows); i += 2 {
+			before, err := t.row(e.Rows[i])
+			if err != nil {
+				return err
+			}
+			after, err := t.row(e.Rows[i+1])
+			if err != nil {
+				return err
+			}
+			if capture.KeyChanged(t.key, before, after) {
+				// A new key is a new row: delete the old one, create the new
+				// one, each keyed (and so ordered) by its own key.
+				if err := st.add(ctx, t, change.OpDelete, before, nil, commit); err != nil {
+					return err
+				}
+				if err := st.add(ctx, t, change.OpCreate, nil, after, commit); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := st.add(ctx, t, change.OpUpdate, before, after, commit); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("table %s: unsupported binlog rows event type %s", t.name, h.EventType)
+	}
+	return nil
+}
+
+func (st *stream) add(ctx context.Context, t *table, op change.Op, before, after change.Row, commit time.Time) error {
+	st.events = append(st.events, change.Event{
+		Op: op, Table: t.name, Key: t.key, Types: t.types, Columns: t.names,
+		Before: before, After: after, Commit: commit,
+	})
+	st.counters.Inc(t.name, op)
+	if len(st.events) >= st.src.cfg.MaxBatch {
+		if err := st.emit(ctx, change.Batch{Events: st.events, Commit: commit}); err != nil {
+			return err
+		}
+		st.events, st.emitted = nil, true
+	}
+	return nil
+}
+
+// commit ends the current transaction at the event with header h.
+func (st *stream) commit(ctx context.Context, h *replication.EventHeader) error {
+	if st.txGTID != "" && st.gset != nil {
+		if err := st.gset.Update(st.txGTID); err != nil {
+			return fmt.Errorf("add GTID %s to %s: %w", st.txGTID, st.gset, err)
+		}
+	}
+	st.pos.File, st.pos.Offset = st.file, h.LogPos
+	if st.gset != nil {
+		st.pos.GTID = st.gset.String()
+	}
+	commit := time.Unix(int64(h.Timestamp), 0)
+	events, had := st.events, st.emitted || len(st.events) > 0
+	st.inTx, st.txGTID, st.events, st.emitted = false, "", nil, false
+	if !had {
+		st.idle = true
+		if time.Since(st.lastEmit) >= st.src.cfg.IdleAckInterval {
+			return st.emitIdle(ctx)
+		}
+		return nil
+	}
+	for i := range events {
+		events[i].Pos = st.pos
+	}
+	if err := st.emit(ctx, change.Batch{Events: events, Pos: st.pos, Commit: commit}); err != nil {
+		return err
+	}
+	st.lastEmit, st.idle = time.Now(), false
+	st.src.metrics.Lag.Set(math.Max(0, time.Since(commit).Seconds()))
+	return nil
+}
+
+// emitIdle emits the position alone when it moved past transactions that
+// touched no captured table, so it gets acknowledged and saved.
+func (st *stream) emitIdle(ctx context.Context) error {
+	if !st.idle || st.pos.File == "" {
+		return nil
+	}
+	if err := st.emit(ctx, change.Batch{Pos: st.pos, Commit: time.Now()}); err != nil {
+		return err
+	}
+	st.lastEmit, st.idle = time.Now(), false
+	return nil
+}
