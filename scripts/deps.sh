@@ -3,15 +3,18 @@
 # the ones that are missing:
 #
 #   postgresql-15  PostgreSQL 15 server (internal/testenv) and pg_recvlogical
+#   mariadb-server MariaDB 10.11 server (internal/testenv): mariadbd, mariadb-install-db
+#   mariadb-client the mariadb and mariadb-binlog tools
 #   prometheus     for promtool (metric and rule checks)
 #   kcat           Kafka interop checks against kfake
 #
 # It is idempotent and takes about a second when everything is present. It runs
 # `apt-get update` only when something has to be installed. While apt runs, a
 # policy-rc.d keeps Debian's postinst scripts from starting services (the
-# PostgreSQL system cluster, Prometheus); any policy-rc.d already there is put
-# back afterwards. A default cluster that apt may create is left alone: tandem's
-# throwaway servers never use port 5432.
+# PostgreSQL system cluster, the system MariaDB, Prometheus); any policy-rc.d
+# already there is put back afterwards. A default cluster or MariaDB data folder
+# that apt may create is left alone: tandem's throwaway servers never use ports
+# 5432 or 3306, and run mariadbd with --no-defaults, so /etc/mysql is not read.
 set -euo pipefail
 
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -23,6 +26,8 @@ provides() {
 	case $1 in
 	postgresql-15) echo "$PG_BIN/postgres" ;;
 	postgresql-client-15) echo "$PG_BIN/pg_recvlogical" ;;
+	mariadb-server) echo /usr/sbin/mariadbd ;;
+	mariadb-client) echo mariadb-binlog ;;
 	prometheus) echo promtool ;;
 	kcat) echo kcat ;;
 	esac
@@ -33,12 +38,12 @@ present() {
 }
 
 missing=()
-for pkg in postgresql-15 postgresql-client-15 prometheus kcat; do
+for pkg in postgresql-15 postgresql-client-15 mariadb-server mariadb-client prometheus kcat; do
 	present "$pkg" || missing+=("$pkg")
 done
 
 if ((${#missing[@]} == 0)); then
-	echo "deps: all present (postgresql-15, promtool, kcat)"
+	echo "deps: all present (postgresql-15, mariadbd, mariadb-binlog, promtool, kcat)"
 	exit 0
 fi
 

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -25,17 +26,27 @@ var shared struct {
 	err       error // the first start's failure, reported to every caller
 }
 
-// dbCounter makes NewDatabase's names unique within the test binary.
+// sharedMaria is the test binary's shared MariaDB server. It has a lock of
+// its own so that starting it does not hold up the PostgreSQL callers.
+var sharedMaria struct {
+	mu  sync.Mutex
+	m   *MariaDB
+	err error // the first start's failure, reported to every caller
+}
+
+// dbCounter makes NewDatabase's and NewMariaDBDatabase's names unique within
+// the test binary.
 var dbCounter atomic.Int64
 
 // Run runs the tests and then stops every server the test binary started
-// (the shared one and any StartPostgreSQL left running). Call it from
+// (the shared ones and any StartPostgreSQL or StartMariaDB left running).
+// Call it from
 // TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
 //
 // A failure to stop is printed to stderr and does not change the exit code;
-// the next StartPostgreSQL cleans up what was left.
+// the next StartPostgreSQL or StartMariaDB cleans up what was left.
 func Run(m *testing.M) int {
 	shared.mu.Lock()
 	shared.runActive = true
@@ -47,7 +58,10 @@ func Run(m *testing.M) int {
 	shared.runActive = false
 	shared.pg, shared.err = nil, nil
 	shared.mu.Unlock()
-	if err := stopAll(); err != nil {
+	sharedMaria.mu.Lock()
+	sharedMaria.m, sharedMaria.err = nil, nil
+	sharedMaria.mu.Unlock()
+	if err := errors.Join(stopAll(), stopAllMariaDB()); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: stop servers: %v\n", err)
 	}
 	return code
@@ -91,6 +105,52 @@ func NewDatabase(t testing.TB) string {
 	dsn, err := p.CreateDatabase(ctx, name)
 	if err != nil {
 		t.Fatalf("testenv: new database for %s: %v", t.Name(), err)
+	}
+	return dsn
+}
+
+// SharedMariaDB returns the test binary's shared MariaDB server, starting it
+// on first use (about 2 s). Tests share it, so they must not Stop or Restart
+// it: use NewMariaDBDatabase for isolation and StartMariaDB for a server of
+// one's own.
+//
+// It fails the test (never skips it) when the server cannot start, or when
+// TestMain does not call Run, which stops the server at the end.
+func SharedMariaDB(t testing.TB) *MariaDB {
+	t.Helper()
+	shared.mu.Lock()
+	active := shared.runActive
+	shared.mu.Unlock()
+	if !active {
+		t.Fatal("testenv.SharedMariaDB: the package's TestMain must call os.Exit(testenv.Run(m)), which stops the shared server when the tests end")
+	}
+	sharedMaria.mu.Lock()
+	defer sharedMaria.mu.Unlock()
+	if sharedMaria.m == nil && sharedMaria.err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedStartTimeout)
+		sharedMaria.m, sharedMaria.err = StartMariaDB(ctx, MariaDBOptions{})
+		cancel()
+	}
+	if sharedMaria.err != nil {
+		t.Fatalf("testenv: start the shared MariaDB server: %v", sharedMaria.err)
+	}
+	return sharedMaria.m
+}
+
+// NewMariaDBDatabase creates a fresh database on the shared MariaDB server
+// and returns its DSN (MariaDB.DSN). Its name is made from t.Name() as
+// NewDatabase's is: "testapply_delete_first_<n>", unique in the test binary,
+// at most 63 bytes (MariaDB allows 64). The database lives as long as the
+// shared server.
+func NewMariaDBDatabase(t testing.TB) string {
+	t.Helper()
+	m := SharedMariaDB(t)
+	name := databaseName(t.Name(), dbCounter.Add(1))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dsn, err := m.CreateDatabase(ctx, name)
+	if err != nil {
+		t.Fatalf("testenv: new MariaDB database for %s: %v", t.Name(), err)
 	}
 	return dsn
 }
