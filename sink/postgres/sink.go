@@ -17,10 +17,14 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/sink"
 )
 
-var _ sink.Sink = (*Sink)(nil)
+var (
+	_ sink.Sink             = (*Sink)(nil)
+	_ capture.PositionStore = (*Sink)(nil)
+)
 
 // Config says where to write.
 type Config struct {
@@ -65,6 +69,32 @@ func (s *Sink) deadLettersTable() string {
 	return pgx.Identifier{s.schema, "dead_letters"}.Sanitize()
 }
 
+func (s *Sink) positionsTable() string {
+	return pgx.Identifier{s.schema, "source_positions"}.Sanitize()
+}
+
+// LoadPosition implements capture.PositionStore.
+func (s *Sink) LoadPosition(ctx context.Context, source string) (string, bool, error) {
+	var pos string
+	err := s.pool.QueryRow(ctx, `SELECT position FROM `+s.positionsTable()+` WHERE source = $1`, source).Scan(&pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, classified(s.positionsTable(), fmt.Errorf("read the saved position of %s: %w", source, err))
+	}
+	return pos, true, nil
+}
+
+// SavePosition implements capture.PositionStore.
+func (s *Sink) SavePosition(ctx context.Context, source, pos string) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO `+s.positionsTable()+` (source, position) VALUES ($1, $2)
+ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position, updated_at = now()`, source, pos); err != nil {
+		return classified(s.positionsTable(), fmt.Errorf("save the position of %s: %w", source, err))
+	}
+	return nil
+}
+
 func (s *Sink) init(ctx context.Context) error {
 	sql := `CREATE SCHEMA IF NOT EXISTS ` + pgx.Identifier{s.schema}.Sanitize() + `;
 CREATE TABLE IF NOT EXISTS ` + s.offsetsTable() + ` (
@@ -88,6 +118,11 @@ CREATE TABLE IF NOT EXISTS ` + s.deadLettersTable() + ` (
 	record      bytea,
 	created_at  timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (mapping, topic, partition, "offset")
+);
+CREATE TABLE IF NOT EXISTS ` + s.positionsTable() + ` (
+	source      text        PRIMARY KEY,
+	position    text        NOT NULL,
+	updated_at  timestamptz NOT NULL DEFAULT now()
 )`
 	if _, err := s.pool.Exec(ctx, sql); err != nil {
 		return fmt.Errorf("create offsets table %s: %w", s.offsetsTable(), err)

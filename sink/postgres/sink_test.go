@@ -710,3 +710,32 @@ func TestApply_DeadLettersAreStoredOnceAndOnlyWithTheirBatch(t *testing.T) {
 	}
 	tg.wantRows(t, stored, want)
 }
+
+func TestPositionStore_SavesAndLoadsPerSource(t *testing.T) {
+	tg := newTarget(t, "")
+	ctx := t.Context()
+	if pos, found, err := tg.sink.LoadPosition(ctx, "a"); err != nil || found || pos != "" {
+		t.Fatalf("LoadPosition before any save = %q, %v, %v; want nothing", pos, found, err)
+	}
+	for _, p := range []struct{ source, pos string }{{"a", "binlog.000001:4"}, {"b", "x"}, {"a", "binlog.000002:120;gtid=0-1-9"}} {
+		if err := tg.sink.SavePosition(ctx, p.source, p.pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]string{}
+	for _, src := range []string{"a", "b"} {
+		pos, found, err := tg.sink.LoadPosition(ctx, src)
+		if err != nil || !found {
+			t.Fatalf("LoadPosition(%s) = %v, %v", src, found, err)
+		}
+		got[src] = pos
+	}
+	if diff := cmp.Diff(map[string]string{"a": "binlog.000002:120;gtid=0-1-9", "b": "x"}, got); diff != "" {
+		t.Errorf("saved positions (-want +got):\n%s", diff)
+	}
+	// A second sink on the same database reads what the first saved.
+	other := tg.newSink(t, postgres.Config{DSN: tg.dsn})
+	if pos, _, err := other.LoadPosition(ctx, "a"); err != nil || pos != got["a"] {
+		t.Errorf("another sink reads %q, %v; want %q", pos, err, got["a"])
+	}
+}
