@@ -1,0 +1,19 @@
+// Package mysql writes target rows to MySQL 8 or MariaDB 10.11: batched,
+// idempotent upserts (INSERT ... ON DUPLICATE KEY UPDATE c = VALUES(c)),
+// inserts-if-absent (ON DUPLICATE KEY UPDATE that changes nothing) and
+// deletes, each batch in one transaction together with the Kafka offsets
+// that produced it (database tandem by default, table kafka_offsets), the
+// batch's dead letters (dead_letters), and, for the MySQL binlog capturer,
+// its acknowledged source position (source_positions).
+//
+// Values travel as driver arguments of server-side prepared statements, one
+// multi-row statement per table, operation and column set per compaction
+// round, so decimals (strings), BIGINT UNSIGNED (uint64) and binary data
+// arrive exactly. Sessions run in a strict sql_mode in UTC: a value the
+// column cannot hold is an error, never a silent truncation.
+//
+// The sink fences batches like the PostgreSQL sink: the stored offset rows
+// are locked (SELECT ... FOR UPDATE) before anything is written, and a batch
+// that starts before a stored offset of the same Kafka cluster is refused
+// with sink.ErrFenced.
+package mysql

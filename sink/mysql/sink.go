@@ -1,0 +1,533 @@
+package mysql
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/sink"
+)
+
+var (
+	_ sink.Sink             = (*Sink)(nil)
+	_ capture.PositionStore = (*Sink)(nil)
+)
+
+// Config says where to write.
+type Config struct {
+	DSN         string // never logged: mysql://user:pass@host:3306/db or user:pass@tcp(host:3306)/db
+	StateSchema string // database of tandem's own tables; default "tandem"
+}
+
+// DefaultStateSchema is the database of tandem's own tables when
+// Config.StateSchema is empty.
+const DefaultStateSchema = "tandem"
+
+// Validate reports what is wrong with the configuration, never the password.
+func (c Config) Validate() error {
+	if c.DSN == "" {
+		return errors.New("mysql target: no DSN")
+	}
+	if _, err := mysqlurl.Parse(c.DSN); err != nil {
+		return fmt.Errorf("mysql target: %w", err)
+	}
+	if len(c.StateSchema) > 64 {
+		return fmt.Errorf("mysql target: state database name %q is longer than MySQL's 64 characters", c.StateSchema)
+	}
+	return nil
+}
+
+// String describes the target without its password.
+func (c Config) String() string {
+	state := c.StateSchema
+	if state == "" {
+		state = DefaultStateSchema
+	}
+	return fmt.Sprintf("mysql target %s (state database %s)", describeDSN(c.DSN), state)
+}
+
+// GoString is String, so that %#v does not print the DSN either.
+func (c Config) GoString() string { return c.String() }
+
+// describeDSN names user, address and database of dsn, not its password.
+func describeDSN(dsn string) string {
+	cfg, err := mysqlurl.Parse(dsn)
+	if err != nil {
+		return "<unparsable DSN>"
+	}
+	return fmt.Sprintf("%s@%s/%s", cfg.User, cfg.Addr, cfg.DBName)
+}
+
+// strictMode is the sql_mode of every session: a value that does not fit
+// its column is an error instead of a warning and a mangled value (strict),
+// for zero and partly-zero dates too; a 0 written to an AUTO_INCREMENT
+// column is stored as 0, not replaced by the next sequence value (a
+// replicated row keeps its key). Identifiers are always backtick-quoted, so
+// ANSI_QUOTES is neither needed nor harmful.
+const strictMode = "'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO'"
+
+// driverConfig parses dsn into the driver configuration the sink runs on.
+func driverConfig(dsn string) (*mysql.Config, error) {
+	cfg, err := mysqlurl.Parse(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Params["sql_mode"] = strictMode
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	return cfg, nil
+}
+
+// Sink is a MySQL or MariaDB target. Safe for concurrent use.
+type Sink struct {
+	db        *sql.DB
+	where     string // user@host:port/db, for String
+	state     string // state database name
+	isolation sql.IsolationLevel
+
+	mu     sync.Mutex
+	tables map[string]*table
+}
+
+// ErrTableNotFound is sink.ErrTableNotFound, under this package's name too.
+var ErrTableNotFound = sink.ErrTableNotFound
+
+// ErrNoUniqueKey is wrapped when an upsert's key is not exactly the columns
+// of a primary key or unique index: ON DUPLICATE KEY UPDATE would then never
+// find the row and insert duplicates.
+var ErrNoUniqueKey = errors.New("target table has no primary key or unique index on exactly the write's key columns")
+
+// New connects to the target and creates tandem's state database and
+// tables if they do not exist yet. The user needs the CREATE privilege for
+// that only when something is missing.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
+	if cfg.StateSchema == "" {
+		cfg.StateSchema = DefaultStateSchema
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	dc, err := driverConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("mysql target: %w", err)
+	}
+	connector, err := mysql.NewConnector(dc)
+	if err != nil {
+		return nil, fmt.Errorf("mysql target %s: %w", describeDSN(cfg.DSN), err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	s := &Sink{db: db, where: describeDSN(cfg.DSN), state: cfg.StateSchema,
+		isolation: sql.LevelReadCommitted, tables: map[string]*table{}}
+	if err := s.init(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// String describes the sink without its password.
+func (s *Sink) String() string {
+	return fmt.Sprintf("mysql target %s (state database %s)", s.where, s.state)
+}
+
+func (s *Sink) offsetsTable() string     { return quoteIdent(s.state) + ".`kafka_offsets`" }
+func (s *Sink) deadLettersTable() string { return quoteIdent(s.state) + ".`dead_letters`" }
+func (s *Sink) positionsTable() string   { return quoteIdent(s.state) + ".`source_positions`" }
+
+// stateTables are tandem's own tables: name -> definition. Names are
+// case-sensitive ASCII (utf8mb4_bin): Kafka topics "Orders" and "orders"
+// are two topics.
+var stateTables = map[string]string{
+	"kafka_offsets": `(
+	group_id    VARCHAR(255) NOT NULL,
+	topic       VARCHAR(255) NOT NULL,
+	` + "`partition`" + ` INT NOT NULL,
+	epoch       VARCHAR(255) NOT NULL,
+	next_offset BIGINT NOT NULL,
+	batch_from  BIGINT NOT NULL DEFAULT 0,
+	updated_at  DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+	PRIMARY KEY (group_id, topic, ` + "`partition`" + `)
+)`,
+	// One copy per mapping and record: two mappings reading one topic may
+	// both fail on a record.
+	"dead_letters": `(
+	topic       VARCHAR(255) NOT NULL,
+	` + "`partition`" + ` INT NOT NULL,
+	` + "`offset`" + `    BIGINT NOT NULL,
+	mapping     VARCHAR(255) NOT NULL,
+	reason      VARCHAR(255) NOT NULL,
+	error       MEDIUMTEXT NOT NULL,
+	record_key  LONGBLOB,
+	record      LONGBLOB,
+	created_at  DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+	PRIMARY KEY (mapping, topic, ` + "`partition`, `offset`" + `)
+)`,
+	"source_positions": `(
+	source      VARCHAR(255) NOT NULL,
+	position    MEDIUMTEXT NOT NULL,
+	updated_at  DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+	PRIMARY KEY (source)
+)`,
+}
+
+// stateTableNames are stateTables' keys in a fixed order.
+var stateTableNames = []string{"kafka_offsets", "dead_letters", "source_positions"}
+
+func (s *Sink) init(ctx context.Context) error {
+	missing, err := missingStateTables(ctx, s.db, s.state)
+	if err != nil {
+		return classified(s.offsetsTable(), fmt.Errorf("look for tandem's tables in database %s: %w", quoteIdent(s.state), err))
+	}
+	if len(missing) > 0 {
+		// IF NOT EXISTS: another tandem process may create them meanwhile.
+		if _, err := s.db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(s.state)+
+			" CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
+			return classified(s.offsetsTable(), fmt.Errorf("create database %s for tandem's tables: %w", quoteIdent(s.state), err))
+		}
+	}
+	for _, name := range missing {
+		ident := quoteIdent(s.state) + "." + quoteIdent(name)
+		if _, err := s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+ident+" "+stateTables[name]+
+			" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"); err != nil {
+			return classified(ident, fmt.Errorf("create table %s: %w", ident, err))
+		}
+	}
+	// READ COMMITTED takes no gap locks, so consumers writing disjoint keys
+	// of one table do not deadlock on the gaps between them. InnoDB refuses
+	// it when the binary log is on in STATEMENT format; then REPEATABLE
+	// READ, whose deadlocks Apply retries.
+	var logBin int
+	var format string
+	if err := s.db.QueryRowContext(ctx, "SELECT @@log_bin, @@binlog_format").Scan(&logBin, &format); err != nil {
+		return classified("", fmt.Errorf("read the target's binlog settings: %w", err))
+	}
+	if logBin != 0 && strings.EqualFold(format, "STATEMENT") {
+		s.isolation = sql.LevelRepeatableRead
+	}
+	return nil
+}
+
+// missingStateTables returns the tables of stateTables that database state lacks.
+func missingStateTables(ctx context.Context, q querier, state string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?`, state)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		have[n] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, n := range stateTableNames {
+		if !have[n] {
+			missing = append(missing, n)
+		}
+	}
+	return missing, nil
+}
+
+// querier is what *sql.DB, *sql.Conn and *sql.Tx share.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// Close closes the connection pool.
+func (s *Sink) Close() error {
+	return s.db.Close()
+}
+
+// Forget drops cached table descriptions, so the next Apply reads them again
+// (after a failed apply, the table may have been created or altered).
+func (s *Sink) Forget() {
+	s.mu.Lock()
+	s.tables = map[string]*table{}
+	s.mu.Unlock()
+}
+
+// Offsets implements sink.Sink. Failures are *sink.Error.
+func (s *Sink) Offsets(ctx context.Context, group, epoch string) ([]sink.Offset, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT topic, `partition`, next_offset FROM "+s.offsetsTable()+
+		" WHERE group_id = ? AND epoch = ? ORDER BY topic, `partition`", group, epoch)
+	if err != nil {
+		return nil, classified(s.offsetsTable(), fmt.Errorf("read stored offsets of group %s: %w", group, err))
+	}
+	defer rows.Close()
+	var out []sink.Offset
+	for rows.Next() {
+		var o sink.Offset
+		if err := rows.Scan(&o.Topic, &o.Partition, &o.Next); err != nil {
+			return nil, classified(s.offsetsTable(), fmt.Errorf("read stored offsets of group %s: %w", group, err))
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classified(s.offsetsTable(), fmt.Errorf("read stored offsets of group %s: %w", group, err))
+	}
+	return out, nil
+}
+
+// SetOffsets overwrites the stored offsets of a group (an operator's reset,
+// or a test's replay), backwards too, in one transaction.
+func (s *Sink) SetOffsets(ctx context.Context, cp sink.Checkpoint) error {
+	offsets, err := sortedOffsets(cp.Offsets)
+	if err != nil {
+		return fmt.Errorf("reset offsets of group %s: %w", cp.Group, err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("reset offsets of group %s: %w", cp.Group, err)
+	}
+	defer tx.Rollback()
+	for _, st := range s.offsetRows(cp.Group, cp.Epoch, offsets,
+		" ON DUPLICATE KEY UPDATE epoch = VALUES(epoch), next_offset = VALUES(next_offset), updated_at = VALUES(updated_at)") {
+		if _, err := tx.ExecContext(ctx, st.sql, st.args...); err != nil {
+			return fmt.Errorf("reset offsets of group %s: %w", cp.Group, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("reset offsets of group %s: %w", cp.Group, err)
+	}
+	return nil
+}
+
+// offsetRows inserts offsets of group and epoch into the offsets table,
+// then suffix (an ON DUPLICATE KEY clause, or nothing).
+func (s *Sink) offsetRows(group, epoch string, offsets []sink.Offset, suffix string) []statement {
+	const cols = 7
+	var out []statement
+	for lo := 0; lo < len(offsets); {
+		hi := min(len(offsets), lo+maxPlaceholders/cols)
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO " + s.offsetsTable() + " (group_id, topic, `partition`, epoch, next_offset, batch_from, updated_at) VALUES ")
+		args := make([]any, 0, (hi-lo)*cols)
+		for i, o := range offsets[lo:hi] {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))")
+			args = append(args, group, o.Topic, o.Partition, epoch, o.Next, o.From)
+		}
+		sb.WriteString(suffix)
+		out = append(out, statement{what: "store offsets in", table: s.offsetsTable(), sql: sb.String(), args: args})
+		lo = hi
+	}
+	return out
+}
+
+// sortedOffsets returns offsets ordered by topic and partition, the order
+// in which every Apply locks them (so that two never wait on each other),
+// and refuses a partition named twice.
+func sortedOffsets(offsets []sink.Offset) ([]sink.Offset, error) {
+	out := slices.Clone(offsets)
+	slices.SortFunc(out, func(a, b sink.Offset) int {
+		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	for i := 1; i < len(out); i++ {
+		if out[i].Topic == out[i-1].Topic && out[i].Partition == out[i-1].Partition {
+			return nil, fmt.Errorf("checkpoint names topic %s partition %d twice", out[i].Topic, out[i].Partition)
+		}
+	}
+	return out, nil
+}
+
+// maxAttempts bounds how often Apply runs a transaction that lost a
+// deadlock or a race for a new offsets row.
+const maxAttempts = 5
+
+// errOffsetsRace is returned by fence when another transaction inserted an
+// offsets row this one found missing: the next attempt reads it (and is
+// most likely fenced off by it).
+var errOffsetsRace = errors.New("another consumer stored offsets of the same partition meanwhile")
+
+// Apply implements sink.Sink. Failures other than ErrFenced are *sink.Error.
+func (s *Sink) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) error {
+	err := s.apply(ctx, b, cp)
+	if err == nil || errors.Is(err, sink.ErrFenced) {
+		return err
+	}
+	return classified("", err)
+}
+
+func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) error {
+	offsets, err := sortedOffsets(cp.Offsets)
+	if err != nil {
+		return fmt.Errorf("group %s: %w", cp.Group, err)
+	}
+	var stmts []statement
+	for _, round := range sink.Compact(b.Writes) {
+		st, err := s.statements(ctx, round)
+		if err != nil {
+			return err
+		}
+		stmts = append(stmts, st...)
+	}
+	if len(b.DeadLetters) > 0 {
+		stmts = append(stmts, s.deadLetters(b.DeadLetters)...)
+	}
+	if len(stmts) == 0 && len(offsets) == 0 {
+		return nil
+	}
+	for attempt := 1; ; attempt++ {
+		err := s.applyOnce(ctx, stmts, cp.Group, cp.Epoch, offsets)
+		if err == nil || attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// applyOnce runs one transaction: the fence, the statements, the commit.
+func (s *Sink) applyOnce(ctx context.Context, stmts []statement, group, epoch string, offsets []sink.Offset) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: s.isolation})
+	if err != nil {
+		return fmt.Errorf("begin target transaction: %w", err)
+	}
+	defer tx.Rollback()
+	// The fence first: a batch that is refused writes nothing, and two
+	// consumers of one partition queue on its offsets row before they touch
+	// any other.
+	if len(offsets) > 0 {
+		if err := s.fence(ctx, tx, group, epoch, offsets); err != nil {
+			return err
+		}
+	}
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st.sql, st.args...); err != nil {
+			return classified(st.table, fmt.Errorf("%s %s: %w", st.what, st.table, err))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit target transaction: %w", err)
+	}
+	return nil
+}
+
+// fence locks the stored offsets rows of group's partitions, refuses the
+// batch (ErrFenced) when one of the same epoch is past the batch's start on
+// its partition, and stores the new offsets.
+func (s *Sink) fence(ctx context.Context, tx *sql.Tx, group, epoch string, offsets []sink.Offset) error {
+	type part struct {
+		topic string
+		p     int32
+	}
+	type stored struct {
+		epoch string
+		next  int64
+	}
+	found := map[part]stored{}
+	const perRow = 3
+	for lo := 0; lo < len(offsets); {
+		hi := min(len(offsets), lo+maxPlaceholders/perRow)
+		conds := make([]string, 0, hi-lo)
+		args := make([]any, 0, (hi-lo)*perRow)
+		for _, o := range offsets[lo:hi] {
+			conds = append(conds, "(group_id = ? AND topic = ? AND `partition` = ?)")
+			args = append(args, group, o.Topic, o.Partition)
+		}
+		// A locking read sees the newest committed row, whatever the
+		// transaction's snapshot, and holds it until commit.
+		rows, err := tx.QueryContext(ctx, "SELECT topic, `partition`, epoch, next_offset FROM "+s.offsetsTable()+
+			" WHERE "+strings.Join(conds, " OR ")+" FOR UPDATE", args...)
+		if err != nil {
+			return classified(s.offsetsTable(), fmt.Errorf("lock stored offsets of group %s: %w", group, err))
+		}
+		for rows.Next() {
+			var k part
+			var v stored
+			if err := rows.Scan(&k.topic, &k.p, &v.epoch, &v.next); err != nil {
+				rows.Close()
+				return classified(s.offsetsTable(), fmt.Errorf("lock stored offsets of group %s: %w", group, err))
+			}
+			found[k] = v
+		}
+		if err := rows.Close(); err != nil {
+			return classified(s.offsetsTable(), fmt.Errorf("lock stored offsets of group %s: %w", group, err))
+		}
+		if err := rows.Err(); err != nil {
+			return classified(s.offsetsTable(), fmt.Errorf("lock stored offsets of group %s: %w", group, err))
+		}
+		lo = hi
+	}
+	var fresh, known []sink.Offset
+	for _, o := range offsets {
+		st, ok := found[part{o.Topic, o.Partition}]
+		switch {
+		case !ok:
+			fresh = append(fresh, o)
+		case st.epoch == epoch && st.next > o.From:
+			return fmt.Errorf("group %s topic %s partition %d: stored offset %d is past the batch's first offset %d: %w",
+				group, o.Topic, o.Partition, st.next, o.From, sink.ErrFenced)
+		default:
+			known = append(known, o)
+		}
+	}
+	// Rows found are locked: overwrite them.
+	for _, st := range s.offsetRows(group, epoch, known, " ON DUPLICATE KEY UPDATE epoch = VALUES(epoch), "+
+		"next_offset = VALUES(next_offset), batch_from = VALUES(batch_from), updated_at = VALUES(updated_at)") {
+		if _, err := tx.ExecContext(ctx, st.sql, st.args...); err != nil {
+			return classified(st.table, fmt.Errorf("store offsets of group %s: %w", group, err))
+		}
+	}
+	// Rows not found were not locked (READ COMMITTED locks no gaps): a plain
+	// INSERT waits for a transaction inserting the same row and then fails
+	// on the duplicate, rather than overwriting what it stored unfenced.
+	for _, st := range s.offsetRows(group, epoch, fresh, "") {
+		if _, err := tx.ExecContext(ctx, st.sql, st.args...); err != nil {
+			if errNumber(err) == errDupEntry {
+				return fmt.Errorf("store offsets of group %s: %w: %w", group, errOffsetsRace, err)
+			}
+			return classified(st.table, fmt.Errorf("store offsets of group %s: %w", group, err))
+		}
+	}
+	return nil
+}
+
+// retryable reports whether err rolled back a transaction that may succeed
+// when run again.
+func retryable(err error) bool {
+	return errors.Is(err, errOffsetsRace) || errNumber(err) == errDeadlock
+}
+
+// LoadPosition implements capture.PositionStore.
+func (s *Sink) LoadPosition(ctx context.Context, source string) (pos string, found bool, err error) {
+	err = s.db.QueryRowContext(ctx, "SELECT position FROM "+s.positionsTable()+" WHERE source = ?", source).Scan(&pos)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", false, nil
+	case err != nil:
+		return "", false, classified(s.positionsTable(), fmt.Errorf("load position of source %s: %w", source, err))
+	}
+	return pos, true, nil
+}
+
+// SavePosition implements capture.PositionStore: one upsert, committed on
+// its own.
+func (s *Sink) SavePosition(ctx context.Context, source, pos string) error {
+	if _, err := s.db.ExecContext(ctx, "INSERT INTO "+s.positionsTable()+" (source, position, updated_at) VALUES (?, ?, UTC_TIMESTAMP(6))"+
+		" ON DUPLICATE KEY UPDATE position = VALUES(position), updated_at = VALUES(updated_at)", source, pos); err != nil {
+		return classified(s.positionsTable(), fmt.Errorf("save position of source %s: %w", source, err))
+	}
+	return nil
+}

@@ -1,0 +1,332 @@
+package mysql
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tandemcdc/tandem/sink"
+)
+
+// maxPlaceholders is the most parameters one prepared statement may have.
+const maxPlaceholders = 65535
+
+// maxStatementBytes bounds the argument bytes of one multi-row statement,
+// well under the server's max_allowed_packet (16 MiB by default on
+// MariaDB): a batch of wide rows becomes several statements. A single row
+// larger than this still goes alone; the driver streams its long values.
+const maxStatementBytes = 4 << 20
+
+// statement is one SQL statement of a batch.
+type statement struct {
+	what, table string // for errors: "upsert into", "shop.items"
+	sql         string
+	args        []any
+}
+
+// statements groups compacted writes into multi-row statements per table,
+// op and column set.
+func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement, error) {
+	type group struct {
+		op    sink.Op
+		table string
+		key   []string
+		cols  []string
+		rows  []map[string]any
+	}
+	var order []string
+	groups := map[string]*group{}
+	for _, w := range writes {
+		cols := w.Key
+		if w.Op != sink.Delete {
+			cols = sortedColumns(w.Row)
+		}
+		// %q: column names may hold commas (a column "a,b" is not a and b)
+		id := fmt.Sprintf("%d %q %q %q", w.Op, w.Table, w.Key, cols)
+		g, ok := groups[id]
+		if !ok {
+			g = &group{op: w.Op, table: w.Table, key: w.Key, cols: cols}
+			groups[id] = g
+			order = append(order, id)
+		}
+		g.rows = append(g.rows, w.Row)
+	}
+	// Deletes first: after compaction no key is both deleted and written, and
+	// deleting first keeps unique indexes other than the key from tripping
+	// on a row that moves from one key to another.
+	slices.SortStableFunc(order, func(a, b string) int {
+		da, db := groups[a].op == sink.Delete, groups[b].op == sink.Delete
+		switch {
+		case da && !db:
+			return -1
+		case db && !da:
+			return 1
+		}
+		return 0
+	})
+	var out []statement
+	for _, id := range order {
+		g := groups[id]
+		t, err := s.describe(ctx, g.table)
+		if err != nil {
+			return nil, classified(g.table, err)
+		}
+		for _, c := range g.cols {
+			if _, ok := t.column(c); !ok {
+				return nil, classified(g.table, fmt.Errorf("target table %s has no column %q: %w", g.table, c, sink.ErrColumnNotFound))
+			}
+		}
+		if g.op != sink.Delete && !t.uniqueOn(g.key) {
+			return nil, classified(g.table, fmt.Errorf("target table %s, key (%s): %w", g.table, strings.Join(g.key, ", "), ErrNoUniqueKey))
+		}
+		rows := make([][]any, len(g.rows))
+		sizes := make([]int, len(g.rows))
+		for j, r := range g.rows {
+			rows[j] = make([]any, len(g.cols))
+			for i, c := range g.cols {
+				v, err := arg(r[c])
+				if err != nil {
+					return nil, classified(g.table, fmt.Errorf("target %s column %q: %w", g.table, c, err))
+				}
+				rows[j][i] = v
+				sizes[j] += argSize(v)
+			}
+		}
+		var st []statement
+		switch g.op {
+		case sink.Delete:
+			st = deletes(t.ident, g.table, g.cols, rows, sizes)
+		case sink.Upsert, sink.InsertIfAbsent:
+			st = inserts(t.ident, g.table, g.op, g.key, g.cols, rows, sizes)
+		default:
+			return nil, classified(g.table, fmt.Errorf("target %s: unknown write op %v", g.table, g.op))
+		}
+		out = append(out, st...)
+	}
+	return out, nil
+}
+
+// chunks splits rows into runs that fit one statement: at most
+// maxPlaceholders parameters and (unless a run is one row) maxStatementBytes.
+func chunks(sizes []int, perRow int) [][2]int {
+	var out [][2]int
+	maxRows := max(1, maxPlaceholders/max(1, perRow))
+	for lo := 0; lo < len(sizes); {
+		hi, bytes := lo, 0
+		for hi < len(sizes) && hi-lo < maxRows && (hi == lo || bytes+sizes[hi] <= maxStatementBytes) {
+			bytes += sizes[hi]
+			hi++
+		}
+		out = append(out, [2]int{lo, hi})
+		lo = hi
+	}
+	return out
+}
+
+// inserts builds the multi-row INSERTs of an upsert or insert-if-absent.
+//
+// Not INSERT IGNORE for insert-if-absent: IGNORE also turns data errors
+// (a value too long or out of range, NULL into NOT NULL, a failed foreign
+// key) into warnings and stores a truncated or default value, or nothing,
+// so data would be lost silently. ON DUPLICATE KEY UPDATE k = k skips only
+// the duplicate key and leaves every other error an error.
+func inserts(ident, name string, op sink.Op, key, cols []string, rows [][]any, sizes []int) []statement {
+	quoted := quoteAll(cols)
+	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+	var sets []string
+	if op == sink.Upsert {
+		for i, c := range cols {
+			if !containsFold(key, c) {
+				sets = append(sets, quoted[i]+" = VALUES("+quoted[i]+")")
+			}
+		}
+	}
+	if len(sets) == 0 {
+		// A no-op on conflict: the existing row stays as it is.
+		k := quoteIdent(key[0])
+		sets = []string{k + " = " + k}
+	}
+	suffix := " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
+	var out []statement
+	for _, c := range chunks(sizes, len(cols)) {
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO " + ident + " (" + strings.Join(quoted, ", ") + ") VALUES ")
+		args := make([]any, 0, (c[1]-c[0])*len(cols))
+		for i, r := range rows[c[0]:c[1]] {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString(tuple)
+			args = append(args, r...)
+		}
+		sb.WriteString(suffix)
+		out = append(out, statement{what: op.String() + " into", table: name, sql: sb.String(), args: args})
+	}
+	return out
+}
+
+// deletes builds the DELETEs of rows by key: k IN (...) for one key
+// column, (k1, k2) IN ((...), ...) for several; both use the key's index
+// on MySQL 8 and MariaDB 10.11.
+func deletes(ident, name string, key []string, rows [][]any, sizes []int) []statement {
+	var lhs, tuple string
+	if len(key) == 1 {
+		lhs, tuple = quoteIdent(key[0]), "?"
+	} else {
+		lhs = "(" + strings.Join(quoteAll(key), ", ") + ")"
+		tuple = "(" + strings.TrimSuffix(strings.Repeat("?, ", len(key)), ", ") + ")"
+	}
+	var out []statement
+	for _, c := range chunks(sizes, len(key)) {
+		var sb strings.Builder
+		sb.WriteString("DELETE FROM " + ident + " WHERE " + lhs + " IN (")
+		args := make([]any, 0, (c[1]-c[0])*len(key))
+		for i, r := range rows[c[0]:c[1]] {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString(tuple)
+			args = append(args, r...)
+		}
+		sb.WriteString(")")
+		out = append(out, statement{what: "delete from", table: name, sql: sb.String(), args: args})
+	}
+	return out
+}
+
+// maxErrorBytes bounds a dead letter's stored error message.
+const maxErrorBytes = 1 << 20
+
+// deadLetters stores dead letters; a record stored before is kept as it was
+// (ON DUPLICATE KEY UPDATE that changes nothing, not INSERT IGNORE: see
+// inserts).
+func (s *Sink) deadLetters(dls []sink.DeadLetter) []statement {
+	const perRow = 8
+	rows := make([][]any, len(dls))
+	sizes := make([]int, len(dls))
+	for i, d := range dls {
+		// Text columns are utf8mb4: a message quoting a binary record
+		// must not fail the batch in strict mode.
+		msg := d.Error
+		if len(msg) > maxErrorBytes {
+			msg = msg[:maxErrorBytes]
+		}
+		rows[i] = []any{validText(d.Topic), d.Partition, d.Offset, validText(d.Mapping), validText(d.Reason),
+			validText(msg), d.Key, d.Value}
+		sizes[i] = len(msg) + len(d.Key) + len(d.Value) + 64
+	}
+	var out []statement
+	for _, c := range chunks(sizes, perRow) {
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO " + s.deadLettersTable() + " (topic, `partition`, `offset`, mapping, reason, error, record_key, record) VALUES ")
+		var args []any
+		for i, r := range rows[c[0]:c[1]] {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, r...)
+		}
+		sb.WriteString(" ON DUPLICATE KEY UPDATE topic = topic")
+		out = append(out, statement{what: "store dead letters in", table: s.deadLettersTable(), sql: sb.String(), args: args})
+	}
+	return out
+}
+
+// validText replaces invalid UTF-8 by U+FFFD.
+func validText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+func sortedColumns(row map[string]any) []string {
+	cols := make([]string, 0, len(row))
+	for c := range row {
+		cols = append(cols, c)
+	}
+	slices.Sort(cols)
+	return cols
+}
+
+// errUnrepresentable is wrapped when a value has no MySQL form.
+var errUnrepresentable = errors.New("value has no MySQL representation")
+
+// timeLayout is how a time.Time is written: UTC, microseconds, the
+// literal DATETIME, TIMESTAMP, DATE and TIME columns all accept.
+const timeLayout = "2006-01-02 15:04:05.000000"
+
+// arg converts a value a transformer produced to a driver argument: NULL
+// for nil, numbers and bytes as themselves (uint64 unsigned, so BIGINT
+// UNSIGNED keeps its top half), times as UTC text, maps and slices as JSON
+// text. Decimals arrive as strings and stay exact.
+func arg(v any) (any, error) {
+	switch v := v.(type) {
+	case nil, string, int64, uint64, bool:
+		return v, nil
+	case int:
+		return int64(v), nil
+	case int32:
+		return int64(v), nil
+	case int16:
+		return int64(v), nil
+	case int8:
+		return int64(v), nil
+	case uint:
+		return uint64(v), nil
+	case uint32:
+		return int64(v), nil
+	case uint16:
+		return int64(v), nil
+	case uint8:
+		return int64(v), nil
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("float %v: %w (MySQL has no NaN or infinity)", v, errUnrepresentable)
+		}
+		return v, nil
+	case float32:
+		f := float64(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("float %v: %w (MySQL has no NaN or infinity)", v, errUnrepresentable)
+		}
+		// its shortest decimal form: 0.1, not 0.10000000149011612
+		return strconv.FormatFloat(f, 'g', -1, 32), nil
+	case []byte:
+		if v == nil {
+			return []byte{}, nil // the driver would send NULL
+		}
+		return v, nil
+	case json.RawMessage:
+		return string(v), nil
+	case json.Number:
+		return string(v), nil
+	case time.Time:
+		return v.UTC().Round(time.Microsecond).Format(timeLayout), nil
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("value of type %T: %w: %w", v, errUnrepresentable, err)
+		}
+		return string(b), nil
+	}
+}
+
+// argSize estimates the bytes an argument takes in a statement.
+func argSize(v any) int {
+	switch v := v.(type) {
+	case string:
+		return len(v) + 9
+	case []byte:
+		return len(v) + 9
+	}
+	return 9
+}
