@@ -58,7 +58,7 @@ const mariadbStopWait = 60 * time.Second
 type MariaDB struct {
 	Dir      string // data (Dir/data, binlog included) + socket + log folder
 	Port     int    // TCP port on 127.0.0.1
-	User     string // "tandem", with ALL PRIVILEGES ON *.* WITH GRANT OPTION
+	User     string // "tandem", with ALL PRIVILEGES ON *.* WITH GRANT OPTION, from 127.0.0.1 and localhost
 	Password string // Password, the fixed test password; never logged
 
 	bins     mariadbBins
@@ -411,12 +411,21 @@ func (m *MariaDB) create(ctx context.Context, opts MariaDBOptions) error {
 		return err
 	}
 	// Outside the binlog: a capturer reading it from the start sees the
-	// tests' changes only.
+	// tests' changes only. Root keeps its passwordless login over the
+	// socket in Dir only.
 	setup := "SET sql_log_bin = 0;\n"
 	for _, host := range []string{"127.0.0.1", "localhost"} {
 		account := quoteString(m.User) + "@" + quoteString(host)
 		setup += "CREATE USER " + account + " IDENTIFIED BY " + quoteString(m.Password) + ";\n" +
 			"GRANT ALL PRIVILEGES ON *.* TO " + account + " WITH GRANT OPTION;\n"
+	}
+	// mariadb-install-db made root@<hostname> too (`hostname`, as here).
+	rootHosts := []string{"127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "localhost" {
+		rootHosts = append(rootHosts, h)
+	}
+	for _, h := range rootHosts {
+		setup += "DROP USER IF EXISTS 'root'@" + quoteString(h) + ";\n"
 	}
 	if err := execSQL(ctx, m.config("root", "", ""), setup); err != nil {
 		return fmt.Errorf("create user %s: %w", m.User, err)
@@ -425,7 +434,7 @@ func (m *MariaDB) create(ctx context.Context, opts MariaDBOptions) error {
 }
 
 // installDB creates the data folder with mariadb-install-db. Root gets no
-// password and can log in from 127.0.0.1 only until create has made User.
+// password; create lets it log in over TCP only until User is made.
 func (m *MariaDB) installDB(ctx context.Context) error {
 	if err := os.Mkdir(m.tmpDir(), 0o700); err != nil {
 		return err

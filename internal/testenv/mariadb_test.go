@@ -212,6 +212,14 @@ func TestSharedMariaDB_Settings(t *testing.T) {
 	if got := mariaString(t, dsn, "SHOW GRANTS"); !strings.HasPrefix(got, "GRANT ALL PRIVILEGES ON *.* TO `tandem`@`127.0.0.1`") || !strings.HasSuffix(got, "WITH GRANT OPTION") {
 		t.Errorf("grants of tandem = %q", got)
 	}
+	// Root is left no login over TCP.
+	if got := mariaString(t, dsn, "SELECT GROUP_CONCAT(CONCAT(user, '@', host) ORDER BY user, host) FROM mysql.user WHERE user IN ('root', 'tandem') AND host <> 'localhost'"); got != "tandem@127.0.0.1" {
+		t.Errorf("TCP accounts of root and tandem = %s, want tandem@127.0.0.1 alone", got)
+	}
+	rootCfg := m.config("root", "", "")
+	if err := execSQL(t.Context(), rootCfg, "SELECT 1"); err == nil {
+		t.Errorf("root logs in over TCP without a password")
+	}
 	// User creation is not in the binlog: a capturer reading from the start
 	// sees the tests' own changes only.
 	rows, err := openMariaDB(t, dsn).QueryContext(t.Context(), "SHOW BINLOG EVENTS")
