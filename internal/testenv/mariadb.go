@@ -184,7 +184,7 @@ func StartMariaDB(ctx context.Context, opts MariaDBOptions) (*MariaDB, error) {
 		Dir: dir, User: User, Password: Password,
 		bins: bins, settings: maps.Clone(opts.Settings), log: log,
 	}
-	if err := m.create(ctx, opts); err != nil {
+	if err := m.create(ctx); err != nil {
 		m.kill()
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start MariaDB in %s: %w", dir, redact(err))
@@ -389,7 +389,7 @@ func (m *MariaDB) LogPath() string { return filepath.Join(m.Dir, mariadbLogFile)
 
 // create runs mariadb-install-db, starts the server (retrying on a port
 // taken meanwhile) and creates User.
-func (m *MariaDB) create(ctx context.Context, opts MariaDBOptions) error {
+func (m *MariaDB) create(ctx context.Context) error {
 	if err := m.installDB(ctx); err != nil {
 		return err
 	}
