@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,12 @@ type Source interface {
 	// Close releases connections. Safe to call after Stream returned.
 	Close() error
 }
+
+// ErrPositionLost is wrapped by Stream when the source no longer holds the
+// changes after the acknowledged position (binlog purged, slot
+// invalidated). Retrying cannot help: only a new backfill brings the target
+// back in step, so the pipeline stops.
+var ErrPositionLost = errors.New("the source no longer has the changes after tandem's position")
 
 // Metrics are the capture metrics named in CONTRACT.md, shared by all capturers.
 type Metrics struct {

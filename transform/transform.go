@@ -46,6 +46,7 @@ type output struct {
 	createIfAbsent bool
 	when           cel.Program // nil: always
 	whenText       string
+	whenReads      reads
 	columns        []column
 }
 
@@ -118,11 +119,11 @@ func Compile(index int, m config.Mapping) (*Mapping, error) {
 		o := &output{table: to.Table, key: to.Key, createIfAbsent: to.Mode == "create_if_absent"}
 		if to.When != nil {
 			path := fmt.Sprintf("mappings[%d].to[%d].when", index, j)
-			prg, _, err := compile(*to.When, path, true)
+			prg, rd, err := compile(*to.When, path, true)
 			if err != nil {
 				errs = append(errs, err)
 			}
-			o.when, o.whenText = prg, to.When.Text
+			o.when, o.whenText, o.whenReads = prg, to.When.Text, rd
 		}
 		for _, c := range to.Columns {
 			path := fmt.Sprintf("mappings[%d].to[%d].columns.%s", index, j, c.Name)
@@ -331,6 +332,29 @@ func (m *Mapping) KeyReads() (cols []string, any bool) {
 					cols = append(cols, r)
 				}
 			}
+		}
+	}
+	return cols, any
+}
+
+// Reads returns every source column the mapping's expressions read (keys,
+// columns and when), in first-use order; any is true when an expression uses
+// the row as a whole.
+func (m *Mapping) Reads() (cols []string, any bool) {
+	seen := map[string]bool{}
+	add := func(r reads) {
+		any = any || r.any
+		for _, c := range r.cols {
+			if !seen[c] {
+				seen[c] = true
+				cols = append(cols, c)
+			}
+		}
+	}
+	for _, o := range m.outputs {
+		add(o.whenReads)
+		for _, c := range o.columns {
+			add(c.reads)
 		}
 	}
 	return cols, any

@@ -216,3 +216,15 @@ func TestRowReads(t *testing.T) {
 		}
 	}
 }
+
+func TestReads_ListsEveryColumnTheMappingReads(t *testing.T) {
+	m, err := compileYAML(t, mappingYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, anyCol := m.Reads()
+	want := []string{"id", "total", "status", "paid", "blob", "note", "method"}
+	if diff := cmp.Diff(want, cols); diff != "" || anyCol {
+		t.Errorf("Reads() = %v, any %v; want %v, false (-want +got):\n%s", cols, anyCol, want, diff)
+	}
+}

@@ -66,7 +66,7 @@ func (c Config) Validate() error {
 // ErrPositionPurged is wrapped when the server no longer has the binlog at
 // the saved position: the changes since then cannot be read, and only a
 // new backfill brings the target back in step.
-var ErrPositionPurged = errors.New("the saved binlog position was purged from the source server")
+var ErrPositionPurged = fmt.Errorf("the saved binlog position was purged from the source server: %w", capture.ErrPositionLost)
 
 // Option configures a Source.
 type Option func(*Source)

@@ -36,6 +36,7 @@ type applier struct {
 	maxPoll   int
 	joined    atomic.Bool
 	writing   atomic.Bool // a batch is being written (or retried)
+	guard     *schemaGuard
 }
 
 // run consumes until ctx ends. Two stages overlap: one goroutine polls,
@@ -110,7 +111,7 @@ func (a *applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepar
 			}
 			continue
 		}
-		p, err := a.prepare(ctx, recs)
+		p, stop, err := a.prepare(ctx, recs)
 		if err != nil {
 			return err
 		}
@@ -119,7 +120,21 @@ func (a *applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepar
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if stop != nil {
+			return a.halt(ctx, stop)
+		}
 	}
+}
+
+// halt stops the mapping for good (until restarted) after a schema change
+// under it: paused, counted, said once, and nothing after the change is
+// applied or acknowledged, so nothing is lost.
+func (a *applier) halt(ctx context.Context, stop *schemaChangeError) error {
+	a.metrics.paused.WithLabelValues(a.mapping.Name).Set(1)
+	a.metrics.errors.WithLabelValues(stop.Table, "schema_changed").Inc()
+	a.log.Error("mapping stopped: source schema changed", "mapping", a.mapping.Name, "table", stop.Table, "column", stop.Column, "err", stop)
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 // storedOffsets starts each assigned partition where the target says this
@@ -159,21 +174,28 @@ type prepared struct {
 }
 
 // prepare transforms the records once and sends poison ones to the
-// dead-letter topic (retrying that until it works).
-func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, error) {
+// dead-letter topic (retrying that until it works). A change that a schema
+// change makes unsafe to transform ends the batch before it; stop says why.
+func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared, stop *schemaChangeError, err error) {
 	var (
-		p      = &prepared{cp: sink.Checkpoint{Group: a.group, Epoch: a.epoch}}
 		dead   []*kgo.Record
 		ranges = map[topicPartition]*sink.Offset{}
 	)
+	p = &prepared{cp: sink.Checkpoint{Group: a.group, Epoch: a.epoch}}
 	for _, r := range recs {
+		ev, err := change.Decode(nil, r.Value)
+		if err == nil && a.guard != nil {
+			if err := a.guard.check(ev); err != nil {
+				stop = err.(*schemaChangeError)
+				break
+			}
+		}
 		tp := topicPartition{r.Topic, r.Partition}
 		if o, ok := ranges[tp]; ok {
 			o.Next = r.Offset + 1
 		} else {
 			ranges[tp] = &sink.Offset{Topic: r.Topic, Partition: r.Partition, From: r.Offset, Next: r.Offset + 1}
 		}
-		ev, err := change.Decode(nil, r.Value)
 		if err != nil {
 			dead = append(dead, a.dlq.record(a.mapping.Name, "decode", err, r))
 			p.dead = append(p.dead, storedDeadLetter(a.mapping.Name, "decode", err, r))
@@ -195,14 +217,14 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, e
 	}
 	if len(dead) > 0 {
 		if err := a.retry(ctx, "write dead letters", func() error { return a.dlq.produce(ctx, dead) }); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, d := range dead {
 			a.metrics.dlq.WithLabelValues(a.mapping.Name, string(d.Headers[0].Value)).Inc()
 		}
 		a.log.Warn("changes sent to the dead-letter topic", "mapping", a.mapping.Name, "count", len(dead), "topic", a.dlq.topic)
 	}
-	return p, nil
+	return p, stop, nil
 }
 
 // write applies a prepared batch with its offsets, retrying until it works

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -27,7 +28,7 @@ type captureRole struct {
 
 // run streams until ctx ends. A lost connection or a server restart is
 // retried with backoff (250ms doubling to 30s, reset after a minute of
-// streaming); the slot replays whatever was not acknowledged, and replayed
+// streaming); the slot (or the saved binlog position) replays whatever was not acknowledged, and replayed
 // records are harmless downstream. streaming reports the state to /readyz.
 func (c *captureRole) run(ctx context.Context, streaming func(bool)) error {
 	backoff := 250 * time.Millisecond
@@ -38,6 +39,9 @@ func (c *captureRole) run(ctx context.Context, streaming func(bool)) error {
 		streaming(false)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, capture.ErrPositionLost) {
+			return err
 		}
 		if time.Since(started) > time.Minute {
 			backoff = 250 * time.Millisecond

@@ -7,11 +7,13 @@ import (
 	"slices"
 	"strings"
 
+	mycapture "github.com/tandemcdc/tandem/capture/mysql"
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/sink"
+	sinkmysql "github.com/tandemcdc/tandem/sink/mysql"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 )
 
@@ -28,16 +30,46 @@ func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error)
 		}
 		ps = append(ps, src.Check(ctx)...)
 		ps = append(ps, src.CheckBeforeImages(ctx, deleteNeeds(cfg))...)
+	case config.KindMySQL:
+		cc := mycapture.CheckConfig{DSN: cfg.Source.DSN.Value(), ServerID: cfg.Source.MySQL.ServerID, Tables: cfg.Source.Tables}
+		saved, found, err := savedPosition(ctx, cfg)
+		switch {
+		case err != nil:
+			ps = append(ps, preflight.Problem{Severity: preflight.Warn, Object: "source position",
+				What: fmt.Sprintf("cannot read the saved binlog position from the target: %v", err), Fix: "check target.dsn; the target problems below may say more"})
+		case found:
+			p, err := mycapture.ParsePosition(saved)
+			if err != nil {
+				ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: "source position",
+					What: fmt.Sprintf("the saved binlog position %q of %s is unreadable: %v", saved, positionKey(cfg), err), Fix: "delete it from the target's tandem.source_positions and backfill again"})
+			}
+			cc.File, cc.Pos = p.File, uint64(p.Offset)
+		}
+		ps = append(ps, mycapture.Check(ctx, cc)...)
 	default:
-		ps = append(ps, preflight.Problem{Object: "source", What: "kind " + cfg.Source.Kind + " is not supported by this build", Fix: "use a postgres source"})
+		ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: "source", What: "kind " + cfg.Source.Kind + " is not supported", Fix: "use a mysql or postgres source"})
 	}
 	switch cfg.Target.Kind {
 	case config.KindPostgres:
 		ps = append(ps, sinkpg.Check(ctx, cfg.Target.DSN.Value(), targetUses(cfg))...)
+	case config.KindMySQL:
+		ps = append(ps, sinkmysql.Check(ctx, cfg.Target.DSN.Value(), targetUses(cfg))...)
 	default:
-		ps = append(ps, preflight.Problem{Object: "target", What: "kind " + cfg.Target.Kind + " is not supported by this build", Fix: "use a postgres target"})
+		ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: "target", What: "kind " + cfg.Target.Kind + " is not supported", Fix: "use a mysql or postgres target"})
 	}
 	return ps, nil
+}
+
+// savedPosition reads a MySQL capture's saved position from the target
+// without creating anything there.
+func savedPosition(ctx context.Context, cfg *config.Config) (string, bool, error) {
+	switch cfg.Target.Kind {
+	case config.KindPostgres:
+		return sinkpg.SavedPosition(ctx, cfg.Target.DSN.Value(), positionKey(cfg))
+	case config.KindMySQL:
+		return sinkmysql.SavedPosition(ctx, cfg.Target.DSN.Value(), positionKey(cfg))
+	}
+	return "", false, nil
 }
 
 // deleteNeeds maps each source table to the columns its mappings compute

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,11 +18,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tandemcdc/tandem/capture"
-	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/kafka"
-	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -67,12 +64,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
-	}
-	if cfg.Source.Kind != "postgres" {
-		return fmt.Errorf("source kind %q is not supported yet (postgres is)", cfg.Source.Kind)
-	}
-	if cfg.Target.Kind != "postgres" && opts.Roles.Apply {
-		return fmt.Errorf("target kind %q is not supported yet (postgres is)", cfg.Target.Kind)
 	}
 	mappings, err := CompileMappings(cfg)
 	if err != nil {
@@ -130,12 +121,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	readers := map[string][]string{}
 	var appliers []*applier
 	var tr *tracker
-	if opts.Roles.Apply {
-		target, err := sinkpg.New(ctx, sinkpg.Config{DSN: cfg.Target.DSN.Value()})
-		if err != nil {
+	var tgt target
+	if opts.Roles.Apply || (opts.Roles.Capture && sourceNeedsStore(cfg)) {
+		if tgt, err = openTarget(ctx, cfg); err != nil {
 			return err
 		}
-		defer target.Close()
+		defer tgt.Close()
+	}
+	if opts.Roles.Apply {
 		am := newApplyMetrics(reg)
 		dlq := &dlqWriter{client: producer, topic: dlqTopic}
 		for _, m := range mappings {
@@ -144,7 +137,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			readers[topic] = append(readers[topic], group)
 			appliers = append(appliers, &applier{
 				mapping: m, topic: topic, group: group, epoch: epoch, seeds: seeds,
-				sink: target, dlq: dlq, metrics: am, log: log, maxPoll: 10_000,
+				sink: tgt, dlq: dlq, metrics: am, log: log, maxPoll: 10_000, guard: newSchemaGuard(m),
 				committed: func(group, topic string, p int32, next int64) {
 					if tr != nil {
 						tr.committed(group, topic, p, next)
@@ -155,12 +148,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 
 	// Capture: source -> Kafka.
-	var src *pgcapture.Source
+	var src source
 	if opts.Roles.Capture {
-		src, err = pgcapture.New(pgcapture.Config{
-			DSN: cfg.Source.DSN.Value(), Slot: cfg.Source.Postgres.Slot, Publication: cfg.Source.Postgres.Publication, Tables: tables,
-		}, pgcapture.WithLogger(log), pgcapture.WithMetrics(capture.NewMetrics(reg)))
-		if err != nil {
+		if src, err = openSource(cfg, tgt, log, capture.NewMetrics(reg)); err != nil {
 			return err
 		}
 		defer src.Close()
@@ -174,7 +164,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		})
 		cr := &captureRole{
 			src: src, prefix: cfg.Kafka.TopicPrefix, client: producer, tracker: tr, log: log,
-			enc:  &change.Encoder{Version: opts.Version, Connector: "postgresql", Name: cfg.Kafka.TopicPrefix, DB: dbName(cfg.Source.DSN.Value())},
+			enc: &change.Encoder{Version: opts.Version, Connector: connectorName(cfg.Source.Kind), Name: cfg.Kafka.TopicPrefix,
+				DB: dbName(cfg.Source.Kind, cfg.Source.DSN.Value())},
 			fail: func(err error) { failWith(err) },
 		}
 		g.Go(func() error { return cr.run(gctx, status.capturing.Store) })
@@ -203,22 +194,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return nil
 	}
 	return err
-}
-
-func ackedString(src *pgcapture.Source) string {
-	if src == nil {
-		return ""
-	}
-	return src.Flushed().String()
-}
-
-// dbName returns the database a PostgreSQL DSN names, for the envelope.
-func dbName(dsn string) string {
-	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		return "" // the source connection reports a bad DSN
-	}
-	return cfg.Database
 }
 
 type readiness struct {

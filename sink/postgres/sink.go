@@ -86,6 +86,27 @@ func (s *Sink) LoadPosition(ctx context.Context, source string) (string, bool, e
 	return pos, true, nil
 }
 
+// SavedPosition reads the position saved for source in the target at dsn,
+// for checks: unlike New it creates nothing, and a target that has no
+// tandem tables yet has no position (found false).
+func SavedPosition(ctx context.Context, dsn, source string) (pos string, found bool, err error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "", false, fmt.Errorf("connect to target: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	s := &Sink{schema: "tandem"}
+	err = conn.QueryRow(ctx, `SELECT position FROM `+s.positionsTable()+` WHERE source = $1`, source).Scan(&pos)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows), errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000"):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("read the saved position of %s: %w", source, err)
+	}
+	return pos, true, nil
+}
+
 // SavePosition implements capture.PositionStore.
 func (s *Sink) SavePosition(ctx context.Context, source, pos string) error {
 	if _, err := s.pool.Exec(ctx, `INSERT INTO `+s.positionsTable()+` (source, position) VALUES ($1, $2)
