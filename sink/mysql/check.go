@@ -110,7 +110,9 @@ func (c *checker) table(ctx context.Context, u sink.TableUse) {
 	var present []string
 	for _, col := range u.Columns {
 		if _, ok := t.column(col); ok {
-			present = append(present, col)
+			if !containsFold(present, col) {
+				present = append(present, col)
+			}
 			continue
 		}
 		c.fail(fmt.Sprintf("target column %s.%s", u.Table, col), "does not exist",
@@ -237,7 +239,7 @@ func (c *checker) state(ctx context.Context, name string) {
 	what := fmt.Sprintf("the target user %s lacks %s on it, where tandem keeps its offsets, dead letters and source positions",
 		c.account, strings.Join(lacks, ", "))
 	if len(missing) > 0 {
-		what += fmt.Sprintf(" (tables %s are still to be created)", strings.Join(missing, ", "))
+		what += fmt.Sprintf(" (it sees no tables %s there, so tandem would create them)", strings.Join(missing, ", "))
 	}
 	fix := fmt.Sprintf("GRANT %s ON %s.* TO %s;", strings.Join(lacks, ", "), quoteIdent(name), c.account)
 	if uncertain {
