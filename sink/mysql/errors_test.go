@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/url"
@@ -212,6 +213,10 @@ func TestErrors_NeverHoldThePassword(t *testing.T) {
 	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
 		texts = append(texts, fmt.Sprintf(format, cfg), fmt.Sprintf(format, &cfg), fmt.Sprintf(format, tg.sink))
 	}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("starting", "target", cfg, "sink", tg.sink)
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("starting", "target", cfg, "sink", tg.sink)
+	texts = append(texts, logged.String())
 	add("Apply", tg.sink.Apply(ctx, sink.Batch{Writes: []sink.Write{write(sink.Upsert, "absent", row{"id": int64(1)}, "id")}}, sink.Checkpoint{}))
 	add("Apply", tg.sink.Apply(ctx, sink.Batch{Writes: []sink.Write{item(sink.Upsert, row{"id": int64(1), "name": strings.Repeat("x", 200)})}}, sink.Checkpoint{}))
 	s := tg.newSink(t, cfg)

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +59,9 @@ func (c Config) String() string {
 
 // GoString is String, so that %#v does not print the DSN either.
 func (c Config) GoString() string { return c.String() }
+
+// LogValue is String, so that slog handlers (JSON ones too) do not log the DSN.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // describeDSN names user, address and database of dsn, not its password.
 func describeDSN(dsn string) string {

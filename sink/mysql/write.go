@@ -74,6 +74,9 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 	var out []statement
 	for _, id := range order {
 		g := groups[id]
+		if len(g.key) == 0 {
+			return nil, classified(g.table, fmt.Errorf("%s %s: the write names no key columns", g.op, g.table))
+		}
 		t, err := s.describe(ctx, g.table)
 		if err != nil {
 			return nil, classified(g.table, err)
@@ -113,11 +116,20 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 	return out, nil
 }
 
-// chunks splits rows into runs that fit one statement: at most
-// maxPlaceholders parameters and (unless a run is one row) maxStatementBytes.
-func chunks(sizes []int, perRow int) [][2]int {
+// maxDeleteRows bounds the keys of one DELETE: with tens of thousands of
+// keys in its IN list the optimizer turns to a full table scan, which on a
+// large table is slow and, under READ COMMITTED still, locks each row while
+// it looks at it.
+const maxDeleteRows = 1000
+
+// chunks splits rows into runs that fit one statement: at most maxRows
+// rows (0: no limit of its own), maxPlaceholders parameters and, unless a
+// run is one row, maxStatementBytes.
+func chunks(sizes []int, perRow, maxRows int) [][2]int {
 	var out [][2]int
-	maxRows := max(1, maxPlaceholders/max(1, perRow))
+	if byParams := max(1, maxPlaceholders/max(1, perRow)); maxRows <= 0 || maxRows > byParams {
+		maxRows = byParams
+	}
 	for lo := 0; lo < len(sizes); {
 		hi, bytes := lo, 0
 		for hi < len(sizes) && hi-lo < maxRows && (hi == lo || bytes+sizes[hi] <= maxStatementBytes) {
@@ -155,7 +167,7 @@ func inserts(ident, name string, op sink.Op, key, cols []string, rows [][]any, s
 	}
 	suffix := " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
 	var out []statement
-	for _, c := range chunks(sizes, len(cols)) {
+	for _, c := range chunks(sizes, len(cols), 0) {
 		var sb strings.Builder
 		sb.WriteString("INSERT INTO " + ident + " (" + strings.Join(quoted, ", ") + ") VALUES ")
 		args := make([]any, 0, (c[1]-c[0])*len(cols))
@@ -173,8 +185,8 @@ func inserts(ident, name string, op sink.Op, key, cols []string, rows [][]any, s
 }
 
 // deletes builds the DELETEs of rows by key: k IN (...) for one key
-// column, (k1, k2) IN ((...), ...) for several; both use the key's index
-// on MySQL 8 and MariaDB 10.11.
+// column, (k1, k2) IN ((...), ...) for several; both are range scans of
+// the key's index on MySQL 8 and MariaDB 10.11 (up to maxDeleteRows keys).
 func deletes(ident, name string, key []string, rows [][]any, sizes []int) []statement {
 	var lhs, tuple string
 	if len(key) == 1 {
@@ -184,7 +196,7 @@ func deletes(ident, name string, key []string, rows [][]any, sizes []int) []stat
 		tuple = "(" + strings.TrimSuffix(strings.Repeat("?, ", len(key)), ", ") + ")"
 	}
 	var out []statement
-	for _, c := range chunks(sizes, len(key)) {
+	for _, c := range chunks(sizes, len(key), maxDeleteRows) {
 		var sb strings.Builder
 		sb.WriteString("DELETE FROM " + ident + " WHERE " + lhs + " IN (")
 		args := make([]any, 0, (c[1]-c[0])*len(key))
@@ -223,7 +235,7 @@ func (s *Sink) deadLetters(dls []sink.DeadLetter) []statement {
 		sizes[i] = len(msg) + len(d.Key) + len(d.Value) + 64
 	}
 	var out []statement
-	for _, c := range chunks(sizes, perRow) {
+	for _, c := range chunks(sizes, perRow, 0) {
 		var sb strings.Builder
 		sb.WriteString("INSERT INTO " + s.deadLettersTable() + " (topic, `partition`, `offset`, mapping, reason, error, record_key, record) VALUES ")
 		var args []any
