@@ -412,7 +412,8 @@ func (s *Source) watchRetention(ctx context.Context) {
 	}
 }
 
-// quiet passes go-mysql's log lines on at debug level, except warnings and errors.
+// quiet passes go-mysql's log lines on at debug level, and its errors as
+// warnings: the capturer reports what stops a stream itself, with context.
 func quiet(l *slog.Logger) *slog.Logger {
 	return slog.New(levelShift{l.Handler()})
 }
@@ -431,10 +432,10 @@ func (l levelShift) WithAttrs(as []slog.Attr) slog.Handler { return levelShift{l
 func (l levelShift) WithGroup(n string) slog.Handler       { return levelShift{l.h.WithGroup(n)} }
 
 func shift(lv slog.Level) slog.Level {
-	if lv < slog.LevelWarn {
-		return slog.LevelDebug
+	if lv >= slog.LevelError {
+		return slog.LevelWarn
 	}
-	return lv
+	return slog.LevelDebug
 }
 
 // stream is one Stream call's state.

@@ -3,7 +3,9 @@ package pipeline_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -16,8 +18,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
@@ -358,5 +363,186 @@ func TestRun_MariaDBConcurrentWritersConverge(t *testing.T) {
 				t.Errorf("target rows not read in key order: %v", ids[:min(10, len(ids))])
 			}
 		})
+	}
+}
+
+// ownMariaDB starts a MariaDB server of the test's own (for restarts and
+// purges, which would disturb the shared one) and returns it with the DSN
+// of a fresh database holding the carts table.
+func ownMariaDB(t *testing.T) (*testenv.MariaDB, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := testenv.StartMariaDB(ctx, testenv.MariaDBOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	dsn, err := srv.CreateDatabase(ctx, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Exec(ctx, "shop", cartSourceDDL); err != nil {
+		t.Fatal(err)
+	}
+	return srv, dsn
+}
+
+// newCartMigrationOn is newCartMigration with the source on srv.
+func newCartMigrationOn(t *testing.T, srcDSN string) *cartMigration {
+	t.Helper()
+	ctx := context.Background()
+	tgtDSN := testenv.NewDatabase(t)
+	conn, err := pgx.Connect(ctx, tgtDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, fmt.Sprintf(cartTargetDDL, "timestamp(6)")); err != nil {
+		t.Fatal(err)
+	}
+	srcCfg, _ := mysqlurl.Parse(srcDSN)
+	m := &cartMigration{srcDSN: srcDSN, srcDB: srcCfg.DBName, src: openMySQL(t, srcDSN), read: pgTarget(conn)}
+	m.cfg = parseConfig(t, cartConfig(srcDSN, m.srcDB, "postgres", tgtDSN))
+	return m
+}
+
+func TestRun_MariaDBServerRestartMidStreamLosesNothing(t *testing.T) {
+	srv, dsn := ownMariaDB(t)
+	m := newCartMigrationOn(t, dsn)
+	start(t, m.cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cartWorkload(ctx, m.src, 1, 150, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// database/sql reconnects; the capturer reconnects with backoff and
+	// resumes from its acknowledged position.
+	if err := cartWorkload(ctx, m.src, 2, 150, 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	got := waitCarts(t, m.src, m.read, time.Minute)
+	if len(got.Carts) < 100 {
+		t.Errorf("only %d carts: the workload did too little to prove anything", len(got.Carts))
+	}
+}
+
+func TestRun_MariaDBPurgedPositionStopsWithAClearError(t *testing.T) {
+	srv, dsn := ownMariaDB(t)
+	m := newCartMigrationOn(t, dsn)
+	r := start(t, m.cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cartWorkload(ctx, m.src, 1, 20, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitCarts(t, m.src, m.read, time.Minute)
+	r.Stop(t)
+	// While tandem is down, the server rotates and purges past its position.
+	if err := srv.Exec(ctx, "", "INSERT INTO shop.carts VALUES (999, 'late', 1.00, 'open', NULL, '2025-01-01 00:00:00')"); err != nil {
+		t.Fatal(err)
+	}
+	var newest string
+	testenv.WaitFor(t, "the binlogs before the newest to be purged", time.Minute, func() (bool, error) {
+		if err := srv.Exec(ctx, "", "FLUSH BINARY LOGS"); err != nil {
+			return false, err
+		}
+		rows, err := sqlText(ctx, m.src, "SHOW BINARY LOGS")
+		if err != nil {
+			return false, err
+		}
+		newest = rows[len(rows)-1][0]
+		if err := srv.Exec(ctx, "", "PURGE BINARY LOGS TO '"+newest+"'"); err != nil {
+			return false, err
+		}
+		rows, err = sqlText(ctx, m.src, "SHOW BINARY LOGS")
+		return err == nil && len(rows) == 1, err
+	})
+	runCtx, stop := context.WithTimeout(ctx, time.Minute)
+	defer stop()
+	err := pipeline.Run(runCtx, m.cfg, pipeline.Options{Roles: pipeline.Roles{Capture: true, Apply: true},
+		Logger: slog.New(slog.NewTextHandler(pipelinetest.LogWriter{TB: t}, nil))})
+	if !errors.Is(err, capture.ErrPositionLost) {
+		t.Fatalf("Run = %v, want an error wrapping capture.ErrPositionLost", err)
+	}
+	for _, want := range []string{"purged", "backfill"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), testenv.Password) {
+		t.Errorf("error shows the password: %v", err)
+	}
+}
+
+func TestRun_MariaDBSchemaChangeStopsOnlyTheMappingThatReadsTheColumn(t *testing.T) {
+	ctx := context.Background()
+	m := newCartMigration(t, "postgres")
+	if _, err := m.src.ExecContext(ctx, "CREATE TABLE tags (id INT PRIMARY KEY, label VARCHAR(20))"); err != nil {
+		t.Fatal(err)
+	}
+	tgt, err := pgx.Connect(ctx, m.cfg.Target.DSN.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close(ctx)
+	if _, err := tgt.Exec(ctx, "CREATE TABLE tags_v2 (id int PRIMARY KEY, label text)"); err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(cartConfig(m.srcDSN, m.srcDB, "postgres", m.cfg.Target.DSN.Value()),
+		"tables: ["+m.srcDB+".carts]", "tables: ["+m.srcDB+".carts, "+m.srcDB+".tags]", 1) + fmt.Sprintf(`  - from: %s.tags
+    to:
+      - table: tags_v2
+        key: [id]
+        columns:
+          id: row.id
+          label: row.label
+`, m.srcDB)
+	m.cfg = parseConfig(t, yaml)
+	r := start(t, m.cfg)
+	tags := func() [][]string {
+		rows, err := pgText(ctx, tgt, "SELECT id::text, label FROM tags_v2 ORDER BY tags_v2.id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	exec := func(q string) {
+		t.Helper()
+		if _, err := m.src.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec("INSERT INTO carts VALUES (1, 'a', 1.50, 'paid', 'n1', '2025-01-01 00:00:00')")
+	// A column no mapping reads comes and goes freely.
+	exec("ALTER TABLE carts ADD COLUMN coupon VARCHAR(10) NULL")
+	exec("INSERT INTO carts VALUES (2, 'b', 2.50, 'open', 'n2', '2025-01-01 00:00:00', 'SAVE10')")
+	before := waitCarts(t, m.src, m.read, 30*time.Second)
+
+	// A column the carts mapping reads disappears: that mapping stops
+	// (never writing NULL notes); the tags mapping goes on.
+	exec("ALTER TABLE carts DROP COLUMN note")
+	exec("INSERT INTO carts VALUES (3, 'c', 3.50, 'open', '2025-01-01 00:00:00', NULL)")
+	exec("UPDATE carts SET owner = 'a2' WHERE id = 1")
+	exec("INSERT INTO tags VALUES (1, 'first')")
+	testenv.WaitFor(t, "the carts mapping to stop and tags to go on", 30*time.Second, func() (bool, error) {
+		paused, _ := metricValue(t, r.Reg, "tandem_mapping_paused", map[string]string{"mapping": m.srcDB + ".carts"})
+		return paused == 1 && cmp.Equal([][]string{{"1", "first"}}, tags()), nil
+	})
+	if v, _ := metricValue(t, r.Reg, "tandem_apply_errors_total", map[string]string{"reason": "schema_changed"}); v != 1 {
+		t.Errorf("tandem_apply_errors_total{reason=schema_changed} = %v, want 1", v)
+	}
+	if v, _ := metricValue(t, r.Reg, "tandem_mapping_paused", map[string]string{"mapping": m.srcDB + ".tags"}); v != 0 {
+		t.Errorf("tags mapping paused = %v, want 0", v)
+	}
+	after, err := m.read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("the stopped mapping wrote after the drop (-before +after):\n%s", diff)
 	}
 }
