@@ -209,8 +209,8 @@ func TestCheck_CannotConnect(t *testing.T) {
 }
 
 // TestCheck_StateDatabase checks the privileges on tandem's own database,
-// first missing and then created, on the default database, which no other
-// test uses.
+// first missing and then created, and SavedPosition, on the default state
+// database, which no other test uses (nor runs beside: not parallel).
 func TestCheck_StateDatabase(t *testing.T) {
 	tg := newTarget(t, `CREATE TABLE good (id BIGINT PRIMARY KEY, name TEXT)`)
 	use := sink.TableUse{Table: "good", Key: []string{"id"}, Columns: []string{"id", "name"}}
@@ -244,6 +244,9 @@ func TestCheck_StateDatabase(t *testing.T) {
 		}
 	}
 	tg.exec(t, "DROP DATABASE IF EXISTS tandem")
+	if pos, found, err := mysql.SavedPosition(t.Context(), tg.dsn, tg.name); err != nil || found || pos != "" {
+		t.Errorf("SavedPosition without a state database = %q, %v, %v; want \"\", false, nil", pos, found, err)
+	}
 	t.Run("missing", func(t *testing.T) {
 		run(t, []step{
 			{"no privileges on it", nil, lacks("CREATE, SELECT, INSERT, UPDATE", true)},
@@ -288,7 +291,13 @@ func TestCheck_StateDatabase(t *testing.T) {
 	}, sink.Checkpoint{Group: tg.name, Epoch: "e", Offsets: []sink.Offset{offset("t", 0, 1)}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SavePosition(t.Context(), tg.name, "pos"); err != nil {
+	if pos, found, err := mysql.SavedPosition(t.Context(), tg.dsn, tg.name); err != nil || found || pos != "" {
+		t.Errorf("SavedPosition before SavePosition = %q, %v, %v; want \"\", false, nil", pos, found, err)
+	}
+	if err := s.SavePosition(t.Context(), tg.name, "mysql-bin.000001:4"); err != nil {
 		t.Fatal(err)
+	}
+	if pos, found, err := mysql.SavedPosition(t.Context(), tg.dsn, tg.name); err != nil || !found || pos != "mysql-bin.000001:4" {
+		t.Errorf("SavedPosition = %q, %v, %v; want \"mysql-bin.000001:4\", true, nil", pos, found, err)
 	}
 }

@@ -80,13 +80,17 @@ func describeDSN(dsn string) string {
 // ANSI_QUOTES is neither needed nor harmful.
 const strictMode = "'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO'"
 
-// driverConfig parses dsn into the driver configuration the sink runs on.
+// driverConfig parses dsn into the driver configuration the sink runs on:
+// strict and UTC, whatever the DSN says.
 func driverConfig(dsn string) (*mysql.Config, error) {
 	cfg, err := mysqlurl.Parse(dsn)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Params["sql_mode"] = strictMode
+	// Times are written as UTC text: TIMESTAMP columns must read them so,
+	// whatever time_zone the DSN asks for.
+	cfg.Params["time_zone"] = "'+00:00'"
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}

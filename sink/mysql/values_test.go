@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/mysql"
 )
 
 // kindsDDL has a column of each type the sink must write exactly.
@@ -147,4 +148,23 @@ func TestApply_ValuesAColumnCannotHoldAreDataErrorsNotTruncations(t *testing.T) 
 	})
 	// Nothing was written, not even a truncated value.
 	tg.wantRows(t, "SELECT * FROM kinds", nil)
+}
+
+func TestNew_SessionsAreStrictAndUTCWhateverTheDSNSays(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, kindsDDL)
+	// A DSN asking for Tokyo time and no sql_mode at all.
+	s := tg.newSink(t, mysql.Config{DSN: tg.dsn + "?time_zone=%27%2B09%3A00%27&sql_mode=%27%27", StateSchema: tg.state})
+	at := time.Date(2024, 2, 29, 23, 59, 59, 0, time.FixedZone("JST", 9*3600))
+	if err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{kind(row{"id": int64(1), "ts": at, "dt": at})}}, sink.Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	tg.wantRows(t, "SELECT id, ts, dt, UNIX_TIMESTAMP(ts) AS unix FROM kinds", []row{
+		{"id": "1", "ts": "2024-02-29 14:59:59.000000", "dt": "2024-02-29 14:59:59.000000", "unix": "1709218799.000000"},
+	})
+	err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{kind(row{"id": int64(2), "c": "abcd"})}}, sink.Checkpoint{})
+	if err == nil {
+		t.Fatal("Apply of a too-long value succeeded: the session is not strict")
+	}
+	wantServerError(t, err, 1406)
 }
