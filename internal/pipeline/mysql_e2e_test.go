@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/internal/cart"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/pipeline"
@@ -27,195 +26,32 @@ import (
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
-// The cart migration: a MariaDB carts table becomes carts_v2 (amounts in
-// cents) plus paid_carts for the carts that are paid.
-const cartSourceDDL = "CREATE TABLE carts (id BIGINT PRIMARY KEY, owner VARCHAR(64) NOT NULL, " +
-	"total DECIMAL(12,2) NOT NULL, state ENUM('open','paid','gone') NOT NULL, note TEXT NULL, " +
-	"touched DATETIME(6) NOT NULL) CHARACTER SET utf8mb4"
-
-const cartTargetDDL = `CREATE TABLE carts_v2 (id BIGINT PRIMARY KEY, owner VARCHAR(64) NOT NULL, total_cents BIGINT NOT NULL,
-	state VARCHAR(8) NOT NULL, note TEXT NULL, touched %s NOT NULL);
-CREATE TABLE paid_carts (cart_id BIGINT PRIMARY KEY, owner VARCHAR(64) NOT NULL)`
-
 var serverIDCounter atomic.Uint32
 
 func cartConfig(srcDSN, srcDB, targetKind, tgtDSN string) string {
-	return fmt.Sprintf(`source:
-  kind: mysql
-  dsn: %q
-  tables: [%s.carts]
-  mysql: { server_id: %d }
-kafka:
-  topic_prefix: cart
-  partitions: 4
-target:
-  kind: %s
-  dsn: %q
-http:
-  listen: 127.0.0.1:0
-mappings:
-  - from: %s.carts
-    to:
-      - table: carts_v2
-        key: [id]
-        columns:
-          id: row.id
-          owner: row.owner
-          total_cents: int(double(row.total) * 100.0 + 0.5)
-          state: row.state
-          note: row.note
-          touched: row.touched
-      - table: paid_carts
-        key: [cart_id]
-        when: row.state == "paid"
-        columns:
-          cart_id: row.id
-          owner: row.owner
-`, srcDSN, srcDB, 1000+serverIDCounter.Add(1), targetKind, tgtDSN, srcDB)
-}
-
-// cartRows is the new schema's content, every value as text.
-type cartRows struct {
-	Carts [][]string // id, owner, total_cents, state, note, touched
-	Paid  [][]string // cart_id, owner
+	return cart.Config(cart.ConfigOptions{SourceDSN: srcDSN, SourceDB: srcDB, ServerID: 1000 + serverIDCounter.Add(1),
+		TargetKind: targetKind, TargetDSN: tgtDSN})
 }
 
 func openMySQL(t *testing.T, dsn string) *sql.DB {
 	t.Helper()
-	c, err := mysqlurl.Parse(dsn)
+	db, err := cart.OpenMySQL(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := gomysql.NewConnector(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(conn)
 	t.Cleanup(func() { db.Close() })
 	return db
 }
 
-// expectedCarts computes the new rows from the source in plain Go,
-// independently of the CEL mapping.
-func expectedCarts(ctx context.Context, src *sql.DB) (*cartRows, error) {
-	rows, err := src.QueryContext(ctx, "SELECT id, owner, total, state, note, touched FROM carts ORDER BY id")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := &cartRows{}
-	for rows.Next() {
-		var id int64
-		var owner, total, state, touched string
-		var note sql.NullString
-		if err := rows.Scan(&id, &owner, &total, &state, &note, &touched); err != nil {
-			return nil, err
-		}
-		units, cents, _ := strings.Cut(total, ".")
-		u, _ := strconv.ParseInt(units, 10, 64)
-		c, _ := strconv.ParseInt((cents + "00")[:2], 10, 64)
-		if strings.HasPrefix(units, "-") {
-			c = -c
-		}
-		n := "<NULL>"
-		if note.Valid {
-			n = note.String
-		}
-		out.Carts = append(out.Carts, []string{strconv.FormatInt(id, 10), owner, strconv.FormatInt(u*100+c, 10), state, n, touched})
-		if state == "paid" {
-			out.Paid = append(out.Paid, []string{strconv.FormatInt(id, 10), owner})
-		}
-	}
-	return out, rows.Err()
-}
-
-// targetReader reads the new schema from a PostgreSQL or MariaDB target.
-type targetReader func(ctx context.Context) (*cartRows, error)
-
-func mysqlTarget(db *sql.DB) targetReader {
-	return func(ctx context.Context) (*cartRows, error) {
-		out := &cartRows{}
-		var err error
-		if out.Carts, err = sqlText(ctx, db, "SELECT id, owner, total_cents, state, note, DATE_FORMAT(touched, '%Y-%m-%d %H:%i:%s.%f') FROM carts_v2 ORDER BY id"); err != nil {
-			return nil, err
-		}
-		out.Paid, err = sqlText(ctx, db, "SELECT cart_id, owner FROM paid_carts ORDER BY cart_id")
-		return out, err
-	}
-}
-
-func pgTarget(db *pgx.Conn) targetReader {
-	return func(ctx context.Context) (*cartRows, error) {
-		out := &cartRows{}
-		var err error
-		if out.Carts, err = pgText(ctx, db, `SELECT id::text, owner, total_cents::text, state, note, to_char(touched, 'YYYY-MM-DD HH24:MI:SS.US') FROM carts_v2 ORDER BY carts_v2.id`); err != nil {
-			return nil, err
-		}
-		out.Paid, err = pgText(ctx, db, `SELECT cart_id::text, owner FROM paid_carts ORDER BY paid_carts.cart_id`)
-		return out, err
-	}
-}
-
-func sqlText(ctx context.Context, db *sql.DB, q string) ([][]string, error) {
-	rows, err := db.QueryContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out [][]string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		row := make([]string, len(cols))
-		for i, v := range vals {
-			row[i] = "<NULL>"
-			if v.Valid {
-				row[i] = v.String
-			}
-		}
-		out = append(out, row)
-	}
-	return out, rows.Err()
-}
-
-func pgText(ctx context.Context, db *pgx.Conn, q string) ([][]string, error) {
-	rows, err := db.Query(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]string, error) {
-		vals, err := r.Values()
-		if err != nil {
-			return nil, err
-		}
-		row := make([]string, len(vals))
-		for i, v := range vals {
-			if v == nil {
-				row[i] = "<NULL>"
-			} else {
-				row[i] = fmt.Sprint(v)
-			}
-		}
-		return row, nil
-	})
-}
-
 // waitCarts polls until the target equals what the source implies, and
 // fails with the difference otherwise.
-func waitCarts(t *testing.T, src *sql.DB, read targetReader, within time.Duration) *cartRows {
+func waitCarts(t *testing.T, src *sql.DB, read cart.Reader, within time.Duration) *cart.Rows {
 	t.Helper()
 	ctx := context.Background()
-	var want, got *cartRows
+	var want, got *cart.Rows
 	_, err := poll.Until(ctx, 50*time.Millisecond, within, func() (bool, error) {
 		var err error
-		if want, err = expectedCarts(ctx, src); err != nil {
+		if want, err = cart.Expected(ctx, src); err != nil {
 			return false, err
 		}
 		if got, err = read(ctx); err != nil {
@@ -229,71 +65,17 @@ func waitCarts(t *testing.T, src *sql.DB, read targetReader, within time.Duratio
 	return got
 }
 
-// cartWorkload writes concurrently to the carts table: inserts, updates
-// (state transitions in and out of paid), key changes, deletes, and
-// multi-statement transactions.
+// cartWorkload runs ops operations of a cart workload.
 func cartWorkload(ctx context.Context, db *sql.DB, seed uint64, ops int, base int64) error {
-	rnd := rand.New(rand.NewPCG(seed, seed*7+1))
-	states := []string{"open", "paid", "gone"}
-	var ids []int64
-	next := base
-	for i := 0; i < ops; i++ {
-		var err error
-		switch op := rnd.IntN(10); {
-		case op < 4 || len(ids) == 0:
-			next++
-			ids = append(ids, next)
-			note := any(nil)
-			if rnd.IntN(2) == 0 {
-				note = fmt.Sprintf("note %d ✓ 日本", next)
-			}
-			_, err = db.ExecContext(ctx, "INSERT INTO carts VALUES (?, ?, ?, ?, ?, ?)", next, fmt.Sprintf("owner-%d", rnd.IntN(50)),
-				fmt.Sprintf("%d.%02d", rnd.IntN(10000), rnd.IntN(100)), states[rnd.IntN(3)], note,
-				time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(rnd.Int64N(1e15))).Format("2006-01-02 15:04:05.000000"))
-		case op < 7:
-			id := ids[rnd.IntN(len(ids))]
-			_, err = db.ExecContext(ctx, "UPDATE carts SET state = ?, total = total + 1.01 WHERE id = ?", states[rnd.IntN(3)], id)
-		case op < 8:
-			i := rnd.IntN(len(ids))
-			next++
-			_, err = db.ExecContext(ctx, "UPDATE carts SET id = ? WHERE id = ?", next, ids[i])
-			ids[i] = next
-		case op < 9:
-			i := rnd.IntN(len(ids))
-			_, err = db.ExecContext(ctx, "DELETE FROM carts WHERE id = ?", ids[i])
-			ids = append(ids[:i], ids[i+1:]...)
-		default:
-			tx, terr := db.BeginTx(ctx, nil)
-			if terr != nil {
-				return terr
-			}
-			next++
-			id := ids[rnd.IntN(len(ids))]
-			_, err = tx.ExecContext(ctx, "INSERT INTO carts VALUES (?, 'tx', 1.00, 'open', NULL, '2025-06-01 00:00:00')", next)
-			if err == nil {
-				_, err = tx.ExecContext(ctx, "UPDATE carts SET state = 'paid', owner = CONCAT(owner, '+') WHERE id IN (?, ?)", next, id)
-			}
-			if err != nil {
-				tx.Rollback()
-				return err
-			}
-			if err = tx.Commit(); err != nil {
-				return err
-			}
-			ids = append(ids, next)
-		}
-		if err != nil {
-			return fmt.Errorf("workload op %d: %w", i, err)
-		}
-	}
-	return nil
+	w := &cart.Workload{DB: db, Seed: seed, Base: base}
+	return w.Run(ctx, int64(ops), 0)
 }
 
 type cartMigration struct {
 	srcDSN, srcDB string
 	src           *sql.DB
 	cfg           *config.Config
-	read          targetReader
+	read          cart.Reader
 }
 
 // newCartMigration creates a MariaDB source and a target of kind
@@ -303,7 +85,7 @@ func newCartMigration(t *testing.T, kind string) *cartMigration {
 	ctx := context.Background()
 	srcDSN := testenv.NewMariaDBDatabase(t)
 	src := openMySQL(t, srcDSN)
-	if _, err := src.ExecContext(ctx, cartSourceDDL); err != nil {
+	if _, err := src.ExecContext(ctx, cart.SourceDDL); err != nil {
 		t.Fatal(err)
 	}
 	srcCfg, _ := mysqlurl.Parse(srcDSN)
@@ -317,19 +99,21 @@ func newCartMigration(t *testing.T, kind string) *cartMigration {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close(context.Background()) })
-		if _, err := conn.Exec(ctx, fmt.Sprintf(cartTargetDDL, "timestamp(6)")); err != nil {
-			t.Fatal(err)
+		for _, stmt := range cart.TargetDDL(kind) {
+			if _, err := conn.Exec(ctx, stmt); err != nil {
+				t.Fatal(err)
+			}
 		}
-		m.read = pgTarget(conn)
+		m.read = cart.PostgresReader(conn)
 	case "mysql":
 		tgtDSN = testenv.NewMariaDBDatabase(t)
 		tgt := openMySQL(t, tgtDSN)
-		for _, stmt := range strings.Split(fmt.Sprintf(cartTargetDDL, "DATETIME(6)"), ";") {
+		for _, stmt := range cart.TargetDDL(kind) {
 			if _, err := tgt.ExecContext(ctx, stmt); err != nil {
 				t.Fatal(err)
 			}
 		}
-		m.read = mysqlTarget(tgt)
+		m.read = cart.MySQLReader(tgt)
 	}
 	m.cfg = parseConfig(t, cartConfig(srcDSN, m.srcDB, kind, tgtDSN))
 	return m
@@ -382,7 +166,7 @@ func ownMariaDB(t *testing.T) (*testenv.MariaDB, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Exec(ctx, "shop", cartSourceDDL); err != nil {
+	if err := srv.Exec(ctx, "shop", cart.SourceDDL); err != nil {
 		t.Fatal(err)
 	}
 	return srv, dsn
@@ -398,11 +182,13 @@ func newCartMigrationOn(t *testing.T, srcDSN string) *cartMigration {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	if _, err := conn.Exec(ctx, fmt.Sprintf(cartTargetDDL, "timestamp(6)")); err != nil {
-		t.Fatal(err)
+	for _, stmt := range cart.TargetDDL("postgres") {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srcCfg, _ := mysqlurl.Parse(srcDSN)
-	m := &cartMigration{srcDSN: srcDSN, srcDB: srcCfg.DBName, src: openMySQL(t, srcDSN), read: pgTarget(conn)}
+	m := &cartMigration{srcDSN: srcDSN, srcDB: srcCfg.DBName, src: openMySQL(t, srcDSN), read: cart.PostgresReader(conn)}
 	m.cfg = parseConfig(t, cartConfig(srcDSN, m.srcDB, "postgres", tgtDSN))
 	return m
 }
@@ -450,7 +236,7 @@ func TestRun_MariaDBPurgedPositionStopsWithAClearError(t *testing.T) {
 		if err := srv.Exec(ctx, "", "FLUSH BINARY LOGS"); err != nil {
 			return false, err
 		}
-		rows, err := sqlText(ctx, m.src, "SHOW BINARY LOGS")
+		rows, err := cart.SQLText(ctx, m.src, "SHOW BINARY LOGS")
 		if err != nil {
 			return false, err
 		}
@@ -458,7 +244,7 @@ func TestRun_MariaDBPurgedPositionStopsWithAClearError(t *testing.T) {
 		if err := srv.Exec(ctx, "", "PURGE BINARY LOGS TO '"+newest+"'"); err != nil {
 			return false, err
 		}
-		rows, err = sqlText(ctx, m.src, "SHOW BINARY LOGS")
+		rows, err = cart.SQLText(ctx, m.src, "SHOW BINARY LOGS")
 		return err == nil && len(rows) == 1, err
 	})
 	runCtx, stop := context.WithTimeout(ctx, time.Minute)
@@ -504,7 +290,7 @@ func TestRun_MariaDBSchemaChangeStopsOnlyTheMappingThatReadsTheColumn(t *testing
 	m.cfg = parseConfig(t, yaml)
 	r := start(t, m.cfg)
 	tags := func() [][]string {
-		rows, err := pgText(ctx, tgt, "SELECT id::text, label FROM tags_v2 ORDER BY tags_v2.id")
+		rows, err := cart.PGText(ctx, tgt, "SELECT id::text, label FROM tags_v2 ORDER BY tags_v2.id")
 		if err != nil {
 			t.Fatal(err)
 		}
