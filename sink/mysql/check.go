@@ -96,11 +96,11 @@ func (c *checker) table(ctx context.Context, u sink.TableUse) {
 	ident := tableIdent(u.Table)
 	t, err := describeTable(ctx, c.conn, u.Table)
 	if errors.Is(err, ErrTableNotFound) {
-		if db, _ := splitTable(u.Table); db == "" && strings.Contains(err.Error(), "names no database") {
+		if errors.Is(err, errNoDatabase) {
 			c.fail(obj, "names no database, and target.dsn names none", "qualify the mapping's table as <database>.<table>, or add the database to target.dsn")
 			return
 		}
-		c.fail(obj, "does not exist", "create it in the target, or correct the mapping's table")
+		c.fail(obj, "does not exist", "create it in the target, or correct the mapping's table (a table the target user has no privilege on is invisible to it)")
 		return
 	}
 	if err != nil {

@@ -101,9 +101,9 @@ CREATE TABLE altkey (id BIGINT PRIMARY KEY, code VARCHAR(10) NOT NULL, name TEXT
 		{"a key in another order than the unique index's", []sink.TableUse{use("wide", "id", "tenant")}, nil},
 		{"column names in another case: MySQL's are case-insensitive", []sink.TableUse{{Table: "good", Key: []string{"ID"}, Columns: []string{"ID", "Name"}}}, nil},
 		{"a missing table", []sink.TableUse{use("missing", "id"), use("nope.good", "id"), use("Good", "id")}, []preflight.Problem{
-			{Severity: preflight.Fail, Object: "target table missing", What: "does not exist", Fix: "create it in the target, or correct the mapping's table"},
-			{Severity: preflight.Fail, Object: "target table nope.good", What: "does not exist", Fix: "create it in the target, or correct the mapping's table"},
-			{Severity: preflight.Fail, Object: "target table Good", What: "does not exist", Fix: "create it in the target, or correct the mapping's table"},
+			{Severity: preflight.Fail, Object: "target table missing", What: "does not exist", Fix: "create it in the target, or correct the mapping's table (a table the target user has no privilege on is invisible to it)"},
+			{Severity: preflight.Fail, Object: "target table nope.good", What: "does not exist", Fix: "create it in the target, or correct the mapping's table (a table the target user has no privilege on is invisible to it)"},
+			{Severity: preflight.Fail, Object: "target table Good", What: "does not exist", Fix: "create it in the target, or correct the mapping's table (a table the target user has no privilege on is invisible to it)"},
 		}},
 		{"a missing column", []sink.TableUse{{Table: "good", Key: []string{"id"}, Columns: []string{"id", "name", "price", "a`b"}}}, []preflight.Problem{
 			{Severity: preflight.Fail, Object: "target column good.price", What: "does not exist", Fix: "ALTER TABLE `good` ADD COLUMN `price` <type>; or correct the mapping"},
@@ -165,6 +165,14 @@ func TestCheck_ReportsAUserWhoMayNotWrite(t *testing.T) {
 			name:   "all it needs, through a role",
 			grants: []string{"CREATE ROLE IF NOT EXISTS `writer_" + tg.name + "`", "GRANT SELECT, INSERT, UPDATE, DELETE ON `" + tg.name + "`.* TO `writer_" + tg.name + "`", "GRANT `writer_" + tg.name + "` TO %s", "SET DEFAULT ROLE `writer_" + tg.name + "` FOR %s", "GRANT ALL ON `tandem`.* TO %s"},
 			want:   func(string) []preflight.Problem { return nil },
+		},
+		{
+			name:   "no privilege on the table at all: it does not see it",
+			grants: []string{"GRANT SELECT, INSERT, UPDATE, DELETE ON `" + tg.name + "`.other TO %s", "GRANT ALL ON `tandem`.* TO %s"},
+			want: func(string) []preflight.Problem {
+				return []preflight.Problem{{Severity: preflight.Fail, Object: "target table good", What: "does not exist",
+					Fix: "create it in the target, or correct the mapping's table (a table the target user has no privilege on is invisible to it)"}}
+			},
 		},
 		{
 			name:   "a reader",

@@ -12,6 +12,11 @@
 // arrive exactly. Sessions run in a strict sql_mode in UTC: a value the
 // column cannot hold is an error, never a silent truncation.
 //
+// ON DUPLICATE KEY UPDATE acts on a collision with any unique index, not
+// only the write's key (PostgreSQL's ON CONFLICT names its index): Apply
+// refuses a key that is not exactly a primary key or unique index
+// (ErrNoUniqueKey), and Check warns about tables with other unique indexes.
+//
 // The sink fences batches like the PostgreSQL sink: the stored offset rows
 // are locked (SELECT ... FOR UPDATE) before anything is written, and a batch
 // that starts before a stored offset of the same Kafka cluster is refused

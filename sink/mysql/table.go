@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -111,6 +112,10 @@ func (s *Sink) describe(ctx context.Context, name string) (*table, error) {
 	return t, nil
 }
 
+// errNoDatabase is wrapped when a table without a database is looked for
+// on a connection without one.
+var errNoDatabase = errors.New("the target DSN names no database to find it in")
+
 // describeTable reads the columns and unique indexes of table name. A table
 // the user may not see is missing (ErrTableNotFound).
 func describeTable(ctx context.Context, q querier, name string) (*table, error) {
@@ -140,7 +145,7 @@ WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?`, schema, tbl)
 		if db == "" {
 			var current sql.NullString
 			if err := q.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&current); err == nil && !current.Valid {
-				return nil, fmt.Errorf("%w: %s (the target DSN names no database to find it in)", ErrTableNotFound, name)
+				return nil, fmt.Errorf("%w: %s (%w)", ErrTableNotFound, name, errNoDatabase)
 			}
 		}
 		return nil, fmt.Errorf("%w: %s", ErrTableNotFound, name)
