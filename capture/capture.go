@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -41,6 +42,10 @@ type Metrics struct {
 	Events            *prometheus.CounterVec // tandem_capture_events_total{table,op}
 	Lag               prometheus.Gauge       // tandem_capture_lag_seconds
 	RetentionHeadroom prometheus.Gauge       // tandem_source_retention_headroom_bytes
+	// RetentionSeconds is tandem_source_retention_headroom_seconds, for
+	// sources that purge by age (MySQL binlog expiry); nil for others, so
+	// they export no series.
+	RetentionSeconds prometheus.Gauge
 }
 
 // NewMetrics creates the capture metrics and registers them with reg (nil: not registered).
@@ -61,6 +66,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Lag, m.RetentionHeadroom)
+	}
+	return m
+}
+
+// WithRetentionSeconds adds tandem_source_retention_headroom_seconds to m
+// and registers it with reg (nil: not registered); it starts at +Inf
+// (nothing known to expire).
+func (m *Metrics) WithRetentionSeconds(reg prometheus.Registerer) *Metrics {
+	m.RetentionSeconds = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tandem_source_retention_headroom_seconds",
+		Help: "How long until the source may purge tandem's position by age (binlog expiry), at the latest; +Inf when it never expires.",
+	})
+	m.RetentionSeconds.Set(math.Inf(1))
+	if reg != nil {
+		reg.MustRegister(m.RetentionSeconds)
 	}
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tandemcdc/tandem/internal/change"
 )
@@ -18,6 +19,10 @@ type Position struct {
 	File   string // binlog file name; "" until the stream has named it
 	Offset uint32 // offset of the next event in File
 	GTID   string // executed GTID set ("0-1-42" on MariaDB, "uuid:1-42" on MySQL); "" without GTIDs
+	// at is when the binlog reached this position (the commit time of the
+	// transaction that ends there), if known: the position's binlog file
+	// was written at or after it, which bounds when expiry may purge it.
+	at time.Time
 }
 
 // String renders the position as "file:offset", "file:offset;gtid=set" or

@@ -396,12 +396,19 @@ func (s *Source) watchRetention(ctx context.Context) {
 				}
 			case r.Purged:
 				s.metrics.RetentionHeadroom.Set(0)
+				s.setRetentionSeconds(0)
 				s.log.Error("the acknowledged binlog position was purged from the source", "pos", p.String(), "oldest", r.OldestFile)
-			case r.ExpireSeconds == 0:
-				// Binlogs are kept until purged by hand: report what is there.
-				s.metrics.RetentionHeadroom.Set(float64(r.HeadroomBytes))
 			default:
 				s.metrics.RetentionHeadroom.Set(float64(r.HeadroomBytes))
+				switch {
+				case r.ExpireSeconds == 0:
+					s.setRetentionSeconds(math.Inf(1)) // kept until purged by hand
+				case !p.at.IsZero():
+					// The position's file was written at or after p.at, and
+					// expiry purges a file that much after its last write.
+					left := time.Duration(r.ExpireSeconds)*time.Second - time.Since(p.at)
+					s.setRetentionSeconds(max(0, left.Seconds()))
+				}
 			}
 		}
 		select {
@@ -409,6 +416,12 @@ func (s *Source) watchRetention(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func (s *Source) setRetentionSeconds(v float64) {
+	if s.metrics.RetentionSeconds != nil {
+		s.metrics.RetentionSeconds.Set(v)
 	}
 }
 
@@ -643,11 +656,11 @@ func (st *stream) commit(ctx context.Context, h *replication.EventHeader) error 
 			return fmt.Errorf("add GTID %s to %s: %w", st.txGTID, st.gset, err)
 		}
 	}
-	st.pos.File, st.pos.Offset = st.file, h.LogPos
+	commit := time.Unix(int64(h.Timestamp), 0)
+	st.pos.File, st.pos.Offset, st.pos.at = st.file, h.LogPos, commit
 	if st.gset != nil {
 		st.pos.GTID = st.gset.String()
 	}
-	commit := time.Unix(int64(h.Timestamp), 0)
 	events, had := st.events, st.emitted || len(st.events) > 0
 	st.inTx, st.txGTID, st.events, st.emitted = false, "", nil, false
 	if !had {
@@ -674,6 +687,7 @@ func (st *stream) emitIdle(ctx context.Context) error {
 	if !st.idle || st.pos.File == "" {
 		return nil
 	}
+	st.pos.at = time.Now()
 	if err := st.emit(ctx, change.Batch{Pos: st.pos, Commit: time.Now()}); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"math"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -123,7 +124,7 @@ func TestRun_MariaDBConcurrentWritersConverge(t *testing.T) {
 	for _, kind := range []string{"postgres", "mysql"} {
 		t.Run("to_"+kind, func(t *testing.T) {
 			m := newCartMigration(t, kind)
-			start(t, m.cfg)
+			r := start(t, m.cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			errc := make(chan error, 3)
@@ -145,6 +146,19 @@ func TestRun_MariaDBConcurrentWritersConverge(t *testing.T) {
 			}
 			if !sort.SliceIsSorted(ids, func(i, j int) bool { a, _ := strconv.Atoi(ids[i]); b, _ := strconv.Atoi(ids[j]); return a < b }) {
 				t.Errorf("target rows not read in key order: %v", ids[:min(10, len(ids))])
+			}
+			// The binlog's retention: bytes from the oldest binlog to the
+			// acknowledged position, and no expiry (testenv servers keep
+			// binlogs): +Inf seconds. Every series the alerts use is exported.
+			testenv.WaitFor(t, "retention headroom measured", 30*time.Second, func() (bool, error) {
+				v, ok := metricValue(t, r.Reg, "tandem_source_retention_headroom_bytes", nil)
+				return ok && v > 0, nil
+			})
+			if v, ok := metricValue(t, r.Reg, "tandem_source_retention_headroom_seconds", nil); !ok || !math.IsInf(v, 1) {
+				t.Errorf("tandem_source_retention_headroom_seconds = %v (exported %v), want +Inf", v, ok)
+			}
+			if v, _ := metricValue(t, r.Reg, "tandem_capture_events_total", map[string]string{"op": "update"}); v < 100 {
+				t.Errorf("tandem_capture_events_total{op=update} = %v, want >= 100", v)
 			}
 		})
 	}

@@ -150,7 +150,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// Capture: source -> Kafka.
 	var src source
 	if opts.Roles.Capture {
-		if src, err = openSource(cfg, tgt, log, capture.NewMetrics(reg)); err != nil {
+		cm := capture.NewMetrics(reg)
+		if sourceNeedsStore(cfg) {
+			cm.WithRetentionSeconds(reg) // binlogs expire by age
+		}
+		if src, err = openSource(cfg, tgt, log, cm); err != nil {
 			return err
 		}
 		defer src.Close()
