@@ -2,11 +2,11 @@ package pipeline_test
 
 import (
 	"context"
-	"math"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
