@@ -27,6 +27,7 @@ type column struct {
 	enum     []string // ENUM values, 1-based in the binlog
 	set      []string // SET members, bit i is set[i]
 	bits     int      // BIT width
+	padTo    int      // BINARY(n): the binlog drops trailing 0x00 bytes the column holds
 }
 
 // table is a captured table as the binlog describes it for one table id.
@@ -126,6 +127,9 @@ func describe(tm *replication.TableMapEvent, info []infoColumn) (*table, error) 
 			meta := tm.ColumnMeta[i]
 			c.bits = int(meta>>8)*8 + int(meta&0xFF)
 		}
+		if c.binary && c.mysqlTyp == gm.MYSQL_TYPE_STRING {
+			c.padTo = stringLength(tm.ColumnMeta[i])
+		}
 		c.typ = logicalType(c)
 		if known && ic.dataType == "json" {
 			c.typ = change.TypeJSON
@@ -159,6 +163,19 @@ func realType(tm *replication.TableMapEvent, i int) byte {
 		}
 	}
 	return tp
+}
+
+// stringLength is the declared byte length of a CHAR / BINARY column from
+// its table map metadata (the same arithmetic the binlog decoder uses).
+func stringLength(meta uint16) int {
+	if meta >= 256 {
+		b0, b1 := uint8(meta>>8), uint8(meta&0xFF)
+		if b0&0x30 != 0x30 {
+			return int(uint16(b1) | uint16((b0&0x30)^0x30)<<4)
+		}
+		return int(meta & 0xFF)
+	}
+	return int(meta)
 }
 
 // logicalType maps a column onto the envelope's logical types.
@@ -282,7 +299,11 @@ func (c *column) value(v any) (any, error) {
 	// go-mysql's strings and byte slices alias its packet buffer: copy them.
 	case string:
 		if c.typ == change.TypeBytes {
-			return []byte(v), nil
+			b := []byte(v)
+			if len(b) < c.padTo {
+				b = append(b, make([]byte, c.padTo-len(b))...)
+			}
+			return b, nil
 		}
 		return strings.Clone(v), nil
 	case []byte:

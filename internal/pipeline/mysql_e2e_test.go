@@ -346,3 +346,166 @@ func TestRun_MariaDBSchemaChangeStopsOnlyTheMappingThatReadsTheColumn(t *testing
 		t.Errorf("the stopped mapping wrote after the drop (-before +after):\n%s", diff)
 	}
 }
+
+// typesColumns are the columns of the type matrix, in table order.
+var typesColumns = []string{"id", "ti", "tu", "si", "su", "mi", "mu", "i", "iu", "bi", "dec65", "f", "d",
+	"dt", "dtm", "ts", "tm", "y", "c", "vc", "tx", "bn", "vb", "bl", "j", "e", "st", "bt", "b64"}
+
+const typesMariaDDL = "CREATE TABLE types (id BIGINT UNSIGNED PRIMARY KEY, " +
+	"ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, su SMALLINT UNSIGNED, mi MEDIUMINT, mu MEDIUMINT UNSIGNED, " +
+	"i INT, iu INT UNSIGNED, bi BIGINT, dec65 DECIMAL(65,30), f FLOAT, d DOUBLE, " +
+	"dt DATE, dtm DATETIME(6), ts TIMESTAMP(6) NULL, tm TIME(6), y YEAR, " +
+	"c CHAR(5), vc VARCHAR(100), tx TEXT, bn BINARY(4), vb VARBINARY(10), bl BLOB, " +
+	"j JSON, e ENUM('small','large','x''y'), st SET('a','b','c'), bt BIT(10), b64 BIT(64)) CHARACTER SET utf8mb4"
+
+const typesRows = "INSERT INTO types VALUES (18446744073709551615, -128, 255, -32768, 65535, -8388608, 16777215, " +
+	"-2147483648, 4294967295, -9223372036854775808, " +
+	"'-12345678901234567890123456789012345.123456789012345678901234567890', 1.1, 2.718281828459045, " +
+	"'2024-02-29', '2024-02-29 23:59:58.123456', '2024-03-01 01:02:03.654321', '-838:59:58.5', 2155, " +
+	"'ab', 'héllo 🐘 日本語', 'long text ✓', 0x00FF0001, 0x00, 0x000102, " +
+	`'{"a": [1, 2.5, "x"], "b": null}', 'x''y', 'a,c', b'1010101010', b'1111111111111111111111111111111111111111111111111111111111111111'),` +
+	"(1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, " +
+	"NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), " +
+	"(2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -0.0, 1e308, '1000-01-01', '9999-12-31 23:59:59.999999', '1970-01-01 00:00:01', " +
+	"'00:00:00', 1901, '', '', '', 0x00000000, '', '', '[]', 'small', '', b'0', b'0')"
+
+// typesConfig maps the types table onto a target table of the same name and columns.
+func typesConfig(srcDSN, srcDB, kind, tgtDSN string) string {
+	var cols strings.Builder
+	for _, c := range typesColumns {
+		fmt.Fprintf(&cols, "          %s: row.%s\n", c, c)
+	}
+	return fmt.Sprintf(`source:
+  kind: mysql
+  dsn: %q
+  tables: [%s.types]
+  mysql: { server_id: %d }
+kafka:
+  topic_prefix: types
+  partitions: 2
+target:
+  kind: %s
+  dsn: %q
+http:
+  listen: 127.0.0.1:0
+mappings:
+  - from: %s.types
+    to:
+      - table: types
+        key: [id]
+        columns:
+%s`, srcDSN, srcDB, 2000+serverIDCounter.Add(1), kind, tgtDSN, srcDB, cols.String())
+}
+
+// mariaTypesText reads the type matrix from a MariaDB table as text, with
+// bytes in hex, so the comparison is exact.
+func mariaTypesText(ctx context.Context, db *sql.DB) ([][]string, error) {
+	sel := make([]string, len(typesColumns))
+	for i, c := range typesColumns {
+		switch c {
+		case "bn", "vb", "bl":
+			sel[i] = "HEX(" + c + ")"
+		case "bt", "b64":
+			sel[i] = "CAST(" + c + " AS UNSIGNED)"
+		default:
+			sel[i] = "CAST(" + c + " AS CHAR)"
+		}
+	}
+	return cart.SQLText(ctx, db, "SELECT "+strings.Join(sel, ", ")+" FROM types ORDER BY id")
+}
+
+func TestRun_MariaDBTypeMatrixRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	srcDSN := testenv.NewMariaDBDatabase(t)
+	src := openMySQL(t, srcDSN)
+	if _, err := src.ExecContext(ctx, typesMariaDDL); err != nil {
+		t.Fatal(err)
+	}
+	srcCfg, _ := mysqlurl.Parse(srcDSN)
+
+	t.Run("to_mariadb", func(t *testing.T) {
+		tgtDSN := testenv.NewMariaDBDatabase(t)
+		tgt := openMySQL(t, tgtDSN)
+		if _, err := tgt.ExecContext(ctx, typesMariaDDL); err != nil {
+			t.Fatal(err)
+		}
+		start(t, parseConfig(t, typesConfig(srcDSN, srcCfg.DBName, "mysql", tgtDSN)))
+		if _, err := src.ExecContext(ctx, "DELETE FROM types"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.ExecContext(ctx, typesRows); err != nil {
+			t.Fatal(err)
+		}
+		want, err := mariaTypesText(ctx, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][]string
+		if _, err := poll.Until(ctx, 50*time.Millisecond, 30*time.Second, func() (bool, error) {
+			got, err = mariaTypesText(ctx, tgt)
+			return len(got) == len(want), err
+		}); err != nil {
+			t.Fatalf("rows did not arrive: %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("MariaDB -> MariaDB (-source +target):\n%s", diff)
+		}
+	})
+
+	t.Run("to_postgres", func(t *testing.T) {
+		tgtDSN := testenv.NewDatabase(t)
+		conn, err := pgx.Connect(ctx, tgtDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `CREATE TABLE types (id numeric(20) PRIMARY KEY, ti smallint, tu smallint, si int, su int,
+	mi int, mu int, i int, iu bigint, bi bigint, dec65 numeric(65,30), f real, d double precision,
+	dt date, dtm timestamp(6), ts timestamptz(6), tm interval, y smallint, c text, vc text, tx text,
+	bn bytea, vb bytea, bl bytea, j jsonb, e text, st text, bt int, b64 numeric(20))`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.ExecContext(ctx, "DELETE FROM types"); err != nil {
+			t.Fatal(err)
+		}
+		start(t, parseConfig(t, typesConfig(srcDSN, srcCfg.DBName, "postgres", tgtDSN)))
+		if _, err := src.ExecContext(ctx, typesRows); err != nil {
+			t.Fatal(err)
+		}
+		sel := make([]string, len(typesColumns))
+		for i, c := range typesColumns {
+			sel[i] = c + "::text"
+		}
+		if _, err := conn.Exec(ctx, "SET TimeZone = 'UTC'"); err != nil {
+			t.Fatal(err)
+		}
+		var got [][]string
+		if _, err := poll.Until(ctx, 50*time.Millisecond, 30*time.Second, func() (bool, error) {
+			got, err = cart.PGText(ctx, conn, "SELECT "+strings.Join(sel, ", ")+" FROM types ORDER BY types.id")
+			return len(got) == 3, err
+		}); err != nil {
+			t.Fatalf("rows did not arrive: %v", err)
+		}
+		null := func(n int) []string {
+			r := make([]string, n)
+			for i := range r {
+				r[i] = cart.Null
+			}
+			return r
+		}
+		want := [][]string{
+			append([]string{"1"}, null(28)...),
+			{"2", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0.000000000000000000000000000000", "0", "1e+308",
+				"1000-01-01", "9999-12-31 23:59:59.999999", "1970-01-01 00:00:01+00", "00:00:00", "1901", "", "", "",
+				`\x00000000`, `\x`, `\x`, "[]", "small", "", "0", "0"},
+			{"18446744073709551615", "-128", "255", "-32768", "65535", "-8388608", "16777215", "-2147483648", "4294967295",
+				"-9223372036854775808", "-12345678901234567890123456789012345.123456789012345678901234567890", "1.1", "2.718281828459045",
+				"2024-02-29", "2024-02-29 23:59:58.123456", "2024-03-01 01:02:03.654321+00", "-838:59:58.5", "2155",
+				"ab", "héllo 🐘 日本語", "long text ✓", `\x00ff0001`, `\x00`, `\x000102`, `{"a": [1, 2.5, "x"], "b": null}`,
+				"x'y", "a,c", "682", "18446744073709551615"},
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("MariaDB -> PostgreSQL (-want +got):\n%s", diff)
+		}
+	})
+}

@@ -94,7 +94,8 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		for j, r := range g.rows {
 			rows[j] = make([]any, len(g.cols))
 			for i, c := range g.cols {
-				v, err := arg(r[c])
+				typ, _ := t.column(c)
+				v, err := argFor(typ, r[c])
 				if err != nil {
 					return nil, classified(g.table, fmt.Errorf("target %s column %q: %w", g.table, c, err))
 				}
@@ -330,6 +331,20 @@ func arg(v any) (any, error) {
 		}
 		return string(b), nil
 	}
+}
+
+// argFor is arg for a column of DATA_TYPE typ. A BIT column reads a string
+// as its bytes, so a BIT value carried as decimal text (BIT(64), past
+// int64) goes as the number it spells.
+func argFor(typ string, v any) (any, error) {
+	if s, ok := v.(string); ok && typ == "bit" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("BIT value %q is not a whole number from 0 to 18446744073709551615: %w", s, errUnrepresentable)
+		}
+		return n, nil
+	}
+	return arg(v)
 }
 
 // argSize estimates the bytes an argument takes in a statement.
