@@ -509,3 +509,32 @@ func TestRun_MariaDBTypeMatrixRoundTrips(t *testing.T) {
 		}
 	})
 }
+
+func TestCheck_MariaDBSourceAndTargets(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range []string{"postgres", "mysql"} {
+		t.Run("to_"+kind, func(t *testing.T) {
+			m := newCartMigration(t, kind)
+			ps, err := pipeline.Check(ctx, m.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ps) != 0 {
+				t.Errorf("a good migration has problems: %v", ps)
+			}
+			// A source table without a primary key is refused, with its fix.
+			if _, err := m.src.ExecContext(ctx, "CREATE TABLE nokey (a INT)"); err != nil {
+				t.Fatal(err)
+			}
+			bad := parseConfig(t, strings.Replace(cartConfig(m.srcDSN, m.srcDB, kind, m.cfg.Target.DSN.Value()),
+				"tables: ["+m.srcDB+".carts]", "tables: ["+m.srcDB+".carts, "+m.srcDB+".nokey]", 1))
+			ps, err = pipeline.Check(ctx, bad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !pipeline.HasFailures(ps) || !strings.Contains(fmt.Sprint(ps), "PRIMARY KEY") {
+				t.Errorf("a table without a primary key passes check: %v", ps)
+			}
+		})
+	}
+}
