@@ -1,5 +1,5 @@
 // Command tandem streams changes from a live source database into a new
-// schema: capture (PostgreSQL WAL) -> Kafka -> transform (CEL mappings) ->
+// schema: capture (PostgreSQL WAL or MySQL binlog) -> Kafka -> transform (CEL mappings) ->
 // idempotent upserts into the target. See README.md and `tandem help`.
 package main
 
