@@ -538,3 +538,20 @@ func TestCheck_MariaDBSourceAndTargets(t *testing.T) {
 		})
 	}
 }
+
+func TestRun_MariaDBSplitRolesOverExternalKafka(t *testing.T) {
+	cluster := externalKafka(t)
+	m := newCartMigration(t, "mysql")
+	cfg := parseConfig(t, strings.Replace(cartConfig(m.srcDSN, m.srcDB, "mysql", m.cfg.Target.DSN.Value()),
+		"brokers: []", "brokers: ["+strings.Join(cluster.ListenAddrs(), ", ")+"]", 1))
+	// Separate processes would run these; the capture role keeps its
+	// binlog position in the target too.
+	startWith(t, cfg, pipeline.Roles{Capture: true})
+	startWith(t, cfg, pipeline.Roles{Apply: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cartWorkload(ctx, m.src, 5, 200, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitCarts(t, m.src, m.read, time.Minute)
+}
