@@ -19,6 +19,21 @@
 //	make bench
 //	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./bench/...
 //
+// The MySQL path has benchmarks of its own (go test -bench MySQL), on the
+// test binary's shared MariaDB server, with PostgreSQL as the target:
+//
+//   - BenchmarkMySQLCapture: 200,000 inserts in 200 transactions, read back
+//     from the binlog by tandem's capturer (capture/mysql, acking as it
+//     goes) against mariadb-binlog decoding every row of the same range;
+//   - BenchmarkMySQLEndToEnd: the same rows through the whole pipeline,
+//     committed while it runs (live) and before it starts (backlog),
+//     against COPY FROM STDIN of the same rows into the target's server;
+//   - BenchmarkMySQLLargeTransaction: one 500,000-row transaction captured
+//     in a child process (this test binary again), whose peak RSS (VmHWM)
+//     is the capturer's alone; it fails when the peak grows with the
+//     transaction's size (a 100,000-row transaction is the control), and
+//     reports the peak again for a consumer slower than the binlog reader.
+//
 // The package holds only benchmarks (and a config check that runs as a
 // test), so `go test ./bench/...` without -bench is quick.
 package bench
