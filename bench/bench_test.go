@@ -29,7 +29,10 @@ import (
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
+func TestMain(m *testing.M) {
+	pipeline.TuneRuntime() // as cmd/tandem runs
+	os.Exit(testenv.Run(m))
+}
 
 const (
 	// changes is how many single-row changes a throughput run makes.

@@ -51,6 +51,7 @@ Exit codes: 0 ok, 1 check failed, 2 usage or config error.
 `
 
 func main() {
+	pipeline.TuneRuntime()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -43,6 +45,17 @@ type Options struct {
 // ErrEmbeddedNeedsRun is returned when a split role is asked to use the
 // embedded broker, which lives inside one process.
 var ErrEmbeddedNeedsRun = errors.New("the embedded Kafka broker (kafka.brokers empty) lives inside one process: use `tandem run`, or set kafka.brokers to run capture and apply separately")
+
+// TuneRuntime sets the garbage collector for tandem's heap, unless GOGC is
+// set: a small live heap (batches in flight) churned by short-lived
+// per-row values, where Go's default (GOGC=100) collects hundreds of times
+// a second. At 400 capture takes about a third less CPU per row (measured
+// on the binlog path). Call it once, from main or a benchmark.
+func TuneRuntime() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+}
 
 // CompileMappings compiles every mapping of the config.
 func CompileMappings(cfg *config.Config) ([]*transform.Mapping, error) {
