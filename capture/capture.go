@@ -37,6 +37,12 @@ type Source interface {
 // back in step, so the pipeline stops.
 var ErrPositionLost = errors.New("the source no longer has the changes after tandem's position")
 
+// ErrSourceTaken is wrapped by Stream when another live reader holds the
+// source position (a second tandem on the same replication slot). Taking
+// it over would split the stream between two pipelines, so the pipeline
+// stops instead of retrying.
+var ErrSourceTaken = errors.New("another live reader holds the source position")
+
 // Metrics are the capture metrics named in CONTRACT.md, shared by all capturers.
 type Metrics struct {
 	Events            *prometheus.CounterVec // tandem_capture_events_total{table,op}

@@ -263,6 +263,10 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" { // object_in_use: the slot is active
+			return s.slotInUse(ctx, err)
+		}
 		return fmt.Errorf("start replication on slot %s: %w", s.cfg.Slot, err)
 	}
 	s.log.Info("streaming from replication slot", "slot", s.cfg.Slot, "publication", s.cfg.Publication)
@@ -543,6 +547,55 @@ func (s *Source) watchHeadroom(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// liveReplyAge is how recently a slot's reader must have replied to count
+// as alive: a streaming tandem replies every StatusInterval (1s).
+const liveReplyAge = 10 * time.Second
+
+// slotInUse explains a refused START_REPLICATION on an active slot. A
+// reader that replied recently is alive (another tandem on the same slot):
+// that is ErrSourceTaken, and the pipeline stops rather than fight it for
+// the slot. A reader that stopped replying is a connection the server has
+// not noticed is dead yet (a crashed tandem): the slot is released within
+// wal_sender_timeout, so the error is an ordinary one, retried.
+func (s *Source) slotInUse(ctx context.Context, cause error) error {
+	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	if err != nil {
+		return fmt.Errorf("start replication on slot %s: %w", s.cfg.Slot, cause)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var (
+		pid      int32
+		app      string
+		client   *string
+		replyAge *float64
+		timeout  string
+	)
+	err = conn.QueryRow(ctx, `SELECT s.active_pid, coalesce(r.application_name, ''), r.client_addr::text,
+	extract(epoch FROM now() - coalesce(r.reply_time, r.backend_start))::float8, current_setting('wal_sender_timeout')
+FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+WHERE s.slot_name = $1 AND s.active`, s.cfg.Slot).Scan(&pid, &app, &client, &replyAge, &timeout)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("start replication on slot %s: %w (released since; retrying)", s.cfg.Slot, cause)
+	}
+	if err != nil {
+		return fmt.Errorf("start replication on slot %s: %w", s.cfg.Slot, cause)
+	}
+	from := "a local socket"
+	if client != nil {
+		from = *client
+	}
+	if replyAge != nil && *replyAge < liveReplyAge.Seconds() {
+		return fmt.Errorf("replication slot %s is being read by a live consumer (pid %d, application %q, from %s, last reply %.0fs ago): another tandem is running this migration. Stop it, or give this one a slot of its own (source.postgres.slot): %w",
+			s.cfg.Slot, pid, app, from, *replyAge, capture.ErrSourceTaken)
+	}
+	age := "never replied"
+	if replyAge != nil {
+		age = fmt.Sprintf("last reply %.0fs ago", *replyAge)
+	}
+	return fmt.Errorf("replication slot %s is still held by pid %d (application %q, from %s, %s): a reader that died without closing its connection; the server releases the slot within wal_sender_timeout (%s), retrying: %w",
+		s.cfg.Slot, pid, app, from, age, timeout, cause)
 }
 
 // ErrSlotActive is returned by Drop while a connection streams from the slot.

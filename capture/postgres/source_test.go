@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/internal/testenv"
@@ -923,5 +924,47 @@ func TestStream_EventsListColumnsInTableOrder(t *testing.T) {
 	bs := s.tx()
 	if diff := cmp.Diff([]string{"zeta", "id", "alpha"}, bs[0].Events[0].Columns); diff != "" {
 		t.Errorf("Columns (-want +got):\n%s", diff)
+	}
+}
+
+func TestStream_SecondReaderOfALiveSlotFailsFastAndLeavesItAlone(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE items (id bigint PRIMARY KEY, name text)`)
+	cfg := f.config("public.items")
+	first := startStream(t, f.source(cfg))
+	f.waitSlot(f.db, slotStreaming)
+	f.exec(`INSERT INTO items VALUES (1, 'one')`)
+	first.events()
+	// The first reader replies to the server every StatusInterval: alive.
+	testenv.WaitFor(t, "the first reader's reply", waitTimeout, func() (bool, error) {
+		var ok bool
+		err := f.conn.QueryRow(context.Background(), `SELECT coalesce(bool_or(r.reply_time IS NOT NULL), false) FROM pg_replication_slots s
+	JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1`, f.db).Scan(&ok)
+		return ok, err
+	})
+
+	second, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	start := time.Now()
+	err = second.Stream(ctx, func(context.Context, change.Batch) error { return errors.New("the second reader got a batch") })
+	if !errors.Is(err, capture.ErrSourceTaken) {
+		t.Fatalf("second Stream = %v, want capture.ErrSourceTaken", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the second reader took %v to fail", took)
+	}
+	for _, want := range []string{f.db, "another tandem", "source.postgres.slot"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	// The first reader still has the slot and its changes.
+	f.exec(`INSERT INTO items VALUES (2, 'two')`)
+	want := []change.Event{event(change.OpCreate, "items", []string{"id"}, itemsTypes, nil, item(2, "two"))}
+	if diff := diffEvents(want, first.events()); diff != "" {
+		t.Errorf("first reader after the second gave up (-want +got):\n%s", diff)
 	}
 }

@@ -40,8 +40,8 @@ func (c *captureRole) run(ctx context.Context, streaming func(bool)) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, capture.ErrPositionLost) {
-			return err
+		if errors.Is(err, capture.ErrPositionLost) || errors.Is(err, capture.ErrSourceTaken) {
+			return err // retrying cannot help
 		}
 		if time.Since(started) > time.Minute {
 			backoff = 250 * time.Millisecond
