@@ -968,3 +968,27 @@ func TestStream_SecondReaderOfALiveSlotFailsFastAndLeavesItAlone(t *testing.T) {
 		t.Errorf("first reader after the second gave up (-want +got):\n%s", diff)
 	}
 }
+
+func TestStream_AddColumnMidStreamIsPickedUpFromTheRelationMessage(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE items (id bigint PRIMARY KEY, name text)`)
+	s := startStream(t, f.source(f.config("public.items")))
+	f.exec(`INSERT INTO items VALUES (1, 'one')`)
+	f.exec(`ALTER TABLE items ADD COLUMN qty integer DEFAULT 5; INSERT INTO items VALUES (2, 'two', 7)`)
+	f.exec(`UPDATE items SET name = 'uno' WHERE id = 1`)
+	wide := map[string]change.Type{"id": change.TypeInt, "name": change.TypeString, "qty": change.TypeInt}
+	var got []change.Event
+	for range 3 {
+		got = append(got, s.events()...)
+	}
+	want := []change.Event{
+		event(change.OpCreate, "items", []string{"id"}, itemsTypes, nil, item(1, "one")),
+		event(change.OpCreate, "items", []string{"id"}, wide, nil, change.Row{"id": int64(2), "name": "two", "qty": int64(7)}),
+		event(change.OpUpdate, "items", []string{"id"}, wide, nil, change.Row{"id": int64(1), "name": "uno", "qty": int64(5)}),
+	}
+	if diff := diffEvents(want, got); diff != "" {
+		t.Errorf("across ADD COLUMN (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"id", "name", "qty"}, got[2].Columns); diff != "" {
+		t.Errorf("Columns after ADD COLUMN (-want +got):\n%s", diff)
+	}
+}
