@@ -119,3 +119,40 @@ func dbOfDSN(t *testing.T, dsn string) string {
 	db, _, _ := strings.Cut(rest, "?")
 	return db
 }
+
+func TestRun_PostgresSourceServerCrashMidStreamLosesNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	srv, err := testenv.StartPostgreSQL(ctx, testenv.PostgresOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	srcDSN, err := srv.CreateDatabase(ctx, "shop_src")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := shop.Open(ctx, srcDSN, testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	start(t, parseConfig(t, shop.Config(shop.ConfigOptions{SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})))
+	w := &shop.Workload{Src: m.Src, Seed: 41}
+	if err := w.History(ctx, 30); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(ctx, 150, 0); err != nil {
+		t.Fatal(err)
+	}
+	// A power-loss-like crash (immediate stop) and restart of the source:
+	// capture reconnects with backoff and resumes from the slot.
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.Src.Reset() // drop the pool's dead connections
+	if err := w.Run(ctx, w.Ops.Load()+150, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, m, time.Minute)
+}
