@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Op is what a Write does to its target row.
@@ -16,8 +18,13 @@ const (
 	Upsert Op = iota + 1
 	// InsertIfAbsent inserts the row unless one with the same key exists.
 	InsertIfAbsent
-	// Delete removes the row with the key, if any.
+	// Delete removes the row with the key, if any. While a backfill is
+	// active (see BackfillStore) it also leaves a tombstone for the key.
 	Delete
+	// Copy is a row copied by backfill: inserted unless a row with the key
+	// exists (the stream wins) or a tombstone says the stream deleted it
+	// while the backfill was active (it must not come back).
+	Copy
 )
 
 // String names the op for logs and metrics.
@@ -29,6 +36,8 @@ func (o Op) String() string {
 		return "insert_if_absent"
 	case Delete:
 		return "delete"
+	case Copy:
+		return "copy"
 	}
 	return fmt.Sprintf("op(%d)", int(o))
 }
@@ -127,6 +136,62 @@ type Sink interface {
 	Close() error
 }
 
+// KeyText is the canonical text of a target row's key values, as sinks
+// store it in tombstones: a JSON array of each value's text ("[\"42\"]"),
+// so int 42 and int64 42 are one key, as SQL compares them once cast.
+func KeyText(key []string, row map[string]any) string {
+	var sb strings.Builder
+	sb.WriteByte('[')
+	for i, k := range key {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		v := row[k]
+		if b, ok := v.([]byte); ok {
+			v = fmt.Sprintf("\\x%x", b)
+		}
+		sb.WriteString(strconv.Quote(fmt.Sprint(v)))
+	}
+	sb.WriteByte(']')
+	return sb.String()
+}
+
+// Backfill states, as BackfillStore keeps them.
+const (
+	// BackfillRunning: chunks are being copied; deletes leave tombstones.
+	BackfillRunning = "running"
+	// BackfillCopied: every chunk was handed to Kafka, but apply may not
+	// have written them all yet (an external Kafka cluster); deletes still
+	// leave tombstones.
+	BackfillCopied = "copied"
+	// BackfillDone: every copied row is in the target.
+	BackfillDone = "done"
+)
+
+// BackfillProgress is where one source table's backfill stands.
+type BackfillProgress struct {
+	Table   string // source table, "schema.table"
+	State   string // BackfillRunning, BackfillCopied or BackfillDone
+	After   string // the last copied key, as the backfill encodes it; "" before the first chunk
+	Rows    int64  // rows copied so far
+	Started time.Time
+	Updated time.Time
+}
+
+// BackfillStore keeps backfill progress in the target, beside the rows.
+// While any table's backfill is running or copied, every Delete a sink
+// applies also stores a tombstone (target table, KeyText) in the same
+// transaction, and a Copy write is skipped when its tombstone exists.
+type BackfillStore interface {
+	// BackfillProgress returns every table's progress.
+	BackfillProgress(ctx context.Context) ([]BackfillProgress, error)
+	// SaveBackfill creates or replaces one table's progress.
+	SaveBackfill(ctx context.Context, p BackfillProgress) error
+	// ResetBackfill forgets every table's progress and every tombstone:
+	// the start of a new backfill (once no earlier one's copies are in flight).
+	ResetBackfill(ctx context.Context) error
+}
+
 // RowID identifies a target row: its table and key values. Values compare
 // by their text, as SQL compares them once cast: int 1 and int64 1 are one
 // key.
@@ -175,7 +240,7 @@ func Compact(writes []Write) [][]Write {
 			}
 			w.Row = merged
 			*prev = w
-		case w.Op == InsertIfAbsent && prev.Op != Delete:
+		case (w.Op == InsertIfAbsent || w.Op == Copy) && prev.Op != Delete:
 			// the row exists: nothing to do.
 		default:
 			r := p.round + 1

@@ -34,6 +34,12 @@ func TestCompact_KeepsTheEffectOfApplyingInOrder(t *testing.T) {
 			[][]Write{{w(InsertIfAbsent, int64(1), "a", 1)}, {w(Upsert, int64(1), "b", 2)}}},
 		{"insert-if-absent after upsert does nothing", []Write{w(Upsert, int64(1), "v", "a"), w(InsertIfAbsent, int64(1), "v", "b")},
 			[][]Write{{w(Upsert, int64(1), "v", "a")}}},
+		{"copy after delete is a second round (its tombstone decides)", []Write{w(Delete, int64(1)), w(Copy, int64(1), "v", "b")},
+			[][]Write{{w(Delete, int64(1))}, {w(Copy, int64(1), "v", "b")}}},
+		{"copy after upsert does nothing: the stream wins", []Write{w(Upsert, int64(1), "v", "a"), w(Copy, int64(1), "v", "old")},
+			[][]Write{{w(Upsert, int64(1), "v", "a")}}},
+		{"upsert after copy is a second round", []Write{w(Copy, int64(1), "v", "old"), w(Upsert, int64(1), "v", "new")},
+			[][]Write{{w(Copy, int64(1), "v", "old")}, {w(Upsert, int64(1), "v", "new")}}},
 		{"insert-if-absent twice keeps the first", []Write{w(InsertIfAbsent, int64(1), "v", "a"), w(InsertIfAbsent, int64(1), "v", "b")},
 			[][]Write{{w(InsertIfAbsent, int64(1), "v", "a")}}},
 		{"int and int64 of one value are one key", []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, 1, "v", "b")},
@@ -49,5 +55,18 @@ func TestCompact_KeepsTheEffectOfApplyingInOrder(t *testing.T) {
 				t.Errorf("Compact (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestKeyText_IsOneTextPerKeyValue(t *testing.T) {
+	got := []string{
+		KeyText([]string{"id"}, map[string]any{"id": int64(42)}),
+		KeyText([]string{"id"}, map[string]any{"id": 42}),
+		KeyText([]string{"a", "b"}, map[string]any{"a": "x\"y", "b": nil, "c": "ignored"}),
+		KeyText([]string{"k"}, map[string]any{"k": []byte{0, 0xff}}),
+	}
+	want := []string{`["42"]`, `["42"]`, `["x\"y","<nil>"]`, `["\\x00ff"]`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("KeyText (-want +got):\n%s", diff)
 	}
 }
