@@ -443,3 +443,51 @@ func TestStream_QuietTablesStillAdvanceTheSavedPosition(t *testing.T) {
 		return store.get("test") != start, nil
 	})
 }
+
+func TestTableReader_CopiesEqualWhatTheStreamCaptures(t *testing.T) {
+	dsn := testenv.NewMariaDBDatabase(t)
+	db := sourceDB(t, dsn)
+	mustExec(t, db, "CREATE TABLE types (id BIGINT UNSIGNED PRIMARY KEY, "+
+		"ti TINYINT, tu TINYINT UNSIGNED, mu MEDIUMINT UNSIGNED, bi BIGINT, dec65 DECIMAL(65,30), f FLOAT, d DOUBLE, "+
+		"dt DATE, dtm DATETIME(6), ts TIMESTAMP(6) NULL, tm TIME(6), y YEAR, "+
+		"c CHAR(5), vc VARCHAR(100), bn BINARY(4), bl BLOB, j JSON, e ENUM('small','x''y'), st SET('a','b','c'), bt BIT(10), b64 BIT(64)) CHARACTER SET utf8mb4")
+	src := newSource(t, dsn, &memStore{}, db+".types")
+	s := stream(t, src)
+	mustExec(t, db, "INSERT INTO types VALUES (18446744073709551615, -128, 255, 16777215, -9223372036854775808, "+
+		"'-12345678901234567890123456789012345.123456789012345678901234567890', 3.1415927, 2.718281828459045, "+
+		"'2024-02-29', '2024-02-29 23:59:58.123456', '2024-03-01 01:02:03.654321', '-838:59:58.5', 2155, "+
+		"'ab', 'héllo 🐘 日本語', 0xFF000000, 0x000102, "+
+		`'{"a": [1, 2.5]}', 'x''y', 'a,c', b'1010101010', b'1111111111111111111111111111111111111111111111111111111111111111'),`+
+		"(1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)")
+	streamed := s.events(t, 2)
+
+	r, err := mysql.NewTableReader(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	tbl, err := r.Describe(ctx, change.Table{Schema: db, Name: "types"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(streamed[0].Types, tbl.Types); diff != "" {
+		t.Errorf("types (-stream +backfill):\n%s", diff)
+	}
+	if diff := cmp.Diff(streamed[0].Key, tbl.Key); diff != "" {
+		t.Errorf("key (-stream +backfill):\n%s", diff)
+	}
+	rows, last, err := r.Chunk(ctx, tbl, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, _, err := r.Chunk(ctx, tbl, last, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keys order as numbers: 1 first, then 18446744073709551615.
+	want := []change.Row{streamed[1].After, streamed[0].After}
+	if diff := cmp.Diff(want, append(rows, more...)); diff != "" {
+		t.Errorf("rows (-stream +backfill):\n%s", diff)
+	}
+}

@@ -1,0 +1,172 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/internal/change"
+)
+
+var _ backfill.Reader = (*TableReader)(nil)
+
+// TableReader reads tables in primary key order for backfill. Values come
+// in PostgreSQL's text format with the replication connection's settings
+// and are decoded by the stream's decoder, so a copied row equals the
+// streamed row of the same content.
+type TableReader struct {
+	pool *pgxpool.Pool
+}
+
+// NewTableReader connects to the source.
+func NewTableReader(ctx context.Context, dsn string) (*TableReader, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse source dsn: %w", err)
+	}
+	for k, v := range map[string]string{"TimeZone": "UTC", "DateStyle": "ISO", "bytea_output": "hex",
+		"extra_float_digits": "3", "application_name": "tandem-backfill", "default_transaction_read_only": "on"} {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source: %w", err)
+	}
+	return &TableReader{pool: pool}, nil
+}
+
+// Close closes the connections.
+func (r *TableReader) Close() { r.pool.Close() }
+
+// Describe implements backfill.Reader.
+func (r *TableReader) Describe(ctx context.Context, t change.Table) (*backfill.Table, error) {
+	ident := pgx.Identifier{t.Schema, t.Name}.Sanitize()
+	rows, err := r.pool.Query(ctx, `SELECT attname, atttypid FROM pg_attribute
+WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, ident)
+	if err != nil {
+		return nil, fmt.Errorf("describe %s: %w", t, err)
+	}
+	out := &backfill.Table{Name: t, Types: map[string]change.Type{}}
+	for rows.Next() {
+		var name string
+		var oid uint32
+		if err := rows.Scan(&name, &oid); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("describe %s: %w", t, err)
+		}
+		out.Columns = append(out.Columns, name)
+		out.Types[name] = logicalType(oid)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("describe %s: %w", t, err)
+	}
+	// The primary key in index order, which keyset pages follow.
+	keys, err := r.pool.Query(ctx, `SELECT a.attname FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY k.n`, ident)
+	if err != nil {
+		return nil, fmt.Errorf("read the primary key of %s: %w", t, err)
+	}
+	if out.Key, err = pgx.CollectRows(keys, pgx.RowTo[string]); err != nil {
+		return nil, fmt.Errorf("read the primary key of %s: %w", t, err)
+	}
+	if len(out.Columns) == 0 {
+		return nil, fmt.Errorf("describe %s: no columns (does it exist?)", t)
+	}
+	return out, nil
+}
+
+// Chunk implements backfill.Reader: one statement, so one snapshot.
+func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []string, limit int) ([]change.Row, []string, error) {
+	cols := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		cols[i] = pgx.Identifier{c}.Sanitize()
+	}
+	keys := make([]string, len(t.Key))
+	keyIdx := make([]int, len(t.Key))
+	for i, k := range t.Key {
+		keys[i] = pgx.Identifier{k}.Sanitize()
+		for j, c := range t.Columns {
+			if c == k {
+				keyIdx[i] = j
+			}
+		}
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "SELECT %s FROM %s", strings.Join(cols, ", "), pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize())
+	var params [][]byte
+	if after != nil {
+		ph := make([]string, len(after))
+		for i, v := range after {
+			ph[i] = fmt.Sprintf("$%d", i+1)
+			params = append(params, []byte(v))
+		}
+		fmt.Fprintf(&sb, " WHERE (%s) > (%s)", strings.Join(keys, ", "), strings.Join(ph, ", "))
+	}
+	fmt.Fprintf(&sb, " ORDER BY %s LIMIT %d", strings.Join(keys, ", "), limit)
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Release()
+	res := conn.Conn().PgConn().ExecParams(ctx, sb.String(), params, nil, nil, nil)
+	fields := res.FieldDescriptions()
+	var out []change.Row
+	var last []string
+	for res.NextRow() {
+		vals := res.Values()
+		row := make(change.Row, len(vals))
+		for i, v := range vals {
+			name := t.Columns[i]
+			if v == nil {
+				row[name] = nil
+				continue
+			}
+			d, err := decodeText(fields[i].DataTypeOID, v)
+			if err != nil {
+				res.Close()
+				return nil, nil, fmt.Errorf("%s column %q: %w", t.Name, name, err)
+			}
+			row[name] = d
+		}
+		last = make([]string, len(keyIdx))
+		for i, j := range keyIdx {
+			last[i] = string(vals[j])
+		}
+		out = append(out, row)
+	}
+	if _, err := res.Close(); err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
+	}
+	return out, last, nil
+}
+
+// Estimate implements backfill.Reader from the planner's statistics.
+func (r *TableReader) Estimate(ctx context.Context, t change.Table) (int64, error) {
+	var n float64
+	if err := r.pool.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE oid = $1::regclass`, pgx.Identifier{t.Schema, t.Name}.Sanitize()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("estimate rows of %s: %w", t, err)
+	}
+	return max(0, int64(n)), nil
+}
+
+// SlotExists reports whether the slot exists in the source: the stream's
+// start position, which a backfill must not precede.
+func (s *Source) SlotExists(ctx context.Context) (bool, error) {
+	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	if err != nil {
+		return false, fmt.Errorf("connect to source: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database())`, s.cfg.Slot).Scan(&exists)
+	if err != nil {
+		return false, fmt.Errorf("look up replication slot %s: %w", s.cfg.Slot, err)
+	}
+	return exists, nil
+}
