@@ -4,6 +4,8 @@
 package main
 
 import (
+	"time"
+
 	"context"
 	"errors"
 	"flag"
@@ -16,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/pipeline"
 )
@@ -38,6 +41,10 @@ Verbs:
   run        capture, apply and HTTP (/metrics, /healthz, /readyz) in one process
   capture    only source -> Kafka (needs kafka.brokers)
   apply      only Kafka -> transform -> target (needs kafka.brokers)
+  backfill   copy the rows the source tables hold now into the stream, chunked and
+             resumable; exits once the copy is in the target (embedded broker) or
+             in Kafka (kafka.brokers set: run it beside capture and apply)
+             [--table schema.table]... [--restart]
   check      preflight: config, connections, source settings, tables, columns
   slot drop  remove the migration's replication slot and publication when done
   version    version and build info
@@ -77,6 +84,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(cfgPath, "c", "tandem.yaml", "config file (shorthand)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	var tables stringList
+	restart := false
+	if verb == "backfill" {
+		fs.Var(&tables, "table", "copy only this source table (schema.table); repeatable")
+		fs.BoolVar(&restart, "restart", false, "forget saved progress and copy every table again")
+	}
 	if err := fs.Parse(rest); err != nil {
 		return exitUsage
 	}
@@ -93,8 +106,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
-	case "run", "capture", "apply", "check", "slot drop":
-	case "backfill", "reconcile", "preview", "dlq":
+	case "run", "capture", "apply", "check", "slot drop", "backfill":
+	case "reconcile", "preview", "dlq":
 		fmt.Fprintf(stderr, "tandem %s: not available in this build yet\n", verb)
 		return exitUsage
 	default:
@@ -154,7 +167,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	roles := pipeline.Roles{Capture: verb != "apply", Apply: verb != "capture"}
-	err = pipeline.Run(ctx, cfg, pipeline.Options{Roles: roles, Logger: log, Version: version})
+	opts := pipeline.Options{Roles: roles, Logger: log, Version: version}
+	if verb == "backfill" {
+		// With the embedded broker the copy is durable once applied, so
+		// this process streams and applies too; with an external cluster
+		// it only copies, beside a running `tandem capture` and `apply`.
+		embedded := len(cfg.Kafka.Brokers) == 0
+		opts.Roles = pipeline.Roles{Capture: embedded, Apply: embedded}
+		opts.Backfill = &pipeline.BackfillOptions{Tables: tables, Restart: restart, Done: func(s backfill.Summary) {
+			fmt.Fprintf(stdout, "backfill done: %d rows of %d tables in %s (throttled %s); %d tables already done\n",
+				s.Rows, s.Tables, s.Took.Round(time.Millisecond), s.Throttled.Round(time.Millisecond), len(s.Skipped))
+		}}
+	}
+	err = pipeline.Run(ctx, cfg, opts)
 	if errors.Is(err, pipeline.ErrEmbeddedNeedsRun) {
 		fmt.Fprintf(stderr, "tandem %s: %s: %v\n", verb, cfg.File, err)
 		return exitUsage
@@ -165,6 +190,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return exitOK
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level

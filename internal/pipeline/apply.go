@@ -304,7 +304,10 @@ func (a *applier) writes(ev *change.Event) ([]sink.Write, string, error) {
 		}
 		for _, r := range rows {
 			op := sink.Upsert
-			if r.CreateIfAbsent {
+			switch {
+			case ev.Op == change.OpRead:
+				op = sink.Copy // a backfilled row: the stream's rows win, its deletes stay
+			case r.CreateIfAbsent:
 				op = sink.InsertIfAbsent
 			}
 			out = append(out, sink.Write{Table: r.Table, Op: op, Key: r.Key, Row: r.Columns})

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/kafka"
@@ -32,6 +33,15 @@ type Roles struct {
 	Apply   bool
 }
 
+// BackfillOptions ask Run to copy the existing rows of the source tables
+// into the stream, beside the roles, and to stop once that copy is durable.
+type BackfillOptions struct {
+	Tables  []string // source tables to copy ("schema.table"); empty: all configured
+	Restart bool     // forget saved progress and copy everything again
+	// Done, if set, receives the summary before Run returns.
+	Done func(backfill.Summary)
+}
+
 // Options configure Run.
 type Options struct {
 	Roles    Roles
@@ -40,6 +50,9 @@ type Options struct {
 	Registry *prometheus.Registry // nil: a new one
 	// Ready, if set, is called once every role has started (tests, demos).
 	Ready func(httpAddr string)
+	// Backfill, if set, copies existing rows; Run returns once they are
+	// durable (applied, with the embedded broker) instead of running on.
+	Backfill *BackfillOptions
 }
 
 // ErrEmbeddedNeedsRun is returned when a split role is asked to use the
@@ -133,9 +146,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// Apply: one consumer group per mapping.
 	readers := map[string][]string{}
 	var appliers []*applier
-	var tr *tracker
+	var tr, btr *tracker // the stream's and the backfill's
 	var tgt target
-	if opts.Roles.Apply || (opts.Roles.Capture && sourceNeedsStore(cfg)) {
+	if opts.Roles.Apply || opts.Backfill != nil || (opts.Roles.Capture && sourceNeedsStore(cfg)) {
 		if tgt, err = openTarget(ctx, cfg); err != nil {
 			return err
 		}
@@ -154,6 +167,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				committed: func(group, topic string, p int32, next int64) {
 					if tr != nil {
 						tr.committed(group, topic, p, next)
+					}
+					if btr != nil {
+						btr.committed(group, topic, p, next)
 					}
 				},
 			})
@@ -180,12 +196,31 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			}
 		})
 		cr := &captureRole{
-			src: src, prefix: cfg.Kafka.TopicPrefix, client: producer, tracker: tr, log: log,
-			enc: &change.Encoder{Version: opts.Version, Connector: connectorName(cfg.Source.Kind), Name: cfg.Kafka.TopicPrefix,
-				DB: dbName(cfg.Source.Kind, cfg.Source.DSN.Value())},
+			src: src, prefix: cfg.Kafka.TopicPrefix, client: producer, tracker: tr, log: log, enc: encoder(cfg, opts.Version),
 			fail: func(err error) { failWith(err) },
 		}
 		g.Go(func() error { return cr.run(gctx, status.capturing.Store) })
+	}
+
+	// Backfill: existing rows -> Kafka, beside the stream.
+	var backfillDone chan struct{}
+	if opts.Backfill != nil {
+		bf, err := newBackfill(ctx, cfg, opts, tgt, src != nil, !embedded, producer, log, reg)
+		if err != nil {
+			return err
+		}
+		defer bf.close()
+		btr = newTracker(!embedded, readers, func(p change.Position) {
+			if err := bf.runner.Ack(gctx, p); err != nil {
+				failWith(err)
+			}
+		})
+		bf.emitter.tracker = btr
+		backfillDone = make(chan struct{})
+		g.Go(func() error {
+			defer close(backfillDone)
+			return bf.run(gctx, opts.Backfill.Done)
+		})
 	}
 	for _, a := range appliers {
 		g.Go(func() error { return a.run(gctx) })
@@ -202,7 +237,21 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			opts.Ready(addr)
 		}
 	}
+	if backfillDone != nil {
+		// A backfill run ends when its copy is durable (or fails).
+		go func() {
+			<-backfillDone
+			failWith(errBackfillFinished)
+		}()
+	}
 	err = g.Wait()
+	if cause := context.Cause(gctx); errors.Is(cause, errBackfillFinished) {
+		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errBackfillFinished) {
+			log.Info("backfill finished; stopping", "acknowledged", ackedString(src))
+			return nil
+		}
+		return err
+	}
 	if cause := context.Cause(gctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}

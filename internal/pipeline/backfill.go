@@ -1,0 +1,140 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tandemcdc/tandem/capture/backfill"
+	mycapture "github.com/tandemcdc/tandem/capture/mysql"
+	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/sink"
+)
+
+// errBackfillFinished ends a backfill run once its copy is durable.
+var errBackfillFinished = errors.New("backfill finished")
+
+// encoder is the envelope encoder of the configured source.
+func encoder(cfg *config.Config, version string) *change.Encoder {
+	return &change.Encoder{Version: version, Connector: connectorName(cfg.Source.Kind), Name: cfg.Kafka.TopicPrefix,
+		DB: dbName(cfg.Source.Kind, cfg.Source.DSN.Value())}
+}
+
+// backfillRole copies existing rows into the stream's topics.
+type backfillRole struct {
+	runner  *backfill.Runner
+	emitter *captureRole // produces the chunks; its tracker is the backfill's
+	close   func()
+	log     *slog.Logger
+}
+
+// newBackfill prepares a backfill. The stream's start position must exist
+// before any row is read (the package doc of capture/backfill says why):
+// with the capture role in this process it was set up already; otherwise
+// it must have been by a `tandem capture` process.
+func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt target, capturing, durableOnProduce bool,
+	producer *kgo.Client, log *slog.Logger, reg prometheus.Registerer) (*backfillRole, error) {
+	store, ok := tgt.(sink.BackfillStore)
+	if !ok {
+		return nil, fmt.Errorf("backfill: target kind %s cannot keep backfill progress", cfg.Target.Kind)
+	}
+	if !capturing {
+		if err := streamStarted(ctx, cfg, tgt); err != nil {
+			return nil, err
+		}
+	}
+	tables := sourceTables(cfg)
+	if len(opts.Backfill.Tables) > 0 {
+		var chosen []change.Table
+		for _, name := range opts.Backfill.Tables {
+			i := slices.IndexFunc(tables, func(t change.Table) bool { return t.String() == name })
+			if i < 0 {
+				return nil, fmt.Errorf("backfill --table %s: not one of source.tables", name)
+			}
+			chosen = append(chosen, tables[i])
+		}
+		tables = chosen
+	}
+	var (
+		reader backfill.Reader
+		closer func()
+	)
+	switch cfg.Source.Kind {
+	case config.KindPostgres:
+		r, err := pgcapture.NewTableReader(ctx, cfg.Source.DSN.Value())
+		if err != nil {
+			return nil, err
+		}
+		reader, closer = r, r.Close
+	case config.KindMySQL:
+		r, err := mycapture.NewTableReader(cfg.Source.DSN.Value())
+		if err != nil {
+			return nil, err
+		}
+		reader, closer = r, func() { r.Close() }
+	default:
+		return nil, fmt.Errorf("backfill: source kind %q is not supported", cfg.Source.Kind)
+	}
+	b := &backfillRole{close: closer, log: log}
+	b.emitter = &captureRole{prefix: cfg.Kafka.TopicPrefix, client: producer, log: log, enc: encoder(cfg, opts.Version)}
+	b.runner = backfill.New(backfill.Config{
+		Tables: tables, ChunkRows: cfg.Backfill.ChunkRows, Parallel: cfg.Backfill.Parallel,
+		MaxRowsPerSecond: float64(cfg.Backfill.MaxRowsPerSecond), Restart: opts.Backfill.Restart, DurableOnProduce: durableOnProduce,
+	}, reader, store, func(ctx context.Context, bt change.Batch) error { return b.emitter.emit(ctx, bt) }, log, backfill.NewMetrics(reg))
+	return b, nil
+}
+
+// run copies, then reports the summary.
+func (b *backfillRole) run(ctx context.Context, done func(backfill.Summary)) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	b.emitter.fail = func(err error) { stop(err) } // a chunk that cannot be produced ends the run
+	sum, err := b.runner.Run(ctx)
+	if cause := context.Cause(ctx); err != nil && cause != nil {
+		err = cause
+	}
+	if err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	b.log.Info("backfill done", "tables", sum.Tables, "rows", sum.Rows, "took", sum.Took.Round(1e6).String(),
+		"throttled", sum.Throttled.Round(1e6).String(), "skipped", len(sum.Skipped))
+	if done != nil {
+		done(sum)
+	}
+	return nil
+}
+
+// streamStarted checks that the stream's start position exists, for a
+// backfill process without the capture role.
+func streamStarted(ctx context.Context, cfg *config.Config, tgt target) error {
+	if cfg.Source.Kind == config.KindMySQL {
+		_, found, err := tgt.LoadPosition(ctx, positionKey(cfg))
+		if err != nil {
+			return fmt.Errorf("backfill: read the stream's saved position: %w", err)
+		}
+		if !found {
+			return errors.New("backfill: the stream has no start position yet: start `tandem capture` (or `tandem run`) first, so that no change made during the copy is missed")
+		}
+		return nil
+	}
+	src, err := pgcapture.New(pgcapture.Config{DSN: cfg.Source.DSN.Value(), Slot: cfg.Source.Postgres.Slot,
+		Publication: cfg.Source.Postgres.Publication, Tables: sourceTables(cfg)})
+	if err != nil {
+		return err
+	}
+	exists, err := src.SlotExists(ctx)
+	if err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	if !exists {
+		return fmt.Errorf("backfill: replication slot %s does not exist yet: start `tandem capture` (or `tandem run`) first, so that no change made during the copy is missed", cfg.Source.Postgres.Slot)
+	}
+	return nil
+}
