@@ -6,4 +6,11 @@
 // Values travel as text and are cast to each target column's type in SQL
 // (unnest($1::text[]::bigint[], ...)), so any type PostgreSQL can read from
 // its text form works, one statement per table and column set per batch.
+//
+// Backfill (sink.BackfillStore): progress is kept in tandem.backfills.
+// While a backfill is running or copied, each DELETE is followed, in the
+// same transaction, by an INSERT of its keys into tandem.tombstones that
+// checks tandem.backfills itself (INSERT ... SELECT ... WHERE EXISTS), and
+// a copied row is inserted only where neither a row with its key
+// (ON CONFLICT DO NOTHING) nor its tombstone (WHERE NOT EXISTS) is.
 package postgres

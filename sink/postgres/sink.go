@@ -23,6 +23,7 @@ import (
 
 var (
 	_ sink.Sink             = (*Sink)(nil)
+	_ sink.BackfillStore    = (*Sink)(nil)
 	_ capture.PositionStore = (*Sink)(nil)
 )
 
@@ -71,6 +72,14 @@ func (s *Sink) deadLettersTable() string {
 
 func (s *Sink) positionsTable() string {
 	return pgx.Identifier{s.schema, "source_positions"}.Sanitize()
+}
+
+func (s *Sink) backfillsTable() string {
+	return pgx.Identifier{s.schema, "backfills"}.Sanitize()
+}
+
+func (s *Sink) tombstonesTable() string {
+	return pgx.Identifier{s.schema, "tombstones"}.Sanitize()
 }
 
 // LoadPosition implements capture.PositionStore.
@@ -144,9 +153,23 @@ CREATE TABLE IF NOT EXISTS ` + s.positionsTable() + ` (
 	source      text        PRIMARY KEY,
 	position    text        NOT NULL,
 	updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS ` + s.backfillsTable() + ` (
+	source_table text        PRIMARY KEY,
+	state        text        NOT NULL,
+	after_key    text        NOT NULL DEFAULT '',
+	rows         bigint      NOT NULL DEFAULT 0,
+	started_at   timestamptz NOT NULL DEFAULT now(),
+	updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS ` + s.tombstonesTable() + ` (
+	target_table text        NOT NULL,
+	row_key      text        NOT NULL,
+	created_at   timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (target_table, row_key)
 )`
 	if _, err := s.pool.Exec(ctx, sql); err != nil {
-		return fmt.Errorf("create offsets table %s: %w", s.offsetsTable(), err)
+		return fmt.Errorf("create tandem's tables in schema %s: %w", pgx.Identifier{s.schema}.Sanitize(), err)
 	}
 	return nil
 }
@@ -335,7 +358,9 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 	}
 	// Deletes first: after compaction no key is both deleted and written, and
 	// deleting first keeps unique constraints other than the key from tripping
-	// on a row that moves from one key to another.
+	// on a row that moves from one key to another. A delete's tombstones go
+	// with it, so they too come before every copy of the round (a copy of a
+	// key deleted earlier in the batch is in a later round anyway).
 	slices.SortStableFunc(order, func(a, b string) int {
 		da, db := groups[a].op == sink.Delete, groups[b].op == sink.Delete
 		switch {
@@ -382,6 +407,12 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		switch g.op {
 		case sink.Delete:
 			sql = "DELETE FROM " + t.ident + " WHERE (" + strings.Join(quoted, ", ") + ") IN (" + rows + ")"
+			out = append(out, statement{what: g.op.String() + " from", table: g.table, sql: sql, args: args},
+				s.tombstones(g.table, keyTexts(g.key, g.rows)))
+			continue
+		case sink.Copy:
+			out = append(out, s.copies(t, g.table, g.cols, g.key, args, casts, params, aliases, keyTexts(g.key, g.rows)))
+			continue
 		case sink.Upsert, sink.InsertIfAbsent:
 			sql = "INSERT INTO " + t.ident + " (" + strings.Join(quoted, ", ") + ") " + rows +
 				" ON CONFLICT (" + strings.Join(quoteAll(g.key), ", ") + ")"
@@ -405,6 +436,15 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		out = append(out, statement{what: g.op.String() + " into", table: g.table, sql: sql, args: args})
 	}
 	return out, nil
+}
+
+// keyTexts returns the sink.KeyText of each row's key.
+func keyTexts(key []string, rows []map[string]any) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = sink.KeyText(key, r)
+	}
+	return out
 }
 
 func sortedColumns(row map[string]any) []string {

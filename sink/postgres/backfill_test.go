@@ -1,0 +1,335 @@
+package postgres_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/postgres"
+)
+
+// allTombstones reads the tombstones of the default state schema.
+const allTombstones = `SELECT target_table, row_key FROM tandem.tombstones ORDER BY 1, 2`
+
+// tomb is a tombstone as allTombstones reads it.
+func tomb(table, key string) row { return row{"target_table": table, "row_key": key} }
+
+// backfill saves the progress of a backfill of table in state, failing the test on an error.
+func backfill(t *testing.T, s sink.BackfillStore, table, state string) {
+	t.Helper()
+	if err := s.SaveBackfill(t.Context(), sink.BackfillProgress{Table: table, State: state}); err != nil {
+		t.Fatalf("SaveBackfill(%s, %s): %v", table, state, err)
+	}
+}
+
+func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		seed       string         // SQL run before the batches
+		state      string         // the backfill's state while they are applied; "" for none
+		batches    [][]sink.Write // each applied by one Apply, in order
+		items      []row          // allItems afterwards
+		lines      []row          // allLines afterwards
+		tombstones []row          // allTombstones afterwards
+	}{
+		{
+			name:  "a copy after a delete of the same key in one batch is not resurrected",
+			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL), (2, 'kept', 2, NULL)`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{{
+				item(sink.Delete, row{"id": int64(1)}),
+				item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
+			}},
+			items:      []row{{"id": "2", "name": "kept", "qty": "2", "note": nil}},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "a copy after a delete of the same key in the next batch is not resurrected",
+			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)})},
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+			},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "a copy of a key deleted before the row was ever copied is not inserted",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(7)})},
+				{item(sink.Copy, row{"id": int64(7), "name": "copied", "qty": int64(7), "note": nil})},
+			},
+			tombstones: []row{tomb("items", `["7"]`)},
+		},
+		{
+			name:  "a copy of an existing row leaves it as it was",
+			seed:  `INSERT INTO items VALUES (1, 'stream', 5, 'newer')`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+			},
+			items: []row{{"id": "1", "name": "stream", "qty": "5", "note": "newer"}},
+		},
+		{
+			name:  "a copy of a new key inserts it, beside a delete of another key",
+			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{{
+				item(sink.Delete, row{"id": int64(1)}),
+				item(sink.Copy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": "n"}),
+				item(sink.Copy, row{"id": int64(3), "name": "three", "qty": nil, "note": nil}),
+			}},
+			items: []row{
+				{"id": "2", "name": "two", "qty": "2", "note": "n"},
+				{"id": "3", "name": "three", "qty": nil, "note": nil},
+			},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "a row the stream re-inserted after deleting it wins over the copy",
+			seed:  `INSERT INTO items VALUES (1, 'old', 1, NULL)`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)}), item(sink.Upsert, row{"id": int64(1), "name": "new", "qty": int64(2), "note": nil})},
+				{item(sink.Copy, row{"id": int64(1), "name": "old", "qty": int64(1), "note": nil})},
+			},
+			items:      []row{{"id": "1", "name": "new", "qty": "2", "note": nil}},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "copy, delete and copy of one key across three batches",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+				{item(sink.Delete, row{"id": int64(1)})},
+				{item(sink.Copy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil})},
+			},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "copy, delete and copy of one key in one batch",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{{
+				item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
+				item(sink.Delete, row{"id": int64(1)}),
+				item(sink.Copy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil}),
+			}},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "composite keys",
+			seed:  `INSERT INTO lines VALUES (1, 1, 'x'), (1, 2, 'y')`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{line(sink.Delete, row{"order_id": int64(1), "line": int64(1)})},
+				{
+					line(sink.Copy, row{"order_id": int64(1), "line": int64(1), "sku": "x"}),
+					line(sink.Copy, row{"order_id": int64(1), "line": int64(2), "sku": "y copied"}),
+					line(sink.Copy, row{"order_id": int64(2), "line": int64(1), "sku": "z"}),
+					// the same values in the other key column: another key
+					line(sink.Copy, row{"order_id": int64(11), "line": int64(1), "sku": "w"}),
+				},
+			},
+			lines: []row{
+				{"order_id": "1", "line": "2", "sku": "y"},
+				{"order_id": "2", "line": "1", "sku": "z"},
+				{"order_id": "11", "line": "1", "sku": "w"},
+			},
+			tombstones: []row{tomb("lines", `["1","1"]`)},
+		},
+		{
+			name:  "int and int64 key values are one key: one tombstone, and it stops the copy",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int(1)})},
+				{item(sink.Delete, row{"id": int64(1)}), item(sink.Delete, row{"id": int32(2)})},
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}),
+					item(sink.Copy, row{"id": int(2), "name": "copied", "qty": nil, "note": nil})},
+			},
+			tombstones: []row{tomb("items", `["1"]`), tomb("items", `["2"]`)},
+		},
+		{
+			name: "a delete with no backfill leaves no tombstone, and a copy is an insert-if-absent",
+			seed: `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)})},
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
+			},
+			items: []row{{"id": "1", "name": "copied", "qty": nil, "note": nil}},
+		},
+		{
+			name:  "a delete while a backfill is copied (not yet applied) leaves a tombstone",
+			state: sink.BackfillCopied,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)})},
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
+			},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "a delete after the backfill is done leaves no tombstone",
+			state: sink.BackfillDone,
+			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)})},
+			},
+		},
+		{
+			name:  "a key deleted twice has one tombstone",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)})},
+				{item(sink.Upsert, row{"id": int64(1), "name": "back"}), item(sink.Delete, row{"id": int64(1)})},
+			},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tg := newTarget(t, shopDDL+tc.seed)
+			if tc.state != "" {
+				backfill(t, tg.sink, "public.src", tc.state)
+			}
+			for _, b := range tc.batches {
+				tg.apply(t, sink.Checkpoint{}, b...)
+			}
+			tg.wantRows(t, allItems, tc.items)
+			tg.wantRows(t, allLines, tc.lines)
+			tg.wantRows(t, allTombstones, tc.tombstones)
+			// Each batch again, in order: nothing changes.
+			for _, b := range tc.batches {
+				tg.apply(t, sink.Checkpoint{}, b...)
+			}
+			tg.wantRows(t, allItems, tc.items)
+			tg.wantRows(t, allLines, tc.lines)
+			tg.wantRows(t, allTombstones, tc.tombstones)
+		})
+	}
+}
+
+func TestApply_TombstonesFollowTheBackfillStateOfTheMoment(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL)
+	// Another process (another Sink) saves the progress: Apply caches nothing.
+	other := tg.newSink(t, postgres.Config{DSN: tg.dsn})
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}))
+	tg.wantRows(t, allTombstones, nil)
+	backfill(t, other, "public.a", sink.BackfillDone)
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(2)}))
+	tg.wantRows(t, allTombstones, nil)
+	backfill(t, other, "public.b", sink.BackfillRunning)
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(3)}))
+	tg.wantRows(t, allTombstones, []row{tomb("items", `["3"]`)})
+	backfill(t, other, "public.b", sink.BackfillCopied)
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(4)}))
+	backfill(t, other, "public.b", sink.BackfillDone)
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(5)}))
+	tg.wantRows(t, allTombstones, []row{tomb("items", `["3"]`), tomb("items", `["4"]`)})
+}
+
+func TestResetBackfill_ForgetsProgressAndTombstones(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL)
+	backfill(t, tg.sink, "public.a", sink.BackfillRunning)
+	backfill(t, tg.sink, "public.b", sink.BackfillDone)
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}), line(sink.Delete, row{"order_id": int64(1), "line": int64(2)}))
+	tg.wantRows(t, allTombstones, []row{tomb("items", `["1"]`), tomb("lines", `["1","2"]`)})
+	if err := tg.sink.ResetBackfill(t.Context()); err != nil {
+		t.Fatalf("ResetBackfill: %v", err)
+	}
+	tg.wantRows(t, allTombstones, nil)
+	got, err := tg.sink.BackfillProgress(t.Context())
+	if err != nil {
+		t.Fatalf("BackfillProgress: %v", err)
+	}
+	if len(got) != 0 {
+		t.Errorf("BackfillProgress after ResetBackfill = %+v, want none", got)
+	}
+	// The tombstone is gone: a copy of the key inserts it.
+	tg.apply(t, sink.Checkpoint{}, item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}))
+	tg.wantRows(t, allItems, []row{{"id": "1", "name": "copied", "qty": nil, "note": nil}})
+}
+
+func TestBackfillProgress_SaveReplacesAndReadsBackOrderedByTable(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, "")
+	ctx := t.Context()
+	jst := time.FixedZone("JST", 9*3600)
+	t0 := time.Date(2024, 2, 29, 23, 59, 59, 123456789, jst)
+	t1 := t0.Add(90*time.Minute + 987654321)
+	saves := []sink.BackfillProgress{
+		{Table: "shop.orders", State: sink.BackfillRunning, Started: t0, Updated: t0},
+		{Table: "shop.Items", State: sink.BackfillDone, After: `["99"]`, Rows: 99, Started: t0, Updated: t1},
+		{Table: "shop.orders", State: sink.BackfillCopied, After: `["42","日本"]`, Rows: 1 << 40, Started: t0, Updated: t1},
+		{Table: `we"ird.ta'ble`, State: sink.BackfillRunning, Started: t1, Updated: t1},
+	}
+	for _, p := range saves {
+		if err := tg.sink.SaveBackfill(ctx, p); err != nil {
+			t.Fatalf("SaveBackfill(%+v): %v", p, err)
+		}
+	}
+	us := func(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+	want := []sink.BackfillProgress{
+		{Table: "shop.Items", State: sink.BackfillDone, After: `["99"]`, Rows: 99, Started: us(t0), Updated: us(t1)},
+		{Table: "shop.orders", State: sink.BackfillCopied, After: `["42","日本"]`, Rows: 1 << 40, Started: us(t0), Updated: us(t1)},
+		{Table: `we"ird.ta'ble`, State: sink.BackfillRunning, Started: us(t1), Updated: us(t1)},
+	}
+	// Read by another Sink: it is all in the target.
+	got, err := tg.newSink(t, postgres.Config{DSN: tg.dsn}).BackfillProgress(ctx)
+	if err != nil {
+		t.Fatalf("BackfillProgress: %v", err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("BackfillProgress (-want +got):\n%s", diff)
+	}
+	// Zero times are the time of saving.
+	before := time.Now()
+	if err := tg.sink.SaveBackfill(ctx, sink.BackfillProgress{Table: "a.new", State: sink.BackfillRunning}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = tg.sink.BackfillProgress(ctx)
+	if err != nil {
+		t.Fatalf("BackfillProgress: %v", err)
+	}
+	now := cmpopts.EquateApproxTime(time.Minute)
+	if diff := cmp.Diff(sink.BackfillProgress{Table: "a.new", State: sink.BackfillRunning, Started: before, Updated: before}, got[0], now); diff != "" {
+		t.Errorf("progress saved with zero times (-want +got):\n%s", diff)
+	}
+	// Unknown states are refused.
+	if err := tg.sink.SaveBackfill(ctx, sink.BackfillProgress{Table: "a.b", State: "paused"}); err == nil {
+		t.Error("SaveBackfill of state \"paused\" succeeded, want an error")
+	}
+}
+
+func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, hostileDDL)
+	const table = "Shop Old.order"
+	key := []string{"select", "MixedCase"}
+	order := func(op sink.Op, r row) sink.Write { return write(op, table, r, key...) }
+	s := tg.newSink(t, postgres.Config{DSN: tg.dsn, StateSchema: `Tandem "State"`})
+	backfill(t, s, `Shop Old.order`, sink.BackfillRunning)
+	apply := func(ws ...sink.Write) {
+		t.Helper()
+		if err := s.Apply(t.Context(), sink.Batch{Writes: ws}, sink.Checkpoint{}); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+	}
+	apply(order(sink.Upsert, row{"select": int64(1), "MixedCase": "A", "a,b": "stream"}),
+		order(sink.Delete, row{"select": int64(2), "MixedCase": `b"'`}))
+	apply(order(sink.Copy, row{"select": int64(1), "MixedCase": "A", `"quoted"`: nil, "Mood": "sad", "a,b": "copied", "a": nil, "b": nil}),
+		order(sink.Copy, row{"select": int64(2), "MixedCase": `b"'`, `"quoted"`: nil, "Mood": "sad", "a,b": "copied", "a": nil, "b": nil}),
+		order(sink.Copy, row{"select": int64(3), "MixedCase": "C", `"quoted"`: "q", "Mood": "happy", "a,b": "copied", "a": "x", "b": "y"}))
+	tg.wantRows(t, `SELECT * FROM "Shop Old"."order" ORDER BY 1, 2`, []row{
+		{"select": "1", "MixedCase": "A", `"quoted"`: nil, "Mood": nil, "a,b": "stream", "a": nil, "b": nil},
+		{"select": "3", "MixedCase": "C", `"quoted"`: "q", "Mood": "happy", "a,b": "copied", "a": "x", "b": "y"},
+	})
+	tg.wantRows(t, `SELECT target_table, row_key FROM "Tandem ""State""".tombstones`, []row{tomb(table, `["2","b\"'"]`)})
+	tg.wantRows(t, `SELECT count(*) AS n FROM tandem.tombstones`, []row{{"n": "0"}})
+}
