@@ -168,3 +168,42 @@ func TestNew_SessionsAreStrictAndUTCWhateverTheDSNSays(t *testing.T) {
 	}
 	wantServerError(t, err, 1406)
 }
+
+func TestApply_TextWithAUTCOffsetLandsAsThatInstantInUTC(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, kindsDDL)
+	tg.apply(t, sink.Checkpoint{},
+		// PostgreSQL's timestamptz text: offsets of hours, minutes and seconds.
+		kind(row{"id": int64(1), "dt": "2024-03-01 10:02:03.654321+09", "ts": "1970-01-01 00:00:01+00"}),
+		kind(row{"id": int64(2), "dt": "2024-06-30 23:30:00-02:30", "ts": "2024-01-01 00:00:00.000001-03:30:15"}),
+		// RFC 3339.
+		kind(row{"id": int64(3), "dt": "2024-02-29T23:59:59.5Z", "ts": "2024-03-01T00:00:00+01:00"}),
+		// Without an offset, as written; and the offset of a DATE or text column is the server's business.
+		kind(row{"id": int64(4), "dt": "2024-02-29 23:59:59.123456", "ts": "2024-02-29 23:59:59", "v": "2024-03-01 10:02:03+09"}),
+	)
+	tg.wantRows(t, "SELECT id, dt, ts, v FROM kinds ORDER BY id", []row{
+		{"id": "1", "dt": "2024-03-01 01:02:03.654321", "ts": "1970-01-01 00:00:01.000000", "v": nil},
+		{"id": "2", "dt": "2024-07-01 02:00:00.000000", "ts": "2024-01-01 03:30:15.000001", "v": nil},
+		{"id": "3", "dt": "2024-02-29 23:59:59.500000", "ts": "2024-02-29 23:00:00.000000", "v": nil},
+		{"id": "4", "dt": "2024-02-29 23:59:59.123456", "ts": "2024-02-29 23:59:59.000000", "v": "2024-03-01 10:02:03+09"},
+	})
+	// Text that only looks zoned is still the server's to refuse.
+	wantServerError(t, tg.applyErr(t, sink.Checkpoint{}, kind(row{"id": int64(5), "dt": "2024-02-30 00:00:00+00"})), 1292)
+}
+
+func TestApply_FloatColumnTakesTheLargestFloatsShortestText(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, "CREATE TABLE floats (id INT PRIMARY KEY, f FLOAT, d DOUBLE)")
+	w := func(r row) sink.Write { return write(sink.Upsert, "floats", r, "id") }
+	// 3.4028235e+38 is the shortest text of the largest float (PostgreSQL's
+	// real), a little past it as a double.
+	tg.apply(t, sink.Checkpoint{}, w(row{"id": int64(1), "f": 3.4028235e+38, "d": 3.4028235e+38}),
+		w(row{"id": int64(2), "f": -3.4028235e+38, "d": -3.4028235e+38}), w(row{"id": int64(3), "f": 1.1, "d": 1.1}))
+	tg.wantRows(t, "SELECT id, CAST(f AS DOUBLE) AS f, d FROM floats ORDER BY id", []row{
+		{"id": "1", "f": "3.4028234663852886e+38", "d": "3.4028235e+38"},
+		{"id": "2", "f": "-3.4028234663852886e+38", "d": "-3.4028235e+38"},
+		{"id": "3", "f": "1.100000023841858", "d": "1.1"},
+	})
+	// Past what rounds to a float, the server refuses it.
+	wantServerError(t, tg.applyErr(t, sink.Checkpoint{}, w(row{"id": int64(4), "f": 3.41e+38})), 1264)
+}

@@ -335,16 +335,62 @@ func arg(v any) (any, error) {
 
 // argFor is arg for a column of DATA_TYPE typ. A BIT column reads a string
 // as its bytes, so a BIT value carried as decimal text (BIT(64), past
-// int64) goes as the number it spells.
+// int64) goes as the number it spells. A DATETIME or TIMESTAMP column
+// given text with a UTC offset (PostgreSQL's timestamptz text,
+// "2024-03-01 10:02:03.654321+09") gets that instant in UTC, the
+// session's zone: MariaDB refuses offsets, and MySQL 8 takes only ±hh:mm.
+//
+// A FLOAT column given a double just past the largest float that rounds
+// to it (PostgreSQL's real 3.4028235e+38, the shortest text of the largest
+// float) gets the float it rounds to: the server would refuse it as out of
+// range.
 func argFor(typ string, v any) (any, error) {
-	if s, ok := v.(string); ok && typ == "bit" {
+	if f, ok := v.(float64); ok && typ == "float" && math.Abs(f) > math.MaxFloat32 {
+		if r := float64(float32(f)); !math.IsInf(r, 0) {
+			return r, nil
+		}
+	}
+	s, ok := v.(string)
+	if !ok {
+		return arg(v)
+	}
+	switch typ {
+	case "bit":
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("BIT value %q is not a whole number from 0 to 18446744073709551615: %w", s, errUnrepresentable)
 		}
 		return n, nil
+	case "datetime", "timestamp":
+		if t, ok := zonedTime(s); ok {
+			return arg(t)
+		}
 	}
 	return arg(v)
+}
+
+// zonedLayouts are the forms of a date and time with a UTC offset that
+// zonedTime reads: PostgreSQL's ISO output (offsets of hours, minutes or
+// seconds) and RFC 3339.
+var zonedLayouts = []string{
+	"2006-01-02 15:04:05.999999999Z07",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999Z07:00:00",
+	time.RFC3339Nano,
+}
+
+// zonedTime parses text that names an instant with its UTC offset; ok is
+// false for anything else (text without an offset is left to the server).
+func zonedTime(s string) (t time.Time, ok bool) {
+	if len(s) < len("2006-01-02 15:04:05Z") {
+		return time.Time{}, false
+	}
+	for _, layout := range zonedLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // argSize estimates the bytes an argument takes in a statement.
