@@ -20,6 +20,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/capture/mysql"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
@@ -387,7 +388,7 @@ type captured struct {
 // batch with a position as it arrives (the capturer's consumer does nothing
 // else), and returns how long it took. onBatch, if not nil, is called with
 // the running count after each batch with events.
-func streamRows(ctx context.Context, src *mysql.Source, want int, onBatch func(n int)) (captured, error) {
+func streamRows(ctx context.Context, src capture.Source, want int, onBatch func(n int)) (captured, error) {
 	ctx, cancel := context.WithTimeout(ctx, deliverWithin)
 	defer cancel()
 	var (

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/capture/mysql"
 )
 
@@ -52,12 +53,15 @@ type largeTxSpec struct {
 	Rows     int
 	ServerID uint32
 	Pace     int // rows/s the consumer takes at most; 0: as fast as they come
+	// Slot and Publication name what a PostgreSQL child streams.
+	Slot, Publication string
 }
 
 // largeTxRun is what the child measured.
 type largeTxRun struct {
 	Rows        int
 	Seconds     float64 // from Stream to the last row
+	FirstRow    float64 // seconds from Stream to the first batch
 	Batches     int
 	MaxBatch    int
 	BaseRSS     int64   // VmRSS (KiB) just before streaming, after a GC
@@ -98,10 +102,13 @@ func BenchmarkMySQLLargeTransaction(b *testing.B) {
 
 // largeTx is what a large-transaction run measured.
 type largeTx struct {
-	large, control largeTxRun
-	paced          largeTxRun // the large transaction for a slow consumer
-	binlog         float64    // mariadb-binlog rows/s over the large transaction
-	binlogMiB      float64
+	// source names the source ("mysql"), log its change log ("binlog"),
+	// and reader the server's own tool that decodes it ("mariadb-binlog").
+	source, log, reader string
+	large, control      largeTxRun
+	paced               largeTxRun // the large transaction for a slow consumer
+	readerRate          float64    // reader's rows/s over the large transaction
+	logMiB              float64    // the large transaction's size in the log
 }
 
 func (l largeTx) report(b *testing.B) {
@@ -110,8 +117,8 @@ func (l largeTx) report(b *testing.B) {
 	b.ReportMetric(l.control.growth(), "control_rss_growth_MiB")
 	b.ReportMetric(l.paced.growth(), "paced_rss_growth_MiB")
 	b.ReportMetric(l.large.rate(), "capture_rows/s")
-	b.ReportMetric(l.binlog, "mariadb-binlog_rows/s")
-	b.ReportMetric(l.large.rate()/l.binlog, "capture/mariadb-binlog")
+	b.ReportMetric(l.readerRate, l.reader+"_rows/s")
+	b.ReportMetric(l.large.rate()/l.readerRate, "capture/"+l.reader)
 }
 
 func (l largeTx) summary() string {
@@ -121,10 +128,10 @@ func (l largeTx) summary() string {
 		curve[i] = strconv.FormatFloat(float64(v)/1024, 'f', 0, 64)
 	}
 	return strings.Join([]string{
-		fmt.Sprintf("mysql large transaction: one INSERT ... SELECT of %s rows (%.1f MiB of binlog), captured in a child process",
-			thousands(float64(l.large.Rows)), l.binlogMiB),
-		fmt.Sprintf("  %-16s %9s rows/s   (mariadb-binlog decoding it %s/s: %.2fx); %s batches of %s events at most",
-			"capture", thousands(l.large.rate()), thousands(l.binlog), l.large.rate()/l.binlog,
+		fmt.Sprintf("%s large transaction: one INSERT ... SELECT of %s rows (%.1f MiB of %s), captured in a child process",
+			l.source, thousands(float64(l.large.Rows)), l.logMiB, l.log),
+		fmt.Sprintf("  %-16s %9s rows/s   (%s decoding it %s/s: %.2fx); %s batches of %s events at most",
+			"capture", thousands(l.large.rate()), l.reader, thousands(l.readerRate), l.large.rate()/l.readerRate,
 			thousands(float64(l.large.Batches)), thousands(float64(l.large.MaxBatch))),
 		fmt.Sprintf("  peak RSS %s = %s baseline + %.1f MiB (control, %s rows: %s = %s + %.1f MiB); RSS at each tenth: %s MiB; largest heap in use %.1f MiB; %d GCs",
 			mib(l.large.PeakRSS), mib(l.large.BaseRSS), l.large.growth(), thousands(float64(l.control.Rows)),
@@ -147,6 +154,15 @@ func (l largeTx) pacedVerdict() string {
 	return "bounded"
 }
 
+// checkBounded fails the benchmark when the large transaction's capture
+// grew the RSS by more than boundedGrowth.
+func (l largeTx) checkBounded(b *testing.B) {
+	if limit := l.boundedGrowth(); l.large.growth() > limit {
+		b.Errorf("memory not bounded: capturing %s rows grew the RSS by %.1f MiB, %s rows by %.1f MiB (allowed: %.1f MiB)",
+			thousands(float64(l.large.Rows)), l.large.growth(), thousands(float64(l.control.Rows)), l.control.growth(), limit)
+	}
+}
+
 // measureLargeTx runs the control and the large transaction on a fresh
 // database, each captured by a child process.
 func measureLargeTx(b *testing.B) largeTx {
@@ -156,27 +172,25 @@ func measureLargeTx(b *testing.B) largeTx {
 	spec := func(from mysql.Position, rows, pace int) largeTxSpec {
 		return largeTxSpec{DSN: e.dsn, DB: e.db, From: from.String(), Rows: rows, ServerID: mysqlServerID(), Pace: pace}
 	}
-	var l largeTx
+	const child = "TestMySQLLargeTransactionChild"
+	l := largeTx{source: "mysql", log: "binlog", reader: "mariadb-binlog"}
 	from, _ := e.commitOneTx(ctx, b, 1, largeTxControlRows)
-	l.control = runLargeTxChild(ctx, b, spec(from, largeTxControlRows, 0))
+	l.control = runLargeTxChild(ctx, b, child, spec(from, largeTxControlRows, 0))
 
 	from, to := e.commitOneTx(ctx, b, largeTxControlRows+1, largeTxRows)
-	l.large = runLargeTxChild(ctx, b, spec(from, largeTxRows, 0))
-	l.paced = runLargeTxChild(ctx, b, spec(from, largeTxRows, largeTxPace))
+	l.large = runLargeTxChild(ctx, b, child, spec(from, largeTxRows, 0))
+	l.paced = runLargeTxChild(ctx, b, child, spec(from, largeTxRows, largeTxPace))
 	read := e.readBinlog(ctx, b, from, to)
 	if read.rows != largeTxRows {
 		b.Fatalf("mariadb-binlog decoded %d inserted rows between %s and %s, want %d", read.rows, from, to, largeTxRows)
 	}
-	l.binlog = largeTxRows / read.took.Seconds()
+	l.readerRate = largeTxRows / read.took.Seconds()
 	if from.File == to.File {
-		l.binlogMiB = float64(to.Offset-from.Offset) / (1 << 20)
+		l.logMiB = float64(to.Offset-from.Offset) / (1 << 20)
 	}
 
 	b.Log("\n" + l.summary())
-	if limit := l.boundedGrowth(); l.large.growth() > limit {
-		b.Errorf("memory not bounded: capturing %s rows grew the RSS by %.1f MiB, %s rows by %.1f MiB (allowed: %.1f MiB)",
-			thousands(largeTxRows), l.large.growth(), thousands(largeTxControlRows), l.control.growth(), limit)
-	}
+	l.checkBounded(b)
 	return l
 }
 
@@ -204,14 +218,14 @@ func (e *mysqlEnv) commitOneTx(ctx context.Context, b *testing.B, first int64, r
 }
 
 // runLargeTxChild runs this test binary again as the child that captures
-// spec, and returns what it measured.
-func runLargeTxChild(ctx context.Context, b *testing.B, spec largeTxSpec) largeTxRun {
+// spec (the test named child), and returns what it measured.
+func runLargeTxChild(ctx context.Context, b *testing.B, child string, spec largeTxSpec) largeTxRun {
 	b.Helper()
 	raw, err := json.Marshal(spec)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMySQLLargeTransactionChild$", "-test.count=1", "-test.v")
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+child+"$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), largeTxEnv+"="+string(raw))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -235,13 +249,9 @@ func runLargeTxChild(ctx context.Context, b *testing.B, spec largeTxSpec) largeT
 // process; run by itself (without the environment the benchmark sets) it
 // does nothing.
 func TestMySQLLargeTransactionChild(t *testing.T) {
-	raw := os.Getenv(largeTxEnv)
-	if raw == "" {
+	spec, ok := largeTxChildSpec(t)
+	if !ok {
 		return
-	}
-	var spec largeTxSpec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*deliverWithin)
 	defer cancel()
@@ -254,7 +264,29 @@ func TestMySQLLargeTransactionChild(t *testing.T) {
 	if got := src.Acked().String(); got != spec.From {
 		t.Fatalf("capturer starts at %s, want %s", got, spec.From)
 	}
+	captureLargeTx(ctx, t, src, spec)
+}
 
+// largeTxChildSpec returns the spec a large-transaction child was started
+// with, or false when the test binary was not started as one.
+func largeTxChildSpec(t *testing.T) (largeTxSpec, bool) {
+	t.Helper()
+	var spec largeTxSpec
+	raw := os.Getenv(largeTxEnv)
+	if raw == "" {
+		return spec, false
+	}
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		t.Fatal(err)
+	}
+	return spec, true
+}
+
+// captureLargeTx is the measurement of a large-transaction child: it
+// streams spec.Rows events from src and prints what it measured for the
+// parent.
+func captureLargeTx(ctx context.Context, t *testing.T, src capture.Source, spec largeTxSpec) {
+	t.Helper()
 	runtime.GC()
 	debug.FreeOSMemory()
 	// Reset VmHWM to the current RSS (Linux 4.0+): the peak is then the
@@ -268,6 +300,9 @@ func TestMySQLLargeTransactionChild(t *testing.T) {
 	pace := time.NewTimer(0) // the slow consumer's schedule: row n taken at begin + n/Pace
 	defer pace.Stop()
 	got, err := streamRows(ctx, src, spec.Rows, func(n int) {
+		if r.FirstRow == 0 {
+			r.FirstRow = time.Since(begin).Seconds()
+		}
 		if spec.Pace > 0 {
 			pace.Reset(time.Until(begin.Add(time.Duration(n) * time.Second / time.Duration(spec.Pace))))
 			<-pace.C
