@@ -202,6 +202,10 @@ func (c *checker) state(ctx context.Context, name string) {
 		if slices.Contains(missing, tbl) {
 			continue
 		}
+		need := need
+		if slices.Contains(backfillTableNames, tbl) {
+			need = append(need[:len(need):len(need)], "DELETE")
+		}
 		ident := quoteIdent(name) + "." + quoteIdent(tbl)
 		t, err := describeTable(ctx, c.conn, name+"."+tbl)
 		if err != nil {
@@ -223,7 +227,11 @@ func (c *checker) state(ctx context.Context, name string) {
 			c.fail(obj, fmt.Sprintf("cannot read the target user's grants: %v", err), "")
 			return
 		}
-		for _, p := range append([]string{"CREATE"}, need...) {
+		want := append([]string{"CREATE"}, need...)
+		if slices.ContainsFunc(missing, func(tbl string) bool { return slices.Contains(backfillTableNames, tbl) }) {
+			want = append(want, "DELETE")
+		}
+		for _, p := range want {
 			if !g.has(p) {
 				lacks = union(lacks, []string{p})
 			}
@@ -236,7 +244,7 @@ func (c *checker) state(ctx context.Context, name string) {
 	lacks = slices.SortedFunc(slices.Values(lacks), func(a, b string) int {
 		return slices.Index(privilegeOrder, a) - slices.Index(privilegeOrder, b)
 	})
-	what := fmt.Sprintf("the target user %s lacks %s on it, where tandem keeps its offsets, dead letters and source positions",
+	what := fmt.Sprintf("the target user %s lacks %s on it, where tandem keeps its offsets, dead letters, source positions and backfill progress",
 		c.account, strings.Join(lacks, ", "))
 	if len(missing) > 0 {
 		what += fmt.Sprintf(" (it sees no tables %s there, so tandem would create them)", strings.Join(missing, ", "))
@@ -249,6 +257,10 @@ func (c *checker) state(ctx context.Context, name string) {
 	}
 	c.fail(obj, what, fix)
 }
+
+// backfillTableNames are the state tables ResetBackfill empties: the user
+// must also delete from them.
+var backfillTableNames = []string{"backfills", "tombstones"}
 
 var privilegeOrder = []string{"CREATE", "SELECT", "INSERT", "UPDATE", "DELETE"}
 

@@ -227,9 +227,9 @@ func TestCheck_StateDatabase(t *testing.T) {
 	// are missing (toCreate) or not.
 	lacks := func(privs string, toCreate bool) func(string) []preflight.Problem {
 		return func(account string) []preflight.Problem {
-			what := "the target user " + account + " lacks " + privs + " on it, where tandem keeps its offsets, dead letters and source positions"
+			what := "the target user " + account + " lacks " + privs + " on it, where tandem keeps its offsets, dead letters, source positions and backfill progress"
 			if toCreate {
-				what += " (it sees no tables kafka_offsets, dead_letters, source_positions there, so tandem would create them)"
+				what += " (it sees no tables kafka_offsets, dead_letters, source_positions, backfills, tombstones there, so tandem would create them)"
 			}
 			return []preflight.Problem{{Severity: preflight.Fail, Object: "target state database tandem",
 				What: what, Fix: "GRANT " + privs + " ON `tandem`.* TO " + account + ";"}}
@@ -257,12 +257,14 @@ func TestCheck_StateDatabase(t *testing.T) {
 	}
 	t.Run("missing", func(t *testing.T) {
 		run(t, []step{
-			{"no privileges on it", nil, lacks("CREATE, SELECT, INSERT, UPDATE", true)},
-			{"a grant on it", []string{"GRANT CREATE, SELECT, INSERT, UPDATE ON `tandem`.* TO %s"}, none},
+			{"no privileges on it", nil, lacks("CREATE, SELECT, INSERT, UPDATE, DELETE", true)},
+			{"a grant on it", []string{"GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `tandem`.* TO %s"}, none},
 			{"a global grant", []string{"GRANT ALL ON *.* TO %s"}, none},
-			{"a database pattern grant covering it", []string{"GRANT SELECT, INSERT, UPDATE, CREATE ON `tand_m%`.* TO %s"}, none},
-			{"a database pattern grant that does not cover it", []string{"GRANT SELECT, INSERT, UPDATE, CREATE ON `tandem\\_%`.* TO %s"}, lacks("CREATE, SELECT, INSERT, UPDATE", true)},
-			{"some privileges", []string{"GRANT SELECT, CREATE ON `tandem`.* TO %s"}, lacks("INSERT, UPDATE", true)},
+			{"a database pattern grant covering it", []string{"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON `tand_m%`.* TO %s"}, none},
+			{"a database pattern grant that does not cover it", []string{"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON `tandem\\_%`.* TO %s"}, lacks("CREATE, SELECT, INSERT, UPDATE, DELETE", true)},
+			{"some privileges", []string{"GRANT SELECT, CREATE ON `tandem`.* TO %s"}, lacks("INSERT, UPDATE, DELETE", true)},
+			// ResetBackfill deletes the backfill progress and tombstones.
+			{"no DELETE", []string{"GRANT CREATE, SELECT, INSERT, UPDATE ON `tandem`.* TO %s"}, lacks("DELETE", true)},
 		})
 	})
 	// Created by a user who may, tandem's tables need no CREATE any more.
@@ -274,20 +276,27 @@ func TestCheck_StateDatabase(t *testing.T) {
 	t.Run("created", func(t *testing.T) {
 		run(t, []step{
 			// Tables the user may not use are tables it does not see.
-			{"no privileges on it", nil, lacks("CREATE, SELECT, INSERT, UPDATE", true)},
-			{"a grant on it", []string{"GRANT SELECT, INSERT, UPDATE ON `tandem`.* TO %s"}, none},
+			{"no privileges on it", nil, lacks("CREATE, SELECT, INSERT, UPDATE, DELETE", true)},
+			{"a grant on it", []string{"GRANT SELECT, INSERT, UPDATE, DELETE ON `tandem`.* TO %s"}, none},
 			{"a grant on each table", []string{
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.kafka_offsets TO %s",
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.dead_letters TO %s",
-				"GRANT SELECT, INSERT, UPDATE ON `tandem`.source_positions TO %s"}, none},
+				"GRANT SELECT, INSERT, UPDATE ON `tandem`.source_positions TO %s",
+				"GRANT SELECT, INSERT, UPDATE, DELETE ON `tandem`.backfills TO %s",
+				"GRANT SELECT, INSERT, UPDATE, DELETE ON `tandem`.tombstones TO %s"}, none},
 			{"a table short of UPDATE", []string{
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.kafka_offsets TO %s",
 				"GRANT SELECT, INSERT ON `tandem`.dead_letters TO %s",
-				"GRANT SELECT, INSERT, UPDATE ON `tandem`.source_positions TO %s"}, lacks("UPDATE", false)},
+				"GRANT SELECT, INSERT, UPDATE ON `tandem`.source_positions TO %s",
+				"GRANT SELECT, INSERT, UPDATE, DELETE ON `tandem`.backfills TO %s",
+				"GRANT SELECT, INSERT, UPDATE, DELETE ON `tandem`.tombstones TO %s"}, lacks("UPDATE", false)},
+			{"a backfill table short of DELETE", []string{
+				"GRANT SELECT, INSERT, UPDATE ON `tandem`.* TO %s",
+				"GRANT DELETE ON `tandem`.backfills TO %s"}, lacks("DELETE", false)},
 		})
 	})
 	// A user with just these grants runs the sink.
-	dsn, _ := tg.newUser(t, tableGrant, "GRANT SELECT, INSERT, UPDATE ON `tandem`.* TO %s")
+	dsn, _ := tg.newUser(t, tableGrant, "GRANT SELECT, INSERT, UPDATE, DELETE ON `tandem`.* TO %s")
 	s, err = mysql.New(t.Context(), mysql.Config{DSN: dsn})
 	if err != nil {
 		t.Fatal(err)
@@ -307,5 +316,11 @@ func TestCheck_StateDatabase(t *testing.T) {
 	}
 	if pos, found, err := mysql.SavedPosition(t.Context(), tg.dsn, tg.name); err != nil || !found || pos != "mysql-bin.000001:4" {
 		t.Errorf("SavedPosition = %q, %v, %v; want \"mysql-bin.000001:4\", true, nil", pos, found, err)
+	}
+	if err := s.SaveBackfill(t.Context(), sink.BackfillProgress{Table: tg.name + ".good", State: sink.BackfillRunning}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ResetBackfill(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }

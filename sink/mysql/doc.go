@@ -17,6 +17,16 @@
 // refuses a key that is not exactly a primary key or unique index
 // (ErrNoUniqueKey), and Check warns about tables with other unique indexes.
 //
+// Backfill (sink.BackfillStore): progress is kept in table backfills of
+// the state database. Each DELETE is followed, in the same transaction, by
+// a multi-row INSERT of its keys into tombstones, when a read of backfills
+// in that transaction finds a backfill running or copied. A tombstone's
+// primary key is the target table and the SHA-256 of the key's
+// sink.KeyText (an index cannot hold every key's text), the text is kept
+// beside it. A copied row is inserted unless a lookup of its tombstone in
+// the transaction finds one, or a row with its key exists (as
+// inserts-if-absent).
+//
 // The sink fences batches like the PostgreSQL sink: the stored offset rows
 // are locked (SELECT ... FOR UPDATE) before anything is written, and a batch
 // that starts before a stored offset of the same Kafka cluster is refused

@@ -21,6 +21,7 @@ import (
 
 var (
 	_ sink.Sink             = (*Sink)(nil)
+	_ sink.BackfillStore    = (*Sink)(nil)
 	_ capture.PositionStore = (*Sink)(nil)
 )
 
@@ -154,6 +155,8 @@ func (s *Sink) String() string {
 func (s *Sink) offsetsTable() string     { return quoteIdent(s.state) + ".`kafka_offsets`" }
 func (s *Sink) deadLettersTable() string { return quoteIdent(s.state) + ".`dead_letters`" }
 func (s *Sink) positionsTable() string   { return quoteIdent(s.state) + ".`source_positions`" }
+func (s *Sink) backfillsTable() string   { return quoteIdent(s.state) + ".`backfills`" }
+func (s *Sink) tombstonesTable() string  { return quoteIdent(s.state) + ".`tombstones`" }
 
 // stateTables are tandem's own tables: name -> definition. Names are
 // case-sensitive ASCII (utf8mb4_bin): Kafka topics "Orders" and "orders"
@@ -189,10 +192,32 @@ var stateTables = map[string]string{
 	updated_at  DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
 	PRIMARY KEY (source)
 )`,
+	// Backfill progress per source table (see BackfillProgress). ROWS is
+	// a reserved word on MySQL 8: always quoted.
+	"backfills": `(
+	source_table VARCHAR(255) NOT NULL,
+	state        VARCHAR(16) NOT NULL,
+	after_key    MEDIUMTEXT NOT NULL,
+	` + "`rows`" + `       BIGINT NOT NULL DEFAULT 0,
+	started_at   DATETIME(6) NOT NULL,
+	updated_at   DATETIME(6) NOT NULL,
+	PRIMARY KEY (source_table)
+)`,
+	// The keys deleted while a backfill was active. A key's text
+	// (sink.KeyText) may be longer than an index can hold (InnoDB keys
+	// stop at 3072 bytes; a utf8mb4 character takes 4): the primary key
+	// is its SHA-256 beside the table, and the text is kept for people.
+	"tombstones": `(
+	target_table VARCHAR(255) NOT NULL,
+	key_hash     BINARY(32) NOT NULL,
+	row_key      MEDIUMTEXT NOT NULL,
+	created_at   DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+	PRIMARY KEY (target_table, key_hash)
+)`,
 }
 
 // stateTableNames are stateTables' keys in a fixed order.
-var stateTableNames = []string{"kafka_offsets", "dead_letters", "source_positions"}
+var stateTableNames = []string{"kafka_offsets", "dead_letters", "source_positions", "backfills", "tombstones"}
 
 func (s *Sink) init(ctx context.Context) error {
 	missing, err := missingStateTables(ctx, s.db, s.state)
@@ -421,7 +446,26 @@ func (s *Sink) applyOnce(ctx context.Context, stmts []statement, group, epoch st
 			return err
 		}
 	}
+	var active *bool // whether a backfill is active, once read
 	for _, st := range stmts {
+		if st.copies != nil {
+			if err := s.writeCopies(ctx, tx, st.copies); err != nil {
+				return err
+			}
+			continue
+		}
+		if st.whileBackfill {
+			if active == nil {
+				a, err := s.backfillActive(ctx, tx)
+				if err != nil {
+					return err
+				}
+				active = &a
+			}
+			if !*active {
+				continue
+			}
+		}
 		if _, err := tx.ExecContext(ctx, st.sql, st.args...); err != nil {
 			return classified(st.table, fmt.Errorf("%s %s: %w", st.what, st.table, err))
 		}

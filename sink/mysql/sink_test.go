@@ -766,9 +766,11 @@ func TestNew_CreatesTheStateTablesOnceAndReusesThem(t *testing.T) {
 		t.Errorf("Offsets (-want +got):\n%s", diff)
 	}
 	tg.wantRows(t, "SELECT TABLE_NAME AS name, TABLE_COLLATION AS collation FROM information_schema.TABLES WHERE TABLE_SCHEMA = '"+tg.state+"' ORDER BY 1", []row{
+		{"name": "backfills", "collation": "utf8mb4_bin"},
 		{"name": "dead_letters", "collation": "utf8mb4_bin"},
 		{"name": "kafka_offsets", "collation": "utf8mb4_bin"},
 		{"name": "source_positions", "collation": "utf8mb4_bin"},
+		{"name": "tombstones", "collation": "utf8mb4_bin"},
 	})
 }
 

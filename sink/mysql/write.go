@@ -29,6 +29,13 @@ type statement struct {
 	what, table string // for errors: "upsert into", "shop.items"
 	sql         string
 	args        []any
+	// copies, if set, are rows copied by backfill, written by Sink.writeCopies
+	// instead of sql: which to insert depends on the tombstones read in
+	// the transaction.
+	copies *copies
+	// whileBackfill statements run only while a backfill is active, as
+	// read in the transaction (Sink.backfillActive).
+	whileBackfill bool
 }
 
 // statements groups compacted writes into multi-row statements per table,
@@ -60,7 +67,9 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 	}
 	// Deletes first: after compaction no key is both deleted and written, and
 	// deleting first keeps unique indexes other than the key from tripping
-	// on a row that moves from one key to another.
+	// on a row that moves from one key to another. A delete's tombstones go
+	// with it, so they too come before every copy of the round (a copy of a
+	// key deleted earlier in the batch is in a later round anyway).
 	slices.SortStableFunc(order, func(a, b string) int {
 		da, db := groups[a].op == sink.Delete, groups[b].op == sink.Delete
 		switch {
@@ -107,6 +116,9 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		switch g.op {
 		case sink.Delete:
 			st = deletes(t.ident, g.table, g.cols, rows, sizes)
+			st = append(st, s.tombstones(g.table, g.key, g.rows)...)
+		case sink.Copy:
+			st = copyChunks(t.ident, g.table, g.key, g.cols, rows, sizes, g.rows)
 		case sink.Upsert, sink.InsertIfAbsent:
 			st = inserts(t.ident, g.table, g.op, g.key, g.cols, rows, sizes)
 		default:

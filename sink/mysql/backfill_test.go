@@ -1,0 +1,424 @@
+package mysql_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/mysql"
+)
+
+// tombstones reads the tombstones of the target's state database, and
+// whether each key_hash is the SHA-256 of its row_key.
+func (tg *target) tombstones(t *testing.T) []row {
+	t.Helper()
+	return tg.rows(t, "SELECT target_table, row_key, key_hash = UNHEX(SHA2(row_key, 256)) AS hashed FROM `"+
+		tg.state+"`.tombstones ORDER BY target_table, row_key")
+}
+
+// wantTombstones fails the test unless the target's tombstones are want.
+func (tg *target) wantTombstones(t *testing.T, want []row) {
+	t.Helper()
+	if diff := cmp.Diff(want, tg.tombstones(t), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("tombstones (-want +got):\n%s", diff)
+	}
+}
+
+// tomb is a tombstone as target.tombstones reads it.
+func tomb(table, key string) row { return row{"target_table": table, "row_key": key, "hashed": "1"} }
+
+// backfill saves the progress of a backfill of table in state, failing the test on an error.
+func backfill(t *testing.T, s sink.BackfillStore, table, state string) {
+	t.Helper()
+	if err := s.SaveBackfill(t.Context(), sink.BackfillProgress{Table: table, State: state}); err != nil {
+		t.Fatalf("SaveBackfill(%s, %s): %v", table, state, err)
+	}
+}
+
+func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		seed       string         // SQL run before the batches
+		state      string         // the backfill's state while they are applied; "" for none
+		batches    [][]sink.Write // each applied by one Apply, in order
+		items      []row          // allItems afterwards
+		lines      []row          // allLines afterwards
+		tombstones []row          // tombstones afterwards
+	}{
+		{
+			name:  "a copy after a delete of the same key in one batch is not resurrected",
+			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL), (2, 'kept', 2, NULL)`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{{
+				item(sink.Delete, row{"id": int64(1)}),
+				item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
+			}},
+			items:      []row{{"id": "2", "name": "kept", "qty": "2", "note": nil}},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "a copy after a delete of the same key in the next batch is not resurrected",
+			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)})},
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+			},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "a copy of a key deleted before the row was ever copied is not inserted",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(7)})},
+				{item(sink.Copy, row{"id": int64(7), "name": "copied", "qty": int64(7), "note": nil})},
+			},
+			tombstones: []row{tomb("items", `["7"]`)},
+		},
+		{
+			name:  "a copy of an existing row leaves it as it was",
+			seed:  `INSERT INTO items VALUES (1, 'stream', 5, 'newer')`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+			},
+			items: []row{{"id": "1", "name": "stream", "qty": "5", "note": "newer"}},
+		},
+		{
+			name:  "a copy of a new key inserts it, beside a delete of another key",
+			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{{
+				item(sink.Delete, row{"id": int64(1)}),
+				item(sink.Copy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": "n"}),
+				item(sink.Copy, row{"id": int64(3), "name": "three", "qty": nil, "note": nil}),
+			}},
+			items: []row{
+				{"id": "2", "name": "two", "qty": "2", "note": "n"},
+				{"id": "3", "name": "three", "qty": nil, "note": nil},
+			},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "a row the stream re-inserted after deleting it wins over the copy",
+			seed:  `INSERT INTO items VALUES (1, 'old', 1, NULL)`,
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)}), item(sink.Upsert, row{"id": int64(1), "name": "new", "qty": int64(2), "note": nil})},
+				{item(sink.Copy, row{"id": int64(1), "name": "old", "qty": int64(1), "note": nil})},
+			},
+			items:      []row{{"id": "1", "name": "new", "qty": "2", "note": nil}},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "copy, delete and copy of one key across three batches",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+				{item(sink.Delete, row{"id": int64(1)})},
+				{item(sink.Copy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil})},
+			},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "copy, delete and copy of one key in one batch",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{{
+				item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
+				item(sink.Delete, row{"id": int64(1)}),
+				item(sink.Copy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil}),
+			}},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "composite keys",
+			seed:  "INSERT INTO `lines` VALUES (1, 1, 'x'), (1, 2, 'y')",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{line(sink.Delete, row{"order_id": int64(1), "line": int64(1)})},
+				{
+					line(sink.Copy, row{"order_id": int64(1), "line": int64(1), "sku": "x"}),
+					line(sink.Copy, row{"order_id": int64(1), "line": int64(2), "sku": "y copied"}),
+					line(sink.Copy, row{"order_id": int64(2), "line": int64(1), "sku": "z"}),
+					// the same values in the other key column: another key
+					line(sink.Copy, row{"order_id": int64(11), "line": int64(1), "sku": "w"}),
+				},
+			},
+			lines: []row{
+				{"order_id": "1", "line": "2", "sku": "y"},
+				{"order_id": "2", "line": "1", "sku": "z"},
+				{"order_id": "11", "line": "1", "sku": "w"},
+			},
+			tombstones: []row{tomb("lines", `["1","1"]`)},
+		},
+		{
+			name:  "int and int64 key values are one key: one tombstone, and it stops the copy",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int(1)})},
+				{item(sink.Delete, row{"id": int64(1)}), item(sink.Delete, row{"id": int32(2)})},
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}),
+					item(sink.Copy, row{"id": int(2), "name": "copied", "qty": nil, "note": nil})},
+			},
+			tombstones: []row{tomb("items", `["1"]`), tomb("items", `["2"]`)},
+		},
+		{
+			name: "a delete with no backfill leaves no tombstone, and a copy is an insert-if-absent",
+			seed: `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)})},
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
+			},
+			items: []row{{"id": "1", "name": "copied", "qty": nil, "note": nil}},
+		},
+		{
+			name:  "a delete while a backfill is copied (not yet applied) leaves a tombstone",
+			state: sink.BackfillCopied,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)})},
+				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
+			},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+		{
+			name:  "a delete after the backfill is done leaves no tombstone",
+			state: sink.BackfillDone,
+			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)})},
+			},
+		},
+		{
+			name:  "a key deleted twice has one tombstone",
+			state: sink.BackfillRunning,
+			batches: [][]sink.Write{
+				{item(sink.Delete, row{"id": int64(1)})},
+				{item(sink.Upsert, row{"id": int64(1), "name": "back"}), item(sink.Delete, row{"id": int64(1)})},
+			},
+			tombstones: []row{tomb("items", `["1"]`)},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tg := newTarget(t, shopDDL+tc.seed)
+			if tc.state != "" {
+				backfill(t, tg.sink, "shop.src", tc.state)
+			}
+			for _, b := range tc.batches {
+				tg.apply(t, sink.Checkpoint{}, b...)
+			}
+			tg.wantRows(t, allItems, tc.items)
+			tg.wantRows(t, allLines, tc.lines)
+			tg.wantTombstones(t, tc.tombstones)
+			// Each batch again, in order: nothing changes.
+			for _, b := range tc.batches {
+				tg.apply(t, sink.Checkpoint{}, b...)
+			}
+			tg.wantRows(t, allItems, tc.items)
+			tg.wantRows(t, allLines, tc.lines)
+			tg.wantTombstones(t, tc.tombstones)
+		})
+	}
+}
+
+func TestApply_TombstonesFollowTheBackfillStateOfTheMoment(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL)
+	// Another process (another Sink) saves the progress: Apply caches nothing.
+	other := tg.newSink(t, mysql.Config{DSN: tg.dsn, StateSchema: tg.state})
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}))
+	tg.wantTombstones(t, nil)
+	backfill(t, other, "shop.a", sink.BackfillDone)
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(2)}))
+	tg.wantTombstones(t, nil)
+	backfill(t, other, "shop.b", sink.BackfillRunning)
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(3)}))
+	tg.wantTombstones(t, []row{tomb("items", `["3"]`)})
+	backfill(t, other, "shop.b", sink.BackfillCopied)
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(4)}))
+	backfill(t, other, "shop.b", sink.BackfillDone)
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(5)}))
+	tg.wantTombstones(t, []row{tomb("items", `["3"]`), tomb("items", `["4"]`)})
+}
+
+func TestResetBackfill_ForgetsProgressAndTombstones(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL)
+	backfill(t, tg.sink, "shop.a", sink.BackfillRunning)
+	backfill(t, tg.sink, "shop.b", sink.BackfillDone)
+	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}), line(sink.Delete, row{"order_id": int64(1), "line": int64(2)}))
+	tg.wantTombstones(t, []row{tomb("items", `["1"]`), tomb("lines", `["1","2"]`)})
+	if err := tg.sink.ResetBackfill(t.Context()); err != nil {
+		t.Fatalf("ResetBackfill: %v", err)
+	}
+	tg.wantTombstones(t, nil)
+	got, err := tg.sink.BackfillProgress(t.Context())
+	if err != nil {
+		t.Fatalf("BackfillProgress: %v", err)
+	}
+	if len(got) != 0 {
+		t.Errorf("BackfillProgress after ResetBackfill = %+v, want none", got)
+	}
+	// The tombstone is gone: a copy of the key inserts it.
+	tg.apply(t, sink.Checkpoint{}, item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}))
+	tg.wantRows(t, allItems, []row{{"id": "1", "name": "copied", "qty": nil, "note": nil}})
+}
+
+func TestBackfillProgress_SaveReplacesAndReadsBackOrderedByTable(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, "")
+	ctx := t.Context()
+	jst := time.FixedZone("JST", 9*3600)
+	t0 := time.Date(2024, 2, 29, 23, 59, 59, 123456789, jst)
+	t1 := t0.Add(90*time.Minute + 987654321)
+	long := strings.Repeat(`["日本語のキー",`, 10000) // longer than a VARCHAR index could hold
+	saves := []sink.BackfillProgress{
+		{Table: "shop.orders", State: sink.BackfillRunning, Started: t0, Updated: t0},
+		{Table: "shop.Items", State: sink.BackfillDone, After: `["99"]`, Rows: 99, Started: t0, Updated: t1},
+		{Table: "shop.orders", State: sink.BackfillCopied, After: long, Rows: 1 << 40, Started: t0, Updated: t1},
+		{Table: "we`ird.ta'ble", State: sink.BackfillRunning, Started: t1, Updated: t1},
+	}
+	for _, p := range saves {
+		if err := tg.sink.SaveBackfill(ctx, p); err != nil {
+			t.Fatalf("SaveBackfill(%.80v): %v", p, err)
+		}
+	}
+	us := func(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+	want := []sink.BackfillProgress{
+		{Table: "shop.Items", State: sink.BackfillDone, After: `["99"]`, Rows: 99, Started: us(t0), Updated: us(t1)},
+		{Table: "shop.orders", State: sink.BackfillCopied, After: long, Rows: 1 << 40, Started: us(t0), Updated: us(t1)},
+		{Table: "we`ird.ta'ble", State: sink.BackfillRunning, Started: us(t1), Updated: us(t1)},
+	}
+	// Read by another Sink: it is all in the target.
+	got, err := tg.newSink(t, mysql.Config{DSN: tg.dsn, StateSchema: tg.state}).BackfillProgress(ctx)
+	if err != nil {
+		t.Fatalf("BackfillProgress: %v", err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("BackfillProgress (-want +got):\n%.2000s", diff)
+	}
+	// Zero times are the time of saving.
+	before := time.Now()
+	if err := tg.sink.SaveBackfill(ctx, sink.BackfillProgress{Table: "a.new", State: sink.BackfillRunning}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = tg.sink.BackfillProgress(ctx)
+	if err != nil {
+		t.Fatalf("BackfillProgress: %v", err)
+	}
+	now := cmpopts.EquateApproxTime(time.Minute)
+	if diff := cmp.Diff(sink.BackfillProgress{Table: "a.new", State: sink.BackfillRunning, Started: before, Updated: before}, got[0], now); diff != "" {
+		t.Errorf("progress saved with zero times (-want +got):\n%s", diff)
+	}
+	// Unknown states are refused.
+	if err := tg.sink.SaveBackfill(ctx, sink.BackfillProgress{Table: "a.b", State: "paused"}); err == nil {
+		t.Error("SaveBackfill of state \"paused\" succeeded, want an error")
+	}
+}
+
+func TestApply_BackfillOfLongAndBinaryKeys(t *testing.T) {
+	t.Parallel()
+	// Keys as long as InnoDB indexes them: 768 four-byte characters, 3072 bytes.
+	tg := newTarget(t, `CREATE TABLE words (w VARCHAR(768) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PRIMARY KEY, n INT);
+CREATE TABLE blobs (b VARBINARY(3072) PRIMARY KEY, n INT)`)
+	backfill(t, tg.sink, "shop.src", sink.BackfillRunning)
+	elephants := strings.Repeat("🐘", 768)
+	bin := func(fill byte) []byte {
+		b := make([]byte, 3072)
+		for i := range b {
+			b[i] = fill ^ byte(i)
+		}
+		return b
+	}
+	word := func(op sink.Op, w string, n any) sink.Write {
+		r := row{"w": w}
+		if op != sink.Delete {
+			r["n"] = n
+		}
+		return write(op, "words", r, "w")
+	}
+	blob := func(op sink.Op, b []byte, n any) sink.Write {
+		r := row{"b": b}
+		if op != sink.Delete {
+			r["n"] = n
+		}
+		return write(op, "blobs", r, "b")
+	}
+	tg.apply(t, sink.Checkpoint{}, word(sink.Delete, elephants, nil), blob(sink.Delete, bin(0xff), nil))
+	tg.apply(t, sink.Checkpoint{},
+		word(sink.Copy, elephants, int64(1)), word(sink.Copy, elephants[4:], int64(2)),
+		blob(sink.Copy, bin(0xff), int64(1)), blob(sink.Copy, bin(0xfe), int64(2)))
+	tg.wantRows(t, "SELECT w, n FROM words", []row{{"w": elephants[4:], "n": "2"}})
+	tg.wantRows(t, "SELECT b, n FROM blobs", []row{{"b": string(bin(0xfe)), "n": "2"}})
+	tg.wantTombstones(t, []row{
+		tomb("blobs", `["\\x`+fmt.Sprintf("%x", bin(0xff))+`"]`),
+		tomb("words", `["`+elephants+`"]`),
+	})
+}
+
+func TestApply_LargeBackfillBatchesAreSplitUnderThePlaceholderLimit(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL)
+	backfill(t, tg.sink, "shop.src", sink.BackfillRunning)
+	// 2,500 deletes (several tombstone statements) and 20,000 copies of 4
+	// columns (80,000 placeholders), in one batch and then in two.
+	const n = 20000
+	deleted := func(i int) bool { return i%8 == 3 }
+	var dels, copies []sink.Write
+	var want []row
+	for i := range n {
+		if deleted(i) {
+			dels = append(dels, item(sink.Delete, row{"id": int64(i)}))
+		}
+		copies = append(copies, item(sink.Copy, row{"id": int64(i), "name": fmt.Sprint("n", i), "qty": int64(i % 7), "note": strings.Repeat("x", i%300)}))
+		if !deleted(i) {
+			want = append(want, row{"id": fmt.Sprint(i), "name": fmt.Sprint("n", i), "qty": fmt.Sprint(i % 7), "note": strings.Repeat("x", i%300)})
+		}
+	}
+	tg.apply(t, sink.Checkpoint{}, append(dels, copies...)...)
+	tg.wantRows(t, allItems, want)
+	tg.wantRows(t, "SELECT count(*) AS n FROM `"+tg.state+"`.tombstones", []row{{"n": fmt.Sprint(len(dels))}})
+	tg.exec(t, "DELETE FROM items")
+	tg.apply(t, sink.Checkpoint{}, copies...)
+	tg.wantRows(t, allItems, want)
+}
+
+func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, "")
+	db := "Shop `Old` " + tg.name[len(tg.name)-6:]
+	tg.exec(t, fmt.Sprintf(hostileDDL, strings.ReplaceAll(db, "`", "``")))
+	table := db + ".order"
+	key := []string{"select", "MixedCase"}
+	order := func(op sink.Op, r row) sink.Write { return write(op, table, r, key...) }
+	state := "Tandem `State` " + tg.state
+	s := tg.newSink(t, mysql.Config{DSN: tg.dsn, StateSchema: state})
+	backfill(t, s, table, sink.BackfillRunning)
+	apply := func(ws ...sink.Write) {
+		t.Helper()
+		if err := s.Apply(t.Context(), sink.Batch{Writes: ws}, sink.Checkpoint{}); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+	}
+	full := func(sel int64, mixed, ab string) row {
+		return row{"select": sel, "MixedCase": mixed, `"quoted"`: nil, "back`tick": "`", "Mood": "sad", "a,b": ab, "a": nil, "b": nil, "日本": nil}
+	}
+	apply(order(sink.Upsert, row{"select": int64(1), "MixedCase": "A", "a,b": "stream"}),
+		order(sink.Delete, row{"select": int64(2), "MixedCase": "b`'"}))
+	apply(order(sink.Copy, full(1, "A", "copied")), order(sink.Copy, full(2, "b`'", "copied")), order(sink.Copy, full(3, "C", "copied")))
+	quoted := "`" + strings.ReplaceAll(db, "`", "``") + "`"
+	tg.wantRows(t, "SELECT * FROM "+quoted+".`order` ORDER BY 1, 2", []row{
+		{"select": "1", "MixedCase": "A", `"quoted"`: nil, "back`tick": nil, "Mood": nil, "a,b": "stream", "a": nil, "b": nil, "日本": nil},
+		{"select": "3", "MixedCase": "C", `"quoted"`: nil, "back`tick": "`", "Mood": "sad", "a,b": "copied", "a": nil, "b": nil, "日本": nil},
+	})
+	tg.wantRows(t, "SELECT target_table, row_key FROM `"+strings.ReplaceAll(state, "`", "``")+"`.tombstones",
+		[]row{{"target_table": table, "row_key": "[\"2\",\"b`'\"]"}})
+	tg.wantTombstones(t, nil) // the sink's own state database only
+}
