@@ -32,12 +32,12 @@ func (s *Source) Check(ctx context.Context) []preflight.Problem {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	var walLevel, maxSlots, maxSenders, user, db string
+	var walLevel, maxSlots, maxSenders, user, db, encoding string
 	var super, repl, canCreate bool
 	err = conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_setting('max_replication_slots'),
 	current_setting('max_wal_senders'), current_user, current_database(), r.rolsuper, r.rolreplication,
-	has_database_privilege(current_database(), 'CREATE')
-	FROM pg_roles r WHERE r.rolname = current_user`).Scan(&walLevel, &maxSlots, &maxSenders, &user, &db, &super, &repl, &canCreate)
+	has_database_privilege(current_database(), 'CREATE'), current_setting('server_encoding')
+	FROM pg_roles r WHERE r.rolname = current_user`).Scan(&walLevel, &maxSlots, &maxSenders, &user, &db, &super, &repl, &canCreate, &encoding)
 	if err != nil {
 		fail("source", fmt.Sprintf("cannot read server settings: %v", err), "grant the source user access to pg_roles and current_setting()")
 		return ps
@@ -49,6 +49,12 @@ func (s *Source) Check(ctx context.Context) []preflight.Problem {
 	if !super && !repl {
 		fail("source", fmt.Sprintf("role %q may not use replication", user),
 			fmt.Sprintf("ALTER ROLE %s WITH REPLICATION;", pgx.Identifier{user}.Sanitize()))
+	}
+	if encoding == "SQL_ASCII" {
+		// The server neither checks nor converts SQL_ASCII text, and the
+		// change envelope is UTF-8 JSON.
+		warn("source", fmt.Sprintf("database %q has encoding SQL_ASCII: text is not checked, and a value that is not UTF-8 cannot be carried (capture stops at its change)", db),
+			"make sure every text value is UTF-8, or move the data to a database created WITH ENCODING 'UTF8'")
 	}
 
 	// Tables and their replica identity keys.
@@ -79,6 +85,7 @@ func (s *Source) Check(ctx context.Context) []preflight.Problem {
 			warn(obj, fmt.Sprintf("is not owned by %q, which cannot add it to a publication", user),
 				"create the publication as the table owner, or run tandem as the owner")
 		}
+		ps = append(ps, checkColumnTypes(ctx, conn, t)...)
 	}
 
 	// Publication.
@@ -180,6 +187,119 @@ func (s *Source) CheckBeforeImages(ctx context.Context, needs map[change.Table][
 					strings.Join(missing, ", "), strings.Join(carried, ", ")),
 				Fix: fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL; or compute the target key from the primary key",
 					pgx.Identifier{t.Schema, t.Name}.Sanitize())})
+		}
+	}
+	return ps
+}
+
+// Type OIDs whose text does not carry the value from one server to another.
+const (
+	oidMoney         = 790
+	oidRegproc       = 24
+	oidRegprocedure  = 2202
+	oidRegoper       = 2203
+	oidRegoperator   = 2204
+	oidRegclass      = 2205
+	oidRegtype       = 2206
+	oidRegconfig     = 3734
+	oidRegdictionary = 3769
+	oidRegnamespace  = 4089
+	oidRegrole       = 4096
+	oidRegcollation  = 4191
+)
+
+// isReg reports whether oid is an object identifier alias type (regclass,
+// regtype, ...): its text is an object name, read in the catalog of the
+// server that parses it.
+func isReg(oid uint32) bool {
+	switch oid {
+	case oidRegproc, oidRegprocedure, oidRegoper, oidRegoperator, oidRegclass, oidRegtype, oidRegconfig,
+		oidRegdictionary, oidRegnamespace, oidRegrole, oidRegcollation:
+		return true
+	}
+	return false
+}
+
+// checkColumnTypes warns about the columns of table t whose values do not
+// travel as they are. Every column is carried (types tandem does not
+// decode travel as their text form, which PostgreSQL targets cast back),
+// so these are warnings: the mapping or the schema may still need a fix.
+//
+//   - money: its text follows lc_monetary ("$1,234.56"), which a server
+//     with another lc_monetary misreads or refuses, and numeric refuses.
+//   - reg* types (regclass, regtype, ...): their text is an object name,
+//     resolved in the target's catalog.
+//   - domains over integer, floating point, boolean or bytea types: pgoutput
+//     names the domain, not its base type, so values arrive as text ("42",
+//     "t", "\x00ff") rather than as numbers, booleans or bytes.
+func checkColumnTypes(ctx context.Context, conn *pgx.Conn, t change.Table) []preflight.Problem {
+	rows, err := conn.Query(ctx, `WITH RECURSIVE dom(oid, base) AS (
+	SELECT oid, typbasetype FROM pg_type WHERE typtype = 'd'
+	UNION ALL
+	SELECT d.oid, b.typbasetype FROM dom d JOIN pg_type b ON b.oid = d.base AND b.typtype = 'd')
+SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), e.typ::int8, format_type(e.typ, NULL),
+	a.atttypid <> e.typ, CASE WHEN et.typcategory = 'A' THEN et.typelem ELSE 0 END::int8
+FROM pg_attribute a
+CROSS JOIN LATERAL (SELECT coalesce((SELECT d.base FROM dom d JOIN pg_type b ON b.oid = d.base
+	WHERE d.oid = a.atttypid AND b.typtype <> 'd'), a.atttypid) AS typ) e
+JOIN pg_type et ON et.oid = e.typ
+WHERE a.attrelid = (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE n.nspname = $1 AND c.relname = $2)
+	AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum`, t.Schema, t.Name)
+	if err != nil {
+		return []preflight.Problem{{Severity: preflight.Warn, Object: "source table " + t.String(),
+			What: fmt.Sprintf("cannot read its column types: %v", err), Fix: "grant the source user access to pg_attribute and pg_type"}}
+	}
+	type column struct {
+		name, typ, base string
+		baseOID, elem   int64
+		domain          bool
+	}
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
+		var c column
+		err := r.Scan(&c.name, &c.typ, &c.baseOID, &c.base, &c.domain, &c.elem)
+		return c, err
+	})
+	if err != nil {
+		return []preflight.Problem{{Severity: preflight.Warn, Object: "source table " + t.String(),
+			What: fmt.Sprintf("cannot read its column types: %v", err), Fix: "grant the source user access to pg_attribute and pg_type"}}
+	}
+	var ps []preflight.Problem
+	warn := func(what, fix string) {
+		ps = append(ps, preflight.Problem{Severity: preflight.Warn, Object: "source table " + t.String(), What: what, Fix: fix})
+	}
+	ident := pgx.Identifier{t.Schema, t.Name}.Sanitize()
+	for _, c := range cols {
+		base, elem := uint32(c.baseOID), uint32(c.elem)
+		col := fmt.Sprintf("column %q (%s)", c.name, c.typ)
+		if c.domain {
+			col = fmt.Sprintf("column %q (%s, a domain over %s)", c.name, c.typ, c.base)
+		}
+		switch {
+		case base == oidMoney || elem == oidMoney:
+			warn(col+` is carried as its text, which follows lc_monetary ("$1,234.56"): a server with another lc_monetary misreads or refuses it, and numeric columns refuse it`,
+				fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s TYPE numeric(20,2); (money casts to numeric exactly), or write it only to money columns of a target with the same lc_monetary",
+					ident, pgx.Identifier{c.name}.Sanitize()))
+		case isReg(base) || isReg(elem):
+			warn(col+" is carried as its text, an object name that the target resolves in its own catalog, where it may be missing or another object",
+				"map it to a text column, or store the name as text in the source")
+		case c.domain:
+			switch logicalType(base) {
+			case change.TypeInt:
+				warn(col+` is carried as its text ("42"), not as a number: changes name the domain, not its base type`,
+					fmt.Sprintf("convert it in the mapping: int(row.%s)", c.name))
+			case change.TypeFloat:
+				warn(col+` is carried as its text ("1.5"), not as a number: changes name the domain, not its base type`,
+					fmt.Sprintf("convert it in the mapping: double(row.%s)", c.name))
+			case change.TypeBool:
+				warn(col+` is carried as its text ("t" or "f"), not as a boolean: changes name the domain, not its base type`,
+					fmt.Sprintf(`convert it in the mapping: row.%s == "t"`, c.name))
+			case change.TypeBytes:
+				warn(col+` is carried as its text ("\x00ff"), not as bytes: changes name the domain, not its base type`,
+					fmt.Sprintf("write it only to bytea columns of a PostgreSQL target, which read that text back; or ALTER TABLE %s ALTER COLUMN %s TYPE bytea;",
+						ident, pgx.Identifier{c.name}.Sanitize()))
+			}
 		}
 	}
 	return ps

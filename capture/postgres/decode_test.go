@@ -192,3 +192,55 @@ func FuzzDecodeTuple(f *testing.F) {
 		}
 	})
 }
+
+func TestStream_TypesWithoutAGoValueTravelAsTheirText(t *testing.T) {
+	f := newFixture(t, `CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+	CREATE DOMAIN flag AS boolean;
+	CREATE DOMAIN blob AS bytea;
+	CREATE TYPE pair AS (a integer, b text);
+	CREATE TYPE mood AS ENUM ('sad', 'happy');
+	CREATE TABLE public.odd (id integer PRIMARY KEY, price money, rel regclass, qty posint, ok flag, raw blob,
+		comp pair, e mood, span tstzrange, mr int4multirange, x xml, p point, vb varbit, mac macaddr, tv tsvector,
+		ch "char", nm name, tt timetz, iv interval, ba bytea[], ta text[], o oid, lsn pg_lsn, ip inet, n numeric,
+		f4 real, f8 double precision)`)
+	s := startStream(t, f.source(f.config("public.odd")))
+	f.exec(`SET TimeZone = 'Asia/Tokyo';
+	INSERT INTO public.odd VALUES (1, 1234.56, 'pg_class', 42, true, '\x00ff', ROW(1, 'x y'), 'happy',
+		'[2024-01-01 09:00, 2024-01-02 00:00+00)', '{[1,3),[5,6)}', '<a>1</a>', '(1.5,-2)', '1010',
+		'08:00:2b:01:02:03', 'a fat cat', 'x', 'abc', '12:00:00+09', '-1 day -1 hour', ARRAY['\x00'::bytea, NULL],
+		'{"q\"uote",NULL}', 4294967295, '16/B374D848', '10.0.0.1', 'NaN', '-0', '-Infinity');
+	INSERT INTO public.odd (id) VALUES (2)`)
+	evs := s.events()
+	if len(evs) != 2 {
+		t.Fatalf("got %d events, want 2", len(evs))
+	}
+	wantRow := change.Row{"id": int64(1), "price": "$1,234.56", "rel": "pg_class", "qty": "42", "ok": "t", "raw": `\x00ff`,
+		"comp": `(1,"x y")`, "e": "happy", "span": `["2024-01-01 00:00:00+00","2024-01-02 00:00:00+00")`, "mr": "{[1,3),[5,6)}",
+		"x": "<a>1</a>", "p": "(1.5,-2)", "vb": "1010", "mac": "08:00:2b:01:02:03", "tv": "'a' 'cat' 'fat'", "ch": "x",
+		"nm": "abc", "tt": "12:00:00+09", "iv": "-1 days -01:00:00", "ba": `{"\\x00",NULL}`, "ta": `{"q\"uote",NULL}`,
+		"o": int64(4294967295), "lsn": "16/B374D848", "ip": "10.0.0.1", "n": "NaN", "f4": math.Copysign(0, -1), "f8": math.Inf(-1)}
+	if diff := cmp.Diff(wantRow, evs[0].After); diff != "" {
+		t.Errorf("row (-want +got):\n%s", diff)
+	}
+	if f4 := evs[0].After["f4"].(float64); !math.Signbit(f4) {
+		t.Errorf("real -0 decoded as %v, without its sign", f4)
+	}
+	nulls := change.Row{}
+	for c := range wantRow {
+		nulls[c] = nil
+	}
+	nulls["id"] = int64(2)
+	if diff := cmp.Diff(nulls, evs[1].After); diff != "" {
+		t.Errorf("row of NULLs (-want +got):\n%s", diff)
+	}
+	wantTypes := map[string]change.Type{"id": change.TypeInt, "o": change.TypeInt, "f4": change.TypeFloat, "f8": change.TypeFloat,
+		"n": change.TypeDecimal, "tt": change.TypeTime}
+	for c := range wantRow {
+		if _, ok := wantTypes[c]; !ok {
+			wantTypes[c] = change.TypeString
+		}
+	}
+	if diff := cmp.Diff(wantTypes, evs[0].Types); diff != "" {
+		t.Errorf("types (-want +got):\n%s", diff)
+	}
+}
