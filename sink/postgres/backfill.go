@@ -82,11 +82,13 @@ func validBackfill(p sink.BackfillProgress) error {
 	return nil
 }
 
-// orNow is t, or NULL (the server's now()) for the zero time.
+// orNow is t to the microsecond (truncated), or NULL (the server's now())
+// for the zero time.
 func orNow(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
+	t = t.Truncate(time.Microsecond)
 	return &t
 }
 
