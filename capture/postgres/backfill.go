@@ -29,7 +29,8 @@ func NewTableReader(ctx context.Context, dsn string) (*TableReader, error) {
 		return nil, fmt.Errorf("parse source dsn: %w", err)
 	}
 	for k, v := range map[string]string{"TimeZone": "UTC", "DateStyle": "ISO", "bytea_output": "hex",
-		"extra_float_digits": "3", "application_name": "tandem-backfill", "default_transaction_read_only": "on"} {
+		"extra_float_digits": "3", "client_encoding": "UTF8", "IntervalStyle": "postgres",
+		"application_name": "tandem-backfill", "default_transaction_read_only": "on"} {
 		cfg.ConnConfig.RuntimeParams[k] = v
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

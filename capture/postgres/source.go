@@ -232,6 +232,12 @@ func (s *Source) replicationConfig() (*pgconn.Config, error) {
 	cfg.RuntimeParams["DateStyle"] = "ISO"
 	cfg.RuntimeParams["bytea_output"] = "hex"
 	cfg.RuntimeParams["extra_float_digits"] = "3"
+	// Values arrive as UTF-8 whatever the database's encoding (a LATIN1
+	// database would otherwise send bytes JSON cannot carry), and intervals
+	// in the style every PostgreSQL reads back the same (sql_standard's
+	// "-1 1:00:00" means another interval to a default target).
+	cfg.RuntimeParams["client_encoding"] = "UTF8"
+	cfg.RuntimeParams["IntervalStyle"] = "postgres"
 	cfg.RuntimeParams["application_name"] = "tandem"
 	return cfg, nil
 }
@@ -475,7 +481,7 @@ func (st *stream) add(ctx context.Context, rel *relation, op change.Op, before, 
 		if err := st.emit(ctx, change.Batch{Events: st.events, Commit: st.begin.CommitTime}); err != nil {
 			return err
 		}
-		st.events = nil
+		st.events = make([]change.Event, 0, st.src.cfg.MaxBatch)
 	}
 	return nil
 }

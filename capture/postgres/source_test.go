@@ -1058,3 +1058,15 @@ func TestTableReader_CopiesEqualWhatTheStreamCaptures(t *testing.T) {
 		t.Errorf("composite-key pages (-want +got):\n%s", diff)
 	}
 }
+
+func TestStream_IntervalsAndTextDoNotDependOnTheSourcesSessionDefaults(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE spans (id int PRIMARY KEY, span interval, note text)`)
+	f.exec(`ALTER DATABASE ` + pgx.Identifier{f.db}.Sanitize() + ` SET IntervalStyle = 'sql_standard'`)
+	s := startStream(t, f.source(f.config("public.spans")))
+	f.exec(`INSERT INTO spans VALUES (1, '-1 day -1 hour', 'é')`)
+	got := s.events()
+	want := change.Row{"id": int64(1), "span": "-1 days -01:00:00", "note": "é"}
+	if diff := cmp.Diff(want, got[0].After); diff != "" {
+		t.Errorf("row (-want +got):\n%s", diff)
+	}
+}
