@@ -93,6 +93,7 @@ type Checkpoint struct {
 	After []string // the chunk's last key
 	Rows  int64    // rows of the table copied up to and including the chunk
 	Last  bool     // the table's last chunk
+	seq   int64    // emit order: acknowledging a chunk acknowledges every earlier one
 }
 
 // String renders the checkpoint for logs.
@@ -149,10 +150,13 @@ type Runner struct {
 	metrics *Metrics
 	limiter *rate.Limiter
 
+	emitMu sync.Mutex // one emit at a time, so seq follows emit order
+
 	mu       sync.Mutex
 	progress map[change.Table]*sink.BackfillProgress
-	pending  map[change.Table]int // chunks emitted, not yet acknowledged
-	changed  chan struct{}        // signalled on every Ack
+	inFlight []Checkpoint // emitted, not yet acknowledged, in emit order
+	nextSeq  int64
+	changed  chan struct{} // signalled on every Ack
 }
 
 // New returns a Runner. emit hands a batch of "r" changes to the stream
@@ -175,7 +179,7 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, emit func(context.
 		m = NewMetrics(nil)
 	}
 	r := &Runner{cfg: cfg, reader: reader, store: store, emit: emit, log: log, metrics: m,
-		progress: map[change.Table]*sink.BackfillProgress{}, pending: map[change.Table]int{}, changed: make(chan struct{}, 1)}
+		progress: map[change.Table]*sink.BackfillProgress{}, changed: make(chan struct{}, 1)}
 	if cfg.MaxRowsPerSecond > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), max(cfg.ChunkRows, int(cfg.MaxRowsPerSecond)))
 	}
@@ -264,7 +268,9 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 	g.SetLimit(r.cfg.Parallel)
 	for _, j := range jobs {
 		g.Go(func() error {
-			waited, err := r.copyTable(gctx, j.table, j.after, j.rows)
+			// Chunks are emitted with ctx, not gctx: gctx ends when the
+			// last copy returns, while its records may still be in flight.
+			waited, err := r.copyTable(gctx, ctx, j.table, j.after, j.rows)
 			throttled.Store(j.table.Name, waited)
 			return err
 		})
@@ -296,7 +302,7 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 }
 
 // copyTable reads and emits one table's chunks.
-func (r *Runner) copyTable(ctx context.Context, t *Table, after []string, rows int64) (throttled time.Duration, err error) {
+func (r *Runner) copyTable(ctx, emitCtx context.Context, t *Table, after []string, rows int64) (throttled time.Duration, err error) {
 	counter := r.metrics.Rows.WithLabelValues(t.Name.String())
 	for {
 		chunk, last, err := r.reader.Chunk(ctx, t, after, r.cfg.ChunkRows)
@@ -321,10 +327,15 @@ func (r *Runner) copyTable(ctx context.Context, t *Table, after []string, rows i
 		for i, row := range chunk {
 			events[i] = change.Event{Op: change.OpRead, Table: t.Name, Key: t.Key, Types: t.Types, Columns: t.Columns, After: row, Commit: now}
 		}
+		r.emitMu.Lock()
 		r.mu.Lock()
-		r.pending[t.Name]++
+		cp.seq = r.nextSeq
+		r.nextSeq++
+		r.inFlight = append(r.inFlight, cp)
 		r.mu.Unlock()
-		if err := r.emit(ctx, change.Batch{Events: events, Pos: cp, Commit: now}); err != nil {
+		err = r.emit(emitCtx, change.Batch{Events: events, Pos: cp, Commit: now})
+		r.emitMu.Unlock()
+		if err != nil {
 			return throttled, fmt.Errorf("backfill %s: emit chunk: %w", t.Name, err)
 		}
 		counter.Add(float64(len(chunk)))
@@ -335,42 +346,53 @@ func (r *Runner) copyTable(ctx context.Context, t *Table, after []string, rows i
 	}
 }
 
-// Ack records that a chunk is durable and saves the table's progress.
-// The pipeline calls it in emit order.
+// Ack records that a chunk, and every chunk emitted before it, is durable,
+// and saves the progress of the tables they belong to. The pipeline calls
+// it in emit order, maybe skipping chunks (a durable prefix is reported by
+// its last chunk).
 func (r *Runner) Ack(ctx context.Context, pos change.Position) error {
 	cp, ok := pos.(Checkpoint)
 	if !ok {
 		return fmt.Errorf("backfill: acknowledged %T, not a Checkpoint", pos)
 	}
 	r.mu.Lock()
-	p := r.progress[cp.Table]
-	if p == nil {
-		r.mu.Unlock()
-		return fmt.Errorf("backfill: acknowledged a chunk of %s, which is not being copied", cp.Table)
+	n := 0
+	latest := map[change.Table]Checkpoint{}
+	for n < len(r.inFlight) && r.inFlight[n].seq <= cp.seq {
+		latest[r.inFlight[n].Table] = r.inFlight[n]
+		n++
 	}
-	p.After, p.Rows, p.Updated = encodeKey(cp.After), cp.Rows, time.Now()
-	saved := *p
-	r.pending[cp.Table]--
+	r.inFlight = r.inFlight[n:]
+	var saves []sink.BackfillProgress
+	for table, c := range latest {
+		p := r.progress[table]
+		if p == nil {
+			r.mu.Unlock()
+			return fmt.Errorf("backfill: acknowledged a chunk of %s, which is not being copied", table)
+		}
+		p.After, p.Rows, p.Updated = encodeKey(c.After), c.Rows, time.Now()
+		saves = append(saves, *p)
+	}
 	r.mu.Unlock()
-	err := r.store.SaveBackfill(ctx, saved)
+	slices.SortFunc(saves, func(a, b sink.BackfillProgress) int { return strings.Compare(a.Table, b.Table) })
+	var errs []error
+	for _, p := range saves {
+		if err := r.store.SaveBackfill(ctx, p); err != nil {
+			errs = append(errs, fmt.Errorf("backfill %s: save progress: %w", p.Table, err))
+		}
+	}
 	select {
 	case r.changed <- struct{}{}:
 	default:
 	}
-	if err != nil {
-		return fmt.Errorf("backfill %s: save progress: %w", cp.Table, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // waitDurable waits until every emitted chunk was acknowledged.
 func (r *Runner) waitDurable(ctx context.Context) error {
 	for {
 		r.mu.Lock()
-		n := 0
-		for _, c := range r.pending {
-			n += c
-		}
+		n := len(r.inFlight)
 		r.mu.Unlock()
 		if n == 0 {
 			return nil

@@ -3,6 +3,7 @@ package backfill
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -194,4 +195,37 @@ func TestRun_ProgressIsSavedOnlyWhenAcknowledged(t *testing.T) {
 	if diff := cmp.Diff(want, store.log); diff != "" {
 		t.Errorf("saved progress (-want +got):\n%s", diff)
 	}
+}
+
+func TestAck_OfALaterChunkAcknowledgesEveryEarlierOne(t *testing.T) {
+	store := &memStore{}
+	var runner *Runner
+	var last change.Position
+	n := 0
+	runner = New(Config{Tables: tables("a", "b"), ChunkRows: 10, Parallel: 1}, memReader{sizes: map[string]int{"s.a": 20, "s.b": 5}}, store,
+		func(ctx context.Context, b change.Batch) error {
+			n++
+			last = b.Pos
+			if n == 4 { // a: 10, 10, 0 rows; b: 5 rows — a durable prefix reported by its last chunk only
+				return runner.Ack(ctx, last)
+			}
+			return nil
+		}, nil, nil)
+	sum, err := runner.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != 25 {
+		t.Errorf("summary %+v", sum)
+	}
+	got, _ := store.BackfillProgress(context.Background())
+	slicesSortByTable(got)
+	want := []sink.BackfillProgress{{Table: "s.a", State: sink.BackfillDone, After: `["20"]`, Rows: 20}, {Table: "s.b", State: sink.BackfillDone, After: `["5"]`, Rows: 5}}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(sink.BackfillProgress{}, "Started", "Updated")); diff != "" {
+		t.Errorf("progress (-want +got):\n%s", diff)
+	}
+}
+
+func slicesSortByTable(ps []sink.BackfillProgress) {
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Table < ps[j].Table })
 }

@@ -63,6 +63,9 @@ func (a *applier) consume(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(500 * time.Millisecond),
+		// Wide rows (a multi-megabyte text) must not stall a partition:
+		// fetch up to 32 MiB per partition (Kafka's record limit applies).
+		kgo.FetchMaxPartitionBytes(32 << 20), kgo.FetchMaxBytes(64 << 20),
 		kgo.AdjustFetchOffsetsFn(a.storedOffsets),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { a.joined.Store(true) }),
 	}, a.clientOpt...)

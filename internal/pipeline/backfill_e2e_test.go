@@ -1,0 +1,306 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/internal/cart"
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/shop"
+	"github.com/tandemcdc/tandem/internal/testenv"
+)
+
+// smallChunks makes a config copy in many small chunks, so concurrent
+// writes land inside chunks being copied.
+const smallChunks = "backfill:\n  chunk_rows: 40\n  parallel: 2\n"
+
+// runBackfill runs `tandem backfill` in-process until the copy is durable.
+func runBackfill(t *testing.T, ctx context.Context, cfg *config.Config, bo pipeline.BackfillOptions) (backfill.Summary, error) {
+	t.Helper()
+	var sum backfill.Summary
+	bo.Done = func(s backfill.Summary) { sum = s }
+	err := pipeline.Run(ctx, cfg, pipeline.Options{
+		Roles: pipeline.Roles{Capture: true, Apply: true}, Backfill: &bo,
+		Logger: slog.New(slog.NewTextHandler(pipelinetest.LogWriter{TB: t}, nil)),
+	})
+	return sum, err
+}
+
+func TestBackfill_PostgresHistoryAndConcurrentWritersConverge(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m := newMigration(t)
+	// History before tandem exists: only the backfill can bring it over.
+	w := &shop.Workload{Src: m.Src, Seed: 51}
+	if err := w.History(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})+smallChunks)
+	// Writers update, delete and insert in the chunks while they are copied.
+	wctx, stopWriters := context.WithCancel(ctx)
+	defer stopWriters()
+	errc := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			wk := &shop.Workload{Src: m.Src, Seed: uint64(60 + i)}
+			errc <- wk.Run(wctx, 0, 400)
+		}()
+	}
+	sum, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows < 1200 || sum.Tables != 2 {
+		t.Errorf("backfill copied %d rows of %d tables, want >= 1200 of 2", sum.Rows, sum.Tables)
+	}
+	// The stream goes on after the backfill; writers stop; all converges.
+	start(t, cfg)
+	stopWriters()
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := waitConverged(t, m, time.Minute)
+	if got.Count() < 1000 {
+		t.Errorf("only %d target rows", got.Count())
+	}
+}
+
+func TestBackfill_MariaDBHistoryAndConcurrentWritersConverge(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m := newCartMigration(t, "postgres")
+	// History, then the same workload goes on while the backfill copies:
+	// updates, key changes and deletes of rows being copied; inserts above.
+	wk := &cart.Workload{DB: m.src, Seed: 71}
+	if err := wk.Run(ctx, 600, 0); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parseConfig(t, cartConfig(m.srcDSN, m.srcDB, "postgres", m.cfg.Target.DSN.Value())+smallChunks)
+	wctx, stopWriters := context.WithCancel(ctx)
+	defer stopWriters()
+	errc := make(chan error, 1)
+	go func() { errc <- wk.Run(wctx, 0, 400) }()
+	if _, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, cfg)
+	stopWriters()
+	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	got := waitCarts(t, m.src, m.read, time.Minute)
+	if len(got.Carts) < 100 {
+		t.Errorf("only %d carts", len(got.Carts))
+	}
+}
+
+func TestBackfill_KilledMidwayResumesAfterTheLastDurableChunk(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m := newMigration(t)
+	w := &shop.Workload{Src: m.Src, Seed: 81}
+	if err := w.History(ctx, 500); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})+
+		"backfill:\n  chunk_rows: 20\n  parallel: 1\n  max_rows_per_second: 1500\n")
+	// First run: stopped once some chunks are durable (progress saved).
+	first, stopFirst := context.WithCancel(ctx)
+	var copied atomic.Int64
+	go func() {
+		testenv.WaitFor(t, "some backfill progress saved", time.Minute, func() (bool, error) {
+			var n int64
+			err := m.Tgt.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM tandem.backfills`).Scan(&n)
+			if err != nil {
+				return false, nil // not created yet
+			}
+			copied.Store(n)
+			return n >= 200, nil
+		})
+		stopFirst()
+	}()
+	if _, err := runBackfill(t, first, cfg, pipeline.BackfillOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if copied.Load() == 0 {
+		t.Fatal("the first run saved no progress")
+	}
+	// Second run: resumes; together the runs copy everything once at least.
+	sum, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total := int64(2000); sum.Rows != total {
+		t.Errorf("progress after the resumed run: %d rows, want %d (500 customers + 1500 orders)", sum.Rows, total)
+	}
+	start(t, cfg)
+	waitConverged(t, m, time.Minute)
+	// A third run has nothing to do.
+	sum, err = runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Skipped) != 2 || sum.Tables != 0 {
+		t.Errorf("a finished backfill ran again: %+v", sum)
+	}
+}
+
+func TestBackfill_CompositeKeysAndAHugeRow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	src, tgt := testenv.NewDatabase(t), testenv.NewDatabase(t)
+	for _, dsn := range []string{src, tgt} {
+		if err := testenv.Postgres(t).Exec(ctx, dbOfDSN(t, dsn), `CREATE TABLE lines (order_id int, line int, sku text, note text, PRIMARY KEY (order_id, line))`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testenv.Postgres(t).Exec(ctx, dbOfDSN(t, src), `INSERT INTO lines SELECT o, l, 'sku-' || o || '-' || l, NULL FROM generate_series(1, 30) o, generate_series(1, 7) l;
+UPDATE lines SET note = repeat('huge ', 600 * 1024) WHERE order_id = 17 AND line = 3`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parseConfig(t, `source:
+  kind: postgres
+  dsn: "`+src+`"
+  tables: [public.lines]
+  postgres: { slot: `+dbOfDSN(t, src)+`, publication: tandem }
+kafka:
+  topic_prefix: lines
+  partitions: 3
+target:
+  kind: postgres
+  dsn: "`+tgt+`"
+http:
+  listen: 127.0.0.1:0
+backfill:
+  chunk_rows: 25
+mappings:
+  - from: public.lines
+    to:
+      - table: public.lines
+        key: [order_id, line]
+        columns:
+          order_id: row.order_id
+          line: row.line
+          sku: row.sku
+          note: row.note
+`)
+	t.Cleanup(func() {
+		_ = testenv.Postgres(t).Exec(context.Background(), dbOfDSN(t, src), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = current_database() AND NOT active`)
+	})
+	sum, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != 210 {
+		t.Errorf("copied %d rows, want 210", sum.Rows)
+	}
+	q := `SELECT order_id, line, sku, md5(coalesce(note, '')) FROM lines ORDER BY order_id, line`
+	want, err := pgRows(ctx, src, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgRows(ctx, tgt, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("target after backfill (-source +target):\n%s", diff)
+	}
+}
+
+// pgRows reads a query's rows as text on the database at dsn.
+func pgRows(ctx context.Context, dsn, q string) ([][]string, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	return cart.PGText(ctx, conn, q)
+}
+
+// TestBackfill_RowsDeletedWhileTheirChunkIsCopiedAreNotResurrected makes
+// the race happen on purpose: the throttle holds a chunk between its read
+// and its emit for a second, the rows are deleted in that second, so the
+// stream's deletes reach Kafka (and the target) before the copies.
+func TestBackfill_RowsDeletedWhileTheirChunkIsCopiedAreNotResurrected(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	src, tgt := testenv.NewDatabase(t), testenv.NewDatabase(t)
+	for _, dsn := range []string{src, tgt} {
+		if err := testenv.Postgres(t).Exec(ctx, dbOfDSN(t, dsn), `CREATE TABLE items (id int PRIMARY KEY, v text)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testenv.Postgres(t).Exec(ctx, dbOfDSN(t, src), `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 60) g`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = testenv.Postgres(t).Exec(context.Background(), dbOfDSN(t, src), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = current_database() AND NOT active`)
+	})
+	cfg := parseConfig(t, `source:
+  kind: postgres
+  dsn: "`+src+`"
+  tables: [public.items]
+  postgres: { slot: `+dbOfDSN(t, src)+`, publication: tandem }
+kafka:
+  topic_prefix: items
+  partitions: 2
+target:
+  kind: postgres
+  dsn: "`+tgt+`"
+http:
+  listen: 127.0.0.1:0
+backfill:
+  chunk_rows: 10
+  parallel: 1
+  max_rows_per_second: 10
+mappings:
+  - from: public.items
+    to:
+      - table: public.items
+        key: [id]
+        columns:
+          id: row.id
+          v: row.v
+`)
+	done := make(chan error, 1)
+	go func() {
+		_, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+		done <- err
+	}()
+	// The first chunk is applied; the second was read right after it and
+	// waits a second for the throttle: delete everything now.
+	testenv.WaitFor(t, "the first chunk applied", 30*time.Second, func() (bool, error) {
+		rows, err := pgRows(ctx, tgt, `SELECT count(*)::text FROM items`)
+		return err == nil && rows[0][0] != "0", nil
+	})
+	if err := testenv.Postgres(t).Exec(ctx, dbOfDSN(t, src), `DELETE FROM items`); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	start(t, cfg) // the stream goes on: every delete is applied
+	testenv.WaitFor(t, "the target to be empty like the source", 30*time.Second, func() (bool, error) {
+		rows, err := pgRows(ctx, tgt, `SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM items`)
+		if err != nil {
+			return false, err
+		}
+		if rows[0][0] != "" {
+			t.Logf("target still holds %s", rows[0][0])
+		}
+		return rows[0][0] == "", nil
+	})
+}
