@@ -115,7 +115,33 @@ func run(ctx context.Context, workload time.Duration, rate int, keep bool) error
 		return fmt.Errorf("tandem check: %w", err)
 	}
 
-	step("tandem run -c %s   (embedded Kafka broker; log: %s)", rel(root, cfgPath), rel(root, logPath))
+	step("writing history before tandem exists: 1000 customers with 3 orders each")
+	w := &shop.Workload{Src: m.Src, Seed: uint64(time.Now().UnixNano())}
+	if err := w.History(ctx, 1000); err != nil {
+		return err
+	}
+
+	step("live workload for %s: 3 writers, %d ops/s each (inserts, updates, key changes, deletes), from now on", workload, rate)
+	wctx, cancel := context.WithTimeout(ctx, workload)
+	defer cancel()
+	errc := make(chan error, 3)
+	for i := range 3 {
+		go func() {
+			wk := &shop.Workload{Src: m.Src, Seed: w.Seed + uint64(i) + 1}
+			err := wk.Run(wctx, 0, rate)
+			w.Ops.Add(wk.Ops.Load())
+			errc <- err
+		}()
+	}
+
+	step("tandem backfill -c %s   (copies the history in chunks while the writers run; log: %s)", rel(root, cfgPath), rel(root, logPath))
+	bf := exec.CommandContext(ctx, bin, "backfill", "-c", cfgPath)
+	bf.Env, bf.Stdout, bf.Stderr = env, prefixed{"    "}, logFile
+	if err := bf.Run(); err != nil {
+		return fmt.Errorf("tandem backfill: %w (see %s)", err, logPath)
+	}
+
+	step("tandem run -c %s   (the stream goes on from where the backfill's slot began; embedded Kafka broker)", rel(root, cfgPath))
 	tandem := exec.Command(bin, "run", "-c", cfgPath)
 	tandem.Env, tandem.Stdout, tandem.Stderr = env, logFile, logFile
 	if err := tandem.Start(); err != nil {
@@ -136,25 +162,6 @@ func run(ctx context.Context, workload time.Duration, rate int, keep bool) error
 		return fmt.Errorf("%w (see %s)", err, logPath)
 	}
 	fmt.Printf("    ready; metrics at %s\n", metricsURL)
-
-	step("writing history: 200 customers with 3 orders each")
-	w := &shop.Workload{Src: m.Src, Seed: uint64(time.Now().UnixNano())}
-	if err := w.History(ctx, 200); err != nil {
-		return err
-	}
-
-	step("live workload for %s: 3 writers, %d ops/s each (inserts, updates, key changes, deletes)", workload, rate)
-	wctx, cancel := context.WithTimeout(ctx, workload)
-	defer cancel()
-	errc := make(chan error, 3)
-	for i := range 3 {
-		go func() {
-			wk := &shop.Workload{Src: m.Src, Seed: w.Seed + uint64(i) + 1}
-			err := wk.Run(wctx, 0, rate)
-			w.Ops.Add(wk.Ops.Load())
-			errc <- err
-		}()
-	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for running := 3; running > 0; {
@@ -181,7 +188,7 @@ func run(ctx context.Context, workload time.Duration, rate int, keep bool) error
 	s := scrape(metricsURL)
 	fmt.Printf(`
 Summary
-  source operations written   %d (history + live)
+  source operations written   %d (history, copied by backfill, + live, streamed)
   changes captured            %.0f  (tandem_capture_events_total)
   target row writes applied   %.0f  (tandem_apply_rows_total: one order feeds orders and payments)
   replication lag now         %.3fs (tandem_replication_lag_seconds); caught up %s after the workload stopped
