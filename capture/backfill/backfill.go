@@ -86,6 +86,13 @@ type Reader interface {
 	Estimate(ctx context.Context, t change.Table) (int64, error)
 }
 
+// LoadReader is a Reader that can tell how busy the source is (PostgreSQL
+// active sessions, MySQL Threads_running), for pausing the copy.
+type LoadReader interface {
+	Reader
+	Load(ctx context.Context) (int, error)
+}
+
 // Checkpoint is the position of a copied chunk, acknowledged (see Runner.Ack)
 // once its rows are durable downstream.
 type Checkpoint struct {
@@ -114,7 +121,21 @@ type Config struct {
 	DurableOnProduce bool
 	// ProgressEvery is how often progress is logged; default 10s.
 	ProgressEvery time.Duration
+	// ChunkBytes bounds a chunk's size as well as ChunkRows, so wide rows
+	// do not blow memory: chunks start small and grow while under it, and
+	// shrink when one goes over. Default 16 MiB.
+	ChunkBytes int
+	// Pause, if set, is asked before each chunk; while it returns a reason
+	// (replication lag or source load too high) the copy waits. The time
+	// waited counts as throttled.
+	Pause func(ctx context.Context) (reason string, err error)
+	// PauseCheckEvery is how often a paused copy asks again; default 1s.
+	PauseCheckEvery time.Duration
 }
+
+// firstChunkRows is where a table's chunk size starts before it knows how
+// wide the rows are.
+const firstChunkRows = 100
 
 // Metrics are the backfill metrics of CONTRACT.md.
 type Metrics struct {
@@ -171,6 +192,12 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, emit func(context.
 	}
 	if cfg.ProgressEvery <= 0 {
 		cfg.ProgressEvery = 10 * time.Second
+	}
+	if cfg.ChunkBytes <= 0 {
+		cfg.ChunkBytes = 16 << 20
+	}
+	if cfg.PauseCheckEvery <= 0 {
+		cfg.PauseCheckEvery = time.Second
 	}
 	if log == nil {
 		log = slog.Default()
@@ -304,11 +331,19 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 // copyTable reads and emits one table's chunks.
 func (r *Runner) copyTable(ctx, emitCtx context.Context, t *Table, after []string, rows int64) (throttled time.Duration, err error) {
 	counter := r.metrics.Rows.WithLabelValues(t.Name.String())
+	limit := min(r.cfg.ChunkRows, firstChunkRows)
 	for {
-		chunk, last, err := r.reader.Chunk(ctx, t, after, r.cfg.ChunkRows)
+		waited, err := r.waitUnpaused(ctx, t.Name)
+		throttled += waited
+		if err != nil {
+			return throttled, err
+		}
+		chunk, last, err := r.reader.Chunk(ctx, t, after, limit)
 		if err != nil {
 			return throttled, fmt.Errorf("backfill %s: read chunk after %s: %w", t.Name, encodeKey(after), err)
 		}
+		done := len(chunk) < limit
+		limit = nextLimit(limit, r.cfg.ChunkRows, r.cfg.ChunkBytes, rowBytes(chunk))
 		if r.limiter != nil && len(chunk) > 0 {
 			w := time.Now()
 			if err := r.limiter.WaitN(ctx, min(len(chunk), r.limiter.Burst())); err != nil {
@@ -317,7 +352,6 @@ func (r *Runner) copyTable(ctx, emitCtx context.Context, t *Table, after []strin
 			throttled += time.Since(w)
 		}
 		rows += int64(len(chunk))
-		done := len(chunk) < r.cfg.ChunkRows
 		cp := Checkpoint{Table: t.Name, After: last, Rows: rows, Last: done}
 		if len(chunk) == 0 {
 			cp.After = after
@@ -344,6 +378,65 @@ func (r *Runner) copyTable(ctx, emitCtx context.Context, t *Table, after []strin
 		}
 		after = last
 	}
+}
+
+// waitUnpaused waits while Pause gives a reason, logging each new reason once.
+func (r *Runner) waitUnpaused(ctx context.Context, table change.Table) (time.Duration, error) {
+	if r.cfg.Pause == nil {
+		return 0, nil
+	}
+	start, said := time.Now(), ""
+	for {
+		reason, err := r.cfg.Pause(ctx)
+		if err != nil {
+			return time.Since(start), fmt.Errorf("backfill %s: %w", table, err)
+		}
+		if reason == "" {
+			if said != "" {
+				r.log.Info("backfill resumed", "table", table.String(), "paused_for", time.Since(start).Round(time.Second).String())
+			}
+			return time.Since(start), nil
+		}
+		if reason != said {
+			r.log.Warn("backfill paused", "table", table.String(), "reason", reason)
+			said = reason
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err()
+		case <-time.After(r.cfg.PauseCheckEvery):
+		}
+	}
+}
+
+// rowBytes estimates a chunk's size in memory.
+func rowBytes(rows []change.Row) int {
+	n := 0
+	for _, row := range rows {
+		for c, v := range row {
+			n += len(c) + 16
+			switch v := v.(type) {
+			case string:
+				n += len(v)
+			case []byte:
+				n += len(v)
+			}
+		}
+	}
+	return n
+}
+
+// nextLimit sizes the next chunk from the last one's bytes: doubling up
+// to maxRows while under a quarter of maxBytes, shrinking in proportion
+// when over maxBytes, never below one row.
+func nextLimit(limit, maxRows, maxBytes, bytes int) int {
+	switch {
+	case bytes > maxBytes:
+		return max(1, int(int64(limit)*int64(maxBytes)/int64(bytes)))
+	case bytes < maxBytes/4:
+		return min(maxRows, limit*2)
+	}
+	return limit
 }
 
 // Ack records that a chunk, and every chunk emitted before it, is durable,

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -228,4 +229,41 @@ func TestAck_OfALaterChunkAcknowledgesEveryEarlierOne(t *testing.T) {
 
 func slicesSortByTable(ps []sink.BackfillProgress) {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Table < ps[j].Table })
+}
+
+func TestNextLimit_GrowsUnderTheByteBoundAndShrinksOverIt(t *testing.T) {
+	tests := []struct{ limit, bytes, want int }{
+		{100, 1000, 200},         // small rows: double
+		{4000, 1000, 5000},       // up to chunk_rows
+		{100, 5 << 20, 100},      // between a quarter and the bound: keep
+		{100, 64 << 20, 25},      // 4x over: a quarter
+		{1, 1 << 30, 1},          // one huge row: never below one
+		{5000, 16<<20 + 1, 4999}, // just over: a little less
+		{5000, (16 << 20) / 8, 5000},
+	}
+	for _, tt := range tests {
+		if got := nextLimit(tt.limit, 5000, 16<<20, tt.bytes); got != tt.want {
+			t.Errorf("nextLimit(%d, bytes %d) = %d, want %d", tt.limit, tt.bytes, got, tt.want)
+		}
+	}
+}
+
+func TestRun_WaitsWhilePausedAndCountsItThrottled(t *testing.T) {
+	var calls int
+	reasons := []string{"replication lag 45s > 30s", "replication lag 45s > 30s", ""}
+	cfg := Config{Tables: tables("a"), ChunkRows: 10, PauseCheckEvery: time.Millisecond,
+		Pause: func(context.Context) (string, error) {
+			calls++
+			if calls <= len(reasons) {
+				return reasons[calls-1], nil
+			}
+			return "", nil
+		}}
+	sum, got := run(t, cfg, memReader{sizes: map[string]int{"s.a": 15}}, &memStore{})
+	if diff := cmp.Diff(map[string][]int64{"s.a": ids(1, 15)}, got); diff != "" {
+		t.Errorf("copied (-want +got):\n%s", diff)
+	}
+	if sum.Throttled <= 0 || calls < 4 {
+		t.Errorf("throttled %v after %d pause checks; want > 0 after >= 4", sum.Throttled, calls)
+	}
 }

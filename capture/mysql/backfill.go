@@ -209,3 +209,14 @@ func (r *TableReader) Estimate(ctx context.Context, t change.Table) (int64, erro
 	}
 	return n.Int64, nil
 }
+
+// Load implements backfill's source-load probe: Threads_running, less this
+// connection's own.
+func (r *TableReader) Load(ctx context.Context) (int, error) {
+	var name string
+	var n int
+	if err := r.db.QueryRowContext(ctx, `SHOW GLOBAL STATUS LIKE 'Threads_running'`).Scan(&name, &n); err != nil {
+		return 0, fmt.Errorf("read source load (Threads_running): %w", err)
+	}
+	return max(0, n-1), nil
+}

@@ -171,3 +171,15 @@ func (s *Source) SlotExists(ctx context.Context) (bool, error) {
 	}
 	return exists, nil
 }
+
+// Load implements backfill's source-load probe: the sessions running a
+// statement now, tandem's own excluded.
+func (r *TableReader) Load(ctx context.Context) (int, error) {
+	var n int
+	err := r.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name NOT LIKE 'tandem%'`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("read source load (pg_stat_activity): %w", err)
+	}
+	return n, nil
+}

@@ -83,12 +83,60 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 		return nil, fmt.Errorf("backfill: source kind %q is not supported", cfg.Source.Kind)
 	}
 	b := &backfillRole{close: closer, log: log}
+	gatherer, _ := reg.(prometheus.Gatherer)
 	b.emitter = &captureRole{prefix: cfg.Kafka.TopicPrefix, client: producer, log: log, enc: encoder(cfg, opts.Version)}
 	b.runner = backfill.New(backfill.Config{
 		Tables: tables, ChunkRows: cfg.Backfill.ChunkRows, Parallel: cfg.Backfill.Parallel,
 		MaxRowsPerSecond: float64(cfg.Backfill.MaxRowsPerSecond), Restart: opts.Backfill.Restart, DurableOnProduce: durableOnProduce,
+		Pause: backfillPause(reader, gatherer),
 	}, reader, store, func(ctx context.Context, bt change.Batch) error { return b.emitter.emit(ctx, bt) }, log, backfill.NewMetrics(reg))
 	return b, nil
+}
+
+// The backfill pauses while the stream lags or the source is busy: the
+// copy is the work that can wait.
+const (
+	pauseLagSeconds = 30 // tandem_replication_lag_seconds of any mapping
+	pauseSourceLoad = 32 // PostgreSQL active sessions / MySQL Threads_running
+)
+
+// backfillPause says why the copy should wait now, or "".
+func backfillPause(reader backfill.Reader, g prometheus.Gatherer) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		if g != nil {
+			if lag := maxGauge(g, "tandem_replication_lag_seconds"); lag > pauseLagSeconds {
+				return fmt.Sprintf("replication lag %.0fs > %ds", lag, pauseLagSeconds), nil
+			}
+		}
+		if lr, ok := reader.(backfill.LoadReader); ok {
+			n, err := lr.Load(ctx)
+			if err != nil {
+				return "", err
+			}
+			if n > pauseSourceLoad {
+				return fmt.Sprintf("source load: %d statements running > %d", n, pauseSourceLoad), nil
+			}
+		}
+		return "", nil
+	}
+}
+
+// maxGauge returns the largest value of a gauge family (0 when absent).
+func maxGauge(g prometheus.Gatherer, name string) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	out := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out = max(out, m.GetGauge().GetValue())
+		}
+	}
+	return out
 }
 
 // run copies, then reports the summary.
