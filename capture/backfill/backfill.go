@@ -119,7 +119,8 @@ type Config struct {
 	// has it (an external cluster): the final state is then
 	// sink.BackfillCopied, as apply may still be writing.
 	DurableOnProduce bool
-	// ProgressEvery is how often progress is logged; default 10s.
+	// ProgressEvery is how often progress is logged; default 10s;
+	// negative: never (a live display shows Progress instead).
 	ProgressEvery time.Duration
 	// ChunkBytes bounds a chunk's size as well as ChunkRows, so wide rows
 	// do not blow memory: chunks start small and grow while under it, and
@@ -178,6 +179,7 @@ type Runner struct {
 	inFlight []Checkpoint // emitted, not yet acknowledged, in emit order
 	nextSeq  int64
 	changed  chan struct{} // signalled on every Ack
+	live     liveStats     // the counters behind Progress (progress.go)
 }
 
 // New returns a Runner. emit hands a batch of "r" changes to the stream
@@ -190,7 +192,7 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, emit func(context.
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 4
 	}
-	if cfg.ProgressEvery <= 0 {
+	if cfg.ProgressEvery == 0 {
 		cfg.ProgressEvery = 10 * time.Second
 	}
 	if cfg.ChunkBytes <= 0 {
@@ -252,6 +254,7 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 		p, ok := byName[name.String()]
 		if ok && p.State != sink.BackfillRunning {
 			sum.Skipped = append(sum.Skipped, name)
+			r.noteTable(name, StateSkipped, 0, p.Rows)
 			r.log.Info("backfill: table already copied; skipped (--restart copies it again)", "table", name.String(), "rows", p.Rows, "state", p.State)
 			continue
 		}
@@ -280,6 +283,7 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 			return sum, fmt.Errorf("backfill %s: save progress: %w", name, err)
 		}
 		r.progress[name] = &p
+		r.noteTable(name, StateWaiting, est, p.Rows)
 		if after != nil {
 			r.log.Info("backfill: resuming", "table", name.String(), "after", p.After, "rows", p.Rows)
 		}
@@ -297,7 +301,9 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 		g.Go(func() error {
 			// Chunks are emitted with ctx, not gctx: gctx ends when the
 			// last copy returns, while its records may still be in flight.
+			r.noteStart(j.table.Name)
 			waited, err := r.copyTable(gctx, ctx, j.table, j.after, j.rows)
+			r.noteEnd(j.table.Name, waited, err)
 			throttled.Store(j.table.Name, waited)
 			return err
 		})
@@ -373,6 +379,7 @@ func (r *Runner) copyTable(ctx, emitCtx context.Context, t *Table, after []strin
 			return throttled, fmt.Errorf("backfill %s: emit chunk: %w", t.Name, err)
 		}
 		counter.Add(float64(len(chunk)))
+		r.noteChunk(t.Name, rows, throttled)
 		if done {
 			return throttled, nil
 		}
@@ -501,6 +508,9 @@ func (r *Runner) waitDurable(ctx context.Context) error {
 
 // logProgress logs each table's progress every ProgressEvery until stopped.
 func (r *Runner) logProgress(ctx context.Context, start time.Time) (stop func()) {
+	if r.cfg.ProgressEvery < 0 {
+		return func() {}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
