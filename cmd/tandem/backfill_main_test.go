@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tandemcdc/tandem/internal/shop"
+	"github.com/tandemcdc/tandem/internal/testenv"
+)
+
+// TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges kills the real
+// binary in the middle of a backfill: the second run goes on from the last
+// applied chunk, and with the stream the target ends equal to the source.
+func TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const slot = "tandem_backfill_kill"
+	t.Cleanup(func() {
+		_, _ = m.Src.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
+	})
+	w := &shop.Workload{Src: m.Src, Seed: 91}
+	if err := w.History(ctx, 1500); err != nil { // 1500 customers + 4500 orders
+		t.Fatal(err)
+	}
+	cfg := shop.Config(shop.ConfigOptions{Slot: slot}) + "backfill:\n  chunk_rows: 100\n  parallel: 2\n  max_rows_per_second: 1500\n"
+	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "TANDEM_SOURCE_DSN="+m.SrcDSN, "TANDEM_TARGET_DSN="+m.TgtDSN)
+	durable := func() int64 {
+		var n int64
+		if err := m.Tgt.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM tandem.backfills`).Scan(&n); err != nil {
+			return 0 // not created yet
+		}
+		return n
+	}
+
+	out := &syncBuffer{}
+	first := exec.Command(binary, "backfill", "-c", cfgPath)
+	first.Env, first.Stdout, first.Stderr = env, out, out
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "1000 rows copied and applied", time.Minute, func() (bool, error) { return durable() >= 1000, nil })
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	killedAt := durable()
+	if killedAt >= 6000 {
+		t.Fatalf("the backfill finished (%d rows) before it was killed: the test proved nothing", killedAt)
+	}
+
+	out2 := &syncBuffer{}
+	second := exec.CommandContext(ctx, binary, "backfill", "-c", cfgPath)
+	second.Env, second.Stdout, second.Stderr = env, out2, out2
+	if err := second.Run(); err != nil {
+		t.Fatalf("second backfill: %v\n%s", err, out2.String())
+	}
+	if !strings.Contains(out2.String(), "backfill: resuming") || !strings.Contains(out2.String(), "backfill done: 6000 rows of 2 tables") {
+		t.Errorf("the second run did not resume to 6000 rows:\n%s", out2.String())
+	}
+
+	p := startTandem(t, cfgPath, env[len(os.Environ()):], &syncBuffer{})
+	defer func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.cmd.Wait()
+	}()
+	if _, err := m.WaitConverged(ctx, time.Minute); err != nil {
+		t.Fatalf("%v\n--- first run ---\n%s\n--- second run ---\n%s", err, out.String(), out2.String())
+	}
+	if strings.Contains(out.String()+out2.String(), testenv.Password) {
+		t.Error("the DSN password appears in tandem's output")
+	}
+}
