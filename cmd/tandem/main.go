@@ -4,8 +4,6 @@
 package main
 
 import (
-	"time"
-
 	"context"
 	"errors"
 	"flag"
@@ -17,11 +15,18 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
+
+	"golang.org/x/term"
 
 	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/progress"
 )
+
+// estimateSample is how long `tandem backfill --estimate` reads each table.
+const estimateSample = 3 * time.Second
 
 // Exit codes (CONTRACT.md).
 const (
@@ -44,7 +49,9 @@ Verbs:
   backfill   copy the rows the source tables hold now into the stream, chunked and
              resumable; exits once the copy is in the target (embedded broker) or
              in Kafka (kafka.brokers set: run it beside capture and apply)
-             [--table schema.table]... [--restart]
+             [--table schema.table]... [--restart] [--estimate]; a live display
+             when stdout is a terminal, log lines otherwise; --estimate reads each
+             table for a few seconds and projects the copy's duration, writing nothing
   check      preflight: config, connections, source settings, tables, columns
   slot drop  remove the migration's replication slot and publication when done
   version    version and build info
@@ -85,8 +92,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	var tables stringList
-	restart := false
+	restart, estimate := false, false
 	if verb == "backfill" {
+		fs.BoolVar(&estimate, "estimate", false, "sample each table's read rate and project the copy's duration, without writing")
 		fs.Var(&tables, "table", "copy only this source table (schema.table); repeatable")
 		fs.BoolVar(&restart, "restart", false, "forget saved progress and copy every table again")
 	}
@@ -166,6 +174,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		pipeline.PrintProblems(stderr, problems)
 		return exitUsage
 	}
+	if verb == "backfill" && estimate {
+		if err := printEstimate(ctx, cfg, tables, stdout); err != nil {
+			fmt.Fprintf(stderr, "tandem backfill --estimate: %v\n", err)
+			return exitFailed
+		}
+		return exitOK
+	}
 	roles := pipeline.Roles{Capture: verb != "apply", Apply: verb != "capture"}
 	opts := pipeline.Options{Roles: roles, Logger: log, Version: version}
 	if verb == "backfill" {
@@ -178,6 +193,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "backfill done: %d rows of %d tables in %s (throttled %s); %d tables already done\n",
 				s.Rows, s.Tables, s.Took.Round(time.Millisecond), s.Throttled.Round(time.Millisecond), len(s.Skipped))
 		}}
+		if isTerminal(stdout) {
+			// A live display instead of periodic progress log lines; other
+			// log lines scroll above it when stderr is the same terminal.
+			display := progress.NewDisplay(stdout)
+			opts.Backfill.Watch = func(ctx context.Context, r *backfill.Runner) { display.Watch(ctx, 250*time.Millisecond, r.Progress) }
+			opts.Backfill.LogEvery = -1
+			if isTerminal(stderr) {
+				opts.Logger, _ = newLogger(display.Above(stderr), *logFormat, *logLevel)
+			}
+		}
 	}
 	err = pipeline.Run(ctx, cfg, opts)
 	if errors.Is(err, pipeline.ErrEmbeddedNeedsRun) {
@@ -189,6 +214,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// printEstimate samples the copy of each table and prints the projection.
+// It only reads the source: no slot, no Kafka, nothing in the target.
+func printEstimate(ctx context.Context, cfg *config.Config, names []string, stdout io.Writer) error {
+	tables, err := pipeline.BackfillTables(cfg, names)
+	if err != nil {
+		return err
+	}
+	reader, closeReader, err := pipeline.BackfillReader(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeReader()
+	limit := float64(cfg.Backfill.MaxRowsPerSecond)
+	rep, err := backfill.Estimate(ctx, reader, backfill.EstimateConfig{Tables: tables, ChunkRows: cfg.Backfill.ChunkRows,
+		SampleFor: estimateSample, MaxRowsPerSecond: limit, Parallel: cfg.Backfill.Parallel})
+	if err != nil {
+		return err
+	}
+	return progress.PrintEstimate(stdout, rep, limit)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // stringList is a repeatable string flag.

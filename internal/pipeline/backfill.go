@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -50,37 +51,13 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 			return nil, err
 		}
 	}
-	tables := sourceTables(cfg)
-	if len(opts.Backfill.Tables) > 0 {
-		var chosen []change.Table
-		for _, name := range opts.Backfill.Tables {
-			i := slices.IndexFunc(tables, func(t change.Table) bool { return t.String() == name })
-			if i < 0 {
-				return nil, fmt.Errorf("backfill --table %s: not one of source.tables", name)
-			}
-			chosen = append(chosen, tables[i])
-		}
-		tables = chosen
+	tables, err := BackfillTables(cfg, opts.Backfill.Tables)
+	if err != nil {
+		return nil, err
 	}
-	var (
-		reader backfill.Reader
-		closer func()
-	)
-	switch cfg.Source.Kind {
-	case config.KindPostgres:
-		r, err := pgcapture.NewTableReader(ctx, cfg.Source.DSN.Value())
-		if err != nil {
-			return nil, err
-		}
-		reader, closer = r, r.Close
-	case config.KindMySQL:
-		r, err := mycapture.NewTableReader(cfg.Source.DSN.Value())
-		if err != nil {
-			return nil, err
-		}
-		reader, closer = r, func() { r.Close() }
-	default:
-		return nil, fmt.Errorf("backfill: source kind %q is not supported", cfg.Source.Kind)
+	reader, closer, err := BackfillReader(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
 	b := &backfillRole{close: closer, log: log}
 	gatherer, _ := reg.(prometheus.Gatherer)
@@ -88,7 +65,8 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 	b.runner = backfill.New(backfill.Config{
 		Tables: tables, ChunkRows: cfg.Backfill.ChunkRows, Parallel: cfg.Backfill.Parallel,
 		MaxRowsPerSecond: float64(cfg.Backfill.MaxRowsPerSecond), Restart: opts.Backfill.Restart, DurableOnProduce: durableOnProduce,
-		Pause: backfillPause(reader, gatherer),
+		ProgressEvery: opts.Backfill.LogEvery,
+		Pause:         backfillPause(reader, gatherer),
 	}, reader, store, func(ctx context.Context, bt change.Batch) error { return b.emitter.emit(ctx, bt) }, log, backfill.NewMetrics(reg))
 	return b, nil
 }
@@ -139,12 +117,25 @@ func maxGauge(g prometheus.Gatherer, name string) float64 {
 	return out
 }
 
-// run copies, then reports the summary.
-func (b *backfillRole) run(ctx context.Context, done func(backfill.Summary)) error {
+// run copies, then reports the summary. watch, if set, runs beside the
+// copy and has returned before done is called.
+func (b *backfillRole) run(ctx context.Context, watch func(context.Context, *backfill.Runner), done func(backfill.Summary)) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	stopWatch := func() {}
+	if watch != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			watch(wctx, b.runner)
+		}()
+		stopWatch = sync.OnceFunc(func() { cancel(); <-watched })
+	}
+	defer stopWatch()
 	b.emitter.fail = func(err error) { stop(err) } // a chunk that cannot be produced ends the run
 	sum, err := b.runner.Run(ctx)
+	stopWatch()
 	if cause := context.Cause(ctx); err != nil && cause != nil {
 		err = cause
 	}
@@ -185,4 +176,43 @@ func streamStarted(ctx context.Context, cfg *config.Config, tgt target) error {
 		return fmt.Errorf("backfill: replication slot %s does not exist yet: start `tandem capture` (or `tandem run`) first, so that no change made during the copy is missed", cfg.Source.Postgres.Slot)
 	}
 	return nil
+}
+
+// BackfillTables returns the source tables a backfill copies: names
+// ("schema.table", from --table), or every configured table when empty.
+func BackfillTables(cfg *config.Config, names []string) ([]change.Table, error) {
+	tables := sourceTables(cfg)
+	if len(names) == 0 {
+		return tables, nil
+	}
+	var chosen []change.Table
+	for _, name := range names {
+		i := slices.IndexFunc(tables, func(t change.Table) bool { return t.String() == name })
+		if i < 0 {
+			return nil, fmt.Errorf("backfill --table %s: not one of source.tables", name)
+		}
+		chosen = append(chosen, tables[i])
+	}
+	return chosen, nil
+}
+
+// BackfillReader opens the configured source's table reader, the one a
+// backfill copies with; close releases its connections. It reads only:
+// opening it creates nothing in the source or the target.
+func BackfillReader(ctx context.Context, cfg *config.Config) (backfill.Reader, func(), error) {
+	switch cfg.Source.Kind {
+	case config.KindPostgres:
+		r, err := pgcapture.NewTableReader(ctx, cfg.Source.DSN.Value())
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, r.Close, nil
+	case config.KindMySQL:
+		r, err := mycapture.NewTableReader(cfg.Source.DSN.Value())
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, func() { r.Close() }, nil
+	}
+	return nil, nil, fmt.Errorf("backfill: source kind %q is not supported", cfg.Source.Kind)
 }

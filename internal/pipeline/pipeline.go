@@ -40,6 +40,13 @@ type BackfillOptions struct {
 	Restart bool     // forget saved progress and copy everything again
 	// Done, if set, receives the summary before Run returns.
 	Done func(backfill.Summary)
+	// Watch, if set, runs beside the copy with its Runner, e.g. to draw
+	// Runner.Progress live; its ctx ends when the copy does, and it has
+	// returned before Done is called.
+	Watch func(ctx context.Context, r *backfill.Runner)
+	// LogEvery is how often progress is logged: 0 every 10 s, negative
+	// never (a live display shows it instead).
+	LogEvery time.Duration
 }
 
 // Options configure Run.
@@ -219,7 +226,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		backfillDone = make(chan struct{})
 		g.Go(func() error {
 			defer close(backfillDone)
-			return bf.run(gctx, opts.Backfill.Done)
+			return bf.run(gctx, opts.Backfill.Watch, opts.Backfill.Done)
 		})
 	}
 	for _, a := range appliers {
