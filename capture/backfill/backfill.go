@@ -416,19 +416,11 @@ func (r *Runner) waitUnpaused(ctx context.Context, table change.Table) (time.Dur
 	}
 }
 
-// rowBytes estimates a chunk's size in memory.
+// rowBytes estimates a chunk's size (approxRowBytes of each row).
 func rowBytes(rows []change.Row) int {
 	n := 0
 	for _, row := range rows {
-		for c, v := range row {
-			n += len(c) + 16
-			switch v := v.(type) {
-			case string:
-				n += len(v)
-			case []byte:
-				n += len(v)
-			}
-		}
+		n += approxRowBytes(row)
 	}
 	return n
 }
