@@ -40,6 +40,15 @@
 //     transaction's size (a 100,000-row transaction is the control), and
 //     reports the peak again for a consumer slower than the binlog reader.
 //
+// BenchmarkBackfill (backfill_bench_test.go) copies a 1,000,000-row table
+// of six columns with `tandem backfill` (pipeline.Run with a backfill, in a
+// child process whose VmHWM is its peak RSS), PostgreSQL -> PostgreSQL and
+// MariaDB -> PostgreSQL, from the call to the copy durable in the target,
+// against the same rows streamed from the source into COPY FROM STDIN on
+// the target's server (COPY TO STDOUT piped by pgx for PostgreSQL, a
+// SELECT read by go-sql-driver for MariaDB); below the aim it runs one
+// tuned setting too, and logs the RSS curve and where the CPU went.
+//
 // The package holds only benchmarks (and a config check that runs as a
 // test), so `go test ./bench/...` without -bench is quick.
 package bench
