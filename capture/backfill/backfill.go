@@ -101,6 +101,7 @@ type Checkpoint struct {
 	Rows  int64    // rows of the table copied up to and including the chunk
 	Last  bool     // the table's last chunk
 	seq   int64    // emit order: acknowledging a chunk acknowledges every earlier one
+	rows  int      // rows in this chunk
 }
 
 // String renders the checkpoint for logs.
@@ -132,6 +133,10 @@ type Config struct {
 	Pause func(ctx context.Context) (reason string, err error)
 	// PauseCheckEvery is how often a paused copy asks again; default 1s.
 	PauseCheckEvery time.Duration
+	// MaxInFlightRows bounds the rows emitted but not yet durable: the
+	// copy waits for apply instead of reading ahead into memory (the
+	// producer's buffer, the embedded broker). Default 100,000.
+	MaxInFlightRows int
 }
 
 // firstChunkRows is where a table's chunk size starts before it knows how
@@ -200,6 +205,9 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, emit func(context.
 	}
 	if cfg.PauseCheckEvery <= 0 {
 		cfg.PauseCheckEvery = time.Second
+	}
+	if cfg.MaxInFlightRows <= 0 {
+		cfg.MaxInFlightRows = 100_000
 	}
 	if log == nil {
 		log = slog.Default()
@@ -367,8 +375,12 @@ func (r *Runner) copyTable(ctx, emitCtx context.Context, t *Table, after []strin
 		for i, row := range chunk {
 			events[i] = change.Event{Op: change.OpRead, Table: t.Name, Key: t.Key, Types: t.Types, Columns: t.Columns, After: row, Commit: now}
 		}
+		if err := r.waitRoom(ctx, len(chunk)); err != nil {
+			return throttled, err
+		}
 		r.emitMu.Lock()
 		r.mu.Lock()
+		cp.rows = len(chunk)
 		cp.seq = r.nextSeq
 		r.nextSeq++
 		r.inFlight = append(r.inFlight, cp)
@@ -384,6 +396,28 @@ func (r *Runner) copyTable(ctx, emitCtx context.Context, t *Table, after []strin
 			return throttled, nil
 		}
 		after = last
+	}
+}
+
+// waitRoom waits until a chunk of n rows fits under MaxInFlightRows (or
+// nothing is in flight).
+func (r *Runner) waitRoom(ctx context.Context, n int) error {
+	for {
+		r.mu.Lock()
+		inFlight := 0
+		for _, c := range r.inFlight {
+			inFlight += c.rows
+		}
+		r.mu.Unlock()
+		if inFlight == 0 || inFlight+n <= r.cfg.MaxInFlightRows {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.changed:
+		case <-time.After(100 * time.Millisecond): // another waiter may have taken the signal
+		}
 	}
 }
 

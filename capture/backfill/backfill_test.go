@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
 )
 
@@ -265,5 +266,64 @@ func TestRun_WaitsWhilePausedAndCountsItThrottled(t *testing.T) {
 	}
 	if sum.Throttled <= 0 || calls < 4 {
 		t.Errorf("throttled %v after %d pause checks; want > 0 after >= 4", sum.Throttled, calls)
+	}
+}
+
+// countingReader counts Chunk calls.
+type countingReader struct {
+	memReader
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *countingReader) Chunk(ctx context.Context, t *Table, after []string, limit int) ([]change.Row, []string, error) {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return c.memReader.Chunk(ctx, t, after, limit)
+}
+
+func (c *countingReader) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
+}
+
+func TestRun_WaitsForApplyBeforeReadingAheadPastMaxInFlightRows(t *testing.T) {
+	reader := &countingReader{memReader: memReader{sizes: map[string]int{"s.a": 25}}}
+	var mu sync.Mutex
+	var held []change.Position
+	var runner *Runner
+	runner = New(Config{Tables: tables("a"), ChunkRows: 10, MaxInFlightRows: 15}, reader, &memStore{},
+		func(_ context.Context, b change.Batch) error {
+			mu.Lock()
+			held = append(held, b.Pos)
+			mu.Unlock()
+			return nil
+		}, nil, nil)
+	done := make(chan error, 1)
+	go func() { _, err := runner.Run(context.Background()); done <- err }()
+	emitted := func() int { mu.Lock(); defer mu.Unlock(); return len(held) }
+	// The second chunk is read, but 10 + 10 rows would exceed 15 in flight.
+	if _, err := poll.Until(context.Background(), time.Millisecond, 10*time.Second, func() (bool, error) { return reader.count() >= 2, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := emitted(); n != 1 {
+		t.Fatalf("%d chunks emitted with none durable; want 1", n)
+	}
+	// Each acknowledgement lets the next chunk go.
+	for i := 0; i < 3; i++ { // 10, 10 and the last 5 rows
+		if _, err := poll.Until(context.Background(), time.Millisecond, 10*time.Second, func() (bool, error) { return emitted() > i, nil }); err != nil {
+			t.Fatalf("chunk %d never emitted: %v", i+1, err)
+		}
+		mu.Lock()
+		p := held[i]
+		mu.Unlock()
+		if err := runner.Ack(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -98,3 +98,23 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int, topics ..
 	}
 	return nil
 }
+
+// Trim deletes the records below each given offset (Kafka DeleteRecords).
+// The embedded broker keeps every record in memory until then: the
+// pipeline trims what every consumer group has applied.
+func Trim(ctx context.Context, cl *kgo.Client, below map[string]map[int32]int64) error {
+	offsets := kadm.Offsets{}
+	for topic, parts := range below {
+		for p, o := range parts {
+			offsets.AddOffset(topic, p, o, -1)
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	resp, err := kadm.NewClient(cl).DeleteRecords(ctx, offsets)
+	if err != nil {
+		return fmt.Errorf("trim applied records: %w", err)
+	}
+	return resp.Error()
+}

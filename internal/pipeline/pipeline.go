@@ -154,6 +154,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	readers := map[string][]string{}
 	var appliers []*applier
 	var tr, btr *tracker // the stream's and the backfill's
+	var trim *trimmer    // frees the embedded broker's applied records
+	if embedded {
+		trim = newTrimmer(readers)
+	}
 	var tgt target
 	if opts.Roles.Apply || opts.Backfill != nil || (opts.Roles.Capture && sourceNeedsStore(cfg)) {
 		if tgt, err = openTarget(ctx, cfg); err != nil {
@@ -172,6 +176,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				mapping: m, topic: topic, group: group, epoch: epoch, seeds: seeds,
 				sink: tgt, dlq: dlq, metrics: am, log: log, maxPoll: 10_000, guard: newSchemaGuard(m),
 				committed: func(group, topic string, p int32, next int64) {
+					if trim != nil {
+						trim.commit(group, topic, p, next)
+					}
 					if tr != nil {
 						tr.committed(group, topic, p, next)
 					}
@@ -231,6 +238,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	for _, a := range appliers {
 		g.Go(func() error { return a.run(gctx) })
+	}
+	if trim != nil && opts.Roles.Apply {
+		g.Go(func() error { trim.run(gctx, producer, 2*time.Second, log); return nil })
 	}
 
 	// HTTP: metrics and health.
