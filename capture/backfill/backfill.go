@@ -135,7 +135,7 @@ type Config struct {
 	PauseCheckEvery time.Duration
 	// MaxInFlightRows bounds the rows emitted but not yet durable: the
 	// copy waits for apply instead of reading ahead into memory (the
-	// producer's buffer, the embedded broker). Default 100,000.
+	// producer's buffer, the embedded broker). Default 20,000.
 	MaxInFlightRows int
 }
 
@@ -207,7 +207,7 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, emit func(context.
 		cfg.PauseCheckEvery = time.Second
 	}
 	if cfg.MaxInFlightRows <= 0 {
-		cfg.MaxInFlightRows = 100_000
+		cfg.MaxInFlightRows = 20_000
 	}
 	if log == nil {
 		log = slog.Default()
