@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -252,4 +253,56 @@ func Compact(writes []Write) [][]Write {
 		}
 	}
 	return rounds
+}
+
+// Group is writes of one round that one statement can apply: same table,
+// op, key and column set.
+type Group struct {
+	Op    Op
+	Table string
+	Key   []string
+	Cols  []string // the written columns, sorted (the key columns for a Delete)
+	Rows  []map[string]any
+}
+
+// Groups splits a compacted round into Groups, in first-appearance order
+// except that deletes come first: after compaction no key is both deleted
+// and written in a round, and deleting first keeps unique indexes other
+// than the key from tripping on a row that moves from one key to another.
+// A delete's tombstones go with it, so they too come before every copy of
+// the round (a copy of a key deleted earlier in the batch is in a later
+// round anyway).
+func Groups(round []Write) []*Group {
+	var order []*Group
+	byID := map[string]*Group{}
+	for _, w := range round {
+		cols := w.Key
+		if w.Op != Delete {
+			cols = make([]string, 0, len(w.Row))
+			for c := range w.Row {
+				cols = append(cols, c)
+			}
+			slices.Sort(cols)
+		}
+		// %q: column names may hold commas (a column "a,b" is not a and b)
+		id := fmt.Sprintf("%d %q %q %q", w.Op, w.Table, w.Key, cols)
+		g, ok := byID[id]
+		if !ok {
+			g = &Group{Op: w.Op, Table: w.Table, Key: w.Key, Cols: cols}
+			byID[id] = g
+			order = append(order, g)
+		}
+		g.Rows = append(g.Rows, w.Row)
+	}
+	slices.SortStableFunc(order, func(a, b *Group) int {
+		da, db := a.Op == Delete, b.Op == Delete
+		switch {
+		case da && !db:
+			return -1
+		case db && !da:
+			return 1
+		}
+		return 0
+	})
+	return order
 }

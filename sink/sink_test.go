@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -68,5 +69,17 @@ func TestKeyText_IsOneTextPerKeyValue(t *testing.T) {
 	want := []string{`["42"]`, `["42"]`, `["x\"y","<nil>"]`, `["\\x00ff"]`}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("KeyText (-want +got):\n%s", diff)
+	}
+}
+
+func TestGroups_OneGroupPerTableOpKeyAndColumnsDeletesFirst(t *testing.T) {
+	round := []Write{w(Upsert, 1, "v", "a"), w(Delete, 2), w(Upsert, 3, "v", "c"), w(Upsert, 4, "x", 1), w(Delete, 5)}
+	var got []string
+	for _, g := range Groups(round) {
+		got = append(got, fmt.Sprintf("%s %v %d", g.Op, g.Cols, len(g.Rows)))
+	}
+	want := []string{"delete [id] 2", "upsert [id v] 2", "upsert [id x] 1"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Groups (-want +got):\n%s", diff)
 	}
 }

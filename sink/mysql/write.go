@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,88 +40,48 @@ type statement struct {
 // statements groups compacted writes into multi-row statements per table,
 // op and column set.
 func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement, error) {
-	type group struct {
-		op    sink.Op
-		table string
-		key   []string
-		cols  []string
-		rows  []map[string]any
-	}
-	var order []string
-	groups := map[string]*group{}
-	for _, w := range writes {
-		cols := w.Key
-		if w.Op != sink.Delete {
-			cols = sortedColumns(w.Row)
-		}
-		// %q: column names may hold commas (a column "a,b" is not a and b)
-		id := fmt.Sprintf("%d %q %q %q", w.Op, w.Table, w.Key, cols)
-		g, ok := groups[id]
-		if !ok {
-			g = &group{op: w.Op, table: w.Table, key: w.Key, cols: cols}
-			groups[id] = g
-			order = append(order, id)
-		}
-		g.rows = append(g.rows, w.Row)
-	}
-	// Deletes first: after compaction no key is both deleted and written, and
-	// deleting first keeps unique indexes other than the key from tripping
-	// on a row that moves from one key to another. A delete's tombstones go
-	// with it, so they too come before every copy of the round (a copy of a
-	// key deleted earlier in the batch is in a later round anyway).
-	slices.SortStableFunc(order, func(a, b string) int {
-		da, db := groups[a].op == sink.Delete, groups[b].op == sink.Delete
-		switch {
-		case da && !db:
-			return -1
-		case db && !da:
-			return 1
-		}
-		return 0
-	})
 	var out []statement
-	for _, id := range order {
-		g := groups[id]
-		if len(g.key) == 0 {
-			return nil, classified(g.table, fmt.Errorf("%s %s: the write names no key columns", g.op, g.table))
+	for _, g := range sink.Groups(writes) {
+		if len(g.Key) == 0 {
+			return nil, classified(g.Table, fmt.Errorf("%s %s: the write names no key columns", g.Op, g.Table))
 		}
-		t, err := s.describe(ctx, g.table)
+		t, err := s.describe(ctx, g.Table)
 		if err != nil {
-			return nil, classified(g.table, err)
+			return nil, classified(g.Table, err)
 		}
-		for _, c := range g.cols {
+		for _, c := range g.Cols {
 			if _, ok := t.column(c); !ok {
-				return nil, classified(g.table, fmt.Errorf("target table %s has no column %q: %w", g.table, c, sink.ErrColumnNotFound))
+				return nil, classified(g.Table, fmt.Errorf("target table %s has no column %q: %w", g.Table, c, sink.ErrColumnNotFound))
 			}
 		}
-		if g.op != sink.Delete && !t.uniqueOn(g.key) {
-			return nil, classified(g.table, fmt.Errorf("target table %s, key (%s): %w", g.table, strings.Join(g.key, ", "), ErrNoUniqueKey))
+		if g.Op != sink.Delete && !t.uniqueOn(g.Key) {
+			return nil, classified(g.Table, fmt.Errorf("target table %s, key (%s): %w", g.Table, strings.Join(g.Key, ", "), ErrNoUniqueKey))
 		}
-		rows := make([][]any, len(g.rows))
-		sizes := make([]int, len(g.rows))
-		for j, r := range g.rows {
-			rows[j] = make([]any, len(g.cols))
-			for i, c := range g.cols {
+		rows := make([][]any, len(g.Rows))
+		sizes := make([]int, len(g.Rows))
+		for j, r := range g.Rows {
+			rows[j] = make([]any, len(g.Cols))
+			for i, c := range g.Cols {
 				typ, _ := t.column(c)
 				v, err := argFor(typ, r[c])
 				if err != nil {
-					return nil, classified(g.table, fmt.Errorf("target %s column %q: %w", g.table, c, err))
+					return nil, classified(g.Table, fmt.Errorf("target %s column %q: %w", g.Table, c, err))
 				}
 				rows[j][i] = v
 				sizes[j] += argSize(v)
 			}
 		}
 		var st []statement
-		switch g.op {
+		switch g.Op {
 		case sink.Delete:
-			st = deletes(t.ident, g.table, g.cols, rows, sizes)
-			st = append(st, s.tombstones(g.table, g.key, g.rows)...)
+			st = deletes(t.ident, g.Table, g.Cols, rows, sizes)
+			st = append(st, s.tombstones(g.Table, g.Key, g.Rows)...)
 		case sink.Copy:
-			st = copyChunks(t.ident, g.table, g.key, g.cols, rows, sizes, g.rows)
+			st = copyChunks(t.ident, g.Table, g.Key, g.Cols, rows, sizes, g.Rows)
 		case sink.Upsert, sink.InsertIfAbsent:
-			st = inserts(t.ident, g.table, g.op, g.key, g.cols, rows, sizes)
+			st = inserts(t.ident, g.Table, g.Op, g.Key, g.Cols, rows, sizes)
 		default:
-			return nil, classified(g.table, fmt.Errorf("target %s: unknown write op %v", g.table, g.op))
+			return nil, classified(g.Table, fmt.Errorf("target %s: unknown write op %v", g.Table, g.Op))
 		}
 		out = append(out, st...)
 	}
@@ -271,15 +230,6 @@ func validText(s string) string {
 		return s
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
-}
-
-func sortedColumns(row map[string]any) []string {
-	cols := make([]string, 0, len(row))
-	for c := range row {
-		cols = append(cols, c)
-	}
-	slices.Sort(cols)
-	return cols
 }
 
 // errUnrepresentable is wrapped when a value has no MySQL form.

@@ -332,66 +332,27 @@ type statement struct {
 
 // statements groups compacted writes into one statement per table, op and column set.
 func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement, error) {
-	type group struct {
-		op    sink.Op
-		table string
-		key   []string
-		cols  []string
-		rows  []map[string]any
-	}
-	var order []string
-	groups := map[string]*group{}
-	for _, w := range writes {
-		cols := w.Key
-		if w.Op != sink.Delete {
-			cols = sortedColumns(w.Row)
-		}
-		// %q: column names may hold commas (a column "a,b" is not a and b)
-		id := fmt.Sprintf("%d %q %q %q", w.Op, w.Table, w.Key, cols)
-		g, ok := groups[id]
-		if !ok {
-			g = &group{op: w.Op, table: w.Table, key: w.Key, cols: cols}
-			groups[id] = g
-			order = append(order, id)
-		}
-		g.rows = append(g.rows, w.Row)
-	}
-	// Deletes first: after compaction no key is both deleted and written, and
-	// deleting first keeps unique constraints other than the key from tripping
-	// on a row that moves from one key to another. A delete's tombstones go
-	// with it, so they too come before every copy of the round (a copy of a
-	// key deleted earlier in the batch is in a later round anyway).
-	slices.SortStableFunc(order, func(a, b string) int {
-		da, db := groups[a].op == sink.Delete, groups[b].op == sink.Delete
-		switch {
-		case da && !db:
-			return -1
-		case db && !da:
-			return 1
-		}
-		return 0
-	})
-	out := make([]statement, 0, len(order))
-	for _, id := range order {
-		g := groups[id]
-		t, err := s.describe(ctx, g.table)
+	groups := sink.Groups(writes)
+	out := make([]statement, 0, len(groups))
+	for _, g := range groups {
+		t, err := s.describe(ctx, g.Table)
 		if err != nil {
-			return nil, classified(g.table, err)
+			return nil, classified(g.Table, err)
 		}
-		args := make([]any, len(g.cols))
-		params := make([]string, len(g.cols))
-		casts := make([]string, len(g.cols))
-		aliases := make([]string, len(g.cols))
-		for i, c := range g.cols {
+		args := make([]any, len(g.Cols))
+		params := make([]string, len(g.Cols))
+		casts := make([]string, len(g.Cols))
+		aliases := make([]string, len(g.Cols))
+		for i, c := range g.Cols {
 			typ, ok := t.types[c]
 			if !ok {
-				return nil, classified(g.table, fmt.Errorf("target table %s has no column %q: %w", g.table, c, sink.ErrColumnNotFound))
+				return nil, classified(g.Table, fmt.Errorf("target table %s has no column %q: %w", g.Table, c, sink.ErrColumnNotFound))
 			}
-			vals := make([]*string, len(g.rows))
-			for j, r := range g.rows {
+			vals := make([]*string, len(g.Rows))
+			for j, r := range g.Rows {
 				vals[j], err = text(r[c])
 				if err != nil {
-					return nil, fmt.Errorf("target %s column %q: %w", g.table, c, err)
+					return nil, fmt.Errorf("target %s column %q: %w", g.Table, c, err)
 				}
 			}
 			args[i] = vals
@@ -402,24 +363,24 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 			casts[i] = fmt.Sprintf("u.c%d::%s", i+1, typ)
 		}
 		rows := "SELECT " + strings.Join(casts, ", ") + " FROM unnest(" + strings.Join(params, ", ") + ") AS u(" + strings.Join(aliases, ", ") + ")"
-		quoted := quoteAll(g.cols)
+		quoted := quoteAll(g.Cols)
 		var sql string
-		switch g.op {
+		switch g.Op {
 		case sink.Delete:
 			sql = "DELETE FROM " + t.ident + " WHERE (" + strings.Join(quoted, ", ") + ") IN (" + rows + ")"
-			out = append(out, statement{what: g.op.String() + " from", table: g.table, sql: sql, args: args},
-				s.tombstones(g.table, keyTexts(g.key, g.rows)))
+			out = append(out, statement{what: g.Op.String() + " from", table: g.Table, sql: sql, args: args},
+				s.tombstones(g.Table, keyTexts(g.Key, g.Rows)))
 			continue
 		case sink.Copy:
-			out = append(out, s.copies(t, g.table, g.cols, g.key, args, casts, params, aliases, keyTexts(g.key, g.rows)))
+			out = append(out, s.copies(t, g.Table, g.Cols, g.Key, args, casts, params, aliases, keyTexts(g.Key, g.Rows)))
 			continue
 		case sink.Upsert, sink.InsertIfAbsent:
 			sql = "INSERT INTO " + t.ident + " (" + strings.Join(quoted, ", ") + ") " + rows +
-				" ON CONFLICT (" + strings.Join(quoteAll(g.key), ", ") + ")"
+				" ON CONFLICT (" + strings.Join(quoteAll(g.Key), ", ") + ")"
 			var sets []string
-			if g.op == sink.Upsert {
-				for _, c := range g.cols {
-					if !slices.Contains(g.key, c) {
+			if g.Op == sink.Upsert {
+				for _, c := range g.Cols {
+					if !slices.Contains(g.Key, c) {
 						q := pgx.Identifier{c}.Sanitize()
 						sets = append(sets, q+" = EXCLUDED."+q)
 					}
@@ -431,9 +392,9 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 				sql += " DO UPDATE SET " + strings.Join(sets, ", ")
 			}
 		default:
-			return nil, fmt.Errorf("target %s: unknown write op %v", g.table, g.op)
+			return nil, fmt.Errorf("target %s: unknown write op %v", g.Table, g.Op)
 		}
-		out = append(out, statement{what: g.op.String() + " into", table: g.table, sql: sql, args: args})
+		out = append(out, statement{what: g.Op.String() + " into", table: g.Table, sql: sql, args: args})
 	}
 	return out, nil
 }
@@ -445,15 +406,6 @@ func keyTexts(key []string, rows []map[string]any) []string {
 		out[i] = sink.KeyText(key, r)
 	}
 	return out
-}
-
-func sortedColumns(row map[string]any) []string {
-	cols := make([]string, 0, len(row))
-	for c := range row {
-		cols = append(cols, c)
-	}
-	slices.Sort(cols)
-	return cols
 }
 
 func quoteAll(names []string) []string {
