@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
-	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
@@ -28,15 +27,11 @@ type TableReader struct {
 
 // NewTableReader connects to the source.
 func NewTableReader(dsn string) (*TableReader, error) {
-	cfg, err := mysqlurl.Parse(dsn)
+	db, err := mysqlurl.Open(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mysql source: %w", err)
 	}
-	conn, err := gomysql.NewConnector(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("mysql source: %w", err)
-	}
-	return &TableReader{db: sql.OpenDB(conn), tables: map[change.Table][]column{}}, nil
+	return &TableReader{db: db, tables: map[change.Table][]column{}}, nil
 }
 
 // Close closes the connections.

@@ -26,7 +26,7 @@ func TestRun_MariaDBKillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	srcDSN, tgtDSN := testenv.NewMariaDBDatabase(t), testenv.NewDatabase(t)
-	src, err := cart.OpenMySQL(srcDSN)
+	src, err := mysqlurl.Open(srcDSN)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,10 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
-
-	"github.com/tandemcdc/tandem/internal/mysqlurl"
 )
 
 // SourceDDL creates the old schema in a MariaDB / MySQL database.
@@ -121,19 +118,6 @@ type Rows struct {
 
 // Null is how Rows shows NULL.
 const Null = "<NULL>"
-
-// OpenMySQL opens a database/sql pool on a MariaDB / MySQL DSN.
-func OpenMySQL(dsn string) (*sql.DB, error) {
-	c, err := mysqlurl.Parse(dsn)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := gomysql.NewConnector(c)
-	if err != nil {
-		return nil, err
-	}
-	return sql.OpenDB(conn), nil
-}
 
 // Expected computes the new rows from the source carts.
 func Expected(ctx context.Context, src *sql.DB) (*Rows, error) {

@@ -13,6 +13,7 @@
 package mysqlurl
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
@@ -121,4 +122,18 @@ func Host(cfg *mysql.Config) (string, uint16, error) {
 		return "", 0, fmt.Errorf("MySQL address %q: port is not a number", cfg.Addr)
 	}
 	return host, p, nil
+}
+
+// Open parses dsn and opens a database/sql pool on it (no connection is
+// made until first use).
+func Open(dsn string) (*sql.DB, error) {
+	cfg, err := Parse(dsn)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open MySQL connection pool: %s", scrub(err.Error(), cfg.Passwd))
+	}
+	return sql.OpenDB(conn), nil
 }

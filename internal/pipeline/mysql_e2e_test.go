@@ -36,7 +36,7 @@ func cartConfig(srcDSN, srcDB, targetKind, tgtDSN string) string {
 
 func openMySQL(t *testing.T, dsn string) *sql.DB {
 	t.Helper()
-	db, err := cart.OpenMySQL(dsn)
+	db, err := mysqlurl.Open(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,15 +15,10 @@ import (
 // for checks: unlike New it creates nothing, and a target without tandem's
 // database or tables yet has no position (found false).
 func SavedPosition(ctx context.Context, dsn, source string) (pos string, found bool, err error) {
-	cfg, err := mysqlurl.Parse(dsn)
-	if err != nil {
-		return "", false, err
-	}
-	conn, err := gomysql.NewConnector(cfg)
+	db, err := mysqlurl.Open(dsn)
 	if err != nil {
 		return "", false, fmt.Errorf("connect to target: %w", err)
 	}
-	db := sql.OpenDB(conn)
 	defer db.Close()
 	err = db.QueryRowContext(ctx, "SELECT position FROM `tandem`.`source_positions` WHERE source = ?", source).Scan(&pos)
 	var me *gomysql.MySQLError
