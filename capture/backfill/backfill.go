@@ -549,16 +549,11 @@ func (r *Runner) logProgress(ctx context.Context, start time.Time) (stop func())
 				return
 			case <-t.C:
 			}
-			r.mu.Lock()
-			var lines []sink.BackfillProgress
-			for _, p := range r.progress {
-				lines = append(lines, *p)
-			}
-			r.mu.Unlock()
-			slices.SortFunc(lines, func(a, b sink.BackfillProgress) int { return strings.Compare(a.Table, b.Table) })
-			for _, p := range lines {
-				rate := float64(p.Rows) / time.Since(start).Seconds()
-				r.log.Info("backfill progress", "table", p.Table, "rows_durable", p.Rows, "rows_per_second", int64(rate))
+			for _, p := range r.Progress() {
+				if p.State == StateSkipped {
+					continue
+				}
+				r.log.Info("backfill progress", "table", p.Table.String(), "rows_durable", p.Durable, "rows_per_second", int64(p.RowsPerSecond))
 			}
 		}
 	}()

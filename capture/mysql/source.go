@@ -228,9 +228,6 @@ func (s *Source) currentPosition(ctx context.Context) (Position, error) {
 	} else {
 		return Position{}, errors.New("the source has no binary log (SHOW MASTER STATUS is empty): set log_bin and binlog_format=ROW")
 	}
-	if s.gtids && p.GTID == "" && s.flavor == gm.MySQLFlavor {
-		p.GTID = ""
-	}
 	return p, nil
 }
 
