@@ -189,7 +189,7 @@ func StartMariaDB(ctx context.Context, opts MariaDBOptions) (*MariaDB, error) {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start MariaDB in %s: %w", dir, redact(err))
 	}
-	registerMariaDB(m)
+	register(m)
 	log.Debug("testenv: MariaDB started", "dir", dir, "port", m.Port, "took", time.Since(begin).Round(time.Millisecond))
 	return m, nil
 }
@@ -762,7 +762,7 @@ func (m *MariaDB) Stop() error {
 		return nil
 	}
 	m.stopped = true
-	unregisterMariaDB(m)
+	unregister(m)
 
 	if p := m.proc; p != nil && !p.exited() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -801,36 +801,4 @@ func (m *MariaDB) Restart(ctx context.Context) error {
 		return fmt.Errorf("restart %s: %w", m, redact(err))
 	}
 	return nil
-}
-
-// liveMariaDB holds the MariaDB servers this process started and has not
-// stopped, for Run.
-var liveMariaDB = struct {
-	sync.Mutex
-	servers map[*MariaDB]struct{}
-}{servers: map[*MariaDB]struct{}{}}
-
-func registerMariaDB(m *MariaDB) {
-	liveMariaDB.Lock()
-	defer liveMariaDB.Unlock()
-	liveMariaDB.servers[m] = struct{}{}
-}
-
-func unregisterMariaDB(m *MariaDB) {
-	liveMariaDB.Lock()
-	defer liveMariaDB.Unlock()
-	delete(liveMariaDB.servers, m)
-}
-
-// stopAllMariaDB stops every MariaDB server this process started and has
-// not stopped.
-func stopAllMariaDB() error {
-	liveMariaDB.Lock()
-	servers := slices.Collect(maps.Keys(liveMariaDB.servers))
-	liveMariaDB.Unlock()
-	var errs []error
-	for _, m := range servers {
-		errs = append(errs, m.Stop())
-	}
-	return errors.Join(errs...)
 }

@@ -579,22 +579,26 @@ func (p *PostgreSQL) Restart(ctx context.Context) error {
 	return nil
 }
 
-// live holds the servers this process started and has not stopped, for Run.
+// server is a throwaway server of any kind.
+type server interface{ Stop() error }
+
+// live holds the servers (PostgreSQL and MariaDB) this process started and
+// has not stopped, for Run.
 var live = struct {
 	sync.Mutex
-	servers map[*PostgreSQL]struct{}
-}{servers: map[*PostgreSQL]struct{}{}}
+	servers map[server]struct{}
+}{servers: map[server]struct{}{}}
 
-func register(p *PostgreSQL) {
+func register(s server) {
 	live.Lock()
 	defer live.Unlock()
-	live.servers[p] = struct{}{}
+	live.servers[s] = struct{}{}
 }
 
-func unregister(p *PostgreSQL) {
+func unregister(s server) {
 	live.Lock()
 	defer live.Unlock()
-	delete(live.servers, p)
+	delete(live.servers, s)
 }
 
 // stopAll stops every server this process started and has not stopped.
@@ -603,8 +607,8 @@ func stopAll() error {
 	servers := slices.Collect(maps.Keys(live.servers))
 	live.Unlock()
 	var errs []error
-	for _, p := range servers {
-		errs = append(errs, p.Stop())
+	for _, s := range servers {
+		errs = append(errs, s.Stop())
 	}
 	return errors.Join(errs...)
 }

@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -61,7 +60,7 @@ func Run(m *testing.M) int {
 	sharedMaria.mu.Lock()
 	sharedMaria.m, sharedMaria.err = nil, nil
 	sharedMaria.mu.Unlock()
-	if err := errors.Join(stopAll(), stopAllMariaDB()); err != nil {
+	if err := stopAll(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: stop servers: %v\n", err)
 	}
 	return code
