@@ -105,17 +105,17 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 	for i, c := range cols {
 		switch {
 		case c.mysqlTyp == gm.MYSQL_TYPE_FLOAT:
-			sel[i] = quoteIdent(c.name) + " + 0e0" // the float32 as a double: its every bit, not 6 digits
+			sel[i] = mysqlurl.QuoteIdent(c.name) + " + 0e0" // the float32 as a double: its every bit, not 6 digits
 		case c.mysqlTyp == gm.MYSQL_TYPE_BIT:
-			sel[i] = quoteIdent(c.name) + " + 0" // the number, not its bytes
+			sel[i] = mysqlurl.QuoteIdent(c.name) + " + 0" // the number, not its bytes
 		default:
-			sel[i] = quoteIdent(c.name)
+			sel[i] = mysqlurl.QuoteIdent(c.name)
 		}
 	}
 	keys := make([]string, len(t.Key))
 	keyIdx := make([]int, len(t.Key))
 	for i, k := range t.Key {
-		keys[i] = quoteIdent(k)
+		keys[i] = mysqlurl.QuoteIdent(k)
 		for j, c := range cols {
 			if c.name == k {
 				keyIdx[i] = j
@@ -123,7 +123,7 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 		}
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "SELECT %s FROM %s.%s", strings.Join(sel, ", "), quoteIdent(t.Name.Schema), quoteIdent(t.Name.Name))
+	fmt.Fprintf(&sb, "SELECT %s FROM %s.%s", strings.Join(sel, ", "), mysqlurl.QuoteIdent(t.Name.Schema), mysqlurl.QuoteIdent(t.Name.Name))
 	args := make([]any, len(after))
 	if after != nil {
 		ph := make([]string, len(after))

@@ -84,7 +84,7 @@ func (c *sourceCheck) run(ctx context.Context) {
 		return
 	}
 	c.passwd = dcfg.Passwd
-	c.account = quoteString(dcfg.User) + "@'%'" // until CURRENT_USER() says
+	c.account = mysqlurl.QuoteString(dcfg.User) + "@'%'" // until CURRENT_USER() says
 	connector, err := gomysql.NewConnector(dcfg)
 	if err != nil {
 		c.fail("source", fmt.Sprintf("invalid source.dsn: %v", err), "write source.dsn as mysql://user:password@host:3306/db")
@@ -255,7 +255,7 @@ func (c *sourceCheck) grants(ctx context.Context) bool {
 	if i := strings.LastIndexByte(current, '@'); i >= 0 {
 		user, host = current[:i], current[i+1:]
 	}
-	c.account = quoteString(user) + "@" + quoteString(host)
+	c.account = mysqlurl.QuoteString(user) + "@" + mysqlurl.QuoteString(host)
 
 	privs, err := globalPrivileges(ctx, c.db)
 	if err != nil {
@@ -358,7 +358,7 @@ func (c *sourceCheck) table(ctx context.Context, t string) {
 		c.fail(obj, "is not written as db.table", "write it as db.table in source.tables")
 		return
 	}
-	ident := quoteIdent(schema) + "." + quoteIdent(name)
+	ident := mysqlurl.QuoteIdent(schema) + "." + mysqlurl.QuoteIdent(name)
 	grant := fmt.Sprintf("GRANT SELECT ON %s TO %s;", ident, c.account)
 
 	var typ, engine, transactional string
@@ -464,14 +464,4 @@ func seconds(s int64) string {
 		return plural(s/60, "minute")
 	}
 	return plural(s, "second")
-}
-
-// quoteIdent quotes a MySQL identifier.
-func quoteIdent(s string) string {
-	return "`" + strings.ReplaceAll(s, "`", "``") + "`"
-}
-
-// quoteString quotes a MySQL string literal.
-func quoteString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
 }

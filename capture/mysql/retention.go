@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
 )
 
 // BinlogNotOnServerError is BinlogRetention's error when the position's
@@ -121,7 +123,7 @@ func showBinaryLogs(ctx context.Context, db *sql.DB) ([]retainedBinlog, error) {
 func showVariables(ctx context.Context, db *sql.DB, names ...string) (map[string]string, error) {
 	quoted := make([]string, len(names))
 	for i, n := range names {
-		quoted[i] = quoteString(n)
+		quoted[i] = mysqlurl.QuoteString(n)
 	}
 	// Literals, not placeholders: not every server prepares SHOW.
 	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ("+strings.Join(quoted, ", ")+")")

@@ -9,7 +9,8 @@
 // Both give a Config with the driver settings tandem relies on: parseTime
 // off (times stay the server's text, which is lossless), and the
 // connection's time zone forced to UTC so TIMESTAMP values read and written
-// by tandem are UTC whatever the server's default.
+// by tandem are UTC whatever the server's default. It also holds the one
+// quoting of identifiers and string literals for MySQL SQL text.
 package mysqlurl
 
 import (
@@ -136,4 +137,15 @@ func Open(dsn string) (*sql.DB, error) {
 		return nil, fmt.Errorf("open MySQL connection pool: %s", scrub(err.Error(), cfg.Passwd))
 	}
 	return sql.OpenDB(conn), nil
+}
+
+// QuoteIdent quotes a MySQL identifier with backticks, doubling those inside.
+func QuoteIdent(name string) string {
+	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
+}
+
+// QuoteString quotes a MySQL string literal for the default sql_mode
+// (backslash escapes on): backslashes and quotes are doubled.
+func QuoteString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
 }

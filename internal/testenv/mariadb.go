@@ -23,6 +23,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/poll"
 )
 
@@ -415,8 +416,8 @@ func (m *MariaDB) create(ctx context.Context) error {
 	// socket in Dir only.
 	setup := "SET sql_log_bin = 0;\n"
 	for _, host := range []string{"127.0.0.1", "localhost"} {
-		account := quoteString(m.User) + "@" + quoteString(host)
-		setup += "CREATE USER " + account + " IDENTIFIED BY " + quoteString(m.Password) + ";\n" +
+		account := mysqlurl.QuoteString(m.User) + "@" + mysqlurl.QuoteString(host)
+		setup += "CREATE USER " + account + " IDENTIFIED BY " + mysqlurl.QuoteString(m.Password) + ";\n" +
 			"GRANT ALL PRIVILEGES ON *.* TO " + account + " WITH GRANT OPTION;\n"
 	}
 	// mariadb-install-db made root@<hostname> too (`hostname`, as here).
@@ -425,7 +426,7 @@ func (m *MariaDB) create(ctx context.Context) error {
 		rootHosts = append(rootHosts, h)
 	}
 	for _, h := range rootHosts {
-		setup += "DROP USER IF EXISTS 'root'@" + quoteString(h) + ";\n"
+		setup += "DROP USER IF EXISTS 'root'@" + mysqlurl.QuoteString(h) + ";\n"
 	}
 	if err := execSQL(ctx, m.config("root", "", ""), setup); err != nil {
 		return fmt.Errorf("create user %s: %w", m.User, err)
@@ -688,7 +689,7 @@ func (m *MariaDB) String() string {
 // accepts works) with the utf8mb4 character set and the server's default
 // collation for it, and returns its DSN.
 func (m *MariaDB) CreateDatabase(ctx context.Context, name string) (dsn string, err error) {
-	if err := m.Exec(ctx, "", "CREATE DATABASE "+quoteIdent(name)+" CHARACTER SET utf8mb4"); err != nil {
+	if err := m.Exec(ctx, "", "CREATE DATABASE "+mysqlurl.QuoteIdent(name)+" CHARACTER SET utf8mb4"); err != nil {
 		return "", fmt.Errorf("create database %q: %w", name, err)
 	}
 	return m.DSN(name), nil
@@ -739,17 +740,6 @@ func redact(err error) error {
 		return err
 	}
 	return &redactedError{msg: strings.ReplaceAll(err.Error(), Password, "<password>"), err: err}
-}
-
-// quoteIdent quotes a MariaDB identifier with backticks.
-func quoteIdent(name string) string {
-	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
-}
-
-// quoteString quotes a MariaDB string literal (NO_BACKSLASH_ESCAPES off, the
-// default).
-func quoteString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
 }
 
 // Stop shuts the server down cleanly (SIGTERM; SIGKILL if it has not exited

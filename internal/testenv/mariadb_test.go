@@ -298,7 +298,7 @@ func TestMariaDB_ExecRunsEveryStatementAndStopsAtTheFirstError(t *testing.T) {
 	if got := mariaString(t, m.DSN(db), "SELECT GROUP_CONCAT(id ORDER BY id) FROM t"); got != "1" {
 		t.Errorf("ids = %s, want the statements before the error done and none after", got)
 	}
-	if err := m.Exec(ctx, "", "SELECT 1; CREATE DATABASE "+quoteIdent(db+"_x")+"; USE "+quoteIdent(db+"_x")+"; CREATE TABLE u (id int)"); err != nil {
+	if err := m.Exec(ctx, "", "SELECT 1; CREATE DATABASE "+mysqlurl.QuoteIdent(db+"_x")+"; USE "+mysqlurl.QuoteIdent(db+"_x")+"; CREATE TABLE u (id int)"); err != nil {
 		t.Fatalf("Exec without a database: %v", err)
 	}
 	if got := mariaString(t, m.DSN(db+"_x"), "SELECT count(*) FROM u"); got != "0" {

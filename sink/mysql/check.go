@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/sink"
 )
@@ -81,14 +82,9 @@ func (c *checker) warn(obj, what, fix string) {
 func account(current string) string {
 	i := strings.LastIndexByte(current, '@')
 	if i < 0 {
-		return quoteString(current)
+		return mysqlurl.QuoteString(current)
 	}
-	return quoteString(current[:i]) + "@" + quoteString(current[i+1:])
-}
-
-// quoteString quotes a string literal.
-func quoteString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+	return mysqlurl.QuoteString(current[:i]) + "@" + mysqlurl.QuoteString(current[i+1:])
 }
 
 func (c *checker) table(ctx context.Context, u sink.TableUse) {
@@ -116,7 +112,7 @@ func (c *checker) table(ctx context.Context, u sink.TableUse) {
 			continue
 		}
 		c.fail(fmt.Sprintf("target column %s.%s", u.Table, col), "does not exist",
-			fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s <type>; or correct the mapping", ident, quoteIdent(col)))
+			fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s <type>; or correct the mapping", ident, mysqlurl.QuoteIdent(col)))
 	}
 	if !t.uniqueOn(u.Key) {
 		c.fail(obj, fmt.Sprintf("has no primary key or unique index on the mapping key (%s), which upserts need", strings.Join(u.Key, ", ")),
@@ -133,7 +129,7 @@ func (c *checker) table(ctx context.Context, u sink.TableUse) {
 		what := fmt.Sprintf("has unique index %s on (%s) besides the one on the mapping key (%s): ON DUPLICATE KEY UPDATE acts on whichever row a write collides with, "+
 			"so a write whose (%[2]s) equals another row's updates that row (or, for create_if_absent, is skipped) instead of the row its key names",
 			ix.name, strings.Join(cols, ", "), strings.Join(u.Key, ", "))
-		fix := fmt.Sprintf("make sure the source enforces the same uniqueness, or drop the index: ALTER TABLE %s DROP INDEX %s;", ident, quoteIdent(ix.name))
+		fix := fmt.Sprintf("make sure the source enforces the same uniqueness, or drop the index: ALTER TABLE %s DROP INDEX %s;", ident, mysqlurl.QuoteIdent(ix.name))
 		if ix.name == "PRIMARY" {
 			fix = fmt.Sprintf("make sure the source enforces the same uniqueness, or make the mapping key the primary key: ALTER TABLE %s DROP PRIMARY KEY, ADD PRIMARY KEY (%s);",
 				ident, strings.Join(quoteAll(u.Key), ", "))
@@ -151,7 +147,7 @@ func (c *checker) table(ctx context.Context, u sink.TableUse) {
 	}
 	if len(missing) > 0 {
 		c.fail(obj, fmt.Sprintf("the target user %s lacks %s on it", c.account, strings.Join(missing, ", ")),
-			fmt.Sprintf("GRANT %s ON %s.%s TO %s;", strings.Join(missing, ", "), quoteIdent(t.schema), quoteIdent(tbl), c.account))
+			fmt.Sprintf("GRANT %s ON %s.%s TO %s;", strings.Join(missing, ", "), mysqlurl.QuoteIdent(t.schema), mysqlurl.QuoteIdent(tbl), c.account))
 	}
 }
 
@@ -206,7 +202,7 @@ func (c *checker) state(ctx context.Context, name string) {
 		if slices.Contains(backfillTableNames, tbl) {
 			need = append(need[:len(need):len(need)], "DELETE")
 		}
-		ident := quoteIdent(name) + "." + quoteIdent(tbl)
+		ident := mysqlurl.QuoteIdent(name) + "." + mysqlurl.QuoteIdent(tbl)
 		t, err := describeTable(ctx, c.conn, name+"."+tbl)
 		if err != nil {
 			c.fail(obj, fmt.Sprintf("cannot inspect table %s: %v", ident, err), "")
@@ -249,7 +245,7 @@ func (c *checker) state(ctx context.Context, name string) {
 	if len(missing) > 0 {
 		what += fmt.Sprintf(" (it sees no tables %s there, so tandem would create them)", strings.Join(missing, ", "))
 	}
-	fix := fmt.Sprintf("GRANT %s ON %s.* TO %s;", strings.Join(lacks, ", "), quoteIdent(name), c.account)
+	fix := fmt.Sprintf("GRANT %s ON %s.* TO %s;", strings.Join(lacks, ", "), mysqlurl.QuoteIdent(name), c.account)
 	if uncertain {
 		// Privileges of roles not enabled by default are not in SHOW GRANTS.
 		c.warn(obj, "maybe "+what+" (privileges of its roles were not inspected)", fix)

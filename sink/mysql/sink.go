@@ -152,11 +152,11 @@ func (s *Sink) String() string {
 	return fmt.Sprintf("mysql target %s (state database %s)", s.where, s.state)
 }
 
-func (s *Sink) offsetsTable() string     { return quoteIdent(s.state) + ".`kafka_offsets`" }
-func (s *Sink) deadLettersTable() string { return quoteIdent(s.state) + ".`dead_letters`" }
-func (s *Sink) positionsTable() string   { return quoteIdent(s.state) + ".`source_positions`" }
-func (s *Sink) backfillsTable() string   { return quoteIdent(s.state) + ".`backfills`" }
-func (s *Sink) tombstonesTable() string  { return quoteIdent(s.state) + ".`tombstones`" }
+func (s *Sink) offsetsTable() string     { return mysqlurl.QuoteIdent(s.state) + ".`kafka_offsets`" }
+func (s *Sink) deadLettersTable() string { return mysqlurl.QuoteIdent(s.state) + ".`dead_letters`" }
+func (s *Sink) positionsTable() string   { return mysqlurl.QuoteIdent(s.state) + ".`source_positions`" }
+func (s *Sink) backfillsTable() string   { return mysqlurl.QuoteIdent(s.state) + ".`backfills`" }
+func (s *Sink) tombstonesTable() string  { return mysqlurl.QuoteIdent(s.state) + ".`tombstones`" }
 
 // stateTables are tandem's own tables: name -> definition. Names are
 // case-sensitive ASCII (utf8mb4_bin): Kafka topics "Orders" and "orders"
@@ -222,17 +222,17 @@ var stateTableNames = []string{"kafka_offsets", "dead_letters", "source_position
 func (s *Sink) init(ctx context.Context) error {
 	missing, err := missingStateTables(ctx, s.db, s.state)
 	if err != nil {
-		return classified(s.offsetsTable(), fmt.Errorf("look for tandem's tables in database %s: %w", quoteIdent(s.state), err))
+		return classified(s.offsetsTable(), fmt.Errorf("look for tandem's tables in database %s: %w", mysqlurl.QuoteIdent(s.state), err))
 	}
 	if len(missing) > 0 {
 		// IF NOT EXISTS: another tandem process may create them meanwhile.
-		if _, err := s.db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(s.state)+
+		if _, err := s.db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS "+mysqlurl.QuoteIdent(s.state)+
 			" CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
-			return classified(s.offsetsTable(), fmt.Errorf("create database %s for tandem's tables: %w", quoteIdent(s.state), err))
+			return classified(s.offsetsTable(), fmt.Errorf("create database %s for tandem's tables: %w", mysqlurl.QuoteIdent(s.state), err))
 		}
 	}
 	for _, name := range missing {
-		ident := quoteIdent(s.state) + "." + quoteIdent(name)
+		ident := mysqlurl.QuoteIdent(s.state) + "." + mysqlurl.QuoteIdent(name)
 		if _, err := s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+ident+" "+stateTables[name]+
 			" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"); err != nil {
 			return classified(ident, fmt.Errorf("create table %s: %w", ident, err))

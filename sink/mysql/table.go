@@ -7,17 +7,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-)
 
-// quoteIdent quotes a MySQL identifier with backticks, doubling those inside.
-func quoteIdent(name string) string {
-	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
-}
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
+)
 
 func quoteAll(names []string) []string {
 	out := make([]string, len(names))
 	for i, n := range names {
-		out[i] = quoteIdent(n)
+		out[i] = mysqlurl.QuoteIdent(n)
 	}
 	return out
 }
@@ -41,9 +38,9 @@ func splitTable(name string) (db, tbl string) {
 func tableIdent(name string) string {
 	db, tbl := splitTable(name)
 	if db == "" {
-		return quoteIdent(tbl)
+		return mysqlurl.QuoteIdent(tbl)
 	}
-	return quoteIdent(db) + "." + quoteIdent(tbl)
+	return mysqlurl.QuoteIdent(db) + "." + mysqlurl.QuoteIdent(tbl)
 }
 
 // table is a described target table.

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/sink"
 )
 
@@ -134,7 +135,7 @@ func inserts(ident, name string, op sink.Op, key, cols []string, rows [][]any, s
 	}
 	if len(sets) == 0 {
 		// A no-op on conflict: the existing row stays as it is.
-		k := quoteIdent(key[0])
+		k := mysqlurl.QuoteIdent(key[0])
 		sets = []string{k + " = " + k}
 	}
 	suffix := " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
@@ -162,7 +163,7 @@ func inserts(ident, name string, op sink.Op, key, cols []string, rows [][]any, s
 func deletes(ident, name string, key []string, rows [][]any, sizes []int) []statement {
 	var lhs, tuple string
 	if len(key) == 1 {
-		lhs, tuple = quoteIdent(key[0]), "?"
+		lhs, tuple = mysqlurl.QuoteIdent(key[0]), "?"
 	} else {
 		lhs = "(" + strings.Join(quoteAll(key), ", ") + ")"
 		tuple = "(" + strings.TrimSuffix(strings.Repeat("?, ", len(key)), ", ") + ")"
