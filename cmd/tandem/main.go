@@ -52,7 +52,12 @@ Verbs:
              [--table schema.table]... [--restart] [--estimate]; a live display
              when stdout is a terminal, log lines otherwise; --estimate reads each
              table for a few seconds and projects the copy's duration, writing nothing
-  check      preflight: config, connections, source settings, tables, columns
+  check      preflight: config, connections, source settings, tables, columns,
+             and each mapping's inverse round trip on a sample of source rows
+  preview    --table schema.table [--limit N]: run the mappings on N source rows and
+             print the target rows and the inverse round trip; writes nothing
+  dlq list   [--mapping M] [--limit N]: show the dead letters kept in the target
+  dlq replay [--mapping M]: re-sync the rows of dead letters with the fixed mapping
   slot drop  remove the migration's replication slot and publication when done
   version    version and build info
 
@@ -85,6 +90,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		verb, rest = "slot drop", rest[1:]
 	}
+	if verb == "dlq" {
+		if len(rest) == 0 || (rest[0] != "list" && rest[0] != "replay") {
+			fmt.Fprintf(stderr, "tandem dlq: want `tandem dlq list` or `tandem dlq replay`\n")
+			return exitUsage
+		}
+		verb, rest = "dlq "+rest[0], rest[1:]
+	}
 	fs := flag.NewFlagSet("tandem "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "tandem.yaml", "config file")
@@ -98,7 +110,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Var(&tables, "table", "copy only this source table (schema.table); repeatable")
 		fs.BoolVar(&restart, "restart", false, "forget saved progress and copy every table again")
 	}
+	var previewTable, dlqMapping string
+	limit := 0
+	switch verb {
+	case "preview":
+		fs.StringVar(&previewTable, "table", "", "the source table (schema.table) to read rows of")
+		fs.IntVar(&limit, "limit", 10, "how many source rows to run the mappings on")
+	case "dlq list":
+		fs.StringVar(&dlqMapping, "mapping", "", "only this mapping's dead letters")
+		fs.IntVar(&limit, "limit", 100, "show at most this many dead letters (0: all)")
+	case "dlq replay":
+		fs.StringVar(&dlqMapping, "mapping", "", "only this mapping's dead letters")
+	}
 	if err := fs.Parse(rest); err != nil {
+		return exitUsage
+	}
+	if verb == "preview" && (previewTable == "" || limit <= 0) {
+		fmt.Fprintf(stderr, "tandem preview: want --table schema.table and a --limit above 0\n")
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
@@ -114,8 +142,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
-	case "run", "capture", "apply", "check", "slot drop", "backfill":
-	case "reconcile", "preview", "dlq":
+	case "run", "capture", "apply", "check", "slot drop", "backfill", "preview", "dlq list", "dlq replay":
+	case "reconcile":
 		fmt.Fprintf(stderr, "tandem %s: not available in this build yet\n", verb)
 		return exitUsage
 	default:
@@ -148,6 +176,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, "nothing to drop: no slot or publication of this migration on the source")
 		}
 		return exitOK
+	}
+	switch verb {
+	case "preview":
+		return runPreview(ctx, cfg, previewTable, limit, stdout, stderr)
+	case "dlq list":
+		return runDLQList(ctx, cfg, dlqMapping, limit, stdout, stderr)
+	case "dlq replay":
+		return runDLQReplay(ctx, cfg, dlqMapping, log, stdout, stderr)
 	}
 	if verb == "check" {
 		problems, err := pipeline.Check(ctx, cfg)
