@@ -90,4 +90,3 @@ func producesKey(rows []Row, k Key) bool {
 	id := sink.RowID(k.Table, k.Key, k.Columns)
 	return slices.ContainsFunc(rows, func(r Row) bool { return sink.RowID(r.Table, r.Key, r.Columns) == id })
 }
-
