@@ -1,0 +1,123 @@
+package postgres
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/tandemcdc/tandem/sink"
+)
+
+var _ sink.Lookuper = (*Sink)(nil)
+
+// lookupSettings give the lookup's statement, in the same implicit
+// transaction (one Sync), the text output settings of the capturer's
+// connections, whatever the pool's sessions use: a timestamptz reads in
+// UTC, dates in ISO, floats exactly, bytea in hex. They last until the
+// Sync, so the pool's sessions, which the sink's writes parse text in,
+// keep their own.
+const lookupSettings = `SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO', true),
+set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '3', true),
+set_config('bytea_output', 'hex', true)`
+
+// Lookup implements sink.Lookuper: SELECT * FROM table WHERE c1 = $1 AND
+// ... LIMIT 2, each value sent as text and cast to its column's type in
+// SQL, as Apply writes it. Failures are *sink.Error.
+func (s *Sink) Lookup(ctx context.Context, table string, where map[string]any) (map[string]any, bool, error) {
+	cols, hasNil, err := sink.LookupColumns(table, where)
+	if err != nil || hasNil {
+		return nil, false, err
+	}
+	t, err := s.describe(ctx, table)
+	if err != nil {
+		return nil, false, classified(table, fmt.Errorf("lookup in %s: %w", table, err))
+	}
+	conds := make([]string, len(cols))
+	params := make([][]byte, len(cols))
+	for i, c := range cols {
+		typ, ok := t.types[c]
+		if !ok {
+			return nil, false, classified(table, fmt.Errorf("lookup in %s: target table has no column %q: %w", table, c, sink.ErrColumnNotFound))
+		}
+		v, err := text(where[c])
+		if err != nil {
+			return nil, false, classified(table, fmt.Errorf("lookup in %s column %q: %w", table, c, err))
+		}
+		params[i] = []byte(*v)
+		conds[i] = fmt.Sprintf("%s = $%d::text::%s", pgx.Identifier{c}.Sanitize(), i+1, typ)
+	}
+	query := "SELECT * FROM " + t.ident + " WHERE " + strings.Join(conds, " AND ") + " LIMIT 2"
+	results, err := s.lookup(ctx, query, params)
+	if err != nil {
+		return nil, false, classified(table, fmt.Errorf("lookup in %s by (%s): %w", table, strings.Join(quoteAll(cols), ", "), err))
+	}
+	switch len(results.Rows) {
+	case 0:
+		return nil, false, nil
+	case 1:
+	default:
+		return nil, false, classified(table, sink.NotUniqueError(table, cols))
+	}
+	row := make(map[string]any, len(results.FieldDescriptions))
+	for i, f := range results.FieldDescriptions {
+		v, err := decodeText(f.DataTypeOID, results.Rows[0][i])
+		if err != nil {
+			return nil, false, classified(table, fmt.Errorf("lookup in %s column %q: %w", table, f.Name, err))
+		}
+		row[f.Name] = v
+	}
+	return row, true, nil
+}
+
+// lookup runs query with text params after lookupSettings, in one round
+// trip, and returns its result (text format).
+func (s *Sink) lookup(ctx context.Context, query string, params [][]byte) (*pgconn.Result, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	b := &pgconn.Batch{}
+	b.ExecParams(lookupSettings, nil, nil, nil, nil)
+	b.ExecParams(query, params, nil, nil, nil)
+	results, err := conn.Conn().PgConn().ExecBatch(ctx, b).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if len(results) != 2 {
+		return nil, fmt.Errorf("%d results for 2 statements", len(results))
+	}
+	return results[1], nil
+}
+
+// decodeText reads a value of type oid in PostgreSQL's text output format
+// (as lookupSettings set it) into what capture/postgres makes of it; nil
+// is NULL.
+func decodeText(oid uint32, data []byte) (any, error) {
+	if data == nil {
+		return nil, nil
+	}
+	s := string(data)
+	switch oid {
+	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID:
+		return strconv.ParseInt(s, 10, 64)
+	case pgtype.Float4OID, pgtype.Float8OID:
+		return strconv.ParseFloat(s, 64)
+	case pgtype.BoolOID:
+		return s == "t", nil
+	case pgtype.ByteaOID:
+		b, ok := strings.CutPrefix(s, `\x`)
+		if !ok {
+			return nil, errors.New("bytea not in hex format")
+		}
+		return hex.DecodeString(b)
+	}
+	return s, nil
+}

@@ -1,0 +1,251 @@
+package postgres_test
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/postgres"
+)
+
+// lookupDDL is a table of most kinds of column a lookup reads back, with
+// unique columns to look up by (legacy_id; tenant and code together) and
+// a column that is not unique (city).
+const lookupDDL = `
+CREATE SCHEMA crm;
+CREATE TABLE crm.customers (
+	id bigint PRIMARY KEY, legacy_id text UNIQUE, tenant integer, code text,
+	score integer, balance numeric(12, 3), ref uuid, seen timestamp, changed timestamptz,
+	photo bytea, active boolean, ratio double precision, city text, note text,
+	UNIQUE (tenant, code));
+INSERT INTO crm.customers VALUES
+	(9000000000, 'L-1', 1, 'A', -7, 1234.500, '6f1c2a3e-52b4-4b8e-9d6a-0c1e2f3a4b5c',
+	 '2024-03-01 10:02:03.654321', '2024-03-01 10:02:03.654321+09', '\x00ff10', true, 0.1, 'Oslo', NULL),
+	(2, 'L-2', 1, 'B', 0, 0, NULL, NULL, NULL, NULL, false, NULL, 'Oslo', NULL),
+	(3, 'L-3', 2, 'A', 1, -0.001, NULL, NULL, NULL, '\x', NULL, -2.5e-300, 'Bergen', 'x'),
+	(4, NULL, 2, 'C', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	(5, NULL, 3, 'C', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+`
+
+// customer1 is customer 9000000000 as Lookup returns it: typed as
+// capture/postgres types the same row.
+var customer1 = row{
+	"id": int64(9000000000), "legacy_id": "L-1", "tenant": int64(1), "code": "A",
+	"score": int64(-7), "balance": "1234.500", "ref": "6f1c2a3e-52b4-4b8e-9d6a-0c1e2f3a4b5c",
+	"seen": "2024-03-01 10:02:03.654321", "changed": "2024-03-01 01:02:03.654321+00",
+	"photo": []byte{0x00, 0xff, 0x10}, "active": true, "ratio": 0.1, "city": "Oslo", "note": nil,
+}
+
+// lookup calls Lookup and fails the test on an error.
+func lookup(t *testing.T, l sink.Lookuper, table string, where row) (row, bool) {
+	t.Helper()
+	got, found, err := l.Lookup(t.Context(), table, where)
+	if err != nil {
+		t.Fatalf("Lookup(%s, %v): %v", table, where, err)
+	}
+	return got, found
+}
+
+// lookupErr calls Lookup and returns its error, failing the test when
+// there is none.
+func lookupErr(t *testing.T, l sink.Lookuper, table string, where row) error {
+	t.Helper()
+	got, found, err := l.Lookup(t.Context(), table, where)
+	if err == nil {
+		t.Fatalf("Lookup(%s, %v) = %v, %v, want an error", table, where, got, found)
+	}
+	return err
+}
+
+func TestLookup_FoundRowIsTheWholeRowTypedAsTheCapturerTypesIt(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL)
+	tests := []struct {
+		name  string
+		where row
+		want  row
+	}{
+		{"by a text column", row{"legacy_id": "L-1"}, customer1},
+		{"by a bigint given as int64", row{"id": int64(9000000000)}, customer1},
+		{"by a uuid given as text", row{"ref": "6f1c2a3e-52b4-4b8e-9d6a-0c1e2f3a4b5c"}, customer1},
+		{"by a numeric given as other text of the same number", row{"id": int64(3), "balance": "-0.0010"},
+			row{"id": int64(3), "legacy_id": "L-3", "tenant": int64(2), "code": "A", "score": int64(1),
+				"balance": "-0.001", "ref": nil, "seen": nil, "changed": nil, "photo": []byte{}, "active": nil,
+				"ratio": -2.5e-300, "city": "Bergen", "note": "x"}},
+		{"by bytes", row{"photo": []byte{0x00, 0xff, 0x10}}, customer1},
+		{"by a bool and an int", row{"active": false, "tenant": int64(1)},
+			row{"id": int64(2), "legacy_id": "L-2", "tenant": int64(1), "code": "B", "score": int64(0),
+				"balance": "0.000", "ref": nil, "seen": nil, "changed": nil, "photo": nil, "active": false,
+				"ratio": nil, "city": "Oslo", "note": nil}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, found := lookup(t, tg.sink, "crm.customers", tt.where)
+			if !found {
+				t.Fatalf("Lookup(%v): not found", tt.where)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Lookup(%v) (-want +got):\n%s", tt.where, diff)
+			}
+		})
+	}
+}
+
+func TestLookup_CompositeWhereMatchesAllColumns(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL)
+	// (1, 'A') is customer1; (2, 'B') matches a row on each column, none on both.
+	got, found := lookup(t, tg.sink, "crm.customers", row{"tenant": int64(1), "code": "A"})
+	if !found {
+		t.Fatal("Lookup(tenant 1, code A): not found")
+	}
+	if diff := cmp.Diff(customer1, got); diff != "" {
+		t.Errorf("Lookup(tenant 1, code A) (-want +got):\n%s", diff)
+	}
+	if got, found := lookup(t, tg.sink, "crm.customers", row{"tenant": int64(2), "code": "B"}); found {
+		t.Errorf("Lookup(tenant 2, code B) = %v, want not found", got)
+	}
+}
+
+func TestLookup_NoMatchIsNotFound(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL)
+	for _, where := range []row{
+		{"legacy_id": "L-404"},
+		{"id": int64(-1)},
+		{"legacy_id": "l-1"}, // text compares exactly
+		// NULL equals nothing: not the rows whose legacy_id is NULL (two of them)
+		{"legacy_id": nil},
+		{"tenant": int64(1), "code": nil},
+	} {
+		if got, found := lookup(t, tg.sink, "crm.customers", where); found || got != nil {
+			t.Errorf("Lookup(%v) = %v, %v, want nil, not found", where, got, found)
+		}
+	}
+}
+
+func TestLookup_TwoMatchesIsAnErrorNamingTableAndColumns(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL)
+	err := lookupErr(t, tg.sink, "crm.customers", row{"city": "Oslo", "tenant": int64(1)})
+	if !errors.Is(err, sink.ErrNotUnique) {
+		t.Errorf("error = %v, want ErrNotUnique", err)
+	}
+	for _, name := range []string{"crm.customers", "city", "tenant"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name %s", err, name)
+		}
+	}
+}
+
+func TestLookup_MissingTableOrColumnAndEmptyWhereAreErrors(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL)
+	tests := []struct {
+		name   string
+		table  string
+		where  row
+		is     error
+		reason string
+	}{
+		{"missing table", "crm.nope", row{"id": int64(1)}, sink.ErrTableNotFound, "table_missing"},
+		{"missing column", "crm.customers", row{"id": int64(1), "nope": "x"}, sink.ErrColumnNotFound, "column_missing"},
+		{"value the column cannot hold", "crm.customers", row{"ref": "not a uuid"}, nil, "data"},
+		{"empty where", "crm.customers", row{}, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := lookupErr(t, tg.sink, tt.table, tt.where)
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error = %v, want %v", err, tt.is)
+			}
+			var se *sink.Error
+			if tt.reason != "" && (!errors.As(err, &se) || se.Reason != tt.reason) {
+				t.Errorf("error = %#v, want a *sink.Error with reason %s", err, tt.reason)
+			}
+			if !strings.Contains(err.Error(), tt.table) {
+				t.Errorf("error %q does not name table %s", err, tt.table)
+			}
+			if pw := password(t, tg.dsn); strings.Contains(err.Error(), pw) {
+				t.Errorf("error %q holds the password", err)
+			}
+		})
+	}
+}
+
+func TestLookup_HostileIdentifiers(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, hostileDDL+`INSERT INTO "Shop Old"."order" VALUES
+		(1, 'A', 'it''s "q"', 'happy', 'comma', NULL, NULL),
+		(1, 'B', NULL, 'sad', NULL, 'x', 'y');`)
+	want := row{"select": int64(1), "MixedCase": "A", `"quoted"`: `it's "q"`, "Mood": "happy", "a,b": "comma", "a": nil, "b": nil}
+	for _, where := range []row{
+		{"select": int64(1), "MixedCase": "A"},
+		{`"quoted"`: `it's "q"`},
+		{"Mood": "happy"}, // a value cast to the enum type of a schema needing quotes
+		{"a,b": "comma"},
+	} {
+		got, found := lookup(t, tg.sink, "Shop Old.order", where)
+		if !found {
+			t.Errorf("Lookup(%v): not found", where)
+			continue
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Lookup(%v) (-want +got):\n%s", where, diff)
+		}
+	}
+	// A value that would end the quoting is a value, not SQL.
+	if got, found := lookup(t, tg.sink, "Shop Old.order", row{"MixedCase": `A' OR 'x' = 'x`}); found {
+		t.Errorf("Lookup(an injection) = %v, want not found", got)
+	}
+}
+
+// password returns the password in dsn.
+func password(t *testing.T, dsn string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" {
+		t.Fatalf("DSN has no password")
+	}
+	return pw
+}
+
+// TestLookup_TextIsTheCapturersWhateverTheSessionSettings: values come back
+// in UTC and ISO style on a target whose sessions use another zone and date
+// style, and the sessions keep theirs (the sink's writes read text in them).
+func TestLookup_TextIsTheCapturersWhateverTheSessionSettings(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL)
+	// one connection, so the writes run on the session the lookup used
+	s := tg.newSink(t, postgres.Config{DSN: tg.dsn + "&pool_max_conns=1&timezone=Asia/Tokyo&datestyle=SQL,DMY"})
+	upsert := func(changed string) {
+		t.Helper()
+		if err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{
+			write(sink.Upsert, "crm.customers", row{"id": int64(7), "legacy_id": "L-7", "changed": changed}, "id"),
+		}}, sink.Checkpoint{}); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+	}
+	upsert("02/03/2024 10:00:00") // 2 March, Tokyo time
+	check := func(want string) {
+		t.Helper()
+		got, found := lookup(t, s, "crm.customers", row{"legacy_id": "L-7"})
+		if !found {
+			t.Fatal("Lookup(L-7): not found")
+		}
+		if diff := cmp.Diff(want, got["changed"]); diff != "" {
+			t.Errorf("changed (-want +got):\n%s", diff)
+		}
+	}
+	check("2024-03-02 01:00:00+00")
+	upsert("03/02/2024 09:00:00") // 3 February, Tokyo time: still the session's zone and style
+	check("2024-02-03 00:00:00+00")
+}
