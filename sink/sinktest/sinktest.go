@@ -1,0 +1,126 @@
+// Package sinktest holds the behaviour every sink must show, as test
+// functions each sink's tests run against a real database: one copy of the
+// expectations for PostgreSQL and MySQL/MariaDB. Only _test.go files import
+// it.
+package sinktest
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/tandemcdc/tandem/sink"
+)
+
+// Store is a sink that keeps dead letters.
+type Store interface {
+	sink.Sink
+	sink.DeadLetterStore
+}
+
+// DeadLettersListOldestFirstAndDeleteByName stores dead letters through
+// Apply (two batches, two mappings failing on one record) and checks
+// DeadLetters, CountDeadLetters and DeleteDeadLetters against s, whose
+// store must be empty.
+func DeadLettersListOldestFirstAndDeleteByName(t *testing.T, s Store) {
+	t.Helper()
+	ctx := t.Context()
+	dl := func(mapping, topic string, partition int32, offset int64, value string) sink.DeadLetter {
+		return sink.DeadLetter{Mapping: mapping, Reason: "transform", Error: "mapping " + mapping + ": to[0].columns.x: division by zero",
+			Topic: topic, Partition: partition, Offset: offset, Key: []byte(`{"id":1}`), Value: []byte(value)}
+	}
+	first := []sink.DeadLetter{
+		dl("m1", "t1", 0, 9, `{"after":{"id":1}}`),
+		dl("m2", "t1", 0, 9, `{"after":{"id":1}}`), // the same record, failed by another mapping
+	}
+	// Stored later, at a lower offset of the same partition: listed after.
+	second := []sink.DeadLetter{
+		dl("m1", "t1", 0, 3, `{"after":{"id":2}}`),
+		{Mapping: "m1", Reason: "decode", Error: "malformed change record", Topic: "t2", Partition: 1, Offset: 5, Value: []byte{0, 0xff}},
+	}
+	for _, b := range [][]sink.DeadLetter{first, second} {
+		if err := s.Apply(ctx, sink.Batch{DeadLetters: b}, sink.Checkpoint{}); err != nil {
+			t.Fatalf("Apply of dead letters: %v", err)
+		}
+	}
+	list := func(mapping string, limit int) []sink.DeadLetter {
+		t.Helper()
+		got, err := s.DeadLetters(ctx, mapping, limit)
+		if err != nil {
+			t.Fatalf("DeadLetters(%q, %d): %v", mapping, limit, err)
+		}
+		out := make([]sink.DeadLetter, len(got))
+		for i, d := range got {
+			if d.Stored.IsZero() || i > 0 && d.Stored.Before(got[i-1].Stored) {
+				t.Errorf("DeadLetters(%q, %d)[%d] stored at %v, after %v: not oldest first", mapping, limit, i, d.Stored, got[max(0, i-1)].Stored)
+			}
+			out[i] = d.DeadLetter
+		}
+		return out
+	}
+	count := func(mapping string) int {
+		t.Helper()
+		n, err := s.CountDeadLetters(ctx, mapping)
+		if err != nil {
+			t.Fatalf("CountDeadLetters(%q): %v", mapping, err)
+		}
+		return n
+	}
+	check := func(what string, want, got []sink.DeadLetter) {
+		t.Helper()
+		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", what, diff)
+		}
+	}
+	all := append(append([]sink.DeadLetter{}, first...), second...)
+	check("every dead letter", all, list("", 0))
+	check("m1's first two", []sink.DeadLetter{first[0], second[0]}, list("m1", 2))
+	check("m2's", first[1:], list("m2", 10))
+	check("an unknown mapping's", nil, list("nope", 0))
+	if n, n1, n2 := count(""), count("m1"), count("m2"); n != 4 || n1 != 3 || n2 != 1 {
+		t.Errorf("counts: all %d, m1 %d, m2 %d; want 4, 3, 1", n, n1, n2)
+	}
+
+	// Deleting by name removes exactly those; a name not stored is skipped.
+	gone := []sink.DeadLetterID{first[0].ID(), second[1].ID(), {Mapping: "m1", Topic: "t1", Partition: 0, Offset: 4}}
+	n, err := s.DeleteDeadLetters(ctx, gone)
+	if err != nil {
+		t.Fatalf("DeleteDeadLetters: %v", err)
+	}
+	if n != 2 {
+		t.Errorf("DeleteDeadLetters removed %d, want 2", n)
+	}
+	check("after the delete", []sink.DeadLetter{first[1], second[0]}, list("", 0))
+	if n, err := s.DeleteDeadLetters(ctx, gone); err != nil || n != 0 {
+		t.Errorf("DeleteDeadLetters again = %d, %v; want 0, nil", n, err)
+	}
+	if n, err := s.DeleteDeadLetters(ctx, nil); err != nil || n != 0 {
+		t.Errorf("DeleteDeadLetters(nil) = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// ApplyWithoutCheckpointWritesRows applies writes with an empty checkpoint,
+// as a re-sync does: the rows are written and no offsets stored. read
+// returns the row of table items with id 1 as a name, "" when absent.
+func ApplyWithoutCheckpointWritesRows(t *testing.T, s Store, read func() string) {
+	t.Helper()
+	ctx := t.Context()
+	w := sink.Write{Table: "items", Op: sink.Upsert, Key: []string{"id"}, Row: map[string]any{"id": int64(1), "name": "resynced"}}
+	if err := s.Apply(ctx, sink.Batch{Writes: []sink.Write{w}}, sink.Checkpoint{}); err != nil {
+		t.Fatalf("Apply without a checkpoint: %v", err)
+	}
+	if got := read(); got != "resynced" {
+		t.Errorf("items row 1 after an Apply without checkpoint: name %q, want %q", got, "resynced")
+	}
+	w = sink.Write{Table: "items", Op: sink.Delete, Key: []string{"id"}, Row: map[string]any{"id": int64(1)}}
+	if err := s.Apply(ctx, sink.Batch{Writes: []sink.Write{w}}, sink.Checkpoint{}); err != nil {
+		t.Fatalf("Apply of a delete without a checkpoint: %v", err)
+	}
+	if got := read(); got != "" {
+		t.Errorf("items row 1 after a delete without checkpoint: name %q, want none", got)
+	}
+	if offs, err := s.Offsets(ctx, "", ""); err != nil || len(offs) != 0 {
+		t.Errorf("Offsets after Applies without a checkpoint = %v, %v; want none", offs, err)
+	}
+}
