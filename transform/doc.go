@@ -13,4 +13,22 @@
 // column (PostgreSQL's unchanged TOASTed values) leaves out every target
 // column computed from it, so the target keeps its value: the columns an
 // expression reads are found in its syntax tree when it is compiled.
+//
+// Compiled WithSource (as `tandem check` and `tandem run` do, from the real
+// source table), row is a typed object: each column a field of its nullable
+// scalar type, so a misspelt column or `row.total * 100.0` on decimal text
+// is a compile error at its file:line:col instead of a dead letter at run
+// time. Columns are fields (row.total, or row.`odd name`), not map keys.
+//
+// lookup(table, {column: value, ...}) returns the one target row with those
+// values (ids the new system assigned), cached for a while once found. No
+// such row is an evaluation error (a dead letter, replayable once the row
+// exists); a target that cannot answer is ErrLookupUnavailable, which the
+// applier retries instead.
+//
+// An inverse maps the target rows back to the source row: each output's row
+// is a variable named by its table without the schema (an empty map when its
+// `when` did not hold). RoundTrip runs a row forward and back and names each
+// source column that did not come back Equal; `tandem check` and `tandem
+// preview` use it to catch a mapping that loses data.
 package transform

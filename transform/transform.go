@@ -38,6 +38,8 @@ type Mapping struct {
 	Name    string
 	From    change.Table
 	outputs []*output
+	inverse *inverse // nil: no inverse configured
+	source  map[string]change.Type
 }
 
 type output struct {
@@ -94,32 +96,29 @@ func (e *EvalError) Error() string {
 
 func (e *EvalError) Unwrap() error { return e.Err }
 
-var env = func() *cel.Env {
-	e, err := cel.NewEnv(
-		cel.Variable("row", cel.MapType(cel.StringType, cel.DynType)),
-		cel.CrossTypeNumericComparisons(true),
-		cel.OptionalTypes(),
-	)
-	if err != nil {
-		panic(fmt.Sprintf("build CEL environment: %v", err))
-	}
-	return e
-}()
-
 // Compile compiles mapping number index of the config. Every problem is
 // reported, each with the file:line:col of the expression.
-func Compile(index int, m config.Mapping) (*Mapping, error) {
+func Compile(index int, m config.Mapping, opts ...Option) (*Mapping, error) {
+	var with options
+	for _, opt := range opts {
+		opt(&with)
+	}
 	schema, name, ok := strings.Cut(m.From, ".")
 	if !ok {
 		return nil, fmt.Errorf("%s: mappings[%d].from: %q is not schema.table", m.Pos, index, m.From)
 	}
-	out := &Mapping{Name: m.Name, From: change.Table{Schema: schema, Name: name}}
+	out := &Mapping{Name: m.Name, From: change.Table{Schema: schema, Name: name}, source: with.source}
+	lk := newLookups(with.lookup)
+	env, err := newEnv(with.source, lk)
+	if err != nil {
+		return nil, err
+	}
 	var errs []error
 	for j, to := range m.To {
 		o := &output{table: to.Table, key: to.Key, createIfAbsent: to.Mode == "create_if_absent"}
 		if to.When != nil {
 			path := fmt.Sprintf("mappings[%d].to[%d].when", index, j)
-			prg, rd, err := compile(*to.When, path, true)
+			prg, rd, err := compile(env, *to.When, path, true)
 			if err != nil {
 				errs = append(errs, err)
 			}
@@ -127,7 +126,7 @@ func Compile(index int, m config.Mapping) (*Mapping, error) {
 		}
 		for _, c := range to.Columns {
 			path := fmt.Sprintf("mappings[%d].to[%d].columns.%s", index, j, c.Name)
-			prg, rd, err := compile(c.Expr, path, false)
+			prg, rd, err := compile(env, c.Expr, path, false)
 			if err != nil {
 				errs = append(errs, err)
 			}
@@ -140,6 +139,13 @@ func Compile(index int, m config.Mapping) (*Mapping, error) {
 		}
 		out.outputs = append(out.outputs, o)
 	}
+	if m.Inverse != nil {
+		inv, err := compileInverse(index, m, with.source, lk)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		out.inverse = inv
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -147,7 +153,7 @@ func Compile(index int, m config.Mapping) (*Mapping, error) {
 }
 
 // compile compiles one expression and works out which columns it reads.
-func compile(e config.Expr, path string, wantBool bool) (cel.Program, reads, error) {
+func compile(env *cel.Env, e config.Expr, path string, wantBool bool) (cel.Program, reads, error) {
 	ast, iss := env.Compile(e.Text)
 	if iss != nil && iss.Err() != nil {
 		var msgs []string
@@ -162,7 +168,7 @@ func compile(e config.Expr, path string, wantBool bool) (cel.Program, reads, err
 					pos.Col = loc.Column() + 1
 				}
 			}
-			msgs = append(msgs, fmt.Sprintf("%s: %s: %s", pos, path, ce.Message))
+			msgs = append(msgs, fmt.Sprintf("%s: %s: %s%s", pos, path, ce.Message, hint(e.Text, ce.Message)))
 		}
 		return nil, reads{}, errors.New(strings.Join(msgs, "\n"))
 	}
@@ -174,6 +180,23 @@ func compile(e config.Expr, path string, wantBool bool) (cel.Program, reads, err
 		return nil, reads{}, fmt.Errorf("%s: %s: %w", e.Pos, path, err)
 	}
 	return prg, rowReads(ast), nil
+}
+
+// hint adds what to do to a type checker's message about a typed row.
+func hint(text, msg string) string {
+	switch {
+	case strings.Contains(msg, "'_[_]' applied to '("+rowTypeName):
+		name := "name"
+		if i := strings.Index(text, `row["`); i >= 0 {
+			if j := strings.IndexByte(text[i+5:], '"'); j >= 0 {
+				name = text[i+5 : i+5+j]
+			}
+		}
+		return fmt.Sprintf(" (the row's columns are fields: write row.%s, or row.`%s` for a name that is not an identifier)", name, name)
+	case strings.Contains(msg, "wrapper(string)") && strings.Contains(msg, "no matching overload"):
+		return " (decimal, time, json and text columns are exact text: convert it with double(), int(), parse_time() or the decimal_ functions)"
+	}
+	return ""
 }
 
 // rowReads finds the columns an expression selects from row. A use of row

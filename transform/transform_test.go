@@ -206,6 +206,10 @@ func TestRowReads(t *testing.T) {
 		{`size(row) > 2`, reads{any: true}},
 		{`1 + 2`, reads{}},
 	}
+	env, err := newEnv(nil, newLookups(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range tests {
 		ast, iss := env.Compile(tc.expr)
 		if iss.Err() != nil {

@@ -466,7 +466,7 @@ func (d *decoder) mappingEntry(n *yaml.Node, path string) Mapping {
 			inv := &Inverse{}
 			if d.mapping(n, p, field{"columns", func(n *yaml.Node, p string) {
 				inv.Columns = d.columns(n, p)
-			}}) != nil {
+			}}, field{"ignore", setStrings(d, &inv.Ignore, nil)}) != nil {
 				m.Inverse = inv
 			}
 		}},

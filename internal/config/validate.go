@@ -191,6 +191,11 @@ func (v *validator) mappings() {
 				v.add(m.Pos, p+".inverse.columns", "must list at least one column")
 			}
 			v.columns(p+".inverse.columns", m.Inverse.Columns, m.Pos)
+			for _, c := range m.Inverse.Ignore {
+				if slices.ContainsFunc(m.Inverse.Columns, func(col Column) bool { return col.Name == c }) {
+					v.add(m.Pos, p+".inverse.ignore", fmt.Sprintf("%q is both computed and ignored", c))
+				}
+			}
 		}
 	}
 }

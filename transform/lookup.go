@@ -1,0 +1,115 @@
+package transform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+
+	"github.com/tandemcdc/tandem/sink"
+)
+
+// ErrLookupUnavailable is wrapped by an evaluation error when lookup()
+// could not ask the target (connection lost, table missing, timeout): the
+// change is fine, the target is not, so the caller retries instead of
+// sending the change to the dead-letter topic.
+var ErrLookupUnavailable = errors.New("the target could not answer a lookup")
+
+// Lookup cache bounds: ids the new system assigned do not change, so found
+// rows are kept a while; rows not found are never cached (they may appear).
+const (
+	lookupCacheRows = 100_000
+	lookupCacheTTL  = 10 * time.Minute
+	lookupTimeout   = 30 * time.Second
+)
+
+// lookups is one mapping's lookup() binding and its cache of found rows.
+type lookups struct {
+	target sink.Lookuper // nil: lookup() fails when evaluated
+	cache  *expirable.LRU[string, map[string]any]
+}
+
+func newLookups(target sink.Lookuper) *lookups {
+	return &lookups{target: target, cache: expirable.NewLRU[string, map[string]any](lookupCacheRows, nil, lookupCacheTTL)}
+}
+
+// function declares lookup(table, where) -> map: the one target row of table
+// whose columns equal where's values. No such row is an evaluation error
+// (the change goes to the dead-letter topic, and `tandem dlq replay` re-syncs
+// it once the row exists).
+func (l *lookups) function() cel.EnvOption {
+	return cel.Function("lookup",
+		cel.Overload("lookup_string_map", []*cel.Type{cel.StringType, cel.MapType(cel.StringType, cel.DynType)},
+			cel.MapType(cel.StringType, cel.DynType),
+			cel.BinaryBinding(func(table, where ref.Val) ref.Val {
+				t, ok := table.(types.String)
+				if !ok {
+					return types.NewErr("lookup: the table must be a string, is %s", table.Type())
+				}
+				w, err := where.ConvertToNative(reflect.TypeOf(map[string]any{}))
+				if err != nil {
+					return types.NewErr("lookup in %s: the columns to match: %v", t, err)
+				}
+				row, err := l.find(string(t), w.(map[string]any))
+				if err != nil {
+					return types.WrapErr(err)
+				}
+				return types.DefaultTypeAdapter.NativeToValue(row)
+			})))
+}
+
+// find returns the row from the cache or the target.
+func (l *lookups) find(table string, where map[string]any) (map[string]any, error) {
+	if l.target == nil {
+		return nil, fmt.Errorf("lookup in %s: no target to look rows up in here", table)
+	}
+	key := lookupKey(table, where)
+	if row, ok := l.cache.Get(key); ok {
+		return row, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	row, found, err := l.target.Lookup(ctx, table, where)
+	switch {
+	case errors.Is(err, sink.ErrNotUnique):
+		return nil, err // the mapping's lookup columns are wrong: a dead letter
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrLookupUnavailable, err)
+	case !found:
+		return nil, fmt.Errorf("lookup in %s: no row where %s", table, describeWhere(where))
+	}
+	l.cache.Add(key, row)
+	return row, nil
+}
+
+// lookupKey is the cache key of a lookup: the table and the where values by
+// sink.KeyText, which gives equal values one text.
+func lookupKey(table string, where map[string]any) string {
+	cols := make([]string, 0, len(where))
+	for c := range where {
+		cols = append(cols, c)
+	}
+	slices.Sort(cols)
+	return table + "\x00" + strings.Join(cols, "\x00") + "\x00" + sink.KeyText(cols, where)
+}
+
+func describeWhere(where map[string]any) string {
+	cols := make([]string, 0, len(where))
+	for c := range where {
+		cols = append(cols, c)
+	}
+	slices.Sort(cols)
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = fmt.Sprintf("%s = %v", c, where[c])
+	}
+	return strings.Join(parts, " and ")
+}
