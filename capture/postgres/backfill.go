@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tandemcdc/tandem/capture/backfill"
@@ -121,19 +122,10 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 	var last []string
 	for res.NextRow() {
 		vals := res.Values()
-		row := make(change.Row, len(vals))
-		for i, v := range vals {
-			name := t.Columns[i]
-			if v == nil {
-				row[name] = nil
-				continue
-			}
-			d, err := decodeText(fields[i].DataTypeOID, v)
-			if err != nil {
-				res.Close()
-				return nil, nil, fmt.Errorf("%s column %q: %w", t.Name, name, err)
-			}
-			row[name] = d
+		row, err := textRow(t, fields, vals)
+		if err != nil {
+			res.Close()
+			return nil, nil, err
 		}
 		last = make([]string, len(keyIdx))
 		for i, j := range keyIdx {
@@ -145,6 +137,25 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 		return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
 	}
 	return out, last, nil
+}
+
+// textRow decodes one result row in text format, t's columns in table
+// order, with the stream's decoder.
+func textRow(t *backfill.Table, fields []pgconn.FieldDescription, vals [][]byte) (change.Row, error) {
+	row := make(change.Row, len(vals))
+	for i, v := range vals {
+		name := t.Columns[i]
+		if v == nil {
+			row[name] = nil
+			continue
+		}
+		d, err := decodeText(fields[i].DataTypeOID, v)
+		if err != nil {
+			return nil, fmt.Errorf("%s column %q: %w", t.Name, name, err)
+		}
+		row[name] = d
+	}
+	return row, nil
 }
 
 // Estimate implements backfill.Reader from the planner's statistics.
