@@ -57,6 +57,7 @@ func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error)
 	default:
 		ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: "target", What: "kind " + cfg.Target.Kind + " is not supported", Fix: "use a mysql or postgres target"})
 	}
+	ps = append(ps, checkMappings(ctx, cfg)...)
 	return ps, nil
 }
 

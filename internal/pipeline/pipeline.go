@@ -24,6 +24,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/kafka"
+	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -85,11 +86,11 @@ func TuneRuntime() {
 }
 
 // CompileMappings compiles every mapping of the config.
-func CompileMappings(cfg *config.Config) ([]*transform.Mapping, error) {
+func CompileMappings(cfg *config.Config, opts ...transform.Option) ([]*transform.Mapping, error) {
 	var errs []error
 	out := make([]*transform.Mapping, 0, len(cfg.Mappings))
 	for i, m := range cfg.Mappings {
-		tm, err := transform.Compile(i, m)
+		tm, err := transform.Compile(i, m, opts...)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -173,6 +174,12 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		defer tgt.Close()
 	}
 	if opts.Roles.Apply {
+		// Again, with lookup() reading the target.
+		if l, ok := tgt.(sink.Lookuper); ok {
+			if mappings, err = CompileMappings(cfg, transform.WithLookup(l)); err != nil {
+				return err
+			}
+		}
 		am := newApplyMetrics(reg)
 		dlq := &dlqWriter{client: producer, topic: dlqTopic}
 		for _, m := range mappings {
