@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -14,8 +15,8 @@ import (
 type Lookuper interface {
 	// Lookup returns the row of table whose columns equal where's values
 	// (all of them), found=false when there is none. More than one
-	// matching row is an error naming the table and columns, wrapping
-	// ErrNotUnique (the lookup columns must be unique).
+	// matching row is a *Error naming the table and columns, with reason
+	// not_unique, wrapping ErrNotUnique (the lookup columns must be unique).
 	//
 	// Values come back as the capturers type them: int64 for integer
 	// columns, float64 for floating point, bool, []byte for binary, and
@@ -29,32 +30,48 @@ type Lookuper interface {
 	// column the target lacks is a *Error wrapping ErrTableNotFound or
 	// ErrColumnNotFound.
 	//
-	// Lookup blocks on one query and caches nothing but statement text;
-	// callers cache rows. Safe for concurrent use.
+	// Lookup blocks on one query (a table's description is read once and
+	// cached); callers cache rows. Safe for concurrent use.
 	Lookup(ctx context.Context, table string, where map[string]any) (row map[string]any, found bool, err error)
 }
 
 // ErrNotUnique is wrapped when a lookup matches more than one row.
 var ErrNotUnique = errors.New("lookup matches more than one row: its columns must be unique")
 
-// LookupColumns returns where's columns, sorted, so a statement's text
-// depends on the set of columns only. hasNil reports whether a value is
-// nil (then nothing matches). An empty where is an error.
-func LookupColumns(table string, where map[string]any) (cols []string, hasNil bool, err error) {
+// LookupBy is the part of Lookup every sink shares: it checks where, sorts
+// its columns (so a statement's text depends on the set of columns only),
+// answers not found for a nil value without asking, and calls query, which
+// returns the first row matching every column of cols (nil if none) and
+// how many rows matched, up to 2. It turns two into a *Error wrapping
+// ErrNotUnique (reason not_unique); query's errors it returns as they are.
+func LookupBy(table string, where map[string]any, query func(cols []string) (row map[string]any, n int, err error)) (map[string]any, bool, error) {
 	if len(where) == 0 {
 		return nil, false, fmt.Errorf("lookup in %s: no columns to match", table)
 	}
-	cols = make([]string, 0, len(where))
+	cols := make([]string, 0, len(where))
 	for c, v := range where {
+		if v == nil {
+			return nil, false, nil
+		}
 		cols = append(cols, c)
-		hasNil = hasNil || v == nil
 	}
 	slices.Sort(cols)
-	return cols, hasNil, nil
+	row, n, err := query(cols)
+	switch {
+	case err != nil:
+		return nil, false, err
+	case n > 1:
+		return nil, false, &Error{Table: table, Reason: "not_unique",
+			Err: fmt.Errorf("lookup in %s by (%s): %w", table, quoteJoin(cols), ErrNotUnique)}
+	}
+	return row, n == 1, nil
 }
 
-// NotUniqueError is the error of a lookup of table by cols that matched
-// more than one row.
-func NotUniqueError(table string, cols []string) error {
-	return fmt.Errorf("lookup in %s by (%s): %w", table, strings.Join(cols, ", "), ErrNotUnique)
+// quoteJoin lists names quoted, so that "a,b" is not a and b.
+func quoteJoin(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }

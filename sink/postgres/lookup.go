@@ -31,57 +31,40 @@ set_config('bytea_output', 'hex', true)`
 // ... LIMIT 2, each value sent as text and cast to its column's type in
 // SQL, as Apply writes it. Failures are *sink.Error.
 func (s *Sink) Lookup(ctx context.Context, table string, where map[string]any) (map[string]any, bool, error) {
-	cols, hasNil, err := sink.LookupColumns(table, where)
-	if err != nil || hasNil {
-		return nil, false, err
-	}
-	t, err := s.describe(ctx, table)
-	if err != nil {
-		return nil, false, classified(table, fmt.Errorf("lookup in %s: %w", table, err))
-	}
-	conds := make([]string, len(cols))
-	params := make([][]byte, len(cols))
-	for i, c := range cols {
-		typ, ok := t.types[c]
-		if !ok {
-			return nil, false, classified(table, fmt.Errorf("lookup in %s: target table has no column %q: %w", table, c, sink.ErrColumnNotFound))
-		}
-		v, err := text(where[c])
+	return sink.LookupBy(table, where, func(cols []string) (map[string]any, int, error) {
+		t, err := s.describe(ctx, table)
 		if err != nil {
-			return nil, false, classified(table, fmt.Errorf("lookup in %s column %q: %w", table, c, err))
+			return nil, 0, classified(table, fmt.Errorf("lookup in %s: %w", table, err))
 		}
-		params[i] = []byte(*v)
-		conds[i] = fmt.Sprintf("%s = $%d::text::%s", pgx.Identifier{c}.Sanitize(), i+1, typ)
-	}
-	query := "SELECT * FROM " + t.ident + " WHERE " + strings.Join(conds, " AND ") + " LIMIT 2"
-	results, err := s.lookup(ctx, query, params)
-	if err != nil {
-		return nil, false, classified(table, fmt.Errorf("lookup in %s by (%s): %w", table, strings.Join(quoteAll(cols), ", "), err))
-	}
-	switch len(results.Rows) {
-	case 0:
-		return nil, false, nil
-	case 1:
-	default:
-		return nil, false, classified(table, sink.NotUniqueError(table, cols))
-	}
-	row := make(map[string]any, len(results.FieldDescriptions))
-	for i, f := range results.FieldDescriptions {
-		v, err := decodeText(f.DataTypeOID, results.Rows[0][i])
+		conds := make([]string, len(cols))
+		params := make([][]byte, len(cols))
+		for i, c := range cols {
+			typ, ok := t.types[c]
+			if !ok {
+				return nil, 0, classified(table, fmt.Errorf("lookup in %s: target table has no column %q: %w", table, c, sink.ErrColumnNotFound))
+			}
+			v, err := text(where[c])
+			if err != nil {
+				return nil, 0, classified(table, fmt.Errorf("lookup in %s column %q: %w", table, c, err))
+			}
+			params[i] = []byte(*v)
+			conds[i] = fmt.Sprintf("%s = $%d::text::%s", pgx.Identifier{c}.Sanitize(), i+1, typ)
+		}
+		query := "SELECT * FROM " + t.ident + " WHERE " + strings.Join(conds, " AND ") + " LIMIT 2"
+		row, n, err := s.lookup(ctx, query, params)
 		if err != nil {
-			return nil, false, classified(table, fmt.Errorf("lookup in %s column %q: %w", table, f.Name, err))
+			return nil, 0, classified(table, fmt.Errorf("lookup in %s by (%s): %w", table, strings.Join(quoteAll(cols), ", "), err))
 		}
-		row[f.Name] = v
-	}
-	return row, true, nil
+		return row, n, nil
+	})
 }
 
 // lookup runs query with text params after lookupSettings, in one round
-// trip, and returns its result (text format).
-func (s *Sink) lookup(ctx context.Context, query string, params [][]byte) (*pgconn.Result, error) {
+// trip, and returns its first row, decoded, and how many rows it returned.
+func (s *Sink) lookup(ctx context.Context, query string, params [][]byte) (map[string]any, int, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer conn.Release()
 	b := &pgconn.Batch{}
@@ -89,12 +72,24 @@ func (s *Sink) lookup(ctx context.Context, query string, params [][]byte) (*pgco
 	b.ExecParams(query, params, nil, nil, nil)
 	results, err := conn.Conn().PgConn().ExecBatch(ctx, b).ReadAll()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(results) != 2 {
-		return nil, fmt.Errorf("%d results for 2 statements", len(results))
+		return nil, 0, fmt.Errorf("%d results for 2 statements", len(results))
 	}
-	return results[1], nil
+	res := results[1]
+	if len(res.Rows) == 0 {
+		return nil, 0, nil
+	}
+	row := make(map[string]any, len(res.FieldDescriptions))
+	for i, f := range res.FieldDescriptions {
+		v, err := decodeText(f.DataTypeOID, res.Rows[0][i])
+		if err != nil {
+			return nil, 0, fmt.Errorf("column %q: %w", f.Name, err)
+		}
+		row[f.Name] = v
+	}
+	return row, len(res.Rows), nil
 }
 
 // decodeText reads a value of type oid in PostgreSQL's text output format

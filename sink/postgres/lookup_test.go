@@ -132,8 +132,9 @@ func TestLookup_TwoMatchesIsAnErrorNamingTableAndColumns(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, lookupDDL)
 	err := lookupErr(t, tg.sink, "crm.customers", row{"city": "Oslo", "tenant": int64(1)})
-	if !errors.Is(err, sink.ErrNotUnique) {
-		t.Errorf("error = %v, want ErrNotUnique", err)
+	var se *sink.Error
+	if !errors.Is(err, sink.ErrNotUnique) || !errors.As(err, &se) || se.Reason != "not_unique" || se.Table != "crm.customers" {
+		t.Errorf("error = %#v, want a *sink.Error (crm.customers, not_unique) wrapping ErrNotUnique", err)
 	}
 	for _, name := range []string{"crm.customers", "city", "tenant"} {
 		if !strings.Contains(err.Error(), name) {

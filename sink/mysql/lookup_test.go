@@ -1,0 +1,184 @@
+package mysql_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/sink"
+)
+
+// lookupDDL is a table of most kinds of column a lookup reads back, with
+// unique columns to look up by (legacy_id; tenant and code together) and
+// a column that is not unique (city).
+const lookupDDL = `
+SET time_zone = '+00:00';
+CREATE TABLE customers (
+	id BIGINT PRIMARY KEY, legacy_id VARCHAR(20) UNIQUE, tenant INT, code VARCHAR(10),
+	score INT, balance DECIMAL(12, 3), ref CHAR(36), seen DATETIME(6), changed TIMESTAMP(6) NULL,
+	photo BLOB, tag BINARY(4), active BOOL, ratio DOUBLE, weight FLOAT, big BIGINT UNSIGNED,
+	flags BIT(3), born DATE, doc JSON, city VARCHAR(20), note TEXT,
+	UNIQUE (tenant, code));
+INSERT INTO customers VALUES
+	(9000000000, 'L-1', 1, 'A', -7, 1234.500, '6f1c2a3e-52b4-4b8e-9d6a-0c1e2f3a4b5c',
+	 '2024-03-01 10:02:03.654321', '2024-03-01 01:02:03.654321', x'00ff10', x'0102', TRUE, 0.1, 0.1,
+	 18446744073709551615, b'101', '1999-12-31', '{"a": [1, 2]}', 'Oslo', NULL),
+	(2, 'L-2', 1, 'B', 0, 0, NULL, NULL, NULL, '', NULL, FALSE, NULL, NULL, 7, NULL, NULL, NULL, 'Oslo', NULL),
+	(3, NULL, 2, 'C', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	(4, NULL, 3, 'C', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+`
+
+// customer1 is customer 9000000000 as Lookup returns it: typed as
+// capture/mysql types the same row.
+var customer1 = row{
+	"id": int64(9000000000), "legacy_id": "L-1", "tenant": int64(1), "code": "A",
+	"score": int64(-7), "balance": "1234.500", "ref": "6f1c2a3e-52b4-4b8e-9d6a-0c1e2f3a4b5c",
+	"seen": "2024-03-01 10:02:03.654321", "changed": "2024-03-01 01:02:03.654321",
+	"photo": []byte{0x00, 0xff, 0x10}, "tag": []byte{1, 2, 0, 0}, "active": int64(1), "ratio": 0.1,
+	"weight": 0.1, "big": "18446744073709551615", "flags": int64(5), "born": "1999-12-31",
+	"doc": `{"a": [1, 2]}`, "city": "Oslo", "note": nil,
+}
+
+func TestLookup_FoundRowIsTheWholeRowTypedAsTheCapturerTypesIt(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL)
+	customer2 := row{
+		"id": int64(2), "legacy_id": "L-2", "tenant": int64(1), "code": "B", "score": int64(0),
+		"balance": "0.000", "ref": nil, "seen": nil, "changed": nil, "photo": []byte{}, "tag": nil,
+		"active": int64(0), "ratio": nil, "weight": nil, "big": "7", "flags": nil, "born": nil,
+		"doc": nil, "city": "Oslo", "note": nil,
+	}
+	tests := []struct {
+		name  string
+		where row
+		want  row
+	}{
+		{"by a text column", row{"legacy_id": "L-1"}, customer1},
+		{"by a bigint given as int64", row{"id": int64(9000000000)}, customer1},
+		{"by a char(36) uuid", row{"ref": "6f1c2a3e-52b4-4b8e-9d6a-0c1e2f3a4b5c"}, customer1},
+		{"by a decimal given as other text of the same number", row{"balance": "1234.5"}, customer1},
+		{"by bytes", row{"photo": []byte{0x00, 0xff, 0x10}}, customer1},
+		{"by a BIGINT UNSIGNED past int64 as text", row{"big": "18446744073709551615"}, customer1},
+		{"by a TIMESTAMP as UTC text", row{"changed": "2024-03-01 01:02:03.654321"}, customer1},
+		{"by a TIMESTAMP as text with an offset", row{"changed": "2024-03-01 10:02:03.654321+09"}, customer1},
+		{"by a bool and an int", row{"active": false, "tenant": int64(1)}, customer2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, found, err := tg.sink.Lookup(t.Context(), "customers", tt.where)
+			if err != nil || !found {
+				t.Fatalf("Lookup(%v) = %v, %v, %v; want a row", tt.where, got, found, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Lookup(%v) (-want +got):\n%s", tt.where, diff)
+			}
+		})
+	}
+}
+
+func TestLookup_CompositeWhereMatchesAllColumnsAndNilMatchesNothing(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL)
+	tests := []struct {
+		where row
+		want  row // nil: not found
+	}{
+		{row{"tenant": int64(1), "code": "A"}, customer1},
+		{row{"tenant": int64(2), "code": "B"}, nil}, // a row on each column, none on both
+		{row{"legacy_id": "L-404"}, nil},
+		{row{"legacy_id": nil}, nil}, // not the two rows whose legacy_id is NULL
+		{row{"tenant": int64(1), "code": nil}, nil},
+	}
+	for _, tt := range tests {
+		got, found, err := tg.sink.Lookup(t.Context(), tg.name+".customers", tt.where)
+		if err != nil {
+			t.Errorf("Lookup(%v): %v", tt.where, err)
+			continue
+		}
+		if found != (tt.want != nil) {
+			t.Errorf("Lookup(%v) found = %v, want %v", tt.where, found, tt.want != nil)
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("Lookup(%v) (-want +got):\n%s", tt.where, diff)
+		}
+	}
+}
+
+func TestLookup_TwoMatchesAndBadLookupsAreErrors(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL)
+	cfg, err := mysqlurl.Parse(tg.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		table  string
+		where  row
+		is     error
+		reason string // of the *sink.Error; "" for none
+		names  []string
+	}{
+		{"two matches", "customers", row{"city": "Oslo", "tenant": int64(1)}, sink.ErrNotUnique, "not_unique",
+			[]string{"customers", "city", "tenant"}},
+		{"missing table", "nope", row{"id": int64(1)}, sink.ErrTableNotFound, "table_missing", []string{"nope"}},
+		{"missing column", "customers", row{"id": int64(1), "nope": "x"}, sink.ErrColumnNotFound, "column_missing",
+			[]string{"customers", "nope"}},
+		{"value with no MySQL form", "customers", row{"ratio": map[string]any{"bad": func() {}}}, nil, "data",
+			[]string{"customers", "ratio"}},
+		{"empty where", "customers", row{}, nil, "", []string{"customers"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, found, err := tg.sink.Lookup(t.Context(), tt.table, tt.where)
+			if err == nil {
+				t.Fatalf("Lookup = %v, %v, want an error", got, found)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error = %v, want %v", err, tt.is)
+			}
+			if tt.reason != "" {
+				wantSinkError(t, err, tt.reason, tt.table)
+			}
+			for _, name := range tt.names {
+				if !strings.Contains(err.Error(), name) {
+					t.Errorf("error %q does not name %s", err, name)
+				}
+			}
+			if strings.Contains(err.Error(), cfg.Passwd) {
+				t.Errorf("error %q holds the password", err)
+			}
+		})
+	}
+}
+
+func TestLookup_HostileIdentifiers(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, "CREATE TABLE `or``der` (`select` BIGINT, `Mixed Case` VARCHAR(10), `a``b` TEXT, `a,b` TEXT, "+
+		"PRIMARY KEY (`select`, `Mixed Case`));\n"+
+		"INSERT INTO `or``der` VALUES (1, 'A', 'it''s `q`', 'comma'), (1, 'B', NULL, NULL)")
+	want := row{"select": int64(1), "Mixed Case": "A", "a`b": "it's `q`", "a,b": "comma"}
+	for _, where := range []row{
+		{"select": int64(1), "Mixed Case": "A"},
+		{"a`b": "it's `q`"},
+		{"a,b": "comma"},
+	} {
+		for _, table := range []string{"or`der", tg.name + ".or`der"} {
+			got, found, err := tg.sink.Lookup(t.Context(), table, where)
+			if err != nil || !found {
+				t.Errorf("Lookup(%s, %v) = %v, %v, %v; want a row", table, where, got, found, err)
+				continue
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Lookup(%s, %v) (-want +got):\n%s", table, where, diff)
+			}
+		}
+	}
+	// A value that would end the quoting is a value, not SQL.
+	if got, found, err := tg.sink.Lookup(t.Context(), "or`der", row{"Mixed Case": `A' OR 'x' = 'x`}); err != nil || found {
+		t.Errorf("Lookup(an injection) = %v, %v, %v; want not found", got, found, err)
+	}
+}
