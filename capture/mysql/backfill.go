@@ -101,17 +101,6 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 	if !ok {
 		return nil, nil, fmt.Errorf("backfill: %s read before Describe", t.Name)
 	}
-	sel := make([]string, len(cols))
-	for i, c := range cols {
-		switch {
-		case c.mysqlTyp == gm.MYSQL_TYPE_FLOAT:
-			sel[i] = mysqlurl.QuoteIdent(c.name) + " + 0e0" // the float32 as a double: its every bit, not 6 digits
-		case c.mysqlTyp == gm.MYSQL_TYPE_BIT:
-			sel[i] = mysqlurl.QuoteIdent(c.name) + " + 0" // the number, not its bytes
-		default:
-			sel[i] = mysqlurl.QuoteIdent(c.name)
-		}
-	}
 	keys := make([]string, len(t.Key))
 	keyIdx := make([]int, len(t.Key))
 	for i, k := range t.Key {
@@ -123,7 +112,7 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 		}
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "SELECT %s FROM %s.%s", strings.Join(sel, ", "), mysqlurl.QuoteIdent(t.Name.Schema), mysqlurl.QuoteIdent(t.Name.Name))
+	fmt.Fprintf(&sb, "SELECT %s FROM %s.%s", selectList(cols), mysqlurl.QuoteIdent(t.Name.Schema), mysqlurl.QuoteIdent(t.Name.Name))
 	args := make([]any, len(after))
 	if after != nil {
 		ph := make([]string, len(after))
@@ -149,13 +138,9 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
 		}
-		row := make(change.Row, len(cols))
-		for i := range cols {
-			v, err := cols[i].textValue(raw[i])
-			if err != nil {
-				return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
-			}
-			row[cols[i].name] = v
+		row, err := textRow(cols, raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
 		}
 		last = make([]string, len(keyIdx))
 		for i, j := range keyIdx {
@@ -167,6 +152,36 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 		return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
 	}
 	return out, last, nil
+}
+
+// selectList selects cols, each in the text textValue reads.
+func selectList(cols []column) string {
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		switch {
+		case c.mysqlTyp == gm.MYSQL_TYPE_FLOAT:
+			sel[i] = mysqlurl.QuoteIdent(c.name) + " + 0e0" // the float32 as a double: its every bit, not 6 digits
+		case c.mysqlTyp == gm.MYSQL_TYPE_BIT:
+			sel[i] = mysqlurl.QuoteIdent(c.name) + " + 0" // the number, not its bytes
+		default:
+			sel[i] = mysqlurl.QuoteIdent(c.name)
+		}
+	}
+	return strings.Join(sel, ", ")
+}
+
+// textRow converts a row selected by selectList to the values the binlog
+// capturer produces.
+func textRow(cols []column, raw []sql.RawBytes) (change.Row, error) {
+	row := make(change.Row, len(cols))
+	for i := range cols {
+		v, err := cols[i].textValue(raw[i])
+		if err != nil {
+			return nil, err
+		}
+		row[cols[i].name] = v
+	}
+	return row, nil
 }
 
 // textValue converts the server's text of a value (nil: NULL) to what the
