@@ -35,6 +35,21 @@ func openTarget(ctx context.Context, cfg *config.Config) (target, error) {
 	return nil, fmt.Errorf("target kind %q is not supported (mysql, postgres are)", cfg.Target.Kind)
 }
 
+// openReader connects to the configured target to read it only: nothing is
+// created there (check, preview and lookups outside a run).
+func openReader(ctx context.Context, cfg *config.Config) (interface {
+	sink.Lookuper
+	Close() error
+}, error) {
+	switch cfg.Target.Kind {
+	case config.KindPostgres:
+		return sinkpg.New(ctx, sinkpg.Config{DSN: cfg.Target.DSN.Value(), ReadOnly: true})
+	case config.KindMySQL:
+		return sinkmysql.New(ctx, sinkmysql.Config{DSN: cfg.Target.DSN.Value(), ReadOnly: true})
+	}
+	return nil, fmt.Errorf("target kind %q is not supported (mysql, postgres are)", cfg.Target.Kind)
+}
+
 // source is a capturer the pipeline can set up and stream from.
 type source interface {
 	capture.Source

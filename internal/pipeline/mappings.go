@@ -48,10 +48,19 @@ func checkMappings(ctx context.Context, cfg *config.Config) []preflight.Problem 
 		return nil // the source checks say why it cannot be read
 	}
 	defer closeReader()
+	all := make([]int, len(cfg.Mappings))
+	for i := range all {
+		all[i] = i
+	}
+	lookup, closeLookup, err := lookupsFor(ctx, cfg, all)
+	if err != nil {
+		return nil // the target checks say why it cannot be read
+	}
+	defer closeLookup()
 	var ps []preflight.Problem
 	for i, m := range cfg.Mappings {
 		object := "mapping " + m.Name
-		tm, t, err := compileTyped(ctx, cfg, i, reader, nil)
+		tm, t, err := compileTyped(ctx, cfg, i, reader, lookup)
 		switch {
 		case t == nil:
 			continue // the source table checks report a missing table
@@ -133,15 +142,11 @@ func Preview(ctx context.Context, cfg *config.Config, table string, limit int, w
 		return false, err
 	}
 	defer closeReader()
-	var lookup sink.Lookuper
-	if usesLookup(cfg, idx) {
-		tgt, err := openTarget(ctx, cfg)
-		if err != nil {
-			return false, fmt.Errorf("open the target for lookups: %w", err)
-		}
-		defer tgt.Close()
-		lookup, _ = tgt.(sink.Lookuper)
+	lookup, closeLookup, err := lookupsFor(ctx, cfg, idx)
+	if err != nil {
+		return false, err
 	}
+	defer closeLookup()
 	clean := true
 	for _, i := range idx {
 		tm, t, err := compileTyped(ctx, cfg, i, reader, lookup)
@@ -231,6 +236,19 @@ func indent(s, prefix string) string {
 		}
 	}
 	return sb.String()
+}
+
+// lookupsFor opens the target, read-only, when one of the mappings idx
+// calls lookup(); otherwise lookup is nil.
+func lookupsFor(ctx context.Context, cfg *config.Config, idx []int) (sink.Lookuper, func(), error) {
+	if !usesLookup(cfg, idx) {
+		return nil, func() {}, nil
+	}
+	tgt, err := openReader(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open the target for lookups: %w", err)
+	}
+	return tgt, func() { tgt.Close() }, nil
 }
 
 // usesLookup reports whether any of the mappings calls lookup().

@@ -29,6 +29,9 @@ var (
 type Config struct {
 	DSN         string // never logged: mysql://user:pass@host:3306/db or user:pass@tcp(host:3306)/db
 	StateSchema string // database of tandem's own tables; default "tandem"
+	// ReadOnly connects without creating tandem's own tables, for what
+	// only reads the target (check, preview, dlq list, lookups there).
+	ReadOnly bool
 }
 
 // DefaultStateSchema is the database of tandem's own tables when
@@ -140,6 +143,9 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Sink{db: db, where: describeDSN(cfg.DSN), state: cfg.StateSchema,
 		isolation: sql.LevelReadCommitted, tables: map[string]*table{}}
+	if cfg.ReadOnly {
+		return s, nil
+	}
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, err

@@ -31,6 +31,9 @@ var (
 type Config struct {
 	DSN         string // never logged
 	StateSchema string // schema of tandem's own tables; default "tandem"
+	// ReadOnly connects without creating tandem's own tables, for what
+	// only reads the target (check, preview, dlq list, lookups there).
+	ReadOnly bool
 }
 
 // Sink is a PostgreSQL target. Safe for concurrent use.
@@ -55,6 +58,9 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("connect to target: %w", err)
 	}
 	s := &Sink{pool: pool, schema: cfg.StateSchema, tables: map[string]*table{}}
+	if cfg.ReadOnly {
+		return s, nil
+	}
 	if err := s.init(ctx); err != nil {
 		pool.Close()
 		return nil, err
