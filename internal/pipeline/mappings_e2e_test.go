@@ -145,7 +145,7 @@ func customerUUID(legacy int) string { return fmt.Sprintf("00000000-0000-4000-80
 
 // newOrder is a row of public.orders, NULLs as nil.
 type newOrder struct {
-	ID                                          int64
+	ID                                           int64
 	CustomerID, Total, Status, PayMethod, PaidAt *string
 }
 
