@@ -21,6 +21,7 @@ import (
 // slot-less capturer's position.
 type target interface {
 	sink.Sink
+	sink.Lookuper
 	capture.PositionStore
 }
 

@@ -24,7 +24,6 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/kafka"
-	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -175,10 +174,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	if opts.Roles.Apply {
 		// Again, with lookup() reading the target.
-		if l, ok := tgt.(sink.Lookuper); ok {
-			if mappings, err = CompileMappings(cfg, transform.WithLookup(l)); err != nil {
-				return err
-			}
+		if mappings, err = CompileMappings(cfg, transform.WithLookup(tgt)); err != nil {
+			return err
 		}
 		am := newApplyMetrics(reg)
 		dlq := &dlqWriter{client: producer, topic: dlqTopic}
