@@ -1,0 +1,51 @@
+package reconcile
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the reconciler's metrics (CONTRACT.md names, plus
+// tandem_reconcile_unsettled_rows, which keeps rows still in flight or
+// changing out of the drift gauge that alerts read).
+type Metrics struct {
+	Drift       *prometheus.GaugeVec   // tandem_drift_rows{mapping,kind}: kind missing, extra or mismatch
+	Unsettled   *prometheus.GaugeVec   // tandem_reconcile_unsettled_rows{mapping,state}: state in_flight or suspended
+	Checked     *prometheus.CounterVec // tandem_reconcile_rows_checked_total{mapping}
+	LastSuccess *prometheus.GaugeVec   // tandem_reconcile_last_success_timestamp_seconds{mapping}
+	CheckValue  *prometheus.GaugeVec   // tandem_consistency_check_value{check,side}
+}
+
+// Drift kinds, the kind label of tandem_drift_rows.
+const (
+	KindMissing  = "missing"  // the source row maps to a target row that is not there
+	KindExtra    = "extra"    // a target row no source row maps to
+	KindMismatch = "mismatch" // the target row is there with other values
+)
+
+// NewMetrics registers the reconciler's metrics on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_drift_rows",
+			Help: "Rows that differ between the source (mapped) and the target after the pipeline caught up, by mapping and kind (missing, extra, mismatch), as of the last completed sweep.",
+		}, []string{"mapping", "kind"}),
+		Unsettled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_reconcile_unsettled_rows",
+			Help: "Rows that differed but not for long enough to be drift, by mapping and state: in_flight (the stream caught up and fixed them) or suspended (the source row kept changing while re-checked).",
+		}, []string{"mapping", "state"}),
+		Checked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_reconcile_rows_checked_total",
+			Help: "Source and target rows compared, by mapping.",
+		}, []string{"mapping"}),
+		LastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_reconcile_last_success_timestamp_seconds",
+			Help: "Unix time at which the last full sweep of a mapping completed.",
+		}, []string{"mapping"}),
+		CheckValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_consistency_check_value",
+			Help: "The number a consistency query (reconcile.checks) returned, by check and side (source, target).",
+		}, []string{"check", "side"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Drift, m.Unsettled, m.Checked, m.LastSuccess, m.CheckValue)
+	}
+	return m
+}
