@@ -120,11 +120,11 @@ func newEnv(source map[string]change.Type, l *lookups) (*cel.Env, error) {
 
 // baseOptions are what every environment has, forward or inverse.
 func baseOptions(l *lookups) []cel.EnvOption {
-	return []cel.EnvOption{
+	return append([]cel.EnvOption{
 		cel.OptionalTypes(),
 		cel.EnableIdentifierEscapeSyntax(),
 		l.function(),
-	}
+	}, functions()...)
 }
 
 // inverseEnv builds the environment of a mapping's inverse expressions: one

@@ -3,6 +3,7 @@ package transform
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"sync/atomic"
@@ -292,7 +293,7 @@ func TestLookup_FindsCachesAndFailsClearly(t *testing.T) {
 		t.Errorf("unavailable target: err = %v, want ErrLookupUnavailable", err)
 	}
 	// A lookup that matches many rows is the mapping's fault: a dead letter.
-	target.failing = sink.NotUniqueError("public.customers", []string{"legacy_id"})
+	target.failing = fmt.Errorf("lookup in public.customers by (legacy_id): %w", sink.ErrNotUnique)
 	_, err = m.Apply(change.Row{"id": int64(10)})
 	if !errors.Is(err, sink.ErrNotUnique) || errors.Is(err, ErrLookupUnavailable) {
 		t.Errorf("not unique: err = %v", err)
