@@ -436,3 +436,24 @@ func native(v ref.Val) (any, error) {
 	}
 	return nil, fmt.Errorf("expression result of type %s cannot be written", v.Type())
 }
+
+// Output describes one `to` entry of a mapping: the target table, its key
+// and the columns the mapping writes there (key included), in file order.
+type Output struct {
+	Table   string
+	Key     []string
+	Columns []string
+}
+
+// Outputs lists the mapping's outputs in file order.
+func (m *Mapping) Outputs() []Output {
+	out := make([]Output, len(m.outputs))
+	for i, o := range m.outputs {
+		cols := make([]string, len(o.columns))
+		for j, c := range o.columns {
+			cols[j] = c.name
+		}
+		out[i] = Output{Table: o.table, Key: o.key, Columns: cols}
+	}
+	return out
+}
