@@ -46,7 +46,7 @@ func columnOf(sqlType string) column {
 	switch {
 	case t == "tinyint(1)" || base == "boolean" || base == "bool":
 		c.kind = kindBool
-	case slices.Contains(integerTypes, strings.Fields(base+" ")[0]):
+	case slices.Contains(integerTypes, strings.Fields(base + " ")[0]):
 		c.kind = kindInt
 	case base == "numeric" || base == "decimal" || strings.HasPrefix(base, "decimal") || strings.HasPrefix(base, "numeric"):
 		c.kind = kindDecimal
