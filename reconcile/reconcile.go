@@ -1,0 +1,515 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/transform"
+)
+
+// Source is what the reconciler reads of the source: tables in key order,
+// as the backfill reads them, and single rows again by key.
+type Source interface {
+	Describe(ctx context.Context, t change.Table) (*backfill.Table, error)
+	Chunk(ctx context.Context, t *backfill.Table, after []string, limit int) ([]change.Row, []string, error)
+	// Row returns the current row of t with key's primary key values, nil
+	// when there is none.
+	Row(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error)
+}
+
+// Config tunes a Reconciler.
+type Config struct {
+	ChunkRows        int           // rows per source chunk and target read; default 1000
+	MaxRowsPerSecond float64       // source and target rows read per second, all sides together; 0: unbounded
+	Settle           time.Duration // how long a difference must last to be drift, on top of the replication lag; default 5s
+	Rechecks         int           // re-checks of a row whose source keeps changing before it is "suspended"; default 3
+	Tolerate         []string      // reconcile.tolerate rules
+	Samples          int           // drifted rows kept per mapping for the report; default 10
+	// Lag returns how far behind the source the pipeline applies (the
+	// largest tandem_replication_lag_seconds), so a difference is re-checked
+	// only once the stream has caught up past the moment it was seen. nil:
+	// unknown (Settle alone).
+	Lag func() time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.ChunkRows <= 0 {
+		c.ChunkRows = 1000
+	}
+	if c.Settle <= 0 {
+		c.Settle = 5 * time.Second
+	}
+	if c.Rechecks <= 0 {
+		c.Rechecks = 3
+	}
+	if c.Samples <= 0 {
+		c.Samples = 10
+	}
+}
+
+// Reconciler compares the source, mapped by the compiled mappings, with the
+// target. Safe for one sweep at a time.
+type Reconciler struct {
+	cfg      Config
+	src      Source
+	tgt      sink.RowReader
+	mappings []*transform.Mapping
+	metrics  *Metrics
+	log      *slog.Logger
+	tol      tolerance
+	limiter  *rate.Limiter
+}
+
+// New returns a Reconciler. metrics may be nil.
+func New(cfg Config, src Source, tgt sink.RowReader, mappings []*transform.Mapping, metrics *Metrics, log *slog.Logger) *Reconciler {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	lim := rate.NewLimiter(rate.Inf, 0)
+	if cfg.MaxRowsPerSecond > 0 {
+		lim = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), max(cfg.ChunkRows, int(cfg.MaxRowsPerSecond)))
+	}
+	r := &Reconciler{cfg: cfg, src: src, tgt: tgt, mappings: mappings, metrics: metrics, log: log, tol: newTolerance(cfg.Tolerate), limiter: lim}
+	for _, m := range mappings {
+		for _, k := range []string{KindMissing, KindExtra, KindMismatch} {
+			metrics.Drift.WithLabelValues(m.Name, k)
+		}
+		for _, s := range []string{StateInFlight, StateSuspended} {
+			metrics.Unsettled.WithLabelValues(m.Name, s)
+		}
+		metrics.Checked.WithLabelValues(m.Name)
+	}
+	return r
+}
+
+// Unsettled states, the state label of tandem_reconcile_unsettled_rows.
+const (
+	StateInFlight  = "in_flight" // differed, then the stream caught up and it matched
+	StateSuspended = "suspended" // the source row kept changing while re-checked
+)
+
+// Drift is one row that differs.
+type Drift struct {
+	Kind      string         // KindMissing, KindExtra or KindMismatch
+	Table     string         // the target table
+	Key       map[string]any // the target row's key
+	SourceKey change.Row     // the source row's primary key; nil for an extra row
+	Columns   []string       // for a mismatch: the columns that differ
+	Want      map[string]any // what the mapping computes (nil for extra)
+	Got       map[string]any // what the target holds (nil for missing)
+}
+
+// MappingReport is one mapping's result of a sweep.
+type MappingReport struct {
+	Mapping                  string
+	Checked                  int64 // source rows and target keys compared
+	Missing, Extra, Mismatch int
+	InFlight, Suspended      int
+	Samples                  []Drift // the first drifted rows, up to Config.Samples
+	Drifted                  []Drift `json:"-"` // every drifted row, for repair
+}
+
+// Drift returns the number of drifted rows.
+func (r MappingReport) Drift() int { return r.Missing + r.Extra + r.Mismatch }
+
+// Report is the result of one sweep over every mapping.
+type Report struct {
+	Mappings []MappingReport
+	Took     time.Duration
+}
+
+// Drift returns the number of drifted rows over every mapping.
+func (r *Report) Drift() int {
+	n := 0
+	for _, m := range r.Mappings {
+		n += m.Drift()
+	}
+	return n
+}
+
+// suspect is a difference seen once, to be re-checked.
+type suspect struct {
+	Drift
+	mapping int // index into mappings
+	output  int // the output of the mapping that writes the row
+	src     *backfill.Table
+	seen    change.Row // the source row when the difference was seen (nil: none)
+}
+
+// Sweep compares every mapping's rows once: target keys first, then the
+// source in key order, mapped and compared with the target rows of the
+// same keys; then every difference is re-checked once the stream has had
+// time to catch up (Settle plus the replication lag), and only those that
+// last count as drift.
+//
+// Reading the target's keys before the source makes "extra" sound: a
+// target row read in the first pass whose source row still existed when
+// the source pass read it is produced by that pass; one whose source row
+// was deleted in between has a delete in flight, which the re-check sees
+// applied.
+func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
+	start := time.Now()
+	reports := make([]MappingReport, len(r.mappings))
+	for i, m := range r.mappings {
+		reports[i].Mapping = m.Name
+	}
+	// The target tables, each with the mappings and outputs that write it.
+	type writer struct{ mapping, output int }
+	writers := map[string][]writer{}
+	var tables []string
+	for i, m := range r.mappings {
+		for j, o := range m.Outputs() {
+			if _, ok := writers[o.Table]; !ok {
+				tables = append(tables, o.Table)
+			}
+			writers[o.Table] = append(writers[o.Table], writer{i, j})
+		}
+	}
+	columns := map[string]map[string]column{}
+	present := map[string]map[string]map[string]any{} // table -> row id -> key
+	for _, t := range tables {
+		types, err := r.tgt.ColumnTypes(ctx, t)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read the columns of target table %s: %w", t, err)
+		}
+		columns[t] = map[string]column{}
+		for c, typ := range types {
+			columns[t][c] = columnOf(typ)
+		}
+		w := writers[t][0]
+		key := r.mappings[w.mapping].Outputs()[w.output].Key
+		if present[t], err = r.targetKeys(ctx, t, key); err != nil {
+			return nil, err
+		}
+		reports[w.mapping].Checked += int64(len(present[t]))
+	}
+	var suspects []*suspect
+	for i, m := range r.mappings {
+		s, checked, err := r.sweepSource(ctx, i, m, columns, present)
+		if err != nil {
+			return nil, err
+		}
+		reports[i].Checked += checked
+		suspects = append(suspects, s...)
+	}
+	// Whatever no source row produced is extra, charged to the first
+	// mapping that writes the table.
+	for _, t := range tables {
+		w := writers[t][0]
+		for _, key := range present[t] {
+			suspects = append(suspects, &suspect{Drift: Drift{Kind: KindExtra, Table: t, Key: key},
+				mapping: w.mapping, output: w.output})
+		}
+	}
+	if err := r.settle(ctx, suspects, columns, reports); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	for i, rep := range reports {
+		name := r.mappings[i].Name
+		r.metrics.Drift.WithLabelValues(name, KindMissing).Set(float64(rep.Missing))
+		r.metrics.Drift.WithLabelValues(name, KindExtra).Set(float64(rep.Extra))
+		r.metrics.Drift.WithLabelValues(name, KindMismatch).Set(float64(rep.Mismatch))
+		r.metrics.Unsettled.WithLabelValues(name, StateInFlight).Set(float64(rep.InFlight))
+		r.metrics.Unsettled.WithLabelValues(name, StateSuspended).Set(float64(rep.Suspended))
+		r.metrics.Checked.WithLabelValues(name).Add(float64(rep.Checked))
+		r.metrics.LastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
+	}
+	return &Report{Mappings: reports, Took: time.Since(start)}, nil
+}
+
+// targetKeys reads every key of target table t.
+func (r *Reconciler) targetKeys(ctx context.Context, t string, key []string) (map[string]map[string]any, error) {
+	out := map[string]map[string]any{}
+	var after map[string]any
+	for {
+		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
+			return nil, err
+		}
+		keys, err := r.tgt.ScanKeys(ctx, t, key, after, r.cfg.ChunkRows)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read the keys of target table %s: %w", t, err)
+		}
+		for _, k := range keys {
+			out[sink.RowID(t, key, k)] = k
+		}
+		if len(keys) < r.cfg.ChunkRows {
+			return out, nil
+		}
+		after = keys[len(keys)-1]
+	}
+}
+
+// sweepSource reads mapping m's source table in chunks, maps each row and
+// compares the rows it becomes with the target's. What it expects it takes
+// out of present.
+func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mapping, columns map[string]map[string]column,
+	present map[string]map[string]map[string]any) ([]*suspect, int64, error) {
+	st, err := r.src.Describe(ctx, m.From)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reconcile %s: %w", m.Name, err)
+	}
+	outputs := m.Outputs()
+	var (
+		suspects []*suspect
+		checked  int64
+		after    []string
+	)
+	for {
+		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
+			return nil, 0, err
+		}
+		rows, last, err := r.src.Chunk(ctx, st, after, r.cfg.ChunkRows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("reconcile %s: read source %s: %w", m.Name, m.From, err)
+		}
+		checked += int64(len(rows))
+		// What each output's rows should be, by target row id.
+		want := make([]map[string]*suspect, len(outputs))
+		for j := range outputs {
+			want[j] = map[string]*suspect{}
+		}
+		for _, row := range rows {
+			mapped, err := m.Apply(row)
+			if err != nil {
+				// A row the mapping fails on is a dead letter, not drift:
+				// `tandem dlq list` shows it.
+				continue
+			}
+			for _, tr := range mapped {
+				j := slices.IndexFunc(outputs, func(o transform.Output) bool { return o.Table == tr.Table })
+				id := sink.RowID(tr.Table, tr.Key, tr.Columns)
+				delete(present[tr.Table], id)
+				want[j][id] = &suspect{Drift: Drift{Table: tr.Table, Key: pick(tr.Columns, tr.Key), SourceKey: pick(row, st.Key), Want: tr.Columns},
+					mapping: i, output: j, src: st, seen: row}
+			}
+		}
+		for j, o := range outputs {
+			s, err := r.compare(ctx, o, want[j], columns[o.Table])
+			if err != nil {
+				return nil, 0, err
+			}
+			suspects = append(suspects, s...)
+		}
+		if len(rows) < r.cfg.ChunkRows {
+			return suspects, checked, nil
+		}
+		after = last
+	}
+}
+
+// compare reads the target rows of want's keys and returns the differences.
+func (r *Reconciler) compare(ctx context.Context, o transform.Output, want map[string]*suspect, cols map[string]column) ([]*suspect, error) {
+	if len(want) == 0 {
+		return nil, nil
+	}
+	keys := make([]map[string]any, 0, len(want))
+	for _, s := range want {
+		keys = append(keys, s.Key)
+	}
+	if err := r.limiter.WaitN(ctx, min(len(keys), r.limiter.Burst())); err != nil {
+		return nil, err
+	}
+	got, err := r.tgt.ReadKeys(ctx, o.Table, o.Key, o.Columns, keys)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read target table %s: %w", o.Table, err)
+	}
+	byID := make(map[string]map[string]any, len(got))
+	for _, g := range got {
+		byID[sink.RowID(o.Table, o.Key, g)] = g
+	}
+	var out []*suspect
+	for id, s := range want {
+		g, ok := byID[id]
+		if !ok {
+			s.Kind = KindMissing
+			out = append(out, s)
+			continue
+		}
+		if diff := r.differing(s.Want, g, cols); len(diff) > 0 {
+			s.Kind, s.Columns, s.Got = KindMismatch, diff, g
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// differing lists, sorted, the columns of want whose target value differs.
+func (r *Reconciler) differing(want, got map[string]any, cols map[string]column) []string {
+	var diff []string
+	for c, w := range want {
+		if !r.tol.equal(w, got[c], cols[c]) {
+			diff = append(diff, c)
+		}
+	}
+	slices.Sort(diff)
+	return diff
+}
+
+// settle re-checks each difference once the stream has had time to apply
+// what was in flight when it was seen, and files it in the reports: drift
+// if it lasts with the source row unchanged, in flight if it went away,
+// suspended if the source row kept changing.
+func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns map[string]map[string]column, reports []MappingReport) error {
+	for round := 0; len(suspects) > 0; round++ {
+		if err := r.wait(ctx); err != nil {
+			return err
+		}
+		var again []*suspect
+		for _, s := range suspects {
+			state, err := r.recheck(ctx, s, columns[s.Table])
+			if err != nil {
+				return err
+			}
+			rep := &reports[s.mapping]
+			switch {
+			case state == "":
+				rep.InFlight++
+			case state == "changed" && round+1 < r.cfg.Rechecks:
+				again = append(again, s)
+			case state == "changed":
+				rep.Suspended++
+			default:
+				s.Kind = state
+				rep.Drifted = append(rep.Drifted, s.Drift)
+				if len(rep.Samples) < r.cfg.Samples {
+					rep.Samples = append(rep.Samples, s.Drift)
+				}
+				switch state {
+				case KindMissing:
+					rep.Missing++
+				case KindExtra:
+					rep.Extra++
+				case KindMismatch:
+					rep.Mismatch++
+				}
+			}
+		}
+		suspects = again
+	}
+	for i := range reports {
+		sortDrift(reports[i].Samples)
+		sortDrift(reports[i].Drifted)
+	}
+	return nil
+}
+
+// wait lets the stream catch up: Settle plus the current replication lag.
+func (r *Reconciler) wait(ctx context.Context) error {
+	d := r.cfg.Settle
+	if r.cfg.Lag != nil {
+		d += r.cfg.Lag()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// recheck compares one suspect's row again. It returns "" when the row now
+// matches, "changed" when the source row changed since it was seen (and
+// records the new one), or the drift kind.
+func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]column) (string, error) {
+	m := r.mappings[s.mapping]
+	o := m.Outputs()[s.output]
+	if err := r.limiter.WaitN(ctx, min(2, r.limiter.Burst())); err != nil {
+		return "", err
+	}
+	got, err := r.tgt.ReadKeys(ctx, o.Table, o.Key, o.Columns, []map[string]any{s.Key})
+	if err != nil {
+		return "", fmt.Errorf("reconcile: re-read target table %s: %w", o.Table, err)
+	}
+	var g map[string]any
+	if len(got) > 0 {
+		g = got[0]
+	}
+	if s.src == nil { // an extra row: still there?
+		if g == nil {
+			return "", nil
+		}
+		s.Got = g
+		return KindExtra, nil
+	}
+	cur, err := r.src.Row(ctx, s.src, s.SourceKey)
+	if err != nil {
+		return "", fmt.Errorf("reconcile %s: re-read source %s: %w", m.Name, m.From, err)
+	}
+	if !reflect.DeepEqual(map[string]any(cur), map[string]any(s.seen)) {
+		s.seen = cur
+		return "changed", nil
+	}
+	var want map[string]any
+	if cur != nil {
+		if mapped, err := m.Apply(cur); err == nil {
+			for _, tr := range mapped {
+				if tr.Table == o.Table && sink.RowID(tr.Table, tr.Key, tr.Columns) == sink.RowID(o.Table, o.Key, s.Key) {
+					want = tr.Columns
+				}
+			}
+		}
+	}
+	s.Want, s.Got = want, g
+	switch {
+	case want == nil && g == nil:
+		return "", nil
+	case want == nil:
+		return KindExtra, nil
+	case g == nil:
+		return KindMissing, nil
+	}
+	if s.Columns = r.differing(want, g, cols); len(s.Columns) > 0 {
+		return KindMismatch, nil
+	}
+	return "", nil
+}
+
+// pick returns the columns cols of row.
+func pick[M ~map[string]any](row M, cols []string) M {
+	out := make(M, len(cols))
+	for _, c := range cols {
+		out[c] = row[c]
+	}
+	return out
+}
+
+// sortDrift orders drifted rows by table, then key (numbers by value).
+func sortDrift(ds []Drift) {
+	slices.SortFunc(ds, func(a, b Drift) int {
+		if c := strings.Compare(a.Table, b.Table); c != 0 {
+			return c
+		}
+		for _, k := range slices.Sorted(maps.Keys(a.Key)) {
+			x, xok := number(a.Key[k])
+			y, yok := number(b.Key[k])
+			if xok && yok {
+				if c := x.Cmp(y); c != 0 {
+					return c
+				}
+				continue
+			}
+			if c := strings.Compare(text(a.Key[k]), text(b.Key[k])); c != 0 {
+				return c
+			}
+		}
+		return 0
+	})
+}

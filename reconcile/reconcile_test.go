@@ -1,0 +1,224 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/transform"
+)
+
+// fakeSource is one source table keyed by id, read in id order.
+type fakeSource struct {
+	rows  map[int64]change.Row
+	onRow func(id int64) // called before each Row
+}
+
+func (f *fakeSource) Describe(_ context.Context, t change.Table) (*backfill.Table, error) {
+	return &backfill.Table{Name: t, Columns: []string{"id", "status", "note"}, Key: []string{"id"},
+		Types: map[string]change.Type{"id": change.TypeInt, "status": change.TypeString, "note": change.TypeString}}, nil
+}
+
+func (f *fakeSource) Chunk(_ context.Context, _ *backfill.Table, after []string, limit int) ([]change.Row, []string, error) {
+	from := int64(-1 << 62)
+	if after != nil {
+		from, _ = strconv.ParseInt(after[0], 10, 64)
+	}
+	var out []change.Row
+	for _, id := range slices.Sorted(maps.Keys(f.rows)) {
+		if id > from && len(out) < limit {
+			out = append(out, maps.Clone(f.rows[id]))
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil, nil
+	}
+	return out, []string{fmt.Sprint(out[len(out)-1]["id"])}, nil
+}
+
+func (f *fakeSource) Row(_ context.Context, _ *backfill.Table, key change.Row) (change.Row, error) {
+	id := key["id"].(int64)
+	if f.onRow != nil {
+		f.onRow(id)
+	}
+	if r, ok := f.rows[id]; ok {
+		return maps.Clone(r), nil
+	}
+	return nil, nil
+}
+
+// fakeTarget is target tables keyed by their id column.
+type fakeTarget struct {
+	types  map[string]string
+	tables map[string]map[int64]map[string]any
+}
+
+func (f *fakeTarget) ColumnTypes(context.Context, string) (map[string]string, error) {
+	return f.types, nil
+}
+
+func (f *fakeTarget) ReadKeys(_ context.Context, table string, key, cols []string, keys []map[string]any) ([]map[string]any, error) {
+	var out []map[string]any
+	for _, k := range keys {
+		if r, ok := f.tables[table][k[key[0]].(int64)]; ok {
+			out = append(out, maps.Clone(r))
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeTarget) ScanKeys(_ context.Context, table string, key []string, after map[string]any, limit int) ([]map[string]any, error) {
+	from := int64(-1 << 62)
+	if after != nil {
+		from = after[key[0]].(int64)
+	}
+	var out []map[string]any
+	for _, id := range slices.Sorted(maps.Keys(f.tables[table])) {
+		if id > from && len(out) < limit {
+			out = append(out, map[string]any{key[0]: id})
+		}
+	}
+	return out, nil
+}
+
+const reconcileYAML = `source:
+  kind: postgres
+  dsn: postgres://u@h/db
+  tables: [shop.orders]
+target:
+  kind: postgres
+  dsn: postgres://u@h/db
+mappings:
+  - from: shop.orders
+    to:
+      - table: public.orders
+        key: [id]
+        columns:
+          id: row.id
+          status: row.status
+      - table: public.notes
+        key: [id]
+        when: row.note != ""
+        columns:
+          id: row.id
+          note: row.note
+`
+
+func newFixture(t *testing.T, n int64) (*fakeSource, *fakeTarget, []*transform.Mapping) {
+	t.Helper()
+	cfg, err := config.Parse("tandem.yaml", []byte(reconcileYAML), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := transform.Compile(0, cfg.Mappings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeSource{rows: map[int64]change.Row{}}
+	tgt := &fakeTarget{types: map[string]string{"id": "bigint", "status": "text", "note": "text"},
+		tables: map[string]map[int64]map[string]any{"public.orders": {}, "public.notes": {}}}
+	for id := int64(1); id <= n; id++ {
+		note := ""
+		if id%2 == 0 {
+			note = "n" + fmt.Sprint(id)
+			tgt.tables["public.notes"][id] = map[string]any{"id": id, "note": note}
+		}
+		src.rows[id] = change.Row{"id": id, "status": "paid", "note": note}
+		tgt.tables["public.orders"][id] = map[string]any{"id": id, "status": "paid"}
+	}
+	return src, tgt, []*transform.Mapping{m}
+}
+
+func TestSweep_ClassifiesSeededDriftExactly(t *testing.T) {
+	src, tgt, mappings := newFixture(t, 50)
+	delete(tgt.tables["public.orders"], 3)                                                  // missing
+	tgt.tables["public.orders"][4]["status"] = "new"                                        // mismatch
+	tgt.tables["public.orders"][99] = map[string]any{"id": int64(99), "status": "ghost"}    // extra
+	tgt.tables["public.orders"][5]["status"] = "paid  "                                     // tolerated: trim_space
+	tgt.tables["public.notes"][7] = map[string]any{"id": int64(7), "note": "when is false"} // extra: when does not hold
+	delete(tgt.tables["public.notes"], 8)                                                   // missing from the split's second table
+
+	reg := prometheus.NewRegistry()
+	r := New(Config{ChunkRows: 7, Settle: time.Millisecond, Tolerate: []string{"trim_space"}}, src, tgt, mappings, NewMetrics(reg), nil)
+	rep, err := r.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := MappingReport{
+		Mapping: "shop.orders", Checked: 50 + 50 + 25, Missing: 2, Extra: 2, Mismatch: 1,
+		Samples: []Drift{
+			{Kind: KindExtra, Table: "public.notes", Key: map[string]any{"id": int64(7)}, Got: map[string]any{"id": int64(7), "note": "when is false"}},
+			{Kind: KindMissing, Table: "public.notes", Key: map[string]any{"id": int64(8)}, SourceKey: change.Row{"id": int64(8)},
+				Want: map[string]any{"id": int64(8), "note": "n8"}},
+			{Kind: KindMissing, Table: "public.orders", Key: map[string]any{"id": int64(3)}, SourceKey: change.Row{"id": int64(3)},
+				Want: map[string]any{"id": int64(3), "status": "paid"}},
+			{Kind: KindMismatch, Table: "public.orders", Key: map[string]any{"id": int64(4)}, SourceKey: change.Row{"id": int64(4)}, Columns: []string{"status"},
+				Want: map[string]any{"id": int64(4), "status": "paid"}, Got: map[string]any{"id": int64(4), "status": "new"}},
+			{Kind: KindExtra, Table: "public.orders", Key: map[string]any{"id": int64(99)}, Got: map[string]any{"id": int64(99), "status": "ghost"}},
+		},
+	}
+	if diff := cmp.Diff(want, rep.Mappings[0], cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Drifted" }, cmp.Ignore())); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+	for kind, n := range map[string]float64{KindMissing: 2, KindExtra: 2, KindMismatch: 1} {
+		if got := testutil.ToFloat64(r.metrics.Drift.WithLabelValues("shop.orders", kind)); got != n {
+			t.Errorf("tandem_drift_rows{kind=%s} = %v, want %v", kind, got, n)
+		}
+	}
+	if got := testutil.ToFloat64(r.metrics.LastSuccess.WithLabelValues("shop.orders")); got == 0 {
+		t.Error("last success not set")
+	}
+}
+
+func TestSweep_RowsInFlightAndRowsThatKeepChangingAreNotDrift(t *testing.T) {
+	src, tgt, mappings := newFixture(t, 20)
+	// Row 3 is missing and row 4 stale when seen; the stream applies both
+	// before the re-check.
+	delete(tgt.tables["public.orders"], 3)
+	src.rows[4]["status"] = "refunded"
+	// Row 5 was deleted at the source; the stream's delete is in flight.
+	delete(src.rows, 5)
+	// Row 6 keeps changing at the source, and the target keeps lagging.
+	changes := 0
+	src.onRow = func(id int64) {
+		if id == 6 {
+			changes++
+			src.rows[6]["status"] = fmt.Sprint("status ", changes)
+		}
+	}
+	tgt.tables["public.orders"][6]["status"] = "old"
+	caughtUp := false
+	lag := func() time.Duration {
+		if !caughtUp {
+			caughtUp = true
+			tgt.tables["public.orders"][3] = map[string]any{"id": int64(3), "status": "paid"}
+			tgt.tables["public.orders"][4]["status"] = "refunded"
+			delete(tgt.tables["public.orders"], 5)
+			delete(tgt.tables["public.notes"], 5)
+		}
+		return 0
+	}
+	r := New(Config{Settle: time.Millisecond, Rechecks: 3, Lag: lag}, src, tgt, mappings, nil, nil)
+	rep, err := r.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rep.Mappings[0]
+	if got.Drift() != 0 || got.InFlight != 3 || got.Suspended != 1 {
+		t.Errorf("drift %d, in flight %d, suspended %d; want 0, 3, 1; samples %+v", got.Drift(), got.InFlight, got.Suspended, got.Samples)
+	}
+	if changes != 3 {
+		t.Errorf("row 6 re-read %d times, want Rechecks (3)", changes)
+	}
+}
