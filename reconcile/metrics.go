@@ -49,3 +49,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return m
 }
+
+// Init creates a mapping's series, so dashboards and alerts see them (at 0)
+// before its first sweep ends.
+func (m *Metrics) Init(mapping string) {
+	for _, k := range []string{KindMissing, KindExtra, KindMismatch} {
+		m.Drift.WithLabelValues(mapping, k)
+	}
+	for _, s := range []string{StateInFlight, StateSuspended} {
+		m.Unsettled.WithLabelValues(mapping, s)
+	}
+	m.Checked.WithLabelValues(mapping)
+}

@@ -86,13 +86,7 @@ func New(cfg Config, src Source, tgt sink.RowReader, mappings []*transform.Mappi
 	}
 	r := &Reconciler{cfg: cfg, src: src, tgt: tgt, mappings: mappings, metrics: metrics, log: log, tol: newTolerance(cfg.Tolerate), limiter: lim}
 	for _, m := range mappings {
-		for _, k := range []string{KindMissing, KindExtra, KindMismatch} {
-			metrics.Drift.WithLabelValues(m.Name, k)
-		}
-		for _, s := range []string{StateInFlight, StateSuspended} {
-			metrics.Unsettled.WithLabelValues(m.Name, s)
-		}
-		metrics.Checked.WithLabelValues(m.Name)
+		metrics.Init(m.Name)
 	}
 	return r
 }
@@ -105,23 +99,26 @@ const (
 
 // Drift is one row that differs.
 type Drift struct {
-	Kind      string         // KindMissing, KindExtra or KindMismatch
-	Table     string         // the target table
-	Key       map[string]any // the target row's key
-	SourceKey change.Row     // the source row's primary key; nil for an extra row
-	Columns   []string       // for a mismatch: the columns that differ
-	Want      map[string]any // what the mapping computes (nil for extra)
-	Got       map[string]any // what the target holds (nil for missing)
+	Kind      string         `json:"kind"`                 // KindMissing, KindExtra or KindMismatch
+	Table     string         `json:"table"`                // the target table
+	Key       map[string]any `json:"key"`                  // the target row's key
+	SourceKey change.Row     `json:"source_key,omitempty"` // the source row's primary key; nil for an extra row
+	Columns   []string       `json:"columns,omitempty"`    // for a mismatch: the columns that differ
+	Want      map[string]any `json:"want,omitempty"`       // what the mapping computes (nil for extra)
+	Got       map[string]any `json:"got,omitempty"`        // what the target holds (nil for missing)
 }
 
 // MappingReport is one mapping's result of a sweep.
 type MappingReport struct {
-	Mapping                  string
-	Checked                  int64 // source rows and target keys compared
-	Missing, Extra, Mismatch int
-	InFlight, Suspended      int
-	Samples                  []Drift // the first drifted rows, up to Config.Samples
-	Drifted                  []Drift `json:"-"` // every drifted row, for repair
+	Mapping   string  `json:"mapping"`
+	Checked   int64   `json:"checked"` // source rows and target keys compared
+	Missing   int     `json:"missing"`
+	Extra     int     `json:"extra"`
+	Mismatch  int     `json:"mismatch"`
+	InFlight  int     `json:"in_flight"`
+	Suspended int     `json:"suspended"`
+	Samples   []Drift `json:"samples"` // the first drifted rows, up to Config.Samples
+	Drifted   []Drift `json:"-"`       // every drifted row, for repair
 }
 
 // Drift returns the number of drifted rows.

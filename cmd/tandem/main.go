@@ -56,6 +56,10 @@ Verbs:
              and each mapping's inverse round trip on a sample of source rows
   preview    --table schema.table [--limit N]: run the mappings on N source rows and
              print the target rows and the inverse round trip; writes nothing
+  reconcile  [--once] [--repair] [--format text|json]: compare the source, mapped, with
+             the target (and run reconcile.checks); --once reports and exits 1 on
+             drift, 0 without; --repair re-syncs drifted rows and compares again;
+             without --once it compares every reconcile.interval, serving /metrics
   dlq list   [--mapping M] [--limit N]: show the dead letters kept in the target
   dlq replay [--mapping M]: re-sync the rows of dead letters with the fixed mapping
   slot drop  remove the migration's replication slot and publication when done
@@ -112,7 +116,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var previewTable, dlqMapping string
 	limit := 0
+	once, repair, format := false, false, "text"
 	switch verb {
+	case "reconcile":
+		fs.BoolVar(&once, "once", false, "compare once, print the report and exit: 1 on drift, 0 without")
+		fs.BoolVar(&repair, "repair", false, "re-sync the drifted rows from the source, then compare again")
+		fs.StringVar(&format, "format", "text", "report format: text or json")
 	case "preview":
 		fs.StringVar(&previewTable, "table", "", "the source table (schema.table) to read rows of")
 		fs.IntVar(&limit, "limit", 10, "how many source rows to run the mappings on")
@@ -123,6 +132,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&dlqMapping, "mapping", "", "only this mapping's dead letters")
 	}
 	if err := fs.Parse(rest); err != nil {
+		return exitUsage
+	}
+	if verb == "reconcile" && format != "text" && format != "json" {
+		fmt.Fprintf(stderr, "tandem reconcile: --format %q: want text or json\n", format)
 		return exitUsage
 	}
 	if verb == "preview" && (previewTable == "" || limit <= 0) {
@@ -142,10 +155,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
-	case "run", "capture", "apply", "check", "slot drop", "backfill", "preview", "dlq list", "dlq replay":
-	case "reconcile":
-		fmt.Fprintf(stderr, "tandem %s: not available in this build yet\n", verb)
-		return exitUsage
+	case "run", "capture", "apply", "check", "slot drop", "backfill", "preview", "dlq list", "dlq replay", "reconcile":
 	default:
 		fmt.Fprintf(stderr, "tandem: unknown verb %q\n\n%s", verb, usage)
 		return exitUsage
@@ -178,6 +188,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	switch verb {
+	case "reconcile":
+		return runReconcile(ctx, cfg, reconcileFlags{once: once, repair: repair, format: format}, log, stdout, stderr)
 	case "preview":
 		return runPreview(ctx, cfg, previewTable, limit, stdout, stderr)
 	case "dlq list":

@@ -39,6 +39,8 @@ const (
 	DefaultPartitions                      = 12               // kafka.partitions
 	DefaultGroup                           = "tandem"         // kafka.group
 	DefaultReconcileInterval time.Duration = time.Minute      // reconcile.interval
+	DefaultReconcileChunk                  = 1000             // reconcile.chunk_rows
+	DefaultReconcileRate                   = 5000             // reconcile.max_rows_per_second
 	DefaultChunkRows                       = 5000             // backfill.chunk_rows
 	DefaultParallel                        = 4                // backfill.parallel
 	DefaultListen                          = "127.0.0.1:9187" // http.listen
@@ -172,8 +174,14 @@ type Inverse struct {
 // Reconcile configures the comparison of source and target.
 type Reconcile struct {
 	Interval time.Duration // time between runs, default 1m, > 0
-	Tolerate []string      // Tolerate* constants, unique
-	Checks   []Check       // consistency queries
+	// ChunkRows is how many rows each read takes, default 1000.
+	ChunkRows int
+	// MaxRowsPerSecond bounds the rows reconcile reads, source and target
+	// together, so it never hurts production; default 5000, 0 after
+	// SetDefaults is impossible: set -1 for unbounded.
+	MaxRowsPerSecond int
+	Tolerate         []string // Tolerate* constants, unique
+	Checks           []Check  // consistency queries
 }
 
 // Check is a consistency query pair: each side returns one number, and the
@@ -222,6 +230,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Reconcile.Interval == 0 {
 		c.Reconcile.Interval = DefaultReconcileInterval
+	}
+	if c.Reconcile.ChunkRows == 0 {
+		c.Reconcile.ChunkRows = DefaultReconcileChunk
+	}
+	if c.Reconcile.MaxRowsPerSecond == 0 {
+		c.Reconcile.MaxRowsPerSecond = DefaultReconcileRate
 	}
 	if c.Backfill.ChunkRows == 0 {
 		c.Backfill.ChunkRows = DefaultChunkRows

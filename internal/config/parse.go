@@ -503,6 +503,8 @@ func (d *decoder) reconcile(n *yaml.Node, path string, r *Reconcile) {
 			}
 		}},
 		field{"tolerate", setStrings(d, &r.Tolerate, nil)},
+		field{"chunk_rows", setInt(d, &r.ChunkRows)},
+		field{"max_rows_per_second", setInt(d, &r.MaxRowsPerSecond)},
 		field{"checks", func(n *yaml.Node, p string) {
 			d.list(n, p, func(item *yaml.Node, p string) {
 				var c Check

@@ -261,6 +261,12 @@ func (v *validator) reconcile(r *Reconcile) {
 	if r.Interval <= 0 {
 		v.add(Pos{}, "reconcile.interval", "must be more than 0")
 	}
+	if r.ChunkRows < 0 {
+		v.add(Pos{}, "reconcile.chunk_rows", "must be more than 0")
+	}
+	if r.MaxRowsPerSecond < -1 {
+		v.add(Pos{}, "reconcile.max_rows_per_second", "must be more than 0, or -1 for unbounded")
+	}
 	first := map[string]int{}
 	for i, t := range r.Tolerate {
 		p := fmt.Sprintf("reconcile.tolerate[%d]", i)

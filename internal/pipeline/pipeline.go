@@ -24,6 +24,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/kafka"
+	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -249,6 +250,18 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	for _, a := range appliers {
 		g.Go(func() error { return a.run(gctx) })
+	}
+	if opts.Roles.Apply && opts.Backfill == nil {
+		// Reconcile: compare the source, mapped, with the target every
+		// reconcile.interval, at a bounded read rate.
+		rm := reconcile.NewMetrics(reg)
+		for _, m := range mappings {
+			rm.Init(m.Name)
+		}
+		g.Go(func() error {
+			runReconcile(gctx, cfg, ReconcileOptions{Metrics: rm, Lag: maxLag(appliers), Logger: log}, false)
+			return nil
+		})
 	}
 	if trim != nil && opts.Roles.Apply {
 		g.Go(func() error { trim.run(gctx, producer, 2*time.Second, log); return nil })

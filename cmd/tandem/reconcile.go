@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/reconcile"
+)
+
+// reconcileFlags are `tandem reconcile`'s flags.
+type reconcileFlags struct {
+	once, repair bool
+	format       string // text or json
+}
+
+// runReconcile compares once and reports (--once), or keeps comparing
+// every reconcile.interval with /metrics served.
+func runReconcile(ctx context.Context, cfg *config.Config, f reconcileFlags, log *slog.Logger, stdout, stderr io.Writer) int {
+	if !f.once {
+		if err := pipeline.ServeReconcile(ctx, cfg, log); err != nil {
+			fmt.Fprintf(stderr, "tandem reconcile: %v\n", err)
+			return exitFailed
+		}
+		return exitOK
+	}
+	res, err := pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Repair: f.repair, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "tandem reconcile: %v\n", err)
+		return exitFailed
+	}
+	if f.format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(jsonReport(res)); err != nil {
+			fmt.Fprintf(stderr, "tandem reconcile: %v\n", err)
+			return exitFailed
+		}
+	} else {
+		printReport(stdout, res)
+	}
+	if res.Drift() {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// printReport writes a reconcile result for people: per mapping its counts
+// and the first drifted rows as go-cmp diffs, then the consistency checks.
+func printReport(w io.Writer, res *pipeline.ReconcileResult) {
+	for _, m := range res.Report.Mappings {
+		fmt.Fprintf(w, "mapping %s: %d rows checked; drift: %d missing, %d extra, %d mismatch; not drift: %d in flight, %d suspended",
+			m.Mapping, m.Checked, m.Missing, m.Extra, m.Mismatch, m.InFlight, m.Suspended)
+		if n, ok := res.Repaired[m.Mapping]; ok {
+			fmt.Fprintf(w, "; repaired %d rows before this comparison", n)
+		}
+		fmt.Fprintln(w)
+		for _, d := range m.Samples {
+			fmt.Fprintf(w, "  %s %s %s", d.Kind, d.Table, showKey(d.Key))
+			if len(d.Columns) > 0 {
+				fmt.Fprintf(w, " columns %s", strings.Join(d.Columns, ", "))
+			}
+			fmt.Fprintln(w)
+			for _, line := range strings.Split(strings.TrimRight(cmp.Diff(d.Want, d.Got), "\n"), "\n") {
+				fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(line, "\u00a0", " "))
+			}
+		}
+		if more := m.Drift() - len(m.Samples); more > 0 {
+			fmt.Fprintf(w, "  ... and %d more\n", more)
+		}
+	}
+	for _, c := range res.Checks {
+		switch {
+		case c.Err != nil:
+			fmt.Fprintf(w, "check %s: FAILED: %v\n", c.Name, c.Err)
+		case c.Differs():
+			fmt.Fprintf(w, "check %s: DIFFERS: source %v, target %v\n", c.Name, c.Source, c.Target)
+		default:
+			fmt.Fprintf(w, "check %s: ok (%v)\n", c.Name, c.Source)
+		}
+	}
+	if res.Drift() {
+		fmt.Fprintln(w, "drift found (the diffs read -mapped source +target)")
+	} else {
+		fmt.Fprintln(w, "no drift")
+	}
+}
+
+func showKey(k map[string]any) string {
+	names := make([]string, 0, len(k))
+	for n := range k {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s=%v", n, k[n])
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+// jsonReport is the --format json shape.
+func jsonReport(res *pipeline.ReconcileResult) any {
+	type check struct {
+		Name    string  `json:"name"`
+		Source  float64 `json:"source"`
+		Target  float64 `json:"target"`
+		Differs bool    `json:"differs"`
+		Error   string  `json:"error,omitempty"`
+	}
+	type mapping struct {
+		reconcile.MappingReport
+		Repaired int `json:"repaired"`
+	}
+	out := struct {
+		Drift    bool      `json:"drift"`
+		Mappings []mapping `json:"mappings"`
+		Checks   []check   `json:"checks"`
+	}{Drift: res.Drift(), Mappings: []mapping{}, Checks: []check{}}
+	for _, m := range res.Report.Mappings {
+		out.Mappings = append(out.Mappings, mapping{MappingReport: m, Repaired: res.Repaired[m.Mapping]})
+	}
+	for _, c := range res.Checks {
+		jc := check{Name: c.Name, Source: c.Source, Target: c.Target, Differs: c.Differs()}
+		if c.Err != nil {
+			jc.Error = c.Err.Error()
+		}
+		out.Checks = append(out.Checks, jc)
+	}
+	return out
+}

@@ -1,0 +1,356 @@
+package pipeline
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/resync"
+	"github.com/tandemcdc/tandem/reconcile"
+	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/transform"
+)
+
+// ReconcileResult is one reconcile pass: the row comparison and the
+// consistency checks.
+type ReconcileResult struct {
+	Report *reconcile.Report
+	Checks []reconcile.CheckResult
+	// Repaired counts the drifted rows a repair re-synced, by mapping.
+	Repaired map[string]int
+}
+
+// Drift reports whether anything differs.
+func (r *ReconcileResult) Drift() bool {
+	for _, c := range r.Checks {
+		if c.Differs() {
+			return true
+		}
+	}
+	return r.Report.Drift() > 0
+}
+
+// ReconcileOptions tune a reconcile pass.
+type ReconcileOptions struct {
+	Repair  bool                 // re-sync drifted rows, then compare again
+	Metrics *reconcile.Metrics   // nil: unregistered
+	Lag     func() time.Duration // the pipeline's replication lag, when it runs in this process
+	Logger  *slog.Logger         //
+	Settle  time.Duration        // 0: reconcile's default
+}
+
+// reconcileEnv is what a reconciler reads and writes with.
+type reconcileEnv struct {
+	rec      *reconcile.Reconciler
+	src      *reconcileSource
+	mappings []*transform.Mapping
+	srcQ     reconcile.Querier
+	tgtQ     reconcile.Querier
+	closers  []func()
+}
+
+func (e *reconcileEnv) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+}
+
+// openReconcile connects a reconciler to the configured source and target.
+func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOptions) (*reconcileEnv, error) {
+	env := &reconcileEnv{}
+	ok := false
+	defer func() {
+		if !ok {
+			env.close()
+		}
+	}()
+	reader, closeReader, err := BackfillReader(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	env.closers = append(env.closers, closeReader)
+	locker, isLocker := reader.(resync.RowLocker)
+	if !isLocker {
+		return nil, fmt.Errorf("reconcile: source kind %s cannot re-read rows", cfg.Source.Kind)
+	}
+	env.src = &reconcileSource{Reader: reader, locker: locker}
+	tgt, err := openReader(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	env.closers = append(env.closers, func() { tgt.Close() })
+	rows, isReader := tgt.(sink.RowReader)
+	if !isReader {
+		return nil, fmt.Errorf("reconcile: target kind %s cannot be read for reconcile", cfg.Target.Kind)
+	}
+	if env.mappings, err = CompileMappings(cfg, transform.WithLookup(tgt)); err != nil {
+		return nil, err
+	}
+	if env.srcQ, err = openQuerier(ctx, cfg.Source.Kind, cfg.Source.DSN.Value(), &env.closers); err != nil {
+		return nil, fmt.Errorf("reconcile: connect to the source: %w", err)
+	}
+	if env.tgtQ, err = openQuerier(ctx, cfg.Target.Kind, cfg.Target.DSN.Value(), &env.closers); err != nil {
+		return nil, fmt.Errorf("reconcile: connect to the target: %w", err)
+	}
+	env.rec = reconcile.New(reconcile.Config{
+		ChunkRows: cfg.Reconcile.ChunkRows, MaxRowsPerSecond: max(0, float64(cfg.Reconcile.MaxRowsPerSecond)),
+		Tolerate: cfg.Reconcile.Tolerate, Lag: opts.Lag, Settle: opts.Settle,
+	}, env.src, rows, env.mappings, opts.Metrics, opts.Logger)
+	ok = true
+	return env, nil
+}
+
+// Reconcile compares the source, mapped, with the target once, runs the
+// consistency checks, and with Repair re-syncs the drifted rows and
+// compares again.
+func Reconcile(ctx context.Context, cfg *config.Config, opts ReconcileOptions) (*ReconcileResult, error) {
+	env, err := openReconcile(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer env.close()
+	res, err := env.pass(ctx, cfg)
+	if err != nil || !opts.Repair || res.Report.Drift() == 0 {
+		return res, err
+	}
+	repaired, err := env.repair(ctx, cfg, res.Report)
+	if err != nil {
+		return res, err
+	}
+	if res, err = env.pass(ctx, cfg); err != nil {
+		return nil, err
+	}
+	res.Repaired = repaired
+	return res, nil
+}
+
+// pass is one sweep and the checks.
+func (e *reconcileEnv) pass(ctx context.Context, cfg *config.Config) (*ReconcileResult, error) {
+	rep, err := e.rec.Sweep(ctx)
+	if err != nil {
+		return nil, err
+	}
+	checks := make([]reconcile.Check, len(cfg.Reconcile.Checks))
+	for i, c := range cfg.Reconcile.Checks {
+		checks[i] = reconcile.Check{Name: c.Name, Source: c.Source, Target: c.Target}
+	}
+	return &ReconcileResult{Report: rep, Checks: e.rec.RunChecks(ctx, checks, e.srcQ, e.tgtQ)}, nil
+}
+
+// repair re-syncs each drifted row: a missing or mismatched row from its
+// source row, read under a shared lock (internal/resync), so it converges
+// with the live stream; an extra row is deleted, and the pass after the
+// repair finds it again if a source row produced it meanwhile.
+func (e *reconcileEnv) repair(ctx context.Context, cfg *config.Config, rep *reconcile.Report) (map[string]int, error) {
+	tgt, err := openTarget(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer tgt.Close()
+	out := map[string]int{}
+	for i, mr := range rep.Mappings {
+		m := e.mappings[i]
+		var rows []resync.Row
+		var extras []sink.Write
+		for _, d := range mr.Drifted {
+			if d.SourceKey != nil {
+				rows = append(rows, resync.Row{Key: d.SourceKey})
+				continue
+			}
+			for _, o := range m.Outputs() {
+				if o.Table == d.Table {
+					extras = append(extras, sink.Write{Table: d.Table, Op: sink.Delete, Key: o.Key, Row: d.Key})
+					break
+				}
+			}
+		}
+		results, err := resync.Rows(ctx, e.src.locker, m, tgt, rows, nil)
+		if err != nil {
+			return nil, err
+		}
+		var errs []error
+		for _, r := range results {
+			if r.Err != nil {
+				errs = append(errs, r.Err)
+				continue
+			}
+			out[m.Name]++
+		}
+		if len(extras) > 0 {
+			if err := tgt.Apply(ctx, sink.Batch{Writes: extras}, sink.Checkpoint{}); err != nil {
+				errs = append(errs, fmt.Errorf("delete extra rows of mapping %s: %w", m.Name, err))
+			} else {
+				out[m.Name] += len(extras)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return out, fmt.Errorf("repair mapping %s: %w", m.Name, err)
+		}
+	}
+	return out, nil
+}
+
+// reconcileSource re-reads single rows through the backfill reader's
+// LockRow: a shared lock held only for the read.
+type reconcileSource struct {
+	backfill.Reader
+	locker resync.RowLocker
+}
+
+// Row implements reconcile.Source.
+func (s *reconcileSource) Row(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error) {
+	var row change.Row
+	err := s.locker.LockRow(ctx, t, key, func(r change.Row) error { row = r; return nil })
+	return row, err
+}
+
+// openQuerier connects to a database for consistency queries.
+func openQuerier(ctx context.Context, kind, dsn string, closers *[]func()) (reconcile.Querier, error) {
+	switch kind {
+	case config.KindPostgres:
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			return nil, err
+		}
+		*closers = append(*closers, pool.Close)
+		return pgQuerier{pool}, nil
+	case config.KindMySQL:
+		db, err := mysqlurl.Open(dsn)
+		if err != nil {
+			return nil, err
+		}
+		*closers = append(*closers, func() { db.Close() })
+		return sqlQuerier{db}, nil
+	}
+	return nil, fmt.Errorf("kind %q is not supported", kind)
+}
+
+type pgQuerier struct{ pool *pgxpool.Pool }
+
+// QueryNumber implements reconcile.Querier.
+func (q pgQuerier) QueryNumber(ctx context.Context, query string) (float64, error) {
+	var v any
+	if err := q.pool.QueryRow(ctx, query).Scan(&v); err != nil {
+		return 0, err
+	}
+	switch v := v.(type) {
+	case int64:
+		return float64(v), nil
+	case int32:
+		return float64(v), nil
+	case int16:
+		return float64(v), nil
+	case float64:
+		return v, nil
+	case float32:
+		return float64(v), nil
+	case pgtype.Numeric:
+		f, err := v.Float64Value()
+		return f.Float64, err
+	case nil:
+		return 0, errors.New("the query returned NULL")
+	}
+	return 0, fmt.Errorf("the query returned %T, not a number", v)
+}
+
+type sqlQuerier struct{ db *sql.DB }
+
+// QueryNumber implements reconcile.Querier.
+func (q sqlQuerier) QueryNumber(ctx context.Context, query string) (float64, error) {
+	var v sql.NullString
+	if err := q.db.QueryRowContext(ctx, query).Scan(&v); err != nil {
+		return 0, err
+	}
+	if !v.Valid {
+		return 0, errors.New("the query returned NULL")
+	}
+	f, err := strconv.ParseFloat(v.String, 64)
+	if err != nil {
+		if r, ok := new(big.Rat).SetString(v.String); ok {
+			f, _ = r.Float64()
+			return f, nil
+		}
+		return 0, fmt.Errorf("the query returned %q, not a number", v.String)
+	}
+	return f, nil
+}
+
+// maxLag reads the largest tandem_replication_lag_seconds of the appliers.
+func maxLag(appliers []*applier) func() time.Duration {
+	return func() time.Duration {
+		var worst float64
+		for _, a := range appliers {
+			var m dto.Metric
+			if err := a.metrics.lag.WithLabelValues(a.mapping.Name).Write(&m); err == nil {
+				worst = max(worst, m.GetGauge().GetValue())
+			}
+		}
+		return time.Duration(worst * float64(time.Second))
+	}
+}
+
+// runReconcile sweeps every interval until ctx ends. A failed pass is
+// logged and tried again at the next interval: tandem_reconcile_last_success
+// goes stale, which the alert watches.
+func runReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOptions, now bool) {
+	log := opts.Logger
+	t := time.NewTicker(cfg.Reconcile.Interval)
+	defer t.Stop()
+	for {
+		if !now {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		now = false
+		start := time.Now()
+		res, err := Reconcile(ctx, cfg, ReconcileOptions{Metrics: opts.Metrics, Lag: opts.Lag, Logger: log})
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			log.Warn("reconcile failed; trying again at the next interval", "err", err)
+		case res.Drift():
+			log.Warn("reconcile found drift", "rows", res.Report.Drift(), "took", time.Since(start).Round(time.Millisecond))
+		default:
+			log.Info("reconcile: no drift", "took", time.Since(start).Round(time.Millisecond))
+		}
+	}
+}
+
+// ServeReconcile compares every reconcile.interval, the first time at once,
+// serving /metrics on http.listen, until ctx ends: `tandem reconcile`
+// beside a capture and apply run elsewhere.
+func ServeReconcile(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rm := reconcile.NewMetrics(reg)
+	for _, m := range cfg.Mappings {
+		rm.Init(m.Name)
+	}
+	srv, addr, err := serveHTTP(cfg.HTTP.Listen, reg, &readiness{}, nil, Roles{})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	log.Info("http listening", "addr", addr, "metrics", "http://"+addr+"/metrics")
+	runReconcile(ctx, cfg, ReconcileOptions{Metrics: rm, Logger: log}, true)
+	return nil
+}
