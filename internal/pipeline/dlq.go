@@ -1,0 +1,66 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/resync"
+	"github.com/tandemcdc/tandem/transform"
+)
+
+// ErrUnknownMapping is wrapped when a command names a mapping the config
+// does not have.
+var ErrUnknownMapping = errors.New("no such mapping in the config")
+
+// OpenDeadLetters connects to the configured target and returns it as the
+// store of the dead letters apply kept there; close releases it.
+func OpenDeadLetters(ctx context.Context, cfg *config.Config) (resync.Store, func(), error) {
+	tgt, err := openTarget(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, ok := tgt.(resync.Store)
+	if !ok {
+		tgt.Close()
+		return nil, nil, fmt.Errorf("target kind %s keeps no dead letters", cfg.Target.Kind)
+	}
+	return store, func() { tgt.Close() }, nil
+}
+
+// ReplayDeadLetters re-syncs the source rows of the dead letters kept in
+// the target (of mapping only, every mapping when it is "") with the
+// config's mappings, and removes the dead letters of the rows re-synced:
+// see package resync for how that converges with a running stream. It
+// reads the source (shared row locks, briefly) and writes the target; run
+// it once `tandem run` runs the fixed config.
+func ReplayDeadLetters(ctx context.Context, cfg *config.Config, mapping string) (*resync.Report, error) {
+	mappings, err := CompileMappings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if mapping != "" && !slices.ContainsFunc(mappings, func(m *transform.Mapping) bool { return m.Name == mapping }) {
+		return nil, fmt.Errorf("%s: mapping %q: %w", cfg.File, mapping, ErrUnknownMapping)
+	}
+	store, closeStore, err := OpenDeadLetters(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore()
+	reader, closeReader, err := BackfillReader(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer closeReader()
+	src, ok := reader.(resync.RowLocker)
+	if !ok {
+		return nil, fmt.Errorf("source kind %s cannot lock rows for a re-sync", cfg.Source.Kind)
+	}
+	rep, err := resync.Replay(ctx, src, mappings, store, mapping)
+	if err != nil {
+		return rep, fmt.Errorf("replay dead letters: %w", err)
+	}
+	return rep, nil
+}
