@@ -222,3 +222,37 @@ func TestSweep_RowsInFlightAndRowsThatKeepChangingAreNotDrift(t *testing.T) {
 		t.Errorf("row 6 re-read %d times, want Rechecks (3)", changes)
 	}
 }
+
+func TestVerify_CatchesAWrongApplyOfJustAppliedRows(t *testing.T) {
+	src, tgt, mappings := newFixture(t, 10)
+	src.rows[3]["status"] = "refunded" // the apply of this update was lost
+	src.rows[4]["note"] = ""           // its note row should have gone
+	src.rows[5]["status"] = "shipped"  // applied correctly
+	tgt.tables["public.orders"][5]["status"] = "shipped"
+	reg := prometheus.NewRegistry()
+	r := New(Config{Settle: time.Millisecond}, src, tgt, mappings, NewMetrics(reg), nil)
+	got, err := r.Verify(context.Background(), "shop.orders", []change.Row{{"id": int64(3)}, {"id": int64(4)}, {"id": int64(5)}, {"id": int64(77)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []driftSummary{
+		{KindExtra, "public.notes", "map[id:4]"},
+		{KindMismatch, "public.orders", "map[id:3]"},
+	}
+	if diff := cmp.Diff(want, summarize(got)); diff != "" {
+		t.Errorf("Verify (-want +got):\n%s", diff)
+	}
+	if v := testutil.ToFloat64(r.metrics.Drift.WithLabelValues("shop.orders", KindMismatch)); v != 1 {
+		t.Errorf("tandem_drift_rows{kind=mismatch} = %v, want 1", v)
+	}
+}
+
+type driftSummary struct{ Kind, Table, Key string }
+
+func summarize(ds []Drift) []driftSummary {
+	var out []driftSummary
+	for _, d := range ds {
+		out = append(out, driftSummary{d.Kind, d.Table, fmt.Sprint(d.Key)})
+	}
+	return out
+}

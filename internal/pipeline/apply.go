@@ -36,6 +36,7 @@ type applier struct {
 	joined    atomic.Bool
 	writing   atomic.Bool // a batch is being written (or retried)
 	guard     *schemaGuard
+	verify    verifyQueue // where applied rows go for re-verification; nil: nowhere
 }
 
 // run consumes until ctx ends. Two stages overlap: one goroutine polls,
@@ -170,6 +171,7 @@ func (a *applier) storedOffsets(ctx context.Context, assigned map[string]map[int
 // prepared is a polled batch, transformed, ready to write.
 type prepared struct {
 	writes []sink.Write
+	keys   []change.Row      // source keys of the stream's inserts and updates, for re-verification
 	dead   []sink.DeadLetter // stored in the target with the batch
 	cp     sink.Checkpoint
 	newest time.Time
@@ -228,6 +230,9 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 			continue
 		}
 		p.writes = append(p.writes, ws...)
+		if a.verify != nil && (ev.Op == change.OpCreate || ev.Op == change.OpUpdate) {
+			p.keys = append(p.keys, ev.KeyRow())
+		}
 	}
 	for _, o := range ranges {
 		p.cp.Offsets = append(p.cp.Offsets, *o)
@@ -281,6 +286,7 @@ func (a *applier) write(ctx context.Context, p *prepared) error {
 	for _, o := range p.cp.Offsets {
 		a.committed(a.group, o.Topic, o.Partition, o.Next)
 	}
+	a.verify.add(a.mapping.Name, p.keys)
 	return nil
 }
 

@@ -173,6 +173,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		defer tgt.Close()
 	}
+	var verify verifyQueue
+	if opts.Roles.Apply && opts.Backfill == nil {
+		verify = make(verifyQueue, 64)
+	}
 	if opts.Roles.Apply {
 		// Again, with lookup() reading the target.
 		if mappings, err = CompileMappings(cfg, transform.WithLookup(tgt)); err != nil {
@@ -186,7 +190,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			readers[topic] = append(readers[topic], group)
 			appliers = append(appliers, &applier{
 				mapping: m, topic: topic, group: group, epoch: epoch, seeds: seeds,
-				sink: tgt, dlq: dlq, metrics: am, log: log, maxPoll: 10_000, guard: newSchemaGuard(m),
+				sink: tgt, dlq: dlq, metrics: am, log: log, maxPoll: 10_000, guard: newSchemaGuard(m), verify: verify,
 				committed: func(group, topic string, p int32, next int64) {
 					if trim != nil {
 						trim.commit(group, topic, p, next)
@@ -253,13 +257,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	if opts.Roles.Apply && opts.Backfill == nil {
 		// Reconcile: compare the source, mapped, with the target every
-		// reconcile.interval, at a bounded read rate.
+		// reconcile.interval, at a bounded read rate, and re-verify rows
+		// as the stream applies them.
 		rm := reconcile.NewMetrics(reg)
 		for _, m := range mappings {
 			rm.Init(m.Name)
 		}
 		g.Go(func() error {
-			runReconcile(gctx, cfg, ReconcileOptions{Metrics: rm, Lag: maxLag(appliers), Logger: log}, false)
+			runReconcile(gctx, cfg, ReconcileOptions{Metrics: rm, Lag: maxLag(appliers), Logger: log}, false, verify)
 			return nil
 		})
 	}

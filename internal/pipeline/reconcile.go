@@ -304,29 +304,107 @@ func maxLag(appliers []*applier) func() time.Duration {
 	}
 }
 
-// runReconcile sweeps every interval until ctx ends. A failed pass is
-// logged and tried again at the next interval: tandem_reconcile_last_success
-// goes stale, which the alert watches.
-func runReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOptions, now bool) {
+// applied is a batch of source rows the stream has just applied, for
+// event-driven re-verification.
+type applied struct {
+	mapping string
+	keys    []change.Row
+}
+
+// verifyPerBatch bounds the rows of one applied batch re-verified: a
+// sample, so re-verification reads the source at a small fraction of the
+// stream's rate.
+const verifyPerBatch = 100
+
+// verifyQueue holds applied batches until the reconciler re-verifies them;
+// when it is full, batches are dropped (the next sweep still sees every
+// row), so the stream never waits for reconcile.
+type verifyQueue chan applied
+
+func (q verifyQueue) add(mapping string, keys []change.Row) {
+	if q == nil || len(keys) == 0 {
+		return
+	}
+	if len(keys) > verifyPerBatch { // a sample, spread over the batch
+		sample := make([]change.Row, verifyPerBatch)
+		for i := range sample {
+			sample[i] = keys[i*len(keys)/verifyPerBatch]
+		}
+		keys = sample
+	}
+	select {
+	case q <- applied{mapping, keys}:
+	default:
+	}
+}
+
+// runReconcile sweeps every interval, the first time at once when now is
+// set, and re-verifies what verify brings between sweeps, until ctx ends.
+// A failed pass is logged and tried again at the next interval:
+// tandem_reconcile_last_success goes stale, which the alert watches.
+func runReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOptions, now bool, verify verifyQueue) {
 	log := opts.Logger
 	t := time.NewTicker(cfg.Reconcile.Interval)
 	defer t.Stop()
+	var env *reconcileEnv
+	defer func() {
+		if env != nil {
+			env.close()
+		}
+	}()
+	open := func() bool {
+		if env != nil {
+			return true
+		}
+		var err error
+		if env, err = openReconcile(ctx, cfg, opts); err != nil {
+			if ctx.Err() == nil {
+				log.Warn("reconcile cannot start; trying again at the next interval", "err", err)
+			}
+			return false
+		}
+		return true
+	}
+	fail := func(what string, err error) {
+		if ctx.Err() == nil {
+			log.Warn(what+" failed; trying again at the next interval", "err", err)
+		}
+		env.close()
+		env = nil
+	}
 	for {
 		if !now {
 			select {
 			case <-ctx.Done():
 				return
+			case batch := <-verify:
+				if !open() {
+					continue
+				}
+				drift, err := env.rec.Verify(ctx, batch.mapping, batch.keys)
+				if err != nil {
+					fail("re-verifying applied rows", err)
+					continue
+				}
+				for _, d := range drift {
+					log.Warn("reconcile: a row the stream just applied differs from its source", "mapping", batch.mapping,
+						"kind", d.Kind, "table", d.Table, "key", d.Key, "columns", d.Columns)
+				}
+				continue
 			case <-t.C:
 			}
 		}
 		now = false
+		if !open() {
+			continue
+		}
 		start := time.Now()
-		res, err := Reconcile(ctx, cfg, ReconcileOptions{Metrics: opts.Metrics, Lag: opts.Lag, Logger: log})
+		res, err := env.pass(ctx, cfg)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			log.Warn("reconcile failed; trying again at the next interval", "err", err)
+			fail("reconcile", err)
 		case res.Drift():
 			log.Warn("reconcile found drift", "rows", res.Report.Drift(), "took", time.Since(start).Round(time.Millisecond))
 		default:
@@ -351,6 +429,6 @@ func ServeReconcile(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 	}
 	defer srv.Close()
 	log.Info("http listening", "addr", addr, "metrics", "http://"+addr+"/metrics")
-	runReconcile(ctx, cfg, ReconcileOptions{Metrics: rm, Logger: log}, true)
+	runReconcile(ctx, cfg, ReconcileOptions{Metrics: rm, Logger: log}, true, nil)
 	return nil
 }

@@ -1,0 +1,134 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/transform"
+)
+
+// Verify re-compares the target rows of source rows the stream has just
+// applied (their primary keys), so a missed or wrong apply is caught within
+// seconds instead of at the next sweep. Each row is read again at the
+// source, mapped, and compared with the target; differences are re-checked
+// as a sweep's are, and the ones that last are added to tandem_drift_rows
+// (the next full sweep sets it afresh) and returned.
+//
+// A source row that no longer exists is skipped: its delete is a later
+// change, which Verify sees when it is applied, and a sweep finds what a
+// lost delete leaves behind.
+func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.Row) ([]Drift, error) {
+	i := -1
+	for j, m := range r.mappings {
+		if m.Name == mapping {
+			i = j
+		}
+	}
+	if i < 0 || len(keys) == 0 {
+		return nil, nil
+	}
+	m := r.mappings[i]
+	st, err := r.src.Describe(ctx, m.From)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", m.Name, err)
+	}
+	outputs := m.Outputs()
+	columns := map[string]map[string]column{}
+	want := make([]map[string]*suspect, len(outputs))
+	for j, o := range outputs {
+		want[j] = map[string]*suspect{}
+		if _, ok := columns[o.Table]; ok {
+			continue
+		}
+		types, err := r.tgt.ColumnTypes(ctx, o.Table)
+		if err != nil {
+			return nil, fmt.Errorf("verify %s: read the columns of target table %s: %w", m.Name, o.Table, err)
+		}
+		columns[o.Table] = map[string]column{}
+		for c, typ := range types {
+			columns[o.Table][c] = columnOf(typ)
+		}
+	}
+	var suspects []*suspect
+	absent := map[int][]*suspect{} // per output: rows whose `when` is false, which the target must not have
+	for _, key := range keys {
+		if err := r.limiter.WaitN(ctx, min(1, r.limiter.Burst())); err != nil {
+			return nil, err
+		}
+		cur, err := r.src.Row(ctx, st, key)
+		if err != nil {
+			return nil, fmt.Errorf("verify %s: re-read source %s: %w", m.Name, m.From, err)
+		}
+		if cur == nil {
+			continue
+		}
+		mapped, err := m.Apply(cur)
+		if err != nil {
+			continue // a dead letter, not drift
+		}
+		all, err := m.Keys(cur)
+		if err != nil {
+			continue
+		}
+		for j, o := range outputs {
+			var row *transform.Row
+			for k := range mapped {
+				if mapped[k].Table == o.Table {
+					row = &mapped[k]
+				}
+			}
+			if row != nil {
+				want[j][sink.RowID(o.Table, o.Key, row.Columns)] = &suspect{
+					Drift:   Drift{Table: o.Table, Key: pick(row.Columns, o.Key), SourceKey: pick(cur, st.Key), Want: row.Columns},
+					mapping: i, output: j, src: st, seen: cur}
+				continue
+			}
+			for _, k := range all {
+				if k.Table == o.Table {
+					absent[j] = append(absent[j], &suspect{Drift: Drift{Table: o.Table, Key: k.Columns, SourceKey: pick(cur, st.Key)},
+						mapping: i, output: j, src: st, seen: cur})
+				}
+			}
+		}
+	}
+	for j, o := range outputs {
+		s, err := r.compare(ctx, o, want[j], columns[o.Table])
+		if err != nil {
+			return nil, err
+		}
+		suspects = append(suspects, s...)
+		if len(absent[j]) == 0 {
+			continue
+		}
+		keys := make([]map[string]any, len(absent[j]))
+		for k, s := range absent[j] {
+			keys[k] = s.Key
+		}
+		got, err := r.tgt.ReadKeys(ctx, o.Table, o.Key, o.Columns, keys)
+		if err != nil {
+			return nil, fmt.Errorf("verify %s: read target table %s: %w", m.Name, o.Table, err)
+		}
+		present := map[string]map[string]any{}
+		for _, g := range got {
+			present[sink.RowID(o.Table, o.Key, g)] = g
+		}
+		for _, s := range absent[j] {
+			if g, ok := present[sink.RowID(o.Table, o.Key, s.Key)]; ok {
+				s.Kind, s.Got = KindExtra, g
+				suspects = append(suspects, s)
+			}
+		}
+	}
+	reports := make([]MappingReport, len(r.mappings))
+	if err := r.settle(ctx, suspects, columns, reports); err != nil {
+		return nil, err
+	}
+	rep := reports[i]
+	r.metrics.Drift.WithLabelValues(m.Name, KindMissing).Add(float64(rep.Missing))
+	r.metrics.Drift.WithLabelValues(m.Name, KindExtra).Add(float64(rep.Extra))
+	r.metrics.Drift.WithLabelValues(m.Name, KindMismatch).Add(float64(rep.Mismatch))
+	r.metrics.Checked.WithLabelValues(m.Name).Add(float64(len(keys)))
+	return rep.Drifted, nil
+}
