@@ -1,22 +1,172 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"unicode/utf8"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/resync"
+	"github.com/tandemcdc/tandem/sink"
 )
 
-// runDLQList prints the dead letters kept in the target.
+// maxImageBytes bounds how much of a row image `dlq list` prints.
+const maxImageBytes = 400
+
+// runDLQList prints the dead letters kept in the target, oldest first.
 func runDLQList(ctx context.Context, cfg *config.Config, mapping string, limit int, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "tandem dlq list: not available in this build yet")
-	return exitUsage
+	store, closeStore, err := pipeline.OpenDeadLetters(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "tandem dlq list: %v\n", err)
+		return exitFailed
+	}
+	defer closeStore()
+	total, err := store.CountDeadLetters(ctx, mapping)
+	if err == nil && total > 0 {
+		var dls []sink.StoredDeadLetter
+		if dls, err = store.DeadLetters(ctx, mapping, limit); err == nil {
+			printDeadLetters(stdout, dls, total)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tandem dlq list: %v\n", err)
+		return exitFailed
+	}
+	if total == 0 {
+		fmt.Fprintf(stdout, "no dead letters%s\n", ofMapping(mapping))
+	}
+	return exitOK
 }
 
-// runDLQReplay re-syncs the rows of the dead letters with the current mapping.
-func runDLQReplay(ctx context.Context, cfg *config.Config, mapping string, log *slog.Logger, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "tandem dlq replay: not available in this build yet")
-	return exitUsage
+func ofMapping(mapping string) string {
+	if mapping == "" {
+		return ""
+	}
+	return " of mapping " + mapping
+}
+
+// printDeadLetters prints dls, the first of total, each as a block:
+//
+//	2024-05-01 12:00:00 UTC  shop.orders  transform
+//	  source  shop.orders id=2 at 0/16B3F28, committed 2024-05-01 11:59:59.870 UTC
+//	  kafka   shop.shop.orders partition 1 offset 7
+//	  error   mapping shop.orders: to[0].columns.status: ...
+//	  change  u  before {...}  after {...}
+func printDeadLetters(w io.Writer, dls []sink.StoredDeadLetter, total int) {
+	if total == 1 {
+		fmt.Fprintln(w, "1 dead letter:")
+	} else {
+		fmt.Fprintf(w, "%d dead letters, oldest first:\n", total)
+	}
+	for _, d := range dls {
+		fmt.Fprintf(w, "\n%s  %s  %s\n", d.Stored.UTC().Format("2006-01-02 15:04:05 UTC"), d.Mapping, d.Reason)
+		ev, err := change.Decode(d.Key, d.Value)
+		if err == nil {
+			key := string(d.Key)
+			if len(ev.Key) > 0 {
+				key = resync.KeyString(ev.Key, ev.KeyRow())
+			}
+			fmt.Fprintf(w, "  source  %s %s at %s, committed %s\n", ev.Table, key, ev.Pos, ev.Commit.UTC().Format("2006-01-02 15:04:05.000 UTC"))
+		}
+		fmt.Fprintf(w, "  kafka   %s partition %d offset %d\n", d.Topic, d.Partition, d.Offset)
+		fmt.Fprintf(w, "  error   %s\n", d.Error)
+		if err != nil {
+			fmt.Fprintf(w, "  record  %s (does not decode)\n", shorten(strconv.Quote(string(d.Value))))
+			continue
+		}
+		fmt.Fprintf(w, "  change  %s%s\n", ev.Op, images(d.Value))
+	}
+	if more := total - len(dls); more > 0 {
+		fmt.Fprintf(w, "\n… and %d more (--limit 0 shows all)\n", more)
+	}
+}
+
+// images renders a change record's before and after images, as the
+// envelope holds them (columns in table order), compact; null ones left out.
+func images(value []byte) string {
+	var env struct{ Before, After json.RawMessage }
+	if err := json.Unmarshal(value, &env); err != nil {
+		return ""
+	}
+	out := ""
+	for _, img := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"before", env.Before}, {"after", env.After}} {
+		if len(img.raw) == 0 || string(img.raw) == "null" {
+			continue
+		}
+		var b bytes.Buffer
+		if err := json.Compact(&b, img.raw); err != nil {
+			continue
+		}
+		out += "  " + img.name + " " + shorten(b.String())
+	}
+	return out
+}
+
+// shorten cuts s to about maxImageBytes, on a rune boundary.
+func shorten(s string) string {
+	if len(s) <= maxImageBytes {
+		return s
+	}
+	cut := maxImageBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d bytes)", len(s))
+}
+
+// runDLQReplay re-syncs the rows of the dead letters with the current
+// mapping and prints what still fails: exit 0 when every dead letter is
+// gone, 1 when some remain.
+func runDLQReplay(ctx context.Context, cfg *config.Config, mapping string, _ *slog.Logger, stdout, stderr io.Writer) int {
+	rep, err := pipeline.ReplayDeadLetters(ctx, cfg, mapping)
+	if errors.Is(err, pipeline.ErrUnknownMapping) {
+		fmt.Fprintf(stderr, "tandem dlq replay: %v\n", err)
+		return exitUsage
+	}
+	if rep != nil {
+		printReplay(stdout, rep)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tandem dlq replay: %v\n", err)
+		return exitFailed
+	}
+	if len(rep.Failures) > 0 {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// printReplay prints each failure, then the summary.
+func printReplay(w io.Writer, rep *resync.Report) {
+	if rep.Rows == 0 && len(rep.Failures) == 0 {
+		fmt.Fprintln(w, "no dead letters to replay")
+		return
+	}
+	for _, f := range rep.Failures {
+		what := f.Mapping
+		if f.Key != "" {
+			what += " " + f.Key
+		}
+		fmt.Fprintf(w, "still failing: %s (%s kept): %v\n", what, plural(len(f.DeadLetters), "dead letter"), f.Err)
+	}
+	fmt.Fprintf(w, "re-synced %s, removed %s, %d still failing (%s kept)\n",
+		plural(rep.Rows, "row"), plural(rep.Removed, "dead letter"), len(rep.Failures), plural(rep.Kept(), "dead letter"))
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
