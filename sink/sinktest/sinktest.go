@@ -101,24 +101,27 @@ func DeadLettersListOldestFirstAndDeleteByName(t *testing.T, s Store) {
 }
 
 // ApplyWithoutCheckpointWritesRows applies writes with an empty checkpoint,
-// as a re-sync does: the rows are written and no offsets stored. read
-// returns the row of table items with id 1 as a name, "" when absent.
-func ApplyWithoutCheckpointWritesRows(t *testing.T, s Store, read func() string) {
+// as a re-sync does: the rows are written and no offsets stored. items
+// reads the target table items (id, name, qty, note), every value in the
+// database's text form.
+func ApplyWithoutCheckpointWritesRows(t *testing.T, s Store, items func() []map[string]any) {
 	t.Helper()
 	ctx := t.Context()
-	w := sink.Write{Table: "items", Op: sink.Upsert, Key: []string{"id"}, Row: map[string]any{"id": int64(1), "name": "resynced"}}
-	if err := s.Apply(ctx, sink.Batch{Writes: []sink.Write{w}}, sink.Checkpoint{}); err != nil {
-		t.Fatalf("Apply without a checkpoint: %v", err)
-	}
-	if got := read(); got != "resynced" {
-		t.Errorf("items row 1 after an Apply without checkpoint: name %q, want %q", got, "resynced")
-	}
-	w = sink.Write{Table: "items", Op: sink.Delete, Key: []string{"id"}, Row: map[string]any{"id": int64(1)}}
-	if err := s.Apply(ctx, sink.Batch{Writes: []sink.Write{w}}, sink.Checkpoint{}); err != nil {
-		t.Fatalf("Apply of a delete without a checkpoint: %v", err)
-	}
-	if got := read(); got != "" {
-		t.Errorf("items row 1 after a delete without checkpoint: name %q, want none", got)
+	key := []string{"id"}
+	for _, step := range []struct {
+		w    sink.Write
+		want []map[string]any
+	}{
+		{sink.Write{Table: "items", Op: sink.Upsert, Key: key, Row: map[string]any{"id": int64(1), "name": "resynced"}},
+			[]map[string]any{{"id": "1", "name": "resynced", "qty": nil, "note": nil}}},
+		{sink.Write{Table: "items", Op: sink.Delete, Key: key, Row: map[string]any{"id": int64(1)}}, nil},
+	} {
+		if err := s.Apply(ctx, sink.Batch{Writes: []sink.Write{step.w}}, sink.Checkpoint{}); err != nil {
+			t.Fatalf("Apply of a %s without a checkpoint: %v", step.w.Op, err)
+		}
+		if diff := cmp.Diff(step.want, items(), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("items after a %s without a checkpoint (-want +got):\n%s", step.w.Op, diff)
+		}
 	}
 	if offs, err := s.Offsets(ctx, "", ""); err != nil || len(offs) != 0 {
 		t.Errorf("Offsets after Applies without a checkpoint = %v, %v; want none", offs, err)
