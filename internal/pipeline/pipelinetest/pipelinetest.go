@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/pipeline"
@@ -150,4 +152,31 @@ func Metric(g prometheus.Gatherer, name string, labels map[string]string) (sum f
 		}
 	}
 	return sum, ok
+}
+
+// Scraped is a running tandem's /metrics, read over HTTP as Prometheus
+// would, as a Gatherer for Metric.
+type Scraped string
+
+// Gather implements prometheus.Gatherer: GET http://<addr>/metrics, parsed.
+func (addr Scraped) Gather() ([]*dto.MetricFamily, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + string(addr) + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	var p expfmt.TextParser
+	byName, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("parse /metrics: %w", err)
+	}
+	out := make([]*dto.MetricFamily, 0, len(byName))
+	for _, mf := range byName {
+		out = append(out, mf)
+	}
+	return out, nil
 }
