@@ -1,0 +1,243 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/tandemcdc/tandem/sink"
+)
+
+var _ sink.RowReader = (*Sink)(nil)
+
+// ColumnTypes implements sink.RowReader: each column's type as
+// format_type names it, with its modifier ("numeric(12,2)", "character
+// varying(20)", "timestamp(3) with time zone", "text[]"): lowercase for
+// the built-in types; a user-defined type's name is quoted where it needs
+// to be and keeps its case (`"Shop Old"."Mood"`). A missing table is a
+// *sink.Error wrapping sink.ErrTableNotFound.
+func (s *Sink) ColumnTypes(ctx context.Context, table string) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, splitTable(table).Sanitize())
+	if err != nil {
+		return nil, classified(table, fmt.Errorf("read the column types of %s: %w", table, err))
+	}
+	types := map[string]string{}
+	var col, typ string
+	if _, err := pgx.ForEachRow(rows, []any{&col, &typ}, func() error {
+		types[col] = typ
+		return nil
+	}); err != nil {
+		return nil, classified(table, fmt.Errorf("read the column types of %s: %w", table, err))
+	}
+	if len(types) == 0 {
+		return nil, classified(table, fmt.Errorf("read the column types of %s: %w", table, sink.ErrTableNotFound))
+	}
+	return types, nil
+}
+
+// ReadKeys implements sink.RowReader in one statement whatever the number
+// of keys, a join of the keys with the table:
+//
+//	SELECT t.cols FROM unnest($1::text[], $2::text[]) AS u(c1, c2)
+//	    JOIN table AS t ON t.k1 = u.c1::type1 AND t.k2 = u.c2::type2
+//
+// one text array per key column, each value converted as Apply converts it
+// and cast after unnest, so the planner, knowing how many keys there are,
+// probes the key's index for each or hashes them against a scan of a small
+// table. Measured with 5000 random keys of a 1,000,000-row table (fastest
+// of 40 interleaved runs): this join 30 ms; a semi-join, WHERE (k1, k2) IN
+// (SELECT ... FROM unnest(...)), 51 ms (it estimates 200 distinct keys,
+// whatever their number); k = ANY($1::text[]::type[]) 28 ms, for one key
+// column only; an IN list of VALUES, one parameter per value, hashes the
+// keys against a full scan. On a composite key: join 38 ms, semi-join 57.
+// A key given twice in the same text is sent once; a key holding NULL
+// matches no row and is not sent. Two spellings of one key ("1.0" and "1"
+// for a numeric) return its row twice.
+//
+// Values come back typed as Lookup types them, in its text settings, under
+// the names of cols. Failures are *sink.Error.
+func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, keys []map[string]any) ([]map[string]any, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	t, types, err := s.readColumns(ctx, table, key, cols)
+	if err != nil {
+		return nil, classified(table, fmt.Errorf("read rows of %s: %w", table, err))
+	}
+	vals := make([][]*string, len(key))
+	seen := make(map[string]bool, len(keys))
+	texts := make([]string, len(key)) // PostgreSQL text holds no NUL: joined with one, they name the key
+keys:
+	for _, kv := range keys {
+		row := make([]*string, len(key))
+		for i, k := range key {
+			v, err := text(kv[k])
+			if err != nil {
+				return nil, classified(table, fmt.Errorf("read rows of %s: key column %q: %w", table, k, err))
+			}
+			if v == nil {
+				continue keys
+			}
+			row[i], texts[i] = v, *v
+		}
+		if id := strings.Join(texts, "\x00"); !seen[id] {
+			seen[id] = true
+			for i, v := range row {
+				vals[i] = append(vals[i], v)
+			}
+		}
+	}
+	if len(seen) == 0 {
+		return nil, nil
+	}
+	params := make([]string, len(key))
+	aliases := make([]string, len(key))
+	conds := make([]string, len(key))
+	args := make([]any, len(key))
+	for i, k := range key {
+		args[i] = vals[i]
+		params[i] = fmt.Sprintf("$%d::text[]", i+1)
+		aliases[i] = fmt.Sprintf("c%d", i+1)
+		conds[i] = fmt.Sprintf("t.%s = u.c%d::%s", pgx.Identifier{k}.Sanitize(), i+1, types[i])
+	}
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		sel[i] = "t." + pgx.Identifier{c}.Sanitize()
+	}
+	query := "SELECT " + strings.Join(sel, ", ") + " FROM unnest(" + strings.Join(params, ", ") + ") AS u(" +
+		strings.Join(aliases, ", ") + ") JOIN " + t.ident + " AS t ON " + strings.Join(conds, " AND ")
+	out, err := s.read(ctx, query, args, cols)
+	if err != nil {
+		return nil, classified(table, fmt.Errorf("read %d rows of %s by (%s): %w", len(keys), table, strings.Join(quoteAll(key), ", "), err))
+	}
+	return out, nil
+}
+
+// ScanKeys implements sink.RowReader by keyset pagination on the key's
+// row value:
+//
+//	SELECT k1, k2 FROM t WHERE (k1, k2) > ($1::text::type1, $2::text::type2)
+//	    AND k1 IS NOT NULL AND k2 IS NOT NULL ORDER BY k1, k2 LIMIT n
+//
+// a range scan of an index on (k1, k2), in that order, when there is one.
+// A row whose key holds NULL has no key to be read by and is left out.
+// after's values are converted as Apply converts them (ScanKeys' own
+// results do). Failures are *sink.Error.
+func (s *Sink) ScanKeys(ctx context.Context, table string, key []string, after map[string]any, limit int) ([]map[string]any, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	t, types, err := s.readColumns(ctx, table, key, key)
+	if err != nil {
+		return nil, classified(table, fmt.Errorf("scan the keys of %s: %w", table, err))
+	}
+	quoted := quoteAll(key)
+	var conds []string
+	var args []any
+	if after != nil {
+		params := make([]string, len(key))
+		for i, k := range key {
+			v, err := text(after[k])
+			if err != nil {
+				return nil, classified(table, fmt.Errorf("scan the keys of %s after column %q: %w", table, k, err))
+			}
+			args = append(args, v)
+			params[i] = fmt.Sprintf("$%d::text::%s", i+1, types[i])
+		}
+		conds = append(conds, "("+strings.Join(quoted, ", ")+") > ("+strings.Join(params, ", ")+")")
+	}
+	for _, q := range quoted {
+		conds = append(conds, q+" IS NOT NULL")
+	}
+	list := strings.Join(quoted, ", ")
+	query := "SELECT " + list + " FROM " + t.ident + " WHERE " + strings.Join(conds, " AND ") +
+		" ORDER BY " + list + " LIMIT " + strconv.Itoa(limit)
+	out, err := s.read(ctx, query, args, key)
+	if err != nil {
+		return nil, classified(table, fmt.Errorf("scan the keys of %s by (%s): %w", table, list, err))
+	}
+	return out, nil
+}
+
+// readColumns describes table and returns the cast types of key's columns,
+// checking that every column of key and cols exists.
+func (s *Sink) readColumns(ctx context.Context, table string, key, cols []string) (*table, []string, error) {
+	if len(key) == 0 {
+		return nil, nil, fmt.Errorf("no key columns")
+	}
+	t, err := s.describe(ctx, table)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range cols {
+		if _, ok := t.types[c]; !ok {
+			return nil, nil, fmt.Errorf("target table has no column %q: %w", c, sink.ErrColumnNotFound)
+		}
+	}
+	types := make([]string, len(key))
+	for i, k := range key {
+		typ, ok := t.types[k]
+		if !ok {
+			return nil, nil, fmt.Errorf("target table has no key column %q: %w", k, sink.ErrColumnNotFound)
+		}
+		types[i] = typ
+	}
+	return t, types, nil
+}
+
+// read runs query after lookupSettings, in one round trip, and returns its
+// rows decoded as Lookup decodes them, each value under the name in names
+// of its place in the select list. args are *string (text) or []*string
+// (text[]), sent in binary.
+func (s *Sink) read(ctx context.Context, query string, args []any, names []string) ([]map[string]any, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	tm := conn.Conn().TypeMap()
+	params := make([][]byte, len(args))
+	oids := make([]uint32, len(args))
+	formats := make([]int16, len(args))
+	for i, a := range args {
+		oids[i] = pgtype.TextOID
+		if _, ok := a.([]*string); ok {
+			oids[i] = pgtype.TextArrayOID
+		}
+		formats[i] = pgtype.BinaryFormatCode
+		if params[i], err = tm.Encode(oids[i], pgtype.BinaryFormatCode, a, nil); err != nil {
+			return nil, fmt.Errorf("encode parameter %d: %w", i+1, err)
+		}
+	}
+	b := &pgconn.Batch{}
+	b.ExecParams(lookupSettings, nil, nil, nil, nil)
+	b.ExecParams(query, params, oids, formats, nil)
+	results, err := conn.Conn().PgConn().ExecBatch(ctx, b).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if len(results) != 2 {
+		return nil, fmt.Errorf("%d results for 2 statements", len(results))
+	}
+	res := results[1]
+	if len(res.Rows) > 0 && len(res.FieldDescriptions) != len(names) {
+		return nil, fmt.Errorf("%d columns for %d names", len(res.FieldDescriptions), len(names))
+	}
+	out := make([]map[string]any, len(res.Rows))
+	for j, r := range res.Rows {
+		row := make(map[string]any, len(names))
+		for i, f := range res.FieldDescriptions {
+			if row[names[i]], err = decodeText(f.DataTypeOID, r[i]); err != nil {
+				return nil, fmt.Errorf("column %q: %w", f.Name, err)
+			}
+		}
+		out[j] = row
+	}
+	return out, nil
+}
