@@ -75,13 +75,21 @@ func (l *lookups) find(table string, where map[string]any) (map[string]any, erro
 	if row, ok := l.cache.Get(key); ok {
 		return row, nil
 	}
+	if len(where) == 0 {
+		return nil, fmt.Errorf("lookup in %s: no columns to match", table)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
 	row, found, err := l.target.Lookup(ctx, table, where)
+	var se *sink.Error
 	switch {
-	case errors.Is(err, sink.ErrNotUnique):
-		return nil, err // the mapping's lookup columns are wrong: a dead letter
+	case errors.Is(err, sink.ErrNotUnique), errors.As(err, &se) && se.Reason == "data":
+		// This row's values are wrong for the lookup (several matches, a
+		// value its column cannot hold): a dead letter.
+		return nil, err
 	case err != nil:
+		// The target cannot answer (connection, timeout, a table or column
+		// missing until it is created): retry, the mapping paused.
 		return nil, fmt.Errorf("%w: %w", ErrLookupUnavailable, err)
 	case !found:
 		return nil, fmt.Errorf("lookup in %s: no row where %s", table, describeWhere(where))

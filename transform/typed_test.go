@@ -299,6 +299,19 @@ func TestLookup_FindsCachesAndFailsClearly(t *testing.T) {
 		t.Errorf("not unique: err = %v", err)
 	}
 
+	// A value the lookup column cannot hold is the row's fault: a dead letter.
+	target.failing = &sink.Error{Table: "public.customers", Reason: "data", Err: errors.New("invalid input syntax for type bigint")}
+	_, err = m.Apply(change.Row{"id": int64(11)})
+	var ee *EvalError
+	if !errors.As(err, &ee) || errors.Is(err, ErrLookupUnavailable) {
+		t.Errorf("data error: err = %v, want an EvalError that is not ErrLookupUnavailable", err)
+	}
+	// A missing column is the target's trouble until it is created: retry.
+	target.failing = &sink.Error{Table: "public.customers", Reason: "column_missing", Err: sink.ErrColumnNotFound}
+	if _, err = m.Apply(change.Row{"id": int64(12)}); !errors.Is(err, ErrLookupUnavailable) {
+		t.Errorf("column missing: err = %v, want ErrLookupUnavailable", err)
+	}
+
 	// Without a target (compiled for a check), lookup fails when evaluated.
 	m, err = compileTypedYAML(t, mapping(`          customer: 'lookup("public.customers", {"legacy_id": row.id}).id'
 `, ""))
