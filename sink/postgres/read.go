@@ -56,9 +56,9 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 // whatever their number); k = ANY($1::text[]::type[]) 28 ms, for one key
 // column only; an IN list of VALUES, one parameter per value, hashes the
 // keys against a full scan. On a composite key: join 38 ms, semi-join 57.
-// A key given twice in the same text is sent once; a key holding NULL
-// matches no row and is not sent. Two spellings of one key ("1.0" and "1"
-// for a numeric) return its row twice.
+// The keys sent are sink.DistinctKeys: a key given twice is sent once, one
+// holding NULL not at all; two spellings of one key ("1.0" and "1" for a
+// numeric) return its row twice.
 //
 // Values come back typed as Lookup types them, in its text settings, under
 // the names of cols. Failures are *sink.Error.
@@ -70,30 +70,8 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 	if err != nil {
 		return nil, classified(table, fmt.Errorf("read rows of %s: %w", table, err))
 	}
-	vals := make([][]*string, len(key))
-	seen := make(map[string]bool, len(keys))
-	texts := make([]string, len(key)) // PostgreSQL text holds no NUL: joined with one, they name the key
-keys:
-	for _, kv := range keys {
-		row := make([]*string, len(key))
-		for i, k := range key {
-			v, err := text(kv[k])
-			if err != nil {
-				return nil, classified(table, fmt.Errorf("read rows of %s: key column %q: %w", table, k, err))
-			}
-			if v == nil {
-				continue keys
-			}
-			row[i], texts[i] = v, *v
-		}
-		if id := strings.Join(texts, "\x00"); !seen[id] {
-			seen[id] = true
-			for i, v := range row {
-				vals[i] = append(vals[i], v)
-			}
-		}
-	}
-	if len(seen) == 0 {
+	keys = sink.DistinctKeys(key, keys)
+	if len(keys) == 0 {
 		return nil, nil
 	}
 	params := make([]string, len(key))
@@ -101,7 +79,13 @@ keys:
 	conds := make([]string, len(key))
 	args := make([]any, len(key))
 	for i, k := range key {
-		args[i] = vals[i]
+		vals := make([]*string, len(keys))
+		for j, kv := range keys {
+			if vals[j], err = text(kv[k]); err != nil {
+				return nil, classified(table, fmt.Errorf("read rows of %s: key column %q: %w", table, k, err))
+			}
+		}
+		args[i] = vals
 		params[i] = fmt.Sprintf("$%d::text[]", i+1)
 		aliases[i] = fmt.Sprintf("c%d", i+1)
 		conds[i] = fmt.Sprintf("t.%s = u.c%d::%s", pgx.Identifier{k}.Sanitize(), i+1, types[i])
