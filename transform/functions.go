@@ -19,6 +19,7 @@ import (
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/ext"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
 )
 
@@ -524,51 +525,78 @@ func decimalRound(av, pv ref.Val) ref.Val {
 
 func parseJSON(v ref.Val) ref.Val {
 	s := string(v.(types.String))
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.UseNumber()
-	var x any
-	if err := dec.Decode(&x); err != nil {
+	// Lenient as PostgreSQL's json type and MySQL are: a repeated name
+	// keeps its last value; text that is not UTF-8 is kept as it is.
+	dec := jsontext.NewDecoder(strings.NewReader(s), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	x, err := readJSON(dec)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return errVal("json", "%s is not JSON: unexpected EOF", quoted(s))
+	case err != nil && strings.HasPrefix(err.Error(), "number"):
+		return errVal("json", "%s: %v", quoted(s), err)
+	case err != nil:
 		return errVal("json", "%s is not JSON: %v", quoted(s), err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	if _, err := dec.ReadToken(); err != io.EOF {
 		return errVal("json", "%s: text after the JSON value", quoted(s))
-	}
-	x, err := jsonNumbers(x)
-	if err != nil {
-		return errVal("json", "%s: %v", quoted(s), err)
 	}
 	return types.DefaultTypeAdapter.NativeToValue(x)
 }
 
-// jsonNumbers replaces the json.Numbers in a decoded value: int64 when the
-// number is an integer that fits, float64 otherwise.
-func jsonNumbers(x any) (any, error) {
-	switch x := x.(type) {
-	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+// readJSON reads one JSON value token by token into Go values: objects as
+// map[string]any, arrays as []any, numbers as int64 when they are integers
+// that fit and float64 otherwise.
+func readJSON(dec *jsontext.Decoder) (any, error) {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case 'n':
+		return nil, nil
+	case 't', 'f':
+		return tok.Bool(), nil
+	case '"':
+		return tok.String(), nil
+	case '0':
+		raw := tok.String()
+		if i, err := strconv.ParseInt(raw, 10, 64); err == nil {
 			return i, nil
 		}
-		f, err := strconv.ParseFloat(string(x), 64)
+		f, err := strconv.ParseFloat(raw, 64)
 		if err != nil {
-			return nil, fmt.Errorf("number %s is out of the double range", x)
+			return nil, fmt.Errorf("number %s is out of the double range", raw)
 		}
 		return f, nil
-	case []any:
-		for i, e := range x {
-			var err error
-			if x[i], err = jsonNumbers(e); err != nil {
+	case '[':
+		out := []any{}
+		for dec.PeekKind() != ']' {
+			e, err := readJSON(dec)
+			if err != nil {
 				return nil, err
 			}
+			out = append(out, e)
 		}
-	case map[string]any:
-		for k, e := range x {
-			var err error
-			if x[k], err = jsonNumbers(e); err != nil {
+		_, err := dec.ReadToken()
+		return out, err
+	case '{':
+		out := map[string]any{}
+		for dec.PeekKind() != '}' {
+			tok, err := dec.ReadToken()
+			if err != nil {
 				return nil, err
 			}
+			name := tok.String() // before the next read voids tok
+			e, err := readJSON(dec)
+			if err != nil {
+				return nil, err
+			}
+			out[name] = e
 		}
+		_, err := dec.ReadToken()
+		return out, err
 	}
-	return x, nil
+	return nil, fmt.Errorf("unexpected %v", tok.Kind())
 }
 
 func toJSON(v ref.Val) ref.Val {

@@ -322,3 +322,18 @@ func TestLookup_FindsCachesAndFailsClearly(t *testing.T) {
 		t.Errorf("no target: err = %v", err)
 	}
 }
+
+func TestPlainColumn_OnlyBareSelectsOfRowSkipCEL(t *testing.T) {
+	env, err := newEnv(nil, newLookups(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for expr, want := range map[string]string{
+		"row.total": "total", "row.`odd name`": "odd name", " row.id ": "id",
+		"has(row.id)": "", "row.id + 1": "", `row["id"]`: "", "json(row.meta).a": "", "other.id": "", "row.?id": "",
+	} {
+		if got := plainColumn(env, expr); got != want {
+			t.Errorf("plainColumn(%q) = %q, want %q", expr, got, want)
+		}
+	}
+}
