@@ -6,9 +6,17 @@ import (
 	"fmt"
 	"slices"
 
+	mycapture "github.com/tandemcdc/tandem/capture/mysql"
+	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/transform"
+)
+
+// The backfill readers BackfillReader opens lock rows for a re-sync.
+var (
+	_ resync.RowLocker = (*pgcapture.TableReader)(nil)
+	_ resync.RowLocker = (*mycapture.TableReader)(nil)
 )
 
 // ErrUnknownMapping is wrapped when a command names a mapping the config
