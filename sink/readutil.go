@@ -1,5 +1,10 @@
 package sink
 
+import (
+	"strconv"
+	"strings"
+)
+
 // DistinctKeys returns the keys of a RowReader.ReadKeys worth asking for,
 // in their order: without those holding NULL (or nothing) in a column of
 // key, which match no row as SQL's = matches none, and without repeats, as
@@ -21,4 +26,21 @@ keys:
 		}
 	}
 	return out
+}
+
+// ScanQuery is the statement of a RowReader.ScanKeys by keyset pagination:
+// the key columns quoted (already quoted identifiers) of the table ident
+// (quoted too), where the condition after holds ("" for none) and no key
+// column is NULL, in key order, at most limit rows.
+func ScanQuery(ident string, quoted []string, after string, limit int) string {
+	var conds []string
+	if after != "" {
+		conds = append(conds, after)
+	}
+	for _, q := range quoted {
+		conds = append(conds, q+" IS NOT NULL")
+	}
+	list := strings.Join(quoted, ", ")
+	return "SELECT " + list + " FROM " + ident + " WHERE " + strings.Join(conds, " AND ") +
+		" ORDER BY " + list + " LIMIT " + strconv.Itoa(limit)
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -122,7 +121,7 @@ func (s *Sink) ScanKeys(ctx context.Context, table string, key []string, after m
 		return nil, classified(table, fmt.Errorf("scan the keys of %s: %w", table, err))
 	}
 	quoted := quoteAll(key)
-	var conds []string
+	var cond string
 	var args []any
 	if after != nil {
 		params := make([]string, len(key))
@@ -134,17 +133,12 @@ func (s *Sink) ScanKeys(ctx context.Context, table string, key []string, after m
 			args = append(args, v)
 			params[i] = fmt.Sprintf("$%d::text::%s", i+1, types[i])
 		}
-		conds = append(conds, "("+strings.Join(quoted, ", ")+") > ("+strings.Join(params, ", ")+")")
+		cond = "(" + strings.Join(quoted, ", ") + ") > (" + strings.Join(params, ", ") + ")"
 	}
-	for _, q := range quoted {
-		conds = append(conds, q+" IS NOT NULL")
-	}
-	list := strings.Join(quoted, ", ")
-	query := "SELECT " + list + " FROM " + t.ident + " WHERE " + strings.Join(conds, " AND ") +
-		" ORDER BY " + list + " LIMIT " + strconv.Itoa(limit)
+	query := sink.ScanQuery(t.ident, quoted, cond, limit)
 	out, err := s.read(ctx, query, args, key)
 	if err != nil {
-		return nil, classified(table, fmt.Errorf("scan the keys of %s by (%s): %w", table, list, err))
+		return nil, classified(table, fmt.Errorf("scan the keys of %s by (%s): %w", table, strings.Join(quoted, ", "), err))
 	}
 	return out, nil
 }
