@@ -1,0 +1,530 @@
+package mysql_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/testenv"
+	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/mysql"
+)
+
+// readDDL is a table of most kinds of column the reconciler reads, with
+// NULLs, and a table with a composite key.
+const readDDL = `
+SET time_zone = '+00:00';
+CREATE TABLE accounts (
+	id BIGINT PRIMARY KEY, n INT, amount DECIMAL(12, 3), name VARCHAR(20), ref CHAR(36),
+	changed DATETIME(6), at TIMESTAMP(6) NULL, photo BLOB, active BOOL, doc JSON, ratio DOUBLE,
+	big BIGINT UNSIGNED, note LONGTEXT, mood ENUM('sad', 'Happy'));
+INSERT INTO accounts VALUES
+	(1, -7, 1234.500, 'one', '6f1c2a3e-52b4-4b8e-9d6a-0c1e2f3a4b5c', '2024-03-01 10:02:03.654321',
+	 '2024-03-01 01:02:03.654321', x'00ff10', TRUE, '{"b": 1, "a": [1, 2]}', 0.1, 18446744073709551615, 'x', 'Happy'),
+	(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	(3, 0, -0.001, '', NULL, '1970-01-01 00:00:00', NULL, '', FALSE, 'null', -2.5e-300, 0, '', 'sad'),
+	(9000000000, 5, 0, 'big', NULL, NULL, NULL, NULL, NULL, NULL, NULL, 7, NULL, NULL);
+CREATE TABLE ` + "`lines`" + ` (tenant INT, ref CHAR(36), qty INT, PRIMARY KEY (tenant, ref));
+INSERT INTO ` + "`lines`" + ` VALUES
+	(1, 'aaaaaaaa-0000-0000-0000-000000000001', 10),
+	(1, 'bbbbbbbb-0000-0000-0000-000000000002', 20),
+	(2, 'aaaaaaaa-0000-0000-0000-000000000001', 30);
+`
+
+// rowsOf is a statement that inserts the rows numbered 1 to n, each
+// computed from its number g by the select list sel, into table, in random
+// order.
+func rowsOf(table string, n int, sel string) string {
+	return fmt.Sprintf("SET SESSION max_recursive_iterations = %d;\n"+
+		"INSERT INTO %s WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < %d) SELECT %s FROM s ORDER BY RAND();\n",
+		n+1, table, n, sel)
+}
+
+// The accounts rows of readDDL as ReadKeys returns them, by id.
+var accounts = map[int64]row{
+	1: {"id": int64(1), "n": int64(-7), "amount": "1234.500", "name": "one", "ref": "6f1c2a3e-52b4-4b8e-9d6a-0c1e2f3a4b5c",
+		"changed": "2024-03-01 10:02:03.654321", "at": "2024-03-01 01:02:03.654321", "photo": []byte{0x00, 0xff, 0x10},
+		"active": int64(1), "doc": `{"b": 1, "a": [1, 2]}`, "ratio": 0.1, "big": "18446744073709551615", "note": "x", "mood": "Happy"},
+	2: {"id": int64(2), "n": nil, "amount": nil, "name": nil, "ref": nil, "changed": nil, "at": nil, "photo": nil,
+		"active": nil, "doc": nil, "ratio": nil, "big": nil, "note": nil, "mood": nil},
+	3: {"id": int64(3), "n": int64(0), "amount": "-0.001", "name": "", "ref": nil, "changed": "1970-01-01 00:00:00.000000",
+		"at": nil, "photo": []byte{}, "active": int64(0), "doc": "null", "ratio": -2.5e-300, "big": "0", "note": "", "mood": "sad"},
+	9000000000: {"id": int64(9000000000), "n": int64(5), "amount": "0.000", "name": "big", "ref": nil, "changed": nil, "at": nil,
+		"photo": nil, "active": nil, "doc": nil, "ratio": nil, "big": "7", "note": nil, "mood": nil},
+}
+
+// accountColumns are the columns of accounts.
+var accountColumns = []string{"id", "n", "amount", "name", "ref", "changed", "at", "photo", "active", "doc", "ratio", "big", "note", "mood"}
+
+// byKey sorts rows by the text of their key columns' values, so results
+// whose order is unspecified compare with go-cmp.
+func byKey(key ...string) cmp.Option {
+	return cmpopts.SortSlices(func(a, b map[string]any) bool {
+		return sink.KeyText(key, a) < sink.KeyText(key, b)
+	})
+}
+
+// readKeys calls ReadKeys and fails the test on an error.
+func readKeys(t *testing.T, r sink.RowReader, table string, key, cols []string, keys ...row) []map[string]any {
+	t.Helper()
+	got, err := r.ReadKeys(t.Context(), table, key, cols, keys)
+	if err != nil {
+		t.Fatalf("ReadKeys(%s, %v): %v", table, keys, err)
+	}
+	return got
+}
+
+func TestReadKeys_ReturnsTheRequestedRowsTypedAsLookupTypesThem(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, readDDL)
+	got := readKeys(t, tg.sink, "accounts", []string{"id"}, accountColumns,
+		row{"id": int64(1)}, row{"id": int64(404)}, row{"id": uint64(9000000000)},
+		row{"id": "3"}, row{"id": float64(2)}, row{"id": int64(1)}) // 404 is missing; 1 asked twice
+	want := []map[string]any{accounts[1], accounts[2], accounts[3], accounts[9000000000]}
+	if diff := cmp.Diff(want, got, byKey("id")); diff != "" {
+		t.Errorf("ReadKeys (-want +got):\n%s", diff)
+	}
+	// Each row is what Lookup returns for it.
+	for _, r := range got {
+		l, found, err := tg.sink.Lookup(t.Context(), "accounts", row{"id": r["id"]})
+		if err != nil || !found {
+			t.Fatalf("Lookup(id %v) = %v, %v, %v; want a row", r["id"], l, found, err)
+		}
+		if diff := cmp.Diff(l, r); diff != "" {
+			t.Errorf("ReadKeys and Lookup of id %v differ (-Lookup +ReadKeys):\n%s", r["id"], diff)
+		}
+	}
+	// Only the columns asked for, under the names asked for (MySQL's are
+	// case-insensitive).
+	got = readKeys(t, tg.sink, tg.name+".accounts", []string{"ID"}, []string{"Amount", "ID"}, row{"ID": int64(3)})
+	if diff := cmp.Diff([]map[string]any{{"ID": int64(3), "Amount": "-0.001"}}, got); diff != "" {
+		t.Errorf("ReadKeys(Amount, ID) (-want +got):\n%s", diff)
+	}
+	if got := readKeys(t, tg.sink, "accounts", []string{"id"}, accountColumns); len(got) != 0 {
+		t.Errorf("ReadKeys(no keys) = %v, want none", got)
+	}
+}
+
+func TestReadKeys_ByKeysOfEveryColumnType(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, readDDL)
+	// Each column of row 1 as a key, given as a mapping would give it.
+	at := time.Date(2024, 3, 1, 1, 2, 3, 654321000, time.UTC)
+	for _, tt := range []struct {
+		col string
+		v   any
+	}{
+		{"n", int64(-7)},
+		{"amount", "1234.5"},
+		{"name", "ONE"}, // the column's collation is case-insensitive
+		{"ref", "6f1c2a3e-52b4-4b8e-9d6a-0c1e2f3a4b5c"},
+		{"changed", "2024-03-01 10:02:03.654321"},
+		{"changed", at.Add(9 * time.Hour).In(time.FixedZone("x", 3600))},
+		{"at", at},
+		{"at", "2024-03-01 10:02:03.654321+09"},
+		{"photo", []byte{0x00, 0xff, 0x10}},
+		{"active", true},
+		{"ratio", 0.1},
+		{"big", uint64(math.MaxUint64)},
+		{"big", "18446744073709551615"},
+		{"mood", "happy"},
+	} {
+		got := readKeys(t, tg.sink, "accounts", []string{tt.col}, []string{"id"}, row{tt.col: tt.v})
+		if diff := cmp.Diff([]map[string]any{{"id": int64(1)}}, got); diff != "" {
+			t.Errorf("ReadKeys(%s = %#v) (-want +got):\n%s", tt.col, tt.v, diff)
+		}
+	}
+}
+
+func TestReadKeys_CompositeKeyMatchesAllItsColumns(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, readDDL)
+	const a, b = "aaaaaaaa-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
+	key := []string{"tenant", "ref"}
+	got := readKeys(t, tg.sink, "lines", key, []string{"tenant", "ref", "qty"},
+		row{"tenant": int64(1), "ref": a},
+		row{"tenant": int64(2), "ref": b}, // a row has each value, none both
+		row{"tenant": "2", "ref": a},
+		row{"tenant": int64(1), "ref": nil}, // NULL matches nothing
+	)
+	want := []map[string]any{
+		{"tenant": int64(1), "ref": a, "qty": int64(10)},
+		{"tenant": int64(2), "ref": a, "qty": int64(30)},
+	}
+	if diff := cmp.Diff(want, got, byKey(key...)); diff != "" {
+		t.Errorf("ReadKeys (-want +got):\n%s", diff)
+	}
+}
+
+// TestReadKeys_FiveThousandKeysInOneCall: more keys than one statement
+// takes, and, on a key of 16 columns, more values than one statement could
+// hold as parameters (65,535).
+func TestReadKeys_FiveThousandKeysInOneCall(t *testing.T) {
+	t.Parallel()
+	var wide, wideSel []string
+	for i := range 16 {
+		wide = append(wide, fmt.Sprintf("c%d", i))
+		wideSel = append(wideSel, fmt.Sprintf("g + %d", i))
+	}
+	tg := newTarget(t, "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(20));\n"+
+		rowsOf("items", 10000, "g, CONCAT('item ', g)")+
+		"CREATE TABLE wide ("+strings.Join(wide, " INT, ")+" INT, PRIMARY KEY ("+strings.Join(wide, ", ")+"));\n"+
+		rowsOf("wide", 10000, strings.Join(wideSel, ", ")))
+	var keys, wideKeys []row
+	var want, wantWide []map[string]any
+	for i := int64(1); i <= 5000; i++ {
+		id := 2 * i // evens, and 500 past the last row
+		if i%10 == 0 {
+			id = 100000 + i
+		}
+		keys = append(keys, row{"id": id})
+		w := row{}
+		for j, c := range wide {
+			w[c] = id + int64(j)
+		}
+		wideKeys = append(wideKeys, w)
+		if id <= 10000 {
+			want = append(want, map[string]any{"id": id, "name": "item " + strconv.FormatInt(id, 10)})
+			wantWide = append(wantWide, w)
+		}
+	}
+	got := readKeys(t, tg.sink, "items", []string{"id"}, []string{"id", "name"}, keys...)
+	if diff := cmp.Diff(want, got, byKey("id")); diff != "" {
+		t.Errorf("ReadKeys(items) (-want +got):\n%s", diff)
+	}
+	got = readKeys(t, tg.sink, "wide", wide, wide, wideKeys...)
+	if diff := cmp.Diff(wantWide, got, byKey(wide...)); diff != "" {
+		t.Errorf("ReadKeys(wide) (-want +got):\n%s", diff)
+	}
+}
+
+func TestReadKeys_HostileIdentifiers(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, "")
+	db := "Shop `Old` " + tg.name[len(tg.name)-6:]
+	quoted := mysqlurl.QuoteIdent(db)
+	tg.exec(t, fmt.Sprintf(hostileDDL, strings.ReplaceAll(db, "`", "``"))+";\n"+
+		"INSERT INTO "+quoted+".`order` VALUES (1, 'A', 'it''s \"q\"', '`', 'happy', 'comma', NULL, NULL, '語'), "+
+		"(1, 'B', NULL, NULL, 'sad', NULL, 'x', 'y', NULL);\n"+
+		"INSERT INTO "+quoted+".`tab``le` VALUES (1, 'one'), (2, 'two')")
+	table := db + ".order"
+	key := []string{"select", "MixedCase"}
+	cols := []string{"select", "MixedCase", `"quoted"`, "back`tick", "Mood", "a,b", "a", "b", "日本"}
+	got := readKeys(t, tg.sink, table, key, cols,
+		row{"select": int64(1), "MixedCase": "A"},
+		row{"select": int64(1), "MixedCase": `A' OR 'x' = 'x`}) // a value, not SQL
+	want := []map[string]any{{"select": int64(1), "MixedCase": "A", `"quoted"`: `it's "q"`, "back`tick": "`",
+		"Mood": "happy", "a,b": "comma", "a": nil, "b": nil, "日本": "語"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ReadKeys (-want +got):\n%s", diff)
+	}
+	got = readKeys(t, tg.sink, db+".tab`le", []string{"k`ey"}, []string{"v"}, row{"k`ey": int64(2)})
+	if diff := cmp.Diff([]map[string]any{{"v": "two"}}, got); diff != "" {
+		t.Errorf("ReadKeys(tab`le) (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]map[string]any{{"select": int64(1), "MixedCase": "A"}, {"select": int64(1), "MixedCase": "B"}},
+		scanAll(t, tg.sink, table, key, 1)); diff != "" {
+		t.Errorf("ScanKeys (-want +got):\n%s", diff)
+	}
+	types, err := tg.sink.ColumnTypes(t.Context(), table)
+	if err != nil {
+		t.Fatalf("ColumnTypes: %v", err)
+	}
+	wantTypes := map[string]string{"select": "bigint(20)", "MixedCase": "varchar(20)", `"quoted"`: "text", "back`tick": "text",
+		"Mood": "enum('sad','happy')", "a,b": "text", "a": "text", "b": "text", "日本": "text"}
+	if diff := cmp.Diff(wantTypes, types); diff != "" {
+		t.Errorf("ColumnTypes (-want +got):\n%s", diff)
+	}
+}
+
+func TestRowReader_MissingTableOrColumnAndBadValuesAreClassifiedErrors(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, readDDL)
+	cfg, err := mysqlurl.Parse(tg.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := []string{"id"}
+	tests := []struct {
+		name   string
+		table  string
+		call   func(r sink.RowReader, table string) error
+		is     error
+		reason string
+	}{
+		{"ReadKeys of a missing table", "nope", func(r sink.RowReader, table string) error {
+			_, err := r.ReadKeys(t.Context(), table, id, id, []map[string]any{{"id": int64(1)}})
+			return err
+		}, sink.ErrTableNotFound, "table_missing"},
+		{"ReadKeys of a missing column", "accounts", func(r sink.RowReader, table string) error {
+			_, err := r.ReadKeys(t.Context(), table, id, []string{"id", "nope"}, []map[string]any{{"id": int64(1)}})
+			return err
+		}, sink.ErrColumnNotFound, "column_missing"},
+		{"ReadKeys by a missing column", "accounts", func(r sink.RowReader, table string) error {
+			_, err := r.ReadKeys(t.Context(), table, []string{"nope"}, id, []map[string]any{{"nope": int64(1)}})
+			return err
+		}, sink.ErrColumnNotFound, "column_missing"},
+		{"ReadKeys by a value with no MySQL form", "accounts", func(r sink.RowReader, table string) error {
+			_, err := r.ReadKeys(t.Context(), table, []string{"ratio"}, id, []map[string]any{{"ratio": math.NaN()}})
+			return err
+		}, nil, "data"},
+		{"ScanKeys of a missing table", "nope", func(r sink.RowReader, table string) error {
+			_, err := r.ScanKeys(t.Context(), table, id, nil, 10)
+			return err
+		}, sink.ErrTableNotFound, "table_missing"},
+		{"ScanKeys by a missing column", "accounts", func(r sink.RowReader, table string) error {
+			_, err := r.ScanKeys(t.Context(), table, []string{"nope"}, nil, 10)
+			return err
+		}, sink.ErrColumnNotFound, "column_missing"},
+		{"ScanKeys after a value with no MySQL form", "accounts", func(r sink.RowReader, table string) error {
+			_, err := r.ScanKeys(t.Context(), table, []string{"ratio"}, row{"ratio": math.Inf(1)}, 10)
+			return err
+		}, nil, "data"},
+		{"ColumnTypes of a missing table", "nope", func(r sink.RowReader, table string) error {
+			_, err := r.ColumnTypes(t.Context(), table)
+			return err
+		}, sink.ErrTableNotFound, "table_missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call(tg.sink, tt.table)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error = %v, want %v", err, tt.is)
+			}
+			wantSinkError(t, err, tt.reason, tt.table)
+			if !strings.Contains(err.Error(), tt.table) {
+				t.Errorf("error %q does not name table %s", err, tt.table)
+			}
+			if strings.Contains(err.Error(), cfg.Passwd) {
+				t.Errorf("error %q holds the password", err)
+			}
+		})
+	}
+}
+
+// TestRowReader_DoesNotWaitForAWriter: with a write transaction holding
+// rows, the reads answer at once with the committed rows (a locking read
+// would wait for the writer, here until the test's deadline).
+func TestRowReader_DoesNotWaitForAWriter(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, readDDL)
+	tx, err := tg.db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	for _, q := range []string{"UPDATE accounts SET name = 'changing' WHERE id = 1", "DELETE FROM accounts WHERE id = 2",
+		"INSERT INTO accounts (id) VALUES (4)"} {
+		if _, err := tx.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	got, err := tg.sink.ReadKeys(ctx, "accounts", []string{"id"}, []string{"id", "name"},
+		[]map[string]any{{"id": int64(1)}, {"id": int64(2)}, {"id": int64(4)}})
+	if err != nil {
+		t.Fatalf("ReadKeys: %v", err)
+	}
+	want := []map[string]any{{"id": int64(1), "name": "one"}, {"id": int64(2), "name": nil}}
+	if diff := cmp.Diff(want, got, byKey("id")); diff != "" {
+		t.Errorf("ReadKeys (-want +got):\n%s", diff)
+	}
+	keys, err := tg.sink.ScanKeys(ctx, "accounts", []string{"id"}, nil, 10)
+	if err != nil {
+		t.Fatalf("ScanKeys: %v", err)
+	}
+	if diff := cmp.Diff([]map[string]any{{"id": int64(1)}, {"id": int64(2)}, {"id": int64(3)}, {"id": int64(9000000000)}}, keys); diff != "" {
+		t.Errorf("ScanKeys (-want +got):\n%s", diff)
+	}
+}
+
+// scanAll pages through every key of table with ScanKeys, limit keys at a
+// time, and fails the test unless each page but the last is full.
+func scanAll(t *testing.T, r sink.RowReader, table string, key []string, limit int) []map[string]any {
+	t.Helper()
+	var all []map[string]any
+	var after map[string]any
+	for range 5000 {
+		page, err := r.ScanKeys(t.Context(), table, key, after, limit)
+		if err != nil {
+			t.Fatalf("ScanKeys(%s, after %v): %v", table, after, err)
+		}
+		if len(page) > limit {
+			t.Fatalf("ScanKeys(%s, limit %d) returned %d keys", table, limit, len(page))
+		}
+		all = append(all, page...)
+		if len(page) < limit {
+			return all
+		}
+		after = page[len(page)-1]
+	}
+	t.Fatalf("ScanKeys(%s) never ends", table)
+	return nil
+}
+
+func TestScanKeys_PagesThroughEveryKeyOnceInKeyOrder(t *testing.T) {
+	t.Parallel()
+	// Rows inserted in random order (rowsOf); BIGINT UNSIGNED keys past
+	// int64 (read as text); text keys whose order is not their numbers' (c10 < c9); a
+	// composite key whose first column repeats.
+	tg := newTarget(t, "SET time_zone = '+00:00';\n"+
+		"CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(20));\n"+
+		rowsOf("items", 1000, "g * 7, 'item'")+
+		"CREATE TABLE huge (id BIGINT UNSIGNED PRIMARY KEY);\n"+
+		rowsOf("huge", 1000, "18446744073709551615 - g * 3")+
+		"CREATE TABLE pairs (a INT, b VARCHAR(10), at DATETIME(6), PRIMARY KEY (a, b, at));\n"+
+		rowsOf("pairs", 1000, "g % 7, CONCAT('c', g % 100), TIMESTAMPADD(HOUR, g, '2024-01-01')"))
+	var want []map[string]any
+	for i := int64(1); i <= 1000; i++ {
+		want = append(want, map[string]any{"id": 7 * i})
+	}
+	if diff := cmp.Diff(want, scanAll(t, tg.sink, "items", []string{"id"}, 64)); diff != "" {
+		t.Errorf("ScanKeys(items) (-want +got):\n%s", diff)
+	}
+	want = nil
+	for i := uint64(1000); i >= 1; i-- {
+		want = append(want, map[string]any{"id": strconv.FormatUint(math.MaxUint64-3*i, 10)})
+	}
+	if diff := cmp.Diff(want, scanAll(t, tg.sink, "huge", []string{"id"}, 64)); diff != "" {
+		t.Errorf("ScanKeys(huge) (-want +got):\n%s", diff)
+	}
+	want = nil
+	for _, r := range tg.rows(t, "SELECT a, b, at FROM pairs ORDER BY a, b, at") {
+		a, err := strconv.ParseInt(r["a"].(string), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, map[string]any{"a": a, "b": r["b"], "at": r["at"]})
+	}
+	if len(want) != 1000 {
+		t.Fatalf("pairs holds %d rows, want 1000", len(want))
+	}
+	if diff := cmp.Diff(want, scanAll(t, tg.sink, "pairs", []string{"a", "b", "at"}, 64)); diff != "" {
+		t.Errorf("ScanKeys(pairs) (-want +got):\n%s", diff)
+	}
+	// An exact number of pages ends with an empty one.
+	if got := scanAll(t, tg.sink, "items", []string{"id"}, 100); len(got) != 1000 {
+		t.Errorf("ScanKeys(items, limit 100) returned %d keys, want 1000", len(got))
+	}
+}
+
+// TestScanKeys_APageReadsOnlyItsRows: a page in the middle of a composite
+// key reads its own index entries, not those before it. It counts the rows
+// read with MariaDB's user statistics (turned on for the shared server),
+// by table, so other tests' reads do not count.
+func TestScanKeys_APageReadsOnlyItsRows(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, "SET GLOBAL userstat = 1;\n"+
+		"CREATE TABLE big (id BIGINT PRIMARY KEY, a INT, b VARCHAR(20), UNIQUE (a, b));\n"+
+		rowsOf("big", 100000, "g, g % 100, CONCAT('c', g)"))
+	read := func() int64 {
+		t.Helper()
+		rs := tg.rows(t, "SELECT ROWS_READ FROM information_schema.TABLE_STATISTICS WHERE TABLE_SCHEMA = '"+tg.name+"' AND TABLE_NAME = 'big'")
+		if len(rs) == 0 {
+			return 0
+		}
+		n, err := strconv.ParseInt(rs[0]["ROWS_READ"].(string), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, tt := range []struct {
+		key   []string
+		after row
+	}{
+		{[]string{"a", "b"}, row{"a": int64(50), "b": "c5050"}},
+		{[]string{"id"}, row{"id": int64(50000)}},
+	} {
+		before := read()
+		got, err := tg.sink.ScanKeys(t.Context(), "big", tt.key, tt.after, 64)
+		if err != nil {
+			t.Fatalf("ScanKeys: %v", err)
+		}
+		if len(got) != 64 {
+			t.Fatalf("ScanKeys returned %d keys, want 64", len(got))
+		}
+		if n := read() - before; n > 65 {
+			t.Errorf("ScanKeys(%v after %v, limit 64) read %d rows, want 64 or 65", tt.key, tt.after, n)
+		}
+	}
+}
+
+func TestScanKeys_LeavesOutKeysHoldingNull(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, `CREATE TABLE codes (id BIGINT PRIMARY KEY, a INT, b VARCHAR(10), UNIQUE (a, b));
+INSERT INTO codes VALUES (1, 1, 'x'), (2, 1, NULL), (3, NULL, 'x'), (4, 2, 'y'), (5, 1, NULL), (6, NULL, NULL);`)
+	want := []map[string]any{{"a": int64(1), "b": "x"}, {"a": int64(2), "b": "y"}}
+	if diff := cmp.Diff(want, scanAll(t, tg.sink, "codes", []string{"a", "b"}, 1)); diff != "" {
+		t.Errorf("ScanKeys (-want +got):\n%s", diff)
+	}
+	if got, err := tg.sink.ScanKeys(t.Context(), "codes", []string{"id"}, nil, 0); err != nil || len(got) != 0 {
+		t.Errorf("ScanKeys(limit 0) = %v, %v, want nothing", got, err)
+	}
+}
+
+func TestColumnTypes_NamesEachColumnsType(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, readDDL+"ALTER TABLE accounts ADD COLUMN `Seen` TIMESTAMP(3) NULL, ADD COLUMN small FLOAT, "+
+		"ADD COLUMN tag BINARY(4), ADD COLUMN checked LONGTEXT CHECK (checked <> '')")
+	got, err := tg.sink.ColumnTypes(t.Context(), "accounts")
+	if err != nil {
+		t.Fatalf("ColumnTypes: %v", err)
+	}
+	want := map[string]string{
+		"id": "bigint(20)", "n": "int(11)", "amount": "decimal(12,3)", "name": "varchar(20)", "ref": "char(36)",
+		"changed": "datetime(6)", "at": "timestamp(6)", "photo": "blob", "active": "tinyint(1)", "doc": "json",
+		"ratio": "double", "big": "bigint(20) unsigned", "note": "longtext", "mood": "enum('sad','Happy')",
+		"Seen": "timestamp(3)", "small": "float", "tag": "binary(4)", "checked": "longtext",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ColumnTypes (-want +got):\n%s", diff)
+	}
+}
+
+// BenchmarkReadKeys reads 5000 random keys of a 100,000-row table per op.
+func BenchmarkReadKeys(b *testing.B) {
+	dsn := testenv.NewMariaDBDatabase(b)
+	cfg, err := mysqlurl.Parse(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := testenv.SharedMariaDB(b).Exec(b.Context(), cfg.DBName,
+		"CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(40), qty INT, price DECIMAL(12,2), at DATETIME(6));\n"+
+			rowsOf("items", 100000, "g, CONCAT('item ', g), g % 1000, g * 0.01, NOW(6)")); err != nil {
+		b.Fatal(err)
+	}
+	s, err := mysql.New(b.Context(), mysql.Config{DSN: dsn, ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	key, cols := []string{"id"}, []string{"id", "name", "qty", "price", "at"}
+	keys := make([]map[string]any, 5000)
+	rows := 0
+	for b.Loop() {
+		for i := range keys {
+			keys[i] = map[string]any{"id": rand.Int64N(100000) + 1}
+		}
+		got, err := s.ReadKeys(b.Context(), "items", key, cols, keys)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows += len(got)
+	}
+	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+}
