@@ -60,7 +60,9 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 // numeric) return its row twice.
 //
 // Values come back typed as Lookup types them, in its text settings, under
-// the names of cols. Failures are *sink.Error.
+// the names of cols. The statement is a plain SELECT in its own implicit
+// transaction (READ COMMITTED unless the server says otherwise): it
+// neither takes nor waits for row locks. Failures are *sink.Error.
 func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, keys []map[string]any) ([]map[string]any, error) {
 	if len(keys) == 0 {
 		return nil, nil
