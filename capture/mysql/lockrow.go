@@ -26,6 +26,21 @@ import (
 // succeeds and rolled back otherwise (both release the lock). Blocks; safe
 // for concurrent use once t is described.
 func (r *TableReader) LockRow(ctx context.Context, t *backfill.Table, key change.Row, fn func(row change.Row) error) error {
+	return r.withRow(ctx, t, key, true, fn)
+}
+
+// ReadRow reads the current row of t whose primary key holds the values of
+// key, as LockRow does but without a lock, nil when there is none: the
+// reconciler's re-reads.
+func (r *TableReader) ReadRow(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error) {
+	var row change.Row
+	err := r.withRow(ctx, t, key, false, func(x change.Row) error { row = x; return nil })
+	return row, err
+}
+
+// withRow reads the row, under a share lock when lock is set, and runs fn
+// with it before the transaction ends.
+func (r *TableReader) withRow(ctx context.Context, t *backfill.Table, key change.Row, lock bool, fn func(row change.Row) error) error {
 	cols, ok := r.tables[t.Name]
 	if !ok {
 		return fmt.Errorf("lock a row of %s: the table was not described by this reader", t.Name)
@@ -42,8 +57,11 @@ func (r *TableReader) LockRow(ctx context.Context, t *backfill.Table, key change
 		// decimal text), times and decimals are the server's text.
 		conds[i], args[i] = mysqlurl.QuoteIdent(k)+" = ?", v
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s.%s WHERE %s LOCK IN SHARE MODE", selectList(cols),
+	q := fmt.Sprintf("SELECT %s FROM %s.%s WHERE %s", selectList(cols),
 		mysqlurl.QuoteIdent(t.Name.Schema), mysqlurl.QuoteIdent(t.Name.Name), strings.Join(conds, " AND "))
+	if lock {
+		q += " LOCK IN SHARE MODE"
+	}
 
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -27,6 +27,21 @@ import (
 // the UPDATE privilege on the table, besides SELECT. Blocks; safe for
 // concurrent use.
 func (r *TableReader) LockRow(ctx context.Context, t *backfill.Table, key change.Row, fn func(row change.Row) error) error {
+	return r.withRow(ctx, t, key, true, fn)
+}
+
+// ReadRow reads the current row of t whose primary key holds the values of
+// key, as LockRow does but without a lock (SELECT only: a read-only user
+// will do), nil when there is none: the reconciler's re-reads.
+func (r *TableReader) ReadRow(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error) {
+	var row change.Row
+	err := r.withRow(ctx, t, key, false, func(x change.Row) error { row = x; return nil })
+	return row, err
+}
+
+// withRow reads the row, under a share lock when lock is set, and runs fn
+// with it before the transaction ends.
+func (r *TableReader) withRow(ctx context.Context, t *backfill.Table, key change.Row, lock bool, fn func(row change.Row) error) error {
 	cols := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
 		cols[i] = pgx.Identifier{c}.Sanitize()
@@ -41,12 +56,16 @@ func (r *TableReader) LockRow(ctx context.Context, t *backfill.Table, key change
 		conds[i] = fmt.Sprintf("%s = $%d", pgx.Identifier{k}.Sanitize(), i+1)
 		params[i] = paramText(v)
 	}
-	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s FOR SHARE", strings.Join(cols, ", "),
+	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "),
 		pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize(), strings.Join(conds, " AND "))
-
-	// The reader's sessions are read-only by default; a row lock needs a
-	// read-write transaction, though it writes nothing.
-	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadWrite})
+	opts := pgx.TxOptions{}
+	if lock {
+		sql += " FOR SHARE"
+		// The reader's sessions are read-only by default; a row lock needs
+		// a read-write transaction, though it writes nothing.
+		opts.AccessMode = pgx.ReadWrite
+	}
+	tx, err := r.pool.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("lock a row of %s: begin: %w", t.Name, err)
 	}

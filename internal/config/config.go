@@ -41,6 +41,7 @@ const (
 	DefaultReconcileInterval time.Duration = time.Minute      // reconcile.interval
 	DefaultReconcileChunk                  = 1000             // reconcile.chunk_rows
 	DefaultReconcileRate                   = 5000             // reconcile.max_rows_per_second
+	DefaultReconcileSettle   time.Duration = 5 * time.Second  // reconcile.settle
 	DefaultChunkRows                       = 5000             // backfill.chunk_rows
 	DefaultParallel                        = 4                // backfill.parallel
 	DefaultListen                          = "127.0.0.1:9187" // http.listen
@@ -180,8 +181,11 @@ type Reconcile struct {
 	// together, so it never hurts production; default 5000, 0 after
 	// SetDefaults is impossible: set -1 for unbounded.
 	MaxRowsPerSecond int
-	Tolerate         []string // Tolerate* constants, unique
-	Checks           []Check  // consistency queries
+	// Settle is how long a difference must last, on top of the replication
+	// lag, to count as drift; default 5s.
+	Settle   time.Duration
+	Tolerate []string // Tolerate* constants, unique
+	Checks   []Check  // consistency queries
 }
 
 // Check is a consistency query pair: each side returns one number, and the
@@ -230,6 +234,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Reconcile.Interval == 0 {
 		c.Reconcile.Interval = DefaultReconcileInterval
+	}
+	if c.Reconcile.Settle == 0 {
+		c.Reconcile.Settle = DefaultReconcileSettle
 	}
 	if c.Reconcile.ChunkRows == 0 {
 		c.Reconcile.ChunkRows = DefaultReconcileChunk

@@ -98,7 +98,7 @@ func TestParse_ContractExampleGivesTheExactConfig(t *testing.T) {
 			Pos: at(15, 11),
 		}},
 		Reconcile: Reconcile{
-			ChunkRows: DefaultReconcileChunk, MaxRowsPerSecond: DefaultReconcileRate,
+			ChunkRows: DefaultReconcileChunk, MaxRowsPerSecond: DefaultReconcileRate, Settle: DefaultReconcileSettle,
 			Interval: time.Minute,
 			Tolerate: []string{"null_equals_empty", "trim_space"},
 			Checks: []Check{{
@@ -161,7 +161,7 @@ func TestParse_AbsentKeysGetDefaults(t *testing.T) {
 			}},
 			Pos: at(9, 11),
 		}},
-		Reconcile: Reconcile{Interval: time.Minute, ChunkRows: DefaultReconcileChunk, MaxRowsPerSecond: DefaultReconcileRate},
+		Reconcile: Reconcile{Interval: time.Minute, ChunkRows: DefaultReconcileChunk, MaxRowsPerSecond: DefaultReconcileRate, Settle: DefaultReconcileSettle},
 		Backfill:  Backfill{ChunkRows: 5000, Parallel: 4},
 		HTTP:      HTTP{Listen: "127.0.0.1:9187"},
 	}
@@ -249,7 +249,7 @@ http: {listen: ":0"}
 	if diff := cmp.Diff(want, c.Kafka); diff != "" {
 		t.Errorf("Kafka mismatch (-want +got):\n%s", diff)
 	}
-	wantR := Reconcile{Interval: 90 * time.Second, ChunkRows: DefaultReconcileChunk, MaxRowsPerSecond: DefaultReconcileRate, Tolerate: []string{"float_epsilon", "time_precision_ms", "case_insensitive"}}
+	wantR := Reconcile{Interval: 90 * time.Second, ChunkRows: DefaultReconcileChunk, MaxRowsPerSecond: DefaultReconcileRate, Settle: DefaultReconcileSettle, Tolerate: []string{"float_epsilon", "time_precision_ms", "case_insensitive"}}
 	if diff := cmp.Diff(wantR, c.Reconcile); diff != "" {
 		t.Errorf("Reconcile mismatch (-want +got):\n%s", diff)
 	}

@@ -503,6 +503,11 @@ func (d *decoder) reconcile(n *yaml.Node, path string, r *Reconcile) {
 			}
 		}},
 		field{"tolerate", setStrings(d, &r.Tolerate, nil)},
+		field{"settle", func(n *yaml.Node, p string) {
+			if v, ok := scalar(d, n, p, "a duration such as 5s or 1m", time.ParseDuration); ok {
+				r.Settle = v
+			}
+		}},
 		field{"chunk_rows", setInt(d, &r.ChunkRows)},
 		field{"max_rows_per_second", setInt(d, &r.MaxRowsPerSecond)},
 		field{"checks", func(n *yaml.Node, p string) {

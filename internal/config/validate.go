@@ -261,6 +261,9 @@ func (v *validator) reconcile(r *Reconcile) {
 	if r.Interval <= 0 {
 		v.add(Pos{}, "reconcile.interval", "must be more than 0")
 	}
+	if r.Settle < 0 {
+		v.add(Pos{}, "reconcile.settle", "must be more than 0")
+	}
 	if r.ChunkRows < 0 {
 		v.add(Pos{}, "reconcile.chunk_rows", "must be more than 0")
 	}

@@ -231,7 +231,7 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 		}
 		p.writes = append(p.writes, ws...)
 		if a.verify != nil && (ev.Op == change.OpCreate || ev.Op == change.OpUpdate) {
-			p.keys = append(p.keys, ev.KeyRow())
+			p.keys = append(p.keys, ev.After) // the records carry no key names: Verify picks the key
 		}
 	}
 	for _, o := range ranges {

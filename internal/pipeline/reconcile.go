@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -17,6 +18,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tandemcdc/tandem/capture/backfill"
+	mycapture "github.com/tandemcdc/tandem/capture/mysql"
+	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
@@ -109,7 +112,7 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 	}
 	env.rec = reconcile.New(reconcile.Config{
 		ChunkRows: cfg.Reconcile.ChunkRows, MaxRowsPerSecond: max(0, float64(cfg.Reconcile.MaxRowsPerSecond)),
-		Tolerate: cfg.Reconcile.Tolerate, Lag: opts.Lag, Settle: opts.Settle,
+		Tolerate: cfg.Reconcile.Tolerate, Lag: opts.Lag, Settle: cmp.Or(opts.Settle, cfg.Reconcile.Settle),
 	}, env.src, rows, env.mappings, opts.Metrics, opts.Logger)
 	ok = true
 	return env, nil
@@ -205,8 +208,8 @@ func (e *reconcileEnv) repair(ctx context.Context, cfg *config.Config, rep *reco
 	return out, nil
 }
 
-// reconcileSource re-reads single rows through the backfill reader's
-// LockRow: a shared lock held only for the read.
+// reconcileSource is the backfill reader: chunks, plain re-reads of single
+// rows (ReadRow, no lock) and, for repair, locked ones.
 type reconcileSource struct {
 	backfill.Reader
 	locker resync.RowLocker
@@ -214,10 +217,18 @@ type reconcileSource struct {
 
 // Row implements reconcile.Source.
 func (s *reconcileSource) Row(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error) {
-	var row change.Row
-	err := s.locker.LockRow(ctx, t, key, func(r change.Row) error { row = r; return nil })
-	return row, err
+	return s.Reader.(rowReader).ReadRow(ctx, t, key)
 }
+
+// rowReader reads one source row by key without locking it.
+type rowReader interface {
+	ReadRow(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error)
+}
+
+var (
+	_ rowReader = (*pgcapture.TableReader)(nil)
+	_ rowReader = (*mycapture.TableReader)(nil)
+)
 
 // openQuerier connects to a database for consistency queries.
 func openQuerier(ctx context.Context, kind, dsn string, closers *[]func()) (reconcile.Querier, error) {
@@ -339,77 +350,112 @@ func (q verifyQueue) add(mapping string, keys []change.Row) {
 }
 
 // runReconcile sweeps every interval, the first time at once when now is
-// set, and re-verifies what verify brings between sweeps, until ctx ends.
-// A failed pass is logged and tried again at the next interval:
+// set, until ctx ends; beside it, what verify brings is re-verified (its
+// own connections, so a sweep's settling does not hold it back, nor it a
+// sweep). A failed pass is logged and tried again at the next interval:
 // tandem_reconcile_last_success goes stale, which the alert watches.
 func runReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOptions, now bool, verify verifyQueue) {
 	log := opts.Logger
+	if verify != nil {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			runVerify(ctx, cfg, opts, verify)
+		}()
+	}
 	t := time.NewTicker(cfg.Reconcile.Interval)
 	defer t.Stop()
-	var env *reconcileEnv
-	defer func() {
-		if env != nil {
-			env.close()
-		}
-	}()
-	open := func() bool {
-		if env != nil {
-			return true
-		}
-		var err error
-		if env, err = openReconcile(ctx, cfg, opts); err != nil {
-			if ctx.Err() == nil {
-				log.Warn("reconcile cannot start; trying again at the next interval", "err", err)
-			}
-			return false
-		}
-		return true
-	}
-	fail := func(what string, err error) {
-		if ctx.Err() == nil {
-			log.Warn(what+" failed; trying again at the next interval", "err", err)
-		}
-		env.close()
-		env = nil
-	}
+	env := &lazyReconcile{cfg: cfg, opts: opts}
+	defer env.close()
 	for {
 		if !now {
 			select {
 			case <-ctx.Done():
 				return
-			case batch := <-verify:
-				if !open() {
-					continue
-				}
-				drift, err := env.rec.Verify(ctx, batch.mapping, batch.keys)
-				if err != nil {
-					fail("re-verifying applied rows", err)
-					continue
-				}
-				for _, d := range drift {
-					log.Warn("reconcile: a row the stream just applied differs from its source", "mapping", batch.mapping,
-						"kind", d.Kind, "table", d.Table, "key", d.Key, "columns", d.Columns)
-				}
-				continue
 			case <-t.C:
 			}
 		}
 		now = false
-		if !open() {
+		e := env.get(ctx)
+		if e == nil {
 			continue
 		}
 		start := time.Now()
-		res, err := env.pass(ctx, cfg)
+		res, err := e.pass(ctx, cfg)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			fail("reconcile", err)
+			env.fail("reconcile", err)
 		case res.Drift():
 			log.Warn("reconcile found drift", "rows", res.Report.Drift(), "took", time.Since(start).Round(time.Millisecond))
 		default:
 			log.Info("reconcile: no drift", "took", time.Since(start).Round(time.Millisecond))
 		}
+	}
+}
+
+// runVerify re-verifies applied rows as they come, until ctx ends.
+func runVerify(ctx context.Context, cfg *config.Config, opts ReconcileOptions, verify verifyQueue) {
+	env := &lazyReconcile{cfg: cfg, opts: opts}
+	defer env.close()
+	for {
+		var batch applied
+		select {
+		case <-ctx.Done():
+			return
+		case batch = <-verify:
+		}
+		e := env.get(ctx)
+		if e == nil {
+			continue
+		}
+		drift, err := e.rec.Verify(ctx, batch.mapping, batch.keys)
+		if err != nil {
+			env.fail("re-verifying applied rows", err)
+			continue
+		}
+		for _, d := range drift {
+			opts.Logger.Warn("reconcile: a row the stream just applied differs from its source", "mapping", batch.mapping,
+				"kind", d.Kind, "table", d.Table, "key", d.Key, "columns", d.Columns)
+		}
+	}
+}
+
+// lazyReconcile opens a reconciler's connections when first needed, and
+// again after a failure.
+type lazyReconcile struct {
+	cfg  *config.Config
+	opts ReconcileOptions
+	env  *reconcileEnv
+}
+
+func (l *lazyReconcile) get(ctx context.Context) *reconcileEnv {
+	if l.env == nil {
+		env, err := openReconcile(ctx, l.cfg, l.opts)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.opts.Logger.Warn("reconcile cannot start; trying again later", "err", err)
+			}
+			return nil
+		}
+		l.env = env
+	}
+	return l.env
+}
+
+func (l *lazyReconcile) fail(what string, err error) {
+	if !errors.Is(err, context.Canceled) {
+		l.opts.Logger.Warn(what+" failed; trying again later", "err", err)
+	}
+	l.close()
+}
+
+func (l *lazyReconcile) close() {
+	if l.env != nil {
+		l.env.close()
+		l.env = nil
 	}
 }
 

@@ -1,0 +1,197 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/shop"
+	"github.com/tandemcdc/tandem/reconcile"
+)
+
+// driftKey is what a test asserts of a drifted row.
+type driftKey struct {
+	Kind, Table string
+	Key         string
+	Columns     []string
+}
+
+func driftKeys(ds []reconcile.Drift) []driftKey {
+	out := []driftKey{}
+	for _, d := range ds {
+		out = append(out, driftKey{Kind: d.Kind, Table: d.Table, Key: fmt.Sprint(d.Key), Columns: d.Columns})
+	}
+	return out
+}
+
+func TestReconcile_ReportsSeededDriftExactlyAndRepairFixesIt(t *testing.T) {
+	ctx := context.Background()
+	m := newMigration(t)
+	yaml := shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}) +
+		"reconcile:\n  tolerate: [trim_space]\n"
+	cfg := parseConfig(t, yaml)
+	run := start(t, cfg)
+	if err := (&shop.Workload{Src: m.Src, Seed: 7}).History(ctx, 60); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, m, time.Minute)
+	run.Stop(t)
+
+	// Seed drift into the target: a missing order, a customer with another
+	// name, an extra payment, and a trailing space reconcile tolerates.
+	var order, c1, c2 int64
+	if err := m.Tgt.QueryRow(ctx, `SELECT min(id) FROM public.orders`).Scan(&order); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Tgt.QueryRow(ctx, `SELECT min(id), max(id) FROM public.customers`).Scan(&c1, &c2); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		fmt.Sprintf(`DELETE FROM public.orders WHERE id = %d`, order),
+		fmt.Sprintf(`UPDATE public.customers SET full_name = 'WRONG' WHERE id = %d`, c1),
+		fmt.Sprintf(`UPDATE public.customers SET full_name = full_name || '  ' WHERE id = %d`, c2),
+		`INSERT INTO public.payments VALUES (987654, 'card', NULL)`,
+	} {
+		if _, err := m.Tgt.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+
+	res, err := pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Settle: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type counts struct{ Missing, Extra, Mismatch int }
+	got := map[string]counts{}
+	var samples []driftKey
+	for _, mr := range res.Report.Mappings {
+		got[mr.Mapping] = counts{mr.Missing, mr.Extra, mr.Mismatch}
+		samples = append(samples, driftKeys(mr.Samples)...)
+	}
+	want := map[string]counts{"shop.customers": {0, 0, 1}, "shop.orders": {1, 1, 0}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("drift by mapping (-want +got):\n%s", diff)
+	}
+	wantSamples := []driftKey{
+		{Kind: "mismatch", Table: "public.customers", Key: fmt.Sprintf("map[id:%d]", c1), Columns: []string{"full_name"}},
+		{Kind: "missing", Table: "public.orders", Key: fmt.Sprintf("map[id:%d]", order)},
+		{Kind: "extra", Table: "public.payments", Key: "map[order_id:987654]"},
+	}
+	if diff := cmp.Diff(wantSamples, samples); diff != "" {
+		t.Errorf("drifted rows (-want +got):\n%s", diff)
+	}
+	if !res.Drift() {
+		t.Error("Drift() is false")
+	}
+	checked := int64(0)
+	for _, mr := range res.Report.Mappings {
+		checked += mr.Checked
+	}
+	if checked < 120 {
+		t.Errorf("only %d rows checked", checked)
+	}
+
+	// Repair re-syncs the three rows; the comparison after it finds none,
+	// and the target is what the source says it should be.
+	res, err = pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Settle: 50 * time.Millisecond, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Drift() {
+		t.Errorf("drift after repair: %+v", res.Report.Mappings)
+	}
+	if diff := cmp.Diff(map[string]int{"shop.customers": 1, "shop.orders": 2}, res.Repaired); diff != "" {
+		t.Errorf("repaired (-want +got):\n%s", diff)
+	}
+	// The tolerated trailing space stays: it is not drift, so not repaired.
+	var name string
+	if err := m.Tgt.QueryRow(ctx, `SELECT full_name FROM public.customers WHERE id = $1`, c2).Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	if len(name) < 2 || name[len(name)-2:] != "  " {
+		t.Errorf("the tolerated row was rewritten: %q", name)
+	}
+	if _, err := m.Tgt.Exec(ctx, `UPDATE public.customers SET full_name = rtrim(full_name) WHERE id = $1`, c2); err != nil {
+		t.Fatal(err)
+	}
+	if diff, _, err := m.Diff(ctx); err != nil || diff != "" {
+		t.Errorf("target after repair differs from the source (-want +got):\n%s%v", diff, err)
+	}
+}
+
+// scrape reads one sample over HTTP from a running tandem.
+func scrape(addr, name string, labels map[string]string) (float64, bool, error) {
+	v, ok := pipelinetest.Metric(pipelinetest.Scraped(addr), name, labels)
+	return v, ok, nil
+}
+
+func TestRun_ContinuousReconcileHasNoFalseDriftUnderWritersAndReportsRealDrift(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m := newMigration(t)
+	yaml := shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}) +
+		"reconcile:\n  interval: 1s\n  settle: 1s\n"
+	run := start(t, parseConfig(t, yaml))
+	if err := (&shop.Workload{Src: m.Src, Seed: 3}).History(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	// Writers insert, update, change keys and delete while reconcile
+	// sweeps: every sweep that completes meanwhile must report no drift.
+	done := make(chan error, 2)
+	for i := range 2 {
+		go func() { done <- (&shop.Workload{Src: m.Src, Seed: uint64(20 + i)}).Run(ctx, 4000, 200) }()
+	}
+	sweeps := map[float64]bool{}
+	writers := 2
+	for writers > 0 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			writers--
+		case <-time.After(200 * time.Millisecond):
+		}
+		last, ok, err := scrape(run.Addr, "tandem_reconcile_last_success_timestamp_seconds", map[string]string{"mapping": "shop.orders"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok || last == 0 {
+			continue
+		}
+		sweeps[last] = true
+		for _, mapping := range []string{"shop.orders", "shop.customers"} {
+			for _, kind := range []string{"missing", "extra", "mismatch"} {
+				v, _, err := scrape(run.Addr, "tandem_drift_rows", map[string]string{"mapping": mapping, "kind": kind})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v != 0 {
+					t.Fatalf("tandem_drift_rows{mapping=%s,kind=%s} = %v while writers run: a false alarm", mapping, kind, v)
+				}
+			}
+		}
+	}
+	if len(sweeps) < 2 {
+		t.Fatalf("only %d reconcile sweeps completed while the writers ran", len(sweeps))
+	}
+	waitConverged(t, m, time.Minute)
+
+	// Real drift: an extra payment appears in the gauge.
+	if _, err := m.Tgt.Exec(ctx, `INSERT INTO public.payments VALUES (987654, 'card', NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := poll.Until(ctx, 200*time.Millisecond, time.Minute, func() (bool, error) {
+		v, _, err := scrape(run.Addr, "tandem_drift_rows", map[string]string{"mapping": "shop.orders", "kind": "extra"})
+		return v == 1, err
+	})
+	if err != nil {
+		t.Fatalf("tandem_drift_rows{kind=extra} never reached 1: %v", err)
+	}
+}
