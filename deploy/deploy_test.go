@@ -43,6 +43,8 @@ var knownMetrics = map[string]string{
 	"tandem_source_retention_headroom_bytes":          "gauge",
 	"tandem_mapping_paused":                           "gauge",
 	// Beyond CONTRACT.md's table.
+	"tandem_reconcile_interval_seconds":        "gauge",
+	"tandem_reconcile_sweep_duration_seconds":  "gauge",
 	"tandem_source_retention_headroom_seconds": "gauge",     // binlog sources: binlogs expire by age
 	"tandem_reconcile_unsettled_rows":          "gauge",     // rows that differed but settled: not drift
 	"tandem_apply_batch_duration_seconds":      "histogram", // internal/pipeline/metrics.go

@@ -11,6 +11,8 @@ type Metrics struct {
 	Checked     *prometheus.CounterVec // tandem_reconcile_rows_checked_total{mapping}
 	LastSuccess *prometheus.GaugeVec   // tandem_reconcile_last_success_timestamp_seconds{mapping}
 	CheckValue  *prometheus.GaugeVec   // tandem_consistency_check_value{check,side}
+	Interval    *prometheus.GaugeVec   // tandem_reconcile_interval_seconds{mapping}: reconcile.interval
+	Duration    *prometheus.GaugeVec   // tandem_reconcile_sweep_duration_seconds{mapping}: the last completed sweep's
 }
 
 // Drift kinds, the kind label of tandem_drift_rows.
@@ -43,9 +45,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tandem_consistency_check_value",
 			Help: "The number a consistency query (reconcile.checks) returned, by check and side (source, target).",
 		}, []string{"check", "side"}),
+		Interval: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_reconcile_interval_seconds",
+			Help: "reconcile.interval: how often sweeps of a mapping start (a sweep longer than it starts when the last one ends).",
+		}, []string{"mapping"}),
+		Duration: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_reconcile_sweep_duration_seconds",
+			Help: "How long the last completed sweep of a mapping took, re-checks included.",
+		}, []string{"mapping"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Drift, m.Unsettled, m.Checked, m.LastSuccess, m.CheckValue)
+		reg.MustRegister(m.Drift, m.Unsettled, m.Checked, m.LastSuccess, m.CheckValue, m.Interval, m.Duration)
 	}
 	return m
 }

@@ -226,6 +226,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 		r.metrics.Unsettled.WithLabelValues(name, StateSuspended).Set(float64(rep.Suspended))
 		r.metrics.Checked.WithLabelValues(name).Add(float64(rep.Checked))
 		r.metrics.LastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
+		r.metrics.Duration.WithLabelValues(name).Set(now.Sub(start).Seconds())
 	}
 	return &Report{Mappings: reports, Took: time.Since(start)}, nil
 }

@@ -262,6 +262,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		rm := reconcile.NewMetrics(reg)
 		for _, m := range mappings {
 			rm.Init(m.Name)
+			rm.Interval.WithLabelValues(m.Name).Set(cfg.Reconcile.Interval.Seconds())
 		}
 		g.Go(func() error {
 			runReconcile(gctx, cfg, ReconcileOptions{Metrics: rm, Lag: maxLag(appliers), Logger: log}, false, verify)

@@ -468,6 +468,7 @@ func ServeReconcile(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 	rm := reconcile.NewMetrics(reg)
 	for _, m := range cfg.Mappings {
 		rm.Init(m.Name)
+		rm.Interval.WithLabelValues(m.Name).Set(cfg.Reconcile.Interval.Seconds())
 	}
 	srv, addr, err := serveHTTP(cfg.HTTP.Listen, reg, &readiness{}, nil, Roles{})
 	if err != nil {
