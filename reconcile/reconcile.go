@@ -142,11 +142,16 @@ func (r *Report) Drift() int {
 // suspect is a difference seen once, to be re-checked.
 type suspect struct {
 	Drift
-	mapping int // index into mappings
-	output  int // the output of the mapping that writes the row
-	src     *backfill.Table
-	seen    change.Row // the source row when the difference was seen (nil: none)
+	mapping   int // index into mappings
+	output    int // the output of the mapping that writes the row
+	src       *backfill.Table
+	seen      change.Row // the source row when the difference was seen (nil: none)
+	confirmed int        // re-checks that found the same difference, the source row unchanged
 }
+
+// confirmations is how many re-checks, each after a wait, must find a
+// difference, its source row unchanged, before it is drift.
+const confirmations = 2
 
 // Sweep compares every mapping's rows once: target keys first, then the
 // source in key order, mapped and compared with the target rows of the
@@ -205,12 +210,27 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 		suspects = append(suspects, s...)
 	}
 	// Whatever no source row produced is extra, charged to the first
-	// mapping that writes the table.
+	// mapping that writes the table. When that mapping's key copies the
+	// source's primary key, the re-check reads the source row of the same
+	// key: a row that comes back and produces the target row meanwhile (its
+	// `when` turned false and true again) is then in flight, not extra.
 	for _, t := range tables {
 		w := writers[t][0]
+		m := r.mappings[w.mapping]
+		o := m.Outputs()[w.output]
+		var st *backfill.Table
+		if len(present[t]) > 0 {
+			var err error
+			if st, err = r.src.Describe(ctx, m.From); err != nil {
+				return nil, fmt.Errorf("reconcile %s: %w", m.Name, err)
+			}
+		}
 		for _, key := range present[t] {
-			suspects = append(suspects, &suspect{Drift: Drift{Kind: KindExtra, Table: t, Key: key},
-				mapping: w.mapping, output: w.output})
+			s := &suspect{Drift: Drift{Kind: KindExtra, Table: t, Key: key}, mapping: w.mapping, output: w.output}
+			if sk := sourceKey(o, st, key); sk != nil {
+				s.src, s.SourceKey = st, sk
+			}
+			suspects = append(suspects, s)
 		}
 	}
 	if err := r.settle(ctx, suspects, columns, reports); err != nil {
@@ -375,6 +395,9 @@ func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns ma
 				return err
 			}
 			rep := &reports[s.mapping]
+			if state == "changed" {
+				s.confirmed = 0
+			}
 			switch {
 			case state == "":
 				rep.InFlight++
@@ -382,6 +405,11 @@ func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns ma
 				again = append(again, s)
 			case state == "changed":
 				rep.Suspended++
+			case s.confirmed+1 < confirmations:
+				// Seen again, the same: once more after another wait, so a
+				// stream slower than its lag gauge says is not drift.
+				s.confirmed++
+				again = append(again, s)
 			default:
 				s.Kind = state
 				rep.Drifted = append(rep.Drifted, s.Drift)
@@ -478,6 +506,25 @@ func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]co
 		return KindMismatch, nil
 	}
 	return "", nil
+}
+
+// sourceKey returns the source primary key of the target row with key,
+// when the output copies each source key column into a target key column;
+// nil otherwise.
+func sourceKey(o transform.Output, st *backfill.Table, key map[string]any) change.Row {
+	out := change.Row{}
+	for _, sc := range st.Key {
+		found := false
+		for _, k := range o.Key {
+			if o.Copied[k] == sc {
+				out[sc], found = key[k], true
+			}
+		}
+		if !found {
+			return nil
+		}
+	}
+	return out
 }
 
 // pick returns the columns cols of row.

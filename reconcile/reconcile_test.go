@@ -158,14 +158,14 @@ func TestSweep_ClassifiesSeededDriftExactly(t *testing.T) {
 	want := MappingReport{
 		Mapping: "shop.orders", Checked: 50 + 50 + 25, Missing: 2, Extra: 2, Mismatch: 1,
 		Samples: []Drift{
-			{Kind: KindExtra, Table: "public.notes", Key: map[string]any{"id": int64(7)}, Got: map[string]any{"id": int64(7), "note": "when is false"}},
+			{Kind: KindExtra, Table: "public.notes", Key: map[string]any{"id": int64(7)}, SourceKey: change.Row{"id": int64(7)}, Got: map[string]any{"id": int64(7), "note": "when is false"}},
 			{Kind: KindMissing, Table: "public.notes", Key: map[string]any{"id": int64(8)}, SourceKey: change.Row{"id": int64(8)},
 				Want: map[string]any{"id": int64(8), "note": "n8"}},
 			{Kind: KindMissing, Table: "public.orders", Key: map[string]any{"id": int64(3)}, SourceKey: change.Row{"id": int64(3)},
 				Want: map[string]any{"id": int64(3), "status": "paid"}},
 			{Kind: KindMismatch, Table: "public.orders", Key: map[string]any{"id": int64(4)}, SourceKey: change.Row{"id": int64(4)}, Columns: []string{"status"},
 				Want: map[string]any{"id": int64(4), "status": "paid"}, Got: map[string]any{"id": int64(4), "status": "new"}},
-			{Kind: KindExtra, Table: "public.orders", Key: map[string]any{"id": int64(99)}, Got: map[string]any{"id": int64(99), "status": "ghost"}},
+			{Kind: KindExtra, Table: "public.orders", Key: map[string]any{"id": int64(99)}, SourceKey: change.Row{"id": int64(99)}, Got: map[string]any{"id": int64(99), "status": "ghost"}},
 		},
 	}
 	if diff := cmp.Diff(want, rep.Mappings[0], cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Drifted" }, cmp.Ignore())); diff != "" {
@@ -255,4 +255,28 @@ func summarize(ds []Drift) []driftSummary {
 		out = append(out, driftSummary{d.Kind, d.Table, fmt.Sprint(d.Key)})
 	}
 	return out
+}
+
+func TestSweep_ARowWhoseWhenTurnsFalseAndTrueAgainIsNotExtra(t *testing.T) {
+	src, tgt, mappings := newFixture(t, 12)
+	// When the source is read, row 10's note is empty (its notes row should
+	// go); before the re-check it has one again and the stream wrote it.
+	src.rows[10]["note"] = ""
+	flipped := false
+	lag := func() time.Duration {
+		if !flipped {
+			flipped = true
+			src.rows[10]["note"] = "again"
+			tgt.tables["public.notes"][10] = map[string]any{"id": int64(10), "note": "again"}
+		}
+		return 0
+	}
+	r := New(Config{Settle: time.Millisecond, Lag: lag}, src, tgt, mappings, nil, nil)
+	rep, err := r.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.Mappings[0]; got.Drift() != 0 || got.InFlight != 1 {
+		t.Errorf("drift %d (%+v), in flight %d; want 0 and 1", got.Drift(), got.Samples, got.InFlight)
+	}
 }

@@ -476,6 +476,9 @@ type Output struct {
 	Table   string
 	Key     []string
 	Columns []string
+	// Copied maps each column that is a source column as it is (row.x) to
+	// that source column.
+	Copied map[string]string
 }
 
 // Outputs lists the mapping's outputs in file order.
@@ -483,10 +486,14 @@ func (m *Mapping) Outputs() []Output {
 	out := make([]Output, len(m.outputs))
 	for i, o := range m.outputs {
 		cols := make([]string, len(o.columns))
+		copied := map[string]string{}
 		for j, c := range o.columns {
 			cols[j] = c.name
+			if c.direct != "" {
+				copied[c.name] = c.direct
+			}
 		}
-		out[i] = Output{Table: o.table, Key: o.key, Columns: cols}
+		out[i] = Output{Table: o.table, Key: o.key, Columns: cols, Copied: copied}
 	}
 	return out
 }

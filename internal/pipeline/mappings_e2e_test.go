@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -285,8 +286,14 @@ func TestRun_SplitMergeKeyChangeWhenAndLookupsConverge(t *testing.T) {
 
 	// The order with an unknown customer is a dead letter that names the lookup.
 	var mapping, reason, msg string
-	if err := tgt.QueryRow(ctx, `SELECT mapping, reason, error FROM tandem.dead_letters`).Scan(&mapping, &reason, &msg); err != nil {
-		t.Fatal(err)
+	if _, err := poll.Until(ctx, 50*time.Millisecond, time.Minute, func() (bool, error) {
+		err := tgt.QueryRow(ctx, `SELECT mapping, reason, error FROM tandem.dead_letters`).Scan(&mapping, &reason, &msg)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil // its batch is not applied yet
+		}
+		return err == nil, err
+	}); err != nil {
+		t.Fatalf("no dead letter: %v", err)
 	}
 	if mapping != "legacy.orders" || reason != "transform" || !strings.Contains(msg, "lookup in public.customers: no row where legacy_id = 77") {
 		t.Errorf("dead letter = %s %s %q", mapping, reason, msg)

@@ -389,7 +389,15 @@ func runReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOptions
 		case err != nil:
 			env.fail("reconcile", err)
 		case res.Drift():
-			log.Warn("reconcile found drift", "rows", res.Report.Drift(), "took", time.Since(start).Round(time.Millisecond))
+			var first []string
+			for _, mr := range res.Report.Mappings {
+				for _, d := range mr.Samples {
+					if len(first) < 5 {
+						first = append(first, fmt.Sprintf("%s %s %v %v", d.Kind, d.Table, d.Key, d.Columns))
+					}
+				}
+			}
+			log.Warn("reconcile found drift", "rows", res.Report.Drift(), "first", first, "took", time.Since(start).Round(time.Millisecond))
 		default:
 			log.Info("reconcile: no drift", "took", time.Since(start).Round(time.Millisecond))
 		}
