@@ -278,18 +278,15 @@ func newReconcileTables(ctx context.Context, b *testing.B, n int) *reconcileTabl
 		b.Fatalf("insert %d rows: %v", n, err)
 	}
 	rt.generation = time.Since(begin)
-	for _, dsn := range []*string{&e.srcDSN, &e.tgtDSN} {
-		conn, err := pgx.Connect(ctx, *dsn)
+	connect := func(dsn string) *pgx.Conn {
+		conn, err := pgx.Connect(ctx, dsn)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { conn.Close(context.Background()) })
-		if dsn == &e.srcDSN {
-			rt.src = conn
-		} else {
-			rt.tgt = conn
-		}
+		return conn
 	}
+	rt.src, rt.tgt = connect(e.srcDSN), connect(e.tgtDSN)
 	begin = time.Now()
 	if err := copyBetween(ctx, rt.src, `COPY (SELECT `+backfillColumns+` FROM bench.accounts) TO STDOUT`,
 		rt.tgt, `COPY public.accounts (`+backfillColumns+`) FROM STDIN`); err != nil {
