@@ -49,7 +49,7 @@ func compileInverse(index int, m config.Mapping, source map[string]change.Type, 
 		if err != nil {
 			errs = append(errs, err)
 		}
-		inv.columns = append(inv.columns, column{name: c.Name, prg: prg, path: "inverse.columns." + c.Name})
+		inv.columns = append(inv.columns, column{name: c.Name, text: c.Expr.Text, prg: prg, path: "inverse.columns." + c.Name})
 	}
 	for _, c := range m.Inverse.Ignore {
 		if _, ok := source[c]; source != nil && !ok {
@@ -91,7 +91,7 @@ func (m *Mapping) Inverse(rows []Row) (change.Row, error) {
 	for _, c := range m.inverse.columns {
 		v, err := eval(c.prg, act)
 		if err != nil {
-			return nil, &EvalError{Mapping: m.Name, Path: c.path, Err: err}
+			return nil, &EvalError{Mapping: m.Name, Path: c.path, Expr: c.text, Err: err}
 		}
 		back[c.name] = v
 	}

@@ -54,6 +54,7 @@ type output struct {
 
 type column struct {
 	name   string
+	text   string // the expression
 	prg    cel.Program
 	path   string
 	direct string // the source column, when the expression is just row.<column>: read without CEL
@@ -100,11 +101,15 @@ func (r reads) readsAny(cols map[string]bool) bool {
 type EvalError struct {
 	Mapping string
 	Path    string // config path of the expression, e.g. "to[0].columns.total"
+	Expr    string // the expression's text
 	Err     error
 }
 
 func (e *EvalError) Error() string {
-	return fmt.Sprintf("mapping %s: %s: %v", e.Mapping, e.Path, e.Err)
+	if e.Expr == "" {
+		return fmt.Sprintf("mapping %s: %s: %v", e.Mapping, e.Path, e.Err)
+	}
+	return fmt.Sprintf("mapping %s: %s (%s): %v", e.Mapping, e.Path, e.Expr, e.Err)
 }
 
 func (e *EvalError) Unwrap() error { return e.Err }
@@ -143,7 +148,7 @@ func Compile(index int, m config.Mapping, opts ...Option) (*Mapping, error) {
 			if err != nil {
 				errs = append(errs, err)
 			}
-			o.columns = append(o.columns, column{name: c.Name, prg: prg, path: fmt.Sprintf("to[%d].columns.%s", j, c.Name), reads: rd,
+			o.columns = append(o.columns, column{name: c.Name, text: c.Expr.Text, prg: prg, path: fmt.Sprintf("to[%d].columns.%s", j, c.Name), reads: rd,
 				direct: plainColumn(env, c.Expr.Text)})
 		}
 		for _, k := range to.Key {
@@ -325,13 +330,13 @@ func (m *Mapping) apply(r change.Row, unmatchedKeys bool, unchanged map[string]b
 		for _, c := range o.columns {
 			if c.readsAny(unchanged) {
 				if slices.Contains(o.key, c.name) {
-					return nil, nil, &EvalError{Mapping: m.Name, Path: c.path, Err: errors.New("key column reads a source column the update did not send (an unchanged TOASTed value)")}
+					return nil, nil, &EvalError{Mapping: m.Name, Path: c.path, Expr: c.text, Err: errors.New("key column reads a source column the update did not send (an unchanged TOASTed value)")}
 				}
 				continue // the target keeps its value
 			}
 			v, err := c.value(act)
 			if err != nil {
-				return nil, nil, &EvalError{Mapping: m.Name, Path: c.path, Err: err}
+				return nil, nil, &EvalError{Mapping: m.Name, Path: c.path, Expr: c.text, Err: err}
 			}
 			cols[c.name] = v
 		}
@@ -364,7 +369,7 @@ func (m *Mapping) key(o *output, act activation) (Key, error) {
 		}
 		v, err := c.value(act)
 		if err != nil {
-			return Key{}, &EvalError{Mapping: m.Name, Path: c.path, Err: err}
+			return Key{}, &EvalError{Mapping: m.Name, Path: c.path, Expr: c.text, Err: err}
 		}
 		cols[c.name] = v
 	}

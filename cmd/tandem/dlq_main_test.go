@@ -131,7 +131,7 @@ func TestDLQ_ListShowsTheDeadLettersAndReplayResyncsThemOnceFixed(t *testing.T) 
 		t.Fatalf("tandem run after SIGTERM: %v\n%s", err, out.String())
 	}
 
-	errLine := `  error   mapping shop.orders: to[0].columns.status: `
+	errLine := `  error   mapping shop.orders: to[0].columns.status (row.status == "poison" ? string(int(row.status)) : (row.status == "" ? "pending" : row.status)): `
 	var celErr string // CEL's words for int("poison"), as stored
 	if err := m.Tgt.QueryRow(ctx, `SELECT error FROM tandem.dead_letters LIMIT 1`).Scan(&celErr); err != nil {
 		t.Fatal(err)
@@ -172,8 +172,8 @@ func TestDLQ_ListShowsTheDeadLettersAndReplayResyncsThemOnceFixed(t *testing.T) 
 
 	// Still broken: nothing is re-synced, every dead letter is kept, exit 1.
 	stdout, stderr, code := tandemCmd(t, env, "dlq", "replay", "-c", cfgPath)
-	want := "still failing: shop.orders id=2 (1 dead letter kept): mapping shop.orders: to[0].columns.status: " + celErr + "\n" +
-		"still failing: shop.orders id=3 (2 dead letters kept): mapping shop.orders: to[0].columns.status: " + celErr + "\n" +
+	want := "still failing: shop.orders id=2 (1 dead letter kept): mapping shop.orders: to[0].columns.status (row.status == \"poison\" ? string(int(row.status)) : (row.status == \"\" ? \"pending\" : row.status)): " + celErr + "\n" +
+		"still failing: shop.orders id=3 (2 dead letters kept): mapping shop.orders: to[0].columns.status (row.status == \"poison\" ? string(int(row.status)) : (row.status == \"\" ? \"pending\" : row.status)): " + celErr + "\n" +
 		"re-synced 0 rows, removed 0 dead letters, 2 still failing (3 dead letters kept)\n"
 	if diff := cmp.Diff(want, stdout); code != exitFailed || diff != "" {
 		t.Errorf("dlq replay with the broken mapping: exit %d (want 1), stdout (-want +got):\n%s\nstderr:\n%s", code, diff, stderr)
