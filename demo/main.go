@@ -185,6 +185,12 @@ func run(ctx context.Context, workload time.Duration, rate int, keep bool) error
 	if err != nil {
 		return err
 	}
+	step("tandem reconcile --once -c %s   (the same comparison by tandem: source rows through the mappings vs the target)", rel(root, cfgPath))
+	rec := exec.CommandContext(ctx, bin, "reconcile", "--once", "-c", cfgPath)
+	rec.Env, rec.Stdout, rec.Stderr = env, prefixed{"    "}, logFile
+	if err := rec.Run(); err != nil {
+		return fmt.Errorf("tandem reconcile --once: %w (see %s)", err, logPath)
+	}
 	s := scrape(metricsURL)
 	fmt.Printf(`
 Summary
