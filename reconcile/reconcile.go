@@ -1,8 +1,10 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -153,17 +155,22 @@ type suspect struct {
 // difference, its source row unchanged, before it is drift.
 const confirmations = 2
 
-// Sweep compares every mapping's rows once: target keys first, then the
-// source in key order, mapped and compared with the target rows of the
-// same keys; then every difference is re-checked once the stream has had
-// time to catch up (Settle plus the replication lag), and only those that
-// last count as drift.
+// Sweep compares every mapping's rows once, then re-checks every difference
+// once the stream has had time to catch up (Settle plus the replication
+// lag): only those that last count as drift.
 //
-// Reading the target's keys before the source makes "extra" sound: a
-// target row read in the first pass whose source row still existed when
-// the source pass read it is produced by that pass; one whose source row
-// was deleted in between has a delete in flight, which the re-check sees
-// applied.
+// A target table that one mapping writes, keyed by a copy of the source's
+// integer primary key, is walked beside the source in key order: each
+// source chunk is compared with the target rows of the same key range, read
+// in order too, so memory stays bounded by the chunk and each side is read
+// once. Any other target table is compared by key: its keys are read first
+// (as 64-bit hashes), then the source in key order, mapped, and compared
+// with the target rows of the same keys; the keys no source row produced are
+// read again to name the extra rows. Reading the target's keys before the
+// source makes "extra" sound: a target row whose source row still existed
+// when the source pass read it is produced by that pass; one whose source
+// row was deleted in between has a delete in flight, which the re-check
+// sees applied.
 func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 	start := time.Now()
 	reports := make([]MappingReport, len(r.mappings))
@@ -171,7 +178,6 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 		reports[i].Mapping = m.Name
 	}
 	// The target tables, each with the mappings and outputs that write it.
-	type writer struct{ mapping, output int }
 	writers := map[string][]writer{}
 	var tables []string
 	for i, m := range r.mappings {
@@ -182,8 +188,15 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 			writers[o.Table] = append(writers[o.Table], writer{i, j})
 		}
 	}
+	sources := make([]*backfill.Table, len(r.mappings))
+	for i, m := range r.mappings {
+		var err error
+		if sources[i], err = r.src.Describe(ctx, m.From); err != nil {
+			return nil, fmt.Errorf("reconcile %s: %w", m.Name, err)
+		}
+	}
 	columns := map[string]map[string]column{}
-	present := map[string]map[string]map[string]any{} // table -> row id -> key
+	present := map[string]map[uint64]struct{}{} // tables compared by key: hashes of their keys
 	for _, t := range tables {
 		types, err := r.tgt.ColumnTypes(ctx, t)
 		if err != nil {
@@ -194,6 +207,9 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 			columns[t][c] = columnOf(typ)
 		}
 		w := writers[t][0]
+		if r.walks(writers, w, sources[w.mapping]) {
+			continue
+		}
 		key := r.mappings[w.mapping].Outputs()[w.output].Key
 		if present[t], err = r.targetKeys(ctx, t, key); err != nil {
 			return nil, err
@@ -202,7 +218,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 	}
 	var suspects []*suspect
 	for i, m := range r.mappings {
-		s, checked, err := r.sweepSource(ctx, i, m, columns, present)
+		s, checked, err := r.sweepSource(ctx, i, m, sources[i], writers, columns, present)
 		if err != nil {
 			return nil, err
 		}
@@ -210,27 +226,18 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 		suspects = append(suspects, s...)
 	}
 	// Whatever no source row produced is extra, charged to the first
-	// mapping that writes the table. When that mapping's key copies the
-	// source's primary key, the re-check reads the source row of the same
-	// key: a row that comes back and produces the target row meanwhile (its
-	// `when` turned false and true again) is then in flight, not extra.
+	// mapping that writes the table.
 	for _, t := range tables {
-		w := writers[t][0]
-		m := r.mappings[w.mapping]
-		o := m.Outputs()[w.output]
-		var st *backfill.Table
-		if len(present[t]) > 0 {
-			var err error
-			if st, err = r.src.Describe(ctx, m.From); err != nil {
-				return nil, fmt.Errorf("reconcile %s: %w", m.Name, err)
-			}
+		if len(present[t]) == 0 {
+			continue
 		}
-		for _, key := range present[t] {
-			s := &suspect{Drift: Drift{Kind: KindExtra, Table: t, Key: key}, mapping: w.mapping, output: w.output}
-			if sk := sourceKey(o, st, key); sk != nil {
-				s.src, s.SourceKey = st, sk
-			}
-			suspects = append(suspects, s)
+		w := writers[t][0]
+		extra, err := r.extraKeys(ctx, t, r.mappings[w.mapping].Outputs()[w.output].Key, present[t])
+		if err != nil {
+			return nil, err
+		}
+		for _, key := range extra {
+			suspects = append(suspects, r.extra(w, sources[w.mapping], t, key))
 		}
 	}
 	if err := r.settle(ctx, suspects, columns, reports); err != nil {
@@ -251,38 +258,147 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 	return &Report{Mappings: reports, Took: time.Since(start)}, nil
 }
 
-// targetKeys reads every key of target table t.
-func (r *Reconciler) targetKeys(ctx context.Context, t string, key []string) (map[string]map[string]any, error) {
-	out := map[string]map[string]any{}
+// writer is one output of one mapping.
+type writer struct{ mapping, output int }
+
+// walks reports whether the target table of w is walked beside its source:
+// only w writes it, and its key copies the source's integer primary key,
+// column for column, so both sides sort alike.
+func (r *Reconciler) walks(writers map[string][]writer, w writer, st *backfill.Table) bool {
+	o := r.mappings[w.mapping].Outputs()[w.output]
+	if len(writers[o.Table]) != 1 || len(o.Key) != len(st.Key) {
+		return false
+	}
+	for i, k := range o.Key {
+		if o.Copied[k] != st.Key[i] || st.Types[st.Key[i]] != change.TypeInt {
+			return false
+		}
+	}
+	return true
+}
+
+// extra is the suspect of a target row no source row produced. When the
+// output's key copies the source's primary key, the re-check reads the
+// source row of the same key: a row that comes back and produces the target
+// row meanwhile (its `when` turned false and true again) is then in flight.
+func (r *Reconciler) extra(w writer, st *backfill.Table, table string, key map[string]any) *suspect {
+	s := &suspect{Drift: Drift{Kind: KindExtra, Table: table, Key: key}, mapping: w.mapping, output: w.output}
+	if sk := sourceKey(r.mappings[w.mapping].Outputs()[w.output], st, key); sk != nil {
+		s.src, s.SourceKey = st, sk
+	}
+	return s
+}
+
+// rowHash is a target row's identity in a key set: 64 bits of its RowID,
+// a fraction of the memory of the keys themselves.
+func rowHash(table string, key []string, row map[string]any) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(sink.RowID(table, key, row)))
+	return h.Sum64()
+}
+
+// targetKeys reads every key of target table t, as hashes.
+func (r *Reconciler) targetKeys(ctx context.Context, t string, key []string) (map[uint64]struct{}, error) {
+	out := map[uint64]struct{}{}
+	err := r.scanKeys(ctx, t, key, func(k map[string]any) { out[rowHash(t, key, k)] = struct{}{} })
+	return out, err
+}
+
+// extraKeys reads the keys of target table t again and returns those whose
+// hash is in left.
+func (r *Reconciler) extraKeys(ctx context.Context, t string, key []string, left map[uint64]struct{}) ([]map[string]any, error) {
+	var out []map[string]any
+	err := r.scanKeys(ctx, t, key, func(k map[string]any) {
+		if _, ok := left[rowHash(t, key, k)]; ok {
+			out = append(out, k)
+		}
+	})
+	return out, err
+}
+
+// scanKeys calls fn with every key of target table t, in key order.
+func (r *Reconciler) scanKeys(ctx context.Context, t string, key []string, fn func(map[string]any)) error {
 	var after map[string]any
 	for {
 		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
-			return nil, err
+			return err
 		}
-		keys, err := r.tgt.ScanKeys(ctx, t, key, after, r.cfg.ChunkRows)
+		keys, err := r.tgt.ScanRows(ctx, t, key, key, after, r.cfg.ChunkRows)
 		if err != nil {
-			return nil, fmt.Errorf("reconcile: read the keys of target table %s: %w", t, err)
+			return fmt.Errorf("reconcile: read the keys of target table %s: %w", t, err)
 		}
 		for _, k := range keys {
-			out[sink.RowID(t, key, k)] = k
+			fn(k)
 		}
 		if len(keys) < r.cfg.ChunkRows {
-			return out, nil
+			return nil
 		}
 		after = keys[len(keys)-1]
 	}
 }
 
-// sweepSource reads mapping m's source table in chunks, maps each row and
-// compares the rows it becomes with the target's. What it expects it takes
-// out of present.
-func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mapping, columns map[string]map[string]column,
-	present map[string]map[string]map[string]any) ([]*suspect, int64, error) {
-	st, err := r.src.Describe(ctx, m.From)
-	if err != nil {
-		return nil, 0, fmt.Errorf("reconcile %s: %w", m.Name, err)
+// walk is a walked target table's cursor: the rows read ahead, in key order.
+type walk struct {
+	out   transform.Output
+	ahead []map[string]any
+	after map[string]any // the last key read
+	done  bool
+}
+
+// upTo returns the target rows with a key up to hi (nil: every row left).
+func (r *Reconciler) upTo(ctx context.Context, w *walk, hi change.Row) ([]map[string]any, int64, error) {
+	var out []map[string]any
+	var read int64
+	for {
+		for len(w.ahead) > 0 && (hi == nil || compareInts(w.ahead[0], w.out.Key, hi, w.out.Copied) <= 0) {
+			out = append(out, w.ahead[0])
+			w.ahead = w.ahead[1:]
+		}
+		if len(w.ahead) > 0 || w.done {
+			return out, read, nil
+		}
+		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
+			return nil, 0, err
+		}
+		rows, err := r.tgt.ScanRows(ctx, w.out.Table, w.out.Key, w.out.Columns, w.after, r.cfg.ChunkRows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("reconcile: read target table %s in key order: %w", w.out.Table, err)
+		}
+		read += int64(len(rows))
+		w.done = len(rows) < r.cfg.ChunkRows
+		if len(rows) > 0 {
+			w.ahead = rows
+			w.after = pick(rows[len(rows)-1], w.out.Key)
+		}
 	}
+}
+
+// compareInts orders a target row's integer key against a source row's key,
+// column by column (the target key column k copies source column copied[k]).
+func compareInts(target map[string]any, key []string, source change.Row, copied map[string]string) int {
+	for _, k := range key {
+		a, _ := target[k].(int64)
+		b, _ := source[copied[k]].(int64)
+		if c := cmp.Compare(a, b); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// sweepSource reads mapping m's source table in chunks, maps each row and
+// compares the rows it becomes with the target's: walked tables by the
+// chunk's key range, the others by key (taking what it expects out of
+// present).
+func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mapping, st *backfill.Table, writers map[string][]writer,
+	columns map[string]map[string]column, present map[string]map[uint64]struct{}) ([]*suspect, int64, error) {
 	outputs := m.Outputs()
+	walks := make([]*walk, len(outputs))
+	for j, o := range outputs {
+		if r.walks(writers, writer{i, j}, st) {
+			walks[j] = &walk{out: o}
+		}
+	}
 	var (
 		suspects []*suspect
 		checked  int64
@@ -311,20 +427,35 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 			}
 			for _, tr := range mapped {
 				j := slices.IndexFunc(outputs, func(o transform.Output) bool { return o.Table == tr.Table })
-				id := sink.RowID(tr.Table, tr.Key, tr.Columns)
-				delete(present[tr.Table], id)
-				want[j][id] = &suspect{Drift: Drift{Table: tr.Table, Key: pick(tr.Columns, tr.Key), SourceKey: pick(row, st.Key), Want: tr.Columns},
+				if walks[j] == nil {
+					delete(present[tr.Table], rowHash(tr.Table, tr.Key, tr.Columns))
+				}
+				want[j][sink.RowID(tr.Table, tr.Key, tr.Columns)] = &suspect{Drift: Drift{Table: tr.Table, Key: pick(tr.Columns, tr.Key), SourceKey: pick(row, st.Key), Want: tr.Columns},
 					mapping: i, output: j, src: st, seen: row}
 			}
 		}
+		final := len(rows) < r.cfg.ChunkRows
 		for j, o := range outputs {
-			s, err := r.compare(ctx, o, want[j], columns[o.Table])
-			if err != nil {
+			var s []*suspect
+			if walks[j] != nil {
+				var hi change.Row
+				if !final {
+					hi = rows[len(rows)-1]
+				}
+				got, read, err := r.upTo(ctx, walks[j], hi)
+				if err != nil {
+					return nil, 0, err
+				}
+				checked += read
+				s = r.compareRows(o, want[j], got, columns[o.Table], func(key map[string]any) *suspect {
+					return r.extra(writer{i, j}, st, o.Table, key)
+				})
+			} else if s, err = r.compare(ctx, o, want[j], columns[o.Table]); err != nil {
 				return nil, 0, err
 			}
 			suspects = append(suspects, s...)
 		}
-		if len(rows) < r.cfg.ChunkRows {
+		if final {
 			return suspects, checked, nil
 		}
 		after = last
@@ -347,11 +478,23 @@ func (r *Reconciler) compare(ctx context.Context, o transform.Output, want map[s
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: read target table %s: %w", o.Table, err)
 	}
+	return r.compareRows(o, want, got, cols, nil), nil
+}
+
+// compareRows compares the rows want expects with the target rows got:
+// missing, mismatched and, when extra is set (got is every target row of
+// the range want covers), extra rows.
+func (r *Reconciler) compareRows(o transform.Output, want map[string]*suspect, got []map[string]any, cols map[string]column,
+	extra func(key map[string]any) *suspect) []*suspect {
 	byID := make(map[string]map[string]any, len(got))
-	for _, g := range got {
-		byID[sink.RowID(o.Table, o.Key, g)] = g
-	}
 	var out []*suspect
+	for _, g := range got {
+		id := sink.RowID(o.Table, o.Key, g)
+		byID[id] = g
+		if _, ok := want[id]; !ok && extra != nil {
+			out = append(out, extra(pick(g, o.Key)))
+		}
+	}
 	for id, s := range want {
 		g, ok := byID[id]
 		if !ok {
@@ -364,7 +507,7 @@ func (r *Reconciler) compare(ctx context.Context, o transform.Output, want map[s
 			out = append(out, s)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // differing lists, sorted, the columns of want whose target value differs.

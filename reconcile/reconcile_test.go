@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -9,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -21,13 +22,14 @@ import (
 
 // fakeSource is one source table keyed by id, read in id order.
 type fakeSource struct {
-	rows  map[int64]change.Row
-	onRow func(id int64) // called before each Row
+	rows    map[int64]change.Row
+	onRow   func(id int64) // called before each Row
+	keyType change.Type    // of id; "" is TypeInt (walked), another type is compared by key
 }
 
 func (f *fakeSource) Describe(_ context.Context, t change.Table) (*backfill.Table, error) {
 	return &backfill.Table{Name: t, Columns: []string{"id", "status", "note"}, Key: []string{"id"},
-		Types: map[string]change.Type{"id": change.TypeInt, "status": change.TypeString, "note": change.TypeString}}, nil
+		Types: map[string]change.Type{"id": cmp.Or(f.keyType, change.TypeInt), "status": change.TypeString, "note": change.TypeString}}, nil
 }
 
 func (f *fakeSource) Chunk(_ context.Context, _ *backfill.Table, after []string, limit int) ([]change.Row, []string, error) {
@@ -78,7 +80,7 @@ func (f *fakeTarget) ReadKeys(_ context.Context, table string, key, cols []strin
 	return out, nil
 }
 
-func (f *fakeTarget) ScanKeys(_ context.Context, table string, key []string, after map[string]any, limit int) ([]map[string]any, error) {
+func (f *fakeTarget) ScanRows(_ context.Context, table string, key, cols []string, after map[string]any, limit int) ([]map[string]any, error) {
 	from := int64(-1 << 62)
 	if after != nil {
 		from = after[key[0]].(int64)
@@ -86,7 +88,7 @@ func (f *fakeTarget) ScanKeys(_ context.Context, table string, key []string, aft
 	var out []map[string]any
 	for _, id := range slices.Sorted(maps.Keys(f.tables[table])) {
 		if id > from && len(out) < limit {
-			out = append(out, map[string]any{key[0]: id})
+			out = append(out, pick(f.tables[table][id], cols))
 		}
 	}
 	return out, nil
@@ -141,7 +143,16 @@ func newFixture(t *testing.T, n int64) (*fakeSource, *fakeTarget, []*transform.M
 }
 
 func TestSweep_ClassifiesSeededDriftExactly(t *testing.T) {
+	for _, keyType := range []change.Type{change.TypeInt, change.TypeDecimal} {
+		t.Run("walked "+strconv.FormatBool(keyType == change.TypeInt), func(t *testing.T) { testSeededDrift(t, keyType) })
+	}
+}
+
+// testSeededDrift seeds drift into the target of a source whose key is of
+// keyType: integers are walked in key order, other keys compared by key.
+func testSeededDrift(t *testing.T, keyType change.Type) {
 	src, tgt, mappings := newFixture(t, 50)
+	src.keyType = keyType
 	delete(tgt.tables["public.orders"], 3)                                                  // missing
 	tgt.tables["public.orders"][4]["status"] = "new"                                        // mismatch
 	tgt.tables["public.orders"][99] = map[string]any{"id": int64(99), "status": "ghost"}    // extra
@@ -168,7 +179,7 @@ func TestSweep_ClassifiesSeededDriftExactly(t *testing.T) {
 			{Kind: KindExtra, Table: "public.orders", Key: map[string]any{"id": int64(99)}, SourceKey: change.Row{"id": int64(99)}, Got: map[string]any{"id": int64(99), "status": "ghost"}},
 		},
 	}
-	if diff := cmp.Diff(want, rep.Mappings[0], cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Drifted" }, cmp.Ignore())); diff != "" {
+	if diff := gocmp.Diff(want, rep.Mappings[0], gocmp.FilterPath(func(p gocmp.Path) bool { return p.Last().String() == ".Drifted" }, gocmp.Ignore())); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)
 	}
 	for kind, n := range map[string]float64{KindMissing: 2, KindExtra: 2, KindMismatch: 1} {
@@ -239,7 +250,7 @@ func TestVerify_CatchesAWrongApplyOfJustAppliedRows(t *testing.T) {
 		{KindExtra, "public.notes", "map[id:4]"},
 		{KindMismatch, "public.orders", "map[id:3]"},
 	}
-	if diff := cmp.Diff(want, summarize(got)); diff != "" {
+	if diff := gocmp.Diff(want, summarize(got)); diff != "" {
 		t.Errorf("Verify (-want +got):\n%s", diff)
 	}
 	if v := testutil.ToFloat64(r.metrics.Drift.WithLabelValues("shop.orders", KindMismatch)); v != 1 {

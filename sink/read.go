@@ -17,7 +17,8 @@ type RowReader interface {
 	// cols (which include the key). Rows not found are simply absent; the
 	// order is unspecified.
 	ReadKeys(ctx context.Context, table string, key, cols []string, keys []map[string]any) ([]map[string]any, error)
-	// ScanKeys returns up to limit keys of table (maps of key column to
-	// value) in key order, after the key after (nil: from the first).
-	ScanKeys(ctx context.Context, table string, key []string, after map[string]any, limit int) ([]map[string]any, error)
+	// ScanRows returns up to limit rows of table, with the columns cols
+	// (which include the key), in key order, after the key after (nil:
+	// from the first). A row whose key holds NULL is left out.
+	ScanRows(ctx context.Context, table string, key, cols []string, after map[string]any, limit int) ([]map[string]any, error)
 }

@@ -28,11 +28,11 @@ keys:
 	return out
 }
 
-// ScanQuery is the statement of a RowReader.ScanKeys by keyset pagination:
-// the key columns quoted (already quoted identifiers) of the table ident
-// (quoted too), where the condition after holds ("" for none) and no key
-// column is NULL, in key order, at most limit rows.
-func ScanQuery(ident string, quoted []string, after string, limit int) string {
+// ScanQuery is the statement of a RowReader.ScanRows by keyset pagination:
+// the columns cols of the table ident (all quoted identifiers already),
+// where the condition after holds ("" for none) and no key column (quoted)
+// is NULL, in key order, at most limit rows.
+func ScanQuery(ident string, quoted, cols []string, after string, limit int) string {
 	var conds []string
 	if after != "" {
 		conds = append(conds, after)
@@ -40,7 +40,6 @@ func ScanQuery(ident string, quoted []string, after string, limit int) string {
 	for _, q := range quoted {
 		conds = append(conds, q+" IS NOT NULL")
 	}
-	list := strings.Join(quoted, ", ")
-	return "SELECT " + list + " FROM " + ident + " WHERE " + strings.Join(conds, " AND ") +
-		" ORDER BY " + list + " LIMIT " + strconv.Itoa(limit)
+	return "SELECT " + strings.Join(cols, ", ") + " FROM " + ident + " WHERE " + strings.Join(conds, " AND ") +
+		" ORDER BY " + strings.Join(quoted, ", ") + " LIMIT " + strconv.Itoa(limit)
 }

@@ -104,7 +104,8 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 	return out, nil
 }
 
-// ScanKeys implements sink.RowReader by keyset pagination on the key's
+// ScanKeys reads up to limit keys of table (maps of key column to value)
+// in key order, after the key after, by keyset pagination on the key's
 // row value:
 //
 //	SELECT k1, k2 FROM t WHERE (k1, k2) > ($1::text::type1, $2::text::type2)
@@ -115,10 +116,15 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 // after's values are converted as Apply converts them (ScanKeys' own
 // results do). Failures are *sink.Error.
 func (s *Sink) ScanKeys(ctx context.Context, table string, key []string, after map[string]any, limit int) ([]map[string]any, error) {
+	return s.ScanRows(ctx, table, key, key, after, limit)
+}
+
+// ScanRows implements sink.RowReader: ScanKeys' statement, selecting cols.
+func (s *Sink) ScanRows(ctx context.Context, table string, key, cols []string, after map[string]any, limit int) ([]map[string]any, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	t, types, err := s.readColumns(ctx, table, key, key)
+	t, types, err := s.readColumns(ctx, table, key, cols)
 	if err != nil {
 		return nil, classified(table, fmt.Errorf("scan the keys of %s: %w", table, err))
 	}
@@ -137,8 +143,8 @@ func (s *Sink) ScanKeys(ctx context.Context, table string, key []string, after m
 		}
 		cond = "(" + strings.Join(quoted, ", ") + ") > (" + strings.Join(params, ", ") + ")"
 	}
-	query := sink.ScanQuery(t.ident, quoted, cond, limit)
-	out, err := s.read(ctx, query, args, key)
+	query := sink.ScanQuery(t.ident, quoted, quoteAll(cols), cond, limit)
+	out, err := s.read(ctx, query, args, cols)
 	if err != nil {
 		return nil, classified(table, fmt.Errorf("scan the keys of %s by (%s): %w", table, strings.Join(quoted, ", "), err))
 	}

@@ -255,15 +255,15 @@ func TestRowReader_MissingTableOrColumnAndBadValuesAreClassifiedErrors(t *testin
 			return err
 		}, nil, "data"},
 		{"ScanKeys of a missing table", "crm.nope", func(r sink.RowReader, table string) error {
-			_, err := r.ScanKeys(t.Context(), table, id, nil, 10)
+			_, err := r.ScanRows(t.Context(), table, id, id, nil, 10)
 			return err
 		}, sink.ErrTableNotFound, "table_missing"},
 		{"ScanKeys by a missing column", "crm.accounts", func(r sink.RowReader, table string) error {
-			_, err := r.ScanKeys(t.Context(), table, []string{"nope"}, nil, 10)
+			_, err := r.ScanRows(t.Context(), table, []string{"nope"}, []string{"nope"}, nil, 10)
 			return err
 		}, sink.ErrColumnNotFound, "column_missing"},
 		{"ScanKeys after a value the column cannot hold", "crm.accounts", func(r sink.RowReader, table string) error {
-			_, err := r.ScanKeys(t.Context(), table, id, row{"id": "one"}, 10)
+			_, err := r.ScanRows(t.Context(), table, id, id, row{"id": "one"}, 10)
 			return err
 		}, nil, "data"},
 		{"ColumnTypes of a missing table", "crm.nope", func(r sink.RowReader, table string) error {
@@ -336,7 +336,7 @@ func scanAll(t *testing.T, r sink.RowReader, table string, key []string, limit i
 	var all []map[string]any
 	var after map[string]any
 	for range 5000 {
-		page, err := r.ScanKeys(t.Context(), table, key, after, limit)
+		page, err := r.ScanRows(t.Context(), table, key, key, after, limit)
 		if err != nil {
 			t.Fatalf("ScanKeys(%s, after %v): %v", table, after, err)
 		}
@@ -387,6 +387,15 @@ FROM pairs ORDER BY a, b, pairs.at`) {
 	// An exact number of pages ends with an empty one.
 	if got := scanAll(t, tg.sink, "items", []string{"id"}, 100); len(got) != 1000 {
 		t.Errorf("ScanKeys(items, limit 100) returned %d keys, want 1000", len(got))
+	}
+	// ScanRows: whole rows, in key order, after a key.
+	rows, err := tg.sink.ScanRows(t.Context(), "items", []string{"id"}, []string{"id", "name"}, map[string]any{"id": int64(14)}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRows := []map[string]any{{"id": int64(21), "name": "item"}, {"id": int64(28), "name": "item"}, {"id": int64(35), "name": "item"}}
+	if diff := cmp.Diff(wantRows, rows); diff != "" {
+		t.Errorf("ScanRows(items after 14) (-want +got):\n%s", diff)
 	}
 }
 
