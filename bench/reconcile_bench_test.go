@@ -57,8 +57,8 @@ import (
 // settings (read rate 5,000 rows/s, chunk_rows 1000, settle 5 s), on a
 // 50,000-row table with one corrupted target row, from the call to the
 // "reconcile found drift" log line, against the rate limiter's model: the
-// reads of one pass (the target's keys, the source's rows, the target's
-// rows: about 3 reads per row) less the limiter's initial burst, over the
+// reads of one pass (the source's rows and the target's, walked in key
+// order: 2 reads per row) less the limiter's initial burst, over the
 // rate, plus the waits of settling the one difference (a whole number of
 // reconcile.settle, however many re-checks reconcile makes), plus opening
 // the connections. The pass must match the model within a second; the
@@ -491,14 +491,13 @@ type reconcileDetect struct {
 }
 
 // detectReads is how many reads one pass of n rows with one mismatch takes
-// from the rate limiter at the default chunk_rows: chunk target keys per
-// page, and chunk source rows per page (each until a short page, so n/chunk
-// + 1 pages), the target rows of the source rows read (n), and the
-// re-check's two rows (a second re-check's two are within the model's
-// tolerance).
+// from the rate limiter at the default chunk_rows: the identity mapping's
+// key copies the source's integer key, so the target is walked beside the
+// source: chunk source rows and chunk target rows per page (each until a
+// short page, so n/chunk + 1 pages), and the two re-checks' two rows each.
 func detectReads(n int) int {
 	chunk := config.DefaultReconcileChunk
-	return 2*(n/chunk+1)*chunk + n + 2
+	return 2*(n/chunk+1)*chunk + 4
 }
 
 // detectBurst is the reads the default rate limiter allows at once, and
@@ -543,7 +542,7 @@ func (d reconcileDetect) summary() string {
 		fmt.Sprintf("  opening %.1f s + the pass %.1f s; model of the pass %.1f s = (%s reads - burst %s) / rate = %.1f s, + %d x settle %s",
 			(d.took - d.pass).Seconds(), d.pass.Seconds(), d.predicted().Seconds(), thousands(float64(detectReads(reconcileDetectRows))), thousands(float64(detectBurst)),
 			readTime(reconcileDetectRows).Seconds(), d.settles(), d.settle),
-		fmt.Sprintf("  reads = 2 x (N/chunk + 1) x chunk (target keys, source rows) + N (target rows) + 2 (re-check); %s rows: %s reads = %.1f s + the rest as measured %.1f s = %.0f s (%.1f min)",
+		fmt.Sprintf("  reads = 2 x (N/chunk + 1) x chunk (source rows, target rows walked in key order) + 4 (two re-checks); %s rows: %s reads = %.1f s + the rest as measured %.1f s = %.0f s (%.1f min)",
 			thousands(reconcileRows), thousands(float64(detectReads(reconcileRows))), readTime(reconcileRows).Seconds(),
 			(d.took - readTime(reconcileDetectRows)).Seconds(), d.extrapolated(reconcileRows).Seconds(), d.extrapolated(reconcileRows).Minutes()),
 		"  a row is reported at the end of the first pass that reads it; corrupted just after a pass read it, it waits for the rest of that pass and the whole next one (passes longer than the interval run back to back): up to about twice that",

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -337,12 +338,61 @@ func (r *Reconciler) scanKeys(ctx context.Context, t string, key []string, fn fu
 	}
 }
 
-// walk is a walked target table's cursor: the rows read ahead, in key order.
+// walk is a walked target table's cursor: the rows read ahead, in key
+// order, and the pages a reader goroutine fetches beyond them.
 type walk struct {
 	out   transform.Output
 	ahead []map[string]any
-	after map[string]any // the last key read
+	pages <-chan page[[]map[string]any]
 	done  bool
+}
+
+// page is one fetch of a prefetching reader.
+type page[T any] struct {
+	v   T
+	err error
+}
+
+// prefetch calls fetch in a goroutine until it says there is no more, it
+// fails or ctx ends, handing each result over one ahead, so reading the
+// next page overlaps with comparing this one. wg counts the goroutine.
+func prefetch[T any](ctx context.Context, wg *sync.WaitGroup, fetch func(ctx context.Context) (v T, more bool, err error)) <-chan page[T] {
+	ch := make(chan page[T], 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(ch)
+		for {
+			v, more, err := fetch(ctx)
+			select {
+			case ch <- page[T]{v, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || !more {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// newWalk starts reading target rows of o in key order.
+func (r *Reconciler) newWalk(ctx context.Context, wg *sync.WaitGroup, o transform.Output) *walk {
+	var after map[string]any
+	return &walk{out: o, pages: prefetch(ctx, wg, func(ctx context.Context) ([]map[string]any, bool, error) {
+		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
+			return nil, false, err
+		}
+		rows, err := r.tgt.ScanRows(ctx, o.Table, o.Key, o.Columns, after, r.cfg.ChunkRows)
+		if err != nil {
+			return nil, false, fmt.Errorf("reconcile: read target table %s in key order: %w", o.Table, err)
+		}
+		if len(rows) > 0 {
+			after = pick(rows[len(rows)-1], o.Key)
+		}
+		return rows, len(rows) == r.cfg.ChunkRows, nil
+	})}
 }
 
 // upTo returns the target rows with a key up to hi (nil: every row left).
@@ -357,18 +407,19 @@ func (r *Reconciler) upTo(ctx context.Context, w *walk, hi change.Row) ([]map[st
 		if len(w.ahead) > 0 || w.done {
 			return out, read, nil
 		}
-		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
-			return nil, 0, err
-		}
-		rows, err := r.tgt.ScanRows(ctx, w.out.Table, w.out.Key, w.out.Columns, w.after, r.cfg.ChunkRows)
-		if err != nil {
-			return nil, 0, fmt.Errorf("reconcile: read target table %s in key order: %w", w.out.Table, err)
-		}
-		read += int64(len(rows))
-		w.done = len(rows) < r.cfg.ChunkRows
-		if len(rows) > 0 {
-			w.ahead = rows
-			w.after = pick(rows[len(rows)-1], w.out.Key)
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case p, ok := <-w.pages:
+			switch {
+			case !ok:
+				w.done = true
+			case p.err != nil:
+				return nil, 0, p.err
+			default:
+				read += int64(len(p.v))
+				w.ahead = p.v
+			}
 		}
 	}
 }
@@ -393,24 +444,42 @@ func compareInts(target map[string]any, key []string, source change.Row, copied 
 func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mapping, st *backfill.Table, writers map[string][]writer,
 	columns map[string]map[string]column, present map[string]map[uint64]struct{}) ([]*suspect, int64, error) {
 	outputs := m.Outputs()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	walks := make([]*walk, len(outputs))
 	for j, o := range outputs {
 		if r.walks(writers, writer{i, j}, st) {
-			walks[j] = &walk{out: o}
+			walks[j] = r.newWalk(ctx, &wg, o)
 		}
 	}
-	var (
-		suspects []*suspect
-		checked  int64
-		after    []string
-	)
-	for {
+	var after []string
+	chunks := prefetch(ctx, &wg, func(ctx context.Context) ([]change.Row, bool, error) {
 		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
-			return nil, 0, err
+			return nil, false, err
 		}
 		rows, last, err := r.src.Chunk(ctx, st, after, r.cfg.ChunkRows)
 		if err != nil {
-			return nil, 0, fmt.Errorf("reconcile %s: read source %s: %w", m.Name, m.From, err)
+			return nil, false, fmt.Errorf("reconcile %s: read source %s: %w", m.Name, m.From, err)
+		}
+		after = last
+		return rows, len(rows) == r.cfg.ChunkRows, nil
+	})
+	var (
+		suspects []*suspect
+		checked  int64
+	)
+	for {
+		var rows []change.Row
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case p, ok := <-chunks:
+			if ok && p.err != nil {
+				return nil, 0, p.err
+			}
+			rows = p.v // a closed channel: no more rows
 		}
 		checked += int64(len(rows))
 		// What each output's rows should be, by target row id.
@@ -436,15 +505,18 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 		}
 		final := len(rows) < r.cfg.ChunkRows
 		for j, o := range outputs {
-			var s []*suspect
+			var (
+				s   []*suspect
+				err error
+			)
 			if walks[j] != nil {
 				var hi change.Row
 				if !final {
 					hi = rows[len(rows)-1]
 				}
-				got, read, err := r.upTo(ctx, walks[j], hi)
-				if err != nil {
-					return nil, 0, err
+				got, read, werr := r.upTo(ctx, walks[j], hi)
+				if werr != nil {
+					return nil, 0, werr
 				}
 				checked += read
 				s = r.compareRows(o, want[j], got, columns[o.Table], func(key map[string]any) *suspect {
@@ -458,7 +530,6 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 		if final {
 			return suspects, checked, nil
 		}
-		after = last
 	}
 }
 
