@@ -499,7 +499,8 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 				if walks[j] == nil {
 					delete(present[tr.Table], rowHash(tr.Table, tr.Key, tr.Columns))
 				}
-				want[j][sink.RowID(tr.Table, tr.Key, tr.Columns)] = &suspect{Drift: Drift{Table: tr.Table, Key: pick(tr.Columns, tr.Key), SourceKey: pick(row, st.Key), Want: tr.Columns},
+				// Key and SourceKey are picked only for rows that differ.
+				want[j][sink.RowID(tr.Table, tr.Key, tr.Columns)] = &suspect{Drift: Drift{Table: tr.Table, Want: tr.Columns},
 					mapping: i, output: j, src: st, seen: row}
 			}
 		}
@@ -540,6 +541,7 @@ func (r *Reconciler) compare(ctx context.Context, o transform.Output, want map[s
 	}
 	keys := make([]map[string]any, 0, len(want))
 	for _, s := range want {
+		s.keys(o)
 		keys = append(keys, s.Key)
 	}
 	if err := r.limiter.WaitN(ctx, min(len(keys), r.limiter.Burst())); err != nil {
@@ -570,15 +572,27 @@ func (r *Reconciler) compareRows(o transform.Output, want map[string]*suspect, g
 		g, ok := byID[id]
 		if !ok {
 			s.Kind = KindMissing
+			s.keys(o)
 			out = append(out, s)
 			continue
 		}
 		if diff := r.differing(s.Want, g, cols); len(diff) > 0 {
 			s.Kind, s.Columns, s.Got = KindMismatch, diff, g
+			s.keys(o)
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// keys picks the suspect's target key and source key from its rows, once.
+func (s *suspect) keys(o transform.Output) {
+	if s.Key == nil {
+		s.Key = pick(s.Want, o.Key)
+	}
+	if s.SourceKey == nil && s.seen != nil && s.src != nil {
+		s.SourceKey = pick(s.seen, s.src.Key)
+	}
 }
 
 // differing lists, sorted, the columns of want whose target value differs.
@@ -589,7 +603,9 @@ func (r *Reconciler) differing(want, got map[string]any, cols map[string]column)
 			diff = append(diff, c)
 		}
 	}
-	slices.Sort(diff)
+	if len(diff) > 1 {
+		slices.Sort(diff)
+	}
 	return diff
 }
 

@@ -197,13 +197,20 @@ type BackfillStore interface {
 // by their text, as SQL compares them once cast: int 1 and int64 1 are one
 // key.
 func RowID(table string, key []string, row map[string]any) string {
-	var sb strings.Builder
-	sb.WriteString(table)
+	b := make([]byte, 0, len(table)+24*len(key))
+	b = append(b, table...)
 	for _, k := range key {
-		sb.WriteByte(0)
-		fmt.Fprint(&sb, row[k])
+		b = append(b, 0)
+		switch v := row[k].(type) { // as fmt.Sprint writes them, without its cost
+		case int64:
+			b = strconv.AppendInt(b, v, 10)
+		case string:
+			b = append(b, v...)
+		default:
+			b = fmt.Append(b, v)
+		}
 	}
-	return sb.String()
+	return string(b)
 }
 
 // Compact reduces writes to rounds: within a round each (table, key)
