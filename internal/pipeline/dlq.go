@@ -10,6 +10,7 @@ import (
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/resync"
+	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -57,6 +58,12 @@ func ReplayDeadLetters(ctx context.Context, cfg *config.Config, mapping string) 
 		return nil, err
 	}
 	defer closeStore()
+	if l, ok := store.(sink.Lookuper); ok {
+		// Again, with lookup() reading the target, as apply compiles them.
+		if mappings, err = CompileMappings(cfg, transform.WithLookup(l)); err != nil {
+			return nil, err
+		}
+	}
 	reader, closeReader, err := BackfillReader(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -298,6 +298,27 @@ func TestRun_SplitMergeKeyChangeWhenAndLookupsConverge(t *testing.T) {
 	if mapping != "legacy.orders" || reason != "transform" || !strings.Contains(msg, "lookup in public.customers: no row where legacy_id = 77") {
 		t.Errorf("dead letter = %s %s %q", mapping, reason, msg)
 	}
+
+	// Once the new system knows customer 77, replaying the dead letter
+	// looks it up and writes the order.
+	if _, err := tgt.Exec(ctx, `INSERT INTO public.customers VALUES ($1, 77, 'late')`, customerUUID(77)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := pipeline.ReplayDeadLetters(ctx, cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rows != 1 || rep.Removed != 1 || len(rep.Failures) != 0 {
+		t.Errorf("replay: %d rows, %d removed, failures %v; want 1, 1, none", rep.Rows, rep.Removed, rep.Failures)
+	}
+	gotOrders, gotNotes, err = actualOrders(ctx, tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c77, total, status, note := customerUUID(77), "1.00", "new", "lost"
+	if diff := cmp.Diff(newOrder{ID: 99, CustomerID: &c77, Total: &total, Status: &status}, gotOrders[99]); diff != "" || gotNotes[99] != note {
+		t.Errorf("order 99 after the replay (-want +got):\n%s; note %q", diff, gotNotes[99])
+	}
 	if err := run.Failed(); err != nil {
 		t.Fatal(err)
 	}
