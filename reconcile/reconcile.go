@@ -37,7 +37,12 @@ type Config struct {
 	MaxRowsPerSecond float64       // source and target rows read per second, all sides together; 0: unbounded
 	Settle           time.Duration // how long a difference must last to be drift, on top of the replication lag; default 5s
 	Rechecks         int           // re-checks of a row whose source keeps changing before it is "suspended"; default 3
-	Tolerate         []string      // reconcile.tolerate rules
+	Tolerate         []string      // reconcile.tolerate rules, for every column
+	// MappingTolerate adds rules for every column a mapping writes, by
+	// mapping name; ColumnTolerate adds rules for single target columns,
+	// by mapping name and "<table>.<column>".
+	MappingTolerate map[string][]string
+	ColumnTolerate  map[string]map[string][]string
 	Samples          int           // drifted rows kept per mapping for the report; default 10
 	// Lag returns how far behind the source the pipeline applies (the
 	// largest tandem_replication_lag_seconds), so a difference is re-checked
@@ -70,7 +75,7 @@ type Reconciler struct {
 	mappings []*transform.Mapping
 	metrics  *Metrics
 	log      *slog.Logger
-	tol      tolerance
+	tols     []tolerances // per mapping
 	limiter  *rate.Limiter
 }
 
@@ -87,7 +92,15 @@ func New(cfg Config, src Source, tgt sink.RowReader, mappings []*transform.Mappi
 	if cfg.MaxRowsPerSecond > 0 {
 		lim = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), max(cfg.ChunkRows, int(cfg.MaxRowsPerSecond)))
 	}
-	r := &Reconciler{cfg: cfg, src: src, tgt: tgt, mappings: mappings, metrics: metrics, log: log, tol: newTolerance(cfg.Tolerate), limiter: lim}
+	r := &Reconciler{cfg: cfg, src: src, tgt: tgt, mappings: mappings, metrics: metrics, log: log, limiter: lim}
+	for _, m := range mappings {
+		rules := append(slices.Clone(cfg.Tolerate), cfg.MappingTolerate[m.Name]...)
+		t := tolerances{all: newTolerance(rules), columns: map[string]tolerance{}}
+		for col, extra := range cfg.ColumnTolerate[m.Name] {
+			t.columns[col] = newTolerance(append(slices.Clone(rules), extra...))
+		}
+		r.tols = append(r.tols, t)
+	}
 	for _, m := range mappings {
 		metrics.Init(m.Name)
 	}
@@ -520,10 +533,10 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 					return nil, 0, werr
 				}
 				checked += read
-				s = r.compareRows(o, want[j], got, columns[o.Table], func(key map[string]any) *suspect {
+				s = r.compareRows(i, o, want[j], got, columns[o.Table], func(key map[string]any) *suspect {
 					return r.extra(writer{i, j}, st, o.Table, key)
 				})
-			} else if s, err = r.compare(ctx, o, want[j], columns[o.Table]); err != nil {
+			} else if s, err = r.compare(ctx, i, o, want[j], columns[o.Table]); err != nil {
 				return nil, 0, err
 			}
 			suspects = append(suspects, s...)
@@ -535,7 +548,7 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 }
 
 // compare reads the target rows of want's keys and returns the differences.
-func (r *Reconciler) compare(ctx context.Context, o transform.Output, want map[string]*suspect, cols map[string]column) ([]*suspect, error) {
+func (r *Reconciler) compare(ctx context.Context, i int, o transform.Output, want map[string]*suspect, cols map[string]column) ([]*suspect, error) {
 	if len(want) == 0 {
 		return nil, nil
 	}
@@ -551,13 +564,13 @@ func (r *Reconciler) compare(ctx context.Context, o transform.Output, want map[s
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: read target table %s: %w", o.Table, err)
 	}
-	return r.compareRows(o, want, got, cols, nil), nil
+	return r.compareRows(i, o, want, got, cols, nil), nil
 }
 
 // compareRows compares the rows want expects with the target rows got:
 // missing, mismatched and, when extra is set (got is every target row of
 // the range want covers), extra rows.
-func (r *Reconciler) compareRows(o transform.Output, want map[string]*suspect, got []map[string]any, cols map[string]column,
+func (r *Reconciler) compareRows(i int, o transform.Output, want map[string]*suspect, got []map[string]any, cols map[string]column,
 	extra func(key map[string]any) *suspect) []*suspect {
 	byID := make(map[string]map[string]any, len(got))
 	var out []*suspect
@@ -576,7 +589,7 @@ func (r *Reconciler) compareRows(o transform.Output, want map[string]*suspect, g
 			out = append(out, s)
 			continue
 		}
-		if diff := r.differing(s.Want, g, cols); len(diff) > 0 {
+		if diff := r.differing(i, o.Table, s.Want, g, cols); len(diff) > 0 {
 			s.Kind, s.Columns, s.Got = KindMismatch, diff, g
 			s.keys(o)
 			out = append(out, s)
@@ -595,11 +608,28 @@ func (s *suspect) keys(o transform.Output) {
 	}
 }
 
+// tolerances are one mapping's tolerance rules: for all its columns, and
+// for the columns with rules of their own ("<table>.<column>").
+type tolerances struct {
+	all     tolerance
+	columns map[string]tolerance
+}
+
+// of returns the rules of one target column.
+func (t tolerances) of(table, column string) tolerance {
+	if len(t.columns) > 0 {
+		if c, ok := t.columns[table+"."+column]; ok {
+			return c
+		}
+	}
+	return t.all
+}
+
 // differing lists, sorted, the columns of want whose target value differs.
-func (r *Reconciler) differing(want, got map[string]any, cols map[string]column) []string {
+func (r *Reconciler) differing(i int, table string, want, got map[string]any, cols map[string]column) []string {
 	var diff []string
 	for c, w := range want {
-		if !r.tol.equal(w, got[c], cols[c]) {
+		if !r.tols[i].of(table, c).equal(w, got[c], cols[c]) {
 			diff = append(diff, c)
 		}
 	}
@@ -732,7 +762,7 @@ func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]co
 	case g == nil:
 		return KindMissing, nil
 	}
-	if s.Columns = r.differing(want, g, cols); len(s.Columns) > 0 {
+	if s.Columns = r.differing(s.mapping, o.Table, want, g, cols); len(s.Columns) > 0 {
 		return KindMismatch, nil
 	}
 	return "", nil

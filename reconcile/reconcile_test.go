@@ -291,3 +291,23 @@ func TestSweep_ARowWhoseWhenTurnsFalseAndTrueAgainIsNotExtra(t *testing.T) {
 		t.Errorf("drift %d (%+v), in flight %d; want 0 and 1", got.Drift(), got.Samples, got.InFlight)
 	}
 }
+
+func TestSweep_TolerancesPerMappingAndPerColumn(t *testing.T) {
+	src, tgt, mappings := newFixture(t, 10)
+	tgt.tables["public.orders"][1]["status"] = "PAID "   // tolerated: the column's own rules
+	tgt.tables["public.notes"][2]["note"] = "n2 "        // not tolerated: trim_space is only status's
+	tgt.tables["public.notes"][4]["note"] = "N4"         // tolerated: case_insensitive is the mapping's
+	tgt.tables["public.orders"][3]["status"] = "paid   " // tolerated: status has trim_space
+	r := New(Config{Settle: time.Millisecond,
+		MappingTolerate: map[string][]string{"shop.orders": {"case_insensitive"}},
+		ColumnTolerate:  map[string]map[string][]string{"shop.orders": {"public.orders.status": {"trim_space"}}},
+	}, src, tgt, mappings, nil, nil)
+	rep, err := r.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []driftSummary{{KindMismatch, "public.notes", "map[id:2]"}}
+	if diff := gocmp.Diff(want, summarize(rep.Mappings[0].Samples)); diff != "" {
+		t.Errorf("drift (-want +got):\n%s", diff)
+	}
+}

@@ -94,7 +94,7 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 		}
 	}
 	for j, o := range outputs {
-		s, err := r.compare(ctx, o, want[j], columns[o.Table])
+		s, err := r.compare(ctx, i, o, want[j], columns[o.Table])
 		if err != nil {
 			return nil, err
 		}

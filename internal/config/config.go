@@ -149,7 +149,21 @@ type Mapping struct {
 	From    string   // the source table, one of Source.Tables
 	To      []Output // at least one
 	Inverse *Inverse // nil when absent
-	Pos     Pos      // position of the from value (of the entry when from is absent)
+	// Tolerate are reconcile tolerances (Tolerate* constants) for every
+	// column this mapping writes, on top of reconcile.tolerate.
+	Tolerate []string
+	// TolerateColumns are reconcile tolerances for single target columns,
+	// by "<to table>.<column>", on top of the mapping's and the global ones.
+	TolerateColumns []ColumnTolerance
+	Pos             Pos // position of the from value (of the entry when from is absent)
+}
+
+// ColumnTolerance is the tolerances of one target column (an entry of a
+// mapping's tolerate_columns).
+type ColumnTolerance struct {
+	Column string   // "<to table>.<column>"
+	Rules  []string // Tolerate* constants
+	Pos    Pos
 }
 
 // Output is one target table a mapping writes.

@@ -139,6 +139,17 @@ func TestParse_BadInputGivesExactErrors(t *testing.T) {
 				"tandem.yaml:10:17: kafka.topic_prefix: unterminated ${: write ${NAME}, or $$ for a literal $",
 		},
 		{
+			name: "mapping tolerances",
+			yaml: "source: {kind: postgres, dsn: \"postgres://u@h/db\", tables: [shop.orders]}\n" +
+				"target: {kind: postgres, dsn: \"postgres://u@h/db\"}\n" +
+				"mappings:\n  - from: shop.orders\n    tolerate: [trim_space, fuzzy]\n    tolerate_columns:\n" +
+				"      public.orders.note: [null_equals_empty]\n      public.orders.nope: [trim_space]\n      public.orders.id: [fuzzy]\n" +
+				"    to:\n      - table: public.orders\n        key: [id]\n        columns: {id: row.id, note: row.note}\n",
+			want: "tandem.yaml:5:28: mappings[0].tolerate[1]: unknown tolerance \"fuzzy\" (known: null_equals_empty, trim_space, float_epsilon, time_precision_ms, case_insensitive)\n" +
+				"tandem.yaml:8:27: mappings[0].tolerate_columns[\"public.orders.nope\"]: is not <to table>.<column> of a column this mapping writes\n" +
+				"tandem.yaml:9:26: mappings[0].tolerate_columns[\"public.orders.id\"][0]: unknown tolerance \"fuzzy\" (known: null_equals_empty, trim_space, float_epsilon, time_precision_ms, case_insensitive)",
+		},
+		{
 			name: "missing sections",
 			yaml: "kafka: {}\n",
 			want: "tandem.yaml: source.kind: required (mysql or postgres)\n" +

@@ -462,6 +462,17 @@ func (d *decoder) mappingEntry(n *yaml.Node, path string) Mapping {
 				m.To = append(m.To, d.output(item, p))
 			})
 		}},
+		field{"tolerate", setStrings(d, &m.Tolerate, nil)},
+		field{"tolerate_columns", func(n *yaml.Node, p string) {
+			if n = d.node(n, p, yaml.MappingNode, "a mapping of <to table>.<column> to a list of tolerances"); n == nil {
+				return
+			}
+			d.pairs(n, p, func(col string, _, v *yaml.Node, cpath string) {
+				ct := ColumnTolerance{Column: col, Pos: d.pos[cpath]}
+				setStrings(d, &ct.Rules, nil)(v, cpath)
+				m.TolerateColumns = append(m.TolerateColumns, ct)
+			})
+		}},
 		field{"inverse", func(n *yaml.Node, p string) {
 			inv := &Inverse{}
 			if d.mapping(n, p, field{"columns", func(n *yaml.Node, p string) {

@@ -186,6 +186,17 @@ func (v *validator) mappings() {
 		for j, o := range m.To {
 			v.output(fmt.Sprintf("%s.to[%d]", p, j), o)
 		}
+		v.tolerances(Pos{}, p+".tolerate", m.Tolerate)
+		for _, ct := range m.TolerateColumns {
+			cp := joinPath(p+".tolerate_columns", ct.Column)
+			v.tolerances(Pos{}, cp, ct.Rules)
+			if !slices.ContainsFunc(m.To, func(o Output) bool {
+				table, col, ok := strings.Cut(ct.Column, o.Table+".")
+				return ok && table == "" && slices.ContainsFunc(o.Columns, func(c Column) bool { return c.Name == col })
+			}) {
+				v.add(ct.Pos, cp, "is not <to table>.<column> of a column this mapping writes")
+			}
+		}
 		if m.Inverse != nil {
 			if len(m.Inverse.Columns) == 0 {
 				v.add(m.Pos, p+".inverse.columns", "must list at least one column")
@@ -257,6 +268,22 @@ func (v *validator) columns(p string, cols []Column, fallback Pos) map[string]bo
 	return names
 }
 
+// tolerances checks a list of reconcile tolerances at path.
+func (v *validator) tolerances(pos Pos, path string, rules []string) {
+	first := map[string]int{}
+	for i, t := range rules {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if j, dup := first[t]; dup {
+			v.add(pos, p, fmt.Sprintf("duplicate of %s[%d]", path, j))
+			continue
+		}
+		first[t] = i
+		if !slices.Contains(tolerances, t) {
+			v.add(pos, p, "unknown tolerance"+quoteUnlessEnv(v.fromEnv, p, " ", t)+" (known: "+strings.Join(tolerances, ", ")+")")
+		}
+	}
+}
+
 func (v *validator) reconcile(r *Reconcile) {
 	if r.Interval <= 0 {
 		v.add(Pos{}, "reconcile.interval", "must be more than 0")
@@ -270,18 +297,7 @@ func (v *validator) reconcile(r *Reconcile) {
 	if r.MaxRowsPerSecond < -1 {
 		v.add(Pos{}, "reconcile.max_rows_per_second", "must be more than 0, or -1 for unbounded")
 	}
-	first := map[string]int{}
-	for i, t := range r.Tolerate {
-		p := fmt.Sprintf("reconcile.tolerate[%d]", i)
-		if j, dup := first[t]; dup {
-			v.add(Pos{}, p, fmt.Sprintf("duplicate of reconcile.tolerate[%d]", j))
-			continue
-		}
-		first[t] = i
-		if !slices.Contains(tolerances, t) {
-			v.add(Pos{}, p, "unknown tolerance"+quoteUnlessEnv(v.fromEnv, p, " ", t)+" (known: "+strings.Join(tolerances, ", ")+")")
-		}
-	}
+	v.tolerances(Pos{}, "reconcile.tolerate", r.Tolerate)
 	names := map[string]int{}
 	for i, ch := range r.Checks {
 		p := fmt.Sprintf("reconcile.checks[%d]", i)

@@ -110,9 +110,20 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 	if env.tgtQ, err = openQuerier(ctx, cfg.Target.Kind, cfg.Target.DSN.Value(), &env.closers); err != nil {
 		return nil, fmt.Errorf("reconcile: connect to the target: %w", err)
 	}
+	mappingTol, columnTol := map[string][]string{}, map[string]map[string][]string{}
+	for _, m := range cfg.Mappings {
+		mappingTol[m.Name] = m.Tolerate
+		for _, ct := range m.TolerateColumns {
+			if columnTol[m.Name] == nil {
+				columnTol[m.Name] = map[string][]string{}
+			}
+			columnTol[m.Name][ct.Column] = ct.Rules
+		}
+	}
 	env.rec = reconcile.New(reconcile.Config{
 		ChunkRows: cfg.Reconcile.ChunkRows, MaxRowsPerSecond: max(0, float64(cfg.Reconcile.MaxRowsPerSecond)),
-		Tolerate: cfg.Reconcile.Tolerate, Lag: opts.Lag, Settle: cmp.Or(opts.Settle, cfg.Reconcile.Settle),
+		Tolerate: cfg.Reconcile.Tolerate, MappingTolerate: mappingTol, ColumnTolerate: columnTol,
+		Lag: opts.Lag, Settle: cmp.Or(opts.Settle, cfg.Reconcile.Settle),
 	}, env.src, rows, env.mappings, opts.Metrics, opts.Logger)
 	ok = true
 	return env, nil
