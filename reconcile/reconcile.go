@@ -43,7 +43,7 @@ type Config struct {
 	// by mapping name and "<table>.<column>".
 	MappingTolerate map[string][]string
 	ColumnTolerate  map[string]map[string][]string
-	Samples          int           // drifted rows kept per mapping for the report; default 10
+	Samples         int // drifted rows kept per mapping for the report; default 10
 	// Lag returns how far behind the source the pipeline applies (the
 	// largest tandem_replication_lag_seconds), so a difference is re-checked
 	// only once the stream has caught up past the moment it was seen. nil:
