@@ -495,10 +495,14 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 			rows = p.v // a closed channel: no more rows
 		}
 		checked += int64(len(rows))
-		// What each output's rows should be, by target row id.
+		// What each output's rows should be: by target row id, or, for a
+		// walked output, in key order (the source's).
 		want := make([]map[string]*suspect, len(outputs))
+		ordered := make([][]*suspect, len(outputs))
 		for j := range outputs {
-			want[j] = map[string]*suspect{}
+			if walks[j] == nil {
+				want[j] = map[string]*suspect{}
+			}
 		}
 		for _, row := range rows {
 			mapped, err := m.Apply(row)
@@ -509,12 +513,14 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 			}
 			for _, tr := range mapped {
 				j := slices.IndexFunc(outputs, func(o transform.Output) bool { return o.Table == tr.Table })
-				if walks[j] == nil {
-					delete(present[tr.Table], rowHash(tr.Table, tr.Key, tr.Columns))
-				}
 				// Key and SourceKey are picked only for rows that differ.
-				want[j][sink.RowID(tr.Table, tr.Key, tr.Columns)] = &suspect{Drift: Drift{Table: tr.Table, Want: tr.Columns},
-					mapping: i, output: j, src: st, seen: row}
+				s := &suspect{Drift: Drift{Table: tr.Table, Want: tr.Columns}, mapping: i, output: j, src: st, seen: row}
+				if walks[j] != nil {
+					ordered[j] = append(ordered[j], s)
+					continue
+				}
+				delete(present[tr.Table], rowHash(tr.Table, tr.Key, tr.Columns))
+				want[j][sink.RowID(tr.Table, tr.Key, tr.Columns)] = s
 			}
 		}
 		final := len(rows) < r.cfg.ChunkRows
@@ -533,7 +539,7 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 					return nil, 0, werr
 				}
 				checked += read
-				s = r.compareRows(i, o, want[j], got, columns[o.Table], func(key map[string]any) *suspect {
+				s = r.mergeRows(i, o, ordered[j], got, columns[o.Table], func(key map[string]any) *suspect {
 					return r.extra(writer{i, j}, st, o.Table, key)
 				})
 			} else if s, err = r.compare(ctx, i, o, want[j], columns[o.Table]); err != nil {
@@ -564,22 +570,16 @@ func (r *Reconciler) compare(ctx context.Context, i int, o transform.Output, wan
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: read target table %s: %w", o.Table, err)
 	}
-	return r.compareRows(i, o, want, got, cols, nil), nil
+	return r.compareRows(i, o, want, got, cols), nil
 }
 
-// compareRows compares the rows want expects with the target rows got:
-// missing, mismatched and, when extra is set (got is every target row of
-// the range want covers), extra rows.
-func (r *Reconciler) compareRows(i int, o transform.Output, want map[string]*suspect, got []map[string]any, cols map[string]column,
-	extra func(key map[string]any) *suspect) []*suspect {
+// compareRows compares the rows want expects with the target rows got
+// that share their keys: missing and mismatched rows.
+func (r *Reconciler) compareRows(i int, o transform.Output, want map[string]*suspect, got []map[string]any, cols map[string]column) []*suspect {
 	byID := make(map[string]map[string]any, len(got))
 	var out []*suspect
 	for _, g := range got {
-		id := sink.RowID(o.Table, o.Key, g)
-		byID[id] = g
-		if _, ok := want[id]; !ok && extra != nil {
-			out = append(out, extra(pick(g, o.Key)))
-		}
+		byID[sink.RowID(o.Table, o.Key, g)] = g
 	}
 	for id, s := range want {
 		g, ok := byID[id]
@@ -596,6 +596,54 @@ func (r *Reconciler) compareRows(i int, o transform.Output, want map[string]*sus
 		}
 	}
 	return out
+}
+
+// mergeRows compares a walked output's rows, both in key order: what the
+// source's rows map to (want) and every target row of the same key range
+// (got), as a merge, without building ids or maps.
+func (r *Reconciler) mergeRows(i int, o transform.Output, want []*suspect, got []map[string]any, cols map[string]column,
+	extra func(key map[string]any) *suspect) []*suspect {
+	var out []*suspect
+	for len(want) > 0 || len(got) > 0 {
+		c := 1 // no target rows left: the rest of want is missing
+		if len(want) == 0 {
+			c = -1
+		} else if len(got) > 0 {
+			c = compareKeys(got[0], want[0].Want, o.Key)
+		}
+		switch {
+		case c < 0: // a target row no source row maps to
+			out = append(out, extra(pick(got[0], o.Key)))
+			got = got[1:]
+		case c > 0:
+			s := want[0]
+			s.Kind = KindMissing
+			s.keys(o)
+			out = append(out, s)
+			want = want[1:]
+		default:
+			s, g := want[0], got[0]
+			if diff := r.differing(i, o.Table, s.Want, g, cols); len(diff) > 0 {
+				s.Kind, s.Columns, s.Got = KindMismatch, diff, g
+				s.keys(o)
+				out = append(out, s)
+			}
+			want, got = want[1:], got[1:]
+		}
+	}
+	return out
+}
+
+// compareKeys orders two rows by their integer key columns.
+func compareKeys(a, b map[string]any, key []string) int {
+	for _, k := range key {
+		x, _ := a[k].(int64)
+		y, _ := b[k].(int64)
+		if c := cmp.Compare(x, y); c != 0 {
+			return c
+		}
+	}
+	return 0
 }
 
 // keys picks the suspect's target key and source key from its rows, once.
