@@ -1,6 +1,10 @@
 package postgres_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -332,4 +336,27 @@ func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
 	})
 	tg.wantRows(t, `SELECT target_table, row_key FROM "Tandem ""State""".tombstones`, []row{tomb(table, `["2","b\"'"]`)})
 	tg.wantRows(t, `SELECT count(*) AS n FROM tandem.tombstones`, []row{{"n": "0"}})
+}
+
+// A key longer than a btree entry holds (about 2.7 kB) keeps its tombstone
+// as a digest: the delete is stored, and the copy of the key is stopped.
+func TestApply_TombstonesOfLongKeysAreDigests(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, `CREATE TABLE docs (path text PRIMARY KEY, body text)`)
+	// 6 kB of key that does not compress (a compressed one would fit).
+	rng := rand.New(rand.NewPCG(1, 2))
+	var sb strings.Builder
+	for range 6000 {
+		sb.WriteByte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-"[rng.IntN(64)])
+	}
+	long := sb.String()
+	backfill(t, tg.sink, "public.src", sink.BackfillRunning)
+	del := sink.Write{Table: "docs", Op: sink.Delete, Key: []string{"path"}, Row: row{"path": long}}
+	cp := sink.Write{Table: "docs", Op: sink.Copy, Key: []string{"path"}, Row: row{"path": long, "body": "copied"}}
+	short := sink.Write{Table: "docs", Op: sink.Copy, Key: []string{"path"}, Row: row{"path": "b", "body": "copied"}}
+	tg.apply(t, sink.Checkpoint{}, del)
+	tg.apply(t, sink.Checkpoint{}, cp, short)
+	tg.wantRows(t, `SELECT path, body FROM docs ORDER BY path`, []row{{"path": "b", "body": "copied"}})
+	sum := sha256.Sum256([]byte(sink.KeyText([]string{"path"}, row{"path": long})))
+	tg.wantRows(t, allTombstones, []row{tomb("docs", "sha256:"+hex.EncodeToString(sum[:]))})
 }

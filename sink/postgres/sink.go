@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -409,9 +410,24 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 func keyTexts(key []string, rows []map[string]any) []string {
 	out := make([]string, len(rows))
 	for i, r := range rows {
-		out[i] = sink.KeyText(key, r)
+		out[i] = tombstoneKey(sink.KeyText(key, r))
 	}
 	return out
+}
+
+// maxTombstoneKey is the longest key text a tombstone keeps as it is: a
+// btree entry holds at most about 2.7 kB, less the table's name.
+const maxTombstoneKey = 1024
+
+// tombstoneKey is how a tombstone names a key: its KeyText, or for a longer
+// one "sha256:" and the text's digest in hex (a KeyText starts with "[",
+// so the two never meet).
+func tombstoneKey(text string) string {
+	if len(text) <= maxTombstoneKey {
+		return text
+	}
+	sum := sha256.Sum256([]byte(text))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 func quoteAll(names []string) []string {
