@@ -23,13 +23,16 @@ const maxImageBytes = 400
 
 // runDLQList prints the dead letters kept in the target, oldest first.
 func runDLQList(ctx context.Context, cfg *config.Config, mapping string, limit int, stdout, stderr io.Writer) int {
-	store, closeStore, err := pipeline.OpenDeadLetters(ctx, cfg)
+	store, closeStore, err := pipeline.ListDeadLetters(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "tandem dlq list: %v\n", err)
 		return exitFailed
 	}
 	defer closeStore()
 	total, err := store.CountDeadLetters(ctx, mapping)
+	if se := (*sink.Error)(nil); errors.As(err, &se) && se.Reason == "table_missing" {
+		total, err = 0, nil // tandem never kept anything in this target
+	}
 	if err == nil && total > 0 {
 		var dls []sink.StoredDeadLetter
 		if dls, err = store.DeadLetters(ctx, mapping, limit); err == nil {

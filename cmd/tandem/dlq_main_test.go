@@ -93,6 +93,15 @@ func TestDLQ_ListShowsTheDeadLettersAndReplayResyncsThemOnceFixed(t *testing.T) 
 	writeConfig(broken)
 	env := []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + m.TgtDSN}
 
+	// Before tandem ever ran: nothing to list, and listing creates nothing.
+	if stdout, stderr, code := tandemCmd(t, env, "dlq", "list", "-c", cfgPath); code != 0 || stdout != "no dead letters\n" {
+		t.Errorf("dlq list on a fresh target: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	var schemas int
+	if err := m.Tgt.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'tandem'`).Scan(&schemas); err != nil || schemas != 0 {
+		t.Errorf("dlq list created tandem's schema in the target (%d, %v)", schemas, err)
+	}
+
 	out := &syncBuffer{}
 	p := startTandem(t, cfgPath, env, out)
 	defer func() {

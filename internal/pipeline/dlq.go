@@ -11,6 +11,8 @@ import (
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/sink"
+	sinkmysql "github.com/tandemcdc/tandem/sink/mysql"
+	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -27,7 +29,31 @@ var ErrUnknownMapping = errors.New("no such mapping in the config")
 // OpenDeadLetters connects to the configured target and returns it as the
 // store of the dead letters apply kept there; close releases it.
 func OpenDeadLetters(ctx context.Context, cfg *config.Config) (resync.Store, func(), error) {
-	tgt, err := openTarget(ctx, cfg)
+	return openDeadLetters(ctx, cfg, false)
+}
+
+// ListDeadLetters opens the target's dead letters to read them only: it
+// creates nothing there, and a target tandem never wrote to has none.
+func ListDeadLetters(ctx context.Context, cfg *config.Config) (sink.DeadLetterStore, func(), error) {
+	store, closeStore, err := openDeadLetters(ctx, cfg, true)
+	return store, closeStore, err
+}
+
+func openDeadLetters(ctx context.Context, cfg *config.Config, readOnly bool) (resync.Store, func(), error) {
+	var tgt sink.Sink
+	var err error
+	if readOnly {
+		switch cfg.Target.Kind {
+		case config.KindPostgres:
+			tgt, err = sinkpg.New(ctx, sinkpg.Config{DSN: cfg.Target.DSN.Value(), ReadOnly: true})
+		case config.KindMySQL:
+			tgt, err = sinkmysql.New(ctx, sinkmysql.Config{DSN: cfg.Target.DSN.Value(), ReadOnly: true})
+		default:
+			err = fmt.Errorf("target kind %q is not supported (mysql, postgres are)", cfg.Target.Kind)
+		}
+	} else {
+		tgt, err = openTarget(ctx, cfg)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
