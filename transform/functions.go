@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -388,19 +389,39 @@ func parseDecimal(s string) (decimal, error) {
 	if len(s)-len(digits) > 1 {
 		return decimal{}, fmt.Errorf("%s is not a decimal number", quoted(s))
 	}
-	switch strings.ToLower(digits) {
-	case "nan", "inf", "infinity":
+	if strings.EqualFold(digits, "nan") || strings.EqualFold(digits, "inf") || strings.EqualFold(digits, "infinity") {
 		return decimal{}, fmt.Errorf("%s is not a finite decimal", quoted(s))
 	}
 	intPart, frac, _ := strings.Cut(digits, ".")
-	if intPart+frac == "" || strings.Trim(intPart+frac, "0123456789") != "" {
+	if len(intPart)+len(frac) == 0 || !allDigits(intPart) || !allDigits(frac) {
 		return decimal{}, fmt.Errorf("%s is not a decimal number", quoted(s))
 	}
-	u, _ := new(big.Int).SetString(intPart+frac, 10)
+	var u *big.Int
+	if len(intPart)+len(frac) <= 18 { // fits an int64: no big scan, no concatenation
+		var n int64
+		for _, part := range [2]string{intPart, frac} {
+			for i := 0; i < len(part); i++ {
+				n = n*10 + int64(part[i]-'0')
+			}
+		}
+		u = big.NewInt(n)
+	} else {
+		u, _ = new(big.Int).SetString(intPart+frac, 10)
+	}
 	if strings.HasPrefix(s, "-") {
 		u.Neg(u)
 	}
 	return decimal{unscaled: u, scale: len(frac)}, nil
+}
+
+// allDigits reports whether s holds only ASCII digits.
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // decimalArg reads a decimal function's argument: decimal text or an int.
@@ -424,8 +445,22 @@ func (d decimal) rescale(s int) decimal {
 }
 
 func pow10(n int) *big.Int {
+	if n < len(smallPow10) {
+		return new(big.Int).Set(smallPow10[n])
+	}
 	return new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n)), nil)
 }
+
+// smallPow10 are 10^0 to 10^18, computed once.
+var smallPow10 = func() []*big.Int {
+	out := make([]*big.Int, 19)
+	p := int64(1)
+	for i := range out {
+		out[i] = big.NewInt(p)
+		p *= 10
+	}
+	return out
+}()
 
 func (d decimal) add(o decimal) decimal {
 	s := max(d.scale, o.scale)
@@ -469,7 +504,13 @@ func (d decimal) round(places int) decimal {
 // String is the canonical text: no leading zeros, "-" only when non-zero,
 // exactly scale digits after the point.
 func (d decimal) String() string {
-	digits := new(big.Int).Abs(d.unscaled).String()
+	var digits string
+	if d.unscaled.IsInt64() && d.unscaled.Int64() != math.MinInt64 {
+		n := d.unscaled.Int64()
+		digits = strconv.FormatInt(max(n, -n), 10)
+	} else {
+		digits = new(big.Int).Abs(d.unscaled).String()
+	}
 	if d.scale > 0 {
 		if len(digits) <= d.scale {
 			digits = strings.Repeat("0", d.scale-len(digits)+1) + digits
@@ -527,7 +568,9 @@ func parseJSON(v ref.Val) ref.Val {
 	s := string(v.(types.String))
 	// Lenient as PostgreSQL's json type and MySQL are: a repeated name
 	// keeps its last value; text that is not UTF-8 is kept as it is.
-	dec := jsontext.NewDecoder(strings.NewReader(s), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	dec := jsonDecoders.Get().(*jsontext.Decoder)
+	defer jsonDecoders.Put(dec)
+	dec.Reset(strings.NewReader(s), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	x, err := readJSON(dec)
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
@@ -542,6 +585,10 @@ func parseJSON(v ref.Val) ref.Val {
 	}
 	return types.DefaultTypeAdapter.NativeToValue(x)
 }
+
+// jsonDecoders are reused between calls of json(): a decoder's buffers
+// cost more than most documents.
+var jsonDecoders = sync.Pool{New: func() any { return jsontext.NewDecoder(strings.NewReader("")) }}
 
 // readJSON reads one JSON value token by token into Go values: objects as
 // map[string]any, arrays as []any, numbers as int64 when they are integers

@@ -74,6 +74,9 @@ func Writes(m *Mapping, ev *change.Event) ([]sink.Write, string, error) {
 // unsent lists the columns an update did not carry (unchanged TOASTed
 // values): those in the envelope's types but not in its after-image.
 func unsent(ev *change.Event) map[string]bool {
+	if len(ev.After) == len(ev.Types) {
+		return nil // every column was sent
+	}
 	var out map[string]bool
 	for c := range ev.Types {
 		if _, ok := ev.After[c]; !ok {
