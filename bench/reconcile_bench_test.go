@@ -29,7 +29,7 @@ import (
 // through the identity mapping of the backfill benchmark (six columns: key,
 // text, numeric, timestamptz, integer, nullable text), with a full sweep of
 // pipeline.Reconcile, unbounded (reconcile.max_rows_per_second -1), at
-// chunk_rows 1000 (the default) and 5000. The target is filled by COPY from
+// chunk_rows 5000 (the default) and 1000. The target is filled by COPY from
 // the source, not by tandem.
 //
 // Beside it, the limit, measured in the same run on the same servers and
@@ -42,19 +42,19 @@ import (
 // sweep compares the same 2,000,000 rows (MappingReport.Checked counts the
 // source rows and the target keys: 2,000,000 too), so its rate is 2,000,000
 // / its time, from the call of pipeline.Reconcile to its return. It reads
-// the target's keys once more on top (to find extra rows), which the scan
-// does not: that is part of the cost measured.
+// each side once: the target is walked in key order beside the source (its
+// key copies the source's integer key).
 //
-// The sweep at chunk_rows 5000 runs first, on equal tables, and must find
-// no drift; then one target row is corrupted and the sweep at chunk_rows
-// 1000 must find exactly that row, a mismatch in the corrupted column. Its
+// The sweep at chunk_rows 1000 runs first, on equal tables, and must find
+// no drift; then one target row is corrupted and the sweep at the default
+// chunk_rows must find exactly that row, a mismatch in the corrupted column. Its
 // settle time is 1 ms (no stream runs, nothing is in flight), so its time
 // is the pass over the rows and the re-check of one row; a third sweep of
 // 1,000,000 rows only for the check would not fit the run's time.
 //
 // BenchmarkReconcile/detect measures the detection time of continuous mode
 // (pipeline.ServeReconcile, as `tandem reconcile` runs) at its default
-// settings (read rate 5,000 rows/s, chunk_rows 1000, settle 5 s), on a
+// settings (read rate 5,000 rows/s, chunk_rows 5000, settle 5 s), on a
 // 50,000-row table with one corrupted target row, from the call to the
 // "reconcile found drift" log line, against the rate limiter's model: the
 // reads of one pass (the source's rows and the target's, walked in key
@@ -118,7 +118,7 @@ const reconcileSweepSettle = time.Millisecond
 // TestReconcileConfigs_Compile keeps the reconcile benchmark's configs
 // valid without running it.
 func TestReconcileConfigs_Compile(t *testing.T) {
-	for _, tuning := range []string{"", reconcileTuning(5000, -1)} {
+	for _, tuning := range []string{"", reconcileTuning(1000, -1)} {
 		if _, err := pipeline.CompileMappings(pipelinetest.ParseConfig(t,
 			pgBackfillConfig("postgres://u@127.0.0.1:1/s", "postgres://u@127.0.0.1:1/t", "tandem_bench_0", tuning))); err != nil {
 			t.Fatal(err)
@@ -154,7 +154,7 @@ type reconcileBench struct {
 	scanSource       time.Duration // limit: COPY TO STDOUT of the source's table
 	scanTarget       time.Duration // and of the target's
 	scanCPU          cpuUse
-	sweeps           []reconcileSweep // unbounded: chunk_rows 5000 on equal tables, 1000 with one row corrupted
+	sweeps           []reconcileSweep // unbounded: chunk_rows 1000 on equal tables, the default with one row corrupted
 }
 
 // reconcileSweep is one pipeline.Reconcile.
@@ -220,8 +220,8 @@ func (l reconcileBench) summary() string {
 }
 
 // measureReconcile fills a fresh source and target, measures the limit,
-// sweeps the equal tables at chunk_rows 5000, corrupts a row and sweeps at
-// chunk_rows 1000.
+// sweeps the equal tables at chunk_rows 1000, corrupts a row and sweeps at
+// the default chunk_rows.
 func measureReconcile(b *testing.B) reconcileBench {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*reconcileWithin)
 	defer cancel()
@@ -231,9 +231,9 @@ func measureReconcile(b *testing.B) reconcileBench {
 
 	l.scanSource, l.scanTarget, l.scanCPU = rt.measureScan(ctx, b)
 
-	s, res := rt.sweep(ctx, b, reconcileTuning(5000, -1))
+	s, res := rt.sweep(ctx, b, reconcileTuning(1000, -1))
 	if s.drift != 0 {
-		b.Fatalf("sweep of equal tables, chunk_rows 5000: %d rows drifted, want none: %+v", s.drift, res.Report.Mappings[0].Samples)
+		b.Fatalf("sweep of equal tables, chunk_rows 1000: %d rows drifted, want none: %+v", s.drift, res.Report.Mappings[0].Samples)
 	}
 	l.sweeps = append(l.sweeps, s)
 

@@ -39,7 +39,7 @@ const (
 	DefaultPartitions                      = 12               // kafka.partitions
 	DefaultGroup                           = "tandem"         // kafka.group
 	DefaultReconcileInterval time.Duration = time.Minute      // reconcile.interval
-	DefaultReconcileChunk                  = 1000             // reconcile.chunk_rows
+	DefaultReconcileChunk                  = 5000             // reconcile.chunk_rows
 	DefaultReconcileRate                   = 5000             // reconcile.max_rows_per_second
 	DefaultReconcileSettle   time.Duration = 5 * time.Second  // reconcile.settle
 	DefaultChunkRows                       = 5000             // backfill.chunk_rows
@@ -189,7 +189,7 @@ type Inverse struct {
 // Reconcile configures the comparison of source and target.
 type Reconcile struct {
 	Interval time.Duration // time between runs, default 1m, > 0
-	// ChunkRows is how many rows each read takes, default 1000.
+	// ChunkRows is how many rows each read takes, default 5000.
 	ChunkRows int
 	// MaxRowsPerSecond bounds the rows reconcile reads, source and target
 	// together, so it never hurts production; default 5000, 0 after
