@@ -138,7 +138,7 @@ func TestRun_ContinuousReconcileHasNoFalseDriftUnderWritersAndReportsRealDrift(t
 	defer cancel()
 	m := newMigration(t)
 	yaml := shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}) +
-		"reconcile:\n  interval: 1s\n  settle: 1s\n"
+		"reconcile:\n  interval: 1s\n  settle: 1s\n  max_rows_per_second: -1\n"
 	run := start(t, parseConfig(t, yaml))
 	if err := (&shop.Workload{Src: m.Src, Seed: 3}).History(ctx, 100); err != nil {
 		t.Fatal(err)
