@@ -12,7 +12,7 @@ import (
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/tandemcdc/tandem/sink"
 )
@@ -32,13 +32,26 @@ const (
 )
 
 // lookups is one mapping's lookup() binding and its cache of found rows.
+// The cache is a plain LRU whose entries carry their time: expirable.LRU
+// starts a goroutine per cache that never ends, and mappings are compiled
+// again and again (check, run, each reconcile connection).
 type lookups struct {
 	target sink.Lookuper // nil: lookup() fails when evaluated
-	cache  *expirable.LRU[string, map[string]any]
+	cache  *lru.Cache[string, foundRow]
+}
+
+// foundRow is a cached lookup result and when it was read.
+type foundRow struct {
+	row map[string]any
+	at  time.Time
 }
 
 func newLookups(target sink.Lookuper) *lookups {
-	return &lookups{target: target, cache: expirable.NewLRU[string, map[string]any](lookupCacheRows, nil, lookupCacheTTL)}
+	cache, err := lru.New[string, foundRow](lookupCacheRows)
+	if err != nil {
+		panic(fmt.Sprintf("lookup cache: %v", err)) // only for a size <= 0
+	}
+	return &lookups{target: target, cache: cache}
 }
 
 // function declares lookup(table, where) -> map: the one target row of table
@@ -72,8 +85,8 @@ func (l *lookups) find(table string, where map[string]any) (map[string]any, erro
 		return nil, fmt.Errorf("lookup in %s: no target to look rows up in here", table)
 	}
 	key := lookupKey(table, where)
-	if row, ok := l.cache.Get(key); ok {
-		return row, nil
+	if f, ok := l.cache.Get(key); ok && time.Since(f.at) < lookupCacheTTL {
+		return f.row, nil
 	}
 	if len(where) == 0 {
 		return nil, fmt.Errorf("lookup in %s: no columns to match", table)
@@ -94,7 +107,7 @@ func (l *lookups) find(table string, where map[string]any) (map[string]any, erro
 	case !found:
 		return nil, fmt.Errorf("lookup in %s: no row where %s", table, describeWhere(where))
 	}
-	l.cache.Add(key, row)
+	l.cache.Add(key, foundRow{row: row, at: time.Now()})
 	return row, nil
 }
 
