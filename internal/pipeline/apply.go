@@ -208,21 +208,20 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 		if ev.Commit.After(p.newest) {
 			p.newest = ev.Commit
 		}
-		var (
-			ws     []sink.Write
-			reason string
-		)
-		// A lookup the target could not answer is the target's trouble, not
-		// the change's: retry it (the mapping shows paused) instead of
-		// sending the change to the dead-letter topic.
-		if rerr := a.retry(ctx, "look up target rows", func() error {
-			ws, reason, err = transform.Writes(a.mapping, ev)
-			if errors.Is(err, transform.ErrLookupUnavailable) {
-				return err
+		ws, reason, err := transform.Writes(a.mapping, ev)
+		if errors.Is(err, transform.ErrLookupUnavailable) {
+			// A lookup the target could not answer is the target's trouble,
+			// not the change's: retry it (the mapping shows paused) instead
+			// of sending the change to the dead-letter topic.
+			if rerr := a.retry(ctx, "look up target rows", func() error {
+				ws, reason, err = transform.Writes(a.mapping, ev)
+				if errors.Is(err, transform.ErrLookupUnavailable) {
+					return err
+				}
+				return nil
+			}); rerr != nil {
+				return nil, nil, rerr
 			}
-			return nil
-		}); rerr != nil {
-			return nil, nil, rerr
 		}
 		if err != nil {
 			dead = append(dead, a.dlq.record(a.mapping.Name, reason, err, r))
