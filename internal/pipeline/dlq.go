@@ -11,8 +11,6 @@ import (
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/sink"
-	sinkmysql "github.com/tandemcdc/tandem/sink/mysql"
-	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -40,20 +38,11 @@ func ListDeadLetters(ctx context.Context, cfg *config.Config) (sink.DeadLetterSt
 }
 
 func openDeadLetters(ctx context.Context, cfg *config.Config, readOnly bool) (resync.Store, func(), error) {
-	var tgt sink.Sink
-	var err error
+	open := openTarget
 	if readOnly {
-		switch cfg.Target.Kind {
-		case config.KindPostgres:
-			tgt, err = sinkpg.New(ctx, sinkpg.Config{DSN: cfg.Target.DSN.Value(), ReadOnly: true})
-		case config.KindMySQL:
-			tgt, err = sinkmysql.New(ctx, sinkmysql.Config{DSN: cfg.Target.DSN.Value(), ReadOnly: true})
-		default:
-			err = fmt.Errorf("target kind %q is not supported (mysql, postgres are)", cfg.Target.Kind)
-		}
-	} else {
-		tgt, err = openTarget(ctx, cfg)
+		open = openReader
 	}
+	tgt, err := open(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

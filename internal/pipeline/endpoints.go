@@ -38,10 +38,7 @@ func openTarget(ctx context.Context, cfg *config.Config) (target, error) {
 
 // openReader connects to the configured target to read it only: nothing is
 // created there (check, preview and lookups outside a run).
-func openReader(ctx context.Context, cfg *config.Config) (interface {
-	sink.Lookuper
-	Close() error
-}, error) {
+func openReader(ctx context.Context, cfg *config.Config) (target, error) {
 	switch cfg.Target.Kind {
 	case config.KindPostgres:
 		return sinkpg.New(ctx, sinkpg.Config{DSN: cfg.Target.DSN.Value(), ReadOnly: true})
