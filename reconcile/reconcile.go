@@ -212,13 +212,9 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 	columns := map[string]map[string]column{}
 	present := map[string]map[uint64]struct{}{} // tables compared by key: hashes of their keys
 	for _, t := range tables {
-		types, err := r.tgt.ColumnTypes(ctx, t)
-		if err != nil {
-			return nil, fmt.Errorf("reconcile: read the columns of target table %s: %w", t, err)
-		}
-		columns[t] = map[string]column{}
-		for c, typ := range types {
-			columns[t][c] = columnOf(typ)
+		var err error
+		if columns[t], err = r.columnsOf(ctx, t); err != nil {
+			return nil, err
 		}
 		w := writers[t][0]
 		if r.walks(writers, w, sources[w.mapping]) {
@@ -270,6 +266,19 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 		r.metrics.Duration.WithLabelValues(name).Set(now.Sub(start).Seconds())
 	}
 	return &Report{Mappings: reports, Took: time.Since(start)}, nil
+}
+
+// columnsOf classifies the columns of target table t for comparison.
+func (r *Reconciler) columnsOf(ctx context.Context, t string) (map[string]column, error) {
+	types, err := r.tgt.ColumnTypes(ctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read the columns of target table %s: %w", t, err)
+	}
+	out := make(map[string]column, len(types))
+	for c, typ := range types {
+		out[c] = columnOf(typ)
+	}
+	return out, nil
 }
 
 // writer is one output of one mapping.
@@ -408,12 +417,13 @@ func (r *Reconciler) newWalk(ctx context.Context, wg *sync.WaitGroup, o transfor
 	})}
 }
 
-// upTo returns the target rows with a key up to hi (nil: every row left).
-func (r *Reconciler) upTo(ctx context.Context, w *walk, hi change.Row) ([]map[string]any, int64, error) {
+// upTo returns the target rows with a key up to hi, a target key (nil:
+// every row left).
+func (r *Reconciler) upTo(ctx context.Context, w *walk, hi map[string]any) ([]map[string]any, int64, error) {
 	var out []map[string]any
 	var read int64
 	for {
-		for len(w.ahead) > 0 && (hi == nil || compareInts(w.ahead[0], w.out.Key, hi, w.out.Copied) <= 0) {
+		for len(w.ahead) > 0 && (hi == nil || compareKeys(w.ahead[0], hi, w.out.Key) <= 0) {
 			out = append(out, w.ahead[0])
 			w.ahead = w.ahead[1:]
 		}
@@ -435,19 +445,6 @@ func (r *Reconciler) upTo(ctx context.Context, w *walk, hi change.Row) ([]map[st
 			}
 		}
 	}
-}
-
-// compareInts orders a target row's integer key against a source row's key,
-// column by column (the target key column k copies source column copied[k]).
-func compareInts(target map[string]any, key []string, source change.Row, copied map[string]string) int {
-	for _, k := range key {
-		a, _ := target[k].(int64)
-		b, _ := source[copied[k]].(int64)
-		if c := cmp.Compare(a, b); c != 0 {
-			return c
-		}
-	}
-	return 0
 }
 
 // sweepSource reads mapping m's source table in chunks, maps each row and
@@ -530,9 +527,12 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 				err error
 			)
 			if walks[j] != nil {
-				var hi change.Row
+				var hi map[string]any // the chunk's last source key, as the target's key
 				if !final {
-					hi = rows[len(rows)-1]
+					hi = make(map[string]any, len(o.Key))
+					for _, k := range o.Key {
+						hi[k] = rows[len(rows)-1][o.Copied[k]]
+					}
 				}
 				got, read, werr := r.upTo(ctx, walks[j], hi)
 				if werr != nil {

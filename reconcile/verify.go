@@ -42,13 +42,8 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 		if _, ok := columns[o.Table]; ok {
 			continue
 		}
-		types, err := r.tgt.ColumnTypes(ctx, o.Table)
-		if err != nil {
-			return nil, fmt.Errorf("verify %s: read the columns of target table %s: %w", m.Name, o.Table, err)
-		}
-		columns[o.Table] = map[string]column{}
-		for c, typ := range types {
-			columns[o.Table][c] = columnOf(typ)
+		if columns[o.Table], err = r.columnsOf(ctx, o.Table); err != nil {
+			return nil, fmt.Errorf("verify %s: %w", m.Name, err)
 		}
 	}
 	var suspects []*suspect
