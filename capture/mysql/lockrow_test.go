@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"testing"
+	"time"
 
 	"github.com/tandemcdc/tandem/capture/capturetest"
 	"github.com/tandemcdc/tandem/capture/mysql"
@@ -66,8 +67,17 @@ func TestLockRow_ConcurrentUpdateWaitsUntilFnReturns(t *testing.T) {
 	}) capturetest.Session {
 		return func(ctx context.Context, sql string) error { _, err := db.ExecContext(ctx, sql); return err }
 	}
+	var asked time.Time
 	capturetest.LockRowHoldsWritersBack(t, r, change.Table{Schema: sourceDB(t, dsn), Name: "items"}, session(pool), session(writer),
 		func(ctx context.Context) (bool, error) {
+			// InnoDB refreshes its INNODB_TRX snapshot only when the table
+			// was not read for 100 ms: asked at the poll's 20 ms, it kept
+			// answering with the snapshot of the first ask, taken before the
+			// UPDATE began to wait, and the test failed most runs.
+			if time.Since(asked) < 150*time.Millisecond {
+				return false, nil
+			}
+			defer func() { asked = time.Now() }()
 			var waiting int
 			err := pool.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = ? AND trx_state = 'LOCK WAIT'",
 				writerID).Scan(&waiting)
