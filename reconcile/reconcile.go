@@ -77,6 +77,10 @@ type Reconciler struct {
 	log      *slog.Logger
 	tols     []tolerances // per mapping
 	limiter  *rate.Limiter
+	// srcHash and tgtHash summarise chunks on the servers, when both sides
+	// can (see sweepHashed); nil otherwise.
+	srcHash ChunkHasher
+	tgtHash RangeHasher
 }
 
 // New returns a Reconciler. metrics may be nil.
@@ -93,6 +97,8 @@ func New(cfg Config, src Source, tgt sink.RowReader, mappings []*transform.Mappi
 		lim = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), max(cfg.ChunkRows, int(cfg.MaxRowsPerSecond)))
 	}
 	r := &Reconciler{cfg: cfg, src: src, tgt: tgt, mappings: mappings, metrics: metrics, log: log, limiter: lim}
+	r.srcHash, _ = src.(ChunkHasher)
+	r.tgtHash, _ = tgt.(RangeHasher)
 	for _, m := range mappings {
 		rules := append(slices.Clone(cfg.Tolerate), cfg.MappingTolerate[m.Name]...)
 		t := tolerances{all: newTolerance(rules), columns: map[string]tolerance{}}
@@ -126,15 +132,18 @@ type Drift struct {
 
 // MappingReport is one mapping's result of a sweep.
 type MappingReport struct {
-	Mapping   string  `json:"mapping"`
-	Checked   int64   `json:"checked"` // source rows and target keys compared
-	Missing   int     `json:"missing"`
-	Extra     int     `json:"extra"`
-	Mismatch  int     `json:"mismatch"`
-	InFlight  int     `json:"in_flight"`
-	Suspended int     `json:"suspended"`
-	Samples   []Drift `json:"samples"` // the first drifted rows, up to Config.Samples
-	Drifted   []Drift `json:"-"`       // every drifted row, for repair
+	Mapping string `json:"mapping"`
+	Checked int64  `json:"checked"` // source rows and target keys compared
+	// Summarised counts the rows of Checked whose chunks both servers
+	// summarised alike, so that they were not read (see sweepHashed).
+	Summarised int64   `json:"summarised"`
+	Missing    int     `json:"missing"`
+	Extra      int     `json:"extra"`
+	Mismatch   int     `json:"mismatch"`
+	InFlight   int     `json:"in_flight"`
+	Suspended  int     `json:"suspended"`
+	Samples    []Drift `json:"samples"` // the first drifted rows, up to Config.Samples
+	Drifted    []Drift `json:"-"`       // every drifted row, for repair
 }
 
 // Drift returns the number of drifted rows.
@@ -228,7 +237,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 	}
 	var suspects []*suspect
 	for i, m := range r.mappings {
-		s, checked, err := r.sweepSource(ctx, i, m, sources[i], writers, columns, present)
+		s, checked, err := r.sweepSource(ctx, i, m, sources[i], writers, columns, present, &reports[i])
 		if err != nil {
 			return nil, err
 		}
@@ -450,9 +459,13 @@ func (r *Reconciler) upTo(ctx context.Context, w *walk, hi map[string]any) ([]ma
 // sweepSource reads mapping m's source table in chunks, maps each row and
 // compares the rows it becomes with the target's: walked tables by the
 // chunk's key range, the others by key (taking what it expects out of
-// present).
+// present). A mapping that copies its table as it is compares chunk
+// summaries instead (sweepHashed).
 func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mapping, st *backfill.Table, writers map[string][]writer,
-	columns map[string]map[string]column, present map[string]map[uint64]struct{}) ([]*suspect, int64, error) {
+	columns map[string]map[string]column, present map[string]map[uint64]struct{}, rep *MappingReport) ([]*suspect, int64, error) {
+	if o, srcCols, ok := r.hashable(writers, i, st); ok {
+		return r.sweepHashed(ctx, i, st, o, srcCols, columns[o.Table], rep)
+	}
 	outputs := m.Outputs()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -495,7 +508,7 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 		// What each output's rows should be: by target row id, or, for a
 		// walked output, in key order (the source's).
 		want := make([]map[string]*suspect, len(outputs))
-		ordered := make([][]*suspect, len(outputs))
+		ordered := make([][]expected, len(outputs))
 		for j := range outputs {
 			if walks[j] == nil {
 				want[j] = map[string]*suspect{}
@@ -510,14 +523,12 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 			}
 			for _, tr := range mapped {
 				j := slices.IndexFunc(outputs, func(o transform.Output) bool { return o.Table == tr.Table })
-				// Key and SourceKey are picked only for rows that differ.
-				s := &suspect{Drift: Drift{Table: tr.Table, Want: tr.Columns}, mapping: i, output: j, src: st, seen: row}
 				if walks[j] != nil {
-					ordered[j] = append(ordered[j], s)
+					ordered[j] = append(ordered[j], expected{want: tr.Columns, seen: row})
 					continue
 				}
 				delete(present[tr.Table], rowHash(tr.Table, tr.Key, tr.Columns))
-				want[j][sink.RowID(tr.Table, tr.Key, tr.Columns)] = s
+				want[j][sink.RowID(tr.Table, tr.Key, tr.Columns)] = newSuspect(tr.Table, i, j, st, expected{want: tr.Columns, seen: row})
 			}
 		}
 		final := len(rows) < r.cfg.ChunkRows
@@ -539,9 +550,7 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 					return nil, 0, werr
 				}
 				checked += read
-				s = r.mergeRows(i, o, ordered[j], got, columns[o.Table], func(key map[string]any) *suspect {
-					return r.extra(writer{i, j}, st, o.Table, key)
-				})
+				s = r.mergeRows(i, j, st, ordered[j], got, columns[o.Table])
 			} else if s, err = r.compare(ctx, i, o, want[j], columns[o.Table]); err != nil {
 				return nil, 0, err
 			}
@@ -598,33 +607,48 @@ func (r *Reconciler) compareRows(i int, o transform.Output, want map[string]*sus
 	return out
 }
 
-// mergeRows compares a walked output's rows, both in key order: what the
-// source's rows map to (want) and every target row of the same key range
-// (got), as a merge, without building ids or maps.
-func (r *Reconciler) mergeRows(i int, o transform.Output, want []*suspect, got []map[string]any, cols map[string]column,
-	extra func(key map[string]any) *suspect) []*suspect {
+// expected is a target row a source row maps to, not yet compared: a
+// suspect is made of it only when it differs.
+type expected struct {
+	want map[string]any // the target row the mapping computes
+	seen change.Row     // the source row
+}
+
+// newSuspect is the suspect of e, a row of target table, output j of
+// mapping i, whose source table is st. Its Key and SourceKey are picked
+// only once it differs (suspect.keys).
+func newSuspect(table string, i, j int, st *backfill.Table, e expected) *suspect {
+	return &suspect{Drift: Drift{Table: table, Want: e.want}, mapping: i, output: j, src: st, seen: e.seen}
+}
+
+// mergeRows compares the rows of output j of mapping i, a walked output,
+// both in key order: what the source's rows map to (want) and every target
+// row of the same key range (got), as a merge, without building ids or
+// maps.
+func (r *Reconciler) mergeRows(i, j int, st *backfill.Table, want []expected, got []map[string]any, cols map[string]column) []*suspect {
+	o := r.mappings[i].Outputs()[j]
 	var out []*suspect
 	for len(want) > 0 || len(got) > 0 {
 		c := 1 // no target rows left: the rest of want is missing
 		if len(want) == 0 {
 			c = -1
 		} else if len(got) > 0 {
-			c = compareKeys(got[0], want[0].Want, o.Key)
+			c = compareKeys(got[0], want[0].want, o.Key)
 		}
 		switch {
 		case c < 0: // a target row no source row maps to
-			out = append(out, extra(pick(got[0], o.Key)))
+			out = append(out, r.extra(writer{i, j}, st, o.Table, pick(got[0], o.Key)))
 			got = got[1:]
 		case c > 0:
-			s := want[0]
+			s := newSuspect(o.Table, i, j, st, want[0])
 			s.Kind = KindMissing
 			s.keys(o)
 			out = append(out, s)
 			want = want[1:]
 		default:
-			s, g := want[0], got[0]
-			if diff := r.differing(i, o.Table, s.Want, g, cols); len(diff) > 0 {
-				s.Kind, s.Columns, s.Got = KindMismatch, diff, g
+			if diff := r.differing(i, o.Table, want[0].want, got[0], cols); len(diff) > 0 {
+				s := newSuspect(o.Table, i, j, st, want[0])
+				s.Kind, s.Columns, s.Got = KindMismatch, diff, got[0]
 				s.keys(o)
 				out = append(out, s)
 			}

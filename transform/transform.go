@@ -484,6 +484,9 @@ type Output struct {
 	// Copied maps each column that is a source column as it is (row.x) to
 	// that source column.
 	Copied map[string]string
+	// Conditional is set when the output has a `when`: not every source
+	// row produces a row.
+	Conditional bool
 }
 
 // Outputs lists the mapping's outputs in file order.
@@ -498,7 +501,7 @@ func (m *Mapping) Outputs() []Output {
 				copied[c.name] = c.direct
 			}
 		}
-		out[i] = Output{Table: o.table, Key: o.key, Columns: cols, Copied: copied}
+		out[i] = Output{Table: o.table, Key: o.key, Columns: cols, Copied: copied, Conditional: o.when != nil}
 	}
 	return out
 }

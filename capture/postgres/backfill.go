@@ -11,6 +11,7 @@ import (
 
 	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/pgtext"
 )
 
 var _ backfill.Reader = (*TableReader)(nil)
@@ -117,43 +118,49 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 	}
 	defer conn.Release()
 	res := conn.Conn().PgConn().ExecParams(ctx, sb.String(), params, nil, nil, nil)
-	fields := res.FieldDescriptions()
+	oids := fieldOIDs(res.FieldDescriptions())
 	var out []change.Row
-	var last []string
+	lastKey := make([][]byte, len(keyIdx)) // the last row's key text, in buffers reused from row to row
 	for res.NextRow() {
 		vals := res.Values()
-		row, err := textRow(t, fields, vals)
+		row, err := textRow(t, oids, vals)
 		if err != nil {
 			res.Close()
 			return nil, nil, err
 		}
-		last = make([]string, len(keyIdx))
 		for i, j := range keyIdx {
-			last[i] = string(vals[j])
+			lastKey[i] = append(lastKey[i][:0], vals[j]...)
 		}
 		out = append(out, row)
 	}
 	if _, err := res.Close(); err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
 	}
+	var last []string
+	if len(out) > 0 {
+		last = make([]string, len(lastKey))
+		for i, k := range lastKey {
+			last[i] = string(k)
+		}
+	}
 	return out, last, nil
 }
 
-// textRow decodes one result row in text format, t's columns in table
-// order, with the stream's decoder.
-func textRow(t *backfill.Table, fields []pgconn.FieldDescription, vals [][]byte) (change.Row, error) {
+// fieldOIDs returns the type OIDs of a result's fields.
+func fieldOIDs(fields []pgconn.FieldDescription) []uint32 {
+	oids := make([]uint32, len(fields))
+	for i, f := range fields {
+		oids[i] = f.DataTypeOID
+	}
+	return oids
+}
+
+// textRow decodes one result row in text format, of types oids, t's
+// columns in table order, as the stream decodes values.
+func textRow(t *backfill.Table, oids []uint32, vals [][]byte) (change.Row, error) {
 	row := make(change.Row, len(vals))
-	for i, v := range vals {
-		name := t.Columns[i]
-		if v == nil {
-			row[name] = nil
-			continue
-		}
-		d, err := decodeText(fields[i].DataTypeOID, v)
-		if err != nil {
-			return nil, fmt.Errorf("%s column %q: %w", t.Name, name, err)
-		}
-		row[name] = d
+	if err := pgtext.Row(row, t.Columns, oids, vals); err != nil {
+		return nil, fmt.Errorf("%s %w", t.Name, err)
 	}
 	return row, nil
 }

@@ -1,35 +1,33 @@
 package postgres
 
 import (
-	"encoding/hex"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pglogrepl"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/pgtext"
 )
 
-// PostgreSQL type OIDs decoded to something other than text.
+// PostgreSQL type OIDs, as package pgtext names them.
 const (
-	oidBool        = 16
-	oidBytea       = 17
-	oidInt8        = 20
-	oidInt2        = 21
-	oidInt4        = 23
-	oidOID         = 26
-	oidJSON        = 114
-	oidFloat4      = 700
-	oidFloat8      = 701
-	oidDate        = 1082
-	oidTime        = 1083
-	oidTimestamp   = 1114
-	oidTimestamptz = 1184
-	oidTimetz      = 1266
-	oidNumeric     = 1700
-	oidJSONB       = 3802
+	oidBool        = pgtext.OIDBool
+	oidBytea       = pgtext.OIDBytea
+	oidInt8        = pgtext.OIDInt8
+	oidInt2        = pgtext.OIDInt2
+	oidInt4        = pgtext.OIDInt4
+	oidOID         = pgtext.OIDOID
+	oidJSON        = pgtext.OIDJSON
+	oidFloat4      = pgtext.OIDFloat4
+	oidFloat8      = pgtext.OIDFloat8
+	oidDate        = pgtext.OIDDate
+	oidTime        = pgtext.OIDTime
+	oidTimestamp   = pgtext.OIDTimestamp
+	oidTimestamptz = pgtext.OIDTimestamptz
+	oidTimetz      = pgtext.OIDTimetz
+	oidNumeric     = pgtext.OIDNumeric
+	oidJSONB       = pgtext.OIDJSONB
 )
 
 // relation is what a Relation message told us about a published table.
@@ -108,7 +106,7 @@ func (r *relation) decodeTuple(t *pglogrepl.TupleData, keyOnly bool) (change.Row
 		case pglogrepl.TupleDataTypeToast:
 			// unchanged TOASTed value: not sent, so not in the row.
 		case pglogrepl.TupleDataTypeText:
-			v, err := decodeText(rc.DataType, col.Data)
+			v, err := pgtext.Value(rc.DataType, col.Data)
 			if err != nil {
 				return nil, fmt.Errorf("%s column %q: %w", r.table, rc.Name, err)
 			}
@@ -118,23 +116,4 @@ func (r *relation) decodeTuple(t *pglogrepl.TupleData, keyOnly bool) (change.Row
 		}
 	}
 	return row, nil
-}
-
-// decodeText decodes one value in PostgreSQL's text output format.
-func decodeText(oid uint32, data []byte) (any, error) {
-	s := string(data)
-	switch oid {
-	case oidInt2, oidInt4, oidInt8, oidOID:
-		return strconv.ParseInt(s, 10, 64)
-	case oidFloat4, oidFloat8:
-		return strconv.ParseFloat(s, 64)
-	case oidBool:
-		return s == "t", nil
-	case oidBytea:
-		if !strings.HasPrefix(s, `\x`) {
-			return nil, fmt.Errorf("bytea not in hex format (bytea_output=hex is required)")
-		}
-		return hex.DecodeString(s[2:])
-	}
-	return s, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/pgtext"
 )
 
 func TestDecodeText(t *testing.T) {
@@ -42,16 +43,16 @@ func TestDecodeText(t *testing.T) {
 		{oidJSONB, `{"a": 1}`, `{"a": 1}`, false},
 		{25, "日本語 😀", "日本語 😀", false}, // text
 	} {
-		got, err := decodeText(tc.oid, []byte(tc.in))
+		got, err := pgtext.Value(tc.oid, []byte(tc.in))
 		if (err != nil) != tc.wantErr {
-			t.Errorf("decodeText(%d, %q) error = %v, want error %v", tc.oid, tc.in, err, tc.wantErr)
+			t.Errorf("pgtext.Value(%d, %q) error = %v, want error %v", tc.oid, tc.in, err, tc.wantErr)
 			continue
 		}
 		if err != nil {
 			continue
 		}
 		if diff := cmp.Diff(tc.want, got, cmpopts.EquateNaNs()); diff != "" {
-			t.Errorf("decodeText(%d, %q) (-want +got):\n%s", tc.oid, tc.in, diff)
+			t.Errorf("pgtext.Value(%d, %q) (-want +got):\n%s", tc.oid, tc.in, diff)
 		}
 	}
 }
@@ -116,28 +117,28 @@ func FuzzDecodeText(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, oid uint32, data []byte) {
 		typ := logicalType(oid)
-		v, err := decodeText(oid, data)
+		v, err := pgtext.Value(oid, data)
 		if err != nil {
 			if typ != change.TypeInt && typ != change.TypeFloat && typ != change.TypeBytes {
-				t.Fatalf("decodeText(%d, %q): %v; only numbers and bytea may fail", oid, data, err)
+				t.Fatalf("pgtext.Value(%d, %q): %v; only numbers and bytea may fail", oid, data, err)
 			}
 			return
 		}
 		if v == nil || !goType(typ, v) {
-			t.Fatalf("decodeText(%d, %q) = %#v, not a value of logical type %s", oid, data, v, typ)
+			t.Fatalf("pgtext.Value(%d, %q) = %#v, not a value of logical type %s", oid, data, v, typ)
 		}
 		switch v := v.(type) {
 		case bool:
 			if v != (string(data) == "t") {
-				t.Fatalf("decodeText(%d, %q) = %v", oid, data, v)
+				t.Fatalf("pgtext.Value(%d, %q) = %v", oid, data, v)
 			}
 		case []byte:
 			if got := `\x` + hex.EncodeToString(v); got != strings.ToLower(string(data)) {
-				t.Fatalf("decodeText(%d, %q) = %x, which encodes back to %q", oid, data, v, got)
+				t.Fatalf("pgtext.Value(%d, %q) = %x, which encodes back to %q", oid, data, v, got)
 			}
 		case string:
 			if v != string(data) {
-				t.Fatalf("decodeText(%d, %q) = %q, want the text unchanged", oid, data, v)
+				t.Fatalf("pgtext.Value(%d, %q) = %q, want the text unchanged", oid, data, v)
 			}
 		}
 	})

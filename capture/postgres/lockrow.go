@@ -73,7 +73,7 @@ func (r *TableReader) withRow(ctx context.Context, t *backfill.Table, key change
 	res := tx.Conn().PgConn().ExecParams(ctx, sql, params, nil, nil, nil)
 	var row change.Row
 	for res.NextRow() {
-		if row, err = textRow(t, res.FieldDescriptions(), res.Values()); err != nil {
+		if row, err = textRow(t, fieldOIDs(res.FieldDescriptions()), res.Values()); err != nil {
 			res.Close()
 			return fmt.Errorf("lock a row of %s: %w", t.Name, err)
 		}
@@ -90,7 +90,7 @@ func (r *TableReader) withRow(ctx context.Context, t *backfill.Table, key change
 	return nil
 }
 
-// paramText renders a key value as the stream decodes it (see decodeText)
+// paramText renders a key value as the stream decodes it (see package pgtext)
 // back in PostgreSQL's text input format, for an untyped parameter that
 // takes its column's type.
 func paramText(v any) []byte {

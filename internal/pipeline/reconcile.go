@@ -26,6 +26,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
+	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -124,7 +125,7 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 		ChunkRows: cfg.Reconcile.ChunkRows, MaxRowsPerSecond: max(0, float64(cfg.Reconcile.MaxRowsPerSecond)),
 		Tolerate: cfg.Reconcile.Tolerate, MappingTolerate: mappingTol, ColumnTolerate: columnTol,
 		Lag: opts.Lag, Settle: cmp.Or(opts.Settle, cfg.Reconcile.Settle),
-	}, env.src, rows, env.mappings, opts.Metrics, opts.Logger)
+	}, env.src.reconcileSource(), rows, env.mappings, opts.Metrics, opts.Logger)
 	ok = true
 	return env, nil
 }
@@ -231,14 +232,32 @@ func (s *reconcileSource) Row(ctx context.Context, t *backfill.Table, key change
 	return s.Reader.(rowReader).ReadRow(ctx, t, key)
 }
 
+// hashingSource is a reconcileSource whose reader summarises chunks on
+// its server (reconcile.ChunkHasher).
+type hashingSource struct {
+	*reconcileSource
+	reconcile.ChunkHasher
+}
+
+// reconcileSource returns s as the reconciler's source: one that
+// summarises chunks when its reader can.
+func (s *reconcileSource) reconcileSource() reconcile.Source {
+	if h, ok := s.Reader.(reconcile.ChunkHasher); ok {
+		return hashingSource{s, h}
+	}
+	return s
+}
+
 // rowReader reads one source row by key without locking it.
 type rowReader interface {
 	ReadRow(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error)
 }
 
 var (
-	_ rowReader = (*pgcapture.TableReader)(nil)
-	_ rowReader = (*mycapture.TableReader)(nil)
+	_ reconcile.ChunkHasher = (*pgcapture.TableReader)(nil)
+	_ reconcile.RangeHasher = (*sinkpg.Sink)(nil)
+	_ rowReader             = (*pgcapture.TableReader)(nil)
+	_ rowReader             = (*mycapture.TableReader)(nil)
 )
 
 // openQuerier connects to a database for consistency queries.

@@ -37,6 +37,8 @@ func TestReconcile_ReportsSeededDriftExactlyAndRepairFixesIt(t *testing.T) {
 	// The trailing space seeded below is tolerated on that one column.
 	yaml := strings.Replace(shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}),
 		"  - from: shop.customers\n", "  - from: shop.customers\n    tolerate_columns: {public.customers.full_name: [trim_space]}\n", 1)
+	// Chunks of 4 rows: several per table, most of them equal.
+	yaml += "reconcile:\n  chunk_rows: 4\n"
 	cfg := parseConfig(t, yaml)
 	run := start(t, cfg)
 	if err := (&shop.Workload{Src: m.Src, Seed: 7}).History(ctx, 60); err != nil {
@@ -59,6 +61,10 @@ func TestReconcile_ReportsSeededDriftExactlyAndRepairFixesIt(t *testing.T) {
 		fmt.Sprintf(`UPDATE public.customers SET full_name = 'WRONG' WHERE id = %d`, c1),
 		fmt.Sprintf(`UPDATE public.customers SET full_name = full_name || '  ' WHERE id = %d`, c2),
 		`INSERT INTO public.payments VALUES (987654, 'card', NULL)`,
+		// customers is compared by chunk summaries: a missing and an extra
+		// row there, found by the rows of their chunks.
+		fmt.Sprintf(`DELETE FROM public.customers WHERE id = %d`, c1+1),
+		`INSERT INTO public.customers (id, full_name, email, created_at) VALUES (987654, 'Nobody', 'no@body', now())`,
 	} {
 		if _, err := m.Tgt.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
@@ -76,12 +82,14 @@ func TestReconcile_ReportsSeededDriftExactlyAndRepairFixesIt(t *testing.T) {
 		got[mr.Mapping] = counts{mr.Missing, mr.Extra, mr.Mismatch}
 		samples = append(samples, driftKeys(mr.Samples)...)
 	}
-	want := map[string]counts{"shop.customers": {0, 0, 1}, "shop.orders": {1, 1, 0}}
+	want := map[string]counts{"shop.customers": {1, 1, 1}, "shop.orders": {1, 1, 0}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("drift by mapping (-want +got):\n%s", diff)
 	}
 	wantSamples := []driftKey{
 		{Kind: "mismatch", Table: "public.customers", Key: fmt.Sprintf("map[id:%d]", c1), Columns: []string{"full_name"}},
+		{Kind: "missing", Table: "public.customers", Key: fmt.Sprintf("map[id:%d]", c1+1)},
+		{Kind: "extra", Table: "public.customers", Key: "map[id:987654]"},
 		{Kind: "missing", Table: "public.orders", Key: fmt.Sprintf("map[id:%d]", order)},
 		{Kind: "extra", Table: "public.payments", Key: "map[order_id:987654]"},
 	}
@@ -98,8 +106,22 @@ func TestReconcile_ReportsSeededDriftExactlyAndRepairFixesIt(t *testing.T) {
 	if checked < 120 {
 		t.Errorf("only %d rows checked", checked)
 	}
+	// customers is copied as it is: its chunks were compared by the
+	// servers' summaries, and the one with the two drifted rows row by row.
+	// orders computes columns: it is never summarised.
+	summarised := map[string]int64{}
+	for _, mr := range res.Report.Mappings {
+		summarised[mr.Mapping] = mr.Summarised
+	}
+	if summarised["shop.orders"] != 0 {
+		t.Errorf("shop.orders: %d rows summarised, want none (its mapping computes columns)", summarised["shop.orders"])
+	}
+	if customers := res.Report.Mappings[0]; customers.Summarised == 0 || customers.Summarised > customers.Checked-8 {
+		t.Errorf("shop.customers: %d of %d rows summarised, want some, and not the chunks of the two drifted rows",
+			customers.Summarised, customers.Checked)
+	}
 
-	// Repair re-syncs the three rows; the comparison after it finds none,
+	// Repair re-syncs the five rows; the comparison after it finds none,
 	// and the target is what the source says it should be.
 	res, err = pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Settle: 50 * time.Millisecond, Repair: true})
 	if err != nil {
@@ -108,7 +130,7 @@ func TestReconcile_ReportsSeededDriftExactlyAndRepairFixesIt(t *testing.T) {
 	if res.Drift() {
 		t.Errorf("drift after repair: %+v", res.Report.Mappings)
 	}
-	if diff := cmp.Diff(map[string]int{"shop.customers": 1, "shop.orders": 2}, res.Repaired); diff != "" {
+	if diff := cmp.Diff(map[string]int{"shop.customers": 3, "shop.orders": 2}, res.Repaired); diff != "" {
 		t.Errorf("repaired (-want +got):\n%s", diff)
 	}
 	// The tolerated trailing space stays: it is not drift, so not repaired.

@@ -2,30 +2,17 @@ package postgres
 
 import (
 	"context"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
 )
 
 var _ sink.Lookuper = (*Sink)(nil)
-
-// lookupSettings give the lookup's statement, in the same implicit
-// transaction (one Sync), the text output settings of the capturer's
-// connections, whatever the pool's sessions use: a timestamptz reads in
-// UTC, dates in ISO, floats exactly, bytea in hex. They last until the
-// Sync, so the pool's sessions, which the sink's writes parse text in,
-// keep their own.
-const lookupSettings = `SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO', true),
-set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '3', true),
-set_config('bytea_output', 'hex', true)`
 
 // Lookup implements sink.Lookuper: SELECT * FROM table WHERE c1 = $1 AND
 // ... LIMIT 2, each value sent as text and cast to its column's type in
@@ -59,7 +46,7 @@ func (s *Sink) Lookup(ctx context.Context, table string, where map[string]any) (
 	})
 }
 
-// lookup runs query with text params after lookupSettings, in one round
+// lookup runs query with text params after pgtext.Settings, in one round
 // trip, and returns its first row, decoded, and how many rows it returned.
 func (s *Sink) lookup(ctx context.Context, query string, params [][]byte) (map[string]any, int, error) {
 	conn, err := s.pool.Acquire(ctx)
@@ -68,7 +55,7 @@ func (s *Sink) lookup(ctx context.Context, query string, params [][]byte) (map[s
 	}
 	defer conn.Release()
 	b := &pgconn.Batch{}
-	b.ExecParams(lookupSettings, nil, nil, nil, nil)
+	b.ExecParams(pgtext.Settings, nil, nil, nil, nil)
 	b.ExecParams(query, params, nil, nil, nil)
 	results, err := conn.Conn().PgConn().ExecBatch(ctx, b).ReadAll()
 	if err != nil {
@@ -83,36 +70,11 @@ func (s *Sink) lookup(ctx context.Context, query string, params [][]byte) (map[s
 	}
 	row := make(map[string]any, len(res.FieldDescriptions))
 	for i, f := range res.FieldDescriptions {
-		v, err := decodeText(f.DataTypeOID, res.Rows[0][i])
+		v, err := pgtext.Value(f.DataTypeOID, res.Rows[0][i])
 		if err != nil {
 			return nil, 0, fmt.Errorf("column %q: %w", f.Name, err)
 		}
 		row[f.Name] = v
 	}
 	return row, len(res.Rows), nil
-}
-
-// decodeText reads a value of type oid in PostgreSQL's text output format
-// (as lookupSettings set it) into what capture/postgres makes of it; nil
-// is NULL.
-func decodeText(oid uint32, data []byte) (any, error) {
-	if data == nil {
-		return nil, nil
-	}
-	s := string(data)
-	switch oid {
-	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID:
-		return strconv.ParseInt(s, 10, 64)
-	case pgtype.Float4OID, pgtype.Float8OID:
-		return strconv.ParseFloat(s, 64)
-	case pgtype.BoolOID:
-		return s == "t", nil
-	case pgtype.ByteaOID:
-		b, ok := strings.CutPrefix(s, `\x`)
-		if !ok {
-			return nil, errors.New("bytea not in hex format")
-		}
-		return hex.DecodeString(b)
-	}
-	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
 )
 
@@ -177,7 +178,7 @@ func (s *Sink) readColumns(ctx context.Context, table string, key, cols []string
 	return t, types, nil
 }
 
-// read runs query after lookupSettings, in one round trip, and returns its
+// read runs query after pgtext.Settings, in one round trip, and returns its
 // rows decoded as Lookup decodes them, each value under the name in names
 // of its place in the select list. args are *string (text) or []*string
 // (text[]), sent in binary.
@@ -202,28 +203,102 @@ func (s *Sink) read(ctx context.Context, query string, args []any, names []strin
 		}
 	}
 	b := &pgconn.Batch{}
-	b.ExecParams(lookupSettings, nil, nil, nil, nil)
+	b.ExecParams(pgtext.Settings, nil, nil, nil, nil)
 	b.ExecParams(query, params, oids, formats, nil)
-	results, err := conn.Conn().PgConn().ExecBatch(ctx, b).ReadAll()
-	if err != nil {
+	mrr := conn.Conn().PgConn().ExecBatch(ctx, b)
+	defer mrr.Close()
+	if !mrr.NextResult() {
+		return nil, fmt.Errorf("no result for the session's settings: %w", mrr.Close())
+	}
+	if _, err := mrr.ResultReader().Close(); err != nil {
 		return nil, err
 	}
-	if len(results) != 2 {
-		return nil, fmt.Errorf("%d results for 2 statements", len(results))
+	if !mrr.NextResult() {
+		return nil, fmt.Errorf("no result for the query: %w", mrr.Close())
 	}
-	res := results[1]
-	if len(res.Rows) > 0 && len(res.FieldDescriptions) != len(names) {
-		return nil, fmt.Errorf("%d columns for %d names", len(res.FieldDescriptions), len(names))
-	}
-	out := make([]map[string]any, len(res.Rows))
-	for j, r := range res.Rows {
-		row := make(map[string]any, len(names))
-		for i, f := range res.FieldDescriptions {
-			if row[names[i]], err = decodeText(f.DataTypeOID, r[i]); err != nil {
-				return nil, fmt.Errorf("column %q: %w", f.Name, err)
+	// The rows are decoded as they arrive, from the connection's buffer,
+	// not copied first.
+	res := mrr.ResultReader()
+	var out []map[string]any
+	var types []uint32
+	for res.NextRow() {
+		if types == nil {
+			fields := res.FieldDescriptions()
+			if len(fields) != len(names) {
+				res.Close()
+				return nil, fmt.Errorf("%d columns for %d names", len(fields), len(names))
+			}
+			types = make([]uint32, len(fields))
+			for i, f := range fields {
+				types[i] = f.DataTypeOID
 			}
 		}
-		out[j] = row
+		row := make(map[string]any, len(names))
+		if err := pgtext.Row(row, names, types, res.Values()); err != nil {
+			res.Close()
+			return nil, err
+		}
+		out = append(out, row)
+	}
+	if _, err := res.Close(); err != nil {
+		return nil, err
+	}
+	if err := mrr.Close(); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// HashRange summarises on the server the rows of table whose one-column
+// key is above after and at most upTo (nil: no bound on that side): the
+// pgtext.RowsHash of the values of cols, in that order, under
+// pgtext.Settings, so that it equals the source's summary of the same rows
+// (capture/postgres TableReader.HashChunk):
+//
+//	SELECT count(*), coalesce(sum(<pgtext.RowHash of c1, c2>), 0)::text
+//	FROM t WHERE k > $1::text::type AND k <= $2::text::type
+//
+// after and upTo are converted as Apply converts values. Failures are
+// *sink.Error.
+func (s *Sink) HashRange(ctx context.Context, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error) {
+	var h pgtext.RowsHash
+	t, types, err := s.readColumns(ctx, table, []string{key}, cols)
+	if err != nil {
+		return h, classified(table, fmt.Errorf("hash rows of %s: %w", table, err))
+	}
+	quoted := quoteAll(cols)
+	k := pgx.Identifier{key}.Sanitize()
+	var conds []string
+	var args []any
+	for _, b := range []struct {
+		v  any
+		op string
+	}{{after, ">"}, {upTo, "<="}} {
+		if b.v == nil {
+			continue
+		}
+		v, err := text(b.v)
+		if err != nil {
+			return h, classified(table, fmt.Errorf("hash rows of %s: key bound: %w", table, err))
+		}
+		args = append(args, v)
+		conds = append(conds, fmt.Sprintf("%s %s $%d::text::%s", k, b.op, len(args), types[0]))
+	}
+	query := "SELECT " + pgtext.HashSelect(pgtext.RowHash(quoted)) + " FROM " + t.ident
+	if len(conds) > 0 {
+		query += " WHERE " + strings.Join(conds, " AND ")
+	}
+	rows, err := s.read(ctx, query, args, []string{"rows", "sum"})
+	if err != nil {
+		return h, classified(table, fmt.Errorf("hash rows of %s: %w", table, err))
+	}
+	if len(rows) != 1 {
+		return h, classified(table, fmt.Errorf("hash rows of %s: %d result rows, want 1", table, len(rows)))
+	}
+	n, ok := rows[0]["rows"].(int64)
+	sum, ok2 := rows[0]["sum"].(string)
+	if !ok || !ok2 {
+		return h, classified(table, fmt.Errorf("hash rows of %s: unexpected result %v", table, rows[0]))
+	}
+	return pgtext.RowsHash{Rows: n, Sum: sum}, nil
 }

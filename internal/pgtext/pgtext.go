@@ -1,0 +1,175 @@
+// Package pgtext decodes values in PostgreSQL's text output format into the
+// values tandem's rows hold, one decoding for everything read from
+// PostgreSQL: the capturer's WAL tuples and table chunks, and the sink's
+// lookups and reads back, so a value read either way compares equal.
+//
+// Integers (int2, int4, int8, oid) become int64, float4 and float8 float64,
+// bool bool, bytea []byte (it must be in hex output, bytea_output=hex);
+// every other type keeps its text (numeric, times, json, text, arrays...),
+// which the reader's session settings make canonical (DateStyle ISO,
+// TimeZone UTC on the sink's reads).
+package pgtext
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// PostgreSQL type OIDs that decode to something other than text, and those
+// tandem names elsewhere.
+const (
+	OIDBool        = 16
+	OIDBytea       = 17
+	OIDInt8        = 20
+	OIDInt2        = 21
+	OIDInt4        = 23
+	OIDOID         = 26
+	OIDJSON        = 114
+	OIDFloat4      = 700
+	OIDFloat8      = 701
+	OIDDate        = 1082
+	OIDTime        = 1083
+	OIDTimestamp   = 1114
+	OIDTimestamptz = 1184
+	OIDTimetz      = 1266
+	OIDNumeric     = 1700
+	OIDJSONB       = 3802
+)
+
+// errByteaFormat is the error of a bytea value not in hex output.
+var errByteaFormat = errors.New("bytea not in hex format (bytea_output=hex is required)")
+
+// Value decodes one value of type oid; nil data is NULL, decoded as nil.
+func Value(oid uint32, data []byte) (any, error) {
+	if data == nil {
+		return nil, nil
+	}
+	if v, ok, err := typed(oid, data); ok {
+		return v, err
+	}
+	return string(data), nil
+}
+
+// typed decodes a value of a type that is not kept as text; ok is false
+// for the others. The conversions to string do not escape, so short values
+// are converted on the stack.
+func typed(oid uint32, data []byte) (v any, ok bool, err error) {
+	switch oid {
+	case OIDInt2, OIDInt4, OIDInt8, OIDOID:
+		v, err = strconv.ParseInt(string(data), 10, 64)
+	case OIDFloat4, OIDFloat8:
+		v, err = strconv.ParseFloat(string(data), 64)
+	case OIDBool:
+		v = len(data) == 1 && data[0] == 't'
+	case OIDBytea:
+		h, found := strings.CutPrefix(string(data), `\x`)
+		if !found {
+			return nil, true, errByteaFormat
+		}
+		v, err = hex.DecodeString(h)
+	default:
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, true, err
+	}
+	return v, true, nil
+}
+
+// Row decodes one result row, vals with their types oids, into row under
+// names, one per value. The text of its values kept as text shares one
+// allocation: reading a table costs an allocation per row, not per value.
+// An error names the column.
+func Row(row map[string]any, names []string, oids []uint32, vals [][]byte) error {
+	if len(vals) != len(names) || len(oids) != len(names) {
+		return fmt.Errorf("%d values for %d columns of %d types", len(vals), len(names), len(oids))
+	}
+	n := 0
+	for i, v := range vals {
+		if v != nil && !decodesTyped(oids[i]) {
+			n += len(v)
+		}
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for i, v := range vals {
+		if v != nil && !decodesTyped(oids[i]) {
+			sb.Write(v)
+		}
+	}
+	text, off := sb.String(), 0
+	for i, v := range vals {
+		switch {
+		case v == nil:
+			row[names[i]] = nil
+		case !decodesTyped(oids[i]):
+			row[names[i]] = text[off : off+len(v)]
+			off += len(v)
+		default:
+			d, _, err := typed(oids[i], v)
+			if err != nil {
+				return fmt.Errorf("column %q: %w", names[i], err)
+			}
+			row[names[i]] = d
+		}
+	}
+	return nil
+}
+
+// decodesTyped reports whether values of type oid decode to something
+// other than their text.
+func decodesTyped(oid uint32) bool {
+	switch oid {
+	case OIDInt2, OIDInt4, OIDInt8, OIDOID, OIDFloat4, OIDFloat8, OIDBool, OIDBytea:
+		return true
+	}
+	return false
+}
+
+// Settings give a statement the text output settings under which values
+// decode as this package decodes them, whatever its session's own: a
+// timestamptz reads in UTC, dates in ISO, floats exactly, bytea in hex. Run
+// in the same implicit transaction (one Sync) as the statement, before it,
+// they last until the Sync.
+const Settings = `SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO', true),
+set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '3', true),
+set_config('bytea_output', 'hex', true)`
+
+// RowsHash summarises a set of rows on their server, so that two servers
+// can tell equal sets apart from different ones without sending the rows:
+// how many there are, and the sum of a 64-bit hash of each row (RowHash).
+// Equal rows, columns in the same order, give equal summaries on servers
+// with the same hash function (PostgreSQL's hashtextextended, the same on
+// servers of one byte order); different rows give different ones but with
+// a chance of about 2^-64. A difference in text alone ("1.50" and "1.5"
+// for numerics of different scales) differs too: a summary that differs
+// says "compare the rows", not "drift".
+type RowsHash struct {
+	Rows int64
+	Sum  string // decimal
+}
+
+// RowHash is the SQL expression of a row's 64-bit hash over exprs (SQL
+// expressions, in order): the XOR of each value's hash, seeded by its
+// place, of its text as the type's output function writes it (concat's,
+// which is what a reader decodes; a cast to text differs for bool and
+// char(n)), a NULL hashing to a constant of its place. Measured on 1M rows
+// of six columns, it costs the server 0.6 s against 1.0 s for the text of
+// ROW(...), which quotes, and 0.5 s for COPY TO STDOUT of the same rows.
+func RowHash(exprs []string) string {
+	parts := make([]string, len(exprs))
+	for i, e := range exprs {
+		parts[i] = fmt.Sprintf("(CASE WHEN %s IS NULL THEN %d ELSE hashtextextended(concat(%s), %d) END)", e, -1-i, e, i)
+	}
+	return "(" + strings.Join(parts, " # ") + ")"
+}
+
+// HashSelect returns the select list, over a row set, of its RowsHash: the
+// count and the sum of rowHash, a RowHash (or a column holding one). Scan
+// its two columns into Rows and Sum.
+func HashSelect(rowHash string) string {
+	return "count(*), coalesce(sum(" + rowHash + "), 0)::text"
+}

@@ -1,0 +1,256 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/internal/pgtext"
+	"github.com/tandemcdc/tandem/transform"
+)
+
+// A mapping that copies a table as it is, or a projection of it, needs no
+// rows sent to compare its chunks: each server can summarise a chunk
+// (pgtext.RowsHash: its row count and a sum of 64-bit hashes of its rows'
+// text) and only the chunks whose summaries differ are read and compared
+// row by row, as any other mapping's are. Equal text is equal values
+// (decoded alike on both sides, equal under any tolerance rule), so a
+// chunk whose summaries match holds no drift, but for a hash collision (a
+// chance of about 2^-64 per differing chunk). Text that differs while the
+// values are equal ("1.50" and "1.5", a column of another type) only costs
+// the chunk's row comparison, which decides.
+//
+// It applies to a mapping whose one output is walked (its only writer,
+// keyed by a copy of the source's integer key, here of one column), has no
+// `when`, and whose every column is a source column as it is (row.x), when
+// the source can summarise chunks (ChunkHasher) and the target key ranges
+// (RangeHasher): PostgreSQL on both sides.
+
+// ChunkHasher is a Source that can summarise a chunk on its server: the
+// RowsHash of the values of cols, in that order, of the rows Chunk(t,
+// after, limit) would read, and the last one's key (nil: no rows). t's key
+// has one column.
+type ChunkHasher interface {
+	HashChunk(ctx context.Context, t *backfill.Table, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error)
+}
+
+// RangeHasher is a target that can summarise the rows of a key range on
+// its server: the RowsHash of the values of cols, in that order, of the
+// rows of table whose one-column key is above after and at most upTo (nil:
+// no bound on that side), equal to a ChunkHasher's of the same rows.
+type RangeHasher interface {
+	HashRange(ctx context.Context, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error)
+}
+
+// hashable returns, when mapping i's chunks can be compared by summaries,
+// its output and the source columns it copies, in the output's column
+// order.
+func (r *Reconciler) hashable(writers map[string][]writer, i int, st *backfill.Table) (transform.Output, []string, bool) {
+	outputs := r.mappings[i].Outputs()
+	if r.srcHash == nil || r.tgtHash == nil || len(outputs) != 1 || len(st.Key) != 1 {
+		return transform.Output{}, nil, false
+	}
+	o := outputs[0]
+	if o.Conditional || !r.walks(writers, writer{i, 0}, st) {
+		return transform.Output{}, nil, false
+	}
+	src := make([]string, len(o.Columns))
+	for j, c := range o.Columns {
+		var ok bool
+		if src[j], ok = o.Copied[c]; !ok {
+			return transform.Output{}, nil, false
+		}
+	}
+	return o, src, true
+}
+
+// hashedChunk is one chunk of a hashed sweep: the source key range (above
+// after, up to last; to the end when final) and both sides' summaries.
+type hashedChunk struct {
+	after, last []string
+	final       bool
+	src, tgt    pgtext.RowsHash
+}
+
+// sweepHashed compares mapping i's chunks by their summaries, the source's
+// computed a chunk ahead of the target's so both servers work at once, and
+// compares row by row the chunks whose summaries differ. It counts the
+// rows of equal chunks in rep.Summarised.
+func (r *Reconciler) sweepHashed(ctx context.Context, i int, st *backfill.Table, o transform.Output, srcCols []string,
+	cols map[string]column, rep *MappingReport) ([]*suspect, int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	var after []string
+	sources := prefetch(ctx, &wg, func(ctx context.Context) (hashedChunk, bool, error) {
+		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
+			return hashedChunk{}, false, err
+		}
+		h, last, err := r.srcHash.HashChunk(ctx, st, srcCols, after, r.cfg.ChunkRows)
+		if err != nil {
+			return hashedChunk{}, false, fmt.Errorf("reconcile %s: summarise a chunk of source %s: %w", r.mappings[i].Name, st.Name, err)
+		}
+		c := hashedChunk{after: after, last: last, final: h.Rows < int64(r.cfg.ChunkRows), src: h}
+		after = last
+		return c, !c.final, nil
+	})
+	chunks := prefetch(ctx, &wg, func(ctx context.Context) (hashedChunk, bool, error) {
+		var c hashedChunk
+		select {
+		case <-ctx.Done():
+			return c, false, ctx.Err()
+		case p, ok := <-sources:
+			if !ok {
+				return c, false, nil
+			}
+			if p.err != nil {
+				return c, false, p.err
+			}
+			c = p.v
+		}
+		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
+			return c, false, err
+		}
+		lo, hi, err := c.bounds()
+		if err != nil {
+			return c, false, fmt.Errorf("reconcile %s: %w", r.mappings[i].Name, err)
+		}
+		var a, b any // typed nil bounds are no bounds
+		if lo != nil {
+			a = *lo
+		}
+		if hi != nil {
+			b = *hi
+		}
+		if c.tgt, err = r.tgtHash.HashRange(ctx, o.Table, o.Key[0], o.Columns, a, b); err != nil {
+			return c, false, fmt.Errorf("reconcile %s: summarise rows of target table %s: %w", r.mappings[i].Name, o.Table, err)
+		}
+		return c, !c.final, nil
+	})
+	var (
+		suspects []*suspect
+		checked  int64
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case p, ok := <-chunks:
+			if !ok {
+				return suspects, checked, nil
+			}
+			if p.err != nil {
+				return nil, 0, p.err
+			}
+			c := p.v
+			checked += c.src.Rows + c.tgt.Rows
+			if c.src == c.tgt {
+				rep.Summarised += c.src.Rows + c.tgt.Rows
+				continue
+			}
+			r.log.Debug("reconcile: chunk summaries differ, comparing its rows", "mapping", r.mappings[i].Name,
+				"after", c.after, "up_to", c.last, "source_rows", c.src.Rows, "target_rows", c.tgt.Rows)
+			s, err := r.compareRange(ctx, i, st, o, c, cols)
+			if err != nil {
+				return nil, 0, err
+			}
+			suspects = append(suspects, s...)
+		}
+	}
+}
+
+// bounds returns the chunk's key range as integers: above lo (nil: from
+// the start), up to hi (nil: to the end).
+func (c hashedChunk) bounds() (lo, hi *int64, err error) {
+	parse := func(k []string) (*int64, error) {
+		if k == nil {
+			return nil, nil
+		}
+		v, err := strconv.ParseInt(k[0], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("chunk key %q is not an integer: %w", k[0], err)
+		}
+		return &v, nil
+	}
+	if lo, err = parse(c.after); err != nil {
+		return nil, nil, err
+	}
+	if c.final {
+		return lo, nil, nil
+	}
+	hi, err = parse(c.last)
+	return lo, hi, err
+}
+
+// compareRange compares row by row the source and target rows of chunk
+// c's key range, read again now: what the source's rows map to and the
+// target's rows, merged in key order.
+func (r *Reconciler) compareRange(ctx context.Context, i int, st *backfill.Table, o transform.Output, c hashedChunk,
+	cols map[string]column) ([]*suspect, error) {
+	m := r.mappings[i]
+	lo, hi, err := c.bounds()
+	if err != nil {
+		return nil, fmt.Errorf("reconcile %s: %w", m.Name, err)
+	}
+	within := func(k any) bool {
+		v, ok := k.(int64)
+		return ok && (hi == nil || v <= *hi)
+	}
+	var want []expected
+	after := c.after
+	for {
+		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
+			return nil, err
+		}
+		rows, last, err := r.src.Chunk(ctx, st, after, r.cfg.ChunkRows)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile %s: read source %s: %w", m.Name, m.From, err)
+		}
+		done := len(rows) < r.cfg.ChunkRows
+		for _, row := range rows {
+			if !within(row[st.Key[0]]) {
+				done = true
+				break
+			}
+			mapped, err := m.Apply(row)
+			if err != nil || len(mapped) != 1 {
+				continue // a dead letter, not drift (as sweepSource)
+			}
+			want = append(want, expected{want: mapped[0].Columns, seen: row})
+		}
+		if done {
+			break
+		}
+		after = last
+	}
+	var got []map[string]any
+	var from map[string]any
+	if lo != nil {
+		from = map[string]any{o.Key[0]: *lo}
+	}
+	for {
+		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
+			return nil, err
+		}
+		rows, err := r.tgt.ScanRows(ctx, o.Table, o.Key, o.Columns, from, r.cfg.ChunkRows)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read target table %s in key order: %w", o.Table, err)
+		}
+		done := len(rows) < r.cfg.ChunkRows
+		for _, row := range rows {
+			if !within(row[o.Key[0]]) {
+				done = true
+				break
+			}
+			got = append(got, row)
+		}
+		if done {
+			break
+		}
+		from = pick(rows[len(rows)-1], o.Key)
+	}
+	return r.mergeRows(i, 0, st, want, got, cols), nil
+}
