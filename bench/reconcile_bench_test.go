@@ -27,10 +27,14 @@ import (
 // The reconcile benchmark (issue 7) compares a 1,000,000-row PostgreSQL
 // source table with a PostgreSQL target table holding exactly its rows
 // through the identity mapping of the backfill benchmark (six columns: key,
-// text, numeric, timestamptz, integer, nullable text), with a full sweep of
-// pipeline.Reconcile, unbounded (reconcile.max_rows_per_second -1), at
-// chunk_rows 5000 (the default) and 1000. The target is filled by COPY from
-// the source, not by tandem.
+// text, numeric, timestamptz, integer, nullable text), with full sweeps of
+// pipeline.Reconcile, unbounded (reconcile.max_rows_per_second -1): at
+// chunk_rows 1000 and 5000 (the default) the identity mapping, whose
+// chunks the servers summarise (reconcile's sweepHashed: only chunks whose
+// summaries differ are read); at the default chunk_rows the same mapping
+// with one column computed by CEL (visits: row.visits + 0), which compares
+// every row in tandem, as any mapping that computes columns does. The
+// target is filled by COPY from the source, not by tandem.
 //
 // Beside it, the limit, measured in the same run on the same servers and
 // tables: a plain scan of both tables, COPY (SELECT ...) TO STDOUT of the
@@ -46,11 +50,11 @@ import (
 // key copies the source's integer key).
 //
 // The sweep at chunk_rows 1000 runs first, on equal tables, and must find
-// no drift; then one target row is corrupted and the sweep at the default
-// chunk_rows must find exactly that row, a mismatch in the corrupted column. Its
-// settle time is 1 ms (no stream runs, nothing is in flight), so its time
-// is the pass over the rows and the re-check of one row; a third sweep of
-// 1,000,000 rows only for the check would not fit the run's time.
+// no drift; then one target row is corrupted and both sweeps at the default
+// chunk_rows must find exactly that row, a mismatch in the corrupted
+// column. Their settle time is 1 ms (no stream runs, nothing is in
+// flight), so their time is the pass over the rows and the re-check of one
+// row.
 //
 // BenchmarkReconcile/detect measures the detection time of continuous mode
 // (pipeline.ServeReconcile, as `tandem reconcile` runs) at its default
@@ -119,9 +123,14 @@ const reconcileSweepSettle = time.Millisecond
 // valid without running it.
 func TestReconcileConfigs_Compile(t *testing.T) {
 	for _, tuning := range []string{"", reconcileTuning(1000, -1)} {
-		if _, err := pipeline.CompileMappings(pipelinetest.ParseConfig(t,
-			pgBackfillConfig("postgres://u@127.0.0.1:1/s", "postgres://u@127.0.0.1:1/t", "tandem_bench_0", tuning))); err != nil {
-			t.Fatal(err)
+		for _, computed := range []bool{false, true} {
+			yaml := reconcileConfig("postgres://u@127.0.0.1:1/s", "postgres://u@127.0.0.1:1/t", "tandem_bench_0", tuning, computed)
+			if strings.Contains(yaml, computedColumn) != computed {
+				t.Fatalf("computed %v, config:\n%s", computed, yaml)
+			}
+			if _, err := pipeline.CompileMappings(pipelinetest.ParseConfig(t, yaml)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
@@ -159,13 +168,24 @@ type reconcileBench struct {
 
 // reconcileSweep is one pipeline.Reconcile.
 type reconcileSweep struct {
-	chunkRows int
-	drift     int           // rows found drifted
-	took      time.Duration // from the call to its return
-	sweep     time.Duration // Report.Took
-	checked   int64
-	cpu       cpuUse
-	gc        gcUse
+	chunkRows  int
+	computed   bool          // the mapping computes a column: rows compared in tandem
+	summarised int64         // rows settled by chunk summaries
+	drift      int           // rows found drifted
+	took       time.Duration // from the call to its return
+	sweep      time.Duration // Report.Took
+	checked    int64
+	cpu        cpuUse
+	gc         gcUse
+}
+
+// name says which sweep it is.
+func (s reconcileSweep) name() string {
+	path := "summaries"
+	if s.computed {
+		path = "rows (" + computedColumn + ")"
+	}
+	return fmt.Sprintf("sweep by %s, chunk_rows %d", path, s.chunkRows)
 }
 
 // rate is the sweep's rows/s, the source's and target's rows counted.
@@ -191,6 +211,9 @@ func (l reconcileBench) report(b *testing.B) {
 		if s.chunkRows != config.DefaultReconcileChunk {
 			prefix = fmt.Sprintf("reconcile_chunk%d", s.chunkRows)
 		}
+		if s.computed {
+			prefix += "_rowwise"
+		}
 		b.ReportMetric(s.rate(), prefix+"_rows/s")
 		b.ReportMetric(s.rate()/l.scanRate(), prefix+"/scan")
 		b.ReportMetric(float64(s.gc.peakLive)/(1<<20), prefix+"_live_heap_MiB")
@@ -202,7 +225,7 @@ func (l reconcileBench) summary() string {
 	lines := []string{
 		fmt.Sprintf("postgres -> postgres reconcile: %s rows of 6 columns (inserted on the source in %.1f s, copied to the target in %.1f s), identity mapping; rows/s count the source's and the target's rows (2 per row)",
 			thousands(reconcileRows), l.generation.Seconds(), l.fill.Seconds()),
-		fmt.Sprintf("  %-44s %9s rows/s   source %.2f s + target %.2f s; %s", "limit: COPY TO STDOUT of both, discarded",
+		fmt.Sprintf("  %-58s %9s rows/s   source %.2f s + target %.2f s; %s", "limit: COPY TO STDOUT of both, discarded",
 			thousands(l.scanRate()), l.scanSource.Seconds(), l.scanTarget.Seconds(), l.scanCPU.breakdown("tandem", servers)),
 	}
 	for _, s := range l.sweeps {
@@ -211,8 +234,8 @@ func (l reconcileBench) summary() string {
 			aim = "BELOW the aim"
 		}
 		lines = append(lines,
-			fmt.Sprintf("  %-44s %9s rows/s   (%.2fx the limit; %s of >= %.2fx): %.1f s from the call to its return, sweep %.1f s, %s checked, %s",
-				fmt.Sprintf("sweep, chunk_rows %d, unbounded", s.chunkRows), thousands(s.rate()), s.rate()/l.scanRate(), aim, aimReconcileOverScan,
+			fmt.Sprintf("  %-58s %9s rows/s   (%.2fx the limit; %s of >= %.2fx): %.1f s from the call to its return, sweep %.1f s, %s checked, %s",
+				s.name(), thousands(s.rate()), s.rate()/l.scanRate(), aim, aimReconcileOverScan,
 				s.took.Seconds(), s.sweep.Seconds(), thousands(float64(s.checked)), s.found()),
 			"      "+s.cpu.breakdown("tandem", servers)+"; "+s.gc.String())
 	}
@@ -221,7 +244,8 @@ func (l reconcileBench) summary() string {
 
 // measureReconcile fills a fresh source and target, measures the limit,
 // sweeps the equal tables at chunk_rows 1000, corrupts a row and sweeps at
-// the default chunk_rows.
+// the default chunk_rows, by chunk summaries (the identity mapping) and
+// row by row (the mapping with a computed column).
 func measureReconcile(b *testing.B) reconcileBench {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*reconcileWithin)
 	defer cancel()
@@ -231,16 +255,18 @@ func measureReconcile(b *testing.B) reconcileBench {
 
 	l.scanSource, l.scanTarget, l.scanCPU = rt.measureScan(ctx, b)
 
-	s, res := rt.sweep(ctx, b, reconcileTuning(1000, -1))
+	s, res := rt.sweep(ctx, b, reconcileTuning(1000, -1), false)
 	if s.drift != 0 {
 		b.Fatalf("sweep of equal tables, chunk_rows 1000: %d rows drifted, want none: %+v", s.drift, res.Report.Mappings[0].Samples)
 	}
 	l.sweeps = append(l.sweeps, s)
 
 	id := rt.corrupt(ctx, b, reconcileRows*7/9)
-	s, res = rt.sweep(ctx, b, reconcileTuning(config.DefaultReconcileChunk, -1))
-	checkOneMismatch(b, res, id)
-	l.sweeps = append(l.sweeps, s)
+	for _, computed := range []bool{false, true} {
+		s, res = rt.sweep(ctx, b, reconcileTuning(config.DefaultReconcileChunk, -1), computed)
+		checkOneMismatch(b, res, id)
+		l.sweeps = append(l.sweeps, s)
+	}
 	for _, s := range l.sweeps {
 		if s.checked != 2*reconcileRows {
 			b.Fatalf("sweep, chunk_rows %d: %d checked, want %d (source rows and target keys)", s.chunkRows, s.checked, 2*reconcileRows)
@@ -322,9 +348,24 @@ func copyBetween(ctx context.Context, from *pgx.Conn, copyTo string, to *pgx.Con
 }
 
 // config is the run's tandem.yaml with a reconcile: section.
-func (rt *reconcileTables) config(b *testing.B, tuning string) *config.Config {
+func (rt *reconcileTables) config(b *testing.B, tuning string, computed bool) *config.Config {
 	b.Helper()
-	return pipelinetest.ParseConfig(b, pgBackfillConfig(rt.e.srcDSN, rt.e.tgtDSN, rt.slot, tuning))
+	return pipelinetest.ParseConfig(b, reconcileConfig(rt.e.srcDSN, rt.e.tgtDSN, rt.slot, tuning, computed))
+}
+
+// computedColumn is the benchmark's one column computed by CEL (with the
+// same values), which makes the sweep compare every row in tandem rather
+// than chunk summaries on the servers.
+const computedColumn = "visits: row.visits + 0"
+
+// reconcileConfig is the backfill benchmark's config, its mapping's visits
+// column computed when computed is set.
+func reconcileConfig(srcDSN, tgtDSN, slot, tuning string, computed bool) string {
+	yaml := pgBackfillConfig(srcDSN, tgtDSN, slot, tuning)
+	if computed {
+		yaml = strings.Replace(yaml, "visits: row.visits", computedColumn, 1)
+	}
+	return yaml
 }
 
 // measureScan scans the source's table and then the target's with COPY TO
@@ -360,9 +401,9 @@ func (rt *reconcileTables) measureScan(ctx context.Context, b *testing.B) (src, 
 
 // sweep runs pipeline.Reconcile once with tuning and a settle time of
 // reconcileSweepSettle (warnings logged only).
-func (rt *reconcileTables) sweep(ctx context.Context, b *testing.B, tuning string) (reconcileSweep, *pipeline.ReconcileResult) {
+func (rt *reconcileTables) sweep(ctx context.Context, b *testing.B, tuning string, computed bool) (reconcileSweep, *pipeline.ReconcileResult) {
 	b.Helper()
-	cfg := rt.config(b, tuning)
+	cfg := rt.config(b, tuning, computed)
 	ctx, cancel := context.WithTimeout(ctx, reconcileWithin)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(pipelinetest.LogWriter{TB: b}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -376,9 +417,13 @@ func (rt *reconcileTables) sweep(ctx context.Context, b *testing.B, tuning strin
 	if err != nil {
 		b.Fatalf("reconcile, %s: %v", strings.TrimSpace(tuning), err)
 	}
-	s := reconcileSweep{chunkRows: cfg.Reconcile.ChunkRows, took: took, sweep: res.Report.Took, cpu: cpu, gc: gc.stop(), drift: res.Report.Drift()}
+	s := reconcileSweep{chunkRows: cfg.Reconcile.ChunkRows, computed: computed, took: took, sweep: res.Report.Took, cpu: cpu, gc: gc.stop(), drift: res.Report.Drift()}
 	for _, m := range res.Report.Mappings {
 		s.checked += m.Checked
+		s.summarised += m.Summarised
+	}
+	if want := !computed; (s.summarised > 0) != want {
+		b.Fatalf("reconcile, %s, computed column %v: %d rows summarised, want summaries %v", strings.TrimSpace(tuning), computed, s.summarised, want)
 	}
 	return s, res
 }
@@ -558,7 +603,7 @@ func measureDetection(b *testing.B) reconcileDetect {
 	defer cancel()
 	rt := newReconcileTables(ctx, b, reconcileDetectRows)
 	id := rt.corrupt(ctx, b, reconcileDetectRows/3)
-	cfg := rt.config(b, "")
+	cfg := rt.config(b, "", false)
 	if cfg.Reconcile.MaxRowsPerSecond != config.DefaultReconcileRate || cfg.Reconcile.ChunkRows != config.DefaultReconcileChunk {
 		b.Fatalf("detection: reconcile config %+v, want the defaults", cfg.Reconcile)
 	}
