@@ -57,8 +57,12 @@ func runReconcile(ctx context.Context, cfg *config.Config, f reconcileFlags, log
 // and the first drifted rows as go-cmp diffs, then the consistency checks.
 func printReport(w io.Writer, res *pipeline.ReconcileResult) {
 	for _, m := range res.Report.Mappings {
-		fmt.Fprintf(w, "mapping %s: %d rows checked; drift: %d missing, %d extra, %d mismatch; not drift: %d in flight, %d suspended",
-			m.Mapping, m.Checked, m.Missing, m.Extra, m.Mismatch, m.InFlight, m.Suspended)
+		fmt.Fprintf(w, "mapping %s: %d rows checked", m.Mapping, m.Checked)
+		if m.Summarised > 0 {
+			fmt.Fprintf(w, " (%d by chunk summaries)", m.Summarised)
+		}
+		fmt.Fprintf(w, "; drift: %d missing, %d extra, %d mismatch; not drift: %d in flight, %d suspended",
+			m.Missing, m.Extra, m.Mismatch, m.InFlight, m.Suspended)
 		if n, ok := res.Repaired[m.Mapping]; ok {
 			fmt.Fprintf(w, "; repaired %d rows before this comparison", n)
 		}
