@@ -20,7 +20,7 @@ func TestPrintReport_CountsDriftSamplesAndChecks(t *testing.T) {
 			}},
 			{Mapping: "shop.orders", Checked: 80, Missing: 3},
 		}},
-		Checks: []reconcile.CheckResult{{Name: "orders_total", Source: 10, Target: 10}, {Name: "broken", Err: errors.New("no such table")}},
+		Checks:   []reconcile.CheckResult{{Name: "orders_total", Source: 10, Target: 10}, {Name: "broken", Err: errors.New("no such table")}},
 		Repaired: map[string]int{"shop.orders": 2},
 	}
 	var out strings.Builder
