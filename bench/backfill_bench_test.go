@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -63,6 +64,9 @@ const (
 	backfillEnv = "TANDEM_BENCH_BACKFILL"
 	// backfillResult prefixes the child's one line of results on stdout.
 	backfillResult = "tandem-bench-backfill: "
+	// backfillProfileEnv, when set to a directory, has each backfill child
+	// write a CPU profile there (backfill-<time>.prof).
+	backfillProfileEnv = "TANDEM_BENCH_BACKFILL_PROFILES"
 	// backfillChild is the child test that runs a backfill.
 	backfillChild = "TestBackfillChild"
 	// backfillWithin bounds one backfill run.
@@ -644,7 +648,11 @@ func runBackfillChild(ctx context.Context, b *testing.B, spec backfillSpec) back
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+backfillChild+"$", "-test.count=1", "-test.v")
+	args := []string{"-test.run=^" + backfillChild + "$", "-test.count=1", "-test.v"}
+	if dir := os.Getenv(backfillProfileEnv); dir != "" {
+		args = append(args, "-test.cpuprofile="+filepath.Join(dir, fmt.Sprintf("backfill-%d.prof", time.Now().UnixNano())))
+	}
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
 	cmd.Env = append(os.Environ(), backfillEnv+"="+string(raw))
 	out, err := cmd.CombinedOutput()
 	if err != nil {

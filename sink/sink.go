@@ -272,6 +272,26 @@ type Group struct {
 	Rows  []map[string]any
 }
 
+// fits reports whether w belongs in g: same op, table and key, and, but
+// for a delete, the same set of columns.
+func (g *Group) fits(w Write) bool {
+	if w.Op != g.Op || w.Table != g.Table || !slices.Equal(w.Key, g.Key) {
+		return false
+	}
+	if w.Op == Delete {
+		return true
+	}
+	if len(w.Row) != len(g.Cols) {
+		return false
+	}
+	for _, c := range g.Cols {
+		if _, ok := w.Row[c]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // Groups splits a compacted round into Groups, in first-appearance order
 // except that deletes come first: after compaction no key is both deleted
 // and written in a round, and deleting first keeps unique indexes other
@@ -282,7 +302,14 @@ type Group struct {
 func Groups(round []Write) []*Group {
 	var order []*Group
 	byID := map[string]*Group{}
+	var last *Group
 	for _, w := range round {
+		// A batch's writes mostly come in runs of one shape: the group of
+		// the write before is checked first, without building an id.
+		if last != nil && last.fits(w) {
+			last.Rows = append(last.Rows, w.Row)
+			continue
+		}
 		cols := w.Key
 		if w.Op != Delete {
 			cols = make([]string, 0, len(w.Row))
@@ -300,6 +327,7 @@ func Groups(round []Write) []*Group {
 			order = append(order, g)
 		}
 		g.Rows = append(g.Rows, w.Row)
+		last = g
 	}
 	slices.SortStableFunc(order, func(a, b *Group) int {
 		da, db := a.Op == Delete, b.Op == Delete

@@ -82,4 +82,25 @@ func TestGroups_OneGroupPerTableOpKeyAndColumnsDeletesFirst(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Groups (-want +got):\n%s", diff)
 	}
+
+	// Neighbours of another shape each start or find their own group: as
+	// many columns but others, more columns, another table, another op.
+	other := w(Upsert, 9, "v", "z")
+	other.Table = "u"
+	round = []Write{w(Upsert, 1, "v", "a"), w(Upsert, 2, "x", "b"), w(Upsert, 3, "v", "c", "x", "d"), other,
+		w(InsertIfAbsent, 4, "v", "e"), w(Upsert, 5, "v", "f")}
+	got = nil
+	for _, g := range Groups(round) {
+		got = append(got, fmt.Sprintf("%s %s %v %v", g.Op, g.Table, g.Cols, g.Rows))
+	}
+	want = []string{
+		"upsert t [id v] [map[id:1 v:a] map[id:5 v:f]]",
+		"upsert t [id x] [map[id:2 x:b]]",
+		"upsert t [id v x] [map[id:3 v:c x:d]]",
+		"upsert u [id v] [map[id:9 v:z]]",
+		"insert_if_absent t [id v] [map[id:4 v:e]]",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Groups of neighbours of other shapes (-want +got):\n%s", diff)
+	}
 }
