@@ -356,9 +356,9 @@ func parseEnvelope(value []byte) (*rawEnvelope, error) {
 		var err error
 		switch name {
 		case "before":
-			env.Before, err = readRawRow(d)
+			env.Before, err = readRawRow(d, value)
 		case "after":
-			env.After, err = readRawRow(d)
+			env.After, err = readRawRow(d, value)
 		case "op":
 			env.Op, err = readString(d)
 		case "source":
@@ -395,18 +395,25 @@ func readObject(d *jsontext.Decoder, field func(name string) error) error {
 	return err
 }
 
-func readRawRow(d *jsontext.Decoder) (rawRow, error) {
+// readRawRow reads a row object of input, which d reads, keeping each
+// column's JSON value as a slice of input (not a copy: a record's value is
+// not reused while its event lives).
+func readRawRow(d *jsontext.Decoder, input []byte) (rawRow, error) {
 	if d.PeekKind() == 'n' {
 		_, err := d.ReadToken()
 		return nil, err
 	}
-	row := rawRow{}
+	row := make(rawRow, 0, 8)
 	err := readObject(d, func(name string) error {
 		v, err := d.ReadValue()
 		if err != nil {
 			return err
 		}
-		row = append(row, rawColumn{name: name, value: v.Clone()})
+		end := int(d.InputOffset())
+		if end < len(v) || end > len(input) {
+			return fmt.Errorf("column %q: value offset %d out of the record's %d bytes", name, end, len(input))
+		}
+		row = append(row, rawColumn{name: name, value: jsontext.Value(input[end-len(v) : end : end])})
 		return nil
 	})
 	return row, err
