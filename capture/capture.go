@@ -48,6 +48,10 @@ type Metrics struct {
 	Events            *prometheus.CounterVec // tandem_capture_events_total{table,op}
 	Lag               prometheus.Gauge       // tandem_capture_lag_seconds
 	RetentionHeadroom prometheus.Gauge       // tandem_source_retention_headroom_bytes
+	// Streaming is tandem_capture_streaming: 1 while the capturer reads
+	// the source's stream (or connects to it), 0 while it waits to
+	// reconnect after losing it. Set by the pipeline's capture loop.
+	Streaming prometheus.Gauge
 	// RetentionSeconds is tandem_source_retention_headroom_seconds, for
 	// sources that purge by age (MySQL binlog expiry); nil for others, so
 	// they export no series.
@@ -69,9 +73,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tandem_source_retention_headroom_bytes",
 			Help: "How far the source may still move before tandem's position is purged or its slot invalidated (+Inf when unlimited).",
 		}),
+		Streaming: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_capture_streaming",
+			Help: "1 while the capturer reads the source's change stream (or connects to it), 0 while it waits to reconnect after losing it.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Events, m.Lag, m.RetentionHeadroom)
+		reg.MustRegister(m.Events, m.Lag, m.RetentionHeadroom, m.Streaming)
 	}
 	return m
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -404,10 +405,36 @@ func TestRun_ReconnectsWhenTheReplicationConnectionDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitConverged(t, m, time.Minute)
+	streaming := func(want float64) {
+		t.Helper()
+		testenv.WaitFor(t, fmt.Sprintf("tandem_capture_streaming %v", want), 30*time.Second, func() (bool, error) {
+			v, ok := pipelinetest.Metric(pipelinetest.Scraped(r.Addr), "tandem_capture_streaming", nil)
+			return ok && v == want, nil
+		})
+	}
+	streaming(1)
+
+	// The source refuses new connections: the walsender killed, capture
+	// retries in vain and says so; once the source accepts them again it
+	// streams, and nothing is lost.
+	var db string
+	if err := m.Src.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	// (from the target's database: a database cannot bar its own sessions;
+	// both are on the test server)
+	if _, err := m.Tgt.Exec(ctx, `ALTER DATABASE `+pgx.Identifier{db}.Sanitize()+` WITH ALLOW_CONNECTIONS false`); err != nil {
+		t.Fatal(err)
+	}
 	var killed bool
 	if err := m.Src.QueryRow(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&killed); err != nil || !killed {
 		t.Fatalf("terminate the walsender: %v (terminated: %v)", err, killed)
 	}
+	streaming(0)
+	if _, err := m.Tgt.Exec(ctx, `ALTER DATABASE `+pgx.Identifier{db}.Sanitize()+` WITH ALLOW_CONNECTIONS true`); err != nil {
+		t.Fatal(err)
+	}
+	streaming(1)
 	if err := w.Run(ctx, w.Ops.Load()+200, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -229,7 +229,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			src: src, prefix: cfg.Kafka.TopicPrefix, client: producer, tracker: tr, log: log, enc: encoder(cfg, opts.Version),
 			fail: func(err error) { failWith(err) },
 		}
-		g.Go(func() error { return cr.run(gctx, status.capturing.Store) })
+		g.Go(func() error {
+			return cr.run(gctx, func(on bool) {
+				status.capturing.Store(on)
+				if on {
+					cm.Streaming.Set(1)
+				} else {
+					cm.Streaming.Set(0)
+				}
+			})
+		})
 	}
 
 	// Backfill: existing rows -> Kafka, beside the stream.
