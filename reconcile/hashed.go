@@ -47,13 +47,13 @@ type RangeHasher interface {
 // hashable returns, when mapping i's chunks can be compared by summaries,
 // its output and the source columns it copies, in the output's column
 // order.
-func (r *Reconciler) hashable(writers map[string][]writer, i int, st *backfill.Table) (transform.Output, []string, bool) {
+func (r *Reconciler) hashable(writers map[string][]writer, i int, st *backfill.Table, columns map[string]map[string]column) (transform.Output, []string, bool) {
 	outputs := r.mappings[i].Outputs()
 	if r.srcHash == nil || r.tgtHash == nil || len(outputs) != 1 || len(st.Key) != 1 {
 		return transform.Output{}, nil, false
 	}
 	o := outputs[0]
-	if o.Conditional || !r.walks(writers, writer{i, 0}, st) {
+	if o.Conditional || !r.walks(writers, writer{i, 0}, st, columns[o.Table]) {
 		return transform.Output{}, nil, false
 	}
 	src := make([]string, len(o.Columns))
@@ -103,8 +103,8 @@ func (r *Reconciler) sweepHashed(ctx context.Context, i int, st *backfill.Table,
 		case <-ctx.Done():
 			return c, false, ctx.Err()
 		case p, ok := <-sources:
-			if !ok {
-				return c, false, nil
+			if !ok { // only after an error the main loop has had, or ctx's end
+				return c, false, fmt.Errorf("reconcile %s: the source's chunk summaries ended before its last chunk", r.mappings[i].Name)
 			}
 			if p.err != nil {
 				return c, false, p.err

@@ -226,7 +226,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 		w := writers[t][0]
-		if r.walks(writers, w, sources[w.mapping]) {
+		if r.walks(writers, w, sources[w.mapping], columns[t]) {
 			continue
 		}
 		key := r.mappings[w.mapping].Outputs()[w.output].Key
@@ -293,16 +293,17 @@ func (r *Reconciler) columnsOf(ctx context.Context, t string) (map[string]column
 // writer is one output of one mapping.
 type writer struct{ mapping, output int }
 
-// walks reports whether the target table of w is walked beside its source:
-// only w writes it, and its key copies the source's integer primary key,
-// column for column, so both sides sort alike.
-func (r *Reconciler) walks(writers map[string][]writer, w writer, st *backfill.Table) bool {
+// walks reports whether the target table of w, whose columns are cols, is
+// walked beside its source: only w writes it, and its key copies the
+// source's integer primary key, column for column, into integer columns, so
+// both sides sort alike.
+func (r *Reconciler) walks(writers map[string][]writer, w writer, st *backfill.Table, cols map[string]column) bool {
 	o := r.mappings[w.mapping].Outputs()[w.output]
 	if len(writers[o.Table]) != 1 || len(o.Key) != len(st.Key) {
 		return false
 	}
 	for i, k := range o.Key {
-		if o.Copied[k] != st.Key[i] || st.Types[st.Key[i]] != change.TypeInt {
+		if o.Copied[k] != st.Key[i] || st.Types[st.Key[i]] != change.TypeInt || cols[k].kind != kindInt {
 			return false
 		}
 	}
@@ -463,7 +464,7 @@ func (r *Reconciler) upTo(ctx context.Context, w *walk, hi map[string]any) ([]ma
 // summaries instead (sweepHashed).
 func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mapping, st *backfill.Table, writers map[string][]writer,
 	columns map[string]map[string]column, present map[string]map[uint64]struct{}, rep *MappingReport) ([]*suspect, int64, error) {
-	if o, srcCols, ok := r.hashable(writers, i, st); ok {
+	if o, srcCols, ok := r.hashable(writers, i, st, columns); ok {
 		return r.sweepHashed(ctx, i, st, o, srcCols, columns[o.Table], rep)
 	}
 	outputs := m.Outputs()
@@ -473,7 +474,7 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 	defer cancel()
 	walks := make([]*walk, len(outputs))
 	for j, o := range outputs {
-		if r.walks(writers, writer{i, j}, st) {
+		if r.walks(writers, writer{i, j}, st, columns[o.Table]) {
 			walks[j] = r.newWalk(ctx, &wg, o)
 		}
 	}
