@@ -74,12 +74,21 @@ type hashedChunk struct {
 	src, tgt    pgtext.RowsHash
 }
 
+// falseAlarms is how many chunks in a row whose summaries differ while
+// their rows compare equal make a sweep stop summarising: the sides write
+// equal values differently (numeric(10,2) and numeric(12,4), timestamp and
+// timestamptz, json and jsonb), and every chunk would be read twice.
+const falseAlarms = 3
+
 // sweepHashed compares mapping i's chunks by their summaries, the source's
 // computed a chunk ahead of the target's so both servers work at once, and
 // compares row by row the chunks whose summaries differ. It counts the
-// rows of equal chunks in rep.Summarised.
+// rows of equal chunks in rep.Summarised. After falseAlarms chunks in a row
+// whose summaries differ but not their rows, it stops and returns the
+// chunk after which the rest is to be compared row by row (rest; nil when
+// it compared every chunk).
 func (r *Reconciler) sweepHashed(ctx context.Context, i int, st *backfill.Table, o transform.Output, srcCols []string,
-	cols map[string]column, rep *MappingReport) ([]*suspect, int64, error) {
+	cols map[string]column, rep *MappingReport) (_ []*suspect, _ int64, rest *hashedChunk, _ error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -133,31 +142,41 @@ func (r *Reconciler) sweepHashed(ctx context.Context, i int, st *backfill.Table,
 	var (
 		suspects []*suspect
 		checked  int64
+		misses   int // chunks in a row whose summaries differed but not their rows
 	)
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, 0, ctx.Err()
+			return nil, 0, nil, ctx.Err()
 		case p, ok := <-chunks:
 			if !ok {
-				return suspects, checked, nil
+				return suspects, checked, nil, nil
 			}
 			if p.err != nil {
-				return nil, 0, p.err
+				return nil, 0, nil, p.err
 			}
 			c := p.v
 			checked += c.src.Rows + c.tgt.Rows
 			if c.src == c.tgt {
 				rep.Summarised += c.src.Rows + c.tgt.Rows
+				misses = 0
 				continue
 			}
 			r.log.Debug("reconcile: chunk summaries differ, comparing its rows", "mapping", r.mappings[i].Name,
 				"after", c.after, "up_to", c.last, "source_rows", c.src.Rows, "target_rows", c.tgt.Rows)
 			s, err := r.compareRange(ctx, i, st, o, c, cols)
 			if err != nil {
-				return nil, 0, err
+				return nil, 0, nil, err
 			}
 			suspects = append(suspects, s...)
+			if misses = misses + 1; len(s) > 0 {
+				misses = 0
+			}
+			if misses >= falseAlarms && !c.final {
+				r.log.Info("reconcile: chunk summaries differ where the rows are equal (do the source's and target's column types differ?); comparing rows for the rest of this sweep",
+					"mapping", r.mappings[i].Name, "table", o.Table, "chunks", misses)
+				return suspects, checked, &hashedChunk{after: c.last}, nil
+			}
 		}
 	}
 }

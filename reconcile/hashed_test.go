@@ -70,12 +70,11 @@ func (t hashingTarget) HashRange(_ context.Context, table, key string, cols []st
 	return rowsHash(rows, cols), nil
 }
 
-// TestSweep_ChunksOfACopiedTableAreComparedBySummaries sweeps a mapping
-// that copies its table (renaming a column) with both sides summarising
-// chunks of 7 rows: only the chunks holding drift are compared row by row,
-// and the report is the row-by-row report, drift before the first source
-// key and after the last one included.
-func TestSweep_ChunksOfACopiedTableAreComparedBySummaries(t *testing.T) {
+// newCopyFixture is a source of n rows whose mapping copies them (renaming
+// status to state), both sides summarising, and a target holding their
+// copies.
+func newCopyFixture(t *testing.T, n int64) (*hashingSource, hashingTarget, []*transform.Mapping) {
+	t.Helper()
 	cfg, err := config.Parse("tandem.yaml", []byte(`source:
   kind: postgres
   dsn: postgres://u@h/db
@@ -102,10 +101,20 @@ mappings:
 	src := &hashingSource{fakeSource: &fakeSource{rows: map[int64]change.Row{}}}
 	tgt := hashingTarget{&fakeTarget{types: map[string]string{"id": "bigint", "state": "text"},
 		tables: map[string]map[int64]map[string]any{"public.orders": {}}}}
-	for id := int64(1); id <= 50; id++ {
+	for id := int64(1); id <= n; id++ {
 		src.rows[id] = change.Row{"id": id, "status": "paid", "note": ""}
 		tgt.tables["public.orders"][id] = map[string]any{"id": id, "state": "paid"}
 	}
+	return src, tgt, []*transform.Mapping{m}
+}
+
+// TestSweep_ChunksOfACopiedTableAreComparedBySummaries sweeps a mapping
+// that copies its table (renaming a column) with both sides summarising
+// chunks of 7 rows: only the chunks holding drift are compared row by row,
+// and the report is the row-by-row report, drift before the first source
+// key and after the last one included.
+func TestSweep_ChunksOfACopiedTableAreComparedBySummaries(t *testing.T) {
+	src, tgt, mappings := newCopyFixture(t, 50)
 	orders := tgt.tables["public.orders"]
 	delete(orders, 3)                                              // missing
 	orders[4]["state"] = "new"                                     // mismatch
@@ -113,7 +122,7 @@ mappings:
 	orders[0] = map[string]any{"id": int64(0), "state": "before"}  // extra, before the first source key
 	orders[99] = map[string]any{"id": int64(99), "state": "after"} // extra, after the last
 
-	r := New(Config{ChunkRows: 7, Settle: time.Millisecond, Tolerate: []string{"trim_space"}}, src, tgt, []*transform.Mapping{m}, nil, nil)
+	r := New(Config{ChunkRows: 7, Settle: time.Millisecond, Tolerate: []string{"trim_space"}}, src, tgt, mappings, nil, nil)
 	rep, err := r.Sweep(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -135,5 +144,42 @@ mappings:
 	}
 	if src.chunks != 8 {
 		t.Errorf("%d source chunks summarised, want 8 (50 rows by 7: seven full chunks, the last of one row)", src.chunks)
+	}
+}
+
+// skewedTarget summarises ranges as hashingTarget does but never alike:
+// the target writes equal values differently.
+type skewedTarget struct{ hashingTarget }
+
+func (t skewedTarget) HashRange(ctx context.Context, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error) {
+	h, err := t.hashingTarget.HashRange(ctx, table, key, cols, after, upTo)
+	h.Sum += "0"
+	return h, err
+}
+
+// TestSweep_SummariesThatNeverMatchGiveWayToRows: when chunk after chunk
+// differs in summary but not in rows, the sweep stops summarising after
+// falseAlarms chunks and compares the rest row by row, still finding the
+// drift there.
+func TestSweep_SummariesThatNeverMatchGiveWayToRows(t *testing.T) {
+	src, tgt, mappings := newCopyFixture(t, 200)
+	tgt.tables["public.orders"][140]["state"] = "new" // past the chunks summarised
+	r := New(Config{ChunkRows: 7, Settle: time.Millisecond}, src, skewedTarget{tgt}, mappings, nil, nil)
+	rep, err := r.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rep.Mappings[0]
+	want := MappingReport{Mapping: "shop.orders", Checked: 400, Mismatch: 1, Samples: []Drift{
+		{Kind: KindMismatch, Table: "public.orders", Key: map[string]any{"id": int64(140)}, SourceKey: change.Row{"id": int64(140)}, Columns: []string{"state"},
+			Want: map[string]any{"id": int64(140), "state": "paid"}, Got: map[string]any{"id": int64(140), "state": "new"}},
+	}}
+	if diff := gocmp.Diff(want, got, gocmp.FilterPath(func(p gocmp.Path) bool { return p.Last().String() == ".Drifted" }, gocmp.Ignore())); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+	// 3 chunks compared, of 29; the source's summaries run at most 4
+	// chunks ahead (one in each channel, one waiting to send at each side).
+	if src.chunks < falseAlarms || src.chunks > falseAlarms+4 {
+		t.Errorf("%d source chunks summarised, want %d to %d", src.chunks, falseAlarms, falseAlarms+4)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -409,9 +410,9 @@ func prefetch[T any](ctx context.Context, wg *sync.WaitGroup, fetch func(ctx con
 	return ch
 }
 
-// newWalk starts reading target rows of o in key order.
-func (r *Reconciler) newWalk(ctx context.Context, wg *sync.WaitGroup, o transform.Output) *walk {
-	var after map[string]any
+// newWalk starts reading target rows of o in key order, after the key
+// after (nil: from the start).
+func (r *Reconciler) newWalk(ctx context.Context, wg *sync.WaitGroup, o transform.Output, after map[string]any) *walk {
 	return &walk{out: o, pages: prefetch(ctx, wg, func(ctx context.Context) ([]map[string]any, bool, error) {
 		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
 			return nil, false, err
@@ -425,6 +426,24 @@ func (r *Reconciler) newWalk(ctx context.Context, wg *sync.WaitGroup, o transfor
 		}
 		return rows, len(rows) == r.cfg.ChunkRows, nil
 	})}
+}
+
+// walkStart is where the walk of walked output o starts for a source
+// read from after its key from: the same integer key as o's key (nil: the
+// start).
+func walkStart(o transform.Output, st *backfill.Table, from []string) (map[string]any, error) {
+	if from == nil {
+		return nil, nil
+	}
+	start := make(map[string]any, len(o.Key))
+	for i, k := range st.Key {
+		v, err := strconv.ParseInt(from[i], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("source key %q of column %s is not an integer: %w", from[i], k, err)
+		}
+		start[o.Key[i]] = v
+	}
+	return start, nil
 }
 
 // upTo returns the target rows with a key up to hi, a target key (nil:
@@ -457,16 +476,30 @@ func (r *Reconciler) upTo(ctx context.Context, w *walk, hi map[string]any) ([]ma
 	}
 }
 
-// sweepSource reads mapping m's source table in chunks, maps each row and
-// compares the rows it becomes with the target's: walked tables by the
-// chunk's key range, the others by key (taking what it expects out of
-// present). A mapping that copies its table as it is compares chunk
-// summaries instead (sweepHashed).
+// sweepSource compares mapping m's rows: by chunk summaries when it copies
+// its table as it is (sweepHashed), row by row otherwise (sweepRows), or
+// from where summaries stopped paying.
 func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mapping, st *backfill.Table, writers map[string][]writer,
 	columns map[string]map[string]column, present map[string]map[uint64]struct{}, rep *MappingReport) ([]*suspect, int64, error) {
-	if o, srcCols, ok := r.hashable(writers, i, st, columns); ok {
-		return r.sweepHashed(ctx, i, st, o, srcCols, columns[o.Table], rep)
+	o, srcCols, ok := r.hashable(writers, i, st, columns)
+	if !ok {
+		return r.sweepRows(ctx, i, m, st, writers, columns, present, nil)
 	}
+	suspects, checked, rest, err := r.sweepHashed(ctx, i, st, o, srcCols, columns[o.Table], rep)
+	if err != nil || rest == nil {
+		return suspects, checked, err
+	}
+	more, n, err := r.sweepRows(ctx, i, m, st, writers, columns, present, rest.after)
+	return append(suspects, more...), checked + n, err
+}
+
+// sweepRows reads mapping m's source table in chunks from after its key
+// from (nil: from the start), maps each row and compares the rows it
+// becomes with the target's: walked tables by the chunk's key range, the
+// others by key (taking what it expects out of present). Only walked tables
+// can start past the start.
+func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping, st *backfill.Table, writers map[string][]writer,
+	columns map[string]map[string]column, present map[string]map[uint64]struct{}, from []string) ([]*suspect, int64, error) {
 	outputs := m.Outputs()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -475,10 +508,16 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 	walks := make([]*walk, len(outputs))
 	for j, o := range outputs {
 		if r.walks(writers, writer{i, j}, st, columns[o.Table]) {
-			walks[j] = r.newWalk(ctx, &wg, o)
+			start, err := walkStart(o, st, from)
+			if err != nil {
+				return nil, 0, fmt.Errorf("reconcile %s: %w", m.Name, err)
+			}
+			walks[j] = r.newWalk(ctx, &wg, o, start)
+		} else if from != nil {
+			return nil, 0, fmt.Errorf("reconcile %s: cannot start comparing %s by key past the start", m.Name, o.Table)
 		}
 	}
-	var after []string
+	after := from
 	chunks := prefetch(ctx, &wg, func(ctx context.Context) ([]change.Row, bool, error) {
 		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
 			return nil, false, err

@@ -2,13 +2,18 @@ package pipeline_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/pipeline"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 )
@@ -144,5 +149,70 @@ func TestChunkSummaries_EqualRowsSummariseAlikeAndAnyChangeShows(t *testing.T) {
 	}
 	if diff := cmp.Diff([]chunk{{3, true}, {3, true}, {1, true}}, chunks()); diff != "" {
 		t.Errorf("after undoing every change: chunks (-want +got):\n%s", diff)
+	}
+}
+
+// TestReconcile_ColumnTypesThatWriteValuesDifferentlyFallBackToRows
+// reconciles a copied table whose target stores its amounts at another
+// scale (numeric(12,4) for numeric(10,2): "1.50" is "1.5000") and its
+// times with a zone: every chunk's summaries differ while its rows are
+// equal, so the sweep soon compares rows instead, and finds no drift but
+// the one row seeded.
+func TestReconcile_ColumnTypesThatWriteValuesDifferentlyFallBackToRows(t *testing.T) {
+	ctx := context.Background()
+	srcDSN, tgtDSN := testenv.NewDatabase(t), testenv.NewDatabase(t)
+	for _, side := range []struct{ dsn, ddl string }{
+		{srcDSN, `CREATE SCHEMA s; CREATE TABLE s.accounts (id bigint PRIMARY KEY, balance numeric(10,2), seen timestamp);
+INSERT INTO s.accounts SELECT g, g / 4.0, timestamp '2024-01-01' + g * interval '1 minute' FROM generate_series(1, 60) g`},
+		{tgtDSN, `CREATE TABLE public.accounts (id bigint PRIMARY KEY, balance numeric(12,4), seen timestamptz);
+SET TimeZone = 'UTC';
+INSERT INTO public.accounts SELECT g, g / 4.0, timestamp '2024-01-01' + g * interval '1 minute' FROM generate_series(1, 60) g;
+UPDATE public.accounts SET balance = 0 WHERE id = 50`},
+	} {
+		c, err := pgx.Connect(ctx, side.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Exec(ctx, side.ddl)
+		c.Close(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := parseConfig(t, fmt.Sprintf(`source:
+  kind: postgres
+  dsn: %q
+  tables: [s.accounts]
+  postgres: { slot: unused, publication: unused }
+target:
+  kind: postgres
+  dsn: %q
+reconcile:
+  chunk_rows: 4
+mappings:
+  - from: s.accounts
+    to:
+      - table: public.accounts
+        key: [id]
+        columns:
+          id: row.id
+          balance: row.balance
+          seen: row.seen
+`, srcDSN, tgtDSN))
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	res, err := pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Settle: 10 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logged.String(), "comparing rows for the rest of this sweep") {
+		t.Errorf("the sweep did not give up summaries; its log:\n%s", logged.String())
+	}
+	got := res.Report.Mappings[0]
+	if got.Checked != 120 || got.Summarised != 0 || got.Mismatch != 1 || got.Drift() != 1 {
+		t.Errorf("report: %d checked, %d summarised, %d mismatch, %d drift; want 120, 0, 1, 1", got.Checked, got.Summarised, got.Mismatch, got.Drift())
+	}
+	if len(got.Samples) != 1 || fmt.Sprint(got.Samples[0].Key) != "map[id:50]" {
+		t.Errorf("drifted rows: %+v, want the row of id 50", got.Samples)
 	}
 }
