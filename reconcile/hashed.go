@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -24,9 +25,10 @@ import (
 //
 // It applies to a mapping whose one output is walked (its only writer,
 // keyed by a copy of the source's integer key, here of one column), has no
-// `when`, and whose every column is a source column as it is (row.x), when
-// the source can summarise chunks (ChunkHasher) and the target key ranges
-// (RangeHasher): PostgreSQL on both sides.
+// `when`, and whose every column is a source column as it is (row.x) into
+// a column of the same family (sameFamily), when the source can summarise
+// chunks (ChunkHasher) and the target key ranges (RangeHasher): PostgreSQL
+// on both sides.
 
 // ChunkHasher is a Source that can summarise a chunk on its server: the
 // RowsHash of the values of cols, in that order, of the rows Chunk(t,
@@ -59,11 +61,37 @@ func (r *Reconciler) hashable(writers map[string][]writer, i int, st *backfill.T
 	src := make([]string, len(o.Columns))
 	for j, c := range o.Columns {
 		var ok bool
-		if src[j], ok = o.Copied[c]; !ok {
+		if src[j], ok = o.Copied[c]; !ok || !sameFamily(st.Types[src[j]], columns[o.Table][c].kind) {
 			return transform.Output{}, nil, false
 		}
 	}
 	return o, src, true
+}
+
+// sameFamily reports whether a source column of logical type t copied into
+// a target column of kind k compares equal whenever both write the same
+// text, as summaries assume: a []byte against a text column, or a bool
+// against one, would not.
+func sameFamily(t change.Type, k kind) bool {
+	switch t {
+	case change.TypeInt:
+		return k == kindInt
+	case change.TypeFloat:
+		return k == kindFloat
+	case change.TypeBool:
+		return k == kindBool
+	case change.TypeBytes:
+		return k == kindBytes
+	case change.TypeDecimal:
+		return k == kindDecimal
+	case change.TypeTime:
+		return k == kindTime || k == kindText // date and time of day compare as text
+	case change.TypeJSON:
+		return k == kindJSON
+	case change.TypeString:
+		return k == kindText || k == kindUUID
+	}
+	return false
 }
 
 // hashedChunk is one chunk of a hashed sweep: the source key range (above

@@ -183,3 +183,30 @@ func TestSweep_SummariesThatNeverMatchGiveWayToRows(t *testing.T) {
 		t.Errorf("%d source chunks summarised, want %d to %d", src.chunks, falseAlarms, falseAlarms+4)
 	}
 }
+
+func TestSameFamily_OnlyTypesWhoseEqualTextIsEqualValues(t *testing.T) {
+	for _, tc := range []struct {
+		typ  change.Type
+		sql  string
+		want bool
+	}{
+		{change.TypeInt, "bigint", true},
+		{change.TypeInt, "text", false},
+		{change.TypeDecimal, "numeric(12,4)", true},
+		{change.TypeDecimal, "double precision", false},
+		{change.TypeTime, "timestamp with time zone", true},
+		{change.TypeTime, "date", true},
+		{change.TypeBytes, "bytea", true},
+		{change.TypeBytes, "text", false},
+		{change.TypeBool, "boolean", true},
+		{change.TypeBool, "text", false},
+		{change.TypeJSON, "jsonb", true},
+		{change.TypeString, "character varying(20)", true},
+		{change.TypeString, "uuid", true},
+		{change.TypeString, "integer", false},
+	} {
+		if got := sameFamily(tc.typ, columnOf(tc.sql).kind); got != tc.want {
+			t.Errorf("sameFamily(%s, %s) = %v, want %v", tc.typ, tc.sql, got, tc.want)
+		}
+	}
+}
