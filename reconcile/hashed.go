@@ -23,7 +23,7 @@ import (
 // values are equal ("1.50" and "1.5", a column of another type) only costs
 // the chunk's row comparison, which decides.
 //
-// It applies to a mapping whose one output is walked (its only writer,
+// It applies to a mapping without an inverse whose one output is walked (its only writer,
 // keyed by a copy of the source's integer key, here of one column), has no
 // `when`, and whose every column is a source column as it is (row.x) into
 // a column of the same family (sameFamily), when the source can summarise
@@ -51,7 +51,9 @@ type RangeHasher interface {
 // order.
 func (r *Reconciler) hashable(writers map[string][]writer, i int, st *backfill.Table, columns map[string]map[string]column) (transform.Output, []string, bool) {
 	outputs := r.mappings[i].Outputs()
-	if r.srcHash == nil || r.tgtHash == nil || len(outputs) != 1 || len(st.Key) != 1 {
+	// A mapping with an inverse has its round trip checked on every row:
+	// its rows are read.
+	if r.srcHash == nil || r.tgtHash == nil || len(outputs) != 1 || len(st.Key) != 1 || r.mappings[i].HasInverse() {
 		return transform.Output{}, nil, false
 	}
 	o := outputs[0]

@@ -20,6 +20,10 @@ const (
 	KindMissing  = "missing"  // the source row maps to a target row that is not there
 	KindExtra    = "extra"    // a target row no source row maps to
 	KindMismatch = "mismatch" // the target row is there with other values
+	// KindRoundTrip is a source row the target rows, equal to what the
+	// mapping makes of it, do not give back through the mapping's inverse
+	// (only for mappings with an inverse).
+	KindRoundTrip = "round_trip"
 )
 
 // NewMetrics registers the reconciler's metrics on reg (nil: unregistered).

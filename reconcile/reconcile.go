@@ -110,6 +110,9 @@ func New(cfg Config, src Source, tgt sink.RowReader, mappings []*transform.Mappi
 	}
 	for _, m := range mappings {
 		metrics.Init(m.Name)
+		if m.HasInverse() {
+			metrics.Drift.WithLabelValues(m.Name, KindRoundTrip)
+		}
 	}
 	return r
 }
@@ -122,9 +125,9 @@ const (
 
 // Drift is one row that differs.
 type Drift struct {
-	Kind      string         `json:"kind"`                 // KindMissing, KindExtra or KindMismatch
-	Table     string         `json:"table"`                // the target table
-	Key       map[string]any `json:"key"`                  // the target row's key
+	Kind      string         `json:"kind"`                 // KindMissing, KindExtra, KindMismatch or KindRoundTrip
+	Table     string         `json:"table"`                // the target table (the source table for KindRoundTrip)
+	Key       map[string]any `json:"key"`                  // the target row's key (the source row's for KindRoundTrip)
 	SourceKey change.Row     `json:"source_key,omitempty"` // the source row's primary key; nil for an extra row
 	Columns   []string       `json:"columns,omitempty"`    // for a mismatch: the columns that differ
 	Want      map[string]any `json:"want,omitempty"`       // what the mapping computes (nil for extra)
@@ -141,6 +144,7 @@ type MappingReport struct {
 	Missing    int     `json:"missing"`
 	Extra      int     `json:"extra"`
 	Mismatch   int     `json:"mismatch"`
+	RoundTrip  int     `json:"round_trip"` // source rows that do not come back through the inverse
 	InFlight   int     `json:"in_flight"`
 	Suspended  int     `json:"suspended"`
 	Samples    []Drift `json:"samples"` // the first drifted rows, up to Config.Samples
@@ -148,7 +152,26 @@ type MappingReport struct {
 }
 
 // Drift returns the number of drifted rows.
-func (r MappingReport) Drift() int { return r.Missing + r.Extra + r.Mismatch }
+func (r MappingReport) Drift() int { return r.Missing + r.Extra + r.Mismatch + r.RoundTrip }
+
+// add files d, a drifted row, in the report, keeping up to samples of them
+// as samples.
+func (r *MappingReport) add(d Drift, samples int) {
+	r.Drifted = append(r.Drifted, d)
+	if len(r.Samples) < samples {
+		r.Samples = append(r.Samples, d)
+	}
+	switch d.Kind {
+	case KindMissing:
+		r.Missing++
+	case KindExtra:
+		r.Extra++
+	case KindMismatch:
+		r.Mismatch++
+	case KindRoundTrip:
+		r.RoundTrip++
+	}
+}
 
 // Report is the result of one sweep over every mapping.
 type Report struct {
@@ -269,6 +292,9 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 		r.metrics.Drift.WithLabelValues(name, KindMissing).Set(float64(rep.Missing))
 		r.metrics.Drift.WithLabelValues(name, KindExtra).Set(float64(rep.Extra))
 		r.metrics.Drift.WithLabelValues(name, KindMismatch).Set(float64(rep.Mismatch))
+		if r.mappings[i].HasInverse() {
+			r.metrics.Drift.WithLabelValues(name, KindRoundTrip).Set(float64(rep.RoundTrip))
+		}
 		r.metrics.Unsettled.WithLabelValues(name, StateInFlight).Set(float64(rep.InFlight))
 		r.metrics.Unsettled.WithLabelValues(name, StateSuspended).Set(float64(rep.Suspended))
 		r.metrics.Checked.WithLabelValues(name).Add(float64(rep.Checked))
@@ -483,13 +509,13 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 	columns map[string]map[string]column, present map[string]map[uint64]struct{}, rep *MappingReport) ([]*suspect, int64, error) {
 	o, srcCols, ok := r.hashable(writers, i, st, columns)
 	if !ok {
-		return r.sweepRows(ctx, i, m, st, writers, columns, present, nil)
+		return r.sweepRows(ctx, i, m, st, writers, columns, present, nil, rep)
 	}
 	suspects, checked, rest, err := r.sweepHashed(ctx, i, st, o, srcCols, columns[o.Table], rep)
 	if err != nil || rest == nil {
 		return suspects, checked, err
 	}
-	more, n, err := r.sweepRows(ctx, i, m, st, writers, columns, present, rest.after)
+	more, n, err := r.sweepRows(ctx, i, m, st, writers, columns, present, rest.after, rep)
 	return append(suspects, more...), checked + n, err
 }
 
@@ -499,7 +525,7 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 // others by key (taking what it expects out of present). Only walked tables
 // can start past the start.
 func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping, st *backfill.Table, writers map[string][]writer,
-	columns map[string]map[string]column, present map[string]map[uint64]struct{}, from []string) ([]*suspect, int64, error) {
+	columns map[string]map[string]column, present map[string]map[uint64]struct{}, from []string, rep *MappingReport) ([]*suspect, int64, error) {
 	outputs := m.Outputs()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -554,12 +580,21 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 				want[j] = map[string]*suspect{}
 			}
 		}
+		var (
+			trips   []Drift    // rows that do not come back through the inverse
+			differs []*suspect // this chunk's rows that differ forward
+		)
 		for _, row := range rows {
 			mapped, err := m.Apply(row)
 			if err != nil {
 				// A row the mapping fails on is a dead letter, not drift:
 				// `tandem dlq list` shows it.
 				continue
+			}
+			if m.HasInverse() && len(mapped) > 0 {
+				if d, ok := roundTrip(m, st, row, mapped); ok {
+					trips = append(trips, d)
+				}
 			}
 			for _, tr := range mapped {
 				j := slices.IndexFunc(outputs, func(o transform.Output) bool { return o.Table == tr.Table })
@@ -595,9 +630,60 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 				return nil, 0, err
 			}
 			suspects = append(suspects, s...)
+			differs = append(differs, s...)
 		}
+		r.fileRoundTrips(m, st, trips, differs, rep)
 		if final {
 			return suspects, checked, nil
+		}
+	}
+}
+
+// roundTrip is the drift of a source row that does not come back through
+// m's inverse from mapped, the target rows m makes of it; ok is false when
+// it comes back.
+func roundTrip(m *transform.Mapping, st *backfill.Table, row change.Row, mapped []transform.Row) (d Drift, ok bool) {
+	rt, err := m.Back(row, mapped)
+	key := pick(row, st.Key)
+	d = Drift{Kind: KindRoundTrip, Table: m.From.String(), Key: key, SourceKey: key}
+	if err != nil {
+		d.Got = map[string]any{"error": err.Error()}
+		return d, true
+	}
+	if len(rt.Diffs) == 0 {
+		return Drift{}, false
+	}
+	d.Want, d.Got = map[string]any{}, map[string]any{}
+	for _, df := range rt.Diffs {
+		d.Columns = append(d.Columns, df.Column)
+		d.Want[df.Column] = df.Source
+		if !df.Lost {
+			d.Got[df.Column] = df.Back
+		}
+	}
+	return d, true
+}
+
+// fileRoundTrips files in rep the round trips of a chunk's rows whose
+// target rows compared equal: equal to what the mapping makes of the
+// source row (under the tolerance rules), they give back what its inverse
+// gives back of those, so source == inverse(target) is checked without
+// reading them twice. A row that differs forward (in differs) is settled
+// as such first; its round trip says nothing yet.
+func (r *Reconciler) fileRoundTrips(m *transform.Mapping, st *backfill.Table, trips []Drift, differs []*suspect, rep *MappingReport) {
+	if len(trips) == 0 {
+		return
+	}
+	table := m.From.String()
+	skip := map[string]bool{}
+	for _, s := range differs {
+		if s.seen != nil {
+			skip[sink.RowID(table, st.Key, s.seen)] = true
+		}
+	}
+	for _, d := range trips {
+		if !skip[sink.RowID(table, st.Key, d.SourceKey)] {
+			rep.add(d, r.cfg.Samples)
 		}
 	}
 }
@@ -784,18 +870,7 @@ func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns ma
 				again = append(again, s)
 			default:
 				s.Kind = state
-				rep.Drifted = append(rep.Drifted, s.Drift)
-				if len(rep.Samples) < r.cfg.Samples {
-					rep.Samples = append(rep.Samples, s.Drift)
-				}
-				switch state {
-				case KindMissing:
-					rep.Missing++
-				case KindExtra:
-					rep.Extra++
-				case KindMismatch:
-					rep.Mismatch++
-				}
+				rep.add(s.Drift, r.cfg.Samples)
 			}
 		}
 		suspects = again

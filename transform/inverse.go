@@ -142,6 +142,13 @@ func (m *Mapping) RoundTrip(src change.Row) (*RoundTrip, error) {
 	if err != nil {
 		return nil, err
 	}
+	return m.Back(src, rows)
+}
+
+// Back is RoundTrip of src given the target rows Apply made of it: the
+// inverse of rows compared with src.
+func (m *Mapping) Back(src change.Row, rows []Row) (*RoundTrip, error) {
+	var err error
 	rt := &RoundTrip{Rows: rows}
 	if len(rows) == 0 || m.inverse == nil {
 		return rt, nil

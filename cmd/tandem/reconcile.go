@@ -61,8 +61,11 @@ func printReport(w io.Writer, res *pipeline.ReconcileResult) {
 		if m.Summarised > 0 {
 			fmt.Fprintf(w, " (%d by chunk summaries)", m.Summarised)
 		}
-		fmt.Fprintf(w, "; drift: %d missing, %d extra, %d mismatch; not drift: %d in flight, %d suspended",
-			m.Missing, m.Extra, m.Mismatch, m.InFlight, m.Suspended)
+		fmt.Fprintf(w, "; drift: %d missing, %d extra, %d mismatch", m.Missing, m.Extra, m.Mismatch)
+		if m.RoundTrip > 0 {
+			fmt.Fprintf(w, ", %d not given back by the inverse", m.RoundTrip)
+		}
+		fmt.Fprintf(w, "; not drift: %d in flight, %d suspended", m.InFlight, m.Suspended)
 		if n, ok := res.Repaired[m.Mapping]; ok {
 			fmt.Fprintf(w, "; repaired %d rows before this comparison", n)
 		}
@@ -92,7 +95,14 @@ func printReport(w io.Writer, res *pipeline.ReconcileResult) {
 		}
 	}
 	if res.Drift() {
-		fmt.Fprintln(w, "drift found (the diffs read -mapped source +target)")
+		legend := "the diffs read -mapped source +target"
+		for _, m := range res.Report.Mappings {
+			if m.RoundTrip > 0 {
+				legend += "; for round_trip, -source +what the inverse gives back"
+				break
+			}
+		}
+		fmt.Fprintf(w, "drift found (%s)\n", legend)
 	} else {
 		fmt.Fprintln(w, "no drift")
 	}

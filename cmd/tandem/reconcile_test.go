@@ -18,7 +18,10 @@ func TestPrintReport_CountsDriftSamplesAndChecks(t *testing.T) {
 				{Kind: reconcile.KindMismatch, Table: "public.customers", Key: map[string]any{"id": int64(1)}, Columns: []string{"full_name"},
 					Want: map[string]any{"id": int64(1), "full_name": "Ann"}, Got: map[string]any{"id": int64(1), "full_name": "WRONG"}},
 			}},
-			{Mapping: "shop.orders", Checked: 80, Missing: 3},
+			{Mapping: "shop.orders", Checked: 80, Missing: 3, RoundTrip: 1, Samples: []reconcile.Drift{
+				{Kind: reconcile.KindRoundTrip, Table: "shop.orders", Key: map[string]any{"id": int64(5)}, Columns: []string{"status"},
+					Want: map[string]any{"status": "PAID"}, Got: map[string]any{"status": "paid"}},
+			}},
 		}},
 		Checks:   []reconcile.CheckResult{{Name: "orders_total", Source: 10, Target: 10}, {Name: "broken", Err: errors.New("no such table")}},
 		Repaired: map[string]int{"shop.orders": 2},
@@ -32,11 +35,16 @@ func TestPrintReport_CountsDriftSamplesAndChecks(t *testing.T) {
     + 	"full_name": string("WRONG"),
       	"id":        int64(1),
       }
-mapping shop.orders: 80 rows checked; drift: 3 missing, 0 extra, 0 mismatch; not drift: 0 in flight, 0 suspended; repaired 2 rows before this comparison
+mapping shop.orders: 80 rows checked; drift: 3 missing, 0 extra, 0 mismatch, 1 not given back by the inverse; not drift: 0 in flight, 0 suspended; repaired 2 rows before this comparison
+  round_trip shop.orders (id=5) columns status
+      map[string]any{
+    - 	"status": string("PAID"),
+    + 	"status": string("paid"),
+      }
   ... and 3 more
 check orders_total: ok (10)
 check broken: FAILED: no such table
-drift found (the diffs read -mapped source +target)
+drift found (the diffs read -mapped source +target; for round_trip, -source +what the inverse gives back)
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)

@@ -183,6 +183,9 @@ func (e *reconcileEnv) repair(ctx context.Context, cfg *config.Config, rep *reco
 		var rows []resync.Row
 		var extras []sink.Write
 		for _, d := range mr.Drifted {
+			if d.Kind == reconcile.KindRoundTrip {
+				continue // the mapping's inverse loses it: re-syncing cannot help
+			}
 			if d.SourceKey != nil {
 				rows = append(rows, resync.Row{Key: d.SourceKey})
 				continue
