@@ -110,7 +110,7 @@ func run(ctx context.Context, workload time.Duration, rate int, keep bool) error
 	step("tandem check -c %s", rel(root, cfgPath))
 	env := append(os.Environ(), "TANDEM_SOURCE_DSN="+srcDSN, "TANDEM_TARGET_DSN="+tgtDSN)
 	check := exec.CommandContext(ctx, bin, "check", "-c", cfgPath)
-	check.Env, check.Stdout, check.Stderr = env, prefixed{"    "}, prefixed{"    "}
+	check.Env, check.Stdout, check.Stderr = env, &prefixed{p: "    "}, &prefixed{p: "    "}
 	if err := check.Run(); err != nil {
 		return fmt.Errorf("tandem check: %w", err)
 	}
@@ -136,7 +136,7 @@ func run(ctx context.Context, workload time.Duration, rate int, keep bool) error
 
 	step("tandem backfill -c %s   (copies the history in chunks while the writers run; log: %s)", rel(root, cfgPath), rel(root, logPath))
 	bf := exec.CommandContext(ctx, bin, "backfill", "-c", cfgPath)
-	bf.Env, bf.Stdout, bf.Stderr = env, prefixed{"    "}, logFile
+	bf.Env, bf.Stdout, bf.Stderr = env, &prefixed{p: "    "}, logFile
 	if err := bf.Run(); err != nil {
 		return fmt.Errorf("tandem backfill: %w (see %s)", err, logPath)
 	}
@@ -187,7 +187,7 @@ func run(ctx context.Context, workload time.Duration, rate int, keep bool) error
 	}
 	step("tandem reconcile --once -c %s   (the same comparison by tandem: source rows through the mappings vs the target)", rel(root, cfgPath))
 	rec := exec.CommandContext(ctx, bin, "reconcile", "--once", "-c", cfgPath)
-	rec.Env, rec.Stdout, rec.Stderr = env, prefixed{"    "}, logFile
+	rec.Env, rec.Stdout, rec.Stderr = env, &prefixed{p: "    "}, logFile
 	if err := rec.Run(); err != nil {
 		return fmt.Errorf("tandem reconcile --once: %w (see %s)", err, logPath)
 	}
@@ -214,13 +214,23 @@ Summary
 	return nil
 }
 
-type prefixed struct{ p string }
+// prefixed writes to stdout with p at the start of every line, whatever
+// pieces the lines come in.
+type prefixed struct {
+	p   string
+	mid bool // the last write ended inside a line
+}
 
-func (w prefixed) Write(b []byte) (int, error) {
+func (w *prefixed) Write(b []byte) (int, error) {
 	for _, line := range strings.SplitAfter(string(b), "\n") {
-		if line != "" {
-			fmt.Print(w.p + line)
+		if line == "" {
+			continue
 		}
+		if !w.mid {
+			fmt.Print(w.p)
+		}
+		fmt.Print(line)
+		w.mid = !strings.HasSuffix(line, "\n")
 	}
 	return len(b), nil
 }
