@@ -173,3 +173,47 @@ func plural(n int, noun string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }
+
+// dropFlags select the dead letters `tandem dlq drop` removes: one by its
+// Kafka coordinates, or all of them.
+type dropFlags struct {
+	topic     string
+	partition int
+	offset    int64
+	all       bool
+}
+
+// runDLQDrop removes dead letters without re-syncing their rows and names
+// each one removed: exit 0, or 1 when the one named is not there, 2 for a
+// selection that is neither one dead letter nor --all.
+func runDLQDrop(ctx context.Context, cfg *config.Config, mapping string, f dropFlags, stdout, stderr io.Writer) int {
+	one := f.topic != "" || f.partition >= 0 || f.offset >= 0
+	if one == f.all || (one && (f.topic == "" || f.partition < 0 || f.offset < 0)) {
+		fmt.Fprintln(stderr, "tandem dlq drop: name one dead letter (--topic, --partition and --offset, as `tandem dlq list` shows them) or --all")
+		return exitUsage
+	}
+	dropped, err := pipeline.DropDeadLetters(ctx, cfg, mapping, func(id sink.DeadLetterID) bool {
+		return f.all || id.Topic == f.topic && id.Partition == int32(f.partition) && id.Offset == f.offset
+	})
+	if errors.Is(err, pipeline.ErrUnknownMapping) {
+		fmt.Fprintf(stderr, "tandem dlq drop: %v\n", err)
+		return exitUsage
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tandem dlq drop: %v\n", err)
+		return exitFailed
+	}
+	for _, id := range dropped {
+		fmt.Fprintf(stdout, "dropped %s  %s partition %d offset %d\n", id.Mapping, id.Topic, id.Partition, id.Offset)
+	}
+	switch {
+	case len(dropped) > 0:
+		fmt.Fprintf(stdout, "dropped %s; their rows were not re-synced\n", plural(len(dropped), "dead letter"))
+	case f.all:
+		fmt.Fprintf(stdout, "no dead letters%s to drop\n", ofMapping(mapping))
+	default:
+		fmt.Fprintf(stderr, "tandem dlq drop: no dead letter%s at %s partition %d offset %d\n", ofMapping(mapping), f.topic, f.partition, f.offset)
+		return exitFailed
+	}
+	return exitOK
+}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -191,10 +192,39 @@ func TestDLQ_ListShowsTheDeadLettersAndReplayResyncsThemOnceFixed(t *testing.T) 
 		t.Errorf("dlq replay --mapping shop.refunds: exit %d (want 2), stderr:\n%s", code, stderr)
 	}
 
+	// Drop the newest dead letter by its coordinates: listed no more, the
+	// others kept; dropping it again finds nothing; a selection that is
+	// neither one dead letter nor --all is a usage error.
+	var topic string
+	var partition int32
+	var offset int64
+	if err := m.Tgt.QueryRow(ctx, `SELECT topic, partition, "offset" FROM tandem.dead_letters ORDER BY created_at DESC, "offset" DESC LIMIT 1`).Scan(&topic, &partition, &offset); err != nil {
+		t.Fatal(err)
+	}
+	coords := []string{"--topic", topic, "--partition", strconv.Itoa(int(partition)), "--offset", strconv.FormatInt(offset, 10)}
+	stdout, stderr, code = tandemCmd(t, env, append([]string{"dlq", "drop", "-c", cfgPath}, coords...)...)
+	if want := "dropped shop.orders  shop.shop.orders partition <p> offset <o>\ndropped 1 dead letter; their rows were not re-synced\n"; code != exitOK || normalize(stdout) != want {
+		t.Errorf("dlq drop of one: exit %d, stdout %q, want %q\nstderr:\n%s", code, stdout, want, stderr)
+	}
+	if stdout, _, code := tandemCmd(t, env, "dlq", "list", "-c", cfgPath); code != exitOK || normalize(stdout) != "2 dead letters, oldest first:\n"+blocks[0]+blocks[1] {
+		t.Errorf("dlq list after the drop: exit %d, stdout:\n%s", code, stdout)
+	}
+	if _, stderr, code := tandemCmd(t, env, append([]string{"dlq", "drop", "-c", cfgPath}, coords...)...); code != exitFailed || !strings.Contains(stderr, "no dead letter at shop.shop.orders") {
+		t.Errorf("dlq drop of one dropped already: exit %d (want 1), stderr:\n%s", code, stderr)
+	}
+	for _, args := range [][]string{{}, {"--topic", topic}, append([]string{"--all"}, coords...)} {
+		if _, stderr, code := tandemCmd(t, env, append([]string{"dlq", "drop", "-c", cfgPath}, args...)...); code != exitUsage || !strings.Contains(stderr, "name one dead letter") {
+			t.Errorf("dlq drop %v: exit %d (want 2), stderr:\n%s", args, code, stderr)
+		}
+	}
+	if stdout, _, code := tandemCmd(t, env, "dlq", "drop", "-c", cfgPath, "--all", "--mapping", "shop.customers"); code != exitOK || stdout != "no dead letters of mapping shop.customers to drop\n" {
+		t.Errorf("dlq drop --all of a mapping without any: exit %d, stdout %q", code, stdout)
+	}
+
 	// Fixed: both orders are re-synced from their current rows.
 	writeConfig(fixed)
 	stdout, stderr, code = tandemCmd(t, env, "dlq", "replay", "-c", cfgPath)
-	if want := "re-synced 2 rows, removed 3 dead letters, 0 still failing (0 dead letters kept)\n"; code != exitOK || stdout != want {
+	if want := "re-synced 2 rows, removed 2 dead letters, 0 still failing (0 dead letters kept)\n"; code != exitOK || stdout != want {
 		t.Errorf("dlq replay with the fixed mapping: exit %d (want 0), stdout %q, want %q\nstderr:\n%s", code, stdout, want, stderr)
 	}
 	if diff, _, err := m.Diff(ctx); err != nil || diff != "" {

@@ -62,6 +62,7 @@ Verbs:
              without --once it compares every reconcile.interval, serving /metrics
   dlq list   [--mapping M] [--limit N]: show the dead letters kept in the target
   dlq replay [--mapping M]: re-sync the rows of dead letters with the fixed mapping
+  dlq drop   [--mapping M] (--topic T --partition P --offset O | --all): remove dead letters without re-syncing
   slot drop  remove the migration's replication slot and publication when done
   version    version and build info
 
@@ -95,8 +96,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		verb, rest = "slot drop", rest[1:]
 	}
 	if verb == "dlq" {
-		if len(rest) == 0 || (rest[0] != "list" && rest[0] != "replay") {
-			fmt.Fprintf(stderr, "tandem dlq: want `tandem dlq list` or `tandem dlq replay`\n")
+		if len(rest) == 0 || (rest[0] != "list" && rest[0] != "replay" && rest[0] != "drop") {
+			fmt.Fprintf(stderr, "tandem dlq: want `tandem dlq list`, `tandem dlq replay` or `tandem dlq drop`\n")
 			return exitUsage
 		}
 		verb, rest = "dlq "+rest[0], rest[1:]
@@ -115,6 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.BoolVar(&restart, "restart", false, "forget saved progress and copy every table again")
 	}
 	var previewTable, dlqMapping string
+	var drop dropFlags
 	limit := 0
 	once, repair, format := false, false, "text"
 	switch verb {
@@ -130,6 +132,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&limit, "limit", 100, "show at most this many dead letters (0: all)")
 	case "dlq replay":
 		fs.StringVar(&dlqMapping, "mapping", "", "only this mapping's dead letters")
+	case "dlq drop":
+		fs.StringVar(&dlqMapping, "mapping", "", "only this mapping's dead letters")
+		fs.StringVar(&drop.topic, "topic", "", "the dead letter's Kafka topic, as `dlq list` shows it")
+		fs.IntVar(&drop.partition, "partition", -1, "its partition")
+		fs.Int64Var(&drop.offset, "offset", -1, "its offset")
+		fs.BoolVar(&drop.all, "all", false, "every dead letter (of --mapping)")
 	}
 	if err := fs.Parse(rest); err != nil {
 		return exitUsage
@@ -155,7 +163,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
-	case "run", "capture", "apply", "check", "slot drop", "backfill", "preview", "dlq list", "dlq replay", "reconcile":
+	case "run", "capture", "apply", "check", "slot drop", "backfill", "preview", "dlq list", "dlq replay", "dlq drop", "reconcile":
 	default:
 		fmt.Fprintf(stderr, "tandem: unknown verb %q\n\n%s", verb, usage)
 		return exitUsage
@@ -196,6 +204,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDLQList(ctx, cfg, dlqMapping, limit, stdout, stderr)
 	case "dlq replay":
 		return runDLQReplay(ctx, cfg, dlqMapping, log, stdout, stderr)
+	case "dlq drop":
+		return runDLQDrop(ctx, cfg, dlqMapping, drop, stdout, stderr)
 	}
 	if verb == "check" {
 		problems, err := pipeline.Check(ctx, cfg)

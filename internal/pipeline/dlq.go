@@ -24,6 +24,14 @@ var (
 // does not have.
 var ErrUnknownMapping = errors.New("no such mapping in the config")
 
+// knownMapping checks that mapping ("": every mapping) names one of cfg's.
+func knownMapping(cfg *config.Config, mapping string) error {
+	if mapping != "" && !slices.ContainsFunc(cfg.Mappings, func(m config.Mapping) bool { return m.Name == mapping }) {
+		return fmt.Errorf("%s: mapping %q: %w", cfg.File, mapping, ErrUnknownMapping)
+	}
+	return nil
+}
+
 // OpenDeadLetters connects to the configured target and returns it as the
 // store of the dead letters apply kept there; close releases it.
 func OpenDeadLetters(ctx context.Context, cfg *config.Config) (resync.Store, func(), error) {
@@ -65,8 +73,8 @@ func ReplayDeadLetters(ctx context.Context, cfg *config.Config, mapping string) 
 	if err != nil {
 		return nil, err
 	}
-	if mapping != "" && !slices.ContainsFunc(mappings, func(m *transform.Mapping) bool { return m.Name == mapping }) {
-		return nil, fmt.Errorf("%s: mapping %q: %w", cfg.File, mapping, ErrUnknownMapping)
+	if err := knownMapping(cfg, mapping); err != nil {
+		return nil, err
 	}
 	store, closeStore, err := OpenDeadLetters(ctx, cfg)
 	if err != nil {
@@ -93,4 +101,41 @@ func ReplayDeadLetters(ctx context.Context, cfg *config.Config, mapping string) 
 		return rep, fmt.Errorf("replay dead letters: %w", err)
 	}
 	return rep, nil
+}
+
+// DropDeadLetters removes, without re-syncing anything, the dead letters
+// of mapping ("": of every mapping) that match selects, and returns them,
+// oldest first. It is for dead letters no replay can re-sync (a TRUNCATE, a
+// record that does not decode) or that the operator has dealt with by
+// hand. Like ListDeadLetters it creates nothing in the target: one tandem
+// never wrote to has none to drop.
+func DropDeadLetters(ctx context.Context, cfg *config.Config, mapping string, selects func(sink.DeadLetterID) bool) ([]sink.DeadLetterID, error) {
+	if err := knownMapping(cfg, mapping); err != nil {
+		return nil, err
+	}
+	store, closeStore, err := openDeadLetters(ctx, cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore()
+	dls, err := store.DeadLetters(ctx, mapping, 0)
+	if se := (*sink.Error)(nil); errors.As(err, &se) && se.Reason == "table_missing" {
+		return nil, nil // tandem never kept anything in this target
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the dead letters: %w", err)
+	}
+	var ids []sink.DeadLetterID
+	for _, d := range dls {
+		if selects(d.ID()) {
+			ids = append(ids, d.ID())
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if _, err := store.DeleteDeadLetters(ctx, ids); err != nil {
+		return nil, fmt.Errorf("drop %d dead letters: %w", len(ids), err)
+	}
+	return ids, nil
 }
