@@ -31,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tandem_drift_rows",
-			Help: "Rows that differ between the source (mapped) and the target after the pipeline caught up, by mapping and kind (missing, extra, mismatch), as of the last completed sweep.",
+			Help: "Rows that differ between the source (mapped) and the target after the pipeline caught up, by mapping and kind (missing, extra, mismatch; round_trip for a mapping with an inverse: source rows it does not give back), as of the last completed sweep.",
 		}, []string{"mapping", "kind"}),
 		Unsettled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tandem_reconcile_unsettled_rows",
