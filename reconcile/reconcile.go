@@ -18,6 +18,7 @@ import (
 
 	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -888,14 +889,7 @@ func (r *Reconciler) wait(ctx context.Context) error {
 	if r.cfg.Lag != nil {
 		d += r.cfg.Lag()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return poll.Sleep(ctx, d)
 }
 
 // recheck compares one suspect's row again. It returns "" when the row now

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -324,22 +325,10 @@ func (a *applier) retry(ctx context.Context, what string, fn func() error) error
 		if s, ok := a.sink.(interface{ Forget() }); ok {
 			s.Forget()
 		}
-		if err := sleep(ctx, backoff); err != nil {
+		if err := poll.Sleep(ctx, backoff); err != nil {
 			return err
 		}
 		backoff = min(backoff*2, 30*time.Second)
-	}
-}
-
-// sleep waits for d or until ctx ends, whichever is first.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

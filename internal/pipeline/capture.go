@@ -12,6 +12,7 @@ import (
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/kafka"
+	"github.com/tandemcdc/tandem/internal/poll"
 )
 
 // captureRole streams source changes into Kafka and acknowledges source
@@ -47,7 +48,7 @@ func (c *captureRole) run(ctx context.Context, streaming func(bool)) error {
 			backoff = 250 * time.Millisecond
 		}
 		c.log.Error("capture stopped; reconnecting", "err", err, "retry_in", backoff)
-		if err := sleep(ctx, backoff); err != nil {
+		if err := poll.Sleep(ctx, backoff); err != nil {
 			return err
 		}
 		backoff = min(2*backoff, 30*time.Second)

@@ -1,6 +1,7 @@
-// Package poll waits for a condition by checking it on a ticker until it
-// holds or a deadline passes: how tests, the demo and the benchmarks wait
-// for the pipeline, never with fixed sleeps.
+// Package poll waits: for a condition, by checking it on a ticker until it
+// holds or a deadline passes (how tests, the demo and the benchmarks wait
+// for the pipeline, never with fixed sleeps), and for a duration that a
+// context may cut short (backoffs, reconcile's settling).
 package poll
 
 import (
@@ -38,5 +39,18 @@ func Until(ctx context.Context, every, within time.Duration, cond func() (bool, 
 			return at, fmt.Errorf("%w: %s", ErrTimeout, within)
 		case <-tick.C:
 		}
+	}
+}
+
+// Sleep waits for d or until ctx ends, whichever is first, and returns
+// ctx's error in the second case.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
