@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/transform"
 )
 
 // kind is how a target column's values compare.
@@ -220,32 +221,16 @@ func text(v any) string {
 	return fmt.Sprint(v)
 }
 
-// number is v as an exact number: integers, finite floats, booleans (a
-// MySQL BOOL is a TINYINT) and numeric text.
+// number is v as an exact number: transform.ExactNumber's, numeric text
+// included, and booleans (a MySQL BOOL is a TINYINT).
 func number(v any) (*big.Rat, bool) {
-	switch v := v.(type) {
-	case int64:
-		return new(big.Rat).SetInt64(v), true
-	case uint64:
-		return new(big.Rat).SetUint64(v), true
-	case float64:
-		if math.IsInf(v, 0) || math.IsNaN(v) {
-			return nil, false
-		}
-		return new(big.Rat).SetFloat64(v), true
-	case bool:
-		if v {
+	if b, ok := v.(bool); ok {
+		if b {
 			return big.NewRat(1, 1), true
 		}
 		return new(big.Rat), true
-	case string:
-		s := strings.TrimSpace(v)
-		if s == "" || strings.ContainsAny(s, "nNiI/") { // NaN, Infinity; not a fraction
-			return nil, false
-		}
-		return new(big.Rat).SetString(s)
 	}
-	return nil, false
+	return transform.ExactNumber(v, true)
 }
 
 // roundTo rounds r half away from zero to places decimal places, as a

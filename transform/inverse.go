@@ -184,8 +184,8 @@ func Equal(a, b any, t change.Type) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil
 	}
-	if ra, ok := exact(a, t == change.TypeDecimal); ok {
-		if rb, ok := exact(b, t == change.TypeDecimal); ok {
+	if ra, ok := ExactNumber(a, t == change.TypeDecimal); ok {
+		if rb, ok := ExactNumber(b, t == change.TypeDecimal); ok {
 			return ra.Cmp(rb) == 0
 		}
 	}
@@ -205,9 +205,10 @@ func Equal(a, b any, t change.Type) bool {
 	return fmt.Sprint(a) == fmt.Sprint(b)
 }
 
-// exact is v as an exact number: integers always, finite floats, and
-// decimal text when the column is a decimal.
-func exact(v any, decimalText bool) (*big.Rat, bool) {
+// ExactNumber is v as an exact number: integers always, finite floats, and,
+// when decimalText is set, decimal text (not NaN, Infinity or a fraction).
+// One conversion for the round trip's Equal and reconcile's comparison.
+func ExactNumber(v any, decimalText bool) (*big.Rat, bool) {
 	switch v := v.(type) {
 	case int64:
 		return new(big.Rat).SetInt64(v), true
@@ -219,10 +220,11 @@ func exact(v any, decimalText bool) (*big.Rat, bool) {
 		}
 		return new(big.Rat).SetFloat64(v), true
 	case string:
-		if !decimalText || strings.ContainsAny(v, "nN") { // NaN, Infinity: compare as text
+		s := strings.TrimSpace(v)
+		if !decimalText || s == "" || strings.ContainsAny(s, "nNiI/") { // NaN, Infinity: compare as text; not a fraction
 			return nil, false
 		}
-		return new(big.Rat).SetString(strings.TrimSpace(v))
+		return new(big.Rat).SetString(s)
 	}
 	return nil, false
 }
