@@ -146,11 +146,11 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 	return out, nil
 }
 
-// ScanKeys reads up to limit keys of table (maps of key column to value)
-// in key order, after the key after, by keyset pagination, after the key
-// (a, b, c) spelled out as
+// ScanRows implements sink.RowReader: it reads up to limit rows of table
+// (maps of each column of cols to its value) in key order, after the key
+// after, by keyset pagination, after the key (a, b, c) spelled out as
 //
-//	SELECT a, b, c FROM t WHERE (a > ? OR (a = ? AND b > ?) OR (a = ? AND b = ? AND c > ?))
+//	SELECT cols FROM t WHERE (a > ? OR (a = ? AND b > ?) OR (a = ? AND b = ? AND c > ?))
 //	    AND a IS NOT NULL AND b IS NOT NULL AND c IS NOT NULL ORDER BY a, b, c LIMIT n
 //
 // a range scan of an index on (a, b, c) that reads n entries. (MariaDB
@@ -159,12 +159,7 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 // NULL has no key to be read by and is left out; NULLs sort first, where
 // they would end the pages early. Strings compare and sort in their
 // columns' collations, consistently. after's values are converted as Apply
-// converts them (ScanKeys' own results do). Failures are *sink.Error.
-func (s *Sink) ScanKeys(ctx context.Context, table string, key []string, after map[string]any, limit int) ([]map[string]any, error) {
-	return s.ScanRows(ctx, table, key, key, after, limit)
-}
-
-// ScanRows implements sink.RowReader: ScanKeys' statement, selecting cols.
+// converts them (ScanRows' own results do). Failures are *sink.Error.
 func (s *Sink) ScanRows(ctx context.Context, table string, key, cols []string, after map[string]any, limit int) ([]map[string]any, error) {
 	if limit <= 0 {
 		return nil, nil

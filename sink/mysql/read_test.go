@@ -343,7 +343,7 @@ func TestRowReader_DoesNotWaitForAWriter(t *testing.T) {
 	if diff := cmp.Diff(want, got, byKey("id")); diff != "" {
 		t.Errorf("ReadKeys (-want +got):\n%s", diff)
 	}
-	keys, err := tg.sink.ScanKeys(ctx, "accounts", []string{"id"}, nil, 10)
+	keys, err := tg.sink.ScanRows(ctx, "accounts", []string{"id"}, []string{"id"}, nil, 10)
 	if err != nil {
 		t.Fatalf("ScanKeys: %v", err)
 	}
@@ -460,7 +460,7 @@ func TestScanKeys_APageReadsOnlyItsRows(t *testing.T) {
 		{[]string{"id"}, row{"id": int64(50000)}},
 	} {
 		before := read()
-		got, err := tg.sink.ScanKeys(t.Context(), "big", tt.key, tt.after, 64)
+		got, err := tg.sink.ScanRows(t.Context(), "big", tt.key, tt.key, tt.after, 64)
 		if err != nil {
 			t.Fatalf("ScanKeys: %v", err)
 		}
@@ -481,7 +481,7 @@ INSERT INTO codes VALUES (1, 1, 'x'), (2, 1, NULL), (3, NULL, 'x'), (4, 2, 'y'),
 	if diff := cmp.Diff(want, scanAll(t, tg.sink, "codes", []string{"a", "b"}, 1)); diff != "" {
 		t.Errorf("ScanKeys (-want +got):\n%s", diff)
 	}
-	if got, err := tg.sink.ScanKeys(t.Context(), "codes", []string{"id"}, nil, 0); err != nil || len(got) != 0 {
+	if got, err := tg.sink.ScanRows(t.Context(), "codes", []string{"id"}, []string{"id"}, nil, 0); err != nil || len(got) != 0 {
 		t.Errorf("ScanKeys(limit 0) = %v, %v, want nothing", got, err)
 	}
 }

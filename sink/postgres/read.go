@@ -105,22 +105,17 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 	return out, nil
 }
 
-// ScanKeys reads up to limit keys of table (maps of key column to value)
-// in key order, after the key after, by keyset pagination on the key's
-// row value:
+// ScanRows implements sink.RowReader: it reads up to limit rows of table
+// (maps of each column of cols to its value) in key order, after the key
+// after, by keyset pagination on the key's row value:
 //
-//	SELECT k1, k2 FROM t WHERE (k1, k2) > ($1::text::type1, $2::text::type2)
+//	SELECT cols FROM t WHERE (k1, k2) > ($1::text::type1, $2::text::type2)
 //	    AND k1 IS NOT NULL AND k2 IS NOT NULL ORDER BY k1, k2 LIMIT n
 //
 // a range scan of an index on (k1, k2), in that order, when there is one.
 // A row whose key holds NULL has no key to be read by and is left out.
-// after's values are converted as Apply converts them (ScanKeys' own
+// after's values are converted as Apply converts them (ScanRows' own
 // results do). Failures are *sink.Error.
-func (s *Sink) ScanKeys(ctx context.Context, table string, key []string, after map[string]any, limit int) ([]map[string]any, error) {
-	return s.ScanRows(ctx, table, key, key, after, limit)
-}
-
-// ScanRows implements sink.RowReader: ScanKeys' statement, selecting cols.
 func (s *Sink) ScanRows(ctx context.Context, table string, key, cols []string, after map[string]any, limit int) ([]map[string]any, error) {
 	if limit <= 0 {
 		return nil, nil
