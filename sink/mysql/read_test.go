@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/mysql"
+	"github.com/tandemcdc/tandem/sink/sinktest"
 )
 
 // readDDL is a table of most kinds of column the reconciler reads, with
@@ -66,32 +66,14 @@ var accounts = map[int64]row{
 // accountColumns are the columns of accounts.
 var accountColumns = []string{"id", "n", "amount", "name", "ref", "changed", "at", "photo", "active", "doc", "ratio", "big", "note", "mood"}
 
-// byKey sorts rows by the text of their key columns' values, so results
-// whose order is unspecified compare with go-cmp.
-func byKey(key ...string) cmp.Option {
-	return cmpopts.SortSlices(func(a, b map[string]any) bool {
-		return sink.KeyText(key, a) < sink.KeyText(key, b)
-	})
-}
-
-// readKeys calls ReadKeys and fails the test on an error.
-func readKeys(t *testing.T, r sink.RowReader, table string, key, cols []string, keys ...row) []map[string]any {
-	t.Helper()
-	got, err := r.ReadKeys(t.Context(), table, key, cols, keys)
-	if err != nil {
-		t.Fatalf("ReadKeys(%s, %v): %v", table, keys, err)
-	}
-	return got
-}
-
 func TestReadKeys_ReturnsTheRequestedRowsTypedAsLookupTypesThem(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, readDDL)
-	got := readKeys(t, tg.sink, "accounts", []string{"id"}, accountColumns,
+	got := sinktest.ReadKeys(t, tg.sink, "accounts", []string{"id"}, accountColumns,
 		row{"id": int64(1)}, row{"id": int64(404)}, row{"id": uint64(9000000000)},
 		row{"id": "3"}, row{"id": float64(2)}, row{"id": int64(1)}) // 404 is missing; 1 asked twice
 	want := []map[string]any{accounts[1], accounts[2], accounts[3], accounts[9000000000]}
-	if diff := cmp.Diff(want, got, byKey("id")); diff != "" {
+	if diff := cmp.Diff(want, got, sinktest.ByKey("id")); diff != "" {
 		t.Errorf("ReadKeys (-want +got):\n%s", diff)
 	}
 	// Each row is what Lookup returns for it.
@@ -106,11 +88,11 @@ func TestReadKeys_ReturnsTheRequestedRowsTypedAsLookupTypesThem(t *testing.T) {
 	}
 	// Only the columns asked for, under the names asked for (MySQL's are
 	// case-insensitive).
-	got = readKeys(t, tg.sink, tg.name+".accounts", []string{"ID"}, []string{"Amount", "ID"}, row{"ID": int64(3)})
+	got = sinktest.ReadKeys(t, tg.sink, tg.name+".accounts", []string{"ID"}, []string{"Amount", "ID"}, row{"ID": int64(3)})
 	if diff := cmp.Diff([]map[string]any{{"ID": int64(3), "Amount": "-0.001"}}, got); diff != "" {
 		t.Errorf("ReadKeys(Amount, ID) (-want +got):\n%s", diff)
 	}
-	if got := readKeys(t, tg.sink, "accounts", []string{"id"}, accountColumns); len(got) != 0 {
+	if got := sinktest.ReadKeys(t, tg.sink, "accounts", []string{"id"}, accountColumns); len(got) != 0 {
 		t.Errorf("ReadKeys(no keys) = %v, want none", got)
 	}
 }
@@ -139,7 +121,7 @@ func TestReadKeys_ByKeysOfEveryColumnType(t *testing.T) {
 		{"big", "18446744073709551615"},
 		{"mood", "happy"},
 	} {
-		got := readKeys(t, tg.sink, "accounts", []string{tt.col}, []string{"id"}, row{tt.col: tt.v})
+		got := sinktest.ReadKeys(t, tg.sink, "accounts", []string{tt.col}, []string{"id"}, row{tt.col: tt.v})
 		if diff := cmp.Diff([]map[string]any{{"id": int64(1)}}, got); diff != "" {
 			t.Errorf("ReadKeys(%s = %#v) (-want +got):\n%s", tt.col, tt.v, diff)
 		}
@@ -151,7 +133,7 @@ func TestReadKeys_CompositeKeyMatchesAllItsColumns(t *testing.T) {
 	tg := newTarget(t, readDDL)
 	const a, b = "aaaaaaaa-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
 	key := []string{"tenant", "ref"}
-	got := readKeys(t, tg.sink, "lines", key, []string{"tenant", "ref", "qty"},
+	got := sinktest.ReadKeys(t, tg.sink, "lines", key, []string{"tenant", "ref", "qty"},
 		row{"tenant": int64(1), "ref": a},
 		row{"tenant": int64(2), "ref": b}, // a row has each value, none both
 		row{"tenant": "2", "ref": a},
@@ -161,7 +143,7 @@ func TestReadKeys_CompositeKeyMatchesAllItsColumns(t *testing.T) {
 		{"tenant": int64(1), "ref": a, "qty": int64(10)},
 		{"tenant": int64(2), "ref": a, "qty": int64(30)},
 	}
-	if diff := cmp.Diff(want, got, byKey(key...)); diff != "" {
+	if diff := cmp.Diff(want, got, sinktest.ByKey(key...)); diff != "" {
 		t.Errorf("ReadKeys (-want +got):\n%s", diff)
 	}
 }
@@ -198,12 +180,12 @@ func TestReadKeys_FiveThousandKeysInOneCall(t *testing.T) {
 			wantWide = append(wantWide, w)
 		}
 	}
-	got := readKeys(t, tg.sink, "items", []string{"id"}, []string{"id", "name"}, keys...)
-	if diff := cmp.Diff(want, got, byKey("id")); diff != "" {
+	got := sinktest.ReadKeys(t, tg.sink, "items", []string{"id"}, []string{"id", "name"}, keys...)
+	if diff := cmp.Diff(want, got, sinktest.ByKey("id")); diff != "" {
 		t.Errorf("ReadKeys(items) (-want +got):\n%s", diff)
 	}
-	got = readKeys(t, tg.sink, "wide", wide, wide, wideKeys...)
-	if diff := cmp.Diff(wantWide, got, byKey(wide...)); diff != "" {
+	got = sinktest.ReadKeys(t, tg.sink, "wide", wide, wide, wideKeys...)
+	if diff := cmp.Diff(wantWide, got, sinktest.ByKey(wide...)); diff != "" {
 		t.Errorf("ReadKeys(wide) (-want +got):\n%s", diff)
 	}
 }
@@ -220,7 +202,7 @@ func TestReadKeys_HostileIdentifiers(t *testing.T) {
 	table := db + ".order"
 	key := []string{"select", "MixedCase"}
 	cols := []string{"select", "MixedCase", `"quoted"`, "back`tick", "Mood", "a,b", "a", "b", "日本"}
-	got := readKeys(t, tg.sink, table, key, cols,
+	got := sinktest.ReadKeys(t, tg.sink, table, key, cols,
 		row{"select": int64(1), "MixedCase": "A"},
 		row{"select": int64(1), "MixedCase": `A' OR 'x' = 'x`}) // a value, not SQL
 	want := []map[string]any{{"select": int64(1), "MixedCase": "A", `"quoted"`: `it's "q"`, "back`tick": "`",
@@ -228,12 +210,12 @@ func TestReadKeys_HostileIdentifiers(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ReadKeys (-want +got):\n%s", diff)
 	}
-	got = readKeys(t, tg.sink, db+".tab`le", []string{"k`ey"}, []string{"v"}, row{"k`ey": int64(2)})
+	got = sinktest.ReadKeys(t, tg.sink, db+".tab`le", []string{"k`ey"}, []string{"v"}, row{"k`ey": int64(2)})
 	if diff := cmp.Diff([]map[string]any{{"v": "two"}}, got); diff != "" {
 		t.Errorf("ReadKeys(tab`le) (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]map[string]any{{"select": int64(1), "MixedCase": "A"}, {"select": int64(1), "MixedCase": "B"}},
-		scanAll(t, tg.sink, table, key, 1)); diff != "" {
+		sinktest.ScanAll(t, tg.sink, table, key, 1)); diff != "" {
 		t.Errorf("ScanKeys (-want +got):\n%s", diff)
 	}
 	types, err := tg.sink.ColumnTypes(t.Context(), table)
@@ -340,7 +322,7 @@ func TestRowReader_DoesNotWaitForAWriter(t *testing.T) {
 		t.Fatalf("ReadKeys: %v", err)
 	}
 	want := []map[string]any{{"id": int64(1), "name": "one"}, {"id": int64(2), "name": nil}}
-	if diff := cmp.Diff(want, got, byKey("id")); diff != "" {
+	if diff := cmp.Diff(want, got, sinktest.ByKey("id")); diff != "" {
 		t.Errorf("ReadKeys (-want +got):\n%s", diff)
 	}
 	keys, err := tg.sink.ScanRows(ctx, "accounts", []string{"id"}, []string{"id"}, nil, 10)
@@ -350,30 +332,6 @@ func TestRowReader_DoesNotWaitForAWriter(t *testing.T) {
 	if diff := cmp.Diff([]map[string]any{{"id": int64(1)}, {"id": int64(2)}, {"id": int64(3)}, {"id": int64(9000000000)}}, keys); diff != "" {
 		t.Errorf("ScanKeys (-want +got):\n%s", diff)
 	}
-}
-
-// scanAll pages through every key of table with ScanKeys, limit keys at a
-// time, and fails the test unless each page but the last is full.
-func scanAll(t *testing.T, r sink.RowReader, table string, key []string, limit int) []map[string]any {
-	t.Helper()
-	var all []map[string]any
-	var after map[string]any
-	for range 5000 {
-		page, err := r.ScanRows(t.Context(), table, key, key, after, limit)
-		if err != nil {
-			t.Fatalf("ScanKeys(%s, after %v): %v", table, after, err)
-		}
-		if len(page) > limit {
-			t.Fatalf("ScanKeys(%s, limit %d) returned %d keys", table, limit, len(page))
-		}
-		all = append(all, page...)
-		if len(page) < limit {
-			return all
-		}
-		after = page[len(page)-1]
-	}
-	t.Fatalf("ScanKeys(%s) never ends", table)
-	return nil
 }
 
 func TestScanKeys_PagesThroughEveryKeyOnceInKeyOrder(t *testing.T) {
@@ -392,14 +350,14 @@ func TestScanKeys_PagesThroughEveryKeyOnceInKeyOrder(t *testing.T) {
 	for i := int64(1); i <= 1000; i++ {
 		want = append(want, map[string]any{"id": 7 * i})
 	}
-	if diff := cmp.Diff(want, scanAll(t, tg.sink, "items", []string{"id"}, 64)); diff != "" {
+	if diff := cmp.Diff(want, sinktest.ScanAll(t, tg.sink, "items", []string{"id"}, 64)); diff != "" {
 		t.Errorf("ScanKeys(items) (-want +got):\n%s", diff)
 	}
 	want = nil
 	for i := uint64(1000); i >= 1; i-- {
 		want = append(want, map[string]any{"id": strconv.FormatUint(math.MaxUint64-3*i, 10)})
 	}
-	if diff := cmp.Diff(want, scanAll(t, tg.sink, "huge", []string{"id"}, 64)); diff != "" {
+	if diff := cmp.Diff(want, sinktest.ScanAll(t, tg.sink, "huge", []string{"id"}, 64)); diff != "" {
 		t.Errorf("ScanKeys(huge) (-want +got):\n%s", diff)
 	}
 	want = nil
@@ -413,11 +371,11 @@ func TestScanKeys_PagesThroughEveryKeyOnceInKeyOrder(t *testing.T) {
 	if len(want) != 1000 {
 		t.Fatalf("pairs holds %d rows, want 1000", len(want))
 	}
-	if diff := cmp.Diff(want, scanAll(t, tg.sink, "pairs", []string{"a", "b", "at"}, 64)); diff != "" {
+	if diff := cmp.Diff(want, sinktest.ScanAll(t, tg.sink, "pairs", []string{"a", "b", "at"}, 64)); diff != "" {
 		t.Errorf("ScanKeys(pairs) (-want +got):\n%s", diff)
 	}
 	// An exact number of pages ends with an empty one.
-	if got := scanAll(t, tg.sink, "items", []string{"id"}, 100); len(got) != 1000 {
+	if got := sinktest.ScanAll(t, tg.sink, "items", []string{"id"}, 100); len(got) != 1000 {
 		t.Errorf("ScanKeys(items, limit 100) returned %d keys, want 1000", len(got))
 	}
 	// ScanRows: whole rows, in key order, after a key.
@@ -478,7 +436,7 @@ func TestScanKeys_LeavesOutKeysHoldingNull(t *testing.T) {
 	tg := newTarget(t, `CREATE TABLE codes (id BIGINT PRIMARY KEY, a INT, b VARCHAR(10), UNIQUE (a, b));
 INSERT INTO codes VALUES (1, 1, 'x'), (2, 1, NULL), (3, NULL, 'x'), (4, 2, 'y'), (5, 1, NULL), (6, NULL, NULL);`)
 	want := []map[string]any{{"a": int64(1), "b": "x"}, {"a": int64(2), "b": "y"}}
-	if diff := cmp.Diff(want, scanAll(t, tg.sink, "codes", []string{"a", "b"}, 1)); diff != "" {
+	if diff := cmp.Diff(want, sinktest.ScanAll(t, tg.sink, "codes", []string{"a", "b"}, 1)); diff != "" {
 		t.Errorf("ScanKeys (-want +got):\n%s", diff)
 	}
 	if got, err := tg.sink.ScanRows(t.Context(), "codes", []string{"id"}, []string{"id"}, nil, 0); err != nil || len(got) != 0 {

@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/postgres"
+	"github.com/tandemcdc/tandem/sink/sinktest"
 )
 
 // readDDL is a table of most kinds of column the reconciler reads, with
@@ -56,32 +56,14 @@ var accounts = map[int64]row{
 // accountColumns are the columns of crm.accounts.
 var accountColumns = []string{"id", "n", "amount", "name", "ref", "changed", "photo", "active", "doc", "raw", "ratio"}
 
-// byKey sorts rows by the text of their key columns' values, so results
-// whose order is unspecified compare with go-cmp.
-func byKey(key ...string) cmp.Option {
-	return cmpopts.SortSlices(func(a, b map[string]any) bool {
-		return sink.KeyText(key, a) < sink.KeyText(key, b)
-	})
-}
-
-// readKeys calls ReadKeys and fails the test on an error.
-func readKeys(t *testing.T, r sink.RowReader, table string, key, cols []string, keys ...row) []map[string]any {
-	t.Helper()
-	got, err := r.ReadKeys(t.Context(), table, key, cols, keys)
-	if err != nil {
-		t.Fatalf("ReadKeys(%s, %v): %v", table, keys, err)
-	}
-	return got
-}
-
 func TestReadKeys_ReturnsTheRequestedRowsTypedAsLookupTypesThem(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, readDDL)
-	got := readKeys(t, tg.sink, "crm.accounts", []string{"id"}, accountColumns,
+	got := sinktest.ReadKeys(t, tg.sink, "crm.accounts", []string{"id"}, accountColumns,
 		row{"id": int64(1)}, row{"id": int64(404)}, row{"id": uint64(9000000000)},
 		row{"id": "3"}, row{"id": float64(2)}, row{"id": int64(1)}) // 404 is missing; 1 asked twice
 	want := []map[string]any{accounts[1], accounts[2], accounts[3], accounts[9000000000]}
-	if diff := cmp.Diff(want, got, byKey("id")); diff != "" {
+	if diff := cmp.Diff(want, got, sinktest.ByKey("id")); diff != "" {
 		t.Errorf("ReadKeys (-want +got):\n%s", diff)
 	}
 	// Each row is what Lookup returns for it.
@@ -95,12 +77,12 @@ func TestReadKeys_ReturnsTheRequestedRowsTypedAsLookupTypesThem(t *testing.T) {
 		}
 	}
 	// Only the columns asked for, under the names asked for.
-	got = readKeys(t, tg.sink, "crm.accounts", []string{"id"}, []string{"amount", "id"}, row{"id": int64(3)})
+	got = sinktest.ReadKeys(t, tg.sink, "crm.accounts", []string{"id"}, []string{"amount", "id"}, row{"id": int64(3)})
 	if diff := cmp.Diff([]map[string]any{{"id": int64(3), "amount": "-0.001"}}, got); diff != "" {
 		t.Errorf("ReadKeys(amount, id) (-want +got):\n%s", diff)
 	}
 	// No keys, no rows.
-	if got := readKeys(t, tg.sink, "crm.accounts", []string{"id"}, accountColumns); len(got) != 0 {
+	if got := sinktest.ReadKeys(t, tg.sink, "crm.accounts", []string{"id"}, accountColumns); len(got) != 0 {
 		t.Errorf("ReadKeys(no keys) = %v, want none", got)
 	}
 }
@@ -125,7 +107,7 @@ func TestReadKeys_ByKeysOfEveryColumnType(t *testing.T) {
 		{"doc", `{"a":[1,2],"b":1}`},
 		{"ratio", 0.1},
 	} {
-		got := readKeys(t, tg.sink, "crm.accounts", []string{tt.col}, []string{"id"}, row{tt.col: tt.v})
+		got := sinktest.ReadKeys(t, tg.sink, "crm.accounts", []string{tt.col}, []string{"id"}, row{tt.col: tt.v})
 		if diff := cmp.Diff([]map[string]any{{"id": int64(1)}}, got); diff != "" {
 			t.Errorf("ReadKeys(%s = %#v) (-want +got):\n%s", tt.col, tt.v, diff)
 		}
@@ -137,7 +119,7 @@ func TestReadKeys_CompositeKeyMatchesAllItsColumns(t *testing.T) {
 	tg := newTarget(t, readDDL)
 	const a, b = "aaaaaaaa-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
 	key := []string{"tenant", "ref"}
-	got := readKeys(t, tg.sink, "crm.lines", key, []string{"tenant", "ref", "qty"},
+	got := sinktest.ReadKeys(t, tg.sink, "crm.lines", key, []string{"tenant", "ref", "qty"},
 		row{"tenant": int64(1), "ref": strings.ToUpper(a)},
 		row{"tenant": int64(2), "ref": b}, // a row has each value, none both
 		row{"tenant": int64(2), "ref": a},
@@ -147,7 +129,7 @@ func TestReadKeys_CompositeKeyMatchesAllItsColumns(t *testing.T) {
 		{"tenant": int64(1), "ref": a, "qty": int64(10)},
 		{"tenant": int64(2), "ref": a, "qty": int64(30)},
 	}
-	if diff := cmp.Diff(want, got, byKey(key...)); diff != "" {
+	if diff := cmp.Diff(want, got, sinktest.ByKey(key...)); diff != "" {
 		t.Errorf("ReadKeys (-want +got):\n%s", diff)
 	}
 }
@@ -175,12 +157,12 @@ INSERT INTO pairs SELECT g % 10, 'b' || g FROM generate_series(1, 10000) g;`)
 	if len(want) == len(keys) || len(want) < 4000 {
 		t.Fatalf("%d of %d keys present: the test wants some missing", len(want), len(keys))
 	}
-	got := readKeys(t, tg.sink, "items", []string{"id"}, []string{"id", "name"}, keys...)
-	if diff := cmp.Diff(want, got, byKey("id")); diff != "" {
+	got := sinktest.ReadKeys(t, tg.sink, "items", []string{"id"}, []string{"id", "name"}, keys...)
+	if diff := cmp.Diff(want, got, sinktest.ByKey("id")); diff != "" {
 		t.Errorf("ReadKeys(items) (-want +got):\n%s", diff)
 	}
-	got = readKeys(t, tg.sink, "pairs", []string{"a", "b"}, []string{"a", "b"}, pairs...)
-	if diff := cmp.Diff(wantPairs, got, byKey("a", "b")); diff != "" {
+	got = sinktest.ReadKeys(t, tg.sink, "pairs", []string{"a", "b"}, []string{"a", "b"}, pairs...)
+	if diff := cmp.Diff(wantPairs, got, sinktest.ByKey("a", "b")); diff != "" {
 		t.Errorf("ReadKeys(pairs) (-want +got):\n%s", diff)
 	}
 }
@@ -193,14 +175,14 @@ func TestReadKeys_HostileIdentifiers(t *testing.T) {
 	CREATE TABLE "Shop Old".u (c1 bigint, t text, u text, PRIMARY KEY (c1, t));
 	INSERT INTO "Shop Old".u VALUES (1, 'x', 'y'), (2, 'x', 'z');`)
 	// Columns named as the statement's own aliases are still the table's.
-	got := readKeys(t, tg.sink, "Shop Old.u", []string{"c1", "t"}, []string{"u", "t", "c1"}, row{"c1": int64(2), "t": "x"})
+	got := sinktest.ReadKeys(t, tg.sink, "Shop Old.u", []string{"c1", "t"}, []string{"u", "t", "c1"}, row{"c1": int64(2), "t": "x"})
 	if diff := cmp.Diff([]map[string]any{{"c1": int64(2), "t": "x", "u": "z"}}, got); diff != "" {
 		t.Errorf("ReadKeys(Shop Old.u) (-want +got):\n%s", diff)
 	}
 	const table = "Shop Old.order"
 	key := []string{"select", "MixedCase"}
 	cols := []string{"select", "MixedCase", `"quoted"`, "Mood", "a,b", "a", "b"}
-	got = readKeys(t, tg.sink, table, key, cols,
+	got = sinktest.ReadKeys(t, tg.sink, table, key, cols,
 		row{"select": int64(1), "MixedCase": "A"},
 		row{"select": int64(1), "MixedCase": `A' OR 'x' = 'x`}) // a value, not SQL
 	want := []map[string]any{{"select": int64(1), "MixedCase": "A", `"quoted"`: `it's "q"`, "Mood": "happy", "a,b": "comma", "a": nil, "b": nil}}
@@ -208,12 +190,12 @@ func TestReadKeys_HostileIdentifiers(t *testing.T) {
 		t.Errorf("ReadKeys (-want +got):\n%s", diff)
 	}
 	// The enum-typed column as a key: cast to a type of a schema that needs quotes.
-	got = readKeys(t, tg.sink, table, []string{"Mood"}, []string{"MixedCase"}, row{"Mood": "sad"})
+	got = sinktest.ReadKeys(t, tg.sink, table, []string{"Mood"}, []string{"MixedCase"}, row{"Mood": "sad"})
 	if diff := cmp.Diff([]map[string]any{{"MixedCase": "B"}}, got); diff != "" {
 		t.Errorf("ReadKeys(Mood) (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]map[string]any{{"select": int64(1), "MixedCase": "A"}, {"select": int64(1), "MixedCase": "B"}},
-		scanAll(t, tg.sink, table, key, 1)); diff != "" {
+		sinktest.ScanAll(t, tg.sink, table, key, 1)); diff != "" {
 		t.Errorf("ScanKeys (-want +got):\n%s", diff)
 	}
 	types, err := tg.sink.ColumnTypes(t.Context(), table)
@@ -317,7 +299,7 @@ DELETE FROM crm.accounts WHERE id = 2; INSERT INTO crm.accounts (id) VALUES (4)`
 		t.Fatalf("ReadKeys: %v", err)
 	}
 	want := []map[string]any{{"id": int64(1), "name": "one"}, {"id": int64(2), "name": nil}}
-	if diff := cmp.Diff(want, got, byKey("id")); diff != "" {
+	if diff := cmp.Diff(want, got, sinktest.ByKey("id")); diff != "" {
 		t.Errorf("ReadKeys (-want +got):\n%s", diff)
 	}
 	keys, err := tg.sink.ScanRows(ctx, "crm.accounts", []string{"id"}, []string{"id"}, nil, 10)
@@ -327,30 +309,6 @@ DELETE FROM crm.accounts WHERE id = 2; INSERT INTO crm.accounts (id) VALUES (4)`
 	if diff := cmp.Diff([]map[string]any{{"id": int64(1)}, {"id": int64(2)}, {"id": int64(3)}, {"id": int64(9000000000)}}, keys); diff != "" {
 		t.Errorf("ScanKeys (-want +got):\n%s", diff)
 	}
-}
-
-// scanAll pages through every key of table with ScanKeys, limit keys at a
-// time, and fails the test unless each page but the last is full.
-func scanAll(t *testing.T, r sink.RowReader, table string, key []string, limit int) []map[string]any {
-	t.Helper()
-	var all []map[string]any
-	var after map[string]any
-	for range 5000 {
-		page, err := r.ScanRows(t.Context(), table, key, key, after, limit)
-		if err != nil {
-			t.Fatalf("ScanKeys(%s, after %v): %v", table, after, err)
-		}
-		if len(page) > limit {
-			t.Fatalf("ScanKeys(%s, limit %d) returned %d keys", table, limit, len(page))
-		}
-		all = append(all, page...)
-		if len(page) < limit {
-			return all
-		}
-		after = page[len(page)-1]
-	}
-	t.Fatalf("ScanKeys(%s) never ends", table)
-	return nil
 }
 
 func TestScanKeys_PagesThroughEveryKeyOnceInKeyOrder(t *testing.T) {
@@ -366,7 +324,7 @@ INSERT INTO pairs SELECT g % 7, 'c' || (g % 100), '2024-01-01'::timestamptz + g 
 	for i := int64(1); i <= 1000; i++ {
 		want = append(want, map[string]any{"id": 7 * i})
 	}
-	if diff := cmp.Diff(want, scanAll(t, tg.sink, "items", []string{"id"}, 64)); diff != "" {
+	if diff := cmp.Diff(want, sinktest.ScanAll(t, tg.sink, "items", []string{"id"}, 64)); diff != "" {
 		t.Errorf("ScanKeys(items) (-want +got):\n%s", diff)
 	}
 	want = nil
@@ -381,11 +339,11 @@ FROM pairs ORDER BY a, b, pairs.at`) {
 	if len(want) != 1000 || !slices.ContainsFunc(want, func(r map[string]any) bool { return r["b"] == "c10" }) {
 		t.Fatalf("pairs holds %d rows, want 1000", len(want))
 	}
-	if diff := cmp.Diff(want, scanAll(t, tg.sink, "pairs", []string{"a", "b", "at"}, 64)); diff != "" {
+	if diff := cmp.Diff(want, sinktest.ScanAll(t, tg.sink, "pairs", []string{"a", "b", "at"}, 64)); diff != "" {
 		t.Errorf("ScanKeys(pairs) (-want +got):\n%s", diff)
 	}
 	// An exact number of pages ends with an empty one.
-	if got := scanAll(t, tg.sink, "items", []string{"id"}, 100); len(got) != 1000 {
+	if got := sinktest.ScanAll(t, tg.sink, "items", []string{"id"}, 100); len(got) != 1000 {
 		t.Errorf("ScanKeys(items, limit 100) returned %d keys, want 1000", len(got))
 	}
 	// ScanRows: whole rows, in key order, after a key.
@@ -404,7 +362,7 @@ func TestScanKeys_LeavesOutKeysHoldingNull(t *testing.T) {
 	tg := newTarget(t, `CREATE TABLE codes (id bigint PRIMARY KEY, a integer, b text, UNIQUE (a, b));
 INSERT INTO codes VALUES (1, 1, 'x'), (2, 1, NULL), (3, NULL, 'x'), (4, 2, 'y'), (5, 1, NULL), (6, NULL, NULL);`)
 	want := []map[string]any{{"a": int64(1), "b": "x"}, {"a": int64(2), "b": "y"}}
-	if diff := cmp.Diff(want, scanAll(t, tg.sink, "codes", []string{"a", "b"}, 1)); diff != "" {
+	if diff := cmp.Diff(want, sinktest.ScanAll(t, tg.sink, "codes", []string{"a", "b"}, 1)); diff != "" {
 		t.Errorf("ScanKeys (-want +got):\n%s", diff)
 	}
 	if got, err := tg.sink.ScanRows(t.Context(), "codes", []string{"id"}, []string{"id"}, nil, 0); err != nil || len(got) != 0 {

@@ -127,3 +127,45 @@ func ApplyWithoutCheckpointWritesRows(t *testing.T, s Store, items func() []map[
 		t.Errorf("Offsets after Applies without a checkpoint = %v, %v; want none", offs, err)
 	}
 }
+
+// ByKey sorts rows by the text of their key columns' values, so results
+// whose order is unspecified compare with go-cmp.
+func ByKey(key ...string) cmp.Option {
+	return cmpopts.SortSlices(func(a, b map[string]any) bool {
+		return sink.KeyText(key, a) < sink.KeyText(key, b)
+	})
+}
+
+// ReadKeys calls r.ReadKeys and fails t on an error.
+func ReadKeys(t *testing.T, r sink.RowReader, table string, key, cols []string, keys ...map[string]any) []map[string]any {
+	t.Helper()
+	got, err := r.ReadKeys(t.Context(), table, key, cols, keys)
+	if err != nil {
+		t.Fatalf("ReadKeys(%s, %v): %v", table, keys, err)
+	}
+	return got
+}
+
+// ScanAll pages through every key of table with ScanRows, limit keys at a
+// time, and fails t unless each page but the last is full.
+func ScanAll(t *testing.T, r sink.RowReader, table string, key []string, limit int) []map[string]any {
+	t.Helper()
+	var all []map[string]any
+	var after map[string]any
+	for range 5000 {
+		page, err := r.ScanRows(t.Context(), table, key, key, after, limit)
+		if err != nil {
+			t.Fatalf("ScanKeys(%s, after %v): %v", table, after, err)
+		}
+		if len(page) > limit {
+			t.Fatalf("ScanKeys(%s, limit %d) returned %d keys", table, limit, len(page))
+		}
+		all = append(all, page...)
+		if len(page) < limit {
+			return all
+		}
+		after = page[len(page)-1]
+	}
+	t.Fatalf("ScanKeys(%s) never ends", table)
+	return nil
+}
