@@ -17,7 +17,6 @@ import (
 
 	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -77,29 +76,14 @@ func (t hashingTarget) HashRange(_ context.Context, table, key string, cols []st
 // copies.
 func newCopyFixture(t *testing.T, n int64) (*hashingSource, hashingTarget, []*transform.Mapping) {
 	t.Helper()
-	cfg, err := config.Parse("tandem.yaml", []byte(`source:
-  kind: postgres
-  dsn: postgres://u@h/db
-  tables: [shop.orders]
-target:
-  kind: postgres
-  dsn: postgres://u@h/db
-mappings:
-  - from: shop.orders
+	m := compileMapping(t, `  - from: shop.orders
     to:
       - table: public.orders
         key: [id]
         columns:
           id: row.id
           state: row.status
-`), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := transform.Compile(0, cfg.Mappings[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	src := &hashingSource{fakeSource: &fakeSource{rows: map[int64]change.Row{}}}
 	tgt := hashingTarget{&fakeTarget{types: map[string]string{"id": "bigint", "state": "text"},
 		tables: map[string]map[int64]map[string]any{"public.orders": {}}}}
@@ -219,15 +203,7 @@ func TestSameFamily_OnlyTypesWhoseEqualTextIsEqualValues(t *testing.T) {
 // drift, with the column and both values; a row that differs forward is
 // only that; the mapping is not summarised (its rows must be read).
 func TestSweep_RowsTheInverseDoesNotGiveBackAreRoundTripDrift(t *testing.T) {
-	cfg, err := config.Parse("tandem.yaml", []byte(`source:
-  kind: postgres
-  dsn: postgres://u@h/db
-  tables: [shop.orders]
-target:
-  kind: postgres
-  dsn: postgres://u@h/db
-mappings:
-  - from: shop.orders
+	m := compileMapping(t, `  - from: shop.orders
     to:
       - table: public.orders
         key: [id]
@@ -239,14 +215,7 @@ mappings:
         id: orders.id
         status: orders.state
       ignore: [note]
-`), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := transform.Compile(0, cfg.Mappings[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	src := &hashingSource{fakeSource: &fakeSource{rows: map[int64]change.Row{}}}
 	tgt := hashingTarget{&fakeTarget{types: map[string]string{"id": "bigint", "state": "text"},
 		tables: map[string]map[int64]map[string]any{"public.orders": {}}}}

@@ -94,7 +94,9 @@ func (f *fakeTarget) ScanRows(_ context.Context, table string, key, cols []strin
 	return out, nil
 }
 
-const reconcileYAML = `source:
+// ordersSource is the head of the tests' tandem.yaml: a source table
+// shop.orders; compileMapping adds the mapping.
+const ordersSource = `source:
   kind: postgres
   dsn: postgres://u@h/db
   tables: [shop.orders]
@@ -102,7 +104,26 @@ target:
   kind: postgres
   dsn: postgres://u@h/db
 mappings:
-  - from: shop.orders
+`
+
+// compileMapping compiles the one mapping of yaml, a list item of
+// mappings: ("  - from: shop.orders" and what follows).
+func compileMapping(t *testing.T, yaml string) *transform.Mapping {
+	t.Helper()
+	cfg, err := config.Parse("tandem.yaml", []byte(ordersSource+yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := transform.Compile(0, cfg.Mappings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// splitMapping splits shop.orders into public.orders and, when note is
+// not empty, public.notes.
+const splitMapping = `  - from: shop.orders
     to:
       - table: public.orders
         key: [id]
@@ -119,14 +140,7 @@ mappings:
 
 func newFixture(t *testing.T, n int64) (*fakeSource, *fakeTarget, []*transform.Mapping) {
 	t.Helper()
-	cfg, err := config.Parse("tandem.yaml", []byte(reconcileYAML), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := transform.Compile(0, cfg.Mappings[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := compileMapping(t, splitMapping)
 	src := &fakeSource{rows: map[int64]change.Row{}}
 	tgt := &fakeTarget{types: map[string]string{"id": "bigint", "status": "text", "note": "text"},
 		tables: map[string]map[int64]map[string]any{"public.orders": {}, "public.notes": {}}}
