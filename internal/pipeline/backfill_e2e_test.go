@@ -220,6 +220,20 @@ mappings:
 	}
 }
 
+// execPG runs sql (statements separated by semicolons) on the database at
+// dsn, failing t on an error.
+func execPG(t *testing.T, dsn, sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
 // pgRows reads a query's rows as text on the database at dsn.
 func pgRows(ctx context.Context, dsn, q string) ([][]string, error) {
 	conn, err := pgx.Connect(ctx, dsn)

@@ -161,24 +161,12 @@ func TestChunkSummaries_EqualRowsSummariseAlikeAndAnyChangeShows(t *testing.T) {
 func TestReconcile_ColumnTypesThatWriteValuesDifferentlyFallBackToRows(t *testing.T) {
 	ctx := context.Background()
 	srcDSN, tgtDSN := testenv.NewDatabase(t), testenv.NewDatabase(t)
-	for _, side := range []struct{ dsn, ddl string }{
-		{srcDSN, `CREATE SCHEMA s; CREATE TABLE s.accounts (id bigint PRIMARY KEY, balance numeric(10,2), seen timestamp);
-INSERT INTO s.accounts SELECT g, g / 4.0, timestamp '2024-01-01' + g * interval '1 minute' FROM generate_series(1, 60) g`},
-		{tgtDSN, `CREATE TABLE public.accounts (id bigint PRIMARY KEY, balance numeric(12,4), seen timestamptz);
+	execPG(t, srcDSN, `CREATE SCHEMA s; CREATE TABLE s.accounts (id bigint PRIMARY KEY, balance numeric(10,2), seen timestamp);
+INSERT INTO s.accounts SELECT g, g / 4.0, timestamp '2024-01-01' + g * interval '1 minute' FROM generate_series(1, 60) g`)
+	execPG(t, tgtDSN, `CREATE TABLE public.accounts (id bigint PRIMARY KEY, balance numeric(12,4), seen timestamptz);
 SET TimeZone = 'UTC';
 INSERT INTO public.accounts SELECT g, g / 4.0, timestamp '2024-01-01' + g * interval '1 minute' FROM generate_series(1, 60) g;
-UPDATE public.accounts SET balance = 0 WHERE id = 50`},
-	} {
-		c, err := pgx.Connect(ctx, side.dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Exec(ctx, side.ddl)
-		c.Close(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+UPDATE public.accounts SET balance = 0 WHERE id = 50`)
 	cfg := parseConfig(t, fmt.Sprintf(`source:
   kind: postgres
   dsn: %q

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/tandemcdc/tandem/internal/pipeline"
 	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
@@ -230,22 +229,10 @@ func TestRun_ContinuousReconcileHasNoFalseDriftUnderWritersAndReportsRealDrift(t
 func TestReconcile_RowsTheInverseDoesNotGiveBackAreRoundTripDrift(t *testing.T) {
 	ctx := context.Background()
 	srcDSN, tgtDSN := testenv.NewDatabase(t), testenv.NewDatabase(t)
-	for _, side := range []struct{ dsn, sql string }{
-		{srcDSN, `CREATE SCHEMA s; CREATE TABLE s.orders (id bigint PRIMARY KEY, status text NOT NULL);
-INSERT INTO s.orders SELECT g, CASE WHEN g IN (7, 30) THEN 'PAID' ELSE 'paid' END FROM generate_series(1, 40) g`},
-		{tgtDSN, `CREATE TABLE public.orders (id bigint PRIMARY KEY, state text NOT NULL);
-INSERT INTO public.orders SELECT g, 'paid' FROM generate_series(1, 40) g`},
-	} {
-		c, err := pgx.Connect(ctx, side.dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Exec(ctx, side.sql)
-		c.Close(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	execPG(t, srcDSN, `CREATE SCHEMA s; CREATE TABLE s.orders (id bigint PRIMARY KEY, status text NOT NULL);
+INSERT INTO s.orders SELECT g, CASE WHEN g IN (7, 30) THEN 'PAID' ELSE 'paid' END FROM generate_series(1, 40) g`)
+	execPG(t, tgtDSN, `CREATE TABLE public.orders (id bigint PRIMARY KEY, state text NOT NULL);
+INSERT INTO public.orders SELECT g, 'paid' FROM generate_series(1, 40) g`)
 	cfg := parseConfig(t, fmt.Sprintf(`source:
   kind: postgres
   dsn: %q
