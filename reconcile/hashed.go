@@ -115,10 +115,10 @@ const falseAlarms = 3
 // compares row by row the chunks whose summaries differ. It counts the
 // rows of equal chunks in rep.Summarised. After falseAlarms chunks in a row
 // whose summaries differ but not their rows, it stops and returns the
-// chunk after which the rest is to be compared row by row (rest; nil when
-// it compared every chunk).
+// source key after which the rest is to be compared row by row (resume;
+// nil when it compared every chunk).
 func (r *Reconciler) sweepHashed(ctx context.Context, i int, st *backfill.Table, o transform.Output, srcCols []string,
-	cols map[string]column, rep *MappingReport) (_ []*suspect, _ int64, rest *hashedChunk, _ error) {
+	cols map[string]column, rep *MappingReport) (_ []*suspect, _ int64, resume []string, _ error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -205,7 +205,7 @@ func (r *Reconciler) sweepHashed(ctx context.Context, i int, st *backfill.Table,
 			if misses >= falseAlarms && !c.final {
 				r.log.Info("reconcile: chunk summaries differ where the rows are equal (do the source's and target's column types differ?); comparing rows for the rest of this sweep",
 					"mapping", r.mappings[i].Name, "table", o.Table, "chunks", misses)
-				return suspects, checked, &hashedChunk{after: c.last}, nil
+				return suspects, checked, c.last, nil // a full chunk: last is set
 			}
 		}
 	}

@@ -512,11 +512,11 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 	if !ok {
 		return r.sweepRows(ctx, i, m, st, writers, columns, present, nil, rep)
 	}
-	suspects, checked, rest, err := r.sweepHashed(ctx, i, st, o, srcCols, columns[o.Table], rep)
-	if err != nil || rest == nil {
+	suspects, checked, resume, err := r.sweepHashed(ctx, i, st, o, srcCols, columns[o.Table], rep)
+	if err != nil || resume == nil {
 		return suspects, checked, err
 	}
-	more, n, err := r.sweepRows(ctx, i, m, st, writers, columns, present, rest.after, rep)
+	more, n, err := r.sweepRows(ctx, i, m, st, writers, columns, present, resume, rep)
 	return append(suspects, more...), checked + n, err
 }
 
