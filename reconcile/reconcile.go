@@ -581,10 +581,8 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 				want[j] = map[string]*suspect{}
 			}
 		}
-		var (
-			trips   []Drift    // rows that do not come back through the inverse
-			differs []*suspect // this chunk's rows that differ forward
-		)
+		var trips []Drift           // rows that do not come back through the inverse
+		chunkStart := len(suspects) // this chunk's rows that differ forward follow
 		for _, row := range rows {
 			mapped, err := m.Apply(row)
 			if err != nil {
@@ -631,9 +629,8 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 				return nil, 0, err
 			}
 			suspects = append(suspects, s...)
-			differs = append(differs, s...)
 		}
-		r.fileRoundTrips(m, st, trips, differs, rep)
+		r.fileRoundTrips(m, st, trips, suspects[chunkStart:], rep)
 		if final {
 			return suspects, checked, nil
 		}
