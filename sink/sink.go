@@ -24,7 +24,11 @@ const (
 	Delete
 	// Copy is a row copied by backfill: inserted unless a row with the key
 	// exists (the stream wins) or a tombstone says the stream deleted it
-	// while the backfill was active (it must not come back).
+	// while the backfill was active (it must not come back). Copies are
+	// applied beside the stream, in no order with it: a sink holds a
+	// table's copy lock through a transaction that copies into it, and
+	// through one that deletes from it while a backfill is active, so that
+	// the two never overlap (see BackfillStore).
 	Copy
 )
 
@@ -183,6 +187,12 @@ type BackfillProgress struct {
 // While any table's backfill is running or copied, every Delete a sink
 // applies also stores a tombstone (target table, KeyText) in the same
 // transaction, and a Copy write is skipped when its tombstone exists.
+//
+// A transaction that copies into a table and one that deletes from it
+// while a backfill is active do not overlap: the table's copy lock is
+// taken before the first reads tombstones and before the second deletes,
+// and held to commit. So a copy either sees the tombstone of a delete, or
+// is committed before the delete reads the rows it deletes.
 type BackfillStore interface {
 	// BackfillProgress returns every table's progress.
 	BackfillProgress(ctx context.Context) ([]BackfillProgress, error)

@@ -1,17 +1,32 @@
 // Package backfill copies the rows a source table already holds into the
-// change stream, in chunks, throttled and resumable, so that the copy and
-// the live stream converge on the same target whatever their interleaving.
+// target, in chunks, throttled and resumable, beside the live stream, so
+// that the copy and the stream converge on the same target whatever their
+// interleaving.
 //
 // # How the copy and the stream converge
 //
 // Each chunk is one statement reading up to chunk_rows rows in primary key
 // order after the last copied key (keyset pagination: no long-held locks,
-// each chunk a consistent read). Its rows go to Kafka as "r" (read) changes,
-// keyed by the source key like every change of the stream, so in each
-// partition a key's copy and its stream changes are in one order and apply
-// handles them one at a time. Apply writes a copied row as a sink.Copy:
-// inserted unless the target row exists (the stream wins: it wrote a
-// version at least as new) or a tombstone says the stream deleted it.
+// each chunk a consistent read). The pipeline maps its rows through the
+// same mappings as the stream (transform.Writes of "r" changes) and writes
+// them straight to the target as sink.Copy writes, not through Kafka: a
+// copied row is inserted unless the target row exists (the stream wins: it
+// wrote a version at least as new) or a tombstone says the stream deleted
+// it. Copies and the stream's writes reach the target in no particular
+// order; what orders them is the target itself:
+//
+//   - Rows of one key: a copy inserts with ON CONFLICT DO NOTHING (or
+//     COPY, which fails on the key and falls back to it), the stream
+//     upserts with ON CONFLICT DO UPDATE. The unique index puts the two in
+//     one order: whichever commits second sees the other's row, so the
+//     copy never overwrites the stream and the stream always overwrites the
+//     copy.
+//   - Deletes: every transaction that deletes from a target table holds
+//     that table's copy lock shared, from before its DELETE to its commit;
+//     every transaction that copies into it holds the lock exclusive, from
+//     before it reads tombstones to its commit (sink.Copy). So a copy and a
+//     delete of one table never overlap: one commits before the other
+//     starts to read.
 //
 // The argument, for a row R of source table T copied from a chunk read at
 // time t1:
@@ -19,15 +34,16 @@
 //  1. The stream's start position precedes the backfill (the pipeline sets
 //     up the slot or saves the binlog position before any chunk is read),
 //     so every change committed after t1 reaches apply.
-//  2. Before its first read the backfill marks itself running in the target.
-//     While it runs, every delete apply writes leaves a tombstone, in the
-//     same transaction (sink.BackfillStore).
-//  3. Take any change C to R committed after t1. If apply writes C before
-//     the copy: an update or insert created the target row, so the copy
-//     finds it and leaves it (the stream's version is newer); a delete was
-//     applied while the backfill was running (it started before t1), so it
-//     left a tombstone and the copy is dropped. If apply writes C after the
-//     copy, C overwrites or deletes the copied row as it would any row.
+//  2. Before its first read the backfill marks itself running in the
+//     target. While it runs, every delete apply writes leaves a tombstone,
+//     in the same transaction (sink.BackfillStore).
+//  3. Take any change C to R committed after t1. An insert or update: by
+//     the unique index, the copy either finds C's row and leaves it, or is
+//     overwritten by it. A delete: its transaction and the copy's do not
+//     overlap. If the delete commits first, it left a tombstone (the
+//     backfill has been running since before t1), which the copy reads,
+//     and the copy is dropped; if the copy commits first, the delete reads
+//     the copied row and removes it.
 //  4. If no change to R committed after t1, the copy is R's current value,
 //     and a later tombstone for R cannot exist: R is copied exactly.
 //  5. A tombstone never drops a copy wrongly: a copied version of R exists
@@ -40,9 +56,9 @@
 // an empty source and every row inserted at once. Re-copying a chunk (after
 // a crash) is harmless: copies never overwrite.
 //
-// Progress (the last copied key per table) is saved in the target once the
-// chunk's rows are durable downstream (applied, with the embedded broker),
-// so a killed backfill resumes after the last durable chunk.
+// Progress (the last copied key per table) is saved in the target after
+// each chunk's rows are committed there, so a killed backfill resumes after
+// the last written chunk.
 package backfill
 
 import (
@@ -52,7 +68,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -93,22 +108,6 @@ type LoadReader interface {
 	Load(ctx context.Context) (int, error)
 }
 
-// Checkpoint is the position of a copied chunk, acknowledged (see Runner.Ack)
-// once its rows are durable downstream.
-type Checkpoint struct {
-	Table change.Table
-	After []string // the chunk's last key
-	Rows  int64    // rows of the table copied up to and including the chunk
-	Last  bool     // the table's last chunk
-	seq   int64    // emit order: acknowledging a chunk acknowledges every earlier one
-	rows  int      // rows in this chunk
-}
-
-// String renders the checkpoint for logs.
-func (c Checkpoint) String() string {
-	return fmt.Sprintf("backfill %s after %s (%d rows)", c.Table, encodeKey(c.After), c.Rows)
-}
-
 // Config says what to copy and how fast.
 type Config struct {
 	Tables           []change.Table
@@ -116,10 +115,6 @@ type Config struct {
 	Parallel         int     // tables copied at once (default 4)
 	MaxRowsPerSecond float64 // 0: unthrottled
 	Restart          bool    // forget saved progress and copy everything again
-	// DurableOnProduce is true when an emitted chunk is durable once Kafka
-	// has it (an external cluster): the final state is then
-	// sink.BackfillCopied, as apply may still be writing.
-	DurableOnProduce bool
 	// ProgressEvery is how often progress is logged; default 10s;
 	// negative: never (a live display shows Progress instead).
 	ProgressEvery time.Duration
@@ -133,10 +128,6 @@ type Config struct {
 	Pause func(ctx context.Context) (reason string, err error)
 	// PauseCheckEvery is how often a paused copy asks again; default 1s.
 	PauseCheckEvery time.Duration
-	// MaxInFlightRows bounds the rows emitted but not yet durable: the
-	// copy waits for apply instead of reading ahead into memory (the
-	// producer's buffer, the embedded broker). Default 20,000.
-	MaxInFlightRows int
 }
 
 // firstChunkRows is where a table's chunk size starts before it knows how
@@ -172,25 +163,20 @@ type Runner struct {
 	cfg     Config
 	reader  Reader
 	store   sink.BackfillStore
-	emit    func(context.Context, change.Batch) error
+	write   func(context.Context, change.Batch) error
 	log     *slog.Logger
 	metrics *Metrics
 	limiter *rate.Limiter
 
-	emitMu sync.Mutex // one emit at a time, so seq follows emit order
-
 	mu       sync.Mutex
 	progress map[change.Table]*sink.BackfillProgress
-	inFlight []Checkpoint // emitted, not yet acknowledged, in emit order
-	nextSeq  int64
-	changed  chan struct{} // signalled on every Ack
-	live     liveStats     // the counters behind Progress (progress.go)
+	live     liveStats // the counters behind Progress (progress.go)
 }
 
-// New returns a Runner. emit hands a batch of "r" changes to the stream
-// (its Pos is a Checkpoint); the pipeline calls Ack with each Checkpoint
-// once its batch is durable, in emit order.
-func New(cfg Config, reader Reader, store sink.BackfillStore, emit func(context.Context, change.Batch) error, log *slog.Logger, m *Metrics) *Runner {
+// New returns a Runner. write writes a chunk, a batch of "r" changes of
+// one table, to the target as copies, and returns once they are durable
+// there; it is called for several tables at once.
+func New(cfg Config, reader Reader, store sink.BackfillStore, write func(context.Context, change.Batch) error, log *slog.Logger, m *Metrics) *Runner {
 	if cfg.ChunkRows <= 0 {
 		cfg.ChunkRows = 5000
 	}
@@ -206,17 +192,14 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, emit func(context.
 	if cfg.PauseCheckEvery <= 0 {
 		cfg.PauseCheckEvery = time.Second
 	}
-	if cfg.MaxInFlightRows <= 0 {
-		cfg.MaxInFlightRows = 20_000
-	}
 	if log == nil {
 		log = slog.Default()
 	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	r := &Runner{cfg: cfg, reader: reader, store: store, emit: emit, log: log, metrics: m,
-		progress: map[change.Table]*sink.BackfillProgress{}, changed: make(chan struct{}, 1)}
+	r := &Runner{cfg: cfg, reader: reader, store: store, write: write, log: log, metrics: m,
+		progress: map[change.Table]*sink.BackfillProgress{}}
 	if cfg.MaxRowsPerSecond > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), max(cfg.ChunkRows, int(cfg.MaxRowsPerSecond)))
 	}
@@ -307,10 +290,8 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 	g.SetLimit(r.cfg.Parallel)
 	for _, j := range jobs {
 		g.Go(func() error {
-			// Chunks are emitted with ctx, not gctx: gctx ends when the
-			// last copy returns, while its records may still be in flight.
 			r.noteStart(j.table.Name)
-			waited, err := r.copyTable(gctx, ctx, j.table, j.after, j.rows)
+			waited, err := r.copyTable(gctx, j.table, j.after, j.rows)
 			r.noteEnd(j.table.Name, waited, err)
 			throttled.Store(j.table.Name, waited)
 			return err
@@ -319,18 +300,11 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 	if err := g.Wait(); err != nil {
 		return sum, err
 	}
-	if err := r.waitDurable(ctx); err != nil {
-		return sum, err
-	}
-	final := sink.BackfillDone
-	if r.cfg.DurableOnProduce {
-		final = sink.BackfillCopied
-	}
 	for _, j := range jobs {
 		r.mu.Lock()
 		p := *r.progress[j.table.Name]
 		r.mu.Unlock()
-		p.State, p.Updated = final, time.Now()
+		p.State, p.Updated = sink.BackfillDone, time.Now()
 		if err := r.store.SaveBackfill(ctx, p); err != nil {
 			return sum, fmt.Errorf("backfill %s: save final state: %w", j.table.Name, err)
 		}
@@ -342,9 +316,93 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 	return sum, nil
 }
 
-// copyTable reads and emits one table's chunks.
-func (r *Runner) copyTable(ctx, emitCtx context.Context, t *Table, after []string, rows int64) (throttled time.Duration, err error) {
+// chunk is a table's chunk as read, on its way to be written.
+type chunk struct {
+	rows  []change.Row
+	after []string // the last key of the chunk before: where this one starts
+	last  []string // the key to read the next chunk after
+	done  bool     // the table's last chunk
+}
+
+// writersPerTable is how many chunks of one table are mapped and written
+// at once: while one chunk's rows are being written (the target's work,
+// under the table's copy lock) the next is mapped and encoded (tandem's).
+const writersPerTable = 3
+
+// copyTable copies one table's chunks: one goroutine reads chunks ahead
+// while writersPerTable others write the chunks before, so the source, the
+// target and tandem work at once. Progress is saved in chunk order, after
+// each chunk and every chunk before it are written.
+func (r *Runner) copyTable(ctx context.Context, t *Table, after []string, rows int64) (throttled time.Duration, err error) {
 	counter := r.metrics.Rows.WithLabelValues(t.Name.String())
+	g, ctx := errgroup.WithContext(ctx)
+	read := make(chan chunk, 2)
+	var readThrottled time.Duration
+	g.Go(func() error {
+		defer close(read)
+		var err error
+		readThrottled, err = r.readChunks(ctx, t, after, rows, read)
+		return err
+	})
+	g.Go(func() error {
+		w, wctx := errgroup.WithContext(ctx)
+		w.SetLimit(writersPerTable)
+		prev := make(chan struct{}) // closed once the chunk before is saved
+		close(prev)
+		for c := range read {
+			if wctx.Err() != nil {
+				break
+			}
+			rows += int64(len(c.rows))
+			total, before, saved := rows, prev, make(chan struct{})
+			prev = saved
+			w.Go(func() error {
+				if err := r.writeChunk(wctx, t, c); err != nil {
+					return err
+				}
+				select {
+				case <-before:
+				case <-wctx.Done():
+					return wctx.Err()
+				}
+				key := c.last
+				if len(c.rows) == 0 {
+					key = c.after
+				}
+				if err := r.saveChunk(wctx, t.Name, key, total); err != nil {
+					return err
+				}
+				counter.Add(float64(len(c.rows)))
+				close(saved)
+				return nil
+			})
+		}
+		return w.Wait()
+	})
+	err = g.Wait()
+	return readThrottled, err
+}
+
+// writeChunk hands a chunk's rows to write as "r" changes.
+func (r *Runner) writeChunk(ctx context.Context, t *Table, c chunk) error {
+	if len(c.rows) == 0 {
+		return nil
+	}
+	events := make([]change.Event, len(c.rows))
+	now := time.Now()
+	for i, row := range c.rows {
+		events[i] = change.Event{Op: change.OpRead, Table: t.Name, Key: t.Key, Types: t.Types, Columns: t.Columns, After: row, Commit: now}
+	}
+	if err := r.write(ctx, change.Batch{Events: events, Commit: now}); err != nil {
+		return fmt.Errorf("backfill %s: write the chunk after %s: %w", t.Name, encodeKey(c.after), err)
+	}
+	return nil
+}
+
+// readChunks reads a table's chunks after after (rows copied before it),
+// waiting for pauses and the rate limit, and sends them to out until the
+// last.
+func (r *Runner) readChunks(ctx context.Context, t *Table, after []string, read int64, out chan<- chunk) (throttled time.Duration, err error) {
 	limit := min(r.cfg.ChunkRows, firstChunkRows)
 	for {
 		waited, err := r.waitUnpaused(ctx, t.Name)
@@ -352,46 +410,26 @@ func (r *Runner) copyTable(ctx, emitCtx context.Context, t *Table, after []strin
 		if err != nil {
 			return throttled, err
 		}
-		chunk, last, err := r.reader.Chunk(ctx, t, after, limit)
+		rows, last, err := r.reader.Chunk(ctx, t, after, limit)
 		if err != nil {
 			return throttled, fmt.Errorf("backfill %s: read chunk after %s: %w", t.Name, encodeKey(after), err)
 		}
-		done := len(chunk) < limit
-		limit = nextLimit(limit, r.cfg.ChunkRows, r.cfg.ChunkBytes, rowBytes(chunk))
-		if r.limiter != nil && len(chunk) > 0 {
+		done := len(rows) < limit
+		limit = nextLimit(limit, r.cfg.ChunkRows, r.cfg.ChunkBytes, rowBytes(rows))
+		if r.limiter != nil && len(rows) > 0 {
 			w := time.Now()
-			if err := r.limiter.WaitN(ctx, min(len(chunk), r.limiter.Burst())); err != nil {
+			if err := r.limiter.WaitN(ctx, min(len(rows), r.limiter.Burst())); err != nil {
 				return throttled, err
 			}
 			throttled += time.Since(w)
 		}
-		rows += int64(len(chunk))
-		cp := Checkpoint{Table: t.Name, After: last, Rows: rows, Last: done}
-		if len(chunk) == 0 {
-			cp.After = after
+		read += int64(len(rows))
+		r.noteChunk(t.Name, read, throttled)
+		select {
+		case out <- chunk{rows: rows, after: after, last: last, done: done}:
+		case <-ctx.Done():
+			return throttled, ctx.Err()
 		}
-		events := make([]change.Event, len(chunk))
-		now := time.Now()
-		for i, row := range chunk {
-			events[i] = change.Event{Op: change.OpRead, Table: t.Name, Key: t.Key, Types: t.Types, Columns: t.Columns, After: row, Commit: now}
-		}
-		if err := r.waitRoom(ctx, len(chunk)); err != nil {
-			return throttled, err
-		}
-		r.emitMu.Lock()
-		r.mu.Lock()
-		cp.rows = len(chunk)
-		cp.seq = r.nextSeq
-		r.nextSeq++
-		r.inFlight = append(r.inFlight, cp)
-		r.mu.Unlock()
-		err = r.emit(emitCtx, change.Batch{Events: events, Pos: cp, Commit: now})
-		r.emitMu.Unlock()
-		if err != nil {
-			return throttled, fmt.Errorf("backfill %s: emit chunk: %w", t.Name, err)
-		}
-		counter.Add(float64(len(chunk)))
-		r.noteChunk(t.Name, rows, throttled)
 		if done {
 			return throttled, nil
 		}
@@ -399,26 +437,18 @@ func (r *Runner) copyTable(ctx, emitCtx context.Context, t *Table, after []strin
 	}
 }
 
-// waitRoom waits until a chunk of n rows fits under MaxInFlightRows (or
-// nothing is in flight).
-func (r *Runner) waitRoom(ctx context.Context, n int) error {
-	for {
-		r.mu.Lock()
-		inFlight := 0
-		for _, c := range r.inFlight {
-			inFlight += c.rows
-		}
-		r.mu.Unlock()
-		if inFlight == 0 || inFlight+n <= r.cfg.MaxInFlightRows {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-r.changed:
-		case <-time.After(100 * time.Millisecond): // another waiter may have taken the signal
-		}
+// saveChunk saves a table's progress once a chunk is durable in the
+// target: after is its last key, rows the table's rows copied so far.
+func (r *Runner) saveChunk(ctx context.Context, table change.Table, after []string, rows int64) error {
+	r.mu.Lock()
+	p := r.progress[table]
+	p.After, p.Rows, p.Updated = encodeKey(after), rows, time.Now()
+	saved := *p
+	r.mu.Unlock()
+	if err := r.store.SaveBackfill(ctx, saved); err != nil {
+		return fmt.Errorf("backfill %s: save progress: %w", table, err)
 	}
+	return nil
 }
 
 // waitUnpaused waits while Pause gives a reason, logging each new reason once.
@@ -470,66 +500,6 @@ func nextLimit(limit, maxRows, maxBytes, bytes int) int {
 		return min(maxRows, limit*2)
 	}
 	return limit
-}
-
-// Ack records that a chunk, and every chunk emitted before it, is durable,
-// and saves the progress of the tables they belong to. The pipeline calls
-// it in emit order, maybe skipping chunks (a durable prefix is reported by
-// its last chunk).
-func (r *Runner) Ack(ctx context.Context, pos change.Position) error {
-	cp, ok := pos.(Checkpoint)
-	if !ok {
-		return fmt.Errorf("backfill: acknowledged %T, not a Checkpoint", pos)
-	}
-	r.mu.Lock()
-	n := 0
-	latest := map[change.Table]Checkpoint{}
-	for n < len(r.inFlight) && r.inFlight[n].seq <= cp.seq {
-		latest[r.inFlight[n].Table] = r.inFlight[n]
-		n++
-	}
-	r.inFlight = r.inFlight[n:]
-	var saves []sink.BackfillProgress
-	for table, c := range latest {
-		p := r.progress[table]
-		if p == nil {
-			r.mu.Unlock()
-			return fmt.Errorf("backfill: acknowledged a chunk of %s, which is not being copied", table)
-		}
-		p.After, p.Rows, p.Updated = encodeKey(c.After), c.Rows, time.Now()
-		saves = append(saves, *p)
-	}
-	r.mu.Unlock()
-	slices.SortFunc(saves, func(a, b sink.BackfillProgress) int { return strings.Compare(a.Table, b.Table) })
-	var errs []error
-	for _, p := range saves {
-		if err := r.store.SaveBackfill(ctx, p); err != nil {
-			errs = append(errs, fmt.Errorf("backfill %s: save progress: %w", p.Table, err))
-		}
-	}
-	select {
-	case r.changed <- struct{}{}:
-	default:
-	}
-	return errors.Join(errs...)
-}
-
-// waitDurable waits until every emitted chunk was acknowledged.
-func (r *Runner) waitDurable(ctx context.Context) error {
-	for {
-		r.mu.Lock()
-		n := len(r.inFlight)
-		r.mu.Unlock()
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-r.changed:
-		case <-time.After(time.Second): // re-count: an Ack may have raced the signal
-		}
-	}
 }
 
 // logProgress logs each table's progress every ProgressEvery until stopped.

@@ -2,18 +2,19 @@ package backfill
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
 )
 
@@ -90,27 +91,29 @@ func tables(names ...string) []change.Table {
 	return ts
 }
 
-// run runs a Runner whose emit acknowledges every batch at once (as a
-// pipeline whose downstream is instantly durable), collecting the ids.
+// run runs a Runner whose writes succeed at once, collecting the ids
+// written, sorted (chunks of a table are written several at a time).
 func run(t *testing.T, cfg Config, r Reader, store *memStore) (Summary, map[string][]int64) {
 	t.Helper()
 	var mu sync.Mutex
 	got := map[string][]int64{}
-	var runner *Runner
-	runner = New(cfg, r, store, func(ctx context.Context, b change.Batch) error {
+	runner := New(cfg, r, store, func(ctx context.Context, b change.Batch) error {
 		mu.Lock()
+		defer mu.Unlock()
 		for _, e := range b.Events {
 			if e.Op != change.OpRead {
 				t.Errorf("op %v, want read", e.Op)
 			}
 			got[e.Table.String()] = append(got[e.Table.String()], e.After["id"].(int64))
 		}
-		mu.Unlock()
-		return runner.Ack(ctx, b.Pos)
+		return nil
 	}, nil, nil)
 	sum, err := runner.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, ids := range got {
+		slices.Sort(ids)
 	}
 	return sum, got
 }
@@ -123,7 +126,7 @@ func ids(from, to int) []int64 {
 	return out
 }
 
-func TestRun_CopiesEveryRowOnceInKeyOrderAndMarksTablesDone(t *testing.T) {
+func TestRun_CopiesEveryRowOnceAndMarksTablesDone(t *testing.T) {
 	r := memReader{sizes: map[string]int{"s.a": 25, "s.b": 10, "s.empty": 0}}
 	store := &memStore{}
 	sum, got := run(t, Config{Tables: tables("a", "b", "empty"), ChunkRows: 10, Parallel: 1}, r, store)
@@ -164,29 +167,20 @@ func TestRun_ResumesAfterTheSavedKeyAndSkipsDoneTables(t *testing.T) {
 	}
 }
 
-func TestRun_ExternalKafkaEndsCopiedNotDone(t *testing.T) {
+func TestRun_SavesProgressInChunkOrderWhenALaterChunkIsWrittenFirst(t *testing.T) {
 	store := &memStore{}
-	run(t, Config{Tables: tables("a"), ChunkRows: 10, DurableOnProduce: true}, memReader{sizes: map[string]int{"s.a": 5}}, store)
-	got, _ := store.BackfillProgress(context.Background())
-	want := []sink.BackfillProgress{{Table: "s.a", State: sink.BackfillCopied, After: `["5"]`, Rows: 5}}
-	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(sink.BackfillProgress{}, "Started", "Updated")); diff != "" {
-		t.Errorf("final progress (-want +got):\n%s", diff)
-	}
-}
-
-func TestRun_ProgressIsSavedOnlyWhenAcknowledged(t *testing.T) {
-	store := &memStore{}
-	var runner *Runner
-	var held []change.Position
-	runner = New(Config{Tables: tables("a"), ChunkRows: 10}, memReader{sizes: map[string]int{"s.a": 30}}, store,
+	second := make(chan struct{}) // closed once the second chunk is written
+	runner := New(Config{Tables: tables("a"), ChunkRows: 10}, memReader{sizes: map[string]int{"s.a": 30}}, store,
 		func(ctx context.Context, b change.Batch) error {
-			held = append(held, b.Pos) // durable later
-			if len(held) == 4 {        // the last (empty) chunk: release them in order
-				for _, p := range held {
-					if err := runner.Ack(ctx, p); err != nil {
-						return err
-					}
+			switch b.Events[0].After["id"] {
+			case int64(1): // the first chunk ends last
+				select {
+				case <-second:
+				case <-ctx.Done():
+					return ctx.Err()
 				}
+			case int64(11):
+				close(second)
 			}
 			return nil
 		}, nil, nil)
@@ -199,32 +193,43 @@ func TestRun_ProgressIsSavedOnlyWhenAcknowledged(t *testing.T) {
 	}
 }
 
-func TestAck_OfALaterChunkAcknowledgesEveryEarlierOne(t *testing.T) {
+func TestRun_AFailedWriteSavesNoProgressPastItAndTheRerunResumesThere(t *testing.T) {
 	store := &memStore{}
-	var runner *Runner
-	var last change.Position
-	n := 0
-	runner = New(Config{Tables: tables("a", "b"), ChunkRows: 10, Parallel: 1}, memReader{sizes: map[string]int{"s.a": 20, "s.b": 5}}, store,
-		func(ctx context.Context, b change.Batch) error {
-			n++
-			last = b.Pos
-			if n == 4 { // a: 10, 10, 0 rows; b: 5 rows — a durable prefix reported by its last chunk only
-				return runner.Ack(ctx, last)
+	var mu sync.Mutex
+	var written []int64
+	write := func(fail int64) func(context.Context, change.Batch) error {
+		return func(_ context.Context, b change.Batch) error {
+			if b.Events[0].After["id"] == fail {
+				return errors.New("target refused the chunk")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range b.Events {
+				written = append(written, e.After["id"].(int64))
 			}
 			return nil
-		}, nil, nil)
-	sum, err := runner.Run(context.Background())
+		}
+	}
+	reader := memReader{sizes: map[string]int{"s.a": 35}}
+	_, err := New(Config{Tables: tables("a"), ChunkRows: 10}, reader, store, write(21), nil, nil).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `backfill s.a: write the chunk after ["20"]: target refused the chunk`) {
+		t.Fatalf("Run: %v; want the failed chunk's error", err)
+	}
+	got, _ := store.BackfillProgress(context.Background())
+	if len(got) != 1 || got[0].State != sink.BackfillRunning || got[0].Rows > 20 {
+		t.Fatalf("progress after the failure: %+v; want running, at most 20 rows", got)
+	}
+	// Whatever was saved, the re-run copies every row after it: rows 31-35
+	// may have been written (a later chunk), but not saved.
+	from := got[0].Rows
+	written = nil
+	sum, err := New(Config{Tables: tables("a"), ChunkRows: 10}, reader, store, write(-1), nil, nil).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Rows != 25 {
-		t.Errorf("summary %+v", sum)
-	}
-	got, _ := store.BackfillProgress(context.Background())
-	slicesSortByTable(got)
-	want := []sink.BackfillProgress{{Table: "s.a", State: sink.BackfillDone, After: `["20"]`, Rows: 20}, {Table: "s.b", State: sink.BackfillDone, After: `["5"]`, Rows: 5}}
-	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(sink.BackfillProgress{}, "Started", "Updated")); diff != "" {
-		t.Errorf("progress (-want +got):\n%s", diff)
+	slices.Sort(written)
+	if diff := cmp.Diff(ids(int(from)+1, 35), written); diff != "" || sum.Rows != 35 {
+		t.Errorf("re-run wrote (-want +got):\n%s\nsummary %+v", diff, sum)
 	}
 }
 
@@ -266,64 +271,5 @@ func TestRun_WaitsWhilePausedAndCountsItThrottled(t *testing.T) {
 	}
 	if sum.Throttled <= 0 || calls < 4 {
 		t.Errorf("throttled %v after %d pause checks; want > 0 after >= 4", sum.Throttled, calls)
-	}
-}
-
-// countingReader counts Chunk calls.
-type countingReader struct {
-	memReader
-	mu    sync.Mutex
-	calls int
-}
-
-func (c *countingReader) Chunk(ctx context.Context, t *Table, after []string, limit int) ([]change.Row, []string, error) {
-	c.mu.Lock()
-	c.calls++
-	c.mu.Unlock()
-	return c.memReader.Chunk(ctx, t, after, limit)
-}
-
-func (c *countingReader) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.calls
-}
-
-func TestRun_WaitsForApplyBeforeReadingAheadPastMaxInFlightRows(t *testing.T) {
-	reader := &countingReader{memReader: memReader{sizes: map[string]int{"s.a": 25}}}
-	var mu sync.Mutex
-	var held []change.Position
-	var runner *Runner
-	runner = New(Config{Tables: tables("a"), ChunkRows: 10, MaxInFlightRows: 15}, reader, &memStore{},
-		func(_ context.Context, b change.Batch) error {
-			mu.Lock()
-			held = append(held, b.Pos)
-			mu.Unlock()
-			return nil
-		}, nil, nil)
-	done := make(chan error, 1)
-	go func() { _, err := runner.Run(context.Background()); done <- err }()
-	emitted := func() int { mu.Lock(); defer mu.Unlock(); return len(held) }
-	// The second chunk is read, but 10 + 10 rows would exceed 15 in flight.
-	if _, err := poll.Until(context.Background(), time.Millisecond, 10*time.Second, func() (bool, error) { return reader.count() >= 2, nil }); err != nil {
-		t.Fatal(err)
-	}
-	if n := emitted(); n != 1 {
-		t.Fatalf("%d chunks emitted with none durable; want 1", n)
-	}
-	// Each acknowledgement lets the next chunk go.
-	for i := 0; i < 3; i++ { // 10, 10 and the last 5 rows
-		if _, err := poll.Until(context.Background(), time.Millisecond, 10*time.Second, func() (bool, error) { return emitted() > i, nil }); err != nil {
-			t.Fatalf("chunk %d never emitted: %v", i+1, err)
-		}
-		mu.Lock()
-		p := held[i]
-		mu.Unlock()
-		if err := runner.Ack(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }

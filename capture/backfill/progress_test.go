@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
 )
 
@@ -37,24 +38,30 @@ func TestProgress_ReportsDurableEmittedEstimatedRateAndState(t *testing.T) {
 	}}
 	reader := memReader{sizes: map[string]int{"s.a": 25, "s.b": 7, "s.c": 10}}
 	var (
-		runner *Runner
-		held   []change.Position
-		mid    []TableProgress
+		runner  *Runner
+		mid     []TableProgress
+		release = make(chan struct{})
 	)
 	runner = New(Config{Tables: tables("a", "b", "c"), ChunkRows: 10, Parallel: 1}, reader, store,
 		func(ctx context.Context, b change.Batch) error {
-			held = append(held, b.Pos)
-			switch {
-			case len(held) < 3: // a's first two chunks: not durable yet
-				return nil
-			case len(held) == 3: // a's last chunk (rows 21-25): the first is durable, then all
-				if err := runner.Ack(ctx, held[0]); err != nil {
+			switch b.Events[0].After["id"] {
+			case int64(11): // a's second chunk: written after the snapshot
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			case int64(21): // a's last chunk (rows 21-25), once the first is durable
+				if _, err := poll.Until(ctx, time.Millisecond, 10*time.Second, func() (bool, error) {
+					return runner.Progress()[0].Durable == 10, nil
+				}); err != nil {
 					return err
 				}
 				clock.Add(2 * time.Second)
 				mid = runner.Progress()
+				close(release)
 			}
-			return runner.Ack(ctx, b.Pos)
+			return nil
 		}, nil, nil)
 	runner.live.now = clock.Now
 
@@ -72,7 +79,7 @@ func TestProgress_ReportsDurableEmittedEstimatedRateAndState(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantMid := []TableProgress{
-		{Table: tables("a")[0], State: StateCopying, Durable: 10, Emitted: 20, Estimated: 25, RowsPerSecond: 5, Elapsed: 2 * time.Second},
+		{Table: tables("a")[0], State: StateCopying, Durable: 10, Emitted: 25, Estimated: 25, RowsPerSecond: 5, Elapsed: 2 * time.Second},
 		{Table: tables("b")[0], State: StateSkipped, Durable: 7, Emitted: 7, Estimated: 7},
 		{Table: tables("c")[0], State: StateWaiting, Estimated: 10}, // Parallel 1: after a
 	}
@@ -94,18 +101,17 @@ func TestProgress_ResumedRowsDoNotCountTowardsTheRate(t *testing.T) {
 	store := &memStore{saved: map[string]sink.BackfillProgress{
 		"s.a": {Table: "s.a", State: sink.BackfillRunning, After: `["20"]`, Rows: 20},
 	}}
-	var runner *Runner
-	runner = New(Config{Tables: tables("a"), ChunkRows: 10}, memReader{sizes: map[string]int{"s.a": 30}}, store,
+	runner := New(Config{Tables: tables("a"), ChunkRows: 10}, memReader{sizes: map[string]int{"s.a": 30}}, store,
 		func(ctx context.Context, b change.Batch) error {
 			clock.Add(time.Second)
-			return runner.Ack(ctx, b.Pos)
+			return nil
 		}, nil, nil)
 	runner.live.now = clock.Now
 	if _, err := runner.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// Rows 21-30 and an empty last chunk: 10 rows in 2 s.
-	want := []TableProgress{{Table: tables("a")[0], State: StateDone, Durable: 30, Emitted: 30, Estimated: 30, RowsPerSecond: 5, Elapsed: 2 * time.Second}}
+	// Rows 21-30 written in 1 s (the empty last chunk writes nothing).
+	want := []TableProgress{{Table: tables("a")[0], State: StateDone, Durable: 30, Emitted: 30, Estimated: 30, RowsPerSecond: 10, Elapsed: time.Second}}
 	if diff := cmp.Diff(want, runner.Progress()); diff != "" {
 		t.Errorf("progress (-want +got):\n%s", diff)
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -16,10 +19,13 @@ import (
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/kafka"
+	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/transform"
 )
 
-// errBackfillFinished ends a backfill run once its copy is durable.
+// errBackfillFinished ends a backfill run once its copy is written.
 var errBackfillFinished = errors.New("backfill finished")
 
 // encoder is the envelope encoder of the configured source.
@@ -28,20 +34,20 @@ func encoder(cfg *config.Config, version string) *change.Encoder {
 		DB: dbName(cfg.Source.Kind, cfg.Source.DSN.Value())}
 }
 
-// backfillRole copies existing rows into the stream's topics.
+// backfillRole copies existing rows into the target, beside the stream.
 type backfillRole struct {
-	runner  *backfill.Runner
-	emitter *captureRole // produces the chunks; its tracker is the backfill's
-	close   func()
-	log     *slog.Logger
+	runner *backfill.Runner
+	close  func()
+	log    *slog.Logger
 }
 
 // newBackfill prepares a backfill. The stream's start position must exist
 // before any row is read (the package doc of capture/backfill says why):
 // with the capture role in this process it was set up already; otherwise
-// it must have been by a `tandem capture` process.
-func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt target, capturing, durableOnProduce bool,
-	producer *kgo.Client, log *slog.Logger, reg prometheus.Registerer) (*backfillRole, error) {
+// it must have been by a `tandem capture` process. mappings are compiled
+// with lookup() reading the target, as apply compiles them.
+func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt target, capturing bool, mappings []*transform.Mapping,
+	dlq *dlqWriter, am *applyMetrics, log *slog.Logger, reg prometheus.Registerer) (*backfillRole, error) {
 	store, ok := tgt.(sink.BackfillStore)
 	if !ok {
 		return nil, fmt.Errorf("backfill: target kind %s cannot keep backfill progress", cfg.Target.Kind)
@@ -60,15 +66,126 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 		return nil, err
 	}
 	b := &backfillRole{close: closer, log: log}
+	w := &copyWriter{sink: tgt, enc: encoder(cfg, opts.Version), prefix: cfg.Kafka.TopicPrefix, dlq: dlq, metrics: am, log: log,
+		mappings: map[change.Table][]*transform.Mapping{}}
+	for _, m := range mappings {
+		w.mappings[m.From] = append(w.mappings[m.From], m)
+	}
 	gatherer, _ := reg.(prometheus.Gatherer)
-	b.emitter = &captureRole{prefix: cfg.Kafka.TopicPrefix, client: producer, log: log, enc: encoder(cfg, opts.Version)}
 	b.runner = backfill.New(backfill.Config{
 		Tables: tables, ChunkRows: cfg.Backfill.ChunkRows, Parallel: cfg.Backfill.Parallel,
-		MaxRowsPerSecond: float64(cfg.Backfill.MaxRowsPerSecond), Restart: opts.Backfill.Restart, DurableOnProduce: durableOnProduce,
+		MaxRowsPerSecond: float64(cfg.Backfill.MaxRowsPerSecond), Restart: opts.Backfill.Restart,
 		ProgressEvery: opts.Backfill.LogEvery,
 		Pause:         backfillPause(reader, gatherer),
-	}, reader, store, func(ctx context.Context, bt change.Batch) error { return b.emitter.emit(ctx, bt) }, log, backfill.NewMetrics(reg))
+	}, reader, store, w.write, log, backfill.NewMetrics(reg))
 	return b, nil
+}
+
+// copyWriter writes the backfill's chunks to the target: every mapping of
+// the chunk's table maps its rows as apply maps the stream's
+// (transform.Writes: "r" changes become sink.Copy writes), and one Apply
+// writes them all, with the dead letters of rows no mapping could
+// transform. Copies need no Kafka order with the stream: the target orders
+// them (capture/backfill's package doc).
+type copyWriter struct {
+	mappings map[change.Table][]*transform.Mapping // by source table
+	sink     sink.Sink
+	enc      *change.Encoder // for dead letters: the record the row would have been
+	prefix   string
+	dlq      *dlqWriter
+	metrics  *applyMetrics
+	log      *slog.Logger
+}
+
+// write writes one chunk and returns once it is committed.
+func (w *copyWriter) write(ctx context.Context, b change.Batch) error {
+	var (
+		batch sink.Batch
+		dead  []*kgo.Record
+	)
+	for i := range b.Events {
+		ev := &b.Events[i]
+		for _, m := range w.mappings[ev.Table] {
+			ws, reason, err := transform.Writes(m, ev)
+			for errors.Is(err, transform.ErrLookupUnavailable) {
+				// The target's trouble, not the row's: wait and map it again.
+				if perr := poll.Sleep(ctx, time.Second); perr != nil {
+					return perr
+				}
+				ws, reason, err = transform.Writes(m, ev)
+			}
+			if err != nil {
+				rec, rerr := w.record(ev)
+				if rerr != nil {
+					return fmt.Errorf("mapping %s: %w (and the row cannot be kept as a dead letter: %v)", m.Name, err, rerr)
+				}
+				dead = append(dead, w.dlq.record(m.Name, reason, err, rec))
+				batch.DeadLetters = append(batch.DeadLetters, storedDeadLetter(m.Name, reason, err, rec))
+				w.metrics.dlq.WithLabelValues(m.Name, reason).Inc()
+				continue
+			}
+			batch.Writes = append(batch.Writes, ws...)
+		}
+	}
+	if len(dead) > 0 {
+		if err := w.dlq.produce(ctx, dead); err != nil {
+			return err
+		}
+		w.log.Warn("copied rows sent to the dead-letter topic", "count", len(dead), "topic", w.dlq.topic)
+	}
+	if err := w.apply(ctx, batch); err != nil {
+		return err
+	}
+	counts := map[string]int{}
+	for _, wr := range batch.Writes {
+		counts[wr.Table]++
+	}
+	for table, n := range counts {
+		w.metrics.rows.WithLabelValues(table, sink.Copy.String()).Add(float64(n))
+	}
+	return nil
+}
+
+// apply writes a chunk's batch, retrying what waiting can mend: a lost
+// connection, a deadlock. Anything else (a missing table or column, a
+// value the target refuses) ends the backfill with the error; a re-run
+// resumes after the last chunk written.
+func (w *copyWriter) apply(ctx context.Context, batch sink.Batch) error {
+	backoff := 250 * time.Millisecond
+	for {
+		err := w.sink.Apply(ctx, batch, sink.Checkpoint{})
+		if err == nil {
+			return nil
+		}
+		table, reason := classify(err)
+		w.metrics.errors.WithLabelValues(table, reason).Inc()
+		if ctx.Err() != nil || (reason != "connection" && !strings.HasPrefix(reason, "sql_40")) {
+			return err
+		}
+		w.log.Warn("backfill: writing a chunk failed; retrying", "reason", reason, "err", err, "retry_in", backoff)
+		if err := poll.Sleep(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// record is the Kafka record a copied row would be, for its dead letter:
+// on the table's topic, at partition -1 (no partition holds it) and an
+// offset that is a hash of its key, so that copying the row again keeps
+// one dead letter. `tandem dlq replay` re-syncs it from the source.
+func (w *copyWriter) record(ev *change.Event) (*kgo.Record, error) {
+	key, err := w.enc.Key(ev)
+	if err != nil {
+		return nil, err
+	}
+	val, err := w.enc.Value(ev)
+	if err != nil {
+		return nil, err
+	}
+	h := fnv.New64a()
+	h.Write(key)
+	return &kgo.Record{Topic: kafka.Topic(w.prefix, ev.Table), Partition: -1, Offset: int64(h.Sum64() >> 1), Key: key, Value: val}, nil
 }
 
 // The backfill pauses while the stream lags or the source is busy: the
@@ -133,7 +250,6 @@ func (b *backfillRole) run(ctx context.Context, watch func(context.Context, *bac
 		stopWatch = sync.OnceFunc(func() { cancel(); <-watched })
 	}
 	defer stopWatch()
-	b.emitter.fail = func(err error) { stop(err) } // a chunk that cannot be produced ends the run
 	sum, err := b.runner.Run(ctx)
 	stopWatch()
 	if cause := context.Cause(ctx); err != nil && cause != nil {

@@ -161,8 +161,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// Apply: one consumer group per mapping.
 	readers := map[string][]string{}
 	var appliers []*applier
-	var tr, btr *tracker // the stream's and the backfill's
-	var trim *trimmer    // frees the embedded broker's applied records
+	var tr *tracker   // the stream's
+	var trim *trimmer // frees the embedded broker's applied records
 	if embedded {
 		trim = newTrimmer(readers)
 	}
@@ -177,13 +177,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if opts.Roles.Apply && opts.Backfill == nil {
 		verify = make(verifyQueue, 64)
 	}
-	if opts.Roles.Apply {
+	var am *applyMetrics
+	dlq := &dlqWriter{client: producer, topic: dlqTopic}
+	if opts.Roles.Apply || opts.Backfill != nil {
 		// Again, with lookup() reading the target.
 		if mappings, err = CompileMappings(cfg, transform.WithLookup(tgt)); err != nil {
 			return err
 		}
-		am := newApplyMetrics(reg)
-		dlq := &dlqWriter{client: producer, topic: dlqTopic}
+		am = newApplyMetrics(reg)
+	}
+	if opts.Roles.Apply {
 		for _, m := range mappings {
 			topic := kafka.Topic(cfg.Kafka.TopicPrefix, m.From)
 			group := cfg.Kafka.Group + "." + m.Name
@@ -197,9 +200,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 					}
 					if tr != nil {
 						tr.committed(group, topic, p, next)
-					}
-					if btr != nil {
-						btr.committed(group, topic, p, next)
 					}
 				},
 			})
@@ -241,20 +241,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		})
 	}
 
-	// Backfill: existing rows -> Kafka, beside the stream.
+	// Backfill: existing rows -> target, beside the stream.
 	var backfillDone chan struct{}
 	if opts.Backfill != nil {
-		bf, err := newBackfill(ctx, cfg, opts, tgt, src != nil, !embedded, producer, log, reg)
+		bf, err := newBackfill(ctx, cfg, opts, tgt, src != nil, mappings, dlq, am, log, reg)
 		if err != nil {
 			return err
 		}
 		defer bf.close()
-		btr = newTracker(!embedded, readers, func(p change.Position) {
-			if err := bf.runner.Ack(gctx, p); err != nil {
-				failWith(err)
-			}
-		})
-		bf.emitter.tracker = btr
 		backfillDone = make(chan struct{})
 		g.Go(func() error {
 			defer close(backfillDone)
@@ -294,7 +288,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 	}
 	if backfillDone != nil {
-		// A backfill run ends when its copy is durable (or fails).
+		// A backfill run ends when its copy is written (or fails).
 		go func() {
 			<-backfillDone
 			failWith(errBackfillFinished)

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -254,4 +256,53 @@ func (s *Sink) tombstoned(ctx context.Context, tx *sql.Tx, name string, hashes [
 		}
 	}
 	return dead, nil
+}
+
+// copyLocks returns the statements that take, first in a batch's
+// transaction (after the fence), the copy lock of each table the batch
+// copies into or deletes from, in table order so that two batches never
+// wait for each other in a cycle: the row of the table in copy_locks,
+// written (so locked exclusively) by an upsert that changes nothing.
+//
+// The lock is what lets backfill write copies beside the stream, in no
+// order with it (capture/backfill's package doc has the argument): a copy
+// and a delete of one table never overlap, so either the delete's
+// tombstone is committed before the copy reads tombstones (and the copy
+// skips the key), or the copied row is committed before the delete's
+// DELETE reads (and the delete removes it). An upsert is no consistent
+// read: under REPEATABLE READ the transaction's snapshot is taken after
+// the lock is held.
+//
+// A delete takes it only while a backfill is active, read in the same
+// statement: a delete that sees none needs no lock, as every chunk is read
+// after the backfill's state was saved, so after the delete's source
+// change. Unlike PostgreSQL's, the lock is exclusive for copies too: the
+// chunks of one table are written one at a time.
+func (s *Sink) copyLocks(writes []sink.Write) []statement {
+	var copies map[string]bool // table -> copied into (else only deleted from)
+	for i := range writes {
+		w := &writes[i]
+		if w.Op != sink.Copy && w.Op != sink.Delete {
+			continue
+		}
+		if copies == nil {
+			copies = map[string]bool{}
+		}
+		copies[w.Table] = copies[w.Table] || w.Op == sink.Copy
+	}
+	tables := slices.Sorted(maps.Keys(copies))
+	out := make([]statement, 0, len(tables))
+	for _, name := range tables {
+		st := statement{what: "take the copy lock of", table: name}
+		if copies[name] {
+			st.sql = "INSERT INTO " + s.copyLocksTable() + " (target_table) VALUES (?) ON DUPLICATE KEY UPDATE target_table = target_table"
+			st.args = []any{name}
+		} else {
+			st.sql = "INSERT INTO " + s.copyLocksTable() + " (target_table) SELECT ? FROM DUAL WHERE EXISTS (SELECT 1 FROM " +
+				s.backfillsTable() + " WHERE state IN (?, ?)) ON DUPLICATE KEY UPDATE target_table = target_table"
+			st.args = []any{name, sink.BackfillRunning, sink.BackfillCopied}
+		}
+		out = append(out, st)
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/mysql"
 )
@@ -421,4 +422,100 @@ func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
 	tg.wantRows(t, "SELECT target_table, row_key FROM `"+strings.ReplaceAll(state, "`", "``")+"`.tombstones",
 		[]row{{"target_table": table, "row_key": "[\"2\",\"b`'\"]"}})
 	tg.wantTombstones(t, nil) // the sink's own state database only
+}
+
+// waitForLockWait waits until a transaction whose statement contains
+// what waits for a lock. InnoDB refreshes INNODB_TRX only when it was not
+// read for 100 ms: it is asked at most every 150 ms.
+func (tg *target) waitForLockWait(t *testing.T, what string) {
+	t.Helper()
+	var asked time.Time
+	testenv.WaitFor(t, "a statement with "+what+" waiting for a lock", 10*time.Second, func() (bool, error) {
+		if time.Since(asked) < 150*time.Millisecond {
+			return false, nil
+		}
+		defer func() { asked = time.Now() }()
+		var n int
+		err := tg.db.QueryRowContext(t.Context(), "SELECT count(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE ?",
+			"%"+what+"%").Scan(&n)
+		return n > 0, err
+	})
+}
+
+// applyAsync applies writes in a goroutine; the returned channel gives its error.
+func (tg *target) applyAsync(t *testing.T, writes ...sink.Write) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- tg.sink.Apply(t.Context(), sink.Batch{Writes: writes}, sink.Checkpoint{}) }()
+	return done
+}
+
+// The copy and the delete below run concurrently, in the order that would
+// resurrect a row without the copy lock: each test holds one of them in
+// the middle of its transaction (a row lock held by a third transaction)
+// while the other starts.
+
+func TestApply_ACopyWaitsForADeleteInFlightAndSkipsTheKeyItDeleted(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL+`INSERT INTO items VALUES (1, 'one', 1, NULL), (2, 'two', 2, NULL);`)
+	backfill(t, tg.sink, "src.t", sink.BackfillRunning)
+	// A third transaction holds row 1: the delete of 1 and 3 waits there.
+	holder, err := tg.db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.ExecContext(t.Context(), "SELECT * FROM items WHERE id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(1)}), item(sink.Delete, row{"id": int64(3)}))
+	tg.waitForLockWait(t, "DELETE")
+	// The copy of key 3, read from the source before its delete: it must
+	// wait for the delete's commit, then see its tombstone.
+	copied := tg.applyAsync(t, item(sink.Copy, row{"id": int64(3), "name": "copied", "qty": int64(3), "note": nil}))
+	tg.waitForLockWait(t, "copy_locks")
+	if err := holder.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []<-chan error{deleted, copied} {
+		if err := <-c; err != nil {
+			t.Fatal(err)
+		}
+	}
+	tg.wantRows(t, allItems, []row{{"id": "2", "name": "two", "qty": "2", "note": nil}})
+	tg.wantTombstones(t, []row{tomb("items", `["1"]`), tomb("items", `["3"]`)})
+}
+
+func TestApply_ADeleteWaitsForACopyInFlightAndRemovesWhatItCopied(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL)
+	backfill(t, tg.sink, "src.t", sink.BackfillRunning)
+	// A third transaction inserts key 5, uncommitted: the copy of 4, 5
+	// and 6 waits for it.
+	holder, err := tg.db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.ExecContext(t.Context(), "INSERT INTO items VALUES (5, 'held', 5, NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	copied := tg.applyAsync(t,
+		item(sink.Copy, row{"id": int64(4), "name": "four", "qty": int64(4), "note": nil}),
+		item(sink.Copy, row{"id": int64(5), "name": "five", "qty": int64(5), "note": nil}),
+		item(sink.Copy, row{"id": int64(6), "name": "six", "qty": int64(6), "note": nil}))
+	tg.waitForLockWait(t, "`items`")
+	// The stream deletes 4 and 6 meanwhile: it must wait for the copy's
+	// commit, then delete the copied rows.
+	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(4)}), item(sink.Delete, row{"id": int64(6)}))
+	tg.waitForLockWait(t, "copy_locks")
+	if err := holder.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []<-chan error{copied, deleted} {
+		if err := <-c; err != nil {
+			t.Fatal(err)
+		}
+	}
+	tg.wantRows(t, allItems, []row{{"id": "5", "name": "five", "qty": "5", "note": nil}})
+	tg.wantTombstones(t, []row{tomb("items", `["4"]`), tomb("items", `["6"]`)})
 }

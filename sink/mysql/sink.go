@@ -163,6 +163,7 @@ func (s *Sink) deadLettersTable() string { return mysqlurl.QuoteIdent(s.state) +
 func (s *Sink) positionsTable() string   { return mysqlurl.QuoteIdent(s.state) + ".`source_positions`" }
 func (s *Sink) backfillsTable() string   { return mysqlurl.QuoteIdent(s.state) + ".`backfills`" }
 func (s *Sink) tombstonesTable() string  { return mysqlurl.QuoteIdent(s.state) + ".`tombstones`" }
+func (s *Sink) copyLocksTable() string   { return mysqlurl.QuoteIdent(s.state) + ".`copy_locks`" }
 
 // stateTables are tandem's own tables: name -> definition. Names are
 // case-sensitive ASCII (utf8mb4_bin): Kafka topics "Orders" and "orders"
@@ -220,10 +221,16 @@ var stateTables = map[string]string{
 	created_at   DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
 	PRIMARY KEY (target_table, key_hash)
 )`,
+	// One row per target table that backfill copies into: the copy lock
+	// (see Sink.copyLocks).
+	"copy_locks": `(
+	target_table VARCHAR(255) NOT NULL,
+	PRIMARY KEY (target_table)
+)`,
 }
 
 // stateTableNames are stateTables' keys in a fixed order.
-var stateTableNames = []string{"kafka_offsets", "dead_letters", "source_positions", "backfills", "tombstones"}
+var stateTableNames = []string{"kafka_offsets", "dead_letters", "source_positions", "backfills", "tombstones", "copy_locks"}
 
 func (s *Sink) init(ctx context.Context) error {
 	missing, err := missingStateTables(ctx, s.db, s.state)
@@ -415,7 +422,7 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 	if err != nil {
 		return fmt.Errorf("group %s: %w", cp.Group, err)
 	}
-	var stmts []statement
+	stmts := s.copyLocks(b.Writes)
 	for _, round := range sink.Compact(b.Writes) {
 		st, err := s.statements(ctx, round)
 		if err != nil {

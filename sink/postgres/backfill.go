@@ -1,12 +1,18 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tandemcdc/tandem/sink"
 )
@@ -108,19 +114,229 @@ ON CONFLICT DO NOTHING`,
 		args: []any{table, keys, activeStates}}
 }
 
-// copies inserts rows copied by backfill: each unless a row with its key
-// exists (ON CONFLICT DO NOTHING: the stream's row wins) or its tombstone
-// does (the stream deleted it while the backfill was active). rows is the
-// SELECT of the cast values of unnest(...) AS u(...) as statements builds
-// it; keys, their KeyTexts, is one more unnest argument ($n).
-func (s *Sink) copies(t *table, name string, cols, key []string, args []any, casts, params, aliases []string, keys []string) statement {
+// copyStatement inserts rows copied by backfill: each unless a row with
+// its key exists (ON CONFLICT DO NOTHING: the stream's row wins) or its
+// tombstone does (the stream deleted it while the backfill was active).
+func (s *Sink) copyStatement(t *table, g *sink.Group) (statement, error) {
+	args, params, casts, aliases, err := groupArgs(t, g)
+	if err != nil {
+		return statement{}, err
+	}
 	n := len(args)
-	params = append(params[:len(params):len(params)], fmt.Sprintf("$%d::text[]", n+1))
-	aliases = append(aliases[:len(aliases):len(aliases)], "tandem_key")
-	sql := "INSERT INTO " + t.ident + " (" + strings.Join(quoteAll(cols), ", ") + ") SELECT " + strings.Join(casts, ", ") +
+	params = append(params, fmt.Sprintf("$%d::text[]", n+1))
+	aliases = append(aliases, "tandem_key")
+	sql := "INSERT INTO " + t.ident + " (" + strings.Join(quoteAll(g.Cols), ", ") + ") SELECT " + strings.Join(casts, ", ") +
 		" FROM unnest(" + strings.Join(params, ", ") + ") AS u(" + strings.Join(aliases, ", ") + ")" +
 		" WHERE NOT EXISTS (SELECT 1 FROM " + s.tombstonesTable() + fmt.Sprintf(" ts WHERE ts.target_table = $%d AND ts.row_key = u.tandem_key)", n+2) +
-		" ON CONFLICT (" + strings.Join(quoteAll(key), ", ") + ") DO NOTHING"
-	args = append(args[:n:n], keys, name)
-	return statement{what: sink.Copy.String() + " into", table: name, sql: sql, args: args}
+		" ON CONFLICT (" + strings.Join(quoteAll(g.Key), ", ") + ") DO NOTHING"
+	args = append(args, keyTexts(g.Key, g.Rows), g.Table)
+	return statement{what: sink.Copy.String() + " into", table: g.Table, sql: sql, args: args}, nil
+}
+
+// copyLockClass is the first half of the advisory lock key of a table's
+// copy lock ('tand'); the second is the table's oid.
+const copyLockClass = 0x74616e64
+
+// copyLocks returns the statements that take, first in a batch's
+// transaction, the copy lock of each table the batch copies into or
+// deletes from, in table order so that two batches never wait for each
+// other in a cycle.
+//
+// The lock is what lets backfill write copies beside the stream, in no
+// order with it (capture/backfill's package doc has the argument): a copy
+// and a delete of one table never overlap, so either the delete's
+// tombstone is committed before the copy's statements take their
+// snapshots (and the copy skips the key), or the copied row is committed
+// before the delete's DELETE reads (and the delete removes it). It is a
+// transaction-level advisory lock, keyed by the table's oid so that every
+// spelling of a name is one lock, released at commit or rollback.
+//
+// Copies share it, so chunks of one table are written at once. A delete
+// takes it exclusive, and only while a backfill is active (read in the
+// statement, like the tombstones' check): a delete that sees none needs
+// no lock, as every chunk is read after the backfill's state was saved,
+// so after the delete's source change, and cannot hold the deleted row.
+// Outside backfills, deletes take no lock and wait for nothing.
+func (s *Sink) copyLocks(ctx context.Context, writes []sink.Write) ([]statement, error) {
+	var copies map[string]bool // table -> copied into (else only deleted from)
+	for i := range writes {
+		w := &writes[i]
+		if w.Op != sink.Copy && w.Op != sink.Delete {
+			continue
+		}
+		if copies == nil {
+			copies = map[string]bool{}
+		}
+		copies[w.Table] = copies[w.Table] || w.Op == sink.Copy
+	}
+	tables := slices.Sorted(maps.Keys(copies))
+	out := make([]statement, 0, len(tables))
+	for _, name := range tables {
+		t, err := s.describe(ctx, name)
+		if err != nil {
+			return nil, classified(name, err)
+		}
+		st := statement{what: "take the copy lock of", table: name, args: []any{int64(copyLockClass), t.ident}}
+		const key = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
+		switch {
+		case copies[name] && onlyCopies(writes):
+			st.sql = "SELECT pg_advisory_xact_lock_shared" + key
+		case copies[name]:
+			// copies and deletes in one batch (not a backfill's chunk)
+			st.sql = "SELECT pg_advisory_xact_lock" + key
+		default:
+			st.sql = "SELECT pg_advisory_xact_lock" + key + " WHERE EXISTS (SELECT 1 FROM " + s.backfillsTable() + " WHERE state = ANY($3::text[]))"
+			st.args = append(st.args, activeStates)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// copyRows are the rows of one copy statement.
+type copyRows struct {
+	t *table
+	g *sink.Group
+}
+
+// copyRows writes copied rows with COPY, the cheapest way into a table,
+// when it can: under the copy lock (copyLocks) no tombstone of the table
+// can appear meanwhile, so the tombstoned rows are left out first, and a
+// row with the key of one already there (the stream's, or an earlier
+// copy's) makes the COPY fail with a unique violation. Then, back at the
+// savepoint before it, copyStatement's INSERT ... ON CONFLICT DO NOTHING
+// writes the rows instead.
+func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
+	g := st.copy.g
+	fail := func(err error) error {
+		return classified(st.table, fmt.Errorf("%s %s: %w", st.what, st.table, err))
+	}
+	rows, err := s.untombstoned(ctx, tx, g)
+	if err != nil {
+		return fail(err)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	kept := *g
+	kept.Rows = rows
+	data, err := copyText(&kept)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := tx.Exec(ctx, "SAVEPOINT tandem_copy"); err != nil {
+		return fail(err)
+	}
+	_, err = tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data),
+		"COPY "+st.copy.t.ident+" ("+strings.Join(quoteAll(g.Cols), ", ")+") FROM STDIN")
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		_, err = tx.Exec(ctx, "RELEASE SAVEPOINT tandem_copy")
+	case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation
+		if _, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tandem_copy"); err == nil {
+			var ins statement
+			if ins, err = s.copyStatement(st.copy.t, &kept); err == nil {
+				_, err = tx.Exec(ctx, ins.sql, ins.args...)
+			}
+		}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// untombstoned returns the rows of g whose keys have no tombstone: all of
+// them, after one cheap look, while the table has none.
+func (s *Sink) untombstoned(ctx context.Context, tx pgx.Tx, g *sink.Group) ([]map[string]any, error) {
+	var some bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.tombstonesTable()+` WHERE target_table = $1)`, g.Table).Scan(&some); err != nil {
+		return nil, fmt.Errorf("read the tombstones of %s: %w", g.Table, err)
+	}
+	if !some {
+		return g.Rows, nil
+	}
+	keys := keyTexts(g.Key, g.Rows)
+	rows, err := tx.Query(ctx, `SELECT row_key FROM `+s.tombstonesTable()+` WHERE target_table = $1 AND row_key = ANY($2::text[])`, g.Table, keys)
+	if err != nil {
+		return nil, fmt.Errorf("read the tombstones of %s: %w", g.Table, err)
+	}
+	dead, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read the tombstones of %s: %w", g.Table, err)
+	}
+	if len(dead) == 0 {
+		return g.Rows, nil
+	}
+	gone := make(map[string]bool, len(dead))
+	for _, k := range dead {
+		gone[k] = true
+	}
+	var out []map[string]any
+	for i, r := range g.Rows {
+		if !gone[keys[i]] {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// copyText renders g's rows in COPY's text format: tab-separated columns
+// in g.Cols order, \N for NULL, backslash escapes; each value's text as
+// text renders it.
+func copyText(g *sink.Group) ([]byte, error) {
+	b := make([]byte, 0, 64*len(g.Rows)*len(g.Cols))
+	for _, r := range g.Rows {
+		for i, c := range g.Cols {
+			if i > 0 {
+				b = append(b, '\t')
+			}
+			var err error
+			if b, err = appendCopyValue(b, r[c]); err != nil {
+				return nil, fmt.Errorf("target %s column %q: %w", g.Table, c, err)
+			}
+		}
+		b = append(b, '\n')
+	}
+	return b, nil
+}
+
+// appendCopyValue appends v as COPY text: the text form text gives it,
+// escaped; without text's allocation for the common kinds.
+func appendCopyValue(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return append(b, `\N`...), nil
+	case string:
+		return appendCopyEscaped(b, v), nil
+	case int64:
+		return strconv.AppendInt(b, v, 10), nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	}
+	t, err := text(v)
+	if err != nil || t == nil {
+		return append(b, `\N`...), err
+	}
+	return appendCopyEscaped(b, *t), nil
+}
+
+// appendCopyEscaped appends v escaped for COPY's text format.
+func appendCopyEscaped(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch ch := v[i]; ch {
+		case '\\':
+			b = append(b, `\\`...)
+		case '\n':
+			b = append(b, `\n`...)
+		case '\r':
+			b = append(b, `\r`...)
+		case '\t':
+			b = append(b, `\t`...)
+		default:
+			b = append(b, ch)
+		}
+	}
+	return b
 }

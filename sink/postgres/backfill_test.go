@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/postgres"
 )
@@ -359,4 +360,134 @@ func TestApply_TombstonesOfLongKeysAreDigests(t *testing.T) {
 	tg.wantRows(t, `SELECT path, body FROM docs ORDER BY path`, []row{{"path": "b", "body": "copied"}})
 	sum := sha256.Sum256([]byte(sink.KeyText([]string{"path"}, row{"path": long})))
 	tg.wantRows(t, allTombstones, []row{tomb("docs", "sha256:"+hex.EncodeToString(sum[:]))})
+}
+
+// waitForCopyLock waits until some transaction waits for an advisory lock
+// (a copy lock, in these tests), polling with a deadline.
+func (tg *target) waitForCopyLock(t *testing.T) {
+	t.Helper()
+	testenv.WaitFor(t, "a transaction waiting for the copy lock", 10*time.Second, func() (bool, error) {
+		var n int
+		err := tg.db.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&n)
+		return n > 0, err
+	})
+}
+
+// applyAsync applies writes in a goroutine; the returned channel gives its error.
+func (tg *target) applyAsync(t *testing.T, writes ...sink.Write) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- tg.sink.Apply(t.Context(), sink.Batch{Writes: writes}, sink.Checkpoint{}) }()
+	return done
+}
+
+// The copy and the delete below run concurrently, in the order that would
+// resurrect a row without the copy lock: each test holds one of them in
+// the middle of its transaction (a row lock held by a third transaction)
+// while the other starts.
+
+func TestApply_ACopyWaitsForADeleteInFlightAndSkipsTheKeyItDeleted(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL+`INSERT INTO items VALUES (1, 'one', 1, NULL), (2, 'two', 2, NULL)`)
+	backfill(t, tg.sink, "public.src", sink.BackfillRunning)
+	// A third transaction holds row 1: the delete of 1 and 3 takes its
+	// snapshot and waits there.
+	holder, err := tg.db.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(t.Context())
+	if _, err := holder.Exec(t.Context(), `SELECT * FROM items WHERE id = 1 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(1)}), item(sink.Delete, row{"id": int64(3)}))
+	testenv.WaitFor(t, "the delete to wait for row 1", 10*time.Second, func() (bool, error) {
+		var n int
+		err := tg.db.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE%'`).Scan(&n)
+		return n > 0, err
+	})
+	// The copy of key 3, read from the source before its delete: it must
+	// wait for the delete's commit, then see its tombstone.
+	copied := tg.applyAsync(t, item(sink.Copy, row{"id": int64(3), "name": "copied", "qty": int64(3), "note": nil}))
+	tg.waitForCopyLock(t)
+	if err := holder.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []<-chan error{deleted, copied} {
+		if err := <-c; err != nil {
+			t.Fatal(err)
+		}
+	}
+	tg.wantRows(t, allItems, []row{{"id": "2", "name": "two", "qty": "2", "note": nil}})
+	tg.wantRows(t, allTombstones, []row{tomb("items", `["1"]`), tomb("items", `["3"]`)})
+}
+
+func TestApply_ADeleteWaitsForACopyInFlightAndRemovesWhatItCopied(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL)
+	backfill(t, tg.sink, "public.src", sink.BackfillRunning)
+	// A third transaction inserts key 5, uncommitted: the copy of 4, 5
+	// and 6 writes 4 and waits there for 5.
+	holder, err := tg.db.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(t.Context())
+	if _, err := holder.Exec(t.Context(), `INSERT INTO items VALUES (5, 'held', 5, NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	copied := tg.applyAsync(t,
+		item(sink.Copy, row{"id": int64(4), "name": "four", "qty": int64(4), "note": nil}),
+		item(sink.Copy, row{"id": int64(5), "name": "five", "qty": int64(5), "note": nil}),
+		item(sink.Copy, row{"id": int64(6), "name": "six", "qty": int64(6), "note": nil}))
+	testenv.WaitFor(t, "the copy to wait for key 5", 10*time.Second, func() (bool, error) {
+		var n int
+		err := tg.db.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'COPY%'`).Scan(&n)
+		return n > 0, err
+	})
+	// The stream deletes 4 and 6 meanwhile: it must wait for the copy's
+	// commit, then delete the copied rows.
+	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(4)}), item(sink.Delete, row{"id": int64(6)}))
+	tg.waitForCopyLock(t)
+	if err := holder.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []<-chan error{copied, deleted} {
+		if err := <-c; err != nil {
+			t.Fatal(err)
+		}
+	}
+	tg.wantRows(t, allItems, []row{{"id": "5", "name": "five", "qty": "5", "note": nil}})
+	tg.wantRows(t, allTombstones, []row{tomb("items", `["4"]`), tomb("items", `["6"]`)})
+}
+
+func TestApply_CopiesOfOneTableDoNotWaitForEachOther(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL)
+	backfill(t, tg.sink, "public.src", sink.BackfillRunning)
+	holder, err := tg.db.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(t.Context())
+	if _, err := holder.Exec(t.Context(), `INSERT INTO items VALUES (2, 'held', 2, NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	held := tg.applyAsync(t, item(sink.Copy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": nil}))
+	testenv.WaitFor(t, "the first copy to wait for key 2", 10*time.Second, func() (bool, error) {
+		var n int
+		err := tg.db.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'COPY%'`).Scan(&n)
+		return n > 0, err
+	})
+	// Another chunk of the table is written meanwhile.
+	tg.apply(t, sink.Checkpoint{}, item(sink.Copy, row{"id": int64(7), "name": "seven", "qty": int64(7), "note": "a\tb\nc\\d"}))
+	if err := holder.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	tg.wantRows(t, allItems, []row{
+		{"id": "2", "name": "two", "qty": "2", "note": nil},
+		{"id": "7", "name": "seven", "qty": "7", "note": "a\tb\nc\\d"},
+	})
 }

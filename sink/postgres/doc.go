@@ -11,6 +11,12 @@
 // While a backfill is running or copied, each DELETE is followed, in the
 // same transaction, by an INSERT of its keys into tandem.tombstones that
 // checks tandem.backfills itself (INSERT ... SELECT ... WHERE EXISTS), and
-// a copied row is inserted only where neither a row with its key
-// (ON CONFLICT DO NOTHING) nor its tombstone (WHERE NOT EXISTS) is.
+// a copied row is inserted only where neither a row with its key nor its
+// tombstone is. Copies are written with COPY FROM STDIN, after leaving out
+// the tombstoned keys; when a row with one of the keys exists (a unique
+// violation), the same rows are written instead by an INSERT ... SELECT
+// ... WHERE NOT EXISTS (tombstone) ON CONFLICT DO NOTHING, back at a
+// savepoint. A transaction-level advisory lock per table (the copy lock,
+// keyed by the table's oid) keeps copies and the deletes of an active
+// backfill apart: copies share it, such a delete takes it exclusive.
 package postgres

@@ -235,8 +235,15 @@ func (s *Sink) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 }
 
 func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) error {
-	var stmts []statement
-	for _, round := range sink.Compact(b.Writes) {
+	stmts, err := s.copyLocks(ctx, b.Writes)
+	if err != nil {
+		return err
+	}
+	rounds := [][]sink.Write{b.Writes}
+	if !onlyCopies(b.Writes) {
+		rounds = sink.Compact(b.Writes)
+	}
+	for _, round := range rounds {
 		st, err := s.statements(ctx, round)
 		if err != nil {
 			return err
@@ -245,6 +252,29 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 	}
 	if len(b.DeadLetters) > 0 {
 		stmts = append(stmts, s.deadLetters(b.DeadLetters))
+	}
+	if len(stmts) == 0 && len(cp.Offsets) == 0 {
+		return nil
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin target transaction: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Statements go in pipelined batches; a copy's COPY runs on its own
+	// between them.
+	for len(stmts) > 0 {
+		i := slices.IndexFunc(stmts, func(st statement) bool { return st.copy != nil })
+		if i < 0 {
+			break
+		}
+		if err := sendBatch(ctx, tx, stmts[:i]); err != nil {
+			return err
+		}
+		if err := s.copyRows(ctx, tx, stmts[i]); err != nil {
+			return err
+		}
+		stmts = stmts[i+1:]
 	}
 	batch := &pgx.Batch{}
 	for _, st := range stmts {
@@ -271,37 +301,73 @@ WHERE o.epoch <> EXCLUDED.epoch OR o.next_offset <= EXCLUDED.batch_from
 RETURNING 1)
 SELECT count(*) FROM stored`, cp.Group, cp.Epoch, topics, parts, nexts, froms)
 	}
-	if batch.Len() == 0 {
+	if batch.Len() > 0 {
+		res := tx.SendBatch(ctx, batch)
+		if err := execAll(res, stmts); err != nil {
+			res.Close()
+			return err
+		}
+		if len(cp.Offsets) > 0 {
+			var stored int
+			if err := res.QueryRow().Scan(&stored); err != nil {
+				res.Close()
+				return fmt.Errorf("store offsets of group %s: %w", cp.Group, err)
+			}
+			if stored < len(cp.Offsets) {
+				res.Close()
+				return fmt.Errorf("group %s: %w", cp.Group, sink.ErrFenced)
+			}
+		}
+		if err := res.Close(); err != nil {
+			return fmt.Errorf("apply batch: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit target transaction: %w", err)
+	}
+	return nil
+}
+
+// onlyCopies reports whether every write is a Copy, as in a backfill's
+// chunk. Such a batch needs no sink.Compact: copies of one key after the
+// first change nothing however they are ordered (COPY fails on the second
+// and copyStatement's ON CONFLICT DO NOTHING keeps the first), and there
+// is no delete to order them after.
+func onlyCopies(writes []sink.Write) bool {
+	for i := range writes {
+		if writes[i].Op != sink.Copy {
+			return false
+		}
+	}
+	return true
+}
+
+// sendBatch runs statements in tx as one pipelined batch.
+func sendBatch(ctx context.Context, tx pgx.Tx, stmts []statement) error {
+	if len(stmts) == 0 {
 		return nil
 	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin target transaction: %w", err)
+	batch := &pgx.Batch{}
+	for _, st := range stmts {
+		batch.Queue(st.sql, st.args...)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
 	res := tx.SendBatch(ctx, batch)
-	for i := range stmts {
-		if _, err := res.Exec(); err != nil {
-			res.Close()
-			return classified(stmts[i].table, fmt.Errorf("%s %s: %w", stmts[i].what, stmts[i].table, err))
-		}
-	}
-	if len(cp.Offsets) > 0 {
-		var stored int
-		if err := res.QueryRow().Scan(&stored); err != nil {
-			res.Close()
-			return fmt.Errorf("store offsets of group %s: %w", cp.Group, err)
-		}
-		if stored < len(cp.Offsets) {
-			res.Close()
-			return fmt.Errorf("group %s: %w", cp.Group, sink.ErrFenced)
-		}
+	if err := execAll(res, stmts); err != nil {
+		res.Close()
+		return err
 	}
 	if err := res.Close(); err != nil {
 		return fmt.Errorf("apply batch: %w", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit target transaction: %w", err)
+	return nil
+}
+
+// execAll reads the result of each of stmts, queued first in res.
+func execAll(res pgx.BatchResults, stmts []statement) error {
+	for _, st := range stmts {
+		if _, err := res.Exec(); err != nil {
+			return classified(st.table, fmt.Errorf("%s %s: %w", st.what, st.table, err))
+		}
 	}
 	return nil
 }
@@ -335,6 +401,7 @@ type statement struct {
 	what, table string
 	sql         string
 	args        []any
+	copy        *copyRows // for a copy: its rows, for COPY; sql is the fallback
 }
 
 // statements groups compacted writes into one statement per table, op and column set.
@@ -346,28 +413,20 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		if err != nil {
 			return nil, classified(g.Table, err)
 		}
-		args := make([]any, len(g.Cols))
-		params := make([]string, len(g.Cols))
-		casts := make([]string, len(g.Cols))
-		aliases := make([]string, len(g.Cols))
-		for i, c := range g.Cols {
-			typ, ok := t.types[c]
-			if !ok {
-				return nil, classified(g.Table, fmt.Errorf("target table %s has no column %q: %w", g.Table, c, sink.ErrColumnNotFound))
-			}
-			vals := make([]*string, len(g.Rows))
-			for j, r := range g.Rows {
-				vals[j], err = text(r[c])
-				if err != nil {
-					return nil, fmt.Errorf("target %s column %q: %w", g.Table, c, err)
+		if g.Op == sink.Copy {
+			// Rendered when written: as COPY text, or as the INSERT
+			// (copyStatement) when COPY cannot take them.
+			for _, c := range g.Cols {
+				if _, ok := t.types[c]; !ok {
+					return nil, classified(g.Table, fmt.Errorf("target table %s has no column %q: %w", g.Table, c, sink.ErrColumnNotFound))
 				}
 			}
-			args[i] = vals
-			// Cast each value after unnest, not the array before it:
-			// text[]::integer[][] would be integer[], and arrays would break.
-			params[i] = fmt.Sprintf("$%d::text[]", i+1)
-			aliases[i] = fmt.Sprintf("c%d", i+1)
-			casts[i] = fmt.Sprintf("u.c%d::%s", i+1, typ)
+			out = append(out, statement{what: sink.Copy.String() + " into", table: g.Table, copy: &copyRows{t: t, g: g}})
+			continue
+		}
+		args, params, casts, aliases, err := groupArgs(t, g)
+		if err != nil {
+			return nil, err
 		}
 		rows := "SELECT " + strings.Join(casts, ", ") + " FROM unnest(" + strings.Join(params, ", ") + ") AS u(" + strings.Join(aliases, ", ") + ")"
 		quoted := quoteAll(g.Cols)
@@ -377,9 +436,6 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 			sql = "DELETE FROM " + t.ident + " WHERE (" + strings.Join(quoted, ", ") + ") IN (" + rows + ")"
 			out = append(out, statement{what: g.Op.String() + " from", table: g.Table, sql: sql, args: args},
 				s.tombstones(g.Table, keyTexts(g.Key, g.Rows)))
-			continue
-		case sink.Copy:
-			out = append(out, s.copies(t, g.Table, g.Cols, g.Key, args, casts, params, aliases, keyTexts(g.Key, g.Rows)))
 			continue
 		case sink.Upsert, sink.InsertIfAbsent:
 			sql = "INSERT INTO " + t.ident + " (" + strings.Join(quoted, ", ") + ") " + rows +
@@ -404,6 +460,35 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		out = append(out, statement{what: g.Op.String() + " into", table: g.Table, sql: sql, args: args})
 	}
 	return out, nil
+}
+
+// groupArgs renders a group's rows as one text array per column, and the
+// SQL that reads them: params ($n::text[]), aliases (cn) and casts
+// (u.cn::type, each value cast after unnest, not the array before it:
+// text[]::integer[][] would be integer[], and arrays would break).
+func groupArgs(t *table, g *sink.Group) (args []any, params, casts, aliases []string, err error) {
+	args = make([]any, len(g.Cols))
+	params = make([]string, len(g.Cols))
+	casts = make([]string, len(g.Cols))
+	aliases = make([]string, len(g.Cols))
+	for i, c := range g.Cols {
+		typ, ok := t.types[c]
+		if !ok {
+			return nil, nil, nil, nil, classified(g.Table, fmt.Errorf("target table %s has no column %q: %w", g.Table, c, sink.ErrColumnNotFound))
+		}
+		vals := make([]*string, len(g.Rows))
+		for j, r := range g.Rows {
+			vals[j], err = text(r[c])
+			if err != nil {
+				return nil, nil, nil, nil, fmt.Errorf("target %s column %q: %w", g.Table, c, err)
+			}
+		}
+		args[i] = vals
+		params[i] = fmt.Sprintf("$%d::text[]", i+1)
+		aliases[i] = fmt.Sprintf("c%d", i+1)
+		casts[i] = fmt.Sprintf("u.c%d::%s", i+1, typ)
+	}
+	return args, params, casts, aliases, nil
 }
 
 // keyTexts returns the sink.KeyText of each row's key.
