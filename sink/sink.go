@@ -203,6 +203,22 @@ type BackfillStore interface {
 	ResetBackfill(ctx context.Context) error
 }
 
+// TextCopier is a sink that can write a backfill's chunk given as the
+// source's COPY text, without decoding it: for a mapping that copies
+// columns unchanged from a PostgreSQL source.
+type TextCopier interface {
+	// CopyText writes data, rows in COPY's text format holding the values
+	// of cols, into table, as Copy writes of them would. It returns
+	// ErrNotVerbatim, having written nothing, when it cannot tell those
+	// apart from a plain insert: the table has tombstones, or a row with
+	// the key of one of them exists.
+	CopyText(ctx context.Context, table string, cols []string, data []byte) error
+}
+
+// ErrNotVerbatim is returned by TextCopier.CopyText when the rows must be
+// written as Copy writes instead.
+var ErrNotVerbatim = errors.New("the copied rows must be written one by one")
+
 // RowID identifies a target row: its table and key values. Values compare
 // by their text, as SQL compares them once cast: int 1 and int64 1 are one
 // key.

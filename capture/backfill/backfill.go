@@ -101,6 +101,55 @@ type Reader interface {
 	Estimate(ctx context.Context, t change.Table) (int64, error)
 }
 
+// TextReader is a Reader that can read a chunk verbatim, as COPY text,
+// for a table whose mapping only copies columns (Config.Verbatim): its
+// server writes the rows and tandem decodes none.
+type TextReader interface {
+	Reader
+	// TextChunk reads what Chunk(t, after, limit) reads, the values of
+	// cols only, in that order, in COPY's text format.
+	TextChunk(ctx context.Context, t *Table, cols []string, after []string, limit int) (*TextChunk, error)
+}
+
+// TextChunk is a chunk in COPY's text format: a line per row, its values
+// tab-separated, \N for NULL, backslash escapes.
+type TextChunk struct {
+	Cols []string // the source columns of each line, in order
+	Data []byte
+	Rows int
+	Last []string // the text of the last row's key values
+	// Decode decodes the rows as Chunk would have (their Cols only), for
+	// a chunk that cannot be written verbatim.
+	Decode func() ([]change.Row, error)
+}
+
+// Chunk is a chunk of a table as read, handed to the writer: its rows, or
+// for a table read verbatim, the rows' COPY text.
+type Chunk struct {
+	Table *Table
+	Rows  []change.Row
+	Text  *TextChunk
+}
+
+// Len is the chunk's row count.
+func (c Chunk) Len() int {
+	if c.Text != nil {
+		return c.Text.Rows
+	}
+	return len(c.Rows)
+}
+
+// Events returns rows as "r" changes of the chunk's table.
+func (c Chunk) Events(rows []change.Row) []change.Event {
+	events := make([]change.Event, len(rows))
+	now := time.Now()
+	t := c.Table
+	for i, row := range rows {
+		events[i] = change.Event{Op: change.OpRead, Table: t.Name, Key: t.Key, Types: t.Types, Columns: t.Columns, After: row, Commit: now}
+	}
+	return events
+}
+
 // LoadReader is a Reader that can tell how busy the source is (PostgreSQL
 // active sessions, MySQL Threads_running), for pausing the copy.
 type LoadReader interface {
@@ -128,6 +177,11 @@ type Config struct {
 	Pause func(ctx context.Context) (reason string, err error)
 	// PauseCheckEvery is how often a paused copy asks again; default 1s.
 	PauseCheckEvery time.Duration
+	// Verbatim names, for tables whose chunks can be written as the
+	// source's text (their one mapping copies columns, unchanged), the
+	// source columns to read, in the order the target takes them. The
+	// Reader must be a TextReader.
+	Verbatim map[change.Table][]string
 }
 
 // firstChunkRows is where a table's chunk size starts before it knows how
@@ -163,7 +217,7 @@ type Runner struct {
 	cfg     Config
 	reader  Reader
 	store   sink.BackfillStore
-	write   func(context.Context, change.Batch) error
+	write   func(context.Context, Chunk) error
 	log     *slog.Logger
 	metrics *Metrics
 	limiter *rate.Limiter
@@ -173,10 +227,10 @@ type Runner struct {
 	live     liveStats // the counters behind Progress (progress.go)
 }
 
-// New returns a Runner. write writes a chunk, a batch of "r" changes of
-// one table, to the target as copies, and returns once they are durable
-// there; it is called for several tables at once.
-func New(cfg Config, reader Reader, store sink.BackfillStore, write func(context.Context, change.Batch) error, log *slog.Logger, m *Metrics) *Runner {
+// New returns a Runner. write writes a chunk to the target as copies, and
+// returns once they are durable there; it is called for several chunks
+// and tables at once.
+func New(cfg Config, reader Reader, store sink.BackfillStore, write func(context.Context, Chunk) error, log *slog.Logger, m *Metrics) *Runner {
 	if cfg.ChunkRows <= 0 {
 		cfg.ChunkRows = 5000
 	}
@@ -318,16 +372,15 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 
 // chunk is a table's chunk as read, on its way to be written.
 type chunk struct {
-	rows  []change.Row
+	Chunk
 	after []string // the last key of the chunk before: where this one starts
 	last  []string // the key to read the next chunk after
-	done  bool     // the table's last chunk
 }
 
 // writersPerTable is how many chunks of one table are mapped and written
 // at once: while one chunk's rows are being written (the target's work,
 // under the table's copy lock) the next is mapped and encoded (tandem's).
-const writersPerTable = 3
+const writersPerTable = 2
 
 // copyTable copies one table's chunks: one goroutine reads chunks ahead
 // while writersPerTable others write the chunks before, so the source, the
@@ -353,7 +406,7 @@ func (r *Runner) copyTable(ctx context.Context, t *Table, after []string, rows i
 			if wctx.Err() != nil {
 				break
 			}
-			rows += int64(len(c.rows))
+			rows += int64(c.Len())
 			total, before, saved := rows, prev, make(chan struct{})
 			prev = saved
 			w.Go(func() error {
@@ -366,13 +419,13 @@ func (r *Runner) copyTable(ctx context.Context, t *Table, after []string, rows i
 					return wctx.Err()
 				}
 				key := c.last
-				if len(c.rows) == 0 {
+				if c.Len() == 0 {
 					key = c.after
 				}
 				if err := r.saveChunk(wctx, t.Name, key, total); err != nil {
 					return err
 				}
-				counter.Add(float64(len(c.rows)))
+				counter.Add(float64(c.Len()))
 				close(saved)
 				return nil
 			})
@@ -383,17 +436,12 @@ func (r *Runner) copyTable(ctx context.Context, t *Table, after []string, rows i
 	return readThrottled, err
 }
 
-// writeChunk hands a chunk's rows to write as "r" changes.
+// writeChunk hands a chunk to write.
 func (r *Runner) writeChunk(ctx context.Context, t *Table, c chunk) error {
-	if len(c.rows) == 0 {
+	if c.Len() == 0 {
 		return nil
 	}
-	events := make([]change.Event, len(c.rows))
-	now := time.Now()
-	for i, row := range c.rows {
-		events[i] = change.Event{Op: change.OpRead, Table: t.Name, Key: t.Key, Types: t.Types, Columns: t.Columns, After: row, Commit: now}
-	}
-	if err := r.write(ctx, change.Batch{Events: events, Commit: now}); err != nil {
+	if err := r.write(ctx, c.Chunk); err != nil {
 		return fmt.Errorf("backfill %s: write the chunk after %s: %w", t.Name, encodeKey(c.after), err)
 	}
 	return nil
@@ -410,31 +458,53 @@ func (r *Runner) readChunks(ctx context.Context, t *Table, after []string, read 
 		if err != nil {
 			return throttled, err
 		}
-		rows, last, err := r.reader.Chunk(ctx, t, after, limit)
+		c, bytes, err := r.readChunk(ctx, t, after, limit)
 		if err != nil {
 			return throttled, fmt.Errorf("backfill %s: read chunk after %s: %w", t.Name, encodeKey(after), err)
 		}
-		done := len(rows) < limit
-		limit = nextLimit(limit, r.cfg.ChunkRows, r.cfg.ChunkBytes, rowBytes(rows))
-		if r.limiter != nil && len(rows) > 0 {
+		n := c.Len()
+		done := n < limit
+		limit = nextLimit(limit, r.cfg.ChunkRows, r.cfg.ChunkBytes, bytes)
+		if r.limiter != nil && n > 0 {
 			w := time.Now()
-			if err := r.limiter.WaitN(ctx, min(len(rows), r.limiter.Burst())); err != nil {
+			if err := r.limiter.WaitN(ctx, min(n, r.limiter.Burst())); err != nil {
 				return throttled, err
 			}
 			throttled += time.Since(w)
 		}
-		read += int64(len(rows))
+		read += int64(n)
 		r.noteChunk(t.Name, read, throttled)
 		select {
-		case out <- chunk{rows: rows, after: after, last: last, done: done}:
+		case out <- c:
 		case <-ctx.Done():
 			return throttled, ctx.Err()
 		}
 		if done {
 			return throttled, nil
 		}
-		after = last
+		after = c.last
 	}
+}
+
+// readChunk reads one chunk: verbatim when Config.Verbatim names the
+// table, else decoded. bytes is its approximate size.
+func (r *Runner) readChunk(ctx context.Context, t *Table, after []string, limit int) (c chunk, bytes int, err error) {
+	c = chunk{Chunk: Chunk{Table: t}, after: after}
+	if cols, ok := r.cfg.Verbatim[t.Name]; ok {
+		tr, ok := r.reader.(TextReader)
+		if !ok {
+			return c, 0, fmt.Errorf("the source reader cannot read chunks verbatim")
+		}
+		if c.Text, err = tr.TextChunk(ctx, t, cols, after, limit); err != nil {
+			return c, 0, err
+		}
+		c.last = c.Text.Last
+		return c, len(c.Text.Data), nil
+	}
+	if c.Rows, c.last, err = r.reader.Chunk(ctx, t, after, limit); err != nil {
+		return c, 0, err
+	}
+	return c, rowBytes(c.Rows), nil
 }
 
 // saveChunk saves a table's progress once a chunk is durable in the

@@ -97,10 +97,10 @@ func run(t *testing.T, cfg Config, r Reader, store *memStore) (Summary, map[stri
 	t.Helper()
 	var mu sync.Mutex
 	got := map[string][]int64{}
-	runner := New(cfg, r, store, func(ctx context.Context, b change.Batch) error {
+	runner := New(cfg, r, store, func(ctx context.Context, b Chunk) error {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, e := range b.Events {
+		for _, e := range b.Events(b.Rows) {
 			if e.Op != change.OpRead {
 				t.Errorf("op %v, want read", e.Op)
 			}
@@ -171,8 +171,8 @@ func TestRun_SavesProgressInChunkOrderWhenALaterChunkIsWrittenFirst(t *testing.T
 	store := &memStore{}
 	second := make(chan struct{}) // closed once the second chunk is written
 	runner := New(Config{Tables: tables("a"), ChunkRows: 10}, memReader{sizes: map[string]int{"s.a": 30}}, store,
-		func(ctx context.Context, b change.Batch) error {
-			switch b.Events[0].After["id"] {
+		func(ctx context.Context, b Chunk) error {
+			switch b.Rows[0]["id"] {
 			case int64(1): // the first chunk ends last
 				select {
 				case <-second:
@@ -197,15 +197,15 @@ func TestRun_AFailedWriteSavesNoProgressPastItAndTheRerunResumesThere(t *testing
 	store := &memStore{}
 	var mu sync.Mutex
 	var written []int64
-	write := func(fail int64) func(context.Context, change.Batch) error {
-		return func(_ context.Context, b change.Batch) error {
-			if b.Events[0].After["id"] == fail {
+	write := func(fail int64) func(context.Context, Chunk) error {
+		return func(_ context.Context, b Chunk) error {
+			if b.Rows[0]["id"] == fail {
 				return errors.New("target refused the chunk")
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			for _, e := range b.Events {
-				written = append(written, e.After["id"].(int64))
+			for _, row := range b.Rows {
+				written = append(written, row["id"].(int64))
 			}
 			return nil
 		}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
 )
@@ -43,8 +42,8 @@ func TestProgress_ReportsDurableEmittedEstimatedRateAndState(t *testing.T) {
 		release = make(chan struct{})
 	)
 	runner = New(Config{Tables: tables("a", "b", "c"), ChunkRows: 10, Parallel: 1}, reader, store,
-		func(ctx context.Context, b change.Batch) error {
-			switch b.Events[0].After["id"] {
+		func(ctx context.Context, b Chunk) error {
+			switch b.Rows[0]["id"] {
 			case int64(11): // a's second chunk: written after the snapshot
 				select {
 				case <-release:
@@ -102,7 +101,7 @@ func TestProgress_ResumedRowsDoNotCountTowardsTheRate(t *testing.T) {
 		"s.a": {Table: "s.a", State: sink.BackfillRunning, After: `["20"]`, Rows: 20},
 	}}
 	runner := New(Config{Tables: tables("a"), ChunkRows: 10}, memReader{sizes: map[string]int{"s.a": 30}}, store,
-		func(ctx context.Context, b change.Batch) error {
+		func(ctx context.Context, b Chunk) error {
 			clock.Add(time.Second)
 			return nil
 		}, nil, nil)

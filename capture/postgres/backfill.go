@@ -1,9 +1,12 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -14,7 +17,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/pgtext"
 )
 
-var _ backfill.Reader = (*TableReader)(nil)
+var _ backfill.TextReader = (*TableReader)(nil)
 
 // TableReader reads tables in primary key order for backfill. Values come
 // in PostgreSQL's text format with the replication connection's settings
@@ -22,6 +25,10 @@ var _ backfill.Reader = (*TableReader)(nil)
 // streamed row of the same content.
 type TableReader struct {
 	pool *pgxpool.Pool
+
+	mu       sync.Mutex
+	oids     map[change.Table]map[string]uint32 // column types, as Describe found them
+	rowBytes map[change.Table]int               // COPY text bytes per row of the last verbatim chunk
 }
 
 // NewTableReader connects to the source.
@@ -32,14 +39,15 @@ func NewTableReader(ctx context.Context, dsn string) (*TableReader, error) {
 	}
 	for k, v := range map[string]string{"TimeZone": "UTC", "DateStyle": "ISO", "bytea_output": "hex",
 		"extra_float_digits": "3", "client_encoding": "UTF8", "IntervalStyle": "postgres",
-		"application_name": "tandem-backfill", "default_transaction_read_only": "on"} {
+		"application_name": "tandem-backfill", "default_transaction_read_only": "on",
+		"standard_conforming_strings": "on"} { // TextChunk's literals
 		cfg.ConnConfig.RuntimeParams[k] = v
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to source: %w", err)
 	}
-	return &TableReader{pool: pool}, nil
+	return &TableReader{pool: pool, oids: map[change.Table]map[string]uint32{}, rowBytes: map[change.Table]int{}}, nil
 }
 
 // Close closes the connections.
@@ -54,6 +62,7 @@ WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnu
 		return nil, fmt.Errorf("describe %s: %w", t, err)
 	}
 	out := &backfill.Table{Name: t, Types: map[string]change.Type{}}
+	oids := map[string]uint32{}
 	for rows.Next() {
 		var name string
 		var oid uint32
@@ -63,7 +72,11 @@ WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnu
 		}
 		out.Columns = append(out.Columns, name)
 		out.Types[name] = logicalType(oid)
+		oids[name] = oid
 	}
+	r.mu.Lock()
+	r.oids[t] = oids
+	r.mu.Unlock()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("describe %s: %w", t, err)
 	}
@@ -144,6 +157,89 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 		}
 	}
 	return out, last, nil
+}
+
+// TextChunk implements backfill.TextReader: COPY (SELECT ...) TO STDOUT,
+// one statement, so one snapshot. COPY takes no parameters: the last key
+// is written as literals (standard_conforming_strings is on), each taking
+// its column's type.
+func (r *TableReader) TextChunk(ctx context.Context, t *backfill.Table, cols []string, after []string, limit int) (*backfill.TextChunk, error) {
+	r.mu.Lock()
+	oids, rowBytes := r.oids[t.Name], r.rowBytes[t.Name]
+	r.mu.Unlock()
+	if oids == nil {
+		return nil, fmt.Errorf("read %s verbatim: the table was not described", t.Name)
+	}
+	quoted := make([]string, len(cols))
+	colOIDs := make([]uint32, len(cols))
+	for i, c := range cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+		colOIDs[i] = oids[c]
+	}
+	keys := make([]string, len(t.Key))
+	keyAt := make([]int, len(t.Key)) // each key column's place in cols
+	for i, k := range t.Key {
+		keys[i] = pgx.Identifier{k}.Sanitize()
+		if keyAt[i] = slices.Index(cols, k); keyAt[i] < 0 {
+			return nil, fmt.Errorf("read %s verbatim: key column %q is not read", t.Name, k)
+		}
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "COPY (SELECT %s FROM %s", strings.Join(quoted, ", "), pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize())
+	if after != nil {
+		lits := make([]string, len(after))
+		for i, v := range after {
+			lits[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+		}
+		fmt.Fprintf(&sb, " WHERE (%s) > (%s)", strings.Join(keys, ", "), strings.Join(lits, ", "))
+	}
+	fmt.Fprintf(&sb, " ORDER BY %s LIMIT %d) TO STDOUT", strings.Join(keys, ", "), limit)
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	var buf bytes.Buffer
+	buf.Grow(limit * rowBytes * 9 / 8) // as big as the last chunk's rows, and then some: no copies while it grows
+	tag, err := conn.Conn().PgConn().CopyTo(ctx, &buf, sb.String())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", t.Name, err)
+	}
+	data := buf.Bytes()
+	if n := tag.RowsAffected(); n > 0 {
+		r.mu.Lock()
+		r.rowBytes[t.Name] = len(data)/int(n) + 1
+		r.mu.Unlock()
+	}
+	out := &backfill.TextChunk{Cols: cols, Data: data, Rows: int(tag.RowsAffected())}
+	if len(data) > 0 {
+		lastLine := data[:len(data)-1]
+		lastLine = lastLine[bytes.LastIndexByte(lastLine, '\n')+1:]
+		fields := pgtext.CopyFields(lastLine)
+		if len(fields) != len(cols) {
+			return nil, fmt.Errorf("read %s: a COPY line of %d values, want %d", t.Name, len(fields), len(cols))
+		}
+		out.Last = make([]string, len(keyAt))
+		for i, j := range keyAt {
+			out.Last[i] = string(fields[j])
+		}
+	}
+	out.Decode = func() ([]change.Row, error) {
+		rows := make([]change.Row, 0, out.Rows)
+		for line := range bytes.Lines(data) {
+			fields := pgtext.CopyFields(line[:len(line)-1])
+			if len(fields) != len(cols) {
+				return nil, fmt.Errorf("read %s: a COPY line of %d values, want %d", t.Name, len(fields), len(cols))
+			}
+			row := make(change.Row, len(cols))
+			if err := pgtext.Row(row, cols, colOIDs, fields); err != nil {
+				return nil, fmt.Errorf("%s %w", t.Name, err)
+			}
+			rows = append(rows, row)
+		}
+		return rows, nil
+	}
+	return out, nil
 }
 
 // fieldOIDs returns the type OIDs of a result's fields.

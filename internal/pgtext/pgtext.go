@@ -11,6 +11,7 @@
 package pgtext
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -172,4 +173,60 @@ func RowHash(exprs []string) string {
 // its two columns into Rows and Sum.
 func HashSelect(rowHash string) string {
 	return "count(*), coalesce(sum(" + rowHash + "), 0)::text"
+}
+
+// CopyFields splits one line of COPY's text format (without its newline)
+// into its values, unescaped: nil for \N (NULL). A value without
+// backslashes is a slice of line.
+func CopyFields(line []byte) [][]byte {
+	var out [][]byte
+	for {
+		i := bytes.IndexByte(line, '\t')
+		field := line
+		if i >= 0 {
+			field = line[:i]
+		}
+		out = append(out, copyValue(field))
+		if i < 0 {
+			return out
+		}
+		line = line[i+1:]
+	}
+}
+
+// copyValue unescapes one COPY text value: \N is NULL (nil); \b \f \n \r
+// \t \v are their control characters, a backslash before anything else
+// is dropped (COPY TO writes no octal or hex escapes).
+func copyValue(f []byte) []byte {
+	if len(f) == 2 && f[0] == '\\' && f[1] == 'N' {
+		return nil
+	}
+	if bytes.IndexByte(f, '\\') < 0 {
+		return f
+	}
+	out := make([]byte, 0, len(f))
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if c != '\\' || i+1 == len(f) {
+			out = append(out, c)
+			continue
+		}
+		i++
+		switch c = f[i]; c {
+		case 'b':
+			c = '\b'
+		case 'f':
+			c = '\f'
+		case 'n':
+			c = '\n'
+		case 'r':
+			c = '\r'
+		case 't':
+			c = '\t'
+		case 'v':
+			c = '\v'
+		}
+		out = append(out, c)
+	}
+	return out
 }

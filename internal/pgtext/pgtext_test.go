@@ -79,3 +79,29 @@ func TestRow_DecodesEveryColumnAsValueDoes(t *testing.T) {
 		t.Error("Row with fewer values than names: no error")
 	}
 }
+
+func TestCopyFields_SplitsAndUnescapesALineOfCOPYText(t *testing.T) {
+	tests := []struct {
+		line string
+		want [][]byte
+	}{
+		{`1`, [][]byte{[]byte("1")}},
+		{"1\t\\N\t", [][]byte{[]byte("1"), nil, {}}},
+		{"\t", [][]byte{{}, {}}},
+		{`a\tb\nc\rd\\e\bf\fg\vh`, [][]byte{[]byte("a\tb\nc\rd\\e\bf\fg\vh")}},
+		{`\\N` + "\t" + `\N`, [][]byte{[]byte(`\N`), nil}},
+		{`x\'y\`, [][]byte{[]byte(`x'y\`)}},
+		{"naïve 😀\t日本", [][]byte{[]byte("naïve 😀"), []byte("日本")}},
+	}
+	for _, tt := range tests {
+		got := CopyFields([]byte(tt.line))
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("CopyFields(%q) (-want +got):\n%s", tt.line, diff)
+		}
+		for i, f := range got {
+			if tt.want[i] != nil && f == nil {
+				t.Errorf("CopyFields(%q)[%d] is NULL, want %q", tt.line, i, tt.want[i])
+			}
+		}
+	}
+}

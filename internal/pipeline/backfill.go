@@ -67,9 +67,21 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 	}
 	b := &backfillRole{close: closer, log: log}
 	w := &copyWriter{sink: tgt, enc: encoder(cfg, opts.Version), prefix: cfg.Kafka.TopicPrefix, dlq: dlq, metrics: am, log: log,
-		mappings: map[change.Table][]*transform.Mapping{}}
+		mappings: map[change.Table][]*transform.Mapping{}, verbatim: map[change.Table]verbatimCopy{}}
 	for _, m := range mappings {
 		w.mappings[m.From] = append(w.mappings[m.From], m)
+	}
+	verbatim := map[change.Table][]string{}
+	for _, t := range tables {
+		v, ok, err := verbatimCopyOf(ctx, reader, tgt, w.mappings[t], t)
+		if err != nil {
+			closer()
+			return nil, err
+		}
+		if ok {
+			w.verbatim[t], verbatim[t] = v, v.srcCols
+			log.Info("backfill: the table's mapping copies columns unchanged: its chunks are copied as the source's text", "table", t.String(), "target", v.table)
+		}
 	}
 	gatherer, _ := reg.(prometheus.Gatherer)
 	b.runner = backfill.New(backfill.Config{
@@ -77,8 +89,76 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 		MaxRowsPerSecond: float64(cfg.Backfill.MaxRowsPerSecond), Restart: opts.Backfill.Restart,
 		ProgressEvery: opts.Backfill.LogEvery,
 		Pause:         backfillPause(reader, gatherer),
+		Verbatim:      verbatim,
 	}, reader, store, w.write, log, backfill.NewMetrics(reg))
 	return b, nil
+}
+
+// verbatimCopy is how a table's chunks are copied verbatim: the source's
+// COPY text of srcCols goes into cols of the target table.
+type verbatimCopy struct {
+	table   string
+	cols    []string
+	srcCols []string
+}
+
+// verbatimCopyOf says whether the chunks of source table t can be written
+// as the source's COPY text, and how. That writes what the mapping would
+// (transform.Writes, then the sink's text of each value): for a PostgreSQL
+// source and target, one mapping of the table with one output, without
+// `when`, whose every column is a source column as it is (row.x), the
+// source's key among them, each of a type whose text the decoded value
+// keeps (pgtext keeps the text of all but integers, floats, bools and
+// bytea; integers and bytea come back as the same text) or, for floats
+// and bools, into a column of the same type, where the two texts are the
+// same value.
+func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt target, ms []*transform.Mapping, t change.Table) (verbatimCopy, bool, error) {
+	_, textReader := reader.(backfill.TextReader)
+	_, textCopier := tgt.(sink.TextCopier)
+	types, typed := tgt.(sink.RowReader)
+	if !textReader || !textCopier || !typed || len(ms) != 1 {
+		return verbatimCopy{}, false, nil
+	}
+	outs := ms[0].Outputs()
+	if len(outs) != 1 || outs[0].Conditional {
+		return verbatimCopy{}, false, nil
+	}
+	o := outs[0]
+	st, err := reader.Describe(ctx, t)
+	if err != nil {
+		return verbatimCopy{}, false, fmt.Errorf("backfill %s: %w", t, err)
+	}
+	tt, err := types.ColumnTypes(ctx, o.Table)
+	if err != nil {
+		return verbatimCopy{}, false, fmt.Errorf("backfill %s: %w", t, err)
+	}
+	v := verbatimCopy{table: o.Table, cols: o.Columns, srcCols: make([]string, len(o.Columns))}
+	for i, c := range o.Columns {
+		src, ok := o.Copied[c]
+		if !ok {
+			return verbatimCopy{}, false, nil
+		}
+		v.srcCols[i] = src
+		switch st.Types[src] {
+		case change.TypeInt, change.TypeBytes, change.TypeString, change.TypeDecimal, change.TypeTime, change.TypeJSON:
+		case change.TypeFloat:
+			if tt[c] != "double precision" && tt[c] != "real" {
+				return verbatimCopy{}, false, nil
+			}
+		case change.TypeBool:
+			if tt[c] != "boolean" {
+				return verbatimCopy{}, false, nil
+			}
+		default:
+			return verbatimCopy{}, false, nil
+		}
+	}
+	for _, k := range st.Key {
+		if !slices.Contains(v.srcCols, k) {
+			return verbatimCopy{}, false, nil
+		}
+	}
+	return v, true, nil
 }
 
 // copyWriter writes the backfill's chunks to the target: every mapping of
@@ -89,6 +169,7 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 // them (capture/backfill's package doc).
 type copyWriter struct {
 	mappings map[change.Table][]*transform.Mapping // by source table
+	verbatim map[change.Table]verbatimCopy         // tables read verbatim
 	sink     sink.Sink
 	enc      *change.Encoder // for dead letters: the record the row would have been
 	prefix   string
@@ -97,14 +178,32 @@ type copyWriter struct {
 	log      *slog.Logger
 }
 
-// write writes one chunk and returns once it is committed.
-func (w *copyWriter) write(ctx context.Context, b change.Batch) error {
+// write writes one chunk and returns once it is committed. A chunk read
+// verbatim goes in as it is, unless the sink finds it must not (a
+// tombstone, a row there already): then it is decoded and written as any.
+func (w *copyWriter) write(ctx context.Context, c backfill.Chunk) error {
+	rows := c.Rows
+	if c.Text != nil {
+		v := w.verbatim[c.Table.Name]
+		err := w.retry(ctx, func() error { return w.sink.(sink.TextCopier).CopyText(ctx, v.table, v.cols, c.Text.Data) })
+		if err == nil {
+			w.metrics.rows.WithLabelValues(v.table, sink.Copy.String()).Add(float64(c.Text.Rows))
+			return nil
+		}
+		if !errors.Is(err, sink.ErrNotVerbatim) {
+			return err
+		}
+		if rows, err = c.Text.Decode(); err != nil {
+			return err
+		}
+	}
+	events := c.Events(rows)
 	var (
 		batch sink.Batch
 		dead  []*kgo.Record
 	)
-	for i := range b.Events {
-		ev := &b.Events[i]
+	for i := range events {
+		ev := &events[i]
 		for _, m := range w.mappings[ev.Table] {
 			ws, reason, err := transform.Writes(m, ev)
 			for errors.Is(err, transform.ErrLookupUnavailable) {
@@ -133,7 +232,7 @@ func (w *copyWriter) write(ctx context.Context, b change.Batch) error {
 		}
 		w.log.Warn("copied rows sent to the dead-letter topic", "count", len(dead), "topic", w.dlq.topic)
 	}
-	if err := w.apply(ctx, batch); err != nil {
+	if err := w.retry(ctx, func() error { return w.sink.Apply(ctx, batch, sink.Checkpoint{}) }); err != nil {
 		return err
 	}
 	counts := map[string]int{}
@@ -146,16 +245,17 @@ func (w *copyWriter) write(ctx context.Context, b change.Batch) error {
 	return nil
 }
 
-// apply writes a chunk's batch, retrying what waiting can mend: a lost
-// connection, a deadlock. Anything else (a missing table or column, a
-// value the target refuses) ends the backfill with the error; a re-run
-// resumes after the last chunk written.
-func (w *copyWriter) apply(ctx context.Context, batch sink.Batch) error {
+// retry runs write, a chunk's write, until it works or fails for a reason
+// waiting cannot mend: it retries a lost connection or a deadlock, while
+// anything else (a missing table or column, a value the target refuses)
+// ends the backfill with the error; a re-run resumes after the last chunk
+// written.
+func (w *copyWriter) retry(ctx context.Context, write func() error) error {
 	backoff := 250 * time.Millisecond
 	for {
-		err := w.sink.Apply(ctx, batch, sink.Checkpoint{})
-		if err == nil {
-			return nil
+		err := write()
+		if err == nil || errors.Is(err, sink.ErrNotVerbatim) {
+			return err
 		}
 		table, reason := classify(err)
 		w.metrics.errors.WithLabelValues(table, reason).Inc()

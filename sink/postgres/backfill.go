@@ -137,6 +137,10 @@ func (s *Sink) copyStatement(t *table, g *sink.Group) (statement, error) {
 // copy lock ('tand'); the second is the table's oid.
 const copyLockClass = 0x74616e64
 
+// copyLockKey is the copy lock's key as SQL, of $1 (copyLockClass) and $2
+// (the table's quoted name).
+const copyLockKey = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
+
 // copyLocks returns the statements that take, first in a batch's
 // transaction, the copy lock of each table the batch copies into or
 // deletes from, in table order so that two batches never wait for each
@@ -177,15 +181,14 @@ func (s *Sink) copyLocks(ctx context.Context, writes []sink.Write) ([]statement,
 			return nil, classified(name, err)
 		}
 		st := statement{what: "take the copy lock of", table: name, args: []any{int64(copyLockClass), t.ident}}
-		const key = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
 		switch {
 		case copies[name] && onlyCopies(writes):
-			st.sql = "SELECT pg_advisory_xact_lock_shared" + key
+			st.sql = "SELECT pg_advisory_xact_lock_shared" + copyLockKey
 		case copies[name]:
 			// copies and deletes in one batch (not a backfill's chunk)
-			st.sql = "SELECT pg_advisory_xact_lock" + key
+			st.sql = "SELECT pg_advisory_xact_lock" + copyLockKey
 		default:
-			st.sql = "SELECT pg_advisory_xact_lock" + key + " WHERE EXISTS (SELECT 1 FROM " + s.backfillsTable() + " WHERE state = ANY($3::text[]))"
+			st.sql = "SELECT pg_advisory_xact_lock" + copyLockKey + " WHERE EXISTS (SELECT 1 FROM " + s.backfillsTable() + " WHERE state = ANY($3::text[]))"
 			st.args = append(st.args, activeStates)
 		}
 		out = append(out, st)
@@ -339,4 +342,42 @@ func appendCopyEscaped(b []byte, v string) []byte {
 		}
 	}
 	return b
+}
+
+// CopyText implements sink.TextCopier: one COPY FROM STDIN in a
+// transaction holding the table's copy lock (shared, as copies take it),
+// after a look at the table's tombstones.
+func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data []byte) error {
+	t, err := s.describe(ctx, table)
+	if err != nil {
+		return classified(table, err)
+	}
+	fail := func(err error) error {
+		return classified(table, fmt.Errorf("copy into %s: %w", table, err))
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared"+copyLockKey, int64(copyLockClass), t.ident); err != nil {
+			return err
+		}
+		var some bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.tombstonesTable()+` WHERE target_table = $1)`, table).Scan(&some); err != nil {
+			return fmt.Errorf("read the tombstones of %s: %w", table, err)
+		}
+		if some {
+			return sink.ErrNotVerbatim
+		}
+		_, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), "COPY "+t.ident+" ("+strings.Join(quoteAll(cols), ", ")+") FROM STDIN")
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+			return sink.ErrNotVerbatim
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, sink.ErrNotVerbatim):
+		return err
+	case err != nil:
+		return fail(err)
+	}
+	return nil
 }

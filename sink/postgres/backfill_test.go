@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -489,5 +490,57 @@ func TestApply_CopiesOfOneTableDoNotWaitForEachOther(t *testing.T) {
 	tg.wantRows(t, allItems, []row{
 		{"id": "2", "name": "two", "qty": "2", "note": nil},
 		{"id": "7", "name": "seven", "qty": "7", "note": "a\tb\nc\\d"},
+	})
+}
+
+func TestCopyText_WritesTheRowsOrRefusesWhereCopiesMustBeCheckedOneByOne(t *testing.T) {
+	t.Parallel()
+	data := []byte("1\tone\t\\N\ta\\tb\\nc\\\\d\n2\ttwo\t2\t\\N\n")
+	cols := []string{"id", "name", "qty", "note"}
+	written := []row{
+		{"id": "1", "name": "one", "qty": nil, "note": "a\tb\nc\\d"},
+		{"id": "2", "name": "two", "qty": "2", "note": nil},
+	}
+	t.Run("into an empty table", func(t *testing.T) {
+		t.Parallel()
+		tg := newTarget(t, shopDDL)
+		backfill(t, tg.sink, "public.src", sink.BackfillRunning)
+		if err := tg.sink.CopyText(t.Context(), "items", cols, data); err != nil {
+			t.Fatal(err)
+		}
+		tg.wantRows(t, allItems, written)
+	})
+	t.Run("a row with one of the keys exists", func(t *testing.T) {
+		t.Parallel()
+		tg := newTarget(t, shopDDL+`INSERT INTO items VALUES (2, 'stream', 5, NULL)`)
+		if err := tg.sink.CopyText(t.Context(), "items", cols, data); !errors.Is(err, sink.ErrNotVerbatim) {
+			t.Fatalf("CopyText: %v, want ErrNotVerbatim", err)
+		}
+		tg.wantRows(t, allItems, []row{{"id": "2", "name": "stream", "qty": "5", "note": nil}})
+	})
+	t.Run("the table has a tombstone", func(t *testing.T) {
+		t.Parallel()
+		tg := newTarget(t, shopDDL)
+		backfill(t, tg.sink, "public.src", sink.BackfillRunning)
+		tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(9)}))
+		if err := tg.sink.CopyText(t.Context(), "items", cols, data); !errors.Is(err, sink.ErrNotVerbatim) {
+			t.Fatalf("CopyText: %v, want ErrNotVerbatim", err)
+		}
+		tg.wantRows(t, allItems, nil)
+		// another table's tombstones do not matter
+		if err := tg.sink.CopyText(t.Context(), "lines", []string{"order_id", "line", "sku"}, []byte("1\t1\tx\n")); err != nil {
+			t.Fatal(err)
+		}
+		tg.wantRows(t, allLines, []row{{"order_id": "1", "line": "1", "sku": "x"}})
+	})
+	t.Run("a value the table refuses is an error", func(t *testing.T) {
+		t.Parallel()
+		tg := newTarget(t, shopDDL)
+		err := tg.sink.CopyText(t.Context(), "items", cols, []byte("1\tone\tmany\t\\N\n"))
+		var se *sink.Error
+		if !errors.As(err, &se) || se.Reason != "data" || se.Table != "items" {
+			t.Fatalf("CopyText: %v, want a *sink.Error of reason data on items", err)
+		}
+		tg.wantRows(t, allItems, nil)
 	})
 }
