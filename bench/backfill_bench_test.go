@@ -36,8 +36,9 @@ import (
 // The backfill benchmark copies a 1,000,000-row table that exists before
 // tandem starts (history) into an empty PostgreSQL target with `tandem
 // backfill` (pipeline.Run with Options.Backfill: the capture role sets the
-// stream's start, the backfill reads chunks into the embedded broker, apply
-// writes them), from a PostgreSQL source and from a MariaDB source. The run
+// stream's start, the backfill reads chunks and writes them to the target;
+// from PostgreSQL, the identity mapping copies them as COPY text), from a
+// PostgreSQL source and from a MariaDB source. The run
 // is a child process (this test binary again) so that its peak RSS (VmHWM)
 // is the backfill's alone, as in the large-transaction benchmarks.
 //
@@ -283,8 +284,8 @@ func (l backfillBench) summary() string {
 		lines = append(lines,
 			fmt.Sprintf("  %-40s %9s rows/s   (%.2fx the limit; %s of >= %.2fx): %.1f s from pipeline.Run to its return, the runner's copy %.1f s",
 				"backfill, "+r.setting.name, thousands(r.rate()), r.rate()/l.copy, aim, aimBackfillOverCopy, c.Seconds, c.Took),
-			fmt.Sprintf("      peak RSS %.1f MiB (VmHWM of the backfill process; %.1f MiB before pipeline.Run); %d GCs; apply: %s batches, %.1f s in sink.Apply",
-				float64(c.PeakRSS)/1024, float64(c.BaseRSS)/1024, c.NumGC, thousands(float64(c.ApplyBatches)), c.ApplySeconds),
+			fmt.Sprintf("      peak RSS %.1f MiB (VmHWM of the backfill process; %.1f MiB before pipeline.Run); %d GCs",
+				float64(c.PeakRSS)/1024, float64(c.BaseRSS)/1024, c.NumGC),
 			"      "+c.curve(),
 			"      "+r.cpu.breakdownWith("tandem", time.Duration(c.CPUSeconds*float64(time.Second)), l.serverNames)+
 				fmt.Sprintf(" (other: irq and softirq %.1f s)", r.interrupts.Seconds()))
@@ -293,13 +294,13 @@ func (l backfillBench) summary() string {
 }
 
 // curve renders the child's samples: RSS and heap against rows copied
-// (read and produced) and applied.
+// (written to the target).
 func (c backfillChildRun) curve() string {
 	parts := make([]string, len(c.Samples))
 	for i, x := range c.Samples {
-		parts[i] = fmt.Sprintf("%.0fs %d/%d MiB %.0fk/%.0fk", x.Seconds, x.RSS/1024, x.HeapInuse>>20, x.Copied/1000, x.Applied/1000)
+		parts[i] = fmt.Sprintf("%.0fs %d/%d MiB %.0fk", x.Seconds, x.RSS/1024, x.HeapInuse>>20, x.Copied/1000)
 	}
-	return "every " + backfillSampleEvery.String() + ": RSS/heap in use, rows copied/applied: " + strings.Join(parts, ", ")
+	return "every " + backfillSampleEvery.String() + ": RSS/heap in use, rows copied: " + strings.Join(parts, ", ")
 }
 
 // breakdown renders a CPU use whose "self" is the work measured.
@@ -617,24 +618,22 @@ type backfillSpec struct {
 
 // backfillChildRun is what a backfill child measured.
 type backfillChildRun struct {
-	Seconds      float64 // from calling pipeline.Run to its return: the copy durable in the target
-	Took         float64 // the runner's own Summary.Took
-	Rows         int64
-	BaseRSS      int64   // VmRSS (KiB) just before pipeline.Run, after a GC
-	PeakRSS      int64   // VmHWM (KiB) after it: the peak over the run
-	CPUSeconds   float64 // the child's user + system time over the run
-	NumGC        uint32
-	ApplyBatches uint64
-	ApplySeconds float64 // time in sink.Apply (tandem_apply_batch_duration_seconds)
-	Samples      []backfillSample
+	Seconds    float64 // from calling pipeline.Run to its return: the copy durable in the target
+	Took       float64 // the runner's own Summary.Took
+	Rows       int64
+	BaseRSS    int64   // VmRSS (KiB) just before pipeline.Run, after a GC
+	PeakRSS    int64   // VmHWM (KiB) after it: the peak over the run
+	CPUSeconds float64 // the child's user + system time over the run
+	NumGC      uint32
+	Samples    []backfillSample
 }
 
 // backfillSample is the child's state at one moment of the run.
 type backfillSample struct {
-	Seconds         float64 // since pipeline.Run was called
-	RSS             int64   // VmRSS, KiB
-	HeapInuse       uint64  // bytes
-	Copied, Applied float64 // tandem_backfill_rows_total, tandem_apply_rows_total
+	Seconds   float64 // since pipeline.Run was called
+	RSS       int64   // VmRSS, KiB
+	HeapInuse uint64  // bytes
+	Copied    float64 // tandem_backfill_rows_total
 }
 
 // backfillSampleEvery is how often the child samples its state.
@@ -710,7 +709,7 @@ func TestBackfillChild(t *testing.T) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			out = append(out, backfillSample{Seconds: time.Since(begin).Seconds(), RSS: procStatus(t, "VmRSS"), HeapInuse: ms.HeapInuse,
-				Copied: counter(reg, "tandem_backfill_rows_total"), Applied: counter(reg, "tandem_apply_rows_total")})
+				Copied: counter(reg, "tandem_backfill_rows_total")})
 		}
 	}()
 	err := pipeline.Run(ctx, cfg, pipeline.Options{
@@ -730,7 +729,6 @@ func TestBackfillChild(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	r.NumGC = ms.NumGC
 	r.Rows, r.Took = sum.Rows, sum.Took.Seconds()
-	r.ApplyBatches, r.ApplySeconds = histogram(reg, "tandem_apply_batch_duration_seconds")
 	out, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)

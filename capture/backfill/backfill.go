@@ -20,7 +20,9 @@
 //     upserts with ON CONFLICT DO UPDATE. The unique index puts the two in
 //     one order: whichever commits second sees the other's row, so the
 //     copy never overwrites the stream and the stream always overwrites the
-//     copy.
+//     copy. A chunk read verbatim (TextReader) is the same copy: it goes in
+//     by COPY only while the table has no tombstone, else it is decoded and
+//     written row by row.
 //   - Deletes: every transaction that deletes from a target table holds
 //     that table's copy lock shared, from before its DELETE to its commit;
 //     every transaction that copies into it holds the lock exclusive, from
