@@ -166,8 +166,9 @@ const (
 	// BackfillRunning: chunks are being copied; deletes leave tombstones.
 	BackfillRunning = "running"
 	// BackfillCopied: every chunk was handed to Kafka, but apply may not
-	// have written them all yet (an external Kafka cluster); deletes still
-	// leave tombstones.
+	// have written them all yet; deletes still leave tombstones. Only
+	// backfills of tandem versions that copied through Kafka (to an
+	// external cluster) end so; it is kept for the targets they left.
 	BackfillCopied = "copied"
 	// BackfillDone: every copied row is in the target.
 	BackfillDone = "done"

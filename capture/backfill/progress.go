@@ -13,7 +13,7 @@ type State string
 const (
 	StateWaiting  State = "waiting"  // not started yet (parallel copies are all busy)
 	StateCopying  State = "copying"  // reading and emitting chunks
-	StateFlushing State = "flushing" // every chunk emitted, not all durable yet
+	StateFlushing State = "flushing" // every chunk read, not all written yet
 	StateDone     State = "done"     // every row copied and durable
 	StateSkipped  State = "skipped"  // copied by an earlier run (--restart copies it again)
 	StateFailed   State = "failed"   // the copy stopped with an error

@@ -242,9 +242,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	roles := pipeline.Roles{Capture: verb != "apply", Apply: verb != "capture"}
 	opts := pipeline.Options{Roles: roles, Logger: log, Version: version}
 	if verb == "backfill" {
-		// With the embedded broker the copy is durable once applied, so
-		// this process streams and applies too; with an external cluster
-		// it only copies, beside a running `tandem capture` and `apply`.
+		// The copy goes straight to the target. With the embedded broker
+		// the stream lives in this process, so it streams and applies too
+		// (the target must see the stream's deletes while it copies); with
+		// an external cluster it only copies, beside a running `tandem
+		// capture` and `apply`.
 		embedded := len(cfg.Kafka.Brokers) == 0
 		opts.Roles = pipeline.Roles{Capture: embedded, Apply: embedded}
 		opts.Backfill = &pipeline.BackfillOptions{Tables: tables, Restart: restart, Done: func(s backfill.Summary) {

@@ -58,8 +58,8 @@ type Options struct {
 	Registry *prometheus.Registry // nil: a new one
 	// Ready, if set, is called once every role has started (tests, demos).
 	Ready func(httpAddr string)
-	// Backfill, if set, copies existing rows; Run returns once they are
-	// durable (applied, with the embedded broker) instead of running on.
+	// Backfill, if set, copies existing rows into the target; Run returns
+	// once they are written there instead of running on.
 	Backfill *BackfillOptions
 }
 
