@@ -445,3 +445,94 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestBackfill_IntoMariaDBConvergesWithConcurrentWriters copies a
+// PostgreSQL table into a MariaDB target, whose copy lock is a row of
+// tandem's copy_locks table, while writers update, insert and delete rows
+// in the chunks being copied.
+func TestBackfill_IntoMariaDBConvergesWithConcurrentWriters(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	src, tgt := testenv.NewDatabase(t), testenv.NewMariaDBDatabase(t)
+	execPG(t, src, `CREATE TABLE items (id int PRIMARY KEY, v text, n numeric(10,2));
+INSERT INTO items SELECT g, 'v' || g, g / 4.0 FROM generate_series(1, 1500) g`)
+	db := openMySQL(t, tgt)
+	if _, err := db.ExecContext(ctx, `CREATE TABLE items (id INT PRIMARY KEY, v TEXT, n DECIMAL(10,2))`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = testenv.Postgres(t).Exec(context.Background(), dbOfDSN(t, src), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = current_database() AND NOT active`)
+	})
+	cfg := parseConfig(t, `source:
+  kind: postgres
+  dsn: "`+src+`"
+  tables: [public.items]
+  postgres: { slot: `+dbOfDSN(t, src)+`, publication: tandem }
+kafka:
+  topic_prefix: items
+  partitions: 2
+target:
+  kind: mysql
+  dsn: "`+tgt+`"
+http:
+  listen: 127.0.0.1:0
+backfill:
+  chunk_rows: 50
+  max_rows_per_second: 3000
+mappings:
+  - from: public.items
+    to:
+      - table: items
+        key: [id]
+        columns: { id: row.id, v: row.v, n: row.n }
+`)
+	wctx, stopWriters := context.WithCancel(ctx)
+	defer stopWriters()
+	writers := make(chan error, 1)
+	go func() {
+		conn, err := pgx.Connect(wctx, src)
+		if err != nil {
+			writers <- err
+			return
+		}
+		defer conn.Close(context.Background())
+		for i := 0; wctx.Err() == nil; i++ {
+			id := (i*7919)%1500 + 1
+			sql := `UPDATE items SET v = 'updated ' || $1::text, n = n + 1 WHERE id = $1`
+			switch i % 4 {
+			case 1:
+				sql = `DELETE FROM items WHERE id = $1`
+			case 2:
+				sql = `INSERT INTO items VALUES ($1, 'back', 0) ON CONFLICT (id) DO UPDATE SET v = 'again'`
+			}
+			if _, err := conn.Exec(wctx, sql, id); err != nil && wctx.Err() == nil {
+				writers <- err
+				return
+			}
+		}
+		writers <- nil
+	}()
+	if _, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, cfg)
+	stopWriters()
+	if err := <-writers; err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the MariaDB target to equal the source", time.Minute, func() (bool, error) {
+		want, err := pgRows(ctx, src, `SELECT id::text, v, n::text FROM items ORDER BY items.id`)
+		if err != nil {
+			return false, err
+		}
+		got, err := cart.SQLText(ctx, db, `SELECT CAST(id AS CHAR), v, CAST(n AS CHAR) FROM items ORDER BY id`)
+		if err != nil {
+			return false, err
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Logf("target differs (-source +target):\n%.1500s", diff)
+			return false, nil
+		}
+		return true, nil
+	})
+}
