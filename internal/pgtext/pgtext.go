@@ -1,7 +1,10 @@
 // Package pgtext decodes values in PostgreSQL's text output format into the
 // values tandem's rows hold, one decoding for everything read from
 // PostgreSQL: the capturer's WAL tuples and table chunks, and the sink's
-// lookups and reads back, so a value read either way compares equal.
+// lookups and reads back, so a value read either way compares equal. It
+// also encodes rows' values in PostgreSQL's text input format (Encode), as
+// the sink writes them and as COPY's text format takes them (AppendCopy,
+// CopyFields): one encoding for every value tandem writes to PostgreSQL.
 //
 // Integers (int2, int4, int8, oid) become int64, float4 and float8 float64,
 // bool bool, bytea []byte (it must be in hex output, bytea_output=hex);
@@ -13,10 +16,13 @@ package pgtext
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // PostgreSQL type OIDs that decode to something other than text, and those
@@ -229,4 +235,86 @@ func copyValue(f []byte) []byte {
 		out = append(out, c)
 	}
 	return out
+}
+
+// Encode renders a value of a row in PostgreSQL's text input format, as
+// sinks write it (cast from text, or in COPY): nil is NULL.
+func Encode(v any) (*string, error) {
+	var s string
+	switch v := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		s = v
+	case int64:
+		s = strconv.FormatInt(v, 10)
+	case int:
+		s = strconv.Itoa(v)
+	case int32:
+		s = strconv.FormatInt(int64(v), 10)
+	case uint64:
+		s = strconv.FormatUint(v, 10)
+	case float64:
+		switch {
+		case math.IsInf(v, 1):
+			s = "Infinity"
+		case math.IsInf(v, -1):
+			s = "-Infinity"
+		default:
+			s = strconv.FormatFloat(v, 'g', -1, 64)
+		}
+	case bool:
+		s = strconv.FormatBool(v)
+	case []byte:
+		s = `\x` + hex.EncodeToString(v)
+	case time.Time:
+		s = v.Format(time.RFC3339Nano)
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("value of type %T has no text form: %w", v, err)
+		}
+		s = string(b)
+	}
+	return &s, nil
+}
+
+// AppendCopy appends v as a value of COPY's text format: the text Encode
+// gives it, escaped (\N for NULL), without Encode's allocation for the
+// common kinds.
+func AppendCopy(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return append(b, `\N`...), nil
+	case string:
+		return AppendCopyEscaped(b, v), nil
+	case int64:
+		return strconv.AppendInt(b, v, 10), nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	}
+	t, err := Encode(v)
+	if err != nil || t == nil {
+		return append(b, `\N`...), err
+	}
+	return AppendCopyEscaped(b, *t), nil
+}
+
+// AppendCopyEscaped appends text escaped for COPY's text format.
+func AppendCopyEscaped(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch ch := v[i]; ch {
+		case '\\':
+			b = append(b, `\\`...)
+		case '\n':
+			b = append(b, `\n`...)
+		case '\r':
+			b = append(b, `\r`...)
+		case '\t':
+			b = append(b, `\t`...)
+		default:
+			b = append(b, ch)
+		}
+	}
+	return b
 }

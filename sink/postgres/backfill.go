@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
 )
 
@@ -285,9 +285,8 @@ func (s *Sink) untombstoned(ctx context.Context, tx pgx.Tx, g *sink.Group) ([]ma
 	return out, nil
 }
 
-// copyText renders g's rows in COPY's text format: tab-separated columns
-// in g.Cols order, \N for NULL, backslash escapes; each value's text as
-// text renders it.
+// copyText renders g's rows in COPY's text format (pgtext.AppendCopy),
+// columns in g.Cols order.
 func copyText(g *sink.Group) ([]byte, error) {
 	b := make([]byte, 0, 64*len(g.Rows)*len(g.Cols))
 	for _, r := range g.Rows {
@@ -296,52 +295,13 @@ func copyText(g *sink.Group) ([]byte, error) {
 				b = append(b, '\t')
 			}
 			var err error
-			if b, err = appendCopyValue(b, r[c]); err != nil {
+			if b, err = pgtext.AppendCopy(b, r[c]); err != nil {
 				return nil, fmt.Errorf("target %s column %q: %w", g.Table, c, err)
 			}
 		}
 		b = append(b, '\n')
 	}
 	return b, nil
-}
-
-// appendCopyValue appends v as COPY text: the text form text gives it,
-// escaped; without text's allocation for the common kinds.
-func appendCopyValue(b []byte, v any) ([]byte, error) {
-	switch v := v.(type) {
-	case nil:
-		return append(b, `\N`...), nil
-	case string:
-		return appendCopyEscaped(b, v), nil
-	case int64:
-		return strconv.AppendInt(b, v, 10), nil
-	case bool:
-		return strconv.AppendBool(b, v), nil
-	}
-	t, err := text(v)
-	if err != nil || t == nil {
-		return append(b, `\N`...), err
-	}
-	return appendCopyEscaped(b, *t), nil
-}
-
-// appendCopyEscaped appends v escaped for COPY's text format.
-func appendCopyEscaped(b []byte, v string) []byte {
-	for i := 0; i < len(v); i++ {
-		switch ch := v[i]; ch {
-		case '\\':
-			b = append(b, `\\`...)
-		case '\n':
-			b = append(b, `\n`...)
-		case '\r':
-			b = append(b, `\r`...)
-		case '\t':
-			b = append(b, `\t`...)
-		default:
-			b = append(b, ch)
-		}
-	}
-	return b
 }
 
 // CopyText implements sink.TextCopier: one COPY FROM STDIN in a

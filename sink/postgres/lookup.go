@@ -30,7 +30,7 @@ func (s *Sink) Lookup(ctx context.Context, table string, where map[string]any) (
 			if !ok {
 				return nil, 0, classified(table, fmt.Errorf("lookup in %s: target table has no column %q: %w", table, c, sink.ErrColumnNotFound))
 			}
-			v, err := text(where[c])
+			v, err := pgtext.Encode(where[c])
 			if err != nil {
 				return nil, 0, classified(table, fmt.Errorf("lookup in %s column %q: %w", table, c, err))
 			}

@@ -83,7 +83,7 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 	for i, k := range key {
 		vals := make([]*string, len(keys))
 		for j, kv := range keys {
-			if vals[j], err = text(kv[k]); err != nil {
+			if vals[j], err = pgtext.Encode(kv[k]); err != nil {
 				return nil, classified(table, fmt.Errorf("read rows of %s: key column %q: %w", table, k, err))
 			}
 		}
@@ -130,7 +130,7 @@ func (s *Sink) ScanRows(ctx context.Context, table string, key, cols []string, a
 	if after != nil {
 		params := make([]string, len(key))
 		for i, k := range key {
-			v, err := text(after[k])
+			v, err := pgtext.Encode(after[k])
 			if err != nil {
 				return nil, classified(table, fmt.Errorf("scan the keys of %s after column %q: %w", table, k, err))
 			}
@@ -272,7 +272,7 @@ func (s *Sink) HashRange(ctx context.Context, table, key string, cols []string, 
 		if b.v == nil {
 			continue
 		}
-		v, err := text(b.v)
+		v, err := pgtext.Encode(b.v)
 		if err != nil {
 			return h, classified(table, fmt.Errorf("hash rows of %s: key bound: %w", table, err))
 		}

@@ -4,21 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
 )
 
@@ -478,7 +475,7 @@ func groupArgs(t *table, g *sink.Group) (args []any, params, casts, aliases []st
 		}
 		vals := make([]*string, len(g.Rows))
 		for j, r := range g.Rows {
-			vals[j], err = text(r[c])
+			vals[j], err = pgtext.Encode(r[c])
 			if err != nil {
 				return nil, nil, nil, nil, fmt.Errorf("target %s column %q: %w", g.Table, c, err)
 			}
@@ -569,47 +566,6 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 	s.tables[name] = t
 	s.mu.Unlock()
 	return t, nil
-}
-
-// text renders a value in PostgreSQL's text input format; nil is NULL.
-func text(v any) (*string, error) {
-	var s string
-	switch v := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		s = v
-	case int64:
-		s = strconv.FormatInt(v, 10)
-	case int:
-		s = strconv.Itoa(v)
-	case int32:
-		s = strconv.FormatInt(int64(v), 10)
-	case uint64:
-		s = strconv.FormatUint(v, 10)
-	case float64:
-		switch {
-		case math.IsInf(v, 1):
-			s = "Infinity"
-		case math.IsInf(v, -1):
-			s = "-Infinity"
-		default:
-			s = strconv.FormatFloat(v, 'g', -1, 64)
-		}
-	case bool:
-		s = strconv.FormatBool(v)
-	case []byte:
-		s = `\x` + hex.EncodeToString(v)
-	case time.Time:
-		s = v.Format(time.RFC3339Nano)
-	default:
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, fmt.Errorf("value of type %T has no text form: %w", v, err)
-		}
-		s = string(b)
-	}
-	return &s, nil
 }
 
 // classified wraps err in a *sink.Error naming table (or the table
