@@ -5,17 +5,20 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/pgtext"
 )
 
-var _ backfill.Reader = (*TableReader)(nil)
+var _ backfill.TextReader = (*TableReader)(nil)
 
 // TableReader reads tables in primary key order for backfill, converting
 // the server's text to the values the binlog capturer produces for the
@@ -23,6 +26,9 @@ var _ backfill.Reader = (*TableReader)(nil)
 type TableReader struct {
 	db     *sql.DB
 	tables map[change.Table][]column
+
+	mu       sync.Mutex
+	rowBytes map[change.Table]int // COPY text bytes per row of the last verbatim chunk
 }
 
 // NewTableReader connects to the source.
@@ -31,7 +37,7 @@ func NewTableReader(dsn string) (*TableReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mysql source: %w", err)
 	}
-	return &TableReader{db: db, tables: map[change.Table][]column{}}, nil
+	return &TableReader{db: db, tables: map[change.Table][]column{}, rowBytes: map[change.Table]int{}}, nil
 }
 
 // Close closes the connections.
@@ -95,24 +101,102 @@ WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SE
 	return out, nil
 }
 
-// Chunk implements backfill.Reader: one statement, so one consistent read.
+// Chunk implements backfill.Reader: one statement, so one snapshot.
 func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []string, limit int) ([]change.Row, []string, error) {
 	cols, ok := r.tables[t.Name]
 	if !ok {
 		return nil, nil, fmt.Errorf("backfill: %s read before Describe", t.Name)
 	}
+	var out []change.Row
+	last, err := r.scan(ctx, t, cols, after, limit, func(raw []sql.RawBytes) error {
+		row, err := textRow(cols, raw)
+		out = append(out, row)
+		return err
+	})
+	return out, last, err
+}
+
+// TextChunk implements backfill.TextReader: the values of cols that Chunk
+// would read, in COPY's text format as the PostgreSQL sink writes them
+// (pgtext.AppendCopy), without a row map. Decode gives each value as the
+// text it was written as (a string; nil for NULL), which the sink writes
+// as the same text.
+func (r *TableReader) TextChunk(ctx context.Context, t *backfill.Table, names []string, after []string, limit int) (*backfill.TextChunk, error) {
+	all, ok := r.tables[t.Name]
+	if !ok {
+		return nil, fmt.Errorf("backfill: %s read before Describe", t.Name)
+	}
+	cols := make([]column, len(names))
+	for i, n := range names {
+		j := slices.IndexFunc(all, func(c column) bool { return c.name == n })
+		if j < 0 {
+			return nil, fmt.Errorf("read %s verbatim: no column %q", t.Name, n)
+		}
+		cols[i] = all[j]
+	}
+	out := &backfill.TextChunk{Cols: names}
+	r.mu.Lock()
+	b := make([]byte, 0, limit*r.rowBytes[t.Name]*9/8) // as big as the last chunk's rows, and then some
+	r.mu.Unlock()
+	last, err := r.scan(ctx, t, cols, after, limit, func(raw []sql.RawBytes) error {
+		for i := range cols {
+			if i > 0 {
+				b = append(b, '\t')
+			}
+			v, err := cols[i].textValue(raw[i])
+			if err != nil {
+				return err
+			}
+			if b, err = pgtext.AppendCopy(b, v); err != nil {
+				return fmt.Errorf("column %s: %w", cols[i].name, err)
+			}
+		}
+		b = append(b, '\n')
+		out.Rows++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.Data, out.Last = b, last
+	if out.Rows > 0 {
+		r.mu.Lock()
+		r.rowBytes[t.Name] = len(b)/out.Rows + 1
+		r.mu.Unlock()
+	}
+	out.Decode = func() ([]change.Row, error) {
+		rows := make([]change.Row, 0, out.Rows)
+		for line := range bytes.Lines(b) {
+			fields := pgtext.CopyFields(line[:len(line)-1])
+			row := make(change.Row, len(names))
+			for i, f := range fields {
+				row[names[i]] = nil
+				if f != nil {
+					row[names[i]] = string(f)
+				}
+			}
+			rows = append(rows, row)
+		}
+		return rows, nil
+	}
+	return out, nil
+}
+
+// scan reads a chunk of t, the values of sel (columns of t), calling row
+// with each row's raw values, and returns the last row's key text. Every
+// key column must be in sel.
+func (r *TableReader) scan(ctx context.Context, t *backfill.Table, sel []column, after []string, limit int, row func([]sql.RawBytes) error) ([]string, error) {
 	keys := make([]string, len(t.Key))
 	keyIdx := make([]int, len(t.Key))
 	for i, k := range t.Key {
 		keys[i] = mysqlurl.QuoteIdent(k)
-		for j, c := range cols {
-			if c.name == k {
-				keyIdx[i] = j
-			}
+		keyIdx[i] = slices.IndexFunc(sel, func(c column) bool { return c.name == k })
+		if keyIdx[i] < 0 {
+			return nil, fmt.Errorf("read %s: key column %q is not read", t.Name, k)
 		}
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "SELECT %s FROM %s.%s", selectList(cols), mysqlurl.QuoteIdent(t.Name.Schema), mysqlurl.QuoteIdent(t.Name.Name))
+	fmt.Fprintf(&sb, "SELECT %s FROM %s.%s", selectList(sel), mysqlurl.QuoteIdent(t.Name.Schema), mysqlurl.QuoteIdent(t.Name.Name))
 	args := make([]any, len(after))
 	if after != nil {
 		ph := make([]string, len(after))
@@ -124,34 +208,31 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 	fmt.Fprintf(&sb, " ORDER BY %s LIMIT %d", strings.Join(keys, ", "), limit)
 	rows, err := r.db.QueryContext(ctx, sb.String(), args...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
+		return nil, fmt.Errorf("read %s: %w", t.Name, err)
 	}
 	defer rows.Close()
-	raw := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
+	raw := make([]sql.RawBytes, len(sel))
+	ptrs := make([]any, len(sel))
 	for i := range raw {
 		ptrs[i] = &raw[i]
 	}
-	var out []change.Row
 	var last []string
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
+			return nil, fmt.Errorf("read %s: %w", t.Name, err)
 		}
-		row, err := textRow(cols, raw)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
+		if err := row(raw); err != nil {
+			return nil, fmt.Errorf("read %s: %w", t.Name, err)
 		}
 		last = make([]string, len(keyIdx))
 		for i, j := range keyIdx {
 			last[i] = string(raw[j])
 		}
-		out = append(out, row)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", t.Name, err)
+		return nil, fmt.Errorf("read %s: %w", t.Name, err)
 	}
-	return out, last, nil
+	return last, nil
 }
 
 // selectList selects cols, each in the text textValue reads.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/capture/mysql"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -489,5 +491,58 @@ func TestTableReader_CopiesEqualWhatTheStreamCaptures(t *testing.T) {
 	want := []change.Row{streamed[1].After, streamed[0].After}
 	if diff := cmp.Diff(want, append(rows, more...)); diff != "" {
 		t.Errorf("rows (-stream +backfill):\n%s", diff)
+	}
+
+	// Verbatim: the same chunks as COPY text, the columns in another order,
+	// each value as the PostgreSQL sink encodes it; decoded, each value is
+	// that text.
+	cols := slices.Clone(tbl.Columns)
+	slices.Reverse(cols)
+	for _, c := range []struct {
+		after []string
+		limit int
+		rows  []change.Row
+		last  []string
+	}{{nil, 1, rows, last}, {last, 10, more, []string{"18446744073709551615"}}} {
+		text, err := r.TextChunk(ctx, tbl, cols, c.after, c.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantText []byte
+		var wantDecoded []change.Row
+		for _, row := range c.rows {
+			decoded := change.Row{}
+			for i, col := range cols {
+				if i > 0 {
+					wantText = append(wantText, '\t')
+				}
+				if wantText, err = pgtext.AppendCopy(wantText, row[col]); err != nil {
+					t.Fatal(err)
+				}
+				v, err := pgtext.Encode(row[col])
+				if err != nil {
+					t.Fatal(err)
+				}
+				decoded[col] = nil
+				if v != nil {
+					decoded[col] = *v
+				}
+			}
+			wantText = append(wantText, '\n')
+			wantDecoded = append(wantDecoded, decoded)
+		}
+		if diff := cmp.Diff(string(wantText), string(text.Data)); diff != "" || text.Rows != len(c.rows) {
+			t.Errorf("TextChunk after %q (-encoded rows +TextChunk):\n%s\n%d rows", c.after, diff, text.Rows)
+		}
+		if diff := cmp.Diff(c.last, text.Last); diff != "" {
+			t.Errorf("TextChunk after %q: last key (-Chunk +TextChunk):\n%s", c.after, diff)
+		}
+		decoded, err := text.Decode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(wantDecoded, decoded); diff != "" {
+			t.Errorf("TextChunk after %q: decoded (-want +got):\n%s", c.after, diff)
+		}
 	}
 }

@@ -73,7 +73,7 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 	}
 	verbatim := map[change.Table][]string{}
 	for _, t := range tables {
-		v, ok, err := verbatimCopyOf(ctx, reader, tgt, w.mappings[t], t)
+		v, ok, err := verbatimCopyOf(ctx, reader, tgt, w.mappings[t], t, cfg.Source.Kind == config.KindPostgres)
 		if err != nil {
 			closer()
 			return nil, err
@@ -103,16 +103,18 @@ type verbatimCopy struct {
 }
 
 // verbatimCopyOf says whether the chunks of source table t can be written
-// as the source's COPY text, and how. That writes what the mapping would
-// (transform.Writes, then the sink's text of each value): for a PostgreSQL
-// source and target, one mapping of the table with one output, without
-// `when`, whose every column is a source column as it is (row.x), the
-// source's key among them, each of a type whose text the decoded value
-// keeps (pgtext keeps the text of all but integers, floats, bools and
-// bytea; integers and bytea come back as the same text) or, for floats
-// and bools, into a column of the same type, where the two texts are the
-// same value.
-func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt target, ms []*transform.Mapping, t change.Table) (verbatimCopy, bool, error) {
+// as COPY text read by the source reader, and how: when that writes what
+// the mapping would (transform.Writes, then the sink's pgtext.Encode of
+// each value). It takes a PostgreSQL target, one mapping of the table with
+// one output, without `when`, whose every column is a source column as it
+// is (row.x), the source's key among them. A MySQL reader's text is the
+// sink's own encoding of the decoded values. A PostgreSQL reader's text is
+// the server's (serverText): each column must be of a type whose text the
+// decoded value keeps (pgtext keeps the text of all but integers, floats,
+// bools and bytea; integers and bytea come back as the same text) or, for
+// floats and bools, go into a column of its own type, where the two texts
+// are the same value.
+func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt target, ms []*transform.Mapping, t change.Table, serverText bool) (verbatimCopy, bool, error) {
 	_, textReader := reader.(backfill.TextReader)
 	_, textCopier := tgt.(sink.TextCopier)
 	types, typed := tgt.(sink.RowReader)
@@ -139,6 +141,9 @@ func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt target, ms 
 			return verbatimCopy{}, false, nil
 		}
 		v.srcCols[i] = src
+		if !serverText {
+			continue
+		}
 		switch st.Types[src] {
 		case change.TypeInt, change.TypeBytes, change.TypeString, change.TypeDecimal, change.TypeTime, change.TypeJSON:
 		case change.TypeFloat:

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/cart"
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/pipeline"
 	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
 	"github.com/tandemcdc/tandem/internal/shop"
@@ -526,6 +528,109 @@ mappings:
 			return false, err
 		}
 		got, err := cart.SQLText(ctx, db, `SELECT CAST(id AS CHAR), v, CAST(n AS CHAR) FROM items ORDER BY id`)
+		if err != nil {
+			return false, err
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Logf("target differs (-source +target):\n%.1500s", diff)
+			return false, nil
+		}
+		return true, nil
+	})
+}
+
+// TestBackfill_MariaDBVerbatimChunksConvergeWithConcurrentWriters copies a
+// MariaDB table whose identity mapping sends its chunks as COPY text
+// (each value as the PostgreSQL sink encodes it), while writers update,
+// insert and delete rows in the chunks being copied.
+func TestBackfill_MariaDBVerbatimChunksConvergeWithConcurrentWriters(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	srcDSN, tgt := testenv.NewMariaDBDatabase(t), testenv.NewDatabase(t)
+	src := openMySQL(t, srcDSN)
+	for _, q := range []string{
+		`CREATE TABLE items (id INT PRIMARY KEY, v TEXT, n DECIMAL(10,2), b BLOB, f DOUBLE, at DATETIME(6), ok BOOLEAN) CHARACTER SET utf8mb4`,
+		`INSERT INTO items SELECT seq, CONCAT('v\t', seq, '\n\\ ''q'' é'), seq / 4, UNHEX(MD5(seq)), seq / 3, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND, seq % 2 FROM seq_1_to_2000`,
+	} {
+		if _, err := src.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	execPG(t, tgt, `CREATE TABLE items (id int PRIMARY KEY, v text, n numeric(10,2), b bytea, f double precision, at timestamp(6), ok smallint)`)
+	parsed, err := mysqlurl.Parse(srcDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcDB := parsed.DBName
+	cfg := parseConfig(t, fmt.Sprintf(`source:
+  kind: mysql
+  dsn: %q
+  tables: [%s.items]
+  mysql: { server_id: %d }
+kafka:
+  topic_prefix: items
+  partitions: 2
+target:
+  kind: postgres
+  dsn: %q
+http:
+  listen: 127.0.0.1:0
+backfill:
+  chunk_rows: 100
+  max_rows_per_second: 6000
+mappings:
+  - from: %s.items
+    to:
+      - table: public.items
+        key: [id]
+        columns: { id: row.id, v: row.v, n: row.n, b: row.b, f: row.f, at: row.at, ok: row.ok }
+`, srcDSN, srcDB, 3000+serverIDCounter.Add(1), tgt, srcDB))
+	wctx, stopWriters := context.WithCancel(ctx)
+	defer stopWriters()
+	writers := make(chan error, 1)
+	go func() {
+		for i := 0; wctx.Err() == nil; i++ {
+			id := (i*7919)%2000 + 1
+			q := `UPDATE items SET v = CONCAT('updated ', id), n = n + 1, b = NULL, ok = NOT ok WHERE id = ?`
+			switch i % 5 {
+			case 1:
+				q = `DELETE FROM items WHERE id = ?`
+			case 2:
+				q = `INSERT INTO items (id, v) VALUES (?, 'back') ON DUPLICATE KEY UPDATE v = 'again'`
+			}
+			if _, err := src.ExecContext(wctx, q, id); err != nil && wctx.Err() == nil {
+				writers <- err
+				return
+			}
+		}
+		writers <- nil
+	}()
+	var logs strings.Builder
+	var mu sync.Mutex
+	bo := pipeline.BackfillOptions{}
+	if err := pipeline.Run(ctx, cfg, pipeline.Options{
+		Roles: pipeline.Roles{Capture: true, Apply: true}, Backfill: &bo,
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(pipelinetest.LogWriter{TB: t}, lockedWriter{&mu, &logs}), nil)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	said := strings.Contains(logs.String(), "its chunks are copied as the source's text")
+	mu.Unlock()
+	if !said {
+		t.Error("the backfill did not copy items verbatim")
+	}
+	start(t, cfg)
+	stopWriters()
+	if err := <-writers; err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the target to equal the source", time.Minute, func() (bool, error) {
+		want, err := cart.SQLText(ctx, src, `SELECT CAST(id AS CHAR), v, CAST(n AS CHAR), LOWER(HEX(b)), CAST(f AS CHAR), DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), CAST(ok AS CHAR) FROM items ORDER BY id`)
+		if err != nil {
+			return false, err
+		}
+		got, err := pgRows(ctx, tgt, `SELECT id::text, v, n::text, encode(b, 'hex'), f::text, to_char(at, 'YYYY-MM-DD HH24:MI:SS.US'), ok::text FROM items ORDER BY items.id`)
 		if err != nil {
 			return false, err
 		}
