@@ -94,20 +94,21 @@ UPDATE shop.customers SET name = name || '!' WHERE id = (SELECT min(id) FROM sho
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "shop.customers to stop", 30*time.Second, func() (bool, error) { return paused("shop.customers") == 1, nil })
-	// A read column dropped: orders stops too, never writing NULL card numbers.
+	// A read column dropped: orders stops too, never writing NULL card
+	// numbers. (A status the workload never writes: it ships orders too.)
 	if _, err := m.Src.Exec(ctx, `ALTER TABLE shop.orders DROP COLUMN card_last4;
-UPDATE shop.orders SET status = 'shipped' WHERE id = (SELECT min(id) FROM shop.orders)`); err != nil {
+UPDATE shop.orders SET status = 'after the drop' WHERE id = (SELECT min(id) FROM shop.orders)`); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "shop.orders to stop", 30*time.Second, func() (bool, error) { return paused("shop.orders") == 1, nil })
 	if v, _ := metricValue(t, r.Reg, "tandem_apply_errors_total", map[string]string{"reason": "schema_changed"}); v != 2 {
 		t.Errorf("tandem_apply_errors_total{reason=schema_changed} = %v, want 2", v)
 	}
-	var shipped int
-	if err := m.Tgt.QueryRow(ctx, `SELECT count(*) FROM public.orders WHERE status = 'shipped' AND id = (SELECT min(id) FROM public.orders)`).Scan(&shipped); err != nil {
+	var applied int
+	if err := m.Tgt.QueryRow(ctx, `SELECT count(*) FROM public.orders WHERE status = 'after the drop'`).Scan(&applied); err != nil {
 		t.Fatal(err)
 	}
-	if shipped != 0 {
+	if applied != 0 {
 		t.Errorf("the stopped orders mapping applied the change after the drop")
 	}
 }
