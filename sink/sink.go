@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -202,6 +203,35 @@ type BackfillStore interface {
 	// ResetBackfill forgets every table's progress and every tombstone:
 	// the start of a new backfill (once no earlier one's copies are in flight).
 	ResetBackfill(ctx context.Context) error
+}
+
+// CopyLock is a table whose copy lock a batch takes (see Copy): to copy
+// into it (Copies), or only to delete from it.
+type CopyLock struct {
+	Table  string
+	Copies bool
+}
+
+// CopyLocks returns the tables whose copy locks a batch of writes takes,
+// in table order: a sink takes them in that order, first in the batch's
+// transaction, so that two batches never wait for each other in a cycle.
+func CopyLocks(writes []Write) []CopyLock {
+	var copies map[string]bool
+	for i := range writes {
+		w := &writes[i]
+		if w.Op != Copy && w.Op != Delete {
+			continue
+		}
+		if copies == nil {
+			copies = map[string]bool{}
+		}
+		copies[w.Table] = copies[w.Table] || w.Op == Copy
+	}
+	out := make([]CopyLock, 0, len(copies))
+	for _, t := range slices.Sorted(maps.Keys(copies)) {
+		out = append(out, CopyLock{Table: t, Copies: copies[t]})
+	}
+	return out
 }
 
 // TextCopier is a sink that can write a backfill's chunk given as the

@@ -104,3 +104,19 @@ func TestGroups_OneGroupPerTableOpKeyAndColumnsDeletesFirst(t *testing.T) {
 		t.Errorf("Groups of neighbours of other shapes (-want +got):\n%s", diff)
 	}
 }
+
+func TestCopyLocks_TablesCopiedIntoOrDeletedFromInTableOrder(t *testing.T) {
+	w := func(op Op, table string) Write {
+		return Write{Table: table, Op: op, Key: []string{"id"}, Row: map[string]any{"id": 1}}
+	}
+	got := CopyLocks([]Write{
+		w(Upsert, "a"), w(Delete, "z"), w(Copy, "m"), w(Delete, "m"), w(InsertIfAbsent, "b"), w(Delete, "c"), w(Delete, "c"), w(Copy, "d"),
+	})
+	want := []CopyLock{{"c", false}, {"d", true}, {"m", true}, {"z", false}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("CopyLocks (-want +got):\n%s", diff)
+	}
+	if got := CopyLocks([]Write{w(Upsert, "a")}); len(got) != 0 {
+		t.Errorf("CopyLocks of an upsert: %v, want none", got)
+	}
+}

@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -260,9 +258,9 @@ func (s *Sink) tombstoned(ctx context.Context, tx *sql.Tx, name string, hashes [
 
 // copyLocks returns the statements that take, first in a batch's
 // transaction (after the fence), the copy lock of each table the batch
-// copies into or deletes from, in table order so that two batches never
-// wait for each other in a cycle: the row of the table in copy_locks,
-// written (so locked exclusively) by an upsert that changes nothing.
+// copies into or deletes from (sink.CopyLocks): the row of the table in
+// copy_locks, written (so locked exclusively) by an upsert that changes
+// nothing.
 //
 // The lock is what lets backfill write copies beside the stream, in no
 // order with it (capture/backfill's package doc has the argument): a copy
@@ -279,22 +277,12 @@ func (s *Sink) tombstoned(ctx context.Context, tx *sql.Tx, name string, hashes [
 // change. Unlike PostgreSQL's, the lock is exclusive for copies too: the
 // chunks of one table are written one at a time.
 func (s *Sink) copyLocks(writes []sink.Write) []statement {
-	var copies map[string]bool // table -> copied into (else only deleted from)
-	for i := range writes {
-		w := &writes[i]
-		if w.Op != sink.Copy && w.Op != sink.Delete {
-			continue
-		}
-		if copies == nil {
-			copies = map[string]bool{}
-		}
-		copies[w.Table] = copies[w.Table] || w.Op == sink.Copy
-	}
-	tables := slices.Sorted(maps.Keys(copies))
-	out := make([]statement, 0, len(tables))
-	for _, name := range tables {
+	locks := sink.CopyLocks(writes)
+	out := make([]statement, 0, len(locks))
+	for _, l := range locks {
+		name := l.Table
 		st := statement{what: "take the copy lock of", table: name}
-		if copies[name] {
+		if l.Copies {
 			st.sql = "INSERT INTO " + s.copyLocksTable() + " (target_table) VALUES (?) ON DUPLICATE KEY UPDATE target_table = target_table"
 			st.args = []any{name}
 		} else {

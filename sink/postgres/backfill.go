@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -143,8 +141,7 @@ const copyLockKey = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
 
 // copyLocks returns the statements that take, first in a batch's
 // transaction, the copy lock of each table the batch copies into or
-// deletes from, in table order so that two batches never wait for each
-// other in a cycle.
+// deletes from (sink.CopyLocks).
 //
 // The lock is what lets backfill write copies beside the stream, in no
 // order with it (capture/backfill's package doc has the argument): a copy
@@ -162,29 +159,19 @@ const copyLockKey = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
 // so after the delete's source change, and cannot hold the deleted row.
 // Outside backfills, deletes take no lock and wait for nothing.
 func (s *Sink) copyLocks(ctx context.Context, writes []sink.Write) ([]statement, error) {
-	var copies map[string]bool // table -> copied into (else only deleted from)
-	for i := range writes {
-		w := &writes[i]
-		if w.Op != sink.Copy && w.Op != sink.Delete {
-			continue
-		}
-		if copies == nil {
-			copies = map[string]bool{}
-		}
-		copies[w.Table] = copies[w.Table] || w.Op == sink.Copy
-	}
-	tables := slices.Sorted(maps.Keys(copies))
-	out := make([]statement, 0, len(tables))
-	for _, name := range tables {
+	locks := sink.CopyLocks(writes)
+	out := make([]statement, 0, len(locks))
+	for _, l := range locks {
+		name := l.Table
 		t, err := s.describe(ctx, name)
 		if err != nil {
 			return nil, classified(name, err)
 		}
 		st := statement{what: "take the copy lock of", table: name, args: []any{int64(copyLockClass), t.ident}}
 		switch {
-		case copies[name] && onlyCopies(writes):
+		case l.Copies && onlyCopies(writes):
 			st.sql = "SELECT pg_advisory_xact_lock_shared" + copyLockKey
-		case copies[name]:
+		case l.Copies:
 			// copies and deletes in one batch (not a backfill's chunk)
 			st.sql = "SELECT pg_advisory_xact_lock" + copyLockKey
 		default:
