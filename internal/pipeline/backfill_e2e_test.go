@@ -175,20 +175,7 @@ func TestBackfill_CompositeKeysAndAHugeRow(t *testing.T) {
 UPDATE lines SET note = repeat('huge ', 600 * 1024) WHERE order_id = 17 AND line = 3`); err != nil {
 		t.Fatal(err)
 	}
-	cfg := parseConfig(t, `source:
-  kind: postgres
-  dsn: "`+src+`"
-  tables: [public.lines]
-  postgres: { slot: `+dbOfDSN(t, src)+`, publication: tandem }
-kafka:
-  topic_prefix: lines
-  partitions: 3
-target:
-  kind: postgres
-  dsn: "`+tgt+`"
-http:
-  listen: 127.0.0.1:0
-backfill:
+	cfg := pgSourceConfig(t, src, "public.lines", "postgres", tgt, `backfill:
   chunk_rows: 25
 mappings:
   - from: public.lines
@@ -201,9 +188,6 @@ mappings:
           sku: row.sku
           note: row.note
 `)
-	t.Cleanup(func() {
-		_ = testenv.Postgres(t).Exec(context.Background(), dbOfDSN(t, src), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = current_database() AND NOT active`)
-	})
 	sum, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -265,23 +249,7 @@ func TestBackfill_RowsDeletedWhileTheirChunkIsCopiedAreNotResurrected(t *testing
 	if err := testenv.Postgres(t).Exec(ctx, dbOfDSN(t, src), `INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 60) g`); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = testenv.Postgres(t).Exec(context.Background(), dbOfDSN(t, src), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = current_database() AND NOT active`)
-	})
-	cfg := parseConfig(t, `source:
-  kind: postgres
-  dsn: "`+src+`"
-  tables: [public.items]
-  postgres: { slot: `+dbOfDSN(t, src)+`, publication: tandem }
-kafka:
-  topic_prefix: items
-  partitions: 2
-target:
-  kind: postgres
-  dsn: "`+tgt+`"
-http:
-  listen: 127.0.0.1:0
-backfill:
+	cfg := pgSourceConfig(t, src, "public.items", "postgres", tgt, `backfill:
   chunk_rows: 10
   parallel: 1
   max_rows_per_second: 10
@@ -343,23 +311,7 @@ INSERT INTO accounts SELECT g, E'name\t' || g || E'\n\\ ''q''', g / 7.0, timesta
 	g % 3 = 0, g / 3.0, decode(md5(g::text), 'hex'), jsonb_build_object('g', g, 'half', g / 2.0), ARRAY['a' || g, NULL]
 FROM generate_series(1, 3000) g`)
 	execPG(t, tgt, verbatimDDL)
-	t.Cleanup(func() {
-		_ = testenv.Postgres(t).Exec(context.Background(), dbOfDSN(t, src), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = current_database() AND NOT active`)
-	})
-	cfg := parseConfig(t, `source:
-  kind: postgres
-  dsn: "`+src+`"
-  tables: [public.accounts]
-  postgres: { slot: `+dbOfDSN(t, src)+`, publication: tandem }
-kafka:
-  topic_prefix: accounts
-  partitions: 3
-target:
-  kind: postgres
-  dsn: "`+tgt+`"
-http:
-  listen: 127.0.0.1:0
-backfill:
+	cfg := pgSourceConfig(t, src, "public.accounts", "postgres", tgt, `backfill:
   chunk_rows: 100
   max_rows_per_second: 6000
 mappings:
@@ -369,53 +321,30 @@ mappings:
         key: [id]
         columns: { id: row.id, name: row.name, balance: row.balance, at: row.at, ok: row.ok, score: row.score, data: row.data, doc: row.doc, tags: row.tags }
 `)
-	// Writers: the first 150 writes only update and insert (chunks
-	// go in verbatim, beside the stream's upserts); then deletes too.
-	wctx, stopWriters := context.WithCancel(ctx)
-	defer stopWriters()
-	writers := make(chan error, 1)
-	go func() {
-		conn, err := pgx.Connect(wctx, src)
-		if err != nil {
-			writers <- err
-			return
-		}
-		defer conn.Close(context.Background())
-		for i := 0; wctx.Err() == nil; i++ {
-			id := (i*7919)%3000 + 1
-			sql := `UPDATE accounts SET name = 'updated ' || $1::text, balance = balance + 1, ok = NOT ok, tags = tags || 'u'::text WHERE id = $1`
-			switch {
-			case i%5 == 0:
-				sql = `INSERT INTO accounts (id, name, doc) VALUES (3000 + $1, 'new', '{"new": true}') ON CONFLICT DO NOTHING`
-			case i%7 == 0 && i > 150:
-				sql = `DELETE FROM accounts WHERE id = $1`
-			}
-			if _, err := conn.Exec(wctx, sql, id); err != nil && wctx.Err() == nil {
-				writers <- err
-				return
-			}
-		}
-		writers <- nil
-	}()
-	var logs strings.Builder
-	var mu sync.Mutex
-	bo := pipeline.BackfillOptions{}
-	err := pipeline.Run(ctx, cfg, pipeline.Options{
-		Roles: pipeline.Roles{Capture: true, Apply: true}, Backfill: &bo,
-		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(pipelinetest.LogWriter{TB: t}, lockedWriter{&mu, &logs}), nil)),
-	})
+	// Writers: the first 150 writes only update and insert (chunks go in
+	// verbatim, beside the stream's upserts); then deletes too.
+	conn, err := pgx.Connect(ctx, src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	said := strings.Contains(logs.String(), "its chunks are copied as the source's text")
-	mu.Unlock()
-	if !said {
+	defer conn.Close(context.Background())
+	stopWriters := writeUntilStopped(ctx, func(ctx context.Context, i int) error {
+		id := (i*7919)%3000 + 1
+		sql := `UPDATE accounts SET name = 'updated ' || $1::text, balance = balance + 1, ok = NOT ok, tags = tags || 'u'::text WHERE id = $1`
+		switch {
+		case i%5 == 0:
+			sql = `INSERT INTO accounts (id, name, doc) VALUES (3000 + $1, 'new', '{"new": true}') ON CONFLICT DO NOTHING`
+		case i%7 == 0 && i > 150:
+			sql = `DELETE FROM accounts WHERE id = $1`
+		}
+		_, err := conn.Exec(ctx, sql, id)
+		return err
+	})
+	if !runBackfillSaying(t, ctx, cfg, verbatimLog) {
 		t.Error("the backfill did not copy accounts verbatim")
 	}
 	start(t, cfg)
-	stopWriters()
-	if err := <-writers; err != nil {
+	if err := stopWriters(); err != nil {
 		t.Fatal(err)
 	}
 	q := `SELECT id::text, name, balance::text, at::text, ok::text, score::text, encode(data, 'hex'), doc::text, tags::text FROM accounts ORDER BY id`
@@ -462,23 +391,7 @@ INSERT INTO items SELECT g, 'v' || g, g / 4.0 FROM generate_series(1, 1500) g`)
 	if _, err := db.ExecContext(ctx, `CREATE TABLE items (id INT PRIMARY KEY, v TEXT, n DECIMAL(10,2))`); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = testenv.Postgres(t).Exec(context.Background(), dbOfDSN(t, src), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = current_database() AND NOT active`)
-	})
-	cfg := parseConfig(t, `source:
-  kind: postgres
-  dsn: "`+src+`"
-  tables: [public.items]
-  postgres: { slot: `+dbOfDSN(t, src)+`, publication: tandem }
-kafka:
-  topic_prefix: items
-  partitions: 2
-target:
-  kind: mysql
-  dsn: "`+tgt+`"
-http:
-  listen: 127.0.0.1:0
-backfill:
+	cfg := pgSourceConfig(t, src, "public.items", "mysql", tgt, `backfill:
   chunk_rows: 50
   max_rows_per_second: 3000
 mappings:
@@ -488,38 +401,28 @@ mappings:
         key: [id]
         columns: { id: row.id, v: row.v, n: row.n }
 `)
-	wctx, stopWriters := context.WithCancel(ctx)
-	defer stopWriters()
-	writers := make(chan error, 1)
-	go func() {
-		conn, err := pgx.Connect(wctx, src)
-		if err != nil {
-			writers <- err
-			return
+	conn, err := pgx.Connect(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	stopWriters := writeUntilStopped(ctx, func(ctx context.Context, i int) error {
+		id := (i*7919)%1500 + 1
+		sql := `UPDATE items SET v = 'updated ' || $1::text, n = n + 1 WHERE id = $1`
+		switch i % 4 {
+		case 1:
+			sql = `DELETE FROM items WHERE id = $1`
+		case 2:
+			sql = `INSERT INTO items VALUES ($1, 'back', 0) ON CONFLICT (id) DO UPDATE SET v = 'again'`
 		}
-		defer conn.Close(context.Background())
-		for i := 0; wctx.Err() == nil; i++ {
-			id := (i*7919)%1500 + 1
-			sql := `UPDATE items SET v = 'updated ' || $1::text, n = n + 1 WHERE id = $1`
-			switch i % 4 {
-			case 1:
-				sql = `DELETE FROM items WHERE id = $1`
-			case 2:
-				sql = `INSERT INTO items VALUES ($1, 'back', 0) ON CONFLICT (id) DO UPDATE SET v = 'again'`
-			}
-			if _, err := conn.Exec(wctx, sql, id); err != nil && wctx.Err() == nil {
-				writers <- err
-				return
-			}
-		}
-		writers <- nil
-	}()
+		_, err := conn.Exec(ctx, sql, id)
+		return err
+	})
 	if _, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	start(t, cfg)
-	stopWriters()
-	if err := <-writers; err != nil {
+	if err := stopWriters(); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "the MariaDB target to equal the source", time.Minute, func() (bool, error) {
@@ -585,44 +488,23 @@ mappings:
         key: [id]
         columns: { id: row.id, v: row.v, n: row.n, b: row.b, f: row.f, at: row.at, ok: row.ok }
 `, srcDSN, srcDB, 3000+serverIDCounter.Add(1), tgt, srcDB))
-	wctx, stopWriters := context.WithCancel(ctx)
-	defer stopWriters()
-	writers := make(chan error, 1)
-	go func() {
-		for i := 0; wctx.Err() == nil; i++ {
-			id := (i*7919)%2000 + 1
-			q := `UPDATE items SET v = CONCAT('updated ', id), n = n + 1, b = NULL, ok = NOT ok WHERE id = ?`
-			switch i % 5 {
-			case 1:
-				q = `DELETE FROM items WHERE id = ?`
-			case 2:
-				q = `INSERT INTO items (id, v) VALUES (?, 'back') ON DUPLICATE KEY UPDATE v = 'again'`
-			}
-			if _, err := src.ExecContext(wctx, q, id); err != nil && wctx.Err() == nil {
-				writers <- err
-				return
-			}
+	stopWriters := writeUntilStopped(ctx, func(ctx context.Context, i int) error {
+		id := (i*7919)%2000 + 1
+		q := `UPDATE items SET v = CONCAT('updated ', id), n = n + 1, b = NULL, ok = NOT ok WHERE id = ?`
+		switch i % 5 {
+		case 1:
+			q = `DELETE FROM items WHERE id = ?`
+		case 2:
+			q = `INSERT INTO items (id, v) VALUES (?, 'back') ON DUPLICATE KEY UPDATE v = 'again'`
 		}
-		writers <- nil
-	}()
-	var logs strings.Builder
-	var mu sync.Mutex
-	bo := pipeline.BackfillOptions{}
-	if err := pipeline.Run(ctx, cfg, pipeline.Options{
-		Roles: pipeline.Roles{Capture: true, Apply: true}, Backfill: &bo,
-		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(pipelinetest.LogWriter{TB: t}, lockedWriter{&mu, &logs}), nil)),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	said := strings.Contains(logs.String(), "its chunks are copied as the source's text")
-	mu.Unlock()
-	if !said {
+		_, err := src.ExecContext(ctx, q, id)
+		return err
+	})
+	if !runBackfillSaying(t, ctx, cfg, verbatimLog) {
 		t.Error("the backfill did not copy items verbatim")
 	}
 	start(t, cfg)
-	stopWriters()
-	if err := <-writers; err != nil {
+	if err := stopWriters(); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "the target to equal the source", time.Minute, func() (bool, error) {
@@ -641,3 +523,65 @@ mappings:
 		return true, nil
 	})
 }
+
+// pgSourceConfig is the config of a backfill of one table of a PostgreSQL
+// source (its slot named after its database) into a target of kind
+// tgtKind; rest holds the backfill settings and the mappings.
+func pgSourceConfig(t *testing.T, src, table, tgtKind, tgt, rest string) *config.Config {
+	t.Helper()
+	t.Cleanup(func() {
+		_ = testenv.Postgres(t).Exec(context.Background(), dbOfDSN(t, src), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = current_database() AND NOT active`)
+	})
+	return parseConfig(t, fmt.Sprintf(`source:
+  kind: postgres
+  dsn: %q
+  tables: [%s]
+  postgres: { slot: %s, publication: tandem }
+kafka:
+  topic_prefix: bf
+  partitions: 2
+target:
+  kind: %s
+  dsn: %q
+http:
+  listen: 127.0.0.1:0
+`, src, table, dbOfDSN(t, src), tgtKind, tgt)+rest)
+}
+
+// writeUntilStopped runs write(i) for i = 0, 1, ... in a goroutine until
+// stop is called; stop returns the first error of a write.
+func writeUntilStopped(ctx context.Context, write func(ctx context.Context, i int) error) (stop func() error) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			if err := write(ctx, i); err != nil && ctx.Err() == nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	return func() error { cancel(); return <-done }
+}
+
+// runBackfillSaying runs a backfill like runBackfill, and reports whether
+// its log said what.
+func runBackfillSaying(t *testing.T, ctx context.Context, cfg *config.Config, what string) bool {
+	t.Helper()
+	var logs strings.Builder
+	var mu sync.Mutex
+	bo := pipeline.BackfillOptions{}
+	if err := pipeline.Run(ctx, cfg, pipeline.Options{
+		Roles: pipeline.Roles{Capture: true, Apply: true}, Backfill: &bo,
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(pipelinetest.LogWriter{TB: t}, lockedWriter{&mu, &logs}), nil)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return strings.Contains(logs.String(), what)
+}
+
+// verbatimLog is what a backfill logs of a table it copies as COPY text.
+const verbatimLog = "its chunks are copied as the source's text"
