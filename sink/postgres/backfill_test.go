@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
@@ -374,6 +376,32 @@ func (tg *target) waitForCopyLock(t *testing.T) {
 	})
 }
 
+// hold runs sql in a transaction left open (rolled back when the test
+// ends), to hold a lock for as long as the test needs.
+func (tg *target) hold(t *testing.T, sql string) pgx.Tx {
+	t.Helper()
+	tx, err := tg.db.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(t.Context(), sql); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// waitForStatementWaiting waits until a statement starting with prefix
+// waits for a lock.
+func (tg *target) waitForStatementWaiting(t *testing.T, prefix string) {
+	t.Helper()
+	testenv.WaitFor(t, "a "+prefix+" to wait for a lock", 10*time.Second, func() (bool, error) {
+		var n int
+		err := tg.db.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with(query, $1)`, prefix).Scan(&n)
+		return n > 0, err
+	})
+}
+
 // applyAsync applies writes in a goroutine; the returned channel gives its error.
 func (tg *target) applyAsync(t *testing.T, writes ...sink.Write) <-chan error {
 	done := make(chan error, 1)
@@ -392,20 +420,9 @@ func TestApply_ACopyWaitsForADeleteInFlightAndSkipsTheKeyItDeleted(t *testing.T)
 	backfill(t, tg.sink, "public.src", sink.BackfillRunning)
 	// A third transaction holds row 1: the delete of 1 and 3 takes its
 	// snapshot and waits there.
-	holder, err := tg.db.Begin(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback(t.Context())
-	if _, err := holder.Exec(t.Context(), `SELECT * FROM items WHERE id = 1 FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
+	holder := tg.hold(t, `SELECT * FROM items WHERE id = 1 FOR UPDATE`)
 	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(1)}), item(sink.Delete, row{"id": int64(3)}))
-	testenv.WaitFor(t, "the delete to wait for row 1", 10*time.Second, func() (bool, error) {
-		var n int
-		err := tg.db.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE%'`).Scan(&n)
-		return n > 0, err
-	})
+	tg.waitForStatementWaiting(t, "DELETE")
 	// The copy of key 3, read from the source before its delete: it must
 	// wait for the delete's commit, then see its tombstone.
 	copied := tg.applyAsync(t, item(sink.Copy, row{"id": int64(3), "name": "copied", "qty": int64(3), "note": nil}))
@@ -428,23 +445,12 @@ func TestApply_ADeleteWaitsForACopyInFlightAndRemovesWhatItCopied(t *testing.T) 
 	backfill(t, tg.sink, "public.src", sink.BackfillRunning)
 	// A third transaction inserts key 5, uncommitted: the copy of 4, 5
 	// and 6 writes 4 and waits there for 5.
-	holder, err := tg.db.Begin(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback(t.Context())
-	if _, err := holder.Exec(t.Context(), `INSERT INTO items VALUES (5, 'held', 5, NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	holder := tg.hold(t, `INSERT INTO items VALUES (5, 'held', 5, NULL)`)
 	copied := tg.applyAsync(t,
 		item(sink.Copy, row{"id": int64(4), "name": "four", "qty": int64(4), "note": nil}),
 		item(sink.Copy, row{"id": int64(5), "name": "five", "qty": int64(5), "note": nil}),
 		item(sink.Copy, row{"id": int64(6), "name": "six", "qty": int64(6), "note": nil}))
-	testenv.WaitFor(t, "the copy to wait for key 5", 10*time.Second, func() (bool, error) {
-		var n int
-		err := tg.db.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'COPY%'`).Scan(&n)
-		return n > 0, err
-	})
+	tg.waitForStatementWaiting(t, "COPY")
 	// The stream deletes 4 and 6 meanwhile: it must wait for the copy's
 	// commit, then delete the copied rows.
 	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(4)}), item(sink.Delete, row{"id": int64(6)}))
@@ -465,20 +471,9 @@ func TestApply_CopiesOfOneTableDoNotWaitForEachOther(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, shopDDL)
 	backfill(t, tg.sink, "public.src", sink.BackfillRunning)
-	holder, err := tg.db.Begin(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback(t.Context())
-	if _, err := holder.Exec(t.Context(), `INSERT INTO items VALUES (2, 'held', 2, NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	holder := tg.hold(t, `INSERT INTO items VALUES (2, 'held', 2, NULL)`)
 	held := tg.applyAsync(t, item(sink.Copy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": nil}))
-	testenv.WaitFor(t, "the first copy to wait for key 2", 10*time.Second, func() (bool, error) {
-		var n int
-		err := tg.db.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'COPY%'`).Scan(&n)
-		return n > 0, err
-	})
+	tg.waitForStatementWaiting(t, "COPY")
 	// Another chunk of the table is written meanwhile.
 	tg.apply(t, sink.Checkpoint{}, item(sink.Copy, row{"id": int64(7), "name": "seven", "qty": int64(7), "note": "a\tb\nc\\d"}))
 	if err := holder.Rollback(t.Context()); err != nil {
