@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -585,3 +586,93 @@ func runBackfillSaying(t *testing.T, ctx context.Context, cfg *config.Config, wh
 
 // verbatimLog is what a backfill logs of a table it copies as COPY text.
 const verbatimLog = "its chunks are copied as the source's text"
+
+// TestBackfill_RowsTheMappingCannotTransformAreDeadLettersThatReplayResyncs
+// copies a table whose mapping fails on two rows: the other rows are
+// copied, the two are kept as dead letters in the target (on the table's
+// topic, at partition -1: they never were in Kafka) and on the dead-letter
+// topic, and once the rows are fixed, `tandem dlq replay` re-syncs them.
+func TestBackfill_RowsTheMappingCannotTransformAreDeadLettersThatReplayResyncs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	src, tgt := testenv.NewDatabase(t), testenv.NewDatabase(t)
+	execPG(t, src, `CREATE TABLE items (id int PRIMARY KEY, v text);
+INSERT INTO items SELECT g, CASE g WHEN 7 THEN 'seven' WHEN 13 THEN 'thirteen' ELSE g::text END FROM generate_series(1, 20) g`)
+	execPG(t, tgt, `CREATE TABLE items (id int PRIMARY KEY, n int)`)
+	cfg := pgSourceConfig(t, src, "public.items", "postgres", tgt, `backfill:
+  chunk_rows: 5
+mappings:
+  - from: public.items
+    to:
+      - table: public.items
+        key: [id]
+        columns: { id: row.id, n: int(row.v) }
+`)
+	sum, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != 20 {
+		t.Errorf("copied %d rows, want 20", sum.Rows)
+	}
+	wantRows := func(want [][]string) {
+		t.Helper()
+		got, err := pgRows(ctx, tgt, `SELECT id::text, n::text FROM items ORDER BY items.id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("target (-want +got):\n%s", diff)
+		}
+	}
+	var copied [][]string
+	for i := 1; i <= 20; i++ {
+		if i != 7 && i != 13 {
+			copied = append(copied, []string{fmt.Sprint(i), fmt.Sprint(i)})
+		}
+	}
+	wantRows(copied)
+	store, closeStore, err := pipeline.ListDeadLetters(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dls, err := store.DeadLetters(ctx, "", 0)
+	closeStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type dead struct {
+		Mapping, Reason, Topic string
+		Partition              int32
+		Key                    string
+	}
+	var got []dead
+	for _, d := range dls {
+		got = append(got, dead{d.Mapping, d.Reason, d.Topic, d.Partition, string(d.Key)})
+		if !strings.Contains(d.Error, "to[0].columns.n") {
+			t.Errorf("dead letter of %s: error %q does not name the column", d.Key, d.Error)
+		}
+	}
+	slices.SortFunc(got, func(a, b dead) int { return strings.Compare(a.Key, b.Key) })
+	want := []dead{
+		{"public.items", "transform", "bf.public.items", -1, `{"id":13}`},
+		{"public.items", "transform", "bf.public.items", -1, `{"id":7}`},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dead letters (-want +got):\n%s", diff)
+	}
+	// Fixed in the source, the two rows are re-synced by a replay.
+	execPG(t, src, `UPDATE items SET v = id::text WHERE id IN (7, 13)`)
+	rep, err := pipeline.ReplayDeadLetters(ctx, cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rows != 2 || rep.Removed != 2 || rep.Kept() != 0 {
+		t.Errorf("replay: %d rows, %d removed, %d kept; want 2, 2, 0", rep.Rows, rep.Removed, rep.Kept())
+	}
+	var all [][]string
+	for i := 1; i <= 20; i++ {
+		all = append(all, []string{fmt.Sprint(i), fmt.Sprint(i)})
+	}
+	wantRows(all)
+}
