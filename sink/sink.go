@@ -239,11 +239,14 @@ func CopyLocks(writes []Write) []CopyLock {
 // columns unchanged from a PostgreSQL source.
 type TextCopier interface {
 	// CopyText writes data, rows in COPY's text format holding the values
-	// of cols, into table, as Copy writes of them would. It returns
-	// ErrNotVerbatim, having written nothing, when it cannot tell those
-	// apart from a plain insert: the table has tombstones, or a row with
-	// the key of one of them exists.
-	CopyText(ctx context.Context, table string, cols []string, data []byte) error
+	// of cols, into table, as Copy writes of them would: the rows whose
+	// key has a tombstone are left out. keys, if not nil, gives the
+	// KeyText of each row's key, in order; it is asked for only when the
+	// table has tombstones. CopyText returns ErrNotVerbatim, having
+	// written nothing, when it cannot write the rows as a plain insert: a
+	// row with the key of one of them exists, or the table has tombstones
+	// and keys is nil.
+	CopyText(ctx context.Context, table string, cols []string, data []byte, keys func() []string) error
 }
 
 // ErrNotVerbatim is returned by TextCopier.CopyText when the rows must be

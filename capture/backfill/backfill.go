@@ -21,8 +21,11 @@
 //     one order: whichever commits second sees the other's row, so the
 //     copy never overwrites the stream and the stream always overwrites the
 //     copy. A chunk read verbatim (TextReader) is the same copy: it goes in
-//     by COPY only while the table has no tombstone, else it is decoded and
-//     written row by row.
+//     by COPY, without the lines whose keys have tombstones (read under the
+//     copy lock, so none can appear meanwhile), or when that cannot be
+//     told from the text (keys of other types than integers and strings),
+//     or a row with one of its keys exists, it is decoded and written row
+//     by row.
 //   - Deletes: every transaction that deletes from a target table holds
 //     that table's copy lock shared, from before its DELETE to its commit;
 //     every transaction that copies into it holds the lock exclusive, from

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/kafka"
+	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
@@ -100,6 +102,31 @@ type verbatimCopy struct {
 	table   string
 	cols    []string
 	srcCols []string
+	key     []string // the target's key columns
+	// keyAt are the key columns' places in cols, when each line's
+	// sink.KeyText can be read off its text (integer and string keys,
+	// whose decoded values print as that text); nil otherwise.
+	keyAt []int
+}
+
+// keys returns the sink.KeyText of each line of data, rows of v.cols in
+// COPY's text format; nil when they cannot be read off the text.
+func (v verbatimCopy) keys(data []byte) func() []string {
+	if v.keyAt == nil {
+		return nil
+	}
+	return func() []string {
+		var out []string
+		row := make(map[string]any, len(v.key))
+		for line := range bytes.Lines(data) {
+			fields := pgtext.CopyFields(line[:len(line)-1])
+			for i, j := range v.keyAt {
+				row[v.key[i]] = string(fields[j])
+			}
+			out = append(out, sink.KeyText(v.key, row))
+		}
+		return out
+	}
 }
 
 // verbatimCopyOf says whether the chunks of source table t can be written
@@ -134,7 +161,7 @@ func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt target, ms 
 	if err != nil {
 		return verbatimCopy{}, false, fmt.Errorf("backfill %s: %w", t, err)
 	}
-	v := verbatimCopy{table: o.Table, cols: o.Columns, srcCols: make([]string, len(o.Columns))}
+	v := verbatimCopy{table: o.Table, cols: o.Columns, srcCols: make([]string, len(o.Columns)), key: o.Key}
 	for i, c := range o.Columns {
 		src, ok := o.Copied[c]
 		if !ok {
@@ -163,6 +190,15 @@ func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt target, ms 
 			return verbatimCopy{}, false, nil
 		}
 	}
+	v.keyAt = make([]int, len(v.key))
+	for i, k := range v.key {
+		j := slices.Index(v.cols, k)
+		if j < 0 || (st.Types[v.srcCols[j]] != change.TypeInt && st.Types[v.srcCols[j]] != change.TypeString) {
+			v.keyAt = nil
+			break
+		}
+		v.keyAt[i] = j
+	}
 	return v, true, nil
 }
 
@@ -190,7 +226,9 @@ func (w *copyWriter) write(ctx context.Context, c backfill.Chunk) error {
 	rows := c.Rows
 	if c.Text != nil {
 		v := w.verbatim[c.Table.Name]
-		err := w.retry(ctx, func() error { return w.sink.(sink.TextCopier).CopyText(ctx, v.table, v.cols, c.Text.Data) })
+		err := w.retry(ctx, func() error {
+			return w.sink.(sink.TextCopier).CopyText(ctx, v.table, v.cols, c.Text.Data, v.keys(c.Text.Data))
+		})
 		if err == nil {
 			w.metrics.rows.WithLabelValues(v.table, sink.Copy.String()).Add(float64(c.Text.Rows))
 			return nil

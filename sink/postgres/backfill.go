@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -237,39 +238,66 @@ func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
 	return nil
 }
 
-// untombstoned returns the rows of g whose keys have no tombstone: all of
-// them, after one cheap look, while the table has none.
+// untombstoned returns the rows of g whose keys have no tombstone.
 func (s *Sink) untombstoned(ctx context.Context, tx pgx.Tx, g *sink.Group) ([]map[string]any, error) {
-	var some bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.tombstonesTable()+` WHERE target_table = $1)`, g.Table).Scan(&some); err != nil {
-		return nil, fmt.Errorf("read the tombstones of %s: %w", g.Table, err)
-	}
-	if !some {
-		return g.Rows, nil
-	}
-	keys := keyTexts(g.Key, g.Rows)
-	rows, err := tx.Query(ctx, `SELECT row_key FROM `+s.tombstonesTable()+` WHERE target_table = $1 AND row_key = ANY($2::text[])`, g.Table, keys)
-	if err != nil {
-		return nil, fmt.Errorf("read the tombstones of %s: %w", g.Table, err)
-	}
-	dead, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("read the tombstones of %s: %w", g.Table, err)
-	}
-	if len(dead) == 0 {
-		return g.Rows, nil
-	}
-	gone := make(map[string]bool, len(dead))
-	for _, k := range dead {
-		gone[k] = true
+	dead, err := s.tombstoned(ctx, tx, g.Table, func() []string { return keyTexts(g.Key, g.Rows) })
+	if err != nil || dead == nil {
+		return g.Rows, err
 	}
 	var out []map[string]any
 	for i, r := range g.Rows {
-		if !gone[keys[i]] {
+		if !dead[i] {
 			out = append(out, r)
 		}
 	}
 	return out, nil
+}
+
+// tombstoned reports which of the keys (each a sink.KeyText, asked for
+// only when needed) have a tombstone in table: nil, after one cheap look,
+// while the table has none.
+func (s *Sink) tombstoned(ctx context.Context, tx pgx.Tx, table string, keys func() []string) ([]bool, error) {
+	var some bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.tombstonesTable()+` WHERE target_table = $1)`, table).Scan(&some); err != nil {
+		return nil, fmt.Errorf("read the tombstones of %s: %w", table, err)
+	}
+	if !some {
+		return nil, nil
+	}
+	texts := keys()
+	for i, k := range texts {
+		texts[i] = tombstoneKey(k)
+	}
+	rows, err := tx.Query(ctx, `SELECT row_key FROM `+s.tombstonesTable()+` WHERE target_table = $1 AND row_key = ANY($2::text[])`, table, texts)
+	if err != nil {
+		return nil, fmt.Errorf("read the tombstones of %s: %w", table, err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read the tombstones of %s: %w", table, err)
+	}
+	gone := make(map[string]bool, len(found))
+	for _, k := range found {
+		gone[k] = true
+	}
+	dead := make([]bool, len(texts))
+	for i, k := range texts {
+		dead[i] = gone[k]
+	}
+	return dead, nil
+}
+
+// withoutLines returns data (lines) without the lines i for which drop[i].
+func withoutLines(data []byte, drop []bool) []byte {
+	out := make([]byte, 0, len(data))
+	i := 0
+	for line := range bytes.Lines(data) {
+		if i >= len(drop) || !drop[i] {
+			out = append(out, line...)
+		}
+		i++
+	}
+	return out
 }
 
 // copyText renders g's rows in COPY's text format (pgtext.AppendCopy),
@@ -293,8 +321,8 @@ func copyText(g *sink.Group) ([]byte, error) {
 
 // CopyText implements sink.TextCopier: one COPY FROM STDIN in a
 // transaction holding the table's copy lock (shared, as copies take it),
-// after a look at the table's tombstones.
-func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data []byte) error {
+// of the lines whose keys have no tombstone (none can appear meanwhile).
+func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data []byte, keys func() []string) error {
 	t, err := s.describe(ctx, table)
 	if err != nil {
 		return classified(table, err)
@@ -306,14 +334,20 @@ func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data [
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared"+copyLockKey, int64(copyLockClass), t.ident); err != nil {
 			return err
 		}
-		var some bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.tombstonesTable()+` WHERE target_table = $1)`, table).Scan(&some); err != nil {
-			return fmt.Errorf("read the tombstones of %s: %w", table, err)
+		known := keys
+		if known == nil {
+			known = func() []string { return nil }
 		}
-		if some {
-			return sink.ErrNotVerbatim
+		dead, err := s.tombstoned(ctx, tx, table, known)
+		switch {
+		case err != nil:
+			return err
+		case dead != nil && keys == nil:
+			return sink.ErrNotVerbatim // tombstones, and no way to tell the lines they stop
+		case slices.Contains(dead, true):
+			data = withoutLines(data, dead)
 		}
-		_, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), "COPY "+t.ident+" ("+strings.Join(quoteAll(cols), ", ")+") FROM STDIN")
+		_, err = tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), "COPY "+t.ident+" ("+strings.Join(quoteAll(cols), ", ")+") FROM STDIN")
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 			return sink.ErrNotVerbatim

@@ -496,11 +496,12 @@ func TestCopyText_WritesTheRowsOrRefusesWhereCopiesMustBeCheckedOneByOne(t *test
 		{"id": "1", "name": "one", "qty": nil, "note": "a\tb\nc\\d"},
 		{"id": "2", "name": "two", "qty": "2", "note": nil},
 	}
+	keys := func() []string { return []string{`["1"]`, `["2"]`} }
 	t.Run("into an empty table", func(t *testing.T) {
 		t.Parallel()
 		tg := newTarget(t, shopDDL)
 		backfill(t, tg.sink, "public.src", sink.BackfillRunning)
-		if err := tg.sink.CopyText(t.Context(), "items", cols, data); err != nil {
+		if err := tg.sink.CopyText(t.Context(), "items", cols, data, nil); err != nil {
 			t.Fatal(err)
 		}
 		tg.wantRows(t, allItems, written)
@@ -508,22 +509,29 @@ func TestCopyText_WritesTheRowsOrRefusesWhereCopiesMustBeCheckedOneByOne(t *test
 	t.Run("a row with one of the keys exists", func(t *testing.T) {
 		t.Parallel()
 		tg := newTarget(t, shopDDL+`INSERT INTO items VALUES (2, 'stream', 5, NULL)`)
-		if err := tg.sink.CopyText(t.Context(), "items", cols, data); !errors.Is(err, sink.ErrNotVerbatim) {
+		if err := tg.sink.CopyText(t.Context(), "items", cols, data, keys); !errors.Is(err, sink.ErrNotVerbatim) {
 			t.Fatalf("CopyText: %v, want ErrNotVerbatim", err)
 		}
 		tg.wantRows(t, allItems, []row{{"id": "2", "name": "stream", "qty": "5", "note": nil}})
 	})
-	t.Run("the table has a tombstone", func(t *testing.T) {
+	t.Run("the table has tombstones", func(t *testing.T) {
 		t.Parallel()
 		tg := newTarget(t, shopDDL)
 		backfill(t, tg.sink, "public.src", sink.BackfillRunning)
 		tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(9)}))
-		if err := tg.sink.CopyText(t.Context(), "items", cols, data); !errors.Is(err, sink.ErrNotVerbatim) {
+		// Without the lines' keys, the rows cannot be written as they are.
+		if err := tg.sink.CopyText(t.Context(), "items", cols, data, nil); !errors.Is(err, sink.ErrNotVerbatim) {
 			t.Fatalf("CopyText: %v, want ErrNotVerbatim", err)
 		}
 		tg.wantRows(t, allItems, nil)
-		// another table's tombstones do not matter
-		if err := tg.sink.CopyText(t.Context(), "lines", []string{"order_id", "line", "sku"}, []byte("1\t1\tx\n")); err != nil {
+		// With them: the row whose key has a tombstone is left out.
+		tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}))
+		if err := tg.sink.CopyText(t.Context(), "items", cols, data, keys); err != nil {
+			t.Fatal(err)
+		}
+		tg.wantRows(t, allItems, written[1:])
+		// Another table's tombstones do not matter.
+		if err := tg.sink.CopyText(t.Context(), "lines", []string{"order_id", "line", "sku"}, []byte("1\t1\tx\n"), nil); err != nil {
 			t.Fatal(err)
 		}
 		tg.wantRows(t, allLines, []row{{"order_id": "1", "line": "1", "sku": "x"}})
@@ -531,7 +539,7 @@ func TestCopyText_WritesTheRowsOrRefusesWhereCopiesMustBeCheckedOneByOne(t *test
 	t.Run("a value the table refuses is an error", func(t *testing.T) {
 		t.Parallel()
 		tg := newTarget(t, shopDDL)
-		err := tg.sink.CopyText(t.Context(), "items", cols, []byte("1\tone\tmany\t\\N\n"))
+		err := tg.sink.CopyText(t.Context(), "items", cols, []byte("1\tone\tmany\t\\N\n"), nil)
 		var se *sink.Error
 		if !errors.As(err, &se) || se.Reason != "data" || se.Table != "items" {
 			t.Fatalf("CopyText: %v, want a *sink.Error of reason data on items", err)
