@@ -340,6 +340,16 @@ func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
 	})
 	tg.wantRows(t, `SELECT target_table, row_key FROM "Tandem ""State""".tombstones`, []row{tomb(table, `["2","b\"'"]`)})
 	tg.wantRows(t, `SELECT count(*) AS n FROM tandem.tombstones`, []row{{"n": "0"}})
+	// Verbatim: the tombstoned line is left out, the other written.
+	cols := []string{"select", "MixedCase", "a,b", `"quoted"`}
+	lines := []row{{"select": int64(2), "MixedCase": `b"'`}, {"select": int64(4), "MixedCase": "D\t"}}
+	keys := func() []string { return []string{sink.KeyText(key, lines[0]), sink.KeyText(key, lines[1])} }
+	if err := s.CopyText(t.Context(), table, cols, []byte("2\tb\"'\tcopied\t\\N\n4\tD\\t\tcopied\tq\n"), keys); err != nil {
+		t.Fatal(err)
+	}
+	tg.wantRows(t, `SELECT "select", "MixedCase", "a,b", """quoted""" FROM "Shop Old"."order" WHERE "select" > 3`, []row{
+		{"select": "4", "MixedCase": "D\t", "a,b": "copied", `"quoted"`: "q"},
+	})
 }
 
 // A key longer than a btree entry holds (about 2.7 kB) keeps its tombstone
