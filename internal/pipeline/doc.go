@@ -1,7 +1,9 @@
 // Package pipeline wires tandem's roles from a config: capture (source ->
 // Kafka), apply (Kafka -> transform -> target, one consumer group per
-// mapping) and the HTTP endpoints (/metrics, /healthz, /readyz). It is the
-// only package besides cmd/tandem that imports both a capturer and a sink.
+// mapping), backfill (source chunks -> transform -> target, beside the
+// stream: see capture/backfill), reconcile and the HTTP endpoints
+// (/metrics, /healthz, /readyz). It is the only package besides
+// cmd/tandem that imports both a capturer and a sink.
 //
 // Durability: with an external Kafka cluster a source position is
 // acknowledged once Kafka has every record before it. With the embedded
