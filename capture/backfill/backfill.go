@@ -78,6 +78,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/tandemcdc/tandem/internal/change"
@@ -182,6 +183,11 @@ type Config struct {
 	Pause func(ctx context.Context) (reason string, err error)
 	// PauseCheckEvery is how often a paused copy asks again; default 1s.
 	PauseCheckEvery time.Duration
+	// MaxInFlightBytes bounds the bytes (as chunk sizes are estimated) of
+	// the chunks read but not yet written, over every table: a reader
+	// waits for writes rather than read ahead into memory. Each table may
+	// hold one chunk more, read and waiting. Default 64 MiB.
+	MaxInFlightBytes int
 	// Verbatim names, for tables whose chunks can be written as the
 	// source's text (their one mapping copies columns, unchanged), the
 	// source columns to read, in the order the target takes them. The
@@ -227,6 +233,8 @@ type Runner struct {
 	metrics *Metrics
 	limiter *rate.Limiter
 
+	inFlight *semaphore.Weighted // MaxInFlightBytes
+
 	mu       sync.Mutex
 	progress map[change.Table]*sink.BackfillProgress
 	live     liveStats // the counters behind Progress (progress.go)
@@ -251,6 +259,9 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, write func(context
 	if cfg.PauseCheckEvery <= 0 {
 		cfg.PauseCheckEvery = time.Second
 	}
+	if cfg.MaxInFlightBytes <= 0 {
+		cfg.MaxInFlightBytes = 64 << 20
+	}
 	if log == nil {
 		log = slog.Default()
 	}
@@ -258,7 +269,7 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, write func(context
 		m = NewMetrics(nil)
 	}
 	r := &Runner{cfg: cfg, reader: reader, store: store, write: write, log: log, metrics: m,
-		progress: map[change.Table]*sink.BackfillProgress{}}
+		progress: map[change.Table]*sink.BackfillProgress{}, inFlight: semaphore.NewWeighted(int64(cfg.MaxInFlightBytes))}
 	if cfg.MaxRowsPerSecond > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), max(cfg.ChunkRows, int(cfg.MaxRowsPerSecond)))
 	}
@@ -378,8 +389,9 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 // chunk is a table's chunk as read, on its way to be written.
 type chunk struct {
 	Chunk
-	after []string // the last key of the chunk before: where this one starts
-	last  []string // the key to read the next chunk after
+	after  []string // the last key of the chunk before: where this one starts
+	last   []string // the key to read the next chunk after
+	weight int64    // its share of MaxInFlightBytes, released once written
 }
 
 // writersPerTable is how many chunks of one table are mapped and written
@@ -415,7 +427,9 @@ func (r *Runner) copyTable(ctx context.Context, t *Table, after []string, rows i
 			total, before, saved := rows, prev, make(chan struct{})
 			prev = saved
 			w.Go(func() error {
-				if err := r.writeChunk(wctx, t, c); err != nil {
+				err := r.writeChunk(wctx, t, c)
+				r.inFlight.Release(c.weight)
+				if err != nil {
 					return err
 				}
 				select {
@@ -479,9 +493,14 @@ func (r *Runner) readChunks(ctx context.Context, t *Table, after []string, read 
 		}
 		read += int64(n)
 		r.noteChunk(t.Name, read, throttled)
+		c.weight = int64(min(max(bytes, 1), r.cfg.MaxInFlightBytes))
+		if err := r.inFlight.Acquire(ctx, c.weight); err != nil {
+			return throttled, err
+		}
 		select {
 		case out <- c:
 		case <-ctx.Done():
+			r.inFlight.Release(c.weight)
 			return throttled, ctx.Err()
 		}
 		if done {

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
 )
 
@@ -271,5 +272,64 @@ func TestRun_WaitsWhilePausedAndCountsItThrottled(t *testing.T) {
 	}
 	if sum.Throttled <= 0 || calls < 4 {
 		t.Errorf("throttled %v after %d pause checks; want > 0 after >= 4", sum.Throttled, calls)
+	}
+}
+
+// countingReader counts Chunk calls.
+type countingReader struct {
+	memReader
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *countingReader) Chunk(ctx context.Context, t *Table, after []string, limit int) ([]change.Row, []string, error) {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return c.memReader.Chunk(ctx, t, after, limit)
+}
+
+func (c *countingReader) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
+}
+
+func TestRun_ReadsAheadNoFurtherThanMaxInFlightBytesAllow(t *testing.T) {
+	reader := &countingReader{memReader: memReader{sizes: map[string]int{"s.a": 25}}}
+	var mu sync.Mutex
+	started := 0
+	release := make(chan struct{})
+	runner := New(Config{Tables: tables("a"), ChunkRows: 10, MaxInFlightBytes: 1}, reader, &memStore{},
+		func(ctx context.Context, c Chunk) error {
+			mu.Lock()
+			started++
+			mu.Unlock()
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}, nil, nil)
+	done := make(chan error, 1)
+	go func() { _, err := runner.Run(context.Background()); done <- err }()
+	// The second chunk is read, but the first, being written, holds the
+	// whole budget: the second is not handed to a writer.
+	if _, err := poll.Until(context.Background(), time.Millisecond, 10*time.Second, func() (bool, error) { return reader.count() >= 2, nil }); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	n := started
+	mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d writes started with the budget held by one; want 1", n)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := reader.count(); got != 3 { // 10, 10 and the last 5 rows
+		t.Errorf("%d chunks read, want 3", got)
 	}
 }
