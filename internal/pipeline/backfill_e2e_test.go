@@ -676,3 +676,47 @@ mappings:
 	}
 	wantRows(all)
 }
+
+// TestBackfill_OverExternalKafkaBesideSeparateCaptureAndApply runs the
+// production layout: capture and apply as separate roles on an external
+// Kafka cluster, and `tandem backfill` as a third process that only
+// copies, while writers change the rows being copied. The copy lock is
+// what orders the backfill's copies and the apply role's deletes, across
+// processes.
+func TestBackfill_OverExternalKafkaBesideSeparateCaptureAndApply(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cluster := externalKafka(t)
+	m := newMigration(t)
+	w := &shop.Workload{Src: m.Src, Seed: 91}
+	if err := w.History(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN,
+		Brokers: cluster.ListenAddrs()})+smallChunks)
+	startWith(t, cfg, pipeline.Roles{Capture: true})
+	startWith(t, cfg, pipeline.Roles{Apply: true})
+	// Writers: 400 operations a second until the copy is done.
+	wctx, stopWriters := context.WithCancel(ctx)
+	defer stopWriters()
+	errc := make(chan error, 1)
+	go func() { errc <- (&shop.Workload{Src: m.Src, Seed: 92}).Run(wctx, 0, 400) }()
+	var sum backfill.Summary
+	if err := pipeline.Run(ctx, cfg, pipeline.Options{
+		Backfill: &pipeline.BackfillOptions{Done: func(s backfill.Summary) { sum = s }},
+		Logger:   slog.New(slog.NewTextHandler(pipelinetest.LogWriter{TB: t}, nil)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Tables != 2 || sum.Rows < 1000 {
+		t.Errorf("backfill copied %d rows of %d tables, want >= 1000 of 2", sum.Rows, sum.Tables)
+	}
+	stopWriters()
+	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	got := waitConverged(t, m, time.Minute)
+	if got.Count() < 250 {
+		t.Errorf("only %d target rows", got.Count())
+	}
+}
