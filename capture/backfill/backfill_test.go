@@ -315,14 +315,15 @@ func TestRun_ReadsAheadNoFurtherThanMaxInFlightBytesAllow(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := runner.Run(context.Background()); done <- err }()
 	// The second chunk is read, but the first, being written, holds the
-	// whole budget: the second is not handed to a writer.
-	if _, err := poll.Until(context.Background(), time.Millisecond, 10*time.Second, func() (bool, error) { return reader.count() >= 2, nil }); err != nil {
+	// whole budget: the second is not handed to a writer (it would be by
+	// now, two writers write a table's chunks).
+	writes := func() int { mu.Lock(); defer mu.Unlock(); return started }
+	if _, err := poll.Until(context.Background(), time.Millisecond, 10*time.Second, func() (bool, error) {
+		return reader.count() >= 2 && writes() >= 1, nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	n := started
-	mu.Unlock()
-	if n != 1 {
+	if n := writes(); n != 1 {
 		t.Fatalf("%d writes started with the budget held by one; want 1", n)
 	}
 	close(release)
