@@ -125,14 +125,17 @@ func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 		func(p *process) func() { waitForMoreApplied(t, ctx, m, 50); return nil },
 		// Apply stalled (target tables locked) while capture goes on: the
 		// most changes captured but not applied. A slot acknowledged before
-		// the target commit loses exactly these.
+		// the target commit loses exactly these. Not payments: the orders
+		// mapping writes orders and payments in one transaction, in either
+		// order, and a lock of both, taken one after the other, could
+		// deadlock with it; every order change writes orders anyway.
 		func(p *process) func() {
 			waitForMoreApplied(t, ctx, m, 50)
 			lock, err := m.Tgt.Begin(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := lock.Exec(ctx, `LOCK TABLE public.customers, public.orders, public.payments IN ACCESS EXCLUSIVE MODE`); err != nil {
+			if _, err := lock.Exec(ctx, `LOCK TABLE public.customers, public.orders IN ACCESS EXCLUSIVE MODE`); err != nil {
 				t.Fatal(err)
 			}
 			base := written()

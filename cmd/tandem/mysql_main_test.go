@@ -85,14 +85,17 @@ func TestRun_MariaDBKillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 			return nil
 		},
 		func(p *process) func() { waitMoreApplied(50); return nil },
-		// Apply stalled (target tables locked) while capture goes on.
+		// Apply stalled (a target table locked) while capture goes on. One
+		// table: every cart change writes carts_v2, and a lock of two
+		// tables, taken one after the other, can deadlock with a batch
+		// that writes them in the other order (seen in CI).
 		func(p *process) func() {
 			waitMoreApplied(50)
 			lock, err := tgt.Begin(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := lock.Exec(ctx, `LOCK TABLE carts_v2, paid_carts IN ACCESS EXCLUSIVE MODE`); err != nil {
+			if _, err := lock.Exec(ctx, `LOCK TABLE carts_v2 IN ACCESS EXCLUSIVE MODE`); err != nil {
 				t.Fatal(err)
 			}
 			base := written()
