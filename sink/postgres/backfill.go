@@ -162,6 +162,7 @@ const copyLockKey = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
 func (s *Sink) copyLocks(ctx context.Context, writes []sink.Write) ([]statement, error) {
 	locks := sink.CopyLocks(writes)
 	out := make([]statement, 0, len(locks))
+	chunk := len(locks) > 0 && onlyCopies(writes) // a backfill's chunk
 	for _, l := range locks {
 		name := l.Table
 		t, err := s.describe(ctx, name)
@@ -170,7 +171,7 @@ func (s *Sink) copyLocks(ctx context.Context, writes []sink.Write) ([]statement,
 		}
 		st := statement{what: "take the copy lock of", table: name, args: []any{int64(copyLockClass), t.ident}}
 		switch {
-		case l.Copies && onlyCopies(writes):
+		case l.Copies && chunk:
 			st.sql = "SELECT pg_advisory_xact_lock_shared" + copyLockKey
 		case l.Copies:
 			// copies and deletes in one batch (not a backfill's chunk)
@@ -218,19 +219,17 @@ func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
 	if _, err := tx.Exec(ctx, "SAVEPOINT tandem_copy"); err != nil {
 		return fail(err)
 	}
-	_, err = tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data),
-		"COPY "+st.copy.t.ident+" ("+strings.Join(quoteAll(g.Cols), ", ")+") FROM STDIN")
-	var pgErr *pgconn.PgError
+	taken, err := copyFrom(ctx, tx, st.copy.t, g.Cols, data)
 	switch {
-	case err == nil:
-		_, err = tx.Exec(ctx, "RELEASE SAVEPOINT tandem_copy")
-	case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation
+	case err == nil && !taken:
 		if _, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tandem_copy"); err == nil {
 			var ins statement
 			if ins, err = s.copyStatement(st.copy.t, &kept); err == nil {
 				_, err = tx.Exec(ctx, ins.sql, ins.args...)
 			}
 		}
+	case err == nil:
+		_, err = tx.Exec(ctx, "RELEASE SAVEPOINT tandem_copy")
 	}
 	if err != nil {
 		return fail(err)
@@ -238,11 +237,28 @@ func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
 	return nil
 }
 
+// copyFrom writes data, rows of cols in COPY's text format, into t with
+// COPY FROM STDIN. taken is false, and the transaction must go back to a
+// savepoint or end, when a row with the key of one of them exists (a
+// unique violation).
+func copyFrom(ctx context.Context, tx pgx.Tx, t *table, cols []string, data []byte) (taken bool, err error) {
+	_, err = tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), "COPY "+t.ident+" ("+strings.Join(quoteAll(cols), ", ")+") FROM STDIN")
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // untombstoned returns the rows of g whose keys have no tombstone.
 func (s *Sink) untombstoned(ctx context.Context, tx pgx.Tx, g *sink.Group) ([]map[string]any, error) {
-	dead, err := s.tombstoned(ctx, tx, g.Table, func() []string { return keyTexts(g.Key, g.Rows) })
-	if err != nil || dead == nil {
+	some, err := s.hasTombstones(ctx, tx, g.Table)
+	if err != nil || !some {
 		return g.Rows, err
+	}
+	dead, err := s.tombstoned(ctx, tx, g.Table, keyTexts(g.Key, g.Rows))
+	if err != nil {
+		return nil, err
 	}
 	var out []map[string]any
 	for i, r := range g.Rows {
@@ -253,19 +269,21 @@ func (s *Sink) untombstoned(ctx context.Context, tx pgx.Tx, g *sink.Group) ([]ma
 	return out, nil
 }
 
-// tombstoned reports which of the keys (each a sink.KeyText, asked for
-// only when needed) have a tombstone in table: nil, after one cheap look,
-// while the table has none.
-func (s *Sink) tombstoned(ctx context.Context, tx pgx.Tx, table string, keys func() []string) ([]bool, error) {
+// hasTombstones reports whether table has any tombstone: one cheap look
+// that spares looking up each key while it has none.
+func (s *Sink) hasTombstones(ctx context.Context, tx pgx.Tx, table string) (bool, error) {
 	var some bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.tombstonesTable()+` WHERE target_table = $1)`, table).Scan(&some); err != nil {
-		return nil, fmt.Errorf("read the tombstones of %s: %w", table, err)
+		return false, fmt.Errorf("read the tombstones of %s: %w", table, err)
 	}
-	if !some {
-		return nil, nil
-	}
-	texts := keys()
-	for i, k := range texts {
+	return some, nil
+}
+
+// tombstoned reports which of keys (each a sink.KeyText) have a tombstone
+// in table.
+func (s *Sink) tombstoned(ctx context.Context, tx pgx.Tx, table string, keys []string) ([]bool, error) {
+	texts := make([]string, len(keys))
+	for i, k := range keys {
 		texts[i] = tombstoneKey(k)
 	}
 	rows, err := tx.Query(ctx, `SELECT row_key FROM `+s.tombstonesTable()+` WHERE target_table = $1 AND row_key = ANY($2::text[])`, table, texts)
@@ -289,6 +307,9 @@ func (s *Sink) tombstoned(ctx context.Context, tx pgx.Tx, table string, keys fun
 
 // withoutLines returns data (lines) without the lines i for which drop[i].
 func withoutLines(data []byte, drop []bool) []byte {
+	if !slices.Contains(drop, true) {
+		return data
+	}
 	out := make([]byte, 0, len(data))
 	i := 0
 	for line := range bytes.Lines(data) {
@@ -334,22 +355,21 @@ func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data [
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared"+copyLockKey, int64(copyLockClass), t.ident); err != nil {
 			return err
 		}
-		known := keys
-		if known == nil {
-			known = func() []string { return nil }
-		}
-		dead, err := s.tombstoned(ctx, tx, table, known)
+		some, err := s.hasTombstones(ctx, tx, table)
 		switch {
 		case err != nil:
 			return err
-		case dead != nil && keys == nil:
-			return sink.ErrNotVerbatim // tombstones, and no way to tell the lines they stop
-		case slices.Contains(dead, true):
+		case some && keys == nil:
+			return sink.ErrNotVerbatim // no way to tell the lines the tombstones stop
+		case some:
+			dead, err := s.tombstoned(ctx, tx, table, keys())
+			if err != nil {
+				return err
+			}
 			data = withoutLines(data, dead)
 		}
-		_, err = tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), "COPY "+t.ident+" ("+strings.Join(quoteAll(cols), ", ")+") FROM STDIN")
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+		taken, err := copyFrom(ctx, tx, t, cols, data)
+		if err == nil && !taken {
 			return sink.ErrNotVerbatim
 		}
 		return err

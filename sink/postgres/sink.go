@@ -413,10 +413,8 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		if g.Op == sink.Copy {
 			// Rendered when written: as COPY text, or as the INSERT
 			// (copyStatement) when COPY cannot take them.
-			for _, c := range g.Cols {
-				if _, ok := t.types[c]; !ok {
-					return nil, classified(g.Table, fmt.Errorf("target table %s has no column %q: %w", g.Table, c, sink.ErrColumnNotFound))
-				}
+			if err := t.has(g.Table, g.Cols); err != nil {
+				return nil, err
 			}
 			out = append(out, statement{what: sink.Copy.String() + " into", table: g.Table, copy: &copyRows{t: t, g: g}})
 			continue
@@ -468,11 +466,11 @@ func groupArgs(t *table, g *sink.Group) (args []any, params, casts, aliases []st
 	params = make([]string, len(g.Cols))
 	casts = make([]string, len(g.Cols))
 	aliases = make([]string, len(g.Cols))
+	if err := t.has(g.Table, g.Cols); err != nil {
+		return nil, nil, nil, nil, err
+	}
 	for i, c := range g.Cols {
-		typ, ok := t.types[c]
-		if !ok {
-			return nil, nil, nil, nil, classified(g.Table, fmt.Errorf("target table %s has no column %q: %w", g.Table, c, sink.ErrColumnNotFound))
-		}
+		typ := t.types[c]
 		vals := make([]*string, len(g.Rows))
 		for j, r := range g.Rows {
 			vals[j], err = pgtext.Encode(r[c])
@@ -524,6 +522,16 @@ func quoteAll(names []string) []string {
 type table struct {
 	ident string            // quoted name
 	types map[string]string // column -> type name for casts, without typmod
+}
+
+// has returns an error naming the first of cols the table lacks.
+func (t *table) has(name string, cols []string) error {
+	for _, c := range cols {
+		if _, ok := t.types[c]; !ok {
+			return classified(name, fmt.Errorf("target table %s has no column %q: %w", name, c, sink.ErrColumnNotFound))
+		}
+	}
+	return nil
 }
 
 func splitTable(name string) pgx.Identifier {
