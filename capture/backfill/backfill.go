@@ -145,11 +145,10 @@ func (c Chunk) Len() int {
 	return len(c.Rows)
 }
 
-// Events returns rows as "r" changes of the chunk's table.
-func (c Chunk) Events(rows []change.Row) []change.Event {
+// Reads returns rows of the table as "r" changes.
+func (t *Table) Reads(rows []change.Row) []change.Event {
 	events := make([]change.Event, len(rows))
 	now := time.Now()
-	t := c.Table
 	for i, row := range rows {
 		events[i] = change.Event{Op: change.OpRead, Table: t.Name, Key: t.Key, Types: t.Types, Columns: t.Columns, After: row, Commit: now}
 	}

@@ -101,7 +101,7 @@ func run(t *testing.T, cfg Config, r Reader, store *memStore) (Summary, map[stri
 	runner := New(cfg, r, store, func(ctx context.Context, b Chunk) error {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, e := range b.Events(b.Rows) {
+		for _, e := range b.Table.Reads(b.Rows) {
 			if e.Op != change.OpRead {
 				t.Errorf("op %v, want read", e.Op)
 			}

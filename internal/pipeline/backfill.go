@@ -240,7 +240,7 @@ func (w *copyWriter) write(ctx context.Context, c backfill.Chunk) error {
 			return err
 		}
 	}
-	events := c.Events(rows)
+	events := c.Table.Reads(rows)
 	var (
 		batch sink.Batch
 		dead  []*kgo.Record

@@ -349,21 +349,9 @@ mappings:
 		t.Fatal(err)
 	}
 	q := `SELECT id::text, name, balance::text, at::text, ok::text, score::text, encode(data, 'hex'), doc::text, tags::text FROM accounts ORDER BY id`
-	testenv.WaitFor(t, "the target to equal the source", time.Minute, func() (bool, error) {
-		want, err := pgRows(ctx, src, q)
-		if err != nil {
-			return false, err
-		}
-		got, err := pgRows(ctx, tgt, q)
-		if err != nil {
-			return false, err
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Logf("target differs (-source +target):\n%.2000s", diff)
-			return false, nil
-		}
-		return true, nil
-	})
+	waitSameRows(t, "the target to equal the source",
+		func() ([][]string, error) { return pgRows(ctx, src, q) },
+		func() ([][]string, error) { return pgRows(ctx, tgt, q) })
 }
 
 // lockedWriter is a writer safe for concurrent use.
@@ -426,21 +414,13 @@ mappings:
 	if err := stopWriters(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "the MariaDB target to equal the source", time.Minute, func() (bool, error) {
-		want, err := pgRows(ctx, src, `SELECT id::text, v, n::text FROM items ORDER BY items.id`)
-		if err != nil {
-			return false, err
-		}
-		got, err := cart.SQLText(ctx, db, `SELECT CAST(id AS CHAR), v, CAST(n AS CHAR) FROM items ORDER BY id`)
-		if err != nil {
-			return false, err
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Logf("target differs (-source +target):\n%.1500s", diff)
-			return false, nil
-		}
-		return true, nil
-	})
+	waitSameRows(t, "the MariaDB target to equal the source",
+		func() ([][]string, error) {
+			return pgRows(ctx, src, `SELECT id::text, v, n::text FROM items ORDER BY items.id`)
+		},
+		func() ([][]string, error) {
+			return cart.SQLText(ctx, db, `SELECT CAST(id AS CHAR), v, CAST(n AS CHAR) FROM items ORDER BY id`)
+		})
 }
 
 // TestBackfill_MariaDBVerbatimChunksConvergeWithConcurrentWriters copies a
@@ -508,21 +488,13 @@ mappings:
 	if err := stopWriters(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "the target to equal the source", time.Minute, func() (bool, error) {
-		want, err := cart.SQLText(ctx, src, `SELECT CAST(id AS CHAR), v, CAST(n AS CHAR), LOWER(HEX(b)), CAST(f AS CHAR), DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), CAST(ok AS CHAR) FROM items ORDER BY id`)
-		if err != nil {
-			return false, err
-		}
-		got, err := pgRows(ctx, tgt, `SELECT id::text, v, n::text, encode(b, 'hex'), f::text, to_char(at, 'YYYY-MM-DD HH24:MI:SS.US'), ok::text FROM items ORDER BY items.id`)
-		if err != nil {
-			return false, err
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Logf("target differs (-source +target):\n%.1500s", diff)
-			return false, nil
-		}
-		return true, nil
-	})
+	waitSameRows(t, "the target to equal the source",
+		func() ([][]string, error) {
+			return cart.SQLText(ctx, src, `SELECT CAST(id AS CHAR), v, CAST(n AS CHAR), LOWER(HEX(b)), CAST(f AS CHAR), DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), CAST(ok AS CHAR) FROM items ORDER BY id`)
+		},
+		func() ([][]string, error) {
+			return pgRows(ctx, tgt, `SELECT id::text, v, n::text, encode(b, 'hex'), f::text, to_char(at, 'YYYY-MM-DD HH24:MI:SS.US'), ok::text FROM items ORDER BY items.id`)
+		})
 }
 
 // pgSourceConfig is the config of a backfill of one table of a PostgreSQL
@@ -719,4 +691,25 @@ func TestBackfill_OverExternalKafkaBesideSeparateCaptureAndApply(t *testing.T) {
 	if got.Count() < 250 {
 		t.Errorf("only %d target rows", got.Count())
 	}
+}
+
+// waitSameRows waits until source and target read the same rows, logging
+// the difference meanwhile.
+func waitSameRows(t *testing.T, what string, source, target func() ([][]string, error)) {
+	t.Helper()
+	testenv.WaitFor(t, what, time.Minute, func() (bool, error) {
+		want, err := source()
+		if err != nil {
+			return false, err
+		}
+		got, err := target()
+		if err != nil {
+			return false, err
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Logf("target differs (-source +target):\n%.2000s", diff)
+			return false, nil
+		}
+		return true, nil
+	})
 }
