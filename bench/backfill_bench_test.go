@@ -190,11 +190,22 @@ func TestBackfillConfigs_Compile(t *testing.T) {
 	}
 }
 
-// backfillSetting is a backfill: section of the config, named.
-type backfillSetting struct{ name, yaml string }
+// backfillSetting is a backfill: section of the config, named, and the
+// target it starts on.
+type backfillSetting struct {
+	name, yaml string
+	// streamedEvery, if not 0, has the target hold every streamedEvery-th
+	// row already, as the stream wrote it (visits -1) before the backfill
+	// reached it: a live migration's target, where a chunk's copy finds
+	// rows there and must leave them.
+	streamedEvery int
+}
 
 var (
 	backfillDefault = backfillSetting{name: "defaults (chunk_rows 5000, parallel 4)"}
+	// backfillStreamed is the defaults on a target where the stream wrote
+	// every 1000th row first: 5 in each chunk.
+	backfillStreamed = backfillSetting{name: "defaults, every 1000th row streamed first", streamedEvery: 1000}
 	// backfillTuned is the one tuned setting reported beside the
 	// defaults: larger chunks, so fewer round trips and larger batches.
 	backfillTuned = backfillSetting{name: "chunk_rows 50000, parallel 4", yaml: "backfill:\n  chunk_rows: 50000\n  parallel: 4\n"}
@@ -263,11 +274,14 @@ func (l backfillBench) report(b *testing.B) {
 	b.ReportMetric(l.copy, "copy_rows/s")
 	b.ReportMetric(d.rate()/l.copy, "backfill/copy")
 	b.ReportMetric(float64(d.child.PeakRSS)/1024, "peak_rss_MiB")
-	if len(l.runs) > 1 {
-		t := l.runs[1]
-		b.ReportMetric(t.rate(), "tuned_backfill_rows/s")
-		b.ReportMetric(t.rate()/l.copy, "tuned_backfill/copy")
-		b.ReportMetric(float64(t.child.PeakRSS)/1024, "tuned_peak_rss_MiB")
+	for _, r := range l.runs[1:] {
+		prefix := "tuned_"
+		if r.setting == backfillStreamed {
+			prefix = "streamed_"
+		}
+		b.ReportMetric(r.rate(), prefix+"backfill_rows/s")
+		b.ReportMetric(r.rate()/l.copy, prefix+"backfill/copy")
+		b.ReportMetric(float64(r.child.PeakRSS)/1024, prefix+"peak_rss_MiB")
 	}
 }
 
@@ -340,8 +354,11 @@ func measureBackfill(b *testing.B, source string) backfillBench {
 		l.serverNames, l.copyStatement = "servers (mariadbd, postgres)", "SELECT | COPY FROM STDIN"
 	}
 
-	var want string // the rows the limit's COPY wrote: count and hash
-	settings := []backfillSetting{backfillDefault}
+	var (
+		want  string    // the rows the limit's COPY wrote: count and hash
+		first *pgx.Conn // the target holding them
+	)
+	settings := []backfillSetting{backfillDefault, backfillStreamed}
 	for i := 0; i < len(settings); i++ {
 		setting := settings[i]
 		tgtDSN, tgt := backfillTarget(ctx, b)
@@ -356,6 +373,11 @@ func measureBackfill(b *testing.B, source string) backfillBench {
 			if want, err = rowsHash(ctx, tgt, "public.accounts_copy"); err != nil {
 				b.Fatal(err)
 			}
+			first = tgt
+		}
+		wantHere := want
+		if n := setting.streamedEvery; n > 0 {
+			wantHere = seedStreamed(ctx, b, first, tgt, n)
 		}
 		cpu0, irq0 := sampleCPU(pids...), interrupts()
 		run := runBackfillChild(ctx, b, backfillSpec{Config: src.config(tgtDSN, setting.yaml)})
@@ -365,8 +387,8 @@ func measureBackfill(b *testing.B, source string) backfillBench {
 		}
 		if got, err := rowsHash(ctx, tgt, "public.accounts"); err != nil {
 			b.Fatal(err)
-		} else if got != want {
-			b.Errorf("%s backfill: the target holds %s, the limit's COPY of the source %s", setting.name, got, want)
+		} else if got != wantHere {
+			b.Errorf("%s backfill: the target holds %s, want %s (the limit's COPY of the source, with the streamed rows)", setting.name, got, wantHere)
 		}
 		if src.done != nil {
 			if err := src.done(ctx); err != nil {
@@ -374,7 +396,7 @@ func measureBackfill(b *testing.B, source string) backfillBench {
 			}
 		}
 		l.runs = append(l.runs, r)
-		if i == 0 && r.rate()/l.copy < aimBackfillOverCopy {
+		if setting == backfillDefault && r.rate()/l.copy < aimBackfillOverCopy {
 			settings = append(settings, backfillTuned) // below the aim: does tuning help?
 		}
 	}
@@ -411,6 +433,27 @@ func backfillTarget(ctx context.Context, b *testing.B) (string, *pgx.Conn) {
 		b.Fatal(err)
 	}
 	return dsn, conn
+}
+
+// seedStreamed writes into tgt's accounts every n-th row of the source as
+// the stream would have (visits -1), from the limit's copy in first, and
+// returns the rowsHash the backfill must leave: the source's rows with
+// those as seeded.
+func seedStreamed(ctx context.Context, b *testing.B, first, tgt *pgx.Conn, n int) string {
+	b.Helper()
+	var buf bytes.Buffer
+	streamed := fmt.Sprintf("SELECT id, email, balance, created_at, CASE WHEN id %% %d = 0 THEN -1 ELSE visits END AS visits, note FROM public.accounts_copy", n)
+	if _, err := first.PgConn().CopyTo(ctx, &buf, "COPY ("+streamed+fmt.Sprintf(" WHERE id %% %d = 0", n)+") TO STDOUT"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := tgt.PgConn().CopyFrom(ctx, &buf, "COPY public.accounts ("+backfillColumns+") FROM STDIN"); err != nil {
+		b.Fatal(err)
+	}
+	want, err := rowsHash(ctx, first, "("+streamed+")")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return want
 }
 
 // rowsHash sums up a table of the target: its row count and an
