@@ -151,9 +151,11 @@ func TestBackfill_KilledMidwayResumesAfterTheLastDurableChunk(t *testing.T) {
 	if total := int64(2000); sum.Rows != total {
 		t.Errorf("progress after the resumed run: %d rows, want %d (500 customers + 1500 orders)", sum.Rows, total)
 	}
-	start(t, cfg)
+	run := start(t, cfg)
 	waitConverged(t, m, time.Minute)
-	// A third run has nothing to do.
+	// A third run has nothing to do. (Stopped first: the stream's reader
+	// would refuse to share the slot with the running one.)
+	run.Stop(t)
 	sum, err = runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
 	if err != nil {
 		t.Fatal(err)
