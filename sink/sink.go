@@ -240,13 +240,27 @@ func CopyLocks(writes []Write) []CopyLock {
 type TextCopier interface {
 	// CopyText writes data, rows in COPY's text format holding the values
 	// of cols, into table, as Copy writes of them would: the rows whose
-	// key has a tombstone are left out. keys, if not nil, gives the
-	// KeyText of each row's key, in order; it is asked for only when the
-	// table has tombstones. CopyText returns ErrNotVerbatim, having
-	// written nothing, when it cannot write the rows as a plain insert: a
-	// row with the key of one of them exists, or the table has tombstones
-	// and keys is nil.
-	CopyText(ctx context.Context, table string, cols []string, data []byte, keys func() []string) error
+	// key has a tombstone, or is the key of a row the table holds, are
+	// left out. key, if not nil, says where each line's key is. CopyText
+	// returns ErrNotVerbatim, having written nothing, when it cannot write
+	// the rows as a plain insert: key is nil and the table has tombstones
+	// or a row with one of the keys, or a row with one of them was written
+	// while it looked.
+	CopyText(ctx context.Context, table string, cols []string, data []byte, key *TextKey) error
+}
+
+// TextKey says where the key of a line of COPY text is, for keys whose
+// text is their value (integers and strings): a KeyText of the lines'
+// key values is the KeyText of the rows written.
+type TextKey struct {
+	At []int // the places in cols of the table's key columns, in key order
+	// Ordered says the key columns are integers and the lines are in
+	// their order, each key once, and there is no row of the source in
+	// between: so the rows of the table that may hold a line's key are
+	// those from the first line's key to the last's, one range to read.
+	// Without it, CopyText tries the COPY first and looks for rows there
+	// only when it fails.
+	Ordered bool
 }
 
 // ErrNotVerbatim is returned by TextCopier.CopyText when the rows must be

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,7 +20,6 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/kafka"
-	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
@@ -103,30 +101,10 @@ type verbatimCopy struct {
 	cols    []string
 	srcCols []string
 	key     []string // the target's key columns
-	// keyAt are the key columns' places in cols, when each line's
-	// sink.KeyText can be read off its text (integer and string keys,
-	// whose decoded values print as that text); nil otherwise.
-	keyAt []int
-}
-
-// keys returns the sink.KeyText of each line of data, rows of v.cols in
-// COPY's text format; nil when they cannot be read off the text.
-func (v verbatimCopy) keys(data []byte) func() []string {
-	if v.keyAt == nil {
-		return nil
-	}
-	return func() []string {
-		var out []string
-		row := make(map[string]any, len(v.key))
-		for line := range bytes.Lines(data) {
-			fields := pgtext.CopyFields(line[:len(line)-1])
-			for i, j := range v.keyAt {
-				row[v.key[i]] = string(fields[j])
-			}
-			out = append(out, sink.KeyText(v.key, row))
-		}
-		return out
-	}
+	// text says where each line's key is (sink.TextKey); nil when it
+	// cannot be read off the text (keys of other types than integers and
+	// strings).
+	text *sink.TextKey
 }
 
 // verbatimCopyOf says whether the chunks of source table t can be written
@@ -190,16 +168,36 @@ func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt target, ms 
 			return verbatimCopy{}, false, nil
 		}
 	}
-	v.keyAt = make([]int, len(v.key))
-	for i, k := range v.key {
-		j := slices.Index(v.cols, k)
-		if j < 0 || (st.Types[v.srcCols[j]] != change.TypeInt && st.Types[v.srcCols[j]] != change.TypeString) {
-			v.keyAt = nil
-			break
-		}
-		v.keyAt[i] = j
-	}
+	v.text = textKey(v, st, tt)
 	return v, true, nil
+}
+
+// textKey says where the target's key is in the lines of v's COPY text,
+// when their text is the key's values: integers and strings. The lines
+// are in the key's order (sink.TextKey.Ordered) when it is the source's
+// primary key, column for column, of integers into integer columns: a
+// chunk holds every source row from its first key to its last.
+func textKey(v verbatimCopy, src *backfill.Table, tgtTypes map[string]string) *sink.TextKey {
+	k := &sink.TextKey{At: make([]int, len(v.key)), Ordered: len(v.key) == len(src.Key)}
+	for i, c := range v.key {
+		j := slices.Index(v.cols, c)
+		if j < 0 {
+			return nil
+		}
+		switch src.Types[v.srcCols[j]] {
+		case change.TypeInt:
+		case change.TypeString:
+			k.Ordered = false
+		default:
+			return nil
+		}
+		k.At[i] = j
+		integer := tgtTypes[c] == "bigint" || tgtTypes[c] == "integer" || tgtTypes[c] == "smallint"
+		if k.Ordered && (i >= len(src.Key) || v.srcCols[j] != src.Key[i] || !integer) {
+			k.Ordered = false
+		}
+	}
+	return k
 }
 
 // copyWriter writes the backfill's chunks to the target: every mapping of
@@ -227,7 +225,7 @@ func (w *copyWriter) write(ctx context.Context, c backfill.Chunk) error {
 	if c.Text != nil {
 		v := w.verbatim[c.Table.Name]
 		err := w.retry(ctx, func() error {
-			return w.sink.(sink.TextCopier).CopyText(ctx, v.table, v.cols, c.Text.Data, v.keys(c.Text.Data))
+			return w.sink.(sink.TextCopier).CopyText(ctx, v.table, v.cols, c.Text.Data, v.text)
 		})
 		if err == nil {
 			w.metrics.rows.WithLabelValues(v.table, sink.Copy.String()).Add(float64(c.Text.Rows))

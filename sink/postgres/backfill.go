@@ -342,14 +342,24 @@ func copyText(g *sink.Group) ([]byte, error) {
 
 // CopyText implements sink.TextCopier: one COPY FROM STDIN in a
 // transaction holding the table's copy lock (shared, as copies take it),
-// of the lines whose keys have no tombstone (none can appear meanwhile).
-func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data []byte, keys func() []string) error {
+// of the lines whose keys have no tombstone (none can appear meanwhile)
+// and are not the keys of rows there: with key.Ordered, those rows are
+// read first, as one range of keys; otherwise only when the COPY fails on
+// one, and then the COPY is tried again without them.
+func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data []byte, key *sink.TextKey) error {
 	t, err := s.describe(ctx, table)
 	if err != nil {
 		return classified(table, err)
 	}
 	fail := func(err error) error {
 		return classified(table, fmt.Errorf("copy into %s: %w", table, err))
+	}
+	var lines *textLines
+	if key != nil {
+		lines = &textLines{data: data, cols: cols, key: *key}
+		if err := t.has(table, lines.keyCols()); err != nil {
+			return err
+		}
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared"+copyLockKey, int64(copyLockClass), t.ident); err != nil {
@@ -359,20 +369,52 @@ func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data [
 		switch {
 		case err != nil:
 			return err
-		case some && keys == nil:
+		case some && lines == nil:
 			return sink.ErrNotVerbatim // no way to tell the lines the tombstones stop
 		case some:
-			dead, err := s.tombstoned(ctx, tx, table, keys())
+			dead, err := s.tombstoned(ctx, tx, table, lines.keyTexts())
 			if err != nil {
 				return err
 			}
-			data = withoutLines(data, dead)
+			lines.drop(dead)
+		}
+		ordered := false
+		if lines != nil && lines.key.Ordered {
+			if ordered, err = s.leadsIndex(ctx, tx, t, lines.keyCols()); err != nil {
+				return err
+			}
+		}
+		if ordered {
+			if err := s.dropRowsThere(ctx, tx, t, lines, true); err != nil {
+				return err
+			}
+		}
+		if lines != nil {
+			data = lines.kept()
+		}
+		if len(data) == 0 {
+			return nil
+		}
+		if lines == nil || ordered {
+			return copyOnce(ctx, tx, t, cols, data)
+		}
+		if _, err := tx.Exec(ctx, "SAVEPOINT tandem_copy"); err != nil {
+			return err
 		}
 		taken, err := copyFrom(ctx, tx, t, cols, data)
-		if err == nil && !taken {
-			return sink.ErrNotVerbatim
+		if err != nil || taken {
+			return err
 		}
-		return err
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tandem_copy"); err != nil {
+			return err
+		}
+		if err := s.dropRowsThere(ctx, tx, t, lines, false); err != nil {
+			return err
+		}
+		if data = lines.kept(); len(data) == 0 {
+			return nil
+		}
+		return copyOnce(ctx, tx, t, cols, data)
 	})
 	switch {
 	case errors.Is(err, sink.ErrNotVerbatim):
@@ -381,4 +423,201 @@ func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data [
 		return fail(err)
 	}
 	return nil
+}
+
+// copyOnce is copyFrom where a row with one of the keys there is
+// ErrNotVerbatim.
+func copyOnce(ctx context.Context, tx pgx.Tx, t *table, cols []string, data []byte) error {
+	taken, err := copyFrom(ctx, tx, t, cols, data)
+	if err == nil && !taken {
+		return sink.ErrNotVerbatim
+	}
+	return err
+}
+
+// textLines are the lines of a chunk's COPY text, with their keys, some
+// of them left out.
+type textLines struct {
+	data    []byte
+	cols    []string
+	key     sink.TextKey
+	dropped []bool // by line, once any is
+	keys    [][]string
+}
+
+// keyCols are the target's key columns, in key order.
+func (l *textLines) keyCols() []string {
+	out := make([]string, len(l.key.At))
+	for i, j := range l.key.At {
+		out[i] = l.cols[j]
+	}
+	return out
+}
+
+// lineKeys returns each line's key values, as text (nil for NULL).
+func (l *textLines) lineKeys() [][]string {
+	if l.keys != nil {
+		return l.keys
+	}
+	for line := range bytes.Lines(l.data) {
+		l.keys = append(l.keys, lineKey(line, l.key.At))
+	}
+	return l.keys
+}
+
+// lineKey is the key values of one line of COPY text: its fields at at.
+func lineKey(line []byte, at []int) []string {
+	fields := pgtext.CopyFields(bytes.TrimSuffix(line, []byte("\n")))
+	key := make([]string, len(at))
+	for i, j := range at {
+		if j < len(fields) {
+			key[i] = string(fields[j])
+		}
+	}
+	return key
+}
+
+// keyTexts returns the sink.KeyText of each line's key.
+func (l *textLines) keyTexts() []string {
+	cols := l.keyCols()
+	out := make([]string, 0, len(l.lineKeys()))
+	row := make(map[string]any, len(cols))
+	for _, k := range l.lineKeys() {
+		for i, c := range cols {
+			row[c] = k[i]
+		}
+		out = append(out, sink.KeyText(cols, row))
+	}
+	return out
+}
+
+// drop leaves out the lines i for which gone[i].
+func (l *textLines) drop(gone []bool) {
+	if l.dropped == nil {
+		l.dropped = make([]bool, len(gone))
+	}
+	for i, g := range gone {
+		l.dropped[i] = l.dropped[i] || g
+	}
+}
+
+// kept returns the lines not left out.
+func (l *textLines) kept() []byte {
+	if l.dropped == nil {
+		return l.data
+	}
+	return withoutLines(l.data, l.dropped)
+}
+
+// dropRowsThere leaves out the lines whose keys are the keys of rows of t:
+// read as the range of keys from the first line's to the last's when
+// ordered, else by each line's key.
+func (s *Sink) dropRowsThere(ctx context.Context, tx pgx.Tx, t *table, lines *textLines, ordered bool) error {
+	cols := lines.keyCols()
+	if len(lines.data) == 0 {
+		return nil
+	}
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		sel[i] = "t." + pgx.Identifier{c}.Sanitize() + "::text"
+	}
+	var (
+		query string
+		args  []any
+	)
+	if ordered {
+		// The first and the last line's keys only: the lines need not be
+		// read unless rows are there.
+		first, _, _ := bytes.Cut(lines.data, []byte("\n"))
+		last := lines.data[bytes.LastIndexByte(lines.data[:len(lines.data)-1], '\n')+1:]
+		lo, hi := make([]string, len(cols)), make([]string, len(cols))
+		for i, c := range cols {
+			lo[i] = fmt.Sprintf("$%d::text::%s", i+1, t.types[c])
+			hi[i] = fmt.Sprintf("$%d::text::%s", len(cols)+i+1, t.types[c])
+		}
+		for _, line := range [][]byte{first, last} {
+			for _, v := range lineKey(line, lines.key.At) {
+				args = append(args, v)
+			}
+		}
+		tuple := "(t." + strings.Join(quoteAll(cols), ", t.") + ")"
+		query = "SELECT " + strings.Join(sel, ", ") + " FROM " + t.ident + " t WHERE " + tuple + " >= (" + strings.Join(lo, ", ") +
+			") AND " + tuple + " <= (" + strings.Join(hi, ", ") + ")"
+	} else {
+		keys := lines.lineKeys()
+		params, on := make([]string, len(cols)), make([]string, len(cols))
+		for i, c := range cols {
+			vals := make([]*string, len(keys))
+			for j, k := range keys {
+				vals[j] = &k[i]
+			}
+			args = append(args, vals)
+			params[i] = fmt.Sprintf("$%d::text[]", i+1)
+			on[i] = fmt.Sprintf("t.%s = u.k%d::%s", pgx.Identifier{c}.Sanitize(), i+1, t.types[c])
+		}
+		aliases := make([]string, len(cols))
+		for i := range cols {
+			aliases[i] = fmt.Sprintf("k%d", i+1)
+		}
+		query = "SELECT " + strings.Join(sel, ", ") + " FROM unnest(" + strings.Join(params, ", ") + ") AS u(" + strings.Join(aliases, ", ") +
+			") JOIN " + t.ident + " t ON " + strings.Join(on, " AND ")
+	}
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("read the rows there of %s: %w", t.ident, err)
+	}
+	there := map[string]bool{}
+	row := make(map[string]any, len(cols))
+	vals := make([]string, len(cols))
+	dest := make([]any, len(cols))
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	_, err = pgx.ForEachRow(rows, dest, func() error {
+		for i, c := range cols {
+			row[c] = vals[i]
+		}
+		there[sink.KeyText(cols, row)] = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read the rows there of %s: %w", t.ident, err)
+	}
+	if len(there) == 0 {
+		return nil
+	}
+	texts := lines.keyTexts()
+	gone := make([]bool, len(texts))
+	for i, k := range texts {
+		gone[i] = there[k]
+	}
+	lines.drop(gone)
+	return nil
+}
+
+// leadsIndex reports whether a btree index of t, without predicate,
+// starts with cols in that order: what makes reading a range of them one
+// index scan, not a scan of the table.
+func (s *Sink) leadsIndex(ctx context.Context, tx pgx.Tx, t *table, cols []string) (bool, error) {
+	id := strings.Join(cols, "\x00")
+	s.mu.Lock()
+	known, ok := t.indexed[id]
+	s.mu.Unlock()
+	if ok {
+		return known, nil
+	}
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+WHERE i.indrelid = $1::regclass AND am.amname = 'btree' AND i.indpred IS NULL AND i.indnkeyatts >= $3
+  AND (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest((i.indkey::int2[])[0:$3 - 1]) WITH ORDINALITY AS k(attnum, n)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = $2::text[])`, t.ident, cols, len(cols)).Scan(&known)
+	if err != nil {
+		return false, fmt.Errorf("look for an index of %s on %v: %w", t.ident, cols, err)
+	}
+	s.mu.Lock()
+	if t.indexed == nil {
+		t.indexed = map[string]bool{}
+	}
+	t.indexed[id] = known
+	s.mu.Unlock()
+	return known, nil
 }

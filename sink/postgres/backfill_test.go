@@ -342,9 +342,7 @@ func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
 	tg.wantRows(t, `SELECT count(*) AS n FROM tandem.tombstones`, []row{{"n": "0"}})
 	// Verbatim: the tombstoned line is left out, the other written.
 	cols := []string{"select", "MixedCase", "a,b", `"quoted"`}
-	lines := []row{{"select": int64(2), "MixedCase": `b"'`}, {"select": int64(4), "MixedCase": "D\t"}}
-	keys := func() []string { return []string{sink.KeyText(key, lines[0]), sink.KeyText(key, lines[1])} }
-	if err := s.CopyText(t.Context(), table, cols, []byte("2\tb\"'\tcopied\t\\N\n4\tD\\t\tcopied\tq\n"), keys); err != nil {
+	if err := s.CopyText(t.Context(), table, cols, []byte("2\tb\"'\tcopied\t\\N\n4\tD\\t\tcopied\tq\n"), &sink.TextKey{At: []int{0, 1}}); err != nil {
 		t.Fatal(err)
 	}
 	tg.wantRows(t, `SELECT "select", "MixedCase", "a,b", """quoted""" FROM "Shop Old"."order" WHERE "select" > 3`, []row{
@@ -500,13 +498,15 @@ func TestApply_CopiesOfOneTableDoNotWaitForEachOther(t *testing.T) {
 
 func TestCopyText_WritesTheRowsOrRefusesWhereCopiesMustBeCheckedOneByOne(t *testing.T) {
 	t.Parallel()
-	data := []byte("1\tone\t\\N\ta\\tb\\nc\\\\d\n2\ttwo\t2\t\\N\n")
+	data := []byte("1\tone\t\\N\ta\\tb\\nc\\\\d\n2\ttwo\t2\t\\N\n3\tthree\t3\t\\N\n")
 	cols := []string{"id", "name", "qty", "note"}
 	written := []row{
 		{"id": "1", "name": "one", "qty": nil, "note": "a\tb\nc\\d"},
 		{"id": "2", "name": "two", "qty": "2", "note": nil},
+		{"id": "3", "name": "three", "qty": "3", "note": nil},
 	}
-	keys := func() []string { return []string{`["1"]`, `["2"]`} }
+	key := &sink.TextKey{At: []int{0}}
+	ordered := &sink.TextKey{At: []int{0}, Ordered: true}
 	t.Run("into an empty table", func(t *testing.T) {
 		t.Parallel()
 		tg := newTarget(t, shopDDL)
@@ -516,13 +516,64 @@ func TestCopyText_WritesTheRowsOrRefusesWhereCopiesMustBeCheckedOneByOne(t *test
 		}
 		tg.wantRows(t, allItems, written)
 	})
-	t.Run("a row with one of the keys exists", func(t *testing.T) {
+	t.Run("rows with some of the keys exist", func(t *testing.T) {
 		t.Parallel()
-		tg := newTarget(t, shopDDL+`INSERT INTO items VALUES (2, 'stream', 5, NULL)`)
-		if err := tg.sink.CopyText(t.Context(), "items", cols, data, keys); !errors.Is(err, sink.ErrNotVerbatim) {
+		// The stream's rows, at the first and last key and in between; 4
+		// and 0 are outside the lines' keys.
+		there := shopDDL + `INSERT INTO items VALUES (0, 'before', 0, NULL), (1, 'stream', 5, NULL), (3, 'stream', 6, 'x'), (4, 'after', 4, NULL)`
+		want := []row{
+			{"id": "0", "name": "before", "qty": "0", "note": nil},
+			{"id": "1", "name": "stream", "qty": "5", "note": nil},
+			written[1],
+			{"id": "3", "name": "stream", "qty": "6", "note": "x"},
+			{"id": "4", "name": "after", "qty": "4", "note": nil},
+		}
+		// Without the lines' keys, the rows cannot be written as they are.
+		tg := newTarget(t, there)
+		if err := tg.sink.CopyText(t.Context(), "items", cols, data, nil); !errors.Is(err, sink.ErrNotVerbatim) {
 			t.Fatalf("CopyText: %v, want ErrNotVerbatim", err)
 		}
-		tg.wantRows(t, allItems, []row{{"id": "2", "name": "stream", "qty": "5", "note": nil}})
+		tg.wantRows(t, allItems, append(want[:1:1], want[1], want[3], want[4]))
+		// With them, the lines of the rows there are left out: looked for
+		// once the COPY failed, or first as one range of keys.
+		for name, k := range map[string]*sink.TextKey{"keys": key, "ordered keys": ordered} {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				tg := newTarget(t, there)
+				if err := tg.sink.CopyText(t.Context(), "items", cols, data, k); err != nil {
+					t.Fatal(err)
+				}
+				tg.wantRows(t, allItems, want)
+				// Again: every line is there, nothing is written.
+				if err := tg.sink.CopyText(t.Context(), "items", cols, data, k); err != nil {
+					t.Fatal(err)
+				}
+				tg.wantRows(t, allItems, want)
+			})
+		}
+	})
+	t.Run("composite keys", func(t *testing.T) {
+		t.Parallel()
+		// lines' primary key is (order_id, line); by_line's only index
+		// starts with line, so its range would be a scan of the table:
+		// there the rows are looked for by key, once the COPY failed.
+		tg := newTarget(t, shopDDL+`INSERT INTO lines VALUES (1, 2, 'stream'), (2, 1, 'stream');
+CREATE TABLE by_line (order_id bigint, line integer, sku text, UNIQUE (line, order_id));
+INSERT INTO by_line VALUES (1, 2, 'stream'), (2, 1, 'stream')`)
+		data := []byte("1\t1\tcopy\n1\t2\tcopy\n2\t1\tcopy\n2\t2\tcopy\n")
+		k := &sink.TextKey{At: []int{0, 1}, Ordered: true}
+		want := []row{
+			{"order_id": "1", "line": "1", "sku": "copy"},
+			{"order_id": "1", "line": "2", "sku": "stream"},
+			{"order_id": "2", "line": "1", "sku": "stream"},
+			{"order_id": "2", "line": "2", "sku": "copy"},
+		}
+		for _, table := range []string{"lines", "by_line"} {
+			if err := tg.sink.CopyText(t.Context(), table, []string{"order_id", "line", "sku"}, data, k); err != nil {
+				t.Fatalf("%s: %v", table, err)
+			}
+			tg.wantRows(t, "SELECT * FROM "+table+" ORDER BY order_id, line", want)
+		}
 	})
 	t.Run("the table has tombstones", func(t *testing.T) {
 		t.Parallel()
@@ -536,7 +587,7 @@ func TestCopyText_WritesTheRowsOrRefusesWhereCopiesMustBeCheckedOneByOne(t *test
 		tg.wantRows(t, allItems, nil)
 		// With them: the row whose key has a tombstone is left out.
 		tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}))
-		if err := tg.sink.CopyText(t.Context(), "items", cols, data, keys); err != nil {
+		if err := tg.sink.CopyText(t.Context(), "items", cols, data, ordered); err != nil {
 			t.Fatal(err)
 		}
 		tg.wantRows(t, allItems, written[1:])

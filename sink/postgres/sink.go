@@ -522,6 +522,9 @@ func quoteAll(names []string) []string {
 type table struct {
 	ident string            // quoted name
 	types map[string]string // column -> type name for casts, without typmod
+	// indexed caches leadsIndex: columns (joined by NUL) -> whether a
+	// btree index of the table starts with them; guarded by Sink.mu.
+	indexed map[string]bool
 }
 
 // has returns an error naming the first of cols the table lacks.
