@@ -400,7 +400,7 @@ func measureBackfill(b *testing.B, source string) backfillBench {
 			settings = append(settings, backfillTuned) // below the aim: does tuning help?
 		}
 	}
-	b.Log("\n" + l.summary())
+	logSummary(b, "\n" + l.summary())
 	return l
 }
 

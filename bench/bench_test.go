@@ -288,7 +288,7 @@ func measureThroughput(b *testing.B, w workload) throughput {
 	if !exact {
 		note = "  pg_recvlogical stopped on a keepalive, after decoding WAL written after the workload: its rate is understated\n"
 	}
-	b.Log("\n" + t.summary(w) + "\n" + note +
+	logSummary(b, "\n" + t.summary(w) + "\n" + note +
 		fmt.Sprintf("  apply: %s batches of %s changes on average; writing them to the target (sink.Apply) took %.1f s of the %.1f s end to end\n",
 			thousands(float64(batches)), thousands(changes/float64(max(batches, 1))), inSink, done.Sub(first).Seconds()) +
 		"  " + cpu.String())
@@ -372,7 +372,7 @@ FROM (SELECT extract(epoch FROM written_at - updated_at)::float8 AS d FROM publi
 		b.Fatal(err)
 	}
 	l.p50, l.p99, l.max = seconds(p50), seconds(p99), seconds(maxS)
-	b.Log(l.summary())
+	logSummary(b, l.summary())
 	return l
 }
 
@@ -616,4 +616,12 @@ func ms(d time.Duration) string {
 		return strconv.FormatFloat(v, 'f', 1, 64) + " ms"
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64) + " ms"
+}
+
+// logSummary prints a benchmark's report in full, under its name, on
+// stdout: the testing package keeps only the first 10 lines of what b.Log
+// prints in a benchmark.
+func logSummary(b *testing.B, report string) {
+	b.Helper()
+	fmt.Printf("--- %s:\n%s\n", b.Name(), strings.TrimLeft(report, "\n"))
 }
