@@ -200,6 +200,23 @@ func CopyFields(line []byte) [][]byte {
 	}
 }
 
+// CopyField returns the i-th value (from 0) of one line of COPY's text
+// format (without its newline), unescaped as CopyFields does; nil for
+// NULL or when the line has fewer values.
+func CopyField(line []byte, i int) []byte {
+	for ; i > 0; i-- {
+		j := bytes.IndexByte(line, '\t')
+		if j < 0 {
+			return nil
+		}
+		line = line[j+1:]
+	}
+	if j := bytes.IndexByte(line, '\t'); j >= 0 {
+		line = line[:j]
+	}
+	return copyValue(line)
+}
+
 // copyValue unescapes one COPY text value: \N is NULL (nil); \b \f \n \r
 // \t \v are their control characters, a backslash before anything else
 // is dropped (COPY TO writes no octal or hex escapes).

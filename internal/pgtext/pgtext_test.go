@@ -1,6 +1,7 @@
 package pgtext
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -102,6 +103,14 @@ func TestCopyFields_SplitsAndUnescapesALineOfCOPYText(t *testing.T) {
 			if tt.want[i] != nil && f == nil {
 				t.Errorf("CopyFields(%q)[%d] is NULL, want %q", tt.line, i, tt.want[i])
 			}
+			// CopyField reads the one value.
+			one := CopyField([]byte(tt.line), i)
+			if !bytes.Equal(one, tt.want[i]) || (one == nil) != (tt.want[i] == nil) {
+				t.Errorf("CopyField(%q, %d) = %q, want %q", tt.line, i, one, tt.want[i])
+			}
+		}
+		if got := CopyField([]byte(tt.line), len(tt.want)); got != nil {
+			t.Errorf("CopyField(%q, %d) past the last value = %q, want nil", tt.line, len(tt.want), got)
 		}
 	}
 }

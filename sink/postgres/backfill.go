@@ -467,12 +467,10 @@ func (l *textLines) lineKeys() [][]string {
 
 // lineKey is the key values of one line of COPY text: its fields at at.
 func lineKey(line []byte, at []int) []string {
-	fields := pgtext.CopyFields(bytes.TrimSuffix(line, []byte("\n")))
+	line = bytes.TrimSuffix(line, []byte("\n"))
 	key := make([]string, len(at))
 	for i, j := range at {
-		if j < len(fields) {
-			key[i] = string(fields[j])
-		}
+		key[i] = string(pgtext.CopyField(line, j))
 	}
 	return key
 }
@@ -566,18 +564,15 @@ func (s *Sink) dropRowsThere(ctx context.Context, tx pgx.Tx, t *table, lines *te
 	if err != nil {
 		return fmt.Errorf("read the rows there of %s: %w", t.ident, err)
 	}
+	// The rows' keys as the lines' keys read: their values' texts, joined.
 	there := map[string]bool{}
-	row := make(map[string]any, len(cols))
 	vals := make([]string, len(cols))
 	dest := make([]any, len(cols))
 	for i := range vals {
 		dest[i] = &vals[i]
 	}
 	_, err = pgx.ForEachRow(rows, dest, func() error {
-		for i, c := range cols {
-			row[c] = vals[i]
-		}
-		there[sink.KeyText(cols, row)] = true
+		there[strings.Join(vals, "\x00")] = true
 		return nil
 	})
 	if err != nil {
@@ -586,10 +581,10 @@ func (s *Sink) dropRowsThere(ctx context.Context, tx pgx.Tx, t *table, lines *te
 	if len(there) == 0 {
 		return nil
 	}
-	texts := lines.keyTexts()
-	gone := make([]bool, len(texts))
-	for i, k := range texts {
-		gone[i] = there[k]
+	keys := lines.lineKeys()
+	gone := make([]bool, len(keys))
+	for i, k := range keys {
+		gone[i] = there[strings.Join(k, "\x00")]
 	}
 	lines.drop(gone)
 	return nil
