@@ -196,8 +196,9 @@ type copyRows struct {
 // can appear meanwhile, so the tombstoned rows are left out first, and a
 // row with the key of one already there (the stream's, or an earlier
 // copy's) makes the COPY fail with a unique violation. Then, back at the
-// savepoint before it, copyStatement's INSERT ... ON CONFLICT DO NOTHING
-// writes the rows instead.
+// savepoint before it, the rows whose keys are there are left out and the
+// others copied again; should that fail too (a row written meanwhile),
+// copyStatement's INSERT ... ON CONFLICT DO NOTHING writes them.
 func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
 	g := st.copy.g
 	fail := func(err error) error {
@@ -220,21 +221,101 @@ func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
 		return fail(err)
 	}
 	taken, err := copyFrom(ctx, tx, st.copy.t, g.Cols, data)
-	switch {
-	case err == nil && !taken:
-		if _, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tandem_copy"); err == nil {
-			var ins statement
-			if ins, err = s.copyStatement(st.copy.t, &kept); err == nil {
-				_, err = tx.Exec(ctx, ins.sql, ins.args...)
+	if err == nil && !taken {
+		// Rows are there: COPY the others, or if one more was written
+		// meanwhile, INSERT them.
+		taken, err = s.copyRowsNotThere(ctx, tx, st.copy.t, &kept)
+		if err == nil && !taken {
+			if _, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tandem_copy"); err == nil {
+				var ins statement
+				if ins, err = s.copyStatement(st.copy.t, &kept); err == nil {
+					_, err = tx.Exec(ctx, ins.sql, ins.args...)
+				}
 			}
+			if err != nil {
+				return fail(err)
+			}
+			return nil
 		}
-	case err == nil:
+	}
+	if err == nil {
 		_, err = tx.Exec(ctx, "RELEASE SAVEPOINT tandem_copy")
 	}
 	if err != nil {
 		return fail(err)
 	}
 	return nil
+}
+
+// copyRowsNotThere goes back to the savepoint of a COPY of g's rows that
+// failed on a row there, and copies the rows whose keys no row of t has.
+// taken is false, and the transaction must go back to the savepoint, when
+// the COPY fails again (a row written meanwhile).
+func (s *Sink) copyRowsNotThere(ctx context.Context, tx pgx.Tx, t *table, g *sink.Group) (taken bool, err error) {
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tandem_copy"); err != nil {
+		return false, err
+	}
+	keys := make([][]*string, len(g.Rows))
+	for i, r := range g.Rows {
+		keys[i] = make([]*string, len(g.Key))
+		for j, k := range g.Key {
+			if keys[i][j], err = pgtext.Encode(r[k]); err != nil {
+				return false, fmt.Errorf("target %s column %q: %w", g.Table, k, err)
+			}
+		}
+	}
+	there, err := rowsThere(ctx, tx, t, g.Key, keys)
+	if err != nil {
+		return false, err
+	}
+	rest := *g
+	rest.Rows = nil
+	for i, r := range g.Rows {
+		if !there[i] {
+			rest.Rows = append(rest.Rows, r)
+		}
+	}
+	if len(rest.Rows) == 0 {
+		return true, nil
+	}
+	data, err := copyText(&rest)
+	if err != nil {
+		return false, err
+	}
+	return copyFrom(ctx, tx, t, g.Cols, data)
+}
+
+// rowsThere reports which of keys (each the texts of the values of cols,
+// in order; nil for NULL) are keys of rows of t.
+func rowsThere(ctx context.Context, tx pgx.Tx, t *table, cols []string, keys [][]*string) ([]bool, error) {
+	args := make([]any, len(cols))
+	params, aliases, on := make([]string, len(cols)), make([]string, len(cols)), make([]string, len(cols))
+	for i, c := range cols {
+		vals := make([]*string, len(keys))
+		for j, k := range keys {
+			vals[j] = k[i]
+		}
+		args[i] = vals
+		params[i] = fmt.Sprintf("$%d::text[]", i+1)
+		aliases[i] = fmt.Sprintf("k%d", i+1)
+		on[i] = fmt.Sprintf("t.%s = u.k%d::%s", pgx.Identifier{c}.Sanitize(), i+1, t.types[c])
+	}
+	rows, err := tx.Query(ctx, "SELECT u.n FROM unnest("+strings.Join(params, ", ")+") WITH ORDINALITY AS u("+strings.Join(aliases, ", ")+
+		", n) WHERE EXISTS (SELECT 1 FROM "+t.ident+" t WHERE "+strings.Join(on, " AND ")+")", args...)
+	if err != nil {
+		return nil, fmt.Errorf("look for the rows there of %s: %w", t.ident, err)
+	}
+	there := make([]bool, len(keys))
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&n}, func() error {
+		if n >= 1 && n <= int64(len(keys)) {
+			there[n-1] = true
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("look for the rows there of %s: %w", t.ident, err)
+	}
+	return there, nil
 }
 
 // copyFrom writes data, rows of cols in COPY's text format, into t with
@@ -509,58 +590,46 @@ func (l *textLines) kept() []byte {
 
 // dropRowsThere leaves out the lines whose keys are the keys of rows of t:
 // read as the range of keys from the first line's to the last's when
-// ordered, else by each line's key.
+// ordered (integer keys, whose text is the row's), else by each line's key.
 func (s *Sink) dropRowsThere(ctx context.Context, tx pgx.Tx, t *table, lines *textLines, ordered bool) error {
-	cols := lines.keyCols()
 	if len(lines.data) == 0 {
 		return nil
 	}
-	sel := make([]string, len(cols))
+	if !ordered {
+		keys := make([][]*string, len(lines.lineKeys()))
+		for i, k := range lines.lineKeys() {
+			keys[i] = make([]*string, len(k))
+			for j := range k {
+				keys[i][j] = &k[j]
+			}
+		}
+		there, err := rowsThere(ctx, tx, t, lines.keyCols(), keys)
+		if err != nil {
+			return err
+		}
+		lines.drop(there)
+		return nil
+	}
+	cols := lines.keyCols()
+	sel, lo, hi := make([]string, len(cols)), make([]string, len(cols)), make([]string, len(cols))
 	for i, c := range cols {
 		sel[i] = "t." + pgx.Identifier{c}.Sanitize() + "::text"
+		lo[i] = fmt.Sprintf("$%d::text::%s", i+1, t.types[c])
+		hi[i] = fmt.Sprintf("$%d::text::%s", len(cols)+i+1, t.types[c])
 	}
-	var (
-		query string
-		args  []any
-	)
-	if ordered {
-		// The first and the last line's keys only: the lines need not be
-		// read unless rows are there.
-		first, _, _ := bytes.Cut(lines.data, []byte("\n"))
-		last := lines.data[bytes.LastIndexByte(lines.data[:len(lines.data)-1], '\n')+1:]
-		lo, hi := make([]string, len(cols)), make([]string, len(cols))
-		for i, c := range cols {
-			lo[i] = fmt.Sprintf("$%d::text::%s", i+1, t.types[c])
-			hi[i] = fmt.Sprintf("$%d::text::%s", len(cols)+i+1, t.types[c])
+	// The first and the last line's keys only: the lines need not be read
+	// unless rows are there.
+	first, _, _ := bytes.Cut(lines.data, []byte("\n"))
+	last := lines.data[bytes.LastIndexByte(lines.data[:len(lines.data)-1], '\n')+1:]
+	var args []any
+	for _, line := range [][]byte{first, last} {
+		for _, v := range lineKey(line, lines.key.At) {
+			args = append(args, v)
 		}
-		for _, line := range [][]byte{first, last} {
-			for _, v := range lineKey(line, lines.key.At) {
-				args = append(args, v)
-			}
-		}
-		tuple := "(t." + strings.Join(quoteAll(cols), ", t.") + ")"
-		query = "SELECT " + strings.Join(sel, ", ") + " FROM " + t.ident + " t WHERE " + tuple + " >= (" + strings.Join(lo, ", ") +
-			") AND " + tuple + " <= (" + strings.Join(hi, ", ") + ")"
-	} else {
-		keys := lines.lineKeys()
-		params, on := make([]string, len(cols)), make([]string, len(cols))
-		for i, c := range cols {
-			vals := make([]*string, len(keys))
-			for j, k := range keys {
-				vals[j] = &k[i]
-			}
-			args = append(args, vals)
-			params[i] = fmt.Sprintf("$%d::text[]", i+1)
-			on[i] = fmt.Sprintf("t.%s = u.k%d::%s", pgx.Identifier{c}.Sanitize(), i+1, t.types[c])
-		}
-		aliases := make([]string, len(cols))
-		for i := range cols {
-			aliases[i] = fmt.Sprintf("k%d", i+1)
-		}
-		query = "SELECT " + strings.Join(sel, ", ") + " FROM unnest(" + strings.Join(params, ", ") + ") AS u(" + strings.Join(aliases, ", ") +
-			") JOIN " + t.ident + " t ON " + strings.Join(on, " AND ")
 	}
-	rows, err := tx.Query(ctx, query, args...)
+	tuple := "(t." + strings.Join(quoteAll(cols), ", t.") + ")"
+	rows, err := tx.Query(ctx, "SELECT "+strings.Join(sel, ", ")+" FROM "+t.ident+" t WHERE "+tuple+" >= ("+strings.Join(lo, ", ")+
+		") AND "+tuple+" <= ("+strings.Join(hi, ", ")+")", args...)
 	if err != nil {
 		return fmt.Errorf("read the rows there of %s: %w", t.ident, err)
 	}
