@@ -402,7 +402,7 @@ func measureBackfill(b *testing.B, source string) backfillBench {
 			settings = append(settings, backfillTuned) // below the aim: does tuning help?
 		}
 	}
-	logSummary(b, "\n" + l.summary())
+	logSummary(b, "\n"+l.summary())
 	return l
 }
 

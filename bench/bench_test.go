@@ -288,10 +288,10 @@ func measureThroughput(b *testing.B, w workload) throughput {
 	if !exact {
 		note = "  pg_recvlogical stopped on a keepalive, after decoding WAL written after the workload: its rate is understated\n"
 	}
-	logSummary(b, "\n" + t.summary(w) + "\n" + note +
+	logSummary(b, "\n"+t.summary(w)+"\n"+note+
 		fmt.Sprintf("  apply: %s batches of %s changes on average; writing them to the target (sink.Apply) took %.1f s of the %.1f s end to end\n",
-			thousands(float64(batches)), thousands(changes/float64(max(batches, 1))), inSink, done.Sub(first).Seconds()) +
-		"  " + cpu.String())
+			thousands(float64(batches)), thousands(changes/float64(max(batches, 1))), inSink, done.Sub(first).Seconds())+
+		"  "+cpu.String())
 	return t
 }
 

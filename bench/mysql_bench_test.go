@@ -510,7 +510,7 @@ func measureMySQLCapture(b *testing.B) mysqlCapture {
 	if from.File == to.File {
 		c.binlogBytes = int64(to.Offset) - int64(from.Offset)
 	}
-	logSummary(b, "\n" + c.summary())
+	logSummary(b, "\n"+c.summary())
 	return c
 }
 
@@ -622,9 +622,9 @@ func measureMySQLEndToEnd(b *testing.B, backlog bool) mysqlEndToEnd {
 		copy:     changes / (&env{tgt: tgt}).copyRows(ctx, b).Seconds(),
 		generate: changes / generated.Seconds(),
 	}
-	logSummary(b, "\n" + t.summary() + "\n" +
+	logSummary(b, "\n"+t.summary()+"\n"+
 		fmt.Sprintf("  apply: %s batches of %s changes on average; writing them to the target (sink.Apply) took %.1f s of the %.1f s end to end\n",
-			thousands(float64(batches)), thousands(changes/float64(max(batches, 1))), inSink, done.Sub(first).Seconds()) +
-		"  " + strings.Replace(cpu.String(), "postgres", "servers (mariadbd, postgres)", 1))
+			thousands(float64(batches)), thousands(changes/float64(max(batches, 1))), inSink, done.Sub(first).Seconds())+
+		"  "+strings.Replace(cpu.String(), "postgres", "servers (mariadbd, postgres)", 1))
 	return t
 }

@@ -189,7 +189,7 @@ func measureLargeTx(b *testing.B) largeTx {
 		l.logMiB = float64(to.Offset-from.Offset) / (1 << 20)
 	}
 
-	logSummary(b, "\n" + l.summary())
+	logSummary(b, "\n"+l.summary())
 	l.checkBounded(b)
 	return l
 }

@@ -140,7 +140,7 @@ func measurePGLargeTx(b *testing.B) pgLargeTx {
 	if !exact {
 		note = "\n  pg_recvlogical stopped on a keepalive, after decoding WAL written after the transaction: its rate is understated"
 	}
-	logSummary(b, "\n" + l.summary() + note)
+	logSummary(b, "\n"+l.summary()+note)
 	l.checkBounded(b)
 	return l
 }

@@ -272,7 +272,7 @@ func measureReconcile(b *testing.B) reconcileBench {
 			b.Fatalf("sweep, chunk_rows %d: %d checked, want %d (source rows and target keys)", s.chunkRows, s.checked, 2*reconcileRows)
 		}
 	}
-	logSummary(b, "\n" + l.summary())
+	logSummary(b, "\n"+l.summary())
 	return l
 }
 
@@ -643,7 +643,7 @@ wait:
 	if err := <-served; err != nil {
 		b.Fatalf("detection: ServeReconcile: %v", err)
 	}
-	logSummary(b, "\n" + d.summary())
+	logSummary(b, "\n"+d.summary())
 	if d.settles() < 1 || (d.pass-d.predicted()).Abs() > detectTolerance {
 		b.Errorf("detection: the pass took %.1f s, the model (reads at the rate, then whole settle waits) %.1f s: the extrapolation to %s rows does not hold",
 			d.pass.Seconds(), d.predicted().Seconds(), thousands(reconcileRows))
