@@ -43,16 +43,7 @@ func TestLockRow_ConcurrentUpdateWaitsUntilFnReturns(t *testing.T) {
 	dsn := testenv.NewMariaDBDatabase(t)
 	mustExec(t, sourceDB(t, dsn), "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(10))", "INSERT INTO items VALUES (1, 'one'), (2, 'two')")
 	ctx := t.Context()
-	r, err := mysql.NewTableReader(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	pool, err := mysqlurl.Open(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	r, pool := readerAndPool(t, dsn)
 	writer, err := pool.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -83,4 +74,56 @@ func TestLockRow_ConcurrentUpdateWaitsUntilFnReturns(t *testing.T) {
 				writerID).Scan(&waiting)
 			return waiting == 1, err
 		})
+}
+
+func TestTableReader_LoadCountsThreadsRunning(t *testing.T) {
+	dsn := testenv.NewMariaDBDatabase(t)
+	r, pool := readerAndPool(t, dsn)
+	capturetest.LoadCountsBusyStatements(t, r, func(ctx context.Context, n int) func() {
+		// A named lock held by one connection; n others wait for it in a
+		// statement that gives it back at once, so that all finish once it
+		// is released.
+		holder, err := pool.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := holder.ExecContext(ctx, "SELECT GET_LOCK('tandem_load', 0)"); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, n)
+		for range n {
+			go func() {
+				_, err := pool.ExecContext(ctx, "SELECT GET_LOCK('tandem_load', 60) + RELEASE_LOCK('tandem_load')")
+				done <- err
+			}()
+		}
+		return func() {
+			if _, err := holder.ExecContext(ctx, "SELECT RELEASE_LOCK('tandem_load')"); err != nil {
+				t.Error(err)
+			}
+			holder.Close()
+			for range n {
+				if err := <-done; err != nil {
+					t.Errorf("waiting statement: %v", err)
+				}
+			}
+		}
+	})
+}
+
+// readerAndPool opens a TableReader and a connection pool on dsn, closed
+// when t ends.
+func readerAndPool(t *testing.T, dsn string) (*mysql.TableReader, *sql.DB) {
+	t.Helper()
+	r, err := mysql.NewTableReader(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	pool, err := mysqlurl.Open(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	return r, pool
 }

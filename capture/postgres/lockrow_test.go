@@ -9,6 +9,7 @@ import (
 
 	"github.com/tandemcdc/tandem/capture/capturetest"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
 func TestLockRow_ReadsTheRowAsChunkDoesByKeysOfEveryKind(t *testing.T) {
@@ -54,5 +55,17 @@ func TestLockRow_ConcurrentUpdateWaitsUntilFnReturns(t *testing.T) {
 		var event string
 		err := f.conn.QueryRow(ctx, `SELECT coalesce(wait_event_type, '') FROM pg_stat_activity WHERE pid = $1`, writer.PgConn().PID()).Scan(&event)
 		return event == "Lock", err
+	})
+}
+
+func TestTableReader_LoadCountsActiveSessions(t *testing.T) {
+	f := newFixture(t, "")
+	r, err := NewTableReader(t.Context(), f.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	capturetest.LoadCountsBusyStatements(t, r, func(ctx context.Context, n int) func() {
+		return testenv.KeepPostgresBusy(t, f.dsn, n)
 	})
 }

@@ -44,6 +44,8 @@ const (
 	DefaultReconcileSettle   time.Duration = 5 * time.Second  // reconcile.settle
 	DefaultChunkRows                       = 5000             // backfill.chunk_rows
 	DefaultParallel                        = 4                // backfill.parallel
+	DefaultMaxLagSeconds                   = 30               // backfill.max_lag_seconds
+	DefaultMaxSourceLoad                   = 32               // backfill.max_source_load
 	DefaultListen                          = "127.0.0.1:9187" // http.listen
 )
 
@@ -216,6 +218,15 @@ type Backfill struct {
 	ChunkRows        int // yaml chunk_rows: rows per chunk, default 5000, > 0
 	Parallel         int // tables or chunks copied at once, default 4, > 0
 	MaxRowsPerSecond int // yaml max_rows_per_second: throttle, >= 0, 0 = unthrottled
+	// MaxLagSeconds (yaml max_lag_seconds): the copy pauses while any
+	// mapping's tandem_replication_lag_seconds is above it; default 30,
+	// -1: never.
+	MaxLagSeconds int
+	// MaxSourceLoad (yaml max_source_load): the copy pauses while more
+	// statements than this run on the source (PostgreSQL: active client
+	// sessions other than tandem's; MySQL: Threads_running); default 32,
+	// -1: never.
+	MaxSourceLoad int
 }
 
 // HTTP configures the /metrics, /healthz and /readyz server.
@@ -263,6 +274,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Backfill.Parallel == 0 {
 		c.Backfill.Parallel = DefaultParallel
+	}
+	if c.Backfill.MaxLagSeconds == 0 {
+		c.Backfill.MaxLagSeconds = DefaultMaxLagSeconds
+	}
+	if c.Backfill.MaxSourceLoad == 0 {
+		c.Backfill.MaxSourceLoad = DefaultMaxSourceLoad
 	}
 	c.HTTP.Listen = orDefault(c.HTTP.Listen, DefaultListen)
 	for i := range c.Mappings {

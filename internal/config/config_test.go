@@ -108,7 +108,7 @@ func TestParse_ContractExampleGivesTheExactConfig(t *testing.T) {
 				Pos:    at(40, 7),
 			}},
 		},
-		Backfill: Backfill{ChunkRows: 5000, Parallel: 4, MaxRowsPerSecond: 0},
+		Backfill: Backfill{ChunkRows: 5000, Parallel: 4, MaxRowsPerSecond: 0, MaxLagSeconds: 30, MaxSourceLoad: 32},
 		HTTP:     HTTP{Listen: "127.0.0.1:9187"},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
@@ -162,7 +162,7 @@ func TestParse_AbsentKeysGetDefaults(t *testing.T) {
 			Pos: at(9, 11),
 		}},
 		Reconcile: Reconcile{Interval: time.Minute, ChunkRows: DefaultReconcileChunk, MaxRowsPerSecond: DefaultReconcileRate, Settle: DefaultReconcileSettle},
-		Backfill:  Backfill{ChunkRows: 5000, Parallel: 4},
+		Backfill:  Backfill{ChunkRows: 5000, Parallel: 4, MaxLagSeconds: 30, MaxSourceLoad: 32},
 		HTTP:      HTTP{Listen: "127.0.0.1:9187"},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
@@ -242,7 +242,7 @@ func TestParse_ExplicitValuesOverrideDefaults(t *testing.T) {
 reconcile:
   interval: 90s
   tolerate: [float_epsilon, time_precision_ms, case_insensitive]
-backfill: {chunk_rows: 100, parallel: 1, max_rows_per_second: 250}
+backfill: {chunk_rows: 100, parallel: 1, max_rows_per_second: 250, max_lag_seconds: -1, max_source_load: 8}
 http: {listen: ":0"}
 `, nil)
 	want := Kafka{Brokers: []string{"k1:9092", "k2:9092"}, TopicPrefix: "mig-2024.v1", Partitions: 3, Group: "blue"}
@@ -253,7 +253,7 @@ http: {listen: ":0"}
 	if diff := cmp.Diff(wantR, c.Reconcile); diff != "" {
 		t.Errorf("Reconcile mismatch (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(Backfill{ChunkRows: 100, Parallel: 1, MaxRowsPerSecond: 250}, c.Backfill); diff != "" {
+	if diff := cmp.Diff(Backfill{ChunkRows: 100, Parallel: 1, MaxRowsPerSecond: 250, MaxLagSeconds: -1, MaxSourceLoad: 8}, c.Backfill); diff != "" {
 		t.Errorf("Backfill mismatch (-want +got):\n%s", diff)
 	}
 	if c.HTTP.Listen != ":0" {

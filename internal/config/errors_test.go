@@ -118,13 +118,15 @@ func TestParse_BadInputGivesExactErrors(t *testing.T) {
 		},
 		{
 			name: "explicit zeros are not defaults",
-			yaml: head + "  mysql: {server_id: 0}\nkafka: {partitions: 0}\nreconcile: {interval: 0s}\nbackfill: {chunk_rows: 0, parallel: -1, max_rows_per_second: -5}\n",
+			yaml: head + "  mysql: {server_id: 0}\nkafka: {partitions: 0}\nreconcile: {interval: 0s}\nbackfill: {chunk_rows: 0, parallel: -1, max_rows_per_second: -5, max_lag_seconds: 0, max_source_load: -2}\n",
 			want: "tandem.yaml:8:22: source.mysql.server_id: must be a whole number from 1 to 4294967295\n" +
 				"tandem.yaml:9:21: kafka.partitions: must be from 1 to 10000\n" +
 				"tandem.yaml:10:23: reconcile.interval: must be more than 0\n" +
 				"tandem.yaml:11:24: backfill.chunk_rows: must be more than 0\n" +
 				"tandem.yaml:11:37: backfill.parallel: must be more than 0\n" +
-				"tandem.yaml:11:62: backfill.max_rows_per_second: must be 0 (unthrottled) or more",
+				"tandem.yaml:11:62: backfill.max_rows_per_second: must be 0 (unthrottled) or more\n" +
+				"tandem.yaml:11:83: backfill.max_lag_seconds: must be more than 0, or -1 never to pause for lag\n" +
+				"tandem.yaml:11:103: backfill.max_source_load: must be more than 0, or -1 never to pause for the source's load",
 		},
 		{
 			name: "unset variable",

@@ -541,6 +541,8 @@ func (d *decoder) backfill(n *yaml.Node, path string, b *Backfill) {
 		field{"chunk_rows", setInt(d, &b.ChunkRows)},
 		field{"parallel", setInt(d, &b.Parallel)},
 		field{"max_rows_per_second", setInt(d, &b.MaxRowsPerSecond)},
+		field{"max_lag_seconds", setInt(d, &b.MaxLagSeconds)},
+		field{"max_source_load", setInt(d, &b.MaxSourceLoad)},
 	)
 }
 

@@ -84,6 +84,12 @@ func (v *validator) run() {
 	if b.MaxRowsPerSecond < 0 {
 		v.add(Pos{}, "backfill.max_rows_per_second", "must be 0 (unthrottled) or more")
 	}
+	if b.MaxLagSeconds <= 0 && b.MaxLagSeconds != -1 {
+		v.add(Pos{}, "backfill.max_lag_seconds", "must be more than 0, or -1 never to pause for lag")
+	}
+	if b.MaxSourceLoad <= 0 && b.MaxSourceLoad != -1 {
+		v.add(Pos{}, "backfill.max_source_load", "must be more than 0, or -1 never to pause for the source's load")
+	}
 
 	if l := c.HTTP.Listen; l == "" {
 		v.add(Pos{}, "http.listen", "required: host:port")

@@ -88,7 +88,7 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 		Tables: tables, ChunkRows: cfg.Backfill.ChunkRows, Parallel: cfg.Backfill.Parallel,
 		MaxRowsPerSecond: float64(cfg.Backfill.MaxRowsPerSecond), Restart: opts.Backfill.Restart,
 		ProgressEvery: opts.Backfill.LogEvery,
-		Pause:         backfillPause(reader, gatherer),
+		Pause:         backfillPause(cfg.Backfill, reader, gatherer),
 		Verbatim:      verbatim,
 	}, reader, store, w.write, log, backfill.NewMetrics(reg))
 	return b, nil
@@ -329,28 +329,25 @@ func (w *copyWriter) record(ev *change.Event) (*kgo.Record, error) {
 	return &kgo.Record{Topic: kafka.Topic(w.prefix, ev.Table), Partition: -1, Offset: int64(h.Sum64() >> 1), Key: key, Value: val}, nil
 }
 
-// The backfill pauses while the stream lags or the source is busy: the
-// copy is the work that can wait.
-const (
-	pauseLagSeconds = 30 // tandem_replication_lag_seconds of any mapping
-	pauseSourceLoad = 32 // PostgreSQL active sessions / MySQL Threads_running
-)
-
-// backfillPause says why the copy should wait now, or "".
-func backfillPause(reader backfill.Reader, g prometheus.Gatherer) func(context.Context) (string, error) {
+// backfillPause says why the copy should wait now, or "": the backfill
+// pauses while the stream lags or the source is busy (cfg's
+// max_lag_seconds and max_source_load; -1 never), the copy being the work
+// that can wait. The lag is tandem_replication_lag_seconds of any mapping
+// this process applies.
+func backfillPause(cfg config.Backfill, reader backfill.Reader, g prometheus.Gatherer) func(context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
-		if g != nil {
-			if lag := maxGauge(g, "tandem_replication_lag_seconds"); lag > pauseLagSeconds {
-				return fmt.Sprintf("replication lag %.0fs > %ds", lag, pauseLagSeconds), nil
+		if g != nil && cfg.MaxLagSeconds >= 0 {
+			if lag := maxGauge(g, "tandem_replication_lag_seconds"); lag > float64(cfg.MaxLagSeconds) {
+				return fmt.Sprintf("replication lag %.0fs > backfill.max_lag_seconds %d", lag, cfg.MaxLagSeconds), nil
 			}
 		}
-		if lr, ok := reader.(backfill.LoadReader); ok {
+		if lr, ok := reader.(backfill.LoadReader); ok && cfg.MaxSourceLoad >= 0 {
 			n, err := lr.Load(ctx)
 			if err != nil {
 				return "", err
 			}
-			if n > pauseSourceLoad {
-				return fmt.Sprintf("source load: %d statements running > %d", n, pauseSourceLoad), nil
+			if n > cfg.MaxSourceLoad {
+				return fmt.Sprintf("source load: %d statements running > backfill.max_source_load %d", n, cfg.MaxSourceLoad), nil
 			}
 		}
 		return "", nil

@@ -544,18 +544,76 @@ func writeUntilStopped(ctx context.Context, write func(ctx context.Context, i in
 // its log said what.
 func runBackfillSaying(t *testing.T, ctx context.Context, cfg *config.Config, what string) bool {
 	t.Helper()
-	var logs strings.Builder
-	var mu sync.Mutex
-	bo := pipeline.BackfillOptions{}
-	if err := pipeline.Run(ctx, cfg, pipeline.Options{
-		Roles: pipeline.Roles{Capture: true, Apply: true}, Backfill: &bo,
-		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(pipelinetest.LogWriter{TB: t}, lockedWriter{&mu, &logs}), nil)),
-	}); err != nil {
+	logs, wait := startBackfill(t, ctx, cfg)
+	if _, err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return strings.Contains(logs.String(), what)
+	return strings.Contains(logs(), what)
+}
+
+// startBackfill starts a backfill like runBackfill; logs returns what it
+// logged so far, wait waits for it.
+func startBackfill(t *testing.T, ctx context.Context, cfg *config.Config) (logs func() string, wait func() (backfill.Summary, error)) {
+	t.Helper()
+	var (
+		mu  sync.Mutex
+		buf strings.Builder
+		sum backfill.Summary
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- pipeline.Run(ctx, cfg, pipeline.Options{
+			Roles: pipeline.Roles{Capture: true, Apply: true}, Backfill: &pipeline.BackfillOptions{Done: func(s backfill.Summary) { sum = s }},
+			Logger: slog.New(slog.NewTextHandler(io.MultiWriter(pipelinetest.LogWriter{TB: t}, lockedWriter{&mu, &buf}), nil)),
+		})
+	}()
+	logs = func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.String()
+	}
+	return logs, func() (backfill.Summary, error) { err := <-done; return sum, err }
+}
+
+// TestBackfill_PausesWhileTheSourceIsBusy starts a backfill while more
+// statements run on the source than backfill.max_source_load: it copies
+// nothing and says why until they end, then copies everything, counting
+// the pause as throttled time.
+func TestBackfill_PausesWhileTheSourceIsBusy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m := newMigration(t)
+	w := &shop.Workload{Src: m.Src, Seed: 91}
+	if err := w.History(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})+
+		"backfill:\n  chunk_rows: 40\n  max_source_load: 2\n")
+	release := testenv.KeepPostgresBusy(t, m.SrcDSN, 3)
+	logs, wait := startBackfill(t, ctx, cfg)
+	testenv.WaitFor(t, "the backfill to pause for the source's load", time.Minute, func() (bool, error) {
+		return strings.Contains(logs(), "backfill paused") && strings.Contains(logs(), "> backfill.max_source_load 2"), nil
+	})
+	var copied int64
+	if err := m.Tgt.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM tandem.backfills`).Scan(&copied); err != nil {
+		t.Fatal(err)
+	}
+	if copied != 0 {
+		t.Errorf("the paused backfill copied %d rows", copied)
+	}
+	release()
+	sum, err := wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs(), "backfill resumed") {
+		t.Error("the backfill did not log its resumption")
+	}
+	if sum.Throttled <= 0 {
+		t.Errorf("throttled %v, want the pause counted", sum.Throttled)
+	}
+	start(t, cfg)
+	waitConverged(t, m, time.Minute)
 }
 
 // verbatimLog is what a backfill logs of a table it copies as COPY text.
