@@ -22,10 +22,12 @@
 //     copy never overwrites the stream and the stream always overwrites the
 //     copy. A chunk read verbatim (TextReader) is the same copy: it goes in
 //     by COPY, without the lines whose keys have tombstones (read under the
-//     copy lock, so none can appear meanwhile), or when that cannot be
-//     told from the text (keys of other types than integers and strings),
-//     or a row with one of its keys exists, it is decoded and written row
-//     by row.
+//     copy lock, so none can appear meanwhile) or are keys of rows the
+//     target holds (read before the COPY; a row the stream writes in
+//     between makes the COPY fail on its key). When the keys cannot be
+//     read off the text (types other than integers and strings) and the
+//     table has tombstones or a row there, or the COPY fails so, the chunk
+//     is decoded and written row by row.
 //   - Deletes: every transaction that deletes from a target table holds
 //     that table's copy lock shared, from before its DELETE to its commit;
 //     every transaction that copies into it holds the lock exclusive, from
