@@ -211,7 +211,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_backfill_rows_total",
-			Help: "Rows copied by backfill into the change stream, by source table.",
+			Help: "Rows copied by backfill into the target, by source table.",
 		}, []string{"table"}),
 		Estimated: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tandem_backfill_rows_estimated",

@@ -64,8 +64,8 @@ type EstimateReport struct {
 // Estimate samples each table's copy without writing anything: it reads
 // chunks in key order for up to SampleFor (or MaxChunks chunks), measures
 // the read rate and row size, and projects how long the copy would take.
-// The projection counts reading only: producing to Kafka and applying to
-// the target come on top, so it is a lower bound.
+// The projection counts reading only: writing to the target comes on top,
+// so it is a lower bound.
 func Estimate(ctx context.Context, reader Reader, cfg EstimateConfig) (*EstimateReport, error) {
 	if cfg.ChunkRows <= 0 {
 		cfg.ChunkRows = 5000

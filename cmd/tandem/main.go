@@ -46,9 +46,9 @@ Verbs:
   run        capture, apply and HTTP (/metrics, /healthz, /readyz) in one process
   capture    only source -> Kafka (needs kafka.brokers)
   apply      only Kafka -> transform -> target (needs kafka.brokers)
-  backfill   copy the rows the source tables hold now into the stream, chunked and
-             resumable; exits once the copy is in the target (embedded broker) or
-             in Kafka (kafka.brokers set: run it beside capture and apply)
+  backfill   copy the rows the source tables hold now into the target, beside the
+             stream, chunked and resumable; exits once the copy is in the target
+             (with kafka.brokers set, run it beside capture and apply)
              [--table schema.table]... [--restart] [--estimate]; a live display
              when stdout is a terminal, log lines otherwise; --estimate reads each
              table for a few seconds and projects the copy's duration, writing nothing

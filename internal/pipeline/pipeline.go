@@ -35,7 +35,7 @@ type Roles struct {
 }
 
 // BackfillOptions ask Run to copy the existing rows of the source tables
-// into the stream, beside the roles, and to stop once that copy is durable.
+// into the target, beside the roles, and to stop once that copy is durable.
 type BackfillOptions struct {
 	Tables  []string // source tables to copy ("schema.table"); empty: all configured
 	Restart bool     // forget saved progress and copy everything again

@@ -44,8 +44,9 @@ func PrintEstimate(w io.Writer, rep *backfill.EstimateReport, limit float64) err
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "Projections count reading only, %d tables at once, largest first: producing to Kafka and\n"+
-		"applying to the target come on top, so the copy takes at least this long. Nothing was written.\n", rep.Parallel)
+	_, err := fmt.Fprintf(w, "Projections count reading the source only, %d tables at once, largest first: writing to the\n"+
+		"target comes on top, so the copy takes at least this long (the live display of `tandem backfill`\n"+
+		"shows the real rate within seconds). Nothing was written.\n", rep.Parallel)
 	return err
 }
 

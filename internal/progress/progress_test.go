@@ -147,8 +147,9 @@ shop.orders     ~1.0M                    30000 in 3s  10000/s    120        1m40
 shop.customers  300 (exact)              300 in 20ms  15000/s    64         20ms       300ms
 shop.notes      >= 5000 (no statistics)  5000 in 3s   1667/s     2048       3s         5s
 total           1.0M                                                        1m40s      16m45s
-Projections count reading only, 4 tables at once, largest first: producing to Kafka and
-applying to the target come on top, so the copy takes at least this long. Nothing was written.
+Projections count reading the source only, 4 tables at once, largest first: writing to the
+target comes on top, so the copy takes at least this long (the live display of ` + "`tandem backfill`" + `
+shows the real rate within seconds). Nothing was written.
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("estimate (-want +got):\n%s", diff)
