@@ -84,6 +84,10 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 		}
 	}
 	gatherer, _ := reg.(prometheus.Gatherer)
+	if !opts.Roles.Apply && cfg.Backfill.MaxLagSeconds >= 0 {
+		log.Warn("backfill: this process applies no mapping, so it cannot see the stream's lag and does not pause for it (backfill.max_lag_seconds); it still pauses for the source's load",
+			"max_lag_seconds", cfg.Backfill.MaxLagSeconds)
+	}
 	b.runner = backfill.New(backfill.Config{
 		Tables: tables, ChunkRows: cfg.Backfill.ChunkRows, Parallel: cfg.Backfill.Parallel,
 		MaxRowsPerSecond: float64(cfg.Backfill.MaxRowsPerSecond), Restart: opts.Backfill.Restart,

@@ -544,16 +544,16 @@ func writeUntilStopped(ctx context.Context, write func(ctx context.Context, i in
 // its log said what.
 func runBackfillSaying(t *testing.T, ctx context.Context, cfg *config.Config, what string) bool {
 	t.Helper()
-	logs, wait := startBackfill(t, ctx, cfg)
+	logs, wait := startBackfill(t, ctx, cfg, pipeline.Roles{Capture: true, Apply: true})
 	if _, err := wait(); err != nil {
 		t.Fatal(err)
 	}
 	return strings.Contains(logs(), what)
 }
 
-// startBackfill starts a backfill like runBackfill; logs returns what it
-// logged so far, wait waits for it.
-func startBackfill(t *testing.T, ctx context.Context, cfg *config.Config) (logs func() string, wait func() (backfill.Summary, error)) {
+// startBackfill starts a backfill like runBackfill, in a process running
+// roles too; logs returns what it logged so far, wait waits for it.
+func startBackfill(t *testing.T, ctx context.Context, cfg *config.Config, roles pipeline.Roles) (logs func() string, wait func() (backfill.Summary, error)) {
 	t.Helper()
 	var (
 		mu  sync.Mutex
@@ -563,7 +563,7 @@ func startBackfill(t *testing.T, ctx context.Context, cfg *config.Config) (logs 
 	done := make(chan error, 1)
 	go func() {
 		done <- pipeline.Run(ctx, cfg, pipeline.Options{
-			Roles: pipeline.Roles{Capture: true, Apply: true}, Backfill: &pipeline.BackfillOptions{Done: func(s backfill.Summary) { sum = s }},
+			Roles: roles, Backfill: &pipeline.BackfillOptions{Done: func(s backfill.Summary) { sum = s }},
 			Logger: slog.New(slog.NewTextHandler(io.MultiWriter(pipelinetest.LogWriter{TB: t}, lockedWriter{&mu, &buf}), nil)),
 		})
 	}()
@@ -590,7 +590,7 @@ func TestBackfill_PausesWhileTheSourceIsBusy(t *testing.T) {
 	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})+
 		"backfill:\n  chunk_rows: 40\n  max_source_load: 2\n")
 	release := testenv.KeepPostgresBusy(t, m.SrcDSN, 3)
-	logs, wait := startBackfill(t, ctx, cfg)
+	logs, wait := startBackfill(t, ctx, cfg, pipeline.Roles{Capture: true, Apply: true})
 	testenv.WaitFor(t, "the backfill to pause for the source's load", time.Minute, func() (bool, error) {
 		return strings.Contains(logs(), "backfill paused") && strings.Contains(logs(), "> backfill.max_source_load 2"), nil
 	})
@@ -609,12 +609,19 @@ func TestBackfill_PausesWhileTheSourceIsBusy(t *testing.T) {
 	if !strings.Contains(logs(), "backfill resumed") {
 		t.Error("the backfill did not log its resumption")
 	}
+	if strings.Contains(logs(), lagBlindLog) {
+		t.Errorf("a backfill beside the apply role said %q", lagBlindLog)
+	}
 	if sum.Throttled <= 0 {
 		t.Errorf("throttled %v, want the pause counted", sum.Throttled)
 	}
 	start(t, cfg)
 	waitConverged(t, m, time.Minute)
 }
+
+// lagBlindLog is what a backfill logs when its process applies nothing,
+// so that backfill.max_lag_seconds cannot apply.
+const lagBlindLog = "cannot see the stream's lag"
 
 // verbatimLog is what a backfill logs of a table it copies as COPY text.
 const verbatimLog = "its chunks are copied as the source's text"
@@ -733,12 +740,13 @@ func TestBackfill_OverExternalKafkaBesideSeparateCaptureAndApply(t *testing.T) {
 	defer stopWriters()
 	errc := make(chan error, 1)
 	go func() { errc <- (&shop.Workload{Src: m.Src, Seed: 92}).Run(wctx, 0, 400) }()
-	var sum backfill.Summary
-	if err := pipeline.Run(ctx, cfg, pipeline.Options{
-		Backfill: &pipeline.BackfillOptions{Done: func(s backfill.Summary) { sum = s }},
-		Logger:   slog.New(slog.NewTextHandler(pipelinetest.LogWriter{TB: t}, nil)),
-	}); err != nil {
+	logs, wait := startBackfill(t, ctx, cfg, pipeline.Roles{})
+	sum, err := wait()
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(logs(), lagBlindLog) {
+		t.Errorf("a backfill without the apply role did not say %q", lagBlindLog)
 	}
 	if sum.Tables != 2 || sum.Rows < 1000 {
 		t.Errorf("backfill copied %d rows of %d tables, want >= 1000 of 2", sum.Rows, sum.Tables)
