@@ -345,7 +345,11 @@ var zonedLayouts = []string{
 // zonedTime parses text that names an instant with its UTC offset; ok is
 // false for anything else (text without an offset is left to the server).
 func zonedTime(s string) (t time.Time, ok bool) {
-	if len(s) < len("2006-01-02 15:04:05Z") {
+	// An offset follows the seconds: text without one (a DATETIME's, a
+	// PostgreSQL timestamp's) is not parsed, which cost four failed
+	// time.Parse calls per value.
+	const seconds = len("2006-01-02 15:04:05")
+	if len(s) <= seconds || !strings.ContainsAny(s[seconds:], "+-Z") {
 		return time.Time{}, false
 	}
 	for _, layout := range zonedLayouts {
