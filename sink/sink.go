@@ -210,6 +210,21 @@ type BackfillStore interface {
 type CopyLock struct {
 	Table  string
 	Copies bool
+	// Shared: the batch only copies (a backfill's chunk), so it may hold
+	// the lock together with other such batches; a batch that deletes
+	// from the table holds it alone.
+	Shared bool
+}
+
+// OnlyCopies reports whether every write is a Copy, as in a backfill's
+// chunk.
+func OnlyCopies(writes []Write) bool {
+	for i := range writes {
+		if writes[i].Op != Copy {
+			return false
+		}
+	}
+	return true
 }
 
 // CopyLocks returns the tables whose copy locks a batch of writes takes,
@@ -228,8 +243,9 @@ func CopyLocks(writes []Write) []CopyLock {
 		copies[w.Table] = copies[w.Table] || w.Op == Copy
 	}
 	out := make([]CopyLock, 0, len(copies))
+	shared := OnlyCopies(writes)
 	for _, t := range slices.Sorted(maps.Keys(copies)) {
-		out = append(out, CopyLock{Table: t, Copies: copies[t]})
+		out = append(out, CopyLock{Table: t, Copies: copies[t], Shared: shared})
 	}
 	return out
 }

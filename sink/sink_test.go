@@ -112,9 +112,15 @@ func TestCopyLocks_TablesCopiedIntoOrDeletedFromInTableOrder(t *testing.T) {
 	got := CopyLocks([]Write{
 		w(Upsert, "a"), w(Delete, "z"), w(Copy, "m"), w(Delete, "m"), w(InsertIfAbsent, "b"), w(Delete, "c"), w(Delete, "c"), w(Copy, "d"),
 	})
-	want := []CopyLock{{"c", false}, {"d", true}, {"m", true}, {"z", false}}
+	want := []CopyLock{{Table: "c"}, {Table: "d", Copies: true}, {Table: "m", Copies: true}, {Table: "z"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("CopyLocks (-want +got):\n%s", diff)
+	}
+	// A backfill's chunk, copies only, shares its tables' locks.
+	got = CopyLocks([]Write{w(Copy, "m"), w(Copy, "d"), w(Copy, "m")})
+	want = []CopyLock{{Table: "d", Copies: true, Shared: true}, {Table: "m", Copies: true, Shared: true}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("CopyLocks of copies only (-want +got):\n%s", diff)
 	}
 	if got := CopyLocks([]Write{w(Upsert, "a")}); len(got) != 0 {
 		t.Errorf("CopyLocks of an upsert: %v, want none", got)

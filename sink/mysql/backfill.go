@@ -274,15 +274,21 @@ func (s *Sink) tombstoned(ctx context.Context, tx *sql.Tx, name string, hashes [
 // A delete takes it only while a backfill is active, read in the same
 // statement: a delete that sees none needs no lock, as every chunk is read
 // after the backfill's state was saved, so after the delete's source
-// change. Unlike PostgreSQL's, the lock is exclusive for copies too: the
-// chunks of one table are written one at a time.
+// change. A backfill's chunk (copies only, sink.CopyLock.Shared) reads the
+// row LOCK IN SHARE MODE instead, so the chunks of one table are written
+// at once; the row was upserted before the transaction (ensureCopyLockRows),
+// since a shared lock on a missing row would be a gap lock. A locking read
+// is no consistent read either.
 func (s *Sink) copyLocks(writes []sink.Write) []statement {
 	locks := sink.CopyLocks(writes)
 	out := make([]statement, 0, len(locks))
 	for _, l := range locks {
 		name := l.Table
 		st := statement{what: "take the copy lock of", table: name}
-		if l.Copies {
+		if l.Copies && l.Shared {
+			st.sql = "SELECT target_table FROM " + s.copyLocksTable() + " WHERE target_table = ? LOCK IN SHARE MODE"
+			st.args = []any{name}
+		} else if l.Copies {
 			st.sql = "INSERT INTO " + s.copyLocksTable() + " (target_table) VALUES (?) ON DUPLICATE KEY UPDATE target_table = target_table"
 			st.args = []any{name}
 		} else {
@@ -293,4 +299,31 @@ func (s *Sink) copyLocks(writes []sink.Write) []statement {
 		out = append(out, st)
 	}
 	return out
+}
+
+// ensureCopyLockRows makes sure copy_locks holds the row of each table
+// that writes copy into as a backfill's chunk (sink.CopyLock.Shared), each
+// upserted on its own, once per table and Sink.
+func (s *Sink) ensureCopyLockRows(ctx context.Context, writes []sink.Write) error {
+	for _, l := range sink.CopyLocks(writes) {
+		if !l.Shared {
+			continue
+		}
+		s.mu.Lock()
+		done := s.lockRows[l.Table]
+		s.mu.Unlock()
+		if done {
+			continue
+		}
+		if _, err := s.db.ExecContext(ctx, "INSERT INTO "+s.copyLocksTable()+" (target_table) VALUES (?) ON DUPLICATE KEY UPDATE target_table = target_table", l.Table); err != nil {
+			return classified(s.copyLocksTable(), fmt.Errorf("make the copy lock of %s: %w", l.Table, err))
+		}
+		s.mu.Lock()
+		if s.lockRows == nil {
+			s.lockRows = map[string]bool{}
+		}
+		s.lockRows[l.Table] = true
+		s.mu.Unlock()
+	}
+	return nil
 }

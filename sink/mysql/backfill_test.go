@@ -1,6 +1,7 @@
 package mysql_test
 
 import (
+	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -459,14 +460,7 @@ func TestApply_ACopyWaitsForADeleteInFlightAndSkipsTheKeyItDeleted(t *testing.T)
 	tg := newTarget(t, shopDDL+`INSERT INTO items VALUES (1, 'one', 1, NULL), (2, 'two', 2, NULL);`)
 	backfill(t, tg.sink, "src.t", sink.BackfillRunning)
 	// A third transaction holds row 1: the delete of 1 and 3 waits there.
-	holder, err := tg.db.BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback()
-	if _, err := holder.ExecContext(t.Context(), "SELECT * FROM items WHERE id = 1 FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
+	holder := tg.hold(t, "SELECT * FROM items WHERE id = 1 FOR UPDATE")
 	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(1)}), item(sink.Delete, row{"id": int64(3)}))
 	tg.waitForLockWait(t, "DELETE")
 	// The copy of key 3, read from the source before its delete: it must
@@ -491,14 +485,7 @@ func TestApply_ADeleteWaitsForACopyInFlightAndRemovesWhatItCopied(t *testing.T) 
 	backfill(t, tg.sink, "src.t", sink.BackfillRunning)
 	// A third transaction inserts key 5, uncommitted: the copy of 4, 5
 	// and 6 waits for it.
-	holder, err := tg.db.BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback()
-	if _, err := holder.ExecContext(t.Context(), "INSERT INTO items VALUES (5, 'held', 5, NULL)"); err != nil {
-		t.Fatal(err)
-	}
+	holder := tg.hold(t, "INSERT INTO items VALUES (5, 'held', 5, NULL)")
 	copied := tg.applyAsync(t,
 		item(sink.Copy, row{"id": int64(4), "name": "four", "qty": int64(4), "note": nil}),
 		item(sink.Copy, row{"id": int64(5), "name": "five", "qty": int64(5), "note": nil}),
@@ -518,4 +505,42 @@ func TestApply_ADeleteWaitsForACopyInFlightAndRemovesWhatItCopied(t *testing.T) 
 	}
 	tg.wantRows(t, allItems, []row{{"id": "5", "name": "five", "qty": "5", "note": nil}})
 	tg.wantTombstones(t, []row{tomb("items", `["4"]`), tomb("items", `["6"]`)})
+}
+
+func TestApply_CopiesOfOneTableDoNotWaitForEachOther(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, shopDDL)
+	backfill(t, tg.sink, "src.t", sink.BackfillRunning)
+	// A third transaction inserts key 2, uncommitted: the copy of 2 waits
+	// for it, holding the table's copy lock.
+	holder := tg.hold(t, "INSERT INTO items VALUES (2, 'held', 2, NULL)")
+	held := tg.applyAsync(t, item(sink.Copy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": nil}))
+	tg.waitForLockWait(t, "`items`")
+	// Another chunk of the table is written meanwhile.
+	tg.apply(t, sink.Checkpoint{}, item(sink.Copy, row{"id": int64(7), "name": "seven", "qty": int64(7), "note": nil}))
+	if err := holder.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	tg.wantRows(t, allItems, []row{
+		{"id": "2", "name": "two", "qty": "2", "note": nil},
+		{"id": "7", "name": "seven", "qty": "7", "note": nil},
+	})
+}
+
+// hold runs stmt in a transaction left open, holding its locks until the
+// test commits or rolls it back (or ends).
+func (tg *target) hold(t *testing.T, stmt string) *sql.Tx {
+	t.Helper()
+	tx, err := tg.db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	if _, err := tx.ExecContext(t.Context(), stmt); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }

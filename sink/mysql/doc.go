@@ -25,10 +25,11 @@
 // sink.KeyText (an index cannot hold every key's text), the text is kept
 // beside it. A copied row is inserted unless a lookup of its tombstone in
 // the transaction finds one, or a row with its key exists (as
-// inserts-if-absent). The table's row in copy_locks, upserted first thing
-// in the transaction (an exclusive row lock), keeps copies and the
-// deletes of an active backfill apart; copies of one table therefore wait
-// for each other too.
+// inserts-if-absent). The table's row in copy_locks keeps copies and the
+// deletes of an active backfill apart: a batch that deletes upserts it
+// first thing in its transaction (an exclusive row lock), a backfill's
+// chunk reads it LOCK IN SHARE MODE, so that chunks of one table are
+// written at once.
 //
 // The sink fences batches like the PostgreSQL sink: the stored offset rows
 // are locked (SELECT ... FOR UPDATE) before anything is written, and a batch

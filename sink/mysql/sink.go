@@ -108,8 +108,9 @@ type Sink struct {
 	state     string // state database name
 	isolation sql.IsolationLevel
 
-	mu     sync.Mutex
-	tables map[string]*table
+	mu       sync.Mutex
+	tables   map[string]*table
+	lockRows map[string]bool // tables whose copy_locks row exists (ensureCopyLockRows)
 }
 
 // ErrTableNotFound is sink.ErrTableNotFound, under this package's name too.
@@ -421,6 +422,9 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 	offsets, err := sortedOffsets(cp.Offsets)
 	if err != nil {
 		return fmt.Errorf("group %s: %w", cp.Group, err)
+	}
+	if err := s.ensureCopyLockRows(ctx, b.Writes); err != nil {
+		return err
 	}
 	stmts := s.copyLocks(b.Writes)
 	for _, round := range sink.Compact(b.Writes) {

@@ -162,7 +162,6 @@ const copyLockKey = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
 func (s *Sink) copyLocks(ctx context.Context, writes []sink.Write) ([]statement, error) {
 	locks := sink.CopyLocks(writes)
 	out := make([]statement, 0, len(locks))
-	chunk := len(locks) > 0 && onlyCopies(writes) // a backfill's chunk
 	for _, l := range locks {
 		name := l.Table
 		t, err := s.describe(ctx, name)
@@ -171,7 +170,7 @@ func (s *Sink) copyLocks(ctx context.Context, writes []sink.Write) ([]statement,
 		}
 		st := statement{what: "take the copy lock of", table: name, args: []any{int64(copyLockClass), t.ident}}
 		switch {
-		case l.Copies && chunk:
+		case l.Copies && l.Shared:
 			st.sql = "SELECT pg_advisory_xact_lock_shared" + copyLockKey
 		case l.Copies:
 			// copies and deletes in one batch (not a backfill's chunk)

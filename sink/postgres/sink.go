@@ -236,8 +236,12 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 	if err != nil {
 		return err
 	}
+	// A batch of copies only (a backfill's chunk) needs no sink.Compact:
+	// copies of one key after the first change nothing however they are
+	// ordered (COPY fails on the second and copyStatement's ON CONFLICT DO
+	// NOTHING keeps the first), and there is no delete to order them after.
 	rounds := [][]sink.Write{b.Writes}
-	if !onlyCopies(b.Writes) {
+	if !sink.OnlyCopies(b.Writes) {
 		rounds = sink.Compact(b.Writes)
 	}
 	for _, round := range rounds {
@@ -323,20 +327,6 @@ SELECT count(*) FROM stored`, cp.Group, cp.Epoch, topics, parts, nexts, froms)
 		return fmt.Errorf("commit target transaction: %w", err)
 	}
 	return nil
-}
-
-// onlyCopies reports whether every write is a Copy, as in a backfill's
-// chunk. Such a batch needs no sink.Compact: copies of one key after the
-// first change nothing however they are ordered (COPY fails on the second
-// and copyStatement's ON CONFLICT DO NOTHING keeps the first), and there
-// is no delete to order them after.
-func onlyCopies(writes []sink.Write) bool {
-	for i := range writes {
-		if writes[i].Op != sink.Copy {
-			return false
-		}
-	}
-	return true
 }
 
 // sendBatch runs statements in tx as one pipelined batch.
