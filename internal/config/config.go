@@ -47,6 +47,7 @@ const (
 	DefaultMaxLagSeconds                   = 30               // backfill.max_lag_seconds
 	DefaultMaxSourceLoad                   = 32               // backfill.max_source_load
 	DefaultListen                          = "127.0.0.1:9187" // http.listen
+	DefaultStateSchema                     = "tandem"         // target.state_schema
 )
 
 // MaxPartitions is the largest kafka.partitions accepted.
@@ -141,7 +142,12 @@ type Kafka struct {
 type Target struct {
 	Kind string // KindPostgres or KindMySQL
 	DSN  Secret
-	Pos  Pos // position of the target key's value
+	// StateSchema (yaml state_schema) holds tandem's own tables (offsets,
+	// dead letters, backfill progress): a schema of the target database
+	// (PostgreSQL) or a database of the target server (MySQL), where
+	// every migration into the server needs its own. Default "tandem".
+	StateSchema string
+	Pos         Pos // position of the target key's value
 }
 
 // Mapping turns the rows of one source table into rows of one or more target
@@ -282,6 +288,7 @@ func (c *Config) SetDefaults() {
 		c.Backfill.MaxSourceLoad = DefaultMaxSourceLoad
 	}
 	c.HTTP.Listen = orDefault(c.HTTP.Listen, DefaultListen)
+	c.Target.StateSchema = orDefault(c.Target.StateSchema, DefaultStateSchema)
 	for i := range c.Mappings {
 		m := &c.Mappings[i]
 		m.Name = orDefault(m.Name, m.From)

@@ -58,9 +58,10 @@ func TestParse_ContractExampleGivesTheExactConfig(t *testing.T) {
 		},
 		Kafka: Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem"},
 		Target: Target{
-			Kind: "postgres",
-			DSN:  "postgres://app:s3cret@db.internal:5432/shop?sslmode=require",
-			Pos:  at(12, 3),
+			Kind:        "postgres",
+			DSN:         "postgres://app:s3cret@db.internal:5432/shop?sslmode=require",
+			StateSchema: "tandem",
+			Pos:         at(12, 3),
 		},
 		Mappings: []Mapping{{
 			Name: "shop.orders",
@@ -148,7 +149,7 @@ func TestParse_AbsentKeysGetDefaults(t *testing.T) {
 			Pos:       at(2, 3),
 		},
 		Kafka:  Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem"},
-		Target: Target{Kind: "mysql", DSN: "mysql://u:pw@h:3306/app", Pos: at(6, 3)},
+		Target: Target{Kind: "mysql", DSN: "mysql://u:pw@h:3306/app", StateSchema: "tandem", Pos: at(6, 3)},
 		Mappings: []Mapping{{
 			Name: "public.users",
 			From: "public.users",
@@ -388,5 +389,12 @@ func TestValidate_ConfigBuiltInCode(t *testing.T) {
 		"http.listen: must be host:port, such as 127.0.0.1:9187 or :9187, got \"9187\""
 	if err := c.Validate(); err == nil || err.Error() != want {
 		t.Errorf("Validate = %v\nwant %s", err, want)
+	}
+}
+
+func TestParse_TargetStateSchema(t *testing.T) {
+	c := mustParse(t, strings.Replace(minimal, "target:\n", "target:\n  state_schema: tandem_blue\n", 1), nil)
+	if c.Target.StateSchema != "tandem_blue" {
+		t.Errorf("StateSchema = %q, want tandem_blue", c.Target.StateSchema)
 	}
 }

@@ -129,6 +129,11 @@ func TestParse_BadInputGivesExactErrors(t *testing.T) {
 				"tandem.yaml:11:103: backfill.max_source_load: must be more than 0, or -1 never to pause for the source's load",
 		},
 		{
+			name: "state schema too long",
+			yaml: "target:\n  kind: postgres\n  dsn: postgres://u:pw@h/db\n  state_schema: " + strings.Repeat("s", 64) + "\n" + head[strings.Index(head, "source:"):],
+			want: "tandem.yaml:4:17: target.state_schema: must be a schema (PostgreSQL) or database (MySQL) name of 1 to 63 bytes",
+		},
+		{
 			name: "unset variable",
 			yaml: "source:\n  kind: mysql\n  dsn: mysql://u:${DB_PASSWORD}@h/db\n  tables: [shop.orders]\ntarget: {kind: postgres, dsn: \"${TARGET_DSN}\"}\n",
 			want: "tandem.yaml:3:8: source.dsn: environment variable DB_PASSWORD is not set\n" +

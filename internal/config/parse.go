@@ -448,6 +448,7 @@ func (d *decoder) target(n *yaml.Node, path string, t *Target) {
 	d.mapping(n, path,
 		field{"kind", setString(d, &t.Kind)},
 		field{"dsn", setDSN(d, &t.DSN)},
+		field{"state_schema", setString(d, &t.StateSchema)},
 	)
 	t.Pos = d.pos[path]
 }

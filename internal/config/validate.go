@@ -71,6 +71,9 @@ func (v *validator) run() {
 	v.source(&c.Source)
 	v.kafka(&c.Kafka)
 	v.database("target", c.Target.Pos, c.Target.Kind, c.Target.DSN)
+	if st := c.Target.StateSchema; st == "" || len(st) > 63 {
+		v.add(Pos{}, "target.state_schema", "must be a schema (PostgreSQL) or database (MySQL) name of 1 to 63 bytes")
+	}
 	v.mappings()
 	v.reconcile(&c.Reconcile)
 

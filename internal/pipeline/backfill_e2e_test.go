@@ -392,6 +392,10 @@ mappings:
         key: [id]
         columns: { id: row.id, v: row.v, n: row.n }
 `)
+	// tandem's tables in a state database of this migration's own, not
+	// the server-wide default that other migrations into it would share.
+	state := dbOfDSN(t, tgt) + "_tandem"
+	cfg.Target.StateSchema = state
 	conn, err := pgx.Connect(ctx, src)
 	if err != nil {
 		t.Fatal(err)
@@ -423,6 +427,13 @@ mappings:
 		func() ([][]string, error) {
 			return cart.SQLText(ctx, db, `SELECT CAST(id AS CHAR), v, CAST(n AS CHAR) FROM items ORDER BY id`)
 		})
+	progress, err := cart.SQLText(ctx, db, "SELECT source_table, state FROM `"+state+"`.backfills")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([][]string{{"public.items", "done"}}, progress); diff != "" {
+		t.Errorf("backfill progress in %s (-want +got):\n%s", state, diff)
+	}
 }
 
 // TestBackfill_MariaDBVerbatimChunksConvergeWithConcurrentWriters copies a

@@ -53,7 +53,7 @@ func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error)
 	case config.KindPostgres:
 		ps = append(ps, sinkpg.Check(ctx, cfg.Target.DSN.Value(), targetUses(cfg))...)
 	case config.KindMySQL:
-		ps = append(ps, sinkmysql.Check(ctx, cfg.Target.DSN.Value(), targetUses(cfg))...)
+		ps = append(ps, sinkmysql.Check(ctx, sinkmysql.Config{DSN: cfg.Target.DSN.Value(), StateSchema: cfg.Target.StateSchema}, targetUses(cfg))...)
 	default:
 		ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: "target", What: "kind " + cfg.Target.Kind + " is not supported", Fix: "use a mysql or postgres target"})
 	}

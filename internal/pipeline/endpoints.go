@@ -29,9 +29,9 @@ type target interface {
 func openTarget(ctx context.Context, cfg *config.Config) (target, error) {
 	switch cfg.Target.Kind {
 	case config.KindPostgres:
-		return sinkpg.New(ctx, sinkpg.Config{DSN: cfg.Target.DSN.Value()})
+		return sinkpg.New(ctx, sinkpg.Config{DSN: cfg.Target.DSN.Value(), StateSchema: cfg.Target.StateSchema})
 	case config.KindMySQL:
-		return sinkmysql.New(ctx, sinkmysql.Config{DSN: cfg.Target.DSN.Value()})
+		return sinkmysql.New(ctx, sinkmysql.Config{DSN: cfg.Target.DSN.Value(), StateSchema: cfg.Target.StateSchema})
 	}
 	return nil, fmt.Errorf("target kind %q is not supported (mysql, postgres are)", cfg.Target.Kind)
 }
@@ -41,9 +41,9 @@ func openTarget(ctx context.Context, cfg *config.Config) (target, error) {
 func openReader(ctx context.Context, cfg *config.Config) (target, error) {
 	switch cfg.Target.Kind {
 	case config.KindPostgres:
-		return sinkpg.New(ctx, sinkpg.Config{DSN: cfg.Target.DSN.Value(), ReadOnly: true})
+		return sinkpg.New(ctx, sinkpg.Config{DSN: cfg.Target.DSN.Value(), StateSchema: cfg.Target.StateSchema, ReadOnly: true})
 	case config.KindMySQL:
-		return sinkmysql.New(ctx, sinkmysql.Config{DSN: cfg.Target.DSN.Value(), ReadOnly: true})
+		return sinkmysql.New(ctx, sinkmysql.Config{DSN: cfg.Target.DSN.Value(), StateSchema: cfg.Target.StateSchema, ReadOnly: true})
 	}
 	return nil, fmt.Errorf("target kind %q is not supported (mysql, postgres are)", cfg.Target.Kind)
 }

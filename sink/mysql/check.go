@@ -23,15 +23,16 @@ import (
 // unique index (ON DUPLICATE KEY UPDATE needs one), with a warning for any
 // other unique index, on which a write may collide instead; the user may
 // select, insert, update and delete its rows; and tandem's state database
-// (DefaultStateSchema) is there and writable, or may be created.
+// (cfg.StateSchema, default DefaultStateSchema) is there and writable, or
+// may be created.
 //
 // Privileges are checked by EXPLAINing the statements the sink runs, which
 // the server authorises like the statements themselves (roles, database,
 // table and column grants included) without running them. Every problem
 // names its fix; a missing privilege, the GRANT that adds it.
-func Check(ctx context.Context, dsn string, uses []sink.TableUse) []preflight.Problem {
+func Check(ctx context.Context, target Config, uses []sink.TableUse) []preflight.Problem {
 	c := &checker{}
-	cfg, err := driverConfig(dsn)
+	cfg, err := driverConfig(target.DSN)
 	if err != nil {
 		c.fail("target", err.Error(), "correct target.dsn: mysql://user:password@host:3306/database")
 		return c.ps
@@ -45,7 +46,7 @@ func Check(ctx context.Context, dsn string, uses []sink.TableUse) []preflight.Pr
 	defer db.Close()
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		c.fail("target", fmt.Sprintf("cannot connect to %s: %v", describeDSN(dsn), err),
+		c.fail("target", fmt.Sprintf("cannot connect to %s: %v", describeDSN(target.DSN), err),
 			"check target.dsn, that the server is up and that the user may connect from this host")
 		return c.ps
 	}
@@ -59,7 +60,11 @@ func Check(ctx context.Context, dsn string, uses []sink.TableUse) []preflight.Pr
 	for _, u := range uses {
 		c.table(ctx, u)
 	}
-	c.state(ctx, DefaultStateSchema)
+	state := target.StateSchema
+	if state == "" {
+		state = DefaultStateSchema
+	}
+	c.state(ctx, state)
 	return c.ps
 }
 

@@ -64,7 +64,7 @@ func TestApply_HostileIdentifiers(t *testing.T) {
 		t.Errorf("Offsets (-want +got):\n%s", diff)
 	}
 	uses := []sink.TableUse{{Table: table, Key: key, Columns: []string{"select", "MixedCase", `"quoted"`, "back`tick", "Mood", "a,b", "a", "b", "日本"}}}
-	if diff := cmp.Diff([]preflight.Problem(nil), mysql.Check(t.Context(), tg.dsn, uses)); diff != "" {
+	if diff := cmp.Diff([]preflight.Problem(nil), mysql.Check(t.Context(), mysql.Config{DSN: tg.dsn}, uses)); diff != "" {
 		t.Errorf("Check (-want +got):\n%s", diff)
 	}
 }
@@ -130,7 +130,7 @@ CREATE TABLE altkey (id BIGINT PRIMARY KEY, code VARCHAR(10) NOT NULL, name TEXT
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if diff := cmp.Diff(tc.want, mysql.Check(t.Context(), tg.dsn, tc.uses)); diff != "" {
+			if diff := cmp.Diff(tc.want, mysql.Check(t.Context(), mysql.Config{DSN: tg.dsn}, tc.uses)); diff != "" {
 				t.Errorf("Check (-want +got):\n%s", diff)
 			}
 		})
@@ -141,7 +141,7 @@ func TestCheck_ATableWithoutADatabase(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, `CREATE TABLE good (id BIGINT PRIMARY KEY, name TEXT)`)
 	noDB := strings.Replace(tg.dsn, "/"+tg.name, "/", 1)
-	got := mysql.Check(t.Context(), noDB, []sink.TableUse{
+	got := mysql.Check(t.Context(), mysql.Config{DSN: noDB}, []sink.TableUse{
 		{Table: "good", Key: []string{"id"}, Columns: []string{"id"}},
 		{Table: tg.name + ".good", Key: []string{"id"}, Columns: []string{"id"}},
 	})
@@ -194,7 +194,7 @@ func TestCheck_ReportsAUserWhoMayNotWrite(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dsn, account := tg.newUser(t, tc.grants...)
-			got := mysql.Check(t.Context(), dsn, []sink.TableUse{use})
+			got := mysql.Check(t.Context(), mysql.Config{DSN: dsn}, []sink.TableUse{use})
 			if diff := cmp.Diff(tc.want(account), got); diff != "" {
 				t.Errorf("Check (-want +got):\n%s", diff)
 			}
@@ -205,12 +205,12 @@ func TestCheck_ReportsAUserWhoMayNotWrite(t *testing.T) {
 func TestCheck_CannotConnect(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, "")
-	got := mysql.Check(t.Context(), strings.Replace(tg.dsn, "/"+tg.name, "/no_such_database", 1), nil)
+	got := mysql.Check(t.Context(), mysql.Config{DSN: strings.Replace(tg.dsn, "/"+tg.name, "/no_such_database", 1)}, nil)
 	if len(got) != 1 || got[0].Severity != preflight.Fail || got[0].Object != "target" || !strings.Contains(got[0].What, "Unknown database") ||
 		got[0].Fix == "" {
 		t.Errorf("Check = %+v, want one failure about the unknown database, with a fix", got)
 	}
-	got = mysql.Check(t.Context(), "mysql://u:p@[bad", nil)
+	got = mysql.Check(t.Context(), mysql.Config{DSN: "mysql://u:p@[bad"}, nil)
 	if len(got) != 1 || got[0].Object != "target" || got[0].Fix == "" {
 		t.Errorf("Check of a malformed DSN = %+v, want one failure with a fix", got)
 	}
@@ -245,7 +245,7 @@ func TestCheck_StateDatabase(t *testing.T) {
 		for _, st := range steps {
 			t.Run(st.name, func(t *testing.T) {
 				dsn, account := tg.newUser(t, append([]string{tableGrant}, st.grants...)...)
-				if diff := cmp.Diff(st.want(account), mysql.Check(t.Context(), dsn, []sink.TableUse{use})); diff != "" {
+				if diff := cmp.Diff(st.want(account), mysql.Check(t.Context(), mysql.Config{DSN: dsn}, []sink.TableUse{use})); diff != "" {
 					t.Errorf("Check (-want +got):\n%s", diff)
 				}
 			})

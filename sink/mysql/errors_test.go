@@ -203,7 +203,7 @@ func TestErrors_NeverHoldThePassword(t *testing.T) {
 		_, err := mysql.New(short, mysql.Config{DSN: dsn})
 		cancel()
 		add("New", err)
-		for _, p := range mysql.Check(ctx, dsn, nil) {
+		for _, p := range mysql.Check(ctx, mysql.Config{DSN: dsn}, nil) {
 			texts = append(texts, fmt.Sprintf("Check: %+v", p))
 		}
 	}
