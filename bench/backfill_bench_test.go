@@ -199,6 +199,9 @@ type backfillSetting struct {
 	// reached it: a live migration's target, where a chunk's copy finds
 	// rows there and must leave them.
 	streamedEvery int
+	// computed has the mapping compute visits with CEL (row.visits + 0,
+	// the same value), so chunks are decoded and mapped row by row.
+	computed bool
 }
 
 var (
@@ -206,6 +209,9 @@ var (
 	// backfillStreamed is the defaults on a target where the stream wrote
 	// every 1000th row first: 5 in each chunk.
 	backfillStreamed = backfillSetting{name: "defaults, every 1000th row streamed first", streamedEvery: 1000}
+	// backfillComputedStreamed is the same with a mapping that computes a
+	// column: the decoded path.
+	backfillComputedStreamed = backfillSetting{name: "the same, visits computed (row by row)", streamedEvery: 1000, computed: true}
 	// backfillTuned is the one tuned setting reported beside the
 	// defaults: larger chunks, so fewer round trips and larger batches.
 	backfillTuned = backfillSetting{name: "chunk_rows 50000, parallel 4", yaml: "backfill:\n  chunk_rows: 50000\n  parallel: 4\n"}
@@ -278,8 +284,11 @@ func (l backfillBench) report(b *testing.B) {
 	b.ReportMetric(float64(d.child.PeakRSS)/1024, "peak_rss_MiB")
 	for _, r := range l.runs[1:] {
 		prefix := "tuned_"
-		if r.setting == backfillStreamed {
+		switch r.setting {
+		case backfillStreamed:
 			prefix = "streamed_"
+		case backfillComputedStreamed:
+			prefix = "computed_streamed_"
 		}
 		b.ReportMetric(r.rate(), prefix+"backfill_rows/s")
 		b.ReportMetric(r.rate()/l.copy, prefix+"backfill/copy")
@@ -360,7 +369,7 @@ func measureBackfill(b *testing.B, source string) backfillBench {
 		want  string    // the rows the limit's COPY wrote: count and hash
 		first *pgx.Conn // the target holding them
 	)
-	settings := []backfillSetting{backfillDefault, backfillStreamed}
+	settings := []backfillSetting{backfillDefault, backfillStreamed, backfillComputedStreamed}
 	for i := 0; i < len(settings); i++ {
 		setting := settings[i]
 		tgtDSN, tgt := backfillTarget(ctx, b)
@@ -382,7 +391,11 @@ func measureBackfill(b *testing.B, source string) backfillBench {
 			wantHere = seedStreamed(ctx, b, first, tgt, n)
 		}
 		cpu0, irq0 := sampleCPU(pids...), interrupts()
-		run := runBackfillChild(ctx, b, backfillSpec{Config: src.config(tgtDSN, setting.yaml)})
+		yaml := src.config(tgtDSN, setting.yaml)
+		if setting.computed {
+			yaml = strings.Replace(yaml, "visits: row.visits\n", "visits: row.visits + 0\n", 1)
+		}
+		run := runBackfillChild(ctx, b, backfillSpec{Config: yaml})
 		r := backfillRunResult{setting: setting, child: run, cpu: cpu0.until(sampleCPU(pids...)), interrupts: interrupts() - irq0}
 		if run.Rows != backfillRows {
 			b.Errorf("%s backfill copied %d rows, want %d", setting.name, run.Rows, backfillRows)
