@@ -302,8 +302,10 @@ func (s *Sink) copyLocks(writes []sink.Write) []statement {
 }
 
 // ensureCopyLockRows makes sure copy_locks holds the row of each table
-// that writes copy into as a backfill's chunk (sink.CopyLock.Shared), each
-// upserted on its own, once per table and Sink.
+// that writes copy into as a backfill's chunk (sink.CopyLock.Shared), once
+// per table and Sink: a plain read finds it, else it is inserted on its
+// own. (An upsert of a row that exists would wait for every chunk holding
+// it shared.)
 func (s *Sink) ensureCopyLockRows(ctx context.Context, writes []sink.Write) error {
 	for _, l := range sink.CopyLocks(writes) {
 		if !l.Shared {
@@ -315,7 +317,12 @@ func (s *Sink) ensureCopyLockRows(ctx context.Context, writes []sink.Write) erro
 		if done {
 			continue
 		}
-		if _, err := s.db.ExecContext(ctx, "INSERT INTO "+s.copyLocksTable()+" (target_table) VALUES (?) ON DUPLICATE KEY UPDATE target_table = target_table", l.Table); err != nil {
+		var n int
+		err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+s.copyLocksTable()+" WHERE target_table = ?", l.Table).Scan(&n)
+		if err == nil && n == 0 {
+			_, err = s.db.ExecContext(ctx, "INSERT INTO "+s.copyLocksTable()+" (target_table) VALUES (?) ON DUPLICATE KEY UPDATE target_table = target_table", l.Table)
+		}
+		if err != nil {
 			return classified(s.copyLocksTable(), fmt.Errorf("make the copy lock of %s: %w", l.Table, err))
 		}
 		s.mu.Lock()

@@ -437,8 +437,11 @@ func (tg *target) waitForLockWait(t *testing.T, what string) {
 		}
 		defer func() { asked = time.Now() }()
 		var n int
-		err := tg.db.QueryRowContext(t.Context(), "SELECT count(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE ?",
-			"%"+what+"%").Scan(&n)
+		// This target's sessions only: the server is shared with tests
+		// whose tables have the same names.
+		err := tg.db.QueryRowContext(t.Context(), "SELECT count(*) FROM information_schema.INNODB_TRX t "+
+			"JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "+
+			"WHERE t.trx_state = 'LOCK WAIT' AND t.trx_query LIKE ? AND p.DB = DATABASE()", "%"+what+"%").Scan(&n)
 		return n > 0, err
 	})
 }
