@@ -405,7 +405,10 @@ func (tg *target) waitForStatementWaiting(t *testing.T, prefix string) {
 	t.Helper()
 	testenv.WaitFor(t, "a "+prefix+" to wait for a lock", 10*time.Second, func() (bool, error) {
 		var n int
-		err := tg.db.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with(query, $1)`, prefix).Scan(&n)
+		// This target's sessions only: the server is shared with tests
+		// that run the same statements.
+		err := tg.db.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+WHERE wait_event_type = 'Lock' AND starts_with(query, $1) AND datname = current_database()`, prefix).Scan(&n)
 		return n > 0, err
 	})
 }
