@@ -216,28 +216,28 @@ func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := tx.Exec(ctx, "SAVEPOINT tandem_copy"); err != nil {
-		return fail(err)
-	}
-	taken, err := copyFrom(ctx, tx, st.copy.t, g.Cols, data)
-	if err == nil && !taken {
-		// Rows are there: COPY the others, or if one more was written
-		// meanwhile, INSERT them.
-		taken, err = s.copyRowsNotThere(ctx, tx, st.copy.t, &kept)
-		if err == nil && !taken {
-			if _, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tandem_copy"); err == nil {
-				var ins statement
-				if ins, err = s.copyStatement(st.copy.t, &kept); err == nil {
-					_, err = tx.Exec(ctx, ins.sql, ins.args...)
+	taken, err := copyLeavingOutRowsThere(ctx, tx, st.copy.t, g.Cols, data, g.Key,
+		func() ([][]*string, error) { return encodedKeys(&kept) },
+		func(there []bool) ([]byte, error) {
+			rest := kept
+			rest.Rows = nil
+			for i, r := range kept.Rows {
+				if !there[i] {
+					rest.Rows = append(rest.Rows, r)
 				}
 			}
-			if err != nil {
-				return fail(err)
+			return copyText(&rest)
+		})
+	switch {
+	case err == nil && !taken:
+		// A row was written meanwhile: INSERT them instead.
+		if _, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tandem_copy"); err == nil {
+			var ins statement
+			if ins, err = s.copyStatement(st.copy.t, &kept); err == nil {
+				_, err = tx.Exec(ctx, ins.sql, ins.args...)
 			}
-			return nil
 		}
-	}
-	if err == nil {
+	case err == nil:
 		_, err = tx.Exec(ctx, "RELEASE SAVEPOINT tandem_copy")
 	}
 	if err != nil {
@@ -246,42 +246,50 @@ func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
 	return nil
 }
 
-// copyRowsNotThere goes back to the savepoint of a COPY of g's rows that
-// failed on a row there, and copies the rows whose keys no row of t has.
-// taken is false, and the transaction must go back to the savepoint, when
-// the COPY fails again (a row written meanwhile).
-func (s *Sink) copyRowsNotThere(ctx context.Context, tx pgx.Tx, t *table, g *sink.Group) (taken bool, err error) {
+// copyLeavingOutRowsThere runs a COPY of data, rows of cols, into t at a
+// savepoint. When it fails on a row there, it goes back to the savepoint,
+// looks up which of keys (the rows' values of keyCols as text, in order)
+// are keys of rows of t (rowsThere), and copies what rest makes of the
+// rows not there. taken is false, and the transaction must go back to the
+// savepoint or end, when that COPY fails too (a row written meanwhile).
+func copyLeavingOutRowsThere(ctx context.Context, tx pgx.Tx, t *table, cols []string, data []byte, keyCols []string,
+	keys func() ([][]*string, error), rest func(there []bool) ([]byte, error)) (taken bool, err error) {
+	if _, err := tx.Exec(ctx, "SAVEPOINT tandem_copy"); err != nil {
+		return false, err
+	}
+	if taken, err := copyFrom(ctx, tx, t, cols, data); err != nil || taken {
+		return taken, err
+	}
 	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tandem_copy"); err != nil {
 		return false, err
 	}
+	ks, err := keys()
+	if err != nil {
+		return false, err
+	}
+	there, err := rowsThere(ctx, tx, t, keyCols, ks)
+	if err != nil {
+		return false, err
+	}
+	if data, err = rest(there); err != nil || len(data) == 0 {
+		return err == nil, err
+	}
+	return copyFrom(ctx, tx, t, cols, data)
+}
+
+// encodedKeys returns the key values of g's rows as the sink's text.
+func encodedKeys(g *sink.Group) ([][]*string, error) {
 	keys := make([][]*string, len(g.Rows))
 	for i, r := range g.Rows {
 		keys[i] = make([]*string, len(g.Key))
 		for j, k := range g.Key {
+			var err error
 			if keys[i][j], err = pgtext.Encode(r[k]); err != nil {
-				return false, fmt.Errorf("target %s column %q: %w", g.Table, k, err)
+				return nil, fmt.Errorf("target %s column %q: %w", g.Table, k, err)
 			}
 		}
 	}
-	there, err := rowsThere(ctx, tx, t, g.Key, keys)
-	if err != nil {
-		return false, err
-	}
-	rest := *g
-	rest.Rows = nil
-	for i, r := range g.Rows {
-		if !there[i] {
-			rest.Rows = append(rest.Rows, r)
-		}
-	}
-	if len(rest.Rows) == 0 {
-		return true, nil
-	}
-	data, err := copyText(&rest)
-	if err != nil {
-		return false, err
-	}
-	return copyFrom(ctx, tx, t, g.Cols, data)
+	return keys, nil
 }
 
 // rowsThere reports which of keys (each the texts of the values of cols,
@@ -465,7 +473,7 @@ func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data [
 			}
 		}
 		if ordered {
-			if err := s.dropRowsThere(ctx, tx, t, lines, true); err != nil {
+			if err := dropRowsInRange(ctx, tx, t, lines); err != nil {
 				return err
 			}
 		}
@@ -475,26 +483,17 @@ func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data [
 		if len(data) == 0 {
 			return nil
 		}
+		var taken bool
 		if lines == nil || ordered {
-			return copyOnce(ctx, tx, t, cols, data)
+			taken, err = copyFrom(ctx, tx, t, cols, data)
+		} else {
+			taken, err = copyLeavingOutRowsThere(ctx, tx, t, cols, data, lines.keyCols(), lines.keyValues,
+				func(there []bool) ([]byte, error) { lines.drop(there); return lines.kept(), nil })
 		}
-		if _, err := tx.Exec(ctx, "SAVEPOINT tandem_copy"); err != nil {
-			return err
+		if err == nil && !taken {
+			return sink.ErrNotVerbatim
 		}
-		taken, err := copyFrom(ctx, tx, t, cols, data)
-		if err != nil || taken {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tandem_copy"); err != nil {
-			return err
-		}
-		if err := s.dropRowsThere(ctx, tx, t, lines, false); err != nil {
-			return err
-		}
-		if data = lines.kept(); len(data) == 0 {
-			return nil
-		}
-		return copyOnce(ctx, tx, t, cols, data)
+		return err
 	})
 	switch {
 	case errors.Is(err, sink.ErrNotVerbatim):
@@ -503,16 +502,6 @@ func (s *Sink) CopyText(ctx context.Context, table string, cols []string, data [
 		return fail(err)
 	}
 	return nil
-}
-
-// copyOnce is copyFrom where a row with one of the keys there is
-// ErrNotVerbatim.
-func copyOnce(ctx context.Context, tx pgx.Tx, t *table, cols []string, data []byte) error {
-	taken, err := copyFrom(ctx, tx, t, cols, data)
-	if err == nil && !taken {
-		return sink.ErrNotVerbatim
-	}
-	return err
 }
 
 // textLines are the lines of a chunk's COPY text, with their keys, some
@@ -543,6 +532,18 @@ func (l *textLines) lineKeys() [][]string {
 		l.keys = append(l.keys, lineKey(line, l.key.At))
 	}
 	return l.keys
+}
+
+// keyValues returns each line's key values, as rowsThere takes them.
+func (l *textLines) keyValues() ([][]*string, error) {
+	keys := make([][]*string, len(l.lineKeys()))
+	for i, k := range l.lineKeys() {
+		keys[i] = make([]*string, len(k))
+		for j := range k {
+			keys[i][j] = &k[j]
+		}
+	}
+	return keys, nil
 }
 
 // lineKey is the key values of one line of COPY text: its fields at at.
@@ -587,26 +588,11 @@ func (l *textLines) kept() []byte {
 	return withoutLines(l.data, l.dropped)
 }
 
-// dropRowsThere leaves out the lines whose keys are the keys of rows of t:
-// read as the range of keys from the first line's to the last's when
-// ordered (integer keys, whose text is the row's), else by each line's key.
-func (s *Sink) dropRowsThere(ctx context.Context, tx pgx.Tx, t *table, lines *textLines, ordered bool) error {
+// dropRowsInRange leaves out the lines whose keys are keys of rows of t,
+// read as the range of keys from the first line's to the last's: for
+// ordered integer keys (sink.TextKey.Ordered), whose text is the row's.
+func dropRowsInRange(ctx context.Context, tx pgx.Tx, t *table, lines *textLines) error {
 	if len(lines.data) == 0 {
-		return nil
-	}
-	if !ordered {
-		keys := make([][]*string, len(lines.lineKeys()))
-		for i, k := range lines.lineKeys() {
-			keys[i] = make([]*string, len(k))
-			for j := range k {
-				keys[i][j] = &k[j]
-			}
-		}
-		there, err := rowsThere(ctx, tx, t, lines.keyCols(), keys)
-		if err != nil {
-			return err
-		}
-		lines.drop(there)
 		return nil
 	}
 	cols := lines.keyCols()
