@@ -258,9 +258,9 @@ func (s *Sink) tombstoned(ctx context.Context, tx *sql.Tx, name string, hashes [
 
 // copyLocks returns the statements that take, first in a batch's
 // transaction (after the fence), the copy lock of each table the batch
-// copies into or deletes from (sink.CopyLocks): the row of the table in
-// copy_locks, written (so locked exclusively) by an upsert that changes
-// nothing.
+// copies into or deletes from (locks, its sink.CopyLocks): the row of the
+// table in copy_locks, written (so locked exclusively) by an upsert that
+// changes nothing, or read shared by a backfill's chunk (below).
 //
 // The lock is what lets backfill write copies beside the stream, in no
 // order with it (capture/backfill's package doc has the argument): a copy
@@ -279,8 +279,7 @@ func (s *Sink) tombstoned(ctx context.Context, tx *sql.Tx, name string, hashes [
 // at once; the row was upserted before the transaction (ensureCopyLockRows),
 // since a shared lock on a missing row would be a gap lock. A locking read
 // is no consistent read either.
-func (s *Sink) copyLocks(writes []sink.Write) []statement {
-	locks := sink.CopyLocks(writes)
+func (s *Sink) copyLocks(locks []sink.CopyLock) []statement {
 	out := make([]statement, 0, len(locks))
 	for _, l := range locks {
 		name := l.Table
@@ -306,8 +305,8 @@ func (s *Sink) copyLocks(writes []sink.Write) []statement {
 // per table and Sink: a plain read finds it, else it is inserted on its
 // own. (An upsert of a row that exists would wait for every chunk holding
 // it shared.)
-func (s *Sink) ensureCopyLockRows(ctx context.Context, writes []sink.Write) error {
-	for _, l := range sink.CopyLocks(writes) {
+func (s *Sink) ensureCopyLockRows(ctx context.Context, locks []sink.CopyLock) error {
+	for _, l := range locks {
 		if !l.Shared {
 			continue
 		}

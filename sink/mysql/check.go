@@ -60,11 +60,7 @@ func Check(ctx context.Context, target Config, uses []sink.TableUse) []preflight
 	for _, u := range uses {
 		c.table(ctx, u)
 	}
-	state := target.StateSchema
-	if state == "" {
-		state = DefaultStateSchema
-	}
-	c.state(ctx, state)
+	c.state(ctx, target.stateSchema())
 	return c.ps
 }
 

@@ -54,11 +54,15 @@ func (c Config) Validate() error {
 
 // String describes the target without its password.
 func (c Config) String() string {
-	state := c.StateSchema
-	if state == "" {
-		state = DefaultStateSchema
+	return fmt.Sprintf("mysql target %s (state database %s)", describeDSN(c.DSN), c.stateSchema())
+}
+
+// stateSchema is StateSchema, or DefaultStateSchema when it is empty.
+func (c Config) stateSchema() string {
+	if c.StateSchema == "" {
+		return DefaultStateSchema
 	}
-	return fmt.Sprintf("mysql target %s (state database %s)", describeDSN(c.DSN), state)
+	return c.StateSchema
 }
 
 // GoString is String, so that %#v does not print the DSN either.
@@ -125,9 +129,7 @@ var ErrNoUniqueKey = errors.New("target table has no primary key or unique index
 // tables if they do not exist yet. The user needs the CREATE privilege for
 // that only when something is missing.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
-	if cfg.StateSchema == "" {
-		cfg.StateSchema = DefaultStateSchema
-	}
+	cfg.StateSchema = cfg.stateSchema()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -423,10 +425,11 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 	if err != nil {
 		return fmt.Errorf("group %s: %w", cp.Group, err)
 	}
-	if err := s.ensureCopyLockRows(ctx, b.Writes); err != nil {
+	locks := sink.CopyLocks(b.Writes)
+	if err := s.ensureCopyLockRows(ctx, locks); err != nil {
 		return err
 	}
-	stmts := s.copyLocks(b.Writes)
+	stmts := s.copyLocks(locks)
 	for _, round := range sink.Compact(b.Writes) {
 		st, err := s.statements(ctx, round)
 		if err != nil {
