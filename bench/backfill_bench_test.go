@@ -219,9 +219,10 @@ var (
 
 // BenchmarkBackfill copies 1,000,000 rows from PostgreSQL and from MariaDB
 // into PostgreSQL with tandem backfill (default settings into an empty
-// target, the defaults onto a target where the stream wrote every 1000th
-// row first, then one tuned setting on a fresh target when the defaults
-// are below the aim), beside
+// target; the defaults onto a target where the stream wrote every 1000th
+// row first, with the identity mapping and with one column computed; then
+// one tuned setting on a fresh target when the defaults are below the
+// aim), beside
 // the limit: the same rows streamed
 // from the source into COPY FROM STDIN on the target's server. The rate is
 // from the call of pipeline.Run to its return, which is when the copy is

@@ -46,16 +46,15 @@ func measureBackfillIntoMariaDB(b *testing.B) mariaDBBackfill {
 	defer cancel()
 	src := newPGBackfillSource(ctx, b)
 	dsn := testenv.NewMariaDBDatabase(b)
-	cfg, err := mysqlurl.Parse(dsn)
+	tgt, err := mysqlurl.Open(dsn)
 	if err != nil {
 		b.Fatal(err)
 	}
-	connector, err := gomysql.NewConnector(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tgt := sql.OpenDB(connector)
 	b.Cleanup(func() { tgt.Close() })
+	var db string
+	if err := tgt.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&db); err != nil {
+		b.Fatal(err)
+	}
 	// The target's table, written by tandem, and the scratch table of the
 	// same shape that the limit's LOAD DATA writes: the MariaDB source's.
 	for _, table := range []string{"accounts", "accounts_copy"} {
@@ -78,7 +77,7 @@ func measureBackfillIntoMariaDB(b *testing.B) mariaDBBackfill {
 	// The PostgreSQL source's config, with a MySQL target, its table, and
 	// tandem's state in a database of the run's own.
 	yaml := strings.Replace(src.config(dsn, ""), "target:\n  kind: postgres\n",
-		"target:\n  kind: mysql\n  state_schema: "+cfg.DBName+"_tandem\n", 1)
+		"target:\n  kind: mysql\n  state_schema: "+db+"_tandem\n", 1)
 	yaml = strings.Replace(yaml, "table: public.accounts", "table: accounts", 1)
 	cpu0, irq0 := sampleCPU(pids...), interrupts()
 	run := runBackfillChild(ctx, b, backfillSpec{Config: yaml})
