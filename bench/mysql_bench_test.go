@@ -334,7 +334,7 @@ func (e *mysqlEnv) readBinlog(ctx context.Context, b *testing.B, from, to mysql.
 	return best
 }
 
-// memPositions is an in-memory capture.PositionStore: the capture
+// memPositions is an in-memory mysql.PositionStore: the capture
 // benchmarks measure reading the binlog, not saving positions.
 type memPositions struct {
 	mu  sync.Mutex

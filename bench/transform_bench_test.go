@@ -14,7 +14,6 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -238,25 +237,25 @@ func TestTransformBench_MappingsWriteWhatTheyShould(t *testing.T) {
 			name string
 			m    *transform.Mapping
 			ev   *change.Event
-			want []sink.Write
+			want []change.Write
 		}{
-			{"split of an insert", split, insert, []sink.Write{
-				{Table: "public.orders", Op: sink.Upsert, Key: []string{"id"}, Row: map[string]any{
+			{"split of an insert", split, insert, []change.Write{
+				{Table: "public.orders", Op: change.WriteUpsert, Key: []string{"id"}, Row: map[string]any{
 					"id": int64(1_000_000), "customer_id": int64(0), "status": "pending", "total_cents": int64(0),
 					"currency": "EUR", "created_at": "2024-03-01 10:00:00.000000+00", "updated_at": "2024-03-01 10:00:00.000000+00",
 					"note": nil, "channel": "web"}},
-				{Table: "public.payments", Op: sink.Upsert, Key: []string{"order_id"}, Row: map[string]any{
+				{Table: "public.payments", Op: change.WriteUpsert, Key: []string{"order_id"}, Row: map[string]any{
 					"order_id": int64(1_000_000), "method": "card", "amount": "0.00", "paid": false, "items": int64(0)}},
 			}},
-			{"split of an update that loses its payment", split, update, []sink.Write{
-				{Table: "public.payments", Op: sink.Delete, Key: []string{"order_id"}, Row: map[string]any{"order_id": int64(1_000_001)}},
-				{Table: "public.orders", Op: sink.Upsert, Key: []string{"id"}, Row: map[string]any{
+			{"split of an update that loses its payment", split, update, []change.Write{
+				{Table: "public.payments", Op: change.WriteDelete, Key: []string{"order_id"}, Row: map[string]any{"order_id": int64(1_000_001)}},
+				{Table: "public.orders", Op: change.WriteUpsert, Key: []string{"id"}, Row: map[string]any{
 					"id": int64(1_000_001), "customer_id": int64(1), "status": "paid", "total_cents": int64(101),
 					"currency": "EUR", "created_at": "2024-03-01 10:00:01.000000+00", "updated_at": "2024-03-01 10:00:01.000000+00",
 					"note": "leave at the door", "channel": "web"}},
 			}},
-			{"identity", identity, update, []sink.Write{
-				{Table: "public.orders", Op: sink.Upsert, Key: []string{"id"}, Row: map[string]any(update.After)}}},
+			{"identity", identity, update, []change.Write{
+				{Table: "public.orders", Op: change.WriteUpsert, Key: []string{"id"}, Row: map[string]any(update.After)}}},
 		}
 		for _, tt := range tests {
 			got, reason, err := transform.Writes(tt.m, tt.ev)

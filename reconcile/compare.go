@@ -37,7 +37,7 @@ type column struct {
 	scale int // decimal places of a numeric(p,s) / decimal(p,s); -1 unknown
 }
 
-// columnOf classifies a target column by its SQL type, as sink.RowReader
+// columnOf classifies a target column by its SQL type, as RowReader
 // names it (PostgreSQL or MySQL spelling).
 func columnOf(sqlType string) column {
 	t := strings.ToLower(strings.TrimSpace(sqlType))

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/transform"
@@ -35,7 +34,7 @@ import (
 // after, limit) would read, and the last one's key (nil: no rows). t's key
 // has one column.
 type ChunkHasher interface {
-	HashChunk(ctx context.Context, t *backfill.Table, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error)
+	HashChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error)
 }
 
 // RangeHasher is a target that can summarise the rows of a key range on
@@ -49,7 +48,7 @@ type RangeHasher interface {
 // hashable returns, when mapping i's chunks can be compared by summaries,
 // its output and the source columns it copies, in the output's column
 // order.
-func (r *Reconciler) hashable(writers map[string][]writer, i int, st *backfill.Table, columns map[string]map[string]column) (transform.Output, []string, bool) {
+func (r *Reconciler) hashable(writers map[string][]writer, i int, st *change.Schema, columns map[string]map[string]column) (transform.Output, []string, bool) {
 	outputs := r.mappings[i].Outputs()
 	// A mapping with an inverse has its round trip checked on every row:
 	// its rows are read.
@@ -117,7 +116,7 @@ const falseAlarms = 3
 // whose summaries differ but not their rows, it stops and returns the
 // source key after which the rest is to be compared row by row (resume;
 // nil when it compared every chunk).
-func (r *Reconciler) sweepHashed(ctx context.Context, i int, st *backfill.Table, o transform.Output, srcCols []string,
+func (r *Reconciler) sweepHashed(ctx context.Context, i int, st *change.Schema, o transform.Output, srcCols []string,
 	cols map[string]column, rep *MappingReport) (_ []*suspect, _ int64, resume []string, _ error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -237,7 +236,7 @@ func (c hashedChunk) bounds() (lo, hi *int64, err error) {
 // compareRange compares row by row the source and target rows of chunk
 // c's key range, read again now: what the source's rows map to and the
 // target's rows, merged in key order.
-func (r *Reconciler) compareRange(ctx context.Context, i int, st *backfill.Table, o transform.Output, c hashedChunk,
+func (r *Reconciler) compareRange(ctx context.Context, i int, st *change.Schema, o transform.Output, c hashedChunk,
 	cols map[string]column) ([]*suspect, error) {
 	m := r.mappings[i]
 	lo, hi, err := c.bounds()

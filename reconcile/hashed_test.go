@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/transform"
@@ -41,7 +40,7 @@ type hashingSource struct {
 	chunks int
 }
 
-func (s *hashingSource) HashChunk(ctx context.Context, t *backfill.Table, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error) {
+func (s *hashingSource) HashChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error) {
 	s.chunks++
 	rows, last, err := s.Chunk(ctx, t, after, limit)
 	ms := make([]map[string]any, len(rows))

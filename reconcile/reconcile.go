@@ -16,21 +16,19 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/poll"
-	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
 // Source is what the reconciler reads of the source: tables in key order,
 // as the backfill reads them, and single rows again by key.
 type Source interface {
-	Describe(ctx context.Context, t change.Table) (*backfill.Table, error)
-	Chunk(ctx context.Context, t *backfill.Table, after []string, limit int) ([]change.Row, []string, error)
+	Describe(ctx context.Context, t change.Table) (*change.Schema, error)
+	Chunk(ctx context.Context, t *change.Schema, after []string, limit int) ([]change.Row, []string, error)
 	// Row returns the current row of t with key's primary key values, nil
 	// when there is none.
-	Row(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error)
+	Row(ctx context.Context, t *change.Schema, key change.Row) (change.Row, error)
 }
 
 // Config tunes a Reconciler.
@@ -73,7 +71,7 @@ func (c *Config) setDefaults() {
 type Reconciler struct {
 	cfg      Config
 	src      Source
-	tgt      sink.RowReader
+	tgt      RowReader
 	mappings []*transform.Mapping
 	metrics  *Metrics
 	log      *slog.Logger
@@ -86,7 +84,7 @@ type Reconciler struct {
 }
 
 // New returns a Reconciler. metrics may be nil.
-func New(cfg Config, src Source, tgt sink.RowReader, mappings []*transform.Mapping, metrics *Metrics, log *slog.Logger) *Reconciler {
+func New(cfg Config, src Source, tgt RowReader, mappings []*transform.Mapping, metrics *Metrics, log *slog.Logger) *Reconciler {
 	cfg.setDefaults()
 	if log == nil {
 		log = slog.Default()
@@ -194,7 +192,7 @@ type suspect struct {
 	Drift
 	mapping   int // index into mappings
 	output    int // the output of the mapping that writes the row
-	src       *backfill.Table
+	src       *change.Schema
 	seen      change.Row // the source row when the difference was seen (nil: none)
 	confirmed int        // re-checks that found the same difference, the source row unchanged
 }
@@ -236,7 +234,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 			writers[o.Table] = append(writers[o.Table], writer{i, j})
 		}
 	}
-	sources := make([]*backfill.Table, len(r.mappings))
+	sources := make([]*change.Schema, len(r.mappings))
 	for i, m := range r.mappings {
 		var err error
 		if sources[i], err = r.src.Describe(ctx, m.From); err != nil {
@@ -325,7 +323,7 @@ type writer struct{ mapping, output int }
 // walked beside its source: only w writes it, and its key copies the
 // source's integer primary key, column for column, into integer columns, so
 // both sides sort alike.
-func (r *Reconciler) walks(writers map[string][]writer, w writer, st *backfill.Table, cols map[string]column) bool {
+func (r *Reconciler) walks(writers map[string][]writer, w writer, st *change.Schema, cols map[string]column) bool {
 	o := r.mappings[w.mapping].Outputs()[w.output]
 	if len(writers[o.Table]) != 1 || len(o.Key) != len(st.Key) {
 		return false
@@ -342,7 +340,7 @@ func (r *Reconciler) walks(writers map[string][]writer, w writer, st *backfill.T
 // output's key copies the source's primary key, the re-check reads the
 // source row of the same key: a row that comes back and produces the target
 // row meanwhile (its `when` turned false and true again) is then in flight.
-func (r *Reconciler) extra(w writer, st *backfill.Table, table string, key map[string]any) *suspect {
+func (r *Reconciler) extra(w writer, st *change.Schema, table string, key map[string]any) *suspect {
 	s := &suspect{Drift: Drift{Kind: KindExtra, Table: table, Key: key}, mapping: w.mapping, output: w.output}
 	if sk := sourceKey(r.mappings[w.mapping].Outputs()[w.output], st, key); sk != nil {
 		s.src, s.SourceKey = st, sk
@@ -354,7 +352,7 @@ func (r *Reconciler) extra(w writer, st *backfill.Table, table string, key map[s
 // a fraction of the memory of the keys themselves.
 func rowHash(table string, key []string, row map[string]any) uint64 {
 	h := fnv.New64a()
-	h.Write([]byte(sink.RowID(table, key, row)))
+	h.Write([]byte(change.RowID(table, key, row)))
 	return h.Sum64()
 }
 
@@ -458,7 +456,7 @@ func (r *Reconciler) newWalk(ctx context.Context, wg *sync.WaitGroup, o transfor
 // walkStart is where the walk of walked output o starts for a source
 // read from after its key from: the same integer key as o's key (nil: the
 // start).
-func walkStart(o transform.Output, st *backfill.Table, from []string) (map[string]any, error) {
+func walkStart(o transform.Output, st *change.Schema, from []string) (map[string]any, error) {
 	if from == nil {
 		return nil, nil
 	}
@@ -506,7 +504,7 @@ func (r *Reconciler) upTo(ctx context.Context, w *walk, hi map[string]any) ([]ma
 // sweepSource compares mapping m's rows: by chunk summaries when it copies
 // its table as it is (sweepHashed), row by row otherwise (sweepRows), or
 // from where summaries stopped paying.
-func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mapping, st *backfill.Table, writers map[string][]writer,
+func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mapping, st *change.Schema, writers map[string][]writer,
 	columns map[string]map[string]column, present map[string]map[uint64]struct{}, rep *MappingReport) ([]*suspect, int64, error) {
 	o, srcCols, ok := r.hashable(writers, i, st, columns)
 	if !ok {
@@ -525,7 +523,7 @@ func (r *Reconciler) sweepSource(ctx context.Context, i int, m *transform.Mappin
 // becomes with the target's: walked tables by the chunk's key range, the
 // others by key (taking what it expects out of present). Only walked tables
 // can start past the start.
-func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping, st *backfill.Table, writers map[string][]writer,
+func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping, st *change.Schema, writers map[string][]writer,
 	columns map[string]map[string]column, present map[string]map[uint64]struct{}, from []string, rep *MappingReport) ([]*suspect, int64, error) {
 	outputs := m.Outputs()
 	ctx, cancel := context.WithCancel(ctx)
@@ -602,7 +600,7 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 					continue
 				}
 				delete(present[tr.Table], rowHash(tr.Table, tr.Key, tr.Columns))
-				want[j][sink.RowID(tr.Table, tr.Key, tr.Columns)] = newSuspect(tr.Table, i, j, st, expected{want: tr.Columns, seen: row})
+				want[j][change.RowID(tr.Table, tr.Key, tr.Columns)] = newSuspect(tr.Table, i, j, st, expected{want: tr.Columns, seen: row})
 			}
 		}
 		final := len(rows) < r.cfg.ChunkRows
@@ -640,7 +638,7 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 // roundTrip is the drift of a source row that does not come back through
 // m's inverse from mapped, the target rows m makes of it; ok is false when
 // it comes back.
-func roundTrip(m *transform.Mapping, st *backfill.Table, row change.Row, mapped []transform.Row) (d Drift, ok bool) {
+func roundTrip(m *transform.Mapping, st *change.Schema, row change.Row, mapped []transform.Row) (d Drift, ok bool) {
 	rt, err := m.Back(row, mapped)
 	key := pick(row, st.Key)
 	d = Drift{Kind: KindRoundTrip, Table: m.From.String(), Key: key, SourceKey: key}
@@ -668,7 +666,7 @@ func roundTrip(m *transform.Mapping, st *backfill.Table, row change.Row, mapped 
 // gives back of those, so source == inverse(target) is checked without
 // reading them twice. A row that differs forward (in differs) is settled
 // as such first; its round trip says nothing yet.
-func (r *Reconciler) fileRoundTrips(m *transform.Mapping, st *backfill.Table, trips []Drift, differs []*suspect, rep *MappingReport) {
+func (r *Reconciler) fileRoundTrips(m *transform.Mapping, st *change.Schema, trips []Drift, differs []*suspect, rep *MappingReport) {
 	if len(trips) == 0 {
 		return
 	}
@@ -676,11 +674,11 @@ func (r *Reconciler) fileRoundTrips(m *transform.Mapping, st *backfill.Table, tr
 	skip := map[string]bool{}
 	for _, s := range differs {
 		if s.seen != nil {
-			skip[sink.RowID(table, st.Key, s.seen)] = true
+			skip[change.RowID(table, st.Key, s.seen)] = true
 		}
 	}
 	for _, d := range trips {
-		if !skip[sink.RowID(table, st.Key, d.SourceKey)] {
+		if !skip[change.RowID(table, st.Key, d.SourceKey)] {
 			rep.add(d, r.cfg.Samples)
 		}
 	}
@@ -712,7 +710,7 @@ func (r *Reconciler) compareRows(i int, o transform.Output, want map[string]*sus
 	byID := make(map[string]map[string]any, len(got))
 	var out []*suspect
 	for _, g := range got {
-		byID[sink.RowID(o.Table, o.Key, g)] = g
+		byID[change.RowID(o.Table, o.Key, g)] = g
 	}
 	for id, s := range want {
 		g, ok := byID[id]
@@ -741,7 +739,7 @@ type expected struct {
 // newSuspect is the suspect of e, a row of target table, output j of
 // mapping i, whose source table is st. Its Key and SourceKey are picked
 // only once it differs (suspect.keys).
-func newSuspect(table string, i, j int, st *backfill.Table, e expected) *suspect {
+func newSuspect(table string, i, j int, st *change.Schema, e expected) *suspect {
 	return &suspect{Drift: Drift{Table: table, Want: e.want}, mapping: i, output: j, src: st, seen: e.seen}
 }
 
@@ -749,7 +747,7 @@ func newSuspect(table string, i, j int, st *backfill.Table, e expected) *suspect
 // both in key order: what the source's rows map to (want) and every target
 // row of the same key range (got), as a merge, without building ids or
 // maps.
-func (r *Reconciler) mergeRows(i, j int, st *backfill.Table, want []expected, got []map[string]any, cols map[string]column) []*suspect {
+func (r *Reconciler) mergeRows(i, j int, st *change.Schema, want []expected, got []map[string]any, cols map[string]column) []*suspect {
 	o := r.mappings[i].Outputs()[j]
 	var out []*suspect
 	for len(want) > 0 || len(got) > 0 {
@@ -925,7 +923,7 @@ func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]co
 	if cur != nil {
 		if mapped, err := m.Apply(cur); err == nil {
 			for _, tr := range mapped {
-				if tr.Table == o.Table && sink.RowID(tr.Table, tr.Key, tr.Columns) == sink.RowID(o.Table, o.Key, s.Key) {
+				if tr.Table == o.Table && change.RowID(tr.Table, tr.Key, tr.Columns) == change.RowID(o.Table, o.Key, s.Key) {
 					want = tr.Columns
 				}
 			}
@@ -949,7 +947,7 @@ func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]co
 // sourceKey returns the source primary key of the target row with key,
 // when the output copies each source key column into a target key column;
 // nil otherwise.
-func sourceKey(o transform.Output, st *backfill.Table, key map[string]any) change.Row {
+func sourceKey(o transform.Output, st *change.Schema, key map[string]any) change.Row {
 	out := change.Row{}
 	for _, sc := range st.Key {
 		found := false

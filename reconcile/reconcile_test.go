@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/transform"
@@ -27,12 +26,12 @@ type fakeSource struct {
 	keyType change.Type    // of id; "" is TypeInt (walked), another type is compared by key
 }
 
-func (f *fakeSource) Describe(_ context.Context, t change.Table) (*backfill.Table, error) {
-	return &backfill.Table{Name: t, Columns: []string{"id", "status", "note"}, Key: []string{"id"},
+func (f *fakeSource) Describe(_ context.Context, t change.Table) (*change.Schema, error) {
+	return &change.Schema{Name: t, Columns: []string{"id", "status", "note"}, Key: []string{"id"},
 		Types: map[string]change.Type{"id": cmp.Or(f.keyType, change.TypeInt), "status": change.TypeString, "note": change.TypeString}}, nil
 }
 
-func (f *fakeSource) Chunk(_ context.Context, _ *backfill.Table, after []string, limit int) ([]change.Row, []string, error) {
+func (f *fakeSource) Chunk(_ context.Context, _ *change.Schema, after []string, limit int) ([]change.Row, []string, error) {
 	from := int64(-1 << 62)
 	if after != nil {
 		from, _ = strconv.ParseInt(after[0], 10, 64)
@@ -49,7 +48,7 @@ func (f *fakeSource) Chunk(_ context.Context, _ *backfill.Table, after []string,
 	return out, []string{fmt.Sprint(out[len(out)-1]["id"])}, nil
 }
 
-func (f *fakeSource) Row(_ context.Context, _ *backfill.Table, key change.Row) (change.Row, error) {
+func (f *fakeSource) Row(_ context.Context, _ *change.Schema, key change.Row) (change.Row, error) {
 	id := key["id"].(int64)
 	if f.onRow != nil {
 		f.onRow(id)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -75,7 +74,7 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 				}
 			}
 			if row != nil {
-				want[j][sink.RowID(o.Table, o.Key, row.Columns)] = &suspect{
+				want[j][change.RowID(o.Table, o.Key, row.Columns)] = &suspect{
 					Drift:   Drift{Table: o.Table, Key: pick(row.Columns, o.Key), SourceKey: pick(cur, st.Key), Want: row.Columns},
 					mapping: i, output: j, src: st, seen: cur}
 				continue
@@ -107,10 +106,10 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 		}
 		present := map[string]map[string]any{}
 		for _, g := range got {
-			present[sink.RowID(o.Table, o.Key, g)] = g
+			present[change.RowID(o.Table, o.Key, g)] = g
 		}
 		for _, s := range absent[j] {
-			if g, ok := present[sink.RowID(o.Table, o.Key, s.Key)]; ok {
+			if g, ok := present[change.RowID(o.Table, o.Key, s.Key)]; ok {
 				s.Kind, s.Got = KindExtra, g
 				suspects = append(suspects, s)
 			}

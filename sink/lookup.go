@@ -1,39 +1,12 @@
 package sink
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 )
-
-// Lookuper reads one target row by column values, for mapping lookups
-// (lookup("schema.table", {"legacy_id": row.customer_id}) finds the id the
-// new system gave a row the old one knew by another).
-type Lookuper interface {
-	// Lookup returns the row of table whose columns equal where's values
-	// (all of them), found=false when there is none. More than one
-	// matching row is a *Error naming the table and columns, with reason
-	// not_unique, wrapping ErrNotUnique (the lookup columns must be unique).
-	//
-	// Values come back as the capturers type them: int64 for integer
-	// columns, float64 for floating point, bool, []byte for binary, and
-	// the exact text form (string) for everything else (numeric, uuid,
-	// timestamps, json...); NULL as nil.
-	//
-	// A nil value in where matches no row, as SQL's = does: the result is
-	// found=false without a query. (IS NULL would not do: a unique index
-	// admits any number of NULLs, and a source row without a reference
-	// has no target row to find.) An empty where is an error. A table or
-	// column the target lacks is a *Error wrapping ErrTableNotFound or
-	// ErrColumnNotFound.
-	//
-	// Lookup blocks on one query (a table's description is read once and
-	// cached); callers cache rows. Safe for concurrent use.
-	Lookup(ctx context.Context, table string, where map[string]any) (row map[string]any, found bool, err error)
-}
 
 // ErrNotUnique is wrapped when a lookup matches more than one row.
 var ErrNotUnique = errors.New("lookup matches more than one row: its columns must be unique")

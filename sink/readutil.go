@@ -3,6 +3,8 @@ package sink
 import (
 	"strconv"
 	"strings"
+
+	"github.com/tandemcdc/tandem/internal/change"
 )
 
 // DistinctKeys returns the keys of a RowReader.ReadKeys worth asking for,
@@ -20,7 +22,7 @@ keys:
 				continue keys
 			}
 		}
-		if id := KeyText(key, k); !seen[id] {
+		if id := change.KeyText(key, k); !seen[id] {
 			seen[id] = true
 			out = append(out, k)
 		}

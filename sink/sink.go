@@ -6,60 +6,15 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/tandemcdc/tandem/internal/change"
 )
-
-// Op is what a Write does to its target row.
-type Op int
-
-// The write kinds.
-const (
-	// Upsert inserts the row or overwrites the named columns of an existing one.
-	Upsert Op = iota + 1
-	// InsertIfAbsent inserts the row unless one with the same key exists.
-	InsertIfAbsent
-	// Delete removes the row with the key, if any. While a backfill is
-	// active (see BackfillStore) it also leaves a tombstone for the key.
-	Delete
-	// Copy is a row copied by backfill: inserted unless a row with the key
-	// exists (the stream wins) or a tombstone says the stream deleted it
-	// while the backfill was active (it must not come back). Copies are
-	// applied beside the stream, in no order with it: a sink holds a
-	// table's copy lock through a transaction that copies into it, and
-	// through one that deletes from it while a backfill is active, so that
-	// the two never overlap (see BackfillStore).
-	Copy
-)
-
-// String names the op for logs and metrics.
-func (o Op) String() string {
-	switch o {
-	case Upsert:
-		return "upsert"
-	case InsertIfAbsent:
-		return "insert_if_absent"
-	case Delete:
-		return "delete"
-	case Copy:
-		return "copy"
-	}
-	return fmt.Sprintf("op(%d)", int(o))
-}
-
-// Write is one change to one target row.
-type Write struct {
-	Table string         // target table, "schema.table" or "table"
-	Op    Op             //
-	Key   []string       // key column names; Row holds their values
-	Row   map[string]any // columns to write (for Delete: the key columns only)
-}
 
 // Batch is target-row changes in the order they must take effect, and the
 // dead letters of the same records.
 type Batch struct {
-	Writes      []Write
+	Writes      []change.Write
 	DeadLetters []DeadLetter
 }
 
@@ -142,26 +97,6 @@ type Sink interface {
 	Close() error
 }
 
-// KeyText is the canonical text of a target row's key values, as sinks
-// store it in tombstones: a JSON array of each value's text ("[\"42\"]"),
-// so int 42 and int64 42 are one key, as SQL compares them once cast.
-func KeyText(key []string, row map[string]any) string {
-	var sb strings.Builder
-	sb.WriteByte('[')
-	for i, k := range key {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		v := row[k]
-		if b, ok := v.([]byte); ok {
-			v = fmt.Sprintf("\\x%x", b)
-		}
-		sb.WriteString(strconv.Quote(fmt.Sprint(v)))
-	}
-	sb.WriteByte(']')
-	return sb.String()
-}
-
 // Backfill states, as BackfillStore keeps them.
 const (
 	// BackfillRunning: chunks are being copied; deletes leave tombstones.
@@ -218,9 +153,9 @@ type CopyLock struct {
 
 // OnlyCopies reports whether every write is a Copy, as in a backfill's
 // chunk.
-func OnlyCopies(writes []Write) bool {
+func OnlyCopies(writes []change.Write) bool {
 	for i := range writes {
-		if writes[i].Op != Copy {
+		if writes[i].Op != change.WriteCopy {
 			return false
 		}
 	}
@@ -230,17 +165,17 @@ func OnlyCopies(writes []Write) bool {
 // CopyLocks returns the tables whose copy locks a batch of writes takes,
 // in table order: a sink takes them in that order, first in the batch's
 // transaction, so that two batches never wait for each other in a cycle.
-func CopyLocks(writes []Write) []CopyLock {
+func CopyLocks(writes []change.Write) []CopyLock {
 	var copies map[string]bool
 	for i := range writes {
 		w := &writes[i]
-		if w.Op != Copy && w.Op != Delete {
+		if w.Op != change.WriteCopy && w.Op != change.WriteDelete {
 			continue
 		}
 		if copies == nil {
 			copies = map[string]bool{}
 		}
-		copies[w.Table] = copies[w.Table] || w.Op == Copy
+		copies[w.Table] = copies[w.Table] || w.Op == change.WriteCopy
 	}
 	out := make([]CopyLock, 0, len(copies))
 	shared := OnlyCopies(writes)
@@ -283,26 +218,6 @@ type TextKey struct {
 // written as Copy writes instead.
 var ErrNotVerbatim = errors.New("the copied rows must be written one by one")
 
-// RowID identifies a target row: its table and key values. Values compare
-// by their text, as SQL compares them once cast: int 1 and int64 1 are one
-// key.
-func RowID(table string, key []string, row map[string]any) string {
-	b := make([]byte, 0, len(table)+24*len(key))
-	b = append(b, table...)
-	for _, k := range key {
-		b = append(b, 0)
-		switch v := row[k].(type) { // as fmt.Sprint writes them, without its cost
-		case int64:
-			b = strconv.AppendInt(b, v, 10)
-		case string:
-			b = append(b, v...)
-		default:
-			b = fmt.Append(b, v)
-		}
-	}
-	return string(b)
-}
-
 // Compact reduces writes to rounds: within a round each (table, key)
 // appears once, and applying the rounds in order has the effect of applying
 // the writes in order. A later Upsert merges into an earlier one (its
@@ -312,12 +227,12 @@ func RowID(table string, key []string, row map[string]any) string {
 // after an InsertIfAbsent) goes to the next round, so a partial-column
 // upsert never resurrects a deleted row's other columns. Writes keep the
 // order of their first appearance within a round.
-func Compact(writes []Write) [][]Write {
+func Compact(writes []change.Write) [][]change.Write {
 	type place struct{ round, i int }
 	last := make(map[string]place, len(writes))
-	rounds := [][]Write{make([]Write, 0, len(writes))}
+	rounds := [][]change.Write{make([]change.Write, 0, len(writes))}
 	for _, w := range writes {
-		id := RowID(w.Table, w.Key, w.Row)
+		id := change.RowID(w.Table, w.Key, w.Row)
 		p, seen := last[id]
 		if !seen {
 			last[id] = place{0, len(rounds[0])} // nothing earlier to order after
@@ -326,9 +241,9 @@ func Compact(writes []Write) [][]Write {
 		}
 		prev := &rounds[p.round][p.i]
 		switch {
-		case w.Op == Delete:
+		case w.Op == change.WriteDelete:
 			*prev = w
-		case w.Op == Upsert && prev.Op == Upsert:
+		case w.Op == change.WriteUpsert && prev.Op == change.WriteUpsert:
 			merged := make(map[string]any, len(prev.Row)+len(w.Row))
 			for c, v := range prev.Row {
 				merged[c] = v
@@ -338,7 +253,7 @@ func Compact(writes []Write) [][]Write {
 			}
 			w.Row = merged
 			*prev = w
-		case (w.Op == InsertIfAbsent || w.Op == Copy) && prev.Op != Delete:
+		case (w.Op == change.WriteInsertIfAbsent || w.Op == change.WriteCopy) && prev.Op != change.WriteDelete:
 			// the row exists: nothing to do.
 		default:
 			r := p.round + 1
@@ -355,20 +270,20 @@ func Compact(writes []Write) [][]Write {
 // Group is writes of one round that one statement can apply: same table,
 // op, key and column set.
 type Group struct {
-	Op    Op
+	Op    change.WriteOp
 	Table string
 	Key   []string
-	Cols  []string // the written columns, sorted (the key columns for a Delete)
+	Cols  []string // the written columns, sorted (the key columns for a change.WriteDelete)
 	Rows  []map[string]any
 }
 
 // fits reports whether w belongs in g: same op, table and key, and, but
 // for a delete, the same set of columns.
-func (g *Group) fits(w Write) bool {
+func (g *Group) fits(w change.Write) bool {
 	if w.Op != g.Op || w.Table != g.Table || !slices.Equal(w.Key, g.Key) {
 		return false
 	}
-	if w.Op == Delete {
+	if w.Op == change.WriteDelete {
 		return true
 	}
 	if len(w.Row) != len(g.Cols) {
@@ -389,7 +304,7 @@ func (g *Group) fits(w Write) bool {
 // A delete's tombstones go with it, so they too come before every copy of
 // the round (a copy of a key deleted earlier in the batch is in a later
 // round anyway).
-func Groups(round []Write) []*Group {
+func Groups(round []change.Write) []*Group {
 	var order []*Group
 	byID := map[string]*Group{}
 	var last *Group
@@ -401,7 +316,7 @@ func Groups(round []Write) []*Group {
 			continue
 		}
 		cols := w.Key
-		if w.Op != Delete {
+		if w.Op != change.WriteDelete {
 			cols = make([]string, 0, len(w.Row))
 			for c := range w.Row {
 				cols = append(cols, c)
@@ -420,7 +335,7 @@ func Groups(round []Write) []*Group {
 		last = g
 	}
 	slices.SortStableFunc(order, func(a, b *Group) int {
-		da, db := a.Op == Delete, b.Op == Delete
+		da, db := a.Op == change.WriteDelete, b.Op == change.WriteDelete
 		switch {
 		case da && !db:
 			return -1

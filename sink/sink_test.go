@@ -5,50 +5,51 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tandemcdc/tandem/internal/change"
 )
 
-func w(op Op, id any, cols ...any) Write {
+func w(op change.WriteOp, id any, cols ...any) change.Write {
 	row := map[string]any{"id": id}
 	for i := 0; i+1 < len(cols); i += 2 {
 		row[cols[i].(string)] = cols[i+1]
 	}
-	return Write{Table: "t", Op: op, Key: []string{"id"}, Row: row}
+	return change.Write{Table: "t", Op: op, Key: []string{"id"}, Row: row}
 }
 
 func TestCompact_KeepsTheEffectOfApplyingInOrder(t *testing.T) {
 	tests := []struct {
 		name string
-		in   []Write
-		want [][]Write
+		in   []change.Write
+		want [][]change.Write
 	}{
-		{"last upsert wins", []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, int64(1), "v", "b")},
-			[][]Write{{w(Upsert, int64(1), "v", "b")}}},
-		{"upserts of different columns merge", []Write{w(Upsert, int64(1), "a", 1, "b", 2), w(Upsert, int64(1), "b", 3, "c", 4)},
-			[][]Write{{w(Upsert, int64(1), "a", 1, "b", 3, "c", 4)}}},
-		{"delete after upsert", []Write{w(Upsert, int64(1), "v", "a"), w(Delete, int64(1))},
-			[][]Write{{w(Delete, int64(1))}}},
-		{"upsert after delete is a second round", []Write{w(Delete, int64(1)), w(Upsert, int64(1), "v", "b")},
-			[][]Write{{w(Delete, int64(1))}, {w(Upsert, int64(1), "v", "b")}}},
-		{"insert-if-absent after delete is a second round", []Write{w(Delete, int64(1)), w(InsertIfAbsent, int64(1), "v", "b")},
-			[][]Write{{w(Delete, int64(1))}, {w(InsertIfAbsent, int64(1), "v", "b")}}},
-		{"upsert after insert-if-absent is a second round", []Write{w(InsertIfAbsent, int64(1), "a", 1), w(Upsert, int64(1), "b", 2)},
-			[][]Write{{w(InsertIfAbsent, int64(1), "a", 1)}, {w(Upsert, int64(1), "b", 2)}}},
-		{"insert-if-absent after upsert does nothing", []Write{w(Upsert, int64(1), "v", "a"), w(InsertIfAbsent, int64(1), "v", "b")},
-			[][]Write{{w(Upsert, int64(1), "v", "a")}}},
-		{"copy after delete is a second round (its tombstone decides)", []Write{w(Delete, int64(1)), w(Copy, int64(1), "v", "b")},
-			[][]Write{{w(Delete, int64(1))}, {w(Copy, int64(1), "v", "b")}}},
-		{"copy after upsert does nothing: the stream wins", []Write{w(Upsert, int64(1), "v", "a"), w(Copy, int64(1), "v", "old")},
-			[][]Write{{w(Upsert, int64(1), "v", "a")}}},
-		{"upsert after copy is a second round", []Write{w(Copy, int64(1), "v", "old"), w(Upsert, int64(1), "v", "new")},
-			[][]Write{{w(Copy, int64(1), "v", "old")}, {w(Upsert, int64(1), "v", "new")}}},
-		{"insert-if-absent twice keeps the first", []Write{w(InsertIfAbsent, int64(1), "v", "a"), w(InsertIfAbsent, int64(1), "v", "b")},
-			[][]Write{{w(InsertIfAbsent, int64(1), "v", "a")}}},
-		{"int and int64 of one value are one key", []Write{w(Upsert, int64(1), "v", "a"), w(Upsert, 1, "v", "b")},
-			[][]Write{{w(Upsert, 1, "v", "b")}}},
-		{"delete, upsert, delete ends deleted", []Write{w(Delete, int64(1)), w(Upsert, int64(1), "v", "b"), w(Delete, int64(1))},
-			[][]Write{{w(Delete, int64(1))}, {w(Delete, int64(1))}}},
-		{"new keys join the first round", []Write{w(Delete, int64(1)), w(Upsert, int64(1)), w(Upsert, int64(2))},
-			[][]Write{{w(Delete, int64(1)), w(Upsert, int64(2))}, {w(Upsert, int64(1))}}},
+		{"last upsert wins", []change.Write{w(change.WriteUpsert, int64(1), "v", "a"), w(change.WriteUpsert, int64(1), "v", "b")},
+			[][]change.Write{{w(change.WriteUpsert, int64(1), "v", "b")}}},
+		{"upserts of different columns merge", []change.Write{w(change.WriteUpsert, int64(1), "a", 1, "b", 2), w(change.WriteUpsert, int64(1), "b", 3, "c", 4)},
+			[][]change.Write{{w(change.WriteUpsert, int64(1), "a", 1, "b", 3, "c", 4)}}},
+		{"delete after upsert", []change.Write{w(change.WriteUpsert, int64(1), "v", "a"), w(change.WriteDelete, int64(1))},
+			[][]change.Write{{w(change.WriteDelete, int64(1))}}},
+		{"upsert after delete is a second round", []change.Write{w(change.WriteDelete, int64(1)), w(change.WriteUpsert, int64(1), "v", "b")},
+			[][]change.Write{{w(change.WriteDelete, int64(1))}, {w(change.WriteUpsert, int64(1), "v", "b")}}},
+		{"insert-if-absent after delete is a second round", []change.Write{w(change.WriteDelete, int64(1)), w(change.WriteInsertIfAbsent, int64(1), "v", "b")},
+			[][]change.Write{{w(change.WriteDelete, int64(1))}, {w(change.WriteInsertIfAbsent, int64(1), "v", "b")}}},
+		{"upsert after insert-if-absent is a second round", []change.Write{w(change.WriteInsertIfAbsent, int64(1), "a", 1), w(change.WriteUpsert, int64(1), "b", 2)},
+			[][]change.Write{{w(change.WriteInsertIfAbsent, int64(1), "a", 1)}, {w(change.WriteUpsert, int64(1), "b", 2)}}},
+		{"insert-if-absent after upsert does nothing", []change.Write{w(change.WriteUpsert, int64(1), "v", "a"), w(change.WriteInsertIfAbsent, int64(1), "v", "b")},
+			[][]change.Write{{w(change.WriteUpsert, int64(1), "v", "a")}}},
+		{"copy after delete is a second round (its tombstone decides)", []change.Write{w(change.WriteDelete, int64(1)), w(change.WriteCopy, int64(1), "v", "b")},
+			[][]change.Write{{w(change.WriteDelete, int64(1))}, {w(change.WriteCopy, int64(1), "v", "b")}}},
+		{"copy after upsert does nothing: the stream wins", []change.Write{w(change.WriteUpsert, int64(1), "v", "a"), w(change.WriteCopy, int64(1), "v", "old")},
+			[][]change.Write{{w(change.WriteUpsert, int64(1), "v", "a")}}},
+		{"upsert after copy is a second round", []change.Write{w(change.WriteCopy, int64(1), "v", "old"), w(change.WriteUpsert, int64(1), "v", "new")},
+			[][]change.Write{{w(change.WriteCopy, int64(1), "v", "old")}, {w(change.WriteUpsert, int64(1), "v", "new")}}},
+		{"insert-if-absent twice keeps the first", []change.Write{w(change.WriteInsertIfAbsent, int64(1), "v", "a"), w(change.WriteInsertIfAbsent, int64(1), "v", "b")},
+			[][]change.Write{{w(change.WriteInsertIfAbsent, int64(1), "v", "a")}}},
+		{"int and int64 of one value are one key", []change.Write{w(change.WriteUpsert, int64(1), "v", "a"), w(change.WriteUpsert, 1, "v", "b")},
+			[][]change.Write{{w(change.WriteUpsert, 1, "v", "b")}}},
+		{"delete, upsert, delete ends deleted", []change.Write{w(change.WriteDelete, int64(1)), w(change.WriteUpsert, int64(1), "v", "b"), w(change.WriteDelete, int64(1))},
+			[][]change.Write{{w(change.WriteDelete, int64(1))}, {w(change.WriteDelete, int64(1))}}},
+		{"new keys join the first round", []change.Write{w(change.WriteDelete, int64(1)), w(change.WriteUpsert, int64(1)), w(change.WriteUpsert, int64(2))},
+			[][]change.Write{{w(change.WriteDelete, int64(1)), w(change.WriteUpsert, int64(2))}, {w(change.WriteUpsert, int64(1))}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,10 +62,10 @@ func TestCompact_KeepsTheEffectOfApplyingInOrder(t *testing.T) {
 
 func TestKeyText_IsOneTextPerKeyValue(t *testing.T) {
 	got := []string{
-		KeyText([]string{"id"}, map[string]any{"id": int64(42)}),
-		KeyText([]string{"id"}, map[string]any{"id": 42}),
-		KeyText([]string{"a", "b"}, map[string]any{"a": "x\"y", "b": nil, "c": "ignored"}),
-		KeyText([]string{"k"}, map[string]any{"k": []byte{0, 0xff}}),
+		change.KeyText([]string{"id"}, map[string]any{"id": int64(42)}),
+		change.KeyText([]string{"id"}, map[string]any{"id": 42}),
+		change.KeyText([]string{"a", "b"}, map[string]any{"a": "x\"y", "b": nil, "c": "ignored"}),
+		change.KeyText([]string{"k"}, map[string]any{"k": []byte{0, 0xff}}),
 	}
 	want := []string{`["42"]`, `["42"]`, `["x\"y","<nil>"]`, `["\\x00ff"]`}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -73,7 +74,7 @@ func TestKeyText_IsOneTextPerKeyValue(t *testing.T) {
 }
 
 func TestGroups_OneGroupPerTableOpKeyAndColumnsDeletesFirst(t *testing.T) {
-	round := []Write{w(Upsert, 1, "v", "a"), w(Delete, 2), w(Upsert, 3, "v", "c"), w(Upsert, 4, "x", 1), w(Delete, 5)}
+	round := []change.Write{w(change.WriteUpsert, 1, "v", "a"), w(change.WriteDelete, 2), w(change.WriteUpsert, 3, "v", "c"), w(change.WriteUpsert, 4, "x", 1), w(change.WriteDelete, 5)}
 	var got []string
 	for _, g := range Groups(round) {
 		got = append(got, fmt.Sprintf("%s %v %d", g.Op, g.Cols, len(g.Rows)))
@@ -85,10 +86,10 @@ func TestGroups_OneGroupPerTableOpKeyAndColumnsDeletesFirst(t *testing.T) {
 
 	// Neighbours of another shape each start or find their own group: as
 	// many columns but others, more columns, another table, another op.
-	other := w(Upsert, 9, "v", "z")
+	other := w(change.WriteUpsert, 9, "v", "z")
 	other.Table = "u"
-	round = []Write{w(Upsert, 1, "v", "a"), w(Upsert, 2, "x", "b"), w(Upsert, 3, "v", "c", "x", "d"), other,
-		w(InsertIfAbsent, 4, "v", "e"), w(Upsert, 5, "v", "f")}
+	round = []change.Write{w(change.WriteUpsert, 1, "v", "a"), w(change.WriteUpsert, 2, "x", "b"), w(change.WriteUpsert, 3, "v", "c", "x", "d"), other,
+		w(change.WriteInsertIfAbsent, 4, "v", "e"), w(change.WriteUpsert, 5, "v", "f")}
 	got = nil
 	for _, g := range Groups(round) {
 		got = append(got, fmt.Sprintf("%s %s %v %v", g.Op, g.Table, g.Cols, g.Rows))
@@ -106,23 +107,23 @@ func TestGroups_OneGroupPerTableOpKeyAndColumnsDeletesFirst(t *testing.T) {
 }
 
 func TestCopyLocks_TablesCopiedIntoOrDeletedFromInTableOrder(t *testing.T) {
-	w := func(op Op, table string) Write {
-		return Write{Table: table, Op: op, Key: []string{"id"}, Row: map[string]any{"id": 1}}
+	w := func(op change.WriteOp, table string) change.Write {
+		return change.Write{Table: table, Op: op, Key: []string{"id"}, Row: map[string]any{"id": 1}}
 	}
-	got := CopyLocks([]Write{
-		w(Upsert, "a"), w(Delete, "z"), w(Copy, "m"), w(Delete, "m"), w(InsertIfAbsent, "b"), w(Delete, "c"), w(Delete, "c"), w(Copy, "d"),
+	got := CopyLocks([]change.Write{
+		w(change.WriteUpsert, "a"), w(change.WriteDelete, "z"), w(change.WriteCopy, "m"), w(change.WriteDelete, "m"), w(change.WriteInsertIfAbsent, "b"), w(change.WriteDelete, "c"), w(change.WriteDelete, "c"), w(change.WriteCopy, "d"),
 	})
 	want := []CopyLock{{Table: "c"}, {Table: "d", Copies: true}, {Table: "m", Copies: true}, {Table: "z"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("CopyLocks (-want +got):\n%s", diff)
 	}
 	// A backfill's chunk, copies only, shares its tables' locks.
-	got = CopyLocks([]Write{w(Copy, "m"), w(Copy, "d"), w(Copy, "m")})
+	got = CopyLocks([]change.Write{w(change.WriteCopy, "m"), w(change.WriteCopy, "d"), w(change.WriteCopy, "m")})
 	want = []CopyLock{{Table: "d", Copies: true, Shared: true}, {Table: "m", Copies: true, Shared: true}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("CopyLocks of copies only (-want +got):\n%s", diff)
 	}
-	if got := CopyLocks([]Write{w(Upsert, "a")}); len(got) != 0 {
+	if got := CopyLocks([]change.Write{w(change.WriteUpsert, "a")}); len(got) != 0 {
 		t.Errorf("CopyLocks of an upsert: %v, want none", got)
 	}
 }

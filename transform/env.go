@@ -9,7 +9,6 @@ import (
 	"cel.dev/cel-go/common/types"
 
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/sink"
 )
 
 // Option is a way to compile a mapping.
@@ -17,7 +16,7 @@ type Option func(*options)
 
 type options struct {
 	source map[string]change.Type
-	lookup sink.Lookuper
+	lookup Lookuper
 }
 
 // WithSource type-checks the mapping's expressions against the source
@@ -31,7 +30,7 @@ func WithSource(columns map[string]change.Type) Option {
 
 // WithLookup lets lookup() read target rows through l. Without it, an
 // expression that calls lookup() compiles but fails when evaluated.
-func WithLookup(l sink.Lookuper) Option {
+func WithLookup(l Lookuper) Option {
 	return func(o *options) { o.lookup = l }
 }
 

@@ -14,8 +14,35 @@ import (
 	"cel.dev/cel-go/common/types/ref"
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/sink"
 )
+
+// Lookuper reads one target row by column values, for mapping lookups
+// (lookup("schema.table", {"legacy_id": row.customer_id}) finds the id the
+// new system gave a row the old one knew by another).
+type Lookuper interface {
+	// Lookup returns the row of table whose columns equal where's values
+	// (all of them), found=false when there is none. More than one
+	// matching row is a *sink.Error naming the table and columns, with reason
+	// not_unique, wrapping sink.ErrNotUnique (the lookup columns must be unique).
+	//
+	// Values come back as the capturers type them: int64 for integer
+	// columns, float64 for floating point, bool, []byte for binary, and
+	// the exact text form (string) for everything else (numeric, uuid,
+	// timestamps, json...); NULL as nil.
+	//
+	// A nil value in where matches no row, as SQL's = does: the result is
+	// found=false without a query. (IS NULL would not do: a unique index
+	// admits any number of NULLs, and a source row without a reference
+	// has no target row to find.) An empty where is an error. A table or
+	// column the target lacks is a *sink.Error wrapping sink.ErrTableNotFound or
+	// sink.ErrColumnNotFound.
+	//
+	// Lookup blocks on one query (a table's description is read once and
+	// cached); callers cache rows. Safe for concurrent use.
+	Lookup(ctx context.Context, table string, where map[string]any) (row map[string]any, found bool, err error)
+}
 
 // ErrLookupUnavailable is wrapped by an evaluation error when lookup()
 // could not ask the target (connection lost, table missing, timeout): the
@@ -36,7 +63,7 @@ const (
 // starts a goroutine per cache that never ends, and mappings are compiled
 // again and again (check, run, each reconcile connection).
 type lookups struct {
-	target sink.Lookuper // nil: lookup() fails when evaluated
+	target Lookuper // nil: lookup() fails when evaluated
 	cache  *lru.Cache[string, foundRow]
 }
 
@@ -46,7 +73,7 @@ type foundRow struct {
 	at  time.Time
 }
 
-func newLookups(target sink.Lookuper) *lookups {
+func newLookups(target Lookuper) *lookups {
 	cache, err := lru.New[string, foundRow](lookupCacheRows)
 	if err != nil {
 		panic(fmt.Sprintf("lookup cache: %v", err)) // only for a size <= 0
@@ -112,14 +139,14 @@ func (l *lookups) find(table string, where map[string]any) (map[string]any, erro
 }
 
 // lookupKey is the cache key of a lookup: the table and the where values by
-// sink.KeyText, which gives equal values one text.
+// change.KeyText, which gives equal values one text.
 func lookupKey(table string, where map[string]any) string {
 	cols := make([]string, 0, len(where))
 	for c := range where {
 		cols = append(cols, c)
 	}
 	slices.Sort(cols)
-	return table + "\x00" + strings.Join(cols, "\x00") + "\x00" + sink.KeyText(cols, where)
+	return table + "\x00" + strings.Join(cols, "\x00") + "\x00" + change.KeyText(cols, where)
 }
 
 func describeWhere(where map[string]any) string {

@@ -252,7 +252,7 @@ func (f *fakeLookuper) Lookup(_ context.Context, table string, where map[string]
 	return r, ok, nil
 }
 
-var _ sink.Lookuper = (*fakeLookuper)(nil)
+var _ Lookuper = (*fakeLookuper)(nil)
 
 func TestLookup_FindsCachesAndFailsClearly(t *testing.T) {
 	target := &fakeLookuper{rows: map[int64]map[string]any{7: {"id": "c0ffee", "legacy_id": int64(7)}}}

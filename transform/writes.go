@@ -5,13 +5,12 @@ import (
 	"slices"
 
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/sink"
 )
 
 // Writes turns one change into the target writes of mapping m: the stream's
 // rule, which the backfill's copies and the dead-letter replay share. An
 // error is a poison change: reason says why, for the dead-letter topic.
-func Writes(m *Mapping, ev *change.Event) ([]sink.Write, string, error) {
+func Writes(m *Mapping, ev *change.Event) ([]change.Write, string, error) {
 	switch ev.Op {
 	case change.OpCreate, change.OpUpdate, change.OpRead:
 		var (
@@ -27,10 +26,10 @@ func Writes(m *Mapping, ev *change.Event) ([]sink.Write, string, error) {
 		if err != nil {
 			return nil, "transform", err
 		}
-		var out []sink.Write
+		var out []change.Write
 		// Outputs the row no longer matches (`when` turned false) lose their row.
 		for _, k := range gone {
-			out = append(out, sink.Write{Table: k.Table, Op: sink.Delete, Key: k.Key, Row: k.Columns})
+			out = append(out, change.Write{Table: k.Table, Op: change.WriteDelete, Key: k.Key, Row: k.Columns})
 		}
 		if ev.Op == change.OpUpdate && ev.Before != nil {
 			// The source key changed: delete target rows whose key moved.
@@ -40,19 +39,19 @@ func Writes(m *Mapping, ev *change.Event) ([]sink.Write, string, error) {
 			}
 			for _, k := range olds {
 				if !producesKey(rows, k) {
-					out = append(out, sink.Write{Table: k.Table, Op: sink.Delete, Key: k.Key, Row: k.Columns})
+					out = append(out, change.Write{Table: k.Table, Op: change.WriteDelete, Key: k.Key, Row: k.Columns})
 				}
 			}
 		}
 		for _, r := range rows {
-			op := sink.Upsert
+			op := change.WriteUpsert
 			switch {
 			case ev.Op == change.OpRead:
-				op = sink.Copy // a backfilled row: the stream's rows win, its deletes stay
+				op = change.WriteCopy // a backfilled row: the stream's rows win, its deletes stay
 			case r.CreateIfAbsent:
-				op = sink.InsertIfAbsent
+				op = change.WriteInsertIfAbsent
 			}
-			out = append(out, sink.Write{Table: r.Table, Op: op, Key: r.Key, Row: r.Columns})
+			out = append(out, change.Write{Table: r.Table, Op: op, Key: r.Key, Row: r.Columns})
 		}
 		return out, "", nil
 	case change.OpDelete:
@@ -60,9 +59,9 @@ func Writes(m *Mapping, ev *change.Event) ([]sink.Write, string, error) {
 		if err != nil {
 			return nil, "transform", err
 		}
-		out := make([]sink.Write, 0, len(keys))
+		out := make([]change.Write, 0, len(keys))
 		for _, k := range keys {
-			out = append(out, sink.Write{Table: k.Table, Op: sink.Delete, Key: k.Key, Row: k.Columns})
+			out = append(out, change.Write{Table: k.Table, Op: change.WriteDelete, Key: k.Key, Row: k.Columns})
 		}
 		return out, "", nil
 	case change.OpTruncate:
@@ -90,6 +89,6 @@ func unsent(ev *change.Event) map[string]bool {
 }
 
 func producesKey(rows []Row, k Key) bool {
-	id := sink.RowID(k.Table, k.Key, k.Columns)
-	return slices.ContainsFunc(rows, func(r Row) bool { return sink.RowID(r.Table, r.Key, r.Columns) == id })
+	id := change.RowID(k.Table, k.Key, k.Columns)
+	return slices.ContainsFunc(rows, func(r Row) bool { return change.RowID(r.Table, r.Key, r.Columns) == id })
 }

@@ -9,7 +9,7 @@
 // order after the last copied key (keyset pagination: no long-held locks,
 // each chunk a consistent read). The pipeline maps its rows through the
 // same mappings as the stream (transform.Writes of "r" changes) and writes
-// them straight to the target as sink.Copy writes, not through Kafka: a
+// them straight to the target as change.WriteCopy writes, not through Kafka: a
 // copied row is inserted unless the target row exists (the stream wins: it
 // wrote a version at least as new) or a tombstone says the stream deleted
 // it. Copies and the stream's writes reach the target in no particular
@@ -31,7 +31,7 @@
 //   - Deletes: every transaction that deletes from a target table holds
 //     that table's copy lock shared, from before its DELETE to its commit;
 //     every transaction that copies into it holds the lock exclusive, from
-//     before it reads tombstones to its commit (sink.Copy). So a copy and a
+//     before it reads tombstones to its commit (change.WriteCopy). So a copy and a
 //     delete of one table never overlap: one commits before the other
 //     starts to read.
 //
@@ -87,24 +87,16 @@ import (
 	"github.com/tandemcdc/tandem/sink"
 )
 
-// Table is a source table as backfill reads it.
-type Table struct {
-	Name    change.Table
-	Columns []string               // in table order
-	Types   map[string]change.Type // as the stream's capturer types them
-	Key     []string               // primary key columns, in key order
-}
-
 // Reader reads source tables in primary key order, with values exactly as
 // the stream's capturer produces them (so a copied row and a streamed row
 // of the same content are equal).
 type Reader interface {
 	// Describe returns the table's columns, types and primary key.
-	Describe(ctx context.Context, t change.Table) (*Table, error)
+	Describe(ctx context.Context, t change.Table) (*change.Schema, error)
 	// Chunk reads up to limit rows with a key after after (nil: from the
 	// start), in key order, in one consistent read. last is the text of
 	// the last row's key values, to pass as the next after.
-	Chunk(ctx context.Context, t *Table, after []string, limit int) (rows []change.Row, last []string, err error)
+	Chunk(ctx context.Context, t *change.Schema, after []string, limit int) (rows []change.Row, last []string, err error)
 	// Estimate returns the table's approximate row count, from statistics.
 	Estimate(ctx context.Context, t change.Table) (int64, error)
 }
@@ -116,7 +108,7 @@ type TextReader interface {
 	Reader
 	// TextChunk reads what Chunk(t, after, limit) reads, the values of
 	// cols only, in that order, in COPY's text format.
-	TextChunk(ctx context.Context, t *Table, cols []string, after []string, limit int) (*TextChunk, error)
+	TextChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (*TextChunk, error)
 }
 
 // TextChunk is a chunk in COPY's text format: a line per row, its values
@@ -134,7 +126,7 @@ type TextChunk struct {
 // Chunk is a chunk of a table as read, handed to the writer: its rows, or
 // for a table read verbatim, the rows' COPY text.
 type Chunk struct {
-	Table *Table
+	Table *change.Schema
 	Rows  []change.Row
 	Text  *TextChunk
 }
@@ -145,16 +137,6 @@ func (c Chunk) Len() int {
 		return c.Text.Rows
 	}
 	return len(c.Rows)
-}
-
-// Reads returns rows of the table as "r" changes.
-func (t *Table) Reads(rows []change.Row) []change.Event {
-	events := make([]change.Event, len(rows))
-	now := time.Now()
-	for i, row := range rows {
-		events[i] = change.Event{Op: change.OpRead, Table: t.Name, Key: t.Key, Types: t.Types, Columns: t.Columns, After: row, Commit: now}
-	}
-	return events
 }
 
 // LoadReader is a Reader that can tell how busy the source is (PostgreSQL
@@ -306,7 +288,7 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 		byName[p.Table] = p
 	}
 	type job struct {
-		table *Table
+		table *change.Schema
 		after []string
 		rows  int64
 		est   int64
@@ -404,7 +386,7 @@ const writersPerTable = 2
 // while writersPerTable others write the chunks before, so the source, the
 // target and tandem work at once. Progress is saved in chunk order, after
 // each chunk and every chunk before it are written.
-func (r *Runner) copyTable(ctx context.Context, t *Table, after []string, rows int64) (throttled time.Duration, err error) {
+func (r *Runner) copyTable(ctx context.Context, t *change.Schema, after []string, rows int64) (throttled time.Duration, err error) {
 	counter := r.metrics.Rows.WithLabelValues(t.Name.String())
 	g, ctx := errgroup.WithContext(ctx)
 	read := make(chan chunk, 2)
@@ -457,7 +439,7 @@ func (r *Runner) copyTable(ctx context.Context, t *Table, after []string, rows i
 }
 
 // writeChunk hands a chunk to write.
-func (r *Runner) writeChunk(ctx context.Context, t *Table, c chunk) error {
+func (r *Runner) writeChunk(ctx context.Context, t *change.Schema, c chunk) error {
 	if c.Len() == 0 {
 		return nil
 	}
@@ -470,7 +452,7 @@ func (r *Runner) writeChunk(ctx context.Context, t *Table, c chunk) error {
 // readChunks reads a table's chunks after after (rows copied before it),
 // waiting for pauses and the rate limit, and sends them to out until the
 // last.
-func (r *Runner) readChunks(ctx context.Context, t *Table, after []string, read int64, out chan<- chunk) (throttled time.Duration, err error) {
+func (r *Runner) readChunks(ctx context.Context, t *change.Schema, after []string, read int64, out chan<- chunk) (throttled time.Duration, err error) {
 	limit := min(r.cfg.ChunkRows, firstChunkRows)
 	for {
 		waited, err := r.waitUnpaused(ctx, t.Name)
@@ -513,7 +495,7 @@ func (r *Runner) readChunks(ctx context.Context, t *Table, after []string, read 
 
 // readChunk reads one chunk: verbatim when Config.Verbatim names the
 // table, else decoded. bytes is its approximate size.
-func (r *Runner) readChunk(ctx context.Context, t *Table, after []string, limit int) (c chunk, bytes int, err error) {
+func (r *Runner) readChunk(ctx context.Context, t *change.Schema, after []string, limit int) (c chunk, bytes int, err error) {
 	c = chunk{Chunk: Chunk{Table: t}, after: after}
 	if cols, ok := r.cfg.Verbatim[t.Name]; ok {
 		tr, ok := r.reader.(TextReader)

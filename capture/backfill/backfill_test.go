@@ -23,11 +23,11 @@ import (
 // readers of real servers have their own tests).
 type memReader struct{ sizes map[string]int }
 
-func (r memReader) Describe(_ context.Context, t change.Table) (*Table, error) {
-	return &Table{Name: t, Columns: []string{"id"}, Types: map[string]change.Type{"id": change.TypeInt}, Key: []string{"id"}}, nil
+func (r memReader) Describe(_ context.Context, t change.Table) (*change.Schema, error) {
+	return &change.Schema{Name: t, Columns: []string{"id"}, Types: map[string]change.Type{"id": change.TypeInt}, Key: []string{"id"}}, nil
 }
 
-func (r memReader) Chunk(_ context.Context, t *Table, after []string, limit int) ([]change.Row, []string, error) {
+func (r memReader) Chunk(_ context.Context, t *change.Schema, after []string, limit int) ([]change.Row, []string, error) {
 	from := 1
 	if after != nil {
 		n, err := strconv.Atoi(after[0])
@@ -282,7 +282,7 @@ type countingReader struct {
 	calls int
 }
 
-func (c *countingReader) Chunk(ctx context.Context, t *Table, after []string, limit int) ([]change.Row, []string, error) {
+func (c *countingReader) Chunk(ctx context.Context, t *change.Schema, after []string, limit int) ([]change.Row, []string, error) {
 	c.mu.Lock()
 	c.calls++
 	c.mu.Unlock()

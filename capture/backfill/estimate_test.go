@@ -20,7 +20,7 @@ type clockedReader struct {
 	chunks   int
 }
 
-func (r *clockedReader) Chunk(ctx context.Context, t *Table, after []string, limit int) ([]change.Row, []string, error) {
+func (r *clockedReader) Chunk(ctx context.Context, t *change.Schema, after []string, limit int) ([]change.Row, []string, error) {
 	r.chunks++
 	r.clock.Add(r.perChunk)
 	return r.memReader.Chunk(ctx, t, after, limit)
@@ -98,6 +98,6 @@ func TestEstimate_TableWithoutPrimaryKeyIsAnError(t *testing.T) {
 
 type keylessReader struct{ memReader }
 
-func (keylessReader) Describe(_ context.Context, t change.Table) (*Table, error) {
-	return &Table{Name: t, Columns: []string{"id"}}, nil
+func (keylessReader) Describe(_ context.Context, t change.Table) (*change.Schema, error) {
+	return &change.Schema{Name: t, Columns: []string{"id"}}, nil
 }

@@ -21,12 +21,12 @@ import (
 // Locker is a backfill reader that reads rows under a shared lock.
 type Locker interface {
 	backfill.Reader
-	LockRow(ctx context.Context, t *backfill.Table, key change.Row, fn func(row change.Row) error) error
+	LockRow(ctx context.Context, t *change.Schema, key change.Row, fn func(row change.Row) error) error
 }
 
 // LockedRow returns LockRow's row for key, failing t on an error or
 // unless fn ran once.
-func LockedRow(t *testing.T, r Locker, tb *backfill.Table, key change.Row) change.Row {
+func LockedRow(t *testing.T, r Locker, tb *change.Schema, key change.Row) change.Row {
 	t.Helper()
 	var got change.Row
 	calls := 0

@@ -56,12 +56,12 @@ var dataTypes = map[string]byte{
 }
 
 // Describe implements backfill.Reader.
-func (r *TableReader) Describe(ctx context.Context, t change.Table) (*backfill.Table, error) {
+func (r *TableReader) Describe(ctx context.Context, t change.Table) (*change.Schema, error) {
 	info, err := readInfoSchema(ctx, r.db, t)
 	if err != nil {
 		return nil, err
 	}
-	out := &backfill.Table{Name: t, Types: map[string]change.Type{}}
+	out := &change.Schema{Name: t, Types: map[string]change.Type{}}
 	cols := make([]column, len(info))
 	for i, ic := range info {
 		c := column{name: ic.name, unsigned: strings.Contains(ic.columnType, "unsigned"), binary: !ic.charset.Valid}
@@ -102,7 +102,7 @@ WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SE
 }
 
 // Chunk implements backfill.Reader: one statement, so one snapshot.
-func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []string, limit int) ([]change.Row, []string, error) {
+func (r *TableReader) Chunk(ctx context.Context, t *change.Schema, after []string, limit int) ([]change.Row, []string, error) {
 	cols, ok := r.tables[t.Name]
 	if !ok {
 		return nil, nil, fmt.Errorf("backfill: %s read before Describe", t.Name)
@@ -121,7 +121,7 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 // (pgtext.AppendCopy), without a row map. Decode gives each value as the
 // text it was written as (a string; nil for NULL), which the sink writes
 // as the same text.
-func (r *TableReader) TextChunk(ctx context.Context, t *backfill.Table, names []string, after []string, limit int) (*backfill.TextChunk, error) {
+func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, names []string, after []string, limit int) (*backfill.TextChunk, error) {
 	all, ok := r.tables[t.Name]
 	if !ok {
 		return nil, fmt.Errorf("backfill: %s read before Describe", t.Name)
@@ -185,7 +185,7 @@ func (r *TableReader) TextChunk(ctx context.Context, t *backfill.Table, names []
 // scan reads a chunk of t, the values of sel (columns of t), calling row
 // with each row's raw values, and returns the last row's key text. Every
 // key column must be in sel.
-func (r *TableReader) scan(ctx context.Context, t *backfill.Table, sel []column, after []string, limit int, row func([]sql.RawBytes) error) ([]string, error) {
+func (r *TableReader) scan(ctx context.Context, t *change.Schema, sel []column, after []string, limit int, row func([]sql.RawBytes) error) ([]string, error) {
 	keys := make([]string, len(t.Key))
 	keyIdx := make([]int, len(t.Key))
 	for i, k := range t.Key {

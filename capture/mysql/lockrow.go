@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 )
@@ -25,14 +24,14 @@ import (
 // fn's error is returned as is; the transaction is committed after fn
 // succeeds and rolled back otherwise (both release the lock). Blocks; safe
 // for concurrent use once t is described.
-func (r *TableReader) LockRow(ctx context.Context, t *backfill.Table, key change.Row, fn func(row change.Row) error) error {
+func (r *TableReader) LockRow(ctx context.Context, t *change.Schema, key change.Row, fn func(row change.Row) error) error {
 	return r.withRow(ctx, t, key, true, fn)
 }
 
 // ReadRow reads the current row of t whose primary key holds the values of
 // key, as LockRow does but without a lock, nil when there is none: the
 // reconciler's re-reads.
-func (r *TableReader) ReadRow(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error) {
+func (r *TableReader) ReadRow(ctx context.Context, t *change.Schema, key change.Row) (change.Row, error) {
 	var row change.Row
 	err := r.withRow(ctx, t, key, false, func(x change.Row) error { row = x; return nil })
 	return row, err
@@ -40,7 +39,7 @@ func (r *TableReader) ReadRow(ctx context.Context, t *backfill.Table, key change
 
 // withRow reads the row, under a share lock when lock is set, and runs fn
 // with it before the transaction ends.
-func (r *TableReader) withRow(ctx context.Context, t *backfill.Table, key change.Row, lock bool, fn func(row change.Row) error) error {
+func (r *TableReader) withRow(ctx context.Context, t *change.Schema, key change.Row, lock bool, fn func(row change.Row) error) error {
 	cols, ok := r.tables[t.Name]
 	if !ok {
 		return fmt.Errorf("lock a row of %s: the table was not described by this reader", t.Name)

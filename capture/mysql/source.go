@@ -29,7 +29,7 @@ type Config struct {
 	Tables   []change.Table // the tables to capture ("db.table")
 	// Store keeps the acknowledged position across restarts; StoreKey
 	// names this capture in it.
-	Store    capture.PositionStore
+	Store    PositionStore
 	StoreKey string
 	// MaxBatch bounds the events of one batch; a larger transaction is
 	// emitted as several batches. Default 1000.

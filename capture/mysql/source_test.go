@@ -12,14 +12,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/capture/mysql"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
-// memStore is an in-memory capture.PositionStore: the store is not what
+// memStore is an in-memory PositionStore: the store is not what
 // these tests test (the sinks' stores have their own tests).
 type memStore struct {
 	mu  sync.Mutex
@@ -69,7 +68,7 @@ func newServerID() uint32 {
 	return serverIDs.next
 }
 
-func newSource(t *testing.T, dsn string, store capture.PositionStore, tables ...string) *mysql.Source {
+func newSource(t *testing.T, dsn string, store mysql.PositionStore, tables ...string) *mysql.Source {
 	t.Helper()
 	var ts []change.Table
 	for _, n := range tables {

@@ -54,14 +54,14 @@ func NewTableReader(ctx context.Context, dsn string) (*TableReader, error) {
 func (r *TableReader) Close() { r.pool.Close() }
 
 // Describe implements backfill.Reader.
-func (r *TableReader) Describe(ctx context.Context, t change.Table) (*backfill.Table, error) {
+func (r *TableReader) Describe(ctx context.Context, t change.Table) (*change.Schema, error) {
 	ident := pgx.Identifier{t.Schema, t.Name}.Sanitize()
 	rows, err := r.pool.Query(ctx, `SELECT attname, atttypid FROM pg_attribute
 WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, ident)
 	if err != nil {
 		return nil, fmt.Errorf("describe %s: %w", t, err)
 	}
-	out := &backfill.Table{Name: t, Types: map[string]change.Type{}}
+	out := &change.Schema{Name: t, Types: map[string]change.Type{}}
 	oids := map[string]uint32{}
 	for rows.Next() {
 		var name string
@@ -98,7 +98,7 @@ WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY k.n`, ident)
 }
 
 // Chunk implements backfill.Reader: one statement, so one snapshot.
-func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []string, limit int) ([]change.Row, []string, error) {
+func (r *TableReader) Chunk(ctx context.Context, t *change.Schema, after []string, limit int) ([]change.Row, []string, error) {
 	cols := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
 		cols[i] = pgx.Identifier{c}.Sanitize()
@@ -163,7 +163,7 @@ func (r *TableReader) Chunk(ctx context.Context, t *backfill.Table, after []stri
 // one statement, so one snapshot. COPY takes no parameters: the last key
 // is written as literals (standard_conforming_strings is on), each taking
 // its column's type.
-func (r *TableReader) TextChunk(ctx context.Context, t *backfill.Table, cols []string, after []string, limit int) (*backfill.TextChunk, error) {
+func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (*backfill.TextChunk, error) {
 	r.mu.Lock()
 	oids, rowBytes := r.oids[t.Name], r.rowBytes[t.Name]
 	r.mu.Unlock()
@@ -253,7 +253,7 @@ func fieldOIDs(fields []pgconn.FieldDescription) []uint32 {
 
 // textRow decodes one result row in text format, of types oids, t's
 // columns in table order, as the stream decodes values.
-func textRow(t *backfill.Table, oids []uint32, vals [][]byte) (change.Row, error) {
+func textRow(t *change.Schema, oids []uint32, vals [][]byte) (change.Row, error) {
 	row := make(change.Row, len(vals))
 	if err := pgtext.Row(row, t.Columns, oids, vals); err != nil {
 		return nil, fmt.Errorf("%s %w", t.Name, err)

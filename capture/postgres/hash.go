@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 )
 
@@ -24,7 +24,7 @@ import (
 //
 // The rows are read in key order through the key's index, as Chunk reads
 // them, but only three values come back.
-func (r *TableReader) HashChunk(ctx context.Context, t *backfill.Table, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error) {
+func (r *TableReader) HashChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error) {
 	var h pgtext.RowsHash
 	if len(t.Key) != 1 {
 		return h, nil, fmt.Errorf("hash a chunk of %s: its key has %d columns, not one", t.Name, len(t.Key))

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 )
 
@@ -26,14 +25,14 @@ import (
 // succeeds and rolled back otherwise (both release the lock). Locking needs
 // the UPDATE privilege on the table, besides SELECT. Blocks; safe for
 // concurrent use.
-func (r *TableReader) LockRow(ctx context.Context, t *backfill.Table, key change.Row, fn func(row change.Row) error) error {
+func (r *TableReader) LockRow(ctx context.Context, t *change.Schema, key change.Row, fn func(row change.Row) error) error {
 	return r.withRow(ctx, t, key, true, fn)
 }
 
 // ReadRow reads the current row of t whose primary key holds the values of
 // key, as LockRow does but without a lock (SELECT only: a read-only user
 // will do), nil when there is none: the reconciler's re-reads.
-func (r *TableReader) ReadRow(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error) {
+func (r *TableReader) ReadRow(ctx context.Context, t *change.Schema, key change.Row) (change.Row, error) {
 	var row change.Row
 	err := r.withRow(ctx, t, key, false, func(x change.Row) error { row = x; return nil })
 	return row, err
@@ -41,7 +40,7 @@ func (r *TableReader) ReadRow(ctx context.Context, t *backfill.Table, key change
 
 // withRow reads the row, under a share lock when lock is set, and runs fn
 // with it before the transaction ends.
-func (r *TableReader) withRow(ctx context.Context, t *backfill.Table, key change.Row, lock bool, fn func(row change.Row) error) error {
+func (r *TableReader) withRow(ctx context.Context, t *change.Schema, key change.Row, lock bool, fn func(row change.Row) error) error {
 	cols := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
 		cols[i] = pgx.Identifier{c}.Sanitize()

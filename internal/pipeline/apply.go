@@ -171,7 +171,7 @@ func (a *applier) storedOffsets(ctx context.Context, assigned map[string]map[int
 
 // prepared is a polled batch, transformed, ready to write.
 type prepared struct {
-	writes []sink.Write
+	writes []change.Write
 	keys   []change.Row      // source keys of the stream's inserts and updates, for re-verification
 	dead   []sink.DeadLetter // stored in the target with the batch
 	cp     sink.Checkpoint
@@ -271,7 +271,7 @@ func (a *applier) write(ctx context.Context, p *prepared) error {
 	}
 	type tableOp struct {
 		table string
-		op    sink.Op
+		op    change.WriteOp
 	}
 	counts := map[tableOp]int{}
 	for _, w := range p.writes {

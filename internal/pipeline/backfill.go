@@ -21,6 +21,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/kafka"
 	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -126,7 +127,7 @@ type verbatimCopy struct {
 func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt target, ms []*transform.Mapping, t change.Table, serverText bool) (verbatimCopy, bool, error) {
 	_, textReader := reader.(backfill.TextReader)
 	_, textCopier := tgt.(sink.TextCopier)
-	types, typed := tgt.(sink.RowReader)
+	types, typed := tgt.(reconcile.RowReader)
 	if !textReader || !textCopier || !typed || len(ms) != 1 {
 		return verbatimCopy{}, false, nil
 	}
@@ -181,7 +182,7 @@ func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt target, ms 
 // are in the key's order (sink.TextKey.Ordered) when it is the source's
 // primary key, column for column, of integers into integer columns: a
 // chunk holds every source row from its first key to its last.
-func textKey(v verbatimCopy, src *backfill.Table, tgtTypes map[string]string) *sink.TextKey {
+func textKey(v verbatimCopy, src *change.Schema, tgtTypes map[string]string) *sink.TextKey {
 	k := &sink.TextKey{At: make([]int, len(v.key)), Ordered: len(v.key) == len(src.Key)}
 	for i, c := range v.key {
 		j := slices.Index(v.cols, c)
@@ -206,7 +207,7 @@ func textKey(v verbatimCopy, src *backfill.Table, tgtTypes map[string]string) *s
 
 // copyWriter writes the backfill's chunks to the target: every mapping of
 // the chunk's table maps its rows as apply maps the stream's
-// (transform.Writes: "r" changes become sink.Copy writes), and one Apply
+// (transform.Writes: "r" changes become change.WriteCopy writes), and one Apply
 // writes them all, with the dead letters of rows no mapping could
 // transform. Copies need no Kafka order with the stream: the target orders
 // them (capture/backfill's package doc).
@@ -232,7 +233,7 @@ func (w *copyWriter) write(ctx context.Context, c backfill.Chunk) error {
 			return w.sink.(sink.TextCopier).CopyText(ctx, v.table, v.cols, c.Text.Data, v.text)
 		})
 		if err == nil {
-			w.metrics.rows.WithLabelValues(v.table, sink.Copy.String()).Add(float64(c.Text.Rows))
+			w.metrics.rows.WithLabelValues(v.table, change.WriteCopy.String()).Add(float64(c.Text.Rows))
 			return nil
 		}
 		if !errors.Is(err, sink.ErrNotVerbatim) {
@@ -285,7 +286,7 @@ func (w *copyWriter) write(ctx context.Context, c backfill.Chunk) error {
 		counts[wr.Table]++
 	}
 	for table, n := range counts {
-		w.metrics.rows.WithLabelValues(table, sink.Copy.String()).Add(float64(n))
+		w.metrics.rows.WithLabelValues(table, change.WriteCopy.String()).Add(float64(n))
 	}
 	return nil
 }

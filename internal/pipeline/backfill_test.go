@@ -5,13 +5,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/sink"
 )
 
 func TestTextKey_SaysWhereTheKeyIsAndWhetherTheLinesAreInItsOrder(t *testing.T) {
-	src := &backfill.Table{Key: []string{"id", "n"}, Types: map[string]change.Type{
+	src := &change.Schema{Key: []string{"id", "n"}, Types: map[string]change.Type{
 		"id": change.TypeInt, "n": change.TypeInt, "s": change.TypeString, "f": change.TypeFloat}}
 	ints := map[string]string{"order_id": "bigint", "line": "integer", "code": "text", "amount": "double precision", "small": "smallint"}
 	for name, c := range map[string]struct {

@@ -81,7 +81,7 @@ func ReplayDeadLetters(ctx context.Context, cfg *config.Config, mapping string) 
 		return nil, err
 	}
 	defer closeStore()
-	if l, ok := store.(sink.Lookuper); ok {
+	if l, ok := store.(transform.Lookuper); ok {
 		// Again, with lookup() reading the target, as apply compiles them.
 		if mappings, err = CompileMappings(cfg, transform.WithLookup(l)); err != nil {
 			return nil, err

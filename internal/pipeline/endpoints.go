@@ -15,15 +15,22 @@ import (
 	"github.com/tandemcdc/tandem/sink"
 	sinkmysql "github.com/tandemcdc/tandem/sink/mysql"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
+	"github.com/tandemcdc/tandem/transform"
 )
 
 // target is what the pipeline needs of a sink: the rows, and a place for a
 // slot-less capturer's position.
 type target interface {
 	sink.Sink
-	sink.Lookuper
-	capture.PositionStore
+	transform.Lookuper
+	mycapture.PositionStore
 }
+
+// The sinks satisfy every contract a role consumes from them.
+var (
+	_ target = (*sinkpg.Sink)(nil)
+	_ target = (*sinkmysql.Sink)(nil)
+)
 
 // openTarget connects to the configured target.
 func openTarget(ctx context.Context, cfg *config.Config) (target, error) {
@@ -65,7 +72,7 @@ func positionKey(cfg *config.Config) string { return "mysql:" + cfg.Kafka.TopicP
 
 // openSource builds the configured capturer; store is where a MySQL
 // capturer keeps its position.
-func openSource(cfg *config.Config, store capture.PositionStore, log *slog.Logger, m *capture.Metrics) (source, error) {
+func openSource(cfg *config.Config, store mycapture.PositionStore, log *slog.Logger, m *capture.Metrics) (source, error) {
 	switch cfg.Source.Kind {
 	case config.KindPostgres:
 		return pgcapture.New(pgcapture.Config{

@@ -13,7 +13,6 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/preflight"
-	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -24,7 +23,7 @@ const roundTripSample = 200
 // compileTyped compiles mapping i against its source table's columns as
 // the source describes them, so an unknown column or a type error is a
 // compile error with its file:line:col. lookup may be nil.
-func compileTyped(ctx context.Context, cfg *config.Config, i int, reader backfill.Reader, lookup sink.Lookuper) (*transform.Mapping, *backfill.Table, error) {
+func compileTyped(ctx context.Context, cfg *config.Config, i int, reader backfill.Reader, lookup transform.Lookuper) (*transform.Mapping, *change.Schema, error) {
 	m := cfg.Mappings[i]
 	schema, name, _ := strings.Cut(m.From, ".")
 	t, err := reader.Describe(ctx, change.Table{Schema: schema, Name: name})
@@ -83,7 +82,7 @@ func checkMappings(ctx context.Context, cfg *config.Config) []preflight.Problem 
 
 // roundTripProblems runs rows through tm and back: the first row that loses
 // or changes each column is a failure naming the column and the row's key.
-func roundTripProblems(object string, tm *transform.Mapping, t *backfill.Table, rows []change.Row) []preflight.Problem {
+func roundTripProblems(object string, tm *transform.Mapping, t *change.Schema, rows []change.Row) []preflight.Problem {
 	var ps []preflight.Problem
 	reported := map[string]bool{}
 	evalFailures := 0
@@ -111,7 +110,7 @@ func roundTripProblems(object string, tm *transform.Mapping, t *backfill.Table, 
 }
 
 // keyOf shows a source row's primary key, for people.
-func keyOf(t *backfill.Table, r change.Row) string {
+func keyOf(t *change.Schema, r change.Row) string {
 	parts := make([]string, len(t.Key))
 	for i, k := range t.Key {
 		parts[i] = fmt.Sprintf("%s=%v", k, r[k])
@@ -168,7 +167,7 @@ func Preview(ctx context.Context, cfg *config.Config, table string, limit int, w
 }
 
 // previewRow prints one source row's target rows and round trip.
-func previewRow(w io.Writer, tm *transform.Mapping, t *backfill.Table, r change.Row) bool {
+func previewRow(w io.Writer, tm *transform.Mapping, t *change.Schema, r change.Row) bool {
 	fmt.Fprintf(w, "\nsource %s %s\n", t.Name, keyOf(t, r))
 	rt, err := tm.RoundTrip(r)
 	if rt == nil {
@@ -240,7 +239,7 @@ func indent(s, prefix string) string {
 
 // lookupsFor opens the target, read-only, when one of the mappings idx
 // calls lookup(); otherwise lookup is nil.
-func lookupsFor(ctx context.Context, cfg *config.Config, idx []int) (sink.Lookuper, func(), error) {
+func lookupsFor(ctx context.Context, cfg *config.Config, idx []int) (transform.Lookuper, func(), error) {
 	if !usesLookup(cfg, idx) {
 		return nil, func() {}, nil
 	}

@@ -98,7 +98,7 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 		return nil, err
 	}
 	env.closers = append(env.closers, func() { tgt.Close() })
-	rows, isReader := tgt.(sink.RowReader)
+	rows, isReader := tgt.(reconcile.RowReader)
 	if !isReader {
 		return nil, fmt.Errorf("reconcile: target kind %s cannot be read for reconcile", cfg.Target.Kind)
 	}
@@ -181,7 +181,7 @@ func (e *reconcileEnv) repair(ctx context.Context, cfg *config.Config, rep *reco
 	for i, mr := range rep.Mappings {
 		m := e.mappings[i]
 		var rows []resync.Row
-		var extras []sink.Write
+		var extras []change.Write
 		for _, d := range mr.Drifted {
 			if d.Kind == reconcile.KindRoundTrip {
 				continue // the mapping's inverse loses it: re-syncing cannot help
@@ -192,7 +192,7 @@ func (e *reconcileEnv) repair(ctx context.Context, cfg *config.Config, rep *reco
 			}
 			for _, o := range m.Outputs() {
 				if o.Table == d.Table {
-					extras = append(extras, sink.Write{Table: d.Table, Op: sink.Delete, Key: o.Key, Row: d.Key})
+					extras = append(extras, change.Write{Table: d.Table, Op: change.WriteDelete, Key: o.Key, Row: d.Key})
 					break
 				}
 			}
@@ -231,7 +231,7 @@ type reconcileSource struct {
 }
 
 // Row implements reconcile.Source.
-func (s *reconcileSource) Row(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error) {
+func (s *reconcileSource) Row(ctx context.Context, t *change.Schema, key change.Row) (change.Row, error) {
 	return s.Reader.(rowReader).ReadRow(ctx, t, key)
 }
 
@@ -253,7 +253,7 @@ func (s *reconcileSource) reconcileSource() reconcile.Source {
 
 // rowReader reads one source row by key without locking it.
 type rowReader interface {
-	ReadRow(ctx context.Context, t *backfill.Table, key change.Row) (change.Row, error)
+	ReadRow(ctx context.Context, t *change.Schema, key change.Row) (change.Row, error)
 }
 
 var (

@@ -126,13 +126,13 @@ type rowsOf struct {
 	rows  []Row
 	cols  [][]string            // each row's key columns
 	ids   [][]sink.DeadLetterID // each row's dead letters
-	index map[string]int        // sink.KeyText -> index in rows
+	index map[string]int        // change.KeyText -> index in rows
 }
 
 // add files one dead letter's change under its source row.
 func (p *rowsOf) add(ev *change.Event, id sink.DeadLetterID) {
 	key := ev.KeyRow()
-	text := sink.KeyText(ev.Key, key)
+	text := change.KeyText(ev.Key, key)
 	i, ok := p.index[text]
 	if !ok {
 		i = len(p.rows)

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
@@ -18,11 +17,11 @@ import (
 // readers of capture/postgres and capture/mysql are RowLockers.
 type RowLocker interface {
 	// Describe returns the table's columns, types and primary key.
-	Describe(ctx context.Context, t change.Table) (*backfill.Table, error)
+	Describe(ctx context.Context, t change.Table) (*change.Schema, error)
 	// LockRow reads the row of t with the key's values (nil when absent)
 	// and runs fn while no other transaction can update or delete it; its
 	// error is fn's or the read's. Blocks.
-	LockRow(ctx context.Context, t *backfill.Table, key change.Row, fn func(row change.Row) error) error
+	LockRow(ctx context.Context, t *change.Schema, key change.Row, fn func(row change.Row) error) error
 }
 
 // Row is one source row to re-sync.
@@ -77,7 +76,7 @@ func Rows(ctx context.Context, src RowLocker, m *transform.Mapping, target sink.
 type syncer struct {
 	src    RowLocker
 	m      *transform.Mapping
-	t      *backfill.Table
+	t      *change.Schema
 	target sink.Sink
 }
 
@@ -134,7 +133,7 @@ func (s *syncer) row(ctx context.Context, r Row, done func(context.Context) erro
 // produces: the stream's writes for an update to cur, from each image, so
 // that what an image produced and cur does not is deleted. (A delete never
 // names a key cur produces, and sinks run a round's deletes first.)
-func (s *syncer) current(cur change.Row, images []change.Row) ([]sink.Write, error) {
+func (s *syncer) current(cur change.Row, images []change.Row) ([]change.Write, error) {
 	ev := s.event(change.OpUpdate, nil, cur)
 	ws, _, err := transform.Writes(s.m, ev)
 	if err != nil {
@@ -147,7 +146,7 @@ func (s *syncer) current(cur change.Row, images []change.Row) ([]sink.Write, err
 			return nil, fmt.Errorf("the target keys of an earlier image: %w", err)
 		}
 		for _, w := range more {
-			if w.Op == sink.Delete { // its upserts are ws's
+			if w.Op == change.WriteDelete { // its upserts are ws's
 				ws = append(ws, w)
 			}
 		}
@@ -158,7 +157,7 @@ func (s *syncer) current(cur change.Row, images []change.Row) ([]sink.Write, err
 // gone is the deletes of every target row an absent source row may have:
 // the keys its images map to, and its primary key's when the target keys
 // are computed from primary key columns alone.
-func (s *syncer) gone(r Row) ([]sink.Write, error) {
+func (s *syncer) gone(r Row) ([]change.Write, error) {
 	images := r.Images
 	if s.keysFromPrimaryKey() {
 		images = append(slices.Clip(images), r.Key)
@@ -166,7 +165,7 @@ func (s *syncer) gone(r Row) ([]sink.Write, error) {
 	if len(images) == 0 {
 		return nil, errors.New("the row is gone from the source and its target keys are not computed from its primary key alone: which target rows to delete is unknown")
 	}
-	var ws []sink.Write
+	var ws []change.Write
 	for _, img := range images {
 		more, _, err := transform.Writes(s.m, s.event(change.OpDelete, img, nil))
 		if err != nil {
@@ -191,7 +190,7 @@ func (s *syncer) event(op change.Op, before, after change.Row) *change.Event {
 
 // apply writes ws in one target transaction, without offsets: a re-sync
 // is not the stream's progress.
-func (s *syncer) apply(ctx context.Context, r Row, ws []sink.Write) error {
+func (s *syncer) apply(ctx context.Context, r Row, ws []change.Write) error {
 	if err := s.target.Apply(ctx, sink.Batch{Writes: ws}, sink.Checkpoint{}); err != nil {
 		return fmt.Errorf("write the target rows of %s %s: %w", s.t.Name, KeyString(s.t.Key, r.Key), err)
 	}

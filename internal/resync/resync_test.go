@@ -189,7 +189,7 @@ type insertOnDelete struct {
 }
 
 func (s *insertOnDelete) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) error {
-	if !s.done && len(b.Writes) > 0 && b.Writes[0].Op == sink.Delete {
+	if !s.done && len(b.Writes) > 0 && b.Writes[0].Op == change.WriteDelete {
 		s.done = true
 		if _, err := s.src.Exec(ctx, s.sql); err != nil {
 			s.t.Errorf("%s: %v", s.sql, err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/sink"
 )
 
@@ -96,7 +97,7 @@ func (s *Sink) ResetBackfill(ctx context.Context) error {
 }
 
 // keyHash is the tombstones' key_hash of a row's key: the SHA-256 of its
-// sink.KeyText, which is valid UTF-8 (strconv.Quote escapes the rest).
+// change.KeyText, which is valid UTF-8 (strconv.Quote escapes the rest).
 func keyHash(text string) [sha256.Size]byte { return sha256.Sum256([]byte(text)) }
 
 // tombstones stores a tombstone for each key deleted from table name, in
@@ -107,7 +108,7 @@ func (s *Sink) tombstones(name string, key []string, rows []map[string]any) []st
 	texts := make([]string, len(rows))
 	sizes := make([]int, len(rows))
 	for i, r := range rows {
-		texts[i] = sink.KeyText(key, r)
+		texts[i] = change.KeyText(key, r)
 		sizes[i] = len(name) + len(texts[i]) + sha256.Size + 27
 	}
 	var out []statement
@@ -171,9 +172,9 @@ func copyChunks(ident, name string, key, cols []string, args [][]any, sizes []in
 	for _, c := range chunks(sizes, len(cols), 0) {
 		cp := &copies{ident: ident, name: name, key: key, cols: cols, rows: args[c[0]:c[1]], sizes: sizes[c[0]:c[1]]}
 		for _, r := range raw[c[0]:c[1]] {
-			cp.hashes = append(cp.hashes, keyHash(sink.KeyText(key, r)))
+			cp.hashes = append(cp.hashes, keyHash(change.KeyText(key, r)))
 		}
-		out = append(out, statement{what: sink.Copy.String() + " into", table: name, copies: cp})
+		out = append(out, statement{what: change.WriteCopy.String() + " into", table: name, copies: cp})
 	}
 	return out
 }
@@ -205,7 +206,7 @@ func (s *Sink) writeCopies(ctx context.Context, tx *sql.Tx, c *copies) error {
 			}
 		}
 	}
-	for _, st := range inserts(c.ident, c.name, sink.Copy, c.key, c.cols, rows, sizes) {
+	for _, st := range inserts(c.ident, c.name, change.WriteCopy, c.key, c.cols, rows, sizes) {
 		if _, err := tx.ExecContext(ctx, st.sql, st.args...); err != nil {
 			return classified(st.table, fmt.Errorf("%s %s: %w", st.what, st.table, err))
 		}

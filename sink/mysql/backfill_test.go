@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/mysql"
@@ -46,20 +47,20 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
-		seed       string         // SQL run before the batches
-		state      string         // the backfill's state while they are applied; "" for none
-		batches    [][]sink.Write // each applied by one Apply, in order
-		items      []row          // allItems afterwards
-		lines      []row          // allLines afterwards
-		tombstones []row          // tombstones afterwards
+		seed       string           // SQL run before the batches
+		state      string           // the backfill's state while they are applied; "" for none
+		batches    [][]change.Write // each applied by one Apply, in order
+		items      []row            // allItems afterwards
+		lines      []row            // allLines afterwards
+		tombstones []row            // tombstones afterwards
 	}{
 		{
 			name:  "a copy after a delete of the same key in one batch is not resurrected",
 			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL), (2, 'kept', 2, NULL)`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{{
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
+			batches: [][]change.Write{{
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
 			}},
 			items:      []row{{"id": "2", "name": "kept", "qty": "2", "note": nil}},
 			tombstones: []row{tomb("items", `["1"]`)},
@@ -68,18 +69,18 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "a copy after a delete of the same key in the next batch is not resurrected",
 			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)})},
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
 			},
 			tombstones: []row{tomb("items", `["1"]`)},
 		},
 		{
 			name:  "a copy of a key deleted before the row was ever copied is not inserted",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(7)})},
-				{item(sink.Copy, row{"id": int64(7), "name": "copied", "qty": int64(7), "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(7)})},
+				{item(change.WriteCopy, row{"id": int64(7), "name": "copied", "qty": int64(7), "note": nil})},
 			},
 			tombstones: []row{tomb("items", `["7"]`)},
 		},
@@ -87,8 +88,8 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "a copy of an existing row leaves it as it was",
 			seed:  `INSERT INTO items VALUES (1, 'stream', 5, 'newer')`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
 			},
 			items: []row{{"id": "1", "name": "stream", "qty": "5", "note": "newer"}},
 		},
@@ -96,10 +97,10 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "a copy of a new key inserts it, beside a delete of another key",
 			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{{
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Copy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": "n"}),
-				item(sink.Copy, row{"id": int64(3), "name": "three", "qty": nil, "note": nil}),
+			batches: [][]change.Write{{
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteCopy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": "n"}),
+				item(change.WriteCopy, row{"id": int64(3), "name": "three", "qty": nil, "note": nil}),
 			}},
 			items: []row{
 				{"id": "2", "name": "two", "qty": "2", "note": "n"},
@@ -111,9 +112,9 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "a row the stream re-inserted after deleting it wins over the copy",
 			seed:  `INSERT INTO items VALUES (1, 'old', 1, NULL)`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)}), item(sink.Upsert, row{"id": int64(1), "name": "new", "qty": int64(2), "note": nil})},
-				{item(sink.Copy, row{"id": int64(1), "name": "old", "qty": int64(1), "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)}), item(change.WriteUpsert, row{"id": int64(1), "name": "new", "qty": int64(2), "note": nil})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "old", "qty": int64(1), "note": nil})},
 			},
 			items:      []row{{"id": "1", "name": "new", "qty": "2", "note": nil}},
 			tombstones: []row{tomb("items", `["1"]`)},
@@ -121,20 +122,20 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 		{
 			name:  "copy, delete and copy of one key across three batches",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
-				{item(sink.Delete, row{"id": int64(1)})},
-				{item(sink.Copy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+				{item(change.WriteDelete, row{"id": int64(1)})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil})},
 			},
 			tombstones: []row{tomb("items", `["1"]`)},
 		},
 		{
 			name:  "copy, delete and copy of one key in one batch",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{{
-				item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Copy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil}),
+			batches: [][]change.Write{{
+				item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteCopy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil}),
 			}},
 			tombstones: []row{tomb("items", `["1"]`)},
 		},
@@ -142,14 +143,14 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "composite keys",
 			seed:  "INSERT INTO `lines` VALUES (1, 1, 'x'), (1, 2, 'y')",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{line(sink.Delete, row{"order_id": int64(1), "line": int64(1)})},
+			batches: [][]change.Write{
+				{line(change.WriteDelete, row{"order_id": int64(1), "line": int64(1)})},
 				{
-					line(sink.Copy, row{"order_id": int64(1), "line": int64(1), "sku": "x"}),
-					line(sink.Copy, row{"order_id": int64(1), "line": int64(2), "sku": "y copied"}),
-					line(sink.Copy, row{"order_id": int64(2), "line": int64(1), "sku": "z"}),
+					line(change.WriteCopy, row{"order_id": int64(1), "line": int64(1), "sku": "x"}),
+					line(change.WriteCopy, row{"order_id": int64(1), "line": int64(2), "sku": "y copied"}),
+					line(change.WriteCopy, row{"order_id": int64(2), "line": int64(1), "sku": "z"}),
 					// the same values in the other key column: another key
-					line(sink.Copy, row{"order_id": int64(11), "line": int64(1), "sku": "w"}),
+					line(change.WriteCopy, row{"order_id": int64(11), "line": int64(1), "sku": "w"}),
 				},
 			},
 			lines: []row{
@@ -162,29 +163,29 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 		{
 			name:  "int and int64 key values are one key: one tombstone, and it stops the copy",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int(1)})},
-				{item(sink.Delete, row{"id": int64(1)}), item(sink.Delete, row{"id": int32(2)})},
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}),
-					item(sink.Copy, row{"id": int(2), "name": "copied", "qty": nil, "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int(1)})},
+				{item(change.WriteDelete, row{"id": int64(1)}), item(change.WriteDelete, row{"id": int32(2)})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}),
+					item(change.WriteCopy, row{"id": int(2), "name": "copied", "qty": nil, "note": nil})},
 			},
 			tombstones: []row{tomb("items", `["1"]`), tomb("items", `["2"]`)},
 		},
 		{
 			name: "a delete with no backfill leaves no tombstone, and a copy is an insert-if-absent",
 			seed: `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)})},
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
 			},
 			items: []row{{"id": "1", "name": "copied", "qty": nil, "note": nil}},
 		},
 		{
 			name:  "a delete while a backfill is copied (not yet applied) leaves a tombstone",
 			state: sink.BackfillCopied,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)})},
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
 			},
 			tombstones: []row{tomb("items", `["1"]`)},
 		},
@@ -192,16 +193,16 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "a delete after the backfill is done leaves no tombstone",
 			state: sink.BackfillDone,
 			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)})},
 			},
 		},
 		{
 			name:  "a key deleted twice has one tombstone",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)})},
-				{item(sink.Upsert, row{"id": int64(1), "name": "back"}), item(sink.Delete, row{"id": int64(1)})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)})},
+				{item(change.WriteUpsert, row{"id": int64(1), "name": "back"}), item(change.WriteDelete, row{"id": int64(1)})},
 			},
 			tombstones: []row{tomb("items", `["1"]`)},
 		},
@@ -235,18 +236,18 @@ func TestApply_TombstonesFollowTheBackfillStateOfTheMoment(t *testing.T) {
 	tg := newTarget(t, shopDDL)
 	// Another process (another Sink) saves the progress: Apply caches nothing.
 	other := tg.newSink(t, mysql.Config{DSN: tg.dsn, StateSchema: tg.state})
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(1)}))
 	tg.wantTombstones(t, nil)
 	backfill(t, other, "shop.a", sink.BackfillDone)
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(2)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(2)}))
 	tg.wantTombstones(t, nil)
 	backfill(t, other, "shop.b", sink.BackfillRunning)
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(3)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(3)}))
 	tg.wantTombstones(t, []row{tomb("items", `["3"]`)})
 	backfill(t, other, "shop.b", sink.BackfillCopied)
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(4)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(4)}))
 	backfill(t, other, "shop.b", sink.BackfillDone)
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(5)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(5)}))
 	tg.wantTombstones(t, []row{tomb("items", `["3"]`), tomb("items", `["4"]`)})
 }
 
@@ -255,7 +256,7 @@ func TestResetBackfill_ForgetsProgressAndTombstones(t *testing.T) {
 	tg := newTarget(t, shopDDL)
 	backfill(t, tg.sink, "shop.a", sink.BackfillRunning)
 	backfill(t, tg.sink, "shop.b", sink.BackfillDone)
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}), line(sink.Delete, row{"order_id": int64(1), "line": int64(2)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(1)}), line(change.WriteDelete, row{"order_id": int64(1), "line": int64(2)}))
 	tg.wantTombstones(t, []row{tomb("items", `["1"]`), tomb("lines", `["1","2"]`)})
 	if err := tg.sink.ResetBackfill(t.Context()); err != nil {
 		t.Fatalf("ResetBackfill: %v", err)
@@ -269,7 +270,7 @@ func TestResetBackfill_ForgetsProgressAndTombstones(t *testing.T) {
 		t.Errorf("BackfillProgress after ResetBackfill = %+v, want none", got)
 	}
 	// The tombstone is gone: a copy of the key inserts it.
-	tg.apply(t, sink.Checkpoint{}, item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}))
 	tg.wantRows(t, allItems, []row{{"id": "1", "name": "copied", "qty": nil, "note": nil}})
 }
 
@@ -339,24 +340,24 @@ CREATE TABLE blobs (b VARBINARY(3072) PRIMARY KEY, n INT)`)
 		}
 		return b
 	}
-	word := func(op sink.Op, w string, n any) sink.Write {
+	word := func(op change.WriteOp, w string, n any) change.Write {
 		r := row{"w": w}
-		if op != sink.Delete {
+		if op != change.WriteDelete {
 			r["n"] = n
 		}
 		return write(op, "words", r, "w")
 	}
-	blob := func(op sink.Op, b []byte, n any) sink.Write {
+	blob := func(op change.WriteOp, b []byte, n any) change.Write {
 		r := row{"b": b}
-		if op != sink.Delete {
+		if op != change.WriteDelete {
 			r["n"] = n
 		}
 		return write(op, "blobs", r, "b")
 	}
-	tg.apply(t, sink.Checkpoint{}, word(sink.Delete, elephants, nil), blob(sink.Delete, bin(0xff), nil))
+	tg.apply(t, sink.Checkpoint{}, word(change.WriteDelete, elephants, nil), blob(change.WriteDelete, bin(0xff), nil))
 	tg.apply(t, sink.Checkpoint{},
-		word(sink.Copy, elephants, int64(1)), word(sink.Copy, elephants[4:], int64(2)),
-		blob(sink.Copy, bin(0xff), int64(1)), blob(sink.Copy, bin(0xfe), int64(2)))
+		word(change.WriteCopy, elephants, int64(1)), word(change.WriteCopy, elephants[4:], int64(2)),
+		blob(change.WriteCopy, bin(0xff), int64(1)), blob(change.WriteCopy, bin(0xfe), int64(2)))
 	tg.wantRows(t, "SELECT w, n FROM words", []row{{"w": elephants[4:], "n": "2"}})
 	tg.wantRows(t, "SELECT b, n FROM blobs", []row{{"b": string(bin(0xfe)), "n": "2"}})
 	tg.wantTombstones(t, []row{
@@ -373,13 +374,13 @@ func TestApply_LargeBackfillBatchesAreSplitUnderThePlaceholderLimit(t *testing.T
 	// columns (80,000 placeholders), in one batch and then in two.
 	const n = 20000
 	deleted := func(i int) bool { return i%8 == 3 }
-	var dels, copies []sink.Write
+	var dels, copies []change.Write
 	var want []row
 	for i := range n {
 		if deleted(i) {
-			dels = append(dels, item(sink.Delete, row{"id": int64(i)}))
+			dels = append(dels, item(change.WriteDelete, row{"id": int64(i)}))
 		}
-		copies = append(copies, item(sink.Copy, row{"id": int64(i), "name": fmt.Sprint("n", i), "qty": int64(i % 7), "note": strings.Repeat("x", i%300)}))
+		copies = append(copies, item(change.WriteCopy, row{"id": int64(i), "name": fmt.Sprint("n", i), "qty": int64(i % 7), "note": strings.Repeat("x", i%300)}))
 		if !deleted(i) {
 			want = append(want, row{"id": fmt.Sprint(i), "name": fmt.Sprint("n", i), "qty": fmt.Sprint(i % 7), "note": strings.Repeat("x", i%300)})
 		}
@@ -399,11 +400,11 @@ func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
 	tg.exec(t, fmt.Sprintf(hostileDDL, strings.ReplaceAll(db, "`", "``")))
 	table := db + ".order"
 	key := []string{"select", "MixedCase"}
-	order := func(op sink.Op, r row) sink.Write { return write(op, table, r, key...) }
+	order := func(op change.WriteOp, r row) change.Write { return write(op, table, r, key...) }
 	state := "Tandem `State` " + tg.state
 	s := tg.newSink(t, mysql.Config{DSN: tg.dsn, StateSchema: state})
 	backfill(t, s, table, sink.BackfillRunning)
-	apply := func(ws ...sink.Write) {
+	apply := func(ws ...change.Write) {
 		t.Helper()
 		if err := s.Apply(t.Context(), sink.Batch{Writes: ws}, sink.Checkpoint{}); err != nil {
 			t.Fatalf("Apply: %v", err)
@@ -412,9 +413,9 @@ func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
 	full := func(sel int64, mixed, ab string) row {
 		return row{"select": sel, "MixedCase": mixed, `"quoted"`: nil, "back`tick": "`", "Mood": "sad", "a,b": ab, "a": nil, "b": nil, "日本": nil}
 	}
-	apply(order(sink.Upsert, row{"select": int64(1), "MixedCase": "A", "a,b": "stream"}),
-		order(sink.Delete, row{"select": int64(2), "MixedCase": "b`'"}))
-	apply(order(sink.Copy, full(1, "A", "copied")), order(sink.Copy, full(2, "b`'", "copied")), order(sink.Copy, full(3, "C", "copied")))
+	apply(order(change.WriteUpsert, row{"select": int64(1), "MixedCase": "A", "a,b": "stream"}),
+		order(change.WriteDelete, row{"select": int64(2), "MixedCase": "b`'"}))
+	apply(order(change.WriteCopy, full(1, "A", "copied")), order(change.WriteCopy, full(2, "b`'", "copied")), order(change.WriteCopy, full(3, "C", "copied")))
 	quoted := "`" + strings.ReplaceAll(db, "`", "``") + "`"
 	tg.wantRows(t, "SELECT * FROM "+quoted+".`order` ORDER BY 1, 2", []row{
 		{"select": "1", "MixedCase": "A", `"quoted"`: nil, "back`tick": nil, "Mood": nil, "a,b": "stream", "a": nil, "b": nil, "日本": nil},
@@ -447,7 +448,7 @@ func (tg *target) waitForLockWait(t *testing.T, what string) {
 }
 
 // applyAsync applies writes in a goroutine; the returned channel gives its error.
-func (tg *target) applyAsync(t *testing.T, writes ...sink.Write) <-chan error {
+func (tg *target) applyAsync(t *testing.T, writes ...change.Write) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- tg.sink.Apply(t.Context(), sink.Batch{Writes: writes}, sink.Checkpoint{}) }()
 	return done
@@ -464,11 +465,11 @@ func TestApply_ACopyWaitsForADeleteInFlightAndSkipsTheKeyItDeleted(t *testing.T)
 	backfill(t, tg.sink, "src.t", sink.BackfillRunning)
 	// A third transaction holds row 1: the delete of 1 and 3 waits there.
 	holder := tg.hold(t, "SELECT * FROM items WHERE id = 1 FOR UPDATE")
-	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(1)}), item(sink.Delete, row{"id": int64(3)}))
+	deleted := tg.applyAsync(t, item(change.WriteDelete, row{"id": int64(1)}), item(change.WriteDelete, row{"id": int64(3)}))
 	tg.waitForLockWait(t, "DELETE")
 	// The copy of key 3, read from the source before its delete: it must
 	// wait for the delete's commit, then see its tombstone.
-	copied := tg.applyAsync(t, item(sink.Copy, row{"id": int64(3), "name": "copied", "qty": int64(3), "note": nil}))
+	copied := tg.applyAsync(t, item(change.WriteCopy, row{"id": int64(3), "name": "copied", "qty": int64(3), "note": nil}))
 	tg.waitForLockWait(t, "copy_locks")
 	if err := holder.Commit(); err != nil {
 		t.Fatal(err)
@@ -490,13 +491,13 @@ func TestApply_ADeleteWaitsForACopyInFlightAndRemovesWhatItCopied(t *testing.T) 
 	// and 6 waits for it.
 	holder := tg.hold(t, "INSERT INTO items VALUES (5, 'held', 5, NULL)")
 	copied := tg.applyAsync(t,
-		item(sink.Copy, row{"id": int64(4), "name": "four", "qty": int64(4), "note": nil}),
-		item(sink.Copy, row{"id": int64(5), "name": "five", "qty": int64(5), "note": nil}),
-		item(sink.Copy, row{"id": int64(6), "name": "six", "qty": int64(6), "note": nil}))
+		item(change.WriteCopy, row{"id": int64(4), "name": "four", "qty": int64(4), "note": nil}),
+		item(change.WriteCopy, row{"id": int64(5), "name": "five", "qty": int64(5), "note": nil}),
+		item(change.WriteCopy, row{"id": int64(6), "name": "six", "qty": int64(6), "note": nil}))
 	tg.waitForLockWait(t, "`items`")
 	// The stream deletes 4 and 6 meanwhile: it must wait for the copy's
 	// commit, then delete the copied rows.
-	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(4)}), item(sink.Delete, row{"id": int64(6)}))
+	deleted := tg.applyAsync(t, item(change.WriteDelete, row{"id": int64(4)}), item(change.WriteDelete, row{"id": int64(6)}))
 	tg.waitForLockWait(t, "copy_locks")
 	if err := holder.Rollback(); err != nil {
 		t.Fatal(err)
@@ -517,10 +518,10 @@ func TestApply_CopiesOfOneTableDoNotWaitForEachOther(t *testing.T) {
 	// A third transaction inserts key 2, uncommitted: the copy of 2 waits
 	// for it, holding the table's copy lock.
 	holder := tg.hold(t, "INSERT INTO items VALUES (2, 'held', 2, NULL)")
-	held := tg.applyAsync(t, item(sink.Copy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": nil}))
+	held := tg.applyAsync(t, item(change.WriteCopy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": nil}))
 	tg.waitForLockWait(t, "`items`")
 	// Another chunk of the table is written meanwhile.
-	tg.apply(t, sink.Checkpoint{}, item(sink.Copy, row{"id": int64(7), "name": "seven", "qty": int64(7), "note": nil}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteCopy, row{"id": int64(7), "name": "seven", "qty": int64(7), "note": nil}))
 	if err := holder.Rollback(); err != nil {
 		t.Fatal(err)
 	}

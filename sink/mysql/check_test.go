@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/mysql"
@@ -26,26 +27,26 @@ func TestApply_HostileIdentifiers(t *testing.T) {
 	tg.exec(t, fmt.Sprintf(hostileDDL, strings.ReplaceAll(db, "`", "``")))
 	table := db + ".order"
 	key := []string{"select", "MixedCase"}
-	order := func(op sink.Op, r row) sink.Write { return write(op, table, r, key...) }
+	order := func(op change.WriteOp, r row) change.Write { return write(op, table, r, key...) }
 	// A state database as badly named.
 	state := "Tandem `State` " + tg.state
 	s := tg.newSink(t, mysql.Config{DSN: tg.dsn, StateSchema: state})
 	cp := sink.Checkpoint{Group: "g`", Epoch: "e'", Offsets: []sink.Offset{offset("shop.order`", 0, 7)}}
-	err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{
-		order(sink.Upsert, row{"select": int64(1), "MixedCase": "A", `"quoted"`: `it's "q"`, "back`tick": "`", "Mood": "happy", "a,b": "comma", "日本": "語"}),
+	err := s.Apply(t.Context(), sink.Batch{Writes: []change.Write{
+		order(change.WriteUpsert, row{"select": int64(1), "MixedCase": "A", `"quoted"`: `it's "q"`, "back`tick": "`", "Mood": "happy", "a,b": "comma", "日本": "語"}),
 		// the same columns as above but for "a,b", and a and b instead
-		order(sink.Upsert, row{"select": int64(2), "MixedCase": "b", `"quoted"`: "q2", "back`tick": "x", "Mood": "sad", "a": "x", "b": "y", "日本": "語"}),
-		order(sink.InsertIfAbsent, row{"select": int64(3), "MixedCase": "C"}),
-		order(sink.Upsert, row{"select": int64(4), "MixedCase": "d", "a": "gone"}),
-		write(sink.Upsert, db+".tab`le", row{"k`ey": int64(1), "v": "v"}, "k`ey"),
+		order(change.WriteUpsert, row{"select": int64(2), "MixedCase": "b", `"quoted"`: "q2", "back`tick": "x", "Mood": "sad", "a": "x", "b": "y", "日本": "語"}),
+		order(change.WriteInsertIfAbsent, row{"select": int64(3), "MixedCase": "C"}),
+		order(change.WriteUpsert, row{"select": int64(4), "MixedCase": "d", "a": "gone"}),
+		write(change.WriteUpsert, db+".tab`le", row{"k`ey": int64(1), "v": "v"}, "k`ey"),
 	}}, cp)
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	if err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{
-		order(sink.Delete, row{"select": int64(4), "MixedCase": "d"}),
-		order(sink.Upsert, row{"select": int64(3), "MixedCase": "C", "Mood": "sad"}),
-		write(sink.Delete, db+".tab`le", row{"k`ey": int64(1)}, "k`ey"),
+	if err := s.Apply(t.Context(), sink.Batch{Writes: []change.Write{
+		order(change.WriteDelete, row{"select": int64(4), "MixedCase": "d"}),
+		order(change.WriteUpsert, row{"select": int64(3), "MixedCase": "C", "Mood": "sad"}),
+		write(change.WriteDelete, db+".tab`le", row{"k`ey": int64(1)}, "k`ey"),
 	}}, sink.Checkpoint{}); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -305,7 +306,7 @@ func TestCheck_StateDatabase(t *testing.T) {
 	}
 	defer s.Close()
 	if err := s.Apply(t.Context(), sink.Batch{
-		Writes:      []sink.Write{write(sink.Upsert, "good", row{"id": int64(1), "name": "x"}, "id")},
+		Writes:      []change.Write{write(change.WriteUpsert, "good", row{"id": int64(1), "name": "x"}, "id")},
 		DeadLetters: []sink.DeadLetter{{Mapping: "m", Topic: tg.name, Offset: 1}},
 	}, sink.Checkpoint{Group: tg.name, Epoch: "e", Offsets: []sink.Offset{offset("t", 0, 1)}}); err != nil {
 		t.Fatal(err)

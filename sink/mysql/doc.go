@@ -22,7 +22,7 @@
 // a multi-row INSERT of its keys into tombstones, when a read of backfills
 // in that transaction finds a backfill running or copied. A tombstone's
 // primary key is the target table and the SHA-256 of the key's
-// sink.KeyText (an index cannot hold every key's text), the text is kept
+// change.KeyText (an index cannot hold every key's text), the text is kept
 // beside it. A copied row is inserted unless a lookup of its tombstone in
 // the transaction finds one, or a row with its key exists (as
 // inserts-if-absent). The table's row in copy_locks keeps copies and the

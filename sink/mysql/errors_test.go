@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/mysql"
@@ -25,7 +26,7 @@ func TestApply_MissingTableIsErrTableNotFoundUntilCreated(t *testing.T) {
 	tg := newTarget(t, "")
 	cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("t", 0, 1)}}
 	for _, table := range []string{"later", "nope.later", tg.name + ".Later"} {
-		err := tg.applyErr(t, cp, write(sink.Upsert, table, row{"id": int64(1), "v": "a"}, "id"))
+		err := tg.applyErr(t, cp, write(change.WriteUpsert, table, row{"id": int64(1), "v": "a"}, "id"))
 		if !errors.Is(err, mysql.ErrTableNotFound) || !errors.Is(err, sink.ErrTableNotFound) {
 			t.Errorf("Apply to %s: error = %v, want one wrapping ErrTableNotFound", table, err)
 		}
@@ -35,12 +36,12 @@ func TestApply_MissingTableIsErrTableNotFoundUntilCreated(t *testing.T) {
 
 	tg.exec(t, `CREATE TABLE later (id BIGINT PRIMARY KEY, v TEXT)`)
 	// A missing table is not cached: once created, it is found.
-	tg.apply(t, cp, write(sink.Upsert, "later", row{"id": int64(1), "v": "a"}, "id"))
+	tg.apply(t, cp, write(change.WriteUpsert, "later", row{"id": int64(1), "v": "a"}, "id"))
 	tg.wantRows(t, "SELECT * FROM later", []row{{"id": "1", "v": "a"}})
 	tg.wantOffsets(t, "g", "e", cp.Offsets)
 
 	// A column added after the table was described needs Forget too.
-	added := write(sink.Upsert, "later", row{"id": int64(1), "w": "b"}, "id")
+	added := write(change.WriteUpsert, "later", row{"id": int64(1), "w": "b"}, "id")
 	tg.exec(t, `ALTER TABLE later ADD COLUMN w TEXT`)
 	err := tg.applyErr(t, sink.Checkpoint{}, added)
 	if !errors.Is(err, sink.ErrColumnNotFound) {
@@ -66,31 +67,31 @@ INSERT INTO checked VALUES (1, 1, 'a@example.com'), (2, 1, 'b@example.com');
 `)
 	tests := []struct {
 		name   string
-		w      sink.Write
+		w      change.Write
 		reason string
 		target error  // wrapped, if not nil
 		number uint16 // the server error wrapped, if not 0
 	}{
-		{"a missing table", write(sink.Upsert, "absent", row{"id": int64(1)}, "id"), "table_missing", sink.ErrTableNotFound, 0},
-		{"a missing database", write(sink.Delete, "absentdb.items", row{"id": int64(1)}, "id"), "table_missing", sink.ErrTableNotFound, 0},
-		{"a missing column", item(sink.Upsert, row{"id": int64(1), "price": int64(3)}), "column_missing", sink.ErrColumnNotFound, 0},
-		{"a missing key column of a delete", write(sink.Delete, "items", row{"sku": "x"}, "sku"), "column_missing", sink.ErrColumnNotFound, 0},
-		{"no unique index at all", write(sink.Upsert, "nokey", row{"id": int64(1), "name": "x"}, "id"), "no_unique_key", mysql.ErrNoUniqueKey, 0},
-		{"a key narrower than the unique index", write(sink.InsertIfAbsent, "widekey", row{"id": int64(1), "name": "x"}, "id"), "no_unique_key", mysql.ErrNoUniqueKey, 0},
-		{"a key wider than the primary key", write(sink.Upsert, "items", row{"id": int64(1), "name": "x"}, "id", "name"), "no_unique_key", mysql.ErrNoUniqueKey, 0},
-		{"a unique index on a prefix", write(sink.Upsert, "prefixkey", row{"code": "x", "name": "x"}, "code"), "no_unique_key", mysql.ErrNoUniqueKey, 0},
-		{"NULL into NOT NULL", item(sink.Upsert, row{"id": nil, "name": "x"}), "constraint", nil, 1048},
-		{"a foreign key (child)", write(sink.Upsert, "children", row{"id": int64(2), "parent": int64(9)}, "id"), "constraint", nil, 1452},
-		{"a foreign key (parent)", write(sink.Delete, "parents", row{"id": int64(1)}, "id"), "constraint", nil, 1451},
-		{"a check constraint", write(sink.Upsert, "checked", row{"id": int64(2), "qty": int64(-1)}, "id"), "constraint", nil, 4025},
-		{"an update to a value another row holds in a unique column", write(sink.Upsert, "checked", row{"id": int64(2), "email": "a@example.com"}, "id"), "constraint", nil, 1062},
-		{"a string too long in strict mode", item(sink.Upsert, row{"id": int64(1), "name": strings.Repeat("x", 101)}), "data", nil, 1406},
-		{"NaN", item(sink.Upsert, row{"id": int64(1), "qty": math.NaN()}), "data", nil, 0},
+		{"a missing table", write(change.WriteUpsert, "absent", row{"id": int64(1)}, "id"), "table_missing", sink.ErrTableNotFound, 0},
+		{"a missing database", write(change.WriteDelete, "absentdb.items", row{"id": int64(1)}, "id"), "table_missing", sink.ErrTableNotFound, 0},
+		{"a missing column", item(change.WriteUpsert, row{"id": int64(1), "price": int64(3)}), "column_missing", sink.ErrColumnNotFound, 0},
+		{"a missing key column of a delete", write(change.WriteDelete, "items", row{"sku": "x"}, "sku"), "column_missing", sink.ErrColumnNotFound, 0},
+		{"no unique index at all", write(change.WriteUpsert, "nokey", row{"id": int64(1), "name": "x"}, "id"), "no_unique_key", mysql.ErrNoUniqueKey, 0},
+		{"a key narrower than the unique index", write(change.WriteInsertIfAbsent, "widekey", row{"id": int64(1), "name": "x"}, "id"), "no_unique_key", mysql.ErrNoUniqueKey, 0},
+		{"a key wider than the primary key", write(change.WriteUpsert, "items", row{"id": int64(1), "name": "x"}, "id", "name"), "no_unique_key", mysql.ErrNoUniqueKey, 0},
+		{"a unique index on a prefix", write(change.WriteUpsert, "prefixkey", row{"code": "x", "name": "x"}, "code"), "no_unique_key", mysql.ErrNoUniqueKey, 0},
+		{"NULL into NOT NULL", item(change.WriteUpsert, row{"id": nil, "name": "x"}), "constraint", nil, 1048},
+		{"a foreign key (child)", write(change.WriteUpsert, "children", row{"id": int64(2), "parent": int64(9)}, "id"), "constraint", nil, 1452},
+		{"a foreign key (parent)", write(change.WriteDelete, "parents", row{"id": int64(1)}, "id"), "constraint", nil, 1451},
+		{"a check constraint", write(change.WriteUpsert, "checked", row{"id": int64(2), "qty": int64(-1)}, "id"), "constraint", nil, 4025},
+		{"an update to a value another row holds in a unique column", write(change.WriteUpsert, "checked", row{"id": int64(2), "email": "a@example.com"}, "id"), "constraint", nil, 1062},
+		{"a string too long in strict mode", item(change.WriteUpsert, row{"id": int64(1), "name": strings.Repeat("x", 101)}), "data", nil, 1406},
+		{"NaN", item(change.WriteUpsert, row{"id": int64(1), "qty": math.NaN()}), "data", nil, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			err := tg.sink.Apply(t.Context(), sink.Batch{Writes: []sink.Write{tc.w}}, sink.Checkpoint{})
+			err := tg.sink.Apply(t.Context(), sink.Batch{Writes: []change.Write{tc.w}}, sink.Checkpoint{})
 			if err == nil {
 				t.Fatal("Apply succeeded, want an error")
 			}
@@ -139,17 +140,17 @@ func TestApply_AUserWithoutAPrivilegeGetsAPermissionError(t *testing.T) {
 		"GRANT SELECT (order_id, line), INSERT, UPDATE (line) ON `"+tg.name+"`.`lines` TO %s")
 	s := tg.newSink(t, mysql.Config{DSN: dsn, StateSchema: tg.state})
 	cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("t", 0, 1)}}
-	ok := item(sink.Upsert, row{"id": int64(2), "name": "b"})
+	ok := item(change.WriteUpsert, row{"id": int64(2), "name": "b"})
 	for _, tc := range []struct {
 		name   string
-		w      sink.Write
+		w      change.Write
 		table  string
 		number uint16
 	}{
-		{"a revoked DELETE", item(sink.Delete, row{"id": int64(1)}), "items", 1142},
-		{"an upsert without UPDATE on a column", line(sink.Upsert, row{"order_id": int64(1), "line": int64(1), "sku": "x"}), "lines", 1143},
+		{"a revoked DELETE", item(change.WriteDelete, row{"id": int64(1)}), "items", 1142},
+		{"an upsert without UPDATE on a column", line(change.WriteUpsert, row{"order_id": int64(1), "line": int64(1), "sku": "x"}), "lines", 1143},
 	} {
-		err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{ok, tc.w}}, cp)
+		err := s.Apply(t.Context(), sink.Batch{Writes: []change.Write{ok, tc.w}}, cp)
 		if err == nil {
 			t.Fatalf("%s: Apply succeeded", tc.name)
 		}
@@ -159,7 +160,7 @@ func TestApply_AUserWithoutAPrivilegeGetsAPermissionError(t *testing.T) {
 	tg.wantRows(t, allItems, []row{{"id": "1", "name": "a", "qty": "1", "note": nil}})
 	tg.wantOffsets(t, "g", "e", nil)
 	// What it may do, it does.
-	if err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{ok}}, cp); err != nil {
+	if err := s.Apply(t.Context(), sink.Batch{Writes: []change.Write{ok}}, cp); err != nil {
 		t.Fatal(err)
 	}
 	tg.wantOffsets(t, "g", "e", cp.Offsets)
@@ -217,11 +218,11 @@ func TestErrors_NeverHoldThePassword(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("starting", "target", cfg, "sink", tg.sink)
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("starting", "target", cfg, "sink", tg.sink)
 	texts = append(texts, logged.String())
-	add("Apply", tg.sink.Apply(ctx, sink.Batch{Writes: []sink.Write{write(sink.Upsert, "absent", row{"id": int64(1)}, "id")}}, sink.Checkpoint{}))
-	add("Apply", tg.sink.Apply(ctx, sink.Batch{Writes: []sink.Write{item(sink.Upsert, row{"id": int64(1), "name": strings.Repeat("x", 200)})}}, sink.Checkpoint{}))
+	add("Apply", tg.sink.Apply(ctx, sink.Batch{Writes: []change.Write{write(change.WriteUpsert, "absent", row{"id": int64(1)}, "id")}}, sink.Checkpoint{}))
+	add("Apply", tg.sink.Apply(ctx, sink.Batch{Writes: []change.Write{item(change.WriteUpsert, row{"id": int64(1), "name": strings.Repeat("x", 200)})}}, sink.Checkpoint{}))
 	s := tg.newSink(t, cfg)
 	s.Close()
-	add("Apply after Close", s.Apply(ctx, sink.Batch{Writes: []sink.Write{item(sink.Upsert, row{"id": int64(1)})}}, sink.Checkpoint{}))
+	add("Apply after Close", s.Apply(ctx, sink.Batch{Writes: []change.Write{item(change.WriteUpsert, row{"id": int64(1)})}}, sink.Checkpoint{}))
 	_, err = s.Offsets(ctx, "g", "e")
 	add("Offsets after Close", err)
 	for _, text := range texts {

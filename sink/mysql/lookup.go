@@ -12,9 +12,7 @@ import (
 	"github.com/tandemcdc/tandem/sink"
 )
 
-var _ sink.Lookuper = (*Sink)(nil)
-
-// Lookup implements sink.Lookuper: SELECT * FROM table WHERE c1 = ? AND
+// Lookup implements transform.Lookuper: SELECT * FROM table WHERE c1 = ? AND
 // ... LIMIT 2, each value converted as Apply converts it (argFor). Values
 // compare as the server compares them: a column with a case-insensitive
 // collation matches text of another case, as its unique index does.

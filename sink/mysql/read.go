@@ -7,10 +7,11 @@ import (
 	"strings"
 
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
 )
 
-var _ sink.RowReader = (*Sink)(nil)
+var _ reconcile.RowReader = (*Sink)(nil)
 
 // maxReadKeys bounds the keys of one SELECT of ReadKeys. Measured with 5000
 // random keys of a 1,000,000-row MariaDB 10.11 table (fastest of 12
@@ -19,7 +20,7 @@ var _ sink.RowReader = (*Sink)(nil)
 // 26 ms. Every size was a range scan of the key's index.
 const maxReadKeys = 1000
 
-// ColumnTypes implements sink.RowReader: each column's COLUMN_TYPE, as
+// ColumnTypes implements reconcile.RowReader: each column's COLUMN_TYPE, as
 // the server names it ("decimal(12,2)", "datetime(6)", "bigint(20)
 // unsigned", "tinyint(1)", "enum('a','B')"), except that a MariaDB JSON
 // column, a LONGTEXT checked by json_valid, is "json" as on MySQL. Column
@@ -89,7 +90,7 @@ WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?`, t.schema, tbl)
 	return types, nil
 }
 
-// ReadKeys implements sink.RowReader with statements of up to maxReadKeys
+// ReadKeys implements reconcile.RowReader with statements of up to maxReadKeys
 // keys (fewer when their values are long: see chunks):
 //
 //	SELECT cols FROM t WHERE (k1, k2) IN ((?, ?), (?, ?), ...)
@@ -146,7 +147,7 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 	return out, nil
 }
 
-// ScanRows implements sink.RowReader: it reads up to limit rows of table
+// ScanRows implements reconcile.RowReader: it reads up to limit rows of table
 // (maps of each column of cols to its value) in key order, after the key
 // after, by keyset pagination, after the key (a, b, c) spelled out as
 //

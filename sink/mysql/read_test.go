@@ -15,6 +15,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/testenv"
+	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/mysql"
 	"github.com/tandemcdc/tandem/sink/sinktest"
@@ -240,39 +241,39 @@ func TestRowReader_MissingTableOrColumnAndBadValuesAreClassifiedErrors(t *testin
 	tests := []struct {
 		name   string
 		table  string
-		call   func(r sink.RowReader, table string) error
+		call   func(r reconcile.RowReader, table string) error
 		is     error
 		reason string
 	}{
-		{"ReadKeys of a missing table", "nope", func(r sink.RowReader, table string) error {
+		{"ReadKeys of a missing table", "nope", func(r reconcile.RowReader, table string) error {
 			_, err := r.ReadKeys(t.Context(), table, id, id, []map[string]any{{"id": int64(1)}})
 			return err
 		}, sink.ErrTableNotFound, "table_missing"},
-		{"ReadKeys of a missing column", "accounts", func(r sink.RowReader, table string) error {
+		{"ReadKeys of a missing column", "accounts", func(r reconcile.RowReader, table string) error {
 			_, err := r.ReadKeys(t.Context(), table, id, []string{"id", "nope"}, []map[string]any{{"id": int64(1)}})
 			return err
 		}, sink.ErrColumnNotFound, "column_missing"},
-		{"ReadKeys by a missing column", "accounts", func(r sink.RowReader, table string) error {
+		{"ReadKeys by a missing column", "accounts", func(r reconcile.RowReader, table string) error {
 			_, err := r.ReadKeys(t.Context(), table, []string{"nope"}, id, []map[string]any{{"nope": int64(1)}})
 			return err
 		}, sink.ErrColumnNotFound, "column_missing"},
-		{"ReadKeys by a value with no MySQL form", "accounts", func(r sink.RowReader, table string) error {
+		{"ReadKeys by a value with no MySQL form", "accounts", func(r reconcile.RowReader, table string) error {
 			_, err := r.ReadKeys(t.Context(), table, []string{"ratio"}, id, []map[string]any{{"ratio": math.NaN()}})
 			return err
 		}, nil, "data"},
-		{"ScanKeys of a missing table", "nope", func(r sink.RowReader, table string) error {
+		{"ScanKeys of a missing table", "nope", func(r reconcile.RowReader, table string) error {
 			_, err := r.ScanRows(t.Context(), table, id, id, nil, 10)
 			return err
 		}, sink.ErrTableNotFound, "table_missing"},
-		{"ScanKeys by a missing column", "accounts", func(r sink.RowReader, table string) error {
+		{"ScanKeys by a missing column", "accounts", func(r reconcile.RowReader, table string) error {
 			_, err := r.ScanRows(t.Context(), table, []string{"nope"}, []string{"nope"}, nil, 10)
 			return err
 		}, sink.ErrColumnNotFound, "column_missing"},
-		{"ScanKeys after a value with no MySQL form", "accounts", func(r sink.RowReader, table string) error {
+		{"ScanKeys after a value with no MySQL form", "accounts", func(r reconcile.RowReader, table string) error {
 			_, err := r.ScanRows(t.Context(), table, []string{"ratio"}, []string{"ratio"}, row{"ratio": math.Inf(1)}, 10)
 			return err
 		}, nil, "data"},
-		{"ColumnTypes of a missing table", "nope", func(r sink.RowReader, table string) error {
+		{"ColumnTypes of a missing table", "nope", func(r reconcile.RowReader, table string) error {
 			_, err := r.ColumnTypes(t.Context(), table)
 			return err
 		}, sink.ErrTableNotFound, "table_missing"},

@@ -14,15 +14,13 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/sink"
 )
 
 var (
-	_ sink.Sink             = (*Sink)(nil)
-	_ sink.BackfillStore    = (*Sink)(nil)
-	_ capture.PositionStore = (*Sink)(nil)
+	_ sink.Sink          = (*Sink)(nil)
+	_ sink.BackfillStore = (*Sink)(nil)
 )
 
 // Config says where to write.
@@ -214,7 +212,7 @@ var stateTables = map[string]string{
 	PRIMARY KEY (source_table)
 )`,
 	// The keys deleted while a backfill was active. A key's text
-	// (sink.KeyText) may be longer than an index can hold (InnoDB keys
+	// (change.KeyText) may be longer than an index can hold (InnoDB keys
 	// stop at 3072 bytes; a utf8mb4 character takes 4): the primary key
 	// is its SHA-256 beside the table, and the text is kept for people.
 	"tombstones": `(
@@ -582,7 +580,7 @@ func retryable(err error) bool {
 	return errors.Is(err, errOffsetsRace) || errNumber(err) == errDeadlock
 }
 
-// LoadPosition implements capture.PositionStore.
+// LoadPosition implements capture/mysql.PositionStore.
 func (s *Sink) LoadPosition(ctx context.Context, source string) (pos string, found bool, err error) {
 	err = s.db.QueryRowContext(ctx, "SELECT position FROM "+s.positionsTable()+" WHERE source = ?", source).Scan(&pos)
 	switch {
@@ -594,7 +592,7 @@ func (s *Sink) LoadPosition(ctx context.Context, source string) (pos string, fou
 	return pos, true, nil
 }
 
-// SavePosition implements capture.PositionStore: one upsert, committed on
+// SavePosition implements capture/mysql.PositionStore: one upsert, committed on
 // its own.
 func (s *Sink) SavePosition(ctx context.Context, source, pos string) error {
 	if _, err := s.db.ExecContext(ctx, "INSERT INTO "+s.positionsTable()+" (source, position, updated_at) VALUES (?, ?, UTC_TIMESTAMP(6))"+

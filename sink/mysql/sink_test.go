@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
@@ -170,7 +171,7 @@ func (tg *target) wantOffsets(t *testing.T, group, epoch string, want []sink.Off
 }
 
 // apply applies writes with checkpoint cp and fails the test on an error.
-func (tg *target) apply(t *testing.T, cp sink.Checkpoint, writes ...sink.Write) {
+func (tg *target) apply(t *testing.T, cp sink.Checkpoint, writes ...change.Write) {
 	t.Helper()
 	if err := tg.sink.Apply(t.Context(), sink.Batch{Writes: writes}, cp); err != nil {
 		t.Fatalf("Apply: %v", err)
@@ -179,7 +180,7 @@ func (tg *target) apply(t *testing.T, cp sink.Checkpoint, writes ...sink.Write) 
 
 // applyErr applies writes with checkpoint cp and returns the error, failing
 // the test when there is none.
-func (tg *target) applyErr(t *testing.T, cp sink.Checkpoint, writes ...sink.Write) error {
+func (tg *target) applyErr(t *testing.T, cp sink.Checkpoint, writes ...change.Write) error {
 	t.Helper()
 	err := tg.sink.Apply(t.Context(), sink.Batch{Writes: writes}, cp)
 	if err == nil {
@@ -210,13 +211,13 @@ func wantServerError(t *testing.T, err error, number uint16) {
 	}
 }
 
-func write(op sink.Op, table string, r row, key ...string) sink.Write {
-	return sink.Write{Table: table, Op: op, Key: key, Row: r}
+func write(op change.WriteOp, table string, r row, key ...string) change.Write {
+	return change.Write{Table: table, Op: op, Key: key, Row: r}
 }
 
-func item(op sink.Op, r row) sink.Write { return write(op, "items", r, "id") }
+func item(op change.WriteOp, r row) change.Write { return write(op, "items", r, "id") }
 
-func line(op sink.Op, r row) sink.Write { return write(op, "lines", r, "order_id", "line") }
+func line(op change.WriteOp, r row) change.Write { return write(op, "lines", r, "order_id", "line") }
 
 func offset(topic string, partition int32, next int64) sink.Offset {
 	return sink.Offset{Topic: topic, Partition: partition, Next: next}
@@ -226,20 +227,20 @@ func TestApply_EndStateIsThatOfApplyingTheWritesInOrder(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
-		seed    string         // SQL run before the batches
-		batches [][]sink.Write // each applied by one Apply, in order
-		items   []row          // allItems afterwards
-		lines   []row          // allLines afterwards
+		seed    string           // SQL run before the batches
+		batches [][]change.Write // each applied by one Apply, in order
+		items   []row            // allItems afterwards
+		lines   []row            // allLines afterwards
 	}{
 		{
 			name: "upsert inserts, then overwrites only the columns it names",
-			batches: [][]sink.Write{
-				{item(sink.Upsert, row{"id": int64(1), "name": "pen", "qty": int64(2)}),
-					item(sink.Upsert, row{"id": int64(2), "name": "ink", "qty": int64(5), "note": "blue"})},
+			batches: [][]change.Write{
+				{item(change.WriteUpsert, row{"id": int64(1), "name": "pen", "qty": int64(2)}),
+					item(change.WriteUpsert, row{"id": int64(2), "name": "ink", "qty": int64(5), "note": "blue"})},
 				// another mapping writes another column of row 1
-				{item(sink.Upsert, row{"id": int64(1), "note": "from mapping B"})},
-				{item(sink.Upsert, row{"id": int64(1), "qty": int64(3)}),
-					item(sink.Upsert, row{"id": int64(2), "name": "ink cartridge"})},
+				{item(change.WriteUpsert, row{"id": int64(1), "note": "from mapping B"})},
+				{item(change.WriteUpsert, row{"id": int64(1), "qty": int64(3)}),
+					item(change.WriteUpsert, row{"id": int64(2), "name": "ink cartridge"})},
 			},
 			items: []row{
 				{"id": "1", "name": "pen", "qty": "3", "note": "from mapping B"},
@@ -249,8 +250,8 @@ func TestApply_EndStateIsThatOfApplyingTheWritesInOrder(t *testing.T) {
 		{
 			name: "an upsert of the key alone inserts the row and leaves an existing one alone",
 			seed: `INSERT INTO items VALUES (1, 'old', 1, 'kept')`,
-			batches: [][]sink.Write{
-				{item(sink.Upsert, row{"id": int64(1)}), item(sink.Upsert, row{"id": int64(2)})},
+			batches: [][]change.Write{
+				{item(change.WriteUpsert, row{"id": int64(1)}), item(change.WriteUpsert, row{"id": int64(2)})},
 			},
 			items: []row{
 				{"id": "1", "name": "old", "qty": "1", "note": "kept"},
@@ -260,10 +261,10 @@ func TestApply_EndStateIsThatOfApplyingTheWritesInOrder(t *testing.T) {
 		{
 			name: "insert-if-absent keeps an existing row and inserts an absent one",
 			seed: `INSERT INTO items VALUES (1, 'old', 1, 'kept')`,
-			batches: [][]sink.Write{
-				{item(sink.InsertIfAbsent, row{"id": int64(1), "name": "new", "qty": int64(9), "note": nil}),
-					item(sink.InsertIfAbsent, row{"id": int64(2), "name": "new", "qty": int64(2)})},
-				{item(sink.InsertIfAbsent, row{"id": int64(2), "name": "newer", "qty": int64(3)})},
+			batches: [][]change.Write{
+				{item(change.WriteInsertIfAbsent, row{"id": int64(1), "name": "new", "qty": int64(9), "note": nil}),
+					item(change.WriteInsertIfAbsent, row{"id": int64(2), "name": "new", "qty": int64(2)})},
+				{item(change.WriteInsertIfAbsent, row{"id": int64(2), "name": "newer", "qty": int64(3)})},
 			},
 			items: []row{
 				{"id": "1", "name": "old", "qty": "1", "note": "kept"},
@@ -274,13 +275,13 @@ func TestApply_EndStateIsThatOfApplyingTheWritesInOrder(t *testing.T) {
 			name: "delete removes by key, composite keys too, and an absent key is fine",
 			seed: `INSERT INTO items VALUES (1, 'a', 1, NULL), (2, 'b', 2, NULL);
 INSERT INTO ` + "`lines`" + ` VALUES (1, 1, 'x'), (1, 2, 'y'), (2, 1, 'z')`,
-			batches: [][]sink.Write{{
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Delete, row{"id": int64(99)}),
-				line(sink.Delete, row{"order_id": int64(1), "line": int64(2)}),
-				line(sink.Delete, row{"order_id": int64(7), "line": int64(7)}),
+			batches: [][]change.Write{{
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteDelete, row{"id": int64(99)}),
+				line(change.WriteDelete, row{"order_id": int64(1), "line": int64(2)}),
+				line(change.WriteDelete, row{"order_id": int64(7), "line": int64(7)}),
 				// (1, 1) and (2, 1) stay: a delete matches whole keys, not their parts
-				line(sink.Delete, row{"order_id": int64(2), "line": int64(2)}),
+				line(change.WriteDelete, row{"order_id": int64(2), "line": int64(2)}),
 			}},
 			items: []row{{"id": "2", "name": "b", "qty": "2", "note": nil}},
 			lines: []row{
@@ -292,19 +293,19 @@ INSERT INTO ` + "`lines`" + ` VALUES (1, 1, 'x'), (1, 2, 'y'), (2, 1, 'z')`,
 			name: "insert, update, delete and re-insert of one key in one batch",
 			seed: `INSERT INTO items VALUES (1, 'seed', 1, 'seed note'), (2, 'two', 2, NULL);
 INSERT INTO ` + "`lines`" + ` VALUES (1, 1, 'x')`,
-			batches: [][]sink.Write{{
-				item(sink.Upsert, row{"id": int64(1), "name": "a", "qty": int64(1), "note": "n1"}),
-				item(sink.Upsert, row{"id": int64(3), "name": "three", "qty": int64(3), "note": nil}),
-				item(sink.Upsert, row{"id": int64(1), "name": "b", "qty": int64(2), "note": "n2"}),
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Delete, row{"id": int64(2)}),
-				item(sink.InsertIfAbsent, row{"id": int64(1), "name": "c", "qty": int64(3), "note": nil}),
-				item(sink.Delete, row{"id": int64(3)}),
-				item(sink.InsertIfAbsent, row{"id": int64(2), "name": "two again", "qty": nil, "note": nil}),
-				item(sink.InsertIfAbsent, row{"id": int64(2), "name": "ignored", "qty": int64(9), "note": "x"}),
-				line(sink.Delete, row{"order_id": int64(1), "line": int64(1)}),
-				line(sink.Upsert, row{"order_id": int64(1), "line": int64(1), "sku": "x2"}),
-				line(sink.Upsert, row{"order_id": int64(1), "line": int64(2), "sku": "y"}),
+			batches: [][]change.Write{{
+				item(change.WriteUpsert, row{"id": int64(1), "name": "a", "qty": int64(1), "note": "n1"}),
+				item(change.WriteUpsert, row{"id": int64(3), "name": "three", "qty": int64(3), "note": nil}),
+				item(change.WriteUpsert, row{"id": int64(1), "name": "b", "qty": int64(2), "note": "n2"}),
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteDelete, row{"id": int64(2)}),
+				item(change.WriteInsertIfAbsent, row{"id": int64(1), "name": "c", "qty": int64(3), "note": nil}),
+				item(change.WriteDelete, row{"id": int64(3)}),
+				item(change.WriteInsertIfAbsent, row{"id": int64(2), "name": "two again", "qty": nil, "note": nil}),
+				item(change.WriteInsertIfAbsent, row{"id": int64(2), "name": "ignored", "qty": int64(9), "note": "x"}),
+				line(change.WriteDelete, row{"order_id": int64(1), "line": int64(1)}),
+				line(change.WriteUpsert, row{"order_id": int64(1), "line": int64(1), "sku": "x2"}),
+				line(change.WriteUpsert, row{"order_id": int64(1), "line": int64(2), "sku": "y"}),
 			}},
 			items: []row{
 				{"id": "1", "name": "c", "qty": "3", "note": nil},
@@ -318,18 +319,18 @@ INSERT INTO ` + "`lines`" + ` VALUES (1, 1, 'x')`,
 		{
 			name: "a partial upsert after a delete does not resurrect the deleted row's other columns",
 			seed: `INSERT INTO items VALUES (1, 'old', 1, 'old note')`,
-			batches: [][]sink.Write{{
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Upsert, row{"id": int64(1), "qty": int64(5)}),
+			batches: [][]change.Write{{
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteUpsert, row{"id": int64(1), "qty": int64(5)}),
 			}},
 			items: []row{{"id": "1", "name": nil, "qty": "5", "note": nil}},
 		},
 		{
 			name: "a row moving from one key to another on a unique column",
 			seed: `ALTER TABLE items ADD UNIQUE KEY (name); INSERT INTO items VALUES (1, 'pen', 1, NULL)`,
-			batches: [][]sink.Write{{
-				item(sink.Upsert, row{"id": int64(2), "name": "pen", "qty": int64(1)}),
-				item(sink.Delete, row{"id": int64(1)}),
+			batches: [][]change.Write{{
+				item(change.WriteUpsert, row{"id": int64(2), "name": "pen", "qty": int64(1)}),
+				item(change.WriteDelete, row{"id": int64(1)}),
 			}},
 			items: []row{{"id": "2", "name": "pen", "qty": "1", "note": nil}},
 		},
@@ -351,15 +352,15 @@ func TestApply_SameBatchTwiceLeavesTheTargetAsOnce(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, shopDDL+`INSERT INTO items VALUES (1, 'a', 1, NULL), (2, 'b', 2, 'bee');
 INSERT INTO `+"`lines`"+` VALUES (1, 1, 'x'), (1, 2, 'y')`)
-	b := []sink.Write{
-		item(sink.Upsert, row{"id": int64(1), "qty": int64(10)}),
-		item(sink.Delete, row{"id": int64(2)}),
-		item(sink.InsertIfAbsent, row{"id": int64(3), "name": "c", "qty": int64(3)}),
-		item(sink.Upsert, row{"id": int64(4), "name": "d", "qty": int64(4), "note": "dee"}),
-		item(sink.Delete, row{"id": int64(4)}),
-		item(sink.InsertIfAbsent, row{"id": int64(4), "name": "d again", "qty": int64(5), "note": nil}),
-		line(sink.Delete, row{"order_id": int64(1), "line": int64(1)}),
-		line(sink.Upsert, row{"order_id": int64(1), "line": int64(3), "sku": "z"}),
+	b := []change.Write{
+		item(change.WriteUpsert, row{"id": int64(1), "qty": int64(10)}),
+		item(change.WriteDelete, row{"id": int64(2)}),
+		item(change.WriteInsertIfAbsent, row{"id": int64(3), "name": "c", "qty": int64(3)}),
+		item(change.WriteUpsert, row{"id": int64(4), "name": "d", "qty": int64(4), "note": "dee"}),
+		item(change.WriteDelete, row{"id": int64(4)}),
+		item(change.WriteInsertIfAbsent, row{"id": int64(4), "name": "d again", "qty": int64(5), "note": nil}),
+		line(change.WriteDelete, row{"order_id": int64(1), "line": int64(1)}),
+		line(change.WriteUpsert, row{"order_id": int64(1), "line": int64(3), "sku": "z"}),
 	}
 	cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("orders", 0, 42)}}
 	tg.apply(t, cp, b...)
@@ -392,10 +393,10 @@ func TestApply_LargeBatchesAreSplitUnderThePlaceholderLimit(t *testing.T) {
 	tg := newTarget(t, shopDDL)
 	// 4 columns x 20,000 rows = 80,000 placeholders; 70,000 deletes by one key column.
 	const n = 20000
-	var ws []sink.Write
+	var ws []change.Write
 	var want []row
 	for i := range n {
-		ws = append(ws, item(sink.Upsert, row{"id": int64(i), "name": fmt.Sprint("n", i), "qty": int64(i % 7), "note": strings.Repeat("x", i%300)}))
+		ws = append(ws, item(change.WriteUpsert, row{"id": int64(i), "name": fmt.Sprint("n", i), "qty": int64(i % 7), "note": strings.Repeat("x", i%300)}))
 		if i%2 == 0 {
 			want = append(want, row{"id": fmt.Sprint(i), "name": fmt.Sprint("n", i), "qty": fmt.Sprint(i % 7), "note": strings.Repeat("x", i%300)})
 		}
@@ -404,11 +405,11 @@ func TestApply_LargeBatchesAreSplitUnderThePlaceholderLimit(t *testing.T) {
 	ws = ws[:0]
 	for i := range 70000 {
 		if i%2 == 1 {
-			ws = append(ws, item(sink.Delete, row{"id": int64(i)}))
+			ws = append(ws, item(change.WriteDelete, row{"id": int64(i)}))
 		}
 	}
 	for i := range 70000 {
-		ws = append(ws, line(sink.Delete, row{"order_id": int64(i), "line": int64(1)}))
+		ws = append(ws, line(change.WriteDelete, row{"order_id": int64(i), "line": int64(1)}))
 	}
 	tg.apply(t, sink.Checkpoint{}, ws...)
 	tg.wantRows(t, allItems, want)
@@ -418,11 +419,11 @@ func TestApply_FailedBatchStoresNeitherRowsNorOffsets(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, shopDDL+`ALTER TABLE items MODIFY name VARCHAR(100) NOT NULL`)
 	tg.apply(t, sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("items", 0, 10)}},
-		item(sink.Upsert, row{"id": int64(1), "name": "one"}))
+		item(change.WriteUpsert, row{"id": int64(1), "name": "one"}))
 	err := tg.applyErr(t, sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{{Topic: "items", Partition: 0, From: 10, Next: 20}, offset("items", 1, 5)}},
-		line(sink.Upsert, row{"order_id": int64(1), "line": int64(1), "sku": "x"}),
-		item(sink.Upsert, row{"id": int64(2), "name": "two"}),
-		item(sink.Upsert, row{"id": int64(3), "name": nil}))
+		line(change.WriteUpsert, row{"order_id": int64(1), "line": int64(1), "sku": "x"}),
+		item(change.WriteUpsert, row{"id": int64(2), "name": "two"}),
+		item(change.WriteUpsert, row{"id": int64(3), "name": nil}))
 	wantServerError(t, err, 1048) // column cannot be null
 	wantSinkError(t, err, "constraint", "items")
 	tg.wantRows(t, allItems, []row{{"id": "1", "name": "one", "qty": nil, "note": nil}})
@@ -546,7 +547,7 @@ func TestApply_ACheckpointNamingAPartitionTwiceIsRefused(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, shopDDL)
 	err := tg.applyErr(t, sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("t", 0, 1), offset("t", 0, 2)}},
-		item(sink.Upsert, row{"id": int64(1)}))
+		item(change.WriteUpsert, row{"id": int64(1)}))
 	if errors.Is(err, sink.ErrFenced) {
 		t.Errorf("Apply = %v, want an error other than ErrFenced", err)
 	}
@@ -564,15 +565,15 @@ func TestApply_AnOlderBatchOfASecondConsumerIsFencedAndWritesNothing(t *testing.
 	cp := func(from, next int64) sink.Checkpoint {
 		return sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{{Topic: "items", Partition: 0, From: from, Next: next}}}
 	}
-	if err := a.Apply(t.Context(), sink.Batch{Writes: []sink.Write{
-		item(sink.Upsert, row{"id": int64(1), "name": "by A"}),
+	if err := a.Apply(t.Context(), sink.Batch{Writes: []change.Write{
+		item(change.WriteUpsert, row{"id": int64(1), "name": "by A"}),
 	}}, cp(0, 10)); err != nil {
 		t.Fatal(err)
 	}
 	err := b.Apply(t.Context(), sink.Batch{
-		Writes: []sink.Write{
-			item(sink.Upsert, row{"id": int64(1), "name": "by B"}),
-			item(sink.Upsert, row{"id": int64(2), "name": "by B"}),
+		Writes: []change.Write{
+			item(change.WriteUpsert, row{"id": int64(1), "name": "by B"}),
+			item(change.WriteUpsert, row{"id": int64(2), "name": "by B"}),
 		},
 		DeadLetters: []sink.DeadLetter{{Mapping: "m", Reason: "transform", Error: "x", Topic: "items", Partition: 0, Offset: 7}},
 	}, cp(5, 15))
@@ -587,8 +588,8 @@ func TestApply_AnOlderBatchOfASecondConsumerIsFencedAndWritesNothing(t *testing.
 	tg.wantRows(t, "SELECT count(*) AS n FROM `"+tg.state+"`.dead_letters", []row{{"n": "0"}})
 	tg.wantOffsets(t, "g", "e", []sink.Offset{offset("items", 0, 10)})
 	// B resumes from the stored offset.
-	if err := b.Apply(t.Context(), sink.Batch{Writes: []sink.Write{
-		item(sink.Upsert, row{"id": int64(2), "name": "by B"}),
+	if err := b.Apply(t.Context(), sink.Batch{Writes: []change.Write{
+		item(change.WriteUpsert, row{"id": int64(2), "name": "by B"}),
 	}}, cp(10, 15)); err != nil {
 		t.Fatal(err)
 	}
@@ -609,9 +610,9 @@ func TestApply_ConcurrentFirstBatchesOfOnePartition_OneWinsTheOthersAreFenced(t 
 	for i, s := range sinks {
 		wg.Go(func() {
 			<-start
-			errs[i] = s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{
-				item(sink.Upsert, row{"id": int64(1), "name": fmt.Sprint("consumer ", i)}),
-				item(sink.Upsert, row{"id": int64(100 + i), "name": fmt.Sprint("consumer ", i)}),
+			errs[i] = s.Apply(t.Context(), sink.Batch{Writes: []change.Write{
+				item(change.WriteUpsert, row{"id": int64(1), "name": fmt.Sprint("consumer ", i)}),
+				item(change.WriteUpsert, row{"id": int64(100 + i), "name": fmt.Sprint("consumer ", i)}),
 			}}, sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{{Topic: "items", Partition: 3, From: 0, Next: 10}}})
 		})
 	}
@@ -654,15 +655,15 @@ func TestApply_ConcurrentConsumersOnDisjointKeys(t *testing.T) {
 		}
 		g.Go(func() error {
 			for b := range batches {
-				var ws []sink.Write
+				var ws []change.Write
 				for i := range perBatch {
 					id := int64(c*batches*perBatch + b*perBatch + i)
 					// each row is written twice, the second time with its final
 					// values, and the consumer also deletes keys of its own that
 					// do not exist: gaps another consumer inserts into
-					ws = append(ws, item(sink.Upsert, row{"id": id, "name": "draft", "qty": int64(-1), "note": "draft"}))
-					ws = append(ws, item(sink.Upsert, row{"id": id, "name": fmt.Sprintf("c%d b%d", c, b), "qty": int64(i), "note": nil}))
-					ws = append(ws, item(sink.Delete, row{"id": 100000 + id}))
+					ws = append(ws, item(change.WriteUpsert, row{"id": id, "name": "draft", "qty": int64(-1), "note": "draft"}))
+					ws = append(ws, item(change.WriteUpsert, row{"id": id, "name": fmt.Sprintf("c%d b%d", c, b), "qty": int64(i), "note": nil}))
+					ws = append(ws, item(change.WriteDelete, row{"id": 100000 + id}))
 				}
 				cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{{Topic: "items", Partition: int32(c), Next: int64(b + 1), From: int64(b)}}}
 				if err := tg.sink.Apply(ctx, sink.Batch{Writes: ws}, cp); err != nil {
@@ -700,8 +701,8 @@ func TestApply_DeadLettersAreStoredOnceAndOnlyWithTheirBatch(t *testing.T) {
 			"key": nil, "value": "\x00\xff\xfe"},
 	}
 	// A batch that fails (NOT NULL) stores no dead letter either.
-	bad := sink.Write{Table: "items", Op: sink.Upsert, Key: []string{"id"}, Row: map[string]any{"id": int64(1), "name": nil}}
-	if err := tg.sink.Apply(t.Context(), sink.Batch{Writes: []sink.Write{bad}, DeadLetters: []sink.DeadLetter{dl}}, sink.Checkpoint{}); err == nil {
+	bad := change.Write{Table: "items", Op: change.WriteUpsert, Key: []string{"id"}, Row: map[string]any{"id": int64(1), "name": nil}}
+	if err := tg.sink.Apply(t.Context(), sink.Batch{Writes: []change.Write{bad}, DeadLetters: []sink.DeadLetter{dl}}, sink.Checkpoint{}); err == nil {
 		t.Fatal("Apply of a NOT NULL violation succeeded")
 	}
 	tg.wantRows(t, stored, nil)

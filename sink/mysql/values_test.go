@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/mysql"
 )
@@ -38,7 +39,7 @@ func withNulls(r row) row {
 	return r
 }
 
-func kind(r row) sink.Write { return write(sink.Upsert, "kinds", r, "id") }
+func kind(r row) change.Write { return write(change.WriteUpsert, "kinds", r, "id") }
 
 func TestApply_ValuesRoundTripExactly(t *testing.T) {
 	t.Parallel()
@@ -134,7 +135,7 @@ func TestApply_ValuesAColumnCannotHoldAreDataErrorsNotTruncations(t *testing.T) 
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				tc.r["id"] = int64(1)
-				err := tg.applyErr(t, sink.Checkpoint{}, write(sink.Upsert, "kinds", tc.r, "id"))
+				err := tg.applyErr(t, sink.Checkpoint{}, write(change.WriteUpsert, "kinds", tc.r, "id"))
 				if tc.number != 0 {
 					wantServerError(t, err, tc.number)
 				}
@@ -156,13 +157,13 @@ func TestNew_SessionsAreStrictAndUTCWhateverTheDSNSays(t *testing.T) {
 	// A DSN asking for Tokyo time and no sql_mode at all.
 	s := tg.newSink(t, mysql.Config{DSN: tg.dsn + "?time_zone=%27%2B09%3A00%27&sql_mode=%27%27", StateSchema: tg.state})
 	at := time.Date(2024, 2, 29, 23, 59, 59, 0, time.FixedZone("JST", 9*3600))
-	if err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{kind(row{"id": int64(1), "ts": at, "dt": at})}}, sink.Checkpoint{}); err != nil {
+	if err := s.Apply(t.Context(), sink.Batch{Writes: []change.Write{kind(row{"id": int64(1), "ts": at, "dt": at})}}, sink.Checkpoint{}); err != nil {
 		t.Fatal(err)
 	}
 	tg.wantRows(t, "SELECT id, ts, dt, UNIX_TIMESTAMP(ts) AS unix FROM kinds", []row{
 		{"id": "1", "ts": "2024-02-29 14:59:59.000000", "dt": "2024-02-29 14:59:59.000000", "unix": "1709218799.000000"},
 	})
-	err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{kind(row{"id": int64(2), "c": "abcd"})}}, sink.Checkpoint{})
+	err := s.Apply(t.Context(), sink.Batch{Writes: []change.Write{kind(row{"id": int64(2), "c": "abcd"})}}, sink.Checkpoint{})
 	if err == nil {
 		t.Fatal("Apply of a too-long value succeeded: the session is not strict")
 	}
@@ -194,7 +195,7 @@ func TestApply_TextWithAUTCOffsetLandsAsThatInstantInUTC(t *testing.T) {
 func TestApply_FloatColumnTakesTheLargestFloatsShortestText(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, "CREATE TABLE floats (id INT PRIMARY KEY, f FLOAT, d DOUBLE)")
-	w := func(r row) sink.Write { return write(sink.Upsert, "floats", r, "id") }
+	w := func(r row) change.Write { return write(change.WriteUpsert, "floats", r, "id") }
 	// 3.4028235e+38 is the shortest text of the largest float (PostgreSQL's
 	// real), a little past it as a double.
 	tg.apply(t, sink.Checkpoint{}, w(row{"id": int64(1), "f": 3.4028235e+38, "d": 3.4028235e+38}),

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/sink"
 )
@@ -40,7 +41,7 @@ type statement struct {
 
 // statements groups compacted writes into multi-row statements per table,
 // op and column set.
-func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement, error) {
+func (s *Sink) statements(ctx context.Context, writes []change.Write) ([]statement, error) {
 	var out []statement
 	for _, g := range sink.Groups(writes) {
 		if len(g.Key) == 0 {
@@ -55,7 +56,7 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 				return nil, classified(g.Table, fmt.Errorf("target table %s has no column %q: %w", g.Table, c, sink.ErrColumnNotFound))
 			}
 		}
-		if g.Op != sink.Delete && !t.uniqueOn(g.Key) {
+		if g.Op != change.WriteDelete && !t.uniqueOn(g.Key) {
 			return nil, classified(g.Table, fmt.Errorf("target table %s, key (%s): %w", g.Table, strings.Join(g.Key, ", "), ErrNoUniqueKey))
 		}
 		rows := make([][]any, len(g.Rows))
@@ -74,12 +75,12 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		}
 		var st []statement
 		switch g.Op {
-		case sink.Delete:
+		case change.WriteDelete:
 			st = deletes(t.ident, g.Table, g.Cols, rows, sizes)
 			st = append(st, s.tombstones(g.Table, g.Key, g.Rows)...)
-		case sink.Copy:
+		case change.WriteCopy:
 			st = copyChunks(t.ident, g.Table, g.Key, g.Cols, rows, sizes, g.Rows)
-		case sink.Upsert, sink.InsertIfAbsent:
+		case change.WriteUpsert, change.WriteInsertIfAbsent:
 			st = inserts(t.ident, g.Table, g.Op, g.Key, g.Cols, rows, sizes)
 		default:
 			return nil, classified(g.Table, fmt.Errorf("target %s: unknown write op %v", g.Table, g.Op))
@@ -122,11 +123,11 @@ func chunks(sizes []int, perRow, maxRows int) [][2]int {
 // key) into warnings and stores a truncated or default value, or nothing,
 // so data would be lost silently. ON DUPLICATE KEY UPDATE k = k skips only
 // the duplicate key and leaves every other error an error.
-func inserts(ident, name string, op sink.Op, key, cols []string, rows [][]any, sizes []int) []statement {
+func inserts(ident, name string, op change.WriteOp, key, cols []string, rows [][]any, sizes []int) []statement {
 	quoted := quoteAll(cols)
 	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
 	var sets []string
-	if op == sink.Upsert {
+	if op == change.WriteUpsert {
 		for i, c := range cols {
 			if !containsFold(key, c) {
 				sets = append(sets, quoted[i]+" = VALUES("+quoted[i]+")")

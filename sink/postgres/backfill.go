@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
 )
@@ -129,7 +130,7 @@ func (s *Sink) copyStatement(t *table, g *sink.Group) (statement, error) {
 		" WHERE NOT EXISTS (SELECT 1 FROM " + s.tombstonesTable() + fmt.Sprintf(" ts WHERE ts.target_table = $%d AND ts.row_key = u.tandem_key)", n+2) +
 		" ON CONFLICT (" + strings.Join(quoteAll(g.Key), ", ") + ") DO NOTHING"
 	args = append(args, keyTexts(g.Key, g.Rows), g.Table)
-	return statement{what: sink.Copy.String() + " into", table: g.Table, sql: sql, args: args}, nil
+	return statement{what: change.WriteCopy.String() + " into", table: g.Table, sql: sql, args: args}, nil
 }
 
 // copyLockClass is the first half of the advisory lock key of a table's
@@ -159,7 +160,7 @@ const copyLockKey = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
 // no lock, as every chunk is read after the backfill's state was saved,
 // so after the delete's source change, and cannot hold the deleted row.
 // Outside backfills, deletes take no lock and wait for nothing.
-func (s *Sink) copyLocks(ctx context.Context, writes []sink.Write) ([]statement, error) {
+func (s *Sink) copyLocks(ctx context.Context, writes []change.Write) ([]statement, error) {
 	locks := sink.CopyLocks(writes)
 	out := make([]statement, 0, len(locks))
 	for _, l := range locks {
@@ -367,7 +368,7 @@ func (s *Sink) hasTombstones(ctx context.Context, tx pgx.Tx, table string) (bool
 	return some, nil
 }
 
-// tombstoned reports which of keys (each a sink.KeyText) have a tombstone
+// tombstoned reports which of keys (each a change.KeyText) have a tombstone
 // in table.
 func (s *Sink) tombstoned(ctx context.Context, tx pgx.Tx, table string, keys []string) ([]bool, error) {
 	texts := make([]string, len(keys))
@@ -556,7 +557,7 @@ func lineKey(line []byte, at []int) []string {
 	return key
 }
 
-// keyTexts returns the sink.KeyText of each line's key.
+// keyTexts returns the change.KeyText of each line's key.
 func (l *textLines) keyTexts() []string {
 	cols := l.keyCols()
 	out := make([]string, 0, len(l.lineKeys()))
@@ -565,7 +566,7 @@ func (l *textLines) keyTexts() []string {
 		for i, c := range cols {
 			row[c] = k[i]
 		}
-		out = append(out, sink.KeyText(cols, row))
+		out = append(out, change.KeyText(cols, row))
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/postgres"
@@ -37,20 +38,20 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
-		seed       string         // SQL run before the batches
-		state      string         // the backfill's state while they are applied; "" for none
-		batches    [][]sink.Write // each applied by one Apply, in order
-		items      []row          // allItems afterwards
-		lines      []row          // allLines afterwards
-		tombstones []row          // allTombstones afterwards
+		seed       string           // SQL run before the batches
+		state      string           // the backfill's state while they are applied; "" for none
+		batches    [][]change.Write // each applied by one Apply, in order
+		items      []row            // allItems afterwards
+		lines      []row            // allLines afterwards
+		tombstones []row            // allTombstones afterwards
 	}{
 		{
 			name:  "a copy after a delete of the same key in one batch is not resurrected",
 			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL), (2, 'kept', 2, NULL)`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{{
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
+			batches: [][]change.Write{{
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
 			}},
 			items:      []row{{"id": "2", "name": "kept", "qty": "2", "note": nil}},
 			tombstones: []row{tomb("items", `["1"]`)},
@@ -59,18 +60,18 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "a copy after a delete of the same key in the next batch is not resurrected",
 			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)})},
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
 			},
 			tombstones: []row{tomb("items", `["1"]`)},
 		},
 		{
 			name:  "a copy of a key deleted before the row was ever copied is not inserted",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(7)})},
-				{item(sink.Copy, row{"id": int64(7), "name": "copied", "qty": int64(7), "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(7)})},
+				{item(change.WriteCopy, row{"id": int64(7), "name": "copied", "qty": int64(7), "note": nil})},
 			},
 			tombstones: []row{tomb("items", `["7"]`)},
 		},
@@ -78,8 +79,8 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "a copy of an existing row leaves it as it was",
 			seed:  `INSERT INTO items VALUES (1, 'stream', 5, 'newer')`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
 			},
 			items: []row{{"id": "1", "name": "stream", "qty": "5", "note": "newer"}},
 		},
@@ -87,10 +88,10 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "a copy of a new key inserts it, beside a delete of another key",
 			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{{
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Copy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": "n"}),
-				item(sink.Copy, row{"id": int64(3), "name": "three", "qty": nil, "note": nil}),
+			batches: [][]change.Write{{
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteCopy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": "n"}),
+				item(change.WriteCopy, row{"id": int64(3), "name": "three", "qty": nil, "note": nil}),
 			}},
 			items: []row{
 				{"id": "2", "name": "two", "qty": "2", "note": "n"},
@@ -102,9 +103,9 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "a row the stream re-inserted after deleting it wins over the copy",
 			seed:  `INSERT INTO items VALUES (1, 'old', 1, NULL)`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)}), item(sink.Upsert, row{"id": int64(1), "name": "new", "qty": int64(2), "note": nil})},
-				{item(sink.Copy, row{"id": int64(1), "name": "old", "qty": int64(1), "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)}), item(change.WriteUpsert, row{"id": int64(1), "name": "new", "qty": int64(2), "note": nil})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "old", "qty": int64(1), "note": nil})},
 			},
 			items:      []row{{"id": "1", "name": "new", "qty": "2", "note": nil}},
 			tombstones: []row{tomb("items", `["1"]`)},
@@ -112,20 +113,20 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 		{
 			name:  "copy, delete and copy of one key across three batches",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
-				{item(sink.Delete, row{"id": int64(1)})},
-				{item(sink.Copy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil})},
+				{item(change.WriteDelete, row{"id": int64(1)})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil})},
 			},
 			tombstones: []row{tomb("items", `["1"]`)},
 		},
 		{
 			name:  "copy, delete and copy of one key in one batch",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{{
-				item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Copy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil}),
+			batches: [][]change.Write{{
+				item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": int64(1), "note": nil}),
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteCopy, row{"id": int64(1), "name": "copied again", "qty": int64(1), "note": nil}),
 			}},
 			tombstones: []row{tomb("items", `["1"]`)},
 		},
@@ -133,14 +134,14 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "composite keys",
 			seed:  `INSERT INTO lines VALUES (1, 1, 'x'), (1, 2, 'y')`,
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{line(sink.Delete, row{"order_id": int64(1), "line": int64(1)})},
+			batches: [][]change.Write{
+				{line(change.WriteDelete, row{"order_id": int64(1), "line": int64(1)})},
 				{
-					line(sink.Copy, row{"order_id": int64(1), "line": int64(1), "sku": "x"}),
-					line(sink.Copy, row{"order_id": int64(1), "line": int64(2), "sku": "y copied"}),
-					line(sink.Copy, row{"order_id": int64(2), "line": int64(1), "sku": "z"}),
+					line(change.WriteCopy, row{"order_id": int64(1), "line": int64(1), "sku": "x"}),
+					line(change.WriteCopy, row{"order_id": int64(1), "line": int64(2), "sku": "y copied"}),
+					line(change.WriteCopy, row{"order_id": int64(2), "line": int64(1), "sku": "z"}),
 					// the same values in the other key column: another key
-					line(sink.Copy, row{"order_id": int64(11), "line": int64(1), "sku": "w"}),
+					line(change.WriteCopy, row{"order_id": int64(11), "line": int64(1), "sku": "w"}),
 				},
 			},
 			lines: []row{
@@ -153,29 +154,29 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 		{
 			name:  "int and int64 key values are one key: one tombstone, and it stops the copy",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int(1)})},
-				{item(sink.Delete, row{"id": int64(1)}), item(sink.Delete, row{"id": int32(2)})},
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}),
-					item(sink.Copy, row{"id": int(2), "name": "copied", "qty": nil, "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int(1)})},
+				{item(change.WriteDelete, row{"id": int64(1)}), item(change.WriteDelete, row{"id": int32(2)})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}),
+					item(change.WriteCopy, row{"id": int(2), "name": "copied", "qty": nil, "note": nil})},
 			},
 			tombstones: []row{tomb("items", `["1"]`), tomb("items", `["2"]`)},
 		},
 		{
 			name: "a delete with no backfill leaves no tombstone, and a copy is an insert-if-absent",
 			seed: `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)})},
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
 			},
 			items: []row{{"id": "1", "name": "copied", "qty": nil, "note": nil}},
 		},
 		{
 			name:  "a delete while a backfill is copied (not yet applied) leaves a tombstone",
 			state: sink.BackfillCopied,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)})},
-				{item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)})},
+				{item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil})},
 			},
 			tombstones: []row{tomb("items", `["1"]`)},
 		},
@@ -183,16 +184,16 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 			name:  "a delete after the backfill is done leaves no tombstone",
 			state: sink.BackfillDone,
 			seed:  `INSERT INTO items VALUES (1, 'stream', 1, NULL)`,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)})},
 			},
 		},
 		{
 			name:  "a key deleted twice has one tombstone",
 			state: sink.BackfillRunning,
-			batches: [][]sink.Write{
-				{item(sink.Delete, row{"id": int64(1)})},
-				{item(sink.Upsert, row{"id": int64(1), "name": "back"}), item(sink.Delete, row{"id": int64(1)})},
+			batches: [][]change.Write{
+				{item(change.WriteDelete, row{"id": int64(1)})},
+				{item(change.WriteUpsert, row{"id": int64(1), "name": "back"}), item(change.WriteDelete, row{"id": int64(1)})},
 			},
 			tombstones: []row{tomb("items", `["1"]`)},
 		},
@@ -226,18 +227,18 @@ func TestApply_TombstonesFollowTheBackfillStateOfTheMoment(t *testing.T) {
 	tg := newTarget(t, shopDDL)
 	// Another process (another Sink) saves the progress: Apply caches nothing.
 	other := tg.newSink(t, postgres.Config{DSN: tg.dsn})
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(1)}))
 	tg.wantRows(t, allTombstones, nil)
 	backfill(t, other, "public.a", sink.BackfillDone)
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(2)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(2)}))
 	tg.wantRows(t, allTombstones, nil)
 	backfill(t, other, "public.b", sink.BackfillRunning)
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(3)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(3)}))
 	tg.wantRows(t, allTombstones, []row{tomb("items", `["3"]`)})
 	backfill(t, other, "public.b", sink.BackfillCopied)
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(4)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(4)}))
 	backfill(t, other, "public.b", sink.BackfillDone)
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(5)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(5)}))
 	tg.wantRows(t, allTombstones, []row{tomb("items", `["3"]`), tomb("items", `["4"]`)})
 }
 
@@ -246,7 +247,7 @@ func TestResetBackfill_ForgetsProgressAndTombstones(t *testing.T) {
 	tg := newTarget(t, shopDDL)
 	backfill(t, tg.sink, "public.a", sink.BackfillRunning)
 	backfill(t, tg.sink, "public.b", sink.BackfillDone)
-	tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}), line(sink.Delete, row{"order_id": int64(1), "line": int64(2)}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(1)}), line(change.WriteDelete, row{"order_id": int64(1), "line": int64(2)}))
 	tg.wantRows(t, allTombstones, []row{tomb("items", `["1"]`), tomb("lines", `["1","2"]`)})
 	if err := tg.sink.ResetBackfill(t.Context()); err != nil {
 		t.Fatalf("ResetBackfill: %v", err)
@@ -260,7 +261,7 @@ func TestResetBackfill_ForgetsProgressAndTombstones(t *testing.T) {
 		t.Errorf("BackfillProgress after ResetBackfill = %+v, want none", got)
 	}
 	// The tombstone is gone: a copy of the key inserts it.
-	tg.apply(t, sink.Checkpoint{}, item(sink.Copy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteCopy, row{"id": int64(1), "name": "copied", "qty": nil, "note": nil}))
 	tg.wantRows(t, allItems, []row{{"id": "1", "name": "copied", "qty": nil, "note": nil}})
 }
 
@@ -320,20 +321,20 @@ func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
 	tg := newTarget(t, hostileDDL)
 	const table = "Shop Old.order"
 	key := []string{"select", "MixedCase"}
-	order := func(op sink.Op, r row) sink.Write { return write(op, table, r, key...) }
+	order := func(op change.WriteOp, r row) change.Write { return write(op, table, r, key...) }
 	s := tg.newSink(t, postgres.Config{DSN: tg.dsn, StateSchema: `Tandem "State"`})
 	backfill(t, s, `Shop Old.order`, sink.BackfillRunning)
-	apply := func(ws ...sink.Write) {
+	apply := func(ws ...change.Write) {
 		t.Helper()
 		if err := s.Apply(t.Context(), sink.Batch{Writes: ws}, sink.Checkpoint{}); err != nil {
 			t.Fatalf("Apply: %v", err)
 		}
 	}
-	apply(order(sink.Upsert, row{"select": int64(1), "MixedCase": "A", "a,b": "stream"}),
-		order(sink.Delete, row{"select": int64(2), "MixedCase": `b"'`}))
-	apply(order(sink.Copy, row{"select": int64(1), "MixedCase": "A", `"quoted"`: nil, "Mood": "sad", "a,b": "copied", "a": nil, "b": nil}),
-		order(sink.Copy, row{"select": int64(2), "MixedCase": `b"'`, `"quoted"`: nil, "Mood": "sad", "a,b": "copied", "a": nil, "b": nil}),
-		order(sink.Copy, row{"select": int64(3), "MixedCase": "C", `"quoted"`: "q", "Mood": "happy", "a,b": "copied", "a": "x", "b": "y"}))
+	apply(order(change.WriteUpsert, row{"select": int64(1), "MixedCase": "A", "a,b": "stream"}),
+		order(change.WriteDelete, row{"select": int64(2), "MixedCase": `b"'`}))
+	apply(order(change.WriteCopy, row{"select": int64(1), "MixedCase": "A", `"quoted"`: nil, "Mood": "sad", "a,b": "copied", "a": nil, "b": nil}),
+		order(change.WriteCopy, row{"select": int64(2), "MixedCase": `b"'`, `"quoted"`: nil, "Mood": "sad", "a,b": "copied", "a": nil, "b": nil}),
+		order(change.WriteCopy, row{"select": int64(3), "MixedCase": "C", `"quoted"`: "q", "Mood": "happy", "a,b": "copied", "a": "x", "b": "y"}))
 	tg.wantRows(t, `SELECT * FROM "Shop Old"."order" ORDER BY 1, 2`, []row{
 		{"select": "1", "MixedCase": "A", `"quoted"`: nil, "Mood": nil, "a,b": "stream", "a": nil, "b": nil},
 		{"select": "3", "MixedCase": "C", `"quoted"`: "q", "Mood": "happy", "a,b": "copied", "a": "x", "b": "y"},
@@ -363,13 +364,13 @@ func TestApply_TombstonesOfLongKeysAreDigests(t *testing.T) {
 	}
 	long := sb.String()
 	backfill(t, tg.sink, "public.src", sink.BackfillRunning)
-	del := sink.Write{Table: "docs", Op: sink.Delete, Key: []string{"path"}, Row: row{"path": long}}
-	cp := sink.Write{Table: "docs", Op: sink.Copy, Key: []string{"path"}, Row: row{"path": long, "body": "copied"}}
-	short := sink.Write{Table: "docs", Op: sink.Copy, Key: []string{"path"}, Row: row{"path": "b", "body": "copied"}}
+	del := change.Write{Table: "docs", Op: change.WriteDelete, Key: []string{"path"}, Row: row{"path": long}}
+	cp := change.Write{Table: "docs", Op: change.WriteCopy, Key: []string{"path"}, Row: row{"path": long, "body": "copied"}}
+	short := change.Write{Table: "docs", Op: change.WriteCopy, Key: []string{"path"}, Row: row{"path": "b", "body": "copied"}}
 	tg.apply(t, sink.Checkpoint{}, del)
 	tg.apply(t, sink.Checkpoint{}, cp, short)
 	tg.wantRows(t, `SELECT path, body FROM docs ORDER BY path`, []row{{"path": "b", "body": "copied"}})
-	sum := sha256.Sum256([]byte(sink.KeyText([]string{"path"}, row{"path": long})))
+	sum := sha256.Sum256([]byte(change.KeyText([]string{"path"}, row{"path": long})))
 	tg.wantRows(t, allTombstones, []row{tomb("docs", "sha256:"+hex.EncodeToString(sum[:]))})
 }
 
@@ -414,7 +415,7 @@ WHERE wait_event_type = 'Lock' AND starts_with(query, $1) AND datname = current_
 }
 
 // applyAsync applies writes in a goroutine; the returned channel gives its error.
-func (tg *target) applyAsync(t *testing.T, writes ...sink.Write) <-chan error {
+func (tg *target) applyAsync(t *testing.T, writes ...change.Write) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- tg.sink.Apply(t.Context(), sink.Batch{Writes: writes}, sink.Checkpoint{}) }()
 	return done
@@ -432,11 +433,11 @@ func TestApply_ACopyWaitsForADeleteInFlightAndSkipsTheKeyItDeleted(t *testing.T)
 	// A third transaction holds row 1: the delete of 1 and 3 takes its
 	// snapshot and waits there.
 	holder := tg.hold(t, `SELECT * FROM items WHERE id = 1 FOR UPDATE`)
-	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(1)}), item(sink.Delete, row{"id": int64(3)}))
+	deleted := tg.applyAsync(t, item(change.WriteDelete, row{"id": int64(1)}), item(change.WriteDelete, row{"id": int64(3)}))
 	tg.waitForStatementWaiting(t, "DELETE")
 	// The copy of key 3, read from the source before its delete: it must
 	// wait for the delete's commit, then see its tombstone.
-	copied := tg.applyAsync(t, item(sink.Copy, row{"id": int64(3), "name": "copied", "qty": int64(3), "note": nil}))
+	copied := tg.applyAsync(t, item(change.WriteCopy, row{"id": int64(3), "name": "copied", "qty": int64(3), "note": nil}))
 	tg.waitForCopyLock(t)
 	if err := holder.Commit(t.Context()); err != nil {
 		t.Fatal(err)
@@ -458,13 +459,13 @@ func TestApply_ADeleteWaitsForACopyInFlightAndRemovesWhatItCopied(t *testing.T) 
 	// and 6 writes 4 and waits there for 5.
 	holder := tg.hold(t, `INSERT INTO items VALUES (5, 'held', 5, NULL)`)
 	copied := tg.applyAsync(t,
-		item(sink.Copy, row{"id": int64(4), "name": "four", "qty": int64(4), "note": nil}),
-		item(sink.Copy, row{"id": int64(5), "name": "five", "qty": int64(5), "note": nil}),
-		item(sink.Copy, row{"id": int64(6), "name": "six", "qty": int64(6), "note": nil}))
+		item(change.WriteCopy, row{"id": int64(4), "name": "four", "qty": int64(4), "note": nil}),
+		item(change.WriteCopy, row{"id": int64(5), "name": "five", "qty": int64(5), "note": nil}),
+		item(change.WriteCopy, row{"id": int64(6), "name": "six", "qty": int64(6), "note": nil}))
 	tg.waitForStatementWaiting(t, "COPY")
 	// The stream deletes 4 and 6 meanwhile: it must wait for the copy's
 	// commit, then delete the copied rows.
-	deleted := tg.applyAsync(t, item(sink.Delete, row{"id": int64(4)}), item(sink.Delete, row{"id": int64(6)}))
+	deleted := tg.applyAsync(t, item(change.WriteDelete, row{"id": int64(4)}), item(change.WriteDelete, row{"id": int64(6)}))
 	tg.waitForCopyLock(t)
 	if err := holder.Rollback(t.Context()); err != nil {
 		t.Fatal(err)
@@ -483,10 +484,10 @@ func TestApply_CopiesOfOneTableDoNotWaitForEachOther(t *testing.T) {
 	tg := newTarget(t, shopDDL)
 	backfill(t, tg.sink, "public.src", sink.BackfillRunning)
 	holder := tg.hold(t, `INSERT INTO items VALUES (2, 'held', 2, NULL)`)
-	held := tg.applyAsync(t, item(sink.Copy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": nil}))
+	held := tg.applyAsync(t, item(change.WriteCopy, row{"id": int64(2), "name": "two", "qty": int64(2), "note": nil}))
 	tg.waitForStatementWaiting(t, "COPY")
 	// Another chunk of the table is written meanwhile.
-	tg.apply(t, sink.Checkpoint{}, item(sink.Copy, row{"id": int64(7), "name": "seven", "qty": int64(7), "note": "a\tb\nc\\d"}))
+	tg.apply(t, sink.Checkpoint{}, item(change.WriteCopy, row{"id": int64(7), "name": "seven", "qty": int64(7), "note": "a\tb\nc\\d"}))
 	if err := holder.Rollback(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -582,14 +583,14 @@ INSERT INTO by_line VALUES (1, 2, 'stream'), (2, 1, 'stream')`)
 		t.Parallel()
 		tg := newTarget(t, shopDDL)
 		backfill(t, tg.sink, "public.src", sink.BackfillRunning)
-		tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(9)}))
+		tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(9)}))
 		// Without the lines' keys, the rows cannot be written as they are.
 		if err := tg.sink.CopyText(t.Context(), "items", cols, data, nil); !errors.Is(err, sink.ErrNotVerbatim) {
 			t.Fatalf("CopyText: %v, want ErrNotVerbatim", err)
 		}
 		tg.wantRows(t, allItems, nil)
 		// With them: the row whose key has a tombstone is left out.
-		tg.apply(t, sink.Checkpoint{}, item(sink.Delete, row{"id": int64(1)}))
+		tg.apply(t, sink.Checkpoint{}, item(change.WriteDelete, row{"id": int64(1)}))
 		if err := tg.sink.CopyText(t.Context(), "items", cols, data, ordered); err != nil {
 			t.Fatal(err)
 		}

@@ -12,9 +12,7 @@ import (
 	"github.com/tandemcdc/tandem/sink"
 )
 
-var _ sink.Lookuper = (*Sink)(nil)
-
-// Lookup implements sink.Lookuper: SELECT * FROM table WHERE c1 = $1 AND
+// Lookup implements transform.Lookuper: SELECT * FROM table WHERE c1 = $1 AND
 // ... LIMIT 2, each value sent as text and cast to its column's type in
 // SQL, as Apply writes it. Failures are *sink.Error.
 func (s *Sink) Lookup(ctx context.Context, table string, where map[string]any) (map[string]any, bool, error) {

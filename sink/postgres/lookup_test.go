@@ -8,8 +8,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/postgres"
+	"github.com/tandemcdc/tandem/transform"
 )
 
 // lookupDDL is a table of most kinds of column a lookup reads back, with
@@ -41,7 +43,7 @@ var customer1 = row{
 }
 
 // lookup calls Lookup and fails the test on an error.
-func lookup(t *testing.T, l sink.Lookuper, table string, where row) (row, bool) {
+func lookup(t *testing.T, l transform.Lookuper, table string, where row) (row, bool) {
 	t.Helper()
 	got, found, err := l.Lookup(t.Context(), table, where)
 	if err != nil {
@@ -52,7 +54,7 @@ func lookup(t *testing.T, l sink.Lookuper, table string, where row) (row, bool) 
 
 // lookupErr calls Lookup and returns its error, failing the test when
 // there is none.
-func lookupErr(t *testing.T, l sink.Lookuper, table string, where row) error {
+func lookupErr(t *testing.T, l transform.Lookuper, table string, where row) error {
 	t.Helper()
 	got, found, err := l.Lookup(t.Context(), table, where)
 	if err == nil {
@@ -229,8 +231,8 @@ func TestLookup_TextIsTheCapturersWhateverTheSessionSettings(t *testing.T) {
 	s := tg.newSink(t, postgres.Config{DSN: tg.dsn + "&pool_max_conns=1&timezone=Asia/Tokyo&datestyle=SQL,DMY"})
 	upsert := func(changed string) {
 		t.Helper()
-		if err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{
-			write(sink.Upsert, "crm.customers", row{"id": int64(7), "legacy_id": "L-7", "changed": changed}, "id"),
+		if err := s.Apply(t.Context(), sink.Batch{Writes: []change.Write{
+			write(change.WriteUpsert, "crm.customers", row{"id": int64(7), "legacy_id": "L-7", "changed": changed}, "id"),
 		}}, sink.Checkpoint{}); err != nil {
 			t.Fatalf("Apply: %v", err)
 		}

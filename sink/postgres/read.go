@@ -10,12 +10,13 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tandemcdc/tandem/internal/pgtext"
+	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
 )
 
-var _ sink.RowReader = (*Sink)(nil)
+var _ reconcile.RowReader = (*Sink)(nil)
 
-// ColumnTypes implements sink.RowReader: each column's type as
+// ColumnTypes implements reconcile.RowReader: each column's type as
 // format_type names it, with its modifier ("numeric(12,2)", "character
 // varying(20)", "timestamp(3) with time zone", "text[]"): lowercase for
 // the built-in types; a user-defined type's name is quoted where it needs
@@ -41,7 +42,7 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 	return types, nil
 }
 
-// ReadKeys implements sink.RowReader in one statement whatever the number
+// ReadKeys implements reconcile.RowReader in one statement whatever the number
 // of keys, a join of the keys with the table:
 //
 //	SELECT t.cols FROM unnest($1::text[], $2::text[]) AS u(c1, c2)
@@ -105,7 +106,7 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 	return out, nil
 }
 
-// ScanRows implements sink.RowReader: it reads up to limit rows of table
+// ScanRows implements reconcile.RowReader: it reads up to limit rows of table
 // (maps of each column of cols to its value) in key order, after the key
 // after, by keyset pagination on the key's row value:
 //

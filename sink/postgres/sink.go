@@ -14,15 +14,14 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
 )
 
 var (
-	_ sink.Sink             = (*Sink)(nil)
-	_ sink.BackfillStore    = (*Sink)(nil)
-	_ capture.PositionStore = (*Sink)(nil)
+	_ sink.Sink          = (*Sink)(nil)
+	_ sink.BackfillStore = (*Sink)(nil)
 )
 
 // Config says where to write.
@@ -86,7 +85,7 @@ func (s *Sink) tombstonesTable() string {
 	return pgx.Identifier{s.schema, "tombstones"}.Sanitize()
 }
 
-// LoadPosition implements capture.PositionStore.
+// LoadPosition implements capture/mysql.PositionStore.
 func (s *Sink) LoadPosition(ctx context.Context, source string) (string, bool, error) {
 	var pos string
 	err := s.pool.QueryRow(ctx, `SELECT position FROM `+s.positionsTable()+` WHERE source = $1`, source).Scan(&pos)
@@ -120,7 +119,7 @@ func SavedPosition(ctx context.Context, dsn, source string) (pos string, found b
 	return pos, true, nil
 }
 
-// SavePosition implements capture.PositionStore.
+// SavePosition implements capture/mysql.PositionStore.
 func (s *Sink) SavePosition(ctx context.Context, source, pos string) error {
 	if _, err := s.pool.Exec(ctx, `INSERT INTO `+s.positionsTable()+` (source, position) VALUES ($1, $2)
 ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position, updated_at = now()`, source, pos); err != nil {
@@ -240,7 +239,7 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 	// copies of one key after the first change nothing however they are
 	// ordered (COPY fails on the second and copyStatement's ON CONFLICT DO
 	// NOTHING keeps the first), and there is no delete to order them after.
-	rounds := [][]sink.Write{b.Writes}
+	rounds := [][]change.Write{b.Writes}
 	if !sink.OnlyCopies(b.Writes) {
 		rounds = sink.Compact(b.Writes)
 	}
@@ -392,7 +391,7 @@ type statement struct {
 }
 
 // statements groups compacted writes into one statement per table, op and column set.
-func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement, error) {
+func (s *Sink) statements(ctx context.Context, writes []change.Write) ([]statement, error) {
 	groups := sink.Groups(writes)
 	out := make([]statement, 0, len(groups))
 	for _, g := range groups {
@@ -400,13 +399,13 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		if err != nil {
 			return nil, classified(g.Table, err)
 		}
-		if g.Op == sink.Copy {
+		if g.Op == change.WriteCopy {
 			// Rendered when written: as COPY text, or as the INSERT
 			// (copyStatement) when COPY cannot take them.
 			if err := t.has(g.Table, g.Cols); err != nil {
 				return nil, err
 			}
-			out = append(out, statement{what: sink.Copy.String() + " into", table: g.Table, copy: &copyRows{t: t, g: g}})
+			out = append(out, statement{what: change.WriteCopy.String() + " into", table: g.Table, copy: &copyRows{t: t, g: g}})
 			continue
 		}
 		args, params, casts, aliases, err := groupArgs(t, g)
@@ -417,16 +416,16 @@ func (s *Sink) statements(ctx context.Context, writes []sink.Write) ([]statement
 		quoted := quoteAll(g.Cols)
 		var sql string
 		switch g.Op {
-		case sink.Delete:
+		case change.WriteDelete:
 			sql = "DELETE FROM " + t.ident + " WHERE (" + strings.Join(quoted, ", ") + ") IN (" + rows + ")"
 			out = append(out, statement{what: g.Op.String() + " from", table: g.Table, sql: sql, args: args},
 				s.tombstones(g.Table, keyTexts(g.Key, g.Rows)))
 			continue
-		case sink.Upsert, sink.InsertIfAbsent:
+		case change.WriteUpsert, change.WriteInsertIfAbsent:
 			sql = "INSERT INTO " + t.ident + " (" + strings.Join(quoted, ", ") + ") " + rows +
 				" ON CONFLICT (" + strings.Join(quoteAll(g.Key), ", ") + ")"
 			var sets []string
-			if g.Op == sink.Upsert {
+			if g.Op == change.WriteUpsert {
 				for _, c := range g.Cols {
 					if !slices.Contains(g.Key, c) {
 						q := pgx.Identifier{c}.Sanitize()
@@ -476,11 +475,11 @@ func groupArgs(t *table, g *sink.Group) (args []any, params, casts, aliases []st
 	return args, params, casts, aliases, nil
 }
 
-// keyTexts returns the sink.KeyText of each row's key.
+// keyTexts returns the change.KeyText of each row's key.
 func keyTexts(key []string, rows []map[string]any) []string {
 	out := make([]string, len(rows))
 	for i, r := range rows {
-		out[i] = tombstoneKey(sink.KeyText(key, r))
+		out[i] = tombstoneKey(change.KeyText(key, r))
 	}
 	return out
 }

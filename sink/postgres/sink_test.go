@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
@@ -127,7 +128,7 @@ func (tg *target) wantOffsets(t *testing.T, group, epoch string, want []sink.Off
 }
 
 // apply applies writes with checkpoint cp and fails the test on an error.
-func (tg *target) apply(t *testing.T, cp sink.Checkpoint, writes ...sink.Write) {
+func (tg *target) apply(t *testing.T, cp sink.Checkpoint, writes ...change.Write) {
 	t.Helper()
 	if err := tg.sink.Apply(t.Context(), sink.Batch{Writes: writes}, cp); err != nil {
 		t.Fatalf("Apply: %v", err)
@@ -136,7 +137,7 @@ func (tg *target) apply(t *testing.T, cp sink.Checkpoint, writes ...sink.Write) 
 
 // applyErr applies writes with checkpoint cp and returns the error, failing
 // the test when there is none.
-func (tg *target) applyErr(t *testing.T, cp sink.Checkpoint, writes ...sink.Write) error {
+func (tg *target) applyErr(t *testing.T, cp sink.Checkpoint, writes ...change.Write) error {
 	t.Helper()
 	err := tg.sink.Apply(t.Context(), sink.Batch{Writes: writes}, cp)
 	if err == nil {
@@ -154,13 +155,13 @@ func wantPgError(t *testing.T, err error, code string) {
 	}
 }
 
-func write(op sink.Op, table string, r row, key ...string) sink.Write {
-	return sink.Write{Table: table, Op: op, Key: key, Row: r}
+func write(op change.WriteOp, table string, r row, key ...string) change.Write {
+	return change.Write{Table: table, Op: op, Key: key, Row: r}
 }
 
-func item(op sink.Op, r row) sink.Write { return write(op, "items", r, "id") }
+func item(op change.WriteOp, r row) change.Write { return write(op, "items", r, "id") }
 
-func line(op sink.Op, r row) sink.Write { return write(op, "lines", r, "order_id", "line") }
+func line(op change.WriteOp, r row) change.Write { return write(op, "lines", r, "order_id", "line") }
 
 func offset(topic string, partition int32, next int64) sink.Offset {
 	return sink.Offset{Topic: topic, Partition: partition, Next: next}
@@ -170,20 +171,20 @@ func TestApply_EndStateIsThatOfApplyingTheWritesInOrder(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
-		seed    string         // SQL run before the batches
-		batches [][]sink.Write // each applied by one Apply, in order
-		items   []row          // allItems afterwards
-		lines   []row          // allLines afterwards
+		seed    string           // SQL run before the batches
+		batches [][]change.Write // each applied by one Apply, in order
+		items   []row            // allItems afterwards
+		lines   []row            // allLines afterwards
 	}{
 		{
 			name: "upsert inserts, then overwrites only the columns it names",
-			batches: [][]sink.Write{
-				{item(sink.Upsert, row{"id": int64(1), "name": "pen", "qty": int64(2)}),
-					item(sink.Upsert, row{"id": int64(2), "name": "ink", "qty": int64(5), "note": "blue"})},
+			batches: [][]change.Write{
+				{item(change.WriteUpsert, row{"id": int64(1), "name": "pen", "qty": int64(2)}),
+					item(change.WriteUpsert, row{"id": int64(2), "name": "ink", "qty": int64(5), "note": "blue"})},
 				// another mapping writes another column of row 1
-				{item(sink.Upsert, row{"id": int64(1), "note": "from mapping B"})},
-				{item(sink.Upsert, row{"id": int64(1), "qty": int64(3)}),
-					item(sink.Upsert, row{"id": int64(2), "name": "ink cartridge"})},
+				{item(change.WriteUpsert, row{"id": int64(1), "note": "from mapping B"})},
+				{item(change.WriteUpsert, row{"id": int64(1), "qty": int64(3)}),
+					item(change.WriteUpsert, row{"id": int64(2), "name": "ink cartridge"})},
 			},
 			items: []row{
 				{"id": "1", "name": "pen", "qty": "3", "note": "from mapping B"},
@@ -193,10 +194,10 @@ func TestApply_EndStateIsThatOfApplyingTheWritesInOrder(t *testing.T) {
 		{
 			name: "insert-if-absent keeps an existing row and inserts an absent one",
 			seed: `INSERT INTO items VALUES (1, 'old', 1, 'kept')`,
-			batches: [][]sink.Write{
-				{item(sink.InsertIfAbsent, row{"id": int64(1), "name": "new", "qty": int64(9), "note": nil}),
-					item(sink.InsertIfAbsent, row{"id": int64(2), "name": "new", "qty": int64(2)})},
-				{item(sink.InsertIfAbsent, row{"id": int64(2), "name": "newer", "qty": int64(3)})},
+			batches: [][]change.Write{
+				{item(change.WriteInsertIfAbsent, row{"id": int64(1), "name": "new", "qty": int64(9), "note": nil}),
+					item(change.WriteInsertIfAbsent, row{"id": int64(2), "name": "new", "qty": int64(2)})},
+				{item(change.WriteInsertIfAbsent, row{"id": int64(2), "name": "newer", "qty": int64(3)})},
 			},
 			items: []row{
 				{"id": "1", "name": "old", "qty": "1", "note": "kept"},
@@ -207,11 +208,11 @@ func TestApply_EndStateIsThatOfApplyingTheWritesInOrder(t *testing.T) {
 			name: "delete removes by key, composite keys too, and an absent key is fine",
 			seed: `INSERT INTO items VALUES (1, 'a', 1, NULL), (2, 'b', 2, NULL);
 INSERT INTO lines VALUES (1, 1, 'x'), (1, 2, 'y'), (2, 1, 'z')`,
-			batches: [][]sink.Write{{
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Delete, row{"id": int64(99)}),
-				line(sink.Delete, row{"order_id": int64(1), "line": int64(2)}),
-				line(sink.Delete, row{"order_id": int64(7), "line": int64(7)}),
+			batches: [][]change.Write{{
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteDelete, row{"id": int64(99)}),
+				line(change.WriteDelete, row{"order_id": int64(1), "line": int64(2)}),
+				line(change.WriteDelete, row{"order_id": int64(7), "line": int64(7)}),
 			}},
 			items: []row{{"id": "2", "name": "b", "qty": "2", "note": nil}},
 			lines: []row{
@@ -223,19 +224,19 @@ INSERT INTO lines VALUES (1, 1, 'x'), (1, 2, 'y'), (2, 1, 'z')`,
 			name: "insert, update, delete and re-insert of one key in one batch",
 			seed: `INSERT INTO items VALUES (1, 'seed', 1, 'seed note'), (2, 'two', 2, NULL);
 INSERT INTO lines VALUES (1, 1, 'x')`,
-			batches: [][]sink.Write{{
-				item(sink.Upsert, row{"id": int64(1), "name": "a", "qty": int64(1), "note": "n1"}),
-				item(sink.Upsert, row{"id": int64(3), "name": "three", "qty": int64(3), "note": nil}),
-				item(sink.Upsert, row{"id": int64(1), "name": "b", "qty": int64(2), "note": "n2"}),
-				item(sink.Delete, row{"id": int64(1)}),
-				item(sink.Delete, row{"id": int64(2)}),
-				item(sink.InsertIfAbsent, row{"id": int64(1), "name": "c", "qty": int64(3), "note": nil}),
-				item(sink.Delete, row{"id": int64(3)}),
-				item(sink.InsertIfAbsent, row{"id": int64(2), "name": "two again", "qty": nil, "note": nil}),
-				item(sink.InsertIfAbsent, row{"id": int64(2), "name": "ignored", "qty": int64(9), "note": "x"}),
-				line(sink.Delete, row{"order_id": int64(1), "line": int64(1)}),
-				line(sink.Upsert, row{"order_id": int64(1), "line": int64(1), "sku": "x2"}),
-				line(sink.Upsert, row{"order_id": int64(1), "line": int64(2), "sku": "y"}),
+			batches: [][]change.Write{{
+				item(change.WriteUpsert, row{"id": int64(1), "name": "a", "qty": int64(1), "note": "n1"}),
+				item(change.WriteUpsert, row{"id": int64(3), "name": "three", "qty": int64(3), "note": nil}),
+				item(change.WriteUpsert, row{"id": int64(1), "name": "b", "qty": int64(2), "note": "n2"}),
+				item(change.WriteDelete, row{"id": int64(1)}),
+				item(change.WriteDelete, row{"id": int64(2)}),
+				item(change.WriteInsertIfAbsent, row{"id": int64(1), "name": "c", "qty": int64(3), "note": nil}),
+				item(change.WriteDelete, row{"id": int64(3)}),
+				item(change.WriteInsertIfAbsent, row{"id": int64(2), "name": "two again", "qty": nil, "note": nil}),
+				item(change.WriteInsertIfAbsent, row{"id": int64(2), "name": "ignored", "qty": int64(9), "note": "x"}),
+				line(change.WriteDelete, row{"order_id": int64(1), "line": int64(1)}),
+				line(change.WriteUpsert, row{"order_id": int64(1), "line": int64(1), "sku": "x2"}),
+				line(change.WriteUpsert, row{"order_id": int64(1), "line": int64(2), "sku": "y"}),
 			}},
 			items: []row{
 				{"id": "1", "name": "c", "qty": "3", "note": nil},
@@ -264,15 +265,15 @@ func TestApply_SameBatchTwiceLeavesTheTargetAsOnce(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, shopDDL+`INSERT INTO items VALUES (1, 'a', 1, NULL), (2, 'b', 2, 'bee');
 INSERT INTO lines VALUES (1, 1, 'x'), (1, 2, 'y')`)
-	b := []sink.Write{
-		item(sink.Upsert, row{"id": int64(1), "qty": int64(10)}),
-		item(sink.Delete, row{"id": int64(2)}),
-		item(sink.InsertIfAbsent, row{"id": int64(3), "name": "c", "qty": int64(3)}),
-		item(sink.Upsert, row{"id": int64(4), "name": "d", "qty": int64(4), "note": "dee"}),
-		item(sink.Delete, row{"id": int64(4)}),
-		item(sink.InsertIfAbsent, row{"id": int64(4), "name": "d again", "qty": int64(5), "note": nil}),
-		line(sink.Delete, row{"order_id": int64(1), "line": int64(1)}),
-		line(sink.Upsert, row{"order_id": int64(1), "line": int64(3), "sku": "z"}),
+	b := []change.Write{
+		item(change.WriteUpsert, row{"id": int64(1), "qty": int64(10)}),
+		item(change.WriteDelete, row{"id": int64(2)}),
+		item(change.WriteInsertIfAbsent, row{"id": int64(3), "name": "c", "qty": int64(3)}),
+		item(change.WriteUpsert, row{"id": int64(4), "name": "d", "qty": int64(4), "note": "dee"}),
+		item(change.WriteDelete, row{"id": int64(4)}),
+		item(change.WriteInsertIfAbsent, row{"id": int64(4), "name": "d again", "qty": int64(5), "note": nil}),
+		line(change.WriteDelete, row{"order_id": int64(1), "line": int64(1)}),
+		line(change.WriteUpsert, row{"order_id": int64(1), "line": int64(3), "sku": "z"}),
 	}
 	cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("orders", 0, 42)}}
 	tg.apply(t, cp, b...)
@@ -312,7 +313,7 @@ func withNulls(r row) row {
 func TestApply_TypesGoThroughTextCasts(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, typesDDL)
-	kind := func(r row) sink.Write { return write(sink.Upsert, "kinds", r, "id") }
+	kind := func(r row) change.Write { return write(change.WriteUpsert, "kinds", r, "id") }
 	tg.apply(t, sink.Checkpoint{},
 		kind(row{
 			"id": int64(1), "i8": int64(math.MinInt64), "i4": int32(math.MaxInt32),
@@ -363,7 +364,7 @@ func TestApply_TooLongValueIsAnErrorNotATruncation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tg := newTarget(t, typesDDL)
-			err := tg.applyErr(t, sink.Checkpoint{}, write(sink.Upsert, "kinds", tc.r, "id"))
+			err := tg.applyErr(t, sink.Checkpoint{}, write(change.WriteUpsert, "kinds", tc.r, "id"))
 			wantPgError(t, err, "22001") // string_data_right_truncation
 			tg.wantRows(t, "SELECT * FROM kinds", nil)
 		})
@@ -385,23 +386,23 @@ func TestApply_HostileIdentifiers(t *testing.T) {
 	tg := newTarget(t, hostileDDL)
 	const table = "Shop Old.order"
 	key := []string{"select", "MixedCase"}
-	order := func(op sink.Op, r row) sink.Write { return write(op, table, r, key...) }
+	order := func(op change.WriteOp, r row) change.Write { return write(op, table, r, key...) }
 	// Another state schema, as badly named.
 	s := tg.newSink(t, postgres.Config{DSN: tg.dsn, StateSchema: `Tandem "State"`})
 	cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("shop.order", 0, 7)}}
-	err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{
-		order(sink.Upsert, row{"select": int64(1), "MixedCase": "A", `"quoted"`: `it's "q"`, "Mood": "happy", "a,b": "comma"}),
+	err := s.Apply(t.Context(), sink.Batch{Writes: []change.Write{
+		order(change.WriteUpsert, row{"select": int64(1), "MixedCase": "A", `"quoted"`: `it's "q"`, "Mood": "happy", "a,b": "comma"}),
 		// the same columns as above but for "a,b", and a and b instead
-		order(sink.Upsert, row{"select": int64(2), "MixedCase": "b", `"quoted"`: "q2", "Mood": "sad", "a": "x", "b": "y"}),
-		order(sink.InsertIfAbsent, row{"select": int64(3), "MixedCase": "C"}),
-		order(sink.Upsert, row{"select": int64(4), "MixedCase": "d", "a": "gone"}),
+		order(change.WriteUpsert, row{"select": int64(2), "MixedCase": "b", `"quoted"`: "q2", "Mood": "sad", "a": "x", "b": "y"}),
+		order(change.WriteInsertIfAbsent, row{"select": int64(3), "MixedCase": "C"}),
+		order(change.WriteUpsert, row{"select": int64(4), "MixedCase": "d", "a": "gone"}),
 	}}, cp)
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	if err := s.Apply(t.Context(), sink.Batch{Writes: []sink.Write{
-		order(sink.Delete, row{"select": int64(4), "MixedCase": "d"}),
-		order(sink.Upsert, row{"select": int64(3), "MixedCase": "C", "Mood": "sad"}),
+	if err := s.Apply(t.Context(), sink.Batch{Writes: []change.Write{
+		order(change.WriteDelete, row{"select": int64(4), "MixedCase": "d"}),
+		order(change.WriteUpsert, row{"select": int64(3), "MixedCase": "C", "Mood": "sad"}),
 	}}, sink.Checkpoint{}); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -427,11 +428,11 @@ func TestApply_FailedBatchStoresNeitherRowsNorOffsets(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, shopDDL+`ALTER TABLE items ALTER name SET NOT NULL`)
 	tg.apply(t, sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("items", 0, 10)}},
-		item(sink.Upsert, row{"id": int64(1), "name": "one"}))
+		item(change.WriteUpsert, row{"id": int64(1), "name": "one"}))
 	err := tg.applyErr(t, sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("items", 0, 20), offset("items", 1, 5)}},
-		line(sink.Upsert, row{"order_id": int64(1), "line": int64(1), "sku": "x"}),
-		item(sink.Upsert, row{"id": int64(2), "name": "two"}),
-		item(sink.Upsert, row{"id": int64(3), "name": nil}))
+		line(change.WriteUpsert, row{"order_id": int64(1), "line": int64(1), "sku": "x"}),
+		item(change.WriteUpsert, row{"id": int64(2), "name": "two"}),
+		item(change.WriteUpsert, row{"id": int64(3), "name": nil}))
 	wantPgError(t, err, "23502") // not_null_violation
 	tg.wantRows(t, allItems, []row{{"id": "1", "name": "one", "qty": nil, "note": nil}})
 	tg.wantRows(t, allLines, nil)
@@ -542,7 +543,7 @@ func TestApply_MissingTableIsErrTableNotFoundUntilCreated(t *testing.T) {
 	tg := newTarget(t, "")
 	cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("t", 0, 1)}}
 	for _, table := range []string{"later", "nope.later"} {
-		err := tg.applyErr(t, cp, write(sink.Upsert, table, row{"id": int64(1), "v": "a"}, "id"))
+		err := tg.applyErr(t, cp, write(change.WriteUpsert, table, row{"id": int64(1), "v": "a"}, "id"))
 		if !errors.Is(err, postgres.ErrTableNotFound) {
 			t.Errorf("Apply to %s: error = %v, want one wrapping ErrTableNotFound", table, err)
 		}
@@ -551,12 +552,12 @@ func TestApply_MissingTableIsErrTableNotFoundUntilCreated(t *testing.T) {
 
 	tg.exec(t, `CREATE TABLE later (id bigint PRIMARY KEY, v text)`)
 	tg.sink.Forget()
-	tg.apply(t, cp, write(sink.Upsert, "later", row{"id": int64(1), "v": "a"}, "id"))
+	tg.apply(t, cp, write(change.WriteUpsert, "later", row{"id": int64(1), "v": "a"}, "id"))
 	tg.wantRows(t, "SELECT * FROM later", []row{{"id": "1", "v": "a"}})
 	tg.wantOffsets(t, "g", "e", cp.Offsets)
 
 	// A column added after the table was described needs Forget too.
-	added := write(sink.Upsert, "later", row{"id": int64(1), "w": "b"}, "id")
+	added := write(change.WriteUpsert, "later", row{"id": int64(1), "w": "b"}, "id")
 	tg.exec(t, `ALTER TABLE later ADD COLUMN w text`)
 	tg.applyErr(t, sink.Checkpoint{}, added)
 	tg.sink.Forget()
@@ -663,12 +664,12 @@ func TestApply_ConcurrentConsumersOnDisjointKeys(t *testing.T) {
 		}
 		g.Go(func() error {
 			for b := range batches {
-				var ws []sink.Write
+				var ws []change.Write
 				for i := range perBatch {
 					id := int64(c*batches*perBatch + b*perBatch + i)
 					// each row is written twice, the second time with its final values
-					ws = append(ws, item(sink.Upsert, row{"id": id, "name": "draft", "qty": int64(-1), "note": "draft"}))
-					ws = append(ws, item(sink.Upsert, row{"id": id, "name": fmt.Sprintf("c%d b%d", c, b), "qty": int64(i), "note": nil}))
+					ws = append(ws, item(change.WriteUpsert, row{"id": id, "name": "draft", "qty": int64(-1), "note": "draft"}))
+					ws = append(ws, item(change.WriteUpsert, row{"id": id, "name": fmt.Sprintf("c%d b%d", c, b), "qty": int64(i), "note": nil}))
 				}
 				cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{{Topic: "items", Partition: int32(c), Next: int64(b + 1), From: int64(b)}}}
 				if err := tg.sink.Apply(ctx, sink.Batch{Writes: ws}, cp); err != nil {
@@ -698,8 +699,8 @@ func TestApply_DeadLettersAreStoredOnceAndOnlyWithTheirBatch(t *testing.T) {
 	want := []row{{"mapping": "m", "reason": "transform", "error": "no such key: x", "topic": "t", "partition": "1", "offset": "7",
 		"key": `{"id":7}`, "value": `{"after":{"id":7}}`}}
 	// A batch that fails (NOT NULL) stores no dead letter either.
-	bad := sink.Write{Table: "items", Op: sink.Upsert, Key: []string{"id"}, Row: map[string]any{"id": int64(1), "name": nil}}
-	if err := tg.sink.Apply(t.Context(), sink.Batch{Writes: []sink.Write{bad}, DeadLetters: []sink.DeadLetter{dl}}, sink.Checkpoint{}); err == nil {
+	bad := change.Write{Table: "items", Op: change.WriteUpsert, Key: []string{"id"}, Row: map[string]any{"id": int64(1), "name": nil}}
+	if err := tg.sink.Apply(t.Context(), sink.Batch{Writes: []change.Write{bad}, DeadLetters: []sink.DeadLetter{dl}}, sink.Checkpoint{}); err == nil {
 		t.Fatal("Apply of a NOT NULL violation succeeded")
 	}
 	tg.wantRows(t, stored, nil)

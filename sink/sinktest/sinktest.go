@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
 )
 
@@ -109,14 +111,14 @@ func ApplyWithoutCheckpointWritesRows(t *testing.T, s Store, items func() []map[
 	ctx := t.Context()
 	key := []string{"id"}
 	for _, step := range []struct {
-		w    sink.Write
+		w    change.Write
 		want []map[string]any
 	}{
-		{sink.Write{Table: "items", Op: sink.Upsert, Key: key, Row: map[string]any{"id": int64(1), "name": "resynced"}},
+		{change.Write{Table: "items", Op: change.WriteUpsert, Key: key, Row: map[string]any{"id": int64(1), "name": "resynced"}},
 			[]map[string]any{{"id": "1", "name": "resynced", "qty": nil, "note": nil}}},
-		{sink.Write{Table: "items", Op: sink.Delete, Key: key, Row: map[string]any{"id": int64(1)}}, nil},
+		{change.Write{Table: "items", Op: change.WriteDelete, Key: key, Row: map[string]any{"id": int64(1)}}, nil},
 	} {
-		if err := s.Apply(ctx, sink.Batch{Writes: []sink.Write{step.w}}, sink.Checkpoint{}); err != nil {
+		if err := s.Apply(ctx, sink.Batch{Writes: []change.Write{step.w}}, sink.Checkpoint{}); err != nil {
 			t.Fatalf("Apply of a %s without a checkpoint: %v", step.w.Op, err)
 		}
 		if diff := cmp.Diff(step.want, items(), cmpopts.EquateEmpty()); diff != "" {
@@ -132,12 +134,12 @@ func ApplyWithoutCheckpointWritesRows(t *testing.T, s Store, items func() []map[
 // whose order is unspecified compare with go-cmp.
 func ByKey(key ...string) cmp.Option {
 	return cmpopts.SortSlices(func(a, b map[string]any) bool {
-		return sink.KeyText(key, a) < sink.KeyText(key, b)
+		return change.KeyText(key, a) < change.KeyText(key, b)
 	})
 }
 
 // ReadKeys calls r.ReadKeys and fails t on an error.
-func ReadKeys(t *testing.T, r sink.RowReader, table string, key, cols []string, keys ...map[string]any) []map[string]any {
+func ReadKeys(t *testing.T, r reconcile.RowReader, table string, key, cols []string, keys ...map[string]any) []map[string]any {
 	t.Helper()
 	got, err := r.ReadKeys(t.Context(), table, key, cols, keys)
 	if err != nil {
@@ -148,7 +150,7 @@ func ReadKeys(t *testing.T, r sink.RowReader, table string, key, cols []string, 
 
 // ScanAll pages through every key of table with ScanRows, limit keys at a
 // time, and fails t unless each page but the last is full.
-func ScanAll(t *testing.T, r sink.RowReader, table string, key []string, limit int) []map[string]any {
+func ScanAll(t *testing.T, r reconcile.RowReader, table string, key []string, limit int) []map[string]any {
 	t.Helper()
 	var all []map[string]any
 	var after map[string]any

@@ -1,9 +1,9 @@
-package sink
+package reconcile
 
 import "context"
 
 // RowReader reads target rows for the reconciler. Values are typed as
-// Lookuper types them: int64 for integer columns, float64 for floating
+// transform.Lookuper types them: int64 for integer columns, float64 for floating
 // point, bool, []byte for binary, the exact text form (string) for
 // everything else, read in UTC and ISO formats; NULL as nil. It reads in
 // short statements, never holding locks that block writers.
