@@ -12,6 +12,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
 
 // BackfillProgress implements sink.BackfillStore: every table's progress,
@@ -259,7 +260,7 @@ func (s *Sink) tombstoned(ctx context.Context, tx *sql.Tx, name string, hashes [
 
 // copyLocks returns the statements that take, first in a batch's
 // transaction (after the fence), the copy lock of each table the batch
-// copies into or deletes from (locks, its sink.CopyLocks): the row of the
+// copies into or deletes from (locks, its sqlbatch.CopyLocks): the row of the
 // table in copy_locks, written (so locked exclusively) by an upsert that
 // changes nothing, or read shared by a backfill's chunk (below).
 //
@@ -275,12 +276,12 @@ func (s *Sink) tombstoned(ctx context.Context, tx *sql.Tx, name string, hashes [
 // A delete takes it only while a backfill is active, read in the same
 // statement: a delete that sees none needs no lock, as every chunk is read
 // after the backfill's state was saved, so after the delete's source
-// change. A backfill's chunk (copies only, sink.CopyLock.Shared) reads the
+// change. A backfill's chunk (copies only, sqlbatch.CopyLock.Shared) reads the
 // row LOCK IN SHARE MODE instead, so the chunks of one table are written
 // at once; the row was upserted before the transaction (ensureCopyLockRows),
 // since a shared lock on a missing row would be a gap lock. A locking read
 // is no consistent read either.
-func (s *Sink) copyLocks(locks []sink.CopyLock) []statement {
+func (s *Sink) copyLocks(locks []sqlbatch.CopyLock) []statement {
 	out := make([]statement, 0, len(locks))
 	for _, l := range locks {
 		name := l.Table
@@ -302,11 +303,11 @@ func (s *Sink) copyLocks(locks []sink.CopyLock) []statement {
 }
 
 // ensureCopyLockRows makes sure copy_locks holds the row of each table
-// that writes copy into as a backfill's chunk (sink.CopyLock.Shared), once
+// that writes copy into as a backfill's chunk (sqlbatch.CopyLock.Shared), once
 // per table and Sink: a plain read finds it, else it is inserted on its
 // own. (An upsert of a row that exists would wait for every chunk holding
 // it shared.)
-func (s *Sink) ensureCopyLockRows(ctx context.Context, locks []sink.CopyLock) error {
+func (s *Sink) ensureCopyLockRows(ctx context.Context, locks []sqlbatch.CopyLock) error {
 	for _, l := range locks {
 		if !l.Shared {
 			continue

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
 
 // Lookup implements transform.Lookuper: SELECT * FROM table WHERE c1 = ? AND
@@ -23,7 +24,7 @@ import (
 // as the float64 of its shortest float32 text; binary strings, BLOBs and
 // GEOMETRY as []byte; everything else as the server's text.
 func (s *Sink) Lookup(ctx context.Context, table string, where map[string]any) (map[string]any, bool, error) {
-	return sink.LookupBy(table, where, func(cols []string) (map[string]any, int, error) {
+	return sqlbatch.LookupBy(table, where, func(cols []string) (map[string]any, int, error) {
 		t, err := s.describe(ctx, table)
 		if err != nil {
 			return nil, 0, classified(table, fmt.Errorf("lookup in %s: %w", table, err))

@@ -9,6 +9,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
 
 var _ reconcile.RowReader = (*Sink)(nil)
@@ -97,7 +98,7 @@ WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?`, t.schema, tbl)
 //
 // (k IN (?, ?, ...) for one key column), a range scan of the key's index,
 // each value converted as Apply converts it. The keys sent are
-// sink.DistinctKeys: a key given twice is sent once, one holding NULL not
+// sqlbatch.DistinctKeys: a key given twice is sent once, one holding NULL not
 // at all. Values compare as the server compares them: with a
 // case-insensitive collation, "abc" finds the row whose key is "ABC".
 //
@@ -112,7 +113,7 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 	if err != nil {
 		return nil, classified(table, fmt.Errorf("read rows of %s: %w", table, err))
 	}
-	keys = sink.DistinctKeys(key, keys)
+	keys = sqlbatch.DistinctKeys(key, keys)
 	rows := make([][]any, len(keys))
 	sizes := make([]int, len(keys))
 	for j, kv := range keys {
@@ -193,7 +194,7 @@ func (s *Sink) ScanRows(ctx context.Context, table string, key, cols []string, a
 		}
 		cond = "(" + strings.Join(or, " OR ") + ")"
 	}
-	query := sink.ScanQuery(t.ident, quoted, quoteAll(cols), cond, limit)
+	query := sqlbatch.ScanQuery(t.ident, quoted, quoteAll(cols), cond, limit)
 	out, err := s.read(ctx, query, args, cols)
 	if err != nil {
 		return nil, classified(table, fmt.Errorf("scan the keys of %s by (%s): %w", table, strings.Join(quoted, ", "), err))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
 
 var (
@@ -423,12 +424,12 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 	if err != nil {
 		return fmt.Errorf("group %s: %w", cp.Group, err)
 	}
-	locks := sink.CopyLocks(b.Writes)
+	locks := sqlbatch.CopyLocks(b.Writes)
 	if err := s.ensureCopyLockRows(ctx, locks); err != nil {
 		return err
 	}
 	stmts := s.copyLocks(locks)
-	for _, round := range sink.Compact(b.Writes) {
+	for _, round := range sqlbatch.Compact(b.Writes) {
 		st, err := s.statements(ctx, round)
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
 
 // maxPlaceholders is the most parameters one prepared statement may have.
@@ -43,7 +44,7 @@ type statement struct {
 // op and column set.
 func (s *Sink) statements(ctx context.Context, writes []change.Write) ([]statement, error) {
 	var out []statement
-	for _, g := range sink.Groups(writes) {
+	for _, g := range sqlbatch.Groups(writes) {
 		if len(g.Key) == 0 {
 			return nil, classified(g.Table, fmt.Errorf("%s %s: the write names no key columns", g.Op, g.Table))
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
 
 // activeStates are the backfill states in which a Delete leaves a tombstone.
@@ -117,7 +118,7 @@ ON CONFLICT DO NOTHING`,
 // copyStatement inserts rows copied by backfill: each unless a row with
 // its key exists (ON CONFLICT DO NOTHING: the stream's row wins) or its
 // tombstone does (the stream deleted it while the backfill was active).
-func (s *Sink) copyStatement(t *table, g *sink.Group) (statement, error) {
+func (s *Sink) copyStatement(t *table, g *sqlbatch.Group) (statement, error) {
 	args, params, casts, aliases, err := groupArgs(t, g)
 	if err != nil {
 		return statement{}, err
@@ -143,7 +144,7 @@ const copyLockKey = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
 
 // copyLocks returns the statements that take, first in a batch's
 // transaction, the copy lock of each table the batch copies into or
-// deletes from (sink.CopyLocks).
+// deletes from (sqlbatch.CopyLocks).
 //
 // The lock is what lets backfill write copies beside the stream, in no
 // order with it (capture/backfill's package doc has the argument): a copy
@@ -161,7 +162,7 @@ const copyLockKey = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
 // so after the delete's source change, and cannot hold the deleted row.
 // Outside backfills, deletes take no lock and wait for nothing.
 func (s *Sink) copyLocks(ctx context.Context, writes []change.Write) ([]statement, error) {
-	locks := sink.CopyLocks(writes)
+	locks := sqlbatch.CopyLocks(writes)
 	out := make([]statement, 0, len(locks))
 	for _, l := range locks {
 		name := l.Table
@@ -188,7 +189,7 @@ func (s *Sink) copyLocks(ctx context.Context, writes []change.Write) ([]statemen
 // copyRows are the rows of one copy statement.
 type copyRows struct {
 	t *table
-	g *sink.Group
+	g *sqlbatch.Group
 }
 
 // copyRows writes copied rows with COPY, the cheapest way into a table,
@@ -279,7 +280,7 @@ func copyLeavingOutRowsThere(ctx context.Context, tx pgx.Tx, t *table, cols []st
 }
 
 // encodedKeys returns the key values of g's rows as the sink's text.
-func encodedKeys(g *sink.Group) ([][]*string, error) {
+func encodedKeys(g *sqlbatch.Group) ([][]*string, error) {
 	keys := make([][]*string, len(g.Rows))
 	for i, r := range g.Rows {
 		keys[i] = make([]*string, len(g.Key))
@@ -340,7 +341,7 @@ func copyFrom(ctx context.Context, tx pgx.Tx, t *table, cols []string, data []by
 }
 
 // untombstoned returns the rows of g whose keys have no tombstone.
-func (s *Sink) untombstoned(ctx context.Context, tx pgx.Tx, g *sink.Group) ([]map[string]any, error) {
+func (s *Sink) untombstoned(ctx context.Context, tx pgx.Tx, g *sqlbatch.Group) ([]map[string]any, error) {
 	some, err := s.hasTombstones(ctx, tx, g.Table)
 	if err != nil || !some {
 		return g.Rows, err
@@ -412,7 +413,7 @@ func withoutLines(data []byte, drop []bool) []byte {
 
 // copyText renders g's rows in COPY's text format (pgtext.AppendCopy),
 // columns in g.Cols order.
-func copyText(g *sink.Group) ([]byte, error) {
+func copyText(g *sqlbatch.Group) ([]byte, error) {
 	b := make([]byte, 0, 64*len(g.Rows)*len(g.Cols))
 	for _, r := range g.Rows {
 		for i, c := range g.Cols {

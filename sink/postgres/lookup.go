@@ -10,13 +10,14 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
 
 // Lookup implements transform.Lookuper: SELECT * FROM table WHERE c1 = $1 AND
 // ... LIMIT 2, each value sent as text and cast to its column's type in
 // SQL, as Apply writes it. Failures are *sink.Error.
 func (s *Sink) Lookup(ctx context.Context, table string, where map[string]any) (map[string]any, bool, error) {
-	return sink.LookupBy(table, where, func(cols []string) (map[string]any, int, error) {
+	return sqlbatch.LookupBy(table, where, func(cols []string) (map[string]any, int, error) {
 		t, err := s.describe(ctx, table)
 		if err != nil {
 			return nil, 0, classified(table, fmt.Errorf("lookup in %s: %w", table, err))

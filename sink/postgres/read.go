@@ -12,6 +12,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
 
 var _ reconcile.RowReader = (*Sink)(nil)
@@ -57,7 +58,7 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 // whatever their number); k = ANY($1::text[]::type[]) 28 ms, for one key
 // column only; an IN list of VALUES, one parameter per value, hashes the
 // keys against a full scan. On a composite key: join 38 ms, semi-join 57.
-// The keys sent are sink.DistinctKeys: a key given twice is sent once, one
+// The keys sent are sqlbatch.DistinctKeys: a key given twice is sent once, one
 // holding NULL not at all; two spellings of one key ("1.0" and "1" for a
 // numeric) return its row twice.
 //
@@ -73,7 +74,7 @@ func (s *Sink) ReadKeys(ctx context.Context, table string, key, cols []string, k
 	if err != nil {
 		return nil, classified(table, fmt.Errorf("read rows of %s: %w", table, err))
 	}
-	keys = sink.DistinctKeys(key, keys)
+	keys = sqlbatch.DistinctKeys(key, keys)
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -140,7 +141,7 @@ func (s *Sink) ScanRows(ctx context.Context, table string, key, cols []string, a
 		}
 		cond = "(" + strings.Join(quoted, ", ") + ") > (" + strings.Join(params, ", ") + ")"
 	}
-	query := sink.ScanQuery(t.ident, quoted, quoteAll(cols), cond, limit)
+	query := sqlbatch.ScanQuery(t.ident, quoted, quoteAll(cols), cond, limit)
 	out, err := s.read(ctx, query, args, cols)
 	if err != nil {
 		return nil, classified(table, fmt.Errorf("scan the keys of %s by (%s): %w", table, strings.Join(quoted, ", "), err))

@@ -17,6 +17,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
 
 var (
@@ -235,13 +236,13 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 	if err != nil {
 		return err
 	}
-	// A batch of copies only (a backfill's chunk) needs no sink.Compact:
+	// A batch of copies only (a backfill's chunk) needs no sqlbatch.Compact:
 	// copies of one key after the first change nothing however they are
 	// ordered (COPY fails on the second and copyStatement's ON CONFLICT DO
 	// NOTHING keeps the first), and there is no delete to order them after.
 	rounds := [][]change.Write{b.Writes}
-	if !sink.OnlyCopies(b.Writes) {
-		rounds = sink.Compact(b.Writes)
+	if !sqlbatch.OnlyCopies(b.Writes) {
+		rounds = sqlbatch.Compact(b.Writes)
 	}
 	for _, round := range rounds {
 		st, err := s.statements(ctx, round)
@@ -392,7 +393,7 @@ type statement struct {
 
 // statements groups compacted writes into one statement per table, op and column set.
 func (s *Sink) statements(ctx context.Context, writes []change.Write) ([]statement, error) {
-	groups := sink.Groups(writes)
+	groups := sqlbatch.Groups(writes)
 	out := make([]statement, 0, len(groups))
 	for _, g := range groups {
 		t, err := s.describe(ctx, g.Table)
@@ -450,7 +451,7 @@ func (s *Sink) statements(ctx context.Context, writes []change.Write) ([]stateme
 // SQL that reads them: params ($n::text[]), aliases (cn) and casts
 // (u.cn::type, each value cast after unnest, not the array before it:
 // text[]::integer[][] would be integer[], and arrays would break).
-func groupArgs(t *table, g *sink.Group) (args []any, params, casts, aliases []string, err error) {
+func groupArgs(t *table, g *sqlbatch.Group) (args []any, params, casts, aliases []string, err error) {
 	args = make([]any, len(g.Cols))
 	params = make([]string, len(g.Cols))
 	casts = make([]string, len(g.Cols))

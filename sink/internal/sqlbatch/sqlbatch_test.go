@@ -1,4 +1,4 @@
-package sink
+package sqlbatch
 
 import (
 	"fmt"
@@ -57,19 +57,6 @@ func TestCompact_KeepsTheEffectOfApplyingInOrder(t *testing.T) {
 				t.Errorf("Compact (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-func TestKeyText_IsOneTextPerKeyValue(t *testing.T) {
-	got := []string{
-		change.KeyText([]string{"id"}, map[string]any{"id": int64(42)}),
-		change.KeyText([]string{"id"}, map[string]any{"id": 42}),
-		change.KeyText([]string{"a", "b"}, map[string]any{"a": "x\"y", "b": nil, "c": "ignored"}),
-		change.KeyText([]string{"k"}, map[string]any{"k": []byte{0, 0xff}}),
-	}
-	want := []string{`["42"]`, `["42"]`, `["x\"y","<nil>"]`, `["\\x00ff"]`}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("KeyText (-want +got):\n%s", diff)
 	}
 }
 

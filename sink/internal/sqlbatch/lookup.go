@@ -1,22 +1,20 @@
-package sink
+package sqlbatch
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
-)
 
-// ErrNotUnique is wrapped when a lookup matches more than one row.
-var ErrNotUnique = errors.New("lookup matches more than one row: its columns must be unique")
+	"github.com/tandemcdc/tandem/sink"
+)
 
 // LookupBy is the part of Lookup every sink shares: it checks where, sorts
 // its columns (so a statement's text depends on the set of columns only),
 // answers not found for a nil value without asking, and calls query, which
 // returns the first row matching every column of cols (nil if none) and
-// how many rows matched, up to 2. It turns two into a *Error wrapping
-// ErrNotUnique (reason not_unique); query's errors it returns as they are.
+// how many rows matched, up to 2. It turns two into a *sink.Error wrapping
+// sink.ErrNotUnique (reason not_unique); query's errors it returns as they are.
 func LookupBy(table string, where map[string]any, query func(cols []string) (row map[string]any, n int, err error)) (map[string]any, bool, error) {
 	if len(where) == 0 {
 		return nil, false, fmt.Errorf("lookup in %s: no columns to match", table)
@@ -34,8 +32,8 @@ func LookupBy(table string, where map[string]any, query func(cols []string) (row
 	case err != nil:
 		return nil, false, err
 	case n > 1:
-		return nil, false, &Error{Table: table, Reason: "not_unique",
-			Err: fmt.Errorf("lookup in %s by (%s): %w", table, quoteJoin(cols), ErrNotUnique)}
+		return nil, false, &sink.Error{Table: table, Reason: "not_unique",
+			Err: fmt.Errorf("lookup in %s by (%s): %w", table, quoteJoin(cols), sink.ErrNotUnique)}
 	}
 	return row, n == 1, nil
 }
