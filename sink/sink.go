@@ -122,14 +122,10 @@ type BackfillProgress struct {
 
 // BackfillStore keeps backfill progress in the target, beside the rows.
 // While any table's backfill is running or copied, every Delete a sink
-// applies also stores a tombstone (target table, KeyText) in the same
-// transaction, and a Copy write is skipped when its tombstone exists.
-//
-// A transaction that copies into a table and one that deletes from it
-// while a backfill is active do not overlap: the table's copy lock is
-// taken before the first reads tombstones and before the second deletes,
-// and held to commit. So a copy either sees the tombstone of a delete, or
-// is committed before the delete reads the rows it deletes.
+// applies also stores a tombstone (target table, change.KeyText) in the
+// same transaction, and a Copy write is skipped when its tombstone exists;
+// copies and deletes of one table are kept apart by the table's copy lock.
+// The protocol and why it converges are written once, in package backfill.
 type BackfillStore interface {
 	// BackfillProgress returns every table's progress.
 	BackfillProgress(ctx context.Context) ([]BackfillProgress, error)

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 

@@ -19,10 +19,10 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/backfill"
+	"github.com/tandemcdc/tandem/backfill/progress"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/progress"
 )
 
 // estimateSample is how long `tandem backfill --estimate` reads each table.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/pipeline"
 	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
 	"github.com/tandemcdc/tandem/internal/poll"

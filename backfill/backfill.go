@@ -28,12 +28,16 @@
 //     read off the text (types other than integers and strings) and the
 //     table has tombstones or a row there, or the COPY fails so, the chunk
 //     is decoded and written row by row.
-//   - Deletes: every transaction that deletes from a target table holds
-//     that table's copy lock shared, from before its DELETE to its commit;
-//     every transaction that copies into it holds the lock exclusive, from
-//     before it reads tombstones to its commit (change.WriteCopy). So a copy and a
-//     delete of one table never overlap: one commits before the other
-//     starts to read.
+//   - Deletes: every transaction that deletes from a target table while a
+//     backfill is active holds that table's copy lock exclusive, from
+//     before its DELETE to its commit; a backfill's chunk (a transaction
+//     that only copies) holds it shared, from before it reads tombstones
+//     to its commit, so the chunks of one table are written at once but
+//     never beside a delete (sqlbatch.CopyLocks decides the mode; each
+//     sink takes the lock first in the transaction, in table order:
+//     PostgreSQL with a transaction-level advisory lock per table, MySQL
+//     with a row of tandem's copy_locks table). So a copy and a delete of
+//     one table never overlap: one commits before the other starts to read.
 //
 // The argument, for a row R of source table T copied from a chunk read at
 // time t1:

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 )
 

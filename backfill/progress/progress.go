@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/backfill"
 )
 
 // BarWidth is the width of a bar, between its brackets.

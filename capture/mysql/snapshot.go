@@ -12,7 +12,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/tandemcdc/tandem/capture/backfill"
+	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/pgtext"
