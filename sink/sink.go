@@ -168,3 +168,17 @@ type TextKey struct {
 // ErrNotVerbatim is returned by TextCopier.CopyText when the rows must be
 // written as Copy writes instead.
 var ErrNotVerbatim = errors.New("the copied rows must be written one by one")
+
+// Classify names a failed write for tandem_apply_errors_total: the table
+// and reason of a *Error (as the sink classified it), else connection (a timeout) or other.
+func Classify(err error) (table, reason string) {
+	var se *Error
+	if errors.As(err, &se) {
+		return se.Table, se.Reason
+	}
+	var netErr interface{ Timeout() bool }
+	if errors.As(err, &netErr) {
+		return "", "connection"
+	}
+	return "", "other"
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tandemcdc/tandem/apply"
 	"github.com/tandemcdc/tandem/backfill"
 	mycapture "github.com/tandemcdc/tandem/capture/mysql"
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
@@ -48,7 +49,7 @@ type backfillRole struct {
 // it must have been by a `tandem capture` process. mappings are compiled
 // with lookup() reading the target, as apply compiles them.
 func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt target, capturing bool, mappings []*transform.Mapping,
-	dlq *dlqWriter, am *applyMetrics, log *slog.Logger, reg prometheus.Registerer) (*backfillRole, error) {
+	dlq *kafka.DLQ, am *apply.Metrics, log *slog.Logger, reg prometheus.Registerer) (*backfillRole, error) {
 	store, ok := tgt.(sink.BackfillStore)
 	if !ok {
 		return nil, fmt.Errorf("backfill: target kind %s cannot keep backfill progress", cfg.Target.Kind)
@@ -217,8 +218,8 @@ type copyWriter struct {
 	sink     sink.Sink
 	enc      *change.Encoder // for dead letters: the record the row would have been
 	prefix   string
-	dlq      *dlqWriter
-	metrics  *applyMetrics
+	dlq      *kafka.DLQ
+	metrics  *apply.Metrics
 	log      *slog.Logger
 }
 
@@ -233,7 +234,7 @@ func (w *copyWriter) write(ctx context.Context, c backfill.Chunk) error {
 			return w.sink.(sink.TextCopier).CopyText(ctx, v.table, v.cols, c.Text.Data, v.text)
 		})
 		if err == nil {
-			w.metrics.rows.WithLabelValues(v.table, change.WriteCopy.String()).Add(float64(c.Text.Rows))
+			w.metrics.Rows.WithLabelValues(v.table, change.WriteCopy.String()).Add(float64(c.Text.Rows))
 			return nil
 		}
 		if !errors.Is(err, sink.ErrNotVerbatim) {
@@ -264,19 +265,19 @@ func (w *copyWriter) write(ctx context.Context, c backfill.Chunk) error {
 				if rerr != nil {
 					return fmt.Errorf("mapping %s: %w (and the row cannot be kept as a dead letter: %v)", m.Name, err, rerr)
 				}
-				dead = append(dead, w.dlq.record(m.Name, reason, err, rec))
-				batch.DeadLetters = append(batch.DeadLetters, storedDeadLetter(m.Name, reason, err, rec))
-				w.metrics.dlq.WithLabelValues(m.Name, reason).Inc()
+				dead = append(dead, w.dlq.Record(m.Name, reason, err, rec))
+				batch.DeadLetters = append(batch.DeadLetters, kafka.StoredDeadLetter(m.Name, reason, err, rec))
+				w.metrics.DLQ.WithLabelValues(m.Name, reason).Inc()
 				continue
 			}
 			batch.Writes = append(batch.Writes, ws...)
 		}
 	}
 	if len(dead) > 0 {
-		if err := w.dlq.produce(ctx, dead); err != nil {
+		if err := w.dlq.Produce(ctx, dead); err != nil {
 			return err
 		}
-		w.log.Warn("copied rows sent to the dead-letter topic", "count", len(dead), "topic", w.dlq.topic)
+		w.log.Warn("copied rows sent to the dead-letter topic", "count", len(dead), "topic", w.dlq.Topic())
 	}
 	if err := w.retry(ctx, func() error { return w.sink.Apply(ctx, batch, sink.Checkpoint{}) }); err != nil {
 		return err
@@ -286,7 +287,7 @@ func (w *copyWriter) write(ctx context.Context, c backfill.Chunk) error {
 		counts[wr.Table]++
 	}
 	for table, n := range counts {
-		w.metrics.rows.WithLabelValues(table, change.WriteCopy.String()).Add(float64(n))
+		w.metrics.Rows.WithLabelValues(table, change.WriteCopy.String()).Add(float64(n))
 	}
 	return nil
 }
@@ -303,8 +304,8 @@ func (w *copyWriter) retry(ctx context.Context, write func() error) error {
 		if err == nil || errors.Is(err, sink.ErrNotVerbatim) {
 			return err
 		}
-		table, reason := classify(err)
-		w.metrics.errors.WithLabelValues(table, reason).Inc()
+		table, reason := sink.Classify(err)
+		w.metrics.Errors.WithLabelValues(table, reason).Inc()
 		if ctx.Err() != nil || (reason != "connection" && !strings.HasPrefix(reason, "sql_40")) {
 			return err
 		}

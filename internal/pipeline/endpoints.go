@@ -7,12 +7,12 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tandemcdc/tandem/apply"
 	"github.com/tandemcdc/tandem/capture"
 	mycapture "github.com/tandemcdc/tandem/capture/mysql"
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
-	"github.com/tandemcdc/tandem/sink"
 	sinkmysql "github.com/tandemcdc/tandem/sink/mysql"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 	"github.com/tandemcdc/tandem/transform"
@@ -21,7 +21,7 @@ import (
 // target is what the pipeline needs of a sink: the rows, and a place for a
 // slot-less capturer's position.
 type target interface {
-	sink.Sink
+	apply.Sink
 	transform.Lookuper
 	mycapture.PositionStore
 }

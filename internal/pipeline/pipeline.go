@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tandemcdc/tandem/apply"
 	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
@@ -160,11 +161,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 
 	// Apply: one consumer group per mapping.
 	readers := map[string][]string{}
-	var appliers []*applier
-	var tr *tracker   // the stream's
-	var trim *trimmer // frees the embedded broker's applied records
+	var appliers []*apply.Applier
+	var tr *kafka.Tracker   // the stream's
+	var trim *kafka.Trimmer // frees the embedded broker's applied records
 	if embedded {
-		trim = newTrimmer(readers)
+		trim = kafka.NewTrimmer(readers)
 	}
 	var tgt target
 	if opts.Roles.Apply || opts.Backfill != nil || (opts.Roles.Capture && sourceNeedsStore(cfg)) {
@@ -177,32 +178,36 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if opts.Roles.Apply && opts.Backfill == nil {
 		verify = make(verifyQueue, 64)
 	}
-	var am *applyMetrics
-	dlq := &dlqWriter{client: producer, topic: dlqTopic}
+	var am *apply.Metrics
+	dlq := kafka.NewDLQ(producer, dlqTopic)
 	if opts.Roles.Apply || opts.Backfill != nil {
 		// Again, with lookup() reading the target.
 		if mappings, err = CompileMappings(cfg, transform.WithLookup(tgt)); err != nil {
 			return err
 		}
-		am = newApplyMetrics(reg)
+		am = apply.NewMetrics(reg)
 	}
 	if opts.Roles.Apply {
 		for _, m := range mappings {
 			topic := kafka.Topic(cfg.Kafka.TopicPrefix, m.From)
 			group := cfg.Kafka.Group + "." + m.Name
 			readers[topic] = append(readers[topic], group)
-			appliers = append(appliers, &applier{
-				mapping: m, topic: topic, group: group, epoch: epoch, seeds: seeds,
-				sink: tgt, dlq: dlq, metrics: am, log: log, maxPoll: 10_000, guard: newSchemaGuard(m), verify: verify,
-				committed: func(group, topic string, p int32, next int64) {
+			var applied func(string, []change.Row)
+			if verify != nil {
+				applied = verify.add
+			}
+			appliers = append(appliers, apply.New(apply.Config{
+				Mapping: m, Topic: topic, Group: group, Epoch: epoch, Seeds: seeds,
+				Sink: tgt, DLQ: dlq, Metrics: am, Log: log, Applied: applied,
+				Committed: func(group, topic string, p int32, next int64) {
 					if trim != nil {
-						trim.commit(group, topic, p, next)
+						trim.Commit(group, topic, p, next)
 					}
 					if tr != nil {
-						tr.committed(group, topic, p, next)
+						tr.Committed(group, topic, p, next)
 					}
 				},
-			})
+			}))
 		}
 	}
 
@@ -220,17 +225,17 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		if err := src.Setup(ctx); err != nil {
 			return err
 		}
-		tr = newTracker(!embedded, readers, func(p change.Position) {
+		tr = kafka.NewTracker(!embedded, readers, func(p change.Position) {
 			if err := src.Ack(p); err != nil {
 				log.Error("acknowledge source position", "pos", p.String(), "err", err)
 			}
 		})
-		cr := &captureRole{
-			src: src, prefix: cfg.Kafka.TopicPrefix, client: producer, tracker: tr, log: log, enc: encoder(cfg, opts.Version),
-			fail: func(err error) { failWith(err) },
-		}
+		cr := kafka.NewPublisher(kafka.PublisherConfig{
+			Source: src, Prefix: cfg.Kafka.TopicPrefix, Client: producer, Tracker: tr, Log: log, Encoder: encoder(cfg, opts.Version),
+			Fail: func(err error) { failWith(err) },
+		})
 		g.Go(func() error {
-			return cr.run(gctx, func(on bool) {
+			return cr.Run(gctx, func(on bool) {
 				status.capturing.Store(on)
 				if on {
 					cm.Streaming.Set(1)
@@ -256,7 +261,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		})
 	}
 	for _, a := range appliers {
-		g.Go(func() error { return a.run(gctx) })
+		g.Go(func() error { return a.Run(gctx) })
 	}
 	if opts.Roles.Apply && opts.Backfill == nil {
 		// Reconcile: compare the source, mapped, with the target every
@@ -273,7 +278,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		})
 	}
 	if trim != nil && opts.Roles.Apply {
-		g.Go(func() error { trim.run(gctx, producer, 2*time.Second, log); return nil })
+		g.Go(func() error { trim.Run(gctx, producer, 2*time.Second, log); return nil })
 	}
 
 	// HTTP: metrics and health.
@@ -316,7 +321,7 @@ type readiness struct {
 	capturing atomic.Bool
 }
 
-func serveHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers []*applier, roles Roles) (*http.Server, string, error) {
+func serveHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers []*apply.Applier, roles Roles) (*http.Server, string, error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, "", fmt.Errorf("listen on http.listen %s: %w", listen, err)
@@ -330,8 +335,8 @@ func serveHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers 
 			notReady = append(notReady, "capture not streaming")
 		}
 		for _, a := range appliers {
-			if !a.joined.Load() {
-				notReady = append(notReady, "mapping "+a.mapping.Name+" has no partitions yet")
+			if !a.Joined() {
+				notReady = append(notReady, "mapping "+a.Mapping()+" has no partitions yet")
 			}
 		}
 		if len(notReady) > 0 {

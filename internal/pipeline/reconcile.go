@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	dto "github.com/prometheus/client_model/go"
 
+	"github.com/tandemcdc/tandem/apply"
 	"github.com/tandemcdc/tandem/backfill"
 	mycapture "github.com/tandemcdc/tandem/capture/mysql"
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
@@ -334,17 +334,14 @@ func (q sqlQuerier) QueryNumber(ctx context.Context, query string) (float64, err
 	return f, nil
 }
 
-// maxLag reads the largest tandem_replication_lag_seconds of the appliers.
-func maxLag(appliers []*applier) func() time.Duration {
+// maxLag returns the largest lag of the appliers.
+func maxLag(appliers []*apply.Applier) func() time.Duration {
 	return func() time.Duration {
-		var worst float64
+		var lag time.Duration
 		for _, a := range appliers {
-			var m dto.Metric
-			if err := a.metrics.lag.WithLabelValues(a.mapping.Name).Write(&m); err == nil {
-				worst = max(worst, m.GetGauge().GetValue())
-			}
+			lag = max(lag, a.Lag())
 		}
-		return time.Duration(worst * float64(time.Second))
+		return lag
 	}
 }
 

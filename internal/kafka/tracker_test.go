@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"testing"
@@ -19,7 +19,7 @@ func (a *acks) ack(p change.Position) { a.got = append(a.got, p.String()) }
 
 func TestTracker_ProduceAckedAcksInOrderOnly(t *testing.T) {
 	a := &acks{}
-	tr := newTracker(true, nil, a.ack)
+	tr := NewTracker(true, nil, a.ack)
 	b1 := tr.begin(pos("1"), 2)
 	b2 := tr.begin(pos("2"), 1)
 	tr.seal(b1)
@@ -40,7 +40,7 @@ func TestTracker_ProduceAckedAcksInOrderOnly(t *testing.T) {
 
 func TestTracker_UnsealedBatchHoldsBack(t *testing.T) {
 	a := &acks{}
-	tr := newTracker(true, nil, a.ack)
+	tr := NewTracker(true, nil, a.ack)
 	b := tr.begin(pos("1"), 1)
 	tr.produced(b, "t", 0, 0)
 	if len(a.got) != 0 {
@@ -54,7 +54,7 @@ func TestTracker_UnsealedBatchHoldsBack(t *testing.T) {
 
 func TestTracker_InterimBatchesAckOnlyAtTransactionEnd(t *testing.T) {
 	a := &acks{}
-	tr := newTracker(true, nil, a.ack)
+	tr := NewTracker(true, nil, a.ack)
 	part := tr.begin(nil, 1)
 	last := tr.begin(pos("9"), 1)
 	tr.seal(part)
@@ -71,21 +71,21 @@ func TestTracker_InterimBatchesAckOnlyAtTransactionEnd(t *testing.T) {
 
 func TestTracker_EmbeddedWaitsForEveryReadingGroup(t *testing.T) {
 	a := &acks{}
-	tr := newTracker(false, map[string][]string{"orders": {"g1", "g2"}}, a.ack)
+	tr := NewTracker(false, map[string][]string{"orders": {"g1", "g2"}}, a.ack)
 	b := tr.begin(pos("1"), 2)
 	tr.produced(b, "orders", 0, 0)
 	tr.produced(b, "orders", 1, 0)
 	tr.seal(b)
-	tr.committed("g1", "orders", 0, 1)
-	tr.committed("g1", "orders", 1, 1)
+	tr.Committed("g1", "orders", 0, 1)
+	tr.Committed("g1", "orders", 1, 1)
 	if len(a.got) != 0 {
 		t.Fatalf("acked %v while group g2 had not committed", a.got)
 	}
-	tr.committed("g2", "orders", 0, 1)
+	tr.Committed("g2", "orders", 0, 1)
 	if len(a.got) != 0 {
 		t.Fatalf("acked %v while partition 1 was not committed by g2", a.got)
 	}
-	tr.committed("g2", "orders", 1, 1)
+	tr.Committed("g2", "orders", 1, 1)
 	if diff := cmp.Diff([]string{"1"}, a.got); diff != "" {
 		t.Errorf("acks (-want +got):\n%s", diff)
 	}
@@ -93,10 +93,10 @@ func TestTracker_EmbeddedWaitsForEveryReadingGroup(t *testing.T) {
 
 func TestTracker_EmbeddedCommitSeenBeforeProduceCallback(t *testing.T) {
 	a := &acks{}
-	tr := newTracker(false, map[string][]string{"orders": {"g"}}, a.ack)
+	tr := NewTracker(false, map[string][]string{"orders": {"g"}}, a.ack)
 	b := tr.begin(pos("1"), 1)
 	tr.seal(b)
-	tr.committed("g", "orders", 0, 5) // the consumer was faster than the producer's callback
+	tr.Committed("g", "orders", 0, 5) // the consumer was faster than the producer's callback
 	tr.produced(b, "orders", 0, 4)
 	if diff := cmp.Diff([]string{"1"}, a.got); diff != "" {
 		t.Errorf("acks (-want +got):\n%s", diff)
@@ -105,7 +105,7 @@ func TestTracker_EmbeddedCommitSeenBeforeProduceCallback(t *testing.T) {
 
 func TestTracker_EmbeddedTopicWithoutReadersIsDurableOnProduce(t *testing.T) {
 	a := &acks{}
-	tr := newTracker(false, map[string][]string{}, a.ack)
+	tr := NewTracker(false, map[string][]string{}, a.ack)
 	b := tr.begin(pos("1"), 1)
 	tr.seal(b)
 	tr.produced(b, "unmapped", 0, 0)

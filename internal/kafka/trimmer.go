@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -7,18 +7,16 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/tandemcdc/tandem/internal/kafka"
 )
 
-// trimmer frees the embedded broker's memory: it keeps every record it was
+// Trimmer frees the embedded broker's memory: it keeps every record it was
 // given until DeleteRecords, so once every consumer group reading a topic
 // has stored (in the target) offsets past some records, they are deleted.
 // Nothing durable depends on them any more: the source was acknowledged
 // for them and a restart replays from the target's offsets, which start
 // after them. Without this a long run, or a backfill of millions of rows,
 // holds everything it ever streamed.
-type trimmer struct {
+type Trimmer struct {
 	readers map[string][]string // topic -> groups reading it
 
 	mu        sync.Mutex
@@ -26,12 +24,13 @@ type trimmer struct {
 	trimmed   map[topicPartition]int64
 }
 
-func newTrimmer(readers map[string][]string) *trimmer {
-	return &trimmer{readers: readers, committed: map[topicPartition]map[string]int64{}, trimmed: map[topicPartition]int64{}}
+// NewTrimmer trims the topics of readers (topic -> the groups reading it).
+func NewTrimmer(readers map[string][]string) *Trimmer {
+	return &Trimmer{readers: readers, committed: map[topicPartition]map[string]int64{}, trimmed: map[topicPartition]int64{}}
 }
 
-// committed records that group stored next for the partition.
-func (t *trimmer) commit(group, topic string, partition int32, next int64) {
+// Commit records that group stored next for the partition.
+func (t *Trimmer) Commit(group, topic string, partition int32, next int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tp := topicPartition{topic, partition}
@@ -45,7 +44,7 @@ func (t *trimmer) commit(group, topic string, partition int32, next int64) {
 
 // due returns, per topic and partition, the offset every reading group
 // has passed, where it moved since the last trim.
-func (t *trimmer) due() map[string]map[int32]int64 {
+func (t *Trimmer) due() map[string]map[int32]int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := map[string]map[int32]int64{}
@@ -72,7 +71,7 @@ func (t *trimmer) due() map[string]map[int32]int64 {
 	return out
 }
 
-func (t *trimmer) done(trimmed map[string]map[int32]int64) {
+func (t *Trimmer) done(trimmed map[string]map[int32]int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for topic, parts := range trimmed {
@@ -83,8 +82,8 @@ func (t *trimmer) done(trimmed map[string]map[int32]int64) {
 	}
 }
 
-// run trims every interval until ctx ends.
-func (t *trimmer) run(ctx context.Context, cl *kgo.Client, every time.Duration, log *slog.Logger) {
+// Run trims every interval until ctx ends.
+func (t *Trimmer) Run(ctx context.Context, cl *kgo.Client, every time.Duration, log *slog.Logger) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -97,7 +96,7 @@ func (t *trimmer) run(ctx context.Context, cl *kgo.Client, every time.Duration, 
 		if len(due) == 0 {
 			continue
 		}
-		if err := kafka.Trim(ctx, cl, due); err != nil {
+		if err := Trim(ctx, cl, due); err != nil {
 			if ctx.Err() == nil {
 				log.Warn("free applied records from the embedded broker", "err", err)
 			}

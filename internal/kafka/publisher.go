@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -11,27 +11,43 @@ import (
 
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/internal/kafka"
 	"github.com/tandemcdc/tandem/internal/poll"
 )
 
-// captureRole streams source changes into Kafka and acknowledges source
+// Publisher streams source changes into Kafka and acknowledges source
 // positions as the tracker finds them durable.
-type captureRole struct {
+type Publisher struct {
 	src     capture.Source
 	enc     *change.Encoder
 	prefix  string
 	client  *kgo.Client
-	tracker *tracker
+	tracker *Tracker
 	log     *slog.Logger
 	fail    func(error) // stops the pipeline: a produce failed for good
 }
 
-// run streams until ctx ends. A lost connection or a server restart is
+// PublisherConfig is what a Publisher needs: the source, how its changes
+// are encoded and where they go, and how a durable position is tracked.
+type PublisherConfig struct {
+	Source  capture.Source
+	Encoder *change.Encoder
+	Prefix  string // topic prefix: a table's topic is Topic(Prefix, table)
+	Client  *kgo.Client
+	Tracker *Tracker
+	Log     *slog.Logger
+	Fail    func(error) // called when a produce fails for good; stops the process
+}
+
+// NewPublisher returns a Publisher of cfg.
+func NewPublisher(cfg PublisherConfig) *Publisher {
+	return &Publisher{src: cfg.Source, enc: cfg.Encoder, prefix: cfg.Prefix, client: cfg.Client, tracker: cfg.Tracker, log: cfg.Log, fail: cfg.Fail}
+}
+
+// Run streams until ctx ends. A lost connection or a server restart is
 // retried with backoff (250ms doubling to 30s, reset after a minute of
 // streaming); the slot (or the saved binlog position) replays whatever was not acknowledged, and replayed
 // records are harmless downstream. streaming reports the state to /readyz.
-func (c *captureRole) run(ctx context.Context, streaming func(bool)) error {
+func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 	backoff := 250 * time.Millisecond
 	for {
 		started := time.Now()
@@ -57,7 +73,7 @@ func (c *captureRole) run(ctx context.Context, streaming func(bool)) error {
 
 // emit produces one batch asynchronously; kgo's buffer limit provides
 // backpressure. Records of one key go to one partition (key hash), in order.
-func (c *captureRole) emit(ctx context.Context, b change.Batch) error {
+func (c *Publisher) emit(ctx context.Context, b change.Batch) error {
 	tb := c.tracker.begin(b.Pos, len(b.Events))
 	for i := range b.Events {
 		ev := &b.Events[i]
@@ -69,7 +85,7 @@ func (c *captureRole) emit(ctx context.Context, b change.Batch) error {
 		if err != nil {
 			return err
 		}
-		rec := &kgo.Record{Topic: kafka.Topic(c.prefix, ev.Table), Key: key, Value: val}
+		rec := &kgo.Record{Topic: Topic(c.prefix, ev.Table), Key: key, Value: val}
 		c.client.Produce(ctx, rec, func(r *kgo.Record, err error) {
 			if err != nil {
 				if ctx.Err() == nil {

@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"sync"
@@ -6,7 +6,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 )
 
-// tracker decides which source position may be acknowledged: the end of the
+// Tracker decides which source position may be acknowledged: the end of the
 // longest prefix of emitted batches whose every record is durable.
 //
 // A record is durable when Kafka has acknowledged it (external cluster), or,
@@ -15,7 +15,7 @@ import (
 // target. Batches are acknowledged strictly in emit order, so a slow
 // partition holds back the position of later, already durable batches: the
 // source may replay them after a crash, never skip them.
-type tracker struct {
+type Tracker struct {
 	mu               sync.Mutex
 	durableOnProduce bool
 	readers          map[string][]string // topic -> groups that consume it (embedded mode)
@@ -46,12 +46,16 @@ type trackedRecord struct {
 	batch  *trackedBatch
 }
 
-func newTracker(durableOnProduce bool, readers map[string][]string, ack func(change.Position)) *tracker {
-	return &tracker{durableOnProduce: durableOnProduce, readers: readers, parts: map[topicPartition]*partitionState{}, ack: ack}
+// NewTracker tracks batches for a capturer whose ack acknowledges a source
+// position. durableOnProduce: a record is durable once Kafka acknowledged
+// it (an external cluster); otherwise once every group of readers[topic]
+// committed past it in the target (the embedded broker).
+func NewTracker(durableOnProduce bool, readers map[string][]string, ack func(change.Position)) *Tracker {
+	return &Tracker{durableOnProduce: durableOnProduce, readers: readers, parts: map[topicPartition]*partitionState{}, ack: ack}
 }
 
 // begin registers a batch about to be produced.
-func (t *tracker) begin(pos change.Position, records int) *trackedBatch {
+func (t *Tracker) begin(pos change.Position, records int) *trackedBatch {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := &trackedBatch{pos: pos, pending: records}
@@ -60,7 +64,7 @@ func (t *tracker) begin(pos change.Position, records int) *trackedBatch {
 }
 
 // seal marks that every record of b has been handed to the producer.
-func (t *tracker) seal(b *trackedBatch) {
+func (t *Tracker) seal(b *trackedBatch) {
 	t.mu.Lock()
 	b.sealed = true
 	pos := t.advance()
@@ -69,7 +73,7 @@ func (t *tracker) seal(b *trackedBatch) {
 }
 
 // produced records that Kafka acknowledged a record of b at offset.
-func (t *tracker) produced(b *trackedBatch, topic string, partition int32, offset int64) {
+func (t *Tracker) produced(b *trackedBatch, topic string, partition int32, offset int64) {
 	t.mu.Lock()
 	if t.durableOnProduce || len(t.readers[topic]) == 0 {
 		b.pending--
@@ -86,8 +90,8 @@ func (t *tracker) produced(b *trackedBatch, topic string, partition int32, offse
 	t.report(pos)
 }
 
-// committed records that group stored next as its offset for the partition in the target.
-func (t *tracker) committed(group, topic string, partition int32, next int64) {
+// Committed records that group stored next as its offset for the partition in the target.
+func (t *Tracker) Committed(group, topic string, partition int32, next int64) {
 	if t.durableOnProduce {
 		return
 	}
@@ -115,7 +119,7 @@ func (t *tracker) committed(group, topic string, partition int32, next int64) {
 	t.report(pos)
 }
 
-func (t *tracker) partition(topic string, partition int32) *partitionState {
+func (t *Tracker) partition(topic string, partition int32) *partitionState {
 	k := topicPartition{topic, partition}
 	ps, ok := t.parts[k]
 	if !ok {
@@ -126,7 +130,7 @@ func (t *tracker) partition(topic string, partition int32) *partitionState {
 }
 
 // advance pops the durable prefix and returns the last position in it, or nil.
-func (t *tracker) advance() change.Position {
+func (t *Tracker) advance() change.Position {
 	var pos change.Position
 	i := 0
 	for ; i < len(t.items) && t.items[i].sealed && t.items[i].pending == 0; i++ {
@@ -141,14 +145,14 @@ func (t *tracker) advance() change.Position {
 	return pos
 }
 
-func (t *tracker) report(pos change.Position) {
+func (t *Tracker) report(pos change.Position) {
 	if pos != nil {
 		t.ack(pos)
 	}
 }
 
 // inFlight returns how many batches are not yet durable.
-func (t *tracker) inFlight() int {
+func (t *Tracker) inFlight() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.items)

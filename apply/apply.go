@@ -1,8 +1,7 @@
-package pipeline
+package apply
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,40 +12,113 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/kafka"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
-// applier consumes one mapping's topic in its own consumer group, so a
+// Applier consumes one mapping's topic in its own consumer group, so a
 // mapping that fails (its target table missing, a permission error) retries
 // on its own while the others go on.
-type applier struct {
+type Applier struct {
 	mapping   *transform.Mapping
 	topic     string
 	group     string
 	epoch     string
 	seeds     []string
 	clientOpt []kgo.Opt
-	sink      sink.Sink
-	dlq       *dlqWriter
-	metrics   *applyMetrics
+	sink      Sink
+	dlq       *kafka.DLQ
+	metrics   *Metrics
 	log       *slog.Logger
 	committed func(group, topic string, partition int32, next int64)
+	applied   func(mapping string, keys []change.Row)
 	maxPoll   int
 	joined    atomic.Bool
 	writing   atomic.Bool // a batch is being written (or retried)
 	guard     *schemaGuard
-	verify    verifyQueue // where applied rows go for re-verification; nil: nowhere
+	lagMillis atomic.Int64 // the lag last set, owned here; the gauge mirrors it
 }
 
-// run consumes until ctx ends. Two stages overlap: one goroutine polls,
+// topicPartition names one partition of a topic.
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// Sink is what an Applier needs of the target.
+type Sink interface {
+	sink.Sink
+	// Forget drops what the sink cached of the target's tables, so a
+	// retry after a failure reads them again (a column added meanwhile).
+	Forget()
+}
+
+// Config says what an Applier consumes and where it writes.
+type Config struct {
+	Mapping    *transform.Mapping
+	Topic      string   // the mapping's source table's topic
+	Group      string   // the consumer group, one per mapping
+	Epoch      string   // the Kafka cluster's identity, scoping stored offsets
+	Seeds      []string // the brokers
+	ClientOpts []kgo.Opt
+	Sink       Sink
+	DLQ        *kafka.DLQ
+	Metrics    *Metrics
+	Log        *slog.Logger
+	// Committed, if set, is told each partition's next offset once it is
+	// stored in the target (ack tracking, trimming).
+	Committed func(group, topic string, partition int32, next int64)
+	// Applied, if set, is given the source keys of the stream's inserts
+	// and updates once they are in the target (re-verification).
+	Applied func(mapping string, keys []change.Row)
+	MaxPoll int // records per poll; 0: 10,000
+}
+
+// New returns an Applier of cfg.
+func New(cfg Config) *Applier {
+	a := &Applier{mapping: cfg.Mapping, topic: cfg.Topic, group: cfg.Group, epoch: cfg.Epoch, seeds: cfg.Seeds,
+		clientOpt: cfg.ClientOpts, sink: cfg.Sink, dlq: cfg.DLQ, metrics: cfg.Metrics, log: cfg.Log,
+		committed: cfg.Committed, applied: cfg.Applied, maxPoll: cfg.MaxPoll, guard: newSchemaGuard(cfg.Mapping)}
+	if a.maxPoll <= 0 {
+		a.maxPoll = 10_000
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.committed == nil {
+		a.committed = func(string, string, int32, int64) {}
+	}
+	return a
+}
+
+// Mapping is the name of the mapping the Applier applies.
+func (a *Applier) Mapping() string { return a.mapping.Name }
+
+// Joined reports whether the consumer has been assigned its partitions.
+func (a *Applier) Joined() bool { return a.joined.Load() }
+
+// Lag is tandem_replication_lag_seconds of the mapping, as last set.
+func (a *Applier) Lag() time.Duration {
+	return time.Duration(a.lagMillis.Load()) * time.Millisecond
+}
+
+// setLag sets the mapping's lag, in seconds (negative: 0), in the Applier
+// and its gauge.
+func (a *Applier) setLag(seconds float64) {
+	seconds = max(0, seconds)
+	a.lagMillis.Store(int64(seconds * 1000))
+	a.metrics.Lag.WithLabelValues(a.mapping.Name).Set(seconds)
+}
+
+// Run consumes until ctx ends. Two stages overlap: one goroutine polls,
 // decodes and transforms the next records while the other writes the
 // previous batch to the target. A batch fenced off by the target (a
 // rebalance moved its partition while it was in flight) is dropped, and
 // consumption restarts from the offsets stored in the target.
-func (a *applier) run(ctx context.Context) error {
-	a.metrics.paused.WithLabelValues(a.mapping.Name).Set(0)
+func (a *Applier) Run(ctx context.Context) error {
+	a.metrics.Paused.WithLabelValues(a.mapping.Name).Set(0)
 	for {
 		err := a.consume(ctx)
 		if !errors.Is(err, sink.ErrFenced) {
@@ -56,7 +128,7 @@ func (a *applier) run(ctx context.Context) error {
 	}
 }
 
-func (a *applier) consume(ctx context.Context) error {
+func (a *Applier) consume(ctx context.Context) error {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(a.seeds...),
 		kgo.ConsumerGroup(a.group),
@@ -93,8 +165,7 @@ func (a *applier) consume(ctx context.Context) error {
 }
 
 // poll fetches, decodes and transforms records and hands them to the writer.
-func (a *applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepared) error {
-	lag := a.metrics.lag.WithLabelValues(a.mapping.Name)
+func (a *Applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepared) error {
 	for {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fetches := cl.PollRecords(pctx, a.maxPoll)
@@ -111,7 +182,7 @@ func (a *applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepar
 		fetches.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
 		if len(recs) == 0 {
 			if len(ready) == 0 && !a.writing.Load() {
-				lag.Set(0) // caught up and idle
+				a.setLag(0) // caught up and idle
 			}
 			continue
 		}
@@ -133,9 +204,9 @@ func (a *applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepar
 // halt stops the mapping for good (until restarted) after a schema change
 // under it: paused, counted, said once, and nothing after the change is
 // applied or acknowledged, so nothing is lost.
-func (a *applier) halt(ctx context.Context, stop *schemaChangeError) error {
-	a.metrics.paused.WithLabelValues(a.mapping.Name).Set(1)
-	a.metrics.errors.WithLabelValues(stop.Table, "schema_changed").Inc()
+func (a *Applier) halt(ctx context.Context, stop *schemaChangeError) error {
+	a.metrics.Paused.WithLabelValues(a.mapping.Name).Set(1)
+	a.metrics.Errors.WithLabelValues(stop.Table, "schema_changed").Inc()
 	a.log.Error("mapping stopped: source schema changed", "mapping", a.mapping.Name, "table", stop.Table, "column", stop.Column, "err", stop)
 	<-ctx.Done()
 	return ctx.Err()
@@ -143,7 +214,7 @@ func (a *applier) halt(ctx context.Context, stop *schemaChangeError) error {
 
 // storedOffsets starts each assigned partition where the target says this
 // group stands in this cluster, or at the start of the topic.
-func (a *applier) storedOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+func (a *Applier) storedOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	var stored []sink.Offset
 	err := a.retry(ctx, "read stored offsets", func() error {
 		var err error
@@ -181,7 +252,7 @@ type prepared struct {
 // prepare transforms the records once and sends poison ones to the
 // dead-letter topic (retrying that until it works). A change that a schema
 // change makes unsafe to transform ends the batch before it; stop says why.
-func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared, stop *schemaChangeError, err error) {
+func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared, stop *schemaChangeError, err error) {
 	var (
 		dead   []*kgo.Record
 		ranges = map[topicPartition]*sink.Offset{}
@@ -202,8 +273,8 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 			ranges[tp] = &sink.Offset{Topic: r.Topic, Partition: r.Partition, From: r.Offset, Next: r.Offset + 1}
 		}
 		if err != nil {
-			dead = append(dead, a.dlq.record(a.mapping.Name, "decode", err, r))
-			p.dead = append(p.dead, storedDeadLetter(a.mapping.Name, "decode", err, r))
+			dead = append(dead, a.dlq.Record(a.mapping.Name, "decode", err, r))
+			p.dead = append(p.dead, kafka.StoredDeadLetter(a.mapping.Name, "decode", err, r))
 			continue
 		}
 		if ev.Commit.After(p.newest) {
@@ -225,12 +296,12 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 			}
 		}
 		if err != nil {
-			dead = append(dead, a.dlq.record(a.mapping.Name, reason, err, r))
-			p.dead = append(p.dead, storedDeadLetter(a.mapping.Name, reason, err, r))
+			dead = append(dead, a.dlq.Record(a.mapping.Name, reason, err, r))
+			p.dead = append(p.dead, kafka.StoredDeadLetter(a.mapping.Name, reason, err, r))
 			continue
 		}
 		p.writes = append(p.writes, ws...)
-		if a.verify != nil && (ev.Op == change.OpCreate || ev.Op == change.OpUpdate) {
+		if a.applied != nil && (ev.Op == change.OpCreate || ev.Op == change.OpUpdate) {
 			p.keys = append(p.keys, ev.After) // the records carry no key names: Verify picks the key
 		}
 	}
@@ -238,31 +309,30 @@ func (a *applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 		p.cp.Offsets = append(p.cp.Offsets, *o)
 	}
 	if len(dead) > 0 {
-		if err := a.retry(ctx, "write dead letters", func() error { return a.dlq.produce(ctx, dead) }); err != nil {
+		if err := a.retry(ctx, "write dead letters", func() error { return a.dlq.Produce(ctx, dead) }); err != nil {
 			return nil, nil, err
 		}
 		for _, d := range dead {
-			a.metrics.dlq.WithLabelValues(a.mapping.Name, string(d.Headers[0].Value)).Inc()
+			a.metrics.DLQ.WithLabelValues(a.mapping.Name, string(d.Headers[0].Value)).Inc()
 		}
-		a.log.Warn("changes sent to the dead-letter topic", "mapping", a.mapping.Name, "count", len(dead), "topic", a.dlq.topic)
+		a.log.Warn("changes sent to the dead-letter topic", "mapping", a.mapping.Name, "count", len(dead), "topic", a.dlq.Topic())
 	}
 	return p, stop, nil
 }
 
 // write applies a prepared batch with its offsets, retrying until it works
 // (the mapping is paused meanwhile) or the target fences it off.
-func (a *applier) write(ctx context.Context, p *prepared) error {
+func (a *Applier) write(ctx context.Context, p *prepared) error {
 	a.writing.Store(true)
 	defer a.writing.Store(false)
-	lag := a.metrics.lag.WithLabelValues(a.mapping.Name)
 	err := a.retry(ctx, "apply batch", func() error {
 		if !p.newest.IsZero() {
-			lag.Set(max(0, time.Since(p.newest).Seconds())) // grows while the batch waits
+			a.setLag(time.Since(p.newest).Seconds()) // grows while the batch waits
 		}
 		start := time.Now()
 		err := a.sink.Apply(ctx, sink.Batch{Writes: p.writes, DeadLetters: p.dead}, p.cp)
 		if err == nil {
-			a.metrics.batches.WithLabelValues(a.mapping.Name).Observe(time.Since(start).Seconds())
+			a.metrics.Batches.WithLabelValues(a.mapping.Name).Observe(time.Since(start).Seconds())
 		}
 		return err
 	})
@@ -278,23 +348,25 @@ func (a *applier) write(ctx context.Context, p *prepared) error {
 		counts[tableOp{w.Table, w.Op}]++
 	}
 	for k, n := range counts {
-		a.metrics.rows.WithLabelValues(k.table, k.op.String()).Add(float64(n))
+		a.metrics.Rows.WithLabelValues(k.table, k.op.String()).Add(float64(n))
 	}
 	if !p.newest.IsZero() {
-		a.metrics.lag.WithLabelValues(a.mapping.Name).Set(max(0, time.Since(p.newest).Seconds()))
+		a.setLag(time.Since(p.newest).Seconds())
 	}
 	for _, o := range p.cp.Offsets {
 		a.committed(a.group, o.Topic, o.Partition, o.Next)
 	}
-	a.verify.add(a.mapping.Name, p.keys)
+	if a.applied != nil && len(p.keys) > 0 {
+		a.applied(a.mapping.Name, p.keys)
+	}
 	return nil
 }
 
 // retry runs fn until it succeeds or ctx ends. While it fails the mapping is
 // paused: tandem_mapping_paused is 1, each distinct error is logged once, and
 // attempts back off from 250ms to 30s.
-func (a *applier) retry(ctx context.Context, what string, fn func() error) error {
-	paused := a.metrics.paused.WithLabelValues(a.mapping.Name)
+func (a *Applier) retry(ctx context.Context, what string, fn func() error) error {
+	paused := a.metrics.Paused.WithLabelValues(a.mapping.Name)
 	backoff := 250 * time.Millisecond
 	lastMsg := ""
 	for attempt := 0; ; attempt++ {
@@ -312,86 +384,20 @@ func (a *applier) retry(ctx context.Context, what string, fn func() error) error
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		table, reason := classify(err)
+		table, reason := sink.Classify(err)
 		if table == "" {
 			table = a.mapping.From.String()
 		}
-		a.metrics.errors.WithLabelValues(table, reason).Inc()
+		a.metrics.Errors.WithLabelValues(table, reason).Inc()
 		paused.Set(1)
 		if msg := err.Error(); msg != lastMsg {
 			a.log.Error("mapping paused: "+what+" failed; retrying", "mapping", a.mapping.Name, "reason", reason, "err", err)
 			lastMsg = msg
 		}
-		if s, ok := a.sink.(interface{ Forget() }); ok {
-			s.Forget()
-		}
+		a.sink.Forget()
 		if err := poll.Sleep(ctx, backoff); err != nil {
 			return err
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}
-}
-
-// classify names an apply failure for tandem_apply_errors_total: as the
-// sink classified it, else connection (a timeout) or other.
-func classify(err error) (table, reason string) {
-	var se *sink.Error
-	if errors.As(err, &se) {
-		return se.Table, se.Reason
-	}
-	var netErr interface{ Timeout() bool }
-	if errors.As(err, &netErr) {
-		return "", "connection"
-	}
-	return "", "other"
-}
-
-// dlqWriter sends poison changes to <prefix>.dlq with the error and the original record.
-type dlqWriter struct {
-	client *kgo.Client
-	topic  string
-}
-
-// deadLetter is the value of a dead-letter record.
-type deadLetter struct {
-	Mapping   string          `json:"mapping"`
-	Reason    string          `json:"reason"`
-	Error     string          `json:"error"`
-	Topic     string          `json:"topic"`
-	Partition int32           `json:"partition"`
-	Offset    int64           `json:"offset"`
-	Key       json.RawMessage `json:"key"`
-	Value     json.RawMessage `json:"value"`
-	TsMs      int64           `json:"ts_ms"`
-}
-
-func (d *dlqWriter) record(mapping, reason string, err error, r *kgo.Record) *kgo.Record {
-	v, _ := json.Marshal(deadLetter{
-		Mapping: mapping, Reason: reason, Error: err.Error(), Topic: r.Topic, Partition: r.Partition,
-		Offset: r.Offset, Key: rawOrString(r.Key), Value: rawOrString(r.Value), TsMs: time.Now().UnixMilli(),
-	})
-	return &kgo.Record{Topic: d.topic, Key: r.Key, Value: v, Headers: []kgo.RecordHeader{
-		{Key: "tandem.reason", Value: []byte(reason)}, {Key: "tandem.mapping", Value: []byte(mapping)},
-	}}
-}
-
-// storedDeadLetter is the dead letter the target keeps with the batch.
-func storedDeadLetter(mapping, reason string, err error, r *kgo.Record) sink.DeadLetter {
-	return sink.DeadLetter{Mapping: mapping, Reason: reason, Error: err.Error(), Topic: r.Topic,
-		Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value}
-}
-
-func rawOrString(b []byte) json.RawMessage {
-	if json.Valid(b) {
-		return b
-	}
-	s, _ := json.Marshal(string(b))
-	return s
-}
-
-func (d *dlqWriter) produce(ctx context.Context, recs []*kgo.Record) error {
-	if err := d.client.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return fmt.Errorf("produce to %s: %w", d.topic, err)
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"testing"
@@ -7,14 +7,14 @@ import (
 )
 
 func TestTrimmer_TrimsOnlyWhatEveryReadingGroupApplied(t *testing.T) {
-	tr := newTrimmer(map[string][]string{"orders": {"g1", "g2"}, "customers": {"g3"}})
-	tr.commit("g1", "orders", 0, 10)
-	tr.commit("g3", "customers", 1, 7)
+	tr := NewTrimmer(map[string][]string{"orders": {"g1", "g2"}, "customers": {"g3"}})
+	tr.Commit("g1", "orders", 0, 10)
+	tr.Commit("g3", "customers", 1, 7)
 	if diff := cmp.Diff(map[string]map[int32]int64{"customers": {1: 7}}, tr.due()); diff != "" {
 		t.Errorf("before g2 committed (-want +got):\n%s", diff)
 	}
-	tr.commit("g2", "orders", 0, 4)
-	tr.commit("g1", "orders", 0, 8) // older: ignored
+	tr.Commit("g2", "orders", 0, 4)
+	tr.Commit("g1", "orders", 0, 8) // older: ignored
 	due := tr.due()
 	if diff := cmp.Diff(map[string]map[int32]int64{"orders": {0: 4}, "customers": {1: 7}}, due); diff != "" {
 		t.Errorf("both committed (-want +got):\n%s", diff)
@@ -23,7 +23,7 @@ func TestTrimmer_TrimsOnlyWhatEveryReadingGroupApplied(t *testing.T) {
 	if got := tr.due(); len(got) != 0 {
 		t.Errorf("nothing moved since the trim, but due = %v", got)
 	}
-	tr.commit("g2", "orders", 0, 12)
+	tr.Commit("g2", "orders", 0, 12)
 	if diff := cmp.Diff(map[string]map[int32]int64{"orders": {0: 10}}, tr.due()); diff != "" {
 		t.Errorf("after g2 moved (-want +got):\n%s", diff)
 	}
