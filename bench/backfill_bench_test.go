@@ -28,14 +28,14 @@ import (
 
 	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
 // The backfill benchmark copies a 1,000,000-row table that exists before
 // tandem starts (history) into an empty PostgreSQL target with `tandem
-// backfill` (pipeline.Run with Options.Backfill: the capture role sets the
+// backfill` (app.Run with Options.Backfill: the capture role sets the
 // stream's start, the backfill reads chunks and writes them to the target;
 // from PostgreSQL, the identity mapping copies them as COPY text), from a
 // PostgreSQL source and from a MariaDB source. The run
@@ -184,7 +184,7 @@ func TestBackfillConfigs_Compile(t *testing.T) {
 		pgBackfillConfig("postgres://u@127.0.0.1:1/s", "postgres://u@127.0.0.1:1/t", "tandem_bench_0", ""),
 		mysqlBackfillConfig("mysql://u:p@127.0.0.1:1/s", "s", "postgres://u@127.0.0.1:1/t", 5001, backfillTuned.yaml),
 	} {
-		if _, err := pipeline.CompileMappings(pipelinetest.ParseConfig(t, yaml)); err != nil {
+		if _, err := app.CompileMappings(apptest.ParseConfig(t, yaml)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -225,7 +225,7 @@ var (
 // aim), beside
 // the limit: the same rows streamed
 // from the source into COPY FROM STDIN on the target's server. The rate is
-// from the call of pipeline.Run to its return, which is when the copy is
+// from the call of app.Run to its return, which is when the copy is
 // durable in the target. Each iteration logs its figures, with the peak
 // RSS of the backfill process and where the CPU went; the metrics are the
 // last iteration's.
@@ -308,9 +308,9 @@ func (l backfillBench) summary() string {
 		}
 		c := r.child
 		lines = append(lines,
-			fmt.Sprintf("  %-40s %9s rows/s   (%.2fx the limit; %s of >= %.2fx): %.1f s from pipeline.Run to its return, the runner's copy %.1f s",
+			fmt.Sprintf("  %-40s %9s rows/s   (%.2fx the limit; %s of >= %.2fx): %.1f s from app.Run to its return, the runner's copy %.1f s",
 				"backfill, "+r.setting.name, thousands(r.rate()), r.rate()/l.copy, aim, aimBackfillOverCopy, c.Seconds, c.Took),
-			fmt.Sprintf("      peak RSS %.1f MiB (VmHWM of the backfill process; %.1f MiB before pipeline.Run); %d GCs",
+			fmt.Sprintf("      peak RSS %.1f MiB (VmHWM of the backfill process; %.1f MiB before app.Run); %d GCs",
 				float64(c.PeakRSS)/1024, float64(c.BaseRSS)/1024, c.NumGC),
 			"      "+c.curve(),
 			"      "+r.cpu.breakdownWith("tandem", time.Duration(c.CPUSeconds*float64(time.Second)), l.serverNames)+
@@ -677,10 +677,10 @@ type backfillSpec struct {
 
 // backfillChildRun is what a backfill child measured.
 type backfillChildRun struct {
-	Seconds    float64 // from calling pipeline.Run to its return: the copy durable in the target
+	Seconds    float64 // from calling app.Run to its return: the copy durable in the target
 	Took       float64 // the runner's own Summary.Took
 	Rows       int64
-	BaseRSS    int64   // VmRSS (KiB) just before pipeline.Run, after a GC
+	BaseRSS    int64   // VmRSS (KiB) just before app.Run, after a GC
 	PeakRSS    int64   // VmHWM (KiB) after it: the peak over the run
 	CPUSeconds float64 // the child's user + system time over the run
 	NumGC      uint32
@@ -689,7 +689,7 @@ type backfillChildRun struct {
 
 // backfillSample is the child's state at one moment of the run.
 type backfillSample struct {
-	Seconds   float64 // since pipeline.Run was called
+	Seconds   float64 // since app.Run was called
 	RSS       int64   // VmRSS, KiB
 	HeapInuse uint64  // bytes
 	Copied    float64 // tandem_backfill_rows_total
@@ -741,7 +741,7 @@ func TestBackfillChild(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
 		t.Fatal(err)
 	}
-	cfg := pipelinetest.ParseConfig(t, spec.Config)
+	cfg := apptest.ParseConfig(t, spec.Config)
 	ctx, cancel := context.WithTimeout(context.Background(), backfillWithin)
 	defer cancel()
 	reg := prometheus.NewRegistry()
@@ -771,9 +771,9 @@ func TestBackfillChild(t *testing.T) {
 				Copied: counter(reg, "tandem_backfill_rows_total")})
 		}
 	}()
-	err := pipeline.Run(ctx, cfg, pipeline.Options{
-		Roles: pipeline.Roles{Capture: true, Apply: true}, Registry: reg,
-		Backfill: &pipeline.BackfillOptions{Done: func(s backfill.Summary) { sum = s }},
+	err := app.Run(ctx, cfg, app.Options{
+		Roles: app.Roles{Capture: true, Apply: true}, Registry: reg,
+		Backfill: &app.BackfillOptions{Done: func(s backfill.Summary) { sum = s }},
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	r.Seconds = time.Since(begin).Seconds()

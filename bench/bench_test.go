@@ -23,14 +23,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	pollpkg "github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
-	pipeline.TuneRuntime() // as cmd/tandem runs
+	app.TuneRuntime() // as cmd/tandem runs
 	os.Exit(testenv.Run(m))
 }
 
@@ -117,8 +117,8 @@ mappings:
 // TestPipelineConfig_Compiles keeps the benchmarks' config valid without
 // running them.
 func TestPipelineConfig_Compiles(t *testing.T) {
-	cfg := pipelinetest.ParseConfig(t, pipelineConfig("postgres://u@127.0.0.1:1/s", "postgres://u@127.0.0.1:1/t", "tandem_bench_0"))
-	if _, err := pipeline.CompileMappings(cfg); err != nil {
+	cfg := apptest.ParseConfig(t, pipelineConfig("postgres://u@127.0.0.1:1/s", "postgres://u@127.0.0.1:1/t", "tandem_bench_0"))
+	if _, err := app.CompileMappings(cfg); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -553,13 +553,13 @@ func dropSlot(ctx context.Context, src *pgxpool.Pool, slot string) error {
 	return nil
 }
 
-// running is a pipeline.Run in a goroutine.
+// running is a app.Run in a goroutine.
 // startPipeline runs tandem on e (warnings and errors logged only: a
 // benchmark prints everything it logs) and returns once it is ready.
-func startPipeline(b *testing.B, e *env) *pipelinetest.Running {
+func startPipeline(b *testing.B, e *env) *apptest.Running {
 	b.Helper()
-	cfg := pipelinetest.ParseConfig(b, pipelineConfig(e.srcDSN, e.tgtDSN, e.slot))
-	return pipelinetest.Start(b, cfg, pipeline.Roles{Capture: true, Apply: true}, slog.LevelWarn)
+	cfg := apptest.ParseConfig(b, pipelineConfig(e.srcDSN, e.tgtDSN, e.slot))
+	return apptest.Start(b, cfg, app.Roles{Capture: true, Apply: true}, slog.LevelWarn)
 }
 
 // poll calls cond every pollEvery until it returns true or an error, or
@@ -571,7 +571,7 @@ func poll(within time.Duration, cond func() (bool, error)) (time.Time, error) {
 
 // counter sums a counter family of the registry over its labels.
 func counter(g prometheus.Gatherer, name string) float64 {
-	v, _ := pipelinetest.Metric(g, name, nil)
+	v, _ := apptest.Metric(g, name, nil)
 	return v
 }
 

@@ -24,8 +24,8 @@ import (
 	"github.com/tandemcdc/tandem/capture/mysql"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -86,8 +86,8 @@ mappings:
 // TestMySQLPipelineConfig_Compiles keeps the MySQL benchmark's config valid
 // without running it.
 func TestMySQLPipelineConfig_Compiles(t *testing.T) {
-	cfg := pipelinetest.ParseConfig(t, mysqlPipelineConfig("mysql://u:p@127.0.0.1:1/s", "s", "postgres://u@127.0.0.1:1/t", 5001))
-	if _, err := pipeline.CompileMappings(cfg); err != nil {
+	cfg := apptest.ParseConfig(t, mysqlPipelineConfig("mysql://u:p@127.0.0.1:1/s", "s", "postgres://u@127.0.0.1:1/t", 5001))
+	if _, err := app.CompileMappings(cfg); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -568,9 +568,9 @@ func measureMySQLEndToEnd(b *testing.B, backlog bool) mysqlEndToEnd {
 	if pm, err := postmaster(ctx, tgt); err == nil {
 		pids = append(pids, pm)
 	}
-	cfg := pipelinetest.ParseConfig(b, mysqlPipelineConfig(e.dsn, e.db, tgtDSN, mysqlServerID()))
-	start := func() *pipelinetest.Running {
-		return pipelinetest.Start(b, cfg, pipeline.Roles{Capture: true, Apply: true}, slog.LevelWarn)
+	cfg := apptest.ParseConfig(b, mysqlPipelineConfig(e.dsn, e.db, tgtDSN, mysqlServerID()))
+	start := func() *apptest.Running {
+		return apptest.Start(b, cfg, app.Roles{Capture: true, Apply: true}, slog.LevelWarn)
 	}
 	r := start() // saves the binlog's end as its start position in the target
 	if backlog {

@@ -19,8 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/reconcile"
 )
 
@@ -28,7 +28,7 @@ import (
 // source table with a PostgreSQL target table holding exactly its rows
 // through the identity mapping of the backfill benchmark (six columns: key,
 // text, numeric, timestamptz, integer, nullable text), with full sweeps of
-// pipeline.Reconcile, unbounded (reconcile.max_rows_per_second -1): at
+// app.Reconcile, unbounded (reconcile.max_rows_per_second -1): at
 // chunk_rows 1000 and 5000 (the default) the identity mapping, whose
 // chunks the servers summarise (reconcile's sweepHashed: only chunks whose
 // summaries differ are read); at the default chunk_rows the same mapping
@@ -45,7 +45,7 @@ import (
 // rows and 1,000,000 target rows, so its rate is 2,000,000 / its time; the
 // sweep compares the same 2,000,000 rows (MappingReport.Checked counts the
 // source rows and the target keys: 2,000,000 too), so its rate is 2,000,000
-// / its time, from the call of pipeline.Reconcile to its return. It reads
+// / its time, from the call of app.Reconcile to its return. It reads
 // each side once: the target is walked in key order beside the source (its
 // key copies the source's integer key).
 //
@@ -57,7 +57,7 @@ import (
 // row.
 //
 // BenchmarkReconcile/detect measures the detection time of continuous mode
-// (pipeline.ServeReconcile, as `tandem reconcile` runs) at its default
+// (app.ServeReconcile, as `tandem reconcile` runs) at its default
 // settings (read rate 5,000 rows/s, chunk_rows 5000, settle 5 s), on a
 // 50,000-row table with one corrupted target row, from the call to the
 // "reconcile found drift" log line, against the rate limiter's model: the
@@ -128,7 +128,7 @@ func TestReconcileConfigs_Compile(t *testing.T) {
 			if strings.Contains(yaml, computedColumn) != computed {
 				t.Fatalf("computed %v, config:\n%s", computed, yaml)
 			}
-			if _, err := pipeline.CompileMappings(pipelinetest.ParseConfig(t, yaml)); err != nil {
+			if _, err := app.CompileMappings(apptest.ParseConfig(t, yaml)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -166,7 +166,7 @@ type reconcileBench struct {
 	sweeps           []reconcileSweep // unbounded: chunk_rows 1000 on equal tables, the default with one row corrupted
 }
 
-// reconcileSweep is one pipeline.Reconcile.
+// reconcileSweep is one app.Reconcile.
 type reconcileSweep struct {
 	chunkRows  int
 	computed   bool          // the mapping computes a column: rows compared in tandem
@@ -350,7 +350,7 @@ func copyBetween(ctx context.Context, from *pgx.Conn, copyTo string, to *pgx.Con
 // config is the run's tandem.yaml with a reconcile: section.
 func (rt *reconcileTables) config(b *testing.B, tuning string, computed bool) *config.Config {
 	b.Helper()
-	return pipelinetest.ParseConfig(b, reconcileConfig(rt.e.srcDSN, rt.e.tgtDSN, rt.slot, tuning, computed))
+	return apptest.ParseConfig(b, reconcileConfig(rt.e.srcDSN, rt.e.tgtDSN, rt.slot, tuning, computed))
 }
 
 // computedColumn is the benchmark's one column computed by CEL (with the
@@ -399,19 +399,19 @@ func (rt *reconcileTables) measureScan(ctx context.Context, b *testing.B) (src, 
 	return src, tgt, cpu
 }
 
-// sweep runs pipeline.Reconcile once with tuning and a settle time of
+// sweep runs app.Reconcile once with tuning and a settle time of
 // reconcileSweepSettle (warnings logged only).
-func (rt *reconcileTables) sweep(ctx context.Context, b *testing.B, tuning string, computed bool) (reconcileSweep, *pipeline.ReconcileResult) {
+func (rt *reconcileTables) sweep(ctx context.Context, b *testing.B, tuning string, computed bool) (reconcileSweep, *app.ReconcileResult) {
 	b.Helper()
 	cfg := rt.config(b, tuning, computed)
 	ctx, cancel := context.WithTimeout(ctx, reconcileWithin)
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(pipelinetest.LogWriter{TB: b}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(apptest.LogWriter{TB: b}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	runtime.GC() // the heap of what ran before is not the sweep's
 	gc := watchGC()
 	cpu0 := sampleCPU(rt.e.postmasters...)
 	begin := time.Now()
-	res, err := pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Logger: log, Settle: reconcileSweepSettle})
+	res, err := app.Reconcile(ctx, cfg, app.ReconcileOptions{Logger: log, Settle: reconcileSweepSettle})
 	took := time.Since(begin)
 	cpu := cpu0.until(sampleCPU(rt.e.postmasters...))
 	if err != nil {
@@ -511,7 +511,7 @@ func (rt *reconcileTables) corrupt(ctx context.Context, b *testing.B, id int) in
 
 // checkOneMismatch fails b unless res holds exactly one drifted row: the
 // target's row id, a mismatch in balance.
-func checkOneMismatch(b *testing.B, res *pipeline.ReconcileResult, id int) {
+func checkOneMismatch(b *testing.B, res *app.ReconcileResult, id int) {
 	b.Helper()
 	if len(res.Report.Mappings) != 1 {
 		b.Fatalf("%d mappings reported, want 1", len(res.Report.Mappings))
@@ -613,7 +613,7 @@ func measureDetection(b *testing.B) reconcileDetect {
 	tap := &logTap{records: make(chan slog.Record, 64)}
 	served := make(chan error, 1)
 	begin := time.Now()
-	go func() { served <- pipeline.ServeReconcile(ctx, cfg, slog.New(tap)) }()
+	go func() { served <- app.ServeReconcile(ctx, cfg, slog.New(tap)) }()
 wait:
 	for {
 		select {

@@ -4,7 +4,7 @@
 // Alertmanager configuration (deploy/alertmanager). Its Go test runs the real
 // promtool and checks that the rules and the dashboard use only metric names
 // tandem exports, so `make test` fails when a rule or a panel breaks.
-// internal/pipeline's TestMetricsExported_* check the same names against a
+// internal/app's TestMetricsExported_* check the same names against a
 // running tandem's /metrics.
 package deploy
 
@@ -48,7 +48,7 @@ var knownMetrics = map[string]string{
 	"tandem_source_retention_headroom_seconds": "gauge",     // binlog sources: binlogs expire by age
 	"tandem_capture_streaming":                 "gauge",     // 1 while capture reads the source's stream
 	"tandem_reconcile_unsettled_rows":          "gauge",     // rows that differed but settled: not drift
-	"tandem_apply_batch_duration_seconds":      "histogram", // internal/pipeline/metrics.go
+	"tandem_apply_batch_duration_seconds":      "histogram", // apply/metrics.go
 }
 
 var metricName = regexp.MustCompile(`\btandem_[a-z0-9_]+`)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/sink"
 )
@@ -23,7 +23,7 @@ const maxImageBytes = 400
 
 // runDLQList prints the dead letters kept in the target, oldest first.
 func runDLQList(ctx context.Context, cfg *config.Config, mapping string, limit int, stdout, stderr io.Writer) int {
-	store, closeStore, err := pipeline.ListDeadLetters(ctx, cfg)
+	store, closeStore, err := app.ListDeadLetters(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "tandem dlq list: %v\n", err)
 		return exitFailed
@@ -132,8 +132,8 @@ func shorten(s string) string {
 // mapping and prints what still fails: exit 0 when every dead letter is
 // gone, 1 when some remain.
 func runDLQReplay(ctx context.Context, cfg *config.Config, mapping string, _ *slog.Logger, stdout, stderr io.Writer) int {
-	rep, err := pipeline.ReplayDeadLetters(ctx, cfg, mapping)
-	if errors.Is(err, pipeline.ErrUnknownMapping) {
+	rep, err := app.ReplayDeadLetters(ctx, cfg, mapping)
+	if errors.Is(err, app.ErrUnknownMapping) {
 		fmt.Fprintf(stderr, "tandem dlq replay: %v\n", err)
 		return exitUsage
 	}
@@ -192,10 +192,10 @@ func runDLQDrop(ctx context.Context, cfg *config.Config, mapping string, f dropF
 		fmt.Fprintln(stderr, "tandem dlq drop: name one dead letter (--topic, --partition and --offset, as `tandem dlq list` shows them) or --all")
 		return exitUsage
 	}
-	dropped, err := pipeline.DropDeadLetters(ctx, cfg, mapping, func(id sink.DeadLetterID) bool {
+	dropped, err := app.DropDeadLetters(ctx, cfg, mapping, func(id sink.DeadLetterID) bool {
 		return f.all || id.Topic == f.topic && id.Partition == int32(f.partition) && id.Offset == f.offset
 	})
-	if errors.Is(err, pipeline.ErrUnknownMapping) {
+	if errors.Is(err, app.ErrUnknownMapping) {
 		fmt.Fprintf(stderr, "tandem dlq drop: %v\n", err)
 		return exitUsage
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/backfill/progress"
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/app"
 )
 
 // estimateSample is how long `tandem backfill --estimate` reads each table.
@@ -75,7 +75,7 @@ Exit codes: 0 ok, 1 check failed, 2 usage or config error.
 `
 
 func main() {
-	pipeline.TuneRuntime()
+	app.TuneRuntime()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -174,7 +174,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tandem %s: %v\n", verb, err)
 		return exitUsage
 	}
-	if _, err := pipeline.CompileMappings(cfg); err != nil {
+	if _, err := app.CompileMappings(cfg); err != nil {
 		fmt.Fprintf(stderr, "tandem %s: %v\n", verb, err)
 		return exitUsage
 	}
@@ -182,7 +182,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	if verb == "slot drop" {
-		dropped, err := pipeline.DropSlot(ctx, cfg)
+		dropped, err := app.DropSlot(ctx, cfg)
 		for _, d := range dropped {
 			fmt.Fprintf(stdout, "dropped %s\n", d)
 		}
@@ -208,13 +208,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDLQDrop(ctx, cfg, dlqMapping, drop, stdout, stderr)
 	}
 	if verb == "check" {
-		problems, err := pipeline.Check(ctx, cfg)
+		problems, err := app.Check(ctx, cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "tandem check: %v\n", err)
 			return exitUsage
 		}
-		pipeline.PrintProblems(stdout, problems)
-		if pipeline.HasFailures(problems) {
+		app.PrintProblems(stdout, problems)
+		if app.HasFailures(problems) {
 			return exitFailed
 		}
 		return exitOK
@@ -222,14 +222,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	// Refuse to start on what check calls fatal (a missing table, an
 	// unreachable database), before anything is created or written.
-	problems, err := pipeline.Check(ctx, cfg)
+	problems, err := app.Check(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "tandem %s: %v\n", verb, err)
 		return exitUsage
 	}
-	if pipeline.HasFailures(problems) {
+	if app.HasFailures(problems) {
 		fmt.Fprintf(stderr, "tandem %s: refusing to start, `tandem check -c %s` fails:\n", verb, *cfgPath)
-		pipeline.PrintProblems(stderr, problems)
+		app.PrintProblems(stderr, problems)
 		return exitUsage
 	}
 	if verb == "backfill" && estimate {
@@ -239,8 +239,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	roles := pipeline.Roles{Capture: verb != "apply", Apply: verb != "capture"}
-	opts := pipeline.Options{Roles: roles, Logger: log, Version: version}
+	roles := app.Roles{Capture: verb != "apply", Apply: verb != "capture"}
+	opts := app.Options{Roles: roles, Logger: log, Version: version}
 	if verb == "backfill" {
 		// The copy goes straight to the target. With the embedded broker
 		// the stream lives in this process, so it streams and applies too
@@ -248,8 +248,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// an external cluster it only copies, beside a running `tandem
 		// capture` and `apply`.
 		embedded := len(cfg.Kafka.Brokers) == 0
-		opts.Roles = pipeline.Roles{Capture: embedded, Apply: embedded}
-		opts.Backfill = &pipeline.BackfillOptions{Tables: tables, Restart: restart, Done: func(s backfill.Summary) {
+		opts.Roles = app.Roles{Capture: embedded, Apply: embedded}
+		opts.Backfill = &app.BackfillOptions{Tables: tables, Restart: restart, Done: func(s backfill.Summary) {
 			fmt.Fprintf(stdout, "backfill done: %d rows of %d tables in %s (throttled %s); %d tables already done\n",
 				s.Rows, s.Tables, s.Took.Round(time.Millisecond), s.Throttled.Round(time.Millisecond), len(s.Skipped))
 		}}
@@ -264,8 +264,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	err = pipeline.Run(ctx, cfg, opts)
-	if errors.Is(err, pipeline.ErrEmbeddedNeedsRun) {
+	err = app.Run(ctx, cfg, opts)
+	if errors.Is(err, app.ErrEmbeddedNeedsRun) {
 		fmt.Fprintf(stderr, "tandem %s: %s: %v\n", verb, cfg.File, err)
 		return exitUsage
 	}
@@ -279,11 +279,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 // printEstimate samples the copy of each table and prints the projection.
 // It only reads the source: no slot, no Kafka, nothing in the target.
 func printEstimate(ctx context.Context, cfg *config.Config, names []string, stdout io.Writer) error {
-	tables, err := pipeline.BackfillTables(cfg, names)
+	tables, err := app.BackfillTables(cfg, names)
 	if err != nil {
 		return err
 	}
-	reader, closeReader, err := pipeline.BackfillReader(ctx, cfg)
+	reader, closeReader, err := app.BackfillReader(ctx, cfg)
 	if err != nil {
 		return err
 	}

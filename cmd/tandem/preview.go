@@ -6,14 +6,14 @@ import (
 	"io"
 
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/app"
 )
 
 // runPreview runs the mappings of one source table on a few of its rows and
 // prints what would be written and the inverse round trip; it writes
 // nothing. It exits 1 when a row fails to map or does not come back equal.
 func runPreview(ctx context.Context, cfg *config.Config, table string, limit int, stdout, stderr io.Writer) int {
-	clean, err := pipeline.Preview(ctx, cfg, table, limit, stdout)
+	clean, err := app.Preview(ctx, cfg, table, limit, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "tandem preview: %v\n", err)
 		return exitUsage

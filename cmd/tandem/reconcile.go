@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/reconcile"
 )
 
@@ -26,13 +26,13 @@ type reconcileFlags struct {
 // every reconcile.interval with /metrics served.
 func runReconcile(ctx context.Context, cfg *config.Config, f reconcileFlags, log *slog.Logger, stdout, stderr io.Writer) int {
 	if !f.once {
-		if err := pipeline.ServeReconcile(ctx, cfg, log); err != nil {
+		if err := app.ServeReconcile(ctx, cfg, log); err != nil {
 			fmt.Fprintf(stderr, "tandem reconcile: %v\n", err)
 			return exitFailed
 		}
 		return exitOK
 	}
-	res, err := pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Repair: f.repair, Logger: log})
+	res, err := app.Reconcile(ctx, cfg, app.ReconcileOptions{Repair: f.repair, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "tandem reconcile: %v\n", err)
 		return exitFailed
@@ -55,7 +55,7 @@ func runReconcile(ctx context.Context, cfg *config.Config, f reconcileFlags, log
 
 // printReport writes a reconcile result for people: per mapping its counts
 // and the first drifted rows as go-cmp diffs, then the consistency checks.
-func printReport(w io.Writer, res *pipeline.ReconcileResult) {
+func printReport(w io.Writer, res *app.ReconcileResult) {
 	for _, m := range res.Report.Mappings {
 		fmt.Fprintf(w, "mapping %s: %d rows checked", m.Mapping, m.Checked)
 		if m.Summarised > 0 {
@@ -122,7 +122,7 @@ func showKey(k map[string]any) string {
 }
 
 // jsonReport is the --format json shape.
-func jsonReport(res *pipeline.ReconcileResult) any {
+func jsonReport(res *app.ReconcileResult) any {
 	type check struct {
 		Name    string  `json:"name"`
 		Source  float64 `json:"source"`

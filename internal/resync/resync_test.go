@@ -16,8 +16,8 @@ import (
 
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
@@ -69,7 +69,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.sink.Close() })
-	cfg := pipelinetest.ParseConfig(t, fmt.Sprintf(`source: { kind: postgres, dsn: %q, tables: [inv.items] }
+	cfg := apptest.ParseConfig(t, fmt.Sprintf(`source: { kind: postgres, dsn: %q, tables: [inv.items] }
 target: { kind: postgres, dsn: %q }
 mappings:
   - from: inv.items
@@ -85,7 +85,7 @@ mappings:
         when: row.tag == "flag"
         columns: { id: row.id }
 `, srcDSN, tgtDSN))
-	ms, err := pipeline.CompileMappings(cfg)
+	ms, err := app.CompileMappings(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package pipeline_test
+package app_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/shop"
 	"github.com/tandemcdc/tandem/internal/testenv"
@@ -72,7 +72,7 @@ func TestReconcile_ReportsSeededDriftExactlyAndRepairFixesIt(t *testing.T) {
 		}
 	}
 
-	res, err := pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Settle: 50 * time.Millisecond})
+	res, err := app.Reconcile(ctx, cfg, app.ReconcileOptions{Settle: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestReconcile_ReportsSeededDriftExactlyAndRepairFixesIt(t *testing.T) {
 
 	// Repair re-syncs the five rows; the comparison after it finds none,
 	// and the target is what the source says it should be.
-	res, err = pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Settle: 50 * time.Millisecond, Repair: true})
+	res, err = app.Reconcile(ctx, cfg, app.ReconcileOptions{Settle: 50 * time.Millisecond, Repair: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestReconcile_ReportsSeededDriftExactlyAndRepairFixesIt(t *testing.T) {
 
 // scrape reads one sample over HTTP from a running tandem.
 func scrape(addr, name string, labels map[string]string) (float64, bool, error) {
-	v, ok := pipelinetest.Metric(pipelinetest.Scraped(addr), name, labels)
+	v, ok := apptest.Metric(apptest.Scraped(addr), name, labels)
 	return v, ok, nil
 }
 
@@ -255,7 +255,7 @@ mappings:
         status: orders.state
 `, srcDSN, tgtDSN))
 	for _, repair := range []bool{false, true} {
-		res, err := pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Settle: 10 * time.Millisecond, Repair: repair})
+		res, err := app.Reconcile(ctx, cfg, app.ReconcileOptions{Settle: 10 * time.Millisecond, Repair: repair})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package pipeline_test
+package app_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/capture"
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/shop"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
@@ -28,8 +28,8 @@ func TestRun_SecondTandemOnTheSameSlotStopsWithAClearError(t *testing.T) {
 
 	runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err := pipeline.Run(runCtx, cfg, pipeline.Options{Roles: pipeline.Roles{Capture: true, Apply: true},
-		Logger: slog.New(slog.NewTextHandler(pipelinetest.LogWriter{TB: t}, nil))})
+	err := app.Run(runCtx, cfg, app.Options{Roles: app.Roles{Capture: true, Apply: true},
+		Logger: slog.New(slog.NewTextHandler(apptest.LogWriter{TB: t}, nil))})
 	if !errors.Is(err, capture.ErrSourceTaken) {
 		t.Fatalf("second Run = %v, want capture.ErrSourceTaken", err)
 	}

@@ -1,4 +1,4 @@
-package pipeline_test
+package app_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/cart"
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/internal/testenv"
@@ -214,7 +214,7 @@ func waitText(t *testing.T, what string, want [][]string, read func() ([][]strin
 // checkClean fails the test when tandem check finds a problem in cfg.
 func checkClean(t *testing.T, cfg *config.Config) {
 	t.Helper()
-	ps, err := pipeline.Check(context.Background(), cfg)
+	ps, err := app.Check(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +351,7 @@ func TestCheck_PGSourceMoneyColumnIsAWarningWithItsFix(t *testing.T) {
 	if _, err := pgConnect(t, tgtDSN).Exec(ctx, pgTypesDDL+"; ALTER TABLE types ADD COLUMN price money"); err != nil {
 		t.Fatal(err)
 	}
-	ps, err := pipeline.Check(ctx, parseConfig(t, pgTypesConfig(srcDSN, slot, "postgres", tgtDSN, nil)))
+	ps, err := app.Check(ctx, parseConfig(t, pgTypesConfig(srcDSN, slot, "postgres", tgtDSN, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +361,7 @@ func TestCheck_PGSourceMoneyColumnIsAWarningWithItsFix(t *testing.T) {
 	if diff := cmp.Diff(want, ps); diff != "" {
 		t.Errorf("tandem check (-want +got):\n%s", diff)
 	}
-	if pipeline.HasFailures(ps) {
+	if app.HasFailures(ps) {
 		t.Errorf("a column carried as text fails check, which would stop tandem run: %v", ps)
 	}
 }

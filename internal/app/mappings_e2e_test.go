@@ -1,4 +1,4 @@
-package pipeline_test
+package app_test
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/internal/testenv"
@@ -304,7 +304,7 @@ func TestRun_SplitMergeKeyChangeWhenAndLookupsConverge(t *testing.T) {
 	if _, err := tgt.Exec(ctx, `INSERT INTO public.customers VALUES ($1, 77, 'late')`, customerUUID(77)); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := pipeline.ReplayDeadLetters(ctx, cfg, "")
+	rep, err := app.ReplayDeadLetters(ctx, cfg, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +335,7 @@ func TestCheckAndPreview_RoundTripNamesTheColumnAMappingLoses(t *testing.T) {
 `, "", 1)
 	lossy = strings.Replace(lossy, "        status: orders.status\n", "        status: 'orders.status == \"new\" ? \"NEW\" : orders.status'\n", 1)
 	cfg := parseConfig(t, legacyConfig(slot, srcDSN, tgtDSN, lossy))
-	problems, err := pipeline.Check(ctx, cfg)
+	problems, err := app.Check(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestCheckAndPreview_RoundTripNamesTheColumnAMappingLoses(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	clean, err := pipeline.Preview(ctx, cfg, "legacy.orders", 5, &out)
+	clean, err := app.Preview(ctx, cfg, "legacy.orders", 5, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ source legacy.orders (id=2)
 
 	// The right inverse: check passes and the preview is clean.
 	cfg = parseConfig(t, legacyConfig(slot, srcDSN, tgtDSN, legacyMappings))
-	if problems, err = pipeline.Check(ctx, cfg); err != nil {
+	if problems, err = app.Check(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range problems {
@@ -395,7 +395,7 @@ source legacy.orders (id=2)
 		}
 	}
 	out.Reset()
-	if clean, err = pipeline.Preview(ctx, cfg, "legacy.orders", 5, &out); err != nil || !clean {
+	if clean, err = app.Preview(ctx, cfg, "legacy.orders", 5, &out); err != nil || !clean {
 		t.Errorf("preview of the right inverse: clean=%v err=%v\n%s", clean, err, out.String())
 	}
 	if strings.Count(out.String(), "round trip: equal") != 2 {
@@ -404,7 +404,7 @@ source legacy.orders (id=2)
 
 	// A misspelt column is a check failure at its file:line:col.
 	bad := strings.Replace(legacyMappings, "status: row.status", "status: row.state", 1)
-	problems, err = pipeline.Check(ctx, parseConfig(t, legacyConfig(slot, srcDSN, tgtDSN, bad)))
+	problems, err = app.Check(ctx, parseConfig(t, legacyConfig(slot, srcDSN, tgtDSN, bad)))
 	if err != nil {
 		t.Fatal(err)
 	}

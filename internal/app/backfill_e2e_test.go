@@ -1,4 +1,4 @@
-package pipeline_test
+package app_test
 
 import (
 	"context"
@@ -20,8 +20,8 @@ import (
 	"github.com/tandemcdc/tandem/internal/cart"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/shop"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
@@ -31,13 +31,13 @@ import (
 const smallChunks = "backfill:\n  chunk_rows: 40\n  parallel: 2\n"
 
 // runBackfill runs `tandem backfill` in-process until the copy is durable.
-func runBackfill(t *testing.T, ctx context.Context, cfg *config.Config, bo pipeline.BackfillOptions) (backfill.Summary, error) {
+func runBackfill(t *testing.T, ctx context.Context, cfg *config.Config, bo app.BackfillOptions) (backfill.Summary, error) {
 	t.Helper()
 	var sum backfill.Summary
 	bo.Done = func(s backfill.Summary) { sum = s }
-	err := pipeline.Run(ctx, cfg, pipeline.Options{
-		Roles: pipeline.Roles{Capture: true, Apply: true}, Backfill: &bo,
-		Logger: slog.New(slog.NewTextHandler(pipelinetest.LogWriter{TB: t}, nil)),
+	err := app.Run(ctx, cfg, app.Options{
+		Roles: app.Roles{Capture: true, Apply: true}, Backfill: &bo,
+		Logger: slog.New(slog.NewTextHandler(apptest.LogWriter{TB: t}, nil)),
 	})
 	return sum, err
 }
@@ -62,7 +62,7 @@ func TestBackfill_PostgresHistoryAndConcurrentWritersConverge(t *testing.T) {
 			errc <- wk.Run(wctx, 0, 400)
 		}()
 	}
-	sum, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+	sum, err := runBackfill(t, ctx, cfg, app.BackfillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestBackfill_MariaDBHistoryAndConcurrentWritersConverge(t *testing.T) {
 	defer stopWriters()
 	errc := make(chan error, 1)
 	go func() { errc <- wk.Run(wctx, 0, 400) }()
-	if _, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{}); err != nil {
+	if _, err := runBackfill(t, ctx, cfg, app.BackfillOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	start(t, cfg)
@@ -137,14 +137,14 @@ func TestBackfill_KilledMidwayResumesAfterTheLastDurableChunk(t *testing.T) {
 		})
 		stopFirst()
 	}()
-	if _, err := runBackfill(t, first, cfg, pipeline.BackfillOptions{}); err != nil {
+	if _, err := runBackfill(t, first, cfg, app.BackfillOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if copied.Load() == 0 {
 		t.Fatal("the first run saved no progress")
 	}
 	// Second run: resumes; together the runs copy everything once at least.
-	sum, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+	sum, err := runBackfill(t, ctx, cfg, app.BackfillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestBackfill_KilledMidwayResumesAfterTheLastDurableChunk(t *testing.T) {
 	// A third run has nothing to do. (Stopped first: the stream's reader
 	// would refuse to share the slot with the running one.)
 	run.Stop(t)
-	sum, err = runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+	sum, err = runBackfill(t, ctx, cfg, app.BackfillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ mappings:
           sku: row.sku
           note: row.note
 `)
-	sum, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+	sum, err := runBackfill(t, ctx, cfg, app.BackfillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ mappings:
 `)
 	done := make(chan error, 1)
 	go func() {
-		_, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+		_, err := runBackfill(t, ctx, cfg, app.BackfillOptions{})
 		done <- err
 	}()
 	// The first chunk is applied; the second was read right after it and
@@ -413,7 +413,7 @@ mappings:
 		_, err := conn.Exec(ctx, sql, id)
 		return err
 	})
-	if _, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{}); err != nil {
+	if _, err := runBackfill(t, ctx, cfg, app.BackfillOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	start(t, cfg)
@@ -555,7 +555,7 @@ func writeUntilStopped(ctx context.Context, write func(ctx context.Context, i in
 // its log said what.
 func runBackfillSaying(t *testing.T, ctx context.Context, cfg *config.Config, what string) bool {
 	t.Helper()
-	logs, wait := startBackfill(t, ctx, cfg, pipeline.Roles{Capture: true, Apply: true})
+	logs, wait := startBackfill(t, ctx, cfg, app.Roles{Capture: true, Apply: true})
 	if _, err := wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +564,7 @@ func runBackfillSaying(t *testing.T, ctx context.Context, cfg *config.Config, wh
 
 // startBackfill starts a backfill like runBackfill, in a process running
 // roles too; logs returns what it logged so far, wait waits for it.
-func startBackfill(t *testing.T, ctx context.Context, cfg *config.Config, roles pipeline.Roles) (logs func() string, wait func() (backfill.Summary, error)) {
+func startBackfill(t *testing.T, ctx context.Context, cfg *config.Config, roles app.Roles) (logs func() string, wait func() (backfill.Summary, error)) {
 	t.Helper()
 	var (
 		mu  sync.Mutex
@@ -573,9 +573,9 @@ func startBackfill(t *testing.T, ctx context.Context, cfg *config.Config, roles 
 	)
 	done := make(chan error, 1)
 	go func() {
-		done <- pipeline.Run(ctx, cfg, pipeline.Options{
-			Roles: roles, Backfill: &pipeline.BackfillOptions{Done: func(s backfill.Summary) { sum = s }},
-			Logger: slog.New(slog.NewTextHandler(io.MultiWriter(pipelinetest.LogWriter{TB: t}, lockedWriter{&mu, &buf}), nil)),
+		done <- app.Run(ctx, cfg, app.Options{
+			Roles: roles, Backfill: &app.BackfillOptions{Done: func(s backfill.Summary) { sum = s }},
+			Logger: slog.New(slog.NewTextHandler(io.MultiWriter(apptest.LogWriter{TB: t}, lockedWriter{&mu, &buf}), nil)),
 		})
 	}()
 	logs = func() string {
@@ -601,7 +601,7 @@ func TestBackfill_PausesWhileTheSourceIsBusy(t *testing.T) {
 	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})+
 		"backfill:\n  chunk_rows: 40\n  max_source_load: 2\n")
 	release := testenv.KeepPostgresBusy(t, m.SrcDSN, 3)
-	logs, wait := startBackfill(t, ctx, cfg, pipeline.Roles{Capture: true, Apply: true})
+	logs, wait := startBackfill(t, ctx, cfg, app.Roles{Capture: true, Apply: true})
 	testenv.WaitFor(t, "the backfill to pause for the source's load", time.Minute, func() (bool, error) {
 		return strings.Contains(logs(), "backfill paused") && strings.Contains(logs(), "> backfill.max_source_load 2"), nil
 	})
@@ -658,7 +658,7 @@ mappings:
         key: [id]
         columns: { id: row.id, n: int(row.v) }
 `)
-	sum, err := runBackfill(t, ctx, cfg, pipeline.BackfillOptions{})
+	sum, err := runBackfill(t, ctx, cfg, app.BackfillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -682,7 +682,7 @@ mappings:
 		}
 	}
 	wantRows(copied)
-	store, closeStore, err := pipeline.ListDeadLetters(ctx, cfg)
+	store, closeStore, err := app.ListDeadLetters(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -713,7 +713,7 @@ mappings:
 	}
 	// Fixed in the source, the two rows are re-synced by a replay.
 	execPG(t, src, `UPDATE items SET v = id::text WHERE id IN (7, 13)`)
-	rep, err := pipeline.ReplayDeadLetters(ctx, cfg, "")
+	rep, err := app.ReplayDeadLetters(ctx, cfg, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -744,14 +744,14 @@ func TestBackfill_OverExternalKafkaBesideSeparateCaptureAndApply(t *testing.T) {
 	}
 	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN,
 		Brokers: cluster.ListenAddrs()})+smallChunks)
-	startWith(t, cfg, pipeline.Roles{Capture: true})
-	startWith(t, cfg, pipeline.Roles{Apply: true})
+	startWith(t, cfg, app.Roles{Capture: true})
+	startWith(t, cfg, app.Roles{Apply: true})
 	// Writers: 400 operations a second until the copy is done.
 	wctx, stopWriters := context.WithCancel(ctx)
 	defer stopWriters()
 	errc := make(chan error, 1)
 	go func() { errc <- (&shop.Workload{Src: m.Src, Seed: 92}).Run(wctx, 0, 400) }()
-	logs, wait := startBackfill(t, ctx, cfg, pipeline.Roles{})
+	logs, wait := startBackfill(t, ctx, cfg, app.Roles{})
 	sum, err := wait()
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package pipeline_test
+package app_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 )
@@ -189,7 +189,7 @@ mappings:
 `, srcDSN, tgtDSN))
 	var logged strings.Builder
 	log := slog.New(slog.NewTextHandler(&logged, nil))
-	res, err := pipeline.Reconcile(ctx, cfg, pipeline.ReconcileOptions{Settle: 10 * time.Millisecond, Logger: log})
+	res, err := app.Reconcile(ctx, cfg, app.ReconcileOptions{Settle: 10 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

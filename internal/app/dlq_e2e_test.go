@@ -1,4 +1,4 @@
-package pipeline_test
+package app_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/internal/shop"
@@ -239,7 +239,7 @@ func TestDLQReplay_ResyncsCurrentRowsAndConvergesWithTheStream(t *testing.T) {
 	// Still broken: 4 and 7 are gone (7's old by_code row goes too), 5 is
 	// good now: re-synced. 2, 3 and 6 still fail, keep their dead letters,
 	// and their target rows stay.
-	rep, err := pipeline.ReplayDeadLetters(ctx, broken, "")
+	rep, err := app.ReplayDeadLetters(ctx, broken, "")
 	if err != nil {
 		t.Fatalf("replay with the broken mapping: %v", err)
 	}
@@ -288,7 +288,7 @@ func TestDLQReplay_ResyncsCurrentRowsAndConvergesWithTheStream(t *testing.T) {
 		}
 		written <- nil
 	}()
-	rep, err = pipeline.ReplayDeadLetters(ctx, fixed, "inv.items")
+	rep, err = app.ReplayDeadLetters(ctx, fixed, "inv.items")
 	if err != nil {
 		t.Fatalf("replay with the fixed mapping: %v", err)
 	}
@@ -326,7 +326,7 @@ func TestDLQReplay_ResyncsCurrentRowsAndConvergesWithTheStream(t *testing.T) {
 	}
 
 	// A second replay finds nothing to do.
-	rep, err = pipeline.ReplayDeadLetters(ctx, fixed, "")
+	rep, err = app.ReplayDeadLetters(ctx, fixed, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestDLQReplay_ResyncsCurrentRowsAndConvergesWithTheStream(t *testing.T) {
 		t.Errorf("the second replay changed the target (-before +after):\n%s", diff)
 	}
 
-	if _, err := pipeline.ReplayDeadLetters(ctx, fixed, "nope"); !errors.Is(err, pipeline.ErrUnknownMapping) {
+	if _, err := app.ReplayDeadLetters(ctx, fixed, "nope"); !errors.Is(err, app.ErrUnknownMapping) {
 		t.Errorf("replay of an unknown mapping = %v, want ErrUnknownMapping", err)
 	}
 }

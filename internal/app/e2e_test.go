@@ -1,4 +1,4 @@
-package pipeline_test
+package app_test
 
 import (
 	"context"
@@ -23,8 +23,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/shop"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
@@ -73,17 +73,17 @@ func externalKafka(t *testing.T) *kfake.Cluster {
 
 func parseConfig(t *testing.T, yaml string) *config.Config {
 	t.Helper()
-	return pipelinetest.ParseConfig(t, yaml)
+	return apptest.ParseConfig(t, yaml)
 }
 
-func start(t *testing.T, cfg *config.Config) *pipelinetest.Running {
+func start(t *testing.T, cfg *config.Config) *apptest.Running {
 	t.Helper()
-	return startWith(t, cfg, pipeline.Roles{Capture: true, Apply: true})
+	return startWith(t, cfg, app.Roles{Capture: true, Apply: true})
 }
 
-func startWith(t *testing.T, cfg *config.Config, roles pipeline.Roles) *pipelinetest.Running {
+func startWith(t *testing.T, cfg *config.Config, roles app.Roles) *apptest.Running {
 	t.Helper()
-	return pipelinetest.Start(t, cfg, roles, slog.LevelInfo)
+	return apptest.Start(t, cfg, roles, slog.LevelInfo)
 }
 
 func waitConverged(t *testing.T, m *shop.Migration, within time.Duration) *shop.NewRows {
@@ -126,8 +126,8 @@ func TestRun_ConcurrentWriterConverges(t *testing.T) {
 
 func TestRun_EmbeddedBrokerNeedsBothRoles(t *testing.T) {
 	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{SourceDSN: "postgres://x@127.0.0.1:1/x", TargetDSN: "postgres://x@127.0.0.1:1/x"}))
-	err := pipeline.Run(context.Background(), cfg, pipeline.Options{Roles: pipeline.Roles{Capture: true}})
-	if !errors.Is(err, pipeline.ErrEmbeddedNeedsRun) {
+	err := app.Run(context.Background(), cfg, app.Options{Roles: app.Roles{Capture: true}})
+	if !errors.Is(err, app.ErrEmbeddedNeedsRun) {
 		t.Fatalf("Run(capture only, embedded broker) = %v, want ErrEmbeddedNeedsRun", err)
 	}
 }
@@ -135,7 +135,7 @@ func TestRun_EmbeddedBrokerNeedsBothRoles(t *testing.T) {
 // metricValue reads one metric (summed over the matching label sets).
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
-	return pipelinetest.Metric(reg, name, labels)
+	return apptest.Metric(reg, name, labels)
 }
 
 func TestRun_FailingMappingPausesAloneAndResumes(t *testing.T) {
@@ -196,9 +196,9 @@ func TestRun_ExternalKafkaSplitRolesAndReplayedSuffixChangesNothing(t *testing.T
 	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN, Brokers: cluster.ListenAddrs()}))
 
 	// capture and apply as separate roles, as separate processes would run them.
-	startRoles := func(roles pipeline.Roles) *pipelinetest.Running { return startWith(t, cfg, roles) }
-	capture := startRoles(pipeline.Roles{Capture: true})
-	apply := startRoles(pipeline.Roles{Apply: true})
+	startRoles := func(roles app.Roles) *apptest.Running { return startWith(t, cfg, roles) }
+	capture := startRoles(app.Roles{Capture: true})
+	apply := startRoles(app.Roles{Apply: true})
 
 	w := &shop.Workload{Src: m.Src, Seed: 3}
 	if err := w.History(ctx, 50); err != nil {
@@ -237,7 +237,7 @@ func TestRun_ExternalKafkaSplitRolesAndReplayedSuffixChangesNothing(t *testing.T
 	if _, err := m.Tgt.Exec(ctx, `UPDATE tandem.kafka_offsets SET next_offset = next_offset / 2`); err != nil {
 		t.Fatal(err)
 	}
-	startRoles(pipeline.Roles{Apply: true})
+	startRoles(app.Roles{Apply: true})
 	testenv.WaitFor(t, "the replayed suffix applied", time.Minute, func() (bool, error) {
 		var n int64
 		if err := m.Tgt.QueryRow(ctx, `SELECT sum(next_offset) FROM tandem.kafka_offsets`).Scan(&n); err != nil {
@@ -408,7 +408,7 @@ func TestRun_ReconnectsWhenTheReplicationConnectionDies(t *testing.T) {
 	streaming := func(want float64) {
 		t.Helper()
 		testenv.WaitFor(t, fmt.Sprintf("tandem_capture_streaming %v", want), 30*time.Second, func() (bool, error) {
-			v, ok := pipelinetest.Metric(pipelinetest.Scraped(r.Addr), "tandem_capture_streaming", nil)
+			v, ok := apptest.Metric(apptest.Scraped(r.Addr), "tandem_capture_streaming", nil)
 			return ok && v == want, nil
 		})
 	}

@@ -1,4 +1,4 @@
-package pipeline_test
+package app_test
 
 import (
 	"bufio"
@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/backfill"
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/shop"
 )
@@ -278,11 +278,11 @@ func TestMetricsExported_BackfillHasProgress(t *testing.T) {
 	addr := make(chan string, 1)
 	var got map[string]float64
 	var scrapeErr error
-	err := pipeline.Run(ctx, cfg, pipeline.Options{
-		Roles:  pipeline.Roles{Capture: true, Apply: true},
-		Logger: slog.New(slog.NewTextHandler(pipelinetest.LogWriter{TB: t}, nil)),
+	err := app.Run(ctx, cfg, app.Options{
+		Roles:  app.Roles{Capture: true, Apply: true},
+		Logger: slog.New(slog.NewTextHandler(apptest.LogWriter{TB: t}, nil)),
 		Ready:  func(a string) { addr <- a },
-		Backfill: &pipeline.BackfillOptions{Done: func(backfill.Summary) {
+		Backfill: &app.BackfillOptions{Done: func(backfill.Summary) {
 			select {
 			case a := <-addr:
 				got, scrapeErr = scrapeSeries(a)

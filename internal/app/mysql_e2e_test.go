@@ -1,4 +1,4 @@
-package pipeline_test
+package app_test
 
 import (
 	"context"
@@ -21,8 +21,8 @@ import (
 	"github.com/tandemcdc/tandem/internal/cart"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
-	"github.com/tandemcdc/tandem/internal/pipeline"
-	"github.com/tandemcdc/tandem/internal/pipeline/pipelinetest"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
@@ -263,8 +263,8 @@ func TestRun_MariaDBPurgedPositionStopsWithAClearError(t *testing.T) {
 	})
 	runCtx, stop := context.WithTimeout(ctx, time.Minute)
 	defer stop()
-	err := pipeline.Run(runCtx, m.cfg, pipeline.Options{Roles: pipeline.Roles{Capture: true, Apply: true},
-		Logger: slog.New(slog.NewTextHandler(pipelinetest.LogWriter{TB: t}, nil))})
+	err := app.Run(runCtx, m.cfg, app.Options{Roles: app.Roles{Capture: true, Apply: true},
+		Logger: slog.New(slog.NewTextHandler(apptest.LogWriter{TB: t}, nil))})
 	if !errors.Is(err, capture.ErrPositionLost) {
 		t.Fatalf("Run = %v, want an error wrapping capture.ErrPositionLost", err)
 	}
@@ -515,7 +515,7 @@ func TestCheck_MariaDBSourceAndTargets(t *testing.T) {
 	for _, kind := range []string{"postgres", "mysql"} {
 		t.Run("to_"+kind, func(t *testing.T) {
 			m := newCartMigration(t, kind)
-			ps, err := pipeline.Check(ctx, m.cfg)
+			ps, err := app.Check(ctx, m.cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -528,11 +528,11 @@ func TestCheck_MariaDBSourceAndTargets(t *testing.T) {
 			}
 			bad := parseConfig(t, strings.Replace(cartConfig(m.srcDSN, m.srcDB, kind, m.cfg.Target.DSN.Value()),
 				"tables: ["+m.srcDB+".carts]", "tables: ["+m.srcDB+".carts, "+m.srcDB+".nokey]", 1))
-			ps, err = pipeline.Check(ctx, bad)
+			ps, err = app.Check(ctx, bad)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !pipeline.HasFailures(ps) || !strings.Contains(fmt.Sprint(ps), "PRIMARY KEY") {
+			if !app.HasFailures(ps) || !strings.Contains(fmt.Sprint(ps), "PRIMARY KEY") {
 				t.Errorf("a table without a primary key passes check: %v", ps)
 			}
 		})
@@ -546,8 +546,8 @@ func TestRun_MariaDBSplitRolesOverExternalKafka(t *testing.T) {
 		"brokers: []", "brokers: ["+strings.Join(cluster.ListenAddrs(), ", ")+"]", 1))
 	// Separate processes would run these; the capture role keeps its
 	// binlog position in the target too.
-	startWith(t, cfg, pipeline.Roles{Capture: true})
-	startWith(t, cfg, pipeline.Roles{Apply: true})
+	startWith(t, cfg, app.Roles{Capture: true})
+	startWith(t, cfg, app.Roles{Apply: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := cartWorkload(ctx, m.src, 5, 200, 0); err != nil {

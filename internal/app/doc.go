@@ -13,4 +13,4 @@
 // Kafka cluster ID (the embedded broker gets a new one per start), so a
 // restart against a fresh embedded broker starts its topics from the
 // beginning while the source replays everything not yet acknowledged.
-package pipeline
+package app

@@ -1,7 +1,7 @@
-// Package pipelinetest runs tandem's pipeline in-process for tests and
+// Package apptest runs tandem's roles in-process (internal/app) for tests and
 // benchmarks: start it from a config, wait until it is ready, read its
 // metrics, stop it. Only _test.go files import it.
-package pipelinetest
+package apptest
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/pipeline"
+	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -33,7 +33,7 @@ func ParseConfig(tb testing.TB, yaml string) *config.Config {
 	return cfg
 }
 
-// Running is a pipeline.Run in a goroutine.
+// Running is a app.Run in a goroutine.
 type Running struct {
 	Reg  *prometheus.Registry // the pipeline's metrics
 	Addr string               // its HTTP address
@@ -46,7 +46,7 @@ type Running struct {
 // Start runs the roles of cfg, logging at level to tb, and returns once the
 // pipeline is ready (/readyz answers 200: capture streams and every mapping
 // has its partitions). It is stopped when tb ends.
-func Start(tb testing.TB, cfg *config.Config, roles pipeline.Roles, level slog.Level) *Running {
+func Start(tb testing.TB, cfg *config.Config, roles app.Roles, level slog.Level) *Running {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Running{Reg: prometheus.NewRegistry(), cancel: cancel, exited: make(chan struct{})}
@@ -54,7 +54,7 @@ func Start(tb testing.TB, cfg *config.Config, roles pipeline.Roles, level slog.L
 	log := slog.New(slog.NewTextHandler(LogWriter{tb}, &slog.HandlerOptions{Level: level}))
 	go func() {
 		defer close(r.exited)
-		r.err = pipeline.Run(ctx, cfg, pipeline.Options{
+		r.err = app.Run(ctx, cfg, app.Options{
 			Roles: roles, Logger: log, Registry: r.Reg,
 			Ready: func(addr string) { ready <- addr },
 		})
