@@ -28,10 +28,10 @@ func (r *TableReader) LockRow(ctx context.Context, t *change.Schema, key change.
 	return r.withRow(ctx, t, key, true, fn)
 }
 
-// ReadRow reads the current row of t whose primary key holds the values of
+// Row (reconcile.Source) reads the current row of t whose primary key holds the values of
 // key, as LockRow does but without a lock, nil when there is none: the
 // reconciler's re-reads.
-func (r *TableReader) ReadRow(ctx context.Context, t *change.Schema, key change.Row) (change.Row, error) {
+func (r *TableReader) Row(ctx context.Context, t *change.Schema, key change.Row) (change.Row, error) {
 	var row change.Row
 	err := r.withRow(ctx, t, key, false, func(x change.Row) error { row = x; return nil })
 	return row, err

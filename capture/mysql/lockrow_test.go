@@ -29,7 +29,7 @@ func TestLockRow_ReadsTheRowAsChunkDoesByKeysOfEveryKind(t *testing.T) {
 			"(1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
 		"INSERT INTO oddkeys VALUES (0x00ff, -1.5, '2024-02-29 23:59:58.123456', 'b', 18446744073709551615, 'héllo 🐘', 'one'), "+
 			"(0x00ff, -1.5, '2024-02-29 23:59:58.123456', 'a', 1, 'héllo 🐘', 'two'), (X'', 0, '1970-01-01 00:00:00', 'a', 0, '', 'three')")
-	r, err := mysql.NewTableReader(dsn)
+	r, err := mysql.NewTableReader(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestTableReader_LoadCountsThreadsRunning(t *testing.T) {
 // when t ends.
 func readerAndPool(t *testing.T, dsn string) (*mysql.TableReader, *sql.DB) {
 	t.Helper()
-	r, err := mysql.NewTableReader(dsn)
+	r, err := mysql.NewTableReader(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

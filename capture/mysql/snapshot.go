@@ -32,10 +32,14 @@ type TableReader struct {
 }
 
 // NewTableReader connects to the source.
-func NewTableReader(dsn string) (*TableReader, error) {
+func NewTableReader(ctx context.Context, dsn string) (*TableReader, error) {
 	db, err := mysqlurl.Open(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mysql source: %w", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to source: %w", err)
 	}
 	return &TableReader{db: db, tables: map[change.Table][]column{}, rowBytes: map[change.Table]int{}}, nil
 }

@@ -462,7 +462,7 @@ func TestTableReader_CopiesEqualWhatTheStreamCaptures(t *testing.T) {
 		"(1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)")
 	streamed := s.events(t, 2)
 
-	r, err := mysql.NewTableReader(dsn)
+	r, err := mysql.NewTableReader(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

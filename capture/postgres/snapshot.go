@@ -51,7 +51,10 @@ func NewTableReader(ctx context.Context, dsn string) (*TableReader, error) {
 }
 
 // Close closes the connections.
-func (r *TableReader) Close() { r.pool.Close() }
+func (r *TableReader) Close() error {
+	r.pool.Close()
+	return nil
+}
 
 // Describe implements backfill.Reader.
 func (r *TableReader) Describe(ctx context.Context, t change.Table) (*change.Schema, error) {

@@ -215,8 +215,9 @@ func (s *Source) advance(lsn LSN) {
 	}
 }
 
-// Flushed returns the highest position the slot may confirm so far.
-func (s *Source) Flushed() LSN { return LSN(s.flush.Load()) }
+// Acked returns the highest position the slot may confirm so far: the
+// last one acknowledged (as capture/mysql's Source.Acked).
+func (s *Source) Acked() LSN { return LSN(s.flush.Load()) }
 
 // Close releases resources; Stream closes its own connection when it returns.
 func (s *Source) Close() error { return nil }
@@ -338,7 +339,7 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 }
 
 func (s *Source) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
-	lsn := s.Flushed()
+	lsn := s.Acked()
 	if lsn == 0 {
 		// Nothing acknowledged yet: report nothing rather than moving the slot.
 		return nil
@@ -378,7 +379,7 @@ type stream struct {
 // keepalive moves the slot to the server's sent position when nothing we
 // emitted is still waiting to become durable and no transaction is open.
 func (st *stream) keepalive(walEnd LSN) {
-	if st.inTx || st.src.Flushed() < st.lastEmitted {
+	if st.inTx || st.src.Acked() < st.lastEmitted {
 		return
 	}
 	st.src.advance(walEnd)

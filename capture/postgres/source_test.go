@@ -566,8 +566,8 @@ func TestAck_MovesSlotAndRestartReplaysOnlyUnacknowledged(t *testing.T) {
 	if err := src.Ack(b1.Pos); err != nil {
 		t.Fatal(err)
 	}
-	if src.Flushed() != p1 {
-		t.Errorf("Flushed() = %v after Ack(%v)", src.Flushed(), p1)
+	if src.Acked() != p1 {
+		t.Errorf("Flushed() = %v after Ack(%v)", src.Acked(), p1)
 	}
 	f.waitSlot(f.db, `s.confirmed_flush_lsn >= $2::pg_lsn`, p1.String())
 	// Let at least one more standby status update reach the server, then
@@ -626,7 +626,7 @@ func TestAck_KeepsTheHighestPosition(t *testing.T) {
 		if err := src.Ack(tc.ack); err != nil {
 			t.Fatalf("Ack(%v): %v", tc.ack, err)
 		}
-		if got := src.Flushed(); got != tc.want {
+		if got := src.Acked(); got != tc.want {
 			t.Errorf("after Ack(%v): Flushed() = %v, want %v", tc.ack, got, tc.want)
 		}
 	}
@@ -635,7 +635,7 @@ func TestAck_KeepsTheHighestPosition(t *testing.T) {
 			t.Errorf("Ack(%#v) = nil, want an error", bad)
 		}
 	}
-	if got := src.Flushed(); got != 0x1_0000_0000 {
+	if got := src.Acked(); got != 0x1_0000_0000 {
 		t.Errorf("a rejected Ack moved Flushed() to %v", got)
 	}
 }

@@ -21,8 +21,9 @@ import (
 
 	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/backfill/progress"
-	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/connect"
 )
 
 // estimateSample is how long `tandem backfill --estimate` reads each table.
@@ -182,7 +183,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	if verb == "slot drop" {
-		dropped, err := app.DropSlot(ctx, cfg)
+		dropped, err := connect.DropSlot(ctx, cfg)
 		for _, d := range dropped {
 			fmt.Fprintf(stdout, "dropped %s\n", d)
 		}
@@ -283,11 +284,11 @@ func printEstimate(ctx context.Context, cfg *config.Config, names []string, stdo
 	if err != nil {
 		return err
 	}
-	reader, closeReader, err := app.BackfillReader(ctx, cfg)
+	reader, err := connect.OpenReader(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer closeReader()
+	defer reader.Close()
 	limit := float64(cfg.Backfill.MaxRowsPerSecond)
 	rep, err := backfill.Estimate(ctx, reader, backfill.EstimateConfig{Tables: tables, ChunkRows: cfg.Backfill.ChunkRows,
 		SampleFor: estimateSample, MaxRowsPerSecond: limit, Parallel: cfg.Backfill.Parallel})

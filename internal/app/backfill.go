@@ -16,10 +16,9 @@ import (
 
 	"github.com/tandemcdc/tandem/apply"
 	"github.com/tandemcdc/tandem/backfill"
-	mycapture "github.com/tandemcdc/tandem/capture/mysql"
-	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/connect"
 	"github.com/tandemcdc/tandem/internal/kafka"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/reconcile"
@@ -30,13 +29,7 @@ import (
 // errBackfillFinished ends a backfill run once its copy is written.
 var errBackfillFinished = errors.New("backfill finished")
 
-// encoder is the envelope encoder of the configured source.
-func encoder(cfg *config.Config, version string) *change.Encoder {
-	return &change.Encoder{Version: version, Connector: connectorName(cfg.Source.Kind), Name: cfg.Kafka.TopicPrefix,
-		DB: dbName(cfg.Source.Kind, cfg.Source.DSN.Value())}
-}
-
-// backfillRole copies existing rows into the target, beside the stream.
+// backfillRole copies existing rows into the connect.Target, beside the stream.
 type backfillRole struct {
 	runner *backfill.Runner
 	close  func()
@@ -47,15 +40,11 @@ type backfillRole struct {
 // before any row is read (the package doc of capture/backfill says why):
 // with the capture role in this process it was set up already; otherwise
 // it must have been by a `tandem capture` process. mappings are compiled
-// with lookup() reading the target, as apply compiles them.
-func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt target, capturing bool, mappings []*transform.Mapping,
+// with lookup() reading the connect.Target, as apply compiles them.
+func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt connect.Target, capturing bool, mappings []*transform.Mapping,
 	dlq *kafka.DLQ, am *apply.Metrics, log *slog.Logger, reg prometheus.Registerer) (*backfillRole, error) {
-	store, ok := tgt.(sink.BackfillStore)
-	if !ok {
-		return nil, fmt.Errorf("backfill: target kind %s cannot keep backfill progress", cfg.Target.Kind)
-	}
 	if !capturing {
-		if err := streamStarted(ctx, cfg, tgt); err != nil {
+		if err := connect.StreamStarted(ctx, cfg, tgt); err != nil {
 			return nil, err
 		}
 	}
@@ -63,19 +52,20 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 	if err != nil {
 		return nil, err
 	}
-	reader, closer, err := BackfillReader(ctx, cfg)
+	reader, err := connect.OpenReader(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	closer := func() { reader.Close() }
 	b := &backfillRole{close: closer, log: log}
-	w := &copyWriter{sink: tgt, enc: encoder(cfg, opts.Version), prefix: cfg.Kafka.TopicPrefix, dlq: dlq, metrics: am, log: log,
+	w := &copyWriter{sink: tgt, enc: connect.Encoder(cfg, opts.Version), prefix: cfg.Kafka.TopicPrefix, dlq: dlq, metrics: am, log: log,
 		mappings: map[change.Table][]*transform.Mapping{}, verbatim: map[change.Table]verbatimCopy{}}
 	for _, m := range mappings {
 		w.mappings[m.From] = append(w.mappings[m.From], m)
 	}
 	verbatim := map[change.Table][]string{}
 	for _, t := range tables {
-		v, ok, err := verbatimCopyOf(ctx, reader, tgt, w.mappings[t], t, cfg.Source.Kind == config.KindPostgres)
+		v, ok, err := verbatimCopyOf(ctx, reader, tgt, w.mappings[t], t, connect.ServerText(cfg))
 		if err != nil {
 			closer()
 			return nil, err
@@ -96,7 +86,7 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt targ
 		ProgressEvery: opts.Backfill.LogEvery,
 		Pause:         backfillPause(cfg.Backfill, reader, gatherer),
 		Verbatim:      verbatim,
-	}, reader, store, w.write, log, backfill.NewMetrics(reg))
+	}, reader, tgt, w.write, log, backfill.NewMetrics(reg))
 	return b, nil
 }
 
@@ -116,7 +106,7 @@ type verbatimCopy struct {
 // verbatimCopyOf says whether the chunks of source table t can be written
 // as COPY text read by the source reader, and how: when that writes what
 // the mapping would (transform.Writes, then the sink's pgtext.Encode of
-// each value). It takes a PostgreSQL target, one mapping of the table with
+// each value). It takes a PostgreSQL connect.Target, one mapping of the table with
 // one output, without `when`, whose every column is a source column as it
 // is (row.x), the source's key among them. A MySQL reader's text is the
 // sink's own encoding of the decoded values. A PostgreSQL reader's text is
@@ -125,7 +115,7 @@ type verbatimCopy struct {
 // bools and bytea; integers and bytea come back as the same text) or, for
 // floats and bools, go into a column of its own type, where the two texts
 // are the same value.
-func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt target, ms []*transform.Mapping, t change.Table, serverText bool) (verbatimCopy, bool, error) {
+func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt connect.Target, ms []*transform.Mapping, t change.Table, serverText bool) (verbatimCopy, bool, error) {
 	_, textReader := reader.(backfill.TextReader)
 	_, textCopier := tgt.(sink.TextCopier)
 	types, typed := tgt.(reconcile.RowReader)
@@ -410,38 +400,10 @@ func (b *backfillRole) run(ctx context.Context, watch func(context.Context, *bac
 	return nil
 }
 
-// streamStarted checks that the stream's start position exists, for a
-// backfill process without the capture role.
-func streamStarted(ctx context.Context, cfg *config.Config, tgt target) error {
-	if cfg.Source.Kind == config.KindMySQL {
-		_, found, err := tgt.LoadPosition(ctx, positionKey(cfg))
-		if err != nil {
-			return fmt.Errorf("backfill: read the stream's saved position: %w", err)
-		}
-		if !found {
-			return errors.New("backfill: the stream has no start position yet: start `tandem capture` (or `tandem run`) first, so that no change made during the copy is missed")
-		}
-		return nil
-	}
-	src, err := pgcapture.New(pgcapture.Config{DSN: cfg.Source.DSN.Value(), Slot: cfg.Source.Postgres.Slot,
-		Publication: cfg.Source.Postgres.Publication, Tables: sourceTables(cfg)})
-	if err != nil {
-		return err
-	}
-	exists, err := src.SlotExists(ctx)
-	if err != nil {
-		return fmt.Errorf("backfill: %w", err)
-	}
-	if !exists {
-		return fmt.Errorf("backfill: replication slot %s does not exist yet: start `tandem capture` (or `tandem run`) first, so that no change made during the copy is missed", cfg.Source.Postgres.Slot)
-	}
-	return nil
-}
-
 // BackfillTables returns the source tables a backfill copies: names
 // ("schema.table", from --table), or every configured table when empty.
 func BackfillTables(cfg *config.Config, names []string) ([]change.Table, error) {
-	tables := sourceTables(cfg)
+	tables := connect.SourceTables(cfg)
 	if len(names) == 0 {
 		return tables, nil
 	}
@@ -454,25 +416,4 @@ func BackfillTables(cfg *config.Config, names []string) ([]change.Table, error) 
 		chosen = append(chosen, tables[i])
 	}
 	return chosen, nil
-}
-
-// BackfillReader opens the configured source's table reader, the one a
-// backfill copies with; close releases its connections. It reads only:
-// opening it creates nothing in the source or the target.
-func BackfillReader(ctx context.Context, cfg *config.Config) (backfill.Reader, func(), error) {
-	switch cfg.Source.Kind {
-	case config.KindPostgres:
-		r, err := pgcapture.NewTableReader(ctx, cfg.Source.DSN.Value())
-		if err != nil {
-			return nil, nil, err
-		}
-		return r, r.Close, nil
-	case config.KindMySQL:
-		r, err := mycapture.NewTableReader(cfg.Source.DSN.Value())
-		if err != nil {
-			return nil, nil, err
-		}
-		return r, func() { r.Close() }, nil
-	}
-	return nil, nil, fmt.Errorf("backfill: source kind %q is not supported", cfg.Source.Kind)
 }

@@ -6,18 +6,11 @@ import (
 	"fmt"
 	"slices"
 
-	mycapture "github.com/tandemcdc/tandem/capture/mysql"
-	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/connect"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
-)
-
-// The backfill readers BackfillReader opens lock rows for a re-sync.
-var (
-	_ resync.RowLocker = (*pgcapture.TableReader)(nil)
-	_ resync.RowLocker = (*mycapture.TableReader)(nil)
 )
 
 // ErrUnknownMapping is wrapped when a command names a mapping the config
@@ -34,7 +27,7 @@ func knownMapping(cfg *config.Config, mapping string) error {
 
 // OpenDeadLetters connects to the configured target and returns it as the
 // store of the dead letters apply kept there; close releases it.
-func OpenDeadLetters(ctx context.Context, cfg *config.Config) (resync.Store, func(), error) {
+func OpenDeadLetters(ctx context.Context, cfg *config.Config) (connect.Target, func(), error) {
 	return openDeadLetters(ctx, cfg, false)
 }
 
@@ -45,21 +38,16 @@ func ListDeadLetters(ctx context.Context, cfg *config.Config) (sink.DeadLetterSt
 	return store, closeStore, err
 }
 
-func openDeadLetters(ctx context.Context, cfg *config.Config, readOnly bool) (resync.Store, func(), error) {
-	open := openTarget
+func openDeadLetters(ctx context.Context, cfg *config.Config, readOnly bool) (connect.Target, func(), error) {
+	open := connect.OpenTarget
 	if readOnly {
-		open = openReader
+		open = connect.OpenTargetReadOnly
 	}
 	tgt, err := open(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	store, ok := tgt.(resync.Store)
-	if !ok {
-		tgt.Close()
-		return nil, nil, fmt.Errorf("target kind %s keeps no dead letters", cfg.Target.Kind)
-	}
-	return store, func() { tgt.Close() }, nil
+	return tgt, func() { tgt.Close() }, nil
 }
 
 // ReplayDeadLetters re-syncs the source rows of the dead letters kept in
@@ -81,22 +69,16 @@ func ReplayDeadLetters(ctx context.Context, cfg *config.Config, mapping string) 
 		return nil, err
 	}
 	defer closeStore()
-	if l, ok := store.(transform.Lookuper); ok {
-		// Again, with lookup() reading the target, as apply compiles them.
-		if mappings, err = CompileMappings(cfg, transform.WithLookup(l)); err != nil {
-			return nil, err
-		}
+	// Again, with lookup() reading the target, as apply compiles them.
+	if mappings, err = CompileMappings(cfg, transform.WithLookup(store)); err != nil {
+		return nil, err
 	}
-	reader, closeReader, err := BackfillReader(ctx, cfg)
+	reader, err := connect.OpenReader(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer closeReader()
-	src, ok := reader.(resync.RowLocker)
-	if !ok {
-		return nil, fmt.Errorf("source kind %s cannot lock rows for a re-sync", cfg.Source.Kind)
-	}
-	rep, err := resync.Replay(ctx, src, mappings, store, mapping)
+	defer reader.Close()
+	rep, err := resync.Replay(ctx, reader, mappings, store, mapping)
 	if err != nil {
 		return rep, fmt.Errorf("replay dead letters: %w", err)
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
-	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 )

@@ -12,6 +12,7 @@ import (
 	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/connect"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -42,11 +43,11 @@ func compileTyped(ctx context.Context, cfg *config.Config, i int, reader backfil
 // and runs each inverse on a sample of source rows: a column the round trip
 // loses or changes fails the check, naming it.
 func checkMappings(ctx context.Context, cfg *config.Config) []preflight.Problem {
-	reader, closeReader, err := BackfillReader(ctx, cfg)
+	reader, err := connect.OpenReader(ctx, cfg)
 	if err != nil {
 		return nil // the source checks say why it cannot be read
 	}
-	defer closeReader()
+	defer reader.Close()
 	all := make([]int, len(cfg.Mappings))
 	for i := range all {
 		all[i] = i
@@ -136,11 +137,11 @@ func Preview(ctx context.Context, cfg *config.Config, table string, limit int, w
 	if len(idx) == 0 {
 		return false, fmt.Errorf("%s: no mapping reads %s", cfg.File, table)
 	}
-	reader, closeReader, err := BackfillReader(ctx, cfg)
+	reader, err := connect.OpenReader(ctx, cfg)
 	if err != nil {
 		return false, err
 	}
-	defer closeReader()
+	defer reader.Close()
 	lookup, closeLookup, err := lookupsFor(ctx, cfg, idx)
 	if err != nil {
 		return false, err
@@ -243,7 +244,7 @@ func lookupsFor(ctx context.Context, cfg *config.Config, idx []int) (transform.L
 	if !usesLookup(cfg, idx) {
 		return nil, func() {}, nil
 	}
-	tgt, err := openReader(ctx, cfg)
+	tgt, err := connect.OpenTargetReadOnly(ctx, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open the target for lookups: %w", err)
 	}

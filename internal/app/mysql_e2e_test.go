@@ -18,11 +18,11 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/cart"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
-	"github.com/tandemcdc/tandem/internal/app"
-	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )

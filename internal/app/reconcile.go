@@ -3,30 +3,21 @@ package app
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tandemcdc/tandem/apply"
-	"github.com/tandemcdc/tandem/backfill"
-	mycapture "github.com/tandemcdc/tandem/capture/mysql"
-	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/connect"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
-	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -61,7 +52,7 @@ type ReconcileOptions struct {
 // reconcileEnv is what a reconciler reads and writes with.
 type reconcileEnv struct {
 	rec      *reconcile.Reconciler
-	src      *reconcileSource
+	src      connect.Reader
 	mappings []*transform.Mapping
 	srcQ     reconcile.Querier
 	tgtQ     reconcile.Querier
@@ -83,34 +74,29 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 			env.close()
 		}
 	}()
-	reader, closeReader, err := BackfillReader(ctx, cfg)
+	reader, err := connect.OpenReader(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	env.closers = append(env.closers, closeReader)
-	locker, isLocker := reader.(resync.RowLocker)
-	if !isLocker {
-		return nil, fmt.Errorf("reconcile: source kind %s cannot re-read rows", cfg.Source.Kind)
-	}
-	env.src = &reconcileSource{Reader: reader, locker: locker}
-	tgt, err := openReader(ctx, cfg)
+	env.closers = append(env.closers, func() { reader.Close() })
+	env.src = reader
+	tgt, err := connect.OpenTargetReadOnly(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	env.closers = append(env.closers, func() { tgt.Close() })
-	rows, isReader := tgt.(reconcile.RowReader)
-	if !isReader {
-		return nil, fmt.Errorf("reconcile: target kind %s cannot be read for reconcile", cfg.Target.Kind)
-	}
 	if env.mappings, err = CompileMappings(cfg, transform.WithLookup(tgt)); err != nil {
 		return nil, err
 	}
-	if env.srcQ, err = openQuerier(ctx, cfg.Source.Kind, cfg.Source.DSN.Value(), &env.closers); err != nil {
+	var closeQ func()
+	if env.srcQ, closeQ, err = connect.OpenQuerier(ctx, cfg.Source.Kind, cfg.Source.DSN.Value()); err != nil {
 		return nil, fmt.Errorf("reconcile: connect to the source: %w", err)
 	}
-	if env.tgtQ, err = openQuerier(ctx, cfg.Target.Kind, cfg.Target.DSN.Value(), &env.closers); err != nil {
+	env.closers = append(env.closers, closeQ)
+	if env.tgtQ, closeQ, err = connect.OpenQuerier(ctx, cfg.Target.Kind, cfg.Target.DSN.Value()); err != nil {
 		return nil, fmt.Errorf("reconcile: connect to the target: %w", err)
 	}
+	env.closers = append(env.closers, closeQ)
 	mappingTol, columnTol := map[string][]string{}, map[string]map[string][]string{}
 	for _, m := range cfg.Mappings {
 		mappingTol[m.Name] = m.Tolerate
@@ -125,7 +111,7 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 		ChunkRows: cfg.Reconcile.ChunkRows, MaxRowsPerSecond: max(0, float64(cfg.Reconcile.MaxRowsPerSecond)),
 		Tolerate: cfg.Reconcile.Tolerate, MappingTolerate: mappingTol, ColumnTolerate: columnTol,
 		Lag: opts.Lag, Settle: cmp.Or(opts.Settle, cfg.Reconcile.Settle),
-	}, env.src.reconcileSource(), rows, env.mappings, opts.Metrics, opts.Logger)
+	}, reconcileSource(env.src), tgt, env.mappings, opts.Metrics, opts.Logger)
 	ok = true
 	return env, nil
 }
@@ -172,7 +158,7 @@ func (e *reconcileEnv) pass(ctx context.Context, cfg *config.Config) (*Reconcile
 // with the live stream; an extra row is deleted, and the pass after the
 // repair finds it again if a source row produced it meanwhile.
 func (e *reconcileEnv) repair(ctx context.Context, cfg *config.Config, rep *reconcile.Report) (map[string]int, error) {
-	tgt, err := openTarget(ctx, cfg)
+	tgt, err := connect.OpenTarget(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +183,7 @@ func (e *reconcileEnv) repair(ctx context.Context, cfg *config.Config, rep *reco
 				}
 			}
 		}
-		results, err := resync.Rows(ctx, e.src.locker, m, tgt, rows, nil)
+		results, err := resync.Rows(ctx, e.src, m, tgt, rows, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -223,115 +209,19 @@ func (e *reconcileEnv) repair(ctx context.Context, cfg *config.Config, rep *reco
 	return out, nil
 }
 
-// reconcileSource is the backfill reader: chunks, plain re-reads of single
-// rows (ReadRow, no lock) and, for repair, locked ones.
-type reconcileSource struct {
-	backfill.Reader
-	locker resync.RowLocker
+// reconcileSource is the reconciler's source: one that summarises chunks
+// on its server when its reader can (reconcile.ChunkHasher, PostgreSQL).
+func reconcileSource(r connect.Reader) reconcile.Source {
+	if h, ok := r.(reconcile.ChunkHasher); ok {
+		return hashingSource{r, h}
+	}
+	return r
 }
 
-// Row implements reconcile.Source.
-func (s *reconcileSource) Row(ctx context.Context, t *change.Schema, key change.Row) (change.Row, error) {
-	return s.Reader.(rowReader).ReadRow(ctx, t, key)
-}
-
-// hashingSource is a reconcileSource whose reader summarises chunks on
-// its server (reconcile.ChunkHasher).
+// hashingSource is a source whose reader summarises chunks.
 type hashingSource struct {
-	*reconcileSource
+	reconcile.Source
 	reconcile.ChunkHasher
-}
-
-// reconcileSource returns s as the reconciler's source: one that
-// summarises chunks when its reader can.
-func (s *reconcileSource) reconcileSource() reconcile.Source {
-	if h, ok := s.Reader.(reconcile.ChunkHasher); ok {
-		return hashingSource{s, h}
-	}
-	return s
-}
-
-// rowReader reads one source row by key without locking it.
-type rowReader interface {
-	ReadRow(ctx context.Context, t *change.Schema, key change.Row) (change.Row, error)
-}
-
-var (
-	_ reconcile.ChunkHasher = (*pgcapture.TableReader)(nil)
-	_ reconcile.RangeHasher = (*sinkpg.Sink)(nil)
-	_ rowReader             = (*pgcapture.TableReader)(nil)
-	_ rowReader             = (*mycapture.TableReader)(nil)
-)
-
-// openQuerier connects to a database for consistency queries.
-func openQuerier(ctx context.Context, kind, dsn string, closers *[]func()) (reconcile.Querier, error) {
-	switch kind {
-	case config.KindPostgres:
-		pool, err := pgxpool.New(ctx, dsn)
-		if err != nil {
-			return nil, err
-		}
-		*closers = append(*closers, pool.Close)
-		return pgQuerier{pool}, nil
-	case config.KindMySQL:
-		db, err := mysqlurl.Open(dsn)
-		if err != nil {
-			return nil, err
-		}
-		*closers = append(*closers, func() { db.Close() })
-		return sqlQuerier{db}, nil
-	}
-	return nil, fmt.Errorf("kind %q is not supported", kind)
-}
-
-type pgQuerier struct{ pool *pgxpool.Pool }
-
-// QueryNumber implements reconcile.Querier.
-func (q pgQuerier) QueryNumber(ctx context.Context, query string) (float64, error) {
-	var v any
-	if err := q.pool.QueryRow(ctx, query).Scan(&v); err != nil {
-		return 0, err
-	}
-	switch v := v.(type) {
-	case int64:
-		return float64(v), nil
-	case int32:
-		return float64(v), nil
-	case int16:
-		return float64(v), nil
-	case float64:
-		return v, nil
-	case float32:
-		return float64(v), nil
-	case pgtype.Numeric:
-		f, err := v.Float64Value()
-		return f.Float64, err
-	case nil:
-		return 0, errors.New("the query returned NULL")
-	}
-	return 0, fmt.Errorf("the query returned %T, not a number", v)
-}
-
-type sqlQuerier struct{ db *sql.DB }
-
-// QueryNumber implements reconcile.Querier.
-func (q sqlQuerier) QueryNumber(ctx context.Context, query string) (float64, error) {
-	var v sql.NullString
-	if err := q.db.QueryRowContext(ctx, query).Scan(&v); err != nil {
-		return 0, err
-	}
-	if !v.Valid {
-		return 0, errors.New("the query returned NULL")
-	}
-	f, err := strconv.ParseFloat(v.String, 64)
-	if err != nil {
-		if r, ok := new(big.Rat).SetString(v.String); ok {
-			f, _ = r.Float64()
-			return f, nil
-		}
-		return 0, fmt.Errorf("the query returned %q, not a number", v.String)
-	}
-	return f, nil
 }
 
 // maxLag returns the largest lag of the appliers.

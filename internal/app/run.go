@@ -24,6 +24,7 @@ import (
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/connect"
 	"github.com/tandemcdc/tandem/internal/kafka"
 	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/transform"
@@ -116,7 +117,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	tables := sourceTables(cfg)
+	tables := connect.SourceTables(cfg)
 	topics := make([]string, 0, len(tables)+1)
 	for _, t := range tables {
 		topics = append(topics, kafka.Topic(cfg.Kafka.TopicPrefix, t))
@@ -167,9 +168,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if embedded {
 		trim = kafka.NewTrimmer(readers)
 	}
-	var tgt target
-	if opts.Roles.Apply || opts.Backfill != nil || (opts.Roles.Capture && sourceNeedsStore(cfg)) {
-		if tgt, err = openTarget(ctx, cfg); err != nil {
+	var tgt connect.Target
+	if opts.Roles.Apply || opts.Backfill != nil || (opts.Roles.Capture && connect.SourceNeedsStore(cfg)) {
+		if tgt, err = connect.OpenTarget(ctx, cfg); err != nil {
 			return err
 		}
 		defer tgt.Close()
@@ -212,13 +213,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 
 	// Capture: source -> Kafka.
-	var src source
+	var src connect.Source
 	if opts.Roles.Capture {
 		cm := capture.NewMetrics(reg)
-		if sourceNeedsStore(cfg) {
+		if connect.SourceNeedsStore(cfg) {
 			cm.WithRetentionSeconds(reg) // binlogs expire by age
 		}
-		if src, err = openSource(cfg, tgt, log, cm); err != nil {
+		if src, err = connect.OpenSource(cfg, tgt, log, cm); err != nil {
 			return err
 		}
 		defer src.Close()
@@ -231,7 +232,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			}
 		})
 		cr := kafka.NewPublisher(kafka.PublisherConfig{
-			Source: src, Prefix: cfg.Kafka.TopicPrefix, Client: producer, Tracker: tr, Log: log, Encoder: encoder(cfg, opts.Version),
+			Source: src, Prefix: cfg.Kafka.TopicPrefix, Client: producer, Tracker: tr, Log: log, Encoder: connect.Encoder(cfg, opts.Version),
 			Fail: func(err error) { failWith(err) },
 		})
 		g.Go(func() error {
@@ -302,7 +303,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	err = g.Wait()
 	if cause := context.Cause(gctx); errors.Is(cause, errBackfillFinished) {
 		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errBackfillFinished) {
-			log.Info("backfill finished; stopping", "acknowledged", ackedString(src))
+			log.Info("backfill finished; stopping", "acknowledged", connect.Acked(src))
 			return nil
 		}
 		return err
@@ -311,7 +312,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		err = cause
 	}
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
-		log.Info("stopped", "acknowledged", ackedString(src))
+		log.Info("stopped", "acknowledged", connect.Acked(src))
 		return nil
 	}
 	return err

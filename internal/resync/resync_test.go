@@ -64,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 	if f.reader, err = pgcapture.NewTableReader(ctx, srcDSN); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(f.reader.Close)
+	t.Cleanup(func() { f.reader.Close() })
 	if f.sink, err = sinkpg.New(ctx, sinkpg.Config{DSN: tgtDSN}); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,8 @@ import (
 // Check inspects the target without changing it: each table exists with
 // every written column, its key has a unique index (ON CONFLICT needs one),
 // and the user may insert, update and delete.
-func Check(ctx context.Context, dsn string, uses []sink.TableUse) []preflight.Problem {
+func Check(ctx context.Context, target Config, uses []sink.TableUse) []preflight.Problem {
+	dsn := target.DSN
 	var ps []preflight.Problem
 	fail := func(obj, what, fix string) {
 		ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: obj, What: what, Fix: fix})

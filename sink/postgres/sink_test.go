@@ -419,7 +419,7 @@ func TestApply_HostileIdentifiers(t *testing.T) {
 		t.Errorf("Offsets (-want +got):\n%s", diff)
 	}
 	uses := []sink.TableUse{{Table: table, Key: key, Columns: []string{"select", "MixedCase", `"quoted"`, "Mood", "a,b", "a", "b"}}}
-	if diff := cmp.Diff([]preflight.Problem(nil), postgres.Check(t.Context(), tg.dsn, uses)); diff != "" {
+	if diff := cmp.Diff([]preflight.Problem(nil), postgres.Check(t.Context(), postgres.Config{DSN: tg.dsn}, uses)); diff != "" {
 		t.Errorf("Check (-want +got):\n%s", diff)
 	}
 }
@@ -618,7 +618,7 @@ CREATE TABLE deferred (id bigint, name text, UNIQUE (id) DEFERRABLE);
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if diff := cmp.Diff(tc.want, postgres.Check(t.Context(), tg.dsn, tc.uses)); diff != "" {
+			if diff := cmp.Diff(tc.want, postgres.Check(t.Context(), postgres.Config{DSN: tg.dsn}, tc.uses)); diff != "" {
 				t.Errorf("Check (-want +got):\n%s", diff)
 			}
 		})
@@ -643,7 +643,7 @@ func TestCheck_ReportsAUserWhoMayNotWrite(t *testing.T) {
 	u.User = url.UserPassword(role, "reader-pw")
 	want := []preflight.Problem{{Severity: preflight.Fail, Object: "target table good",
 		What: "the target user may not insert, update and delete rows", Fix: `GRANT INSERT, UPDATE, DELETE, SELECT ON "good" TO <target user>;`}}
-	got := postgres.Check(t.Context(), u.String(), []sink.TableUse{{Table: "good", Key: []string{"id"}, Columns: []string{"id", "name"}}})
+	got := postgres.Check(t.Context(), postgres.Config{DSN: u.String()}, []sink.TableUse{{Table: "good", Key: []string{"id"}, Columns: []string{"id", "name"}}})
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Check (-want +got):\n%s", diff)
 	}
