@@ -27,9 +27,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandemcdc/tandem/backfill"
-	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 

@@ -22,10 +22,10 @@ import (
 
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/capture/mysql"
-	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 

@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/sink"
 )

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/config"
 )
 
 // runPreview runs the mappings of one source table on a few of its rows and

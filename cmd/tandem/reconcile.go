@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/reconcile"
 )
 

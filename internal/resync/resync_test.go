@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
-	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"

@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
