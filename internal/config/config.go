@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -30,7 +31,9 @@ const (
 	TolerateCaseInsensitive = "case_insensitive"  // strings compared case-insensitively
 )
 
-// Defaults applied to absent keys by Parse, and to zero fields by SetDefaults.
+// Defaults applied to absent keys by Parse, and to zero fields by
+// SetDefaults, for code that needs them by name. The default tags of the
+// fields are what Parse and SetDefaults read; a test keeps the two equal.
 const (
 	DefaultServerID          uint32        = 4242             // source.mysql.server_id
 	DefaultSlot                            = "tandem"         // source.postgres.slot
@@ -90,154 +93,162 @@ type Expr struct {
 // Column is one computed column, a target column (or, in Inverse, a source
 // column), and the expression that computes it.
 type Column struct {
-	Name string
-	Expr Expr
+	Name string `mapping:"key"`
+	Expr Expr   `mapping:"value"`
 }
 
 // Config is a whole tandem.yaml. Parse and Load return it with defaults
 // applied and validated; a Config built in code should go through
 // SetDefaults and Validate before use.
+//
+// Each key of the file is declared once, as a tagged field of Config or of
+// the structs inside it; tags.go says what each tag means. Parse, Default,
+// SetDefaults and Validate all read those tags, so adding a key is adding a
+// field, such as
+//
+//	MaxFoo int `yaml:"max_foo" default:"7" check:">0"`
 type Config struct {
-	File      string // path it was loaded from
-	Source    Source
-	Kafka     Kafka
-	Target    Target
-	Mappings  []Mapping
-	Reconcile Reconcile
-	Backfill  Backfill
-	HTTP      HTTP
+	File      string    // path it was loaded from
+	Source    Source    `yaml:"source"`
+	Kafka     Kafka     `yaml:"kafka"`
+	Target    Target    `yaml:"target"`
+	Mappings  []Mapping `yaml:"mappings"`
+	Reconcile Reconcile `yaml:"reconcile"`
+	Backfill  Backfill  `yaml:"backfill"`
+	HTTP      HTTP      `yaml:"http"`
 }
 
 // Source is the database tandem captures changes from (yaml key source).
 type Source struct {
-	Kind      string         // KindMySQL or KindPostgres
-	DSN       Secret         // mysql://user:pass@host:3306/db or postgres://user:pass@host/db
-	Tables    []string       // captured tables, each "schema.table", unique
-	TablesPos []Pos          // position of each entry of Tables
-	MySQL     MySQLSource    // yaml key mysql; used when Kind is KindMySQL
-	Postgres  PostgresSource // yaml key postgres; used when Kind is KindPostgres
+	Kind      string         `yaml:"kind"`     // KindMySQL or KindPostgres
+	DSN       Secret         `yaml:"dsn"`      // mysql://user:pass@host:3306/db or postgres://user:pass@host/db
+	Tables    []string       `yaml:"tables"`   // captured tables, each "schema.table", unique
+	TablesPos []Pos          `pos:"tables"`    // position of each entry of Tables
+	MySQL     MySQLSource    `yaml:"mysql"`    // used when Kind is KindMySQL
+	Postgres  PostgresSource `yaml:"postgres"` // used when Kind is KindPostgres
 	Pos       Pos            // position of the source key's value
 }
 
 // MySQLSource holds the MySQL-only source settings.
 type MySQLSource struct {
-	ServerID uint32 // yaml server_id: the replica server id tandem uses, default 4242, never 0
+	// ServerID is the replica server id tandem uses, never 0.
+	ServerID uint32 `yaml:"server_id" default:"4242" what:"a whole number from 1 to 4294967295" check:">0"`
 }
 
 // PostgresSource holds the PostgreSQL-only source settings.
 type PostgresSource struct {
-	Slot        string // logical replication slot name, default "tandem"
-	Publication string // publication name, default "tandem"
+	Slot        string `yaml:"slot" default:"tandem"`                                                   // logical replication slot name
+	Publication string `yaml:"publication" default:"tandem" check:"1..63" must:"be 1 to 63 bytes long"` // publication name
 }
 
 // Kafka is the transport between capture and apply (yaml key kafka).
 type Kafka struct {
-	Brokers     []string // seed brokers; empty means the embedded in-process broker
-	TopicPrefix string   // yaml topic_prefix, default "tandem"; topics are <prefix>.<schema>.<table> and <prefix>.dlq
-	Partitions  int      // partitions per topic, default 12, 1..10000
-	Group       string   // consumer group name prefix, default "tandem"
+	Brokers     []string `yaml:"brokers"`                                               // seed brokers; empty means the embedded in-process broker
+	TopicPrefix string   `yaml:"topic_prefix" default:"tandem"`                         // topics are <prefix>.<schema>.<table> and <prefix>.dlq
+	Partitions  int      `yaml:"partitions" default:"12" check:"1..10000"`              // partitions per topic, at most MaxPartitions
+	Group       string   `yaml:"group" default:"tandem" check:">0" must:"not be empty"` // consumer group name prefix
 }
 
 // Target is the database tandem writes to (yaml key target).
 type Target struct {
-	Kind string // KindPostgres or KindMySQL
-	DSN  Secret
-	// StateSchema (yaml state_schema) holds tandem's own tables (offsets,
-	// dead letters, backfill progress): a schema of the target database
-	// (PostgreSQL) or a database of the target server (MySQL), where
-	// every migration into the server needs its own. Default "tandem".
-	StateSchema string
-	Pos         Pos // position of the target key's value
+	Kind string `yaml:"kind"` // KindPostgres or KindMySQL
+	DSN  Secret `yaml:"dsn"`
+	// StateSchema holds tandem's own tables (offsets, dead letters,
+	// backfill progress): a schema of the target database (PostgreSQL) or
+	// a database of the target server (MySQL), where every migration into
+	// the server needs its own.
+	StateSchema string `yaml:"state_schema" default:"tandem" check:"1..63" must:"be a schema (PostgreSQL) or database (MySQL) name of 1 to 63 bytes"`
+	Pos         Pos    // position of the target key's value
 }
 
 // Mapping turns the rows of one source table into rows of one or more target
 // tables (an entry of yaml key mappings).
 type Mapping struct {
-	Name    string   // unique; defaults to From
-	From    string   // the source table, one of Source.Tables
-	To      []Output // at least one
-	Inverse *Inverse // nil when absent
+	Name string   `yaml:"name"` // unique; defaults to From
+	From string   `yaml:"from"` // the source table, one of Source.Tables
+	To   []Output `yaml:"to"`   // at least one
 	// Tolerate are reconcile tolerances (Tolerate* constants) for every
 	// column this mapping writes, on top of reconcile.tolerate.
-	Tolerate []string
+	Tolerate []string `yaml:"tolerate"`
 	// TolerateColumns are reconcile tolerances for single target columns,
 	// by "<to table>.<column>", on top of the mapping's and the global ones.
-	TolerateColumns []ColumnTolerance
-	Pos             Pos // position of the from value (of the entry when from is absent)
+	TolerateColumns []ColumnTolerance `yaml:"tolerate_columns" what:"a mapping of <to table>.<column> to a list of tolerances"`
+	Inverse         *Inverse          `yaml:"inverse"` // nil when absent
+	Pos             Pos               `pos:"from"`     // position of the from value (of the entry when from is absent)
 }
 
 // ColumnTolerance is the tolerances of one target column (an entry of a
 // mapping's tolerate_columns).
 type ColumnTolerance struct {
-	Column string   // "<to table>.<column>"
-	Rules  []string // Tolerate* constants
+	Column string   `mapping:"key"`   // "<to table>.<column>"
+	Rules  []string `mapping:"value"` // Tolerate* constants
 	Pos    Pos
 }
 
 // Output is one target table a mapping writes.
 type Output struct {
-	Table   string   // "schema.table" or "table"
-	Key     []string // the target key columns, each one of Columns' names
-	Mode    string   // ModeUpsert (default) or ModeCreateIfAbsent
-	When    *Expr    // filter: the row is written only when it is true; nil when absent
-	Columns []Column // in file order, names unique, at least one
-	Pos     Pos      // position of the table value (of the entry when table is absent)
+	Table   string   `yaml:"table"`                                                 // "schema.table" or "table"
+	Key     []string `yaml:"key"`                                                   // the target key columns, each one of Columns' names
+	Mode    string   `yaml:"mode" default:"upsert"`                                 // ModeUpsert or ModeCreateIfAbsent
+	When    *Expr    `yaml:"when"`                                                  // filter: the row is written only when it is true; nil when absent
+	Columns []Column `yaml:"columns" what:"a mapping of column name to expression"` // in file order, names unique, at least one
+	Pos     Pos      `pos:"table"`                                                  // position of the table value (of the entry when table is absent)
 }
 
 // Inverse computes the source row back from the target rows, for round-trip
 // checks.
 type Inverse struct {
-	Columns []Column // source column expressions, in file order
+	// Columns are the source column expressions, in file order.
+	Columns []Column `yaml:"columns" what:"a mapping of column name to expression"`
 	// Ignore names source columns the new schema drops on purpose: the
 	// round trip does not ask the inverse to give them back. Every other
 	// source column must come back equal.
-	Ignore []string
+	Ignore []string `yaml:"ignore"`
 }
 
 // Reconcile configures the comparison of source and target.
 type Reconcile struct {
-	Interval time.Duration // time between runs, default 1m, > 0
-	// ChunkRows is how many rows each read takes, default 5000.
-	ChunkRows int
+	// Interval is the time between runs.
+	Interval time.Duration `yaml:"interval" default:"1m" check:">0"`
+	// ChunkRows is how many rows each read takes.
+	ChunkRows int `yaml:"chunk_rows" default:"5000" check:">=0" must:"be more than 0"`
 	// MaxRowsPerSecond bounds the rows reconcile reads, source and target
-	// together, so it never hurts production; default 5000, 0 after
-	// SetDefaults is impossible: set -1 for unbounded.
-	MaxRowsPerSecond int
+	// together, so it never hurts production; 0 after SetDefaults is
+	// impossible: set -1 for unbounded.
+	MaxRowsPerSecond int `yaml:"max_rows_per_second" default:"5000" check:">=-1" must:"be more than 0, or -1 for unbounded"`
 	// Settle is how long a difference must last, on top of the replication
-	// lag, to count as drift; default 5s.
-	Settle   time.Duration
-	Tolerate []string // Tolerate* constants, unique
-	Checks   []Check  // consistency queries
+	// lag, to count as drift.
+	Settle   time.Duration `yaml:"settle" default:"5s" what:"a duration such as 5s or 1m" check:">=0" must:"be more than 0"`
+	Tolerate []string      `yaml:"tolerate"` // Tolerate* constants, unique
+	Checks   []Check       `yaml:"checks"`   // consistency queries
 }
 
 // Check is a consistency query pair: each side returns one number, and the
 // two must be equal.
 type Check struct {
-	Name   string // unique; the check label of tandem_consistency_check_value
-	Source string // SQL run on the source
-	Target string // SQL run on the target
+	Name   string `yaml:"name"`   // unique; the check label of tandem_consistency_check_value
+	Source string `yaml:"source"` // SQL run on the source
+	Target string `yaml:"target"` // SQL run on the target
 	Pos    Pos    // position of the entry
 }
 
 // Backfill configures the copy of existing rows.
 type Backfill struct {
-	ChunkRows        int // yaml chunk_rows: rows per chunk, default 5000, > 0
-	Parallel         int // tables or chunks copied at once, default 4, > 0
-	MaxRowsPerSecond int // yaml max_rows_per_second: throttle, >= 0, 0 = unthrottled
-	// MaxLagSeconds (yaml max_lag_seconds): the copy pauses while any
-	// mapping's tandem_replication_lag_seconds is above it; default 30,
-	// -1: never.
-	MaxLagSeconds int
-	// MaxSourceLoad (yaml max_source_load): the copy pauses while more
-	// statements than this run on the source (PostgreSQL: active client
-	// sessions other than tandem's; MySQL: Threads_running); default 32,
-	// -1: never.
-	MaxSourceLoad int
+	ChunkRows        int `yaml:"chunk_rows" default:"5000" check:">0"`                              // rows per chunk
+	Parallel         int `yaml:"parallel" default:"4" check:">0"`                                   // tables or chunks copied at once
+	MaxRowsPerSecond int `yaml:"max_rows_per_second" check:">=0" must:"be 0 (unthrottled) or more"` // throttle, 0 = unthrottled
+	// MaxLagSeconds: the copy pauses while any mapping's
+	// tandem_replication_lag_seconds is above it; -1: never.
+	MaxLagSeconds int `yaml:"max_lag_seconds" default:"30" check:">0|-1" must:"be more than 0, or -1 never to pause for lag"`
+	// MaxSourceLoad: the copy pauses while more statements than this run
+	// on the source (PostgreSQL: active client sessions other than
+	// tandem's; MySQL: Threads_running); -1: never.
+	MaxSourceLoad int `yaml:"max_source_load" default:"32" check:">0|-1" must:"be more than 0, or -1 never to pause for the source's load"`
 }
 
 // HTTP configures the /metrics, /healthz and /readyz server.
 type HTTP struct {
-	Listen string // host:port, default "127.0.0.1:9187"; an empty value means the default
+	Listen string `yaml:"listen" default:"127.0.0.1:9187"` // host:port; an empty value means the default
 }
 
 // Default returns a Config holding only the defaults: what an empty section
@@ -253,48 +264,16 @@ func Default() *Config {
 // it; it is for Configs built in code. Parse does not use it: there an
 // explicit zero (partitions: 0) is an error, not a request for the default.
 func (c *Config) SetDefaults() {
-	if c.Source.MySQL.ServerID == 0 {
-		c.Source.MySQL.ServerID = DefaultServerID
-	}
-	c.Source.Postgres.Slot = orDefault(c.Source.Postgres.Slot, DefaultSlot)
-	c.Source.Postgres.Publication = orDefault(c.Source.Postgres.Publication, DefaultPublication)
-	c.Kafka.TopicPrefix = orDefault(c.Kafka.TopicPrefix, DefaultTopicPrefix)
-	c.Kafka.Group = orDefault(c.Kafka.Group, DefaultGroup)
-	if c.Kafka.Partitions == 0 {
-		c.Kafka.Partitions = DefaultPartitions
-	}
-	if c.Reconcile.Interval == 0 {
-		c.Reconcile.Interval = DefaultReconcileInterval
-	}
-	if c.Reconcile.Settle == 0 {
-		c.Reconcile.Settle = DefaultReconcileSettle
-	}
-	if c.Reconcile.ChunkRows == 0 {
-		c.Reconcile.ChunkRows = DefaultReconcileChunk
-	}
-	if c.Reconcile.MaxRowsPerSecond == 0 {
-		c.Reconcile.MaxRowsPerSecond = DefaultReconcileRate
-	}
-	if c.Backfill.ChunkRows == 0 {
-		c.Backfill.ChunkRows = DefaultChunkRows
-	}
-	if c.Backfill.Parallel == 0 {
-		c.Backfill.Parallel = DefaultParallel
-	}
-	if c.Backfill.MaxLagSeconds == 0 {
-		c.Backfill.MaxLagSeconds = DefaultMaxLagSeconds
-	}
-	if c.Backfill.MaxSourceLoad == 0 {
-		c.Backfill.MaxSourceLoad = DefaultMaxSourceLoad
-	}
-	c.HTTP.Listen = orDefault(c.HTTP.Listen, DefaultListen)
-	c.Target.StateSchema = orDefault(c.Target.StateSchema, DefaultStateSchema)
+	setDefaults(reflect.ValueOf(c).Elem())
+	c.deriveDefaults()
+}
+
+// deriveDefaults fills the fields whose default is another field: a
+// mapping's Name is its From.
+func (c *Config) deriveDefaults() {
 	for i := range c.Mappings {
 		m := &c.Mappings[i]
 		m.Name = orDefault(m.Name, m.From)
-		for j := range m.To {
-			m.To[j].Mode = orDefault(m.To[j].Mode, ModeUpsert)
-		}
 	}
 }
 

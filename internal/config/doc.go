@@ -11,6 +11,12 @@
 // Defaults are applied for absent keys, so every command works on a Config
 // whose fields are all set.
 //
+// Each key is declared once, as a tagged field of Config or of a struct
+// inside it (`yaml:"chunk_rows" default:"5000" check:">0"`; tags.go lists
+// the tags): one walker over the YAML nodes decodes any tagged struct, and
+// Default, SetDefaults and Validate read the same tags. The rules that tie
+// keys together are written out in validate.go.
+//
 // ${VAR} is expanded from the environment after YAML parsing, in every
 // scalar value (never in keys), so secrets with any characters can be passed
 // without quoting them for YAML; $$ is a literal $. Inside a flow collection

@@ -2,14 +2,15 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -43,32 +44,15 @@ func Parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	if perr != nil {
 		return nil, Errors{perr}
 	}
-	d := &decoder{
-		file:    file,
-		lookup:  lookupEnv,
-		budget:  maxNodes,
-		pos:     map[string]Pos{},
-		bad:     map[string]bool{},
-		fromEnv: map[string]bool{},
-	}
+	d := newDecoder(file, lookupEnv)
 	c := Default()
 	c.File = file
-	d.config(root, c)
+	d.object(root, "", reflect.ValueOf(c).Elem(), "")
+	c.deriveDefaults()
 
 	v := validator{c: c, fromEnv: d.fromEnv}
 	v.run()
-	errs := d.errs
-	for _, e := range v.errs {
-		if d.covers(e.Path) {
-			continue
-		}
-		if p, ok := d.posOf(e.Path); ok {
-			e.Pos = p
-		}
-		errs = append(errs, e)
-	}
-	if len(errs) > 0 {
-		sortErrors(errs)
+	if errs := d.merge(v.errs); len(errs) > 0 {
 		return nil, errs
 	}
 	return c, nil
@@ -155,10 +139,34 @@ type decoder struct {
 	fromEnv map[string]bool // paths whose value had a ${VAR} substituted
 }
 
-// field is one key a YAML mapping accepts.
-type field struct {
-	key    string
-	decode func(n *yaml.Node, path string)
+func newDecoder(file string, lookup func(string) (string, bool)) *decoder {
+	return &decoder{
+		file:    file,
+		lookup:  lookup,
+		budget:  maxNodes,
+		pos:     map[string]Pos{},
+		bad:     map[string]bool{},
+		fromEnv: map[string]bool{},
+	}
+}
+
+// merge returns the decoding problems and the rule violations found in
+// what was decoded, in file order. A violation inside a value that could
+// not be decoded is left out, and the others get the position of the value
+// they name, or of its nearest ancestor in the file.
+func (d *decoder) merge(violations Errors) Errors {
+	errs := d.errs
+	for _, e := range violations {
+		if d.covers(e.Path) {
+			continue
+		}
+		if p, ok := d.posOf(e.Path); ok {
+			e.Pos = p
+		}
+		errs = append(errs, e)
+	}
+	sortErrors(errs)
+	return errs
 }
 
 func (d *decoder) at(n *yaml.Node) Pos { return Pos{File: d.file, Line: n.Line, Col: n.Column} }
@@ -235,28 +243,6 @@ func (d *decoder) node(n *yaml.Node, path string, want yaml.Kind, what string) *
 	return n
 }
 
-// mapping decodes a YAML mapping whose keys must be among fields. It
-// returns the mapping node, or nil when the value is null or not a mapping.
-func (d *decoder) mapping(n *yaml.Node, path string, fields ...field) *yaml.Node {
-	if n = d.node(n, path, yaml.MappingNode, "a mapping"); n == nil {
-		return nil
-	}
-	d.pairs(n, path, func(key string, k, v *yaml.Node, kpath string) {
-		for _, f := range fields {
-			if f.key == key {
-				f.decode(v, kpath)
-				return
-			}
-		}
-		known := make([]string, len(fields))
-		for i, f := range fields {
-			known[i] = f.key
-		}
-		d.fail(k, kpath, "unknown key (known: "+strings.Join(known, ", ")+")")
-	})
-	return n
-}
-
 // pairs calls each for every key of mapping node n in file order, after
 // rejecting keys that are not strings, merge keys and duplicates.
 func (d *decoder) pairs(n *yaml.Node, path string, each func(key string, k, v *yaml.Node, kpath string)) {
@@ -285,6 +271,106 @@ func (d *decoder) pairs(n *yaml.Node, path string, each func(key string, k, v *y
 	}
 }
 
+// decode stores n, the value at path, in v, as v's type says; f is the
+// field v is (the zero field for a list item).
+func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value, f field) {
+	t := v.Type()
+	what := cmp.Or(f.what, whatOf(t))
+	switch {
+	case t == exprType:
+		v.Set(reflect.ValueOf(d.expr(n, path)))
+	case t.Kind() == reflect.Pointer:
+		if isNull(resolve(n)) {
+			return // a key with no value is the same as no key
+		}
+		p := reflect.New(t.Elem())
+		setDefaults(p)
+		d.decode(n, path, p.Elem(), f)
+		v.Set(p)
+	case t.Kind() == reflect.Struct:
+		d.object(n, path, v, what)
+	case t.Kind() == reflect.Slice:
+		if key, value, keyed := keyedFields(t.Elem()); keyed {
+			d.keyed(n, path, v, what, key, value)
+			return
+		}
+		d.list(n, path, func(item *yaml.Node, path string) {
+			e := reflect.New(t.Elem()).Elem()
+			setDefaults(e)
+			d.decode(item, path, e, field{})
+			v.Set(reflect.Append(v, e))
+		})
+	default:
+		d.scalar(n, path, v, what)
+	}
+}
+
+// object decodes a YAML mapping into v, a struct: each key into the field
+// tagged with it, any other key an error. Then it sets v's Pos fields.
+func (d *decoder) object(n *yaml.Node, path string, v reflect.Value, what string) {
+	fields := fieldsOf(v.Type())
+	if n := d.node(n, path, yaml.MappingNode, what); n != nil {
+		d.pairs(n, path, func(key string, k, val *yaml.Node, kpath string) {
+			for _, f := range fields {
+				if f.key == key && key != "" {
+					d.decode(val, kpath, v.Field(f.index), f)
+					return
+				}
+			}
+			var known []string
+			for _, f := range fields {
+				if f.key != "" {
+					known = append(known, f.key)
+				}
+			}
+			d.fail(k, kpath, "unknown key (known: "+strings.Join(known, ", ")+")")
+		})
+	}
+	d.setPositions(v, path, fields)
+}
+
+// setPositions sets the Pos and []Pos fields of v, the struct at path, as
+// their pos tags say.
+func (d *decoder) setPositions(v reflect.Value, path string, fields []field) {
+	for _, f := range fields {
+		fv := v.Field(f.index)
+		switch {
+		case fv.Type() == posType:
+			pos := d.pos[path]
+			if p, ok := d.pos[joinPath(path, f.pos)]; ok && f.pos != "" {
+				pos = p
+			}
+			fv.Set(reflect.ValueOf(pos))
+		case fv.Type() == reflect.SliceOf(posType) && f.pos != "":
+			lpath := joinPath(path, f.pos)
+			var ps []Pos
+			for i := range v.Field(keyOf(v.Type(), f.pos)).Len() {
+				ps = append(ps, d.pos[fmt.Sprintf("%s[%d]", lpath, i)])
+			}
+			fv.Set(reflect.ValueOf(ps))
+		}
+	}
+}
+
+// keyed decodes a YAML mapping into v, a list of structs: each key and
+// value into the fields with index key and value of one element, in file
+// order.
+func (d *decoder) keyed(n *yaml.Node, path string, v reflect.Value, what string, key, value int) {
+	if n = d.node(n, path, yaml.MappingNode, what); n == nil {
+		return
+	}
+	t := v.Type().Elem()
+	fields := fieldsOf(t)
+	d.pairs(n, path, func(k string, _, val *yaml.Node, kpath string) {
+		e := reflect.New(t).Elem()
+		setDefaults(e)
+		e.Field(key).SetString(k)
+		d.decode(val, kpath, e.Field(value), fields[value])
+		d.setPositions(e, kpath, fields)
+		v.Set(reflect.Append(v, e))
+	})
+}
+
 // list decodes a YAML sequence, calling each for every item.
 func (d *decoder) list(n *yaml.Node, path string, each func(item *yaml.Node, path string)) {
 	if n = d.node(n, path, yaml.SequenceNode, "a list"); n == nil {
@@ -295,10 +381,11 @@ func (d *decoder) list(n *yaml.Node, path string, each func(item *yaml.Node, pat
 	}
 }
 
-// str decodes a scalar as a string with ${VAR} expanded. It reports false
-// when the value is null or could not be decoded.
-func (d *decoder) str(n *yaml.Node, path string) (string, bool) {
-	if n = d.node(n, path, yaml.ScalarNode, "a string"); n == nil {
+// str decodes a scalar as a string with ${VAR} expanded; what names the
+// value when it is not a scalar. It reports false when the value is null or
+// could not be decoded.
+func (d *decoder) str(n *yaml.Node, path, what string) (string, bool) {
+	if n = d.node(n, path, yaml.ScalarNode, what); n == nil {
 		return "", false
 	}
 	s, substituted, problems := expand(n.Value, d.lookup)
@@ -311,250 +398,27 @@ func (d *decoder) str(n *yaml.Node, path string) (string, bool) {
 	return s, len(problems) == 0
 }
 
-// scalar decodes a string with str and converts it with parse; on failure it
-// reports "must be <what>" and the text, unless the text came from the
-// environment.
-func scalar[T any](d *decoder, n *yaml.Node, path, what string, parse func(string) (T, error)) (T, bool) {
-	var zero T
-	s, ok := d.str(n, path)
-	if !ok {
-		return zero, false
+// scalar decodes a string with str, converts it to v's type and stores it
+// in v. Null leaves v (its default) as it is, and so does "" for a string.
+// A value that does not convert is reported as "must be <what>" with the
+// text, unless the text came from the environment.
+func (d *decoder) scalar(n *yaml.Node, path string, v reflect.Value, what string) {
+	s, ok := d.str(n, path, what)
+	if !ok || s == "" && v.Kind() == reflect.String {
+		return
 	}
-	v, err := parse(s)
+	x, err := parseScalar(v.Type(), s)
 	if err != nil {
 		d.badValue(n, path, "must be "+what+quoteUnlessEnv(d.fromEnv, path, ", got ", s))
-		return zero, false
+		return
 	}
-	return v, true
-}
-
-// setString returns a field decoder that stores a non-empty string in dst;
-// null and "" leave dst (its default) as it is.
-func setString[T ~string](d *decoder, dst *T) func(*yaml.Node, string) {
-	return func(n *yaml.Node, path string) {
-		if s, ok := d.str(n, path); ok && s != "" {
-			*dst = T(s)
-		}
-	}
-}
-
-// setDSN returns a field decoder for a DSN. Surrounding white space is
-// dropped: it is never part of a DSN, and a block scalar or a variable read
-// from a file often ends with a newline.
-func setDSN(d *decoder, dst *Secret) func(*yaml.Node, string) {
-	return func(n *yaml.Node, path string) {
-		if s, ok := d.str(n, path); ok {
-			*dst = Secret(strings.TrimSpace(s))
-		}
-	}
-}
-
-// setInt returns a field decoder that stores an integer in dst.
-func setInt(d *decoder, dst *int) func(*yaml.Node, string) {
-	return func(n *yaml.Node, path string) {
-		if v, ok := scalar(d, n, path, "a whole number", strconv.Atoi); ok {
-			*dst = v
-		}
-	}
-}
-
-// setStrings returns a field decoder for a list of strings; when posDst is
-// not nil it also gets the position of each item. Every item is kept, even
-// a null or undecodable one (as ""), so that indexes match the file.
-func setStrings(d *decoder, dst *[]string, posDst *[]Pos) func(*yaml.Node, string) {
-	return func(n *yaml.Node, path string) {
-		d.list(n, path, func(item *yaml.Node, path string) {
-			s, _ := d.str(item, path)
-			*dst = append(*dst, s)
-			if posDst != nil {
-				*posDst = append(*posDst, d.pos[path])
-			}
-		})
-	}
+	v.Set(x)
 }
 
 // expr decodes a CEL expression; its position is that of the value.
 func (d *decoder) expr(n *yaml.Node, path string) Expr {
-	s, _ := d.str(n, path)
+	s, _ := d.str(n, path, "a string")
 	return Expr{Text: s, Pos: d.pos[path]}
-}
-
-// columns decodes a mapping of column name to expression, in file order.
-func (d *decoder) columns(n *yaml.Node, path string) []Column {
-	if n = d.node(n, path, yaml.MappingNode, "a mapping of column name to expression"); n == nil {
-		return nil
-	}
-	var cols []Column
-	d.pairs(n, path, func(name string, _, v *yaml.Node, cpath string) {
-		cols = append(cols, Column{Name: name, Expr: d.expr(v, cpath)})
-	})
-	return cols
-}
-
-func (d *decoder) config(root *yaml.Node, c *Config) {
-	d.mapping(root, "",
-		field{"source", func(n *yaml.Node, p string) { d.source(n, p, &c.Source) }},
-		field{"kafka", func(n *yaml.Node, p string) { d.kafka(n, p, &c.Kafka) }},
-		field{"target", func(n *yaml.Node, p string) { d.target(n, p, &c.Target) }},
-		field{"mappings", func(n *yaml.Node, p string) {
-			d.list(n, p, func(item *yaml.Node, p string) {
-				c.Mappings = append(c.Mappings, d.mappingEntry(item, p))
-			})
-		}},
-		field{"reconcile", func(n *yaml.Node, p string) { d.reconcile(n, p, &c.Reconcile) }},
-		field{"backfill", func(n *yaml.Node, p string) { d.backfill(n, p, &c.Backfill) }},
-		field{"http", func(n *yaml.Node, p string) {
-			d.mapping(n, p, field{"listen", setString(d, &c.HTTP.Listen)})
-		}},
-	)
-}
-
-func (d *decoder) source(n *yaml.Node, path string, s *Source) {
-	d.mapping(n, path,
-		field{"kind", setString(d, &s.Kind)},
-		field{"dsn", setDSN(d, &s.DSN)},
-		field{"tables", setStrings(d, &s.Tables, &s.TablesPos)},
-		field{"mysql", func(n *yaml.Node, p string) {
-			d.mapping(n, p, field{"server_id", func(n *yaml.Node, p string) {
-				parse := func(s string) (uint32, error) {
-					v, err := strconv.ParseUint(s, 10, 32)
-					return uint32(v), err
-				}
-				if v, ok := scalar(d, n, p, "a whole number from 1 to 4294967295", parse); ok {
-					s.MySQL.ServerID = v
-				}
-			}})
-		}},
-		field{"postgres", func(n *yaml.Node, p string) {
-			d.mapping(n, p,
-				field{"slot", setString(d, &s.Postgres.Slot)},
-				field{"publication", setString(d, &s.Postgres.Publication)},
-			)
-		}},
-	)
-	s.Pos = d.pos[path]
-}
-
-func (d *decoder) kafka(n *yaml.Node, path string, k *Kafka) {
-	d.mapping(n, path,
-		field{"brokers", setStrings(d, &k.Brokers, nil)},
-		field{"topic_prefix", setString(d, &k.TopicPrefix)},
-		field{"partitions", setInt(d, &k.Partitions)},
-		field{"group", setString(d, &k.Group)},
-	)
-}
-
-func (d *decoder) target(n *yaml.Node, path string, t *Target) {
-	d.mapping(n, path,
-		field{"kind", setString(d, &t.Kind)},
-		field{"dsn", setDSN(d, &t.DSN)},
-		field{"state_schema", setString(d, &t.StateSchema)},
-	)
-	t.Pos = d.pos[path]
-}
-
-func (d *decoder) mappingEntry(n *yaml.Node, path string) Mapping {
-	var m Mapping
-	d.mapping(n, path,
-		field{"name", setString(d, &m.Name)},
-		field{"from", setString(d, &m.From)},
-		field{"to", func(n *yaml.Node, p string) {
-			d.list(n, p, func(item *yaml.Node, p string) {
-				m.To = append(m.To, d.output(item, p))
-			})
-		}},
-		field{"tolerate", setStrings(d, &m.Tolerate, nil)},
-		field{"tolerate_columns", func(n *yaml.Node, p string) {
-			if n = d.node(n, p, yaml.MappingNode, "a mapping of <to table>.<column> to a list of tolerances"); n == nil {
-				return
-			}
-			d.pairs(n, p, func(col string, _, v *yaml.Node, cpath string) {
-				ct := ColumnTolerance{Column: col, Pos: d.pos[cpath]}
-				setStrings(d, &ct.Rules, nil)(v, cpath)
-				m.TolerateColumns = append(m.TolerateColumns, ct)
-			})
-		}},
-		field{"inverse", func(n *yaml.Node, p string) {
-			inv := &Inverse{}
-			if d.mapping(n, p, field{"columns", func(n *yaml.Node, p string) {
-				inv.Columns = d.columns(n, p)
-			}}, field{"ignore", setStrings(d, &inv.Ignore, nil)}) != nil {
-				m.Inverse = inv
-			}
-		}},
-	)
-	m.Name = orDefault(m.Name, m.From)
-	m.Pos = d.firstPos(path+".from", path)
-	return m
-}
-
-func (d *decoder) output(n *yaml.Node, path string) Output {
-	o := Output{Mode: ModeUpsert}
-	d.mapping(n, path,
-		field{"table", setString(d, &o.Table)},
-		field{"key", setStrings(d, &o.Key, nil)},
-		field{"mode", setString(d, &o.Mode)},
-		field{"when", func(n *yaml.Node, p string) {
-			if isNull(resolve(n)) {
-				return // when: with no value is the same as no when
-			}
-			e := d.expr(n, p)
-			o.When = &e
-		}},
-		field{"columns", func(n *yaml.Node, p string) { o.Columns = d.columns(n, p) }},
-	)
-	o.Pos = d.firstPos(path+".table", path)
-	return o
-}
-
-func (d *decoder) reconcile(n *yaml.Node, path string, r *Reconcile) {
-	d.mapping(n, path,
-		field{"interval", func(n *yaml.Node, p string) {
-			if v, ok := scalar(d, n, p, "a duration such as 30s, 1m or 1h30m", time.ParseDuration); ok {
-				r.Interval = v
-			}
-		}},
-		field{"tolerate", setStrings(d, &r.Tolerate, nil)},
-		field{"settle", func(n *yaml.Node, p string) {
-			if v, ok := scalar(d, n, p, "a duration such as 5s or 1m", time.ParseDuration); ok {
-				r.Settle = v
-			}
-		}},
-		field{"chunk_rows", setInt(d, &r.ChunkRows)},
-		field{"max_rows_per_second", setInt(d, &r.MaxRowsPerSecond)},
-		field{"checks", func(n *yaml.Node, p string) {
-			d.list(n, p, func(item *yaml.Node, p string) {
-				var c Check
-				d.mapping(item, p,
-					field{"name", setString(d, &c.Name)},
-					field{"source", setString(d, &c.Source)},
-					field{"target", setString(d, &c.Target)},
-				)
-				c.Pos = d.pos[p]
-				r.Checks = append(r.Checks, c)
-			})
-		}},
-	)
-}
-
-func (d *decoder) backfill(n *yaml.Node, path string, b *Backfill) {
-	d.mapping(n, path,
-		field{"chunk_rows", setInt(d, &b.ChunkRows)},
-		field{"parallel", setInt(d, &b.Parallel)},
-		field{"max_rows_per_second", setInt(d, &b.MaxRowsPerSecond)},
-		field{"max_lag_seconds", setInt(d, &b.MaxLagSeconds)},
-		field{"max_source_load", setInt(d, &b.MaxSourceLoad)},
-	)
-}
-
-// firstPos returns the recorded position of the first path that has one.
-func (d *decoder) firstPos(paths ...string) Pos {
-	for _, p := range paths {
-		if pos, ok := d.pos[p]; ok {
-			return pos
-		}
-	}
-	return Pos{}
 }
 
 // resolve follows aliases.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -68,36 +69,60 @@ func quoteUnlessEnv(fromEnv map[string]bool, path, prefix, value string) string 
 
 func (v *validator) run() {
 	c := v.c
+	v.checkTags(reflect.ValueOf(c).Elem(), "", Pos{})
 	v.source(&c.Source)
 	v.kafka(&c.Kafka)
 	v.database("target", c.Target.Pos, c.Target.Kind, c.Target.DSN)
-	if st := c.Target.StateSchema; st == "" || len(st) > 63 {
-		v.add(Pos{}, "target.state_schema", "must be a schema (PostgreSQL) or database (MySQL) name of 1 to 63 bytes")
-	}
 	v.mappings()
 	v.reconcile(&c.Reconcile)
-
-	b := c.Backfill
-	if b.ChunkRows <= 0 {
-		v.add(Pos{}, "backfill.chunk_rows", "must be more than 0")
-	}
-	if b.Parallel <= 0 {
-		v.add(Pos{}, "backfill.parallel", "must be more than 0")
-	}
-	if b.MaxRowsPerSecond < 0 {
-		v.add(Pos{}, "backfill.max_rows_per_second", "must be 0 (unthrottled) or more")
-	}
-	if b.MaxLagSeconds <= 0 && b.MaxLagSeconds != -1 {
-		v.add(Pos{}, "backfill.max_lag_seconds", "must be more than 0, or -1 never to pause for lag")
-	}
-	if b.MaxSourceLoad <= 0 && b.MaxSourceLoad != -1 {
-		v.add(Pos{}, "backfill.max_source_load", "must be more than 0, or -1 never to pause for the source's load")
-	}
-
 	if l := c.HTTP.Listen; l == "" {
 		v.add(Pos{}, "http.listen", "required: host:port")
 	} else if !validListen(l) {
 		v.add(Pos{}, "http.listen", "must be host:port, such as 127.0.0.1:9187 or :9187"+v.got("http.listen", l))
+	}
+}
+
+// checkTags applies the check tags of the fields of v, the value at path,
+// and of the structs and lists inside it. An error is placed at pos, or at
+// the Pos of the nearest struct that has one.
+func (v *validator) checkTags(rv reflect.Value, path string, pos Pos) {
+	switch rv.Kind() {
+	case reflect.Pointer:
+		if !rv.IsNil() {
+			v.checkTags(rv.Elem(), path, pos)
+		}
+	case reflect.Slice:
+		key, _, keyed := keyedFields(rv.Type().Elem())
+		for i := range rv.Len() {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if keyed {
+				p = joinPath(path, rv.Index(i).Field(key).String())
+			}
+			v.checkTags(rv.Index(i), p, pos)
+		}
+	case reflect.Struct:
+		fields := fieldsOf(rv.Type())
+		for _, f := range fields {
+			if p, ok := rv.Field(f.index).Interface().(Pos); ok && p.Line != 0 {
+				pos = p
+			}
+		}
+		for _, f := range fields {
+			if f.key == "" {
+				continue
+			}
+			fv, fpath := rv.Field(f.index), joinPath(path, f.key)
+			if f.check != "" {
+				ok, err := checkValue(f.check, fv)
+				if err != nil {
+					panic(fmt.Sprintf("config: check tag of %s: %v", fpath, err))
+				}
+				if !ok {
+					v.add(pos, fpath, checkMessage(f))
+				}
+			}
+			v.checkTags(fv, fpath, pos)
+		}
 	}
 }
 
@@ -141,14 +166,8 @@ func (v *validator) source(s *Source) {
 			first[t] = i
 		}
 	}
-	if s.MySQL.ServerID == 0 {
-		v.add(s.Pos, "source.mysql.server_id", "must be a whole number from 1 to 4294967295")
-	}
 	if p := "source.postgres.slot"; !slotRE.MatchString(s.Postgres.Slot) {
 		v.add(s.Pos, p, "must be 1 to 63 lower-case letters, digits or _"+v.got(p, s.Postgres.Slot))
-	}
-	if pub := s.Postgres.Publication; pub == "" || len(pub) > 63 {
-		v.add(s.Pos, "source.postgres.publication", "must be 1 to 63 bytes long")
 	}
 }
 
@@ -160,12 +179,6 @@ func (v *validator) kafka(k *Kafka) {
 	}
 	if p := "kafka.topic_prefix"; !topicPrefixRE.MatchString(k.TopicPrefix) {
 		v.add(Pos{}, p, "must be letters, digits, '.', '_' or '-'"+v.got(p, k.TopicPrefix))
-	}
-	if k.Partitions < 1 || k.Partitions > MaxPartitions {
-		v.add(Pos{}, "kafka.partitions", fmt.Sprintf("must be from 1 to %d", MaxPartitions))
-	}
-	if k.Group == "" {
-		v.add(Pos{}, "kafka.group", "must not be empty")
 	}
 }
 
@@ -294,18 +307,6 @@ func (v *validator) tolerances(pos Pos, path string, rules []string) {
 }
 
 func (v *validator) reconcile(r *Reconcile) {
-	if r.Interval <= 0 {
-		v.add(Pos{}, "reconcile.interval", "must be more than 0")
-	}
-	if r.Settle < 0 {
-		v.add(Pos{}, "reconcile.settle", "must be more than 0")
-	}
-	if r.ChunkRows < 0 {
-		v.add(Pos{}, "reconcile.chunk_rows", "must be more than 0")
-	}
-	if r.MaxRowsPerSecond < -1 {
-		v.add(Pos{}, "reconcile.max_rows_per_second", "must be more than 0, or -1 for unbounded")
-	}
 	v.tolerances(Pos{}, "reconcile.tolerate", r.Tolerate)
 	names := map[string]int{}
 	for i, ch := range r.Checks {
