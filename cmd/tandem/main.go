@@ -52,7 +52,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	g := &globals{stdout: stdout, stderr: stderr}
 	root := newRootCmd(g)
-	root.SetArgs(append([]string{}, args...)) // never nil: cobra would read os.Args
+	root.SetArgs(append([]string{}, longFlagsWithOneDash(root, args)...)) // never nil: cobra would read os.Args
 	cmd, err := root.ExecuteContextC(context.Background())
 	return exitCode(cmd, err, stderr)
 }
