@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
@@ -20,6 +22,93 @@ import (
 
 // maxImageBytes bounds how much of a row image `dlq list` prints.
 const maxImageBytes = 400
+
+// newDLQCmd builds `tandem dlq` and its verbs list, replay and drop.
+func newDLQCmd(g *globals) *cobra.Command {
+	dlq := &cobra.Command{
+		Use:   "dlq",
+		Short: "the dead letters kept in the target: list, replay, drop",
+		Long: `A change that cannot be transformed or written is dead-lettered: kept in the
+target with its error and original record while the rest of the stream goes
+on. List them, replay them once the mapping is fixed, or drop the ones no
+replay can re-sync.`,
+		Args: cobra.ArbitraryArgs,
+		// Only its verbs run: "tandem dlq [flags]" is no way to call it.
+		DisableFlagsInUseLine: true,
+		RunE: func(*cobra.Command, []string) error {
+			return errors.New("want `tandem dlq list`, `tandem dlq replay` or `tandem dlq drop`")
+		},
+	}
+	dlq.AddCommand(newDLQListCmd(g), newDLQReplayCmd(g), newDLQDropCmd(g))
+	return dlq
+}
+
+// dlqVerb builds the dlq verb use; run runs it with the config loaded.
+func dlqVerb(g *globals, use, short, long string, run func(context.Context, *config.Config) int) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop, cfg, err := g.prepare(cmd.Context(), cmd)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			return exitErrorOf(run(ctx, cfg))
+		},
+	}
+}
+
+// newDLQListCmd builds `tandem dlq list`.
+func newDLQListCmd(g *globals) *cobra.Command {
+	var mapping string
+	var limit int
+	cmd := dlqVerb(g, "list -c tandem.yaml [--mapping M] [--limit N]", "show the dead letters kept in the target",
+		`Show the dead letters kept in the target, oldest first: when, mapping, reason,
+the source row and position, the Kafka coordinates, the error and the change.`,
+		func(ctx context.Context, cfg *config.Config) int {
+			return runDLQList(ctx, cfg, mapping, limit, g.stdout, g.stderr)
+		})
+	cmd.Flags().StringVar(&mapping, "mapping", "", "only this `mapping`'s dead letters")
+	cmd.Flags().IntVar(&limit, "limit", 100, "show at most this many dead letters (0: all)")
+	return cmd
+}
+
+// newDLQReplayCmd builds `tandem dlq replay`.
+func newDLQReplayCmd(g *globals) *cobra.Command {
+	var mapping string
+	cmd := dlqVerb(g, "replay -c tandem.yaml [--mapping M]", "re-sync the rows of dead letters with the fixed mapping",
+		`Re-sync the rows of the dead letters from the source with the current
+mapping, and remove the dead letters re-synced. Exit 0 when every dead
+letter is gone, 1 when some still fail (each printed with its error).`,
+		func(ctx context.Context, cfg *config.Config) int {
+			return runDLQReplay(ctx, cfg, mapping, g.log, g.stdout, g.stderr)
+		})
+	cmd.Flags().StringVar(&mapping, "mapping", "", "only this `mapping`'s dead letters")
+	return cmd
+}
+
+// newDLQDropCmd builds `tandem dlq drop`.
+func newDLQDropCmd(g *globals) *cobra.Command {
+	var mapping string
+	var f dropFlags
+	cmd := dlqVerb(g, "drop -c tandem.yaml [--mapping M] (--topic T --partition P --offset O | --all)",
+		"remove dead letters without re-syncing their rows",
+		`Remove dead letters without re-syncing their rows: one, named by its Kafka
+coordinates as `+"`tandem dlq list`"+` shows them, or --all (of --mapping).`,
+		func(ctx context.Context, cfg *config.Config) int {
+			return runDLQDrop(ctx, cfg, mapping, f, g.stdout, g.stderr)
+		})
+	fs := cmd.Flags()
+	fs.StringVar(&mapping, "mapping", "", "only this `mapping`'s dead letters")
+	fs.StringVar(&f.topic, "topic", "", "the dead letter's Kafka `topic`, as tandem dlq list shows it")
+	fs.IntVar(&f.partition, "partition", -1, "its partition")
+	fs.Int64Var(&f.offset, "offset", -1, "its offset")
+	fs.BoolVar(&f.all, "all", false, "every dead letter (of --mapping)")
+	return cmd
+}
 
 // runDLQList prints the dead letters kept in the target, oldest first.
 func runDLQList(ctx context.Context, cfg *config.Config, mapping string, limit int, stdout, stderr io.Writer) int {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/cobra"
 
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/config"
@@ -20,6 +21,39 @@ import (
 type reconcileFlags struct {
 	once, repair bool
 	format       string // text or json
+}
+
+// newReconcileCmd builds `tandem reconcile`.
+func newReconcileCmd(g *globals) *cobra.Command {
+	f := reconcileFlags{format: "text"}
+	cmd := &cobra.Command{
+		Use:   "reconcile -c tandem.yaml [--once] [--repair] [--format text|json]",
+		Short: "compare the source, mapped, with the target and report drift",
+		Long: `Compare the source, mapped, with the target (and run reconcile.checks).
+
+With --once it prints the report (the first drifted rows of each mapping as
+diffs) and exits 1 on drift, 0 without; --repair first re-syncs the drifted
+rows from the source, then compares again. Without --once it compares every
+reconcile.interval, serving /metrics, until SIGINT or SIGTERM.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.format != "text" && f.format != "json" {
+				return fmt.Errorf("--format %q: want text or json", f.format)
+			}
+			ctx, stop, cfg, err := g.prepare(cmd.Context(), cmd)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			return exitErrorOf(runReconcile(ctx, cfg, f, g.log, g.stdout, g.stderr))
+		},
+	}
+	fs := cmd.Flags()
+	fs.BoolVar(&f.once, "once", false, "compare once, print the report and exit: 1 on drift, 0 without")
+	fs.BoolVar(&f.repair, "repair", false, "re-sync the drifted rows from the source, then compare again")
+	fs.StringVar(&f.format, "format", "text", "the report `format`: text or json")
+	completeWords(cmd, "format", "text", "json")
+	return cmd
 }
 
 // runReconcile compares once and reports (--once), or keeps comparing
