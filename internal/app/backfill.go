@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tandemcdc/tandem/apply"
 	"github.com/tandemcdc/tandem/backfill"
@@ -20,29 +16,20 @@ import (
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/connect"
 	"github.com/tandemcdc/tandem/internal/kafka"
-	"github.com/tandemcdc/tandem/internal/poll"
-	"github.com/tandemcdc/tandem/reconcile"
-	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
 // errBackfillFinished ends a backfill run once its copy is written.
 var errBackfillFinished = errors.New("backfill finished")
 
-// backfillRole copies existing rows into the connect.Target, beside the stream.
-type backfillRole struct {
-	runner *backfill.Runner
-	close  func()
-	log    *slog.Logger
-}
-
 // newBackfill prepares a backfill. The stream's start position must exist
-// before any row is read (the package doc of capture/backfill says why):
-// with the capture role in this process it was set up already; otherwise
-// it must have been by a `tandem capture` process. mappings are compiled
-// with lookup() reading the connect.Target, as apply compiles them.
+// before any row is read (package backfill's doc says why): with the
+// capture role in this process it was set up already; otherwise it must
+// have been by a `tandem capture` process. mappings are compiled with
+// lookup() reading the target, as apply compiles them. lag is the stream's
+// lag in this process, nil when it applies no mapping.
 func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt connect.Target, capturing bool, mappings []*transform.Mapping,
-	dlq *kafka.DLQ, am *apply.Metrics, log *slog.Logger, reg prometheus.Registerer) (*backfillRole, error) {
+	dlq *kafka.DLQ, am *apply.Metrics, lag func() time.Duration, log *slog.Logger, reg prometheus.Registerer) (*backfill.Role, error) {
 	if !capturing {
 		if err := connect.StreamStarted(ctx, cfg, tgt); err != nil {
 			return nil, err
@@ -56,348 +43,27 @@ func newBackfill(ctx context.Context, cfg *config.Config, opts Options, tgt conn
 	if err != nil {
 		return nil, err
 	}
-	closer := func() { reader.Close() }
-	b := &backfillRole{close: closer, log: log}
-	w := &copyWriter{sink: tgt, enc: connect.Encoder(cfg, opts.Version), prefix: cfg.Kafka.TopicPrefix, dlq: dlq, metrics: am, log: log,
-		mappings: map[change.Table][]*transform.Mapping{}, verbatim: map[change.Table]verbatimCopy{}}
-	for _, m := range mappings {
-		w.mappings[m.From] = append(w.mappings[m.From], m)
-	}
-	verbatim := map[change.Table][]string{}
-	for _, t := range tables {
-		v, ok, err := verbatimCopyOf(ctx, reader, tgt, w.mappings[t], t, connect.ServerText(cfg))
-		if err != nil {
-			closer()
-			return nil, err
-		}
-		if ok {
-			w.verbatim[t], verbatim[t] = v, v.srcCols
-			log.Info("backfill: the table's mapping copies columns unchanged: its chunks are copied as the source's text", "table", t.String(), "target", v.table)
-		}
-	}
-	gatherer, _ := reg.(prometheus.Gatherer)
-	if !opts.Roles.Apply && cfg.Backfill.MaxLagSeconds >= 0 {
+	if lag == nil && cfg.Backfill.MaxLagSeconds >= 0 {
 		log.Warn("backfill: this process applies no mapping, so it cannot see the stream's lag and does not pause for it (backfill.max_lag_seconds); it still pauses for the source's load",
 			"max_lag_seconds", cfg.Backfill.MaxLagSeconds)
 	}
-	b.runner = backfill.New(backfill.Config{
-		Tables: tables, ChunkRows: cfg.Backfill.ChunkRows, Parallel: cfg.Backfill.Parallel,
-		MaxRowsPerSecond: float64(cfg.Backfill.MaxRowsPerSecond), Restart: opts.Backfill.Restart,
-		ProgressEvery: opts.Backfill.LogEvery,
-		Pause:         backfillPause(cfg.Backfill, reader, gatherer),
-		Verbatim:      verbatim,
-	}, reader, tgt, w.write, log, backfill.NewMetrics(reg))
-	return b, nil
-}
-
-// verbatimCopy is how a table's chunks are copied verbatim: the source's
-// COPY text of srcCols goes into cols of the target table.
-type verbatimCopy struct {
-	table   string
-	cols    []string
-	srcCols []string
-	key     []string // the target's key columns
-	// text says where each line's key is (sink.TextKey); nil when it
-	// cannot be read off the text (keys of other types than integers and
-	// strings).
-	text *sink.TextKey
-}
-
-// verbatimCopyOf says whether the chunks of source table t can be written
-// as COPY text read by the source reader, and how: when that writes what
-// the mapping would (transform.Writes, then the sink's pgtext.Encode of
-// each value). It takes a PostgreSQL connect.Target, one mapping of the table with
-// one output, without `when`, whose every column is a source column as it
-// is (row.x), the source's key among them. A MySQL reader's text is the
-// sink's own encoding of the decoded values. A PostgreSQL reader's text is
-// the server's (serverText): each column must be of a type whose text the
-// decoded value keeps (pgtext keeps the text of all but integers, floats,
-// bools and bytea; integers and bytea come back as the same text) or, for
-// floats and bools, go into a column of its own type, where the two texts
-// are the same value.
-func verbatimCopyOf(ctx context.Context, reader backfill.Reader, tgt connect.Target, ms []*transform.Mapping, t change.Table, serverText bool) (verbatimCopy, bool, error) {
-	_, textReader := reader.(backfill.TextReader)
-	_, textCopier := tgt.(sink.TextCopier)
-	types, typed := tgt.(reconcile.RowReader)
-	if !textReader || !textCopier || !typed || len(ms) != 1 {
-		return verbatimCopy{}, false, nil
-	}
-	outs := ms[0].Outputs()
-	if len(outs) != 1 || outs[0].Conditional {
-		return verbatimCopy{}, false, nil
-	}
-	o := outs[0]
-	st, err := reader.Describe(ctx, t)
+	r, err := backfill.NewRole(ctx, backfill.RoleConfig{
+		Copy: backfill.Config{
+			Tables: tables, ChunkRows: cfg.Backfill.ChunkRows, Parallel: cfg.Backfill.Parallel,
+			MaxRowsPerSecond: float64(cfg.Backfill.MaxRowsPerSecond), Restart: opts.Backfill.Restart,
+			ProgressEvery: opts.Backfill.LogEvery,
+		},
+		Reader: reader, Target: tgt, Mappings: mappings, ServerText: connect.ServerText(cfg),
+		Encoder: connect.Encoder(cfg, opts.Version), TopicPrefix: cfg.Kafka.TopicPrefix, DLQ: dlq,
+		Metrics: backfill.WriteMetrics{Rows: am.Rows, Errors: am.Errors, DLQ: am.DLQ},
+		Lag:     lag, MaxLagSeconds: cfg.Backfill.MaxLagSeconds, MaxSourceLoad: cfg.Backfill.MaxSourceLoad,
+		Log: log, Registerer: reg,
+	})
 	if err != nil {
-		return verbatimCopy{}, false, fmt.Errorf("backfill %s: %w", t, err)
-	}
-	tt, err := types.ColumnTypes(ctx, o.Table)
-	if err != nil {
-		return verbatimCopy{}, false, fmt.Errorf("backfill %s: %w", t, err)
-	}
-	v := verbatimCopy{table: o.Table, cols: o.Columns, srcCols: make([]string, len(o.Columns)), key: o.Key}
-	for i, c := range o.Columns {
-		src, ok := o.Copied[c]
-		if !ok {
-			return verbatimCopy{}, false, nil
-		}
-		v.srcCols[i] = src
-		if !serverText {
-			continue
-		}
-		switch st.Types[src] {
-		case change.TypeInt, change.TypeBytes, change.TypeString, change.TypeDecimal, change.TypeTime, change.TypeJSON:
-		case change.TypeFloat:
-			if tt[c] != "double precision" && tt[c] != "real" {
-				return verbatimCopy{}, false, nil
-			}
-		case change.TypeBool:
-			if tt[c] != "boolean" {
-				return verbatimCopy{}, false, nil
-			}
-		default:
-			return verbatimCopy{}, false, nil
-		}
-	}
-	for _, k := range st.Key {
-		if !slices.Contains(v.srcCols, k) {
-			return verbatimCopy{}, false, nil
-		}
-	}
-	v.text = textKey(v, st, tt)
-	return v, true, nil
-}
-
-// textKey says where the target's key is in the lines of v's COPY text,
-// when their text is the key's values: integers and strings. The lines
-// are in the key's order (sink.TextKey.Ordered) when it is the source's
-// primary key, column for column, of integers into integer columns: a
-// chunk holds every source row from its first key to its last.
-func textKey(v verbatimCopy, src *change.Schema, tgtTypes map[string]string) *sink.TextKey {
-	k := &sink.TextKey{At: make([]int, len(v.key)), Ordered: len(v.key) == len(src.Key)}
-	for i, c := range v.key {
-		j := slices.Index(v.cols, c)
-		if j < 0 {
-			return nil
-		}
-		switch src.Types[v.srcCols[j]] {
-		case change.TypeInt:
-		case change.TypeString:
-			k.Ordered = false
-		default:
-			return nil
-		}
-		k.At[i] = j
-		integer := tgtTypes[c] == "bigint" || tgtTypes[c] == "integer" || tgtTypes[c] == "smallint"
-		if k.Ordered && (i >= len(src.Key) || v.srcCols[j] != src.Key[i] || !integer) {
-			k.Ordered = false
-		}
-	}
-	return k
-}
-
-// copyWriter writes the backfill's chunks to the target: every mapping of
-// the chunk's table maps its rows as apply maps the stream's
-// (transform.Writes: "r" changes become change.WriteCopy writes), and one Apply
-// writes them all, with the dead letters of rows no mapping could
-// transform. Copies need no Kafka order with the stream: the target orders
-// them (capture/backfill's package doc).
-type copyWriter struct {
-	mappings map[change.Table][]*transform.Mapping // by source table
-	verbatim map[change.Table]verbatimCopy         // tables read verbatim
-	sink     sink.Sink
-	enc      *change.Encoder // for dead letters: the record the row would have been
-	prefix   string
-	dlq      *kafka.DLQ
-	metrics  *apply.Metrics
-	log      *slog.Logger
-}
-
-// write writes one chunk and returns once it is committed. A chunk read
-// verbatim goes in as it is, unless the sink finds it must not (a
-// tombstone, a row there already): then it is decoded and written as any.
-func (w *copyWriter) write(ctx context.Context, c backfill.Chunk) error {
-	rows := c.Rows
-	if c.Text != nil {
-		v := w.verbatim[c.Table.Name]
-		err := w.retry(ctx, func() error {
-			return w.sink.(sink.TextCopier).CopyText(ctx, v.table, v.cols, c.Text.Data, v.text)
-		})
-		if err == nil {
-			w.metrics.Rows.WithLabelValues(v.table, change.WriteCopy.String()).Add(float64(c.Text.Rows))
-			return nil
-		}
-		if !errors.Is(err, sink.ErrNotVerbatim) {
-			return err
-		}
-		if rows, err = c.Text.Decode(); err != nil {
-			return err
-		}
-	}
-	events := c.Table.Reads(rows)
-	var (
-		batch sink.Batch
-		dead  []*kgo.Record
-	)
-	for i := range events {
-		ev := &events[i]
-		for _, m := range w.mappings[ev.Table] {
-			ws, reason, err := transform.Writes(m, ev)
-			for errors.Is(err, transform.ErrLookupUnavailable) {
-				// The target's trouble, not the row's: wait and map it again.
-				if perr := poll.Sleep(ctx, time.Second); perr != nil {
-					return perr
-				}
-				ws, reason, err = transform.Writes(m, ev)
-			}
-			if err != nil {
-				rec, rerr := w.record(ev)
-				if rerr != nil {
-					return fmt.Errorf("mapping %s: %w (and the row cannot be kept as a dead letter: %v)", m.Name, err, rerr)
-				}
-				dead = append(dead, w.dlq.Record(m.Name, reason, err, rec))
-				batch.DeadLetters = append(batch.DeadLetters, kafka.StoredDeadLetter(m.Name, reason, err, rec))
-				w.metrics.DLQ.WithLabelValues(m.Name, reason).Inc()
-				continue
-			}
-			batch.Writes = append(batch.Writes, ws...)
-		}
-	}
-	if len(dead) > 0 {
-		if err := w.dlq.Produce(ctx, dead); err != nil {
-			return err
-		}
-		w.log.Warn("copied rows sent to the dead-letter topic", "count", len(dead), "topic", w.dlq.Topic())
-	}
-	if err := w.retry(ctx, func() error { return w.sink.Apply(ctx, batch, sink.Checkpoint{}) }); err != nil {
-		return err
-	}
-	counts := map[string]int{}
-	for _, wr := range batch.Writes {
-		counts[wr.Table]++
-	}
-	for table, n := range counts {
-		w.metrics.Rows.WithLabelValues(table, change.WriteCopy.String()).Add(float64(n))
-	}
-	return nil
-}
-
-// retry runs write, a chunk's write, until it works or fails for a reason
-// waiting cannot mend: it retries a lost connection or a deadlock, while
-// anything else (a missing table or column, a value the target refuses)
-// ends the backfill with the error; a re-run resumes after the last chunk
-// written.
-func (w *copyWriter) retry(ctx context.Context, write func() error) error {
-	backoff := 250 * time.Millisecond
-	for {
-		err := write()
-		if err == nil || errors.Is(err, sink.ErrNotVerbatim) {
-			return err
-		}
-		table, reason := sink.Classify(err)
-		w.metrics.Errors.WithLabelValues(table, reason).Inc()
-		if ctx.Err() != nil || (reason != "connection" && !strings.HasPrefix(reason, "sql_40")) {
-			return err
-		}
-		w.log.Warn("backfill: writing a chunk failed; retrying", "reason", reason, "err", err, "retry_in", backoff)
-		if err := poll.Sleep(ctx, backoff); err != nil {
-			return err
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
-}
-
-// record is the Kafka record a copied row would be, for its dead letter:
-// on the table's topic, at partition -1 (no partition holds it) and an
-// offset that is a hash of its key, so that copying the row again keeps
-// one dead letter. `tandem dlq replay` re-syncs it from the source.
-func (w *copyWriter) record(ev *change.Event) (*kgo.Record, error) {
-	key, err := w.enc.Key(ev)
-	if err != nil {
+		reader.Close()
 		return nil, err
 	}
-	val, err := w.enc.Value(ev)
-	if err != nil {
-		return nil, err
-	}
-	h := fnv.New64a()
-	h.Write(key)
-	return &kgo.Record{Topic: kafka.Topic(w.prefix, ev.Table), Partition: -1, Offset: int64(h.Sum64() >> 1), Key: key, Value: val}, nil
-}
-
-// backfillPause says why the copy should wait now, or "": the backfill
-// pauses while the stream lags or the source is busy (cfg's
-// max_lag_seconds and max_source_load; -1 never), the copy being the work
-// that can wait. The lag is tandem_replication_lag_seconds of any mapping
-// this process applies.
-func backfillPause(cfg config.Backfill, reader backfill.Reader, g prometheus.Gatherer) func(context.Context) (string, error) {
-	return func(ctx context.Context) (string, error) {
-		if g != nil && cfg.MaxLagSeconds >= 0 {
-			if lag := maxGauge(g, "tandem_replication_lag_seconds"); lag > float64(cfg.MaxLagSeconds) {
-				return fmt.Sprintf("replication lag %.0fs > backfill.max_lag_seconds %d", lag, cfg.MaxLagSeconds), nil
-			}
-		}
-		if lr, ok := reader.(backfill.LoadReader); ok && cfg.MaxSourceLoad >= 0 {
-			n, err := lr.Load(ctx)
-			if err != nil {
-				return "", err
-			}
-			if n > cfg.MaxSourceLoad {
-				return fmt.Sprintf("source load: %d statements running > backfill.max_source_load %d", n, cfg.MaxSourceLoad), nil
-			}
-		}
-		return "", nil
-	}
-}
-
-// maxGauge returns the largest value of a gauge family (0 when absent).
-func maxGauge(g prometheus.Gatherer, name string) float64 {
-	mfs, err := g.Gather()
-	if err != nil {
-		return 0
-	}
-	out := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			out = max(out, m.GetGauge().GetValue())
-		}
-	}
-	return out
-}
-
-// run copies, then reports the summary. watch, if set, runs beside the
-// copy and has returned before done is called.
-func (b *backfillRole) run(ctx context.Context, watch func(context.Context, *backfill.Runner), done func(backfill.Summary)) error {
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	stopWatch := func() {}
-	if watch != nil {
-		wctx, cancel := context.WithCancel(ctx)
-		watched := make(chan struct{})
-		go func() {
-			defer close(watched)
-			watch(wctx, b.runner)
-		}()
-		stopWatch = sync.OnceFunc(func() { cancel(); <-watched })
-	}
-	defer stopWatch()
-	sum, err := b.runner.Run(ctx)
-	stopWatch()
-	if cause := context.Cause(ctx); err != nil && cause != nil {
-		err = cause
-	}
-	if err != nil {
-		return fmt.Errorf("backfill: %w", err)
-	}
-	b.log.Info("backfill done", "tables", sum.Tables, "rows", sum.Rows, "took", sum.Took.Round(1e6).String(),
-		"throttled", sum.Throttled.Round(1e6).String(), "skipped", len(sum.Skipped))
-	if done != nil {
-		done(sum)
-	}
-	return nil
+	return r, nil
 }
 
 // BackfillTables returns the source tables a backfill copies: names

@@ -250,15 +250,19 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// Backfill: existing rows -> target, beside the stream.
 	var backfillDone chan struct{}
 	if opts.Backfill != nil {
-		bf, err := newBackfill(ctx, cfg, opts, tgt, src != nil, mappings, dlq, am, log, reg)
+		var lag func() time.Duration
+		if opts.Roles.Apply {
+			lag = maxLag(appliers)
+		}
+		bf, err := newBackfill(ctx, cfg, opts, tgt, src != nil, mappings, dlq, am, lag, log, reg)
 		if err != nil {
 			return err
 		}
-		defer bf.close()
+		defer bf.Close()
 		backfillDone = make(chan struct{})
 		g.Go(func() error {
 			defer close(backfillDone)
-			return bf.run(gctx, opts.Backfill.Watch, opts.Backfill.Done)
+			return bf.Run(gctx, opts.Backfill.Watch, opts.Backfill.Done)
 		})
 	}
 	for _, a := range appliers {
