@@ -401,7 +401,7 @@ func (rt *reconcileTables) measureScan(ctx context.Context, b *testing.B) (src, 
 
 // sweep runs app.Reconcile once with tuning and a settle time of
 // reconcileSweepSettle (warnings logged only).
-func (rt *reconcileTables) sweep(ctx context.Context, b *testing.B, tuning string, computed bool) (reconcileSweep, *app.ReconcileResult) {
+func (rt *reconcileTables) sweep(ctx context.Context, b *testing.B, tuning string, computed bool) (reconcileSweep, *reconcile.Result) {
 	b.Helper()
 	cfg := rt.config(b, tuning, computed)
 	ctx, cancel := context.WithTimeout(ctx, reconcileWithin)
@@ -511,7 +511,7 @@ func (rt *reconcileTables) corrupt(ctx context.Context, b *testing.B, id int) in
 
 // checkOneMismatch fails b unless res holds exactly one drifted row: the
 // target's row id, a mismatch in balance.
-func checkOneMismatch(b *testing.B, res *app.ReconcileResult, id int) {
+func checkOneMismatch(b *testing.B, res *reconcile.Result, id int) {
 	b.Helper()
 	if len(res.Report.Mappings) != 1 {
 		b.Fatalf("%d mappings reported, want 1", len(res.Report.Mappings))

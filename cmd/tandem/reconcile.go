@@ -89,7 +89,7 @@ func runReconcile(ctx context.Context, cfg *config.Config, f reconcileFlags, log
 
 // printReport writes a reconcile result for people: per mapping its counts
 // and the first drifted rows as go-cmp diffs, then the consistency checks.
-func printReport(w io.Writer, res *app.ReconcileResult) {
+func printReport(w io.Writer, res *reconcile.Result) {
 	for _, m := range res.Report.Mappings {
 		fmt.Fprintf(w, "mapping %s: %d rows checked", m.Mapping, m.Checked)
 		if m.Summarised > 0 {
@@ -156,7 +156,7 @@ func showKey(k map[string]any) string {
 }
 
 // jsonReport is the --format json shape.
-func jsonReport(res *app.ReconcileResult) any {
+func jsonReport(res *reconcile.Result) any {
 	type check struct {
 		Name    string  `json:"name"`
 		Source  float64 `json:"source"`

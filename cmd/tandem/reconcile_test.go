@@ -7,12 +7,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/reconcile"
 )
 
 func TestPrintReport_CountsDriftSamplesAndChecks(t *testing.T) {
-	res := &app.ReconcileResult{
+	res := &reconcile.Result{
 		Report: &reconcile.Report{Mappings: []reconcile.MappingReport{
 			{Mapping: "shop.customers", Checked: 120, Summarised: 96, Mismatch: 1, InFlight: 2, Samples: []reconcile.Drift{
 				{Kind: reconcile.KindMismatch, Table: "public.customers", Key: map[string]any{"id": int64(1)}, Columns: []string{"full_name"},

@@ -175,9 +175,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		defer tgt.Close()
 	}
-	var verify verifyQueue
+	var verify reconcile.VerifyQueue
 	if opts.Roles.Apply && opts.Backfill == nil {
-		verify = make(verifyQueue, 64)
+		verify = reconcile.NewVerifyQueue(64)
 	}
 	var am *apply.Metrics
 	dlq := kafka.NewDLQ(producer, dlqTopic)
@@ -195,7 +195,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			readers[topic] = append(readers[topic], group)
 			var applied func(string, []change.Row)
 			if verify != nil {
-				applied = verify.add
+				applied = verify.Add
 			}
 			appliers = append(appliers, apply.New(apply.Config{
 				Mapping: m, Topic: topic, Group: group, Epoch: epoch, Seeds: seeds,
@@ -278,7 +278,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			rm.Interval.WithLabelValues(m.Name).Set(cfg.Reconcile.Interval.Seconds())
 		}
 		g.Go(func() error {
-			runReconcile(gctx, cfg, ReconcileOptions{Metrics: rm, Lag: maxLag(appliers), Logger: log}, false, verify)
+			reconcile.Loop(gctx, reconcileOpener(cfg, ReconcileOptions{Metrics: rm, Lag: maxLag(appliers), Logger: log}), cfg.Reconcile.Interval, false, verify, log)
 			return nil
 		})
 	}
