@@ -31,7 +31,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/tandemcdc/tandem/internal/poll"
-	"github.com/tandemcdc/tandem/internal/shop"
+	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandemcdc/tandem/internal/shop"
+	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 

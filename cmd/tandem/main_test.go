@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandemcdc/tandem/internal/shop"
+	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 

@@ -18,7 +18,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/resync"
-	"github.com/tandemcdc/tandem/internal/shop"
+	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/transform"
 )

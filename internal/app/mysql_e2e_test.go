@@ -20,7 +20,7 @@ import (
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
-	"github.com/tandemcdc/tandem/internal/cart"
+	"github.com/tandemcdc/tandem/internal/fixture/cart"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/poll"
