@@ -175,7 +175,7 @@ func ServeReconcile(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 		rm.Init(m.Name)
 		rm.Interval.WithLabelValues(m.Name).Set(cfg.Reconcile.Interval.Seconds())
 	}
-	srv, addr, err := serveHTTP(cfg.HTTP.Listen, reg, &readiness{}, nil, Roles{})
+	srv, addr, err := listenHTTP(cfg.HTTP.Listen, reg, &readiness{}, nil, Roles{})
 	if err != nil {
 		return err
 	}

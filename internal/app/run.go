@@ -102,201 +102,71 @@ func CompileMappings(cfg *config.Config, opts ...transform.Option) ([]*transform
 	return out, errors.Join(errs...)
 }
 
+// process is one Run: what its roles share, and what it closes when done.
+type process struct {
+	cfg      *config.Config
+	opts     Options
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	mappings []*transform.Mapping
+	closers  []func()
+
+	// Kafka: the configured cluster, or an embedded broker.
+	seeds    []string
+	epoch    string // the cluster's identity, scoping stored offsets
+	embedded bool
+	producer *kgo.Client
+	dlq      *kafka.DLQ
+
+	tgt      connect.Target // nil when no role writes the target
+	src      connect.Source // nil without the capture role
+	readers  map[string][]string
+	appliers []*apply.Applier
+	metrics  *apply.Metrics
+	tracker  *kafka.Tracker // acknowledges the stream's source positions
+	trimmer  *kafka.Trimmer // frees the embedded broker's applied records
+	verify   reconcile.VerifyQueue
+	status   readiness
+}
+
 // Run runs the configured roles until ctx ends or a role fails for good.
 func Run(ctx context.Context, cfg *config.Config, opts Options) error {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
+	p := &process{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry, readers: map[string][]string{}}
+	defer p.close()
+	if p.log == nil {
+		p.log = slog.Default()
 	}
-	mappings, err := CompileMappings(cfg)
-	if err != nil {
+	if p.reg == nil {
+		p.reg = prometheus.NewRegistry()
+		p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	var err error
+	if p.mappings, err = CompileMappings(cfg); err != nil {
 		return err
 	}
-	reg := opts.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := p.connectKafka(ctx); err != nil {
+		return err
 	}
-	tables := connect.SourceTables(cfg)
-	topics := make([]string, 0, len(tables)+1)
-	for _, t := range tables {
-		topics = append(topics, kafka.Topic(cfg.Kafka.TopicPrefix, t))
+	if err := p.openTarget(ctx); err != nil {
+		return err
 	}
-	dlqTopic := kafka.DLQTopic(cfg.Kafka.TopicPrefix)
-	topics = append(topics, dlqTopic)
-
-	// Kafka: the configured cluster, or an embedded broker for this process.
-	seeds, embedded := cfg.Kafka.Brokers, len(cfg.Kafka.Brokers) == 0
-	var epoch string
-	if embedded {
-		if !opts.Roles.Capture || !opts.Roles.Apply {
-			return ErrEmbeddedNeedsRun
-		}
-		broker, err := kafka.StartEmbedded(cfg.Kafka.Partitions, topics...)
-		if err != nil {
-			return err
-		}
-		defer broker.Close()
-		seeds, epoch = broker.Addrs(), broker.ClusterID()
-		log.Info("embedded kafka broker started", "addr", strings.Join(seeds, ","), "cluster_id", epoch)
-	}
-	producer, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ProducerLinger(2*time.Millisecond),
-		kgo.MaxBufferedRecords(50_000), kgo.ProducerBatchMaxBytes(4<<20))
-	if err != nil {
-		return fmt.Errorf("create kafka producer: %w", err)
-	}
-	defer producer.Close()
-	if !embedded {
-		if err := kafka.EnsureTopics(ctx, producer, cfg.Kafka.Partitions, topics...); err != nil {
-			return err
-		}
-		if epoch, err = kafka.ClusterID(ctx, producer); err != nil {
-			return err
-		}
-	}
-
 	g, gctx := errgroup.WithContext(ctx)
 	gctx, failWith := context.WithCancelCause(gctx)
 	defer failWith(nil)
-	status := &readiness{}
-
-	// Apply: one consumer group per mapping.
-	readers := map[string][]string{}
-	var appliers []*apply.Applier
-	var tr *kafka.Tracker   // the stream's
-	var trim *kafka.Trimmer // frees the embedded broker's applied records
-	if embedded {
-		trim = kafka.NewTrimmer(readers)
-	}
-	var tgt connect.Target
-	if opts.Roles.Apply || opts.Backfill != nil || (opts.Roles.Capture && connect.SourceNeedsStore(cfg)) {
-		if tgt, err = connect.OpenTarget(ctx, cfg); err != nil {
-			return err
-		}
-		defer tgt.Close()
-	}
-	var verify reconcile.VerifyQueue
-	if opts.Roles.Apply && opts.Backfill == nil {
-		verify = reconcile.NewVerifyQueue(64)
-	}
-	var am *apply.Metrics
-	dlq := kafka.NewDLQ(producer, dlqTopic)
-	if opts.Roles.Apply || opts.Backfill != nil {
-		// Again, with lookup() reading the target.
-		if mappings, err = CompileMappings(cfg, transform.WithLookup(tgt)); err != nil {
-			return err
-		}
-		am = apply.NewMetrics(reg)
-	}
-	if opts.Roles.Apply {
-		for _, m := range mappings {
-			topic := kafka.Topic(cfg.Kafka.TopicPrefix, m.From)
-			group := cfg.Kafka.Group + "." + m.Name
-			readers[topic] = append(readers[topic], group)
-			var applied func(string, []change.Row)
-			if verify != nil {
-				applied = verify.Add
-			}
-			appliers = append(appliers, apply.New(apply.Config{
-				Mapping: m, Topic: topic, Group: group, Epoch: epoch, Seeds: seeds,
-				Sink: tgt, DLQ: dlq, Metrics: am, Log: log, Applied: applied,
-				Committed: func(group, topic string, p int32, next int64) {
-					if trim != nil {
-						trim.Commit(group, topic, p, next)
-					}
-					if tr != nil {
-						tr.Committed(group, topic, p, next)
-					}
-				},
-			}))
-		}
-	}
-
-	// Capture: source -> Kafka.
-	var src connect.Source
+	p.newAppliers()
 	if opts.Roles.Capture {
-		cm := capture.NewMetrics(reg)
-		if connect.SourceNeedsStore(cfg) {
-			cm.WithRetentionSeconds(reg) // binlogs expire by age
-		}
-		if src, err = connect.OpenSource(cfg, tgt, log, cm); err != nil {
+		if err := p.startCapture(ctx, gctx, g, failWith); err != nil {
 			return err
 		}
-		defer src.Close()
-		if err := src.Setup(ctx); err != nil {
-			return err
-		}
-		tr = kafka.NewTracker(!embedded, readers, func(p change.Position) {
-			if err := src.Ack(p); err != nil {
-				log.Error("acknowledge source position", "pos", p.String(), "err", err)
-			}
-		})
-		cr := kafka.NewPublisher(kafka.PublisherConfig{
-			Source: src, Prefix: cfg.Kafka.TopicPrefix, Client: producer, Tracker: tr, Log: log, Encoder: connect.Encoder(cfg, opts.Version),
-			Fail: func(err error) { failWith(err) },
-		})
-		g.Go(func() error {
-			return cr.Run(gctx, func(on bool) {
-				status.capturing.Store(on)
-				if on {
-					cm.Streaming.Set(1)
-				} else {
-					cm.Streaming.Set(0)
-				}
-			})
-		})
 	}
-
-	// Backfill: existing rows -> target, beside the stream.
 	var backfillDone chan struct{}
 	if opts.Backfill != nil {
-		var lag func() time.Duration
-		if opts.Roles.Apply {
-			lag = maxLag(appliers)
-		}
-		bf, err := newBackfill(ctx, cfg, opts, tgt, src != nil, mappings, dlq, am, lag, log, reg)
-		if err != nil {
+		if backfillDone, err = p.startBackfill(ctx, gctx, g); err != nil {
 			return err
 		}
-		defer bf.Close()
-		backfillDone = make(chan struct{})
-		g.Go(func() error {
-			defer close(backfillDone)
-			return bf.Run(gctx, opts.Backfill.Watch, opts.Backfill.Done)
-		})
 	}
-	for _, a := range appliers {
-		g.Go(func() error { return a.Run(gctx) })
-	}
-	if opts.Roles.Apply && opts.Backfill == nil {
-		// Reconcile: compare the source, mapped, with the target every
-		// reconcile.interval, at a bounded read rate, and re-verify rows
-		// as the stream applies them.
-		rm := reconcile.NewMetrics(reg)
-		for _, m := range mappings {
-			rm.Init(m.Name)
-			rm.Interval.WithLabelValues(m.Name).Set(cfg.Reconcile.Interval.Seconds())
-		}
-		g.Go(func() error {
-			reconcile.Loop(gctx, reconcileOpener(cfg, ReconcileOptions{Metrics: rm, Lag: maxLag(appliers), Logger: log}), cfg.Reconcile.Interval, false, verify, log)
-			return nil
-		})
-	}
-	if trim != nil && opts.Roles.Apply {
-		g.Go(func() error { trim.Run(gctx, producer, 2*time.Second, log); return nil })
-	}
-
-	// HTTP: metrics and health.
-	srv, addr, err := serveHTTP(cfg.HTTP.Listen, reg, status, appliers, opts.Roles)
-	if err != nil {
-		failWith(err)
-	} else {
-		log.Info("http listening", "addr", addr, "metrics", "http://"+addr+"/metrics")
-		defer srv.Close()
-		if opts.Ready != nil {
-			opts.Ready(addr)
-		}
-	}
+	p.startApply(gctx, g)
+	p.serveHTTP(failWith)
 	if backfillDone != nil {
 		// A backfill run ends when its copy is written (or fails).
 		go func() {
@@ -304,10 +174,220 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			failWith(errBackfillFinished)
 		}()
 	}
-	err = g.Wait()
+	return p.wait(ctx, gctx, g.Wait())
+}
+
+// close closes what the process opened, last first.
+func (p *process) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+// connectKafka starts the embedded broker (kafka.brokers empty) or
+// connects to the cluster, creating the topics there, and the producer.
+func (p *process) connectKafka(ctx context.Context) error {
+	tables := connect.SourceTables(p.cfg)
+	topics := make([]string, 0, len(tables)+1)
+	for _, t := range tables {
+		topics = append(topics, kafka.Topic(p.cfg.Kafka.TopicPrefix, t))
+	}
+	dlqTopic := kafka.DLQTopic(p.cfg.Kafka.TopicPrefix)
+	topics = append(topics, dlqTopic)
+	p.seeds, p.embedded = p.cfg.Kafka.Brokers, len(p.cfg.Kafka.Brokers) == 0
+	if p.embedded {
+		if !p.opts.Roles.Capture || !p.opts.Roles.Apply {
+			return ErrEmbeddedNeedsRun
+		}
+		broker, err := kafka.StartEmbedded(p.cfg.Kafka.Partitions, topics...)
+		if err != nil {
+			return err
+		}
+		p.closers = append(p.closers, broker.Close)
+		p.seeds, p.epoch = broker.Addrs(), broker.ClusterID()
+		p.log.Info("embedded kafka broker started", "addr", strings.Join(p.seeds, ","), "cluster_id", p.epoch)
+		p.trimmer = kafka.NewTrimmer(p.readers)
+	}
+	producer, err := kgo.NewClient(kgo.SeedBrokers(p.seeds...), kgo.ProducerLinger(2*time.Millisecond),
+		kgo.MaxBufferedRecords(50_000), kgo.ProducerBatchMaxBytes(4<<20))
+	if err != nil {
+		return fmt.Errorf("create kafka producer: %w", err)
+	}
+	p.producer, p.dlq = producer, kafka.NewDLQ(producer, dlqTopic)
+	p.closers = append(p.closers, producer.Close)
+	if !p.embedded {
+		if err := kafka.EnsureTopics(ctx, producer, p.cfg.Kafka.Partitions, topics...); err != nil {
+			return err
+		}
+		if p.epoch, err = kafka.ClusterID(ctx, producer); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openTarget connects to the target when a role writes it (a MySQL
+// capturer keeps its position there), and compiles the mappings again
+// with lookup() reading it.
+func (p *process) openTarget(ctx context.Context) error {
+	roles := p.opts.Roles
+	if !roles.Apply && p.opts.Backfill == nil && !(roles.Capture && connect.SourceNeedsStore(p.cfg)) {
+		return nil
+	}
+	tgt, err := connect.OpenTarget(ctx, p.cfg)
+	if err != nil {
+		return err
+	}
+	p.tgt = tgt
+	p.closers = append(p.closers, func() { tgt.Close() })
+	if roles.Apply || p.opts.Backfill != nil {
+		if p.mappings, err = CompileMappings(p.cfg, transform.WithLookup(tgt)); err != nil {
+			return err
+		}
+		p.metrics = apply.NewMetrics(p.reg)
+	}
+	return nil
+}
+
+// newAppliers makes one Applier per mapping, each its own consumer group.
+func (p *process) newAppliers() {
+	if !p.opts.Roles.Apply {
+		return
+	}
+	var applied func(string, []change.Row)
+	if p.opts.Backfill == nil {
+		p.verify = reconcile.NewVerifyQueue(64)
+		applied = p.verify.Add
+	}
+	for _, m := range p.mappings {
+		topic := kafka.Topic(p.cfg.Kafka.TopicPrefix, m.From)
+		group := p.cfg.Kafka.Group + "." + m.Name
+		p.readers[topic] = append(p.readers[topic], group)
+		p.appliers = append(p.appliers, apply.New(apply.Config{
+			Mapping: m, Topic: topic, Group: group, Epoch: p.epoch, Seeds: p.seeds,
+			Sink: p.tgt, DLQ: p.dlq, Metrics: p.metrics, Log: p.log, Applied: applied,
+			Committed: p.committed,
+		}))
+	}
+}
+
+// committed is told each partition's offset an applier stored in the
+// target: what the trimmer may free and the tracker may acknowledge.
+func (p *process) committed(group, topic string, partition int32, next int64) {
+	if p.trimmer != nil {
+		p.trimmer.Commit(group, topic, partition, next)
+	}
+	if p.tracker != nil {
+		p.tracker.Committed(group, topic, partition, next)
+	}
+}
+
+// startCapture opens and sets up the source and streams it into Kafka.
+func (p *process) startCapture(ctx, gctx context.Context, g *errgroup.Group, failWith context.CancelCauseFunc) error {
+	cm := capture.NewMetrics(p.reg)
+	if connect.SourceNeedsStore(p.cfg) {
+		cm.WithRetentionSeconds(p.reg) // binlogs expire by age
+	}
+	src, err := connect.OpenSource(p.cfg, p.tgt, p.log, cm)
+	if err != nil {
+		return err
+	}
+	p.src = src
+	p.closers = append(p.closers, func() { src.Close() })
+	if err := src.Setup(ctx); err != nil {
+		return err
+	}
+	p.tracker = kafka.NewTracker(!p.embedded, p.readers, func(pos change.Position) {
+		if err := src.Ack(pos); err != nil {
+			p.log.Error("acknowledge source position", "pos", pos.String(), "err", err)
+		}
+	})
+	pub := kafka.NewPublisher(kafka.PublisherConfig{
+		Source: src, Prefix: p.cfg.Kafka.TopicPrefix, Client: p.producer, Tracker: p.tracker, Log: p.log,
+		Encoder: connect.Encoder(p.cfg, p.opts.Version), Fail: func(err error) { failWith(err) },
+	})
+	g.Go(func() error {
+		return pub.Run(gctx, func(on bool) {
+			p.status.capturing.Store(on)
+			streaming := 0.0
+			if on {
+				streaming = 1
+			}
+			cm.Streaming.Set(streaming)
+		})
+	})
+	return nil
+}
+
+// startBackfill starts the copy of existing rows into the target, beside
+// the stream; done is closed when it ends.
+func (p *process) startBackfill(ctx, gctx context.Context, g *errgroup.Group) (done chan struct{}, err error) {
+	var lag func() time.Duration
+	if p.opts.Roles.Apply {
+		lag = maxLag(p.appliers)
+	}
+	bf, err := newBackfill(ctx, p.cfg, p.opts, p.tgt, p.src != nil, p.mappings, p.dlq, p.metrics, lag, p.log, p.reg)
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, func() { bf.Close() })
+	done = make(chan struct{})
+	g.Go(func() error {
+		defer close(done)
+		return bf.Run(gctx, p.opts.Backfill.Watch, p.opts.Backfill.Done)
+	})
+	return done, nil
+}
+
+// startApply runs the appliers, the trimmer and, outside a backfill run,
+// the continuous reconcile: the source, mapped, compared with the target
+// every reconcile.interval at a bounded read rate, and rows re-verified
+// as the stream applies them.
+func (p *process) startApply(gctx context.Context, g *errgroup.Group) {
+	if !p.opts.Roles.Apply {
+		return
+	}
+	for _, a := range p.appliers {
+		g.Go(func() error { return a.Run(gctx) })
+	}
+	if p.opts.Backfill == nil {
+		rm := reconcile.NewMetrics(p.reg)
+		for _, m := range p.mappings {
+			rm.Init(m.Name)
+			rm.Interval.WithLabelValues(m.Name).Set(p.cfg.Reconcile.Interval.Seconds())
+		}
+		open := reconcileOpener(p.cfg, ReconcileOptions{Metrics: rm, Lag: maxLag(p.appliers), Logger: p.log})
+		g.Go(func() error {
+			reconcile.Loop(gctx, open, p.cfg.Reconcile.Interval, false, p.verify, p.log)
+			return nil
+		})
+	}
+	if p.trimmer != nil {
+		g.Go(func() error { p.trimmer.Run(gctx, p.producer, 2*time.Second, p.log); return nil })
+	}
+}
+
+// serveHTTP serves /metrics, /healthz and /readyz; failing to listen
+// stops the process.
+func (p *process) serveHTTP(failWith context.CancelCauseFunc) {
+	srv, addr, err := listenHTTP(p.cfg.HTTP.Listen, p.reg, &p.status, p.appliers, p.opts.Roles)
+	if err != nil {
+		failWith(err)
+		return
+	}
+	p.log.Info("http listening", "addr", addr, "metrics", "http://"+addr+"/metrics")
+	p.closers = append(p.closers, func() { srv.Close() })
+	if p.opts.Ready != nil {
+		p.opts.Ready(addr)
+	}
+}
+
+// wait turns the roles' end into Run's result: nil when ctx ended or a
+// backfill run finished its copy, else why the process stopped.
+func (p *process) wait(ctx, gctx context.Context, err error) error {
 	if cause := context.Cause(gctx); errors.Is(cause, errBackfillFinished) {
 		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errBackfillFinished) {
-			log.Info("backfill finished; stopping", "acknowledged", connect.Acked(src))
+			p.log.Info("backfill finished; stopping", "acknowledged", connect.Acked(p.src))
 			return nil
 		}
 		return err
@@ -316,7 +396,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		err = cause
 	}
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
-		log.Info("stopped", "acknowledged", connect.Acked(src))
+		p.log.Info("stopped", "acknowledged", connect.Acked(p.src))
 		return nil
 	}
 	return err
@@ -326,7 +406,8 @@ type readiness struct {
 	capturing atomic.Bool
 }
 
-func serveHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers []*apply.Applier, roles Roles) (*http.Server, string, error) {
+// listenHTTP serves /metrics, /healthz and /readyz on listen.
+func listenHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers []*apply.Applier, roles Roles) (*http.Server, string, error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, "", fmt.Errorf("listen on http.listen %s: %w", listen, err)
