@@ -17,8 +17,8 @@ import (
 	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
-	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
+	"github.com/tandemcdc/tandem/internal/poll"
 )
 
 // The alert rules and the dashboard may only read metrics tandem really
