@@ -364,10 +364,10 @@ func (a *Applier) write(ctx context.Context, p *prepared) error {
 
 // retry runs fn until it succeeds or ctx ends. While it fails the mapping is
 // paused: tandem_mapping_paused is 1, each distinct error is logged once, and
-// attempts back off from 250ms to 30s.
+// attempts back off (poll.Backoff).
 func (a *Applier) retry(ctx context.Context, what string, fn func() error) error {
 	paused := a.metrics.Paused.WithLabelValues(a.mapping.Name)
-	backoff := 250 * time.Millisecond
+	backoff := poll.NewBackoff()
 	lastMsg := ""
 	for attempt := 0; ; attempt++ {
 		err := fn()
@@ -395,9 +395,8 @@ func (a *Applier) retry(ctx context.Context, what string, fn func() error) error
 			lastMsg = msg
 		}
 		a.sink.Forget()
-		if err := poll.Sleep(ctx, backoff); err != nil {
+		if err := poll.Sleep(ctx, backoff.NextBackOff()); err != nil {
 			return err
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 }

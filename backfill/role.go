@@ -333,7 +333,7 @@ func (w *copyWriter) write(ctx context.Context, c Chunk) error {
 // ends the backfill with the error; a re-run resumes after the last chunk
 // written.
 func (w *copyWriter) retry(ctx context.Context, write func() error) error {
-	backoff := 250 * time.Millisecond
+	backoff := poll.NewBackoff()
 	for {
 		err := write()
 		if err == nil || errors.Is(err, sink.ErrNotVerbatim) {
@@ -344,11 +344,11 @@ func (w *copyWriter) retry(ctx context.Context, write func() error) error {
 		if ctx.Err() != nil || (reason != "connection" && !strings.HasPrefix(reason, "sql_40")) {
 			return err
 		}
-		w.log.Warn("backfill: writing a chunk failed; retrying", "reason", reason, "err", err, "retry_in", backoff)
-		if err := poll.Sleep(ctx, backoff); err != nil {
+		wait := backoff.NextBackOff()
+		w.log.Warn("backfill: writing a chunk failed; retrying", "reason", reason, "err", err, "retry_in", wait)
+		if err := poll.Sleep(ctx, wait); err != nil {
 			return err
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 

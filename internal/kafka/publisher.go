@@ -44,11 +44,10 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 }
 
 // Run streams until ctx ends. A lost connection or a server restart is
-// retried with backoff (250ms doubling to 30s, reset after a minute of
-// streaming); the slot (or the saved binlog position) replays whatever was not acknowledged, and replayed
+// retried with backoff (poll.Backoff, reset after a minute of streaming); the slot (or the saved binlog position) replays whatever was not acknowledged, and replayed
 // records are harmless downstream. streaming reports the state to /readyz.
 func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
-	backoff := 250 * time.Millisecond
+	backoff := poll.NewBackoff()
 	for {
 		started := time.Now()
 		streaming(true)
@@ -61,13 +60,13 @@ func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 			return err // retrying cannot help
 		}
 		if time.Since(started) > time.Minute {
-			backoff = 250 * time.Millisecond
+			backoff.Reset()
 		}
-		c.log.Error("capture stopped; reconnecting", "err", err, "retry_in", backoff)
-		if err := poll.Sleep(ctx, backoff); err != nil {
+		wait := backoff.NextBackOff()
+		c.log.Error("capture stopped; reconnecting", "err", err, "retry_in", wait)
+		if err := poll.Sleep(ctx, wait); err != nil {
 			return err
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 

@@ -26,3 +26,19 @@ func TestUntil(t *testing.T) {
 		t.Errorf("cancelled: err %v", err)
 	}
 }
+
+func TestBackoff_DoublesWithJitterUpToItsCeilingAndResets(t *testing.T) {
+	b := NewBackoff()
+	step := 250 * time.Millisecond
+	for i := range 12 {
+		got := b.NextBackOff()
+		if lo, hi := step/2, step+step/2; got < lo || got > hi {
+			t.Fatalf("wait %d = %v, want within ±50%% of %v", i, got, step)
+		}
+		step = min(2*step, 30*time.Second)
+	}
+	b.Reset()
+	if got := b.NextBackOff(); got > 375*time.Millisecond {
+		t.Errorf("after Reset the wait is %v, want the first step's (250ms ±50%%)", got)
+	}
+}
