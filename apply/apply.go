@@ -388,7 +388,7 @@ func (a *Applier) retry(ctx context.Context, what string, fn func() error) error
 		if table == "" {
 			table = a.mapping.From.String()
 		}
-		a.metrics.Errors.WithLabelValues(table, reason).Inc()
+		a.metrics.Errors.WithLabelValues(table, string(reason)).Inc()
 		paused.Set(1)
 		if msg := err.Error(); msg != lastMsg {
 			a.log.Error("mapping paused: "+what+" failed; retrying", "mapping", a.mapping.Name, "reason", reason, "err", err)

@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -340,8 +339,8 @@ func (w *copyWriter) retry(ctx context.Context, write func() error) error {
 			return err
 		}
 		table, reason := sink.Classify(err)
-		w.metrics.Errors.WithLabelValues(table, reason).Inc()
-		if ctx.Err() != nil || (reason != "connection" && !strings.HasPrefix(reason, "sql_40")) {
+		w.metrics.Errors.WithLabelValues(table, string(reason)).Inc()
+		if ctx.Err() != nil || !reason.Retryable() {
 			return err
 		}
 		wait := backoff.NextBackOff()

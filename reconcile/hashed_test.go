@@ -243,7 +243,7 @@ func TestSweep_RowsTheInverseDoesNotGiveBackAreRoundTripDrift(t *testing.T) {
 	if diff := gocmp.Diff(want, rep.Mappings[0], gocmp.FilterPath(func(p gocmp.Path) bool { return p.Last().String() == ".Drifted" }, gocmp.Ignore())); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)
 	}
-	if got := testutil.ToFloat64(r.metrics.Drift.WithLabelValues("shop.orders", KindRoundTrip)); got != 1 {
+	if got := testutil.ToFloat64(r.metrics.Drift.WithLabelValues("shop.orders", string(KindRoundTrip))); got != 1 {
 		t.Errorf("tandem_drift_rows{kind=round_trip} = %v, want 1", got)
 	}
 	if src.chunks != 0 {

@@ -15,15 +15,18 @@ type Metrics struct {
 	Duration    *prometheus.GaugeVec   // tandem_reconcile_sweep_duration_seconds{mapping}: the last completed sweep's
 }
 
-// Drift kinds, the kind label of tandem_drift_rows.
+// DriftKind says how a row drifted: the kind label of tandem_drift_rows.
+type DriftKind string
+
+// Drift kinds.
 const (
-	KindMissing  = "missing"  // the source row maps to a target row that is not there
-	KindExtra    = "extra"    // a target row no source row maps to
-	KindMismatch = "mismatch" // the target row is there with other values
+	KindMissing  DriftKind = "missing"  // the source row maps to a target row that is not there
+	KindExtra    DriftKind = "extra"    // a target row no source row maps to
+	KindMismatch DriftKind = "mismatch" // the target row is there with other values
 	// KindRoundTrip is a source row the target rows, equal to what the
 	// mapping makes of it, do not give back through the mapping's inverse
 	// (only for mappings with an inverse).
-	KindRoundTrip = "round_trip"
+	KindRoundTrip DriftKind = "round_trip"
 )
 
 // NewMetrics registers the reconciler's metrics on reg (nil: unregistered).
@@ -67,8 +70,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Init creates a mapping's series, so dashboards and alerts see them (at 0)
 // before its first sweep ends.
 func (m *Metrics) Init(mapping string) {
-	for _, k := range []string{KindMissing, KindExtra, KindMismatch} {
-		m.Drift.WithLabelValues(mapping, k)
+	for _, k := range []DriftKind{KindMissing, KindExtra, KindMismatch} {
+		m.Drift.WithLabelValues(mapping, string(k))
 	}
 	for _, s := range []string{StateInFlight, StateSuspended} {
 		m.Unsettled.WithLabelValues(mapping, s)

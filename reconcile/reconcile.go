@@ -110,7 +110,7 @@ func New(cfg Config, src Source, tgt RowReader, mappings []*transform.Mapping, m
 	for _, m := range mappings {
 		metrics.Init(m.Name)
 		if m.HasInverse() {
-			metrics.Drift.WithLabelValues(m.Name, KindRoundTrip)
+			metrics.Drift.WithLabelValues(m.Name, string(KindRoundTrip))
 		}
 	}
 	return r
@@ -124,7 +124,7 @@ const (
 
 // Drift is one row that differs.
 type Drift struct {
-	Kind      string         `json:"kind"`                 // KindMissing, KindExtra, KindMismatch or KindRoundTrip
+	Kind      DriftKind      `json:"kind"`                 // KindMissing, KindExtra, KindMismatch or KindRoundTrip
 	Table     string         `json:"table"`                // the target table (the source table for KindRoundTrip)
 	Key       map[string]any `json:"key"`                  // the target row's key (the source row's for KindRoundTrip)
 	SourceKey change.Row     `json:"source_key,omitempty"` // the source row's primary key; nil for an extra row
@@ -288,11 +288,11 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 	now := time.Now()
 	for i, rep := range reports {
 		name := r.mappings[i].Name
-		r.metrics.Drift.WithLabelValues(name, KindMissing).Set(float64(rep.Missing))
-		r.metrics.Drift.WithLabelValues(name, KindExtra).Set(float64(rep.Extra))
-		r.metrics.Drift.WithLabelValues(name, KindMismatch).Set(float64(rep.Mismatch))
+		r.metrics.Drift.WithLabelValues(name, string(KindMissing)).Set(float64(rep.Missing))
+		r.metrics.Drift.WithLabelValues(name, string(KindExtra)).Set(float64(rep.Extra))
+		r.metrics.Drift.WithLabelValues(name, string(KindMismatch)).Set(float64(rep.Mismatch))
 		if r.mappings[i].HasInverse() {
-			r.metrics.Drift.WithLabelValues(name, KindRoundTrip).Set(float64(rep.RoundTrip))
+			r.metrics.Drift.WithLabelValues(name, string(KindRoundTrip)).Set(float64(rep.RoundTrip))
 		}
 		r.metrics.Unsettled.WithLabelValues(name, StateInFlight).Set(float64(rep.InFlight))
 		r.metrics.Unsettled.WithLabelValues(name, StateSuspended).Set(float64(rep.Suspended))
@@ -857,7 +857,7 @@ func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns ma
 				rep.InFlight++
 			case state == "changed" && round+1 < r.cfg.Rechecks:
 				again = append(again, s)
-			case state == "changed":
+			case state == sourceChanged:
 				rep.Suspended++
 			case s.confirmed+1 < confirmations:
 				// Seen again, the same: once more after another wait, so a
@@ -887,10 +887,14 @@ func (r *Reconciler) wait(ctx context.Context) error {
 	return poll.Sleep(ctx, d)
 }
 
+// sourceChanged is recheck's answer for a row whose source changed since
+// it was seen: not a drift kind.
+const sourceChanged DriftKind = "changed"
+
 // recheck compares one suspect's row again. It returns "" when the row now
-// matches, "changed" when the source row changed since it was seen (and
+// matches, sourceChanged when the source row changed since it was seen (and
 // records the new one), or the drift kind.
-func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]column) (string, error) {
+func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]column) (DriftKind, error) {
 	m := r.mappings[s.mapping]
 	o := m.Outputs()[s.output]
 	if err := r.limiter.WaitN(ctx, min(2, r.limiter.Burst())); err != nil {
@@ -917,7 +921,7 @@ func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]co
 	}
 	if !reflect.DeepEqual(map[string]any(cur), map[string]any(s.seen)) {
 		s.seen = cur
-		return "changed", nil
+		return sourceChanged, nil
 	}
 	var want map[string]any
 	if cur != nil {

@@ -195,8 +195,8 @@ func testSeededDrift(t *testing.T, keyType change.Type) {
 	if diff := gocmp.Diff(want, rep.Mappings[0], gocmp.FilterPath(func(p gocmp.Path) bool { return p.Last().String() == ".Drifted" }, gocmp.Ignore())); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)
 	}
-	for kind, n := range map[string]float64{KindMissing: 2, KindExtra: 2, KindMismatch: 1} {
-		if got := testutil.ToFloat64(r.metrics.Drift.WithLabelValues("shop.orders", kind)); got != n {
+	for kind, n := range map[DriftKind]float64{KindMissing: 2, KindExtra: 2, KindMismatch: 1} {
+		if got := testutil.ToFloat64(r.metrics.Drift.WithLabelValues("shop.orders", string(kind))); got != n {
 			t.Errorf("tandem_drift_rows{kind=%s} = %v, want %v", kind, got, n)
 		}
 	}
@@ -266,12 +266,15 @@ func TestVerify_CatchesAWrongApplyOfJustAppliedRows(t *testing.T) {
 	if diff := gocmp.Diff(want, summarize(got)); diff != "" {
 		t.Errorf("Verify (-want +got):\n%s", diff)
 	}
-	if v := testutil.ToFloat64(r.metrics.Drift.WithLabelValues("shop.orders", KindMismatch)); v != 1 {
+	if v := testutil.ToFloat64(r.metrics.Drift.WithLabelValues("shop.orders", string(KindMismatch))); v != 1 {
 		t.Errorf("tandem_drift_rows{kind=mismatch} = %v, want 1", v)
 	}
 }
 
-type driftSummary struct{ Kind, Table, Key string }
+type driftSummary struct {
+	Kind       DriftKind
+	Table, Key string
+}
 
 func summarize(ds []Drift) []driftSummary {
 	var out []driftSummary

@@ -120,9 +120,9 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 		return nil, err
 	}
 	rep := reports[i]
-	r.metrics.Drift.WithLabelValues(m.Name, KindMissing).Add(float64(rep.Missing))
-	r.metrics.Drift.WithLabelValues(m.Name, KindExtra).Add(float64(rep.Extra))
-	r.metrics.Drift.WithLabelValues(m.Name, KindMismatch).Add(float64(rep.Mismatch))
+	r.metrics.Drift.WithLabelValues(m.Name, string(KindMissing)).Add(float64(rep.Missing))
+	r.metrics.Drift.WithLabelValues(m.Name, string(KindExtra)).Add(float64(rep.Extra))
+	r.metrics.Drift.WithLabelValues(m.Name, string(KindMismatch)).Add(float64(rep.Mismatch))
 	r.metrics.Checked.WithLabelValues(m.Name).Add(float64(len(keys)))
 	return rep.Drifted, nil
 }

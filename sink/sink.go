@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/change"
@@ -54,7 +55,7 @@ var ErrTableNotFound = errors.New("target table not found")
 // database's errors, so callers label metrics and logs without knowing it.
 type Error struct {
 	Table  string // target table involved, if known
-	Reason string // table_missing, column_missing, permission, no_unique_key, constraint, data, connection, ...
+	Reason Reason
 	Err    error
 }
 
@@ -65,6 +66,32 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // ErrNotUnique is wrapped when a lookup matches more than one row.
 var ErrNotUnique = errors.New("lookup matches more than one row: its columns must be unique")
+
+// Reason classifies a failed write for tandem_apply_errors_total's reason
+// label: one of the constants, or "sql_" and the database's SQLSTATE for
+// an error of the database that no constant names.
+type Reason string
+
+// The reasons a write fails.
+const (
+	ReasonTableMissing  Reason = "table_missing"
+	ReasonColumnMissing Reason = "column_missing"
+	ReasonPermission    Reason = "permission"
+	ReasonNoUniqueKey   Reason = "no_unique_key"
+	ReasonConstraint    Reason = "constraint"
+	ReasonData          Reason = "data"
+	ReasonConnection    Reason = "connection"
+	ReasonReadOnly      Reason = "read_only"
+	ReasonNotUnique     Reason = "not_unique" // a lookup matched more than one row
+	ReasonOther         Reason = "other"
+)
+
+// Retryable reports whether waiting may mend a write that failed for r: a
+// lost connection, or a transaction the database rolled back (SQLSTATE
+// class 40: a deadlock, a serialization failure).
+func (r Reason) Retryable() bool {
+	return r == ReasonConnection || strings.HasPrefix(string(r), "sql_40")
+}
 
 // ErrColumnNotFound is wrapped when a write names a column the target table lacks.
 var ErrColumnNotFound = errors.New("target column not found")
@@ -97,23 +124,27 @@ type Sink interface {
 	Close() error
 }
 
-// Backfill states, as BackfillStore keeps them.
+// BackfillState is where a table's backfill stands, as BackfillStore
+// keeps it.
+type BackfillState string
+
+// Backfill states.
 const (
 	// BackfillRunning: chunks are being copied; deletes leave tombstones.
-	BackfillRunning = "running"
+	BackfillRunning BackfillState = "running"
 	// BackfillCopied: every chunk was handed to Kafka, but apply may not
 	// have written them all yet; deletes still leave tombstones. Only
 	// backfills of tandem versions that copied through Kafka (to an
 	// external cluster) end so; it is kept for the targets they left.
-	BackfillCopied = "copied"
+	BackfillCopied BackfillState = "copied"
 	// BackfillDone: every copied row is in the target.
-	BackfillDone = "done"
+	BackfillDone BackfillState = "done"
 )
 
 // BackfillProgress is where one source table's backfill stands.
 type BackfillProgress struct {
 	Table   string // source table, "schema.table"
-	State   string // BackfillRunning, BackfillCopied or BackfillDone
+	State   BackfillState
 	After   string // the last copied key, as the backfill encodes it; "" before the first chunk
 	Rows    int64  // rows copied so far
 	Started time.Time
@@ -171,14 +202,14 @@ var ErrNotVerbatim = errors.New("the copied rows must be written one by one")
 
 // Classify names a failed write for tandem_apply_errors_total: the table
 // and reason of a *Error (as the sink classified it), else connection (a timeout) or other.
-func Classify(err error) (table, reason string) {
+func Classify(err error) (table string, reason Reason) {
 	var se *Error
 	if errors.As(err, &se) {
 		return se.Table, se.Reason
 	}
 	var netErr interface{ Timeout() bool }
 	if errors.As(err, &netErr) {
-		return "", "connection"
+		return "", ReasonConnection
 	}
-	return "", "other"
+	return "", ReasonOther
 }

@@ -27,7 +27,7 @@ type driftKey struct {
 func driftKeys(ds []reconcile.Drift) []driftKey {
 	out := []driftKey{}
 	for _, d := range ds {
-		out = append(out, driftKey{Kind: d.Kind, Table: d.Table, Key: fmt.Sprint(d.Key), Columns: d.Columns})
+		out = append(out, driftKey{Kind: string(d.Kind), Table: d.Table, Key: fmt.Sprint(d.Key), Columns: d.Columns})
 	}
 	return out
 }

@@ -36,7 +36,7 @@ func (tg *target) wantTombstones(t *testing.T, want []row) {
 func tomb(table, key string) row { return row{"target_table": table, "row_key": key, "hashed": "1"} }
 
 // backfill saves the progress of a backfill of table in state, failing the test on an error.
-func backfill(t *testing.T, s sink.BackfillStore, table, state string) {
+func backfill(t *testing.T, s sink.BackfillStore, table string, state sink.BackfillState) {
 	t.Helper()
 	if err := s.SaveBackfill(t.Context(), sink.BackfillProgress{Table: table, State: state}); err != nil {
 		t.Fatalf("SaveBackfill(%s, %s): %v", table, state, err)
@@ -47,12 +47,12 @@ func TestApply_BackfillCopiesAndTombstones(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
-		seed       string           // SQL run before the batches
-		state      string           // the backfill's state while they are applied; "" for none
-		batches    [][]change.Write // each applied by one Apply, in order
-		items      []row            // allItems afterwards
-		lines      []row            // allLines afterwards
-		tombstones []row            // tombstones afterwards
+		seed       string             // SQL run before the batches
+		state      sink.BackfillState // the backfill's state while they are applied; "" for none
+		batches    [][]change.Write   // each applied by one Apply, in order
+		items      []row              // allItems afterwards
+		lines      []row              // allLines afterwards
+		tombstones []row              // tombstones afterwards
 	}{
 		{
 			name:  "a copy after a delete of the same key in one batch is not resurrected",

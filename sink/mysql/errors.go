@@ -28,7 +28,7 @@ func errNumber(err error) uint16 {
 }
 
 // reasons maps server error numbers to the reasons of sink.Error.
-var reasons = map[uint16]string{
+var reasons = map[uint16]sink.Reason{
 	1049: "table_missing", // unknown database
 	1051: "table_missing", // unknown table
 	1146: "table_missing", // table doesn't exist
@@ -90,27 +90,27 @@ func classified(table string, err error) error {
 }
 
 // reason names why a write failed, for tandem_apply_errors_total.
-func reason(err error) string {
+func reason(err error) sink.Reason {
 	switch {
 	case errors.Is(err, sink.ErrTableNotFound):
-		return "table_missing"
+		return sink.ReasonTableMissing
 	case errors.Is(err, sink.ErrColumnNotFound):
-		return "column_missing"
+		return sink.ReasonColumnMissing
 	case errors.Is(err, ErrNoUniqueKey):
-		return "no_unique_key"
+		return sink.ReasonNoUniqueKey
 	case errors.Is(err, errUnrepresentable):
-		return "data"
+		return sink.ReasonData
 	}
 	if n := errNumber(err); n != 0 {
 		if r, ok := reasons[n]; ok {
 			return r
 		}
-		return "sql_" + strconv.Itoa(int(n))
+		return sink.Reason("sql_" + strconv.Itoa(int(n)))
 	}
 	var netErr interface{ Timeout() bool } // net.Error, and context.DeadlineExceeded
 	if errors.As(err, &netErr) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) ||
 		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "connection"
+		return sink.ReasonConnection
 	}
-	return "other"
+	return sink.ReasonOther
 }

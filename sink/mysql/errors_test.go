@@ -68,7 +68,7 @@ INSERT INTO checked VALUES (1, 1, 'a@example.com'), (2, 1, 'b@example.com');
 	tests := []struct {
 		name   string
 		w      change.Write
-		reason string
+		reason sink.Reason
 		target error  // wrapped, if not nil
 		number uint16 // the server error wrapped, if not 0
 	}{

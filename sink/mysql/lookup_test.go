@@ -119,7 +119,7 @@ func TestLookup_TwoMatchesAndBadLookupsAreErrors(t *testing.T) {
 		table  string
 		where  row
 		is     error
-		reason string // of the *sink.Error; "" for none
+		reason sink.Reason // of the *sink.Error; "" for none
 		names  []string
 	}{
 		{"two matches", "customers", row{"city": "Oslo", "tenant": int64(1)}, sink.ErrNotUnique, "not_unique",

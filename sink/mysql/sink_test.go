@@ -190,7 +190,7 @@ func (tg *target) applyErr(t *testing.T, cp sink.Checkpoint, writes ...change.Wr
 }
 
 // wantSinkError fails the test unless err is a *sink.Error with reason and table.
-func wantSinkError(t *testing.T, err error, reason, table string) {
+func wantSinkError(t *testing.T, err error, reason sink.Reason, table string) {
 	t.Helper()
 	var se *sink.Error
 	if !errors.As(err, &se) {

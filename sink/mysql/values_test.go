@@ -139,9 +139,9 @@ func TestApply_ValuesAColumnCannotHoldAreDataErrorsNotTruncations(t *testing.T) 
 				if tc.number != 0 {
 					wantServerError(t, err, tc.number)
 				}
-				reason := "data"
+				reason := sink.ReasonData
 				if tc.number == 4025 { // MariaDB's JSON is a CHECK (json_valid(...))
-					reason = "constraint"
+					reason = sink.ReasonConstraint
 				}
 				wantSinkError(t, err, reason, "kinds")
 			})

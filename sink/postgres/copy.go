@@ -19,7 +19,7 @@ import (
 )
 
 // activeStates are the backfill states in which a Delete leaves a tombstone.
-var activeStates = []string{sink.BackfillRunning, sink.BackfillCopied}
+var activeStates = []string{string(sink.BackfillRunning), string(sink.BackfillCopied)}
 
 // BackfillProgress implements sink.BackfillStore: every table's progress,
 // ordered by table (byte order), times in UTC.

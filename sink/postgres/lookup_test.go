@@ -153,7 +153,7 @@ func TestLookup_MissingTableOrColumnAndEmptyWhereAreErrors(t *testing.T) {
 		table  string
 		where  row
 		is     error
-		reason string
+		reason sink.Reason
 	}{
 		{"missing table", "crm.nope", row{"id": int64(1)}, sink.ErrTableNotFound, "table_missing"},
 		{"missing column", "crm.customers", row{"id": int64(1), "nope": "x"}, sink.ErrColumnNotFound, "column_missing"},

@@ -219,7 +219,7 @@ func TestRowReader_MissingTableOrColumnAndBadValuesAreClassifiedErrors(t *testin
 		table  string
 		call   func(r reconcile.RowReader, table string) error
 		is     error
-		reason string
+		reason sink.Reason
 	}{
 		{"ReadKeys of a missing table", "crm.nope", func(r reconcile.RowReader, table string) error {
 			_, err := r.ReadKeys(t.Context(), table, id, id, []map[string]any{{"id": int64(1)}})

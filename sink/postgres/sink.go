@@ -584,36 +584,36 @@ func classified(table string, err error) error {
 }
 
 // reason names why a write failed, for tandem_apply_errors_total.
-func reason(err error) string {
+func reason(err error) sink.Reason {
 	switch {
 	case errors.Is(err, sink.ErrTableNotFound):
-		return "table_missing"
+		return sink.ReasonTableMissing
 	case errors.Is(err, sink.ErrColumnNotFound):
-		return "column_missing"
+		return sink.ReasonColumnMissing
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch class := pgErr.Code[:min(2, len(pgErr.Code))]; {
 		case pgErr.Code == "42P01":
-			return "table_missing"
+			return sink.ReasonTableMissing
 		case pgErr.Code == "42703":
-			return "column_missing"
+			return sink.ReasonColumnMissing
 		case pgErr.Code == "42501":
-			return "permission"
+			return sink.ReasonPermission
 		case pgErr.Code == "42P10":
-			return "no_unique_key"
+			return sink.ReasonNoUniqueKey
 		case class == "23":
-			return "constraint"
+			return sink.ReasonConstraint
 		case class == "22":
-			return "data"
+			return sink.ReasonData
 		case class == "08":
-			return "connection"
+			return sink.ReasonConnection
 		}
-		return "sql_" + pgErr.Code
+		return sink.Reason("sql_" + pgErr.Code)
 	}
 	var netErr interface{ Timeout() bool }
 	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
-		return "connection"
+		return sink.ReasonConnection
 	}
-	return "other"
+	return sink.ReasonOther
 }

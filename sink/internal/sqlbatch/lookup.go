@@ -32,7 +32,7 @@ func LookupBy(table string, where map[string]any, query func(cols []string) (row
 	case err != nil:
 		return nil, false, err
 	case n > 1:
-		return nil, false, &sink.Error{Table: table, Reason: "not_unique",
+		return nil, false, &sink.Error{Table: table, Reason: sink.ReasonNotUnique,
 			Err: fmt.Errorf("lookup in %s by (%s): %w", table, quoteJoin(cols), sink.ErrNotUnique)}
 	}
 	return row, n == 1, nil
