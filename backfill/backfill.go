@@ -112,19 +112,7 @@ type TextReader interface {
 	Reader
 	// TextChunk reads what Chunk(t, after, limit) reads, the values of
 	// cols only, in that order, in COPY's text format.
-	TextChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (*TextChunk, error)
-}
-
-// TextChunk is a chunk in COPY's text format: a line per row, its values
-// tab-separated, \N for NULL, backslash escapes.
-type TextChunk struct {
-	Cols []string // the source columns of each line, in order
-	Data []byte
-	Rows int
-	Last []string // the text of the last row's key values
-	// Decode decodes the rows as Chunk would have (their Cols only), for
-	// a chunk that cannot be written verbatim.
-	Decode func() ([]change.Row, error)
+	TextChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (*change.TextChunk, error)
 }
 
 // Chunk is a chunk of a table as read, handed to the writer: its rows, or
@@ -132,7 +120,7 @@ type TextChunk struct {
 type Chunk struct {
 	Table *change.Schema
 	Rows  []change.Row
-	Text  *TextChunk
+	Text  *change.TextChunk
 }
 
 // Len is the chunk's row count.

@@ -12,13 +12,10 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 )
-
-var _ backfill.TextReader = (*TableReader)(nil)
 
 // TableReader reads tables in primary key order for backfill, converting
 // the server's text to the values the binlog capturer produces for the
@@ -125,7 +122,7 @@ func (r *TableReader) Chunk(ctx context.Context, t *change.Schema, after []strin
 // (pgtext.AppendCopy), without a row map. Decode gives each value as the
 // text it was written as (a string; nil for NULL), which the sink writes
 // as the same text.
-func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, names []string, after []string, limit int) (*backfill.TextChunk, error) {
+func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, names []string, after []string, limit int) (*change.TextChunk, error) {
 	all, ok := r.tables[t.Name]
 	if !ok {
 		return nil, fmt.Errorf("backfill: %s read before Describe", t.Name)
@@ -138,7 +135,7 @@ func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, names []s
 		}
 		cols[i] = all[j]
 	}
-	out := &backfill.TextChunk{Cols: names}
+	out := &change.TextChunk{Cols: names}
 	r.mu.Lock()
 	b := make([]byte, 0, limit*r.rowBytes[t.Name]*9/8) // as big as the last chunk's rows, and then some
 	r.mu.Unlock()

@@ -12,12 +12,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 )
-
-var _ backfill.TextReader = (*TableReader)(nil)
 
 // TableReader reads tables in primary key order for backfill. Values come
 // in PostgreSQL's text format with the replication connection's settings
@@ -166,7 +163,7 @@ func (r *TableReader) Chunk(ctx context.Context, t *change.Schema, after []strin
 // one statement, so one snapshot. COPY takes no parameters: the last key
 // is written as literals (standard_conforming_strings is on), each taking
 // its column's type.
-func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (*backfill.TextChunk, error) {
+func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (*change.TextChunk, error) {
 	r.mu.Lock()
 	oids, rowBytes := r.oids[t.Name], r.rowBytes[t.Name]
 	r.mu.Unlock()
@@ -214,7 +211,7 @@ func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, cols []st
 		r.rowBytes[t.Name] = len(data)/int(n) + 1
 		r.mu.Unlock()
 	}
-	out := &backfill.TextChunk{Cols: cols, Data: data, Rows: int(tag.RowsAffected())}
+	out := &change.TextChunk{Cols: cols, Data: data, Rows: int(tag.RowsAffected())}
 	if len(data) > 0 {
 		lastLine := data[:len(data)-1]
 		lastLine = lastLine[bytes.LastIndexByte(lastLine, '\n')+1:]

@@ -21,3 +21,16 @@ func (s *Schema) Reads(rows []Row) []Event {
 	}
 	return events
 }
+
+// TextChunk is a chunk of a table read verbatim (a snapshot reader's
+// TextChunk) in COPY's text format: a line per row, its values
+// tab-separated, \N for NULL, backslash escapes.
+type TextChunk struct {
+	Cols []string // the source columns of each line, in order
+	Data []byte
+	Rows int
+	Last []string // the text of the last row's key values
+	// Decode decodes the rows as Chunk would have (their Cols only), for
+	// a chunk that cannot be written verbatim.
+	Decode func() ([]Row, error)
+}

@@ -7,12 +7,9 @@ import (
 	"strings"
 
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
-	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
-
-var _ reconcile.RowReader = (*Sink)(nil)
 
 // maxReadKeys bounds the keys of one SELECT of ReadKeys. Measured with 5000
 // random keys of a 1,000,000-row MariaDB 10.11 table (fastest of 12

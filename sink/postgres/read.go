@@ -10,12 +10,9 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tandemcdc/tandem/internal/pgtext"
-	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
 )
-
-var _ reconcile.RowReader = (*Sink)(nil)
 
 // ColumnTypes implements reconcile.RowReader: each column's type as
 // format_type names it, with its modifier ("numeric(12,2)", "character
