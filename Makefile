@@ -8,7 +8,7 @@ GO ?= go
 # Keep Go's caches inside the project when the home cache is not writable.
 BIN := bin/tandem
 
-.PHONY: all deps build test test-short vet bench demo clean
+.PHONY: all deps build test test-short vet lint bench demo clean
 
 all: build
 
@@ -21,13 +21,19 @@ build:
 vet:
 	$(GO) vet ./...
 
+# go vet, then staticcheck at the version go.mod pins as a tool (default
+# checks; staticcheck.conf, if present, says why any is off). `go tool`
+# builds it from the module cache, so there is nothing to install.
+lint: vet
+	$(GO) tool staticcheck ./...
+
 # The whole suite, integration tests included (real PostgreSQL 15, kfake over
 # the Kafka protocol, promtool), then the concurrent packages again under the
-# race detector. CI runs this through .ci/run.
+# race detector, after gofmt and `make lint`. CI runs this through .ci/run.
 test: deps
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.work/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./...
+	$(MAKE) --no-print-directory lint
 	$(GO) test -count=1 -timeout 12m ./...
 	$(GO) test -race -count=1 -timeout 10m ./internal/pipeline/... ./internal/change ./capture/... ./sink/...
 

@@ -650,7 +650,7 @@ func selectAsCopyText(ctx context.Context, db *sql.DB, w io.Writer) error {
 
 // writeCopyText writes v escaped for COPY's text format.
 func writeCopyText(w *bufio.Writer, v []byte) {
-	if bytes.IndexAny(v, "\\\t\n\r") < 0 {
+	if !bytes.ContainsAny(v, "\\\t\n\r") {
 		w.Write(v)
 		return
 	}

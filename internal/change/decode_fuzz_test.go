@@ -89,7 +89,7 @@ var fuzzSeeds = []fuzzSeed{
 	{0, "shop", "orders", "status", "0/16B3748", "pending", 42, 12.5, []byte{0, 1, 255}, 0, 7, 1_700_000_000_123, true},
 	{1, "shop", "orders", "note", "0/1", "héllo 🍣 寿司 \"q\" \\ \n\t\u2028\x00", math.MaxInt64, math.Inf(-1), nil, 0b1010, 0, -1, false},
 	{2, "shop", "lines", "x", "mysql-bin.000003:4", "", math.MinInt64, math.NaN(), []byte{}, 0xffff, math.MaxUint32, 0, true},
-	{3, "Shop Old", "order", "select", "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5", "12345678901234567890.000000000001", 0, -0.0, []byte("x"), 0, 1, math.MaxInt64, false},
+	{3, "Shop Old", "order", "select", "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5", "12345678901234567890.000000000001", 0, math.Copysign(0, -1), []byte("x"), 0, 1, math.MaxInt64, false},
 	{4, "", "", "", "", `{"a": [1, 2]}`, -1, 5e-324, nil, 0, 0, math.MinInt64, true},
 	{0, "s", "t", "id", "", "2026-11-23 10:00:00.123456+00", 1, math.MaxFloat64, make([]byte, 300), 0, 2, 5, false},
 	{1, "s", "t", "a,b", "", "NaN", 2, math.Inf(1), []byte{0xff, 0xfe}, 1 << 2, 3, 6, true},
