@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,10 +231,6 @@ func TestRun_AFailedWriteSavesNoProgressPastItAndTheRerunResumesThere(t *testing
 	if diff := cmp.Diff(ids(int(from)+1, 35), written); diff != "" || sum.Rows != 35 {
 		t.Errorf("re-run wrote (-want +got):\n%s\nsummary %+v", diff, sum)
 	}
-}
-
-func slicesSortByTable(ps []sink.BackfillProgress) {
-	sort.Slice(ps, func(i, j int) bool { return ps[i].Table < ps[j].Table })
 }
 
 func TestNextLimit_GrowsUnderTheByteBoundAndShrinksOverIt(t *testing.T) {

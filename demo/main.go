@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -51,117 +52,165 @@ func main() {
 func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
 func run(ctx context.Context, workload time.Duration, rate int, keep bool) error {
-	root, err := testenv.ModuleRoot()
-	if err != nil {
+	d := &demo{}
+	defer d.close()
+	if err := d.setUp(ctx); err != nil {
 		return err
 	}
-	bin := filepath.Join(root, "bin", "tandem")
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s not built: run `make demo`", bin)
-	}
-	work := filepath.Join(root, ".work", "demo")
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return err
-	}
-
-	step("starting two throwaway PostgreSQL 15 servers on loopback (old shop, new shop)")
-	oldSrv, err := testenv.StartPostgreSQL(ctx, testenv.PostgresOptions{})
-	if err != nil {
-		return err
-	}
-	defer oldSrv.Stop()
-	newSrv, err := testenv.StartPostgreSQL(ctx, testenv.PostgresOptions{})
-	if err != nil {
-		return err
-	}
-	defer newSrv.Stop()
-	srcDSN, err := oldSrv.CreateDatabase(ctx, "shop")
-	if err != nil {
-		return err
-	}
-	tgtDSN, err := newSrv.CreateDatabase(ctx, "shop")
-	if err != nil {
-		return err
-	}
-	fmt.Printf("    old: %s\n    new: %s\n", oldSrv, newSrv)
-
-	step("creating the old schema (shop.customers, shop.orders with payment columns) and the new one (customers, orders, payments)")
-	m, err := shop.Open(ctx, srcDSN, tgtDSN, true)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-
-	listen, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	cfgPath := filepath.Join(work, "tandem.yaml")
-	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Listen: listen})), 0o644); err != nil {
-		return err
-	}
-	logPath := filepath.Join(work, "tandem.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-
-	step("tandem check -c %s", rel(root, cfgPath))
-	env := append(os.Environ(), "TANDEM_SOURCE_DSN="+srcDSN, "TANDEM_TARGET_DSN="+tgtDSN)
-	check := exec.CommandContext(ctx, bin, "check", "-c", cfgPath)
-	check.Env, check.Stdout, check.Stderr = env, &prefixed{p: "    "}, &prefixed{p: "    "}
-	if err := check.Run(); err != nil {
+	step("tandem check -c %s", rel(d.root, d.cfgPath))
+	if err := d.tandem(ctx, &prefixed{p: "    "}, &prefixed{p: "    "}, "check"); err != nil {
 		return fmt.Errorf("tandem check: %w", err)
 	}
-
 	step("writing history before tandem exists: 1000 customers with 3 orders each")
-	w := &shop.Workload{Src: m.Src, Seed: uint64(time.Now().UnixNano())}
+	w := &shop.Workload{Src: d.m.Src, Seed: uint64(time.Now().UnixNano())}
 	if err := w.History(ctx, 1000); err != nil {
 		return err
 	}
-
 	step("live workload for %s: 3 writers, %d ops/s each (inserts, updates, key changes, deletes), from now on", workload, rate)
 	wctx, cancel := context.WithTimeout(ctx, workload)
 	defer cancel()
 	errc := make(chan error, 3)
 	for i := range 3 {
 		go func() {
-			wk := &shop.Workload{Src: m.Src, Seed: w.Seed + uint64(i) + 1}
+			wk := &shop.Workload{Src: d.m.Src, Seed: w.Seed + uint64(i) + 1}
 			err := wk.Run(wctx, 0, rate)
 			w.Ops.Add(wk.Ops.Load())
 			errc <- err
 		}()
 	}
-
-	step("tandem backfill -c %s   (copies the history in chunks while the writers run; log: %s)", rel(root, cfgPath), rel(root, logPath))
-	bf := exec.CommandContext(ctx, bin, "backfill", "-c", cfgPath)
-	bf.Env, bf.Stdout, bf.Stderr = env, &prefixed{p: "    "}, logFile
-	if err := bf.Run(); err != nil {
-		return fmt.Errorf("tandem backfill: %w (see %s)", err, logPath)
+	step("tandem backfill -c %s   (copies the history in chunks while the writers run; log: %s)", rel(d.root, d.cfgPath), rel(d.root, d.logPath))
+	if err := d.tandem(ctx, &prefixed{p: "    "}, d.logFile, "backfill"); err != nil {
+		return fmt.Errorf("tandem backfill: %w (see %s)", err, d.logPath)
 	}
-
-	step("tandem run -c %s   (the stream goes on from where the backfill's slot began; embedded Kafka broker)", rel(root, cfgPath))
-	tandem := exec.Command(bin, "run", "-c", cfgPath)
-	tandem.Env, tandem.Stdout, tandem.Stderr = env, logFile, logFile
-	if err := tandem.Start(); err != nil {
+	step("tandem run -c %s   (the stream goes on from where the backfill's slot began; embedded Kafka broker)", rel(d.root, d.cfgPath))
+	if err := d.startRun(ctx); err != nil {
 		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- tandem.Wait() }()
-	defer func() {
-		_ = tandem.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = tandem.Process.Kill()
-		}
-	}()
-	metricsURL := "http://" + listen + "/metrics"
-	if err := waitReady(ctx, "http://"+listen+"/readyz", exited); err != nil {
-		return fmt.Errorf("%w (see %s)", err, logPath)
+	if err := d.watch(errc); err != nil {
+		return err
 	}
-	fmt.Printf("    ready; metrics at %s\n", metricsURL)
+	if err := d.verify(ctx, w.Ops.Load()); err != nil {
+		return err
+	}
+	if keep {
+		fmt.Println("\n-keep: servers and tandem keep running; Ctrl-C stops everything.")
+		select {
+		case <-ctx.Done():
+		case err := <-d.exited:
+			return fmt.Errorf("tandem exited: %v", err)
+		}
+	}
+	step("stopping tandem and the servers")
+	return nil
+}
+
+// demo is one run of the demo: the servers, the migration, the config and
+// log files, the `tandem run` process, and what to close at the end.
+type demo struct {
+	root, bin, cfgPath, logPath string
+	logFile                     *os.File
+	env                         []string // the environment of tandem: the DSNs
+	m                           *shop.Migration
+	listen                      string // tandem's HTTP address
+	exited                      chan error
+	closers                     []func()
+}
+
+// close stops and closes what the demo started, last first.
+func (d *demo) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// setUp starts the two servers, creates both schemas, and writes the
+// config under .work/demo.
+func (d *demo) setUp(ctx context.Context) error {
+	var err error
+	if d.root, err = testenv.ModuleRoot(); err != nil {
+		return err
+	}
+	d.bin = filepath.Join(d.root, "bin", "tandem")
+	if _, err := os.Stat(d.bin); err != nil {
+		return fmt.Errorf("%s not built: run `make demo`", d.bin)
+	}
+	work := filepath.Join(d.root, ".work", "demo")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	step("starting two throwaway PostgreSQL 15 servers on loopback (old shop, new shop)")
+	var dsns [2]string
+	var names [2]string
+	for i := range dsns {
+		srv, err := testenv.StartPostgreSQL(ctx, testenv.PostgresOptions{})
+		if err != nil {
+			return err
+		}
+		d.closers = append(d.closers, func() { srv.Stop() })
+		if dsns[i], err = srv.CreateDatabase(ctx, "shop"); err != nil {
+			return err
+		}
+		names[i] = srv.String()
+	}
+	fmt.Printf("    old: %s\n    new: %s\n", names[0], names[1])
+	step("creating the old schema (shop.customers, shop.orders with payment columns) and the new one (customers, orders, payments)")
+	if d.m, err = shop.Open(ctx, dsns[0], dsns[1], true); err != nil {
+		return err
+	}
+	d.closers = append(d.closers, d.m.Close)
+	if d.listen, err = freeAddr(); err != nil {
+		return err
+	}
+	d.cfgPath = filepath.Join(work, "tandem.yaml")
+	if err := os.WriteFile(d.cfgPath, []byte(shop.Config(shop.ConfigOptions{Listen: d.listen})), 0o644); err != nil {
+		return err
+	}
+	d.logPath = filepath.Join(work, "tandem.log")
+	if d.logFile, err = os.Create(d.logPath); err != nil {
+		return err
+	}
+	d.closers = append(d.closers, func() { d.logFile.Close() })
+	d.env = append(os.Environ(), "TANDEM_SOURCE_DSN="+dsns[0], "TANDEM_TARGET_DSN="+dsns[1])
+	return nil
+}
+
+// tandem runs `tandem <verb> -c tandem.yaml` to its end.
+func (d *demo) tandem(ctx context.Context, stdout, stderr io.Writer, verb ...string) error {
+	cmd := exec.CommandContext(ctx, d.bin, append(verb, "-c", d.cfgPath)...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, stdout, stderr
+	return cmd.Run()
+}
+
+// startRun starts `tandem run` and waits until it is ready; close stops it
+// with SIGTERM (SIGKILL after 15 s).
+func (d *demo) startRun(ctx context.Context) error {
+	cmd := exec.Command(d.bin, "run", "-c", d.cfgPath)
+	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, d.logFile, d.logFile
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	d.exited = make(chan error, 1)
+	go func() { d.exited <- cmd.Wait() }()
+	d.closers = append(d.closers, func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	if err := waitReady(ctx, "http://"+d.listen+"/readyz", d.exited); err != nil {
+		return fmt.Errorf("%w (see %s)", err, d.logPath)
+	}
+	fmt.Printf("    ready; metrics at %s\n", d.metricsURL())
+	return nil
+}
+
+func (d *demo) metricsURL() string { return "http://" + d.listen + "/metrics" }
+
+// watch prints what tandem captured and applied every second until the
+// three writers (errc) are done.
+func (d *demo) watch(errc <-chan error) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for running := 3; running > 0; {
@@ -172,26 +221,29 @@ func run(ctx context.Context, workload time.Duration, rate int, keep bool) error
 			}
 			running--
 		case <-tick.C:
-			s := scrape(metricsURL)
+			s := scrape(d.metricsURL())
 			fmt.Printf("    captured %6.0f  applied %6.0f  replication lag %.3fs\n", s.captured, s.applied, s.lag)
-		case err := <-exited:
-			return fmt.Errorf("tandem exited: %v (see %s)", err, logPath)
+		case err := <-d.exited:
+			return fmt.Errorf("tandem exited: %v (see %s)", err, d.logPath)
 		}
 	}
+	return nil
+}
 
+// verify waits until the new schema holds what the old one does, row by
+// row, has tandem reconcile say the same, and prints the summary.
+func (d *demo) verify(ctx context.Context, ops int64) error {
 	step("waiting for the new schema to catch up")
 	start := time.Now()
-	got, err := m.WaitConverged(ctx, 2*time.Minute)
+	got, err := d.m.WaitConverged(ctx, 2*time.Minute)
 	if err != nil {
 		return err
 	}
-	step("tandem reconcile --once -c %s   (the same comparison by tandem: source rows through the mappings vs the target)", rel(root, cfgPath))
-	rec := exec.CommandContext(ctx, bin, "reconcile", "--once", "-c", cfgPath)
-	rec.Env, rec.Stdout, rec.Stderr = env, &prefixed{p: "    "}, logFile
-	if err := rec.Run(); err != nil {
-		return fmt.Errorf("tandem reconcile --once: %w (see %s)", err, logPath)
+	step("tandem reconcile --once -c %s   (the same comparison by tandem: source rows through the mappings vs the target)", rel(d.root, d.cfgPath))
+	if err := d.tandem(ctx, &prefixed{p: "    "}, d.logFile, "reconcile", "--once"); err != nil {
+		return fmt.Errorf("tandem reconcile --once: %w (see %s)", err, d.logPath)
 	}
-	s := scrape(metricsURL)
+	s := scrape(d.metricsURL())
 	fmt.Printf(`
 Summary
   source operations written   %d (history, copied by backfill, + live, streamed)
@@ -200,17 +252,8 @@ Summary
   replication lag now         %.3fs (tandem_replication_lag_seconds); caught up %s after the workload stopped
   comparison, row by row      customers %d, orders %d, payments %d rows: 0 differences
   metrics                     %s
-`, w.Ops.Load(), s.captured, s.applied, s.lag, time.Since(start).Round(time.Millisecond),
-		len(got.Customers), len(got.Orders), len(got.Payments), metricsURL)
-	if keep {
-		fmt.Println("\n-keep: servers and tandem keep running; Ctrl-C stops everything.")
-		select {
-		case <-ctx.Done():
-		case err := <-exited:
-			return fmt.Errorf("tandem exited: %v", err)
-		}
-	}
-	step("stopping tandem and the servers")
+`, ops, s.captured, s.applied, s.lag, time.Since(start).Round(time.Millisecond),
+		len(got.Customers), len(got.Orders), len(got.Payments), d.metricsURL())
 	return nil
 }
 

@@ -57,8 +57,7 @@ func openDeadLetters(ctx context.Context, cfg *config.Config, readOnly bool) (co
 // reads the source (shared row locks, briefly) and writes the target; run
 // it once `tandem run` runs the fixed config.
 func ReplayDeadLetters(ctx context.Context, cfg *config.Config, mapping string) (*resync.Report, error) {
-	mappings, err := CompileMappings(cfg)
-	if err != nil {
+	if _, err := CompileMappings(cfg); err != nil { // a bad config, before the target is opened
 		return nil, err
 	}
 	if err := knownMapping(cfg, mapping); err != nil {
@@ -70,7 +69,8 @@ func ReplayDeadLetters(ctx context.Context, cfg *config.Config, mapping string) 
 	}
 	defer closeStore()
 	// Again, with lookup() reading the target, as apply compiles them.
-	if mappings, err = CompileMappings(cfg, transform.WithLookup(store)); err != nil {
+	mappings, err := CompileMappings(cfg, transform.WithLookup(store))
+	if err != nil {
 		return nil, err
 	}
 	reader, err := connect.OpenReader(ctx, cfg)
