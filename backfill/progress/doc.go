@@ -3,6 +3,6 @@
 // estimate, a bar, rate, ETA, time throttled), redrawn in place on a
 // terminal from backfill.Runner.Progress snapshots, and the table that
 // `tandem backfill --estimate` prints. It only formats: the numbers come
-// from capture/backfill, and cmd/tandem decides whether stdout is a
+// from package backfill, and cmd/tandem decides whether stdout is a
 // terminal.
 package progress

@@ -265,7 +265,7 @@ func (s *Sink) tombstoned(ctx context.Context, tx *sql.Tx, name string, hashes [
 // changes nothing, or read shared by a backfill's chunk (below).
 //
 // The lock is what lets backfill write copies beside the stream, in no
-// order with it (capture/backfill's package doc has the argument): a copy
+// order with it (package backfill's doc has the argument): a copy
 // and a delete of one table never overlap, so either the delete's
 // tombstone is committed before the copy reads tombstones (and the copy
 // skips the key), or the copied row is committed before the delete's

@@ -147,7 +147,7 @@ const copyLockKey = "(($1::bigint << 32) | $2::regclass::oid::bigint)"
 // deletes from (sqlbatch.CopyLocks).
 //
 // The lock is what lets backfill write copies beside the stream, in no
-// order with it (capture/backfill's package doc has the argument): a copy
+// order with it (package backfill's doc has the argument): a copy
 // and a delete of one table never overlap, so either the delete's
 // tombstone is committed before the copy's statements take their
 // snapshots (and the copy skips the key), or the copied row is committed
