@@ -280,13 +280,13 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 		if ev.Commit.After(p.newest) {
 			p.newest = ev.Commit
 		}
-		ws, reason, err := transform.Writes(a.mapping, ev)
+		ws, reason, err := transform.Writes(ctx, a.mapping, ev)
 		if errors.Is(err, transform.ErrLookupUnavailable) {
 			// A lookup the target could not answer is the target's trouble,
 			// not the change's: retry it (the mapping shows paused) instead
 			// of sending the change to the dead-letter topic.
 			if rerr := a.retry(ctx, "look up target rows", func() error {
-				ws, reason, err = transform.Writes(a.mapping, ev)
+				ws, reason, err = transform.Writes(ctx, a.mapping, ev)
 				if errors.Is(err, transform.ErrLookupUnavailable) {
 					return err
 				}

@@ -286,13 +286,13 @@ func (w *copyWriter) write(ctx context.Context, c Chunk) error {
 	for i := range events {
 		ev := &events[i]
 		for _, m := range w.mappings[ev.Table] {
-			ws, reason, err := transform.Writes(m, ev)
+			ws, reason, err := transform.Writes(ctx, m, ev)
 			for errors.Is(err, transform.ErrLookupUnavailable) {
 				// The target's trouble, not the row's: wait and map it again.
 				if perr := poll.Sleep(ctx, time.Second); perr != nil {
 					return perr
 				}
-				ws, reason, err = transform.Writes(m, ev)
+				ws, reason, err = transform.Writes(ctx, m, ev)
 			}
 			if err != nil {
 				rec, rerr := w.record(ev)

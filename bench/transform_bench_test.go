@@ -51,7 +51,7 @@ func BenchmarkTransform(b *testing.B) {
 				// Warm up (the heap grows to its steady size), and leave
 				// the previous run's garbage behind: each pays its own GC.
 				for i := range transformRowsPerOp {
-					if _, _, err := transform.Writes(m, events[i%len(events)]); err != nil {
+					if _, _, err := transform.Writes(b.Context(), m, events[i%len(events)]); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -61,7 +61,7 @@ func BenchmarkTransform(b *testing.B) {
 				cpu0 := selfCPU()
 				for range b.N {
 					for i := range transformRowsPerOp {
-						if _, _, err := transform.Writes(m, events[i%len(events)]); err != nil {
+						if _, _, err := transform.Writes(b.Context(), m, events[i%len(events)]); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -258,7 +258,7 @@ func TestTransformBench_MappingsWriteWhatTheyShould(t *testing.T) {
 				{Table: "public.orders", Op: change.WriteUpsert, Key: []string{"id"}, Row: map[string]any(update.After)}}},
 		}
 		for _, tt := range tests {
-			got, reason, err := transform.Writes(tt.m, tt.ev)
+			got, reason, err := transform.Writes(t.Context(), tt.m, tt.ev)
 			if err != nil {
 				t.Fatalf("typed %v, %s: %s: %v", typed, tt.name, reason, err)
 			}

@@ -263,7 +263,7 @@ func (r *Reconciler) compareRange(ctx context.Context, i int, st *change.Schema,
 				done = true
 				break
 			}
-			mapped, err := m.Apply(row)
+			mapped, err := m.Apply(ctx, row)
 			if err != nil || len(mapped) != 1 {
 				continue // a dead letter, not drift (as sweepSource)
 			}

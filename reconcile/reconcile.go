@@ -582,14 +582,14 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 		var trips []Drift           // rows that do not come back through the inverse
 		chunkStart := len(suspects) // this chunk's rows that differ forward follow
 		for _, row := range rows {
-			mapped, err := m.Apply(row)
+			mapped, err := m.Apply(ctx, row)
 			if err != nil {
 				// A row the mapping fails on is a dead letter, not drift:
 				// `tandem dlq list` shows it.
 				continue
 			}
 			if m.HasInverse() && len(mapped) > 0 {
-				if d, ok := roundTrip(m, st, row, mapped); ok {
+				if d, ok := roundTrip(ctx, m, st, row, mapped); ok {
 					trips = append(trips, d)
 				}
 			}
@@ -638,8 +638,8 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 // roundTrip is the drift of a source row that does not come back through
 // m's inverse from mapped, the target rows m makes of it; ok is false when
 // it comes back.
-func roundTrip(m *transform.Mapping, st *change.Schema, row change.Row, mapped []transform.Row) (d Drift, ok bool) {
-	rt, err := m.Back(row, mapped)
+func roundTrip(ctx context.Context, m *transform.Mapping, st *change.Schema, row change.Row, mapped []transform.Row) (d Drift, ok bool) {
+	rt, err := m.Back(ctx, row, mapped)
 	key := pick(row, st.Key)
 	d = Drift{Kind: KindRoundTrip, Table: m.From.String(), Key: key, SourceKey: key}
 	if err != nil {
@@ -925,7 +925,7 @@ func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]co
 	}
 	var want map[string]any
 	if cur != nil {
-		if mapped, err := m.Apply(cur); err == nil {
+		if mapped, err := m.Apply(ctx, cur); err == nil {
 			for _, tr := range mapped {
 				if tr.Table == o.Table && change.RowID(tr.Table, tr.Key, tr.Columns) == change.RowID(o.Table, o.Key, s.Key) {
 					want = tr.Columns

@@ -58,11 +58,11 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 		if cur == nil {
 			continue
 		}
-		mapped, err := m.Apply(cur)
+		mapped, err := m.Apply(ctx, cur)
 		if err != nil {
 			continue // a dead letter, not drift
 		}
-		all, err := m.Keys(cur)
+		all, err := m.Keys(ctx, cur)
 		if err != nil {
 			continue
 		}

@@ -2,6 +2,7 @@ package transform
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/interpreter"
 
 	"github.com/tandemcdc/tandem/internal/change"
@@ -59,8 +61,18 @@ func compileInverse(index int, m config.Mapping, source map[string]change.Type, 
 	return inv, errors.Join(errs...)
 }
 
-// inverseActivation hands the target rows to the inverse's expressions.
-type inverseActivation struct{ rows map[string]map[string]any }
+// inverseActivation hands the target rows to the inverse's expressions,
+// and lookup() its implementation for this evaluation (nil when the
+// mapping calls none).
+type inverseActivation struct {
+	rows   map[string]map[string]any
+	lookup cel.LateBoundFunction
+}
+
+// ResolveFunction implements interpreter.FunctionActivation: lookup().
+func (a inverseActivation) ResolveFunction(name string) (cel.LateBoundFunction, bool) {
+	return a.lookup, name == "lookup" && a.lookup != nil
+}
 
 func (a inverseActivation) ResolveName(name string) (any, bool) {
 	r, ok := a.rows[name]
@@ -74,11 +86,14 @@ func (m *Mapping) HasInverse() bool { return m.inverse != nil }
 
 // Inverse computes the source row back from the target rows Apply produced
 // for it. An output with no row (its `when` did not hold) is an empty map.
-func (m *Mapping) Inverse(rows []Row) (change.Row, error) {
+func (m *Mapping) Inverse(ctx context.Context, rows []Row) (change.Row, error) {
 	if m.inverse == nil {
 		return nil, fmt.Errorf("mapping %s has no inverse", m.Name)
 	}
 	act := inverseActivation{rows: make(map[string]map[string]any, len(m.outputs))}
+	if m.callsLookup {
+		act.lookup = m.lookups.op(ctx)
+	}
 	for i, o := range m.outputs {
 		act.rows[m.inverse.vars[i]] = map[string]any{}
 		for _, r := range rows {
@@ -137,23 +152,23 @@ func show(v any) string {
 // RoundTrip maps src forward, then back through the inverse, and compares
 // every source column that is not ignored. A row the mapping filters out
 // (no target rows) has nothing to compare: its RoundTrip has no Back.
-func (m *Mapping) RoundTrip(src change.Row) (*RoundTrip, error) {
-	rows, err := m.Apply(src)
+func (m *Mapping) RoundTrip(ctx context.Context, src change.Row) (*RoundTrip, error) {
+	rows, err := m.Apply(ctx, src)
 	if err != nil {
 		return nil, err
 	}
-	return m.Back(src, rows)
+	return m.Back(ctx, src, rows)
 }
 
 // Back is RoundTrip of src given the target rows Apply made of it: the
 // inverse of rows compared with src.
-func (m *Mapping) Back(src change.Row, rows []Row) (*RoundTrip, error) {
+func (m *Mapping) Back(ctx context.Context, src change.Row, rows []Row) (*RoundTrip, error) {
 	var err error
 	rt := &RoundTrip{Rows: rows}
 	if len(rows) == 0 || m.inverse == nil {
 		return rt, nil
 	}
-	if rt.Back, err = m.Inverse(rows); err != nil {
+	if rt.Back, err = m.Inverse(ctx, rows); err != nil {
 		return rt, err
 	}
 	cols := make([]string, 0, len(src))

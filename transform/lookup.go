@@ -84,30 +84,39 @@ func newLookups(target Lookuper) *lookups {
 // function declares lookup(table, where) -> map: the one target row of table
 // whose columns equal where's values. No such row is an evaluation error
 // (the change goes to the dead-letter topic, and `tandem dlq replay` re-syncs
-// it once the row exists).
+// it once the row exists). Its implementation is bound per evaluation (op),
+// so that the lookup's query runs under the caller's context.
 func (l *lookups) function() cel.EnvOption {
 	return cel.Function("lookup",
 		cel.Overload("lookup_string_map", []*cel.Type{cel.StringType, cel.MapType(cel.StringType, cel.DynType)},
-			cel.MapType(cel.StringType, cel.DynType),
-			cel.BinaryBinding(func(table, where ref.Val) ref.Val {
-				t, ok := table.(types.String)
-				if !ok {
-					return types.NewErr("lookup: the table must be a string, is %s", table.Type())
-				}
-				w, err := where.ConvertToNative(reflect.TypeOf(map[string]any{}))
-				if err != nil {
-					return types.NewErr("lookup in %s: the columns to match: %v", t, err)
-				}
-				row, err := l.find(string(t), w.(map[string]any))
-				if err != nil {
-					return types.WrapErr(err)
-				}
-				return types.DefaultTypeAdapter.NativeToValue(row)
-			})))
+			cel.MapType(cel.StringType, cel.DynType), cel.LateFunctionBinding()))
+}
+
+// op is lookup()'s implementation for one evaluation under ctx.
+func (l *lookups) op(ctx context.Context) cel.LateBoundFunction {
+	return func(_ string, args ...ref.Val) ref.Val {
+		if len(args) != 2 {
+			return types.NewErr("lookup: want a table and the columns to match, got %d arguments", len(args))
+		}
+		table, where := args[0], args[1]
+		t, ok := table.(types.String)
+		if !ok {
+			return types.NewErr("lookup: the table must be a string, is %s", table.Type())
+		}
+		w, err := where.ConvertToNative(reflect.TypeOf(map[string]any{}))
+		if err != nil {
+			return types.NewErr("lookup in %s: the columns to match: %v", t, err)
+		}
+		row, err := l.find(ctx, string(t), w.(map[string]any))
+		if err != nil {
+			return types.WrapErr(err)
+		}
+		return types.DefaultTypeAdapter.NativeToValue(row)
+	}
 }
 
 // find returns the row from the cache or the target.
-func (l *lookups) find(table string, where map[string]any) (map[string]any, error) {
+func (l *lookups) find(ctx context.Context, table string, where map[string]any) (map[string]any, error) {
 	if l.target == nil {
 		return nil, fmt.Errorf("lookup in %s: no target to look rows up in here", table)
 	}
@@ -118,12 +127,12 @@ func (l *lookups) find(table string, where map[string]any) (map[string]any, erro
 	if len(where) == 0 {
 		return nil, fmt.Errorf("lookup in %s: no columns to match", table)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	row, found, err := l.target.Lookup(ctx, table, where)
 	var se *sink.Error
 	switch {
-	case errors.Is(err, sink.ErrNotUnique), errors.As(err, &se) && se.Reason == "data":
+	case errors.Is(err, sink.ErrNotUnique), errors.As(err, &se) && se.Reason == sink.ReasonData:
 		// This row's values are wrong for the lookup (several matches, a
 		// value its column cannot hold): a dead letter.
 		return nil, err

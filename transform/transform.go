@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -40,6 +41,10 @@ type Mapping struct {
 	outputs []*output
 	inverse *inverse // nil: no inverse configured
 	source  map[string]change.Type
+	lookups *lookups
+	// callsLookup: an expression of the mapping may call lookup(), so an
+	// evaluation binds it to its context.
+	callsLookup bool
 }
 
 type output struct {
@@ -125,8 +130,8 @@ func Compile(index int, m config.Mapping, opts ...Option) (*Mapping, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: mappings[%d].from: %q is not schema.table", m.Pos, index, m.From)
 	}
-	out := &Mapping{Name: m.Name, From: change.Table{Schema: schema, Name: name}, source: with.source}
 	lk := newLookups(with.lookup)
+	out := &Mapping{Name: m.Name, From: change.Table{Schema: schema, Name: name}, source: with.source, lookups: lk, callsLookup: mentionsLookup(m)}
 	env, err := newEnv(with.source, lk)
 	if err != nil {
 		return nil, err
@@ -169,6 +174,26 @@ func Compile(index int, m config.Mapping, opts ...Option) (*Mapping, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// mentionsLookup reports whether any expression of m may call lookup():
+// whether its text names it (a false positive only costs a binding).
+func mentionsLookup(m config.Mapping) bool {
+	var texts []string
+	for _, to := range m.To {
+		if to.When != nil {
+			texts = append(texts, to.When.Text)
+		}
+		for _, c := range to.Columns {
+			texts = append(texts, c.Expr.Text)
+		}
+	}
+	if m.Inverse != nil {
+		for _, c := range m.Inverse.Columns {
+			texts = append(texts, c.Expr.Text)
+		}
+	}
+	return slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, "lookup") })
 }
 
 // compile compiles one expression and works out which columns it reads.
@@ -270,8 +295,12 @@ func rowReads(a *cel.Ast) reads {
 	return r
 }
 
-// activation hands the row to CEL without copying it.
-type activation struct{ row map[string]any }
+// activation hands the row to CEL without copying it, and lookup() its
+// implementation for this evaluation (nil when the mapping calls none).
+type activation struct {
+	row    map[string]any
+	lookup cel.LateBoundFunction
+}
 
 func (a activation) ResolveName(name string) (any, bool) {
 	if name == "row" {
@@ -282,10 +311,24 @@ func (a activation) ResolveName(name string) (any, bool) {
 
 func (a activation) Parent() interpreter.Activation { return nil }
 
+// ResolveFunction implements interpreter.FunctionActivation: lookup().
+func (a activation) ResolveFunction(name string) (cel.LateBoundFunction, bool) {
+	return a.lookup, name == "lookup" && a.lookup != nil
+}
+
+// activation returns the activation of one evaluation of r under ctx.
+func (m *Mapping) activation(ctx context.Context, r change.Row) activation {
+	act := activation{row: map[string]any(r)}
+	if m.callsLookup {
+		act.lookup = m.lookups.op(ctx)
+	}
+	return act
+}
+
 // Apply maps one source row (an insert's or update's after-image) to the
 // target rows it produces. No rows and a nil error means filtered out.
-func (m *Mapping) Apply(r change.Row) ([]Row, error) {
-	rows, _, err := m.apply(r, false, nil)
+func (m *Mapping) Apply(ctx context.Context, r change.Row) ([]Row, error) {
+	rows, _, err := m.apply(ctx, r, false, nil)
 	return rows, err
 }
 
@@ -297,12 +340,12 @@ func (m *Mapping) Apply(r change.Row) ([]Row, error) {
 // unchanged TOASTed values): a target column computed from any of them is
 // left out of the row, so the upsert keeps the target's current value
 // instead of overwriting it. A key or `when` that reads one is an error.
-func (m *Mapping) ApplyUpdate(r change.Row, unchanged map[string]bool) ([]Row, []Key, error) {
-	return m.apply(r, true, unchanged)
+func (m *Mapping) ApplyUpdate(ctx context.Context, r change.Row, unchanged map[string]bool) ([]Row, []Key, error) {
+	return m.apply(ctx, r, true, unchanged)
 }
 
-func (m *Mapping) apply(r change.Row, unmatchedKeys bool, unchanged map[string]bool) ([]Row, []Key, error) {
-	act := activation{row: map[string]any(r)}
+func (m *Mapping) apply(ctx context.Context, r change.Row, unmatchedKeys bool, unchanged map[string]bool) ([]Row, []Key, error) {
+	act := m.activation(ctx, r)
 	out := make([]Row, 0, len(m.outputs))
 	var gone []Key
 	for _, o := range m.outputs {
@@ -348,8 +391,8 @@ func (m *Mapping) apply(r change.Row, unmatchedKeys bool, unchanged map[string]b
 // Keys maps a source row's before-image to the keys of every target row it
 // may have produced, evaluating only the key columns' expressions (`when` is
 // not consulted: deleting an absent row is harmless).
-func (m *Mapping) Keys(r change.Row) ([]Key, error) {
-	act := activation{row: map[string]any(r)}
+func (m *Mapping) Keys(ctx context.Context, r change.Row) ([]Key, error) {
+	act := m.activation(ctx, r)
 	out := make([]Key, 0, len(m.outputs))
 	for _, o := range m.outputs {
 		k, err := m.key(o, act)

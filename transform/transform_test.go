@@ -56,7 +56,7 @@ func TestApply_MapsOneRowToSeveralTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	row := change.Row{"id": int64(7), "total": "12.34", "status": "", "paid": true, "blob": []byte{0, 1}, "note": nil, "method": "card"}
-	got, err := m.Apply(row)
+	got, err := m.Apply(t.Context(), row)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestApplyUpdate_RowThatStopsMatchingYieldsItsKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	row := change.Row{"id": int64(7), "total": "1", "status": "paid", "paid": false, "blob": nil, "note": "x", "method": ""}
-	rows, gone, err := m.ApplyUpdate(row, nil)
+	rows, gone, err := m.ApplyUpdate(t.Context(), row, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestKeys_EvaluatesOnlyKeyColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A key-only before-image: evaluating total_cents would fail.
-	got, err := m.Keys(change.Row{"id": int64(7)})
+	got, err := m.Keys(t.Context(), change.Row{"id": int64(7)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestApply_MissingColumnIsAnEvalErrorNotNull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.Apply(change.Row{"id": int64(1)})
+	_, err = m.Apply(t.Context(), change.Row{"id": int64(1)})
 	var ee *EvalError
 	if !errors.As(err, &ee) {
 		t.Fatalf("Apply on a row without its columns = %v, want an *EvalError", err)
@@ -151,7 +151,7 @@ func TestNative_ConvertsCELResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := m.Apply(change.Row{"id": int64(1), "total": "0", "status": "x", "paid": nil, "blob": nil, "method": ""})
+	got, err := m.Apply(t.Context(), change.Row{"id": int64(1), "total": "0", "status": "x", "paid": nil, "blob": nil, "method": ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestApply_WhenOfNonBooleanValueIsAnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.Apply(change.Row{"id": int64(1), "total": "0", "status": "", "paid": nil, "blob": nil, "note": nil, "method": "card"})
+	_, err = m.Apply(t.Context(), change.Row{"id": int64(1), "total": "0", "status": "", "paid": nil, "blob": nil, "note": nil, "method": "card"})
 	var ee *EvalError
 	if !errors.As(err, &ee) || !strings.Contains(err.Error(), "must be a boolean") {
 		t.Errorf("Apply with a string-valued when = %v, want an EvalError saying it must be a boolean", err)
@@ -182,7 +182,7 @@ func TestApplyUpdate_ColumnsOfUnsentValuesAreLeftOut(t *testing.T) {
 	// note was not sent (an unchanged TOASTed value): the note column is not
 	// written, every other column is.
 	row := change.Row{"id": int64(7), "total": "1", "status": "paid", "paid": true, "blob": nil, "method": ""}
-	rows, _, err := m.ApplyUpdate(row, map[string]bool{"note": true})
+	rows, _, err := m.ApplyUpdate(t.Context(), row, map[string]bool{"note": true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestApplyUpdate_ColumnsOfUnsentValuesAreLeftOut(t *testing.T) {
 		t.Errorf("columns (-want +got):\n%s", diff)
 	}
 	// A key computed from an unsent column cannot be.
-	if _, _, err := m.ApplyUpdate(change.Row{"total": "1"}, map[string]bool{"id": true}); err == nil || !strings.Contains(err.Error(), "did not send") {
+	if _, _, err := m.ApplyUpdate(t.Context(), change.Row{"total": "1"}, map[string]bool{"id": true}); err == nil || !strings.Contains(err.Error(), "did not send") {
 		t.Errorf("key from an unsent column: err = %v", err)
 	}
 }

@@ -62,7 +62,7 @@ func TestCompileTyped_AcceptsWellTypedExpressions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := m.Apply(change.Row{"id": int64(3), "total": "1.50", "weight": 3.0, "status": nil, "odd name": "x", "note": "n"})
+	got, err := m.Apply(t.Context(), change.Row{"id": int64(3), "total": "1.50", "weight": 3.0, "status": nil, "odd name": "x", "note": "n"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestRoundTrip_EqualWhenTheInverseGivesEveryColumnBack(t *testing.T) {
 		{"id": int64(1), "total": "12.50", "status": "paid", "method": "card", "note": "dropped"},
 		{"id": int64(2), "total": "0.10", "status": "new", "method": "", "note": nil}, // payments' when is false
 	} {
-		rt, err := m.RoundTrip(src)
+		rt, err := m.RoundTrip(t.Context(), src)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +174,7 @@ func TestRoundTrip_NamesTheColumnLostOrChanged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rt, err := m.RoundTrip(change.Row{"id": int64(1), "total": "1", "status": "PAID", "method": "card", "note": "x", "extra": int64(9)})
+	rt, err := m.RoundTrip(t.Context(), change.Row{"id": int64(1), "total": "1", "status": "PAID", "method": "card", "note": "x", "extra": int64(9)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestLookup_FindsCachesAndFailsClearly(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		got, err := m.Apply(change.Row{"id": int64(7)})
+		got, err := m.Apply(t.Context(), change.Row{"id": int64(7)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +276,7 @@ func TestLookup_FindsCachesAndFailsClearly(t *testing.T) {
 
 	// No such row: an evaluation error (a dead letter), never cached.
 	for range 2 {
-		_, err = m.Apply(change.Row{"id": int64(8)})
+		_, err = m.Apply(t.Context(), change.Row{"id": int64(8)})
 		var ee *EvalError
 		if !errors.As(err, &ee) || !strings.Contains(err.Error(), "lookup in public.customers: no row where legacy_id = 8") || errors.Is(err, ErrLookupUnavailable) {
 			t.Errorf("missing row: err = %v", err)
@@ -288,27 +288,27 @@ func TestLookup_FindsCachesAndFailsClearly(t *testing.T) {
 
 	// A target that cannot answer: retry, not a dead letter.
 	target.failing = errors.New("connection refused")
-	_, err = m.Apply(change.Row{"id": int64(9)})
+	_, err = m.Apply(t.Context(), change.Row{"id": int64(9)})
 	if !errors.Is(err, ErrLookupUnavailable) {
 		t.Errorf("unavailable target: err = %v, want ErrLookupUnavailable", err)
 	}
 	// A lookup that matches many rows is the mapping's fault: a dead letter.
 	target.failing = fmt.Errorf("lookup in public.customers by (legacy_id): %w", sink.ErrNotUnique)
-	_, err = m.Apply(change.Row{"id": int64(10)})
+	_, err = m.Apply(t.Context(), change.Row{"id": int64(10)})
 	if !errors.Is(err, sink.ErrNotUnique) || errors.Is(err, ErrLookupUnavailable) {
 		t.Errorf("not unique: err = %v", err)
 	}
 
 	// A value the lookup column cannot hold is the row's fault: a dead letter.
 	target.failing = &sink.Error{Table: "public.customers", Reason: "data", Err: errors.New("invalid input syntax for type bigint")}
-	_, err = m.Apply(change.Row{"id": int64(11)})
+	_, err = m.Apply(t.Context(), change.Row{"id": int64(11)})
 	var ee *EvalError
 	if !errors.As(err, &ee) || errors.Is(err, ErrLookupUnavailable) {
 		t.Errorf("data error: err = %v, want an EvalError that is not ErrLookupUnavailable", err)
 	}
 	// A missing column is the target's trouble until it is created: retry.
 	target.failing = &sink.Error{Table: "public.customers", Reason: "column_missing", Err: sink.ErrColumnNotFound}
-	if _, err = m.Apply(change.Row{"id": int64(12)}); !errors.Is(err, ErrLookupUnavailable) {
+	if _, err = m.Apply(t.Context(), change.Row{"id": int64(12)}); !errors.Is(err, ErrLookupUnavailable) {
 		t.Errorf("column missing: err = %v, want ErrLookupUnavailable", err)
 	}
 
@@ -318,7 +318,7 @@ func TestLookup_FindsCachesAndFailsClearly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Apply(change.Row{"id": int64(7)}); err == nil || !strings.Contains(err.Error(), "no target to look rows up in") {
+	if _, err := m.Apply(t.Context(), change.Row{"id": int64(7)}); err == nil || !strings.Contains(err.Error(), "no target to look rows up in") {
 		t.Errorf("no target: err = %v", err)
 	}
 }
@@ -335,5 +335,32 @@ func TestPlainColumn_OnlyBareSelectsOfRowSkipCEL(t *testing.T) {
 		if got := plainColumn(env, expr); got != want {
 			t.Errorf("plainColumn(%q) = %q, want %q", expr, got, want)
 		}
+	}
+}
+
+// blockingLookuper answers no lookup until its context ends.
+type blockingLookuper struct{ asked chan struct{} }
+
+func (b blockingLookuper) Lookup(ctx context.Context, _ string, _ map[string]any) (map[string]any, bool, error) {
+	close(b.asked)
+	<-ctx.Done()
+	return nil, false, ctx.Err()
+}
+
+func TestLookup_EndsWithTheCallersContext(t *testing.T) {
+	target := blockingLookuper{asked: make(chan struct{})}
+	m, err := compileTypedYAML(t, mapping(`          customer: 'lookup("public.customers", {"legacy_id": row.id}).id'
+`, ""), WithLookup(target))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-target.asked
+		cancel()
+	}()
+	_, err = m.Apply(ctx, change.Row{"id": int64(7)})
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrLookupUnavailable) {
+		t.Errorf("Apply with its context cancelled during a lookup: err = %v, want context.Canceled as ErrLookupUnavailable", err)
 	}
 }

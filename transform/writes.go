@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -10,7 +11,7 @@ import (
 // Writes turns one change into the target writes of mapping m: the stream's
 // rule, which the backfill's copies and the dead-letter replay share. An
 // error is a poison change: reason says why, for the dead-letter topic.
-func Writes(m *Mapping, ev *change.Event) ([]change.Write, string, error) {
+func Writes(ctx context.Context, m *Mapping, ev *change.Event) ([]change.Write, string, error) {
 	switch ev.Op {
 	case change.OpCreate, change.OpUpdate, change.OpRead:
 		var (
@@ -19,9 +20,9 @@ func Writes(m *Mapping, ev *change.Event) ([]change.Write, string, error) {
 			err  error
 		)
 		if ev.Op == change.OpUpdate {
-			rows, gone, err = m.ApplyUpdate(ev.After, unsent(ev))
+			rows, gone, err = m.ApplyUpdate(ctx, ev.After, unsent(ev))
 		} else {
-			rows, err = m.Apply(ev.After)
+			rows, err = m.Apply(ctx, ev.After)
 		}
 		if err != nil {
 			return nil, "transform", err
@@ -33,7 +34,7 @@ func Writes(m *Mapping, ev *change.Event) ([]change.Write, string, error) {
 		}
 		if ev.Op == change.OpUpdate && ev.Before != nil {
 			// The source key changed: delete target rows whose key moved.
-			olds, err := m.Keys(ev.Before)
+			olds, err := m.Keys(ctx, ev.Before)
 			if err != nil {
 				return nil, "transform", err
 			}
@@ -55,7 +56,7 @@ func Writes(m *Mapping, ev *change.Event) ([]change.Write, string, error) {
 		}
 		return out, "", nil
 	case change.OpDelete:
-		keys, err := m.Keys(ev.Before)
+		keys, err := m.Keys(ctx, ev.Before)
 		if err != nil {
 			return nil, "transform", err
 		}

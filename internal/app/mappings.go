@@ -76,19 +76,19 @@ func checkMappings(ctx context.Context, cfg *config.Config) []preflight.Problem 
 			ps = append(ps, preflight.Problem{Severity: preflight.Warn, Object: object, What: fmt.Sprintf("cannot read rows of %s for the round trip: %v", m.From, err)})
 			continue
 		}
-		ps = append(ps, roundTripProblems(object, tm, t, rows)...)
+		ps = append(ps, roundTripProblems(ctx, object, tm, t, rows)...)
 	}
 	return ps
 }
 
 // roundTripProblems runs rows through tm and back: the first row that loses
 // or changes each column is a failure naming the column and the row's key.
-func roundTripProblems(object string, tm *transform.Mapping, t *change.Schema, rows []change.Row) []preflight.Problem {
+func roundTripProblems(ctx context.Context, object string, tm *transform.Mapping, t *change.Schema, rows []change.Row) []preflight.Problem {
 	var ps []preflight.Problem
 	reported := map[string]bool{}
 	evalFailures := 0
 	for _, r := range rows {
-		rt, err := tm.RoundTrip(r)
+		rt, err := tm.RoundTrip(ctx, r)
 		if err != nil {
 			if evalFailures++; evalFailures == 1 {
 				ps = append(ps, preflight.Problem{Severity: preflight.Warn, Object: object,
@@ -159,7 +159,7 @@ func Preview(ctx context.Context, cfg *config.Config, table string, limit int, w
 		}
 		fmt.Fprintf(w, "mapping %s: %d rows of %s\n", tm.Name, len(rows), table)
 		for _, r := range rows {
-			if !previewRow(w, tm, t, r) {
+			if !previewRow(ctx, w, tm, t, r) {
 				clean = false
 			}
 		}
@@ -168,9 +168,9 @@ func Preview(ctx context.Context, cfg *config.Config, table string, limit int, w
 }
 
 // previewRow prints one source row's target rows and round trip.
-func previewRow(w io.Writer, tm *transform.Mapping, t *change.Schema, r change.Row) bool {
+func previewRow(ctx context.Context, w io.Writer, tm *transform.Mapping, t *change.Schema, r change.Row) bool {
 	fmt.Fprintf(w, "\nsource %s %s\n", t.Name, keyOf(t, r))
-	rt, err := tm.RoundTrip(r)
+	rt, err := tm.RoundTrip(ctx, r)
 	if rt == nil {
 		fmt.Fprintf(w, "  ERROR %v\n  (streamed, this change would go to the dead-letter topic)\n", err)
 		return false

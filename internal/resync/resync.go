@@ -92,7 +92,7 @@ func (s *syncer) row(ctx context.Context, r Row, done func(context.Context) erro
 				return nil
 			}
 			found = true
-			ws, err := s.current(cur, r.Images)
+			ws, err := s.current(ctx, cur, r.Images)
 			if err != nil {
 				return err
 			}
@@ -116,7 +116,7 @@ func (s *syncer) row(ctx context.Context, r Row, done func(context.Context) erro
 			}
 			return res
 		}
-		ws, err := s.gone(r)
+		ws, err := s.gone(ctx, r)
 		if err == nil {
 			err = s.apply(ctx, r, ws)
 		}
@@ -133,15 +133,15 @@ func (s *syncer) row(ctx context.Context, r Row, done func(context.Context) erro
 // produces: the stream's writes for an update to cur, from each image, so
 // that what an image produced and cur does not is deleted. (A delete never
 // names a key cur produces, and sinks run a round's deletes first.)
-func (s *syncer) current(cur change.Row, images []change.Row) ([]change.Write, error) {
+func (s *syncer) current(ctx context.Context, cur change.Row, images []change.Row) ([]change.Write, error) {
 	ev := s.event(change.OpUpdate, nil, cur)
-	ws, _, err := transform.Writes(s.m, ev)
+	ws, _, err := transform.Writes(ctx, s.m, ev)
 	if err != nil {
 		return nil, err
 	}
 	for _, img := range images {
 		ev.Before = img
-		more, _, err := transform.Writes(s.m, ev)
+		more, _, err := transform.Writes(ctx, s.m, ev)
 		if err != nil {
 			return nil, fmt.Errorf("the target keys of an earlier image: %w", err)
 		}
@@ -157,7 +157,7 @@ func (s *syncer) current(cur change.Row, images []change.Row) ([]change.Write, e
 // gone is the deletes of every target row an absent source row may have:
 // the keys its images map to, and its primary key's when the target keys
 // are computed from primary key columns alone.
-func (s *syncer) gone(r Row) ([]change.Write, error) {
+func (s *syncer) gone(ctx context.Context, r Row) ([]change.Write, error) {
 	images := r.Images
 	if s.keysFromPrimaryKey() {
 		images = append(slices.Clip(images), r.Key)
@@ -167,7 +167,7 @@ func (s *syncer) gone(r Row) ([]change.Write, error) {
 	}
 	var ws []change.Write
 	for _, img := range images {
-		more, _, err := transform.Writes(s.m, s.event(change.OpDelete, img, nil))
+		more, _, err := transform.Writes(ctx, s.m, s.event(change.OpDelete, img, nil))
 		if err != nil {
 			return nil, fmt.Errorf("the target keys of a row gone from the source: %w", err)
 		}
