@@ -202,6 +202,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type Runner struct {
 	cfg     Config
 	reader  Reader
+	text    TextReader // reader, when it reads verbatim chunks (Config.Verbatim)
 	store   sink.BackfillStore
 	write   func(context.Context, Chunk) error
 	log     *slog.Logger
@@ -245,6 +246,7 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, write func(context
 	}
 	r := &Runner{cfg: cfg, reader: reader, store: store, write: write, log: log, metrics: m,
 		progress: map[change.Table]*sink.BackfillProgress{}, inFlight: semaphore.NewWeighted(int64(cfg.MaxInFlightBytes))}
+	r.text, _ = reader.(TextReader) // an optional capability, asked for once
 	if cfg.MaxRowsPerSecond > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), max(cfg.ChunkRows, int(cfg.MaxRowsPerSecond)))
 	}
@@ -490,11 +492,10 @@ func (r *Runner) readChunks(ctx context.Context, t *change.Schema, after []strin
 func (r *Runner) readChunk(ctx context.Context, t *change.Schema, after []string, limit int) (c chunk, bytes int, err error) {
 	c = chunk{Chunk: Chunk{Table: t}, after: after}
 	if cols, ok := r.cfg.Verbatim[t.Name]; ok {
-		tr, ok := r.reader.(TextReader)
-		if !ok {
+		if r.text == nil {
 			return c, 0, fmt.Errorf("the source reader cannot read chunks verbatim")
 		}
-		if c.Text, err = tr.TextChunk(ctx, t, cols, after, limit); err != nil {
+		if c.Text, err = r.text.TextChunk(ctx, t, cols, after, limit); err != nil {
 			return c, 0, err
 		}
 		c.last = c.Text.Last

@@ -96,7 +96,13 @@ func NewRole(ctx context.Context, cfg RoleConfig) (*Role, error) {
 	}
 	copyCfg := cfg.Copy
 	copyCfg.Verbatim = map[change.Table][]string{}
+	// Verbatim chunks need a target that copies text: an optional
+	// capability (PostgreSQL's COPY).
+	w.copier, _ = cfg.Target.(sink.TextCopier)
 	for _, t := range copyCfg.Tables {
+		if w.copier == nil {
+			break
+		}
 		v, ok, err := verbatimCopyOf(ctx, cfg.Reader, cfg.Target, w.mappings[t], t, cfg.ServerText)
 		if err != nil {
 			return nil, err
@@ -162,8 +168,7 @@ type verbatimCopy struct {
 // floats and bools, go into a column of its own type, where the two texts
 // are the same value.
 func verbatimCopyOf(ctx context.Context, reader TextReader, tgt Target, ms []*transform.Mapping, t change.Table, serverText bool) (verbatimCopy, bool, error) {
-	_, textCopier := tgt.(sink.TextCopier)
-	if !textCopier || len(ms) != 1 {
+	if len(ms) != 1 {
 		return verbatimCopy{}, false, nil
 	}
 	outs := ms[0].Outputs()
@@ -250,6 +255,7 @@ type copyWriter struct {
 	mappings map[change.Table][]*transform.Mapping // by source table
 	verbatim map[change.Table]verbatimCopy         // tables read verbatim
 	sink     sink.Sink
+	copier   sink.TextCopier // the same target, when it copies text; nil: none verbatim
 	enc      *change.Encoder // for dead letters: the record the row would have been
 	prefix   string
 	dlq      *kafka.DLQ
@@ -265,7 +271,7 @@ func (w *copyWriter) write(ctx context.Context, c Chunk) error {
 	if c.Text != nil {
 		v := w.verbatim[c.Table.Name]
 		err := w.retry(ctx, func() error {
-			return w.sink.(sink.TextCopier).CopyText(ctx, v.table, v.cols, c.Text.Data, v.text)
+			return w.copier.CopyText(ctx, v.table, v.cols, c.Text.Data, v.text)
 		})
 		if err == nil {
 			w.metrics.Rows.WithLabelValues(v.table, change.WriteCopy.String()).Add(float64(c.Text.Rows))
