@@ -20,7 +20,7 @@ import (
 // whether each key_hash is the SHA-256 of its row_key.
 func (tg *target) tombstones(t *testing.T) []row {
 	t.Helper()
-	return tg.rows(t, "SELECT target_table, row_key, key_hash = UNHEX(SHA2(row_key, 256)) AS hashed FROM `"+
+	return tg.Rows(t, "SELECT target_table, row_key, key_hash = UNHEX(SHA2(row_key, 256)) AS hashed FROM `"+
 		tg.state+"`.tombstones ORDER BY target_table, row_key")
 }
 
@@ -388,7 +388,7 @@ func TestApply_LargeBackfillBatchesAreSplitUnderThePlaceholderLimit(t *testing.T
 	tg.apply(t, sink.Checkpoint{}, append(dels, copies...)...)
 	tg.wantRows(t, allItems, want)
 	tg.wantRows(t, "SELECT count(*) AS n FROM `"+tg.state+"`.tombstones", []row{{"n": fmt.Sprint(len(dels))}})
-	tg.exec(t, "DELETE FROM items")
+	tg.Exec(t, "DELETE FROM items")
 	tg.apply(t, sink.Checkpoint{}, copies...)
 	tg.wantRows(t, allItems, want)
 }
@@ -397,7 +397,7 @@ func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, "")
 	db := "Shop `Old` " + tg.name[len(tg.name)-6:]
-	tg.exec(t, fmt.Sprintf(hostileDDL, strings.ReplaceAll(db, "`", "``")))
+	tg.Exec(t, fmt.Sprintf(hostileDDL, strings.ReplaceAll(db, "`", "``")))
 	table := db + ".order"
 	key := []string{"select", "MixedCase"}
 	order := func(op change.WriteOp, r row) change.Write { return write(op, table, r, key...) }

@@ -14,5 +14,5 @@ func TestDeadLetters_ListOldestFirstAndDeleteByName(t *testing.T) {
 func TestDeadLetters_ReplayWritesWithoutACheckpoint(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, shopDDL)
-	sinktest.ApplyWithoutCheckpointWritesRows(t, tg.sink, func() []map[string]any { return tg.rows(t, allItems) })
+	sinktest.ApplyWithoutCheckpointWritesRows(t, tg.sink, func() []map[string]any { return tg.Rows(t, allItems) })
 }

@@ -196,7 +196,7 @@ func TestReadKeys_HostileIdentifiers(t *testing.T) {
 	tg := newTarget(t, "")
 	db := "Shop `Old` " + tg.name[len(tg.name)-6:]
 	quoted := mysqlurl.QuoteIdent(db)
-	tg.exec(t, fmt.Sprintf(hostileDDL, strings.ReplaceAll(db, "`", "``"))+";\n"+
+	tg.Exec(t, fmt.Sprintf(hostileDDL, strings.ReplaceAll(db, "`", "``"))+";\n"+
 		"INSERT INTO "+quoted+".`order` VALUES (1, 'A', 'it''s \"q\"', '`', 'happy', 'comma', NULL, NULL, '語'), "+
 		"(1, 'B', NULL, NULL, 'sad', NULL, 'x', 'y', NULL);\n"+
 		"INSERT INTO "+quoted+".`tab``le` VALUES (1, 'one'), (2, 'two')")
@@ -362,7 +362,7 @@ func TestScanKeys_PagesThroughEveryKeyOnceInKeyOrder(t *testing.T) {
 		t.Errorf("ScanKeys(huge) (-want +got):\n%s", diff)
 	}
 	want = nil
-	for _, r := range tg.rows(t, "SELECT a, b, at FROM pairs ORDER BY a, b, at") {
+	for _, r := range tg.Rows(t, "SELECT a, b, at FROM pairs ORDER BY a, b, at") {
 		a, err := strconv.ParseInt(r["a"].(string), 10, 64)
 		if err != nil {
 			t.Fatal(err)
@@ -401,7 +401,7 @@ func TestScanKeys_APageReadsOnlyItsRows(t *testing.T) {
 		rowsOf("big", 100000, "g, g % 100, CONCAT('c', g)"))
 	read := func() int64 {
 		t.Helper()
-		rs := tg.rows(t, "SELECT ROWS_READ FROM information_schema.TABLE_STATISTICS WHERE TABLE_SCHEMA = '"+tg.name+"' AND TABLE_NAME = 'big'")
+		rs := tg.Rows(t, "SELECT ROWS_READ FROM information_schema.TABLE_STATISTICS WHERE TABLE_SCHEMA = '"+tg.name+"' AND TABLE_NAME = 'big'")
 		if len(rs) == 0 {
 			return 0
 		}

@@ -65,7 +65,7 @@ func newTarget(t *testing.T, ddl string) *target {
 	}
 	tg.name = cfg.DBName
 	if strings.TrimSpace(ddl) != "" {
-		tg.exec(t, ddl)
+		tg.Exec(t, ddl)
 	}
 	tg.sink = tg.newSink(t, mysql.Config{DSN: dsn, StateSchema: tg.state})
 	return tg
@@ -100,16 +100,16 @@ func (tg *target) newSink(t *testing.T, cfg mysql.Config) *mysql.Sink {
 	return s
 }
 
-// exec runs sql, which may hold several statements, in the target database.
-func (tg *target) exec(t *testing.T, sql string) {
+// Exec runs sql, which may hold several statements, in the target database.
+func (tg *target) Exec(t *testing.T, sql string) {
 	t.Helper()
 	if err := testenv.SharedMariaDB(t).Exec(t.Context(), tg.name, sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
 
-// rows returns what query selects, every column in MariaDB's text form.
-func (tg *target) rows(t *testing.T, query string) []row {
+// Rows returns what query selects, every column in MariaDB's text form.
+func (tg *target) Rows(t *testing.T, query string) []row {
 	t.Helper()
 	return queryRows(t, tg.db, query)
 }
@@ -153,7 +153,7 @@ func queryRows(t *testing.T, db *sql.DB, query string) []row {
 // wantRows fails the test unless query selects exactly want.
 func (tg *target) wantRows(t *testing.T, query string, want []row) {
 	t.Helper()
-	if diff := cmp.Diff(want, tg.rows(t, query), cmpopts.EquateEmpty()); diff != "" {
+	if diff := cmp.Diff(want, tg.Rows(t, query), cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("%s (-want +got):\n%s", query, diff)
 	}
 }

@@ -329,7 +329,7 @@ INSERT INTO pairs SELECT g % 7, 'c' || (g % 100), '2024-01-01'::timestamptz + g 
 		t.Errorf("ScanKeys(items) (-want +got):\n%s", diff)
 	}
 	want = nil
-	for _, r := range tg.rows(t, `SELECT a, b, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00') AS at
+	for _, r := range tg.Rows(t, `SELECT a, b, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00') AS at
 FROM pairs ORDER BY a, b, pairs.at`) {
 		a, err := strconv.ParseInt(r["a"].(string), 10, 64)
 		if err != nil {

@@ -57,7 +57,7 @@ func newTarget(t *testing.T, ddl string) *target {
 	}
 	t.Cleanup(db.Close)
 	tg := &target{dsn: dsn, db: db}
-	tg.exec(t, ddl)
+	tg.Exec(t, ddl)
 	tg.sink = tg.newSink(t, postgres.Config{DSN: dsn})
 	return tg
 }
@@ -73,16 +73,16 @@ func (tg *target) newSink(t *testing.T, cfg postgres.Config) *postgres.Sink {
 	return s
 }
 
-// exec runs sql, which may hold several statements.
-func (tg *target) exec(t *testing.T, sql string) {
+// Exec runs sql, which may hold several statements.
+func (tg *target) Exec(t *testing.T, sql string) {
 	t.Helper()
 	if _, err := tg.db.Exec(t.Context(), sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
 
-// rows returns what query selects, every column in PostgreSQL's text form.
-func (tg *target) rows(t *testing.T, query string) []row {
+// Rows returns what query selects, every column in PostgreSQL's text form.
+func (tg *target) Rows(t *testing.T, query string) []row {
 	t.Helper()
 	// not a cached statement: tests alter tables between reads
 	rs, err := tg.db.Query(t.Context(), query, pgx.QueryExecModeDescribeExec, pgx.QueryResultFormats{pgx.TextFormatCode})
@@ -110,7 +110,7 @@ func (tg *target) rows(t *testing.T, query string) []row {
 // wantRows fails the test unless query selects exactly want.
 func (tg *target) wantRows(t *testing.T, query string, want []row) {
 	t.Helper()
-	if diff := cmp.Diff(want, tg.rows(t, query), cmpopts.EquateEmpty()); diff != "" {
+	if diff := cmp.Diff(want, tg.Rows(t, query), cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("%s (-want +got):\n%s", query, diff)
 	}
 }
@@ -277,7 +277,7 @@ INSERT INTO lines VALUES (1, 1, 'x'), (1, 2, 'y')`)
 	}
 	cp := sink.Checkpoint{Group: "g", Epoch: "e", Offsets: []sink.Offset{offset("orders", 0, 42)}}
 	tg.apply(t, cp, b...)
-	items, lines := tg.rows(t, allItems), tg.rows(t, allLines)
+	items, lines := tg.Rows(t, allItems), tg.Rows(t, allLines)
 	// The writes themselves are idempotent...
 	tg.apply(t, sink.Checkpoint{}, b...)
 	tg.wantRows(t, allItems, items)
@@ -550,7 +550,7 @@ func TestApply_MissingTableIsErrTableNotFoundUntilCreated(t *testing.T) {
 	}
 	tg.wantOffsets(t, "g", "e", nil)
 
-	tg.exec(t, `CREATE TABLE later (id bigint PRIMARY KEY, v text)`)
+	tg.Exec(t, `CREATE TABLE later (id bigint PRIMARY KEY, v text)`)
 	tg.sink.Forget()
 	tg.apply(t, cp, write(change.WriteUpsert, "later", row{"id": int64(1), "v": "a"}, "id"))
 	tg.wantRows(t, "SELECT * FROM later", []row{{"id": "1", "v": "a"}})
@@ -558,7 +558,7 @@ func TestApply_MissingTableIsErrTableNotFoundUntilCreated(t *testing.T) {
 
 	// A column added after the table was described needs Forget too.
 	added := write(change.WriteUpsert, "later", row{"id": int64(1), "w": "b"}, "id")
-	tg.exec(t, `ALTER TABLE later ADD COLUMN w text`)
+	tg.Exec(t, `ALTER TABLE later ADD COLUMN w text`)
 	tg.applyErr(t, sink.Checkpoint{}, added)
 	tg.sink.Forget()
 	tg.apply(t, sink.Checkpoint{}, added)
@@ -634,7 +634,7 @@ func TestCheck_ReportsAUserWhoMayNotWrite(t *testing.T) {
 	}
 	// Roles belong to the server, so the name comes from the test's database.
 	role := "reader_" + cfg.Database
-	tg.exec(t, fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'reader-pw'; GRANT SELECT, INSERT ON good TO %[1]s`,
+	tg.Exec(t, fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'reader-pw'; GRANT SELECT, INSERT ON good TO %[1]s`,
 		pgx.Identifier{role}.Sanitize()))
 	u, err := url.Parse(tg.dsn)
 	if err != nil {
