@@ -15,11 +15,11 @@ import (
 	"github.com/tandemcdc/tandem/sink"
 )
 
-// DeadLettersListOldestFirstAndDeleteByName stores dead letters through
+// deadLettersListOldestFirstAndDeleteByName stores dead letters through
 // Apply (two batches, two mappings failing on one record) and checks
 // DeadLetters, CountDeadLetters and DeleteDeadLetters against s, whose
 // store must be empty.
-func DeadLettersListOldestFirstAndDeleteByName(t *testing.T, s Sink) {
+func deadLettersListOldestFirstAndDeleteByName(t *testing.T, s Sink) {
 	t.Helper()
 	ctx := t.Context()
 	dl := func(mapping, topic string, partition int32, offset int64, value string) sink.DeadLetter {
@@ -96,11 +96,11 @@ func DeadLettersListOldestFirstAndDeleteByName(t *testing.T, s Sink) {
 	}
 }
 
-// ApplyWithoutCheckpointWritesRows applies writes with an empty checkpoint,
+// applyWithoutCheckpointWritesRows applies writes with an empty checkpoint,
 // as a re-sync does: the rows are written and no offsets stored. items
 // reads the target table items (id, name, qty, note), every value in the
 // database's text form.
-func ApplyWithoutCheckpointWritesRows(t *testing.T, s Sink, items func() []map[string]any) {
+func applyWithoutCheckpointWritesRows(t *testing.T, s Sink, items func() []map[string]any) {
 	t.Helper()
 	ctx := t.Context()
 	key := []string{"id"}

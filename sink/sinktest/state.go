@@ -238,12 +238,12 @@ func testDeadLettersStoredOnce(t *testing.T, h Harness) {
 }
 
 func testDeadLettersListAndDelete(t *testing.T, h Harness) {
-	DeadLettersListOldestFirstAndDeleteByName(t, h.NewTarget(t, "").Sink())
+	deadLettersListOldestFirstAndDeleteByName(t, h.NewTarget(t, "").Sink())
 }
 
 func testApplyWithoutCheckpoint(t *testing.T, h Harness) {
 	tg := h.NewTarget(t, shopDDL)
-	ApplyWithoutCheckpointWritesRows(t, tg.Sink(), func() []map[string]any { return tg.Rows(t, allItems) })
+	applyWithoutCheckpointWritesRows(t, tg.Sink(), func() []map[string]any { return tg.Rows(t, allItems) })
 }
 
 // testPositions: SavePosition replaces a source's position, sources are
