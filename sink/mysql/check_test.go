@@ -24,7 +24,7 @@ func TestApply_HostileIdentifiers(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, "")
 	db := "Shop `Old` " + tg.name[len(tg.name)-6:]
-	tg.exec(t, fmt.Sprintf(hostileDDL, strings.ReplaceAll(db, "`", "``")))
+	tg.Exec(t, fmt.Sprintf(hostileDDL, strings.ReplaceAll(db, "`", "``")))
 	table := db + ".order"
 	key := []string{"select", "MixedCase"}
 	order := func(op change.WriteOp, r row) change.Write { return write(op, table, r, key...) }
@@ -252,7 +252,7 @@ func TestCheck_StateDatabase(t *testing.T) {
 			})
 		}
 	}
-	tg.exec(t, "DROP DATABASE IF EXISTS tandem")
+	tg.Exec(t, "DROP DATABASE IF EXISTS tandem")
 	if pos, found, err := mysql.SavedPosition(t.Context(), tg.dsn, tg.name); err != nil || found || pos != "" {
 		t.Errorf("SavedPosition without a state database = %q, %v, %v; want \"\", false, nil", pos, found, err)
 	}

@@ -34,7 +34,7 @@ func TestApply_MissingTableIsErrTableNotFoundUntilCreated(t *testing.T) {
 	}
 	tg.wantOffsets(t, "g", "e", nil)
 
-	tg.exec(t, `CREATE TABLE later (id BIGINT PRIMARY KEY, v TEXT)`)
+	tg.Exec(t, `CREATE TABLE later (id BIGINT PRIMARY KEY, v TEXT)`)
 	// A missing table is not cached: once created, it is found.
 	tg.apply(t, cp, write(change.WriteUpsert, "later", row{"id": int64(1), "v": "a"}, "id"))
 	tg.wantRows(t, "SELECT * FROM later", []row{{"id": "1", "v": "a"}})
@@ -42,7 +42,7 @@ func TestApply_MissingTableIsErrTableNotFoundUntilCreated(t *testing.T) {
 
 	// A column added after the table was described needs Forget too.
 	added := write(change.WriteUpsert, "later", row{"id": int64(1), "w": "b"}, "id")
-	tg.exec(t, `ALTER TABLE later ADD COLUMN w TEXT`)
+	tg.Exec(t, `ALTER TABLE later ADD COLUMN w TEXT`)
 	err := tg.applyErr(t, sink.Checkpoint{}, added)
 	if !errors.Is(err, sink.ErrColumnNotFound) {
 		t.Errorf("Apply of a column added after the description: %v, want ErrColumnNotFound", err)
@@ -121,7 +121,7 @@ func (tg *target) newUser(t *testing.T, grants ...string) (dsn, account string) 
 	for _, g := range grants {
 		ddl += strings.ReplaceAll(g, "%s", account) + ";"
 	}
-	tg.exec(t, ddl)
+	tg.Exec(t, ddl)
 	u, err := url.Parse(tg.dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -1,14 +1,9 @@
 package mysql_test
 
 import (
-	"errors"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/tandemcdc/tandem/internal/mysqlurl"
-	"github.com/tandemcdc/tandem/sink"
 )
 
 // lookupDDL is a table of most kinds of column a lookup reads back, with
@@ -74,82 +69,6 @@ func TestLookup_FoundRowIsTheWholeRowTypedAsTheCapturerTypesIt(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Lookup(%v) (-want +got):\n%s", tt.where, diff)
-			}
-		})
-	}
-}
-
-func TestLookup_CompositeWhereMatchesAllColumnsAndNilMatchesNothing(t *testing.T) {
-	t.Parallel()
-	tg := newTarget(t, lookupDDL)
-	tests := []struct {
-		where row
-		want  row // nil: not found
-	}{
-		{row{"tenant": int64(1), "code": "A"}, customer1},
-		{row{"tenant": int64(2), "code": "B"}, nil}, // a row on each column, none on both
-		{row{"legacy_id": "L-404"}, nil},
-		{row{"legacy_id": nil}, nil}, // not the two rows whose legacy_id is NULL
-		{row{"tenant": int64(1), "code": nil}, nil},
-	}
-	for _, tt := range tests {
-		got, found, err := tg.sink.Lookup(t.Context(), tg.name+".customers", tt.where)
-		if err != nil {
-			t.Errorf("Lookup(%v): %v", tt.where, err)
-			continue
-		}
-		if found != (tt.want != nil) {
-			t.Errorf("Lookup(%v) found = %v, want %v", tt.where, found, tt.want != nil)
-		}
-		if diff := cmp.Diff(tt.want, got); diff != "" {
-			t.Errorf("Lookup(%v) (-want +got):\n%s", tt.where, diff)
-		}
-	}
-}
-
-func TestLookup_TwoMatchesAndBadLookupsAreErrors(t *testing.T) {
-	t.Parallel()
-	tg := newTarget(t, lookupDDL)
-	cfg, err := mysqlurl.Parse(tg.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name   string
-		table  string
-		where  row
-		is     error
-		reason sink.Reason // of the *sink.Error; "" for none
-		names  []string
-	}{
-		{"two matches", "customers", row{"city": "Oslo", "tenant": int64(1)}, sink.ErrNotUnique, "not_unique",
-			[]string{"customers", "city", "tenant"}},
-		{"missing table", "nope", row{"id": int64(1)}, sink.ErrTableNotFound, "table_missing", []string{"nope"}},
-		{"missing column", "customers", row{"id": int64(1), "nope": "x"}, sink.ErrColumnNotFound, "column_missing",
-			[]string{"customers", "nope"}},
-		{"value with no MySQL form", "customers", row{"ratio": map[string]any{"bad": func() {}}}, nil, "data",
-			[]string{"customers", "ratio"}},
-		{"empty where", "customers", row{}, nil, "", []string{"customers"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, found, err := tg.sink.Lookup(t.Context(), tt.table, tt.where)
-			if err == nil {
-				t.Fatalf("Lookup = %v, %v, want an error", got, found)
-			}
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("error = %v, want %v", err, tt.is)
-			}
-			if tt.reason != "" {
-				wantSinkError(t, err, tt.reason, tt.table)
-			}
-			for _, name := range tt.names {
-				if !strings.Contains(err.Error(), name) {
-					t.Errorf("error %q does not name %s", err, name)
-				}
-			}
-			if strings.Contains(err.Error(), cfg.Passwd) {
-				t.Errorf("error %q holds the password", err)
 			}
 		})
 	}

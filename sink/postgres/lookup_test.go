@@ -1,9 +1,6 @@
 package postgres_test
 
 import (
-	"errors"
-	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -52,17 +49,6 @@ func lookup(t *testing.T, l transform.Lookuper, table string, where row) (row, b
 	return got, found
 }
 
-// lookupErr calls Lookup and returns its error, failing the test when
-// there is none.
-func lookupErr(t *testing.T, l transform.Lookuper, table string, where row) error {
-	t.Helper()
-	got, found, err := l.Lookup(t.Context(), table, where)
-	if err == nil {
-		t.Fatalf("Lookup(%s, %v) = %v, %v, want an error", table, where, got, found)
-	}
-	return err
-}
-
 func TestLookup_FoundRowIsTheWholeRowTypedAsTheCapturerTypesIt(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, lookupDDL)
@@ -97,86 +83,13 @@ func TestLookup_FoundRowIsTheWholeRowTypedAsTheCapturerTypesIt(t *testing.T) {
 	}
 }
 
-func TestLookup_CompositeWhereMatchesAllColumns(t *testing.T) {
+// TestLookup_TextComparesExactly: PostgreSQL's text equality is exact
+// (MySQL's collations may fold case, so the suite leaves it out).
+func TestLookup_TextComparesExactly(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, lookupDDL)
-	// (1, 'A') is customer1; (2, 'B') matches a row on each column, none on both.
-	got, found := lookup(t, tg.sink, "crm.customers", row{"tenant": int64(1), "code": "A"})
-	if !found {
-		t.Fatal("Lookup(tenant 1, code A): not found")
-	}
-	if diff := cmp.Diff(customer1, got); diff != "" {
-		t.Errorf("Lookup(tenant 1, code A) (-want +got):\n%s", diff)
-	}
-	if got, found := lookup(t, tg.sink, "crm.customers", row{"tenant": int64(2), "code": "B"}); found {
-		t.Errorf("Lookup(tenant 2, code B) = %v, want not found", got)
-	}
-}
-
-func TestLookup_NoMatchIsNotFound(t *testing.T) {
-	t.Parallel()
-	tg := newTarget(t, lookupDDL)
-	for _, where := range []row{
-		{"legacy_id": "L-404"},
-		{"id": int64(-1)},
-		{"legacy_id": "l-1"}, // text compares exactly
-		// NULL equals nothing: not the rows whose legacy_id is NULL (two of them)
-		{"legacy_id": nil},
-		{"tenant": int64(1), "code": nil},
-	} {
-		if got, found := lookup(t, tg.sink, "crm.customers", where); found || got != nil {
-			t.Errorf("Lookup(%v) = %v, %v, want nil, not found", where, got, found)
-		}
-	}
-}
-
-func TestLookup_TwoMatchesIsAnErrorNamingTableAndColumns(t *testing.T) {
-	t.Parallel()
-	tg := newTarget(t, lookupDDL)
-	err := lookupErr(t, tg.sink, "crm.customers", row{"city": "Oslo", "tenant": int64(1)})
-	var se *sink.Error
-	if !errors.Is(err, sink.ErrNotUnique) || !errors.As(err, &se) || se.Reason != "not_unique" || se.Table != "crm.customers" {
-		t.Errorf("error = %#v, want a *sink.Error (crm.customers, not_unique) wrapping ErrNotUnique", err)
-	}
-	for _, name := range []string{"crm.customers", "city", "tenant"} {
-		if !strings.Contains(err.Error(), name) {
-			t.Errorf("error %q does not name %s", err, name)
-		}
-	}
-}
-
-func TestLookup_MissingTableOrColumnAndEmptyWhereAreErrors(t *testing.T) {
-	t.Parallel()
-	tg := newTarget(t, lookupDDL)
-	tests := []struct {
-		name   string
-		table  string
-		where  row
-		is     error
-		reason sink.Reason
-	}{
-		{"missing table", "crm.nope", row{"id": int64(1)}, sink.ErrTableNotFound, "table_missing"},
-		{"missing column", "crm.customers", row{"id": int64(1), "nope": "x"}, sink.ErrColumnNotFound, "column_missing"},
-		{"value the column cannot hold", "crm.customers", row{"ref": "not a uuid"}, nil, "data"},
-		{"empty where", "crm.customers", row{}, nil, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := lookupErr(t, tg.sink, tt.table, tt.where)
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("error = %v, want %v", err, tt.is)
-			}
-			var se *sink.Error
-			if tt.reason != "" && (!errors.As(err, &se) || se.Reason != tt.reason) {
-				t.Errorf("error = %#v, want a *sink.Error with reason %s", err, tt.reason)
-			}
-			if !strings.Contains(err.Error(), tt.table) {
-				t.Errorf("error %q does not name table %s", err, tt.table)
-			}
-			if pw := password(t, tg.dsn); strings.Contains(err.Error(), pw) {
-				t.Errorf("error %q holds the password", err)
-			}
-		})
+	if got, found := lookup(t, tg.sink, "crm.customers", row{"legacy_id": "l-1"}); found || got != nil {
+		t.Errorf("Lookup(legacy_id l-1) = %v, %v, want nil, not found", got, found)
 	}
 }
 
@@ -205,20 +118,6 @@ func TestLookup_HostileIdentifiers(t *testing.T) {
 	if got, found := lookup(t, tg.sink, "Shop Old.order", row{"MixedCase": `A' OR 'x' = 'x`}); found {
 		t.Errorf("Lookup(an injection) = %v, want not found", got)
 	}
-}
-
-// password returns the password in dsn.
-func password(t *testing.T, dsn string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw, ok := u.User.Password()
-	if !ok || pw == "" {
-		t.Fatalf("DSN has no password")
-	}
-	return pw
 }
 
 // TestLookup_TextIsTheCapturersWhateverTheSessionSettings: values come back

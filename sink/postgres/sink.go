@@ -366,8 +366,11 @@ func (s *Sink) deadLetters(dls []sink.DeadLetter) statement {
 	mappings, reasons, errs := make([]string, n), make([]string, n), make([]string, n)
 	keys, values := make([][]byte, n), make([][]byte, n)
 	for i, d := range dls {
-		topics[i], parts[i], offsets[i] = d.Topic, d.Partition, d.Offset
-		mappings[i], reasons[i], errs[i], keys[i], values[i] = d.Mapping, d.Reason, d.Error, d.Key, d.Value
+		// Text columns are UTF-8: a message quoting a binary record must
+		// not fail the batch, and with it every later one.
+		topics[i], parts[i], offsets[i] = strings.ToValidUTF8(d.Topic, "\uFFFD"), d.Partition, d.Offset
+		mappings[i], reasons[i], errs[i] = strings.ToValidUTF8(d.Mapping, "\uFFFD"), strings.ToValidUTF8(d.Reason, "\uFFFD"), strings.ToValidUTF8(d.Error, "\uFFFD")
+		keys[i], values[i] = d.Key, d.Value
 	}
 	return statement{what: "store dead letters in", table: s.deadLettersTable(),
 		sql: `INSERT INTO ` + s.deadLettersTable() + ` (topic, partition, "offset", mapping, reason, error, record_key, record)

@@ -1,7 +1,8 @@
-// Package sinktest holds the behaviour every sink must show, as test
-// functions each sink's tests run against a real database: one copy of the
-// expectations for PostgreSQL and MySQL/MariaDB. Only _test.go files import
-// it.
+// Package sinktest holds the behaviour every sink must show: a conformance
+// suite (Run) that each sink's tests run against a real database through a
+// Harness, so that one copy of the expectations proves PostgreSQL and
+// MySQL/MariaDB alike, and helpers for the sinks' own tests. Only _test.go
+// files import it.
 package sinktest
 
 import (
@@ -11,21 +12,14 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/reconcile"
 	"github.com/tandemcdc/tandem/sink"
 )
 
-// Store is a sink that keeps dead letters.
-type Store interface {
-	sink.Sink
-	sink.DeadLetterStore
-}
-
-// DeadLettersListOldestFirstAndDeleteByName stores dead letters through
+// deadLettersListOldestFirstAndDeleteByName stores dead letters through
 // Apply (two batches, two mappings failing on one record) and checks
 // DeadLetters, CountDeadLetters and DeleteDeadLetters against s, whose
 // store must be empty.
-func DeadLettersListOldestFirstAndDeleteByName(t *testing.T, s Store) {
+func deadLettersListOldestFirstAndDeleteByName(t *testing.T, s Sink) {
 	t.Helper()
 	ctx := t.Context()
 	dl := func(mapping, topic string, partition int32, offset int64, value string) sink.DeadLetter {
@@ -102,11 +96,11 @@ func DeadLettersListOldestFirstAndDeleteByName(t *testing.T, s Store) {
 	}
 }
 
-// ApplyWithoutCheckpointWritesRows applies writes with an empty checkpoint,
+// applyWithoutCheckpointWritesRows applies writes with an empty checkpoint,
 // as a re-sync does: the rows are written and no offsets stored. items
 // reads the target table items (id, name, qty, note), every value in the
 // database's text form.
-func ApplyWithoutCheckpointWritesRows(t *testing.T, s Store, items func() []map[string]any) {
+func applyWithoutCheckpointWritesRows(t *testing.T, s Sink, items func() []map[string]any) {
 	t.Helper()
 	ctx := t.Context()
 	key := []string{"id"}
@@ -139,7 +133,7 @@ func ByKey(key ...string) cmp.Option {
 }
 
 // ReadKeys calls r.ReadKeys and fails t on an error.
-func ReadKeys(t *testing.T, r reconcile.RowReader, table string, key, cols []string, keys ...map[string]any) []map[string]any {
+func ReadKeys(t *testing.T, r RowReader, table string, key, cols []string, keys ...map[string]any) []map[string]any {
 	t.Helper()
 	got, err := r.ReadKeys(t.Context(), table, key, cols, keys)
 	if err != nil {
@@ -150,7 +144,7 @@ func ReadKeys(t *testing.T, r reconcile.RowReader, table string, key, cols []str
 
 // ScanAll pages through every key of table with ScanRows, limit keys at a
 // time, and fails t unless each page but the last is full.
-func ScanAll(t *testing.T, r reconcile.RowReader, table string, key []string, limit int) []map[string]any {
+func ScanAll(t *testing.T, r RowReader, table string, key []string, limit int) []map[string]any {
 	t.Helper()
 	var all []map[string]any
 	var after map[string]any
