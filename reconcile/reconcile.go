@@ -570,39 +570,8 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 			rows = p.v // a closed channel: no more rows
 		}
 		checked += int64(len(rows))
-		// What each output's rows should be: by target row id, or, for a
-		// walked output, in key order (the source's).
-		want := make([]map[string]*suspect, len(outputs))
-		ordered := make([][]expected, len(outputs))
-		for j := range outputs {
-			if walks[j] == nil {
-				want[j] = map[string]*suspect{}
-			}
-		}
-		var trips []Drift           // rows that do not come back through the inverse
 		chunkStart := len(suspects) // this chunk's rows that differ forward follow
-		for _, row := range rows {
-			mapped, err := m.Apply(ctx, row)
-			if err != nil {
-				// A row the mapping fails on is a dead letter, not drift:
-				// `tandem dlq list` shows it.
-				continue
-			}
-			if m.HasInverse() && len(mapped) > 0 {
-				if d, ok := roundTrip(ctx, m, st, row, mapped); ok {
-					trips = append(trips, d)
-				}
-			}
-			for _, tr := range mapped {
-				j := slices.IndexFunc(outputs, func(o transform.Output) bool { return o.Table == tr.Table })
-				if walks[j] != nil {
-					ordered[j] = append(ordered[j], expected{want: tr.Columns, seen: row})
-					continue
-				}
-				delete(present[tr.Table], rowHash(tr.Table, tr.Key, tr.Columns))
-				want[j][change.RowID(tr.Table, tr.Key, tr.Columns)] = newSuspect(tr.Table, i, j, st, expected{want: tr.Columns, seen: row})
-			}
-		}
+		c := r.mapChunk(ctx, i, m, st, walks, present, rows)
 		final := len(rows) < r.cfg.ChunkRows
 		for j, o := range outputs {
 			var (
@@ -622,17 +591,63 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 					return nil, 0, werr
 				}
 				checked += read
-				s = r.mergeRows(i, j, st, ordered[j], got, columns[o.Table])
-			} else if s, err = r.compare(ctx, i, o, want[j], columns[o.Table]); err != nil {
+				s = r.mergeRows(i, j, st, c.ordered[j], got, columns[o.Table])
+			} else if s, err = r.compare(ctx, i, o, c.want[j], columns[o.Table]); err != nil {
 				return nil, 0, err
 			}
 			suspects = append(suspects, s...)
 		}
+		trips := c.trips
 		r.fileRoundTrips(m, st, trips, suspects[chunkStart:], rep)
 		if final {
 			return suspects, checked, nil
 		}
 	}
+}
+
+// mappedChunk is what one source chunk should be in the target: for each
+// output, its rows by target row id (want), or, for a walked output, in
+// the source's key order (ordered); and the rows that do not come back
+// through the inverse (trips).
+type mappedChunk struct {
+	want    []map[string]*suspect
+	ordered [][]expected
+	trips   []Drift
+}
+
+// mapChunk maps a chunk of source rows through mapping i. A row on which
+// the mapping fails is a dead letter, not drift (`tandem dlq list` shows
+// it): it is left out. Rows of an unwalked output are struck from present.
+func (r *Reconciler) mapChunk(ctx context.Context, i int, m *transform.Mapping, st *change.Schema, walks []*walk,
+	present map[string]map[uint64]struct{}, rows []change.Row) mappedChunk {
+	outputs := m.Outputs()
+	c := mappedChunk{want: make([]map[string]*suspect, len(outputs)), ordered: make([][]expected, len(outputs))}
+	for j := range outputs {
+		if walks[j] == nil {
+			c.want[j] = map[string]*suspect{}
+		}
+	}
+	for _, row := range rows {
+		mapped, err := m.Apply(ctx, row)
+		if err != nil {
+			continue
+		}
+		if m.HasInverse() && len(mapped) > 0 {
+			if d, ok := roundTrip(ctx, m, st, row, mapped); ok {
+				c.trips = append(c.trips, d)
+			}
+		}
+		for _, tr := range mapped {
+			j := slices.IndexFunc(outputs, func(o transform.Output) bool { return o.Table == tr.Table })
+			if walks[j] != nil {
+				c.ordered[j] = append(c.ordered[j], expected{want: tr.Columns, seen: row})
+				continue
+			}
+			delete(present[tr.Table], rowHash(tr.Table, tr.Key, tr.Columns))
+			c.want[j][change.RowID(tr.Table, tr.Key, tr.Columns)] = newSuspect(tr.Table, i, j, st, expected{want: tr.Columns, seen: row})
+		}
+	}
+	return c
 }
 
 // roundTrip is the drift of a source row that does not come back through

@@ -93,27 +93,11 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 			return nil, err
 		}
 		suspects = append(suspects, s...)
-		if len(absent[j]) == 0 {
-			continue
-		}
-		keys := make([]map[string]any, len(absent[j]))
-		for k, s := range absent[j] {
-			keys[k] = s.Key
-		}
-		got, err := r.tgt.ReadKeys(ctx, o.Table, o.Key, o.Columns, keys)
+		extra, err := r.stillThere(ctx, o, absent[j])
 		if err != nil {
-			return nil, fmt.Errorf("verify %s: read target table %s: %w", m.Name, o.Table, err)
+			return nil, fmt.Errorf("verify %s: %w", m.Name, err)
 		}
-		present := map[string]map[string]any{}
-		for _, g := range got {
-			present[change.RowID(o.Table, o.Key, g)] = g
-		}
-		for _, s := range absent[j] {
-			if g, ok := present[change.RowID(o.Table, o.Key, s.Key)]; ok {
-				s.Kind, s.Got = KindExtra, g
-				suspects = append(suspects, s)
-			}
-		}
+		suspects = append(suspects, extra...)
 	}
 	reports := make([]MappingReport, len(r.mappings))
 	if err := r.settle(ctx, suspects, columns, reports); err != nil {
@@ -125,4 +109,32 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 	r.metrics.Drift.WithLabelValues(m.Name, string(KindMismatch)).Add(float64(rep.Mismatch))
 	r.metrics.Checked.WithLabelValues(m.Name).Add(float64(len(keys)))
 	return rep.Drifted, nil
+}
+
+// stillThere returns the rows of absent (rows of output o whose `when` is
+// false, which the target must not have) that the target has: extra.
+func (r *Reconciler) stillThere(ctx context.Context, o transform.Output, absent []*suspect) ([]*suspect, error) {
+	if len(absent) == 0 {
+		return nil, nil
+	}
+	keys := make([]map[string]any, len(absent))
+	for k, s := range absent {
+		keys[k] = s.Key
+	}
+	got, err := r.tgt.ReadKeys(ctx, o.Table, o.Key, o.Columns, keys)
+	if err != nil {
+		return nil, fmt.Errorf("read target table %s: %w", o.Table, err)
+	}
+	present := map[string]map[string]any{}
+	for _, g := range got {
+		present[change.RowID(o.Table, o.Key, g)] = g
+	}
+	var extra []*suspect
+	for _, s := range absent {
+		if g, ok := present[change.RowID(o.Table, o.Key, s.Key)]; ok {
+			s.Kind, s.Got = KindExtra, g
+			extra = append(extra, s)
+		}
+	}
+	return extra, nil
 }
