@@ -18,123 +18,154 @@ import (
 // replication privilege, slot and sender capacity, each table and its
 // replica identity key, the publication and the slot.
 func (s *Source) Check(ctx context.Context) []preflight.Problem {
-	var ps []preflight.Problem
-	fail := func(obj, what, fix string) {
-		ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: obj, What: what, Fix: fix})
-	}
-	warn := func(obj, what, fix string) {
-		ps = append(ps, preflight.Problem{Severity: preflight.Warn, Object: obj, What: what, Fix: fix})
-	}
+	var ps problems
 	conn, err := pgx.Connect(ctx, s.cfg.DSN)
 	if err != nil {
-		fail("source", fmt.Sprintf("cannot connect: %v", err), "check source.dsn, that the server is up and that pg_hba.conf lets this host in")
+		ps.fail("source", fmt.Sprintf("cannot connect: %v", err), "check source.dsn, that the server is up and that pg_hba.conf lets this host in")
 		return ps
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-
-	var walLevel, maxSlots, maxSenders, user, db, encoding string
-	var super, repl, canCreate bool
-	err = conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_setting('max_replication_slots'),
-	current_setting('max_wal_senders'), current_user, current_database(), r.rolsuper, r.rolreplication,
-	has_database_privilege(current_database(), 'CREATE'), current_setting('server_encoding')
-	FROM pg_roles r WHERE r.rolname = current_user`).Scan(&walLevel, &maxSlots, &maxSenders, &user, &db, &super, &repl, &canCreate, &encoding)
-	if err != nil {
-		fail("source", fmt.Sprintf("cannot read server settings: %v", err), "grant the source user access to pg_roles and current_setting()")
+	srv, ok := ps.checkServer(ctx, conn)
+	if !ok {
 		return ps
 	}
-	if walLevel != "logical" {
-		fail("source", fmt.Sprintf("wal_level is %q, logical replication needs \"logical\"", walLevel),
+	for _, t := range s.cfg.Tables {
+		ps.checkTable(ctx, conn, t, srv)
+	}
+	ps.checkPublication(ctx, conn, s.cfg.Publication, srv)
+	ps.checkSlot(ctx, conn, s.cfg.Slot, s.cfg.RetainedWALWarn, srv)
+	if atoi(srv.maxSenders) < 1 {
+		ps.fail("source", "max_wal_senders is 0", "ALTER SYSTEM SET max_wal_senders = 10; then restart PostgreSQL")
+	}
+	return ps
+}
+
+// problems collects what a check finds.
+type problems []preflight.Problem
+
+func (ps *problems) fail(obj, what, fix string) {
+	*ps = append(*ps, preflight.Problem{Severity: preflight.Fail, Object: obj, What: what, Fix: fix})
+}
+
+func (ps *problems) warn(obj, what, fix string) {
+	*ps = append(*ps, preflight.Problem{Severity: preflight.Warn, Object: obj, What: what, Fix: fix})
+}
+
+// server is what Check reads of the server and the role once.
+type server struct {
+	walLevel, maxSlots, maxSenders, user, db, encoding string
+	super, repl, canCreate                             bool
+}
+
+// checkServer reads the server's settings and the role's rights, and
+// checks those logical replication needs; ok is false when they cannot be
+// read (nothing else can be checked then).
+func (ps *problems) checkServer(ctx context.Context, conn *pgx.Conn) (srv server, ok bool) {
+	err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_setting('max_replication_slots'),
+	current_setting('max_wal_senders'), current_user, current_database(), r.rolsuper, r.rolreplication,
+	has_database_privilege(current_database(), 'CREATE'), current_setting('server_encoding')
+	FROM pg_roles r WHERE r.rolname = current_user`).Scan(&srv.walLevel, &srv.maxSlots, &srv.maxSenders, &srv.user, &srv.db, &srv.super, &srv.repl, &srv.canCreate, &srv.encoding)
+	if err != nil {
+		ps.fail("source", fmt.Sprintf("cannot read server settings: %v", err), "grant the source user access to pg_roles and current_setting()")
+		return srv, false
+	}
+	if srv.walLevel != "logical" {
+		ps.fail("source", fmt.Sprintf("wal_level is %q, logical replication needs \"logical\"", srv.walLevel),
 			"ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL")
 	}
-	if !super && !repl {
-		fail("source", fmt.Sprintf("role %q may not use replication", user),
-			fmt.Sprintf("ALTER ROLE %s WITH REPLICATION;", pgx.Identifier{user}.Sanitize()))
+	if !srv.super && !srv.repl {
+		ps.fail("source", fmt.Sprintf("role %q may not use replication", srv.user),
+			fmt.Sprintf("ALTER ROLE %s WITH REPLICATION;", pgx.Identifier{srv.user}.Sanitize()))
 	}
-	if encoding == "SQL_ASCII" {
+	if srv.encoding == "SQL_ASCII" {
 		// The server neither checks nor converts SQL_ASCII text, and the
 		// change envelope is UTF-8 JSON.
-		warn("source", fmt.Sprintf("database %q has encoding SQL_ASCII: text is not checked, and a value that is not UTF-8 cannot be carried (capture stops at its change)", db),
+		ps.warn("source", fmt.Sprintf("database %q has encoding SQL_ASCII: text is not checked, and a value that is not UTF-8 cannot be carried (capture stops at its change)", srv.db),
 			"make sure every text value is UTF-8, or move the data to a database created WITH ENCODING 'UTF8'")
 	}
+	return srv, true
+}
 
-	// Tables and their replica identity keys.
-	for _, t := range s.cfg.Tables {
-		obj := "source table " + t.String()
-		var ident string
-		var hasKey, owner bool
-		err := conn.QueryRow(ctx, `SELECT c.relreplident::text,
+// checkTable checks that t exists with a replica identity key, that the
+// role may publish it, and its column types.
+func (ps *problems) checkTable(ctx context.Context, conn *pgx.Conn, t change.Table, srv server) {
+	obj := "source table " + t.String()
+	var ident string
+	var hasKey, owner bool
+	err := conn.QueryRow(ctx, `SELECT c.relreplident::text,
 	EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)),
 	pg_has_role(c.relowner, 'USAGE')
 	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, t.Schema, t.Name).Scan(&ident, &hasKey, &owner)
-		if errors.Is(err, pgx.ErrNoRows) {
-			fail(obj, "does not exist", "create it, or correct source.tables in the config")
-			continue
-		}
-		if err != nil {
-			fail(obj, fmt.Sprintf("cannot inspect: %v", err), "grant the source user USAGE on the schema")
-			continue
-		}
-		switch {
-		case ident == "n":
-			fail(obj, "has REPLICA IDENTITY NOTHING: updates and deletes carry no key", fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY DEFAULT;", pgx.Identifier{t.Schema, t.Name}.Sanitize()))
-		case ident == "d" && !hasKey:
-			fail(obj, "has no primary key, so its changes carry no key", fmt.Sprintf("ALTER TABLE %s ADD PRIMARY KEY (...);", pgx.Identifier{t.Schema, t.Name}.Sanitize()))
-		}
-		if !owner && !super {
-			warn(obj, fmt.Sprintf("is not owned by %q, which cannot add it to a publication", user),
-				"create the publication as the table owner, or run tandem as the owner")
-		}
-		ps = append(ps, checkColumnTypes(ctx, conn, t)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		ps.fail(obj, "does not exist", "create it, or correct source.tables in the config")
+		return
 	}
+	if err != nil {
+		ps.fail(obj, fmt.Sprintf("cannot inspect: %v", err), "grant the source user USAGE on the schema")
+		return
+	}
+	switch {
+	case ident == "n":
+		ps.fail(obj, "has REPLICA IDENTITY NOTHING: updates and deletes carry no key", fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY DEFAULT;", pgx.Identifier{t.Schema, t.Name}.Sanitize()))
+	case ident == "d" && !hasKey:
+		ps.fail(obj, "has no primary key, so its changes carry no key", fmt.Sprintf("ALTER TABLE %s ADD PRIMARY KEY (...);", pgx.Identifier{t.Schema, t.Name}.Sanitize()))
+	}
+	if !owner && !srv.super {
+		ps.warn(obj, fmt.Sprintf("is not owned by %q, which cannot add it to a publication", srv.user),
+			"create the publication as the table owner, or run tandem as the owner")
+	}
+	*ps = append(*ps, checkColumnTypes(ctx, conn, t)...)
+}
 
-	// Publication.
+// checkPublication checks that the publication exists or may be created.
+func (ps *problems) checkPublication(ctx context.Context, conn *pgx.Conn, pub string, srv server) {
 	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
-		fail("source publication "+s.cfg.Publication, fmt.Sprintf("cannot inspect: %v", err), "")
-	} else if !exists && !canCreate && !super {
-		fail("source publication "+s.cfg.Publication, fmt.Sprintf("does not exist and %q may not create it in database %q", user, db),
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, pub).Scan(&exists); err != nil {
+		ps.fail("source publication "+pub, fmt.Sprintf("cannot inspect: %v", err), "")
+	} else if !exists && !srv.canCreate && !srv.super {
+		ps.fail("source publication "+pub, fmt.Sprintf("does not exist and %q may not create it in database %q", srv.user, srv.db),
 			fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE ...; as the table owner, or GRANT CREATE ON DATABASE %s TO %s;",
-				pgx.Identifier{s.cfg.Publication}.Sanitize(), pgx.Identifier{db}.Sanitize(), pgx.Identifier{user}.Sanitize()))
+				pgx.Identifier{pub}.Sanitize(), pgx.Identifier{srv.db}.Sanitize(), pgx.Identifier{srv.user}.Sanitize()))
 	}
+}
 
-	// Slot.
-	obj := "source replication slot " + s.cfg.Slot
+// checkSlot checks the replication slot: free capacity for a new one, or
+// an existing one of pgoutput in this database, not lost, not in use, not
+// holding back more than retainedWarn bytes of WAL.
+func (ps *problems) checkSlot(ctx context.Context, conn *pgx.Conn, slot string, retainedWarn int64, srv server) {
+	obj := "source replication slot " + slot
 	var plugin, slotDB, walStatus string
 	var active bool
 	var used int
 	var retained int64
-	err = conn.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), active, coalesce(wal_status, ''),
+	err := conn.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), active, coalesce(wal_status, ''),
 	coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint
-	FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&plugin, &slotDB, &active, &walStatus, &retained)
+	FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &slotDB, &active, &walStatus, &retained)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots`).Scan(&used); err == nil && atoi(maxSlots) <= used {
-			fail(obj, fmt.Sprintf("does not exist and all max_replication_slots=%s are in use", maxSlots),
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots`).Scan(&used); err == nil && atoi(srv.maxSlots) <= used {
+			ps.fail(obj, fmt.Sprintf("does not exist and all max_replication_slots=%s are in use", srv.maxSlots),
 				"raise max_replication_slots (restart needed) or drop an unused slot")
 		}
 	case err != nil:
-		fail(obj, fmt.Sprintf("cannot inspect: %v", err), "")
+		ps.fail(obj, fmt.Sprintf("cannot inspect: %v", err), "")
 	case plugin != "pgoutput":
-		fail(obj, fmt.Sprintf("exists with plugin %q, tandem needs pgoutput", plugin), "SELECT pg_drop_replication_slot('"+s.cfg.Slot+"'); or set source.postgres.slot to another name")
-	case slotDB != db:
-		fail(obj, fmt.Sprintf("belongs to database %q, not %q", slotDB, db), "set source.postgres.slot to another name")
+		ps.fail(obj, fmt.Sprintf("exists with plugin %q, tandem needs pgoutput", plugin), "SELECT pg_drop_replication_slot('"+slot+"'); or set source.postgres.slot to another name")
+	case slotDB != srv.db:
+		ps.fail(obj, fmt.Sprintf("belongs to database %q, not %q", slotDB, srv.db), "set source.postgres.slot to another name")
 	case walStatus == "lost":
-		fail(obj, "was invalidated: the server removed WAL it still needed (max_slot_wal_keep_size), so changes were lost",
+		ps.fail(obj, "was invalidated: the server removed WAL it still needed (max_slot_wal_keep_size), so changes were lost",
 			"`tandem slot drop`, then start again with a backfill")
 	default:
 		if active {
-			warn(obj, "is in use by another connection (another tandem capture?)", "stop the other capture; only one may stream from a slot")
+			ps.warn(obj, "is in use by another connection (another tandem capture?)", "stop the other capture; only one may stream from a slot")
 		}
-		if retained > s.cfg.RetainedWALWarn {
-			warn(obj, fmt.Sprintf("holds back %d MiB of WAL on the source (tandem is behind or stopped)", retained>>20),
+		if retained > retainedWarn {
+			ps.warn(obj, fmt.Sprintf("holds back %d MiB of WAL on the source (tandem is behind or stopped)", retained>>20),
 				"start tandem so it catches up; if the migration is abandoned, `tandem slot drop`")
 		}
 	}
-	if atoi(maxSenders) < 1 {
-		fail("source", "max_wal_senders is 0", "ALTER SYSTEM SET max_wal_senders = 10; then restart PostgreSQL")
-	}
-	return ps
 }
 
 func atoi(s string) int {
