@@ -41,12 +41,7 @@ A live display when stdout is a terminal, log lines otherwise.
 --estimate reads each table for a few seconds and projects the copy's
 duration, writing nothing.`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop, cfg, err := g.prepare(cmd.Context(), cmd)
-			if err != nil {
-				return err
-			}
-			defer stop()
+		RunE: g.withConfig(func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
 			if err := g.refuseWhenCheckFails(ctx, cmd, cfg); err != nil {
 				return err
 			}
@@ -58,7 +53,7 @@ duration, writing nothing.`,
 				return nil
 			}
 			return g.runPipeline(ctx, cmd, cfg, g.backfillOptions(cfg, f))
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.StringArrayVar(&f.tables, "table", nil, "copy only this source `schema.table`; repeatable")

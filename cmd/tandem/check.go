@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/config"
 )
 
 // newCheckCmd builds `tandem check`.
@@ -18,12 +21,7 @@ trip on a sample of source rows. Every problem is listed with its fix.
 
 Exit 0 when nothing fails (warnings allowed), 1 when something does.`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop, cfg, err := g.prepare(cmd.Context(), cmd)
-			if err != nil {
-				return err
-			}
-			defer stop()
+		RunE: g.withConfig(func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
 			problems, err := app.Check(ctx, cfg)
 			if err != nil {
 				return g.fail(cmd, exitUsage, err)
@@ -33,6 +31,6 @@ Exit 0 when nothing fails (warnings allowed), 1 when something does.`,
 				return exitError(exitFailed)
 			}
 			return nil
-		},
+		}),
 	}
 }

@@ -50,14 +50,9 @@ func dlqVerb(g *globals, use, short, long string, run func(context.Context, *con
 		Short: short,
 		Long:  long,
 		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop, cfg, err := g.prepare(cmd.Context(), cmd)
-			if err != nil {
-				return err
-			}
-			defer stop()
+		RunE: g.withConfig(func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
 			return exitErrorOf(run(ctx, cfg))
-		},
+		}),
 	}
 }
 

@@ -97,6 +97,19 @@ func (g *globals) fail(cmd *cobra.Command, code int, err error) error {
 	return exitError(code)
 }
 
+// withConfig is a verb's RunE that loads and compiles the config (prepare)
+// and runs run under the verb's signal context.
+func (g *globals) withConfig(run func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		ctx, stop, cfg, err := g.prepare(cmd.Context(), cmd)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		return run(ctx, cmd, cfg)
+	}
+}
+
 // prepare loads the config of a verb that needs one and compiles its
 // mappings (exit 2 when either fails), and returns the context the verb
 // runs in: ctx, cancelled on SIGINT or SIGTERM until stop is called.

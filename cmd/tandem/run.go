@@ -42,17 +42,12 @@ func newStreamCmd(g *globals, name, short, long string, roles app.Roles) *cobra.
 		Short: short,
 		Long:  long,
 		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop, cfg, err := g.prepare(cmd.Context(), cmd)
-			if err != nil {
-				return err
-			}
-			defer stop()
+		RunE: g.withConfig(func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
 			if err := g.refuseWhenCheckFails(ctx, cmd, cfg); err != nil {
 				return err
 			}
 			return g.runPipeline(ctx, cmd, cfg, app.Options{Roles: roles, Logger: g.log, Version: version})
-		},
+		}),
 	}
 }
 

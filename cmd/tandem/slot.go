@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/connect"
 )
 
@@ -27,12 +30,7 @@ func newSlotCmd(g *globals) *cobra.Command {
 source once the migration is done: an abandoned slot retains WAL on the
 source. It refuses, changing nothing, while a client streams from the slot.`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop, cfg, err := g.prepare(cmd.Context(), cmd)
-			if err != nil {
-				return err
-			}
-			defer stop()
+		RunE: g.withConfig(func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
 			dropped, err := connect.DropSlot(ctx, cfg)
 			for _, d := range dropped {
 				fmt.Fprintf(g.stdout, "dropped %s\n", d)
@@ -44,7 +42,7 @@ source. It refuses, changing nothing, while a client streams from the slot.`,
 				fmt.Fprintln(g.stdout, "nothing to drop: no slot or publication of this migration on the source")
 			}
 			return nil
-		},
+		}),
 	})
 	return slot
 }
