@@ -70,13 +70,19 @@ func newServerID() uint32 {
 
 func newSource(t *testing.T, dsn string, store mysql.PositionStore, tables ...string) *mysql.Source {
 	t.Helper()
+	return newSourceMax(t, dsn, store, 100, tables...)
+}
+
+// newSourceMax is newSource with batches of maxBatch events at most.
+func newSourceMax(t *testing.T, dsn string, store mysql.PositionStore, maxBatch int, tables ...string) *mysql.Source {
+	t.Helper()
 	var ts []change.Table
 	for _, n := range tables {
 		s, tn, _ := strings.Cut(n, ".")
 		ts = append(ts, change.Table{Schema: s, Name: tn})
 	}
 	src, err := mysql.New(mysql.Config{DSN: dsn, ServerID: newServerID(), Tables: ts, Store: store, StoreKey: "test",
-		MaxBatch: 100, Heartbeat: 200 * time.Millisecond, SaveInterval: 50 * time.Millisecond, IdleAckInterval: 50 * time.Millisecond})
+		MaxBatch: maxBatch, Heartbeat: 200 * time.Millisecond, SaveInterval: 50 * time.Millisecond, IdleAckInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
