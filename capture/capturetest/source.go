@@ -472,6 +472,14 @@ func (s *suite) cancel(t *testing.T) {
 			t.Errorf("Stream returned %v, want context.Canceled", err)
 		}
 	})
+	t.Run("before connecting", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		err := db.Source(t, cfg).Stream(ctx, func(context.Context, change.Batch) error { return errors.New("a batch after cancel") })
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Stream returned %v, want context.Canceled", err)
+		}
+	})
 	t.Run("emit blocked", func(t *testing.T) {
 		src := db.Source(t, cfg)
 		ctx, cancel := context.WithCancel(context.Background())
