@@ -216,7 +216,7 @@ func (s *suite) insertsUpdatesDeletes(t *testing.T) {
 	db := s.h.NewDatabase(t)
 	s.kindsTable(db, t, "kinds")
 	src := db.Source(t, SourceConfig{Tables: []change.Table{db.Table("kinds")}})
-	st := startStream(t, src)
+	st := StartStream(t, src)
 
 	v1, row1 := s.kindsRow(1, 0)
 	v2, row2 := s.kindsRow(2, -1)
@@ -240,7 +240,7 @@ func (s *suite) insertsUpdatesDeletes(t *testing.T) {
 		{sh.ev(change.OpUpdate, s.updated(row1), row1b)},
 		{sh.ev(change.OpDelete, s.deleted(sh.key, row2), nil)},
 	} {
-		if diff := cmp.Diff(want, st.events(), eventOpts); diff != "" {
+		if diff := cmp.Diff(want, st.Events(), eventOpts); diff != "" {
 			t.Errorf("transaction %d: events (-want +got):\n%s", i+1, diff)
 		}
 	}
@@ -253,7 +253,7 @@ func (s *suite) keyChange(t *testing.T) {
 	db.Exec(t, fmt.Sprintf("CREATE TABLE pairs (a %s, b %s, v %s, PRIMARY KEY (a, b))", intT.SQL, keyT.SQL, textT.SQL))
 	db.Exec(t, "INSERT INTO moves VALUES (1, 'x')")
 	db.Exec(t, "INSERT INTO pairs VALUES (1, 'a', 'x')")
-	st := startStream(t, db.Source(t, SourceConfig{Tables: []change.Table{db.Table("moves"), db.Table("pairs")}}))
+	st := StartStream(t, db.Source(t, SourceConfig{Tables: []change.Table{db.Table("moves"), db.Table("pairs")}}))
 
 	moves := shape{table: db.Table("moves"), key: []string{"id"}, cols: []string{"id", "v"},
 		types: map[string]change.Type{"id": intT.Type, "v": textT.Type}}
@@ -276,11 +276,11 @@ func (s *suite) keyChange(t *testing.T) {
 		}},
 	} {
 		db.Exec(t, tc.sql)
-		bs := st.tx()
+		bs := st.Tx()
 		if len(bs) != 1 {
 			t.Errorf("%s: %d batches, want one", tc.sql, len(bs))
 		}
-		if diff := cmp.Diff(tc.want, flatten(bs), eventOpts); diff != "" {
+		if diff := cmp.Diff(tc.want, Flatten(bs), eventOpts); diff != "" {
 			t.Errorf("%s: events (-want +got):\n%s", tc.sql, diff)
 		}
 	}
@@ -301,15 +301,15 @@ func item(id int64, name string) change.Row { return change.Row{"id": id, "name"
 func (s *suite) transaction(t *testing.T) {
 	db := s.h.NewDatabase(t)
 	items := s.itemsTable(db, t)
-	st := startStream(t, db.Source(t, SourceConfig{Tables: []change.Table{items.table}}))
+	st := StartStream(t, db.Source(t, SourceConfig{Tables: []change.Table{items.table}}))
 
 	db.Exec(t, "INSERT INTO items VALUES (1, 'one')")
 	db.Exec(t, "BEGIN; INSERT INTO items VALUES (2, 'two'); INSERT INTO other VALUES (1); "+
 		"UPDATE items SET name = 'uno' WHERE id = 1; DELETE FROM items WHERE id = 2; COMMIT")
-	if diff := cmp.Diff([]change.Event{items.ev(change.OpCreate, nil, item(1, "one"))}, st.events(), eventOpts); diff != "" {
+	if diff := cmp.Diff([]change.Event{items.ev(change.OpCreate, nil, item(1, "one"))}, st.Events(), eventOpts); diff != "" {
 		t.Errorf("first transaction (-want +got):\n%s", diff)
 	}
-	bs := st.tx()
+	bs := st.Tx()
 	if len(bs) != 1 {
 		t.Fatalf("%d batches for one transaction, want one: %+v", len(bs), bs)
 	}
@@ -337,7 +337,7 @@ func (s *suite) largeTransaction(t *testing.T) {
 		t.Run(fmt.Sprint(tc.rows, "rows"), func(t *testing.T) {
 			db := s.h.NewDatabase(t)
 			items := s.itemsTable(db, t)
-			st := startStream(t, db.Source(t, SourceConfig{Tables: []change.Table{items.table}, MaxBatch: 10}))
+			st := StartStream(t, db.Source(t, SourceConfig{Tables: []change.Table{items.table}, MaxBatch: 10}))
 			var vals []string
 			var want []change.Event
 			for i := 1; i <= tc.rows; i++ {
@@ -345,7 +345,7 @@ func (s *suite) largeTransaction(t *testing.T) {
 				want = append(want, items.ev(change.OpCreate, nil, item(int64(i), fmt.Sprint("n", i))))
 			}
 			db.Exec(t, "INSERT INTO items VALUES "+strings.Join(vals, ", "))
-			bs := st.tx()
+			bs := st.Tx()
 			var sizes []int
 			for _, b := range bs {
 				sizes = append(sizes, len(b.Events))
@@ -353,7 +353,7 @@ func (s *suite) largeTransaction(t *testing.T) {
 			if diff := cmp.Diff(tc.sizes, sizes); diff != "" {
 				t.Errorf("batch sizes (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(want, flatten(bs), eventOpts); diff != "" {
+			if diff := cmp.Diff(want, Flatten(bs), eventOpts); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}
 		})
@@ -382,17 +382,17 @@ func (s *suite) restart(t *testing.T) {
 		}
 		db.Exec(t, "BEGIN; "+strings.Join(vals, "; ")+"; COMMIT")
 	}
-	expect := func(what string, st *stream, want []change.Event) change.Position {
+	expect := func(what string, st *Stream, want []change.Event) change.Position {
 		t.Helper()
-		bs := st.tx()
-		if diff := cmp.Diff(want, flatten(bs), eventOpts); diff != "" {
+		bs := st.Tx()
+		if diff := cmp.Diff(want, Flatten(bs), eventOpts); diff != "" {
 			t.Fatalf("%s (-want +got):\n%s", what, diff)
 		}
 		return bs[len(bs)-1].Pos
 	}
-	stop := func(src capture.Source, st *stream) {
+	stop := func(src capture.Source, st *Stream) {
 		t.Helper()
-		if err := st.stop(); !errors.Is(err, context.Canceled) {
+		if err := st.Stop(); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Stream returned %v after cancel, want context.Canceled", err)
 		}
 		if err := src.Close(); err != nil {
@@ -402,12 +402,12 @@ func (s *suite) restart(t *testing.T) {
 
 	// Nothing acknowledged: a restart replays every transaction.
 	src := db.Source(t, cfg)
-	st := startStream(t, src)
+	st := StartStream(t, src)
 	insert(1)
 	expect("first transaction", st, created(1))
 	stop(src, st)
 	src = db.Source(t, cfg)
-	st = startStream(t, src)
+	st = StartStream(t, src)
 	pa := expect("the unacknowledged transaction after a restart", st, created(1))
 
 	// Acknowledged up to the second of three: a restart resumes with the
@@ -425,7 +425,7 @@ func (s *suite) restart(t *testing.T) {
 	stop(src, st)
 	insert(5) // while no capturer runs: not lost
 	src = db.Source(t, cfg)
-	st = startStream(t, src)
+	st = StartStream(t, src)
 	expect("the unacknowledged third transaction after a restart", st, created(4))
 	expect("the transaction written while stopped", st, created(5))
 	insert(6)
@@ -435,7 +435,7 @@ func (s *suite) restart(t *testing.T) {
 func (s *suite) addColumn(t *testing.T) {
 	db := s.h.NewDatabase(t)
 	items := s.itemsTable(db, t)
-	st := startStream(t, db.Source(t, SourceConfig{Tables: []change.Table{items.table}}))
+	st := StartStream(t, db.Source(t, SourceConfig{Tables: []change.Table{items.table}}))
 	db.Exec(t, "INSERT INTO items VALUES (1, 'one')")
 	db.Exec(t, "ALTER TABLE items ADD COLUMN qty "+s.h.Kinds[KindInt].SQL+" DEFAULT 5")
 	db.Exec(t, "INSERT INTO items VALUES (2, 'two', 7)")
@@ -452,7 +452,7 @@ func (s *suite) addColumn(t *testing.T) {
 	}
 	var got []change.Event
 	for range 3 {
-		got = append(got, st.events()...)
+		got = append(got, st.Events()...)
 	}
 	if diff := cmp.Diff(want, got, eventOpts); diff != "" {
 		t.Errorf("across ADD COLUMN (-want +got):\n%s", diff)
@@ -465,10 +465,10 @@ func (s *suite) cancel(t *testing.T) {
 	cfg := SourceConfig{Tables: []change.Table{items.table}}
 
 	t.Run("idle", func(t *testing.T) {
-		st := startStream(t, db.Source(t, cfg))
+		st := StartStream(t, db.Source(t, cfg))
 		db.Exec(t, "INSERT INTO items VALUES (1, 'one')")
-		st.events() // streaming, and now idle
-		if err := st.stop(); !errors.Is(err, context.Canceled) {
+		st.Events() // streaming, and now idle
+		if err := st.Stop(); !errors.Is(err, context.Canceled) {
 			t.Errorf("Stream returned %v, want context.Canceled", err)
 		}
 	})
@@ -519,14 +519,14 @@ func (s *suite) cancel(t *testing.T) {
 func (s *suite) noKey(t *testing.T) {
 	db := s.h.NewDatabase(t)
 	db.Exec(t, fmt.Sprintf("CREATE TABLE nokey (id %s, v %s)", s.h.Kinds[KindInt].SQL, s.h.Kinds[KindText].SQL))
-	st := startStream(t, db.Source(t, SourceConfig{Tables: []change.Table{db.Table("nokey")}}))
+	st := StartStream(t, db.Source(t, SourceConfig{Tables: []change.Table{db.Table("nokey")}}))
 	db.Exec(t, "INSERT INTO nokey VALUES (1, 'a')")
-	err := st.wait()
+	err := st.Wait()
 	if err == nil || errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "nokey") {
 		t.Errorf("Stream returned %v, want an error naming the table without a key", err)
 	}
-	for len(st.batches) > 0 {
-		if b := <-st.batches; len(b.Events) > 0 {
+	for len(st.Batches()) > 0 {
+		if b := <-st.Batches(); len(b.Events) > 0 {
 			t.Errorf("Stream emitted %v before failing, want no change of the table", b.Events)
 		}
 	}
@@ -536,12 +536,12 @@ func (s *suite) snapshot(t *testing.T) {
 	db := s.h.NewDatabase(t)
 	s.kindsTable(db, t, "kinds")
 	table := db.Table("kinds")
-	st := startStream(t, db.Source(t, SourceConfig{Tables: []change.Table{table}}))
+	st := StartStream(t, db.Source(t, SourceConfig{Tables: []change.Table{table}}))
 	var streamed []change.Row
 	for i, id := range []int64{1, 2, 10} { // 10: keys order as numbers, not as text
 		lit, _ := s.kindsRow(id, []int{0, -1, 1}[i])
 		db.Exec(t, "INSERT INTO kinds VALUES "+lit)
-		evs := st.events()
+		evs := st.Events()
 		if len(evs) != 1 {
 			t.Fatalf("insert of row %d: %d events, want 1", id, len(evs))
 		}
@@ -645,9 +645,9 @@ func (s *suite) snapshotPaging(t *testing.T) {
 	}
 }
 
-// stream is a Stream running in a goroutine, its batches collected in a
-// channel.
-type stream struct {
+// Stream is a capturer's Stream running in a goroutine, for tests: its
+// batches are read with Next, Tx and Events, or from Batches.
+type Stream struct {
 	t       *testing.T
 	cancel  context.CancelFunc
 	batches chan change.Batch
@@ -655,11 +655,11 @@ type stream struct {
 	err     error
 }
 
-// startStream runs src.Stream until the test ends or stop is called.
-func startStream(t *testing.T, src capture.Source) *stream {
+// StartStream runs src.Stream until the test ends or Stop is called.
+func StartStream(t *testing.T, src capture.Source) *Stream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &stream{t: t, cancel: cancel, batches: make(chan change.Batch, 1000), done: make(chan struct{})}
+	s := &Stream{t: t, cancel: cancel, batches: make(chan change.Batch, 1000), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		s.err = src.Stream(ctx, func(ctx context.Context, b change.Batch) error {
@@ -671,20 +671,24 @@ func startStream(t *testing.T, src capture.Source) *stream {
 			}
 		})
 	}()
-	t.Cleanup(func() { s.stop() })
+	t.Cleanup(func() { s.Stop() })
 	return s
 }
 
-// stop cancels the stream and returns what Stream returned.
-func (s *stream) stop() error {
+// Batches are the batches emitted and not read yet.
+func (s *Stream) Batches() <-chan change.Batch { return s.batches }
+
+// Stop cancels the stream and returns what Stream returned. It may be
+// called again.
+func (s *Stream) Stop() error {
 	s.t.Helper()
 	s.cancel()
-	return s.wait()
+	return s.Wait()
 }
 
-// wait returns what Stream returned, failing the test when it does not
+// Wait returns what Stream returned, failing the test when it does not
 // return in time.
-func (s *stream) wait() error {
+func (s *Stream) Wait() error {
 	s.t.Helper()
 	select {
 	case <-s.done:
@@ -695,9 +699,9 @@ func (s *stream) wait() error {
 	}
 }
 
-// next returns the next batch, failing the test when none comes or the
-// stream ends.
-func (s *stream) next() change.Batch {
+// Next returns the next batch, failing the test when none comes in time or
+// the stream ends.
+func (s *Stream) Next() change.Batch {
 	s.t.Helper()
 	select {
 	case b := <-s.batches:
@@ -715,15 +719,15 @@ func (s *stream) next() change.Batch {
 	return change.Batch{}
 }
 
-// tx returns the batches of the next transaction that has events: up to
+// Tx returns the batches of the next transaction that has events: up to
 // and including the first with a position. It skips positions alone (a
 // capturer may emit them for transactions on tables it does not capture,
 // so that they get acknowledged), and checks the stamps of the batches.
-func (s *stream) tx() []change.Batch {
+func (s *Stream) Tx() []change.Batch {
 	s.t.Helper()
 	var bs []change.Batch
 	for {
-		b := s.next()
+		b := s.Next()
 		if b.Pos != nil && len(b.Events) == 0 && len(bs) == 0 {
 			continue
 		}
@@ -735,13 +739,14 @@ func (s *stream) tx() []change.Batch {
 	}
 }
 
-// events returns the events of the next transaction.
-func (s *stream) events() []change.Event {
+// Events returns the events of the next transaction.
+func (s *Stream) Events() []change.Event {
 	s.t.Helper()
-	return flatten(s.tx())
+	return Flatten(s.Tx())
 }
 
-func flatten(bs []change.Batch) []change.Event {
+// Flatten returns the events of bs, in order.
+func Flatten(bs []change.Batch) []change.Event {
 	var evs []change.Event
 	for _, b := range bs {
 		evs = append(evs, b.Events...)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tandemcdc/tandem/capture/capturetest"
 	"github.com/tandemcdc/tandem/capture/mysql"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgtext"
@@ -48,12 +49,10 @@ func (m *memStore) get(key string) string {
 	return m.pos[key]
 }
 
-// streaming is a running Stream whose batches arrive on a channel.
+// streaming is capturetest's Stream of a mysql.Source.
 type streaming struct {
-	src     *mysql.Source
-	batches chan change.Batch
-	done    chan error
-	cancel  context.CancelFunc
+	*capturetest.Stream
+	src *mysql.Source
 }
 
 var serverIDs = struct {
@@ -97,32 +96,14 @@ func newSourceMax(t *testing.T, dsn string, store mysql.PositionStore, maxBatch 
 
 func stream(t *testing.T, src *mysql.Source) *streaming {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &streaming{src: src, batches: make(chan change.Batch, 10000), done: make(chan error, 1), cancel: cancel}
-	go func() {
-		s.done <- src.Stream(ctx, func(ctx context.Context, b change.Batch) error {
-			select {
-			case s.batches <- b:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
-	t.Cleanup(func() { s.stop(t) })
-	return s
+	return &streaming{capturetest.StartStream(t, src), src}
 }
 
+// stop cancels the stream, which must return no other error.
 func (s *streaming) stop(t *testing.T) {
-	s.cancel()
-	select {
-	case err := <-s.done:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Stream: %v", err)
-		}
-		s.done <- err // let a second stop return
-	case <-time.After(20 * time.Second):
-		t.Errorf("Stream did not return after cancel")
+	t.Helper()
+	if err := s.Stop(); err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("Stream: %v", err)
 	}
 }
 
@@ -130,23 +111,15 @@ func (s *streaming) stop(t *testing.T) {
 // with a position (as the pipeline does once they are durable).
 func (s *streaming) next(t *testing.T) change.Batch {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
 	for {
-		select {
-		case b := <-s.batches:
-			if b.Pos != nil {
-				if err := s.src.Ack(b.Pos); err != nil {
-					t.Fatal(err)
-				}
+		b := s.Next()
+		if b.Pos != nil {
+			if err := s.src.Ack(b.Pos); err != nil {
+				t.Fatal(err)
 			}
-			if len(b.Events) > 0 {
-				return b
-			}
-		case err := <-s.done:
-			s.done <- err
-			t.Fatalf("Stream stopped: %v", err)
-		case <-deadline:
-			t.Fatal("no batch within 20s")
+		}
+		if len(b.Events) > 0 {
+			return b
 		}
 	}
 }
@@ -372,7 +345,7 @@ func TestStream_LargeTransactionComesInBoundedBatches(t *testing.T) {
 	for last.Pos == nil {
 		var b change.Batch
 		select {
-		case b = <-s.batches:
+		case b = <-s.Batches():
 		case <-time.After(20 * time.Second):
 			t.Fatalf("no batch within 20s after %d events", seen)
 		}
@@ -412,7 +385,7 @@ func TestStream_QuietTablesStillAdvanceTheSavedPosition(t *testing.T) {
 	testenv.WaitFor(t, "the saved position to move past the busy table's writes", 20*time.Second, func() (bool, error) {
 		for {
 			select {
-			case b := <-s.batches:
+			case b := <-s.Batches():
 				if len(b.Events) > 0 {
 					return false, fmt.Errorf("events from a table not captured: %v", b.Events)
 				}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/capture/capturetest"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/internal/testenv"
@@ -150,100 +151,26 @@ func (f *fixture) dropSlot(slot string) {
 	}
 }
 
-// streaming is a Stream running in a goroutine, its batches collected in a channel.
+// streaming is capturetest's Stream whose transactions also pass
+// PostgreSQL's stamp checks.
 type streaming struct {
-	t       *testing.T
-	cancel  context.CancelFunc
-	batches chan change.Batch
-	done    chan struct{} // closed when Stream has returned err
-	err     error
+	*capturetest.Stream
+	t *testing.T
 }
 
-// startStream runs src.Stream until the test ends or stop is called.
+// startStream runs src.Stream until the test ends or Stop is called.
 func startStream(t *testing.T, src *Source) *streaming {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &streaming{t: t, cancel: cancel, batches: make(chan change.Batch, 1000), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		s.err = src.Stream(ctx, func(ctx context.Context, b change.Batch) error {
-			select {
-			case s.batches <- b:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
-	t.Cleanup(func() { s.stop() })
-	return s
-}
-
-// stop cancels the stream and returns what Stream returned.
-func (s *streaming) stop() error {
-	s.t.Helper()
-	s.cancel()
-	return s.wait()
-}
-
-// wait returns what Stream returned, failing the test when it does not
-// return within waitTimeout.
-func (s *streaming) wait() error {
-	s.t.Helper()
-	select {
-	case <-s.done:
-		return s.err
-	case <-time.After(waitTimeout):
-		s.t.Fatalf("Stream did not return within %v", waitTimeout)
-		return nil
-	}
-}
-
-// next returns the next batch, failing the test when none comes or the
-// stream ends.
-func (s *streaming) next() change.Batch {
-	s.t.Helper()
-	select {
-	case b := <-s.batches:
-		return b
-	case <-s.done:
-		select {
-		case b := <-s.batches: // emitted just before Stream returned
-			return b
-		default:
-		}
-		s.t.Fatalf("Stream returned while a batch was expected: %v", s.err)
-	case <-time.After(waitTimeout):
-		s.t.Fatalf("no batch within %v", waitTimeout)
-	}
-	return change.Batch{}
-}
-
-// tx returns the batches of the next transaction: up to and including the
-// first with a position.
-func (s *streaming) tx() []change.Batch {
-	s.t.Helper()
-	var bs []change.Batch
-	for {
-		b := s.next()
-		bs = append(bs, b)
-		if b.Pos != nil {
-			return bs
-		}
-	}
+	return &streaming{capturetest.StartStream(t, src), t}
 }
 
 // events returns the events of the next transaction, checking its batches
 // are stamped consistently.
 func (s *streaming) events() []change.Event {
 	s.t.Helper()
-	bs := s.tx()
+	bs := s.Tx()
 	checkStamps(s.t, bs)
-	var evs []change.Event
-	for _, b := range bs {
-		evs = append(evs, b.Events...)
-	}
-	return evs
+	return capturetest.Flatten(bs)
 }
 
 // checkStamps checks what diffEvents ignores: every event of the
@@ -459,7 +386,7 @@ func TestAck_MovesTheSlotOnlyAsFarAsAcknowledged(t *testing.T) {
 
 	f.exec(`INSERT INTO items VALUES (1, 'one')`)
 	f.exec(`INSERT INTO items VALUES (2, 'two')`)
-	b1, b2 := s.next(), s.next()
+	b1, b2 := s.Next(), s.Next()
 	p1, p2 := b1.Pos.(LSN), b2.Pos.(LSN)
 
 	if err := src.Ack(b1.Pos); err != nil {
@@ -478,7 +405,7 @@ func TestAck_MovesTheSlotOnlyAsFarAsAcknowledged(t *testing.T) {
 		t.Errorf("confirmed_flush_lsn = %v, reaches the unacknowledged transaction ending at %v", got, p2)
 	}
 
-	if err := s.stop(); !errors.Is(err, context.Canceled) {
+	if err := s.Stop(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Stream returned %v after cancel, want context.Canceled", err)
 	}
 	f.waitSlot(f.db, slotReleased)
@@ -490,7 +417,7 @@ func TestAck_MovesTheSlotOnlyAsFarAsAcknowledged(t *testing.T) {
 	// and all (capturetest.RunSource covers what a restart emits).
 	src2 := f.source(cfg)
 	s2 := startStream(t, src2)
-	if diff := cmp.Diff(b2, s2.next()); diff != "" {
+	if diff := cmp.Diff(b2, s2.Next()); diff != "" {
 		t.Errorf("first batch after restart (-want the unacknowledged transaction +got):\n%s", diff)
 	}
 
@@ -724,18 +651,18 @@ func TestStream_TableWithoutKeyFailsOnItsFirstChange(t *testing.T) {
 	}
 	s := startStream(t, src)
 	f.exec(`INSERT INTO nopk VALUES (1, 'a')`)
-	err := s.wait()
+	err := s.Wait()
 	want := `table public.nopk has no replica identity key: add a primary key (or REPLICA IDENTITY USING INDEX)`
 	if err == nil || err.Error() != want {
 		t.Errorf("Stream returned %v\nwant: %s", err, want)
 	}
-	if len(s.batches) != 0 {
-		t.Errorf("Stream emitted %d batches before failing, want none", len(s.batches))
+	if len(s.Batches()) != 0 {
+		t.Errorf("Stream emitted %d batches before failing, want none", len(s.Batches()))
 	}
 	// The failed transaction is not skipped: a restart fails on it again.
 	f.waitSlot(f.db, slotReleased)
 	s2 := startStream(t, f.source(f.config("public.nopk")))
-	if err := s2.wait(); err == nil || err.Error() != want {
+	if err := s2.Wait(); err == nil || err.Error() != want {
 		t.Errorf("restarted Stream returned %v\nwant: %s", err, want)
 	}
 }
