@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/capture/capturetest"
 	"github.com/tandemcdc/tandem/capture/mysql"
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
@@ -334,37 +334,13 @@ func (e *mysqlEnv) readBinlog(ctx context.Context, b *testing.B, from, to mysql.
 	return best
 }
 
-// memPositions is an in-memory mysql.PositionStore: the capture
-// benchmarks measure reading the binlog, not saving positions.
-type memPositions struct {
-	mu  sync.Mutex
-	pos map[string]string
-}
-
-func (m *memPositions) LoadPosition(_ context.Context, key string) (string, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.pos[key]
-	return p, ok, nil
-}
-
-func (m *memPositions) SavePosition(_ context.Context, key, pos string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.pos == nil {
-		m.pos = map[string]string{}
-	}
-	m.pos[key] = pos
-	return nil
-}
-
 // mysqlServerID is a replica server id of its own for each capturer a
 // benchmark starts, so no two dump threads on the server share one.
 func mysqlServerID() uint32 { return 5000 + uint32(runs.Add(1)) }
 
 // newCapture returns tandem's capturer of db.items, set up: at the position
 // store holds, else at the binlog's current end.
-func newCapture(ctx context.Context, dsn, db string, store *memPositions, serverID uint32) (*mysql.Source, error) {
+func newCapture(ctx context.Context, dsn, db string, store *capturetest.MemPositions, serverID uint32) (*mysql.Source, error) {
 	src, err := mysql.New(mysql.Config{DSN: dsn, ServerID: serverID, Tables: []change.Table{{Schema: db, Name: "items"}},
 		Store: store, StoreKey: "bench"}, mysql.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
@@ -475,7 +451,7 @@ func measureMySQLCapture(b *testing.B) mysqlCapture {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*deliverWithin)
 	defer cancel()
 	e := newMySQLEnv(b)
-	store := &memPositions{}
+	store := &capturetest.MemPositions{}
 	src, err := newCapture(ctx, e.dsn, e.db, store, mysqlServerID())
 	if err != nil {
 		b.Fatal(err)

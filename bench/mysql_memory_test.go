@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/capture/capturetest"
 	"github.com/tandemcdc/tandem/capture/mysql"
 )
 
@@ -255,7 +256,10 @@ func TestMySQLLargeTransactionChild(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*deliverWithin)
 	defer cancel()
-	store := &memPositions{pos: map[string]string{"bench": spec.From}}
+	store := &capturetest.MemPositions{}
+	if err := store.SavePosition(ctx, "bench", spec.From); err != nil {
+		t.Fatal(err)
+	}
 	src, err := newCapture(ctx, spec.DSN, spec.DB, store, spec.ServerID)
 	if err != nil {
 		t.Fatal(err)

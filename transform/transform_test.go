@@ -13,7 +13,9 @@ import (
 	"github.com/tandemcdc/tandem/internal/config"
 )
 
-const mappingYAML = `source:
+// ordersHead is the head of the test configs: one mapping of shop.orders
+// to public.orders by id; what follows adds its other columns.
+const ordersHead = `source:
   kind: postgres
   dsn: postgres://u@h/db
   tables: [shop.orders]
@@ -27,7 +29,9 @@ mappings:
         key: [id]
         columns:
           id: row.id
-          total_cents: int(double(row.total) * 100.0 + 0.5)
+`
+
+const mappingYAML = ordersHead + `          total_cents: int(double(row.total) * 100.0 + 0.5)
           status: 'row.status == "" ? "pending" : row.status'
           paid: row.paid
           blob: row.blob

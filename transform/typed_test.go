@@ -34,21 +34,7 @@ func compileTypedYAML(t *testing.T, yaml string, opts ...Option) (*Mapping, erro
 
 // mapping wraps columns (YAML lines under `columns:`) in a one-output config.
 func mapping(columns string, extra string) string {
-	return `source:
-  kind: postgres
-  dsn: postgres://u@h/db
-  tables: [shop.orders]
-target:
-  kind: postgres
-  dsn: postgres://u@h/db
-mappings:
-  - from: shop.orders
-    to:
-      - table: public.orders
-        key: [id]
-        columns:
-          id: row.id
-` + columns + extra
+	return ordersHead + `` + columns + extra
 }
 
 func TestCompileTyped_AcceptsWellTypedExpressions(t *testing.T) {
@@ -116,21 +102,7 @@ const inverseYAML = `    inverse:
 `
 
 func splitMapping(statusExpr string) string {
-	return `source:
-  kind: postgres
-  dsn: postgres://u@h/db
-  tables: [shop.orders]
-target:
-  kind: postgres
-  dsn: postgres://u@h/db
-mappings:
-  - from: shop.orders
-    to:
-      - table: public.orders
-        key: [id]
-        columns:
-          id: row.id
-          total: row.total
+	return ordersHead + `          total: row.total
           state: ` + statusExpr + `
       - table: billing.payments
         key: [order_id]

@@ -14,7 +14,7 @@ func TestSource_Conformance(t *testing.T) {
 	capturetest.RunSource(t, capturetest.SourceHarness{
 		NewDatabase: func(t *testing.T) capturetest.SourceDB {
 			dsn := testenv.NewMariaDBDatabase(t)
-			return &conformanceDB{dsn: dsn, db: sourceDB(t, dsn), store: &memStore{}}
+			return &conformanceDB{dsn: dsn, db: sourceDB(t, dsn), store: &capturetest.MemPositions{}}
 		},
 		Kinds: map[string]capturetest.Kind{
 			capturetest.KindInt: {SQL: "INT", Type: change.TypeInt,
@@ -52,7 +52,7 @@ func TestSource_Conformance(t *testing.T) {
 // capturers share one position store.
 type conformanceDB struct {
 	dsn, db string
-	store   *memStore
+	store   *capturetest.MemPositions
 }
 
 func (d *conformanceDB) Table(name string) change.Table {

@@ -19,36 +19,6 @@ import (
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
-// memStore is an in-memory PositionStore: the store is not what
-// these tests test (the sinks' stores have their own tests).
-type memStore struct {
-	mu  sync.Mutex
-	pos map[string]string
-}
-
-func (m *memStore) LoadPosition(_ context.Context, key string) (string, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.pos[key]
-	return p, ok, nil
-}
-
-func (m *memStore) SavePosition(_ context.Context, key, pos string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.pos == nil {
-		m.pos = map[string]string{}
-	}
-	m.pos[key] = pos
-	return nil
-}
-
-func (m *memStore) get(key string) string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.pos[key]
-}
-
 // streaming is capturetest's Stream of a mysql.Source.
 type streaming struct {
 	*capturetest.Stream
@@ -179,7 +149,7 @@ func TestStream_TypesRoundTrip(t *testing.T) {
 		"dt DATE, dtm DATETIME(6), ts TIMESTAMP(6) NULL, tm TIME(6), y YEAR, "+
 		"c CHAR(5), vc VARCHAR(100), tx TEXT, bn BINARY(4), vb VARBINARY(10), bl BLOB, "+
 		"j JSON, e ENUM('small','large','x''y'), st SET('a','b','c'), bt BIT(10), b64 BIT(64)) CHARACTER SET utf8mb4")
-	src := newSource(t, dsn, &memStore{}, db+".types")
+	src := newSource(t, dsn, &capturetest.MemPositions{}, db+".types")
 	s := stream(t, src)
 	mustExec(t, db, "SET time_zone = '+02:00'; "+
 		"INSERT INTO types VALUES (18446744073709551615, -128, 255, -32768, 65535, -8388608, 16777215, "+
@@ -255,7 +225,7 @@ func TestStream_ReservedNamesAndGTIDPositions(t *testing.T) {
 	dsn := testenv.NewMariaDBDatabase(t)
 	db := sourceDB(t, dsn)
 	mustExec(t, db, "CREATE TABLE `order` (id INT PRIMARY KEY, `select` VARCHAR(20))")
-	src := newSource(t, dsn, &memStore{}, db+".order")
+	src := newSource(t, dsn, &capturetest.MemPositions{}, db+".order")
 	s := stream(t, src)
 	mustExec(t, db, "INSERT INTO `order` VALUES (1, 'a')", "UPDATE `order` SET `select` = 'b' WHERE id = 1")
 	tbl := db + ".order"
@@ -277,7 +247,7 @@ func TestStream_ResumesAfterTheAcknowledgedPosition(t *testing.T) {
 	dsn := testenv.NewMariaDBDatabase(t)
 	db := sourceDB(t, dsn)
 	mustExec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
-	store := &memStore{}
+	store := &capturetest.MemPositions{}
 	src := newSource(t, dsn, store, db+".t")
 	s := stream(t, src)
 	mustExec(t, db, "INSERT INTO t VALUES (1, 'one')")
@@ -286,7 +256,7 @@ func TestStream_ResumesAfterTheAcknowledgedPosition(t *testing.T) {
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := store.get("test"), first.Pos.String(); got != want {
+	if got, want := store.Get("test"), first.Pos.String(); got != want {
 		t.Fatalf("saved position %q, want the acknowledged %q", got, want)
 	}
 	// The binlog rotates between the two: resuming crosses into the next file.
@@ -316,7 +286,7 @@ func TestStream_ReadsRowsLoggedBeforeAnAlterAfterIt(t *testing.T) {
 	dsn := testenv.NewMariaDBDatabase(t)
 	db := sourceDB(t, dsn)
 	mustExec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10))")
-	src := newSource(t, dsn, &memStore{}, db+".t")
+	src := newSource(t, dsn, &capturetest.MemPositions{}, db+".t")
 	mustExec(t, db, "INSERT INTO t VALUES (1, 'x')",
 		"ALTER TABLE t ADD COLUMN b INT DEFAULT 7 AFTER id",
 		"INSERT INTO t (id, a, b) VALUES (2, 'y', 8)",
@@ -336,7 +306,7 @@ func TestStream_LargeTransactionComesInBoundedBatches(t *testing.T) {
 	dsn := testenv.NewMariaDBDatabase(t)
 	db := sourceDB(t, dsn)
 	mustExec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
-	src := newSource(t, dsn, &memStore{}, db+".t")
+	src := newSource(t, dsn, &capturetest.MemPositions{}, db+".t")
 	s := stream(t, src)
 	const n = 20_000
 	mustExec(t, db, fmt.Sprintf("INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_%d", n))
@@ -376,9 +346,9 @@ func TestStream_QuietTablesStillAdvanceTheSavedPosition(t *testing.T) {
 	dsn := testenv.NewMariaDBDatabase(t)
 	db := sourceDB(t, dsn)
 	mustExec(t, db, "CREATE TABLE quiet (id INT PRIMARY KEY)", "CREATE TABLE busy (id INT PRIMARY KEY)")
-	store := &memStore{}
+	store := &capturetest.MemPositions{}
 	src := newSource(t, dsn, store, db+".quiet")
-	start := store.get("test")
+	start := store.Get("test")
 	s := stream(t, src)
 	mustExec(t, db, "INSERT INTO busy VALUES (1)", "INSERT INTO busy VALUES (2)")
 	// Batches with only a position arrive; acknowledge them as the pipeline would.
@@ -397,7 +367,7 @@ func TestStream_QuietTablesStillAdvanceTheSavedPosition(t *testing.T) {
 			}
 			break
 		}
-		return store.get("test") != start, nil
+		return store.Get("test") != start, nil
 	})
 }
 
@@ -408,7 +378,7 @@ func TestTableReader_CopiesEqualWhatTheStreamCaptures(t *testing.T) {
 		"ti TINYINT, tu TINYINT UNSIGNED, mu MEDIUMINT UNSIGNED, bi BIGINT, dec65 DECIMAL(65,30), f FLOAT, d DOUBLE, "+
 		"dt DATE, dtm DATETIME(6), ts TIMESTAMP(6) NULL, tm TIME(6), y YEAR, "+
 		"c CHAR(5), vc VARCHAR(100), bn BINARY(4), bl BLOB, j JSON, e ENUM('small','x''y'), st SET('a','b','c'), bt BIT(10), b64 BIT(64)) CHARACTER SET utf8mb4")
-	src := newSource(t, dsn, &memStore{}, db+".types")
+	src := newSource(t, dsn, &capturetest.MemPositions{}, db+".types")
 	s := stream(t, src)
 	mustExec(t, db, "INSERT INTO types VALUES (18446744073709551615, -128, 255, 16777215, -9223372036854775808, "+
 		"'-12345678901234567890123456789012345.123456789012345678901234567890', 3.1415927, 2.718281828459045, "+
