@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -102,6 +103,20 @@ type Checkpoint struct {
 	Group   string
 	Epoch   string
 	Offsets []Offset
+}
+
+// Validate refuses progress a store should never hold: an unknown state,
+// no table.
+func (p BackfillProgress) Validate() error {
+	switch p.State {
+	case BackfillRunning, BackfillCopied, BackfillDone:
+	default:
+		return fmt.Errorf("save the backfill progress of %s: unknown state %q", p.Table, p.State)
+	}
+	if p.Table == "" {
+		return errors.New("save backfill progress: no table")
+	}
+	return nil
 }
 
 // TableUse is what the mappings need of one target table, for a sink's Check.

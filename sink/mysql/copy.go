@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -50,13 +49,8 @@ func (s *Sink) BackfillProgress(ctx context.Context) ([]sink.BackfillProgress, e
 // own. Times are stored in UTC to the microsecond (truncated); a zero
 // Started or Updated is stored as the time of saving.
 func (s *Sink) SaveBackfill(ctx context.Context, p sink.BackfillProgress) error {
-	switch p.State {
-	case sink.BackfillRunning, sink.BackfillCopied, sink.BackfillDone:
-	default:
-		return fmt.Errorf("save the backfill progress of %s: unknown state %q", p.Table, p.State)
-	}
-	if p.Table == "" {
-		return errors.New("save backfill progress: no table")
+	if err := p.Validate(); err != nil {
+		return err
 	}
 	if _, err := s.db.ExecContext(ctx, "INSERT INTO "+s.backfillsTable()+
 		" (source_table, state, after_key, `rows`, started_at, updated_at)"+

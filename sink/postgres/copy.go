@@ -45,7 +45,7 @@ func (s *Sink) BackfillProgress(ctx context.Context) ([]sink.BackfillProgress, e
 // own. Times are stored to the microsecond; a zero Started or Updated is
 // stored as the time of saving.
 func (s *Sink) SaveBackfill(ctx context.Context, p sink.BackfillProgress) error {
-	if err := validBackfill(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return err
 	}
 	if _, err := s.pool.Exec(ctx, `INSERT INTO `+s.backfillsTable()+` (source_table, state, after_key, rows, started_at, updated_at)
@@ -72,19 +72,6 @@ func (s *Sink) ResetBackfill(ctx context.Context) error {
 	})
 	if err != nil {
 		return classified(s.backfillsTable(), fmt.Errorf("reset backfill progress and tombstones: %w", err))
-	}
-	return nil
-}
-
-// validBackfill refuses progress a store should never hold.
-func validBackfill(p sink.BackfillProgress) error {
-	switch p.State {
-	case sink.BackfillRunning, sink.BackfillCopied, sink.BackfillDone:
-	default:
-		return fmt.Errorf("save the backfill progress of %s: unknown state %q", p.Table, p.State)
-	}
-	if p.Table == "" {
-		return fmt.Errorf("save backfill progress: no table")
 	}
 	return nil
 }
