@@ -80,7 +80,7 @@ type tolerance struct {
 	nullEqualsEmpty, trimSpace, floatEpsilon, timeMS, caseInsensitive bool
 }
 
-func newTolerance(rules []string) tolerance {
+func newTolerance(rules []config.Tolerance) tolerance {
 	return tolerance{
 		nullEqualsEmpty: slices.Contains(rules, config.TolerateNullEqualsEmpty),
 		trimSpace:       slices.Contains(rules, config.TolerateTrimSpace),

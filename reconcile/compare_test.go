@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tandemcdc/tandem/internal/config"
 )
 
 func TestColumnOf(t *testing.T) {
@@ -34,21 +35,21 @@ func TestEqual_CanonicalPerType(t *testing.T) {
 		name      string
 		want, got any
 		c         column
-		tolerate  []string
+		tolerate  []config.Tolerance
 		equal     bool
 	}{
 		{"null is null", nil, nil, text, nil, true},
 		{"null is not empty", nil, "", text, nil, false},
 		{"empty is not null", "", nil, text, nil, false},
 		{"null is not the text NULL", nil, "NULL", text, nil, false},
-		{"null_equals_empty", nil, "", text, []string{"null_equals_empty"}, true},
-		{"null_equals_empty, other way", "", nil, text, []string{"null_equals_empty"}, true},
-		{"null_equals_empty is not null_equals_text", nil, "x", text, []string{"null_equals_empty"}, false},
-		{"null_equals_empty with trim_space", "  ", nil, text, []string{"null_equals_empty", "trim_space"}, true},
+		{"null_equals_empty", nil, "", text, []config.Tolerance{"null_equals_empty"}, true},
+		{"null_equals_empty, other way", "", nil, text, []config.Tolerance{"null_equals_empty"}, true},
+		{"null_equals_empty is not null_equals_text", nil, "x", text, []config.Tolerance{"null_equals_empty"}, false},
+		{"null_equals_empty with trim_space", "  ", nil, text, []config.Tolerance{"null_equals_empty", "trim_space"}, true},
 		{"trailing space differs", "a ", "a", text, nil, false},
-		{"trim_space", "a ", " a", text, []string{"trim_space"}, true},
+		{"trim_space", "a ", " a", text, []config.Tolerance{"trim_space"}, true},
 		{"case differs", "Ab", "ab", text, nil, false},
-		{"case_insensitive", "Ab", "aB", text, []string{"case_insensitive"}, true},
+		{"case_insensitive", "Ab", "aB", text, []config.Tolerance{"case_insensitive"}, true},
 		{"int by value", int64(42), int64(42), intc, nil, true},
 		{"int from text", "42", int64(42), intc, nil, true},
 		{"int differs", int64(42), int64(43), intc, nil, false},
@@ -60,8 +61,8 @@ func TestEqual_CanonicalPerType(t *testing.T) {
 		{"negative zero", math.Copysign(0, -1), 0.0, flt, nil, true},
 		{"float exact", 0.1, 0.1, flt, nil, true},
 		{"float differs", 0.1, 0.1000001, flt, nil, false},
-		{"float_epsilon", 1000.0, 1000.0000001, flt, []string{"float_epsilon"}, true},
-		{"float_epsilon still catches", 1000.0, 1000.1, flt, []string{"float_epsilon"}, false},
+		{"float_epsilon", 1000.0, 1000.0000001, flt, []config.Tolerance{"float_epsilon"}, true},
+		{"float_epsilon still catches", 1000.0, 1000.1, flt, []config.Tolerance{"float_epsilon"}, false},
 		{"float into float4", 0.1, float64(float32(0.1)), columnOf("real"), nil, true},
 		{"NaN", math.NaN(), math.NaN(), flt, nil, true},
 		{"bool as tinyint", true, int64(1), boolc, nil, true},
@@ -69,8 +70,8 @@ func TestEqual_CanonicalPerType(t *testing.T) {
 		{"timestamp as instant", "2026-01-02 03:04:05.123456+02", "2026-01-02 01:04:05.123456+00", ts, nil, true},
 		{"timestamp from RFC 3339", time.Date(2026, 1, 2, 1, 4, 5, 123456000, time.UTC), "2026-01-02 01:04:05.123456+00", ts, nil, true},
 		{"timestamp microseconds count", "2026-01-02 01:04:05.123456+00", "2026-01-02 01:04:05.123457+00", ts, nil, false},
-		{"time_precision_ms", "2026-01-02 01:04:05.123456+00", "2026-01-02 01:04:05.123999+00", ts, []string{"time_precision_ms"}, true},
-		{"time_precision_ms still catches", "2026-01-02 01:04:05.123+00", "2026-01-02 01:04:05.124+00", ts, []string{"time_precision_ms"}, false},
+		{"time_precision_ms", "2026-01-02 01:04:05.123456+00", "2026-01-02 01:04:05.123999+00", ts, []config.Tolerance{"time_precision_ms"}, true},
+		{"time_precision_ms still catches", "2026-01-02 01:04:05.123+00", "2026-01-02 01:04:05.124+00", ts, []config.Tolerance{"time_precision_ms"}, false},
 		{"MySQL datetime is UTC", "2026-01-02 01:04:05.5", "2026-01-02 01:04:05.5+00", ts, nil, true},
 		{"json key order and spacing", `{"a":1,"b":[true,null]}`, `{"b": [true, null], "a": 1}`, js, nil, true},
 		{"json numbers by value", `{"a":1.0}`, `{"a":1}`, js, nil, true},
@@ -85,7 +86,7 @@ func TestEqual_CanonicalPerType(t *testing.T) {
 			t.Errorf("%s: equal(%#v, %#v) = %v, want %v", tc.name, tc.want, tc.got, got, tc.equal)
 		}
 	}
-	if diff := cmp.Diff(tolerance{trimSpace: true}, newTolerance([]string{"trim_space"}), cmp.AllowUnexported(tolerance{})); diff != "" {
+	if diff := cmp.Diff(tolerance{trimSpace: true}, newTolerance([]config.Tolerance{"trim_space"}), cmp.AllowUnexported(tolerance{})); diff != "" {
 		t.Error(diff)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -107,7 +108,7 @@ func TestSweep_ChunksOfACopiedTableAreComparedBySummaries(t *testing.T) {
 	orders[0] = map[string]any{"id": int64(0), "state": "before"}  // extra, before the first source key
 	orders[99] = map[string]any{"id": int64(99), "state": "after"} // extra, after the last
 
-	r := New(Config{ChunkRows: 7, Settle: time.Millisecond, Tolerate: []string{"trim_space"}}, src, tgt, mappings, nil, nil)
+	r := New(Config{ChunkRows: 7, Settle: time.Millisecond, Tolerate: []config.Tolerance{"trim_space"}}, src, tgt, mappings, nil, nil)
 	rep, err := r.Sweep(context.Background())
 	if err != nil {
 		t.Fatal(err)

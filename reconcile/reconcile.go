@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -33,16 +34,16 @@ type Source interface {
 
 // Config tunes a Reconciler.
 type Config struct {
-	ChunkRows        int           // rows per source chunk and target read; default 1000
-	MaxRowsPerSecond float64       // source and target rows read per second, all sides together; 0: unbounded
-	Settle           time.Duration // how long a difference must last to be drift, on top of the replication lag; default 5s
-	Rechecks         int           // re-checks of a row whose source keeps changing before it is "suspended"; default 3
-	Tolerate         []string      // reconcile.tolerate rules, for every column
+	ChunkRows        int                // rows per source chunk and target read; default 1000
+	MaxRowsPerSecond float64            // source and target rows read per second, all sides together; 0: unbounded
+	Settle           time.Duration      // how long a difference must last to be drift, on top of the replication lag; default 5s
+	Rechecks         int                // re-checks of a row whose source keeps changing before it is "suspended"; default 3
+	Tolerate         []config.Tolerance // reconcile.tolerate rules, for every column
 	// MappingTolerate adds rules for every column a mapping writes, by
 	// mapping name; ColumnTolerate adds rules for single target columns,
 	// by mapping name and "<table>.<column>".
-	MappingTolerate map[string][]string
-	ColumnTolerate  map[string]map[string][]string
+	MappingTolerate map[string][]config.Tolerance
+	ColumnTolerate  map[string]map[string][]config.Tolerance
 	Samples         int // drifted rows kept per mapping for the report; default 10
 	// Lag returns how far behind the source the pipeline applies (the
 	// largest tandem_replication_lag_seconds), so a difference is re-checked

@@ -174,7 +174,7 @@ func testSeededDrift(t *testing.T, keyType change.Type) {
 	delete(tgt.tables["public.notes"], 8)                                                   // missing from the split's second table
 
 	reg := prometheus.NewRegistry()
-	r := New(Config{ChunkRows: 7, Settle: time.Millisecond, Tolerate: []string{"trim_space"}}, src, tgt, mappings, NewMetrics(reg), nil)
+	r := New(Config{ChunkRows: 7, Settle: time.Millisecond, Tolerate: []config.Tolerance{"trim_space"}}, src, tgt, mappings, NewMetrics(reg), nil)
 	rep, err := r.Sweep(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -315,8 +315,8 @@ func TestSweep_TolerancesPerMappingAndPerColumn(t *testing.T) {
 	tgt.tables["public.notes"][4]["note"] = "N4"         // tolerated: case_insensitive is the mapping's
 	tgt.tables["public.orders"][3]["status"] = "paid   " // tolerated: status has trim_space
 	r := New(Config{Settle: time.Millisecond,
-		MappingTolerate: map[string][]string{"shop.orders": {"case_insensitive"}},
-		ColumnTolerate:  map[string]map[string][]string{"shop.orders": {"public.orders.status": {"trim_space"}}},
+		MappingTolerate: map[string][]config.Tolerance{"shop.orders": {"case_insensitive"}},
+		ColumnTolerate:  map[string]map[string][]config.Tolerance{"shop.orders": {"public.orders.status": {"trim_space"}}},
 	}, src, tgt, mappings, nil, nil)
 	rep, err := r.Sweep(context.Background())
 	if err != nil {

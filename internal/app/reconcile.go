@@ -81,12 +81,12 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 // reconcileConfig is the Reconciler's config of cfg's reconcile section
 // and the mappings' tolerances.
 func reconcileConfig(cfg *config.Config, opts ReconcileOptions) reconcile.Config {
-	mappingTol, columnTol := map[string][]string{}, map[string]map[string][]string{}
+	mappingTol, columnTol := map[string][]config.Tolerance{}, map[string]map[string][]config.Tolerance{}
 	for _, m := range cfg.Mappings {
 		mappingTol[m.Name] = m.Tolerate
 		for _, ct := range m.TolerateColumns {
 			if columnTol[m.Name] == nil {
-				columnTol[m.Name] = map[string][]string{}
+				columnTol[m.Name] = map[string][]config.Tolerance{}
 			}
 			columnTol[m.Name][ct.Column] = ct.Rules
 		}

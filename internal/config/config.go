@@ -21,14 +21,17 @@ const (
 	ModeCreateIfAbsent = "create_if_absent"
 )
 
-// Tolerances, the values of reconcile.tolerate: differences reconcile does not
-// count as drift.
+// Tolerance is a rule of reconcile.tolerate (and a mapping's tolerate and
+// tolerate_columns): a difference reconcile does not count as drift.
+type Tolerance string
+
+// The tolerances.
 const (
-	TolerateNullEqualsEmpty = "null_equals_empty" // NULL and "" compare equal
-	TolerateTrimSpace       = "trim_space"        // leading and trailing white space is ignored
-	TolerateFloatEpsilon    = "float_epsilon"     // floats equal within a small relative epsilon
-	TolerateTimePrecisionMS = "time_precision_ms" // times compared at millisecond precision
-	TolerateCaseInsensitive = "case_insensitive"  // strings compared case-insensitively
+	TolerateNullEqualsEmpty Tolerance = "null_equals_empty" // NULL and "" compare equal
+	TolerateTrimSpace       Tolerance = "trim_space"        // leading and trailing white space is ignored
+	TolerateFloatEpsilon    Tolerance = "float_epsilon"     // floats equal within a small relative epsilon
+	TolerateTimePrecisionMS Tolerance = "time_precision_ms" // times compared at millisecond precision
+	TolerateCaseInsensitive Tolerance = "case_insensitive"  // strings compared case-insensitively
 )
 
 // Defaults applied to absent keys by Parse, and to zero fields by
@@ -169,7 +172,7 @@ type Mapping struct {
 	To   []Output `yaml:"to"`   // at least one
 	// Tolerate are reconcile tolerances (Tolerate* constants) for every
 	// column this mapping writes, on top of reconcile.tolerate.
-	Tolerate []string `yaml:"tolerate"`
+	Tolerate []Tolerance `yaml:"tolerate"`
 	// TolerateColumns are reconcile tolerances for single target columns,
 	// by "<to table>.<column>", on top of the mapping's and the global ones.
 	TolerateColumns []ColumnTolerance `yaml:"tolerate_columns" what:"a mapping of <to table>.<column> to a list of tolerances"`
@@ -181,7 +184,7 @@ type Mapping struct {
 // mapping's tolerate_columns).
 type ColumnTolerance struct {
 	Column string   `mapping:"key"`   // "<to table>.<column>"
-	Rules  []string `mapping:"value"` // Tolerate* constants
+	Rules  []Tolerance `mapping:"value"` // Tolerate* constants
 	Pos    Pos
 }
 
@@ -219,7 +222,7 @@ type Reconcile struct {
 	// Settle is how long a difference must last, on top of the replication
 	// lag, to count as drift.
 	Settle   time.Duration `yaml:"settle" default:"5s" what:"a duration such as 5s or 1m" check:">=0" must:"be more than 0"`
-	Tolerate []string      `yaml:"tolerate"` // Tolerate* constants, unique
+	Tolerate []Tolerance   `yaml:"tolerate"` // Tolerate* constants, unique
 	Checks   []Check       `yaml:"checks"`   // consistency queries
 }
 

@@ -101,7 +101,7 @@ func TestParse_ContractExampleGivesTheExactConfig(t *testing.T) {
 		Reconcile: Reconcile{
 			ChunkRows: DefaultReconcileChunk, MaxRowsPerSecond: DefaultReconcileRate, Settle: DefaultReconcileSettle,
 			Interval: time.Minute,
-			Tolerate: []string{"null_equals_empty", "trim_space"},
+			Tolerate: []Tolerance{"null_equals_empty", "trim_space"},
 			Checks: []Check{{
 				Name:   "orders_last_hour",
 				Source: "SELECT count(*) FROM orders WHERE created_at > NOW() - INTERVAL 1 HOUR",
@@ -250,7 +250,7 @@ http: {listen: ":0"}
 	if diff := cmp.Diff(want, c.Kafka); diff != "" {
 		t.Errorf("Kafka mismatch (-want +got):\n%s", diff)
 	}
-	wantR := Reconcile{Interval: 90 * time.Second, ChunkRows: DefaultReconcileChunk, MaxRowsPerSecond: DefaultReconcileRate, Settle: DefaultReconcileSettle, Tolerate: []string{"float_epsilon", "time_precision_ms", "case_insensitive"}}
+	wantR := Reconcile{Interval: 90 * time.Second, ChunkRows: DefaultReconcileChunk, MaxRowsPerSecond: DefaultReconcileRate, Settle: DefaultReconcileSettle, Tolerate: []Tolerance{"float_epsilon", "time_precision_ms", "case_insensitive"}}
 	if diff := cmp.Diff(wantR, c.Reconcile); diff != "" {
 		t.Errorf("Reconcile mismatch (-want +got):\n%s", diff)
 	}

@@ -30,7 +30,7 @@ var (
 	slotRE        = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 	kinds         = []string{KindMySQL, KindPostgres}
 	modes         = []string{ModeUpsert, ModeCreateIfAbsent}
-	tolerances    = []string{TolerateNullEqualsEmpty, TolerateTrimSpace, TolerateFloatEpsilon, TolerateTimePrecisionMS, TolerateCaseInsensitive}
+	tolerances    = []Tolerance{TolerateNullEqualsEmpty, TolerateTrimSpace, TolerateFloatEpsilon, TolerateTimePrecisionMS, TolerateCaseInsensitive}
 	// dsnSchemes are the URL schemes a DSN of each kind may have.
 	dsnSchemes = map[string][]string{
 		KindMySQL:    {"mysql", "mariadb"},
@@ -291,8 +291,8 @@ func (v *validator) columns(p string, cols []Column, fallback Pos) map[string]bo
 }
 
 // tolerances checks a list of reconcile tolerances at path.
-func (v *validator) tolerances(pos Pos, path string, rules []string) {
-	first := map[string]int{}
+func (v *validator) tolerances(pos Pos, path string, rules []Tolerance) {
+	first := map[Tolerance]int{}
 	for i, t := range rules {
 		p := fmt.Sprintf("%s[%d]", path, i)
 		if j, dup := first[t]; dup {
@@ -301,7 +301,11 @@ func (v *validator) tolerances(pos Pos, path string, rules []string) {
 		}
 		first[t] = i
 		if !slices.Contains(tolerances, t) {
-			v.add(pos, p, "unknown tolerance"+quoteUnlessEnv(v.fromEnv, p, " ", t)+" (known: "+strings.Join(tolerances, ", ")+")")
+			known := make([]string, len(tolerances))
+			for k, tol := range tolerances {
+				known[k] = string(tol)
+			}
+			v.add(pos, p, "unknown tolerance"+quoteUnlessEnv(v.fromEnv, p, " ", string(t))+" (known: "+strings.Join(known, ", ")+")")
 		}
 	}
 }
