@@ -183,7 +183,7 @@ type Mapping struct {
 // ColumnTolerance is the tolerances of one target column (an entry of a
 // mapping's tolerate_columns).
 type ColumnTolerance struct {
-	Column string   `mapping:"key"`   // "<to table>.<column>"
+	Column string      `mapping:"key"`   // "<to table>.<column>"
 	Rules  []Tolerance `mapping:"value"` // Tolerate* constants
 	Pos    Pos
 }
