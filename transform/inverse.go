@@ -61,17 +61,21 @@ func compileInverse(index int, m config.Mapping, source map[string]change.Type, 
 	return inv, errors.Join(errs...)
 }
 
-// inverseActivation hands the target rows to the inverse's expressions,
-// and lookup() its implementation for this evaluation (nil when the
-// mapping calls none).
-type inverseActivation struct {
-	rows   map[string]map[string]any
+// inverseActivation hands the target rows to the inverse's expressions.
+// It is one word, so passing it as an interpreter.Activation allocates
+// nothing.
+type inverseActivation struct{ rows map[string]map[string]any }
+
+// inverseLookupActivation is an inverseActivation that also binds lookup()
+// for one evaluation (interpreter.FunctionActivation).
+type inverseLookupActivation struct {
+	inverseActivation
 	lookup cel.LateBoundFunction
 }
 
 // ResolveFunction implements interpreter.FunctionActivation: lookup().
-func (a inverseActivation) ResolveFunction(name string) (cel.LateBoundFunction, bool) {
-	return a.lookup, name == "lookup" && a.lookup != nil
+func (a *inverseLookupActivation) ResolveFunction(name string) (cel.LateBoundFunction, bool) {
+	return a.lookup, name == "lookup"
 }
 
 func (a inverseActivation) ResolveName(name string) (any, bool) {
@@ -91,8 +95,9 @@ func (m *Mapping) Inverse(ctx context.Context, rows []Row) (change.Row, error) {
 		return nil, fmt.Errorf("mapping %s has no inverse", m.Name)
 	}
 	act := inverseActivation{rows: make(map[string]map[string]any, len(m.outputs))}
+	var vars interpreter.Activation = act
 	if m.callsLookup {
-		act.lookup = m.lookups.op(ctx)
+		vars = &inverseLookupActivation{inverseActivation: act, lookup: m.lookups.op(ctx)}
 	}
 	for i, o := range m.outputs {
 		act.rows[m.inverse.vars[i]] = map[string]any{}
@@ -104,7 +109,7 @@ func (m *Mapping) Inverse(ctx context.Context, rows []Row) (change.Row, error) {
 	}
 	back := make(change.Row, len(m.inverse.columns))
 	for _, c := range m.inverse.columns {
-		v, err := eval(c.prg, act)
+		v, err := eval(c.prg, vars)
 		if err != nil {
 			return nil, &EvalError{Mapping: m.Name, Path: c.path, Expr: c.text, Err: err}
 		}

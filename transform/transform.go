@@ -67,7 +67,7 @@ type column struct {
 }
 
 // value evaluates the column's expression on the row.
-func (c *column) value(act activation) (any, error) {
+func (c *column) value(act evaluation) (any, error) {
 	if c.direct != "" {
 		v, ok := act.row[c.direct]
 		if !ok {
@@ -75,7 +75,7 @@ func (c *column) value(act activation) (any, error) {
 		}
 		return v, nil
 	}
-	return eval(c.prg, act)
+	return eval(c.prg, act.vars)
 }
 
 // reads is which source columns an expression reads: the names it selects
@@ -295,12 +295,9 @@ func rowReads(a *cel.Ast) reads {
 	return r
 }
 
-// activation hands the row to CEL without copying it, and lookup() its
-// implementation for this evaluation (nil when the mapping calls none).
-type activation struct {
-	row    map[string]any
-	lookup cel.LateBoundFunction
-}
+// activation hands the row to CEL without copying it. It is one word, so
+// passing it as an interpreter.Activation allocates nothing.
+type activation struct{ row map[string]any }
 
 func (a activation) ResolveName(name string) (any, bool) {
 	if name == "row" {
@@ -311,18 +308,33 @@ func (a activation) ResolveName(name string) (any, bool) {
 
 func (a activation) Parent() interpreter.Activation { return nil }
 
-// ResolveFunction implements interpreter.FunctionActivation: lookup().
-func (a activation) ResolveFunction(name string) (cel.LateBoundFunction, bool) {
-	return a.lookup, name == "lookup" && a.lookup != nil
+// lookupActivation is an activation that also binds lookup() for one
+// evaluation (interpreter.FunctionActivation).
+type lookupActivation struct {
+	activation
+	lookup cel.LateBoundFunction
 }
 
-// activation returns the activation of one evaluation of r under ctx.
-func (m *Mapping) activation(ctx context.Context, r change.Row) activation {
-	act := activation{row: map[string]any(r)}
+// ResolveFunction implements interpreter.FunctionActivation: lookup().
+func (a *lookupActivation) ResolveFunction(name string) (cel.LateBoundFunction, bool) {
+	return a.lookup, name == "lookup"
+}
+
+// evaluation is one evaluation of a mapping on a row: the row, for
+// columns read as they are, and the activation CEL programs get.
+type evaluation struct {
+	row  map[string]any
+	vars interpreter.Activation
+}
+
+// evaluation returns the evaluation of r under ctx: lookup() is bound to
+// ctx only for mappings that may call it.
+func (m *Mapping) evaluation(ctx context.Context, r change.Row) evaluation {
+	row := map[string]any(r)
 	if m.callsLookup {
-		act.lookup = m.lookups.op(ctx)
+		return evaluation{row: row, vars: &lookupActivation{activation: activation{row: row}, lookup: m.lookups.op(ctx)}}
 	}
-	return act
+	return evaluation{row: row, vars: activation{row: row}}
 }
 
 // Apply maps one source row (an insert's or update's after-image) to the
@@ -345,12 +357,12 @@ func (m *Mapping) ApplyUpdate(ctx context.Context, r change.Row, unchanged map[s
 }
 
 func (m *Mapping) apply(ctx context.Context, r change.Row, unmatchedKeys bool, unchanged map[string]bool) ([]Row, []Key, error) {
-	act := m.activation(ctx, r)
+	act := m.evaluation(ctx, r)
 	out := make([]Row, 0, len(m.outputs))
 	var gone []Key
 	for _, o := range m.outputs {
 		if o.when != nil {
-			v, _, err := o.when.Eval(act)
+			v, _, err := o.when.Eval(act.vars)
 			if err != nil {
 				return nil, nil, &EvalError{Mapping: m.Name, Path: "when " + o.whenText, Err: err}
 			}
@@ -392,7 +404,7 @@ func (m *Mapping) apply(ctx context.Context, r change.Row, unmatchedKeys bool, u
 // may have produced, evaluating only the key columns' expressions (`when` is
 // not consulted: deleting an absent row is harmless).
 func (m *Mapping) Keys(ctx context.Context, r change.Row) ([]Key, error) {
-	act := m.activation(ctx, r)
+	act := m.evaluation(ctx, r)
 	out := make([]Key, 0, len(m.outputs))
 	for _, o := range m.outputs {
 		k, err := m.key(o, act)
@@ -404,7 +416,7 @@ func (m *Mapping) Keys(ctx context.Context, r change.Row) ([]Key, error) {
 	return out, nil
 }
 
-func (m *Mapping) key(o *output, act activation) (Key, error) {
+func (m *Mapping) key(o *output, act evaluation) (Key, error) {
 	cols := make(map[string]any, len(o.key))
 	for _, c := range o.columns {
 		if !slices.Contains(o.key, c.name) {
