@@ -7,6 +7,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/preflight"
 )
 
 // newCheckCmd builds `tandem check`.
@@ -26,8 +27,8 @@ Exit 0 when nothing fails (warnings allowed), 1 when something does.`,
 			if err != nil {
 				return g.fail(cmd, exitUsage, err)
 			}
-			app.PrintProblems(g.stdout, problems)
-			if app.HasFailures(problems) {
+			preflight.Print(g.stdout, problems)
+			if preflight.HasFailures(problems) {
 				return exitError(exitFailed)
 			}
 			return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/preflight"
 )
 
 // newStreamCmds builds `tandem run`, `tandem capture` and `tandem apply`:
@@ -59,9 +60,9 @@ func (g *globals) refuseWhenCheckFails(ctx context.Context, cmd *cobra.Command, 
 	if err != nil {
 		return g.fail(cmd, exitUsage, err)
 	}
-	if app.HasFailures(problems) {
+	if preflight.HasFailures(problems) {
 		fmt.Fprintf(g.stderr, "%s: refusing to start, `tandem check -c %s` fails:\n", cmd.CommandPath(), g.configPath)
-		app.PrintProblems(g.stderr, problems)
+		preflight.Print(g.stderr, problems)
 		return exitError(exitUsage)
 	}
 	return nil

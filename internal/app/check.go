@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"io"
 	"slices"
 
 	"github.com/tandemcdc/tandem/internal/change"
@@ -71,9 +70,3 @@ func targetUses(cfg *config.Config) []sink.TableUse {
 	}
 	return uses
 }
-
-// PrintProblems writes check results for people.
-func PrintProblems(w io.Writer, ps []preflight.Problem) { preflight.Print(w, ps) }
-
-// HasFailures reports whether any problem stops tandem.
-func HasFailures(ps []preflight.Problem) bool { return preflight.HasFailures(ps) }

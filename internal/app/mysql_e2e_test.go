@@ -24,6 +24,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/fixture/cart"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -532,7 +533,7 @@ func TestCheck_MariaDBSourceAndTargets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !app.HasFailures(ps) || !strings.Contains(fmt.Sprint(ps), "PRIMARY KEY") {
+			if !preflight.HasFailures(ps) || !strings.Contains(fmt.Sprint(ps), "PRIMARY KEY") {
 				t.Errorf("a table without a primary key passes check: %v", ps)
 			}
 		})

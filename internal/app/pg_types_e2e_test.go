@@ -361,7 +361,7 @@ func TestCheck_PGSourceMoneyColumnIsAWarningWithItsFix(t *testing.T) {
 	if diff := cmp.Diff(want, ps); diff != "" {
 		t.Errorf("tandem check (-want +got):\n%s", diff)
 	}
-	if app.HasFailures(ps) {
+	if preflight.HasFailures(ps) {
 		t.Errorf("a column carried as text fails check, which would stop tandem run: %v", ps)
 	}
 }
