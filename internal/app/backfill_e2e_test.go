@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/app"
@@ -33,13 +34,24 @@ const smallChunks = "backfill:\n  chunk_rows: 40\n  parallel: 2\n"
 // runBackfill runs `tandem backfill` in-process until the copy is durable.
 func runBackfill(t *testing.T, ctx context.Context, cfg *config.Config, bo app.BackfillOptions) (backfill.Summary, error) {
 	t.Helper()
+	sum, _, err := runBackfillCounting(t, ctx, cfg, bo)
+	return sum, err
+}
+
+// runBackfillCounting is runBackfill that also returns how many rows this
+// run copied (tandem_backfill_rows_total of its process), as opposed to
+// the progress it ends with, which counts what earlier runs saved.
+func runBackfillCounting(t *testing.T, ctx context.Context, cfg *config.Config, bo app.BackfillOptions) (backfill.Summary, int64, error) {
+	t.Helper()
 	var sum backfill.Summary
 	bo.Done = func(s backfill.Summary) { sum = s }
+	reg := prometheus.NewRegistry()
 	err := app.Run(ctx, cfg, app.Options{
-		Roles: app.Roles{Capture: true, Apply: true}, Backfill: &bo,
+		Roles: app.Roles{Capture: true, Apply: true}, Backfill: &bo, Registry: reg,
 		Logger: slog.New(slog.NewTextHandler(apptest.LogWriter{TB: t}, nil)),
 	})
-	return sum, err
+	copied, _ := apptest.Metric(reg, "tandem_backfill_rows_total", nil)
+	return sum, int64(copied), err
 }
 
 func TestBackfill_PostgresHistoryAndConcurrentWritersConverge(t *testing.T) {
@@ -143,13 +155,23 @@ func TestBackfill_KilledMidwayResumesAfterTheLastDurableChunk(t *testing.T) {
 	if copied.Load() == 0 {
 		t.Fatal("the first run saved no progress")
 	}
-	// Second run: resumes; together the runs copy everything once at least.
-	sum, err := runBackfill(t, ctx, cfg, app.BackfillOptions{})
+	// Second run: resumes after the last durable chunk, so it copies what
+	// the first run had not saved, not everything again (a chunk the first
+	// run wrote but had not saved yet is copied again, and counted so).
+	var saved int64
+	if err := m.Tgt.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM tandem.backfills`).Scan(&saved); err != nil {
+		t.Fatal(err)
+	}
+	sum, copiedAgain, err := runBackfillCounting(t, ctx, cfg, app.BackfillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if total := int64(2000); sum.Rows != total {
-		t.Errorf("progress after the resumed run: %d rows, want %d (500 customers + 1500 orders)", sum.Rows, total)
+	const total = int64(2000) // 500 customers + 1500 orders
+	if sum.Rows != total {
+		t.Errorf("progress after the resumed run: %d rows, want %d", sum.Rows, total)
+	}
+	if copiedAgain != total-saved {
+		t.Errorf("the resumed run copied %d rows, want the %d the first run had not saved (of %d): it must not copy everything again", copiedAgain, total-saved, total)
 	}
 	run := start(t, cfg)
 	waitConverged(t, m, time.Minute)
