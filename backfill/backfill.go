@@ -80,6 +80,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -213,7 +214,8 @@ type Runner struct {
 
 	mu       sync.Mutex
 	progress map[change.Table]*sink.BackfillProgress
-	live     liveStats // the counters behind Progress (progress.go)
+	live     liveStats    // the counters behind Progress (progress.go)
+	copied   atomic.Int64 // rows of the chunks this run wrote and saved
 }
 
 // New returns a Runner. write writes a chunk to the target as copies, and
@@ -256,7 +258,8 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, write func(context
 // Summary is what a Run copied.
 type Summary struct {
 	Tables    int
-	Rows      int64
+	Rows      int64          // the copied tables' rows, with what earlier runs saved
+	Copied    int64          // the rows of the chunks this run wrote (not those earlier runs saved)
 	Skipped   []change.Table // already done before this run
 	Took      time.Duration
 	Throttled time.Duration // time spent waiting for the rate limit
@@ -358,6 +361,7 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 		sum.Rows += p.Rows
 		sum.Tables++
 	}
+	sum.Copied = r.copied.Load()
 	throttled.Range(func(_, v any) bool { sum.Throttled += v.(time.Duration); return true })
 	sum.Took = time.Since(start)
 	return sum, nil
@@ -422,6 +426,7 @@ func (r *Runner) copyTable(ctx context.Context, t *change.Schema, after []string
 					return err
 				}
 				counter.Add(float64(c.Len()))
+				r.copied.Add(int64(c.Len()))
 				close(saved)
 				return nil
 			})

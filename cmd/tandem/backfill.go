@@ -71,8 +71,8 @@ func (g *globals) backfillOptions(cfg *config.Config, f backfillFlags) app.Optio
 	embedded := len(cfg.Kafka.Brokers) == 0
 	opts := app.Options{Roles: app.Roles{Capture: embedded, Apply: embedded}, Logger: g.log, Version: version}
 	opts.Backfill = &app.BackfillOptions{Tables: f.tables, Restart: f.restart, Done: func(s backfill.Summary) {
-		fmt.Fprintf(g.stdout, "backfill done: %d rows of %d tables in %s (throttled %s); %d tables already done\n",
-			s.Rows, s.Tables, s.Took.Round(time.Millisecond), s.Throttled.Round(time.Millisecond), len(s.Skipped))
+		fmt.Fprintf(g.stdout, "backfill done: %d rows of %d tables in %s (throttled %s); %d tables already done; %d rows copied by this run\n",
+			s.Rows, s.Tables, s.Took.Round(time.Millisecond), s.Throttled.Round(time.Millisecond), len(s.Skipped), s.Copied)
 	}}
 	if isTerminal(g.stdout) {
 		// A live display instead of periodic progress log lines; other
