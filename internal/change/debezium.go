@@ -395,7 +395,7 @@ func parseLocalTimestamp(s string, unit time.Duration) (int64, bool) {
 		return 0, false
 	}
 	t, err := time.Parse("2006-01-02 15:04:05.999999999", s)
-	if err != nil || t.Nanosecond()%int(unit) != 0 {
+	if err != nil {
 		return 0, false
 	}
 	return floorDiv(t.Sub(epoch).Nanoseconds(), int64(unit)), true
@@ -425,7 +425,7 @@ func parseTimeOfDay(s string, unit time.Duration) (int64, bool) {
 		}
 		nanos, _ = strconv.ParseInt((f[1:] + "000000000")[:9], 10, 64)
 	}
-	if nanos%int64(unit) != 0 || mins > 59 || secs > 59 {
+	if mins > 59 || secs > 59 {
 		return 0, false
 	}
 	total := ((hours*60+mins)*60+secs)*int64(time.Second) + nanos

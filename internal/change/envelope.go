@@ -572,7 +572,7 @@ func Decode(key, value []byte) (*Event, error) {
 // (the columns object, or {"schema", "payload": the columns object}).
 func keyColumns(key []byte) ([]string, error) {
 	cols, err := keyObjectColumns(key)
-	if err != nil || len(cols) != 2 || cols[0] != "schema" || cols[1] != "payload" {
+	if err != nil || len(cols) != 2 || !slices.Contains(cols, "schema") || !slices.Contains(cols, "payload") {
 		return cols, err
 	}
 	var wrapped struct {
