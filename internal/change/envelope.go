@@ -425,10 +425,10 @@ func appendImages(b []byte, name string, imgs [2]image, each func([]byte, image)
 	b = append(b, ',')
 	b, _ = jsontext.AppendQuote(b, name)
 	b = append(b, ":{"...)
-	any := false
+	wrote := false
 	for i, label := range []string{`"before":`, `"after":`} {
 		mark := len(b)
-		if any {
+		if wrote {
 			b = append(b, ',')
 		}
 		b = append(b, label...)
@@ -437,9 +437,9 @@ func appendImages(b []byte, name string, imgs [2]image, each func([]byte, image)
 			b = b[:mark]
 			continue
 		}
-		any = true
+		wrote = true
 	}
-	if !any {
+	if !wrote {
 		return b[:start]
 	}
 	return append(b, '}')
