@@ -259,8 +259,13 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 	)
 	p = &prepared{cp: sink.Checkpoint{Group: a.group, Epoch: a.epoch}}
 	for _, r := range recs {
-		ev, err := change.Decode(nil, r.Value)
-		if err == nil && a.guard != nil {
+		var ev *change.Event
+		var err error
+		tombstone := r.Value == nil // after a delete, for log compaction: nothing to apply
+		if !tombstone {
+			ev, err = change.Decode(nil, r.Value)
+		}
+		if err == nil && !tombstone && a.guard != nil {
 			if err := a.guard.check(ev); err != nil {
 				stop = err.(*schemaChangeError)
 				break
@@ -271,6 +276,9 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 			o.Next = r.Offset + 1
 		} else {
 			ranges[tp] = &sink.Offset{Topic: r.Topic, Partition: r.Partition, From: r.Offset, Next: r.Offset + 1}
+		}
+		if tombstone {
+			continue
 		}
 		if err != nil {
 			dead = append(dead, a.dlq.Record(a.mapping.Name, "decode", err, r))

@@ -36,8 +36,9 @@ type table struct {
 	cols    []column
 	names   []string // column names in table order (shared by events)
 	types   map[string]change.Type
-	key     []string // primary key columns, in table order
-	fromMap bool     // names came with the table map (binlog_row_metadata=FULL)
+	sql     map[string]string // source types, as change.Event.SQLTypes names them
+	key     []string          // primary key columns, in table order
+	fromMap bool              // names came with the table map (binlog_row_metadata=FULL)
 }
 
 // infoColumn is a column as information_schema describes it now.
@@ -102,7 +103,7 @@ func describe(tm *replication.TableMapEvent, info []infoColumn) (*table, error) 
 	unsigned := tm.UnsignedMap()
 	collations := tm.CollationMap()
 	enums, sets := tm.EnumStrValueMap(), tm.SetStrValueMap()
-	t := &table{name: name, cols: make([]column, n), names: names, types: make(map[string]change.Type, n), fromMap: fromMap}
+	t := &table{name: name, cols: make([]column, n), names: names, types: make(map[string]change.Type, n), sql: make(map[string]string, n), fromMap: fromMap}
 	for i := 0; i < n; i++ {
 		ic, known := byName[names[i]]
 		c := column{name: names[i], mysqlTyp: realType(tm, i)}
@@ -136,6 +137,9 @@ func describe(tm *replication.TableMapEvent, info []infoColumn) (*table, error) 
 		}
 		t.cols[i] = c
 		t.types[c.name] = c.typ
+		if st := sqlType(c, tm.ColumnMeta[i]); st != "" {
+			t.sql[c.name] = st
+		}
 		if known && ic.primary {
 			t.key = append(t.key, c.name)
 		}
@@ -211,6 +215,61 @@ func logicalType(c column) change.Type {
 		return change.TypeBytes
 	}
 	return change.TypeString
+}
+
+// sqlType names a column's type for change.Event.SQLTypes: what Debezium's
+// value mapping depends on (the fractional digits of temporal types from
+// the table map's metadata, BIT's width, unsigned); "" for types whose
+// values are written as their logical type holds them.
+func sqlType(c column, meta uint16) string {
+	u := ""
+	if c.unsigned {
+		u = " unsigned"
+	}
+	switch c.mysqlTyp {
+	case gm.MYSQL_TYPE_TINY:
+		return "tinyint" + u
+	case gm.MYSQL_TYPE_SHORT:
+		return "smallint" + u
+	case gm.MYSQL_TYPE_INT24:
+		return "mediumint" + u
+	case gm.MYSQL_TYPE_LONG:
+		return "int" + u
+	case gm.MYSQL_TYPE_LONGLONG:
+		return "bigint" + u
+	case gm.MYSQL_TYPE_YEAR:
+		return "year"
+	case gm.MYSQL_TYPE_FLOAT:
+		return "float"
+	case gm.MYSQL_TYPE_DOUBLE:
+		return "double"
+	case gm.MYSQL_TYPE_NEWDECIMAL, gm.MYSQL_TYPE_DECIMAL:
+		return fmt.Sprintf("decimal(%d,%d)", meta>>8, meta&0xFF)
+	case gm.MYSQL_TYPE_BIT:
+		return fmt.Sprintf("bit(%d)", c.bits)
+	case gm.MYSQL_TYPE_DATE, gm.MYSQL_TYPE_NEWDATE:
+		return "date"
+	case gm.MYSQL_TYPE_DATETIME, gm.MYSQL_TYPE_TIMESTAMP, gm.MYSQL_TYPE_TIME:
+		return map[byte]string{gm.MYSQL_TYPE_DATETIME: "datetime(0)", gm.MYSQL_TYPE_TIMESTAMP: "timestamp(0)", gm.MYSQL_TYPE_TIME: "time(0)"}[c.mysqlTyp]
+	case gm.MYSQL_TYPE_DATETIME2:
+		return fmt.Sprintf("datetime(%d)", meta)
+	case gm.MYSQL_TYPE_TIMESTAMP2:
+		return fmt.Sprintf("timestamp(%d)", meta)
+	case gm.MYSQL_TYPE_TIME2:
+		return fmt.Sprintf("time(%d)", meta)
+	case gm.MYSQL_TYPE_ENUM:
+		return "enum"
+	case gm.MYSQL_TYPE_SET:
+		return "set"
+	case gm.MYSQL_TYPE_JSON:
+		return "json"
+	case gm.MYSQL_TYPE_GEOMETRY:
+		return "geometry"
+	}
+	if c.typ == change.TypeJSON {
+		return "json"
+	}
+	return ""
 }
 
 // parseValueList reads the quoted values of "enum('a','b')" or "set(...)".

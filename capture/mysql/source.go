@@ -638,7 +638,7 @@ func (st *stream) rows(ctx context.Context, h *replication.EventHeader, e *repli
 
 func (st *stream) add(ctx context.Context, t *table, op change.Op, before, after change.Row, commit time.Time) error {
 	st.events = append(st.events, change.Event{
-		Op: op, Table: t.name, Key: t.key, Types: t.types, Columns: t.names,
+		Op: op, Table: t.name, Key: t.key, Types: t.types, SQLTypes: t.sql, Columns: t.names,
 		Before: before, After: after, Commit: commit,
 	})
 	st.counters.Inc(t.name, op)

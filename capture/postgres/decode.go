@@ -28,6 +28,7 @@ const (
 	oidTimetz      = pgtext.OIDTimetz
 	oidNumeric     = pgtext.OIDNumeric
 	oidJSONB       = pgtext.OIDJSONB
+	oidUUID        = 2950
 )
 
 // relation is what a Relation message told us about a published table.
@@ -36,7 +37,8 @@ type relation struct {
 	columns []*pglogrepl.RelationMessageColumn
 	key     []string
 	types   map[string]change.Type
-	names   []string // column names in table order
+	sql     map[string]string // source types, as change.Event.SQLTypes names them
+	names   []string          // column names in table order
 }
 
 // replicaIdentityFull is RelationMessage.ReplicaIdentity for REPLICA IDENTITY FULL.
@@ -51,6 +53,7 @@ func newRelation(m *pglogrepl.RelationMessage, pk []string) *relation {
 		table:   change.Table{Schema: m.Namespace, Name: m.RelationName},
 		columns: m.Columns,
 		types:   make(map[string]change.Type, len(m.Columns)),
+		sql:     make(map[string]string, len(m.Columns)),
 	}
 	usePK := m.ReplicaIdentity == replicaIdentityFull && len(pk) > 0
 	for _, c := range m.Columns {
@@ -58,6 +61,9 @@ func newRelation(m *pglogrepl.RelationMessage, pk []string) *relation {
 			r.key = append(r.key, c.Name)
 		}
 		r.types[c.Name] = logicalType(c.DataType)
+		if t := sqlType(c.DataType, c.TypeModifier); t != "" {
+			r.sql[c.Name] = t
+		}
 		r.names = append(r.names, c.Name)
 	}
 	return r
@@ -82,6 +88,56 @@ func logicalType(oid uint32) change.Type {
 		return change.TypeJSON
 	}
 	return change.TypeString
+}
+
+// sqlType names a column's type for change.Event.SQLTypes: what Debezium's
+// value mapping depends on, with the precision (time types) or precision
+// and scale (numeric) its type modifier gives; "" for types whose values
+// are written as their logical type holds them.
+func sqlType(oid uint32, typmod int32) string {
+	var name string
+	switch oid {
+	case oidInt2:
+		return "int2"
+	case oidInt4:
+		return "int4"
+	case oidInt8:
+		return "int8"
+	case oidOID:
+		return "oid"
+	case oidFloat4:
+		return "float4"
+	case oidFloat8:
+		return "float8"
+	case oidDate:
+		return "date"
+	case oidJSON:
+		return "json"
+	case oidJSONB:
+		return "jsonb"
+	case oidUUID:
+		return "uuid"
+	case oidNumeric:
+		if typmod < 4 {
+			return "numeric"
+		}
+		m := typmod - 4
+		return fmt.Sprintf("numeric(%d,%d)", m>>16&0xFFFF, m&0xFFFF)
+	case oidTime:
+		name = "time"
+	case oidTimetz:
+		name = "timetz"
+	case oidTimestamp:
+		name = "timestamp"
+	case oidTimestamptz:
+		name = "timestamptz"
+	default:
+		return ""
+	}
+	if typmod < 0 {
+		return name
+	}
+	return fmt.Sprintf("%s(%d)", name, typmod)
 }
 
 // decodeTuple turns pgoutput tuple data into a Row. keyOnly keeps only the

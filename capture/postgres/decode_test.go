@@ -245,3 +245,23 @@ func TestStream_TypesWithoutAGoValueTravelAsTheirText(t *testing.T) {
 		t.Errorf("types (-want +got):\n%s", diff)
 	}
 }
+
+// TestRelation_NamesSQLTypes: the source types the envelope's Debezium
+// mapping reads, with precision and scale from the type modifier.
+func TestRelation_NamesSQLTypes(t *testing.T) {
+	for _, tc := range []struct {
+		oid    uint32
+		typmod int32
+		want   string
+	}{
+		{oidTimestamptz, -1, "timestamptz"}, {oidTimestamptz, 3, "timestamptz(3)"}, {oidTimestamp, 0, "timestamp(0)"},
+		{oidTime, 6, "time(6)"}, {oidTimetz, -1, "timetz"}, {oidDate, -1, "date"},
+		{oidNumeric, -1, "numeric"}, {oidNumeric, 12<<16 | 2 + 4, "numeric(12,2)"},
+		{oidInt2, -1, "int2"}, {oidInt4, -1, "int4"}, {oidInt8, -1, "int8"}, {oidJSONB, -1, "jsonb"}, {oidUUID, -1, "uuid"},
+		{25 /* text */, -1, ""},
+	} {
+		if got := sqlType(tc.oid, tc.typmod); got != tc.want {
+			t.Errorf("sqlType(%d, %d) = %q, want %q", tc.oid, tc.typmod, got, tc.want)
+		}
+	}
+}

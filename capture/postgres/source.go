@@ -473,7 +473,7 @@ func (st *stream) add(ctx context.Context, rel *relation, op change.Op, before, 
 		return fmt.Errorf("table %s has no replica identity key: add a primary key (or REPLICA IDENTITY USING INDEX)", rel.table)
 	}
 	st.events = append(st.events, change.Event{
-		Op: op, Table: rel.table, Key: rel.key, Types: rel.types, Columns: rel.names,
+		Op: op, Table: rel.table, Key: rel.key, Types: rel.types, SQLTypes: rel.sql, Columns: rel.names,
 		Before: before, After: after,
 		Pos: st.begin.FinalLSN, TxID: st.begin.Xid, Commit: st.begin.CommitTime,
 	})

@@ -78,11 +78,17 @@ type Event struct {
 	// Columns lists the table's columns in table order, for encoders; nil
 	// when unknown (then they sort). Shared between events: read only.
 	Columns []string
-	Before  Row       // the row before the change: nil for inserts and for updates that keep their key (unless the source sends full before-images); the key columns for deletes
-	After   Row       // the row after the change: nil for deletes; unchanged TOASTed columns are absent
-	Pos     Position  // the commit position of the change's transaction, for information; acknowledge Batch.Pos, never this
-	TxID    uint32    // source transaction id, 0 if unknown
-	Commit  time.Time // source commit time
+	// SQLTypes names each column's source type as Debezium's mapping
+	// needs it ("timestamptz(6)", "datetime(3)", "numeric(12,2)", "bit(5)",
+	// "bigint unsigned"); nil or a missing column when unknown (then the
+	// value is written as tandem's logical type holds it). Shared between
+	// events: read only.
+	SQLTypes map[string]string
+	Before   Row       // the row before the change: nil for inserts and for updates that keep their key (unless the source sends full before-images); the key columns for deletes
+	After    Row       // the row after the change: nil for deletes; unchanged TOASTed columns are absent
+	Pos      Position  // the commit position of the change's transaction, for information; acknowledge Batch.Pos, never this
+	TxID     uint32    // source transaction id, 0 if unknown
+	Commit   time.Time // source commit time
 }
 
 // KeyRow returns the key columns of the event's row (After, or Before for deletes).

@@ -107,7 +107,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func TestEncoder_ValueListsColumnsInTableOrder(t *testing.T) {
-	enc := &Encoder{Now: func() time.Time { return time.UnixMilli(5) }}
+	enc := &Encoder{Version: "test", Now: func() time.Time { return time.UnixMilli(5) }}
 	ev := &Event{Op: OpCreate, Table: Table{"s", "t"}, Key: []string{"id"}, Columns: []string{"zeta", "id", "alpha"},
 		Types: map[string]Type{"zeta": TypeString, "id": TypeInt, "alpha": TypeString},
 		After: Row{"alpha": "a", "id": int64(1), "zeta": "z", "extra": true}, Commit: time.UnixMilli(4)}
@@ -115,7 +115,7 @@ func TestEncoder_ValueListsColumnsInTableOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"before":null,"after":{"zeta":"z","id":1,"alpha":"a","extra":true},"source":{"version":"","connector":"","name":"","ts_ms":4,"db":"","schema":"s","table":"t","pos":"","types":{"zeta":"string","id":"int64","alpha":"string"}},"op":"c","ts_ms":5}`
+	want := `{"before":null,"after":{"zeta":"z","id":1,"alpha":"a","extra":true},"source":{"version":"test","connector":"","name":"","ts_ms":4,"snapshot":"false","db":"","sequence":null,"ts_us":4000,"ts_ns":4000000,"schema":"s","table":"t","txId":null,"lsn":null,"xmin":null,"pos":"","types":{"zeta":"string","id":"int64","alpha":"string"}},"transaction":null,"op":"c","ts_ms":5,"ts_us":5000,"ts_ns":5000000}`
 	if string(v) != want {
 		t.Errorf("Value =\n%s\nwant\n%s", v, want)
 	}

@@ -150,7 +150,23 @@ type Kafka struct {
 	TopicPrefix string   `yaml:"topic_prefix" default:"tandem"`                         // topics are <prefix>.<schema>.<table> and <prefix>.dlq
 	Partitions  int      `yaml:"partitions" default:"12" check:"1..10000"`              // partitions per topic, at most MaxPartitions
 	Group       string   `yaml:"group" default:"tandem" check:">0" must:"not be empty"` // consumer group name prefix
+	Envelope    Envelope `yaml:"envelope"`                                              // how change records are written
 }
+
+// Envelope is how change records are written (yaml key kafka.envelope):
+// Debezium's option names, with Debezium's meanings.
+type Envelope struct {
+	DecimalHandling string `yaml:"decimal.handling.mode" default:"string"` // string | double | precise
+	TimePrecision   string `yaml:"time.precision.mode" default:"adaptive"` // adaptive | adaptive_time_microseconds | connect
+	TombstonesOnDel string `yaml:"tombstones.on.delete" default:"true"`    // true | false: a null-value record after each delete
+	SchemasEnable   string `yaml:"schemas.enable" default:"false"`         // true | false: the JsonConverter schema + payload form
+}
+
+// Tombstones reports whether a delete is followed by a tombstone.
+func (e Envelope) Tombstones() bool { return e.TombstonesOnDel != "false" }
+
+// Schemas reports whether records carry their Kafka Connect schema.
+func (e Envelope) Schemas() bool { return e.SchemasEnable == "true" }
 
 // Target is the database tandem writes to (yaml key target).
 type Target struct {

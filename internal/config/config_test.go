@@ -56,7 +56,7 @@ func TestParse_ContractExampleGivesTheExactConfig(t *testing.T) {
 			Postgres:  PostgresSource{Slot: "tandem", Publication: "tandem"},
 			Pos:       at(2, 3),
 		},
-		Kafka: Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem"},
+		Kafka: Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem", Envelope: defaultEnvelope},
 		Target: Target{
 			Kind:        "postgres",
 			DSN:         "postgres://app:s3cret@db.internal:5432/shop?sslmode=require",
@@ -148,7 +148,7 @@ func TestParse_AbsentKeysGetDefaults(t *testing.T) {
 			Postgres:  PostgresSource{Slot: "tandem", Publication: "tandem"},
 			Pos:       at(2, 3),
 		},
-		Kafka:  Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem"},
+		Kafka:  Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem", Envelope: defaultEnvelope},
 		Target: Target{Kind: "mysql", DSN: "mysql://u:pw@h:3306/app", StateSchema: "tandem", Pos: at(6, 3)},
 		Mappings: []Mapping{{
 			Name: "public.users",
@@ -246,7 +246,8 @@ reconcile:
 backfill: {chunk_rows: 100, parallel: 1, max_rows_per_second: 250, max_lag_seconds: -1, max_source_load: 8}
 http: {listen: ":0"}
 `, nil)
-	want := Kafka{Brokers: []string{"k1:9092", "k2:9092"}, TopicPrefix: "mig-2024.v1", Partitions: 3, Group: "blue"}
+	want := Kafka{Brokers: []string{"k1:9092", "k2:9092"}, TopicPrefix: "mig-2024.v1", Partitions: 3, Group: "blue",
+		Envelope: Envelope{DecimalHandling: "string", TimePrecision: "adaptive", TombstonesOnDel: "true", SchemasEnable: "false"}}
 	if diff := cmp.Diff(want, c.Kafka); diff != "" {
 		t.Errorf("Kafka mismatch (-want +got):\n%s", diff)
 	}

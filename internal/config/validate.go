@@ -180,6 +180,24 @@ func (v *validator) kafka(k *Kafka) {
 	if p := "kafka.topic_prefix"; !topicPrefixRE.MatchString(k.TopicPrefix) {
 		v.add(Pos{}, p, "must be letters, digits, '.', '_' or '-'"+v.got(p, k.TopicPrefix))
 	}
+	v.envelope(&k.Envelope)
+}
+
+// envelope checks kafka.envelope's values against Debezium's.
+func (v *validator) envelope(e *Envelope) {
+	for _, o := range []struct {
+		key, value string
+		allowed    []string
+	}{
+		{"decimal.handling.mode", e.DecimalHandling, []string{"string", "double", "precise"}},
+		{"time.precision.mode", e.TimePrecision, []string{"adaptive", "adaptive_time_microseconds", "connect"}},
+		{"tombstones.on.delete", e.TombstonesOnDel, []string{"true", "false"}},
+		{"schemas.enable", e.SchemasEnable, []string{"true", "false"}},
+	} {
+		if p := "kafka.envelope." + o.key; !slices.Contains(o.allowed, o.value) {
+			v.add(Pos{}, p, "must be one of "+strings.Join(o.allowed, ", ")+v.got(p, o.value))
+		}
+	}
 }
 
 func (v *validator) mappings() {

@@ -196,7 +196,10 @@ func Encoder(cfg *config.Config, version string) *change.Encoder {
 	} else if c, err := pgconn.ParseConfig(dsn); err == nil { // else the source connection reports the bad DSN
 		db = c.Database
 	}
-	return &change.Encoder{Version: version, Connector: connector, Name: cfg.Kafka.TopicPrefix, DB: db}
+	env := cfg.Kafka.Envelope
+	return &change.Encoder{Version: version, Connector: connector, Name: cfg.Kafka.TopicPrefix, DB: db,
+		Decimal: change.DecimalMode(env.DecimalHandling), Time: change.TimeMode(env.TimePrecision),
+		Tombstones: env.Tombstones(), Schemas: env.Schemas()}
 }
 
 // StreamStarted checks that the stream's start position exists, for a

@@ -72,8 +72,18 @@ func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 
 // emit produces one batch asynchronously; kgo's buffer limit provides
 // backpressure. Records of one key go to one partition (key hash), in order.
+// With Encoder.Tombstones a delete is followed by a tombstone: its key and
+// a null value, which lets log compaction drop the key.
 func (c *Publisher) emit(ctx context.Context, b change.Batch) error {
-	tb := c.tracker.begin(b.Pos, len(b.Events))
+	records := len(b.Events)
+	if c.enc.Tombstones {
+		for i := range b.Events {
+			if b.Events[i].Op == change.OpDelete {
+				records++
+			}
+		}
+	}
+	tb := c.tracker.begin(b.Pos, records)
 	for i := range b.Events {
 		ev := &b.Events[i]
 		key, err := c.enc.Key(ev)
@@ -84,17 +94,25 @@ func (c *Publisher) emit(ctx context.Context, b change.Batch) error {
 		if err != nil {
 			return err
 		}
-		rec := &kgo.Record{Topic: Topic(c.prefix, ev.Table), Key: key, Value: val}
-		c.client.Produce(ctx, rec, func(r *kgo.Record, err error) {
-			if err != nil {
-				if ctx.Err() == nil {
-					c.fail(fmt.Errorf("produce change of %s to %s: %w", ev.Table, r.Topic, err))
-				}
-				return
-			}
-			c.tracker.produced(tb, r.Topic, r.Partition, r.Offset)
-		})
+		c.produce(ctx, tb, ev.Table, &kgo.Record{Topic: Topic(c.prefix, ev.Table), Key: key, Value: val})
+		if ev.Op == change.OpDelete && c.enc.Tombstones {
+			c.produce(ctx, tb, ev.Table, &kgo.Record{Topic: Topic(c.prefix, ev.Table), Key: key})
+		}
 	}
 	c.tracker.seal(tb)
 	return ctx.Err()
+}
+
+// produce sends one record of batch tb; the tracker counts it durable once
+// the broker has it.
+func (c *Publisher) produce(ctx context.Context, tb *trackedBatch, table change.Table, rec *kgo.Record) {
+	c.client.Produce(ctx, rec, func(r *kgo.Record, err error) {
+		if err != nil {
+			if ctx.Err() == nil {
+				c.fail(fmt.Errorf("produce change of %s to %s: %w", table, r.Topic, err))
+			}
+			return
+		}
+		c.tracker.produced(tb, r.Topic, r.Partition, r.Offset)
+	})
 }
