@@ -144,8 +144,14 @@ func columnOf(sqlType string) column {
 	return c
 }
 
-// pow10 are the powers of ten up to 10^6.
-var pow10 = [...]int64{1, 10, 100, 1000, 10000, 100000, 1000000}
+// pow10 are the powers of ten an int64 holds.
+var pow10 = func() (p [19]int64) {
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
 
 // integerTypes are the integer types' first words (PostgreSQL and MySQL:
 // "bigint unsigned" is a bigint).
@@ -214,6 +220,11 @@ func (tol tolerance) equal(want, got any, c column) bool {
 	}
 	switch c.kind {
 	case kindInt, kindDecimal:
+		if c.kind == kindDecimal {
+			if eq, ok := c.sameDecimal(want, got); ok {
+				return eq
+			}
+		}
 		a, aok := number(want)
 		b, bok := number(got)
 		if aok && bok {
@@ -410,6 +421,92 @@ func roundTo(r *big.Rat, places int) *big.Rat {
 	return new(big.Rat).SetFrac(q, scale)
 }
 
+// sameDecimal compares want, rounded to c's scale as the column stores it,
+// with got, when both are decimal text of at most 18 digits (or int64s):
+// in fixed point, without big.Rat's allocations. ok is false otherwise.
+func (c column) sameDecimal(want, got any) (equal, ok bool) {
+	if f, isFloat := want.(float64); isFloat {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return false, false
+		}
+		want = strconv.FormatFloat(f, 'f', -1, 64) // as the sinks send it
+	}
+	w, ws, ok := fixed(want)
+	if !ok {
+		return false, false
+	}
+	g, gs, ok := fixed(got)
+	if !ok {
+		return false, false
+	}
+	if c.scale >= 0 && ws > c.scale {
+		// Half away from zero, as numeric and DECIMAL round.
+		p := pow10[ws-c.scale]
+		q, r := w/p, w%p
+		if 2*r >= p {
+			q++
+		} else if 2*r <= -p {
+			q--
+		}
+		w, ws = q, c.scale
+	}
+	for ; ws < gs; ws++ {
+		if w > math.MaxInt64/10 || w < math.MinInt64/10 {
+			return false, false
+		}
+		w *= 10
+	}
+	for ; gs < ws; gs++ {
+		if g > math.MaxInt64/10 || g < math.MinInt64/10 {
+			return false, false
+		}
+		g *= 10
+	}
+	return w == g, true
+}
+
+// fixed is v as a fixed-point number, mantissa and decimal places, when it
+// is an int64 or decimal text of at most 18 digits without an exponent.
+func fixed(v any) (mantissa int64, places int, ok bool) {
+	switch v := v.(type) {
+	case int64:
+		return v, 0, true
+	case string:
+		s := strings.TrimSpace(v)
+		neg := false
+		if s != "" && (s[0] == '-' || s[0] == '+') {
+			neg = s[0] == '-'
+			s = s[1:]
+		}
+		digits, dot := 0, false
+		for i := 0; i < len(s); i++ {
+			switch ch := s[i]; {
+			case ch >= '0' && ch <= '9':
+				if digits == 18 {
+					return 0, 0, false
+				}
+				mantissa = mantissa*10 + int64(ch-'0')
+				digits++
+				if dot {
+					places++
+				}
+			case ch == '.' && !dot:
+				dot = true
+			default:
+				return 0, 0, false
+			}
+		}
+		if digits == 0 {
+			return 0, 0, false
+		}
+		if neg {
+			mantissa = -mantissa
+		}
+		return mantissa, places, true
+	}
+	return 0, 0, false
+}
+
 // fitsScale reports whether v is decimal text with at most scale places
 // (no exponent), which a decimal column of that scale stores as it is.
 func fitsScale(v any, scale int) bool {
@@ -471,13 +568,20 @@ var timeLayouts = []string{
 	"2006-01-02T15:04:05.999999999",
 }
 
+// zonelessLayouts are timeLayouts without a zone.
+var zonelessLayouts = []string{"2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999"}
+
 func instant(v any) (time.Time, bool) {
 	switch v := v.(type) {
 	case time.Time:
 		return v, true
 	case string:
 		s := strings.TrimSpace(v)
-		for _, l := range timeLayouts {
+		layouts := timeLayouts
+		if strings.LastIndexAny(s, "+-Z") < len("2006-01-02") {
+			layouts = zonelessLayouts // MySQL's: no parse fails first
+		}
+		for _, l := range layouts {
 			if t, err := time.Parse(l, s); err == nil {
 				return t, true
 			}

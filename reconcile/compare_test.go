@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -68,6 +69,16 @@ func TestEqual_CanonicalPerType(t *testing.T) {
 		{"decimal from int", int64(12), "12.00", num2, nil, true},
 		{"decimal rounded to scale", 12.345, "12.35", num2, nil, true},
 		{"decimal differs", "12.50", "12.51", num2, nil, false},
+		{"decimal rounded half away from zero", "-12.345", "-12.35", num2, nil, true},
+		{"decimal rounded down", "-12.3449", "-12.34", num2, nil, true},
+		{"decimal of 18 digits", "1234567890123456.785", "1234567890123456.79", num2, nil, true},
+		{"decimal past 18 digits", "123456789012345678901.785", "123456789012345678901.79", num2, nil, true},
+		{"decimal past 18 digits differs", "123456789012345678901.785", "123456789012345678901.78", num2, nil, false},
+		{"decimal scaled past int64", "900000000000000000", "9000000000000000.00", columnOf("numeric"), nil, false},
+		{"decimal with an exponent", "1.2345e2", "123.45", num2, nil, true},
+		{"decimal of a tiny double", 1e-20, "0.00", num2, nil, true},
+		{"decimal of a double differs", 2.675, "2.67", num2, nil, false},
+		{"decimal text is not a number", "1,5", "1.50", num2, nil, false},
 		{"negative zero", math.Copysign(0, -1), 0.0, flt, nil, true},
 		{"float exact", 0.1, 0.1, flt, nil, true},
 		{"float differs", 0.1, 0.1000001, flt, nil, false},
@@ -190,5 +201,38 @@ func TestEqual_ConvertsAsTheTargetStores(t *testing.T) {
 				t.Errorf("%s: %s: %#v against %#v is not drift", db, tc.name, tc.want, tc.differs)
 			}
 		}
+	}
+}
+
+// BenchmarkEqual compares the columns of a row of the reconcile
+// benchmark's table (spelled alike on both sides), and values a less
+// precise column converts: the comparison's cost per value.
+func BenchmarkEqual(b *testing.B) {
+	values := []struct {
+		want, got any
+		c         column
+	}{
+		{int64(42), int64(42), columnOf("bigint")},
+		{"name 42", "name 42", columnOf("text")},
+		{"123.45", "123.45", columnOf("numeric(12,2)")},
+		{"2026-01-02 03:04:05.123456+00", "2026-01-02 03:04:05.123456+00", columnOf("timestamp with time zone")},
+		{nil, nil, columnOf("text")},
+		{"123.4", "123.40", columnOf("numeric(12,2)")},
+		{"123.456", "123.46", columnOf("numeric(10,2)")},
+		{1.005, "1.01", columnOf("numeric(10,2)")},
+		{"2026-01-02 03:04:05.1235+00", "2026-01-02 03:04:05.124+00", columnOf("timestamp(3) with time zone")},
+		{"2026-01-02 03:04:05.1235", "2026-01-02 03:04:05.123", columnOf("datetime(3)")},
+		{0.123456789, 0.123456791, columnOf("real")},
+		{"ab", "ab   ", columnOf("character(5)")},
+	}
+	var tol tolerance
+	for _, v := range values {
+		b.Run(fmt.Sprintf("%v/%T", v.want, v.got), func(b *testing.B) {
+			for b.Loop() {
+				if !tol.equal(v.want, v.got, v.c) {
+					b.Fatalf("equal(%#v, %#v) is false", v.want, v.got)
+				}
+			}
+		})
 	}
 }
