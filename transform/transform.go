@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -110,12 +111,43 @@ type EvalError struct {
 	Err     error
 }
 
+// Error names the mapping, the expression and what went wrong, with every
+// character that would not show escaped (see showHidden): a source value
+// ending in "\r" must not look like one without.
 func (e *EvalError) Error() string {
 	if e.Expr == "" {
-		return fmt.Sprintf("mapping %s: %s: %v", e.Mapping, e.Path, e.Err)
+		return fmt.Sprintf("mapping %s: %s: %s", e.Mapping, e.Path, showHidden(e.Err.Error()))
 	}
-	return fmt.Sprintf("mapping %s: %s (%s): %v", e.Mapping, e.Path, e.Expr, e.Err)
+	return fmt.Sprintf("mapping %s: %s (%s): %s", e.Mapping, e.Path, e.Expr, showHidden(e.Err.Error()))
 }
+
+// showHidden makes an evaluation error's message show what it quotes:
+// CEL's "no such key: <key>" gets its key quoted (a trailing space or
+// "\r" is the usual reason a code is not in a map), and any other
+// character that does not print is escaped as in a Go string.
+func showHidden(msg string) string {
+	if key, ok := strings.CutPrefix(msg, "no such key: "); ok {
+		return "no such key: " + strconv.Quote(key)
+	}
+	if !strings.ContainsFunc(msg, hidden) {
+		return msg
+	}
+	var sb strings.Builder
+	for _, r := range msg {
+		if !hidden(r) {
+			sb.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		sb.WriteString(q[1 : len(q)-1])
+	}
+	return sb.String()
+}
+
+// hidden reports whether r does not show in a message: a control or
+// format character, or a space other than ' ' (a no-break space looks like
+// one).
+func hidden(r rune) bool { return !strconv.IsPrint(r) }
 
 func (e *EvalError) Unwrap() error { return e.Err }
 
