@@ -33,6 +33,10 @@ type Key struct {
 	Table   string
 	Key     []string
 	Columns map[string]any // the key columns only
+	// Clear names the output's columns other than the key when its
+	// on_delete is clear: removing the row sets them to NULL and keeps the
+	// row (see Writes). Nil: removing the row deletes it.
+	Clear []string
 }
 
 // Mapping is a compiled mapping of one source table.
@@ -52,6 +56,7 @@ type output struct {
 	table          string
 	key            []string
 	createIfAbsent bool
+	clear          []string    // on_delete clear: the columns other than the key; nil: delete
 	when           cel.Program // nil: always
 	whenText       string
 	whenReads      reads
@@ -170,7 +175,7 @@ func Compile(index int, m config.Mapping, opts ...Option) (*Mapping, error) {
 	}
 	var errs []error
 	for j, to := range m.To {
-		o := &output{table: to.Table, key: to.Key, createIfAbsent: to.Mode == "create_if_absent"}
+		o := &output{table: to.Table, key: to.Key, createIfAbsent: to.Mode == config.ModeCreateIfAbsent}
 		if to.When != nil {
 			path := fmt.Sprintf("mappings[%d].to[%d].when", index, j)
 			prg, rd, err := compile(env, *to.When, path, true)
@@ -187,6 +192,13 @@ func Compile(index int, m config.Mapping, opts ...Option) (*Mapping, error) {
 			}
 			o.columns = append(o.columns, column{name: c.Name, text: c.Expr.Text, prg: prg, path: fmt.Sprintf("to[%d].columns.%s", j, c.Name), reads: rd,
 				direct: plainColumn(env, c.Expr.Text)})
+		}
+		if to.OnDelete == config.OnDeleteClear {
+			for _, c := range to.Columns {
+				if !slices.Contains(to.Key, c.Name) {
+					o.clear = append(o.clear, c.Name)
+				}
+			}
 		}
 		for _, k := range to.Key {
 			if !slices.ContainsFunc(o.columns, func(c column) bool { return c.name == k }) {
@@ -448,7 +460,7 @@ func (m *Mapping) key(o *output, act activation) (Key, error) {
 		}
 		cols[c.name] = v
 	}
-	return Key{Table: o.table, Key: o.key, Columns: cols}, nil
+	return Key{Table: o.table, Key: o.key, Columns: cols, Clear: o.clear}, nil
 }
 
 // KeyReads returns the source columns the target keys are computed from,
