@@ -19,8 +19,9 @@ import (
 // output's row, or, for an output with on_delete: clear, a WriteUpsert
 // that sets the output's columns other than the key to NULL and keeps the
 // row (another mapping owns the rest of it). A clear is never a delete: it
-// leaves no tombstone, so a backfill still copies the row's other columns.
-// A clear of a row that does not exist would create one, so a clear is
+// leaves no tombstone, which would stop a backfill from copying the row of
+// the mapping that owns it. A clear of a row that does not exist creates
+// one (a row of NULLs but for the key), so a clear is
 // written only when the before-image shows the output's `when` held (or
 // cannot tell: a key-only before-image); an update without a before-image
 // (PostgreSQL without REPLICA IDENTITY FULL) clears nothing when its
