@@ -37,7 +37,7 @@ func TestCheck_MappingWithoutInverseThatFailsOnEverySampleRowFailsWithTheCount(t
 			if diff := cmp.Diff(want, ps); diff != "" {
 				t.Errorf("tandem check (-want +got):\n%s", diff)
 			}
-			if !app.HasFailures(ps) {
+			if !preflight.HasFailures(ps) {
 				t.Error("check passes a mapping that fails on every row")
 			}
 
@@ -68,7 +68,7 @@ func TestCheck_CreateIfAbsentOnAStreamedMappingIsAWarning(t *testing.T) {
 			if diff := cmp.Diff(want, ps); diff != "" {
 				t.Errorf("tandem check (-want +got):\n%s", diff)
 			}
-			if app.HasFailures(ps) {
+			if preflight.HasFailures(ps) {
 				t.Errorf("the warning fails check, which would stop tandem run: %v", ps)
 			}
 		})
