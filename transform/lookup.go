@@ -166,7 +166,11 @@ func describeWhere(where map[string]any) string {
 	slices.Sort(cols)
 	parts := make([]string, len(cols))
 	for i, c := range cols {
-		parts[i] = fmt.Sprintf("%s = %v", c, where[c])
+		if s, ok := where[c].(string); ok {
+			parts[i] = fmt.Sprintf("%s = %s", c, quoted(s)) // hidden characters show
+		} else {
+			parts[i] = fmt.Sprintf("%s = %v", c, where[c])
+		}
 	}
 	return strings.Join(parts, " and ")
 }

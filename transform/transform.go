@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -32,6 +33,10 @@ type Key struct {
 	Table   string
 	Key     []string
 	Columns map[string]any // the key columns only
+	// Clear names the output's columns other than the key when its
+	// on_delete is clear: removing the row sets them to NULL and keeps the
+	// row (see Writes). Nil: removing the row deletes it.
+	Clear []string
 }
 
 // Mapping is a compiled mapping of one source table.
@@ -51,6 +56,7 @@ type output struct {
 	table          string
 	key            []string
 	createIfAbsent bool
+	clear          []string    // on_delete clear: the columns other than the key; nil: delete
 	when           cel.Program // nil: always
 	whenText       string
 	whenReads      reads
@@ -110,12 +116,43 @@ type EvalError struct {
 	Err     error
 }
 
+// Error names the mapping, the expression and what went wrong, with every
+// character that would not show escaped (see showHidden): a source value
+// ending in "\r" must not look like one without.
 func (e *EvalError) Error() string {
 	if e.Expr == "" {
-		return fmt.Sprintf("mapping %s: %s: %v", e.Mapping, e.Path, e.Err)
+		return fmt.Sprintf("mapping %s: %s: %s", e.Mapping, e.Path, showHidden(e.Err.Error()))
 	}
-	return fmt.Sprintf("mapping %s: %s (%s): %v", e.Mapping, e.Path, e.Expr, e.Err)
+	return fmt.Sprintf("mapping %s: %s (%s): %s", e.Mapping, e.Path, e.Expr, showHidden(e.Err.Error()))
 }
+
+// showHidden makes an evaluation error's message show what it quotes:
+// CEL's "no such key: <key>" gets its key quoted (a trailing space or
+// "\r" is the usual reason a code is not in a map), and any other
+// character that does not print is escaped as in a Go string.
+func showHidden(msg string) string {
+	if key, ok := strings.CutPrefix(msg, "no such key: "); ok {
+		return "no such key: " + strconv.Quote(key)
+	}
+	if !strings.ContainsFunc(msg, hidden) {
+		return msg
+	}
+	var sb strings.Builder
+	for _, r := range msg {
+		if !hidden(r) {
+			sb.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		sb.WriteString(q[1 : len(q)-1])
+	}
+	return sb.String()
+}
+
+// hidden reports whether r does not show in a message: a control or
+// format character, or a space other than ' ' (a no-break space looks like
+// one).
+func hidden(r rune) bool { return !strconv.IsPrint(r) }
 
 func (e *EvalError) Unwrap() error { return e.Err }
 
@@ -138,7 +175,7 @@ func Compile(index int, m config.Mapping, opts ...Option) (*Mapping, error) {
 	}
 	var errs []error
 	for j, to := range m.To {
-		o := &output{table: to.Table, key: to.Key, createIfAbsent: to.Mode == "create_if_absent"}
+		o := &output{table: to.Table, key: to.Key, createIfAbsent: to.Mode == config.ModeCreateIfAbsent}
 		if to.When != nil {
 			path := fmt.Sprintf("mappings[%d].to[%d].when", index, j)
 			prg, rd, err := compile(env, *to.When, path, true)
@@ -155,6 +192,13 @@ func Compile(index int, m config.Mapping, opts ...Option) (*Mapping, error) {
 			}
 			o.columns = append(o.columns, column{name: c.Name, text: c.Expr.Text, prg: prg, path: fmt.Sprintf("to[%d].columns.%s", j, c.Name), reads: rd,
 				direct: plainColumn(env, c.Expr.Text)})
+		}
+		if to.OnDelete == config.OnDeleteClear {
+			for _, c := range to.Columns {
+				if !slices.Contains(to.Key, c.Name) {
+					o.clear = append(o.clear, c.Name)
+				}
+			}
 		}
 		for _, k := range to.Key {
 			if !slices.ContainsFunc(o.columns, func(c column) bool { return c.name == k }) {
@@ -428,7 +472,7 @@ func (m *Mapping) key(o *output, act evaluation) (Key, error) {
 		}
 		cols[c.name] = v
 	}
-	return Key{Table: o.table, Key: o.key, Columns: cols}, nil
+	return Key{Table: o.table, Key: o.key, Columns: cols, Clear: o.clear}, nil
 }
 
 // KeyReads returns the source columns the target keys are computed from,

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/tandemcdc/tandem/internal/change"
@@ -19,7 +20,27 @@ func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error)
 		return nil, err
 	}
 	ps = append(ps, connect.CheckTarget(ctx, cfg, targetUses(cfg))...)
+	ps = append(ps, modeProblems(cfg)...)
 	return append(ps, checkMappings(ctx, cfg)...), nil
+}
+
+// modeProblems warns of each output with mode create_if_absent: every
+// mapping's table is captured, so `tandem run` and `tandem apply` stream
+// it, and such an output drops every update of a row the target has.
+func modeProblems(cfg *config.Config) []preflight.Problem {
+	var ps []preflight.Problem
+	for i, m := range cfg.Mappings {
+		for j, o := range m.To {
+			if o.Mode != config.ModeCreateIfAbsent {
+				continue
+			}
+			ps = append(ps, preflight.Problem{Severity: preflight.Warn, Object: "mapping " + m.Name,
+				What: fmt.Sprintf("%s: mappings[%d].to[%d] (%s) has mode create_if_absent: streamed, it inserts rows the target lacks "+
+					"and drops every update of a row the target has, which keeps its first version", o.Pos, i, j, o.Table),
+				Fix: "use mode: upsert (the default) for a streamed mapping; create_if_absent is for copies whose rows the new system owns once they exist"})
+		}
+	}
+	return ps
 }
 
 // deleteNeeds maps each source table to the columns its mappings compute

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -20,6 +21,10 @@ import (
 // roundTripSample is how many source rows `tandem check` runs through each
 // mapping and its inverse.
 const roundTripSample = 200
+
+// shownMapErrors is how many of the sample rows that fail to map `tandem
+// check` quotes.
+const shownMapErrors = 3
 
 // compileTyped compiles mapping i against its source table's columns as
 // the source describes them, so an unknown column or a type error is a
@@ -40,8 +45,10 @@ func compileTyped(ctx context.Context, cfg *config.Config, i int, reader backfil
 }
 
 // checkMappings type-checks every mapping against the real source columns
-// and runs each inverse on a sample of source rows: a column the round trip
-// loses or changes fails the check, naming it.
+// and runs it on a sample of source rows as the stream and the backfill
+// would: rows that fail to map fail the check, counted. A mapping with an
+// inverse also runs the round trip: a column it loses or changes fails
+// the check, naming it.
 func checkMappings(ctx context.Context, cfg *config.Config) []preflight.Problem {
 	reader, err := connect.OpenReader(ctx, cfg)
 	if err != nil {
@@ -68,32 +75,71 @@ func checkMappings(ctx context.Context, cfg *config.Config) []preflight.Problem 
 			ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: object, What: err.Error(),
 				Fix: fmt.Sprintf("use the columns of %s with their types (tandem preview --table %s shows real rows)", m.From, m.From)})
 			continue
-		case !tm.HasInverse():
-			continue
+		case len(t.Key) == 0:
+			continue // no chunk without a primary key: the source table checks report it
 		}
 		rows, _, err := reader.Chunk(ctx, t, nil, roundTripSample)
 		if err != nil {
-			ps = append(ps, preflight.Problem{Severity: preflight.Warn, Object: object, What: fmt.Sprintf("cannot read rows of %s for the round trip: %v", m.From, err)})
+			ps = append(ps, preflight.Problem{Severity: preflight.Warn, Object: object, What: fmt.Sprintf("cannot read sample rows of %s: %v", m.From, err)})
 			continue
 		}
-		ps = append(ps, roundTripProblems(ctx, object, tm, t, rows)...)
+		ps = append(ps, mapProblems(ctx, object, tm, t, rows)...)
+		if tm.HasInverse() {
+			ps = append(ps, roundTripProblems(ctx, object, tm, t, rows)...)
+		}
 	}
 	return ps
 }
 
+// mapProblems turns rows into target writes as an insert streamed by apply
+// and as a row copied by backfill (transform.Writes of "c" and "r"
+// changes): the rows that fail, each a dead letter in a real run, fail the
+// check with their count and the first errors.
+func mapProblems(ctx context.Context, object string, tm *transform.Mapping, t *change.Schema, rows []change.Row) []preflight.Problem {
+	failed := 0
+	var first []string
+	for _, ev := range t.Reads(rows) {
+		for _, op := range []change.Op{change.OpCreate, change.OpRead} {
+			ev.Op = op
+			_, _, err := transform.Writes(ctx, tm, &ev)
+			if errors.Is(err, transform.ErrLookupUnavailable) {
+				return []preflight.Problem{{Severity: preflight.Warn, Object: object,
+					What: fmt.Sprintf("cannot map sample rows of %s: %v", t.Name, err)}}
+			}
+			if err != nil {
+				if failed++; len(first) < shownMapErrors {
+					first = append(first, fmt.Sprintf("source row %s: %v", keyOf(t, ev.After), err))
+				}
+				break
+			}
+		}
+	}
+	if failed == 0 {
+		return nil
+	}
+	return []preflight.Problem{{Severity: preflight.Fail, Object: object,
+		What: fmt.Sprintf("%d of %d sample rows of %s fail to map (each would be a dead letter, streamed or backfilled); the first %d:\n      %s",
+			failed, len(rows), t.Name, len(first), strings.Join(first, "\n      ")),
+		Fix: fmt.Sprintf("fix the expression, or guard it against such values; `tandem preview --table %s` shows the rows", t.Name)}}
+}
+
 // roundTripProblems runs rows through tm and back: the first row that loses
 // or changes each column is a failure naming the column and the row's key.
+// Rows that do not map are mapProblems' to report.
 func roundTripProblems(ctx context.Context, object string, tm *transform.Mapping, t *change.Schema, rows []change.Row) []preflight.Problem {
 	var ps []preflight.Problem
 	reported := map[string]bool{}
 	evalFailures := 0
 	for _, r := range rows {
 		rt, err := tm.RoundTrip(ctx, r)
+		if rt == nil {
+			continue // the mapping fails on the row
+		}
 		if err != nil {
 			if evalFailures++; evalFailures == 1 {
 				ps = append(ps, preflight.Problem{Severity: preflight.Warn, Object: object,
-					What: fmt.Sprintf("source row %s: %v", keyOf(t, r), err),
-					Fix:  "such rows go to the dead-letter topic when streamed; guard the expression if that is not what you want"})
+					What: fmt.Sprintf("the inverse fails on source row %s: %v", keyOf(t, r), err),
+					Fix:  "the round trip is not checked on such rows; guard the inverse's expression"})
 			}
 			continue
 		}
@@ -110,11 +156,16 @@ func roundTripProblems(ctx context.Context, object string, tm *transform.Mapping
 	return ps
 }
 
-// keyOf shows a source row's primary key, for people.
+// keyOf shows a source row's primary key, for people: strings quoted, so
+// that hidden characters show.
 func keyOf(t *change.Schema, r change.Row) string {
 	parts := make([]string, len(t.Key))
 	for i, k := range t.Key {
-		parts[i] = fmt.Sprintf("%s=%v", k, r[k])
+		if s, ok := r[k].(string); ok {
+			parts[i] = fmt.Sprintf("%s=%q", k, s)
+		} else {
+			parts[i] = fmt.Sprintf("%s=%v", k, r[k])
+		}
 	}
 	return "(" + strings.Join(parts, ", ") + ")"
 }

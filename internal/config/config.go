@@ -21,6 +21,17 @@ const (
 	ModeCreateIfAbsent = "create_if_absent"
 )
 
+// Delete actions, the values of mappings[].to[].on_delete: what a delete of
+// the source row does to the target row of that output.
+const (
+	// OnDeleteDelete deletes the target row.
+	OnDeleteDelete = "delete"
+	// OnDeleteClear sets the output's columns other than the key to NULL
+	// and keeps the row: for a mapping that feeds part of a row another
+	// mapping owns (a merge).
+	OnDeleteClear = "clear"
+)
+
 // Tolerance is a rule of reconcile.tolerate (and a mapping's tolerate and
 // tolerate_columns): a difference reconcile does not count as drift.
 type Tolerance string
@@ -206,12 +217,16 @@ type ColumnTolerance struct {
 
 // Output is one target table a mapping writes.
 type Output struct {
-	Table   string   `yaml:"table"`                                                 // "schema.table" or "table"
-	Key     []string `yaml:"key"`                                                   // the target key columns, each one of Columns' names
-	Mode    string   `yaml:"mode" default:"upsert"`                                 // ModeUpsert or ModeCreateIfAbsent
-	When    *Expr    `yaml:"when"`                                                  // filter: the row is written only when it is true; nil when absent
-	Columns []Column `yaml:"columns" what:"a mapping of column name to expression"` // in file order, names unique, at least one
-	Pos     Pos      `pos:"table"`                                                  // position of the table value (of the entry when table is absent)
+	Table string   `yaml:"table"`                 // "schema.table" or "table"
+	Key   []string `yaml:"key"`                   // the target key columns, each one of Columns' names
+	Mode  string   `yaml:"mode" default:"upsert"` // ModeUpsert or ModeCreateIfAbsent
+	// OnDelete is OnDeleteDelete or OnDeleteClear: what a delete of the
+	// source row, or a change that moves the row's key or makes when
+	// false, does to the target row this output wrote.
+	OnDelete string   `yaml:"on_delete" default:"delete"`
+	When     *Expr    `yaml:"when"`                                                  // filter: the row is written only when it is true; nil when absent
+	Columns  []Column `yaml:"columns" what:"a mapping of column name to expression"` // in file order, names unique, at least one
+	Pos      Pos      `pos:"table"`                                                  // position of the table value (of the entry when table is absent)
 }
 
 // Inverse computes the source row back from the target rows, for round-trip

@@ -30,6 +30,7 @@ var (
 	slotRE        = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 	kinds         = []string{KindMySQL, KindPostgres}
 	modes         = []string{ModeUpsert, ModeCreateIfAbsent}
+	onDeletes     = []string{OnDeleteDelete, OnDeleteClear}
 	tolerances    = []Tolerance{TolerateNullEqualsEmpty, TolerateTrimSpace, TolerateFloatEpsilon, TolerateTimePrecisionMS, TolerateCaseInsensitive}
 	// dsnSchemes are the URL schemes a DSN of each kind may have.
 	dsnSchemes = map[string][]string{
@@ -283,8 +284,21 @@ func (v *validator) output(p string, o Output) {
 	if !slices.Contains(modes, o.Mode) {
 		v.add(o.Pos, p+".mode", "unknown mode"+quoteUnlessEnv(v.fromEnv, p+".mode", " ", o.Mode)+" (known: upsert, create_if_absent)")
 	}
+	v.onDelete(p, o, cols)
 	if o.When != nil && strings.TrimSpace(o.When.Text) == "" {
 		v.add(orPos(o.When.Pos, o.Pos), p+".when", "must not be empty")
+	}
+}
+
+// onDelete checks an output's on_delete: a known action, and for clear a
+// column besides the key to clear.
+func (v *validator) onDelete(p string, o Output, cols map[string]bool) {
+	p += ".on_delete"
+	switch {
+	case !slices.Contains(onDeletes, o.OnDelete):
+		v.add(o.Pos, p, "unknown on_delete"+quoteUnlessEnv(v.fromEnv, p, " ", o.OnDelete)+" (known: delete, clear)")
+	case o.OnDelete == OnDeleteClear && len(cols) > 0 && !slices.ContainsFunc(o.Columns, func(c Column) bool { return !slices.Contains(o.Key, c.Name) }):
+		v.add(o.Pos, p, "clear needs a column besides the key to set to NULL (this output writes only its key: use delete)")
 	}
 }
 
