@@ -136,7 +136,7 @@ func (m *Mapping) held(ctx context.Context, k Key, r change.Row) bool {
 	if i < 0 || m.outputs[i].when == nil {
 		return true
 	}
-	v, _, err := m.outputs[i].when.Eval(m.activation(ctx, r))
+	v, _, err := m.outputs[i].when.Eval(m.evaluation(ctx, r).vars)
 	b, ok := v.(types.Bool)
 	return err != nil || !ok || bool(b)
 }
