@@ -155,7 +155,7 @@ func TestDLQ_ListShowsTheDeadLettersAndReplayResyncsThemOnceFixed(t *testing.T) 
 			"  change  " + op + "  " + images + "\n"
 	}
 	order := func(id, customer, total, created string) string {
-		return `{"id":` + id + `,"customer_id":` + customer + `,"total":"` + total + `","status":"poison","payment_method":"","card_last4":null,"created_at":"` + created + ` 00:00:00+00"}`
+		return `{"id":` + id + `,"customer_id":` + customer + `,"total":"` + total + `","status":"poison","payment_method":"","card_last4":null,"created_at":"` + created + `T00:00:00Z"}`
 	}
 	blocks := []string{
 		block("2", "c", "after "+order("2", "1", "2.00", "2024-01-01")),
