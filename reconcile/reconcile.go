@@ -711,10 +711,15 @@ func (r *Reconciler) mapChunk(ctx context.Context, i int, m *transform.Mapping, 
 			continue
 		}
 		if m.HasInverse() && len(mapped) > 0 {
-			if d, ok := r.roundTrip(ctx, i, st, row, mapped); ok && ignored != nil {
+			d, ok, absorbed := r.roundTrip(ctx, i, st, row, mapped)
+			switch {
+			case ignored != nil && ok:
 				r.count(i, ignored)
-			} else if ok {
-				c.trips = append(c.trips, d)
+			case ignored == nil:
+				r.count(i, absorbed...)
+				if ok {
+					c.trips = append(c.trips, d)
+				}
 			}
 		}
 		for _, tr := range mapped {
@@ -800,7 +805,9 @@ func (r *Reconciler) compareRows(i int, o transform.Output, want map[string]*sus
 			continue
 		}
 		diff, absorbed := r.differing(i, o.Table, s.Want, g, cols)
-		r.count(i, absorbed...)
+		if s.ignored == nil {
+			r.count(i, absorbed...)
+		}
 		if len(diff) > 0 {
 			s.Kind, s.Columns, s.Got = KindMismatch, diff, g
 			s.keys(o)
@@ -851,7 +858,9 @@ func (r *Reconciler) mergeRows(i, j int, st *change.Schema, want []expected, got
 			want = want[1:]
 		default:
 			diff, absorbed := r.differing(i, o.Table, want[0].want, got[0], cols)
-			r.count(i, absorbed...)
+			if want[0].ignored == nil {
+				r.count(i, absorbed...)
+			}
 			if len(diff) > 0 {
 				s := newSuspect(o.Table, i, j, st, want[0])
 				s.Kind, s.Columns, s.Got = KindMismatch, diff, got[0]

@@ -25,8 +25,10 @@ import (
 // The tolerance rules decide first; a rule is asked only about a
 // difference they leave. A sweep counts, per rule, the differences it
 // absorbed when first compared (tandem_reconcile_rule_rows and
-// MappingReport.Rules): one per target row for a column rule, one per
-// drifted row a matched source row would have made for ignore_rows.
+// MappingReport.Rules): for a column rule one per target row (or round
+// trip) whose difference it absorbed; for ignore_rows one per drifted row
+// (or round trip) a matched source row would have made under the other
+// rules, which count nothing for it.
 
 // ruleSet is one mapping's rules, by what they apply to.
 type ruleSet struct {
@@ -137,8 +139,8 @@ func (r *Reconciler) differing(i int, table string, want, got map[string]any, co
 // roundTrip is the drift of a source row that does not come back through
 // mapping i's inverse from mapped, the target rows it makes of it; ok is
 // false when it comes back, but for differences the tolerance rules or
-// the column rules (backEqual) let pass.
-func (r *Reconciler) roundTrip(ctx context.Context, i int, st *change.Schema, row change.Row, mapped []transform.Row) (d Drift, ok bool) {
+// the column rules (backEqual) let pass: those rules are absorbed.
+func (r *Reconciler) roundTrip(ctx context.Context, i int, st *change.Schema, row change.Row, mapped []transform.Row) (d Drift, ok bool, absorbed []*transform.Rule) {
 	m := r.mappings[i]
 	rt, err := m.Back(ctx, row, mapped)
 	key := pick(row, st.Key)
@@ -146,10 +148,17 @@ func (r *Reconciler) roundTrip(ctx context.Context, i int, st *change.Schema, ro
 	if err != nil {
 		d.Got = map[string]any{"error": err.Error()}
 		d.Error = err.Error()
-		return d, true
+		return d, true, nil
 	}
 	for _, df := range rt.Diffs {
-		if df.Lost || !r.backEqual(i, st, df) {
+		equal, rule := false, (*transform.Rule)(nil)
+		if !df.Lost {
+			equal, rule = r.backEqual(i, st, df)
+		}
+		if rule != nil && !slices.Contains(absorbed, rule) {
+			absorbed = append(absorbed, rule)
+		}
+		if !equal {
 			if d.Want == nil {
 				d.Want, d.Got = map[string]any{}, map[string]any{}
 			}
@@ -160,14 +169,14 @@ func (r *Reconciler) roundTrip(ctx context.Context, i int, st *change.Schema, ro
 			}
 		}
 	}
-	return d, len(d.Columns) > 0
+	return d, len(d.Columns) > 0, absorbed
 }
 
 // backEqual reports whether a source column's round trip difference is
 // one the rules let pass: equal under the tolerance rules of the target
 // column its inverse reads (the mapping's, when it reads several), or
-// absorbed by a column rule of a target column it reads.
-func (r *Reconciler) backEqual(i int, st *change.Schema, df transform.Diff) bool {
+// absorbed by a column rule of a target column it reads (the rule).
+func (r *Reconciler) backEqual(i int, st *change.Schema, df transform.Diff) (bool, *transform.Rule) {
 	targets := r.inverseReads[i][df.Column]
 	tol := r.tols[i].all
 	if len(targets) == 1 {
@@ -175,16 +184,15 @@ func (r *Reconciler) backEqual(i int, st *change.Schema, df transform.Diff) bool
 		tol = r.tols[i].of(table, col)
 	}
 	if tol.equal(df.Source, df.Back, sourceColumn(st.Types[df.Column])) {
-		return true
+		return true, nil
 	}
 	for _, t := range targets {
 		table, col := splitColumn(t)
 		if rule := r.absorbs(i, table, col, df.Source, df.Back); rule != nil {
-			r.count(i, rule)
-			return true
+			return true, rule
 		}
 	}
-	return false
+	return false, nil
 }
 
 // splitColumn splits "<table>.<column>" at its last dot.

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for the PostgreSQL target
+
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/testenv"
+	"github.com/tandemcdc/tandem/sink"
+)
+
+// TestReconcileOnce_DeadLetteredRowsAreUnmappedDriftAndExit1 streams a
+// table whose mapping divides by zero on two rows into a PostgreSQL and a
+// MariaDB target: both rows are dead-lettered, one dead letter is then
+// dropped (`dlq drop`), and 15 rows are edited in the target. `reconcile
+// --once` must report both source rows as unmapped (with the error and
+// whether a dead letter is kept), exit 1, and --output must hold every
+// drifted row, not only the samples.
+func TestReconcileOnce_DeadLetteredRowsAreUnmappedDriftAndExit1(t *testing.T) {
+	for _, kind := range []string{"postgres", "mysql"} {
+		t.Run(kind, func(t *testing.T) { testUnmappedExit1(t, kind) })
+	}
+}
+
+func testUnmappedExit1(t *testing.T, kind string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	srcDSN := testenv.NewDatabase(t)
+	src, err := pgxpool.New(ctx, srcDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var tgtDSN string
+	var tgt *sql.DB
+	if kind == "postgres" {
+		tgtDSN = testenv.NewDatabase(t)
+		tgt, err = sql.Open("pgx", tgtDSN)
+	} else {
+		tgtDSN = testenv.NewMariaDBDatabase(t)
+		tgt, err = mysqlurl.Open(tgtDSN)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	if _, err := src.Exec(ctx, `CREATE SCHEMA inv; CREATE TABLE inv.items (id bigint PRIMARY KEY, a bigint NOT NULL, b bigint NOT NULL, note text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tgt.ExecContext(ctx, `CREATE TABLE items (id bigint PRIMARY KEY, ratio bigint NOT NULL, note text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	var db string
+	if err := src.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	slot := strings.ToLower(db)
+	slot = slot[max(0, len(slot)-63):]
+	t.Cleanup(func() {
+		_, _ = src.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
+	})
+	cfg := apptest.ParseConfig(t, fmt.Sprintf(`source:
+  kind: postgres
+  dsn: %q
+  tables: [inv.items]
+  postgres: { slot: %s, publication: %s }
+target:
+  kind: %s
+  dsn: %q
+http:
+  listen: 127.0.0.1:0
+reconcile:
+  settle: 10ms
+mappings:
+  - from: inv.items
+    to:
+      - table: items
+        key: [id]
+        columns:
+          id: row.id
+          ratio: row.a / row.b
+          note: row.note
+`, srcDSN, slot, slot, kind, tgtDSN))
+
+	// The stream dead-letters rows 4 and 9 (b = 0) and writes the others.
+	run := apptest.Start(t, cfg, app.Roles{Capture: true, Apply: true}, slog.LevelWarn)
+	if _, err := src.Exec(ctx, `INSERT INTO inv.items SELECT g, g * 10, CASE WHEN g IN (4, 9) THEN 0 ELSE 2 END, 'n' || g FROM generate_series(1, 30) g`); err != nil {
+		t.Fatal(err)
+	}
+	store, closeStore, err := app.ListDeadLetters(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore()
+	testenv.WaitFor(t, "28 rows applied and 2 dead letters", time.Minute, func() (bool, error) {
+		var rows int
+		if err := tgt.QueryRowContext(ctx, `SELECT count(*) FROM items`).Scan(&rows); err != nil {
+			return false, err
+		}
+		dead, err := store.CountDeadLetters(ctx, "")
+		return rows == 28 && dead == 2, err
+	})
+	run.Stop(t)
+	// Row 9's dead letter is dropped, as `tandem dlq drop` does.
+	dls, err := store.DeadLetters(ctx, "inv.items", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nine []sink.DeadLetterID
+	for _, d := range dls {
+		if ev, err := change.Decode(d.Key, d.Value); err == nil && fmt.Sprint(ev.KeyRow()["id"]) == "9" {
+			nine = append(nine, d.ID())
+		}
+	}
+	if dropped, err := app.DropDeadLetters(ctx, cfg, "inv.items", func(id sink.DeadLetterID) bool { return cmp.Equal(nine, []sink.DeadLetterID{id}) }); err != nil || len(dropped) != 1 {
+		t.Fatalf("drop row 9's dead letter: dropped %v, %v", dropped, err)
+	}
+	if _, err := tgt.ExecContext(ctx, `UPDATE items SET note = 'edited' WHERE id BETWEEN 11 AND 25`); err != nil {
+		t.Fatal(err)
+	}
+
+	output := filepath.Join(t.TempDir(), "drift.jsonl")
+	var stdout, stderr bytes.Buffer
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if code := runReconcile(ctx, cfg, reconcileFlags{once: true, format: "json", output: output}, quiet, &stdout, &stderr); code != exitFailed {
+		t.Fatalf("reconcile --once: exit %d, want 1\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	divErr := "mapping inv.items: to[0].columns.ratio (row.a / row.b): division by zero"
+	unmapped := func(id float64, deadLetter bool) map[string]any {
+		return map[string]any{"kind": "unmapped", "table": "inv.items", "key": map[string]any{"id": id}, "source_key": map[string]any{"id": id},
+			"error": divErr, "dead_letter": deadLetter}
+	}
+	var report struct {
+		Drift    bool `json:"drift"`
+		Mappings []struct {
+			Mapping                                       string
+			Missing, Extra, Mismatch, RoundTrip, Unmapped int
+			Columns                                       map[string]int
+			Samples                                       []map[string]any
+		}
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+		t.Fatalf("%v\n%s", err, stdout.String())
+	}
+	if len(report.Mappings) != 1 {
+		t.Fatalf("report: %s", stdout.String())
+	}
+	mr := report.Mappings[0]
+	type counts struct {
+		Drift                                         bool
+		Missing, Extra, Mismatch, RoundTrip, Unmapped int
+		Columns                                       map[string]int
+		Samples                                       int
+	}
+	if diff := cmp.Diff(counts{Drift: true, Mismatch: 15, Unmapped: 2, Columns: map[string]int{"items.note": 15}, Samples: 10},
+		counts{report.Drift, mr.Missing, mr.Extra, mr.Mismatch, mr.RoundTrip, mr.Unmapped, mr.Columns, len(mr.Samples)}); diff != "" {
+		t.Errorf("report counts (-want +got):\n%s", diff)
+	}
+	// The unmapped rows sort first (table inv.items).
+	if diff := cmp.Diff([]map[string]any{unmapped(4, true), unmapped(9, false)}, mr.Samples[:min(2, len(mr.Samples))]); diff != "" {
+		t.Errorf("unmapped samples (-want +got):\n%s", diff)
+	}
+
+	// --output: every drifted row, with both values.
+	want := []map[string]any{}
+	for _, id := range []float64{4, 9} {
+		line := unmapped(id, id == 4)
+		line["mapping"] = "inv.items"
+		want = append(want, line)
+	}
+	for id := 11.0; id <= 25; id++ {
+		row := func(note string) map[string]any { return map[string]any{"id": id, "ratio": id * 5, "note": note} }
+		want = append(want, map[string]any{"mapping": "inv.items", "kind": "mismatch", "table": "items", "key": map[string]any{"id": id},
+			"source_key": map[string]any{"id": id}, "columns": []any{"note"}, "want": row(fmt.Sprintf("n%v", id)), "got": row("edited")})
+	}
+	b, err := os.ReadFile(output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []map[string]any{}
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("--output line %q: %v", line, err)
+		}
+		got = append(got, v)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("--output (-want +got):\n%s", diff)
+	}
+
+	// The text report says the same to people.
+	stdout.Reset()
+	if code := runReconcile(ctx, cfg, reconcileFlags{once: true, format: "text"}, quiet, &stdout, &stderr); code != exitFailed {
+		t.Fatalf("reconcile --once: exit %d, want 1\n%s", code, stderr.String())
+	}
+	for _, part := range []string{
+		"drift: 0 missing, 0 extra, 15 mismatch, 2 unmapped (source rows the mapping fails on)",
+		"  drifted rows per column: items.note 15\n",
+		"  unmapped inv.items (id=4)\n    error: " + divErr + "\n    dead letter: yes (tandem dlq list)\n",
+		"  unmapped inv.items (id=9)\n    error: " + divErr + "\n    dead letter: none (dropped, or the row failed in the backfill)\n",
+	} {
+		if !strings.Contains(stdout.String(), part) {
+			t.Errorf("the text report lacks %q:\n%s", part, stdout.String())
+		}
+	}
+}
