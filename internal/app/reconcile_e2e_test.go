@@ -386,6 +386,11 @@ reconcile:
 	if diff := cmp.Diff(map[string]float64{"missing": 0, "extra": 0, "mismatch": 1, "unmapped": 0}, verified); diff != "" {
 		t.Errorf("tandem_drift_rows after re-verification (-want +got):\n%s", diff)
 	}
+	for _, rule := range []string{"free_text_note", "cents_rounding", "status_case", "drafts"} { // exported before a sweep
+		if _, ok := apptest.Metric(run.Reg, "tandem_reconcile_rule_rows", map[string]string{"mapping": "s.orders", "rule": rule}); !ok {
+			t.Errorf("a run does not export tandem_reconcile_rule_rows{rule=%s}", rule)
+		}
+	}
 	run.Stop(t)
 
 	// The sweep and the round trip: order 13 only, and each rule's count.
