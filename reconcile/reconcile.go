@@ -338,6 +338,13 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 	if err := r.settle(ctx, suspects, columns, reports); err != nil {
 		return nil, err
 	}
+	r.finish(ctx, start, sources, reports)
+	return &Report{Mappings: reports, Took: time.Since(start)}, nil
+}
+
+// finish completes a sweep's reports (dead letters of unmapped rows, rule
+// counts) and exports them.
+func (r *Reconciler) finish(ctx context.Context, start time.Time, sources []*change.Schema, reports []MappingReport) {
 	now := time.Now()
 	for i := range reports {
 		rep := &reports[i]
@@ -363,7 +370,6 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 		r.metrics.LastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
 		r.metrics.Duration.WithLabelValues(name).Set(now.Sub(start).Seconds())
 	}
-	return &Report{Mappings: reports, Took: time.Since(start)}, nil
 }
 
 // columnsOf classifies the columns of target table t for comparison.

@@ -21,6 +21,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink"
@@ -39,15 +40,19 @@ func TestReconcileOnce_DeadLetteredRowsAreUnmappedDriftAndExit1(t *testing.T) {
 	}
 }
 
-func testUnmappedExit1(t *testing.T, kind string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+// streamDeadLetters streams 30 rows of inv.items into a new target of
+// kind (its items table open as tgt, closed when t ends); the mapping
+// divides by zero on rows 4 and 9, which are dead-lettered. It returns once
+// the others are in the target and both dead letters stored, the stream
+// stopped.
+func streamDeadLetters(t *testing.T, ctx context.Context, kind string) (*config.Config, *sql.DB) {
+	t.Helper()
 	srcDSN := testenv.NewDatabase(t)
 	src, err := pgxpool.New(ctx, srcDSN)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.Close()
+	t.Cleanup(src.Close)
 	var tgtDSN string
 	var tgt *sql.DB
 	if kind == "postgres" {
@@ -60,7 +65,7 @@ func testUnmappedExit1(t *testing.T, kind string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tgt.Close()
+	t.Cleanup(func() { tgt.Close() })
 	if _, err := src.Exec(ctx, `CREATE SCHEMA inv; CREATE TABLE inv.items (id bigint PRIMARY KEY, a bigint NOT NULL, b bigint NOT NULL, note text NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
@@ -118,20 +123,14 @@ mappings:
 		return rows == 28 && dead == 2, err
 	})
 	run.Stop(t)
-	// Row 9's dead letter is dropped, as `tandem dlq drop` does.
-	dls, err := store.DeadLetters(ctx, "inv.items", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var nine []sink.DeadLetterID
-	for _, d := range dls {
-		if ev, err := change.Decode(d.Key, d.Value); err == nil && fmt.Sprint(ev.KeyRow()["id"]) == "9" {
-			nine = append(nine, d.ID())
-		}
-	}
-	if dropped, err := app.DropDeadLetters(ctx, cfg, "inv.items", func(id sink.DeadLetterID) bool { return cmp.Equal(nine, []sink.DeadLetterID{id}) }); err != nil || len(dropped) != 1 {
-		t.Fatalf("drop row 9's dead letter: dropped %v, %v", dropped, err)
-	}
+	return cfg, tgt
+}
+
+func testUnmappedExit1(t *testing.T, kind string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg, tgt := streamDeadLetters(t, ctx, kind)
+	dropDeadLetter(t, ctx, cfg, 9) // as `tandem dlq drop` does
 	if _, err := tgt.ExecContext(ctx, `UPDATE items SET note = 'edited' WHERE id BETWEEN 11 AND 25`); err != nil {
 		t.Fatal(err)
 	}
@@ -190,21 +189,7 @@ mappings:
 		want = append(want, map[string]any{"mapping": "inv.items", "kind": "mismatch", "table": "items", "key": map[string]any{"id": id},
 			"source_key": map[string]any{"id": id}, "columns": []any{"note"}, "want": row(fmt.Sprintf("n%v", id)), "got": row("edited")})
 	}
-	b, err := os.ReadFile(output)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := []map[string]any{}
-	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
-		var v map[string]any
-		if err := json.Unmarshal([]byte(line), &v); err != nil {
-			t.Fatalf("--output line %q: %v", line, err)
-		}
-		got = append(got, v)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("--output (-want +got):\n%s", diff)
-	}
+	checkOutput(t, output, want)
 
 	// The text report says the same to people.
 	stdout.Reset()
@@ -220,5 +205,48 @@ mappings:
 		if !strings.Contains(stdout.String(), part) {
 			t.Errorf("the text report lacks %q:\n%s", part, stdout.String())
 		}
+	}
+}
+
+// dropDeadLetter drops the dead letter of inv.items' row id.
+func dropDeadLetter(t *testing.T, ctx context.Context, cfg *config.Config, id int) {
+	t.Helper()
+	store, closeStore, err := app.ListDeadLetters(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore()
+	dls, err := store.DeadLetters(ctx, "inv.items", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []sink.DeadLetterID
+	for _, d := range dls {
+		if ev, err := change.Decode(d.Key, d.Value); err == nil && fmt.Sprint(ev.KeyRow()["id"]) == fmt.Sprint(id) {
+			ids = append(ids, d.ID())
+		}
+	}
+	if dropped, err := app.DropDeadLetters(ctx, cfg, "inv.items", func(d sink.DeadLetterID) bool { return cmp.Equal(ids, []sink.DeadLetterID{d}) }); err != nil || len(dropped) != 1 {
+		t.Fatalf("drop row %d's dead letter: dropped %v, %v", id, dropped, err)
+	}
+}
+
+// checkOutput compares the JSON lines of the file at path with want.
+func checkOutput(t *testing.T, path string, want []map[string]any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []map[string]any{}
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("--output line %q: %v", line, err)
+		}
+		got = append(got, v)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("--output (-want +got):\n%s", diff)
 	}
 }
