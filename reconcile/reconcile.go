@@ -187,11 +187,6 @@ func (r MappingReport) Drift() int {
 	return r.Missing + r.Extra + r.Mismatch + r.RoundTrip + r.Unmapped
 }
 
-// Kinds returns the number of drifted rows per kind, every kind present.
-func (r MappingReport) Kinds() map[DriftKind]int {
-	return map[DriftKind]int{KindMissing: r.Missing, KindExtra: r.Extra, KindMismatch: r.Mismatch, KindRoundTrip: r.RoundTrip, KindUnmapped: r.Unmapped}
-}
-
 // add files d, a drifted row, in the report, keeping up to samples of them
 // as samples.
 func (r *MappingReport) add(d Drift, samples int) {
