@@ -44,7 +44,7 @@ type Config struct {
 	// by mapping name and "<table>.<column>".
 	MappingTolerate map[string][]config.Tolerance
 	ColumnTolerate  map[string]map[string][]config.Tolerance
-	Samples         int // drifted rows kept per mapping for the report; default 10
+	Samples         int // drifted rows shown per mapping in the report (MappingReport.Samples); default 10
 	// Rules are the mappings' known differences (transform.CompileRules),
 	// by mapping name: see rules.go.
 	Rules map[string][]*transform.Rule
@@ -169,7 +169,7 @@ type MappingReport struct {
 	RoundTrip  int     `json:"round_trip"` // source rows that do not come back through the inverse
 	InFlight   int     `json:"in_flight"`
 	Suspended  int     `json:"suspended"`
-	Samples    []Drift `json:"samples"` // the first drifted rows, up to Config.Samples
+	Samples    []Drift `json:"samples"` // up to Config.Samples drifted rows: the first of each kind, then the first others (in Drifted's order)
 	Drifted    []Drift `json:"-"`       // every drifted row, for repair and export
 	// Unmapped counts the source rows the mapping fails on: rows the target
 	// should have and cannot, whether or not a dead letter says so.
@@ -187,13 +187,10 @@ func (r MappingReport) Drift() int {
 	return r.Missing + r.Extra + r.Mismatch + r.RoundTrip + r.Unmapped
 }
 
-// add files d, a drifted row, in the report, keeping up to samples of them
-// as samples.
-func (r *MappingReport) add(d Drift, samples int) {
+// add files d, a drifted row, in the report and counts it (settle picks
+// the samples once every row is filed).
+func (r *MappingReport) add(d Drift) {
 	r.Drifted = append(r.Drifted, d)
-	if len(r.Samples) < samples {
-		r.Samples = append(r.Samples, d)
-	}
 	switch d.Kind {
 	case KindMissing:
 		r.Missing++
@@ -764,7 +761,7 @@ func (r *Reconciler) fileRoundTrips(m *transform.Mapping, st *change.Schema, tri
 	}
 	for _, d := range trips {
 		if !skip[change.RowID(table, st.Key, d.SourceKey)] {
-			rep.add(d, r.cfg.Samples)
+			rep.add(d)
 		}
 	}
 }
@@ -946,16 +943,50 @@ func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns ma
 				again = append(again, s)
 			default:
 				s.Kind = state
-				rep.add(s.Drift, r.cfg.Samples)
+				rep.add(s.Drift)
 			}
 		}
 		suspects = again
 	}
 	for i := range reports {
-		sortDrift(reports[i].Samples)
 		sortDrift(reports[i].Drifted)
+		reports[i].Samples = samples(reports[i].Drifted, r.cfg.Samples)
 	}
 	return nil
+}
+
+// samples picks up to n of ds, drifted rows in order, keeping that order:
+// the first of each kind, so that a few unmapped rows show beside many
+// mismatches, then the first others.
+func samples(ds []Drift, n int) []Drift {
+	if len(ds) <= n {
+		return slices.Clone(ds)
+	}
+	picked := make([]bool, len(ds))
+	k := 0
+	first := map[DriftKind]bool{}
+	for j, d := range ds {
+		if !first[d.Kind] && k < n {
+			first[d.Kind], picked[j] = true, true
+			k++
+		}
+	}
+	for j := range ds {
+		if k == n {
+			break
+		}
+		if !picked[j] {
+			picked[j] = true
+			k++
+		}
+	}
+	out := make([]Drift, 0, n)
+	for j, d := range ds {
+		if picked[j] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // wait lets the stream catch up: Settle plus the current replication lag.
