@@ -24,10 +24,7 @@ func (s *sortedSource) Chunk(_ context.Context, _ *change.Schema, after []string
 		id, _ := strconv.Atoi(after[0])
 		from = id // rows[id] is id + 1
 	}
-	out := make([]change.Row, 0, limit)
-	for _, r := range s.rows[min(from, len(s.rows)):min(from+limit, len(s.rows))] {
-		out = append(out, r)
-	}
+	out := append(make([]change.Row, 0, limit), s.rows[min(from, len(s.rows)):min(from+limit, len(s.rows))]...)
 	if len(out) == 0 {
 		return nil, nil, nil
 	}
