@@ -37,6 +37,7 @@ var knownMetrics = map[string]string{
 	"tandem_backfill_rows_total":                      "counter",
 	"tandem_backfill_rows_estimated":                  "gauge",
 	"tandem_drift_rows":                               "gauge",
+	"tandem_reconcile_rule_rows":                      "gauge",
 	"tandem_reconcile_rows_checked_total":             "counter",
 	"tandem_reconcile_last_success_timestamp_seconds": "gauge",
 	"tandem_consistency_check_value":                  "gauge",

@@ -1,7 +1,10 @@
 // Package reconcile compares the source, mapped through the same compiled
 // transform the sink is fed by, with the target, and reports drift: rows
-// missing from the target, extra in it, there with other values, or that
-// do not come back through the mapping's inverse.
+// missing from the target, extra in it, there with other values, that
+// do not come back through the mapping's inverse, or that the mapping
+// fails on (unmapped: never skipped, so "no drift" is never said over a
+// row the target lacks). A mapping's rules (rules.go) declare known
+// differences, applied wherever rows are compared and counted.
 //
 // Where drift is classified: Reconciler.Sweep walks the source in key
 // order beside the target rows each chunk should produce (or compares

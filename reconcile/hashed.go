@@ -247,7 +247,10 @@ func (r *Reconciler) compareRange(ctx context.Context, i int, st *change.Schema,
 		v, ok := k.(int64)
 		return ok && (hi == nil || v <= *hi)
 	}
-	var want []expected
+	var (
+		want   []expected
+		failed []*suspect // unmapped
+	)
 	after := c.after
 	for {
 		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
@@ -263,11 +266,11 @@ func (r *Reconciler) compareRange(ctx context.Context, i int, st *change.Schema,
 				done = true
 				break
 			}
-			mapped, err := m.Apply(ctx, row)
-			if err != nil || len(mapped) != 1 {
-				continue // a dead letter, not drift (as sweepSource)
+			if s, e, ok := r.mapRow(ctx, i, st, row); s != nil {
+				failed = append(failed, s)
+			} else if ok {
+				want = append(want, e)
 			}
-			want = append(want, expected{want: mapped[0].Columns, seen: row})
 		}
 		if done {
 			break
@@ -300,5 +303,27 @@ func (r *Reconciler) compareRange(ctx context.Context, i int, st *change.Schema,
 		}
 		from = pick(rows[len(rows)-1], o.Key)
 	}
-	return r.mergeRows(i, 0, st, want, got, cols), nil
+	return append(r.dropIgnored(i, r.mergeRows(i, 0, st, want, got, cols)), failed...), nil
+}
+
+// mapRow maps row through mapping i, whose one output is unconditional
+// (as sweepSource's mapChunk does for many): the unmapped suspect of a
+// row the mapping fails on, or the row it should be in the target (ok).
+func (r *Reconciler) mapRow(ctx context.Context, i int, st *change.Schema, row change.Row) (_ *suspect, _ expected, ok bool) {
+	m := r.mappings[i]
+	var ignored *transform.Rule
+	if len(r.rules[i].rows) > 0 {
+		ignored = r.ignored(i, row)
+	}
+	mapped, err := m.Apply(ctx, row)
+	switch {
+	case err != nil && ignored != nil:
+		r.count(i, ignored)
+		return nil, expected{}, false
+	case err != nil:
+		return unmapped(i, m, st, row, err), expected{}, false
+	case len(mapped) != 1:
+		return nil, expected{}, false
+	}
+	return nil, expected{want: mapped[0].Columns, seen: row, ignored: ignored}, true
 }

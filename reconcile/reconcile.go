@@ -44,7 +44,10 @@ type Config struct {
 	// by mapping name and "<table>.<column>".
 	MappingTolerate map[string][]config.Tolerance
 	ColumnTolerate  map[string]map[string][]config.Tolerance
-	Samples         int // drifted rows kept per mapping for the report; default 10
+	Samples         int // drifted rows shown per mapping in the report (MappingReport.Samples); default 10
+	// Rules are the mappings' known differences (transform.CompileRules),
+	// by mapping name: see rules.go.
+	Rules map[string][]*transform.Rule
 	// Lag returns how far behind the source the pipeline applies (the
 	// largest tandem_replication_lag_seconds), so a difference is re-checked
 	// only once the stream has caught up past the moment it was seen. nil:
@@ -82,6 +85,14 @@ type Reconciler struct {
 	// can (see sweepHashed); nil otherwise.
 	srcHash ChunkHasher
 	tgtHash RangeHasher
+	// dlq reads the dead letters stored in the target, when it can, to say
+	// whether an unmapped row has one.
+	dlq          DeadLetterReader
+	rules        []ruleSet             // per mapping
+	inverseReads []map[string][]string // per mapping: transform.Mapping.InverseReads
+	// hits counts, during a sweep, the differences each rule absorbed,
+	// per mapping by rule name; nil outside a sweep.
+	hits []map[string]int
 }
 
 // New returns a Reconciler. metrics may be nil.
@@ -100,6 +111,7 @@ func New(cfg Config, src Source, tgt RowReader, mappings []*transform.Mapping, m
 	r := &Reconciler{cfg: cfg, src: src, tgt: tgt, mappings: mappings, metrics: metrics, log: log, limiter: lim}
 	r.srcHash, _ = src.(ChunkHasher)
 	r.tgtHash, _ = tgt.(RangeHasher)
+	r.dlq, _ = tgt.(DeadLetterReader)
 	for _, m := range mappings {
 		rules := append(slices.Clone(cfg.Tolerate), cfg.MappingTolerate[m.Name]...)
 		t := tolerances{all: newTolerance(rules), columns: map[string]tolerance{}}
@@ -107,9 +119,12 @@ func New(cfg Config, src Source, tgt RowReader, mappings []*transform.Mapping, m
 			t.columns[col] = newTolerance(append(slices.Clone(rules), extra...))
 		}
 		r.tols = append(r.tols, t)
+		r.rules = append(r.rules, newRuleSet(cfg.Rules[m.Name]))
+		r.inverseReads = append(r.inverseReads, m.InverseReads())
 	}
-	for _, m := range mappings {
+	for i, m := range mappings {
 		metrics.Init(m.Name)
+		metrics.InitRules(m.Name, r.rules[i].names)
 		if m.HasInverse() {
 			metrics.Drift.WithLabelValues(m.Name, string(KindRoundTrip))
 		}
@@ -125,13 +140,20 @@ const (
 
 // Drift is one row that differs.
 type Drift struct {
-	Kind      DriftKind      `json:"kind"`                 // KindMissing, KindExtra, KindMismatch or KindRoundTrip
-	Table     string         `json:"table"`                // the target table (the source table for KindRoundTrip)
-	Key       map[string]any `json:"key"`                  // the target row's key (the source row's for KindRoundTrip)
+	Kind      DriftKind      `json:"kind"`                 // a Kind* constant
+	Table     string         `json:"table"`                // the target table (the source table for KindRoundTrip and KindUnmapped)
+	Key       map[string]any `json:"key"`                  // the target row's key (the source row's for KindRoundTrip and KindUnmapped)
 	SourceKey change.Row     `json:"source_key,omitempty"` // the source row's primary key; nil for an extra row
 	Columns   []string       `json:"columns,omitempty"`    // for a mismatch: the columns that differ
-	Want      map[string]any `json:"want,omitempty"`       // what the mapping computes (nil for extra)
-	Got       map[string]any `json:"got,omitempty"`        // what the target holds (nil for missing)
+	Want      map[string]any `json:"want,omitempty"`       // what the mapping computes (nil for extra and unmapped)
+	Got       map[string]any `json:"got,omitempty"`        // what the target holds (nil for missing and unmapped)
+	// Error is why the mapping fails on the source row (KindUnmapped), or
+	// its inverse (KindRoundTrip).
+	Error string `json:"error,omitempty"`
+	// DeadLetter says, for KindUnmapped, whether the target stores a dead
+	// letter of the source row (`tandem dlq list`); nil when unknown (the
+	// target's dead letters could not be read).
+	DeadLetter *bool `json:"dead_letter,omitempty"`
 }
 
 // MappingReport is one mapping's result of a sweep.
@@ -147,20 +169,28 @@ type MappingReport struct {
 	RoundTrip  int     `json:"round_trip"` // source rows that do not come back through the inverse
 	InFlight   int     `json:"in_flight"`
 	Suspended  int     `json:"suspended"`
-	Samples    []Drift `json:"samples"` // the first drifted rows, up to Config.Samples
-	Drifted    []Drift `json:"-"`       // every drifted row, for repair
+	Samples    []Drift `json:"samples"` // up to Config.Samples drifted rows: the first of each kind, then the first others (in Drifted's order)
+	Drifted    []Drift `json:"-"`       // every drifted row, for repair and export
+	// Unmapped counts the source rows the mapping fails on: rows the target
+	// should have and cannot, whether or not a dead letter says so.
+	Unmapped int `json:"unmapped"`
+	// Columns counts drifted rows per column, "<table>.<column>": target
+	// columns of mismatches, source columns of round trips.
+	Columns map[string]int `json:"columns"`
+	// Rules counts, per rule of the mapping, the differences it absorbed
+	// (see rules.go); nil for a mapping without rules.
+	Rules map[string]int `json:"rules,omitempty"`
 }
 
 // Drift returns the number of drifted rows.
-func (r MappingReport) Drift() int { return r.Missing + r.Extra + r.Mismatch + r.RoundTrip }
+func (r MappingReport) Drift() int {
+	return r.Missing + r.Extra + r.Mismatch + r.RoundTrip + r.Unmapped
+}
 
-// add files d, a drifted row, in the report, keeping up to samples of them
-// as samples.
-func (r *MappingReport) add(d Drift, samples int) {
+// add files d, a drifted row, in the report and counts it (settle picks
+// the samples once every row is filed).
+func (r *MappingReport) add(d Drift) {
 	r.Drifted = append(r.Drifted, d)
-	if len(r.Samples) < samples {
-		r.Samples = append(r.Samples, d)
-	}
 	switch d.Kind {
 	case KindMissing:
 		r.Missing++
@@ -170,6 +200,14 @@ func (r *MappingReport) add(d Drift, samples int) {
 		r.Mismatch++
 	case KindRoundTrip:
 		r.RoundTrip++
+	case KindUnmapped:
+		r.Unmapped++
+	}
+	if len(d.Columns) > 0 && r.Columns == nil {
+		r.Columns = map[string]int{}
+	}
+	for _, c := range d.Columns {
+		r.Columns[d.Table+"."+c]++
 	}
 }
 
@@ -196,6 +234,9 @@ type suspect struct {
 	src       *change.Schema
 	seen      change.Row // the source row when the difference was seen (nil: none)
 	confirmed int        // re-checks that found the same difference, the source row unchanged
+	// ignored is the ignore_rows rule that matches seen: the suspect is
+	// counted for it, never settled.
+	ignored *transform.Rule
 }
 
 // confirmations is how many re-checks, each after a wait, must find a
@@ -221,8 +262,11 @@ const confirmations = 2
 func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 	start := time.Now()
 	reports := make([]MappingReport, len(r.mappings))
+	r.hits = make([]map[string]int, len(r.mappings))
+	defer func() { r.hits = nil }()
 	for i, m := range r.mappings {
 		reports[i].Mapping = m.Name
+		r.hits[i] = map[string]int{}
 	}
 	// The target tables, each with the mappings and outputs that write it.
 	writers := map[string][]writer{}
@@ -286,12 +330,29 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 	if err := r.settle(ctx, suspects, columns, reports); err != nil {
 		return nil, err
 	}
+	r.finish(ctx, start, sources, reports)
+	return &Report{Mappings: reports, Took: time.Since(start)}, nil
+}
+
+// finish completes a sweep's reports (dead letters of unmapped rows, rule
+// counts) and exports them.
+func (r *Reconciler) finish(ctx context.Context, start time.Time, sources []*change.Schema, reports []MappingReport) {
 	now := time.Now()
-	for i, rep := range reports {
+	for i := range reports {
+		rep := &reports[i]
 		name := r.mappings[i].Name
+		r.markDeadLetters(ctx, name, sources[i], rep)
+		if len(r.rules[i].names) > 0 {
+			rep.Rules = map[string]int{}
+			for _, rule := range r.rules[i].names {
+				rep.Rules[rule] = r.hits[i][rule]
+				r.metrics.RuleRows.WithLabelValues(name, rule).Set(float64(r.hits[i][rule]))
+			}
+		}
 		r.metrics.Drift.WithLabelValues(name, string(KindMissing)).Set(float64(rep.Missing))
 		r.metrics.Drift.WithLabelValues(name, string(KindExtra)).Set(float64(rep.Extra))
 		r.metrics.Drift.WithLabelValues(name, string(KindMismatch)).Set(float64(rep.Mismatch))
+		r.metrics.Drift.WithLabelValues(name, string(KindUnmapped)).Set(float64(rep.Unmapped))
 		if r.mappings[i].HasInverse() {
 			r.metrics.Drift.WithLabelValues(name, string(KindRoundTrip)).Set(float64(rep.RoundTrip))
 		}
@@ -301,7 +362,6 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 		r.metrics.LastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
 		r.metrics.Duration.WithLabelValues(name).Set(now.Sub(start).Seconds())
 	}
-	return &Report{Mappings: reports, Took: time.Since(start)}, nil
 }
 
 // columnsOf classifies the columns of target table t for comparison.
@@ -596,10 +656,10 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 			} else if s, err = r.compare(ctx, i, o, c.want[j], columns[o.Table]); err != nil {
 				return nil, 0, err
 			}
-			suspects = append(suspects, s...)
+			suspects = append(suspects, r.dropIgnored(i, s)...)
 		}
-		trips := c.trips
-		r.fileRoundTrips(m, st, trips, suspects[chunkStart:], rep)
+		r.fileRoundTrips(m, st, c.trips, suspects[chunkStart:], rep)
+		suspects = append(suspects, c.unmapped...)
 		if final {
 			return suspects, checked, nil
 		}
@@ -608,17 +668,23 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 
 // mappedChunk is what one source chunk should be in the target: for each
 // output, its rows by target row id (want), or, for a walked output, in
-// the source's key order (ordered); and the rows that do not come back
-// through the inverse (trips).
+// the source's key order (ordered); the rows that do not come back
+// through the inverse (trips); and the rows the mapping fails on
+// (unmapped).
 type mappedChunk struct {
-	want    []map[string]*suspect
-	ordered [][]expected
-	trips   []Drift
+	want     []map[string]*suspect
+	ordered  [][]expected
+	trips    []Drift
+	unmapped []*suspect
 }
 
 // mapChunk maps a chunk of source rows through mapping i. A row on which
-// the mapping fails is a dead letter, not drift (`tandem dlq list` shows
-// it): it is left out. Rows of an unwalked output are struck from present.
+// the mapping fails is a row the target should have and cannot: an
+// unmapped suspect, whether or not its change was dead-lettered (a dead
+// letter dropped, a row that failed in the backfill are the same). A row
+// an ignore_rows rule matches is compared all the same, and what it would
+// drift is counted for the rule. Rows of an unwalked output are struck
+// from present.
 func (r *Reconciler) mapChunk(ctx context.Context, i int, m *transform.Mapping, st *change.Schema, walks []*walk,
 	present map[string]map[uint64]struct{}, rows []change.Row) mappedChunk {
 	outputs := m.Outputs()
@@ -629,51 +695,51 @@ func (r *Reconciler) mapChunk(ctx context.Context, i int, m *transform.Mapping, 
 		}
 	}
 	for _, row := range rows {
+		var ignored *transform.Rule
+		if len(r.rules[i].rows) > 0 {
+			ignored = r.ignored(i, row)
+		}
 		mapped, err := m.Apply(ctx, row)
 		if err != nil {
+			if ignored != nil {
+				r.count(i, ignored)
+			} else {
+				c.unmapped = append(c.unmapped, unmapped(i, m, st, row, err))
+			}
 			continue
 		}
 		if m.HasInverse() && len(mapped) > 0 {
-			if d, ok := roundTrip(ctx, m, st, row, mapped); ok {
-				c.trips = append(c.trips, d)
+			d, ok, absorbed := r.roundTrip(ctx, i, st, row, mapped)
+			switch {
+			case ignored != nil && ok:
+				r.count(i, ignored)
+			case ignored == nil:
+				r.count(i, absorbed...)
+				if ok {
+					c.trips = append(c.trips, d)
+				}
 			}
 		}
 		for _, tr := range mapped {
 			j := slices.IndexFunc(outputs, func(o transform.Output) bool { return o.Table == tr.Table })
+			e := expected{want: tr.Columns, seen: row, ignored: ignored}
 			if walks[j] != nil {
-				c.ordered[j] = append(c.ordered[j], expected{want: tr.Columns, seen: row})
+				c.ordered[j] = append(c.ordered[j], e)
 				continue
 			}
 			delete(present[tr.Table], rowHash(tr.Table, tr.Key, tr.Columns))
-			c.want[j][change.RowID(tr.Table, tr.Key, tr.Columns)] = newSuspect(tr.Table, i, j, st, expected{want: tr.Columns, seen: row})
+			c.want[j][change.RowID(tr.Table, tr.Key, tr.Columns)] = newSuspect(tr.Table, i, j, st, e)
 		}
 	}
 	return c
 }
 
-// roundTrip is the drift of a source row that does not come back through
-// m's inverse from mapped, the target rows m makes of it; ok is false when
-// it comes back.
-func roundTrip(ctx context.Context, m *transform.Mapping, st *change.Schema, row change.Row, mapped []transform.Row) (d Drift, ok bool) {
-	rt, err := m.Back(ctx, row, mapped)
+// unmapped is the suspect of source row row, on which mapping i, m, fails
+// with err: it has no target row, so its table and key are the source's.
+func unmapped(i int, m *transform.Mapping, st *change.Schema, row change.Row, err error) *suspect {
 	key := pick(row, st.Key)
-	d = Drift{Kind: KindRoundTrip, Table: m.From.String(), Key: key, SourceKey: key}
-	if err != nil {
-		d.Got = map[string]any{"error": err.Error()}
-		return d, true
-	}
-	if len(rt.Diffs) == 0 {
-		return Drift{}, false
-	}
-	d.Want, d.Got = map[string]any{}, map[string]any{}
-	for _, df := range rt.Diffs {
-		d.Columns = append(d.Columns, df.Column)
-		d.Want[df.Column] = df.Source
-		if !df.Lost {
-			d.Got[df.Column] = df.Back
-		}
-	}
-	return d, true
+	return &suspect{Drift: Drift{Kind: KindUnmapped, Table: m.From.String(), Key: key, SourceKey: key, Error: err.Error()},
+		mapping: i, output: -1, src: st, seen: row}
 }
 
 // fileRoundTrips files in rep the round trips of a chunk's rows whose
@@ -695,7 +761,7 @@ func (r *Reconciler) fileRoundTrips(m *transform.Mapping, st *change.Schema, tri
 	}
 	for _, d := range trips {
 		if !skip[change.RowID(table, st.Key, d.SourceKey)] {
-			rep.add(d, r.cfg.Samples)
+			rep.add(d)
 		}
 	}
 }
@@ -736,7 +802,11 @@ func (r *Reconciler) compareRows(i int, o transform.Output, want map[string]*sus
 			out = append(out, s)
 			continue
 		}
-		if diff := r.differing(i, o.Table, s.Want, g, cols); len(diff) > 0 {
+		diff, absorbed := r.differing(i, o.Table, s.Want, g, cols)
+		if s.ignored == nil {
+			r.count(i, absorbed...)
+		}
+		if len(diff) > 0 {
 			s.Kind, s.Columns, s.Got = KindMismatch, diff, g
 			s.keys(o)
 			out = append(out, s)
@@ -748,15 +818,16 @@ func (r *Reconciler) compareRows(i int, o transform.Output, want map[string]*sus
 // expected is a target row a source row maps to, not yet compared: a
 // suspect is made of it only when it differs.
 type expected struct {
-	want map[string]any // the target row the mapping computes
-	seen change.Row     // the source row
+	want    map[string]any  // the target row the mapping computes
+	seen    change.Row      // the source row
+	ignored *transform.Rule // the ignore_rows rule that matches seen, if any
 }
 
 // newSuspect is the suspect of e, a row of target table, output j of
 // mapping i, whose source table is st. Its Key and SourceKey are picked
 // only once it differs (suspect.keys).
 func newSuspect(table string, i, j int, st *change.Schema, e expected) *suspect {
-	return &suspect{Drift: Drift{Table: table, Want: e.want}, mapping: i, output: j, src: st, seen: e.seen}
+	return &suspect{Drift: Drift{Table: table, Want: e.want}, mapping: i, output: j, src: st, seen: e.seen, ignored: e.ignored}
 }
 
 // mergeRows compares the rows of output j of mapping i, a walked output,
@@ -784,7 +855,11 @@ func (r *Reconciler) mergeRows(i, j int, st *change.Schema, want []expected, got
 			out = append(out, s)
 			want = want[1:]
 		default:
-			if diff := r.differing(i, o.Table, want[0].want, got[0], cols); len(diff) > 0 {
+			diff, absorbed := r.differing(i, o.Table, want[0].want, got[0], cols)
+			if want[0].ignored == nil {
+				r.count(i, absorbed...)
+			}
+			if len(diff) > 0 {
 				s := newSuspect(o.Table, i, j, st, want[0])
 				s.Kind, s.Columns, s.Got = KindMismatch, diff, got[0]
 				s.keys(o)
@@ -835,20 +910,6 @@ func (t tolerances) of(table, column string) tolerance {
 	return t.all
 }
 
-// differing lists, sorted, the columns of want whose target value differs.
-func (r *Reconciler) differing(i int, table string, want, got map[string]any, cols map[string]column) []string {
-	var diff []string
-	for c, w := range want {
-		if !r.tols[i].of(table, c).equal(w, got[c], cols[c]) {
-			diff = append(diff, c)
-		}
-	}
-	if len(diff) > 1 {
-		slices.Sort(diff)
-	}
-	return diff
-}
-
 // settle re-checks each difference once the stream has had time to apply
 // what was in flight when it was seen, and files it in the reports: drift
 // if it lasts with the source row unchanged, in flight if it went away,
@@ -882,16 +943,50 @@ func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns ma
 				again = append(again, s)
 			default:
 				s.Kind = state
-				rep.add(s.Drift, r.cfg.Samples)
+				rep.add(s.Drift)
 			}
 		}
 		suspects = again
 	}
 	for i := range reports {
-		sortDrift(reports[i].Samples)
 		sortDrift(reports[i].Drifted)
+		reports[i].Samples = samples(reports[i].Drifted, r.cfg.Samples)
 	}
 	return nil
+}
+
+// samples picks up to n of ds, drifted rows in order, keeping that order:
+// the first of each kind, so that a few unmapped rows show beside many
+// mismatches, then the first others.
+func samples(ds []Drift, n int) []Drift {
+	if len(ds) <= n {
+		return slices.Clone(ds)
+	}
+	picked := make([]bool, len(ds))
+	k := 0
+	first := map[DriftKind]bool{}
+	for j, d := range ds {
+		if !first[d.Kind] && k < n {
+			first[d.Kind], picked[j] = true, true
+			k++
+		}
+	}
+	for j := range ds {
+		if k == n {
+			break
+		}
+		if !picked[j] {
+			picked[j] = true
+			k++
+		}
+	}
+	out := make([]Drift, 0, n)
+	for j, d := range ds {
+		if picked[j] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // wait lets the stream catch up: Settle plus the current replication lag.
@@ -911,6 +1006,9 @@ const sourceChanged DriftKind = "changed"
 // matches, sourceChanged when the source row changed since it was seen (and
 // records the new one), or the drift kind.
 func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]column) (DriftKind, error) {
+	if s.output < 0 {
+		return r.recheckUnmapped(ctx, s)
+	}
 	m := r.mappings[s.mapping]
 	o := m.Outputs()[s.output]
 	if err := r.limiter.WaitN(ctx, min(2, r.limiter.Burst())); err != nil {
@@ -941,11 +1039,17 @@ func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]co
 	}
 	var want map[string]any
 	if cur != nil {
-		if mapped, err := m.Apply(ctx, cur); err == nil {
-			for _, tr := range mapped {
-				if tr.Table == o.Table && change.RowID(tr.Table, tr.Key, tr.Columns) == change.RowID(o.Table, o.Key, s.Key) {
-					want = tr.Columns
-				}
+		if r.ignored(s.mapping, cur) != nil {
+			return "", nil
+		}
+		mapped, err := m.Apply(ctx, cur)
+		if err != nil && g == nil { // the row is not there, and cannot be
+			s.Error, s.Want, s.Got = err.Error(), nil, nil
+			return KindUnmapped, nil
+		}
+		for _, tr := range mapped {
+			if tr.Table == o.Table && change.RowID(tr.Table, tr.Key, tr.Columns) == change.RowID(o.Table, o.Key, s.Key) {
+				want = tr.Columns
 			}
 		}
 	}
@@ -958,8 +1062,35 @@ func (r *Reconciler) recheck(ctx context.Context, s *suspect, cols map[string]co
 	case g == nil:
 		return KindMissing, nil
 	}
-	if s.Columns = r.differing(s.mapping, o.Table, want, g, cols); len(s.Columns) > 0 {
+	if s.Columns, _ = r.differing(s.mapping, o.Table, want, g, cols); len(s.Columns) > 0 {
 		return KindMismatch, nil
+	}
+	return "", nil
+}
+
+// recheckUnmapped re-checks the suspect of a source row the mapping
+// failed on: KindUnmapped while it still fails, sourceChanged when the
+// source row changed since (or is gone), "" once it maps (the next sweep
+// compares its rows) or an ignore_rows rule matches it.
+func (r *Reconciler) recheckUnmapped(ctx context.Context, s *suspect) (DriftKind, error) {
+	m := r.mappings[s.mapping]
+	if err := r.limiter.WaitN(ctx, min(1, r.limiter.Burst())); err != nil {
+		return "", err
+	}
+	cur, err := r.src.Row(ctx, s.src, s.SourceKey)
+	if err != nil {
+		return "", fmt.Errorf("reconcile %s: re-read source %s: %w", m.Name, m.From, err)
+	}
+	if !reflect.DeepEqual(map[string]any(cur), map[string]any(s.seen)) {
+		s.seen = cur
+		return sourceChanged, nil
+	}
+	if cur == nil || r.ignored(s.mapping, cur) != nil {
+		return "", nil
+	}
+	if _, err := m.Apply(ctx, cur); err != nil {
+		s.Error = err.Error()
+		return KindUnmapped, nil
 	}
 	return "", nil
 }

@@ -24,8 +24,8 @@ func Repair(ctx context.Context, rep *Report, mappings []*transform.Mapping, src
 		var rows []resync.Row
 		var extras []change.Write
 		for _, d := range mr.Drifted {
-			if d.Kind == KindRoundTrip {
-				continue // the mapping's inverse loses it: re-syncing cannot help
+			if d.Kind == KindRoundTrip || d.Kind == KindUnmapped {
+				continue // the mapping (or its inverse) fails on it: re-syncing cannot help
 			}
 			if d.SourceKey != nil {
 				rows = append(rows, resync.Row{Key: d.SourceKey})

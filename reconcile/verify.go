@@ -17,7 +17,10 @@ import (
 //
 // A source row that no longer exists is skipped: its delete is a later
 // change, which Verify sees when it is applied, and a sweep finds what a
-// lost delete leaves behind.
+// lost delete leaves behind. A row the mapping fails on is KindUnmapped (its
+// change was dead-lettered); one an ignore_rows rule matches is skipped;
+// the column rules apply as in a sweep (nothing is counted for them: the
+// rule gauge is a sweep's).
 func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.Row) ([]Drift, error) {
 	i := -1
 	for j, m := range r.mappings {
@@ -55,12 +58,13 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 		if err != nil {
 			return nil, fmt.Errorf("verify %s: re-read source %s: %w", m.Name, m.From, err)
 		}
-		if cur == nil {
+		if cur == nil || r.ignored(i, cur) != nil {
 			continue
 		}
 		mapped, err := m.Apply(ctx, cur)
 		if err != nil {
-			continue // a dead letter, not drift
+			suspects = append(suspects, unmapped(i, m, st, cur, err))
+			continue
 		}
 		all, err := m.Keys(ctx, cur)
 		if err != nil {
@@ -104,6 +108,8 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 		return nil, err
 	}
 	rep := reports[i]
+	r.markDeadLetters(ctx, m.Name, st, &rep)
+	r.metrics.Drift.WithLabelValues(m.Name, string(KindUnmapped)).Add(float64(rep.Unmapped))
 	r.metrics.Drift.WithLabelValues(m.Name, string(KindMissing)).Add(float64(rep.Missing))
 	r.metrics.Drift.WithLabelValues(m.Name, string(KindExtra)).Add(float64(rep.Extra))
 	r.metrics.Drift.WithLabelValues(m.Name, string(KindMismatch)).Add(float64(rep.Mismatch))

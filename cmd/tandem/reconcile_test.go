@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,5 +49,59 @@ drift found (the diffs read -mapped source +target; for round_trip, -source +wha
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)
+	}
+}
+
+func TestPrintReport_UnmappedRowsCountsPerColumnAndRules(t *testing.T) {
+	yes := true
+	res := &reconcile.Result{Report: &reconcile.Report{Mappings: []reconcile.MappingReport{{
+		Mapping: "shop.orders", Checked: 10, Mismatch: 3, Unmapped: 1,
+		Columns: map[string]int{"public.orders.note": 1, "public.orders.status": 3},
+		Rules:   map[string]int{"free_text_note": 4, "drafts": 0},
+		Samples: []reconcile.Drift{
+			{Kind: reconcile.KindUnmapped, Table: "shop.orders", Key: map[string]any{"id": int64(3)}, Error: "no such key: nope", DeadLetter: &yes},
+		},
+	}}}}
+	var out strings.Builder
+	printReport(&out, res)
+	want := `mapping shop.orders: 10 rows checked; drift: 0 missing, 0 extra, 3 mismatch, 1 unmapped (source rows the mapping fails on); not drift: 0 in flight, 0 suspended
+  drifted rows per column: public.orders.status 3, public.orders.note 1
+  differences absorbed by rules: drafts 0, free_text_note 4
+  unmapped shop.orders (id=3)
+    error: no such key: nope
+    dead letter: yes (tandem dlq list)
+  ... and 3 more
+drift found (the diffs read -mapped source +target)
+`
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+}
+
+func TestWriteDrifted_WritesEveryDriftedRowAsAJSONLine(t *testing.T) {
+	var drifted []reconcile.Drift
+	for id := range int64(25) { // more than the samples
+		drifted = append(drifted, reconcile.Drift{Kind: reconcile.KindMismatch, Table: "public.orders", Key: map[string]any{"id": id},
+			Columns: []string{"status"}, Want: map[string]any{"id": id, "status": "paid"}, Got: map[string]any{"id": id, "status": "new"}})
+	}
+	res := &reconcile.Result{Report: &reconcile.Report{Mappings: []reconcile.MappingReport{
+		{Mapping: "shop.orders", Mismatch: 25, Samples: drifted[:10], Drifted: drifted},
+		{Mapping: "shop.customers"},
+	}}}
+	path := filepath.Join(t.TempDir(), "drift.jsonl")
+	if err := writeDrifted(path, res); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 25 {
+		t.Fatalf("%d lines, want 25", len(lines))
+	}
+	want := `{"mapping":"shop.orders","kind":"mismatch","table":"public.orders","key":{"id":24},"columns":["status"],"want":{"id":24,"status":"paid"},"got":{"id":24,"status":"new"}}`
+	if diff := cmp.Diff(want, lines[24]); diff != "" {
+		t.Errorf("last line (-want +got):\n%s", diff)
 	}
 }

@@ -41,6 +41,9 @@ func compileTyped(ctx context.Context, cfg *config.Config, i int, reader backfil
 		opts = append(opts, transform.WithLookup(lookup))
 	}
 	tm, err := transform.Compile(i, m, opts...)
+	if _, rerr := transform.CompileRules(i, m, opts...); rerr != nil { // ignore_rows typed by the source columns too
+		err = errors.Join(err, rerr)
+	}
 	return tm, t, err
 }
 

@@ -74,15 +74,24 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 		return nil, fmt.Errorf("reconcile: connect to the target: %w", err)
 	}
 	closers = append(closers, closeQ)
-	s.Reconciler = reconcile.New(reconcileConfig(cfg, opts), reconcileSource(reader), tgt, mappings, opts.Metrics, opts.Logger)
+	rcfg, err := reconcileConfig(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.Reconciler = reconcile.New(rcfg, reconcileSource(reader), tgt, mappings, opts.Metrics, opts.Logger)
 	return &reconcileEnv{Session: s, src: reader, mappings: mappings}, nil
 }
 
 // reconcileConfig is the Reconciler's config of cfg's reconcile section
-// and the mappings' tolerances.
-func reconcileConfig(cfg *config.Config, opts ReconcileOptions) reconcile.Config {
+// and the mappings' tolerances and rules.
+func reconcileConfig(cfg *config.Config, opts ReconcileOptions) (reconcile.Config, error) {
 	mappingTol, columnTol := map[string][]config.Tolerance{}, map[string]map[string][]config.Tolerance{}
-	for _, m := range cfg.Mappings {
+	rules := map[string][]*transform.Rule{}
+	for i, m := range cfg.Mappings {
+		var err error
+		if rules[m.Name], err = transform.CompileRules(i, m); err != nil {
+			return reconcile.Config{}, err
+		}
 		mappingTol[m.Name] = m.Tolerate
 		for _, ct := range m.TolerateColumns {
 			if columnTol[m.Name] == nil {
@@ -94,8 +103,8 @@ func reconcileConfig(cfg *config.Config, opts ReconcileOptions) reconcile.Config
 	return reconcile.Config{
 		ChunkRows: cfg.Reconcile.ChunkRows, MaxRowsPerSecond: max(0, float64(cfg.Reconcile.MaxRowsPerSecond)),
 		Tolerate: cfg.Reconcile.Tolerate, MappingTolerate: mappingTol, ColumnTolerate: columnTol,
-		Lag: opts.Lag, Settle: cmp.Or(opts.Settle, cfg.Reconcile.Settle),
-	}
+		Lag: opts.Lag, Settle: cmp.Or(opts.Settle, cfg.Reconcile.Settle), Rules: rules,
+	}, nil
 }
 
 // Reconcile compares the source, mapped, with the target once, runs the
@@ -173,6 +182,9 @@ func ServeReconcile(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 	rm := reconcile.NewMetrics(reg)
 	for _, m := range cfg.Mappings {
 		rm.Init(m.Name)
+		for _, r := range m.Rules {
+			rm.InitRules(m.Name, []string{r.Name})
+		}
 		rm.Interval.WithLabelValues(m.Name).Set(cfg.Reconcile.Interval.Seconds())
 	}
 	srv, addr, err := listenHTTP(cfg.HTTP.Listen, reg, &readiness{}, nil, Roles{})

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
+	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/testenv"
@@ -277,5 +279,161 @@ mappings:
 			t.Errorf("repair %v: %d round trip, %d drift, %d summarised, %d repaired; want 2, 2, 0, 0",
 				repair, mr.RoundTrip, mr.Drift(), mr.Summarised, res.Repaired[mr.Mapping])
 		}
+	}
+}
+
+// The rules e2e test: a target whose trigger changes what the stream
+// writes in known ways, declared as rules.
+const (
+	rulesSourceDDL = `CREATE SCHEMA s; CREATE TABLE s.orders (id bigint PRIMARY KEY, status text NOT NULL, note text NOT NULL, total numeric(10,2) NOT NULL)`
+	// The trigger appends to every note (free_text_note), adds a cent to
+	// even ids (cents_rounding), upper-cases the status of every fifth
+	// (status_case), zeroes the totals of drafts (drafts) and adds 50
+	// cents to order 13: the one real difference.
+	rulesTargetDDL = `CREATE TABLE public.orders (id bigint PRIMARY KEY, status text NOT NULL, note text NOT NULL, total_cents bigint NOT NULL);
+CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.note := NEW.note || ' (migrated)';
+  IF NEW.id % 2 = 0 THEN NEW.total_cents := NEW.total_cents + 1; END IF;
+  IF NEW.status = 'draft' THEN NEW.total_cents := 0; END IF;
+  IF NEW.id % 5 = 0 THEN NEW.status := upper(NEW.status); END IF;
+  IF NEW.id = 13 THEN NEW.total_cents := NEW.total_cents + 50; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER touch BEFORE INSERT OR UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.touch()`
+	// 20 orders: 3 and 6 upper-case (their status comes back lower-case
+	// through the inverse), 7 without a note (it comes back NULL), 15 and
+	// 16 drafts.
+	rulesRows = `INSERT INTO s.orders SELECT g,
+  CASE WHEN g IN (3, 6) THEN 'PAID' WHEN g IN (15, 16) THEN 'DRAFT' ELSE 'paid' END,
+  CASE WHEN g = 7 THEN '' ELSE 'n' || g END, g + 0.5 FROM generate_series(1, 20) g`
+	rulesMapping = `mappings:
+  - from: s.orders
+    to:
+      - table: public.orders
+        key: [id]
+        columns:
+          id: row.id
+          status: lower(row.status)
+          note: row.note
+          total_cents: int(double(row.total) * 100.0)
+    inverse:
+      columns:
+        id: orders.id
+        status: orders.status
+        note: 'orders.note == "" ? null : orders.note'
+      ignore: [total]
+`
+	rulesRules = `    rules:
+      - { name: free_text_note, ignore_column: public.orders.note }
+      - { name: cents_rounding, column: public.orders.total_cents, equal: 'abs(source - target) <= 1' }
+      - { name: status_case, column: public.orders.status, equal: 'lower(source) == lower(target)' }
+      - { name: drafts, ignore_rows: 'row.status == "DRAFT"' }
+`
+)
+
+// TestReconcile_RulesAbsorbKnownDifferencesInReverificationSweepAndRoundTrip
+// streams 20 orders into a target whose trigger changes them in ways the
+// mapping's rules declare, and one way no rule covers (order 13). The
+// re-verification of the applied rows, then a sweep with its round trip,
+// report only order 13, and the sweep counts what each rule absorbed;
+// without the rules, every order drifts.
+func TestReconcile_RulesAbsorbKnownDifferencesInReverificationSweepAndRoundTrip(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	execPG(t, m.SrcDSN, rulesSourceDDL)
+	execPG(t, m.TgtDSN, rulesTargetDDL)
+	head := fmt.Sprintf(`source:
+  kind: postgres
+  dsn: %q
+  tables: [s.orders]
+  postgres: { slot: %s, publication: %[2]s }
+target:
+  kind: postgres
+  dsn: %q
+http:
+  listen: 127.0.0.1:0
+reconcile:
+  interval: 1h
+  settle: 10ms
+  max_rows_per_second: -1
+`, m.SrcDSN, slotFor(t, m), m.TgtDSN)
+	cfg := parseConfig(t, head+rulesMapping+rulesRules)
+
+	// Re-verification: the stream applies the 20 orders and re-verifies
+	// them (no sweep runs within the hour); only order 13 drifts.
+	run := start(t, cfg)
+	execPG(t, m.SrcDSN, rulesRows)
+	metric := func(name string, labels map[string]string) float64 {
+		v, _ := apptest.Metric(run.Reg, name, labels)
+		return v
+	}
+	orders := map[string]string{"mapping": "s.orders"}
+	if _, err := poll.Until(ctx, 20*time.Millisecond, time.Minute, func() (bool, error) {
+		return metric("tandem_reconcile_rows_checked_total", orders) >= 20, run.Failed()
+	}); err != nil {
+		t.Fatalf("the applied orders were not re-verified: %v", err)
+	}
+	verified := map[string]float64{}
+	for _, kind := range []string{"missing", "extra", "mismatch", "unmapped"} {
+		verified[kind] = metric("tandem_drift_rows", map[string]string{"mapping": "s.orders", "kind": kind})
+	}
+	if diff := cmp.Diff(map[string]float64{"missing": 0, "extra": 0, "mismatch": 1, "unmapped": 0}, verified); diff != "" {
+		t.Errorf("tandem_drift_rows after re-verification (-want +got):\n%s", diff)
+	}
+	for _, rule := range []string{"free_text_note", "cents_rounding", "status_case", "drafts"} { // exported before a sweep
+		if _, ok := apptest.Metric(run.Reg, "tandem_reconcile_rule_rows", map[string]string{"mapping": "s.orders", "rule": rule}); !ok {
+			t.Errorf("a run does not export tandem_reconcile_rule_rows{rule=%s}", rule)
+		}
+	}
+	run.Stop(t)
+
+	// The sweep and the round trip: order 13 only, and each rule's count.
+	res, err := app.Reconcile(ctx, cfg, app.ReconcileOptions{Settle: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := res.Report.Mappings[0]
+	type result struct {
+		Missing, Extra, Mismatch, RoundTrip, Unmapped int
+		Columns, Rules                                map[string]int
+		Drifted                                       []reconcile.Drift
+	}
+	want := result{Mismatch: 1, Columns: map[string]int{"public.orders.total_cents": 1},
+		// The drafts 15 and 16 drift by their totals (drafts), and count for
+		// no other rule. free_text_note: the 18 other notes, and order 7's
+		// round trip; cents_rounding: the even orders but 16; status_case:
+		// orders 5, 10, 20, and 3 and 6 in the round trip.
+		Rules: map[string]int{"free_text_note": 19, "cents_rounding": 9, "status_case": 5, "drafts": 2},
+		Drifted: []reconcile.Drift{{Kind: reconcile.KindMismatch, Table: "public.orders", Key: map[string]any{"id": int64(13)},
+			SourceKey: change.Row{"id": int64(13)}, Columns: []string{"total_cents"},
+			Want: map[string]any{"id": int64(13), "status": "paid", "note": "n13", "total_cents": int64(1350)},
+			Got:  map[string]any{"id": int64(13), "status": "paid", "note": "n13 (migrated)", "total_cents": int64(1400)}}}}
+	got := result{mr.Missing, mr.Extra, mr.Mismatch, mr.RoundTrip, mr.Unmapped, mr.Columns, mr.Rules, mr.Drifted}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sweep (-want +got):\n%s", diff)
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := app.Reconcile(ctx, cfg, app.ReconcileOptions{Settle: 10 * time.Millisecond, Metrics: reconcile.NewMetrics(reg)}); err != nil {
+		t.Fatal(err)
+	}
+	for rule, n := range want.Rules {
+		if v, _ := apptest.Metric(reg, "tandem_reconcile_rule_rows", map[string]string{"mapping": "s.orders", "rule": rule}); v != float64(n) {
+			t.Errorf("tandem_reconcile_rule_rows{rule=%s} = %v, want %d", rule, v, n)
+		}
+	}
+
+	// Without the rules every order drifts.
+	res, err = app.Reconcile(ctx, parseConfig(t, head+rulesMapping), app.ReconcileOptions{Settle: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mr := res.Report.Mappings[0]; mr.Drift() != 20 || mr.Mismatch != 20 {
+		t.Errorf("without the rules: %d drifted (%d mismatch), want 20", mr.Drift(), mr.Mismatch)
 	}
 }

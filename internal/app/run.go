@@ -93,6 +93,9 @@ func CompileMappings(cfg *config.Config, opts ...transform.Option) ([]*transform
 	out := make([]*transform.Mapping, 0, len(cfg.Mappings))
 	for i, m := range cfg.Mappings {
 		tm, err := transform.Compile(i, m, opts...)
+		if _, rerr := transform.CompileRules(i, m, opts...); rerr != nil {
+			errs = append(errs, rerr) // reconcile's rules: a config error for every verb, as the mapping's own
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

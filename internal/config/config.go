@@ -205,6 +205,10 @@ type Mapping struct {
 	TolerateColumns []ColumnTolerance `yaml:"tolerate_columns" what:"a mapping of <to table>.<column> to a list of tolerances"`
 	Inverse         *Inverse          `yaml:"inverse"` // nil when absent
 	Pos             Pos               `pos:"from"`     // position of the from value (of the entry when from is absent)
+
+	// Rules are known differences: reconcile does not count what they
+	// describe as drift, and counts how many differences each absorbed.
+	Rules []Rule `yaml:"rules"`
 }
 
 // ColumnTolerance is the tolerances of one target column (an entry of a

@@ -238,6 +238,7 @@ func (v *validator) mappings() {
 				v.add(ct.Pos, cp, "is not <to table>.<column> of a column this mapping writes")
 			}
 		}
+		v.rules(p+".rules", m)
 		if m.Inverse != nil {
 			if len(m.Inverse.Columns) == 0 {
 				v.add(m.Pos, p+".inverse.columns", "must list at least one column")
