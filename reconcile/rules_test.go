@@ -88,7 +88,7 @@ func TestSweep_RowsTheMappingFailsOnAreUnmappedDriftWithTheirErrorAndDeadLetter(
 				t.Fatal(err)
 			}
 			yes, no := true, false
-			errText := `mapping shop.orders: to[0].columns.status (row.status == "bad" ? row.nope : row.status): no such key: nope`
+			errText := `mapping shop.orders: to[0].columns.status (row.status == "bad" ? row.nope : row.status): no such key: "nope"`
 			wantDrift := []Drift{
 				{Kind: KindUnmapped, Table: "shop.orders", Key: map[string]any{"id": int64(3)}, SourceKey: change.Row{"id": int64(3)}, Error: errText, DeadLetter: &yes},
 				{Kind: KindUnmapped, Table: "shop.orders", Key: map[string]any{"id": int64(6)}, SourceKey: change.Row{"id": int64(6)}, Error: errText, DeadLetter: &no},
