@@ -170,3 +170,18 @@ func TestWrite_AFencedBatchStopsWithErrFenced(t *testing.T) {
 		t.Errorf("write = %v, want ErrFenced", err)
 	}
 }
+
+func TestWrite_TombstonesAreConsumedWithNothingWritten(t *testing.T) {
+	f := &fakeSink{stored: map[topicPartition]int64{}}
+	a := newTestApplier(t, f)
+	p, stop, err := a.prepare(t.Context(), []*kgo.Record{{Topic: "t", Partition: 0, Offset: 5, Key: []byte(`{"id":1}`)}})
+	if err != nil || stop != nil {
+		t.Fatalf("prepare: %v, %v", stop, err)
+	}
+	if err := a.write(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.rows) != 0 || len(f.dead) != 0 || f.stored[topicPartition{"t", 0}] != 6 {
+		t.Errorf("rows %v, dead letters %v, stored %v: want the tombstone's offset stored and nothing else", f.rows, f.dead, f.stored)
+	}
+}
