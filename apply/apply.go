@@ -1,10 +1,12 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -240,12 +242,19 @@ func (a *Applier) storedOffsets(ctx context.Context, assigned map[string]map[int
 	return assigned, nil
 }
 
-// prepared is a polled batch, transformed, ready to write.
-type prepared struct {
+// unit is one polled record as the writer applies it: the target writes
+// its change maps to, or the dead letter it became.
+type unit struct {
+	rec    *kgo.Record
 	writes []change.Write
-	keys   []change.Row      // source keys of the stream's inserts and updates, for re-verification
-	dead   []sink.DeadLetter // stored in the target with the batch
-	cp     sink.Checkpoint
+	dead   *sink.DeadLetter // a change that could not be decoded, transformed or written
+	key    change.Row       // the source row of an insert or update, for re-verification; nil: none
+}
+
+// prepared is a polled batch, transformed, ready to write: its records in
+// the order polled (each partition's in offset order).
+type prepared struct {
+	units  []unit
 	newest time.Time
 }
 
@@ -253,11 +262,8 @@ type prepared struct {
 // dead-letter topic (retrying that until it works). A change that a schema
 // change makes unsafe to transform ends the batch before it; stop says why.
 func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared, stop *schemaChangeError, err error) {
-	var (
-		dead   []*kgo.Record
-		ranges = map[topicPartition]*sink.Offset{}
-	)
-	p = &prepared{cp: sink.Checkpoint{Group: a.group, Epoch: a.epoch}}
+	var dead []*kgo.Record
+	p = &prepared{units: make([]unit, 0, len(recs))}
 	for _, r := range recs {
 		var ev *change.Event
 		var err error
@@ -271,50 +277,29 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 				break
 			}
 		}
-		tp := topicPartition{r.Topic, r.Partition}
-		if o, ok := ranges[tp]; ok {
-			o.Next = r.Offset + 1
-		} else {
-			ranges[tp] = &sink.Offset{Topic: r.Topic, Partition: r.Partition, From: r.Offset, Next: r.Offset + 1}
-		}
+		u := unit{rec: r}
 		if tombstone {
+			p.units = append(p.units, u) // its offset is consumed: nothing to write
 			continue
 		}
-		if err != nil {
-			dead = append(dead, a.dlq.Record(a.mapping.Name, "decode", err, r))
-			p.dead = append(p.dead, kafka.StoredDeadLetter(a.mapping.Name, "decode", err, r))
-			continue
-		}
-		if ev.Commit.After(p.newest) {
-			p.newest = ev.Commit
-		}
-		ws, reason, err := transform.Writes(ctx, a.mapping, ev)
-		if errors.Is(err, transform.ErrLookupUnavailable) {
-			// A lookup the target could not answer is the target's trouble,
-			// not the change's: retry it (the mapping shows paused) instead
-			// of sending the change to the dead-letter topic.
-			if rerr := a.retry(ctx, "look up target rows", func() error {
-				ws, reason, err = transform.Writes(ctx, a.mapping, ev)
-				if errors.Is(err, transform.ErrLookupUnavailable) {
-					return err
-				}
-				return nil
-			}); rerr != nil {
-				return nil, nil, rerr
+		reason := "decode"
+		if err == nil {
+			if ev.Commit.After(p.newest) {
+				p.newest = ev.Commit
+			}
+			var fatal error
+			if u.writes, reason, err, fatal = a.transform(ctx, ev); fatal != nil {
+				return nil, nil, fatal
 			}
 		}
 		if err != nil {
 			dead = append(dead, a.dlq.Record(a.mapping.Name, reason, err, r))
-			p.dead = append(p.dead, kafka.StoredDeadLetter(a.mapping.Name, reason, err, r))
-			continue
+			dl := kafka.StoredDeadLetter(a.mapping.Name, reason, err, r)
+			u.writes, u.dead = nil, &dl
+		} else if a.applied != nil && (ev.Op == change.OpCreate || ev.Op == change.OpUpdate) {
+			u.key = ev.After // the records carry no key names: Verify picks the key
 		}
-		p.writes = append(p.writes, ws...)
-		if a.applied != nil && (ev.Op == change.OpCreate || ev.Op == change.OpUpdate) {
-			p.keys = append(p.keys, ev.After) // the records carry no key names: Verify picks the key
-		}
-	}
-	for _, o := range ranges {
-		p.cp.Offsets = append(p.cp.Offsets, *o)
+		p.units = append(p.units, u)
 	}
 	if len(dead) > 0 {
 		if err := a.retry(ctx, "write dead letters", func() error { return a.dlq.Produce(ctx, dead) }); err != nil {
@@ -328,32 +313,176 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 	return p, stop, nil
 }
 
-// write applies a prepared batch with its offsets, retrying until it works
-// (the mapping is paused meanwhile) or the target fences it off.
+// transform maps ev to its target writes (transform.Writes); poison says
+// why a poison change cannot be, for its dead letter. A lookup the target
+// could not answer is the target's trouble, not the change's: it is
+// retried (the mapping shows paused) instead of sending the change to the
+// dead-letter topic; err is set only when ctx ends meanwhile.
+func (a *Applier) transform(ctx context.Context, ev *change.Event) (ws []change.Write, reason string, poison, err error) {
+	ws, reason, poison = transform.Writes(ctx, a.mapping, ev)
+	if errors.Is(poison, transform.ErrLookupUnavailable) {
+		err = a.retry(ctx, "look up target rows", func() error {
+			ws, reason, poison = transform.Writes(ctx, a.mapping, ev)
+			if errors.Is(poison, transform.ErrLookupUnavailable) {
+				return poison
+			}
+			return nil
+		})
+	}
+	return ws, reason, poison, err
+}
+
+// span is the units [lo, hi) of a prepared batch.
+type span struct{ lo, hi int }
+
+// batch is what the units of sp write and the dead letters they keep, with
+// the offsets that cover them: on each partition, from the first of them
+// to after the last.
+func (a *Applier) batch(p *prepared, sp span) (sink.Batch, sink.Checkpoint) {
+	var b sink.Batch
+	cp := sink.Checkpoint{Group: a.group, Epoch: a.epoch}
+	at := map[topicPartition]int{} // partition -> its place in cp.Offsets
+	for _, u := range p.units[sp.lo:sp.hi] {
+		b.Writes = append(b.Writes, u.writes...)
+		if u.dead != nil {
+			b.DeadLetters = append(b.DeadLetters, *u.dead)
+		}
+		tp := topicPartition{u.rec.Topic, u.rec.Partition}
+		if i, ok := at[tp]; ok {
+			cp.Offsets[i].Next = u.rec.Offset + 1
+			continue
+		}
+		at[tp] = len(cp.Offsets)
+		cp.Offsets = append(cp.Offsets, sink.Offset{Topic: u.rec.Topic, Partition: u.rec.Partition, From: u.rec.Offset, Next: u.rec.Offset + 1})
+	}
+	return b, cp
+}
+
+// write applies a prepared batch with its offsets, retrying while the
+// target fails for its own sake (the mapping is paused meanwhile) until it
+// works or the target fences it off.
+//
+// A batch the target rejects for a row's values (sink.Rejected) fails the
+// same way however often it is retried, so it is split instead: each half
+// is applied on its own, in order, each in one transaction with the
+// offsets of its records (so they stay exactly-once: a half committed is
+// never applied again, and the fence refuses it if it were), and a half
+// that is rejected too is split again, down to the one change at fault.
+// That change is dead-lettered (reject) and the rest of the batch goes on.
+// A batch with one bad row in n costs about 2·log2(n) transactions more.
 func (a *Applier) write(ctx context.Context, p *prepared) error {
 	a.writing.Store(true)
 	defer a.writing.Store(false)
-	err := a.retry(ctx, "apply batch", func() error {
+	todo := []span{{0, len(p.units)}}
+	for len(todo) > 0 {
+		sp := todo[0]
+		todo = todo[1:]
+		rejected, err := a.apply(ctx, p, sp)
+		switch {
+		case err != nil:
+			return err
+		case rejected == nil:
+		case sp.hi-sp.lo > 1:
+			mid := (sp.lo + sp.hi) / 2
+			todo = append([]span{{sp.lo, mid}, {mid, sp.hi}}, todo...)
+			continue
+		default:
+			if err := a.reject(ctx, p, sp.lo, rejected); err != nil {
+				return err
+			}
+		}
+		a.done(p, sp)
+	}
+	return nil
+}
+
+// apply writes the units of sp with their offsets, retrying until it works
+// (nil, nil), the target rejects a row's values (the rejection, nil: nothing
+// was written) or ctx ends or the target fences it off (nil, the error).
+func (a *Applier) apply(ctx context.Context, p *prepared, sp span) (rejected, err error) {
+	b, cp := a.batch(p, sp)
+	err = a.retry(ctx, "apply batch", func() error {
+		rejected = nil
 		if !p.newest.IsZero() {
 			a.setLag(time.Since(p.newest).Seconds()) // grows while the batch waits
 		}
 		start := time.Now()
-		err := a.sink.Apply(ctx, sink.Batch{Writes: p.writes, DeadLetters: p.dead}, p.cp)
+		err := a.sink.Apply(ctx, b, cp)
+		if sink.Rejected(err) {
+			rejected = err
+			return nil // not to wait out: write splits the batch
+		}
 		if err == nil {
 			a.metrics.Batches.WithLabelValues(a.mapping.Name).Observe(time.Since(start).Seconds())
 		}
 		return err
 	})
 	if err != nil {
+		return nil, err
+	}
+	if rejected != nil {
+		table, reason := sink.Classify(rejected)
+		a.metrics.Errors.WithLabelValues(cmp.Or(table, a.mapping.From.String()), string(reason)).Inc()
+	}
+	return rejected, nil
+}
+
+// reject makes a dead letter of the change of p.units[i], which the target
+// refused for its values (cause): produced to the dead-letter topic with
+// the database's error and the row's keys, then stored in the target with
+// the change's offset instead of its writes, so the mapping goes on.
+//
+// Later changes of the same key are applied as they come: each write
+// carries every column its mapping writes (the whole new row of the
+// source, not a difference to the one refused), so the target row becomes
+// what the later change says, as it would had the refused one been
+// applied; until then the row is stale, which reconcile reports, and
+// `tandem dlq replay` re-syncs it from the source's current row. Holding
+// back the key's later changes instead would freeze the row even once the
+// source fixed the value, and would need a durable per-key block. Within
+// one batch a later change of the key is merged over the refused one
+// (sqlbatch.Compact), so a value fixed in the same batch is no dead letter.
+func (a *Applier) reject(ctx context.Context, p *prepared, i int, cause error) error {
+	u := &p.units[i]
+	err := fmt.Errorf("the target refused the change of source key %s (%s): %w", u.rec.Key, targetKeys(u.writes), cause)
+	rec := a.dlq.Record(a.mapping.Name, sink.DeadLetterRejected, err, u.rec)
+	if err := a.retry(ctx, "write dead letters", func() error { return a.dlq.Produce(ctx, []*kgo.Record{rec}) }); err != nil {
 		return err
 	}
+	a.metrics.DLQ.WithLabelValues(a.mapping.Name, sink.DeadLetterRejected).Inc()
+	a.log.Warn("change refused by the target sent to the dead-letter topic", "mapping", a.mapping.Name,
+		"topic", a.dlq.Topic(), "partition", u.rec.Partition, "offset", u.rec.Offset, "err", err)
+	dl := kafka.StoredDeadLetter(a.mapping.Name, sink.DeadLetterRejected, err, u.rec)
+	u.writes, u.dead, u.key = nil, &dl, nil
+	b, cp := a.batch(p, span{i, i + 1})
+	return a.retry(ctx, "store a dead letter", func() error { return a.sink.Apply(ctx, b, cp) })
+}
+
+// targetKeys names the target rows writes write: "table key [..]", comma-separated.
+func targetKeys(writes []change.Write) string {
+	names := make([]string, len(writes))
+	for i, w := range writes {
+		names[i] = w.Table + " key " + change.KeyText(w.Key, w.Row)
+	}
+	return strings.Join(names, ", ")
+}
+
+// done accounts for the units of sp once they are committed: rows counted,
+// lag set, offsets and re-verification keys handed on.
+func (a *Applier) done(p *prepared, sp span) {
 	type tableOp struct {
 		table string
 		op    change.WriteOp
 	}
 	counts := map[tableOp]int{}
-	for _, w := range p.writes {
-		counts[tableOp{w.Table, w.Op}]++
+	var keys []change.Row
+	for _, u := range p.units[sp.lo:sp.hi] {
+		for _, w := range u.writes {
+			counts[tableOp{w.Table, w.Op}]++
+		}
+		if u.key != nil {
+			keys = append(keys, u.key)
+		}
 	}
 	for k, n := range counts {
 		a.metrics.Rows.WithLabelValues(k.table, k.op.String()).Add(float64(n))
@@ -361,21 +490,31 @@ func (a *Applier) write(ctx context.Context, p *prepared) error {
 	if !p.newest.IsZero() {
 		a.setLag(time.Since(p.newest).Seconds())
 	}
-	for _, o := range p.cp.Offsets {
+	_, cp := a.batch(p, sp)
+	for _, o := range cp.Offsets {
 		a.committed(a.group, o.Topic, o.Partition, o.Next)
 	}
-	if a.applied != nil && len(p.keys) > 0 {
-		a.applied(a.mapping.Name, p.keys)
+	if a.applied != nil && len(keys) > 0 {
+		a.applied(a.mapping.Name, keys)
 	}
-	return nil
 }
+
+// maxRetryWait is the longest a paused mapping waits between attempts:
+// it resumes within about that long (±50%) of its cause being fixed (a
+// table created, a column added or widened, a permission granted). An
+// attempt that still fails costs little: the missing table or column is
+// found before any row is sent, a lost connection before the batch is.
+const maxRetryWait = 2 * time.Second
 
 // retry runs fn until it succeeds or ctx ends. While it fails the mapping is
 // paused: tandem_mapping_paused is 1, each distinct error is logged once, and
-// attempts back off (poll.Backoff).
+// attempts back off (poll.Backoff, at most maxRetryWait apart). Before each
+// new attempt the sink forgets the tables it described, so it sees the
+// target as it is now.
 func (a *Applier) retry(ctx context.Context, what string, fn func() error) error {
 	paused := a.metrics.Paused.WithLabelValues(a.mapping.Name)
 	backoff := poll.NewBackoff()
+	backoff.MaxInterval = maxRetryWait
 	lastMsg := ""
 	for attempt := 0; ; attempt++ {
 		err := fn()

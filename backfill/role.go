@@ -277,16 +277,42 @@ func (w *copyWriter) write(ctx context.Context, c Chunk) error {
 			w.metrics.Rows.WithLabelValues(v.table, change.WriteCopy.String()).Add(float64(c.Text.Rows))
 			return nil
 		}
-		if !errors.Is(err, sink.ErrNotVerbatim) {
+		// A row the target refuses is found among the decoded rows.
+		if !errors.Is(err, sink.ErrNotVerbatim) && !sink.Rejected(err) {
 			return err
 		}
 		if rows, err = c.Text.Decode(); err != nil {
 			return err
 		}
 	}
-	events := c.Table.Reads(rows)
+	units, dead, err := w.transform(ctx, c.Table.Reads(rows))
+	if err != nil {
+		return err
+	}
+	if len(dead) > 0 {
+		if err := w.dlq.Produce(ctx, dead); err != nil {
+			return err
+		}
+		w.log.Warn("copied rows sent to the dead-letter topic", "count", len(dead), "topic", w.dlq.Topic())
+	}
+	return w.apply(ctx, units)
+}
+
+// copyUnit is what one mapping makes of one copied row: its writes, or
+// the dead letter it became.
+type copyUnit struct {
+	mapping string
+	ev      *change.Event
+	writes  []change.Write
+	dead    *sink.DeadLetter
+}
+
+// transform maps every row of events with every mapping of its table, and
+// returns the units and the dead-letter records of the rows no mapping
+// could transform.
+func (w *copyWriter) transform(ctx context.Context, events []change.Event) ([]copyUnit, []*kgo.Record, error) {
 	var (
-		batch sink.Batch
+		units []copyUnit
 		dead  []*kgo.Record
 	)
 	for i := range events {
@@ -296,47 +322,91 @@ func (w *copyWriter) write(ctx context.Context, c Chunk) error {
 			for errors.Is(err, transform.ErrLookupUnavailable) {
 				// The target's trouble, not the row's: wait and map it again.
 				if perr := poll.Sleep(ctx, time.Second); perr != nil {
-					return perr
+					return nil, nil, perr
 				}
 				ws, reason, err = transform.Writes(ctx, m, ev)
 			}
+			u := copyUnit{mapping: m.Name, ev: ev, writes: ws}
 			if err != nil {
-				rec, rerr := w.record(ev)
+				rec, dl, rerr := w.deadLetter(m.Name, reason, err, ev)
 				if rerr != nil {
-					return fmt.Errorf("mapping %s: %w (and the row cannot be kept as a dead letter: %v)", m.Name, err, rerr)
+					return nil, nil, rerr
 				}
-				dead = append(dead, w.dlq.Record(m.Name, reason, err, rec))
-				batch.DeadLetters = append(batch.DeadLetters, kafka.StoredDeadLetter(m.Name, reason, err, rec))
-				w.metrics.DLQ.WithLabelValues(m.Name, reason).Inc()
-				continue
+				dead = append(dead, rec)
+				u.writes, u.dead = nil, dl
 			}
-			batch.Writes = append(batch.Writes, ws...)
+			units = append(units, u)
 		}
 	}
-	if len(dead) > 0 {
-		if err := w.dlq.Produce(ctx, dead); err != nil {
+	return units, dead, nil
+}
+
+// deadLetter is the dead letter of ev, which mapping failed on for reason
+// with err: the record for the dead-letter topic and the one the target keeps.
+func (w *copyWriter) deadLetter(mapping, reason string, err error, ev *change.Event) (*kgo.Record, *sink.DeadLetter, error) {
+	rec, rerr := w.record(ev)
+	if rerr != nil {
+		return nil, nil, fmt.Errorf("mapping %s: %w (and the row cannot be kept as a dead letter: %v)", mapping, err, rerr)
+	}
+	dl := kafka.StoredDeadLetter(mapping, reason, err, rec)
+	w.metrics.DLQ.WithLabelValues(mapping, reason).Inc()
+	return w.dlq.Record(mapping, reason, err, rec), &dl, nil
+}
+
+// apply writes units in one Apply, with the dead letters among them. A
+// chunk the target rejects for a row's values (sink.Rejected) is split in
+// halves, each written on its own (copies are idempotent: a half written
+// again changes nothing), down to the row at fault, which is dead-lettered
+// as apply does with a streamed change (reason rejected), and the rest of
+// the chunk is written.
+func (w *copyWriter) apply(ctx context.Context, units []copyUnit) error {
+	todo := [][]copyUnit{units}
+	for len(todo) > 0 {
+		us := todo[0]
+		todo = todo[1:]
+		var batch sink.Batch
+		for _, u := range us {
+			batch.Writes = append(batch.Writes, u.writes...)
+			if u.dead != nil {
+				batch.DeadLetters = append(batch.DeadLetters, *u.dead)
+			}
+		}
+		err := w.retry(ctx, func() error { return w.sink.Apply(ctx, batch, sink.Checkpoint{}) })
+		switch {
+		case err == nil:
+			counts := map[string]int{}
+			for _, wr := range batch.Writes {
+				counts[wr.Table]++
+			}
+			for table, n := range counts {
+				w.metrics.Rows.WithLabelValues(table, change.WriteCopy.String()).Add(float64(n))
+			}
+		case !sink.Rejected(err):
 			return err
+		case len(us) > 1:
+			todo = append([][]copyUnit{us[:len(us)/2], us[len(us)/2:]}, todo...)
+		default:
+			u := us[0]
+			cause := fmt.Errorf("the target refused the copy of source row %s: %w", change.KeyText(u.ev.Key, u.ev.After), err)
+			rec, dl, derr := w.deadLetter(u.mapping, sink.DeadLetterRejected, cause, u.ev)
+			if derr != nil {
+				return derr
+			}
+			if err := w.dlq.Produce(ctx, []*kgo.Record{rec}); err != nil {
+				return err
+			}
+			w.log.Warn("copied row refused by the target sent to the dead-letter topic", "mapping", u.mapping, "err", cause)
+			todo = append([][]copyUnit{{{mapping: u.mapping, ev: u.ev, dead: dl}}}, todo...)
 		}
-		w.log.Warn("copied rows sent to the dead-letter topic", "count", len(dead), "topic", w.dlq.Topic())
-	}
-	if err := w.retry(ctx, func() error { return w.sink.Apply(ctx, batch, sink.Checkpoint{}) }); err != nil {
-		return err
-	}
-	counts := map[string]int{}
-	for _, wr := range batch.Writes {
-		counts[wr.Table]++
-	}
-	for table, n := range counts {
-		w.metrics.Rows.WithLabelValues(table, change.WriteCopy.String()).Add(float64(n))
 	}
 	return nil
 }
 
 // retry runs write, a chunk's write, until it works or fails for a reason
 // waiting cannot mend: it retries a lost connection or a deadlock, while
-// anything else (a missing table or column, a value the target refuses)
-// ends the backfill with the error; a re-run resumes after the last chunk
-// written.
+// anything else (a missing table or column) ends the backfill with the
+// error, and a re-run resumes after the last chunk written; a value the
+// target refuses is returned at once, for apply to split the chunk.
 func (w *copyWriter) retry(ctx context.Context, write func() error) error {
 	backoff := poll.NewBackoff()
 	for {

@@ -17,13 +17,14 @@ type Batch struct {
 	DeadLetters []DeadLetter
 }
 
-// DeadLetter is a record that could not be transformed. Sinks store it with
+// DeadLetter is a record that could not be transformed, or whose change the
+// target refused (DeadLetterRejected). Sinks store it with
 // the batch, so it is kept exactly when its offset is committed, whatever
 // happens to the dead-letter topic (the embedded broker's is in memory).
 // Storing the same record twice keeps one copy.
 type DeadLetter struct {
 	Mapping   string
-	Reason    string // decode, transform, truncate, ...
+	Reason    string // decode, transform, truncate, rejected (DeadLetterRejected), ...
 	Error     string
 	Topic     string
 	Partition int32
@@ -57,13 +58,34 @@ var ErrTableNotFound = errors.New("target table not found")
 type Error struct {
 	Table  string // target table involved, if known
 	Reason Reason
-	Err    error
+	// Row says the target refused the values of a row the batch writes:
+	// too long or out of range for its column, not valid for its type, a
+	// NULL written into a NOT NULL column, a CHECK constraint. That is the
+	// row's fault, not the table's: the batch's other rows may be written
+	// without it (see Rejected). A unique or foreign-key violation, or a
+	// NOT NULL column the write leaves out, is not: those depend on other
+	// rows or on the table, and waiting for them may mend them.
+	Row bool
+	Err error
 }
 
 func (e *Error) Error() string { return e.Err.Error() }
 
 // Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Rejected reports whether err is an *Error the target raised for the
+// values of a row (Error.Row): applying the batch again fails the same way,
+// and applying it without the row's change may succeed.
+func Rejected(err error) bool {
+	var se *Error
+	return errors.As(err, &se) && se.Row
+}
+
+// DeadLetterRejected is the DeadLetter.Reason of a change the target
+// refused for its values (Rejected): the Error holds the database's error
+// and the row's key.
+const DeadLetterRejected = "rejected"
 
 // ErrNotUnique is wrapped when a lookup matches more than one row.
 var ErrNotUnique = errors.New("lookup matches more than one row: its columns must be unique")
@@ -130,8 +152,10 @@ type TableUse struct {
 type Sink interface {
 	// Apply writes the batch and stores the checkpoint in one transaction:
 	// both or neither. Stored offsets never move backwards. Applying the
-	// same batch again leaves the target unchanged. Blocks; safe for
-	// concurrent use by several consumers.
+	// same batch again leaves the target unchanged. A failure is an
+	// *Error (Rejected when a row's values are at fault: nothing was
+	// written) or wraps ErrFenced. Blocks; safe for concurrent use by
+	// several consumers.
 	Apply(ctx context.Context, b Batch, cp Checkpoint) error
 	// Offsets returns the stored offsets of group that belong to epoch.
 	Offsets(ctx context.Context, group, epoch string) ([]Offset, error)

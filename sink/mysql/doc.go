@@ -10,7 +10,10 @@
 // multi-row statement per table, operation and column set per compaction
 // round, so decimals (strings), BIGINT UNSIGNED (uint64) and binary data
 // arrive exactly. Sessions run in a strict sql_mode in UTC: a value the
-// column cannot hold is an error, never a silent truncation.
+// column cannot hold is an error, never a silent truncation; such an error
+// of a row's values (rowFault: too long, out of range, NULL into NOT NULL,
+// a CHECK, and a zero date, which strict mode refuses) is sink.Rejected, and
+// apply dead-letters the row's change.
 //
 // ON DUPLICATE KEY UPDATE acts on a collision with any unique index, not
 // only the write's key (PostgreSQL's ON CONFLICT names its index): Apply

@@ -86,7 +86,24 @@ func classified(table string, err error) error {
 	if errors.As(err, &se) {
 		return err
 	}
-	return &sink.Error{Table: table, Reason: reason(err), Err: err}
+	return &sink.Error{Table: table, Reason: reason(err), Row: rowFault(err), Err: err}
+}
+
+// rowFaults are the constraint errors a row's own values cause: a NULL it
+// writes into a NOT NULL column (1048; a NOT NULL column the write leaves
+// out is 1364, the table's fault), a CHECK constraint.
+var rowFaults = map[uint16]bool{1048: true, 3819: true, 4025: true}
+
+// rowFault reports whether err is the server refusing the values of a row
+// (sink.Error.Row): every "data" error (too long, out of range, an invalid
+// value, one MySQL cannot represent) and rowFaults. Unique and foreign-key
+// violations are not: other rows may mend them.
+func rowFault(err error) bool {
+	if errors.Is(err, errUnrepresentable) {
+		return true
+	}
+	n := errNumber(err)
+	return n != 0 && (reasons[n] == sink.ReasonData || rowFaults[n])
 }
 
 // reason names why a write failed, for tandem_apply_errors_total.

@@ -190,7 +190,7 @@ type copyRows struct {
 func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
 	g := st.copy.g
 	fail := func(err error) error {
-		return classified(st.table, fmt.Errorf("%s %s: %w", st.what, st.table, err))
+		return classifiedWriting(st.table, g.Cols, fmt.Errorf("%s %s: %w", st.what, st.table, err))
 	}
 	rows, err := s.untombstoned(ctx, tx, g)
 	if err != nil {
@@ -201,7 +201,7 @@ func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
 	}
 	kept := *g
 	kept.Rows = rows
-	data, err := copyText(&kept)
+	data, err := copyText(st.copy.t, &kept)
 	if err != nil {
 		return fail(err)
 	}
@@ -215,7 +215,7 @@ func (s *Sink) copyRows(ctx context.Context, tx pgx.Tx, st statement) error {
 					rest.Rows = append(rest.Rows, r)
 				}
 			}
-			return copyText(&rest)
+			return copyText(st.copy.t, &rest)
 		})
 	switch {
 	case err == nil && !taken:
@@ -399,8 +399,8 @@ func withoutLines(data []byte, drop []bool) []byte {
 }
 
 // copyText renders g's rows in COPY's text format (pgtext.AppendCopy),
-// columns in g.Cols order.
-func copyText(g *sqlbatch.Group) ([]byte, error) {
+// columns in g.Cols order, each value as t's column takes it (table.value).
+func copyText(t *table, g *sqlbatch.Group) ([]byte, error) {
 	b := make([]byte, 0, 64*len(g.Rows)*len(g.Cols))
 	for _, r := range g.Rows {
 		for i, c := range g.Cols {
@@ -408,8 +408,8 @@ func copyText(g *sqlbatch.Group) ([]byte, error) {
 				b = append(b, '\t')
 			}
 			var err error
-			if b, err = pgtext.AppendCopy(b, r[c]); err != nil {
-				return nil, fmt.Errorf("target %s column %q: %w", g.Table, c, err)
+			if b, err = pgtext.AppendCopy(b, t.value(c, r[c])); err != nil {
+				return nil, fmt.Errorf("target %s column %q: %w: %w", g.Table, c, errNoText, err)
 			}
 		}
 		b = append(b, '\n')

@@ -6,6 +6,9 @@
 // Values travel as text and are cast to each target column's type in SQL
 // (unnest($1::text[]::bigint[], ...)), so any type PostgreSQL can read from
 // its text form works, one statement per table and column set per batch.
+// MySQL's zero dates become NULL in date and timestamp columns (table.value
+// has the rule); an error PostgreSQL raises for a row's values (class 22, a
+// CHECK, NULL into a written NOT NULL column) is sink.Rejected (rowFault).
 //
 // Backfill (sink.BackfillStore): progress is kept in tandem.backfills.
 // While a backfill is running or copied, each DELETE is followed, in the

@@ -353,7 +353,7 @@ func sendBatch(ctx context.Context, tx pgx.Tx, stmts []statement) error {
 func execAll(res pgx.BatchResults, stmts []statement) error {
 	for _, st := range stmts {
 		if _, err := res.Exec(); err != nil {
-			return classified(st.table, fmt.Errorf("%s %s: %w", st.what, st.table, err))
+			return classifiedWriting(st.table, st.cols, fmt.Errorf("%s %s: %w", st.what, st.table, err))
 		}
 	}
 	return nil
@@ -369,7 +369,7 @@ func (s *Sink) deadLetters(dls []sink.DeadLetter) statement {
 		// Text columns are UTF-8: a message quoting a binary record must
 		// not fail the batch, and with it every later one.
 		topics[i], parts[i], offsets[i] = strings.ToValidUTF8(d.Topic, "\uFFFD"), d.Partition, d.Offset
-		mappings[i], reasons[i], errs[i] = strings.ToValidUTF8(d.Mapping, "\uFFFD"), strings.ToValidUTF8(d.Reason, "\uFFFD"), strings.ToValidUTF8(d.Error, "\uFFFD")
+		mappings[i], reasons[i], errs[i] = strings.ToValidUTF8(d.Mapping, "\uFFFD"), strings.ToValidUTF8(d.Reason, "\uFFFD"), storableText(d.Error)
 		keys[i], values[i] = d.Key, d.Value
 	}
 	return statement{what: "store dead letters in", table: s.deadLettersTable(),
@@ -389,6 +389,7 @@ func (s *Sink) Forget() {
 
 type statement struct {
 	what, table string
+	cols        []string // the columns it writes, if it writes rows
 	sql         string
 	args        []any
 	copy        *copyRows // for a copy: its rows, for COPY; sql is the fallback
@@ -445,7 +446,7 @@ func (s *Sink) statements(ctx context.Context, writes []change.Write) ([]stateme
 		default:
 			return nil, fmt.Errorf("target %s: unknown write op %v", g.Table, g.Op)
 		}
-		out = append(out, statement{what: g.Op.String() + " into", table: g.Table, sql: sql, args: args})
+		out = append(out, statement{what: g.Op.String() + " into", table: g.Table, cols: g.Cols, sql: sql, args: args})
 	}
 	return out, nil
 }
@@ -466,9 +467,9 @@ func groupArgs(t *table, g *sqlbatch.Group) (args []any, params, casts, aliases 
 		typ := t.types[c]
 		vals := make([]*string, len(g.Rows))
 		for j, r := range g.Rows {
-			vals[j], err = pgtext.Encode(r[c])
+			vals[j], err = pgtext.Encode(t.value(c, r[c]))
 			if err != nil {
-				return nil, nil, nil, nil, fmt.Errorf("target %s column %q: %w", g.Table, c, err)
+				return nil, nil, nil, nil, classified(g.Table, fmt.Errorf("target %s column %q: %w: %w", g.Table, c, errNoText, err))
 			}
 		}
 		args[i] = vals
@@ -575,6 +576,13 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 // classified wraps err in a *sink.Error naming table (or the table
 // PostgreSQL names) and why it failed; an error classified already is kept.
 func classified(table string, err error) error {
+	return classifiedWriting(table, nil, err)
+}
+
+// classifiedWriting is classified for the error of a statement that writes
+// cols of table's rows: with them it can tell a NULL the row holds from a
+// NOT NULL column the write leaves out (rowFault).
+func classifiedWriting(table string, cols []string, err error) error {
 	var se *sink.Error
 	if errors.As(err, &se) {
 		return err
@@ -583,7 +591,40 @@ func classified(table string, err error) error {
 	if errors.As(err, &pgErr) && table == "" {
 		table = pgErr.TableName
 	}
-	return &sink.Error{Table: table, Reason: reason(err), Err: err}
+	return &sink.Error{Table: table, Reason: reason(err), Row: rowFault(err, cols), Err: err}
+}
+
+// errNoText is wrapped when a value has no text form PostgreSQL could read.
+var errNoText = errors.New("value has no PostgreSQL text form")
+
+// rowFault reports whether err is PostgreSQL refusing the values of a row
+// a statement writing cols writes (sink.Error.Row): a data exception (class
+// 22: too long, out of range, invalid text for the type, a NUL byte in
+// text), a CHECK violation (23514), a value too large to index (54000), or
+// a NOT NULL violation (23502) of one of cols. A NOT NULL column the write
+// leaves out is the table's (or the mapping's) fault, as are unique and
+// foreign-key violations: other rows may mend those.
+func rowFault(err error, cols []string) bool {
+	if errors.Is(err, errNoText) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch {
+	case strings.HasPrefix(pgErr.Code, "22"), pgErr.Code == "23514", pgErr.Code == "54000":
+		return true
+	case pgErr.Code == "23502":
+		return slices.Contains(cols, pgErr.ColumnName)
+	}
+	return false
+}
+
+// storableText is s as a text column stores it: valid UTF-8, without NUL
+// bytes (shown as \0), so that a message quoting a bad value can be kept.
+func storableText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", `\0`)
 }
 
 // reason names why a write failed, for tandem_apply_errors_total.
@@ -593,6 +634,8 @@ func reason(err error) sink.Reason {
 		return sink.ReasonTableMissing
 	case errors.Is(err, sink.ErrColumnNotFound):
 		return sink.ReasonColumnMissing
+	case errors.Is(err, errNoText):
+		return sink.ReasonData
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

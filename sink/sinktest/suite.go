@@ -86,6 +86,7 @@ func Run(t *testing.T, h Harness) {
 		{"Writes", testWrites},
 		{"SameBatchTwice", testSameBatchTwice},
 		{"FailedBatchStoresNothing", testFailedBatchStoresNothing},
+		{"RowsRefusedForTheirValuesAreRejected", testRejected},
 		{"LargeBatches", testLargeBatches},
 		{"MissingTableUntilCreated", testMissingTableUntilCreated},
 		{"EmptyBatchWithoutOffsets", testEmptyBatchWithoutOffsets},
