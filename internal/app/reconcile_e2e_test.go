@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/testenv"
@@ -301,16 +303,28 @@ BEGIN
   RETURN NEW;
 END $$;
 CREATE TRIGGER touch BEFORE INSERT OR UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.touch()`
+	// rulesMariaDBTrigger is the same trigger in MariaDB, which takes one
+	// event per trigger: %s is INSERT or UPDATE.
+	rulesMariaDBTrigger = `CREATE TRIGGER touch_%[1]s BEFORE %[1]s ON orders FOR EACH ROW
+BEGIN
+  SET NEW.note = CONCAT(NEW.note, ' (migrated)');
+  IF NEW.id %% 2 = 0 THEN SET NEW.total_cents = NEW.total_cents + 1; END IF;
+  IF NEW.status = 'draft' THEN SET NEW.total_cents = 0; END IF;
+  IF NEW.id %% 5 = 0 THEN SET NEW.status = UPPER(NEW.status); END IF;
+  IF NEW.id = 13 THEN SET NEW.total_cents = NEW.total_cents + 50; END IF;
+END`
 	// 20 orders: 3 and 6 upper-case (their status comes back lower-case
 	// through the inverse), 7 without a note (it comes back NULL), 15 and
 	// 16 drafts.
 	rulesRows = `INSERT INTO s.orders SELECT g,
   CASE WHEN g IN (3, 6) THEN 'PAID' WHEN g IN (15, 16) THEN 'DRAFT' ELSE 'paid' END,
   CASE WHEN g = 7 THEN '' ELSE 'n' || g END, g + 0.5 FROM generate_series(1, 20) g`
+	// rulesMapping and rulesRules are formats: %[1]s is the target table
+	// (public.orders, or orders in the MariaDB database).
 	rulesMapping = `mappings:
   - from: s.orders
     to:
-      - table: public.orders
+      - table: %[1]s
         key: [id]
         columns:
           id: row.id
@@ -325,36 +339,71 @@ CREATE TRIGGER touch BEFORE INSERT OR UPDATE ON public.orders FOR EACH ROW EXECU
       ignore: [total]
 `
 	rulesRules = `    rules:
-      - { name: free_text_note, ignore_column: public.orders.note }
-      - { name: cents_rounding, column: public.orders.total_cents, equal: 'abs(source - target) <= 1' }
-      - { name: status_case, column: public.orders.status, equal: 'lower(source) == lower(target)' }
+      - { name: free_text_note, ignore_column: %[1]s.note }
+      - { name: cents_rounding, column: %[1]s.total_cents, equal: 'abs(source - target) <= 1' }
+      - { name: status_case, column: %[1]s.status, equal: 'lower(source) == lower(target)' }
       - { name: drafts, ignore_rows: 'row.status == "DRAFT"' }
 `
 )
 
+// rulesTarget is a target of the rules test: the config's target kind,
+// its DSN, and the table the mapping writes, with the trigger on it.
+type rulesTarget struct{ kind, dsn, table string }
+
+func rulesPostgresTarget(t *testing.T) rulesTarget {
+	dsn := testenv.NewDatabase(t)
+	execPG(t, dsn, rulesTargetDDL)
+	return rulesTarget{kind: "postgres", dsn: dsn, table: "public.orders"}
+}
+
+func rulesMariaDBTarget(t *testing.T) rulesTarget {
+	dsn := testenv.NewMariaDBDatabase(t)
+	db := openMySQL(t, dsn)
+	for _, stmt := range []string{
+		"CREATE TABLE orders (id BIGINT PRIMARY KEY, status TEXT NOT NULL, note TEXT NOT NULL, total_cents BIGINT NOT NULL) CHARACTER SET utf8mb4",
+		fmt.Sprintf(rulesMariaDBTrigger, "INSERT"),
+		fmt.Sprintf(rulesMariaDBTrigger, "UPDATE"),
+	} {
+		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return rulesTarget{kind: "mysql", dsn: dsn, table: "orders"}
+}
+
 // TestReconcile_RulesAbsorbKnownDifferencesInReverificationSweepAndRoundTrip
-// streams 20 orders into a target whose trigger changes them in ways the
-// mapping's rules declare, and one way no rule covers (order 13). The
-// re-verification of the applied rows, then a sweep with its round trip,
-// report only order 13, and the sweep counts what each rule absorbed;
-// without the rules, every order drifts.
+// streams 20 orders from PostgreSQL into a target (PostgreSQL, MariaDB)
+// whose trigger changes them in ways the mapping's rules declare, and one
+// way no rule covers (order 13). The re-verification of the applied rows,
+// then a sweep with its round trip, report only order 13, and the sweep
+// counts what each rule absorbed; without the rules, every order drifts.
 func TestReconcile_RulesAbsorbKnownDifferencesInReverificationSweepAndRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		target func(*testing.T) rulesTarget
+	}{{"postgres", rulesPostgresTarget}, {"mariadb", rulesMariaDBTarget}} {
+		t.Run(tc.name, func(t *testing.T) { testRules(t, tc.target(t)) })
+	}
+}
+
+// testRules runs the rules test against tgt, from a new PostgreSQL source.
+func testRules(t *testing.T, tgt rulesTarget) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), false)
+	srcDSN := testenv.NewDatabase(t)
+	src, err := pgxpool.New(ctx, srcDSN)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.Close)
-	execPG(t, m.SrcDSN, rulesSourceDDL)
-	execPG(t, m.TgtDSN, rulesTargetDDL)
+	t.Cleanup(src.Close)
+	execPG(t, srcDSN, rulesSourceDDL)
 	head := fmt.Sprintf(`source:
   kind: postgres
   dsn: %q
   tables: [s.orders]
   postgres: { slot: %s, publication: %[2]s }
 target:
-  kind: postgres
+  kind: %s
   dsn: %q
 http:
   listen: 127.0.0.1:0
@@ -362,13 +411,31 @@ reconcile:
   interval: 1h
   settle: 10ms
   max_rows_per_second: -1
-`, m.SrcDSN, slotFor(t, m), m.TgtDSN)
-	cfg := parseConfig(t, head+rulesMapping+rulesRules)
+`, srcDSN, slotFor(t, &shop.Migration{Src: src}), tgt.kind, tgt.dsn)
+	mapping := fmt.Sprintf(rulesMapping, tgt.table)
+	cfg := parseConfig(t, head+mapping+fmt.Sprintf(rulesRules, tgt.table))
 
-	// Re-verification: the stream applies the 20 orders and re-verifies
-	// them (no sweep runs within the hour); only order 13 drifts.
+	checkRulesReverification(ctx, t, cfg, srcDSN)
+	checkRulesSweep(ctx, t, cfg, tgt.table)
+
+	// Without the rules every order drifts.
+	res, err := app.Reconcile(ctx, parseConfig(t, head+mapping), app.ReconcileOptions{Settle: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mr := res.Report.Mappings[0]; mr.Drift() != 20 || mr.Mismatch != 20 {
+		t.Errorf("without the rules: %d drifted (%d mismatch), want 20", mr.Drift(), mr.Mismatch)
+	}
+}
+
+// checkRulesReverification runs the stream, writes the 20 orders, and
+// checks that re-verifying them (no sweep runs within the hour) reports
+// order 13 only, and that the run exports each rule's metric.
+func checkRulesReverification(ctx context.Context, t *testing.T, cfg *config.Config, srcDSN string) {
+	t.Helper()
 	run := start(t, cfg)
-	execPG(t, m.SrcDSN, rulesRows)
+	defer run.Stop(t)
+	execPG(t, srcDSN, rulesRows)
 	metric := func(name string, labels map[string]string) float64 {
 		v, _ := apptest.Metric(run.Reg, name, labels)
 		return v
@@ -391,9 +458,12 @@ reconcile:
 			t.Errorf("a run does not export tandem_reconcile_rule_rows{rule=%s}", rule)
 		}
 	}
-	run.Stop(t)
+}
 
-	// The sweep and the round trip: order 13 only, and each rule's count.
+// checkRulesSweep sweeps with the round trip: order 13 only, and each
+// rule's count, in the report and in tandem_reconcile_rule_rows.
+func checkRulesSweep(ctx context.Context, t *testing.T, cfg *config.Config, table string) {
+	t.Helper()
 	res, err := app.Reconcile(ctx, cfg, app.ReconcileOptions{Settle: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -404,13 +474,13 @@ reconcile:
 		Columns, Rules                                map[string]int
 		Drifted                                       []reconcile.Drift
 	}
-	want := result{Mismatch: 1, Columns: map[string]int{"public.orders.total_cents": 1},
+	want := result{Mismatch: 1, Columns: map[string]int{table + ".total_cents": 1},
 		// The drafts 15 and 16 drift by their totals (drafts), and count for
 		// no other rule. free_text_note: the 18 other notes, and order 7's
 		// round trip; cents_rounding: the even orders but 16; status_case:
 		// orders 5, 10, 20, and 3 and 6 in the round trip.
 		Rules: map[string]int{"free_text_note": 19, "cents_rounding": 9, "status_case": 5, "drafts": 2},
-		Drifted: []reconcile.Drift{{Kind: reconcile.KindMismatch, Table: "public.orders", Key: map[string]any{"id": int64(13)},
+		Drifted: []reconcile.Drift{{Kind: reconcile.KindMismatch, Table: table, Key: map[string]any{"id": int64(13)},
 			SourceKey: change.Row{"id": int64(13)}, Columns: []string{"total_cents"},
 			Want: map[string]any{"id": int64(13), "status": "paid", "note": "n13", "total_cents": int64(1350)},
 			Got:  map[string]any{"id": int64(13), "status": "paid", "note": "n13 (migrated)", "total_cents": int64(1400)}}}}
@@ -426,14 +496,5 @@ reconcile:
 		if v, _ := apptest.Metric(reg, "tandem_reconcile_rule_rows", map[string]string{"mapping": "s.orders", "rule": rule}); v != float64(n) {
 			t.Errorf("tandem_reconcile_rule_rows{rule=%s} = %v, want %d", rule, v, n)
 		}
-	}
-
-	// Without the rules every order drifts.
-	res, err = app.Reconcile(ctx, parseConfig(t, head+rulesMapping), app.ReconcileOptions{Settle: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mr := res.Report.Mappings[0]; mr.Drift() != 20 || mr.Mismatch != 20 {
-		t.Errorf("without the rules: %d drifted (%d mismatch), want 20", mr.Drift(), mr.Mismatch)
 	}
 }
