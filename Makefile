@@ -11,7 +11,7 @@ BIN := bin/tandem
 RACE_PKGS := ./apply ./backfill/... ./capture/... ./cmd/tandem ./internal/app/... ./internal/change \
 	./internal/kafka ./internal/testenv ./reconcile/... ./sink/...
 
-.PHONY: all deps build test vet lint bench demo clean
+.PHONY: all deps build test vet lint bench demo clean image image-check
 
 all: build
 
@@ -39,6 +39,20 @@ test: deps
 	$(MAKE) --no-print-directory lint
 	$(GO) test -count=1 -timeout 12m ./...
 	$(GO) test -race -count=1 -timeout 12m $(RACE_PKGS)
+
+# The release image (Dockerfile), named $(IMAGE) in buildah's local store
+# (vfs driver), built FROM scratch around a static binary, without a Docker
+# engine or a registry; as root. `make image VERSION=v1.2.3` stamps a version
+# (default: git describe). scripts/image.sh installs buildah when missing.
+IMAGE ?= tandem
+image:
+	@IMAGE=$(IMAGE) VERSION="$(VERSION)" GO=$(GO) bash scripts/image.sh
+
+# Builds the image, then checks what is in it and runs its binary inside it
+# (buildah run --isolation chroot): version, check against a test PostgreSQL
+# server, and a short run that converges.
+image-check: image
+	$(GO) test -count=1 -timeout 5m -run '^TestImage_' ./deploy -image $(IMAGE)
 
 # Benchmarks with their physical limits measured in the same run.
 bench: deps
