@@ -60,7 +60,8 @@ func imageContainer(t *testing.T) string {
 	if *imageName == "" {
 		t.Skip("no -image: `make image-check` (part of `make test`) builds the image and runs this with -image tandem")
 	}
-	ctr := buildah(t, "from", "--name", "tandem-imagetest-"+strings.ToLower(regexp.MustCompile(`\W`).ReplaceAllString(t.Name(), "-")), *imageName)
+	name := fmt.Sprintf("tandem-imagetest-%d-%s", os.Getpid(), strings.ToLower(regexp.MustCompile(`\W`).ReplaceAllString(t.Name(), "-")))
+	ctr := buildah(t, "from", "--name", name, *imageName)
 	t.Cleanup(func() {
 		if out, err := exec.Command("buildah", "--storage-driver", "vfs", "rm", ctr).CombinedOutput(); err != nil {
 			t.Errorf("buildah rm %s: %v\n%s", ctr, err, out)

@@ -53,7 +53,14 @@ printf '%s\n' 'root:x:0:' 'tandem:x:65532:' >"$STAGE/group"
 chmod 0644 "$STAGE/passwd" "$STAGE/group" "$STAGE/ca-certificates.crt"
 chmod 0755 "$STAGE/tandem"
 
+previous=$(buildah --storage-driver vfs images --quiet "$IMAGE" 2>/dev/null || true)
 buildah --storage-driver vfs bud --isolation chroot --quiet \
 	--build-arg "VERSION=$VERSION" -f Dockerfile -t "$IMAGE" . >/dev/null
 took "buildah bud"
+# vfs keeps a full copy per image: drop the one this build replaced (unless
+# a container still uses it), so repeated builds do not fill the disk.
+current=$(buildah --storage-driver vfs images --quiet "$IMAGE")
+if [[ -n $previous && $previous != "$current" ]]; then
+	buildah --storage-driver vfs rmi "$previous" >/dev/null 2>&1 || true
+fi
 buildah --storage-driver vfs images --format '{{.Name}}:{{.Tag}} {{.ID}} {{.Size}}' "$IMAGE" | sed 's/^/image: built /'
