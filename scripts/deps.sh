@@ -8,6 +8,12 @@
 #   prometheus     for promtool (metric and rule checks)
 #   kcat           Kafka interop checks against kfake
 #
+# `deps.sh image` installs instead what `make image` (scripts/image.sh) needs:
+#
+#   buildah        builds and runs the release image without a Docker engine
+#   ca-certificates, tzdata  /etc/ssl/certs/ca-certificates.crt and
+#                  /usr/share/zoneinfo, copied into the image
+#
 # It is idempotent and takes about a second when everything is present. It runs
 # `apt-get update` only when something has to be installed. While apt runs, a
 # policy-rc.d keeps Debian's postinst scripts from starting services (the
@@ -30,20 +36,39 @@ provides() {
 	mariadb-client) echo mariadb-binlog ;;
 	prometheus) echo promtool ;;
 	kcat) echo kcat ;;
+	buildah) echo buildah ;;
+	ca-certificates) echo /etc/ssl/certs/ca-certificates.crt ;;
+	tzdata) echo /usr/share/zoneinfo/UTC ;;
 	esac
 }
 # present PKG succeeds when what PKG provides is there.
 present() {
-	command -v "$(provides "$1")" >/dev/null 2>&1
+	local p
+	p=$(provides "$1")
+	if [[ $p == /* ]]; then
+		[[ -e $p ]]
+	else
+		command -v "$p" >/dev/null 2>&1
+	fi
 }
 
+wanted=(postgresql-15 postgresql-client-15 mariadb-server mariadb-client prometheus kcat)
+case ${1:-} in
+'') ;;
+image) wanted=(buildah ca-certificates tzdata) ;;
+*)
+	echo "usage: deps.sh [image]" >&2
+	exit 2
+	;;
+esac
+
 missing=()
-for pkg in postgresql-15 postgresql-client-15 mariadb-server mariadb-client prometheus kcat; do
+for pkg in "${wanted[@]}"; do
 	present "$pkg" || missing+=("$pkg")
 done
 
 if ((${#missing[@]} == 0)); then
-	echo "deps: all present (postgresql-15, mariadbd, mariadb-binlog, promtool, kcat)"
+	echo "deps: all present (${wanted[*]})"
 	exit 0
 fi
 
@@ -88,7 +113,7 @@ fi
 status=0
 for pkg in "${missing[@]}"; do
 	if present "$pkg"; then
-		echo "deps: installed $pkg ($(command -v "$(provides "$pkg")"))"
+		echo "deps: installed $pkg ($(provides "$pkg"))"
 	else
 		echo "deps: installed $pkg, but $(provides "$pkg") is still missing" >&2
 		status=1
