@@ -41,7 +41,6 @@ test: deps
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(MAKE) --no-print-directory lint
 	$(GO) test -count=1 -timeout 12m ./...
-	$(MAKE) --no-print-directory image-check
 	$(GO) test -race -count=1 -timeout 12m $(RACE_PKGS)
 
 # The release image (Dockerfile), named $(IMAGE) in buildah's local store
