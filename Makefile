@@ -28,14 +28,15 @@ vet:
 # checks; staticcheck.conf, if present, says why any is off). `go tool`
 # builds it from the module cache, so there is nothing to install.
 lint: vet
+	$(GO) vet -tags imagecheck ./deploy
 	$(GO) tool staticcheck ./...
+	$(GO) tool staticcheck -tags imagecheck ./deploy
 
 # The whole suite, integration tests included (real PostgreSQL 15, kfake over
-# the Kafka protocol, promtool), the release image built and run
-# (image-check: about 20 s with a warm Go cache; a cold one adds the static
-# build, 2-4 min, and apt's buildah, 1 min), then the concurrent packages
-# again under the race detector, after gofmt and `make lint`. CI runs this
-# through .ci/run.
+# the Kafka protocol, promtool), then the concurrent packages again under
+# the race detector, after gofmt and `make lint`. CI runs this through
+# .ci/run, and then image-check (about 20 s with a warm Go cache; a cold
+# one adds the static build, 2-4 min, and apt's buildah, 1 min).
 test: deps
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.work/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -55,7 +56,7 @@ image:
 # (buildah run --isolation chroot): version, check against a test PostgreSQL
 # server, and a short run that converges.
 image-check: image
-	$(GO) test -count=1 -timeout 5m -run '^TestImage_' ./deploy -image $(IMAGE)
+	$(GO) test -tags imagecheck -count=1 -timeout 5m -run '^TestImage_' ./deploy -image $(IMAGE)
 
 # Benchmarks with their physical limits measured in the same run.
 bench: deps

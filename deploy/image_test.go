@@ -1,3 +1,9 @@
+//go:build imagecheck
+
+// The image's tests need the image built (buildah, a cold static build):
+// `make image-check` builds it and runs them with -tags imagecheck, so that
+// `go test ./...` neither builds the image nor skips them.
+
 package deploy
 
 import (
@@ -14,7 +20,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,24 +29,6 @@ import (
 )
 
 var imageName = flag.String("image", "", "test this image of buildah's vfs store (`make image-check` builds tandem and passes -image tandem)")
-
-// TestMain stops the test PostgreSQL servers (internal/testenv) the tests
-// start.
-func TestMain(m *testing.M) {
-	flag.Parse()
-	os.Exit(testenv.Run(m))
-}
-
-// imageUser is the USER of the Dockerfile, which the pods must run as.
-func imageUser(t *testing.T) int64 {
-	t.Helper()
-	m := regexp.MustCompile(`(?m)^USER (\d+):(\d+)\s*$`).FindSubmatch(readFile(t, "../Dockerfile"))
-	if m == nil {
-		t.Fatal("../Dockerfile has no USER uid:gid line")
-	}
-	uid, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return uid
-}
 
 // buildah runs buildah on the vfs store `make image` builds into.
 func buildah(t *testing.T, args ...string) string {
@@ -58,7 +45,7 @@ func buildah(t *testing.T, args ...string) string {
 func imageContainer(t *testing.T) string {
 	t.Helper()
 	if *imageName == "" {
-		t.Skip("no -image: `make image-check` (part of `make test`) builds the image and runs this with -image tandem")
+		t.Fatal("no -image: `make image-check` builds the image and runs these tests with -tags imagecheck -image tandem")
 	}
 	name := fmt.Sprintf("tandem-imagetest-%d-%s", os.Getpid(), strings.ToLower(regexp.MustCompile(`\W`).ReplaceAllString(t.Name(), "-")))
 	ctr := buildah(t, "from", "--name", name, *imageName)
@@ -191,7 +178,7 @@ func TestImage_RunsVersionCheckAndAConvergingRun(t *testing.T) {
 	// kubelet's would go to the container's process.
 	cmd := run("run", "-c", "/etc/tandem/tandem.yaml")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -253,24 +240,6 @@ func TestImage_RunsVersionCheckAndAConvergingRun(t *testing.T) {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		t.Logf("converged %d target rows; peak RSS of buildah run and tandem in it: %d MiB", got.Count(), ru.Maxrss/1024)
 	}
-}
-
-// syncBuffer is an io.Writer safe for a process's output and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // descendant returns the pid of the process named comm among root's

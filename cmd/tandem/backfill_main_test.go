@@ -50,7 +50,7 @@ func TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges(t *testing.T) {
 		return n
 	}
 
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	first := exec.Command(binary, "backfill", "-c", cfgPath)
 	first.Env, first.Stdout, first.Stderr = env, out, out
 	if err := first.Start(); err != nil {
@@ -66,7 +66,7 @@ func TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges(t *testing.T) {
 		t.Fatalf("the backfill finished (%d rows) before it was killed: the test proved nothing", killedAt)
 	}
 
-	out2 := &syncBuffer{}
+	out2 := &testenv.SyncBuffer{}
 	second := exec.CommandContext(ctx, binary, "backfill", "-c", cfgPath)
 	second.Env, second.Stdout, second.Stderr = env, out2, out2
 	if err := second.Run(); err != nil {
@@ -85,7 +85,7 @@ func TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges(t *testing.T) {
 		t.Errorf("the second run did not resume to 6000 rows, copying the %d the first had not saved:\n%s", 6000-resumedAfter, out2.String())
 	}
 
-	p := startTandem(t, cfgPath, env[len(os.Environ()):], &syncBuffer{})
+	p := startTandem(t, cfgPath, env[len(os.Environ()):], &testenv.SyncBuffer{})
 	defer func() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		_ = p.cmd.Wait()

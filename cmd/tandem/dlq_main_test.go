@@ -103,7 +103,7 @@ func TestDLQ_ListShowsTheDeadLettersAndReplayResyncsThemOnceFixed(t *testing.T) 
 		t.Errorf("dlq list created tandem's schema in the target (%d, %v)", schemas, err)
 	}
 
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	p := startTandem(t, cfgPath, env, out)
 	defer func() {
 		_ = p.cmd.Process.Kill()

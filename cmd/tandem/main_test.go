@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,27 +39,10 @@ func TestMain(m *testing.M) {
 // process is a tandem process whose output is kept for assertions.
 type process struct {
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *testenv.SyncBuffer
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func startTandem(t *testing.T, cfgPath string, env []string, out *syncBuffer) *process {
+func startTandem(t *testing.T, cfgPath string, env []string, out *testenv.SyncBuffer) *process {
 	t.Helper()
 	cmd := exec.Command(binary, "run", "-c", cfgPath)
 	cmd.Env = append(os.Environ(), env...)
@@ -94,7 +76,7 @@ func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + m.TgtDSN}
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 
 	// Writers run for the whole test, across every crash. They start once
 	// the first run is streaming: rows committed before the slot exists are

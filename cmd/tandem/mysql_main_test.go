@@ -50,7 +50,7 @@ func TestRun_MariaDBKillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"TANDEM_SOURCE_DSN=" + srcDSN, "TANDEM_TARGET_DSN=" + tgtDSN}
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	applied := func() (int64, error) {
 		var n int64
 		err := tgt.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM tandem.kafka_offsets`).Scan(&n)
