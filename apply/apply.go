@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -40,7 +41,8 @@ type Applier struct {
 	joined    atomic.Bool
 	writing   atomic.Bool // a batch is being written (or retried)
 	guard     *schemaGuard
-	lagMillis atomic.Int64 // the lag last set, owned here; the gauge mirrors it
+	lagMillis atomic.Int64     // the lag last set, owned here; the gauge mirrors it
+	lagGauge  prometheus.Gauge // tandem_replication_lag_seconds{mapping}, looked up once
 }
 
 // topicPartition names one partition of a topic.
@@ -92,6 +94,7 @@ func New(cfg Config) *Applier {
 	if a.committed == nil {
 		a.committed = func(string, string, int32, int64) {}
 	}
+	a.lagGauge = a.metrics.Lag.WithLabelValues(a.mapping.Name)
 	return a
 }
 
@@ -111,7 +114,7 @@ func (a *Applier) Lag() time.Duration {
 func (a *Applier) setLag(seconds float64) {
 	seconds = max(0, seconds)
 	a.lagMillis.Store(int64(seconds * 1000))
-	a.metrics.Lag.WithLabelValues(a.mapping.Name).Set(seconds)
+	a.lagGauge.Set(seconds)
 }
 
 // Run consumes until ctx ends. Two stages overlap: one goroutine polls,
