@@ -15,6 +15,12 @@ import (
 type Batch struct {
 	Writes      []change.Write
 	DeadLetters []DeadLetter
+	// Side is the side of the migration the sink's database is, when
+	// cutover is configured: a write with a Cohort is applied only while
+	// the stream into Side owns it (Ownership.Applies), as the stored
+	// owners say inside the batch's transaction, whose rows it holds
+	// share-locked so that a switch waits for the batch. "": every write.
+	Side Side
 }
 
 // DeadLetter is a record that could not be transformed, or whose change the

@@ -49,6 +49,10 @@ type Write struct {
 	Op    WriteOp        //
 	Key   []string       // key column names; Row holds their values
 	Row   map[string]any // columns to write (for Delete: the key columns only)
+	// Cohort is the cohort of the source row the write comes from, when
+	// cutover is configured: a sink applies the write only while the
+	// batch's direction owns the cohort (see sink.Batch.Side). "": always.
+	Cohort string
 }
 
 // KeyText is the canonical text of a target row's key values, as sinks

@@ -130,6 +130,7 @@ type Config struct {
 	Reconcile Reconcile `yaml:"reconcile"`
 	Backfill  Backfill  `yaml:"backfill"`
 	HTTP      HTTP      `yaml:"http"`
+	Cutover   *Cutover  `yaml:"cutover"` // nil when absent: no cohorts are switched, no reverse stream runs
 }
 
 // Source is the database tandem captures changes from (yaml key source).
@@ -205,6 +206,11 @@ type Mapping struct {
 	TolerateColumns []ColumnTolerance `yaml:"tolerate_columns" what:"a mapping of <to table>.<column> to a list of tolerances"`
 	Inverse         *Inverse          `yaml:"inverse"` // nil when absent
 	Pos             Pos               `pos:"from"`     // position of the from value (of the entry when from is absent)
+	// Cohort is the cohort of a source row for `tandem switch`: CEL over
+	// `row`, the source row, naming one of its columns (the fence
+	// triggers compute it in SQL). Nil: the mapping's rows are cohort
+	// DefaultCohort.
+	Cohort *Expr `yaml:"cohort"`
 
 	// Rules are known differences: reconcile does not count what they
 	// describe as drift, and counts how many differences each absorbed.
@@ -227,10 +233,15 @@ type Output struct {
 	// OnDelete is OnDeleteDelete or OnDeleteClear: what a delete of the
 	// source row, or a change that moves the row's key or makes when
 	// false, does to the target row this output wrote.
-	OnDelete string   `yaml:"on_delete" default:"delete"`
-	When     *Expr    `yaml:"when"`                                                  // filter: the row is written only when it is true; nil when absent
-	Columns  []Column `yaml:"columns" what:"a mapping of column name to expression"` // in file order, names unique, at least one
-	Pos      Pos      `pos:"table"`                                                  // position of the table value (of the entry when table is absent)
+	OnDelete string `yaml:"on_delete" default:"delete"`
+	When     *Expr  `yaml:"when"` // filter: the row is written only when it is true; nil when absent
+	// Cohort is the cohort of a row of this table, for the reverse
+	// direction: CEL over `row`, the target row, naming one of its
+	// columns. Nil: the column whose expression is the mapping's cohort
+	// column copied as it is.
+	Cohort  *Expr    `yaml:"cohort"`
+	Columns []Column `yaml:"columns" what:"a mapping of column name to expression"` // in file order, names unique, at least one
+	Pos     Pos      `pos:"table"`                                                  // position of the table value (of the entry when table is absent)
 }
 
 // Inverse computes the source row back from the target rows, for round-trip
@@ -282,6 +293,50 @@ type Backfill struct {
 	// on the source (PostgreSQL: active client sessions other than
 	// tandem's; MySQL: Threads_running); -1: never.
 	MaxSourceLoad int `yaml:"max_source_load" default:"32" check:">0|-1" must:"be more than 0, or -1 never to pause for the source's load"`
+}
+
+// DefaultCohort is the cohort of the rows of a mapping without a cohort.
+const DefaultCohort = "default"
+
+// Cutover configures switching cohorts' writes between the old schema and
+// the new one, with the reverse stream that keeps the old schema in step
+// with the cohorts the new one owns (yaml key cutover).
+type Cutover struct {
+	// FenceTimeout is the longest a cohort's writes wait during a switch:
+	// a switch whose drain takes longer is undone.
+	FenceTimeout time.Duration `yaml:"fence_timeout" default:"2s" what:"a duration such as 2s" check:">0"`
+	// Guard is GuardReport or GuardReject: what a write the application
+	// makes on the side that does not own its cohort gets.
+	Guard string `yaml:"guard" default:"report"`
+	// MaxLagSeconds is a gate of a switch: both directions' lag under it.
+	MaxLagSeconds int     `yaml:"max_lag_seconds" default:"5" check:">0"`
+	Reverse       Reverse `yaml:"reverse"` // how the reverse stream reads the new schema
+	Pos           Pos     // position of the cutover key's value
+}
+
+// The values of cutover.guard.
+const (
+	GuardReport = "report" // counted and logged
+	GuardReject = "reject" // the database refuses the write
+)
+
+// Reverse is how the reverse stream reads the new schema (cutover.reverse).
+type Reverse struct {
+	Postgres ReversePostgres `yaml:"postgres"` // used when target.kind is postgres
+	MySQL    ReverseMySQL    `yaml:"mysql"`    // used when target.kind is mysql
+}
+
+// ReversePostgres is the replication slot and publication the reverse
+// stream reads the new schema through (cutover.reverse.postgres).
+type ReversePostgres struct {
+	Slot        string `yaml:"slot" default:"tandem_back"`
+	Publication string `yaml:"publication" default:"tandem_back" check:"1..63" must:"be 1 to 63 bytes long"`
+}
+
+// ReverseMySQL is how the reverse stream reads the new schema's binlog
+// (cutover.reverse.mysql).
+type ReverseMySQL struct {
+	ServerID uint32 `yaml:"server_id" default:"4243" what:"a whole number from 1 to 4294967295" check:">0"`
 }
 
 // HTTP configures the /metrics, /healthz and /readyz server.
