@@ -25,24 +25,28 @@ import (
 // mapping that fails (its target table missing, a permission error) retries
 // on its own while the others go on.
 type Applier struct {
-	mapping   *transform.Mapping
-	topic     string
-	group     string
-	epoch     string
-	seeds     []string
-	clientOpt []kgo.Opt
-	sink      Sink
-	dlq       *kafka.DLQ
-	metrics   *Metrics
-	log       *slog.Logger
-	committed func(group, topic string, partition int32, next int64)
-	applied   func(mapping string, keys []change.Row)
-	maxPoll   int
-	joined    atomic.Bool
-	writing   atomic.Bool // a batch is being written (or retried)
-	guard     *schemaGuard
-	lagMillis atomic.Int64     // the lag last set, owned here; the gauge mirrors it
-	lagGauge  prometheus.Gauge // tandem_replication_lag_seconds{mapping}, looked up once
+	mapping     *transform.Mapping
+	name        string // the mapping label of its metrics and logs
+	direction   string // forward or reverse
+	topics      []string
+	transformFn Transformer
+	side        sink.Side
+	group       string
+	epoch       string
+	seeds       []string
+	clientOpt   []kgo.Opt
+	sink        Sink
+	dlq         *kafka.DLQ
+	metrics     *Metrics
+	log         *slog.Logger
+	committed   func(group, topic string, partition int32, next int64)
+	applied     func(mapping string, keys []change.Row)
+	maxPoll     int
+	joined      atomic.Bool
+	writing     atomic.Bool // a batch is being written (or retried)
+	guard       *schemaGuard
+	lagMillis   atomic.Int64     // the lag last set, owned here; the gauge mirrors it
+	lagGauge    prometheus.Gauge // tandem_replication_lag_seconds{mapping}, looked up once
 }
 
 // topicPartition names one partition of a topic.
@@ -61,8 +65,20 @@ type Sink interface {
 
 // Config says what an Applier consumes and where it writes.
 type Config struct {
-	Mapping    *transform.Mapping
-	Topic      string   // the mapping's source table's topic
+	Mapping *transform.Mapping
+	Topic   string // the mapping's source table's topic
+	// Reverse makes the Applier the mapping's reverse stream: it consumes
+	// Topics (the new schema's tables) and Transform turns their changes
+	// into writes of the old schema's rows. The source-schema guard does
+	// not apply. Its metrics' mapping label is "reverse:<mapping>" but for
+	// the lag, labelled direction="reverse".
+	Reverse   bool
+	Topics    []string    // with Reverse: the topics consumed instead of Topic
+	Transform Transformer // nil: transform.Writes of the mapping
+	// Side is the side of the migration the Sink writes, when cutover is
+	// configured: each batch is written with it (sink.Batch.Side), so only
+	// the writes of cohorts this direction owns are applied.
+	Side       sink.Side
 	Group      string   // the consumer group, one per mapping
 	Epoch      string   // the Kafka cluster's identity, scoping stored offsets
 	Seeds      []string // the brokers
@@ -80,13 +96,33 @@ type Config struct {
 	MaxPoll int // records per poll; 0: 10,000
 }
 
+// Transformer turns one change into target writes; reason and poison say
+// why a change cannot be, for its dead letter (see transform.Writes).
+type Transformer func(ctx context.Context, ev *change.Event) (ws []change.Write, reason string, poison error)
+
+// Directions of a stream, the direction label of tandem_replication_lag_seconds.
+const (
+	Forward = "forward" // old schema -> new schema
+	Reverse = "reverse" // new schema -> old schema, through the inverse
+)
+
 // New returns an Applier of cfg.
 func New(cfg Config) *Applier {
-	a := &Applier{mapping: cfg.Mapping, topic: cfg.Topic, group: cfg.Group, epoch: cfg.Epoch, seeds: cfg.Seeds,
+	a := &Applier{mapping: cfg.Mapping, name: cfg.Mapping.Name, direction: Forward, topics: []string{cfg.Topic},
+		transformFn: cfg.Transform, side: cfg.Side, group: cfg.Group, epoch: cfg.Epoch, seeds: cfg.Seeds,
 		clientOpt: cfg.ClientOpts, sink: cfg.Sink, dlq: cfg.DLQ, metrics: cfg.Metrics, log: cfg.Log,
 		committed: cfg.Committed, applied: cfg.Applied, maxPoll: cfg.MaxPoll, guard: newSchemaGuard(cfg.Mapping)}
 	if a.maxPoll <= 0 {
 		a.maxPoll = 10_000
+	}
+	if cfg.Reverse {
+		a.name, a.direction, a.topics, a.guard = Reverse+":"+cfg.Mapping.Name, Reverse, cfg.Topics, nil
+	}
+	if a.transformFn == nil {
+		m := cfg.Mapping
+		a.transformFn = func(ctx context.Context, ev *change.Event) ([]change.Write, string, error) {
+			return transform.Writes(ctx, m, ev)
+		}
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -94,12 +130,16 @@ func New(cfg Config) *Applier {
 	if a.committed == nil {
 		a.committed = func(string, string, int32, int64) {}
 	}
-	a.lagGauge = a.metrics.Lag.WithLabelValues(a.mapping.Name)
+	a.lagGauge = a.metrics.Lag.WithLabelValues(a.mapping.Name, a.direction)
 	return a
 }
 
-// Mapping is the name of the mapping the Applier applies.
-func (a *Applier) Mapping() string { return a.mapping.Name }
+// Mapping is the name of the Applier in metrics and logs: the mapping's,
+// or "reverse:<mapping>" for its reverse stream.
+func (a *Applier) Mapping() string { return a.name }
+
+// Stream names the Applier's stream in heartbeats: "<direction>:<mapping>".
+func (a *Applier) Stream() string { return a.direction + ":" + a.name }
 
 // Joined reports whether the consumer has been assigned its partitions.
 func (a *Applier) Joined() bool { return a.joined.Load() }
@@ -123,13 +163,13 @@ func (a *Applier) setLag(seconds float64) {
 // rebalance moved its partition while it was in flight) is dropped, and
 // consumption restarts from the offsets stored in the target.
 func (a *Applier) Run(ctx context.Context) error {
-	a.metrics.Paused.WithLabelValues(a.mapping.Name).Set(0)
+	a.metrics.Paused.WithLabelValues(a.name).Set(0)
 	for {
 		err := a.consume(ctx)
 		if !errors.Is(err, sink.ErrFenced) {
 			return err
 		}
-		a.log.Warn("batch fenced off by offsets stored by another consumer; resuming from the stored offsets", "mapping", a.mapping.Name)
+		a.log.Warn("batch fenced off by offsets stored by another consumer; resuming from the stored offsets", "mapping", a.name)
 	}
 }
 
@@ -137,7 +177,7 @@ func (a *Applier) consume(ctx context.Context) error {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(a.seeds...),
 		kgo.ConsumerGroup(a.group),
-		kgo.ConsumeTopics(a.topic),
+		kgo.ConsumeTopics(a.topics...),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(500 * time.Millisecond),
@@ -149,7 +189,7 @@ func (a *Applier) consume(ctx context.Context) error {
 	}, a.clientOpt...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return fmt.Errorf("mapping %s: create consumer: %w", a.mapping.Name, err)
+		return fmt.Errorf("mapping %s: create consumer: %w", a.name, err)
 	}
 	defer cl.Close()
 	g, gctx := errgroup.WithContext(ctx)
@@ -181,7 +221,7 @@ func (a *Applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepar
 		var recs []*kgo.Record
 		fetches.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-				a.log.Warn("fetch error", "mapping", a.mapping.Name, "topic", t, "partition", p, "err", err)
+				a.log.Warn("fetch error", "mapping", a.name, "topic", t, "partition", p, "err", err)
 			}
 		})
 		fetches.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
@@ -210,9 +250,9 @@ func (a *Applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepar
 // under it: paused, counted, said once, and nothing after the change is
 // applied or acknowledged, so nothing is lost.
 func (a *Applier) halt(ctx context.Context, stop *schemaChangeError) error {
-	a.metrics.Paused.WithLabelValues(a.mapping.Name).Set(1)
+	a.metrics.Paused.WithLabelValues(a.name).Set(1)
 	a.metrics.Errors.WithLabelValues(stop.Table, "schema_changed").Inc()
-	a.log.Error("mapping stopped: source schema changed", "mapping", a.mapping.Name, "table", stop.Table, "column", stop.Column, "err", stop)
+	a.log.Error("mapping stopped: source schema changed", "mapping", a.name, "table", stop.Table, "column", stop.Column, "err", stop)
 	<-ctx.Done()
 	return ctx.Err()
 }
@@ -296,8 +336,8 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 			}
 		}
 		if err != nil {
-			dead = append(dead, a.dlq.Record(a.mapping.Name, reason, err, r))
-			dl := kafka.StoredDeadLetter(a.mapping.Name, reason, err, r)
+			dead = append(dead, a.dlq.Record(a.name, reason, err, r))
+			dl := kafka.StoredDeadLetter(a.name, reason, err, r)
 			u.writes, u.dead = nil, &dl
 		} else if a.applied != nil && (ev.Op == change.OpCreate || ev.Op == change.OpUpdate) {
 			u.key = ev.After // the records carry no key names: Verify picks the key
@@ -309,9 +349,9 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 			return nil, nil, err
 		}
 		for _, d := range dead {
-			a.metrics.DLQ.WithLabelValues(a.mapping.Name, string(d.Headers[0].Value)).Inc()
+			a.metrics.DLQ.WithLabelValues(a.name, string(d.Headers[0].Value)).Inc()
 		}
-		a.log.Warn("changes sent to the dead-letter topic", "mapping", a.mapping.Name, "count", len(dead), "topic", a.dlq.Topic())
+		a.log.Warn("changes sent to the dead-letter topic", "mapping", a.name, "count", len(dead), "topic", a.dlq.Topic())
 	}
 	return p, stop, nil
 }
@@ -322,10 +362,10 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 // retried (the mapping shows paused) instead of sending the change to the
 // dead-letter topic; err is set only when ctx ends meanwhile.
 func (a *Applier) transform(ctx context.Context, ev *change.Event) (ws []change.Write, reason string, poison, err error) {
-	ws, reason, poison = transform.Writes(ctx, a.mapping, ev)
+	ws, reason, poison = a.transformFn(ctx, ev)
 	if errors.Is(poison, transform.ErrLookupUnavailable) {
 		err = a.retry(ctx, "look up target rows", func() error {
-			ws, reason, poison = transform.Writes(ctx, a.mapping, ev)
+			ws, reason, poison = a.transformFn(ctx, ev)
 			if errors.Is(poison, transform.ErrLookupUnavailable) {
 				return poison
 			}
@@ -342,7 +382,7 @@ type span struct{ lo, hi int }
 // the offsets that cover them: on each partition, from the first of them
 // to after the last.
 func (a *Applier) batch(p *prepared, sp span) (sink.Batch, sink.Checkpoint) {
-	var b sink.Batch
+	b := sink.Batch{Side: a.side}
 	cp := sink.Checkpoint{Group: a.group, Epoch: a.epoch}
 	at := map[topicPartition]int{} // partition -> its place in cp.Offsets
 	for _, u := range p.units[sp.lo:sp.hi] {
@@ -416,7 +456,7 @@ func (a *Applier) apply(ctx context.Context, p *prepared, sp span) (rejected, er
 			return nil // not to wait out: write splits the batch
 		}
 		if err == nil {
-			a.metrics.Batches.WithLabelValues(a.mapping.Name).Observe(time.Since(start).Seconds())
+			a.metrics.Batches.WithLabelValues(a.name).Observe(time.Since(start).Seconds())
 		}
 		return err
 	})
@@ -448,14 +488,14 @@ func (a *Applier) apply(ctx context.Context, p *prepared, sp span) (rejected, er
 func (a *Applier) reject(ctx context.Context, p *prepared, i int, cause error) error {
 	u := &p.units[i]
 	err := fmt.Errorf("the target refused the change of source key %s (%s): %w", u.rec.Key, targetKeys(u.writes), cause)
-	rec := a.dlq.Record(a.mapping.Name, sink.DeadLetterRejected, err, u.rec)
+	rec := a.dlq.Record(a.name, sink.DeadLetterRejected, err, u.rec)
 	if err := a.retry(ctx, "write dead letters", func() error { return a.dlq.Produce(ctx, []*kgo.Record{rec}) }); err != nil {
 		return err
 	}
-	a.metrics.DLQ.WithLabelValues(a.mapping.Name, sink.DeadLetterRejected).Inc()
-	a.log.Warn("change refused by the target sent to the dead-letter topic", "mapping", a.mapping.Name,
+	a.metrics.DLQ.WithLabelValues(a.name, sink.DeadLetterRejected).Inc()
+	a.log.Warn("change refused by the target sent to the dead-letter topic", "mapping", a.name,
 		"topic", a.dlq.Topic(), "partition", u.rec.Partition, "offset", u.rec.Offset, "err", err)
-	dl := kafka.StoredDeadLetter(a.mapping.Name, sink.DeadLetterRejected, err, u.rec)
+	dl := kafka.StoredDeadLetter(a.name, sink.DeadLetterRejected, err, u.rec)
 	u.writes, u.dead, u.key = nil, &dl, nil
 	b, cp := a.batch(p, span{i, i + 1})
 	return a.retry(ctx, "store a dead letter", func() error { return a.sink.Apply(ctx, b, cp) })
@@ -498,7 +538,7 @@ func (a *Applier) done(p *prepared, sp span) {
 		a.committed(a.group, o.Topic, o.Partition, o.Next)
 	}
 	if a.applied != nil && len(keys) > 0 {
-		a.applied(a.mapping.Name, keys)
+		a.applied(a.name, keys)
 	}
 }
 
@@ -515,7 +555,7 @@ const maxRetryWait = 2 * time.Second
 // new attempt the sink forgets the tables it described, so it sees the
 // target as it is now.
 func (a *Applier) retry(ctx context.Context, what string, fn func() error) error {
-	paused := a.metrics.Paused.WithLabelValues(a.mapping.Name)
+	paused := a.metrics.Paused.WithLabelValues(a.name)
 	backoff := poll.NewBackoff()
 	backoff.MaxInterval = maxRetryWait
 	lastMsg := ""
@@ -527,7 +567,7 @@ func (a *Applier) retry(ctx context.Context, what string, fn func() error) error
 		if err == nil {
 			if attempt > 0 {
 				paused.Set(0)
-				a.log.Info("mapping resumed", "mapping", a.mapping.Name, "after_attempts", attempt)
+				a.log.Info("mapping resumed", "mapping", a.name, "after_attempts", attempt)
 			}
 			return nil
 		}
@@ -541,7 +581,7 @@ func (a *Applier) retry(ctx context.Context, what string, fn func() error) error
 		a.metrics.Errors.WithLabelValues(table, string(reason)).Inc()
 		paused.Set(1)
 		if msg := err.Error(); msg != lastMsg {
-			a.log.Error("mapping paused: "+what+" failed; retrying", "mapping", a.mapping.Name, "reason", reason, "err", err)
+			a.log.Error("mapping paused: "+what+" failed; retrying", "mapping", a.name, "reason", reason, "err", err)
 			lastMsg = msg
 		}
 		a.sink.Forget()

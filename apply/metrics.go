@@ -7,7 +7,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	Rows    *prometheus.CounterVec // tandem_apply_rows_total{table,op}
 	Errors  *prometheus.CounterVec // tandem_apply_errors_total{table,reason}
-	Lag     *prometheus.GaugeVec   // tandem_replication_lag_seconds{mapping}
+	Lag     *prometheus.GaugeVec   // tandem_replication_lag_seconds{mapping,direction}
 	DLQ     *prometheus.CounterVec // tandem_dlq_events_total{mapping,reason}
 	Paused  *prometheus.GaugeVec   // tandem_mapping_paused{mapping}
 	Batches *prometheus.HistogramVec
@@ -27,7 +27,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tandem_replication_lag_seconds",
 			Help: "Now minus the source commit time of the last applied change; 0 when caught up and idle.",
-		}, []string{"mapping"}),
+		}, []string{"mapping", "direction"}),
 		DLQ: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_dlq_events_total",
 			Help: "Changes sent to the dead-letter topic, by mapping and reason.",
