@@ -31,4 +31,21 @@
 // `when` did not hold). RoundTrip runs a row forward and back and names each
 // source column that did not come back Equal; `tandem check` and `tandem
 // preview` use it to catch a mapping that loses data.
+//
+// Cutover switches cohorts of rows between the schemas. A mapping's cohort
+// (mappings[].cohort) is a source column as it is, such as
+// row.merchant_id, because the fence triggers compute it in SQL; CohortOf
+// is the text of its value, and a mapping without one is
+// config.DefaultCohort. Compiled WithCohorts, Writes stamps every write
+// with its row's cohort so the sink applies it only while the stream owns
+// it. A Reverse runs a mapping backwards for the reverse stream: a change
+// of a new row rebuilds its old row from the current new rows through the
+// inverse:
+//
+//	m, _ := transform.Compile(0, cfg.Mappings[0], transform.WithCohorts())
+//	back, err := transform.NewReverse(m, []string{"id"}) // shop.orders' key
+//	// for each change ev of a table in back.Tables():
+//	ws, err := back.Writes(ctx, "public.payments", ev, readNewRow)
+//	// ws: an upsert of the shop.orders row, or its delete once its
+//	// public.orders row is gone, each with Cohort set.
 package transform

@@ -17,6 +17,8 @@ type Option func(*options)
 type options struct {
 	source map[string]change.Type
 	lookup Lookuper
+	// cohorts: Writes sets each write's Cohort (WithCohorts).
+	cohorts bool
 }
 
 // WithSource type-checks the mapping's expressions against the source

@@ -50,6 +50,8 @@ type Mapping struct {
 	// callsLookup: an expression of the mapping may call lookup(), so an
 	// evaluation binds it to its context.
 	callsLookup bool
+	cohort      string // the source column of mappings[].cohort; "": none
+	withCohorts bool   // Writes sets each write's Cohort (WithCohorts)
 }
 
 type output struct {
@@ -61,6 +63,8 @@ type output struct {
 	whenText       string
 	whenReads      reads
 	columns        []column
+	cohort         string     // the column of to[].cohort; "": none given
+	pos            config.Pos // of the output's table value
 }
 
 type column struct {
@@ -168,14 +172,33 @@ func Compile(index int, m config.Mapping, opts ...Option) (*Mapping, error) {
 		return nil, fmt.Errorf("%s: mappings[%d].from: %q is not schema.table", m.Pos, index, m.From)
 	}
 	lk := newLookups(with.lookup)
-	out := &Mapping{Name: m.Name, From: change.Table{Schema: schema, Name: name}, source: with.source, lookups: lk, callsLookup: mentionsLookup(m)}
+	out := &Mapping{Name: m.Name, From: change.Table{Schema: schema, Name: name}, source: with.source, lookups: lk, callsLookup: mentionsLookup(m),
+		withCohorts: with.cohorts}
 	env, err := newEnv(with.source, lk)
 	if err != nil {
 		return nil, err
 	}
 	var errs []error
+	if m.Cohort != nil {
+		out.cohort, err = compileCohort(env, *m.Cohort, fmt.Sprintf("mappings[%d].cohort", index), "the source row")
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var newRow *cel.Env // a target row's environment, untyped: built when a to[].cohort needs it
 	for j, to := range m.To {
-		o := &output{table: to.Table, key: to.Key, createIfAbsent: to.Mode == config.ModeCreateIfAbsent}
+		o := &output{table: to.Table, key: to.Key, createIfAbsent: to.Mode == config.ModeCreateIfAbsent, pos: to.Pos}
+		if to.Cohort != nil {
+			if newRow == nil {
+				if newRow, err = newEnv(nil, lk); err != nil {
+					return nil, err
+				}
+			}
+			path := fmt.Sprintf("mappings[%d].to[%d].cohort", index, j)
+			if o.cohort, err = compileCohort(newRow, *to.Cohort, path, "the "+to.Table+" row"); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if to.When != nil {
 			path := fmt.Sprintf("mappings[%d].to[%d].when", index, j)
 			prg, rd, err := compile(env, *to.When, path, true)

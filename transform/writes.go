@@ -26,6 +26,11 @@ import (
 // cannot tell: a key-only before-image); an update without a before-image
 // (PostgreSQL without REPLICA IDENTITY FULL) clears nothing when its
 // `when` turns false.
+//
+// Compiled WithCohorts, every write carries the cohort of the source row
+// it comes from: an upsert the after-image's, a removal the before-image's
+// (a before-image without the cohort column is an error: cutover needs the
+// full before-image).
 func Writes(ctx context.Context, m *Mapping, ev *change.Event) ([]change.Write, string, error) {
 	switch ev.Op {
 	case change.OpCreate, change.OpUpdate, change.OpRead:
@@ -36,6 +41,9 @@ func Writes(ctx context.Context, m *Mapping, ev *change.Event) ([]change.Write, 
 		return out, "", nil
 	case change.OpDelete:
 		out, err := m.removals(ctx, ev.Before, nil)
+		if err == nil {
+			err = m.setCohorts(out, ev.Before, beforeImage)
+		}
 		if err != nil {
 			return nil, "transform", err
 		}
@@ -80,6 +88,12 @@ func (m *Mapping) upserts(ctx context.Context, ev *change.Event) ([]change.Write
 		}
 		out = append(out, moved...)
 	}
+	// What the change takes away has the cohort the row had, what it writes
+	// the cohort it has now.
+	if err := m.setCohorts(out, ev.Before, beforeImage); err != nil {
+		return nil, err
+	}
+	removed := len(out)
 	for _, r := range rows {
 		op := change.WriteUpsert
 		switch {
@@ -89,6 +103,9 @@ func (m *Mapping) upserts(ctx context.Context, ev *change.Event) ([]change.Write
 			op = change.WriteInsertIfAbsent
 		}
 		out = append(out, change.Write{Table: r.Table, Op: op, Key: r.Key, Row: r.Columns})
+	}
+	if err := m.setCohorts(out[removed:], ev.After, afterImage); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -230,6 +230,32 @@ func TestParse_BadInputGivesExactErrors(t *testing.T) {
 				"tandem.yaml:26:5: mappings[3].from: required: the source table to read",
 		},
 		{
+			name: "cutover guard",
+			yaml: head + "cutover:\n  guard: block\n",
+			want: "tandem.yaml:9:10: cutover.guard: unknown guard \"block\" (known: report, reject)",
+		},
+		{
+			name: "cohorts",
+			yaml: head + `mappings:
+  - from: shop.orders
+    to:
+      - table: public.orders
+        key: [id]
+        cohort: row.merchant_id
+        columns: {id: row.id, merchant_id: row.merchant_id}
+  - from: shop.customers
+    cohort: " "
+    to:
+      - table: public.customers
+        key: [id]
+        cohort: ""
+        columns: {id: row.id}
+`,
+			want: "tandem.yaml:13:17: mappings[0].to[0].cohort: the mapping has no cohort: set mappings[].cohort (the source row's cohort column) too, or remove this one\n" +
+				"tandem.yaml:16:13: mappings[1].cohort: must not be empty: name the column that holds the row's cohort, such as row.merchant_id\n" +
+				"tandem.yaml:20:17: mappings[1].to[0].cohort: must not be empty: name the column of this table that holds the row's cohort, such as row.merchant_id",
+		},
+		{
 			name: "merge keys",
 			yaml: head + "kafka:\n  <<: {partitions: 3}\n",
 			want: "tandem.yaml:9:3: kafka: merge keys (<<) are not supported",

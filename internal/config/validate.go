@@ -30,6 +30,7 @@ var (
 	slotRE        = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 	kinds         = []string{KindMySQL, KindPostgres}
 	modes         = []string{ModeUpsert, ModeCreateIfAbsent}
+	guards        = []string{GuardReport, GuardReject}
 	onDeletes     = []string{OnDeleteDelete, OnDeleteClear}
 	tolerances    = []Tolerance{TolerateNullEqualsEmpty, TolerateTrimSpace, TolerateFloatEpsilon, TolerateTimePrecisionMS, TolerateCaseInsensitive}
 	// dsnSchemes are the URL schemes a DSN of each kind may have.
@@ -76,6 +77,7 @@ func (v *validator) run() {
 	v.database("target", c.Target.Pos, c.Target.Kind, c.Target.DSN)
 	v.mappings()
 	v.reconcile(&c.Reconcile)
+	v.cutover(c.Cutover)
 	if l := c.HTTP.Listen; l == "" {
 		v.add(Pos{}, "http.listen", "required: host:port")
 	} else if !validListen(l) {
@@ -224,8 +226,15 @@ func (v *validator) mappings() {
 		if len(m.To) == 0 {
 			v.add(m.Pos, p+".to", "must list at least one target table")
 		}
+		if m.Cohort != nil && strings.TrimSpace(m.Cohort.Text) == "" {
+			v.add(orPos(m.Cohort.Pos, m.Pos), p+".cohort", "must not be empty: name the column that holds the row's cohort, such as row.merchant_id")
+		}
 		for j, o := range m.To {
-			v.output(fmt.Sprintf("%s.to[%d]", p, j), o)
+			op := fmt.Sprintf("%s.to[%d]", p, j)
+			v.output(op, o)
+			if o.Cohort != nil && m.Cohort == nil {
+				v.add(orPos(o.Cohort.Pos, o.Pos), op+".cohort", "the mapping has no cohort: set mappings[].cohort (the source row's cohort column) too, or remove this one")
+			}
 		}
 		v.tolerances(Pos{}, p+".tolerate", m.Tolerate)
 		for _, ct := range m.TolerateColumns {
@@ -288,6 +297,19 @@ func (v *validator) output(p string, o Output) {
 	v.onDelete(p, o, cols)
 	if o.When != nil && strings.TrimSpace(o.When.Text) == "" {
 		v.add(orPos(o.When.Pos, o.Pos), p+".when", "must not be empty")
+	}
+	if o.Cohort != nil && strings.TrimSpace(o.Cohort.Text) == "" {
+		v.add(orPos(o.Cohort.Pos, o.Pos), p+".cohort", "must not be empty: name the column of this table that holds the row's cohort, such as row.merchant_id")
+	}
+}
+
+// cutover checks the cutover section, when present.
+func (v *validator) cutover(c *Cutover) {
+	if c == nil {
+		return
+	}
+	if p := "cutover.guard"; !slices.Contains(guards, c.Guard) {
+		v.add(c.Pos, p, "unknown guard"+quoteUnlessEnv(v.fromEnv, p, " ", c.Guard)+" (known: report, reject)")
 	}
 }
 
