@@ -20,13 +20,15 @@ func WithCohorts() Option {
 }
 
 // CohortOf is the text of a cohort value, the one form every part of
-// tandem stores and compares cohorts in: NULL is "", bytes are \x and their
+// tandem stores and compares cohorts in: NULL is config.DefaultCohort (the
+// guard triggers count a NULL cohort column so too, and a write with no
+// cohort would be applied whoever owns it), bytes are \x and their
 // hex digits (as change.KeyText writes them), and anything else is as
 // fmt.Sprint writes it, so int 7 and int64 7 are one cohort "7".
 func CohortOf(v any) string {
 	switch v := v.(type) {
 	case nil:
-		return ""
+		return config.DefaultCohort
 	case string:
 		return v
 	case []byte:

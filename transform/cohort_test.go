@@ -58,7 +58,7 @@ func TestCohortOf_IsOneTextForEveryType(t *testing.T) {
 		v    any
 		want string
 	}{
-		{nil, ""},
+		{nil, config.DefaultCohort},
 		{"acme", "acme"},
 		{int64(7), "7"},
 		{7, "7"},
