@@ -27,20 +27,27 @@ func SessionOrigin(origin string, n int) string {
 
 // PostgreSQL error codes setupOrigin reacts to.
 const (
-	codeUndefinedObject = "42704" // the origin does not exist
-	codeObjectInUse     = "55006" // another session has set the origin up
-	codeUniqueViolation = "23505" // pg_replication_origin_create lost a race
-	codeDuplicateObject = "42710"
+	codeUndefinedObject    = "42704" // the origin does not exist
+	codeObjectInUse        = "55006" // another session has set the origin up
+	codeUniqueViolation    = "23505" // pg_replication_origin_create lost a race
+	codeDuplicateObject    = "42710"
+	codeConfigurationLimit = "53400" // no free origin state (max_replication_slots)
 )
+
+// maxSessionOrigins bounds the family of an origin: the sessions that may
+// use it at once, in every sink (every process) writing with it. The
+// server's origin states (max_replication_slots) are the tighter bound.
+const maxSessionOrigins = 1000
 
 // setupOrigin marks every later transaction of conn with a replication
 // origin of family origin: the first of origin, origin#1, origin#2, ...
-// (SessionOrigin, up to n-1) that no other session uses, created if
-// absent. PostgreSQL 15 lets one session at a time set an origin up, so
-// each connection of the pool needs its own; numbering them from 0 reuses
-// the same few (each occupies one of max_replication_slots' origin states
-// for as long as it exists).
-func setupOrigin(ctx context.Context, conn *pgx.Conn, origin string, n int) error {
+// (SessionOrigin) that no other session uses, created if absent.
+// PostgreSQL 15 lets one session at a time set an origin up, so each
+// connection needs its own; numbering them from 0 reuses the same few, as
+// many as sessions were open at once (each occupies one of the server's
+// max_replication_slots origin states for as long as it exists).
+func setupOrigin(ctx context.Context, conn *pgx.Conn, origin string) error {
+	const n = maxSessionOrigins
 	for i := range n {
 		name := SessionOrigin(origin, i)
 		err := sessionSetup(ctx, conn, name)
@@ -58,6 +65,8 @@ func setupOrigin(ctx context.Context, conn *pgx.Conn, origin string, n int) erro
 			return nil
 		case code(err) == codeObjectInUse:
 			continue
+		case code(err) == codeConfigurationLimit:
+			return fmt.Errorf("set up replication origin %q for the session: %w (each open connection of a sink with an origin takes one of max_replication_slots' origin states: raise max_replication_slots, or lower the sinks' pool_max_conns)", name, err)
 		default:
 			return fmt.Errorf("set up replication origin %q for the session: %w", name, err)
 		}

@@ -42,11 +42,11 @@ type Config struct {
 	// Each connection runs pg_replication_origin_session_setup after
 	// connecting. PostgreSQL 15 lets one session at a time use an origin,
 	// so each connection takes the first free one of Origin, Origin#1,
-	// Origin#2, ... (SessionOrigin; at most twice the pool's size), and
-	// creates it if absent (pg_replication_origin_create; two sinks
-	// starting at once both succeed). Each origin takes one of the
-	// server's max_replication_slots origin states: leave room for the
-	// pool (pool_max_conns in the DSN, default max(4, CPUs)). Dropping an
+	// Origin#2, ... (SessionOrigin), and creates it if absent
+	// (pg_replication_origin_create; sinks starting at once all succeed).
+	// Each origin takes one of the server's max_replication_slots origin
+	// states: leave room for every sink's pool (pool_max_conns in the DSN,
+	// default max(4, CPUs)) beside the slots. Dropping an
 	// origin while a capturer has yet to decode its transactions makes
 	// them look like anyone's (pgoutput then names no origin).
 	//
@@ -79,9 +79,9 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("connect to target: %w", err)
 	}
 	if cfg.Origin != "" && !cfg.ReadOnly {
-		origin, n := cfg.Origin, 2*int(pcfg.MaxConns)
+		origin := cfg.Origin
 		pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-			return setupOrigin(ctx, conn, origin, n)
+			return setupOrigin(ctx, conn, origin)
 		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
