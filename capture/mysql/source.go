@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,20 @@ type Config struct {
 	// tables' transactions is emitted alone, so the saved position follows
 	// the binlog while the captured tables are quiet; default 1s.
 	IdleAckInterval time.Duration
+	// SkipOrigins names the origins whose transactions are not captured:
+	// tandem's own sinks writing into this database
+	// (sink/mysql.Config.Origin), so that a two-way replication does not
+	// echo them back. A transaction whose first rows event is a row of
+	// OriginTable whose name column is one of SkipOrigins is skipped
+	// whole: none of its changes is emitted, and its position is
+	// acknowledged like that of a transaction on tables not captured
+	// (emitted alone, within IdleAckInterval).
+	SkipOrigins []string
+	// OriginTable is the sinks' marker table in the database read, the
+	// table origin of their state database (sink/mysql.OriginTable);
+	// required with SkipOrigins. Its rows need the full row image
+	// (binlog_row_image=FULL, the default).
+	OriginTable change.Table
 }
 
 // Validate reports a configuration the source cannot run with.
@@ -59,6 +74,9 @@ func (c Config) Validate() error {
 	}
 	if c.Store == nil || c.StoreKey == "" {
 		errs = append(errs, errors.New("mysql source: no position store"))
+	}
+	if len(c.SkipOrigins) > 0 && (c.OriginTable.Schema == "" || c.OriginTable.Name == "") {
+		errs = append(errs, errors.New("mysql source: origins to skip but no origin table (database and name)"))
 	}
 	return errors.Join(errs...)
 }
@@ -466,6 +484,8 @@ type stream struct {
 
 	inTx     bool
 	txGTID   string // the transaction's GTID, added to gset at commit
+	rowsSeen bool   // the transaction had a rows event
+	skipTx   bool   // the transaction is one of an origin to skip
 	events   []change.Event
 	emitted  bool // the transaction emitted interim batches
 	lastEmit time.Time
@@ -513,7 +533,7 @@ func (st *stream) handle(ctx context.Context, ev *replication.BinlogEvent) error
 }
 
 func (st *stream) begin(gtid string) {
-	st.inTx, st.txGTID = true, gtid
+	st.inTx, st.txGTID, st.rowsSeen, st.skipTx = true, gtid, false, false
 }
 
 // heartbeat: the server has nothing more for now.
@@ -564,7 +584,17 @@ func (st *stream) tableMap(ctx context.Context, tm *replication.TableMapEvent) e
 }
 
 func (st *stream) rows(ctx context.Context, h *replication.EventHeader, e *replication.RowsEvent) error {
-	if st.skip[e.TableID] {
+	first := !st.rowsSeen
+	st.rowsSeen = true
+	if first && len(st.src.cfg.SkipOrigins) > 0 && e.Table != nil &&
+		string(e.Table.Schema) == st.src.cfg.OriginTable.Schema && string(e.Table.Table) == st.src.cfg.OriginTable.Name {
+		name, err := originName(h, e)
+		if err != nil {
+			return fmt.Errorf("origin marker at %s:%d: %w", st.file, h.LogPos, err)
+		}
+		st.skipTx = slices.Contains(st.src.cfg.SkipOrigins, name)
+	}
+	if st.skipTx || st.skip[e.TableID] {
 		return nil
 	}
 	t, ok := st.tables[e.TableID]
@@ -664,7 +694,7 @@ func (st *stream) commit(ctx context.Context, h *replication.EventHeader) error 
 		st.pos.GTID = st.gset.String()
 	}
 	events, had := st.events, st.emitted || len(st.events) > 0
-	st.inTx, st.txGTID, st.events, st.emitted = false, "", nil, false
+	st.inTx, st.txGTID, st.events, st.emitted, st.rowsSeen, st.skipTx = false, "", nil, false, false, false
 	if !had {
 		st.idle = true
 		if time.Since(st.lastEmit) >= st.src.cfg.IdleAckInterval {
@@ -695,4 +725,37 @@ func (st *stream) emitIdle(ctx context.Context) error {
 	}
 	st.lastEmit, st.idle = time.Now(), false
 	return nil
+}
+
+// originName reads the origin's name from the marker row of a sink's
+// transaction (sink/mysql.OriginTable: conn, name, n): the inserted row,
+// or the updated row's new image.
+func originName(h *replication.EventHeader, e *replication.RowsEvent) (string, error) {
+	var img []any
+	switch h.EventType {
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
+		if len(e.Rows) > 0 {
+			img = e.Rows[0]
+		}
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1:
+		if len(e.Rows) > 1 {
+			img = e.Rows[1]
+		}
+	default:
+		return "", nil // a delete names no origin
+	}
+	col := 1
+	if names := e.Table.ColumnNameString(); len(names) > 0 {
+		col = slices.Index(names, "name")
+	}
+	if col < 0 || col >= len(img) {
+		return "", fmt.Errorf("%s.%s has no name column in its row image (binlog_row_image must be FULL)", e.Table.Schema, e.Table.Table)
+	}
+	switch v := img[col].(type) {
+	case string:
+		return v, nil
+	case []byte:
+		return string(v), nil
+	}
+	return "", fmt.Errorf("%s.%s: name is %T, not text", e.Table.Schema, e.Table.Table, img[col])
 }

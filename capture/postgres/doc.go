@@ -2,8 +2,10 @@
 // replication with the built-in pgoutput plugin (protocol version 1).
 //
 // Setup creates (or reuses) the publication and the logical replication
-// slot. Stream decodes Relation, Begin, Insert, Update, Delete, Truncate and
-// Commit messages into change.Batches, one per transaction, answers
+// slot. Stream decodes Relation, Begin, Origin, Insert, Update, Delete,
+// Truncate and Commit messages into change.Batches, one per transaction
+// (of a transaction whose origin is skipped, Config.SkipOrigins, only its
+// position), answers
 // keepalives and sends standby status updates. The slot's confirmed flush
 // LSN only ever moves to a position passed to Ack, or, when every emitted
 // transaction has been acknowledged and no transaction is open, to the

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,16 @@ type Config struct {
 	// RetainedWALWarn is how much WAL the slot may hold back before Check
 	// warns; default 1 GiB.
 	RetainedWALWarn int64
+	// SkipOrigins names the replication origins whose transactions are
+	// not captured: tandem's own sinks writing into this database
+	// (sink/postgres.Config.Origin), so that a two-way replication does
+	// not echo them back. A transaction is skipped when pgoutput's Origin
+	// message (sent after its BEGIN, before its changes) names one of
+	// them or one of its session origins: the name, "#" and a number
+	// (sink/postgres.SessionOrigin). Nothing of a skipped transaction is
+	// emitted but its commit position, alone, so that it is acknowledged
+	// in order like any other.
+	SkipOrigins []string
 }
 
 var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
@@ -371,6 +382,7 @@ type stream struct {
 	pks         map[change.Table][]string // primary key columns, for REPLICA IDENTITY FULL tables
 	counters    capture.Counters
 	inTx        bool
+	skipTx      bool // the open transaction's origin is one of SkipOrigins
 	begin       pglogrepl.BeginMessage
 	events      []change.Event
 	lastEmitted LSN
@@ -393,9 +405,22 @@ func (st *stream) handle(ctx context.Context, data []byte) error {
 	}
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
+		// Described even in a skipped transaction: later ones use it.
 		st.rels[m.RelationID] = newRelation(m, st.pks[change.Table{Schema: m.Namespace, Name: m.RelationName}])
+		return nil
 	case *pglogrepl.BeginMessage:
-		st.inTx, st.begin, st.events = true, *m, st.events[:0]
+		st.inTx, st.skipTx, st.begin, st.events = true, false, *m, st.events[:0]
+		return nil
+	case *pglogrepl.OriginMessage:
+		st.skipTx = st.src.skipsOrigin(m.Name)
+		return nil
+	case *pglogrepl.CommitMessage:
+		return st.commit(ctx, m)
+	}
+	if st.skipTx {
+		return nil // a change of a skipped transaction
+	}
+	switch m := msg.(type) {
 	case *pglogrepl.InsertMessage:
 		rel, err := st.relation(m.RelationID)
 		if err != nil {
@@ -449,15 +474,35 @@ func (st *stream) handle(ctx context.Context, data []byte) error {
 				return err
 			}
 		}
-	case *pglogrepl.CommitMessage:
-		b := change.Batch{Events: st.events, Pos: m.TransactionEndLSN, Commit: m.CommitTime}
-		if err := st.emit(ctx, b); err != nil {
-			return err
-		}
-		st.inTx, st.events, st.lastEmitted = false, nil, m.TransactionEndLSN
-		st.src.metrics.Lag.Set(math.Max(0, time.Since(m.CommitTime).Seconds()))
 	}
 	return nil
+}
+
+// commit emits the transaction's last batch, with its position. A skipped
+// transaction has no events: its position is emitted alone.
+func (st *stream) commit(ctx context.Context, m *pglogrepl.CommitMessage) error {
+	b := change.Batch{Events: st.events, Pos: m.TransactionEndLSN, Commit: m.CommitTime}
+	if err := st.emit(ctx, b); err != nil {
+		return err
+	}
+	st.inTx, st.skipTx, st.events, st.lastEmitted = false, false, nil, m.TransactionEndLSN
+	st.src.metrics.Lag.Set(math.Max(0, time.Since(m.CommitTime).Seconds()))
+	return nil
+}
+
+// skipsOrigin reports whether transactions of replication origin name are
+// skipped: name is one of SkipOrigins, or one of their session origins
+// (the name, "#" and a number).
+func (s *Source) skipsOrigin(name string) bool {
+	for _, o := range s.cfg.SkipOrigins {
+		if name == o {
+			return true
+		}
+		if n, ok := strings.CutPrefix(name, o+"#"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (st *stream) relation(id uint32) (*relation, error) {

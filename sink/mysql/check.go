@@ -188,7 +188,7 @@ func (c *checker) privileges(ctx context.Context, ident string, cols, privs []st
 // read and write them, or the user may create what is missing.
 func (c *checker) state(ctx context.Context, name string) {
 	obj := "target state database " + name
-	missing, err := missingStateTables(ctx, c.conn, name)
+	missing, err := missingStateTables(ctx, c.conn, name, stateTableNames)
 	if err != nil {
 		c.fail(obj, fmt.Sprintf("cannot inspect: %v", err), "")
 		return

@@ -46,13 +46,13 @@ func (s *Sink) BackfillProgress(ctx context.Context) ([]sink.BackfillProgress, e
 }
 
 // SaveBackfill implements sink.BackfillStore: one upsert, committed on its
-// own. Times are stored in UTC to the microsecond (truncated); a zero
+// own (with an origin, in a marked transaction). Times are stored in UTC to the microsecond (truncated); a zero
 // Started or Updated is stored as the time of saving.
 func (s *Sink) SaveBackfill(ctx context.Context, p sink.BackfillProgress) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	if _, err := s.db.ExecContext(ctx, "INSERT INTO "+s.backfillsTable()+
+	if err := s.exec(ctx, "INSERT INTO "+s.backfillsTable()+
 		" (source_table, state, after_key, `rows`, started_at, updated_at)"+
 		" VALUES (?, ?, ?, ?, COALESCE(?, UTC_TIMESTAMP(6)), COALESCE(?, UTC_TIMESTAMP(6)))"+
 		" ON DUPLICATE KEY UPDATE state = VALUES(state), after_key = VALUES(after_key), `rows` = VALUES(`rows`),"+
@@ -75,7 +75,7 @@ func orNow(t time.Time) any {
 // ResetBackfill implements sink.BackfillStore: progress and tombstones go
 // in one transaction (DELETE, not TRUNCATE, which commits on its own).
 func (s *Sink) ResetBackfill(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, nil)
 	if err != nil {
 		return classified(s.backfillsTable(), fmt.Errorf("reset backfill progress and tombstones: %w", err))
 	}
@@ -315,7 +315,7 @@ func (s *Sink) ensureCopyLockRows(ctx context.Context, locks []sqlbatch.CopyLock
 		var n int
 		err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+s.copyLocksTable()+" WHERE target_table = ?", l.Table).Scan(&n)
 		if err == nil && n == 0 {
-			_, err = s.db.ExecContext(ctx, "INSERT INTO "+s.copyLocksTable()+" (target_table) VALUES (?) ON DUPLICATE KEY UPDATE target_table = target_table", l.Table)
+			err = s.exec(ctx, "INSERT INTO "+s.copyLocksTable()+" (target_table) VALUES (?) ON DUPLICATE KEY UPDATE target_table = target_table", l.Table)
 		}
 		if err != nil {
 			return classified(s.copyLocksTable(), fmt.Errorf("make the copy lock of %s: %w", l.Table, err))

@@ -63,7 +63,7 @@ func (s *Sink) DeleteDeadLetters(ctx context.Context, ids []sink.DeadLetterID) (
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, nil)
 	if err != nil {
 		return 0, classified(s.deadLettersTable(), fmt.Errorf("delete dead letters: %w", err))
 	}

@@ -38,4 +38,8 @@
 // are locked (SELECT ... FOR UPDATE) before anything is written, and a batch
 // that starts before a stored offset of the same Kafka cluster is refused
 // with sink.ErrFenced.
+//
+// In a two-way replication, a sink with an origin (Config.Origin) opens
+// every transaction with a marker row in table origin of the state
+// database, by which capture/mysql skips it.
 package mysql

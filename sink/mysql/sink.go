@@ -31,6 +31,18 @@ type Config struct {
 	// ReadOnly connects without creating tandem's own tables, for what
 	// only reads the target (check, preview, dlq list, lookups there).
 	ReadOnly bool
+	// Origin, when set, marks every transaction the sink commits (Apply
+	// with its copies, dead letters and tombstones, offsets, positions,
+	// backfill progress) as tandem's own, so that a binlog capturer of
+	// this database skips it (capture/mysql.Config.SkipOrigins) and a
+	// two-way replication does not echo it back: the transaction first
+	// sets @tandem_origin to Origin (guard triggers let such sessions
+	// through) and upserts its connection's row (CONNECTION_ID(), Origin)
+	// in table origin of the state database (OriginTable), created with
+	// the other state tables, so that the transaction's first rows event
+	// in the binlog names Origin. At most 64 characters. Ignored with
+	// ReadOnly.
+	Origin string
 }
 
 // DefaultStateSchema is the database of tandem's own tables when
@@ -44,6 +56,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := mysqlurl.Parse(c.DSN); err != nil {
 		return fmt.Errorf("mysql target: %w", err)
+	}
+	if len(c.Origin) > 64 {
+		return fmt.Errorf("mysql target: origin %q is longer than 64 characters", c.Origin)
 	}
 	if len(c.StateSchema) > 64 {
 		return fmt.Errorf("mysql target: state database name %q is longer than MySQL's 64 characters", c.StateSchema)
@@ -109,6 +124,7 @@ type Sink struct {
 	db        *sql.DB
 	where     string // user@host:port/db, for String
 	state     string // state database name
+	origin    string // Config.Origin: marks every write transaction (begin)
 	isolation sql.IsolationLevel
 
 	mu       sync.Mutex
@@ -148,6 +164,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.ReadOnly {
 		return s, nil
 	}
+	s.origin = cfg.Origin
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -235,7 +252,11 @@ var stateTables = map[string]string{
 var stateTableNames = []string{"kafka_offsets", "dead_letters", "source_positions", "backfills", "tombstones", "copy_locks"}
 
 func (s *Sink) init(ctx context.Context) error {
-	missing, err := missingStateTables(ctx, s.db, s.state)
+	names := stateTableNames
+	if s.origin != "" {
+		names = append(slices.Clip(names), OriginTable)
+	}
+	missing, err := missingStateTables(ctx, s.db, s.state, names)
 	if err != nil {
 		return classified(s.offsetsTable(), fmt.Errorf("look for tandem's tables in database %s: %w", mysqlurl.QuoteIdent(s.state), err))
 	}
@@ -248,7 +269,11 @@ func (s *Sink) init(ctx context.Context) error {
 	}
 	for _, name := range missing {
 		ident := mysqlurl.QuoteIdent(s.state) + "." + mysqlurl.QuoteIdent(name)
-		if _, err := s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+ident+" "+stateTables[name]+
+		def, ok := stateTables[name]
+		if !ok {
+			def = originTableDef
+		}
+		if _, err := s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+ident+" "+def+
 			" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"); err != nil {
 			return classified(ident, fmt.Errorf("create table %s: %w", ident, err))
 		}
@@ -268,8 +293,8 @@ func (s *Sink) init(ctx context.Context) error {
 	return nil
 }
 
-// missingStateTables returns the tables of stateTables that database state lacks.
-func missingStateTables(ctx context.Context, q querier, state string) ([]string, error) {
+// missingStateTables returns the tables of names that database state lacks.
+func missingStateTables(ctx context.Context, q querier, state string, names []string) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?`, state)
 	if err != nil {
 		return nil, err
@@ -287,7 +312,7 @@ func missingStateTables(ctx context.Context, q querier, state string) ([]string,
 		return nil, err
 	}
 	var missing []string
-	for _, n := range stateTableNames {
+	for _, n := range names {
 		if !have[n] {
 			missing = append(missing, n)
 		}
@@ -344,7 +369,7 @@ func (s *Sink) SetOffsets(ctx context.Context, cp sink.Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("reset offsets of group %s: %w", cp.Group, err)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("reset offsets of group %s: %w", cp.Group, err)
 	}
@@ -452,14 +477,15 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 
 // applyOnce runs one transaction: the fence, the statements, the commit.
 func (s *Sink) applyOnce(ctx context.Context, stmts []statement, group, epoch string, offsets []sink.Offset) error {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: s.isolation})
+	// The origin's marker first (begin: a row of the connection's own),
+	// then the fence: a batch that is refused writes nothing, and two
+	// consumers of one partition queue on its offsets row before they touch
+	// any other.
+	tx, err := s.begin(ctx, &sql.TxOptions{Isolation: s.isolation})
 	if err != nil {
 		return fmt.Errorf("begin target transaction: %w", err)
 	}
 	defer tx.Rollback()
-	// The fence first: a batch that is refused writes nothing, and two
-	// consumers of one partition queue on its offsets row before they touch
-	// any other.
 	if len(offsets) > 0 {
 		if err := s.fence(ctx, tx, group, epoch, offsets); err != nil {
 			return err
@@ -594,9 +620,9 @@ func (s *Sink) LoadPosition(ctx context.Context, source string) (pos string, fou
 }
 
 // SavePosition implements capture/mysql.PositionStore: one upsert, committed on
-// its own.
+// its own (with an origin, in a marked transaction).
 func (s *Sink) SavePosition(ctx context.Context, source, pos string) error {
-	if _, err := s.db.ExecContext(ctx, "INSERT INTO "+s.positionsTable()+" (source, position, updated_at) VALUES (?, ?, UTC_TIMESTAMP(6))"+
+	if err := s.exec(ctx, "INSERT INTO "+s.positionsTable()+" (source, position, updated_at) VALUES (?, ?, UTC_TIMESTAMP(6))"+
 		" ON DUPLICATE KEY UPDATE position = VALUES(position), updated_at = VALUES(updated_at)", source, pos); err != nil {
 		return classified(s.positionsTable(), fmt.Errorf("save position of source %s: %w", source, err))
 	}

@@ -22,4 +22,8 @@
 // savepoint. A transaction-level advisory lock per table (the copy lock,
 // keyed by the table's oid) keeps copies and the deletes of an active
 // backfill apart: copies share it, such a delete takes it exclusive.
+//
+// In a two-way replication, a sink with an origin (Config.Origin) marks
+// every transaction with a replication origin, which capture/postgres
+// skips.
 package postgres

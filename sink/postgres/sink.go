@@ -32,6 +32,29 @@ type Config struct {
 	// ReadOnly connects without creating tandem's own tables, for what
 	// only reads the target (check, preview, dlq list, lookups there).
 	ReadOnly bool
+	// Origin, when set, marks every transaction the sink commits (Apply,
+	// copies, dead letters, tombstones, state tables) with a replication
+	// origin of this family, so that a capturer of this database skips
+	// them (capture/postgres.Config.SkipOrigins) and tandem does not echo
+	// its own writes back in a two-way replication; guard triggers tell
+	// tandem's sessions by pg_replication_origin_session_is_setup().
+	//
+	// Each connection runs pg_replication_origin_session_setup after
+	// connecting. PostgreSQL 15 lets one session at a time use an origin,
+	// so each connection takes the first free one of Origin, Origin#1,
+	// Origin#2, ... (SessionOrigin), and creates it if absent
+	// (pg_replication_origin_create; sinks starting at once all succeed).
+	// Each origin takes one of the server's max_replication_slots origin
+	// states: leave room for every sink's pool (pool_max_conns in the DSN,
+	// default max(4, CPUs)) beside the slots. Dropping an
+	// origin while a capturer has yet to decode its transactions makes
+	// them look like anyone's (pgoutput then names no origin).
+	//
+	// Privileges: superuser, or EXECUTE on pg_replication_origin_create(text)
+	// and pg_replication_origin_session_setup(text) (revoked from PUBLIC
+	// by default): GRANT EXECUTE ON FUNCTION ... TO the sink's user.
+	// Ignored with ReadOnly.
+	Origin string
 }
 
 // Sink is a PostgreSQL target. Safe for concurrent use.
@@ -51,7 +74,17 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.StateSchema == "" {
 		cfg.StateSchema = "tandem"
 	}
-	pool, err := pgxpool.New(ctx, cfg.DSN)
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("connect to target: %w", err)
+	}
+	if cfg.Origin != "" && !cfg.ReadOnly {
+		origin := cfg.Origin
+		pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+			return setupOrigin(ctx, conn, origin)
+		}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to target: %w", err)
 	}
