@@ -173,6 +173,18 @@ func waitBlocked(t *testing.T, tg CohortTarget, done <-chan error, what string) 
 	}
 }
 
+// fence fences cohorts, failing t on an error; the fence is released when
+// t ends, if it is still open (the sink's Close waits for its connection).
+func fence(t *testing.T, cs sink.CohortStore, cohorts ...string) sink.Fence {
+	t.Helper()
+	f, err := cs.Fence(t.Context(), cohorts)
+	if err != nil {
+		t.Fatalf("Fence(%v): %v", cohorts, err)
+	}
+	t.Cleanup(func() { f.Release(context.Background()) })
+	return f
+}
+
 // finished waits, within a deadline, for what's result.
 func finished(t *testing.T, done <-chan error, what string) error {
 	t.Helper()
@@ -229,19 +241,17 @@ func testFenceHoldsBatches(t *testing.T, h Harness) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tg, cs := cohortTarget(t, h, shopDDL)
-			f, err := cs.Fence(ctx, []string{"c1"})
-			if err != nil {
-				t.Fatalf("Fence: %v", err)
-			}
-			defer f.Release(ctx)
+			f := fence(t, cs, "c1")
 			// The fence created the cohort's row, owned by old.
 			wantCohorts(t, cs, []sink.Ownership{{Cohort: "c1", Owner: sink.OwnerOld}})
 			b := sink.Batch{Side: tc.side, Writes: []change.Write{
 				cohortItem(1, "c1"), cohortItem(2, "other"), cohortItem(3, ""),
 			}, DeadLetters: []sink.DeadLetter{{Mapping: "m", Reason: "transform", Error: "e", Topic: "t", Offset: 4}}}
 			done := make(chan error, 1)
-			go func() { done <- tg.OpenSink(t).Apply(ctx, b, checkpoint("g", "e", offset("t", 0, 5))) }()
+			other := tg.OpenSink(t) // another process's consumer
+			go func() { done <- other.Apply(ctx, b, checkpoint("g", "e", offset("t", 0, 5))) }()
 			waitBlocked(t, tg, done, "a batch writing the fenced cohort")
+			var err error
 			if tc.commit != nil {
 				err = f.Commit(ctx, []sink.Ownership{*tc.commit})
 			} else {
@@ -355,10 +365,7 @@ func testGuard(t *testing.T, h Harness) {
 
 	// A fenced cohort's writes wait, then see the owner the fence stored.
 	for _, to := range []sink.Owner{sink.OwnerOld, sink.OwnerNew} {
-		f, err := cs.Fence(ctx, []string{"c-old"})
-		if err != nil {
-			t.Fatalf("Fence: %v", err)
-		}
+		f := fence(t, cs, "c-old")
 		done := make(chan error, 1)
 		go func() { done <- exec("UPDATE " + tbl + " SET v = v + 1 WHERE " + id + " = 1") }()
 		waitBlocked(t, tg, done, "the application's write of the fenced cohort")
@@ -376,10 +383,7 @@ func testGuard(t *testing.T, h Harness) {
 	wantRows(t, tg, all, []Row{r(1, "c-old", 3), r(3, "c-absent", 1), nullRow})
 
 	// tandem's own session passes untouched, even rejected and fenced.
-	f, err := cs.Fence(ctx, []string{"c-old"})
-	if err != nil {
-		t.Fatalf("Fence: %v", err)
-	}
+	f := fence(t, cs, "c-old")
 	tandem := tg.App(t)
 	tandem.SetOrigin(t)
 	if err := tandem.Exec(ctx, insert(5, "c-new")); err != nil {
