@@ -386,10 +386,13 @@ func testGuard(t *testing.T, h Harness) {
 	f := fence(t, cs, "c-old")
 	tandem := tg.App(t)
 	tandem.SetOrigin(t)
-	if err := tandem.Exec(ctx, insert(5, "c-new")); err != nil {
+	// Bounded: were the session not let through, it would wait for the fence.
+	bounded, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := tandem.Exec(bounded, insert(5, "c-new")); err != nil {
 		t.Errorf("tandem's insert: %v", err)
 	}
-	if err := tandem.Exec(ctx, "UPDATE "+tbl+" SET v = 9 WHERE "+id+" = 1"); err != nil {
+	if err := tandem.Exec(bounded, "UPDATE "+tbl+" SET v = 9 WHERE "+id+" = 1"); err != nil {
 		t.Errorf("tandem's update of a fenced cohort: %v", err)
 	}
 	if err := f.Release(ctx); err != nil {
