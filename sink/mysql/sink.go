@@ -246,10 +246,35 @@ var stateTables = map[string]string{
 	target_table VARCHAR(255) NOT NULL,
 	PRIMARY KEY (target_table)
 )`,
+	// Cutover's state (see sink.CohortStore).
+	"cohorts": `(
+	cohort       VARCHAR(255) NOT NULL,
+	owner        VARCHAR(16) NOT NULL CHECK (owner IN ('old', 'new', 'switching')),
+	switching_to VARCHAR(16) NULL CHECK (switching_to IN ('old', 'new')),
+	version      BIGINT NOT NULL,
+	changed_at   DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+	PRIMARY KEY (cohort)
+)`,
+	"misrouted": `(
+	id      BIGINT NOT NULL AUTO_INCREMENT,
+	cohort  VARCHAR(255) NOT NULL,
+	side    VARCHAR(16) NOT NULL,
+	tbl     VARCHAR(255) NOT NULL,
+	row_key MEDIUMTEXT NOT NULL,
+	at      DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+	PRIMARY KEY (id)
+)`,
+	"heartbeats": `(
+	stream      VARCHAR(255) NOT NULL,
+	lag_seconds DOUBLE NOT NULL,
+	updated_at  DATETIME(6) NOT NULL,
+	PRIMARY KEY (stream)
+)`,
 }
 
 // stateTableNames are stateTables' keys in a fixed order.
-var stateTableNames = []string{"kafka_offsets", "dead_letters", "source_positions", "backfills", "tombstones", "copy_locks"}
+var stateTableNames = []string{"kafka_offsets", "dead_letters", "source_positions", "backfills", "tombstones", "copy_locks",
+	"cohorts", "misrouted", "heartbeats"}
 
 func (s *Sink) init(ctx context.Context) error {
 	names := stateTableNames
@@ -449,34 +474,50 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 	if err != nil {
 		return fmt.Errorf("group %s: %w", cp.Group, err)
 	}
-	locks := sqlbatch.CopyLocks(b.Writes)
-	if err := s.ensureCopyLockRows(ctx, locks); err != nil {
+	if err := s.ensureCopyLockRows(ctx, sqlbatch.CopyLocks(b.Writes)); err != nil {
 		return err
 	}
-	stmts := s.copyLocks(locks)
-	for _, round := range sqlbatch.Compact(b.Writes) {
-		st, err := s.statements(ctx, round)
-		if err != nil {
+	// A batch with cutover's cohorts has its statements made in each
+	// attempt's transaction, from the writes whose owners it read there.
+	var stmts []statement
+	if len(batchCohorts(b)) == 0 {
+		if stmts, err = s.batchStatements(ctx, b); err != nil {
 			return err
 		}
-		stmts = append(stmts, st...)
-	}
-	if len(b.DeadLetters) > 0 {
-		stmts = append(stmts, s.deadLetters(b.DeadLetters)...)
-	}
-	if len(stmts) == 0 && len(offsets) == 0 {
-		return nil
+		if len(stmts) == 0 && len(offsets) == 0 {
+			return nil
+		}
+		b = sink.Batch{}
 	}
 	for attempt := 1; ; attempt++ {
-		err := s.applyOnce(ctx, stmts, cp.Group, cp.Epoch, offsets)
+		err := s.applyOnce(ctx, b, stmts, cp.Group, cp.Epoch, offsets)
 		if err == nil || attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
 			return err
 		}
 	}
 }
 
+// batchStatements returns the statements that write b: the copy locks,
+// the writes, the dead letters.
+func (s *Sink) batchStatements(ctx context.Context, b sink.Batch) ([]statement, error) {
+	stmts := s.copyLocks(sqlbatch.CopyLocks(b.Writes))
+	for _, round := range sqlbatch.Compact(b.Writes) {
+		st, err := s.statements(ctx, round)
+		if err != nil {
+			return nil, err
+		}
+		stmts = append(stmts, st...)
+	}
+	if len(b.DeadLetters) > 0 {
+		stmts = append(stmts, s.deadLetters(b.DeadLetters)...)
+	}
+	return stmts, nil
+}
+
 // applyOnce runs one transaction: the fence, the statements, the commit.
-func (s *Sink) applyOnce(ctx context.Context, stmts []statement, group, epoch string, offsets []sink.Offset) error {
+// A batch b with cohorts (see ownedWrites) is written by the statements
+// made of its owned writes after the fence; else stmts are.
+func (s *Sink) applyOnce(ctx context.Context, b sink.Batch, stmts []statement, group, epoch string, offsets []sink.Offset) error {
 	// The origin's marker first (begin: a row of the connection's own),
 	// then the fence: a batch that is refused writes nothing, and two
 	// consumers of one partition queue on its offsets row before they touch
@@ -488,6 +529,15 @@ func (s *Sink) applyOnce(ctx context.Context, stmts []statement, group, epoch st
 	defer tx.Rollback()
 	if len(offsets) > 0 {
 		if err := s.fence(ctx, tx, group, epoch, offsets); err != nil {
+			return err
+		}
+	}
+	if len(batchCohorts(b)) > 0 {
+		owned, err := s.ownedWrites(ctx, tx, b)
+		if err != nil {
+			return classified(s.cohortsTable(), err)
+		}
+		if stmts, err = s.batchStatements(ctx, sink.Batch{Writes: owned, DeadLetters: b.DeadLetters}); err != nil {
 			return err
 		}
 	}

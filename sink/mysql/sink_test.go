@@ -232,9 +232,12 @@ func TestNew_CreatesTheStateTablesOnceAndReusesThem(t *testing.T) {
 	}
 	tg.wantRows(t, "SELECT TABLE_NAME AS name, TABLE_COLLATION AS collation FROM information_schema.TABLES WHERE TABLE_SCHEMA = '"+tg.state+"' ORDER BY 1", []row{
 		{"name": "backfills", "collation": "utf8mb4_bin"},
+		{"name": "cohorts", "collation": "utf8mb4_bin"},
 		{"name": "copy_locks", "collation": "utf8mb4_bin"},
 		{"name": "dead_letters", "collation": "utf8mb4_bin"},
+		{"name": "heartbeats", "collation": "utf8mb4_bin"},
 		{"name": "kafka_offsets", "collation": "utf8mb4_bin"},
+		{"name": "misrouted", "collation": "utf8mb4_bin"},
 		{"name": "source_positions", "collation": "utf8mb4_bin"},
 		{"name": "tombstones", "collation": "utf8mb4_bin"},
 	})

@@ -204,7 +204,8 @@ CREATE TABLE IF NOT EXISTS ` + s.tombstonesTable() + ` (
 	row_key      text        NOT NULL,
 	created_at   timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (target_table, row_key)
-)`
+);
+` + s.cohortTablesDDL()
 	if _, err := s.pool.Exec(ctx, sql); err != nil {
 		return fmt.Errorf("create tandem's tables in schema %s: %w", pgx.Identifier{s.schema}.Sanitize(), err)
 	}
@@ -265,6 +266,19 @@ func (s *Sink) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 }
 
 func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) error {
+	// A batch with cutover's cohorts begins with reading their owners, in
+	// its transaction, and leaves out the writes the stream does not own.
+	var tx pgx.Tx
+	if len(batchCohorts(b)) > 0 {
+		var err error
+		if tx, err = s.pool.Begin(ctx); err != nil {
+			return fmt.Errorf("begin target transaction: %w", err)
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx))
+		if b.Writes, err = s.ownedWrites(ctx, tx, b); err != nil {
+			return classified(s.cohortsTable(), err)
+		}
+	}
 	stmts, err := s.copyLocks(ctx, b.Writes)
 	if err != nil {
 		return err
@@ -290,11 +304,12 @@ func (s *Sink) apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) erro
 	if len(stmts) == 0 && len(cp.Offsets) == 0 {
 		return nil
 	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin target transaction: %w", err)
+	if tx == nil {
+		if tx, err = s.pool.Begin(ctx); err != nil {
+			return fmt.Errorf("begin target transaction: %w", err)
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx))
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
 	// Statements go in pipelined batches; a copy's COPY runs on its own
 	// between them.
 	for len(stmts) > 0 {

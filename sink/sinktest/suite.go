@@ -114,6 +114,10 @@ func Run(t *testing.T, h Harness) {
 		{"ColumnTypes", testColumnTypes},
 		{"Lookup", testLookup},
 		{"LookupErrors", testLookupErrors},
+		{"CohortState", testCohortState},
+		{"FenceHoldsBatches", testFenceHoldsBatches},
+		{"BatchWithoutSideAppliesEverything", testBatchWithoutSideAppliesEverything},
+		{"Guard", testGuard},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
