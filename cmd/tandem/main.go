@@ -163,7 +163,7 @@ func newRootCmd(g *globals) *cobra.Command {
 
 	root.AddCommand(newStreamCmds(g)...)
 	root.AddCommand(newBackfillCmd(g), newCheckCmd(g), newPreviewCmd(g), newReconcileCmd(g),
-		newDLQCmd(g), newSlotCmd(g), newVersionCmd(g), newCompletionCmd())
+		newDLQCmd(g), newSwitchCmd(g), newStatusCmd(g), newSlotCmd(g), newVersionCmd(g), newCompletionCmd())
 	setRootUsage(root)
 	return root
 }

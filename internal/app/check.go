@@ -10,6 +10,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/connect"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/transform"
 )
 
 // Check runs the preflight checks of the source and the target. It changes
@@ -21,7 +22,43 @@ func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error)
 	}
 	ps = append(ps, connect.CheckTarget(ctx, cfg, targetUses(cfg))...)
 	ps = append(ps, modeProblems(cfg)...)
+	ps = append(ps, cutoverProblems(ctx, cfg)...)
 	return append(ps, checkMappings(ctx, cfg)...), nil
+}
+
+// cutoverProblems checks what cutover needs of the mappings: a cohort
+// column in every table the guard watches, and mappings whose reverse
+// stream can rebuild the old rows from the new ones.
+func cutoverProblems(ctx context.Context, cfg *config.Config) []preflight.Problem {
+	if cfg.Cutover == nil {
+		return nil
+	}
+	mappings, err := CompileMappings(cfg)
+	if err != nil {
+		return nil // reported elsewhere
+	}
+	keys, err := sourceKeys(ctx, cfg)
+	if err != nil {
+		return []preflight.Problem{{Severity: preflight.Fail, Object: "cutover", What: err.Error(), Fix: "make the source tables readable"}}
+	}
+	var ps []preflight.Problem
+	if _, _, err := GuardTables(cfg, mappings, keys); err != nil {
+		ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: "cutover", What: err.Error(),
+			Fix: "give each target table a cohort column: to[].cohort, or a column copied from the mapping's cohort column"})
+	}
+	for _, m := range mappings {
+		if !m.HasInverse() {
+			ps = append(ps, preflight.Problem{Severity: preflight.Warn, Object: "mapping " + m.Name,
+				What: "it has no inverse: no reverse stream keeps its old rows in step once a cohort is switched to the new schema",
+				Fix:  "add inverse: with the columns of the source row computed from the target rows"})
+			continue
+		}
+		if _, err := transform.NewReverse(m, keys[m.From.String()]); err != nil {
+			ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: "mapping " + m.Name, What: err.Error(),
+				Fix: "copy the source key columns plainly into every target table of the mapping (row.<key column>)"})
+		}
+	}
+	return ps
 }
 
 // modeProblems warns of each output with mode create_if_absent: every
@@ -52,6 +89,9 @@ func deleteNeeds(cfg *config.Config) map[change.Table][]string {
 	whole := map[change.Table]bool{}
 	for _, m := range mappings {
 		cols, anyCol := m.KeyReads()
+		if c := m.CohortColumn(); cfg.Cutover != nil && c != "" && !slices.Contains(cols, c) {
+			cols = append(cols, c) // a delete's cohort comes from its before-image
+		}
 		if anyCol {
 			whole[m.From] = true
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/connect"
 	"github.com/tandemcdc/tandem/internal/kafka"
 	"github.com/tandemcdc/tandem/reconcile"
+	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -130,6 +131,7 @@ type process struct {
 	trimmer  *kafka.Trimmer // frees the embedded broker's applied records
 	verify   reconcile.VerifyQueue
 	status   readiness
+	cutover  *cutoverState // nil without a cutover section
 }
 
 // Run runs the configured roles until ctx ends or a role fails for good.
@@ -156,10 +158,23 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	g, gctx := errgroup.WithContext(ctx)
 	gctx, failWith := context.WithCancelCause(gctx)
 	defer failWith(nil)
+	if cfg.Cutover != nil && opts.Backfill == nil {
+		if err := p.openCutover(ctx); err != nil {
+			return err
+		}
+	}
 	p.newAppliers()
+	if p.cutover != nil && opts.Roles.Apply {
+		p.newReverseAppliers()
+	}
 	if opts.Roles.Capture {
 		if err := p.startCapture(ctx, gctx, g, failWith); err != nil {
 			return err
+		}
+		if p.cutover != nil {
+			if err := p.startReverseCapture(ctx, gctx, g, failWith); err != nil {
+				return err
+			}
 		}
 	}
 	var backfillDone chan struct{}
@@ -169,6 +184,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 	}
 	p.startApply(gctx, g)
+	if p.cutover != nil {
+		p.startCutoverLoops(gctx, g)
+	}
 	p.serveHTTP(failWith)
 	if backfillDone != nil {
 		// A backfill run ends when its copy is written (or fails).
@@ -197,6 +215,9 @@ func (p *process) connectKafka(ctx context.Context) error {
 	}
 	dlqTopic := kafka.DLQTopic(p.cfg.Kafka.TopicPrefix)
 	topics = append(topics, dlqTopic)
+	if p.cfg.Cutover != nil {
+		topics = append(topics, reverseTopics(p.cfg)...)
+	}
 	p.seeds, p.embedded = p.cfg.Kafka.Brokers, len(p.cfg.Kafka.Brokers) == 0
 	if p.embedded {
 		if !p.opts.Roles.Capture || !p.opts.Roles.Apply {
@@ -234,7 +255,7 @@ func (p *process) connectKafka(ctx context.Context) error {
 // with lookup() reading it.
 func (p *process) openTarget(ctx context.Context) error {
 	roles := p.opts.Roles
-	if !roles.Apply && p.opts.Backfill == nil && !(roles.Capture && connect.SourceNeedsStore(p.cfg)) {
+	if !roles.Apply && p.opts.Backfill == nil && !(roles.Capture && (connect.SourceNeedsStore(p.cfg) || p.cfg.Cutover != nil)) {
 		return nil
 	}
 	tgt, err := connect.OpenTarget(ctx, p.cfg)
@@ -244,7 +265,11 @@ func (p *process) openTarget(ctx context.Context) error {
 	p.tgt = tgt
 	p.closers = append(p.closers, func() { tgt.Close() })
 	if roles.Apply || p.opts.Backfill != nil {
-		if p.mappings, err = CompileMappings(p.cfg, transform.WithLookup(tgt)); err != nil {
+		opts := []transform.Option{transform.WithLookup(tgt)}
+		if p.cfg.Cutover != nil {
+			opts = append(opts, transform.WithCohorts())
+		}
+		if p.mappings, err = CompileMappings(p.cfg, opts...); err != nil {
 			return err
 		}
 		p.metrics = apply.NewMetrics(p.reg)
@@ -262,6 +287,10 @@ func (p *process) newAppliers() {
 		p.verify = reconcile.NewVerifyQueue(64)
 		applied = p.verify.Add
 	}
+	var side sink.Side
+	if p.cfg.Cutover != nil {
+		side = sink.SideNew // only the cohorts the old side owns
+	}
 	for _, m := range p.mappings {
 		topic := kafka.Topic(p.cfg.Kafka.TopicPrefix, m.From)
 		group := p.cfg.Kafka.Group + "." + m.Name
@@ -269,7 +298,7 @@ func (p *process) newAppliers() {
 		p.appliers = append(p.appliers, apply.New(apply.Config{
 			Mapping: m, Topic: topic, Group: group, Epoch: p.epoch, Seeds: p.seeds,
 			Sink: p.tgt, DLQ: p.dlq, Metrics: p.metrics, Log: p.log, Applied: applied,
-			Committed: p.committed,
+			Committed: p.committed, Side: side,
 		}))
 	}
 }
@@ -282,6 +311,9 @@ func (p *process) committed(group, topic string, partition int32, next int64) {
 	}
 	if p.tracker != nil {
 		p.tracker.Committed(group, topic, partition, next)
+	}
+	if p.cutover != nil && p.cutover.tracker != nil {
+		p.cutover.tracker.Committed(group, topic, partition, next)
 	}
 }
 

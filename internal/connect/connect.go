@@ -109,9 +109,9 @@ func openTarget(ctx context.Context, cfg *config.Config, readOnly bool) (Target,
 	dsn, state := cfg.Target.DSN.Value(), cfg.Target.StateSchema
 	switch cfg.Target.Kind {
 	case config.KindPostgres:
-		return sinkpg.New(ctx, sinkpg.Config{DSN: dsn, StateSchema: state, ReadOnly: readOnly})
+		return sinkpg.New(ctx, sinkpg.Config{DSN: dsn, StateSchema: state, ReadOnly: readOnly, Origin: origin(cfg, OriginForward)})
 	case config.KindMySQL:
-		return sinkmysql.New(ctx, sinkmysql.Config{DSN: dsn, StateSchema: state, ReadOnly: readOnly})
+		return sinkmysql.New(ctx, sinkmysql.Config{DSN: dsn, StateSchema: state, ReadOnly: readOnly, Origin: origin(cfg, OriginForward)})
 	}
 	return nil, unsupported("target", cfg.Target.Kind)
 }
@@ -141,18 +141,27 @@ func OpenSource(cfg *config.Config, store mycapture.PositionStore, log *slog.Log
 	case config.KindPostgres:
 		return pgSource(cfg, pgcapture.WithLogger(log), pgcapture.WithMetrics(m))
 	case config.KindMySQL:
-		return mycapture.New(mycapture.Config{
+		c := mycapture.Config{
 			DSN: cfg.Source.DSN.Value(), ServerID: cfg.Source.MySQL.ServerID, Tables: SourceTables(cfg),
 			Store: store, StoreKey: PositionKey(cfg),
-		}, mycapture.WithLogger(log), mycapture.WithMetrics(m))
+		}
+		if cfg.Cutover != nil {
+			c.SkipOrigins, c.OriginTable = skipTandem, change.Table{Schema: cfg.Target.StateSchema, Name: sinkmysql.OriginTable}
+			c.SaveInterval, c.IdleAckInterval = drainInterval, drainInterval
+		}
+		return mycapture.New(c, mycapture.WithLogger(log), mycapture.WithMetrics(m))
 	}
 	return nil, unsupported("source", cfg.Source.Kind)
 }
 
 func pgSource(cfg *config.Config, opts ...pgcapture.Option) (*pgcapture.Source, error) {
-	return pgcapture.New(pgcapture.Config{
+	c := pgcapture.Config{
 		DSN: cfg.Source.DSN.Value(), Slot: cfg.Source.Postgres.Slot, Publication: cfg.Source.Postgres.Publication, Tables: SourceTables(cfg),
-	}, opts...)
+	}
+	if cfg.Cutover != nil {
+		c.SkipOrigins, c.StatusInterval = skipTandem, drainInterval
+	}
+	return pgcapture.New(c, opts...)
 }
 
 // Acked says where the source stands, for the last log line ("" for none).

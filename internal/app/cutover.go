@@ -1,0 +1,413 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tandemcdc/tandem/apply"
+	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/cutover"
+	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/connect"
+	"github.com/tandemcdc/tandem/internal/kafka"
+	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/transform"
+)
+
+// cutoverState is what a process adds to the forward pipeline when
+// cutover is configured: the old database as the reverse stream's target,
+// the reverse streams, and the cutover metrics.
+type cutoverState struct {
+	old      connect.Side
+	reverses map[string]*transform.Reverse // by mapping name
+	metrics  *cutover.Metrics
+	tracker  *kafka.Tracker // acknowledges the reverse capture's positions
+}
+
+// sourceKeys returns each mapping's source table's primary key, read from
+// the source.
+func sourceKeys(ctx context.Context, cfg *config.Config) (map[string][]string, error) {
+	r, err := connect.OpenReader(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	keys := map[string][]string{}
+	for _, t := range connect.SourceTables(cfg) {
+		s, err := r.Describe(ctx, t)
+		if err != nil {
+			return nil, fmt.Errorf("cutover: describe source table %s: %w", t, err)
+		}
+		keys[t.String()] = s.Key
+	}
+	return keys, nil
+}
+
+// GuardTables returns the tables the guard triggers watch on each side:
+// the mappings' source tables (old) and the tables they write (new).
+func GuardTables(cfg *config.Config, mappings []*transform.Mapping, keys map[string][]string) (old, new []sink.GuardTable, err error) {
+	var errs []error
+	for i, m := range mappings {
+		from := m.From.String()
+		if !slices.ContainsFunc(old, func(g sink.GuardTable) bool { return g.Table == from }) {
+			old = append(old, sink.GuardTable{Table: from, CohortColumn: m.CohortColumn(), Default: config.DefaultCohort, Key: keys[from]})
+		}
+		for _, o := range cfg.Mappings[i].To {
+			if slices.ContainsFunc(new, func(g sink.GuardTable) bool { return g.Table == o.Table }) {
+				continue
+			}
+			col, err := m.OutputCohortColumn(o.Table)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			new = append(new, sink.GuardTable{Table: o.Table, CohortColumn: col, Default: config.DefaultCohort, Key: o.Key})
+		}
+	}
+	return old, new, errors.Join(errs...)
+}
+
+// openCutover opens the old database as the reverse stream's target,
+// installs the guard triggers on both sides, finishes or undoes a switch
+// a crash interrupted, and compiles the reverse streams.
+func (p *process) openCutover(ctx context.Context) error {
+	keys, err := sourceKeys(ctx, p.cfg)
+	if err != nil {
+		return err
+	}
+	old, err := connect.OpenOld(ctx, p.cfg)
+	if err != nil {
+		return fmt.Errorf("cutover: open the source database for the reverse stream: %w", err)
+	}
+	p.closers = append(p.closers, func() { old.Close() })
+	cs := &cutoverState{old: old, reverses: map[string]*transform.Reverse{}, metrics: cutover.NewMetrics(p.reg)}
+	p.cutover = cs
+	oldTables, newTables, err := GuardTables(p.cfg, p.mappings, keys)
+	if err != nil {
+		return fmt.Errorf("cutover: %w", err)
+	}
+	reject := p.cfg.Cutover.Guard == config.GuardReject
+	if err := old.InstallGuard(ctx, sink.SideOld, oldTables, reject); err != nil {
+		return fmt.Errorf("cutover: install the guard triggers in the source database: %w", err)
+	}
+	if err := p.tgt.(connect.Side).InstallGuard(ctx, sink.SideNew, newTables, reject); err != nil {
+		return fmt.Errorf("cutover: install the guard triggers in the target database: %w", err)
+	}
+	if _, err := cutover.Recover(ctx, old, p.tgt.(connect.Side), p.log); err != nil {
+		return err
+	}
+	for _, m := range p.mappings {
+		if !m.HasInverse() {
+			continue
+		}
+		r, err := transform.NewReverse(m, keys[m.From.String()])
+		if err != nil {
+			return fmt.Errorf("cutover: %w", err)
+		}
+		cs.reverses[m.Name] = r
+	}
+	return nil
+}
+
+// newReverseAppliers makes one reverse Applier per mapping with an
+// inverse: it consumes the reverse topics of the mapping's target tables
+// and writes the old rows they rebuild into the old database.
+func (p *process) newReverseAppliers() {
+	cs := p.cutover
+	prefix := connect.ReverseTopicPrefix(p.cfg)
+	for _, m := range p.mappings {
+		r := cs.reverses[m.Name]
+		if r == nil {
+			continue
+		}
+		byTable := map[change.Table]string{} // the new table as the records name it -> as configured
+		var topics []string
+		for _, t := range r.Tables() {
+			q := connect.QualifyTarget(p.cfg, t)
+			byTable[q] = t
+			topics = append(topics, kafka.Topic(prefix, q))
+		}
+		group := p.cfg.Kafka.Group + ".back." + m.Name
+		for _, t := range topics {
+			p.readers[t] = append(p.readers[t], group)
+		}
+		current := transform.CurrentRow(p.tgt.Lookup)
+		xf := func(ctx context.Context, ev *change.Event) ([]change.Write, string, error) {
+			ws, err := r.Writes(ctx, byTable[ev.Table], ev, current)
+			if err != nil {
+				return nil, "transform", err
+			}
+			return ws, "", nil
+		}
+		p.appliers = append(p.appliers, apply.New(apply.Config{
+			Mapping: m, Reverse: true, Topics: topics, Transform: xf, Side: sink.SideOld,
+			Group: group, Epoch: p.epoch, Seeds: p.seeds,
+			Sink: cs.old, DLQ: p.dlq, Metrics: p.metrics, Log: p.log, Committed: p.committed,
+		}))
+	}
+}
+
+// reverseTopics are the reverse stream's topics, one per target table.
+func reverseTopics(cfg *config.Config) []string {
+	var out []string
+	for _, t := range connect.TargetTables(cfg) {
+		out = append(out, kafka.Topic(connect.ReverseTopicPrefix(cfg), t))
+	}
+	return out
+}
+
+// startReverseCapture streams the new database's changes (but tandem's
+// own) into the reverse topics.
+func (p *process) startReverseCapture(ctx, gctx context.Context, g *errgroup.Group, failWith context.CancelCauseFunc) error {
+	cs := p.cutover
+	src, err := connect.OpenReverseSource(p.cfg, cs.old, p.log.With("stream", apply.Reverse), capture.NewMetrics(nil))
+	if err != nil {
+		return err
+	}
+	p.closers = append(p.closers, func() { src.Close() })
+	if err := src.Setup(ctx); err != nil {
+		return fmt.Errorf("cutover: set up the reverse capture of the target database: %w", err)
+	}
+	cs.tracker = kafka.NewTracker(!p.embedded, p.readers, func(pos change.Position) {
+		if err := src.Ack(pos); err != nil {
+			p.log.Error("acknowledge the reverse capture's position", "pos", pos.String(), "err", err)
+		}
+	})
+	enc := connect.Encoder(p.cfg, p.opts.Version)
+	enc.Name = connect.ReverseTopicPrefix(p.cfg)
+	pub := kafka.NewPublisher(kafka.PublisherConfig{
+		Source: src, Prefix: connect.ReverseTopicPrefix(p.cfg), Client: p.producer, Tracker: cs.tracker,
+		Log: p.log, Encoder: enc, Fail: func(err error) { failWith(err) },
+	})
+	g.Go(func() error { return pub.Run(gctx, func(bool) {}) })
+	return nil
+}
+
+// startCutoverLoops keeps the streams' heartbeats, the misrouted writes'
+// counts and logs, and the owners' gauges, until gctx ends.
+func (p *process) startCutoverLoops(gctx context.Context, g *errgroup.Group) {
+	cs := p.cutover
+	newSide := p.tgt.(connect.Side)
+	g.Go(func() error {
+		misrouted := map[sink.Side]int64{}
+		fences := map[string]time.Time{}
+		for i := 0; ; i++ {
+			first := i == 0
+			if i%5 == 4 { // a switch killed midway is finished or undone within seconds
+				if _, err := cutover.Recover(gctx, cs.old, newSide, p.log); err != nil && gctx.Err() == nil {
+					p.log.Warn("cutover: check the cohorts' owners agree", "err", err)
+				}
+			}
+			for _, a := range p.appliers {
+				var store sink.CohortStore = newSide
+				if strings.HasPrefix(a.Stream(), apply.Reverse+":") {
+					store = cs.old
+				}
+				if err := store.Beat(gctx, a.Stream(), a.Lag()); err != nil && gctx.Err() == nil {
+					p.log.Warn("cutover: store a stream's heartbeat", "stream", a.Stream(), "err", err)
+				}
+			}
+			for side, store := range map[sink.Side]sink.CohortStore{sink.SideOld: cs.old, sink.SideNew: newSide} {
+				ms, err := store.Misrouted(gctx, misrouted[side], 1000)
+				if err != nil {
+					continue
+				}
+				for _, m := range ms {
+					misrouted[side] = m.ID
+					if first {
+						continue // recorded before this process: counted by the one that saw them
+					}
+					cs.metrics.Misrouted.WithLabelValues(m.Cohort, string(m.Side)).Inc()
+					p.log.Warn("cutover: a write was made on the side that does not own its cohort", "cohort", m.Cohort,
+						"side", m.Side, "table", m.Table, "key", m.Key, "at", m.At)
+				}
+				if hb, err := store.Heartbeats(gctx); err == nil {
+					for _, h := range hb {
+						if dir, ok := strings.CutPrefix(h.Stream, fencePrefix); ok && !h.Updated.Equal(fences[h.Stream]) {
+							if !first {
+								cs.metrics.Fence.WithLabelValues(dir).Observe(h.Lag.Seconds())
+							}
+							fences[h.Stream] = h.Updated
+						}
+					}
+				}
+			}
+			if owners, err := newSide.Cohorts(gctx); err == nil {
+				cs.metrics.SetOwners(owners)
+			}
+			if err := poll.Sleep(gctx, time.Second); err != nil {
+				return nil
+			}
+		}
+	})
+}
+
+// fencePrefix names the heartbeat a switch leaves with how long it fenced
+// writes: "fence:forward" or "fence:back". A running process turns it into
+// tandem_switch_fence_seconds.
+const fencePrefix = "fence:"
+
+// SwitchOptions say what `tandem switch` moves.
+type SwitchOptions struct {
+	Cohorts []string // the cohorts; empty with All
+	All     bool     // every cohort known to either database or found in the source rows
+	Back    bool     // to the old side
+	Logger  *slog.Logger
+	// Phase, if set, is called as each phase of the switch begins (tests).
+	Phase func(string)
+}
+
+// ErrSwitchRefused is wrapped when a gate refused a switch or its drain
+// took longer than the fence timeout: nothing was changed.
+var ErrSwitchRefused = cutover.ErrRefused
+
+// Switch moves cohorts' writes to the new schema (or back) for the
+// migration of cfg, coordinating through both databases with the running
+// tandem processes.
+func Switch(ctx context.Context, cfg *config.Config, opts SwitchOptions) (cutover.Result, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Cutover == nil {
+		return cutover.Result{}, fmt.Errorf("%s: no cutover section: add `cutover:` (see the README's cutover runbook) and restart tandem run before switching", cfg.File)
+	}
+	newSide, err := connect.OpenTarget(ctx, cfg)
+	if err != nil {
+		return cutover.Result{}, err
+	}
+	defer newSide.Close()
+	old, err := connect.OpenOld(ctx, cfg)
+	if err != nil {
+		return cutover.Result{}, err
+	}
+	defer old.Close()
+	oldLog, newLog, closeLogs, err := connect.Logs(ctx, cfg, newSide, old)
+	if err != nil {
+		return cutover.Result{}, err
+	}
+	defer closeLogs()
+	ns := newSide.(connect.Side)
+	cohorts := opts.Cohorts
+	if opts.All {
+		if cohorts, err = allCohorts(ctx, cfg, old, ns); err != nil {
+			return cutover.Result{}, err
+		}
+	}
+	to, dir := sink.SideNew, apply.Forward
+	if opts.Back {
+		to, dir = sink.SideOld, "back"
+	}
+	res, err := cutover.Switch(ctx, cutover.Options{
+		Old:     cutover.DB{Side: sink.SideOld, Store: old, Log: oldLog},
+		New:     cutover.DB{Side: sink.SideNew, Store: ns, Log: newLog},
+		Cohorts: cohorts, To: to, FenceTimeout: cfg.Cutover.FenceTimeout,
+		Gates: switchGates(cfg, old, ns), Log: log, Phase: opts.Phase,
+		Fenced: func(_ sink.Side, d time.Duration) {
+			_ = ns.Beat(context.WithoutCancel(ctx), fencePrefix+dir, d)
+		},
+	})
+	return res, err
+}
+
+// allCohorts is every cohort either database stores an owner for, and
+// every cohort of the source's rows.
+func allCohorts(ctx context.Context, cfg *config.Config, stores ...sink.CohortStore) ([]string, error) {
+	out, err := connect.SourceCohorts(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range stores {
+		owners, err := s.Cohorts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range owners {
+			out = append(out, o.Cohort)
+		}
+	}
+	return out, nil
+}
+
+// heartbeatMaxAge is how old a stream's heartbeat may be for a switch to
+// count the stream as running.
+const heartbeatMaxAge = 10 * time.Second
+
+// switchGates are the checks a switch makes before it fences anything:
+// both directions running with their lag under cutover.max_lag_seconds,
+// no dead letters, and a reconcile that finds no drift.
+func switchGates(cfg *config.Config, old, newSide connect.Side) []cutover.Gate {
+	maxLag := time.Duration(cfg.Cutover.MaxLagSeconds) * time.Second
+	streams := func(store sink.CohortStore, dir string, names []string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			hb, err := store.Heartbeats(ctx)
+			if err != nil {
+				return err
+			}
+			var problems []string
+			for _, name := range names {
+				i := slices.IndexFunc(hb, func(h sink.Heartbeat) bool { return h.Stream == dir+":"+name })
+				switch {
+				case i < 0:
+					problems = append(problems, fmt.Sprintf("the %s stream of mapping %s has never run (is tandem run, or tandem apply, running with this cutover config?)", dir, name))
+				case time.Since(hb[i].Updated) > heartbeatMaxAge:
+					problems = append(problems, fmt.Sprintf("the %s stream of mapping %s last reported %s ago: is it running?", dir, name, time.Since(hb[i].Updated).Round(time.Second)))
+				case hb[i].Lag > maxLag:
+					problems = append(problems, fmt.Sprintf("the %s stream of mapping %s lags %s, more than cutover.max_lag_seconds (%s)", dir, name, hb[i].Lag.Round(time.Millisecond), maxLag))
+				}
+			}
+			if len(problems) > 0 {
+				return errors.New(strings.Join(problems, "; "))
+			}
+			return nil
+		}
+	}
+	var all, inverse []string
+	for _, m := range cfg.Mappings {
+		name := cmp.Or(m.Name, m.From)
+		all = append(all, name)
+		if m.Inverse != nil {
+			inverse = append(inverse, name)
+		}
+	}
+	return []cutover.Gate{
+		{Name: "forward lag", Check: streams(newSide, apply.Forward, all)},
+		{Name: "reverse stream ready", Check: streams(old, apply.Reverse, inverse)},
+		{Name: "dead letters", Check: func(ctx context.Context) error {
+			var problems []string
+			for side, s := range map[string]sink.DeadLetterStore{"target": newSide, "source": old} {
+				n, err := s.CountDeadLetters(ctx, "")
+				if err != nil {
+					return err
+				}
+				if n > 0 {
+					problems = append(problems, fmt.Sprintf("%d dead letters stored in the %s database: `tandem dlq list` shows them; replay or drop them first", n, side))
+				}
+			}
+			if len(problems) > 0 {
+				return errors.New(strings.Join(problems, "; "))
+			}
+			return nil
+		}},
+		{Name: "reconcile", Check: func(ctx context.Context) error {
+			res, err := Reconcile(ctx, cfg, ReconcileOptions{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				return err
+			}
+			if res.Drift() {
+				return fmt.Errorf("reconcile finds %d drifted rows: `tandem reconcile --once` lists them", res.Report.Drift())
+			}
+			return nil
+		}},
+	}
+}

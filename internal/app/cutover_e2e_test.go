@@ -1,0 +1,357 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tandemcdc/tandem/internal/app"
+	"github.com/tandemcdc/tandem/internal/app/apptest"
+	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/fixture/canary"
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/testenv"
+)
+
+// canaryMigration is the canary scenario's two databases: an old side of
+// kind (postgres or mysql) and a PostgreSQL new side.
+type canaryMigration struct {
+	kind     string
+	old, new *canary.DB
+	cfg      *config.Config
+}
+
+func newCanaryMigration(t *testing.T, kind, guard string) *canaryMigration {
+	t.Helper()
+	ctx := context.Background()
+	m := &canaryMigration{kind: kind}
+	newDSN := testenv.NewDatabase(t)
+	var oldDSN, source string
+	switch kind {
+	case "postgres":
+		oldDSN = testenv.NewDatabase(t)
+		slot := strings.ToLower(dbOfDSN(t, oldDSN))
+		slot = slot[max(0, len(slot)-50):]
+		source = fmt.Sprintf("  kind: postgres\n  dsn: %q\n  tables: [public.orders]\n  postgres: { slot: %s, publication: %s }\n", oldDSN, slot, slot)
+		from := "public.orders"
+		back := slot + "_back"
+		m.cfg = canaryConfig(t, source, from, newDSN, guard, back, 0)
+		t.Cleanup(func() { dropSlots(oldDSN, slot); dropSlots(newDSN, back) })
+	case "mysql":
+		oldDSN = testenv.NewMariaDBDatabase(t)
+		c, err := mysqlurl.Parse(oldDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		source = fmt.Sprintf("  kind: mysql\n  dsn: %q\n  tables: [%s.orders]\n  mysql: { server_id: %d }\n", oldDSN, c.DBName, 5000+serverIDCounter.Add(1))
+		slot := strings.ToLower(dbOfDSN(t, newDSN))
+		back := slot[max(0, len(slot)-50):] + "_back"
+		m.cfg = canaryConfig(t, source, c.DBName+".orders", newDSN, guard, back, 0)
+		t.Cleanup(func() { dropSlots(newDSN, back) })
+	}
+	var err error
+	if m.old, err = canary.Open(kind, oldDSN); err != nil {
+		t.Fatal(err)
+	}
+	if m.new, err = canary.Open("postgres", newDSN); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.old.Close(); m.new.Close() })
+	for _, s := range strings.Split(canary.OldDDL[kind], ";") {
+		if _, err := m.old.ExecContext(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.new.ExecContext(ctx, canary.NewDDL); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// canaryConfig is the canary migration's tandem.yaml.
+func canaryConfig(t *testing.T, source, from, newDSN, guard, back string, fenceTimeout time.Duration) *config.Config {
+	t.Helper()
+	if fenceTimeout == 0 {
+		fenceTimeout = 5 * time.Second
+	}
+	return parseConfig(t, fmt.Sprintf(`source:
+%skafka:
+  topic_prefix: canary
+  partitions: 3
+target:
+  kind: postgres
+  dsn: %q
+http:
+  listen: 127.0.0.1:0
+reconcile:
+  interval: 1h
+  settle: 500ms
+cutover:
+  fence_timeout: %s
+  guard: %s
+  max_lag_seconds: 5
+  reverse:
+    postgres: { slot: %s, publication: %s }
+%s`, source, newDSN, fenceTimeout, guard, back, back, canary.Mapping(from)))
+}
+
+// dropSlots drops the inactive replication slots of the database of dsn.
+func dropSlots(dsn, slot string) {
+	db, err := canary.Open("postgres", dsn)
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	_, _ = db.Exec(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
+}
+
+// switchCohorts switches cohorts (to the new side, or back), retrying
+// while a gate refuses (a reconcile that meets rows still in flight, a
+// heartbeat not yet written), and returns the switch's result.
+func switchCohorts(t *testing.T, cfg *config.Config, opts app.SwitchOptions) {
+	t.Helper()
+	var last error
+	_, err := poll.Until(context.Background(), 200*time.Millisecond, 90*time.Second, func() (bool, error) {
+		res, err := app.Switch(context.Background(), cfg, opts)
+		if errors.Is(err, app.ErrSwitchRefused) {
+			last = err
+			return false, nil
+		}
+		if err == nil {
+			t.Logf("switched %v (back %v): fenced %s", res.Cohorts, opts.Back, res.Fenced)
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		t.Fatalf("switch %v (back %v): %v (last refusal: %v)", opts.Cohorts, opts.Back, err, last)
+	}
+}
+
+// owners reads the cohorts' owners of both databases through tandem status.
+func owners(t *testing.T, cfg *config.Config) map[string]string {
+	t.Helper()
+	st, err := app.ReadStatus(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, c := range st.Cohorts {
+		out[c.Cohort] = c.Owner
+	}
+	return out
+}
+
+func TestCutover_CanaryMerchantsSwitchOneAtATimeRollBackAndAllWithThreeWriters(t *testing.T) {
+	for _, kind := range []string{"postgres", "mysql"} {
+		t.Run(kind+"_to_postgres", func(t *testing.T) {
+			ctx := context.Background()
+			m := newCanaryMigration(t, kind, config.GuardReject)
+			run := start(t, m.cfg)
+			a := canary.NewApp(m.old, m.new, m.cfg.Target.StateSchema)
+			a.Start(3, 100)
+			defer func() {
+				if err := a.Stop(); err != nil {
+					t.Error(err)
+				}
+			}()
+			forwardEvents := func() float64 {
+				v, _ := apptest.Metric(run.Reg, "tandem_capture_events_total", nil)
+				return v
+			}
+			step := func(name string, opts *app.SwitchOptions, want map[string]string) {
+				t.Helper()
+				before := a.OldOps.Load() + a.NewOps.Load()
+				testenv.WaitFor(t, "the writers to write", 30*time.Second, func() (bool, error) {
+					return a.OldOps.Load()+a.NewOps.Load() > before+30, a.Err()
+				})
+				if opts != nil {
+					switchCohorts(t, m.cfg, *opts) // the writers go on through it
+				}
+				resume := a.Pause()
+				defer resume()
+				if err := a.Converged(ctx, 60*time.Second); err != nil {
+					t.Fatalf("after %s: %v", name, err)
+				}
+				if diff := cmp.Diff(want, owners(t, m.cfg)); diff != "" {
+					t.Errorf("after %s: owners (-want +got):\n%s", name, diff)
+				}
+				// No echo: the forward capture saw exactly the application's
+				// writes on the old side, none of the reverse stream's.
+				testenv.WaitFor(t, "the forward capture to count the old side's writes", 30*time.Second, func() (bool, error) {
+					return forwardEvents() == float64(a.OldOps.Load()), nil
+				})
+				t.Logf("after %s: %d writes on the old side, %d on the new, %d refused and retried", name, a.OldOps.Load(), a.NewOps.Load(), a.Refused.Load())
+			}
+			step("the writers' start", nil, map[string]string{})
+			step("switching merchant 1", &app.SwitchOptions{Cohorts: []string{"1"}}, map[string]string{"1": "new"})
+			step("switching merchant 2", &app.SwitchOptions{Cohorts: []string{"2"}}, map[string]string{"1": "new", "2": "new"})
+			step("switching merchant 3", &app.SwitchOptions{Cohorts: []string{"3"}}, map[string]string{"1": "new", "2": "new", "3": "new"})
+			step("rolling merchant 2 back", &app.SwitchOptions{Cohorts: []string{"2"}, Back: true}, map[string]string{"1": "new", "2": "old", "3": "new"})
+			all := map[string]string{}
+			for i := 1; i <= canary.Merchants; i++ {
+				all[fmt.Sprint(i)] = "new"
+			}
+			step("switching all", &app.SwitchOptions{All: true}, all)
+			if a.NewOps.Load() == 0 {
+				t.Error("no write went to the new side")
+			}
+		})
+	}
+}
+
+// ownersStored reads both databases' owner rows of the cohorts as
+// "<old>/<new>", for asserting that a refused switch changed nothing.
+func ownersStored(t *testing.T, m *canaryMigration) map[string]string {
+	t.Helper()
+	read := func(db *canary.DB) map[string]string {
+		rows, err := db.QueryContext(context.Background(), `SELECT cohort, owner, version FROM tandem.cohorts ORDER BY cohort`)
+		if err != nil {
+			if strings.Contains(err.Error(), "exist") {
+				return nil
+			}
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]string{}
+		for rows.Next() {
+			var c, o string
+			var v int64
+			if err := rows.Scan(&c, &o, &v); err != nil {
+				t.Fatal(err)
+			}
+			out[c] = fmt.Sprintf("%s@%d", o, v)
+		}
+		return out
+	}
+	out := map[string]string{}
+	for c, o := range read(m.old) {
+		out["old:"+c] = o
+	}
+	for c, o := range read(m.new) {
+		out["new:"+c] = o
+	}
+	return out
+}
+
+func TestCutover_EachGateRefusesWithItsReasonAndChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	m := newCanaryMigration(t, "postgres", config.GuardReject)
+	refuse := func(name, wantReason string) {
+		t.Helper()
+		before := ownersStored(t, m)
+		_, err := app.Switch(ctx, m.cfg, app.SwitchOptions{Cohorts: []string{"1"}})
+		if !errors.Is(err, app.ErrSwitchRefused) || !strings.Contains(err.Error(), wantReason) {
+			t.Fatalf("%s: switch = %v, want a refusal saying %q", name, err, wantReason)
+		}
+		if diff := cmp.Diff(before, ownersStored(t, m)); diff != "" {
+			t.Errorf("%s: the refused switch changed the owners (-before +after):\n%s", name, diff)
+		}
+	}
+	// No stream has run: the lag gate refuses.
+	refuse("no tandem running", "forward lag: the forward stream of mapping public.orders has never run")
+
+	run := start(t, m.cfg)
+	if _, err := m.old.ExecContext(ctx, `INSERT INTO orders VALUES (1, 1, 100, 'new', 'card'), (2, 1, 200, 'new', ''), (3, 2, 300, 'paid', 'cash')`); err != nil {
+		t.Fatal(err)
+	}
+	// A row only the new schema has is drift: the reconcile gate refuses.
+	if _, err := m.new.ExecContext(ctx, `INSERT INTO orders VALUES (99, 1, 5, 'stray')`); err != nil {
+		t.Fatal(err)
+	}
+	refuse("drift", "reconcile: reconcile finds 1 drifted rows")
+	if _, err := m.new.ExecContext(ctx, `DELETE FROM orders WHERE id = 99`); err != nil {
+		t.Fatal(err)
+	}
+	// A change the target refuses is a dead letter: the gate refuses.
+	if _, err := m.new.ExecContext(ctx, `ALTER TABLE orders ADD CONSTRAINT no_bad CHECK (state <> 'bad')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.old.ExecContext(ctx, `INSERT INTO orders VALUES (4, 3, 400, 'bad', '')`); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the refused row's dead letter", 30*time.Second, func() (bool, error) {
+		v, _ := apptest.Metric(run.Reg, "tandem_dlq_events_total", nil)
+		return v == 1, nil
+	})
+	refuse("a dead letter", "dead letters: 1 dead letters stored in the target database")
+	if _, err := m.old.ExecContext(ctx, `DELETE FROM orders WHERE id = 4`); err != nil {
+		t.Fatal(err)
+	}
+	dropDeadLetters(t, m)
+
+	// A fence timeout too short for the drain undoes the switch.
+	short := *m.cfg
+	cut := *short.Cutover
+	cut.FenceTimeout = time.Microsecond
+	short.Cutover = &cut
+	_, err := app.Switch(ctx, &short, app.SwitchOptions{Cohorts: []string{"1"}})
+	if !errors.Is(err, app.ErrSwitchRefused) || !strings.Contains(err.Error(), "fence_timeout") {
+		t.Fatalf("switch with a 1µs fence timeout = %v, want a refusal naming cutover.fence_timeout", err)
+	}
+	if got := owners(t, m.cfg)["1"]; got != "old" {
+		t.Errorf("after the undone switch merchant 1 is owned by %q, want old", got)
+	}
+
+	// Every gate passes: merchant 1 moves, and the application's writes
+	// follow it.
+	switchCohorts(t, m.cfg, app.SwitchOptions{Cohorts: []string{"1"}})
+	if diff := cmp.Diff(map[string]string{"1": "new"}, owners(t, m.cfg)); diff != "" {
+		t.Errorf("owners (-want +got):\n%s", diff)
+	}
+	// A write on the side that does not own its cohort is refused (guard: reject).
+	_, err = m.old.ExecContext(ctx, `UPDATE orders SET amount_cents = 1 WHERE id = 1`)
+	if err == nil || !strings.Contains(err.Error(), "cohort") {
+		t.Errorf("an update of merchant 1's order on the old side = %v, want the guard's refusal", err)
+	}
+
+	// A merged old row is kept whole when one of its new parts is deleted,
+	// and deleted with the part it comes from.
+	exec := func(db *canary.DB, stmts ...string) {
+		t.Helper()
+		for _, s := range stmts {
+			if _, err := db.ExecContext(ctx, s); err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+		}
+	}
+	exec(m.new, `DELETE FROM payments WHERE order_id = 1`, `UPDATE orders SET state = 'paid' WHERE id = 2`)
+	wantOld := []canary.Order{
+		{ID: 1, Merchant: 1, Amount: 100, Status: "new", Method: ""},
+		{ID: 2, Merchant: 1, Amount: 200, Status: "paid", Method: ""},
+		{ID: 3, Merchant: 2, Amount: 300, Status: "paid", Method: "cash"},
+	}
+	waitOld(t, m, wantOld)
+	exec(m.new, `INSERT INTO payments VALUES (2, 1, 'wire')`, `DELETE FROM payments WHERE order_id = 2`, `INSERT INTO payments VALUES (2, 1, 'card')`)
+	wantOld[1].Method = "card"
+	waitOld(t, m, wantOld)
+	exec(m.new, `DELETE FROM orders WHERE id = 1`)
+	waitOld(t, m, wantOld[1:])
+}
+
+// waitOld polls until the old orders table holds want.
+func waitOld(t *testing.T, m *canaryMigration, want []canary.Order) {
+	t.Helper()
+	var got []canary.Order
+	_, err := poll.Until(context.Background(), 50*time.Millisecond, 30*time.Second, func() (bool, error) {
+		var err error
+		got, err = m.old.OldOrders(context.Background())
+		return cmp.Equal(want, got), err
+	})
+	if err != nil {
+		t.Fatalf("old orders: %v (-want +got):\n%s", err, cmp.Diff(want, got))
+	}
+}
+
+// dropDeadLetters removes the dead letters stored in the new database.
+func dropDeadLetters(t *testing.T, m *canaryMigration) {
+	t.Helper()
+	if _, err := m.new.ExecContext(context.Background(), `DELETE FROM tandem.dead_letters`); err != nil {
+		t.Fatal(err)
+	}
+}
