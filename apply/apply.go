@@ -139,7 +139,7 @@ func New(cfg Config) *Applier {
 func (a *Applier) Mapping() string { return a.name }
 
 // Stream names the Applier's stream in heartbeats: "<direction>:<mapping>".
-func (a *Applier) Stream() string { return a.direction + ":" + a.name }
+func (a *Applier) Stream() string { return a.direction + ":" + a.mapping.Name }
 
 // Joined reports whether the consumer has been assigned its partitions.
 func (a *Applier) Joined() bool { return a.joined.Load() }

@@ -292,7 +292,7 @@ func Switch(ctx context.Context, cfg *config.Config, opts SwitchOptions) (cutove
 		return cutover.Result{}, err
 	}
 	defer old.Close()
-	oldLog, newLog, closeLogs, err := connect.Logs(ctx, cfg, newSide, old)
+	oldLog, newLog, closeLogs, err := connect.Logs(ctx, cfg, old, newSide)
 	if err != nil {
 		return cutover.Result{}, err
 	}

@@ -120,6 +120,10 @@ func switchCohorts(t *testing.T, cfg *config.Config, opts app.SwitchOptions) {
 	_, err := poll.Until(context.Background(), 200*time.Millisecond, 90*time.Second, func() (bool, error) {
 		res, err := app.Switch(context.Background(), cfg, opts)
 		if errors.Is(err, app.ErrSwitchRefused) {
+			if last == nil || last.Error() != err.Error() {
+				st, serr := app.ReadStatus(context.Background(), cfg)
+				t.Logf("switch refused: %v; streams: %+v (%v)", err, st.Streams, serr)
+			}
 			last = err
 			return false, nil
 		}
@@ -176,6 +180,10 @@ func TestCutover_CanaryMerchantsSwitchOneAtATimeRollBackAndAllWithThreeWriters(t
 				resume := a.Pause()
 				defer resume()
 				if err := a.Converged(ctx, 60*time.Second); err != nil {
+					for _, n := range []string{"tandem_dlq_events_total", "tandem_apply_errors_total", "tandem_cutover_misrouted_writes_total", "tandem_apply_rows_total"} {
+						v, _ := apptest.Metric(run.Reg, n, nil)
+						t.Logf("%s = %v", n, v)
+					}
 					t.Fatalf("after %s: %v", name, err)
 				}
 				if diff := cmp.Diff(want, owners(t, m.cfg)); diff != "" {
