@@ -141,8 +141,14 @@ func (p *process) newReverseAppliers() {
 		for _, t := range topics {
 			p.readers[t] = append(p.readers[t], group)
 		}
-		current := transform.CurrentRow(p.tgt.Lookup)
+		newSide := p.tgt.(connect.Side)
+		current := transform.CurrentRow(newSide.Lookup)
 		xf := func(ctx context.Context, ev *change.Event) ([]change.Write, string, error) {
+			// The old row is rebuilt from the current new rows: they must
+			// include the change's own transaction.
+			if err := newSide.AwaitCommitted(ctx, ev); err != nil {
+				return nil, "", fmt.Errorf("%w: %v", transform.ErrLookupUnavailable, err)
+			}
 			ws, err := r.Writes(ctx, byTable[ev.Table], ev, current)
 			if err != nil {
 				return nil, "transform", err
@@ -410,4 +416,60 @@ func switchGates(cfg *config.Config, old, newSide connect.Side) []cutover.Gate {
 			return nil
 		}},
 	}
+}
+
+// ownedTarget is the target as a repair or a re-sync writes it when cutover
+// is configured: every batch goes through the forward stream's cohort
+// filter (sink.Batch.Side), so that neither writes nor deletes a row of a
+// cohort the new side owns. A write without a cohort (the delete of an
+// extra target row) takes the cohort of the row it deletes.
+type ownedTarget struct {
+	connect.Target
+	cohortColumns map[string]string // target table -> its cohort column ("": the default cohort)
+}
+
+// owned wraps tgt in an ownedTarget when cutover is configured.
+func owned(cfg *config.Config, tgt connect.Target, mappings []*transform.Mapping) connect.Target {
+	if cfg.Cutover == nil {
+		return tgt
+	}
+	cols := map[string]string{}
+	for _, m := range mappings {
+		for _, o := range m.Outputs() {
+			if c, err := m.OutputCohortColumn(o.Table); err == nil {
+				cols[o.Table] = c
+			}
+		}
+	}
+	return ownedTarget{Target: tgt, cohortColumns: cols}
+}
+
+// Apply implements sink.Sink: b with Side new, each write with its cohort.
+func (t ownedTarget) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint) error {
+	b.Side = sink.SideNew
+	writes := make([]change.Write, 0, len(b.Writes))
+	for _, w := range b.Writes {
+		if w.Cohort == "" {
+			col := t.cohortColumns[w.Table]
+			if col == "" {
+				w.Cohort = config.DefaultCohort
+			} else {
+				key := make(map[string]any, len(w.Key))
+				for _, k := range w.Key {
+					key[k] = w.Row[k]
+				}
+				row, found, err := t.Lookup(ctx, w.Table, key)
+				if err != nil {
+					return fmt.Errorf("read the cohort of %s %s: %w", w.Table, change.KeyText(w.Key, w.Row), err)
+				}
+				if !found {
+					continue // nothing to delete
+				}
+				w.Cohort = transform.CohortOf(row[col])
+			}
+		}
+		writes = append(writes, w)
+	}
+	b.Writes = writes
+	return t.Target.Apply(ctx, b, cp)
 }

@@ -336,6 +336,27 @@ func TestCutover_EachGateRefusesWithItsReasonAndChangesNothing(t *testing.T) {
 	waitOld(t, m, wantOld)
 	exec(m.new, `DELETE FROM orders WHERE id = 1`)
 	waitOld(t, m, wantOld[1:])
+
+	// Repair re-syncs only the cohorts the old side owns: merchant 1's
+	// drifted row stays as the new side (its owner) has it, merchant 2's
+	// is set right from the old side.
+	unguarded(t, m.old, `UPDATE orders SET amount_cents = 777 WHERE id = 2`) // merchant 1: the forward stream drops it
+	unguarded(t, m.new, `UPDATE orders SET amount_cents = 1 WHERE id = 3`)   // merchant 2: the reverse stream drops it
+	testenv.WaitFor(t, "both drifted rows to be seen by a reconcile", 30*time.Second, func() (bool, error) {
+		res, err := app.Reconcile(ctx, m.cfg, app.ReconcileOptions{Settle: time.Millisecond})
+		return err == nil && res.Report.Drift() == 2, err
+	})
+	if _, err := app.Reconcile(ctx, m.cfg, app.ReconcileOptions{Repair: true, Settle: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	orders, _, err := m.new.NewRows(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []canary.NewOrder{{ID: 2, Merchant: 1, Amount: 200, State: "paid"}, {ID: 3, Merchant: 2, Amount: 300, State: "paid"}}
+	if diff := cmp.Diff(want, orders); diff != "" {
+		t.Errorf("new orders after a repair (-want +got):\n%s", diff)
+	}
 }
 
 // waitOld polls until the old orders table holds want.

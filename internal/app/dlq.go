@@ -10,7 +10,6 @@ import (
 	"github.com/tandemcdc/tandem/internal/connect"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/sink"
-	"github.com/tandemcdc/tandem/transform"
 )
 
 // ErrUnknownMapping is wrapped when a command names a mapping the config
@@ -69,7 +68,7 @@ func ReplayDeadLetters(ctx context.Context, cfg *config.Config, mapping string) 
 	}
 	defer closeStore()
 	// Again, with lookup() reading the target, as apply compiles them.
-	mappings, err := CompileMappings(cfg, transform.WithLookup(store))
+	mappings, err := CompileMappings(cfg, mappingOptions(cfg, store)...)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +77,7 @@ func ReplayDeadLetters(ctx context.Context, cfg *config.Config, mapping string) 
 		return nil, err
 	}
 	defer reader.Close()
-	rep, err := resync.Replay(ctx, reader, mappings, store, mapping)
+	rep, err := resync.Replay(ctx, reader, mappings, owned(cfg, store, mappings), mapping)
 	if err != nil {
 		return rep, fmt.Errorf("replay dead letters: %w", err)
 	}

@@ -57,7 +57,7 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 		return nil, err
 	}
 	closers = append(closers, func() { tgt.Close() })
-	mappings, err := CompileMappings(cfg, transform.WithLookup(tgt))
+	mappings, err := CompileMappings(cfg, mappingOptions(cfg, tgt)...)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func Reconcile(ctx context.Context, cfg *config.Config, opts ReconcileOptions) (
 		return res, err
 	}
 	defer tgt.Close()
-	repaired, err := reconcile.Repair(ctx, res.Report, env.mappings, env.src, tgt)
+	repaired, err := reconcile.Repair(ctx, res.Report, env.mappings, env.src, owned(cfg, tgt, env.mappings))
 	if err != nil {
 		return res, err
 	}

@@ -106,6 +106,17 @@ func CompileMappings(cfg *config.Config, opts ...transform.Option) ([]*transform
 	return out, errors.Join(errs...)
 }
 
+// mappingOptions are the options the mappings of what writes the target
+// are compiled with: lookup() reading tgt, and with cutover each write
+// stamped with its cohort.
+func mappingOptions(cfg *config.Config, tgt transform.Lookuper) []transform.Option {
+	opts := []transform.Option{transform.WithLookup(tgt)}
+	if cfg.Cutover != nil {
+		opts = append(opts, transform.WithCohorts())
+	}
+	return opts
+}
+
 // process is one Run: what its roles share, and what it closes when done.
 type process struct {
 	cfg      *config.Config
@@ -265,11 +276,7 @@ func (p *process) openTarget(ctx context.Context) error {
 	p.tgt = tgt
 	p.closers = append(p.closers, func() { tgt.Close() })
 	if roles.Apply || p.opts.Backfill != nil {
-		opts := []transform.Option{transform.WithLookup(tgt)}
-		if p.cfg.Cutover != nil {
-			opts = append(opts, transform.WithCohorts())
-		}
-		if p.mappings, err = CompileMappings(p.cfg, opts...); err != nil {
+		if p.mappings, err = CompileMappings(p.cfg, mappingOptions(p.cfg, tgt)...); err != nil {
 			return err
 		}
 		p.metrics = apply.NewMetrics(p.reg)

@@ -40,11 +40,21 @@ var (
 )
 
 // Side is one database of a migration with cutover: rows and offsets of
-// the stream writing it, its cohort owners and guard triggers.
+// the stream writing it, its cohort owners and guard triggers, and, as the
+// source of the reverse stream, a wait for a captured change to be
+// visible to its reads.
 type Side interface {
 	Target
 	sink.CohortStore
+	// AwaitCommitted waits until the transaction of ev, a change captured
+	// from this database, is visible to the sink's reads.
+	AwaitCommitted(ctx context.Context, ev *change.Event) error
 }
+
+var (
+	_ Side = (*sinkpg.Sink)(nil)
+	_ Side = (*sinkmysql.Sink)(nil)
+)
 
 // origin is the origin of the writes into the target, when cutover is configured.
 func origin(cfg *config.Config, o string) string {
