@@ -195,20 +195,32 @@ func (c *canaryCLI) switchUntil(t *testing.T, env []string, args []string, done 
 	t.Helper()
 	args = append([]string{"switch", "-c", c.cfgPath}, args...)
 	var last result
+	runs, refusals := 0, map[string]int{}
 	_, err := poll.Until(context.Background(), 100*time.Millisecond, time.Minute, func() (bool, error) {
+		runs++
 		last = c.tandem(t, env, args...)
 		if done(last) {
 			return true, nil
 		}
 		if last.code == exitFailed && strings.Contains(last.stderr, "switch refused") {
+			refusals[lastLine(last.stderr)]++
 			return false, nil
 		}
 		return false, fmt.Errorf("exit %d, signal %v", last.code, last.signal)
 	})
+	if runs > 1 {
+		t.Logf("tandem %s ran %d times; refused: %v", strings.Join(args[3:], " "), runs, refusals)
+	}
 	if err != nil {
 		t.Fatalf("tandem %s: %v\nstdout:\n%s\nstderr:\n%s\n--- tandem run ---\n%s", strings.Join(args, " "), err, last.stdout, last.stderr, c.out.String())
 	}
 	return last
+}
+
+// lastLine is the last line of s that is not empty.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 // ownerRow is a cohort's row in <state_schema>.cohorts of one database; a
@@ -295,8 +307,8 @@ func TestSwitch_KilledAtEachPhaseIsFinishedOrUndoneByTheNextSwitch(t *testing.T)
 			}
 			v := bo.Version
 
-			killed := c.switchUntil(t, []string{"TANDEM_TEST_SWITCH_KILL_AT=" + phase}, args, func(r result) bool { return r.signal == syscall.SIGKILL })
-			_ = killed
+			began := time.Now()
+			c.switchUntil(t, []string{"TANDEM_TEST_SWITCH_KILL_AT=" + phase}, args, func(r result) bool { return r.signal == syscall.SIGKILL })
 			o, n := c.owners(t, cohort)
 			checkAllowed(t, "after "+name, o, n)
 			// What the protocol leaves, as rows of the side switched from
@@ -347,7 +359,8 @@ func TestSwitch_KilledAtEachPhaseIsFinishedOrUndoneByTheNextSwitch(t *testing.T)
 			testenv.WaitFor(t, "the application's writes on the "+to+" side after "+name, 30*time.Second, func() (bool, error) {
 				return ops() >= base+3 && a.OldOps.Load()+a.NewOps.Load() >= all+20, a.Err()
 			})
-			t.Logf("after %s: %d writes on the old side, %d on the new, %d refused and retried", name, a.OldOps.Load(), a.NewOps.Load(), a.Refused.Load())
+			t.Logf("after %s (%s): %d writes on the old side, %d on the new, %d refused and retried", name,
+				time.Since(began).Round(time.Millisecond), a.OldOps.Load(), a.NewOps.Load(), a.Refused.Load())
 		}
 	}
 }
@@ -383,6 +396,10 @@ func TestSwitch_CommandLine(t *testing.T) {
 		if r.code != exitFailed || !strings.Contains(r.stderr, want) {
 			t.Errorf("tandem switch before tandem run: exit %d, stderr %q: want exit %d and %q", r.code, r.stderr, exitFailed, want)
 		}
+	}
+
+	if o, n := c.owners(t, "1"); o != (ownerRow{Owner: "old"}) || n != o {
+		t.Errorf("a refused switch changed the owners: old database %+v, new database %+v", o, n)
 	}
 
 	c.run(t)
