@@ -57,7 +57,7 @@ type Options struct {
 	// Fenced, if set, is told how long the cohorts' writes were fenced.
 	Fenced func(to sink.Side, d time.Duration)
 	// Phase, if set, is called as each phase begins (gates, switching,
-	// fence, drain, flip, commit): tests kill the process there.
+	// fence, drain, commit, flip): tests kill the process there.
 	Phase func(name string)
 }
 
