@@ -407,21 +407,7 @@ func newEnv(b *testing.B) *env {
 	ctx := context.Background()
 	n := runs.Add(1)
 	e := &env{pg: testenv.Postgres(b), srcDSN: testenv.NewDatabase(b), slot: fmt.Sprintf("tandem_bench_%d", n)}
-	targetServer.Lock()
-	if targetServer.pg == nil {
-		pg, err := testenv.StartPostgreSQL(ctx, testenv.PostgresOptions{})
-		if err != nil {
-			targetServer.Unlock()
-			b.Fatalf("start the target server: %v", err)
-		}
-		targetServer.pg = pg
-	}
-	tgtServer := targetServer.pg
-	targetServer.Unlock()
-	var err error
-	if e.tgtDSN, err = tgtServer.CreateDatabase(ctx, fmt.Sprintf("bench_target_%d", n)); err != nil {
-		b.Fatal(err)
-	}
+	e.tgtDSN = targetDatabase(b, fmt.Sprintf("bench_target_%d", n))
 	u, err := url.Parse(e.srcDSN)
 	if err != nil {
 		b.Fatal(err)
@@ -447,6 +433,29 @@ func newEnv(b *testing.B) *env {
 		}
 	}
 	return e
+}
+
+// targetDatabase creates a database named name on the test binary's second
+// server, starting the server on first use, and returns its DSN.
+func targetDatabase(b *testing.B, name string) string {
+	b.Helper()
+	ctx := context.Background()
+	targetServer.Lock()
+	if targetServer.pg == nil {
+		pg, err := testenv.StartPostgreSQL(ctx, testenv.PostgresOptions{})
+		if err != nil {
+			targetServer.Unlock()
+			b.Fatalf("start the target server: %v", err)
+		}
+		targetServer.pg = pg
+	}
+	tgtServer := targetServer.pg
+	targetServer.Unlock()
+	dsn, err := tgtServer.CreateDatabase(ctx, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return dsn
 }
 
 // copyAttempts is how many times copyRows copies, keeping the fastest: a

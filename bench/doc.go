@@ -49,6 +49,19 @@
 // SELECT read by go-sql-driver for MariaDB); below the aim it runs one
 // tuned setting too, and logs the RSS curve and where the CPU went.
 //
+// Cutover has benchmarks of its own (cutover_bench_test.go), on the canary
+// scenario (internal/fixture/canary), PostgreSQL -> PostgreSQL:
+//
+//   - BenchmarkCutoverFence: the canary merchants switched one at a time
+//     to the new schema and back (tandem switch, twice each way) under the
+//     canary application's ~1,000 writes/s; how long each switch fenced
+//     the merchant's writes, p50 and p99 by direction, against the one-way
+//     latency of the stream the switch drains, probed in the same run;
+//   - BenchmarkCutoverReverseThroughput: 100,000 orders with payments
+//     streamed forward and then, the merchants switched, written on the
+//     new side and rebuilt into the old table by the reverse stream, end
+//     to end, against plain INSERTs of the same rows on each side.
+//
 // The package holds only benchmarks (and a config check that runs as a
 // test), so `go test ./bench/...` without -bench is quick.
 //
