@@ -143,11 +143,15 @@ func (p *process) newReverseAppliers() {
 		}
 		newSide := p.tgt.(connect.Side)
 		current := transform.CurrentRow(newSide.Lookup)
+		var visibleTx uint32 // the last transaction seen visible: its other changes need no wait
 		xf := func(ctx context.Context, ev *change.Event) ([]change.Write, string, error) {
 			// The old row is rebuilt from the current new rows: they must
 			// include the change's own transaction.
-			if err := newSide.AwaitCommitted(ctx, ev); err != nil {
-				return nil, "", fmt.Errorf("%w: %v", transform.ErrLookupUnavailable, err)
+			if ev.TxID == 0 || ev.TxID != visibleTx {
+				if err := newSide.AwaitCommitted(ctx, ev); err != nil {
+					return nil, "", fmt.Errorf("%w: %v", transform.ErrLookupUnavailable, err)
+				}
+				visibleTx = ev.TxID
 			}
 			ws, err := r.Writes(ctx, byTable[ev.Table], ev, current)
 			if err != nil {
