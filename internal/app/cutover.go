@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tandemcdc/tandem/apply"
@@ -318,7 +319,23 @@ func Switch(ctx context.Context, cfg *config.Config, opts SwitchOptions) (cutove
 	if opts.Back {
 		to, dir = sink.SideOld, "back"
 	}
+	var drained func(context.Context) (bool, error)
+	if len(cfg.Kafka.Brokers) > 0 {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
+		if err != nil {
+			return cutover.Result{}, fmt.Errorf("connect to kafka: %w", err)
+		}
+		defer cl.Close()
+		var store sink.Sink = ns
+		if opts.Back {
+			store = old
+		}
+		if drained, err = drainedOffsets(ctx, cfg, cl, store, opts.Back); err != nil {
+			return cutover.Result{}, err
+		}
+	}
 	res, err := cutover.Switch(ctx, cutover.Options{
+		Drained: drained,
 		Old:     cutover.DB{Side: sink.SideOld, Store: old, Log: oldLog},
 		New:     cutover.DB{Side: sink.SideNew, Store: ns, Log: newLog},
 		Cohorts: cohorts, To: to, FenceTimeout: cfg.Cutover.FenceTimeout,
@@ -476,4 +493,68 @@ func (t ownedTarget) Apply(ctx context.Context, b sink.Batch, cp sink.Checkpoint
 	}
 	b.Writes = writes
 	return t.Target.Apply(ctx, b, cp)
+}
+
+// drainedOffsets is a switch's last drain step with an external Kafka
+// cluster, where the capturer's acknowledged position means its records
+// are in Kafka, not yet applied: once the log is reached, every record of
+// the drained stream's topics is in Kafka, and the drain ends when the
+// appliers have stored offsets (in store, the database they write) at the
+// topics' ends as they were then. back drains the reverse stream.
+func drainedOffsets(ctx context.Context, cfg *config.Config, cl *kgo.Client, store sink.Sink, back bool) (func(context.Context) (bool, error), error) {
+	epoch, err := kafka.ClusterID(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	reads := map[string][]string{} // group -> its topics
+	for _, m := range cfg.Mappings {
+		name := cmp.Or(m.Name, m.From)
+		if !back {
+			schema, table, _ := strings.Cut(m.From, ".")
+			reads[cfg.Kafka.Group+"."+name] = []string{kafka.Topic(cfg.Kafka.TopicPrefix, change.Table{Schema: schema, Name: table})}
+			continue
+		}
+		if m.Inverse == nil {
+			continue
+		}
+		for _, o := range m.To {
+			reads[cfg.Kafka.Group+".back."+name] = append(reads[cfg.Kafka.Group+".back."+name],
+				kafka.Topic(connect.ReverseTopicPrefix(cfg), connect.QualifyTarget(cfg, o.Table)))
+		}
+	}
+	var ends map[string]map[int32]int64
+	return func(ctx context.Context) (bool, error) {
+		if ends == nil {
+			var topics []string
+			for _, ts := range reads {
+				topics = append(topics, ts...)
+			}
+			e, err := kafka.EndOffsets(ctx, cl, topics...)
+			if err != nil {
+				return false, err
+			}
+			ends = e
+		}
+		for group, topics := range reads {
+			stored, err := store.Offsets(ctx, group, epoch)
+			if err != nil {
+				return false, err
+			}
+			next := map[string]map[int32]int64{}
+			for _, o := range stored {
+				if next[o.Topic] == nil {
+					next[o.Topic] = map[int32]int64{}
+				}
+				next[o.Topic][o.Partition] = o.Next
+			}
+			for _, t := range topics {
+				for part, end := range ends[t] {
+					if end > 0 && next[t][part] < end {
+						return false, nil
+					}
+				}
+			}
+		}
+		return true, nil
+	}, nil
 }

@@ -399,3 +399,35 @@ func unguarded(t *testing.T, db *canary.DB, stmt string) {
 		t.Fatal(err)
 	}
 }
+
+func TestCutover_SplitRolesOnAnExternalKafkaSwitchAndRollBack(t *testing.T) {
+	ctx := context.Background()
+	m := newCanaryMigration(t, "postgres", config.GuardReject)
+	cluster := externalKafka(t)
+	m.cfg.Kafka.Brokers = cluster.ListenAddrs()
+	startWith(t, m.cfg, app.Roles{Capture: true})
+	startWith(t, m.cfg, app.Roles{Apply: true})
+	a := canary.NewApp(m.old, m.new, m.cfg.Target.StateSchema)
+	a.Start(2, 100)
+	defer func() {
+		if err := a.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, back := range []bool{false, true} {
+		before := a.OldOps.Load() + a.NewOps.Load()
+		testenv.WaitFor(t, "the writers to write", 30*time.Second, func() (bool, error) {
+			return a.OldOps.Load()+a.NewOps.Load() > before+30, a.Err()
+		})
+		switchCohorts(t, m.cfg, app.SwitchOptions{Cohorts: []string{"1", "2"}, Back: back})
+		resume := a.Pause()
+		if err := a.Converged(ctx, 60*time.Second); err != nil {
+			resume()
+			t.Fatalf("after the switch (back %v): %v", back, err)
+		}
+		resume()
+	}
+	if a.NewOps.Load() == 0 {
+		t.Error("no write went to the new side")
+	}
+}

@@ -118,3 +118,25 @@ func Trim(ctx context.Context, cl *kgo.Client, below map[string]map[int32]int64)
 	}
 	return resp.Error()
 }
+
+// EndOffsets returns where each partition of topics ends now: the offset
+// the next record produced to it will have.
+func EndOffsets(ctx context.Context, cl *kgo.Client, topics ...string) (map[string]map[int32]int64, error) {
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("list the end offsets of %s: %w", strings.Join(topics, ", "), err)
+	}
+	out := map[string]map[int32]int64{}
+	var errs []error
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, fmt.Errorf("end offset of %s[%d]: %w", o.Topic, o.Partition, o.Err))
+			return
+		}
+		if out[o.Topic] == nil {
+			out[o.Topic] = map[int32]int64{}
+		}
+		out[o.Topic][o.Partition] = o.Offset
+	})
+	return out, errors.Join(errs...)
+}
