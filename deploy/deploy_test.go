@@ -43,6 +43,9 @@ var knownMetrics = map[string]string{
 	"tandem_consistency_check_value":                  "gauge",
 	"tandem_source_retention_headroom_bytes":          "gauge",
 	"tandem_mapping_paused":                           "gauge",
+	"tandem_cohort_owner":                             "gauge",
+	"tandem_switch_fence_seconds":                     "histogram",
+	"tandem_cutover_misrouted_writes_total":           "counter",
 	// Beyond CONTRACT.md's table.
 	"tandem_reconcile_interval_seconds":        "gauge",
 	"tandem_reconcile_sweep_duration_seconds":  "gauge",
