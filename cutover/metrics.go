@@ -36,6 +36,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// Init makes the fence histogram's series of both directions exist, at
+// zero, so that dashboards and alert rules find them before the first
+// switch.
+func (m *Metrics) Init() {
+	for _, dir := range []string{"forward", "back"} {
+		m.Fence.WithLabelValues(dir)
+	}
+}
+
+// InitWithoutCutover is Init for a migration without cutover: one cohort,
+// "default", owned by the old side, with no misrouted write.
+func (m *Metrics) InitWithoutCutover() {
+	m.Init()
+	m.SetOwners([]sink.Ownership{{Cohort: "default", Owner: sink.OwnerOld}})
+	for _, side := range []sink.Side{sink.SideOld, sink.SideNew} {
+		m.Misrouted.WithLabelValues("default", string(side))
+	}
+}
+
 // SetOwners sets tandem_cohort_owner from the stored owners: 1 for each
 // cohort's owner, 0 for the other two.
 func (m *Metrics) SetOwners(owners []sink.Ownership) {

@@ -92,6 +92,7 @@ func (p *process) openCutover(ctx context.Context) error {
 	}
 	p.closers = append(p.closers, func() { old.Close() })
 	cs := &cutoverState{old: old, reverses: map[string]*transform.Reverse{}, metrics: cutover.NewMetrics(p.reg)}
+	cs.metrics.Init()
 	p.cutover = cs
 	oldTables, newTables, err := GuardTables(p.cfg, p.mappings, keys)
 	if err != nil {

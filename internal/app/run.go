@@ -22,6 +22,7 @@ import (
 	"github.com/tandemcdc/tandem/apply"
 	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/cutover"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/connect"
@@ -173,6 +174,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		if err := p.openCutover(ctx); err != nil {
 			return err
 		}
+	}
+	if p.cutover == nil && opts.Roles.Apply && opts.Backfill == nil {
+		cutover.NewMetrics(p.reg).InitWithoutCutover() // one cohort, owned by the old side
 	}
 	p.newAppliers()
 	if p.cutover != nil && opts.Roles.Apply {

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,17 +117,27 @@ func TestApply_BackfillWithHostileIdentifiers(t *testing.T) {
 	tg.wantTombstones(t, nil) // the sink's own state database only
 }
 
+// innodbTrx spaces the reads of INNODB_TRX of every test of the package:
+// InnoDB refreshes the table only when nobody read it for 100 ms, so two
+// tests polling it in parallel, each every 150 ms, kept it from ever
+// refreshing (the two lock-wait tests below then both timed out).
+var innodbTrx struct {
+	sync.Mutex
+	asked time.Time
+}
+
 // waitForLockWait waits until a transaction whose statement contains
-// what waits for a lock. InnoDB refreshes INNODB_TRX only when it was not
-// read for 100 ms: it is asked at most every 150 ms.
+// what waits for a lock, reading INNODB_TRX at most every 150 ms across
+// the package (innodbTrx).
 func (tg *target) waitForLockWait(t *testing.T, what string) {
 	t.Helper()
-	var asked time.Time
 	testenv.WaitFor(t, "a statement with "+what+" waiting for a lock", 10*time.Second, func() (bool, error) {
-		if time.Since(asked) < 150*time.Millisecond {
+		innodbTrx.Lock()
+		defer innodbTrx.Unlock()
+		if time.Since(innodbTrx.asked) < 150*time.Millisecond {
 			return false, nil
 		}
-		defer func() { asked = time.Now() }()
+		defer func() { innodbTrx.asked = time.Now() }()
 		var n int
 		// This target's sessions only: the server is shared with tests
 		// whose tables have the same names.
