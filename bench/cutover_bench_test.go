@@ -59,30 +59,10 @@ const (
 // canary end-to-end tests use, slot on the old database and back on the
 // new one.
 func cutoverConfig(oldDSN, newDSN, slot, back string) string {
-	return fmt.Sprintf(`source:
-  kind: postgres
-  dsn: %q
-  tables: [public.orders]
-  postgres: { slot: %s, publication: %s }
-kafka:
-  topic_prefix: canary
-  partitions: 3
-target:
-  kind: postgres
-  dsn: %q
-http:
-  listen: 127.0.0.1:0
-reconcile:
-  interval: 1h
-  settle: 500ms
-  max_rows_per_second: -1 # each switch's reconcile gate sweeps the whole table: unthrottled, as an operator would before a switch
-cutover:
-  fence_timeout: 5s
-  guard: reject
-  max_lag_seconds: 5
-  reverse:
-    postgres: { slot: %s, publication: %s }
-%s`, oldDSN, slot, slot, newDSN, back, back, canary.Mapping("public.orders"))
+	// Each switch's reconcile gate sweeps the whole table: unthrottled, as
+	// an operator would before a switch.
+	return canary.Config(canary.ConfigOptions{Source: canary.PostgresSource(oldDSN, slot), From: "public.orders",
+		NewDSN: newDSN, Back: back, Guard: config.GuardReject, Unthrottled: true})
 }
 
 // TestCutoverConfig_Compiles keeps the cutover benchmarks' config valid

@@ -47,29 +47,8 @@ func newCanaryCLI(t *testing.T) *canaryCLI {
 	back := slotName(newDSN) + "_back"
 	t.Cleanup(func() { dropInactiveSlot(oldDSN, slot); dropInactiveSlot(newDSN, back) })
 	c := &canaryCLI{cfgPath: filepath.Join(t.TempDir(), "tandem.yaml"), out: &testenv.SyncBuffer{}}
-	yaml := fmt.Sprintf(`source:
-  kind: postgres
-  dsn: %q
-  tables: [public.orders]
-  postgres: { slot: %s, publication: %s }
-kafka:
-  topic_prefix: canary
-  partitions: 3
-target:
-  kind: postgres
-  dsn: %q
-http:
-  listen: 127.0.0.1:0
-reconcile:
-  interval: 1h
-  settle: 500ms
-cutover:
-  fence_timeout: 5s
-  guard: reject
-  max_lag_seconds: 5
-  reverse:
-    postgres: { slot: %s, publication: %s }
-%s`, oldDSN, slot, slot, newDSN, back, back, canary.Mapping("public.orders"))
+	yaml := canary.Config(canary.ConfigOptions{Source: canary.PostgresSource(oldDSN, slot), From: "public.orders",
+		NewDSN: newDSN, Back: back, Guard: "reject"})
 	if err := os.WriteFile(c.cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

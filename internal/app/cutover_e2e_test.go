@@ -38,10 +38,10 @@ func newCanaryMigration(t *testing.T, kind, guard string) *canaryMigration {
 		oldDSN = testenv.NewDatabase(t)
 		slot := strings.ToLower(dbOfDSN(t, oldDSN))
 		slot = slot[max(0, len(slot)-50):]
-		source = fmt.Sprintf("  kind: postgres\n  dsn: %q\n  tables: [public.orders]\n  postgres: { slot: %s, publication: %s }\n", oldDSN, slot, slot)
+		source = canary.PostgresSource(oldDSN, slot)
 		from := "public.orders"
 		back := slot + "_back"
-		m.cfg = canaryConfig(t, source, from, newDSN, guard, back, 0)
+		m.cfg = canaryConfig(t, source, from, newDSN, guard, back)
 		t.Cleanup(func() { dropSlots(oldDSN, slot); dropSlots(newDSN, back) })
 	case "mysql":
 		oldDSN = testenv.NewMariaDBDatabase(t)
@@ -52,7 +52,7 @@ func newCanaryMigration(t *testing.T, kind, guard string) *canaryMigration {
 		source = fmt.Sprintf("  kind: mysql\n  dsn: %q\n  tables: [%s.orders]\n  mysql: { server_id: %d }\n", oldDSN, c.DBName, 5000+serverIDCounter.Add(1))
 		slot := strings.ToLower(dbOfDSN(t, newDSN))
 		back := slot[max(0, len(slot)-50):] + "_back"
-		m.cfg = canaryConfig(t, source, c.DBName+".orders", newDSN, guard, back, 0)
+		m.cfg = canaryConfig(t, source, c.DBName+".orders", newDSN, guard, back)
 		t.Cleanup(func() { dropSlots(newDSN, back) })
 	}
 	var err error
@@ -75,30 +75,9 @@ func newCanaryMigration(t *testing.T, kind, guard string) *canaryMigration {
 }
 
 // canaryConfig is the canary migration's tandem.yaml.
-func canaryConfig(t *testing.T, source, from, newDSN, guard, back string, fenceTimeout time.Duration) *config.Config {
+func canaryConfig(t *testing.T, source, from, newDSN, guard, back string) *config.Config {
 	t.Helper()
-	if fenceTimeout == 0 {
-		fenceTimeout = 5 * time.Second
-	}
-	return parseConfig(t, fmt.Sprintf(`source:
-%skafka:
-  topic_prefix: canary
-  partitions: 3
-target:
-  kind: postgres
-  dsn: %q
-http:
-  listen: 127.0.0.1:0
-reconcile:
-  interval: 1h
-  settle: 500ms
-cutover:
-  fence_timeout: %s
-  guard: %s
-  max_lag_seconds: 5
-  reverse:
-    postgres: { slot: %s, publication: %s }
-%s`, source, newDSN, fenceTimeout, guard, back, back, canary.Mapping(from)))
+	return parseConfig(t, canary.Config(canary.ConfigOptions{Source: source, From: from, NewDSN: newDSN, Back: back, Guard: guard}))
 }
 
 // dropSlots drops the inactive replication slots of the database of dsn.
