@@ -351,7 +351,11 @@ func Switch(ctx context.Context, cfg *config.Config, opts SwitchOptions) (cutove
 // allCohorts is every cohort either database stores an owner for, and
 // every cohort of the source's rows.
 func allCohorts(ctx context.Context, cfg *config.Config, stores ...sink.CohortStore) ([]string, error) {
-	out, err := connect.SourceCohorts(ctx, cfg)
+	mappings, err := CompileMappings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	out, err := connect.SourceCohorts(ctx, cfg, mappings)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/tandemcdc/tandem/sink"
 	sinkmysql "github.com/tandemcdc/tandem/sink/mysql"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
+	"github.com/tandemcdc/tandem/transform"
 )
 
 // The replication origins tandem marks its own writes with, so that no
@@ -187,27 +188,28 @@ func Logs(ctx context.Context, cfg *config.Config, oldSide, newSide mycapture.Po
 // SourceCohorts returns the cohorts of the source's rows: each mapping's
 // cohort column's distinct values (their text), and "default" for a
 // mapping without one.
-func SourceCohorts(ctx context.Context, cfg *config.Config) ([]string, error) {
+func SourceCohorts(ctx context.Context, cfg *config.Config, mappings []*transform.Mapping) ([]string, error) {
 	q, closeQ, err := openRowQuerier(ctx, cfg.Source.Kind, cfg.Source.DSN.Value())
 	if err != nil {
 		return nil, err
 	}
 	defer closeQ()
 	var out []string
-	for _, m := range cfg.Mappings {
-		col, ok := cohortColumn(m.Cohort)
-		if !ok {
+	for _, m := range mappings {
+		col := m.CohortColumn()
+		if col == "" {
 			out = append(out, config.DefaultCohort)
 			continue
 		}
-		schema, table, _ := strings.Cut(m.From, ".")
-		k := cfg.Source.Kind
-		sel := quoteIdent(k, col)
-		if k == config.KindPostgres {
-			sel += "::text"
+		var query string
+		if cfg.Source.Kind == config.KindMySQL {
+			c, t := mysqlurl.QuoteIdent(col), mysqlurl.QuoteIdent(m.From.Schema)+"."+mysqlurl.QuoteIdent(m.From.Name)
+			query = fmt.Sprintf("SELECT DISTINCT %s FROM %s WHERE %s IS NOT NULL", c, t, c)
+		} else {
+			c, t := pgx.Identifier{col}.Sanitize(), pgx.Identifier{m.From.Schema, m.From.Name}.Sanitize()
+			query = fmt.Sprintf("SELECT DISTINCT %s::text FROM %s WHERE %s IS NOT NULL", c, t, c)
 		}
-		vals, err := q(ctx, fmt.Sprintf("SELECT DISTINCT %s FROM %s.%s WHERE %s IS NOT NULL",
-			sel, quoteIdent(k, schema), quoteIdent(k, table), quoteIdent(k, col)))
+		vals, err := q(ctx, query)
 		if err != nil {
 			return nil, fmt.Errorf("list the cohorts of %s: %w", m.From, err)
 		}
@@ -215,23 +217,6 @@ func SourceCohorts(ctx context.Context, cfg *config.Config) ([]string, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
-}
-
-// cohortColumn is the column a cohort expression `row.col` names.
-func cohortColumn(e *config.Expr) (string, bool) {
-	if e == nil {
-		return "", false
-	}
-	col, ok := strings.CutPrefix(strings.TrimSpace(e.Text), "row.")
-	return col, ok
-}
-
-// quoteIdent quotes an identifier for the database of kind.
-func quoteIdent(kind, s string) string {
-	if kind == config.KindMySQL {
-		return "`" + strings.ReplaceAll(s, "`", "``") + "`"
-	}
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
 // openRowQuerier opens a function that runs a query returning one text
