@@ -115,7 +115,7 @@ func TestSweep_ChunksOfACopiedTableAreComparedBySummaries(t *testing.T) {
 	}
 	got := rep.Mappings[0]
 	want := MappingReport{
-		Mapping: "shop.orders", Checked: 50 + 51, Summarised: 6 * 14, Missing: 1, Extra: 2, Mismatch: 1, Columns: map[string]int{"public.orders.state": 1},
+		Mapping: "shop.orders", Direction: Forward, Checked: 50 + 51, Summarised: 6 * 14, Missing: 1, Extra: 2, Mismatch: 1, Columns: map[string]int{"public.orders.state": 1},
 		Samples: []Drift{
 			{Kind: KindExtra, Table: "public.orders", Key: map[string]any{"id": int64(0)}, SourceKey: change.Row{"id": int64(0)}, Got: map[string]any{"id": int64(0), "state": "before"}},
 			{Kind: KindMissing, Table: "public.orders", Key: map[string]any{"id": int64(3)}, SourceKey: change.Row{"id": int64(3)},
@@ -156,7 +156,7 @@ func TestSweep_SummariesThatNeverMatchGiveWayToRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := rep.Mappings[0]
-	want := MappingReport{Mapping: "shop.orders", Checked: 400, Mismatch: 1, Columns: map[string]int{"public.orders.state": 1}, Samples: []Drift{
+	want := MappingReport{Mapping: "shop.orders", Direction: Forward, Checked: 400, Mismatch: 1, Columns: map[string]int{"public.orders.state": 1}, Samples: []Drift{
 		{Kind: KindMismatch, Table: "public.orders", Key: map[string]any{"id": int64(140)}, SourceKey: change.Row{"id": int64(140)}, Columns: []string{"state"},
 			Want: map[string]any{"id": int64(140), "state": "paid"}, Got: map[string]any{"id": int64(140), "state": "new"}},
 	}}
@@ -235,7 +235,7 @@ func TestSweep_RowsTheInverseDoesNotGiveBackAreRoundTripDrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := MappingReport{Mapping: "shop.orders", Checked: 40, Mismatch: 1, RoundTrip: 1,
+	want := MappingReport{Mapping: "shop.orders", Direction: Forward, Checked: 40, Mismatch: 1, RoundTrip: 1,
 		Columns: map[string]int{"public.orders.state": 1, "shop.orders.status": 1}, Samples: []Drift{
 			{Kind: KindMismatch, Table: "public.orders", Key: map[string]any{"id": int64(6)}, SourceKey: change.Row{"id": int64(6)}, Columns: []string{"state"},
 				Want: map[string]any{"id": int64(6), "state": "paid"}, Got: map[string]any{"id": int64(6), "state": "refunded"}},

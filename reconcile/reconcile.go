@@ -19,6 +19,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
 
@@ -53,6 +54,11 @@ type Config struct {
 	// only once the stream has caught up past the moment it was seen. nil:
 	// unknown (Settle alone).
 	Lag func() time.Duration
+	// Owners returns the cohorts' owners (sink.CohortStore.Cohorts of the
+	// target) when cutover is configured; nil: the old side owns every
+	// cohort. A row of a cohort the new side owns is compared the other way
+	// (see back.go); one of a cohort being switched is in flight.
+	Owners func(ctx context.Context) ([]sink.Ownership, error)
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +99,10 @@ type Reconciler struct {
 	// hits counts, during a sweep, the differences each rule absorbed,
 	// per mapping by rule name; nil outside a sweep.
 	hits []map[string]int
+	// reverses are the mappings run backwards (transform.NewReverse), for
+	// the rows of cohorts the new side owns; nil for a mapping that has
+	// none, or without cfg.Owners. Made by each sweep.
+	reverses []*transform.Reverse
 }
 
 // New returns a Reconciler. metrics may be nil.
@@ -127,6 +137,10 @@ func New(cfg Config, src Source, tgt RowReader, mappings []*transform.Mapping, m
 		metrics.InitRules(m.Name, r.rules[i].names)
 		if m.HasInverse() {
 			metrics.Drift.WithLabelValues(m.Name, string(KindRoundTrip))
+			if cfg.Owners != nil {
+				metrics.Init(backName(m.Name))
+				metrics.Drift.WithLabelValues(backName(m.Name), string(KindRoundTrip))
+			}
 		}
 	}
 	return r
@@ -141,6 +155,7 @@ const (
 // Drift is one row that differs.
 type Drift struct {
 	Kind      DriftKind      `json:"kind"`                 // a Kind* constant
+	Cohort    string         `json:"cohort,omitempty"`     // with cutover: the row's cohort (config.DefaultCohort for a mapping without cohort)
 	Table     string         `json:"table"`                // the target table (the source table for KindRoundTrip and KindUnmapped)
 	Key       map[string]any `json:"key"`                  // the target row's key (the source row's for KindRoundTrip and KindUnmapped)
 	SourceKey change.Row     `json:"source_key,omitempty"` // the source row's primary key; nil for an extra row
@@ -159,7 +174,13 @@ type Drift struct {
 // MappingReport is one mapping's result of a sweep.
 type MappingReport struct {
 	Mapping string `json:"mapping"`
-	Checked int64  `json:"checked"` // source rows and target keys compared
+	// Direction is Forward for the rows of cohorts the old side owns (the
+	// source, mapped, compared with the target), Reverse for those of
+	// cohorts the new side owns (the target's rows, through the inverse,
+	// compared with the source): then Table and Key of a drifted row are
+	// the source's, and missing, extra and mismatch are said of the source.
+	Direction string `json:"direction"`
+	Checked   int64  `json:"checked"` // source rows and target keys compared
 	// Summarised counts the rows of Checked whose chunks both servers
 	// summarised alike, so that they were not read (see sweepHashed).
 	Summarised int64   `json:"summarised"`
@@ -265,7 +286,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 	r.hits = make([]map[string]int, len(r.mappings))
 	defer func() { r.hits = nil }()
 	for i, m := range r.mappings {
-		reports[i].Mapping = m.Name
+		reports[i].Mapping, reports[i].Direction = m.Name, Forward
 		r.hits[i] = map[string]int{}
 	}
 	// The target tables, each with the mappings and outputs that write it.
@@ -286,6 +307,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 			return nil, fmt.Errorf("reconcile %s: %w", m.Name, err)
 		}
 	}
+	r.reverses = r.reversesOf(sources)
 	columns := map[string]map[string]column{}
 	present := map[string]map[uint64]struct{}{} // tables compared by key: hashes of their keys
 	for _, t := range tables {
@@ -327,9 +349,15 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 			suspects = append(suspects, r.extra(w, sources[w.mapping], t, key))
 		}
 	}
-	if err := r.settle(ctx, suspects, columns, reports); err != nil {
+	back, err := r.settle(ctx, suspects, columns, reports)
+	if err != nil {
 		return nil, err
 	}
+	backReports, err := r.settleBack(ctx, back, sources, columns)
+	if err != nil {
+		return nil, err
+	}
+	reports = append(reports, backReports...)
 	r.finish(ctx, start, sources, reports)
 	return &Report{Mappings: reports, Took: time.Since(start)}, nil
 }
@@ -338,11 +366,16 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 // counts) and exports them.
 func (r *Reconciler) finish(ctx context.Context, start time.Time, sources []*change.Schema, reports []MappingReport) {
 	now := time.Now()
-	for i := range reports {
-		rep := &reports[i]
-		name := r.mappings[i].Name
-		r.markDeadLetters(ctx, name, sources[i], rep)
-		if len(r.rules[i].names) > 0 {
+	for k := range reports {
+		rep := &reports[k]
+		i := slices.IndexFunc(r.mappings, func(m *transform.Mapping) bool { return m.Name == rep.Mapping })
+		name := rep.Mapping
+		if rep.Direction == Reverse {
+			name = backName(name)
+		} else {
+			r.markDeadLetters(ctx, name, sources[i], rep)
+		}
+		if len(r.rules[i].names) > 0 && rep.Direction == Forward {
 			rep.Rules = map[string]int{}
 			for _, rule := range r.rules[i].names {
 				rep.Rules[rule] = r.hits[i][rule]
@@ -914,16 +947,20 @@ func (t tolerances) of(table, column string) tolerance {
 // what was in flight when it was seen, and files it in the reports: drift
 // if it lasts with the source row unchanged, in flight if it went away,
 // suspended if the source row kept changing.
-func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns map[string]map[string]column, reports []MappingReport) error {
+func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns map[string]map[string]column, reports []MappingReport) (back []*suspect, err error) {
 	for round := 0; len(suspects) > 0; round++ {
 		if err := r.wait(ctx); err != nil {
-			return err
+			return nil, err
+		}
+		owners, err := r.owners(ctx)
+		if err != nil {
+			return nil, err
 		}
 		var again []*suspect
 		for _, s := range suspects {
 			state, err := r.recheck(ctx, s, columns[s.Table])
 			if err != nil {
-				return err
+				return nil, err
 			}
 			rep := &reports[s.mapping]
 			if state == "changed" {
@@ -943,7 +980,14 @@ func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns ma
 				again = append(again, s)
 			default:
 				s.Kind = state
-				rep.add(s.Drift)
+				switch r.ownerOf(s, owners) {
+				case sink.OwnerSwitching: // its stream changes hands: the next sweep sees it settled
+					rep.InFlight++
+				case sink.OwnerNew:
+					back = append(back, s)
+				default:
+					rep.add(s.Drift)
+				}
 			}
 		}
 		suspects = again
@@ -952,7 +996,7 @@ func (r *Reconciler) settle(ctx context.Context, suspects []*suspect, columns ma
 		sortDrift(reports[i].Drifted)
 		reports[i].Samples = samples(reports[i].Drifted, r.cfg.Samples)
 	}
-	return nil
+	return back, nil
 }
 
 // samples picks up to n of ds, drifted rows in order, keeping that order:

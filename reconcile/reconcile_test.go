@@ -180,7 +180,7 @@ func testSeededDrift(t *testing.T, keyType change.Type) {
 		t.Fatal(err)
 	}
 	want := MappingReport{
-		Mapping: "shop.orders", Checked: 50 + 50 + 25, Missing: 2, Extra: 2, Mismatch: 1, Columns: map[string]int{"public.orders.status": 1},
+		Mapping: "shop.orders", Direction: Forward, Checked: 50 + 50 + 25, Missing: 2, Extra: 2, Mismatch: 1, Columns: map[string]int{"public.orders.status": 1},
 		Samples: []Drift{
 			{Kind: KindExtra, Table: "public.notes", Key: map[string]any{"id": int64(7)}, SourceKey: change.Row{"id": int64(7)}, Got: map[string]any{"id": int64(7), "note": "when is false"}},
 			{Kind: KindMissing, Table: "public.notes", Key: map[string]any{"id": int64(8)}, SourceKey: change.Row{"id": int64(8)},

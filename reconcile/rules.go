@@ -144,7 +144,7 @@ func (r *Reconciler) roundTrip(ctx context.Context, i int, st *change.Schema, ro
 	m := r.mappings[i]
 	rt, err := m.Back(ctx, row, mapped)
 	key := pick(row, st.Key)
-	d = Drift{Kind: KindRoundTrip, Table: m.From.String(), Key: key, SourceKey: key}
+	d = Drift{Kind: KindRoundTrip, Table: m.From.String(), Key: key, SourceKey: key, Cohort: r.cohortOf(i, row)}
 	if err != nil {
 		d.Got = map[string]any{"error": err.Error()}
 		d.Error = err.Error()

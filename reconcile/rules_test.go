@@ -93,7 +93,7 @@ func TestSweep_RowsTheMappingFailsOnAreUnmappedDriftWithTheirErrorAndDeadLetter(
 				{Kind: KindUnmapped, Table: "shop.orders", Key: map[string]any{"id": int64(3)}, SourceKey: change.Row{"id": int64(3)}, Error: errText, DeadLetter: &yes},
 				{Kind: KindUnmapped, Table: "shop.orders", Key: map[string]any{"id": int64(6)}, SourceKey: change.Row{"id": int64(6)}, Error: errText, DeadLetter: &no},
 			}
-			want := MappingReport{Mapping: "shop.orders", Unmapped: 2, Samples: wantDrift, Drifted: wantDrift}
+			want := MappingReport{Mapping: "shop.orders", Direction: Forward, Unmapped: 2, Samples: wantDrift, Drifted: wantDrift}
 			if diff := gocmp.Diff(want, rep.Mappings[0], gocmp.FilterPath(func(p gocmp.Path) bool { return p.Last().String() == ".Checked" }, gocmp.Ignore())); diff != "" {
 				t.Errorf("report (-want +got):\n%s", diff)
 			}

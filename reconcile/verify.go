@@ -104,7 +104,9 @@ func (r *Reconciler) Verify(ctx context.Context, mapping string, keys []change.R
 		suspects = append(suspects, extra...)
 	}
 	reports := make([]MappingReport, len(r.mappings))
-	if err := r.settle(ctx, suspects, columns, reports); err != nil {
+	// The rows of cohorts the new side owns are the reverse stream's: a
+	// sweep compares them through the inverse.
+	if _, err := r.settle(ctx, suspects, columns, reports); err != nil {
 		return nil, err
 	}
 	rep := reports[i]

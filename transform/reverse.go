@@ -193,24 +193,9 @@ func fullImage(image string) string {
 // changed is the image (named by image) of the row of output i the change
 // is of, for a delete's cohort.
 func (r *Reverse) rebuild(ctx context.Context, i int, changed change.Row, image string, key map[string]any, current CurrentRow) ([]change.Write, error) {
-	rows := make([]Row, 0, len(r.m.outputs))
-	primary := false
-	for j, o := range r.m.outputs {
-		k := make(map[string]any, len(o.key))
-		for _, c := range o.key {
-			k[c] = key[r.keys[j][c]]
-		}
-		cur, found, err := current(ctx, o.table, k)
-		if err != nil {
-			return nil, fmt.Errorf("mapping %s: read the current row of %s %s: %w", r.m.Name, o.table, change.KeyText(o.key, k), err)
-		}
-		if !found {
-			continue
-		}
-		if j == 0 {
-			primary = true
-		}
-		rows = append(rows, Row{Table: o.table, Key: o.key, Columns: cur})
+	rows, primary, err := r.Current(ctx, key, current)
+	if err != nil {
+		return nil, err
 	}
 	from := r.m.From.String()
 	if !primary {

@@ -109,7 +109,7 @@ func runReconcile(ctx context.Context, cfg *config.Config, f reconcileFlags, log
 // and the first drifted rows as go-cmp diffs, then the consistency checks.
 func printReport(w io.Writer, res *reconcile.Result) {
 	for _, m := range res.Report.Mappings {
-		fmt.Fprintf(w, "mapping %s: %d rows checked", m.Mapping, m.Checked)
+		fmt.Fprintf(w, "mapping %s: %d rows checked", m.Label(), m.Checked)
 		if m.Summarised > 0 {
 			fmt.Fprintf(w, " (%d by chunk summaries)", m.Summarised)
 		}
@@ -121,7 +121,7 @@ func printReport(w io.Writer, res *reconcile.Result) {
 			fmt.Fprintf(w, ", %d unmapped (source rows the mapping fails on)", m.Unmapped)
 		}
 		fmt.Fprintf(w, "; not drift: %d in flight, %d suspended", m.InFlight, m.Suspended)
-		if n, ok := res.Repaired[m.Mapping]; ok {
+		if n, ok := res.Repaired[m.Label()]; ok {
 			fmt.Fprintf(w, "; repaired %d rows before this comparison", n)
 		}
 		fmt.Fprintln(w)
@@ -221,9 +221,10 @@ func writeDrifted(path string, res *reconcile.Result) (err error) {
 	for _, m := range res.Report.Mappings {
 		for _, d := range m.Drifted {
 			line := struct {
-				Mapping string `json:"mapping"`
+				Mapping   string `json:"mapping"`
+				Direction string `json:"direction"`
 				reconcile.Drift
-			}{m.Mapping, d}
+			}{m.Mapping, m.Direction, d}
 			if err := enc.Encode(line); err != nil {
 				return fmt.Errorf("--output: drifted row %s %v of mapping %s: %w", d.Table, d.Key, m.Mapping, err)
 			}
@@ -270,7 +271,7 @@ func jsonReport(res *reconcile.Result) any {
 		if m.Columns == nil {
 			m.Columns = map[string]int{}
 		}
-		out.Mappings = append(out.Mappings, mapping{MappingReport: m, Repaired: res.Repaired[m.Mapping]})
+		out.Mappings = append(out.Mappings, mapping{MappingReport: m, Repaired: res.Repaired[m.Label()]})
 	}
 	for _, c := range res.Checks {
 		jc := check{Name: c.Name, Source: c.Source, Target: c.Target, Differs: c.Differs()}

@@ -340,7 +340,7 @@ func Switch(ctx context.Context, cfg *config.Config, opts SwitchOptions) (cutove
 		Old:     cutover.DB{Side: sink.SideOld, Store: old, Log: oldLog},
 		New:     cutover.DB{Side: sink.SideNew, Store: ns, Log: newLog},
 		Cohorts: cohorts, To: to, FenceTimeout: cfg.Cutover.FenceTimeout,
-		Gates: switchGates(cfg, old, ns), Log: log, Phase: opts.Phase,
+		Gates: switchGates(cfg, old, ns, cohorts), Log: log, Phase: opts.Phase,
 		Fenced: func(_ sink.Side, d time.Duration) {
 			_ = ns.Beat(context.WithoutCancel(ctx), fencePrefix+dir, d)
 		},
@@ -377,8 +377,10 @@ const heartbeatMaxAge = 10 * time.Second
 
 // switchGates are the checks a switch makes before it fences anything:
 // both directions running with their lag under cutover.max_lag_seconds,
-// no dead letters, and a reconcile that finds no drift.
-func switchGates(cfg *config.Config, old, newSide connect.Side) []cutover.Gate {
+// no dead letters, and a reconcile that finds no drift in the cohorts it
+// moves, either way (forward for those the old side owns, through the
+// inverse for those the new side owns).
+func switchGates(cfg *config.Config, old, newSide connect.Side, cohorts []string) []cutover.Gate {
 	maxLag := time.Duration(cfg.Cutover.MaxLagSeconds) * time.Second
 	streams := func(store sink.CohortStore, dir string, names []string) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
@@ -436,8 +438,21 @@ func switchGates(cfg *config.Config, old, newSide connect.Side) []cutover.Gate {
 			if err != nil {
 				return err
 			}
-			if res.Drift() {
-				return fmt.Errorf("reconcile finds %d drifted rows: `tandem reconcile --once` lists them", res.Report.Drift())
+			var drifted []string
+			n := 0
+			for _, m := range res.Report.Mappings {
+				for _, d := range m.Drifted {
+					if slices.Contains(cohorts, d.Cohort) {
+						n++
+						if !slices.Contains(drifted, d.Cohort) {
+							drifted = append(drifted, d.Cohort)
+						}
+					}
+				}
+			}
+			if n > 0 {
+				slices.Sort(drifted)
+				return fmt.Errorf("reconcile finds %d drifted rows in cohorts %s: `tandem reconcile --once` lists them", n, strings.Join(drifted, ", "))
 			}
 			return nil
 		}},

@@ -249,7 +249,7 @@ func TestCutover_EachGateRefusesWithItsReasonAndChangesNothing(t *testing.T) {
 	}
 	// A row only the new schema has is drift: the reconcile gate refuses.
 	unguarded(t, m.new, `INSERT INTO orders VALUES (99, 1, 5, 'stray')`)
-	refuse("drift", "reconcile: reconcile finds 1 drifted rows")
+	refuse("drift", "reconcile: reconcile finds 1 drifted rows in cohorts 1")
 	unguarded(t, m.new, `DELETE FROM orders WHERE id = 99`)
 	// A change the target refuses is a dead letter: the gate refuses.
 	if _, err := m.new.ExecContext(ctx, `ALTER TABLE orders ADD CONSTRAINT no_bad CHECK (state <> 'bad')`); err != nil {
@@ -316,17 +316,45 @@ func TestCutover_EachGateRefusesWithItsReasonAndChangesNothing(t *testing.T) {
 	exec(m.new, `DELETE FROM orders WHERE id = 1`)
 	waitOld(t, m, wantOld[1:])
 
-	// Repair re-syncs only the cohorts the old side owns: merchant 1's
-	// drifted row stays as the new side (its owner) has it, merchant 2's
-	// is set right from the old side.
+	// Reconcile compares each cohort the way its owner writes it: merchant
+	// 2's row forward (the old side is the truth), merchant 1's through the
+	// inverse (the new side is), and repair sets each right from its
+	// owner's side.
 	unguarded(t, m.old, `UPDATE orders SET amount_cents = 777 WHERE id = 2`) // merchant 1: the forward stream drops it
 	unguarded(t, m.new, `UPDATE orders SET amount_cents = 1 WHERE id = 3`)   // merchant 2: the reverse stream drops it
+	type drifted struct {
+		Direction, Kind, Cohort, Table string
+		Key                            map[string]any
+		Columns                        []string
+		Want, Got                      any
+	}
+	var got []drifted
 	testenv.WaitFor(t, "both drifted rows to be seen by a reconcile", 30*time.Second, func() (bool, error) {
 		res, err := app.Reconcile(ctx, m.cfg, app.ReconcileOptions{Settle: time.Millisecond})
-		return err == nil && res.Report.Drift() == 2, err
+		if err != nil {
+			return false, err
+		}
+		got = nil
+		for _, mr := range res.Report.Mappings {
+			for _, d := range mr.Drifted {
+				got = append(got, drifted{mr.Direction, string(d.Kind), d.Cohort, d.Table, d.Key, d.Columns, d.Want["amount_cents"], d.Got["amount_cents"]})
+			}
+		}
+		return res.Report.Drift() == 2, nil
 	})
-	if _, err := app.Reconcile(ctx, m.cfg, app.ReconcileOptions{Repair: true, Settle: time.Millisecond}); err != nil {
+	wantDrift := []drifted{
+		{"forward", "mismatch", "2", "orders", map[string]any{"id": int64(3)}, []string{"amount_cents"}, int64(300), int64(1)},
+		{"reverse", "mismatch", "1", "public.orders", map[string]any{"id": int64(2)}, []string{"amount_cents"}, int64(200), int64(777)},
+	}
+	if diff := cmp.Diff(wantDrift, got); diff != "" {
+		t.Errorf("drifted rows (-want +got):\n%s", diff)
+	}
+	res, err := app.Reconcile(ctx, m.cfg, app.ReconcileOptions{Repair: true, Settle: time.Millisecond})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int{"public.orders": 1, "reverse:public.orders": 1}, res.Repaired); diff != "" || res.Report.Drift() != 0 {
+		t.Errorf("repair: %d rows drifted after it; rows repaired (-want +got):\n%s", res.Report.Drift(), diff)
 	}
 	orders, _, err := m.new.NewRows(ctx)
 	if err != nil {
@@ -336,6 +364,7 @@ func TestCutover_EachGateRefusesWithItsReasonAndChangesNothing(t *testing.T) {
 	if diff := cmp.Diff(want, orders); diff != "" {
 		t.Errorf("new orders after a repair (-want +got):\n%s", diff)
 	}
+	waitOld(t, m, wantOld[1:])
 }
 
 // waitOld polls until the old orders table holds want.

@@ -78,6 +78,9 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Cutover != nil {
+		rcfg.Owners = tgt.(connect.Side).Cohorts
+	}
 	s.Reconciler = reconcile.New(rcfg, reconcileSource(reader), tgt, mappings, opts.Metrics, opts.Logger)
 	return &reconcileEnv{Session: s, src: reader, mappings: mappings}, nil
 }
@@ -125,7 +128,16 @@ func Reconcile(ctx context.Context, cfg *config.Config, opts ReconcileOptions) (
 		return res, err
 	}
 	defer tgt.Close()
-	repaired, err := reconcile.Repair(ctx, res.Report, env.mappings, env.src, owned(cfg, tgt, env.mappings))
+	var back *reconcile.Back
+	if cfg.Cutover != nil {
+		old, err := connect.OpenOld(ctx, cfg)
+		if err != nil {
+			return res, err
+		}
+		defer old.Close()
+		back = &reconcile.Back{Sink: old, Current: tgt.Lookup}
+	}
+	repaired, err := reconcile.Repair(ctx, res.Report, env.mappings, env.src, owned(cfg, tgt, env.mappings), back)
 	if err != nil {
 		return res, err
 	}
