@@ -61,7 +61,7 @@ serving /metrics, until SIGINT or SIGTERM.`,
 	}
 	fs := cmd.Flags()
 	fs.BoolVar(&f.once, "once", false, "compare once, print the report and exit: 1 on drift, 0 without")
-	fs.BoolVar(&f.repair, "repair", false, "re-sync the drifted rows from the source, then compare again")
+	fs.BoolVar(&f.repair, "repair", false, "re-sync the drifted rows from the side that owns their cohort (the source, or with cutover the target for cohorts switched to it), then compare again")
 	fs.StringVar(&f.format, "format", "text", "the report `format`: text or json")
 	fs.StringVar(&f.output, "output", "", "with --once, write every drifted row (kind, table, key, columns, want, got...) to `FILE` as JSON lines")
 	completeWords(cmd, "format", "text", "json")
