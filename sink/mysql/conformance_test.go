@@ -1,9 +1,12 @@
 package mysql_test
 
 import (
+	"context"
+	"sync"
 	"testing"
 
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/testenv"
 	"github.com/tandemcdc/tandem/sink/mysql"
 	"github.com/tandemcdc/tandem/sink/sinktest"
 )
@@ -51,4 +54,25 @@ func (tg *target) Secret() string {
 		return ""
 	}
 	return cfg.Passwd
+}
+
+func (tg *target) StartSinks(t *testing.T, n int) []error {
+	state := tg.state + "_fresh"
+	t.Cleanup(func() {
+		if err := testenv.SharedMariaDB(t).Exec(context.Background(), tg.name, "DROP DATABASE IF EXISTS "+state); err != nil {
+			t.Errorf("drop the state database %s: %v", state, err)
+		}
+	})
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			s, err := mysql.New(t.Context(), mysql.Config{DSN: tg.dsn, StateSchema: state})
+			if errs[i] = err; err == nil {
+				t.Cleanup(func() { s.Close() })
+			}
+		})
+	}
+	wg.Wait()
+	return errs
 }

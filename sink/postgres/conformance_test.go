@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"net/url"
+	"sync"
 	"testing"
 
 	"github.com/tandemcdc/tandem/sink/postgres"
@@ -41,4 +42,19 @@ func (tg *target) Secret() string {
 	}
 	pw, _ := u.User.Password()
 	return pw
+}
+
+func (tg *target) StartSinks(t *testing.T, n int) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			s, err := postgres.New(t.Context(), postgres.Config{DSN: tg.dsn, StateSchema: "tandem_fresh"})
+			if errs[i] = err; err == nil {
+				t.Cleanup(func() { s.Close() })
+			}
+		})
+	}
+	wg.Wait()
+	return errs
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -162,8 +163,17 @@ ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position, updated_at = no
 	return nil
 }
 
+// stateLockKey is the advisory lock that creating tandem's tables holds:
+// CREATE ... IF NOT EXISTS is not safe against itself (two processes
+// starting together on a fresh target both try to insert the schema, and
+// one fails on pg_namespace's unique index), so they take turns.
+const stateLockKey = 0x74616e64656d73 // 'tandems'
+
 func (s *Sink) init(ctx context.Context) error {
-	sql := `CREATE SCHEMA IF NOT EXISTS ` + pgx.Identifier{s.schema}.Sanitize() + `;
+	// One simple-protocol query: one implicit transaction, which the
+	// advisory lock lasts.
+	sql := `SELECT pg_advisory_xact_lock(` + strconv.FormatInt(stateLockKey, 10) + `);
+CREATE SCHEMA IF NOT EXISTS ` + pgx.Identifier{s.schema}.Sanitize() + `;
 CREATE TABLE IF NOT EXISTS ` + s.offsetsTable() + ` (
 	group_id    text        NOT NULL,
 	topic       text        NOT NULL,

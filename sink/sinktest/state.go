@@ -612,3 +612,16 @@ func testLargeBackfillBatches(t *testing.T, h Harness) {
 	apply(t, tg.Sink(), sink.Checkpoint{}, copies...)
 	wantRows(t, tg, allItems, want)
 }
+
+// testProcessesStartingTogether starts several sinks at once on a target
+// whose state schema does not exist yet, as apply processes scaled out on
+// a fresh target do: every one opens (none fails creating tandem's tables
+// because another created them meanwhile).
+func testProcessesStartingTogether(t *testing.T, h Harness) {
+	tg := h.NewTarget(t, "")
+	const n = 6
+	errs := tg.StartSinks(t, n)
+	if diff := cmp.Diff(make([]error, n), errs, cmpopts.EquateErrors()); diff != "" {
+		t.Errorf("%d sinks opened at once on a fresh state schema (-want +got):\n%s", n, diff)
+	}
+}

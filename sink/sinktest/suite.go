@@ -56,6 +56,11 @@ type Target interface {
 	// OpenSink opens another sink on the same database and state schema,
 	// as another process would; it is closed when t ends.
 	OpenSink(t *testing.T) Sink
+	// StartSinks opens n sinks on the same database at once, as n
+	// processes starting together on a fresh target do: their state schema
+	// does not exist yet. It returns the error each open gave (nil when it
+	// opened), in no order; the sinks are closed when t ends.
+	StartSinks(t *testing.T, n int) []error
 	// Exec runs sql, which may hold several statements, in the target database.
 	Exec(t *testing.T, sql string)
 	// Rows returns what query selects, column -> the database's text form
@@ -92,6 +97,7 @@ func Run(t *testing.T, h Harness) {
 		{"EmptyBatchWithoutOffsets", testEmptyBatchWithoutOffsets},
 		{"ConcurrentConsumersOnDisjointKeys", testConcurrentConsumersOnDisjointKeys},
 		{"Offsets", testOffsets},
+		{"ProcessesStartingTogether", testProcessesStartingTogether},
 		{"PartitionNamedTwice", testPartitionNamedTwice},
 		{"FencedBatchWritesNothing", testFencedBatchWritesNothing},
 		{"ConcurrentFirstBatchesOfOnePartition", testConcurrentFirstBatches},
