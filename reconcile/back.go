@@ -115,6 +115,11 @@ func (r *Reconciler) cohortOf(i int, row change.Row) string {
 // reverse one included, to catch up with them.
 func (r *Reconciler) settleBack(ctx context.Context, back []*suspect, sources []*change.Schema, columns map[string]map[string]column) ([]MappingReport, error) {
 	reports := map[int]*MappingReport{}
+	for i, rev := range r.reverses {
+		if rev != nil { // a report, empty or not, wherever the new side may own rows
+			reports[i] = &MappingReport{Mapping: r.mappings[i].Name, Direction: Reverse}
+		}
+	}
 	done := map[string]bool{}
 	current := r.current(columns)
 	for _, s := range back {

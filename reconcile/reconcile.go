@@ -59,6 +59,9 @@ type Config struct {
 	// cohort. A row of a cohort the new side owns is compared the other way
 	// (see back.go); one of a cohort being switched is in flight.
 	Owners func(ctx context.Context) ([]sink.Ownership, error)
+	// Drift, if set, stores each sweep's counts (`tandem status` reads
+	// them); a failure to store is logged.
+	Drift sink.DriftStore
 }
 
 func (c *Config) setDefaults() {
@@ -394,6 +397,26 @@ func (r *Reconciler) finish(ctx context.Context, start time.Time, sources []*cha
 		r.metrics.Checked.WithLabelValues(name).Add(float64(rep.Checked))
 		r.metrics.LastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
 		r.metrics.Duration.WithLabelValues(name).Set(now.Sub(start).Seconds())
+	}
+	r.storeDrift(ctx, reports)
+}
+
+// storeDrift stores the counts of reports in Config.Drift, if set.
+func (r *Reconciler) storeDrift(ctx context.Context, reports []MappingReport) {
+	if r.cfg.Drift == nil {
+		return
+	}
+	var counts []sink.DriftCount
+	for _, rep := range reports {
+		for _, k := range []struct {
+			kind DriftKind
+			rows int
+		}{{KindMissing, rep.Missing}, {KindExtra, rep.Extra}, {KindMismatch, rep.Mismatch}, {KindRoundTrip, rep.RoundTrip}, {KindUnmapped, rep.Unmapped}} {
+			counts = append(counts, sink.DriftCount{Mapping: rep.Label(), Kind: string(k.kind), Rows: k.rows})
+		}
+	}
+	if err := r.cfg.Drift.StoreDrift(ctx, counts); err != nil && ctx.Err() == nil {
+		r.log.Warn("reconcile: store the drift counts for tandem status", "err", err)
 	}
 }
 

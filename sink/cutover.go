@@ -128,3 +128,23 @@ type Fence interface {
 	// Release ends the fence and changes nothing.
 	Release(ctx context.Context) error
 }
+
+// DriftCount is how many rows of one kind the last reconcile sweep found
+// drifted in one mapping (its report's label: "<mapping>" or
+// "reverse:<mapping>"), kept in the target's state schema so that `tandem
+// status` shows it whichever process reconciles.
+type DriftCount struct {
+	Mapping string
+	Kind    string // missing, extra, mismatch, round_trip, unmapped
+	Rows    int
+	Swept   time.Time // when the sweep ended, the database's clock
+}
+
+// DriftStore keeps the last sweep's drift counts. Both sinks implement it.
+type DriftStore interface {
+	// StoreDrift replaces the stored counts of the mappings counts name
+	// with counts, in one transaction.
+	StoreDrift(ctx context.Context, counts []DriftCount) error
+	// Drift returns every stored count, by mapping and kind.
+	Drift(ctx context.Context) ([]DriftCount, error)
+}

@@ -17,10 +17,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 	format := "text"
 	cmd := &cobra.Command{
 		Use:   "status -c tandem.yaml [--format text|json]",
-		Short: "what runs, lag per stream, cohort owners, dead letters and backfill progress",
+		Short: "what runs, lag per stream, drift, cohort owners, dead letters and backfill progress",
 		Long: `Show the migration's status as its databases hold it: each stream that
-reported a heartbeat (forward and reverse, with its lag), each cohort's owner
-in both databases, the dead letters stored, and the backfill's progress.`,
+reported a heartbeat (forward and reverse, with its lag), the drifted rows
+the last reconcile sweep found per mapping and kind (whichever process ran
+it), each cohort's owner in both databases, the dead letters stored, and
+the backfill's progress.`,
 		Args: noArgs,
 		RunE: g.withConfig(func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
 			if format != "text" && format != "json" {
@@ -39,6 +41,10 @@ in both databases, the dead letters stored, and the backfill's progress.`,
 			fmt.Fprintln(w, "STREAM\tLAG\tLAST HEARD\tRUNNING")
 			for _, s := range st.Streams {
 				fmt.Fprintf(w, "%s\t%.3fs\t%.1fs ago\t%v\n", s.Stream, s.LagSeconds, s.AgeSeconds, s.Running)
+			}
+			fmt.Fprintln(w, "\nDRIFT MAPPING\tKIND\tROWS\tSWEPT")
+			for _, d := range st.Drift {
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", d.Mapping, d.Kind, d.Rows, d.Swept.Format("2006-01-02T15:04:05Z07:00"))
 			}
 			fmt.Fprintln(w, "\nCOHORT\tOWNER\tOLD DB\tNEW DB\tVERSION\tCHANGED")
 			for _, c := range st.Cohorts {

@@ -81,6 +81,7 @@ func openReconcile(ctx context.Context, cfg *config.Config, opts ReconcileOption
 	if cfg.Cutover != nil {
 		rcfg.Owners = tgt.(connect.Side).Cohorts
 	}
+	rcfg.Drift = tgt
 	s.Reconciler = reconcile.New(rcfg, reconcileSource(reader), tgt, mappings, opts.Metrics, opts.Logger)
 	return &reconcileEnv{Session: s, src: reader, mappings: mappings}, nil
 }

@@ -14,10 +14,12 @@ import (
 
 // Status is what `tandem status` shows of a migration, read from its
 // databases: the streams' heartbeats (what runs, and its lag), the cohorts'
-// owners in both databases, dead letters and backfill progress.
+// owners in both databases, the last reconcile sweep's drift, dead letters
+// and backfill progress.
 type Status struct {
 	Streams     []StreamStatus          `json:"streams"`
 	Cohorts     []CohortStatus          `json:"cohorts"`
+	Drift       []DriftStatus           `json:"drift"`        // by mapping ("reverse:<mapping>" through the inverse) and kind
 	DeadLetters map[string]int          `json:"dead_letters"` // by database: target, source
 	Backfill    []sink.BackfillProgress `json:"backfill"`
 }
@@ -28,6 +30,15 @@ type StreamStatus struct {
 	LagSeconds float64 `json:"lag_seconds"`
 	AgeSeconds float64 `json:"age_seconds"` // since the heartbeat
 	Running    bool    `json:"running"`     // the heartbeat is recent
+}
+
+// DriftStatus is the drifted rows of one kind the last reconcile sweep of a
+// mapping found.
+type DriftStatus struct {
+	Mapping string    `json:"mapping"`
+	Kind    string    `json:"kind"`
+	Rows    int       `json:"rows"`
+	Swept   time.Time `json:"swept_at"`
 }
 
 // CohortStatus is one cohort's owner as each database stores it.
@@ -56,6 +67,13 @@ func ReadStatus(ctx context.Context, cfg *config.Config) (*Status, error) {
 		return nil, fmt.Errorf("count dead letters: %w", err)
 	}
 	st.DeadLetters["target"] = n
+	drift, err := tgt.Drift(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the last reconcile's drift: %w", err)
+	}
+	for _, d := range drift {
+		st.Drift = append(st.Drift, DriftStatus{Mapping: d.Mapping, Kind: d.Kind, Rows: d.Rows, Swept: d.Swept})
+	}
 	if cfg.Cutover == nil {
 		return st, nil
 	}

@@ -53,6 +53,7 @@ type Target interface {
 	mycapture.PositionStore
 	sink.BackfillStore
 	sink.DeadLetterStore
+	sink.DriftStore
 	reconcile.RowReader
 }
 

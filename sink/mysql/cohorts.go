@@ -28,6 +28,7 @@ const GuardSQLState = "45000"
 func (s *Sink) cohortsTable() string    { return mysqlurl.QuoteIdent(s.state) + ".`cohorts`" }
 func (s *Sink) misroutedTable() string  { return mysqlurl.QuoteIdent(s.state) + ".`misrouted`" }
 func (s *Sink) heartbeatsTable() string { return mysqlurl.QuoteIdent(s.state) + ".`heartbeats`" }
+func (s *Sink) driftTable() string      { return mysqlurl.QuoteIdent(s.state) + ".`drift`" }
 
 // inList returns "?, ?, ..." for n values.
 func inList(n int) string {
@@ -467,4 +468,62 @@ func (s *Sink) guardBody(side sink.Side, g sink.GuardTable, row string, reject b
 		END IF;
 	END IF;
 END`
+}
+
+// StoreDrift implements sink.DriftStore.
+func (s *Sink) StoreDrift(ctx context.Context, counts []sink.DriftCount) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return classified(s.driftTable(), fmt.Errorf("store drift counts: %w", err))
+	}
+	defer tx.Rollback()
+	var names []string
+	var del, ins []any
+	var values []string
+	for _, c := range counts {
+		if !slices.Contains(names, c.Mapping) {
+			names = append(names, c.Mapping)
+			del = append(del, c.Mapping)
+		}
+		values = append(values, "(?, ?, ?, UTC_TIMESTAMP(6))")
+		ins = append(ins, c.Mapping, c.Kind, c.Rows)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM "+s.driftTable()+" WHERE mapping IN (?"+strings.Repeat(", ?", len(del)-1)+")", del...); err != nil {
+		return classified(s.driftTable(), fmt.Errorf("store drift counts: %w", err))
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO "+s.driftTable()+" (mapping, kind, `rows`, swept_at) VALUES "+strings.Join(values, ", "), ins...); err != nil {
+		return classified(s.driftTable(), fmt.Errorf("store drift counts: %w", err))
+	}
+	if err := tx.Commit(); err != nil {
+		return classified(s.driftTable(), fmt.Errorf("store drift counts: %w", err))
+	}
+	return nil
+}
+
+// Drift implements sink.DriftStore, times in UTC.
+func (s *Sink) Drift(ctx context.Context) ([]sink.DriftCount, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT mapping, kind, `rows`, swept_at FROM "+s.driftTable()+" ORDER BY mapping, kind")
+	if err != nil {
+		return nil, classified(s.driftTable(), fmt.Errorf("read drift counts: %w", err))
+	}
+	defer rows.Close()
+	var out []sink.DriftCount
+	for rows.Next() {
+		var c sink.DriftCount
+		var swept string
+		if err := rows.Scan(&c.Mapping, &c.Kind, &c.Rows, &swept); err != nil {
+			return nil, classified(s.driftTable(), fmt.Errorf("read drift counts: %w", err))
+		}
+		if c.Swept, err = time.Parse(timeLayout, swept); err != nil {
+			return nil, fmt.Errorf("read the drift counts of %s: time %q: %w", c.Mapping, swept, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classified(s.driftTable(), fmt.Errorf("read drift counts: %w", err))
+	}
+	return out, nil
 }

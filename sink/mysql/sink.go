@@ -270,11 +270,18 @@ var stateTables = map[string]string{
 	updated_at  DATETIME(6) NOT NULL,
 	PRIMARY KEY (stream)
 )`,
+	"drift": `(
+	mapping  VARCHAR(255) NOT NULL,
+	kind     VARCHAR(32) NOT NULL,
+	` + "`rows`" + ` BIGINT NOT NULL,
+	swept_at DATETIME(6) NOT NULL,
+	PRIMARY KEY (mapping, kind)
+)`,
 }
 
 // stateTableNames are stateTables' keys in a fixed order.
 var stateTableNames = []string{"kafka_offsets", "dead_letters", "source_positions", "backfills", "tombstones", "copy_locks",
-	"cohorts", "misrouted", "heartbeats"}
+	"cohorts", "misrouted", "heartbeats", "drift"}
 
 func (s *Sink) init(ctx context.Context) error {
 	names := stateTableNames

@@ -43,6 +43,7 @@ const guardLockKey = 0x74616e64656d67 // 'tandemg'
 func (s *Sink) cohortsTable() string    { return pgx.Identifier{s.schema, "cohorts"}.Sanitize() }
 func (s *Sink) misroutedTable() string  { return pgx.Identifier{s.schema, "misrouted"}.Sanitize() }
 func (s *Sink) heartbeatsTable() string { return pgx.Identifier{s.schema, "heartbeats"}.Sanitize() }
+func (s *Sink) driftTable() string      { return pgx.Identifier{s.schema, "drift"}.Sanitize() }
 
 // cohortTablesDDL creates cutover's state tables (see sink.CohortStore).
 func (s *Sink) cohortTablesDDL() string {
@@ -65,6 +66,13 @@ CREATE TABLE IF NOT EXISTS ` + s.heartbeatsTable() + ` (
 	stream      text             PRIMARY KEY,
 	lag_seconds double precision NOT NULL,
 	updated_at  timestamptz      NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS ` + s.driftTable() + ` (
+	mapping  text        NOT NULL,
+	kind     text        NOT NULL,
+	rows     bigint      NOT NULL,
+	swept_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (mapping, kind)
 )`
 }
 
@@ -467,4 +475,46 @@ BEGIN
 	RETURN NEW;
 END
 $tandem$`
+}
+
+// StoreDrift implements sink.DriftStore.
+func (s *Sink) StoreDrift(ctx context.Context, counts []sink.DriftCount) error {
+	var mappings, kinds []string
+	var rows []int64
+	for _, c := range counts {
+		mappings, kinds, rows = append(mappings, c.Mapping), append(kinds, c.Kind), append(rows, int64(c.Rows))
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("store drift counts: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `DELETE FROM `+s.driftTable()+` WHERE mapping = ANY($1)`, mappings); err != nil {
+		return fmt.Errorf("store drift counts: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+s.driftTable()+` (mapping, kind, rows, swept_at)
+SELECT m, k, r, now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS c(m, k, r)`, mappings, kinds, rows); err != nil {
+		return fmt.Errorf("store drift counts: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("store drift counts: %w", err)
+	}
+	return nil
+}
+
+// Drift implements sink.DriftStore.
+func (s *Sink) Drift(ctx context.Context) ([]sink.DriftCount, error) {
+	rows, err := s.pool.Query(ctx, `SELECT mapping, kind, rows, swept_at FROM `+s.driftTable()+` ORDER BY mapping, kind`)
+	if err != nil {
+		return nil, fmt.Errorf("read drift counts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sink.DriftCount, error) {
+		var c sink.DriftCount
+		err := r.Scan(&c.Mapping, &c.Kind, &c.Rows, &c.Swept)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read drift counts: %w", err)
+	}
+	return out, nil
 }

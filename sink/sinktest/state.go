@@ -625,3 +625,36 @@ func testProcessesStartingTogether(t *testing.T, h Harness) {
 		t.Errorf("%d sinks opened at once on a fresh state schema (-want +got):\n%s", n, diff)
 	}
 }
+
+// testDriftCounts: a sweep's counts replace the stored counts of the
+// mappings they name, and only those; they read back by mapping and kind,
+// stamped with the database's clock.
+func testDriftCounts(t *testing.T, h Harness) {
+	s := h.NewTarget(t, "").Sink()
+	ctx := t.Context()
+	store := func(counts ...sink.DriftCount) {
+		t.Helper()
+		if err := s.StoreDrift(ctx, counts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now().Add(-time.Minute) // the database's clock, give or take
+	store(sink.DriftCount{Mapping: "orders", Kind: "missing", Rows: 3}, sink.DriftCount{Mapping: "orders", Kind: "extra", Rows: 1},
+		sink.DriftCount{Mapping: "reverse:orders", Kind: "mismatch", Rows: 2})
+	store(sink.DriftCount{Mapping: "orders", Kind: "missing", Rows: 0}, sink.DriftCount{Mapping: "orders", Kind: "mismatch", Rows: 7})
+	store()
+	got, err := s.Drift(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range got {
+		if c.Swept.Before(start) || c.Swept.After(time.Now().Add(time.Minute)) {
+			t.Errorf("%s %s swept at %s, want about now", c.Mapping, c.Kind, c.Swept)
+		}
+	}
+	want := []sink.DriftCount{{Mapping: "orders", Kind: "mismatch", Rows: 7}, {Mapping: "orders", Kind: "missing", Rows: 0},
+		{Mapping: "reverse:orders", Kind: "mismatch", Rows: 2}}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(sink.DriftCount{}, "Swept")); diff != "" {
+		t.Errorf("drift counts (-want +got):\n%s", diff)
+	}
+}

@@ -22,6 +22,7 @@ type Sink interface {
 	sink.Sink
 	sink.DeadLetterStore
 	sink.BackfillStore
+	sink.DriftStore
 	RowReader
 	// SetOffsets stores cp's offsets as they are, backwards too.
 	SetOffsets(ctx context.Context, cp sink.Checkpoint) error
@@ -98,6 +99,7 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentConsumersOnDisjointKeys", testConcurrentConsumersOnDisjointKeys},
 		{"Offsets", testOffsets},
 		{"ProcessesStartingTogether", testProcessesStartingTogether},
+		{"DriftCounts", testDriftCounts},
 		{"PartitionNamedTwice", testPartitionNamedTwice},
 		{"FencedBatchWritesNothing", testFencedBatchWritesNothing},
 		{"ConcurrentFirstBatchesOfOnePartition", testConcurrentFirstBatches},
