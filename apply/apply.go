@@ -30,6 +30,7 @@ type Applier struct {
 	direction   string // forward or reverse
 	topics      []string
 	transformFn Transformer
+	prepareFn   func(ctx context.Context, evs []*change.Event) error
 	side        sink.Side
 	group       string
 	epoch       string
@@ -75,6 +76,14 @@ type Config struct {
 	Reverse   bool
 	Topics    []string    // with Reverse: the topics consumed instead of Topic
 	Transform Transformer // nil: transform.Writes of the mapping
+	// Prepare, if set, is called once per polled batch with its decoded
+	// changes, in the order polled, before Transform is called for any of
+	// them: for work better done once for many changes (the reverse
+	// stream reads the current rows all of them need, one query a table).
+	// An error is the target's trouble, never the changes': Prepare is
+	// retried (the mapping paused meanwhile, as for a failed lookup) until
+	// it succeeds or ctx ends; no change is dead-lettered for it.
+	Prepare func(ctx context.Context, evs []*change.Event) error
 	// Side is the side of the migration the Sink writes, when cutover is
 	// configured: each batch is written with it (sink.Batch.Side), so only
 	// the writes of cohorts this direction owns are applied.
@@ -109,7 +118,7 @@ const (
 // New returns an Applier of cfg.
 func New(cfg Config) *Applier {
 	a := &Applier{mapping: cfg.Mapping, name: cfg.Mapping.Name, direction: Forward, topics: []string{cfg.Topic},
-		transformFn: cfg.Transform, side: cfg.Side, group: cfg.Group, epoch: cfg.Epoch, seeds: cfg.Seeds,
+		transformFn: cfg.Transform, prepareFn: cfg.Prepare, side: cfg.Side, group: cfg.Group, epoch: cfg.Epoch, seeds: cfg.Seeds,
 		clientOpt: cfg.ClientOpts, sink: cfg.Sink, dlq: cfg.DLQ, metrics: cfg.Metrics, log: cfg.Log,
 		committed: cfg.Committed, applied: cfg.Applied, maxPoll: cfg.MaxPoll, guard: newSchemaGuard(cfg.Mapping)}
 	if a.maxPoll <= 0 {
@@ -307,22 +316,39 @@ type prepared struct {
 func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared, stop *schemaChangeError, err error) {
 	var dead []*kgo.Record
 	p = &prepared{units: make([]unit, 0, len(recs))}
+	// Decode first, so Prepare sees every change before any is
+	// transformed: evs[i] is the change of recs[i], nil for a tombstone;
+	// errs[i] why it could not be decoded.
+	evs := make([]*change.Event, 0, len(recs))
+	errs := make([]error, 0, len(recs))
+	var decoded []*change.Event
 	for _, r := range recs {
 		var ev *change.Event
 		var err error
-		tombstone := r.Value == nil // after a delete, for log compaction: nothing to apply
-		if !tombstone {
+		if r.Value != nil { // nil: a tombstone after a delete, for log compaction: nothing to apply
 			ev, err = change.Decode(nil, r.Value)
 		}
-		if err == nil && !tombstone && a.guard != nil {
+		if err == nil && ev != nil && a.guard != nil {
 			if err := a.guard.check(ev); err != nil {
 				stop = err.(*schemaChangeError)
 				break
 			}
 		}
+		if err == nil && ev != nil {
+			decoded = append(decoded, ev)
+		}
+		evs, errs = append(evs, ev), append(errs, err)
+	}
+	if a.prepareFn != nil && len(decoded) > 0 {
+		if err := a.retry(ctx, "prepare batch", func() error { return a.prepareFn(ctx, decoded) }); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, ev := range evs {
+		r, err := recs[i], errs[i]
 		u := unit{rec: r}
-		if tombstone {
-			p.units = append(p.units, u) // its offset is consumed: nothing to write
+		if ev == nil && err == nil {
+			p.units = append(p.units, u) // a tombstone: its offset is consumed, nothing to write
 			continue
 		}
 		reason := "decode"

@@ -121,9 +121,66 @@ func (r *Reverse) Tables() []string {
 // delete taken from the changed row's cohort column; config.DefaultCohort
 // when the mapping has no cohort.
 func (r *Reverse) Writes(ctx context.Context, table string, ev *change.Event, current CurrentRow) ([]change.Write, error) {
+	i, olds, err := r.oldRows(table, ev)
+	if err != nil {
+		return nil, err
+	}
+	var out []change.Write
+	for _, o := range olds {
+		ws, err := r.rebuild(ctx, i, o.changed, o.image, o.key, current)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ws...)
+	}
+	return out, nil
+}
+
+// KeyRead is a current row of the new schema that Writes reads: an output
+// table, as configured, and the values of its key columns, the key
+// Writes hands its CurrentRow.
+type KeyRead struct {
+	Table string
+	Key   map[string]any
+}
+
+// Reads returns the current rows Writes reads through its CurrentRow for
+// the same change, in the order it reads them: those of every output by
+// the old row's key, and first, for an update that moves the changed row
+// to another old key, by the key it left. It reads nothing itself, so a
+// caller can read the rows of many changes at once (one query a table)
+// and hand Writes a CurrentRow that answers from them. A change Writes
+// refuses (a truncate, a row without its key) is an error, the same.
+func (r *Reverse) Reads(table string, ev *change.Event) ([]KeyRead, error) {
+	_, olds, err := r.oldRows(table, ev)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KeyRead, 0, len(olds)*len(r.m.outputs))
+	for _, o := range olds {
+		for j, ot := range r.m.outputs {
+			out = append(out, KeyRead{Table: ot.table, Key: r.outputKey(j, o.key)})
+		}
+	}
+	return out, nil
+}
+
+// oldRow is an old row a change of a new row leads to: its key, and the
+// image (named by image) of the changed row it was read from.
+type oldRow struct {
+	changed change.Row
+	image   string
+	key     map[string]any
+}
+
+// oldRows returns the index of table among the outputs and the old rows
+// the change ev of one of its rows leads to, in the order Writes rebuilds
+// them: for an update that moves the row to another old key, the one it
+// left first.
+func (r *Reverse) oldRows(table string, ev *change.Event) (int, []oldRow, error) {
 	i := slices.IndexFunc(r.m.outputs, func(o *output) bool { return o.table == table })
 	if i < 0 {
-		return nil, fmt.Errorf("mapping %s: a change of %s, which is not one of its output tables (%s)", r.m.Name, table, strings.Join(r.Tables(), ", "))
+		return 0, nil, fmt.Errorf("mapping %s: a change of %s, which is not one of its output tables (%s)", r.m.Name, table, strings.Join(r.Tables(), ", "))
 	}
 	var row change.Row
 	image := afterImage
@@ -133,36 +190,28 @@ func (r *Reverse) Writes(ctx context.Context, table string, ev *change.Event, cu
 	case change.OpDelete:
 		row, image = ev.Before, beforeImage
 	case change.OpTruncate:
-		return nil, fmt.Errorf("mapping %s: TRUNCATE of %s is not applied to the old schema's %s: delete its rows yourself if that is what you want", r.m.Name, table, r.m.From)
+		return 0, nil, fmt.Errorf("mapping %s: TRUNCATE of %s is not applied to the old schema's %s: delete its rows yourself if that is what you want", r.m.Name, table, r.m.From)
 	default:
-		return nil, fmt.Errorf("mapping %s: unsupported change op %q of %s", r.m.Name, ev.Op, table)
+		return 0, nil, fmt.Errorf("mapping %s: unsupported change op %q of %s", r.m.Name, ev.Op, table)
 	}
 	if row == nil {
-		return nil, fmt.Errorf("mapping %s: a change (op %c) of %s without its %s", r.m.Name, ev.Op, table, image)
+		return 0, nil, fmt.Errorf("mapping %s: a change (op %c) of %s without its %s", r.m.Name, ev.Op, table, image)
 	}
 	key, err := r.oldKey(i, table, row, image)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	var out []change.Write
+	var out []oldRow
 	if ev.Op == change.OpUpdate && ev.Before != nil {
 		before, err := r.oldKey(i, table, ev.Before, beforeImage)
 		if err != nil {
-			return nil, err
+			return 0, nil, err
 		}
 		if change.RowID("", r.sourceKey, before) != change.RowID("", r.sourceKey, key) {
-			ws, err := r.rebuild(ctx, i, ev.Before, beforeImage, before, current)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, ws...)
+			out = append(out, oldRow{changed: ev.Before, image: beforeImage, key: before})
 		}
 	}
-	ws, err := r.rebuild(ctx, i, row, image, key, current)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, ws...), nil
+	return i, append(out, oldRow{changed: row, image: image, key: key}), nil
 }
 
 // oldKey reads the old row's key from row, an image (named by image) of a
@@ -217,6 +266,17 @@ func (r *Reverse) rebuild(ctx context.Context, i int, changed change.Row, image 
 		cohort = CohortOf(back[r.m.cohort])
 	}
 	return []change.Write{{Table: from, Op: change.WriteUpsert, Key: r.sourceKey, Row: back, Cohort: cohort}}, nil
+}
+
+// outputKey is the key of output j's row of the old row of key: the
+// values of its key columns, each the source key column it copies.
+func (r *Reverse) outputKey(j int, key map[string]any) map[string]any {
+	o := r.m.outputs[j]
+	k := make(map[string]any, len(o.key))
+	for _, c := range o.key {
+		k[c] = key[r.keys[j][c]]
+	}
+	return k
 }
 
 // changedCohort is the cohort of changed, an image (named by image) of a

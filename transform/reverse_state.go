@@ -24,10 +24,7 @@ func (r *Reverse) OldKey(table string, row map[string]any) (map[string]any, erro
 // old row should not exist.
 func (r *Reverse) Current(ctx context.Context, key map[string]any, current CurrentRow) (rows []Row, primary bool, err error) {
 	for j, o := range r.m.outputs {
-		k := make(map[string]any, len(o.key))
-		for _, c := range o.key {
-			k[c] = key[r.keys[j][c]]
-		}
+		k := r.outputKey(j, key)
 		cur, found, err := current(ctx, o.table, k)
 		if err != nil {
 			return nil, false, fmt.Errorf("mapping %s: read the current row of %s %s: %w", r.m.Name, o.table, change.KeyText(o.key, k), err)

@@ -294,6 +294,97 @@ func TestReverse_WritesErrors(t *testing.T) {
 	}
 }
 
+// TestReverse_ReadsListsTheRowsWritesReads checks Reads against what
+// Writes asks its CurrentRow for, the same keys in the same order, for
+// each kind of change and whatever the new rows are (Writes reads every
+// output's row whether or not it finds the primary's).
+func TestReverse_ReadsListsTheRowsWritesReads(t *testing.T) {
+	r := compileReverse(t, reverseYAML)
+	orders := func(id int64) KeyRead {
+		return KeyRead{Table: "public.orders", Key: map[string]any{"id": id}}
+	}
+	payments := func(id int64) KeyRead {
+		return KeyRead{Table: "public.payments", Key: map[string]any{"order_id": id}}
+	}
+	tests := []struct {
+		name  string
+		table string
+		ev    change.Event
+		want  []KeyRead
+	}{
+		{"insert of the primary", "public.orders", change.Event{Op: change.OpCreate, After: newOrder(1, 7, 1250)},
+			[]KeyRead{orders(1), payments(1)}},
+		{"insert of the secondary", "public.payments", change.Event{Op: change.OpCreate, After: newPayment(3, 7, "card")},
+			[]KeyRead{orders(3), payments(3)}},
+		{"backfilled row", "public.orders", change.Event{Op: change.OpRead, After: newOrder(1, 7, 1250)},
+			[]KeyRead{orders(1), payments(1)}},
+		{"update in place", "public.orders", change.Event{Op: change.OpUpdate, Before: newOrder(1, 7, 1250), After: newOrder(1, 8, 900)},
+			[]KeyRead{orders(1), payments(1)}},
+		{"update without a before-image", "public.payments", change.Event{Op: change.OpUpdate, After: newPayment(1, 7, "cash")},
+			[]KeyRead{orders(1), payments(1)}},
+		{"key move of the primary reads the key it left first", "public.orders",
+			change.Event{Op: change.OpUpdate, Before: newOrder(1, 7, 1250), After: newOrder(2, 7, 1250)},
+			[]KeyRead{orders(1), payments(1), orders(2), payments(2)}},
+		{"key move of the secondary", "public.payments",
+			change.Event{Op: change.OpUpdate, Before: newPayment(5, 7, "card"), After: newPayment(4, 7, "card")},
+			[]KeyRead{orders(5), payments(5), orders(4), payments(4)}},
+		{"delete reads by the before-image", "public.payments", change.Event{Op: change.OpDelete, Before: newPayment(6, 7, "card")},
+			[]KeyRead{orders(6), payments(6)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := r.Reads(tt.table, &tt.ev)
+			if err != nil {
+				t.Fatalf("Reads: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Reads (-want +got):\n%s", diff)
+			}
+			// Whatever Writes finds, it asks for exactly these rows.
+			for _, now := range []newRows{
+				db(nil, nil),
+				db([]map[string]any{newOrder(1, 7, 1), newOrder(2, 7, 1), newOrder(3, 7, 1), newOrder(4, 7, 1), newOrder(5, 7, 1), newOrder(6, 7, 1)},
+					[]map[string]any{newPayment(1, 7, "x"), newPayment(2, 7, "x"), newPayment(3, 7, "x"), newPayment(4, 7, "x"), newPayment(5, 7, "x"), newPayment(6, 7, "x")}),
+			} {
+				var asked []KeyRead
+				record := func(ctx context.Context, table string, key map[string]any) (map[string]any, bool, error) {
+					asked = append(asked, KeyRead{Table: table, Key: key})
+					return now.current(ctx, table, key)
+				}
+				if _, err := r.Writes(t.Context(), tt.table, &tt.ev, record); err != nil {
+					t.Fatalf("Writes: %v", err)
+				}
+				if diff := cmp.Diff(asked, got); diff != "" {
+					t.Errorf("Reads, beside what Writes asked its CurrentRow for (-asked +listed):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// TestReverse_ReadsRefusesWhatWritesRefuses: a change Writes cannot
+// rebuild from is an error of Reads too, the same error, so a caller
+// reading ahead leaves it to Writes.
+func TestReverse_ReadsRefusesWhatWritesRefuses(t *testing.T) {
+	r := compileReverse(t, reverseYAML)
+	for _, tt := range []struct {
+		table string
+		ev    change.Event
+	}{
+		{"public.refunds", change.Event{Op: change.OpCreate, After: map[string]any{"id": int64(1)}}},
+		{"public.orders", change.Event{Op: change.OpTruncate}},
+		{"public.orders", change.Event{Op: change.OpCreate}},
+		{"public.payments", change.Event{Op: change.OpUpdate, Before: map[string]any{"kind": "card"}, After: newPayment(1, 7, "card")}},
+		{"public.payments", change.Event{Op: change.OpCreate, After: map[string]any{"kind": "card"}}},
+	} {
+		_, werr := r.Writes(t.Context(), tt.table, &tt.ev, db(nil, nil).current)
+		got, err := r.Reads(tt.table, &tt.ev)
+		if werr == nil || err == nil || err.Error() != werr.Error() {
+			t.Errorf("Reads(%s, %+v) = %v, %v; want Writes' error %v", tt.table, tt.ev, got, err, werr)
+		}
+	}
+}
+
 func TestNewReverse_RefusesWhatCannotLeadBackToTheOldRow(t *testing.T) {
 	tests := []struct {
 		name      string

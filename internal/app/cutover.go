@@ -144,17 +144,105 @@ func (p *process) newReverseAppliers() {
 			p.readers[t] = append(p.readers[t], group)
 		}
 		newSide := p.tgt.(connect.Side)
-		current := transform.CurrentRow(newSide.Lookup)
-		var visibleTx uint32 // the last transaction seen visible: its other changes need no wait
-		xf := func(ctx context.Context, ev *change.Event) ([]change.Write, string, error) {
-			// The old row is rebuilt from the current new rows: they must
-			// include the change's own transaction.
-			if ev.TxID == 0 || ev.TxID != visibleTx {
-				if err := newSide.AwaitCommitted(ctx, ev); err != nil {
-					return nil, "", fmt.Errorf("%w: %v", transform.ErrLookupUnavailable, err)
-				}
-				visibleTx = ev.TxID
+		// The old row is rebuilt from the current new rows, which must
+		// include the change's own transaction (PostgreSQL decodes a
+		// commit a moment before other sessions see it; MySQL writes the
+		// binlog before InnoDB commits). prepare waits for every
+		// transaction of a polled batch once, then reads every row the
+		// batch's rebuilds read (transform.Reverse.Reads) in one query a
+		// table (LookupKeys, Lookup of many keys), instead of a Lookup a
+		// table a change. Rows read after the batch's newest commit are at
+		// or after each of its changes' commits, which is all a rebuild
+		// needs: a rebuild never goes back, the batch's later rebuilds of
+		// an old row write it from the same rows, and the sink applies a
+		// batch's writes in order (the last of a key wins).
+		many, _ := p.tgt.(interface {
+			LookupKeys(ctx context.Context, table string, keys []map[string]any) (rows []map[string]any, n []int, err error)
+		})
+		keyID := func(key map[string]any) string {
+			cols := make([]string, 0, len(key))
+			for c := range key {
+				cols = append(cols, c)
 			}
+			slices.Sort(cols)
+			return change.KeyText(cols, key)
+		}
+		// lookupDataError is whether a lookup failed for a key's values
+		// (several rows, a value its column cannot hold), the change's
+		// fault, as transform's lookups tell it.
+		lookupDataError := func(err error) bool {
+			var se *sink.Error
+			return errors.Is(err, sink.ErrNotUnique) || errors.As(err, &se) && se.Reason == sink.ReasonData
+		}
+		// read holds the rows of the batch being transformed, by table
+		// then keyID: nil for a key no row holds. Only the Applier's poll
+		// goroutine (prepare, then xf) uses it.
+		var read map[string]map[string]map[string]any
+		var visibleTx uint32 // the last transaction seen visible: its other changes need no wait
+		prepare := func(ctx context.Context, evs []*change.Event) error {
+			read = nil
+			awaited := map[uint32]bool{}
+			for _, ev := range evs {
+				if ev.TxID != 0 && (ev.TxID == visibleTx || awaited[ev.TxID]) {
+					continue
+				}
+				if err := newSide.AwaitCommitted(ctx, ev); err != nil {
+					return err
+				}
+				awaited[ev.TxID], visibleTx = true, ev.TxID
+			}
+			if many == nil {
+				return nil
+			}
+			keys := map[string][]map[string]any{}
+			seen := map[string]bool{}
+			for _, ev := range evs {
+				reads, err := r.Reads(byTable[ev.Table], ev)
+				if err != nil {
+					continue // Writes refuses it too: a dead letter
+				}
+				for _, kr := range reads {
+					if id := kr.Table + "\x00" + keyID(kr.Key); !seen[id] {
+						seen[id] = true
+						keys[kr.Table] = append(keys[kr.Table], kr.Key)
+					}
+				}
+			}
+			batch := make(map[string]map[string]map[string]any, len(keys))
+			for table, ks := range keys {
+				rows, n, err := many.LookupKeys(ctx, table, ks)
+				if lookupDataError(err) {
+					continue // a key's values: each change's own Lookup tells which
+				}
+				if err != nil {
+					return fmt.Errorf("cutover: read the current rows of %s: %w", table, err)
+				}
+				got := make(map[string]map[string]any, len(ks))
+				for i, k := range ks {
+					switch n[i] {
+					case 0:
+						got[keyID(k)] = nil
+					case 1:
+						got[keyID(k)] = rows[i]
+					} // more than one: Lookup fails as it would have
+				}
+				batch[table] = got
+			}
+			read = batch
+			return nil
+		}
+		current := func(ctx context.Context, table string, key map[string]any) (map[string]any, bool, error) {
+			if row, ok := read[table][keyID(key)]; ok {
+				return row, row != nil, nil
+			}
+			row, found, err := newSide.Lookup(ctx, table, key)
+			if err != nil && !lookupDataError(err) {
+				// The new database cannot answer: retried, not a dead letter.
+				return nil, false, fmt.Errorf("%w: %w", transform.ErrLookupUnavailable, err)
+			}
+			return row, found, err
+		}
+		xf := func(ctx context.Context, ev *change.Event) ([]change.Write, string, error) {
 			ws, err := r.Writes(ctx, byTable[ev.Table], ev, current)
 			if err != nil {
 				return nil, "transform", err
@@ -162,7 +250,7 @@ func (p *process) newReverseAppliers() {
 			return ws, "", nil
 		}
 		p.appliers = append(p.appliers, apply.New(apply.Config{
-			Mapping: m, Reverse: true, Topics: topics, Transform: xf, Side: sink.SideOld,
+			Mapping: m, Reverse: true, Topics: topics, Transform: xf, Prepare: prepare, Side: sink.SideOld,
 			Group: group, Epoch: p.epoch, Seeds: p.seeds,
 			Sink: cs.old, DLQ: p.dlq, Metrics: p.metrics, Log: p.log, Committed: p.committed,
 		}))

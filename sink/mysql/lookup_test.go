@@ -1,9 +1,11 @@
 package mysql_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tandemcdc/tandem/sink"
 )
 
 // lookupDDL is a table of most kinds of column a lookup reads back, with
@@ -99,5 +101,70 @@ func TestLookup_HostileIdentifiers(t *testing.T) {
 	// A value that would end the quoting is a value, not SQL.
 	if got, found, err := tg.sink.Lookup(t.Context(), "or`der", row{"Mixed Case": `A' OR 'x' = 'x`}); err != nil || found {
 		t.Errorf("Lookup(an injection) = %v, %v, %v; want not found", got, found, err)
+	}
+}
+
+// TestLookupKeys_FindsWhatLookupFindsByEachKey: each key's row, typed and
+// named, is Lookup's by the same key, found by the same comparison
+// (another spelling of a decimal, text of another case, a TIMESTAMP with
+// an offset, a key holding NULL, one no row holds), and a key more than
+// one row matches, where Lookup fails as not unique, is told by its
+// count; more keys than one statement takes are read in several.
+func TestLookupKeys_FindsWhatLookupFindsByEachKey(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL+"CREATE TABLE `or``der` (`select` BIGINT, `Mixed Case` VARCHAR(10), `a``b` TEXT, "+
+		"PRIMARY KEY (`select`, `Mixed Case`));\n"+
+		"INSERT INTO `or``der` VALUES (1, 'A', 'it''s `q`'), (1, 'B', NULL)")
+	many := make([]row, 1200)
+	for i := range many {
+		many[i] = row{"id": int64(i)}
+	}
+	groups := []struct {
+		table string
+		keys  []row
+	}{
+		{"customers", []row{{"id": int64(9000000000)}, {"id": int64(6)}, {"id": "3"}, {"id": nil}, {"id": int64(2)}, {"id": int64(9000000000)}}},
+		{"customers", []row{{"legacy_id": "L-2"}, {"legacy_id": "l-1"}, {"legacy_id": "L-3' OR 'x' = 'x"}}},
+		{"customers", []row{{"tenant": int64(2), "code": "C"}, {"tenant": nil, "code": "C"}, {"tenant": int64(1), "code": "C"}}},
+		{"customers", []row{{"balance": "1234.5"}, {"balance": "0"}, {"balance": "1"}}},
+		{"customers", []row{{"changed": "2024-03-01 10:02:03.654321+09"}, {"changed": "2024-03-01 01:02:03.654321"}, {"changed": "2020-01-01 00:00:00"}}},
+		{"customers", []row{{"photo": []byte{0x00, 0xff, 0x10}}, {"photo": []byte{}}}},
+		{"customers", []row{{"city": "Oslo"}, {"city": "Bergen"}}},
+		{"customers", many},
+		{"or`der", []row{{"select": int64(1), "Mixed Case": "a"}, {"select": int64(1), "Mixed Case": "C"}}},
+		{tg.name + ".or`der", []row{{"a`b": "it's `q`"}}},
+	}
+	for _, g := range groups {
+		keys := make([]map[string]any, len(g.keys))
+		for i, k := range g.keys {
+			keys[i] = k
+		}
+		rows, n, err := tg.sink.LookupKeys(t.Context(), g.table, keys)
+		if err != nil {
+			t.Fatalf("LookupKeys(%s, %d keys): %v", g.table, len(keys), err)
+		}
+		if len(rows) != len(keys) || len(n) != len(keys) {
+			t.Fatalf("LookupKeys(%s, %d keys) = %d rows, %d counts, want one each a key", g.table, len(keys), len(rows), len(n))
+		}
+		for i, k := range keys {
+			want, found, err := tg.sink.Lookup(t.Context(), g.table, k)
+			switch {
+			case errors.Is(err, sink.ErrNotUnique):
+				if n[i] != 2 {
+					t.Errorf("LookupKeys(%s) by %v: %d rows, want 2 (Lookup: %v)", g.table, k, n[i], err)
+				}
+			case err != nil:
+				t.Fatalf("Lookup(%s, %v): %v", g.table, k, err)
+			case found != (n[i] == 1):
+				t.Errorf("LookupKeys(%s) by %v: %d rows, want found %v as Lookup", g.table, k, n[i], found)
+			default:
+				if diff := cmp.Diff(want, rows[i]); diff != "" {
+					t.Errorf("LookupKeys(%s) by %v, beside Lookup (-Lookup +LookupKeys):\n%s", g.table, k, diff)
+				}
+			}
+		}
+	}
+	if _, _, err := tg.sink.LookupKeys(t.Context(), "customers", []map[string]any{{"nope": int64(1)}}); !errors.Is(err, sink.ErrColumnNotFound) {
+		t.Errorf("LookupKeys by a missing column: %v, want sink.ErrColumnNotFound", err)
 	}
 }

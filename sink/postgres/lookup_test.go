@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -150,4 +151,69 @@ func TestLookup_TextIsTheCapturersWhateverTheSessionSettings(t *testing.T) {
 	check("2024-03-02 01:00:00+00")
 	upsert("03/02/2024 09:00:00") // 3 February, Tokyo time: still the session's zone and style
 	check("2024-02-03 00:00:00+00")
+}
+
+// TestLookupKeys_FindsWhatLookupFindsByEachKey: each key's row, typed and
+// named, is Lookup's by the same key, found by the same comparison
+// (another spelling of a number, a uuid as text, bytes, a key holding
+// NULL, one no row holds), and a key more than one row matches, where
+// Lookup fails as not unique, is told by its count.
+func TestLookupKeys_FindsWhatLookupFindsByEachKey(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, lookupDDL+hostileDDL+`INSERT INTO "Shop Old"."order" VALUES
+		(1, 'A', 'it''s "q"', 'happy', 'comma', NULL, NULL),
+		(1, 'B', NULL, 'sad', NULL, 'x', 'y');`)
+	groups := []struct {
+		table string
+		keys  []row
+	}{
+		{"crm.customers", []row{{"id": int64(9000000000)}, {"id": int64(6)}, {"id": "3"}, {"id": nil}, {"id": int64(2)}, {"id": int64(9000000000)}}},
+		{"crm.customers", []row{{"legacy_id": "L-2"}, {"legacy_id": "l-1"}, {"legacy_id": "L-1"}, {"legacy_id": "L-3' OR 'x' = 'x"}}},
+		{"crm.customers", []row{{"tenant": int64(2), "code": "C"}, {"tenant": int64(2), "code": "A"}, {"tenant": nil, "code": "A"}, {"tenant": int64(1), "code": "C"}}},
+		{"crm.customers", []row{{"id": int64(3), "balance": "-0.0010"}, {"id": int64(2), "balance": "0"}, {"id": int64(2), "balance": "1"}}},
+		{"crm.customers", []row{{"ref": "6f1c2a3e-52b4-4b8e-9d6a-0c1e2f3a4b5c"}, {"ref": "00000000-0000-0000-0000-000000000000"}}},
+		{"crm.customers", []row{{"photo": []byte{0x00, 0xff, 0x10}}, {"photo": []byte{}}}},
+		{"crm.customers", []row{{"city": "Oslo"}, {"city": "Bergen"}, {"city": "Tromsø"}}},
+		{"Shop Old.order", []row{{"select": int64(1), "MixedCase": "A"}, {"select": int64(1), "MixedCase": "C"}}},
+		{"Shop Old.order", []row{{"Mood": "sad"}, {"Mood": "happy"}}},
+	}
+	for _, g := range groups {
+		keys := make([]map[string]any, len(g.keys))
+		for i, k := range g.keys {
+			keys[i] = k
+		}
+		rows, n, err := tg.sink.LookupKeys(t.Context(), g.table, keys)
+		if err != nil {
+			t.Fatalf("LookupKeys(%s, %v): %v", g.table, keys, err)
+		}
+		if len(rows) != len(keys) || len(n) != len(keys) {
+			t.Fatalf("LookupKeys(%s, %v) = %d rows, %d counts, want one each a key", g.table, keys, len(rows), len(n))
+		}
+		for i, k := range keys {
+			want, found, err := tg.sink.Lookup(t.Context(), g.table, k)
+			switch {
+			case errors.Is(err, sink.ErrNotUnique):
+				if n[i] != 2 {
+					t.Errorf("LookupKeys(%s) by %v: %d rows, want 2 (Lookup: %v)", g.table, k, n[i], err)
+				}
+			case err != nil:
+				t.Fatalf("Lookup(%s, %v): %v", g.table, k, err)
+			case found != (n[i] == 1):
+				t.Errorf("LookupKeys(%s) by %v: %d rows, want found %v as Lookup", g.table, k, n[i], found)
+			default:
+				if diff := cmp.Diff(map[string]any(want), rows[i]); diff != "" {
+					t.Errorf("LookupKeys(%s) by %v, beside Lookup (-Lookup +LookupKeys):\n%s", g.table, k, diff)
+				}
+			}
+		}
+	}
+	if rows, n, err := tg.sink.LookupKeys(t.Context(), "crm.customers", nil); err != nil || len(rows) != 0 || len(n) != 0 {
+		t.Errorf("LookupKeys of no keys = %v, %v, %v", rows, n, err)
+	}
+	if _, _, err := tg.sink.LookupKeys(t.Context(), "crm.customers", []map[string]any{{"id": int64(1)}, {"legacy_id": "L-1"}}); err == nil {
+		t.Error("LookupKeys by keys of other columns: no error")
+	}
+	if _, _, err := tg.sink.LookupKeys(t.Context(), "crm.customers", []map[string]any{{"nope": int64(1)}}); !errors.Is(err, sink.ErrColumnNotFound) {
+		t.Errorf("LookupKeys by a missing column: %v, want sink.ErrColumnNotFound", err)
+	}
 }

@@ -46,3 +46,31 @@ func quoteJoin(names []string) string {
 	}
 	return strings.Join(q, ", ")
 }
+
+// KeyColumns is the part of a LookupKeys every sink shares: the columns
+// of keys, sorted, which must be the same in every key (and at least one).
+func KeyColumns(table string, keys []map[string]any) ([]string, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	cols := make([]string, 0, len(keys[0]))
+	for c := range keys[0] {
+		cols = append(cols, c)
+	}
+	if len(cols) == 0 {
+		return nil, fmt.Errorf("lookup in %s: no columns to match", table)
+	}
+	slices.Sort(cols)
+	for _, k := range keys[1:] {
+		same := len(k) == len(cols)
+		for _, c := range cols {
+			if _, ok := k[c]; !ok {
+				same = false
+			}
+		}
+		if !same {
+			return nil, fmt.Errorf("lookup in %s: keys of other columns than (%s)", table, quoteJoin(cols))
+		}
+	}
+	return cols, nil
+}
