@@ -349,6 +349,25 @@ func TestCutover_EachGateRefusesWithItsReasonAndChangesNothing(t *testing.T) {
 	if diff := cmp.Diff(wantDrift, got); diff != "" {
 		t.Errorf("drifted rows (-want +got):\n%s", diff)
 	}
+	// tandem status shows the last sweep's counts, both ways.
+	st, err := app.ReadStatus(ctx, m.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotCounts := map[string]int{}
+	for _, d := range st.Drift {
+		gotCounts[d.Mapping+" "+d.Kind] = d.Rows
+	}
+	wantCounts := map[string]int{}
+	for _, mapping := range []string{"public.orders", "reverse:public.orders"} {
+		for _, kind := range []string{"missing", "extra", "mismatch", "round_trip", "unmapped"} {
+			wantCounts[mapping+" "+kind] = 0
+		}
+		wantCounts[mapping+" mismatch"] = 1
+	}
+	if diff := cmp.Diff(wantCounts, gotCounts); diff != "" {
+		t.Errorf("tandem status's drift (-want +got):\n%s", diff)
+	}
 	res, err := app.Reconcile(ctx, m.cfg, app.ReconcileOptions{Repair: true, Settle: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
