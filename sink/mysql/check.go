@@ -200,7 +200,7 @@ func (c *checker) state(ctx context.Context, name string) {
 			continue
 		}
 		need := need
-		if slices.Contains(backfillTableNames, tbl) {
+		if slices.Contains(deletedTableNames, tbl) {
 			need = append(need[:len(need):len(need)], "DELETE")
 		}
 		ident := mysqlurl.QuoteIdent(name) + "." + mysqlurl.QuoteIdent(tbl)
@@ -225,7 +225,7 @@ func (c *checker) state(ctx context.Context, name string) {
 			return
 		}
 		want := append([]string{"CREATE"}, need...)
-		if slices.ContainsFunc(missing, func(tbl string) bool { return slices.Contains(backfillTableNames, tbl) }) {
+		if slices.ContainsFunc(missing, func(tbl string) bool { return slices.Contains(deletedTableNames, tbl) }) {
 			want = append(want, "DELETE")
 		}
 		for _, p := range want {
@@ -255,9 +255,10 @@ func (c *checker) state(ctx context.Context, name string) {
 	c.fail(obj, what, fix)
 }
 
-// backfillTableNames are the state tables ResetBackfill empties: the user
-// must also delete from them.
-var backfillTableNames = []string{"backfills", "tombstones"}
+// deletedTableNames are the state tables tandem deletes from (ResetBackfill
+// empties the backfill's, each reconcile sweep replaces its drift counts):
+// the user must also delete from them.
+var deletedTableNames = []string{"backfills", "tombstones", "drift"}
 
 var privilegeOrder = []string{"CREATE", "SELECT", "INSERT", "UPDATE", "DELETE"}
 

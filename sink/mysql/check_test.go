@@ -230,7 +230,7 @@ func TestCheck_StateDatabase(t *testing.T) {
 		return func(account string) []preflight.Problem {
 			what := "the target user " + account + " lacks " + privs + " on it, where tandem keeps its offsets, dead letters, source positions and backfill progress"
 			if toCreate {
-				what += " (it sees no tables kafka_offsets, dead_letters, source_positions, backfills, tombstones, copy_locks, cohorts, misrouted, heartbeats there, so tandem would create them)"
+				what += " (it sees no tables kafka_offsets, dead_letters, source_positions, backfills, tombstones, copy_locks, cohorts, misrouted, heartbeats, drift there, so tandem would create them)"
 			}
 			return []preflight.Problem{{Severity: preflight.Fail, Object: "target state database tandem",
 				What: what, Fix: "GRANT " + privs + " ON `tandem`.* TO " + account + ";"}}
@@ -288,7 +288,8 @@ func TestCheck_StateDatabase(t *testing.T) {
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.copy_locks TO %s",
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.cohorts TO %s",
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.misrouted TO %s",
-				"GRANT SELECT, INSERT, UPDATE ON `tandem`.heartbeats TO %s"}, none},
+				"GRANT SELECT, INSERT, UPDATE ON `tandem`.heartbeats TO %s",
+				"GRANT SELECT, INSERT, UPDATE, DELETE ON `tandem`.drift TO %s"}, none},
 			{"a table short of UPDATE", []string{
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.kafka_offsets TO %s",
 				"GRANT SELECT, INSERT ON `tandem`.dead_letters TO %s",
@@ -298,7 +299,8 @@ func TestCheck_StateDatabase(t *testing.T) {
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.copy_locks TO %s",
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.cohorts TO %s",
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.misrouted TO %s",
-				"GRANT SELECT, INSERT, UPDATE ON `tandem`.heartbeats TO %s"}, lacks("UPDATE", false)},
+				"GRANT SELECT, INSERT, UPDATE ON `tandem`.heartbeats TO %s",
+				"GRANT SELECT, INSERT, UPDATE, DELETE ON `tandem`.drift TO %s"}, lacks("UPDATE", false)},
 			{"a backfill table short of DELETE", []string{
 				"GRANT SELECT, INSERT, UPDATE ON `tandem`.* TO %s",
 				"GRANT DELETE ON `tandem`.backfills TO %s"}, lacks("DELETE", false)},

@@ -235,6 +235,7 @@ func TestNew_CreatesTheStateTablesOnceAndReusesThem(t *testing.T) {
 		{"name": "cohorts", "collation": "utf8mb4_bin"},
 		{"name": "copy_locks", "collation": "utf8mb4_bin"},
 		{"name": "dead_letters", "collation": "utf8mb4_bin"},
+		{"name": "drift", "collation": "utf8mb4_bin"},
 		{"name": "heartbeats", "collation": "utf8mb4_bin"},
 		{"name": "kafka_offsets", "collation": "utf8mb4_bin"},
 		{"name": "misrouted", "collation": "utf8mb4_bin"},
