@@ -254,7 +254,7 @@ func measureFence(b *testing.B) fenceRun {
 	}
 	defer newDB.Close()
 	a := canary.NewApp(oldDB, newDB, e.cfg.Target.StateSchema)
-	a.Start(fenceWriters, fenceWriterRate)
+	a.Start(canary.Load{PerSecond: fenceWriters * fenceWriterRate, Writers: fenceWriters})
 	stopped := false
 	stopApp := func() {
 		if !stopped {
