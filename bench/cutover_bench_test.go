@@ -233,6 +233,38 @@ func (f fenceRun) summary() string {
 	return strings.Join(lines, "\n")
 }
 
+// fenceWatchEvery is how often watchFence logs.
+const fenceWatchEvery = 5 * time.Second
+
+// watchFence logs, every fenceWatchEvery until ctx ends, the writes/s the
+// application committed (ops counts them), each stream's lag as its
+// heartbeat reports it, and the CPU time of this process (tandem and the
+// application), the servers and the rest of the machine.
+func watchFence(ctx context.Context, b *testing.B, e *cutoverEnv, ops func() int64) {
+	tick := time.NewTicker(fenceWatchEvery)
+	defer tick.Stop()
+	n0, cpu0, begin := ops(), sampleCPU(e.postmasters...), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n, cpu := ops(), sampleCPU(e.postmasters...)
+		use := cpu0.until(cpu)
+		lags := "streams: unread"
+		if st, err := app.ReadStatus(ctx, e.cfg); err == nil {
+			var l []string
+			for _, s := range st.Streams {
+				l = append(l, fmt.Sprintf("%s lags %.1f s", s.Stream, s.LagSeconds))
+			}
+			lags = strings.Join(l, ", ")
+		}
+		b.Logf("+%s: %s writes/s; %s; %s", time.Since(begin).Round(time.Second), thousands(float64(n-n0)/use.wall.Seconds()), lags, use)
+		n0, cpu0 = n, cpu
+	}
+}
+
 // measureFence runs one fence measurement on fresh databases.
 func measureFence(b *testing.B) fenceRun {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -323,8 +355,19 @@ func measureFence(b *testing.B) fenceRun {
 		return err
 	}, e.old))
 
+	// Every fenceWatchEvery, what the application achieved, how far
+	// behind each stream is and where the CPU went: what limits the rate
+	// when it falls short.
+	probes.Go(func() error {
+		watchFence(pctx, b, e, ops)
+		return nil
+	})
+
 	ops0, refused0, begin := ops(), a.Refused.Load(), time.Now()
 	cpu0 := sampleCPU(e.postmasters...)
+	sofar := func() string {
+		return fmt.Sprintf("%s writes/s achieved since the first switch, %s", thousands(float64(ops()-ops0)/time.Since(begin).Seconds()), cpu0.until(sampleCPU(e.postmasters...)))
+	}
 	// Each merchant is switched to the new side and at once back: at most
 	// one of the application's merchants is owned by the new side at a
 	// time, so the reverse stream carries a tenth of the writes. (With
@@ -340,7 +383,7 @@ func measureFence(b *testing.B) fenceRun {
 				}
 				res, took, err := switchCohorts(ctx, e.cfg, app.SwitchOptions{Cohorts: []string{fmt.Sprint(m)}, Back: back}, f.refusals)
 				if err != nil {
-					b.Fatal(err)
+					b.Fatalf("%v\n  %s", err, sofar())
 				}
 				if err := a.Err(); err != nil {
 					b.Fatalf("canary application: %v", err)
