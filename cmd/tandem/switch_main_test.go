@@ -265,7 +265,7 @@ func TestSwitch_KilledAtEachPhaseIsFinishedOrUndoneByTheNextSwitch(t *testing.T)
 	c := newCanaryCLI(t)
 	c.run(t)
 	a := canary.NewApp(c.old, c.new, stateSchema)
-	a.Start(2, 25) // rows grow with the writes, and with them every reconcile gate and Converged: this keeps the test within ~2 minutes
+	a.Start(canary.Load{PerSecond: 45, Writers: 2}) // rows grow with the writes, and with them every reconcile gate and Converged: this keeps the test within ~2 minutes
 	defer func() {
 		if err := a.Stop(); err != nil {
 			t.Error(err)

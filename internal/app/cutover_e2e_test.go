@@ -137,7 +137,7 @@ func TestCutover_CanaryMerchantsSwitchOneAtATimeRollBackAndAllWithThreeWriters(t
 			m := newCanaryMigration(t, kind, config.GuardReject)
 			run := start(t, m.cfg)
 			a := canary.NewApp(m.old, m.new, m.cfg.Target.StateSchema)
-			a.Start(3, 100)
+			a.Start(canary.Load{PerSecond: 170, Writers: 3}) // what 3 writers each sleeping 10 ms between writes achieved
 			defer func() {
 				if err := a.Stop(); err != nil {
 					t.Error(err)
@@ -435,7 +435,7 @@ func TestCutover_SplitRolesOnAnExternalKafkaSwitchAndRollBack(t *testing.T) {
 	startWith(t, m.cfg, app.Roles{Capture: true})
 	startWith(t, m.cfg, app.Roles{Apply: true})
 	a := canary.NewApp(m.old, m.new, m.cfg.Target.StateSchema)
-	a.Start(2, 100)
+	a.Start(canary.Load{PerSecond: 140, Writers: 2}) // what 2 writers each sleeping 10 ms between writes achieved
 	defer func() {
 		if err := a.Stop(); err != nil {
 			t.Error(err)
