@@ -233,7 +233,8 @@ func TestLookup_FindsCachesAndFailsClearly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(map[string]any{"id": int64(7), "customer": "c0ffee"}, got[0].Columns); diff != "" {
+		want := []Row{{Table: "public.orders", Key: []string{"id"}, Columns: map[string]any{"id": int64(7), "customer": "c0ffee"}}}
+		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Apply (-want +got):\n%s", diff)
 		}
 	}
