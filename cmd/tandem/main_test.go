@@ -217,7 +217,7 @@ func TestBadInput_ClearErrorExit2NothingWritten(t *testing.T) {
 			[]string{"source table shop.refunds: does not exist"}},
 		{"missing target table", strings.Replace(good, "table: public.payments", "table: public.payment", 1),
 			[]string{"target table public.payment: does not exist"}},
-		{"expression does not compile", strings.Replace(good, "int(double(row.total) * 100.0 + 0.5)", "int(double(row.total) * )", 1),
+		{"expression does not compile", strings.Replace(good, "int(decimal_round(decimal_mul(row.total, 100), 0))", "int(decimal_round(decimal_mul(row.total, 100), ))", 1),
 			[]string{"tandem.yaml:", "mappings[1].to[0].columns.total_cents", "Syntax error"}},
 	}
 	for _, tc := range tests {
