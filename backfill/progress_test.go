@@ -2,6 +2,9 @@ package backfill
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -116,12 +119,89 @@ func TestProgress_ResumedRowsDoNotCountTowardsTheRate(t *testing.T) {
 	}
 }
 
+// progressLines is a slog.Handler that keeps the "backfill progress"
+// records a Runner logs, for tests that read them.
+type progressLines struct {
+	mu    sync.Mutex
+	lines []map[string]any
+}
+
+func (h *progressLines) Enabled(context.Context, slog.Level) bool { return true }
+func (h *progressLines) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *progressLines) WithGroup(string) slog.Handler            { return h }
+func (h *progressLines) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "backfill progress" {
+		return nil
+	}
+	line := map[string]any{}
+	r.Attrs(func(a slog.Attr) bool { line[a.Key] = a.Value.Any(); return true })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lines = append(h.lines, line)
+	return nil
+}
+
+func (h *progressLines) get() []map[string]any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.lines)
+}
+
+// TestRun_ProgressEveryLogsEachTablesProgress is the positive control of
+// the test below: with a short interval, progress lines name the table and
+// the rows durable so far, and the handler that reads them sees them.
+func TestRun_ProgressEveryLogsEachTablesProgress(t *testing.T) {
+	logs := &progressLines{}
+	runner := New(Config{Tables: tables("a"), ChunkRows: 10, ProgressEvery: time.Millisecond}, memReader{sizes: map[string]int{"s.a": 12}}, &memStore{},
+		func(ctx context.Context, b Chunk) error {
+			if b.Rows[0]["id"] != int64(11) {
+				return nil
+			}
+			// The second chunk waits for a line that counts the first as durable.
+			_, err := poll.Until(ctx, time.Millisecond, 10*time.Second, func() (bool, error) {
+				for _, l := range logs.get() {
+					if l["rows_durable"] == int64(10) {
+						return true, nil
+					}
+				}
+				return false, nil
+			})
+			return err
+		}, slog.New(logs), nil)
+	if _, err := runner.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range logs.get() {
+		if l["table"] != "s.a" {
+			t.Errorf("progress line %v, want table s.a", l)
+		}
+	}
+}
+
 func TestRun_NegativeProgressEveryLogsNoProgressLines(t *testing.T) {
 	// A Runner whose ProgressEvery is negative must still run (the
-	// periodic logger is off, not ticking every 0 s).
-	store := &memStore{}
-	sum, _ := run(t, Config{Tables: tables("a"), ChunkRows: 10, ProgressEvery: -1}, memReader{sizes: map[string]int{"s.a": 12}}, store)
+	// periodic logger is off, not ticking every 0 s), and log no progress
+	// line however long it copies: each chunk gives a ticker 50 ms to
+	// show one (the test above sees its first within a millisecond or so).
+	logs := &progressLines{}
+	runner := New(Config{Tables: tables("a"), ChunkRows: 10, ProgressEvery: -time.Millisecond}, memReader{sizes: map[string]int{"s.a": 12}}, &memStore{},
+		func(ctx context.Context, b Chunk) error {
+			_, err := poll.Until(ctx, time.Millisecond, 50*time.Millisecond, func() (bool, error) {
+				return len(logs.get()) > 0, nil
+			})
+			if err != nil && !errors.Is(err, poll.ErrTimeout) {
+				return err
+			}
+			return nil
+		}, slog.New(logs), nil)
+	sum, err := runner.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if sum.Rows != 12 {
-		t.Errorf("summary %+v", sum)
+		t.Errorf("summary %+v, want 12 rows", sum)
+	}
+	if got := logs.get(); len(got) != 0 {
+		t.Errorf("progress lines logged with ProgressEvery < 0: %v", got)
 	}
 }

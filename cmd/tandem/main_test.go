@@ -210,12 +210,14 @@ func TestBadInput_ClearErrorExit2NothingWritten(t *testing.T) {
 		{"bad dsn", strings.Replace(good, fmt.Sprintf("%q", m.SrcDSN), fmt.Sprintf("%q", unreachable), 1),
 			[]string{"source: cannot connect"}},
 		{"malformed dsn", strings.Replace(good, fmt.Sprintf("%q", m.SrcDSN), `"postgres://tandem:`+testenv.Password+`@127.0.0.1:notaport/shop"`, 1),
-			[]string{"source"}},
+			// What is wrong (the port), in which value (shown with its
+			// password masked) and which key to fix.
+			[]string{"source: ", "postgres://tandem:xxxxx@127.0.0.1:notaport/shop", "invalid port", "check source.dsn"}},
 		{"missing source table", strings.Replace(good, "tables: [shop.customers, shop.orders]", "tables: [shop.customers, shop.orders, shop.refunds]", 1),
 			[]string{"source table shop.refunds: does not exist"}},
 		{"missing target table", strings.Replace(good, "table: public.payments", "table: public.payment", 1),
 			[]string{"target table public.payment: does not exist"}},
-		{"expression does not compile", strings.Replace(good, "int(double(row.total) * 100.0 + 0.5)", "int(double(row.total) * )", 1),
+		{"expression does not compile", strings.Replace(good, "int(decimal_round(decimal_mul(row.total, 100), 0))", "int(decimal_round(decimal_mul(row.total, 100), ))", 1),
 			[]string{"tandem.yaml:", "mappings[1].to[0].columns.total_cents", "Syntax error"}},
 	}
 	for _, tc := range tests {

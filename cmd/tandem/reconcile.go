@@ -271,6 +271,9 @@ func jsonReport(res *reconcile.Result) any {
 		if m.Columns == nil {
 			m.Columns = map[string]int{}
 		}
+		if m.Samples == nil {
+			m.Samples = []reconcile.Drift{} // [], not null, as columns is {}
+		}
 		out.Mappings = append(out.Mappings, mapping{MappingReport: m, Repaired: res.Repaired[m.Label()]})
 	}
 	for _, c := range res.Checks {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/tandemcdc/tandem/backfill"
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
@@ -155,6 +157,9 @@ reconcile:
     - name: orders_count
       source: SELECT count(*) FROM shop.orders WHERE status <> 'poison'
       target: SELECT count(*) FROM public.orders
+    - name: orders_cents
+      source: SELECT coalesce(sum(total * 100), 0) FROM shop.orders
+      target: SELECT coalesce(sum(total_cents), 0) FROM public.orders
 mappings:
   - from: shop.customers
     to:
@@ -173,7 +178,7 @@ mappings:
           id: row.id
           customer_id: row.customer_id
           # An order with status "poison" divides by zero: a dead letter.
-          total_cents: 'int(double(row.total) * 100.0 + 0.5) / (row.status == "poison" ? 0 : 1)'
+          total_cents: 'int(decimal_round(decimal_mul(row.total, 100), 0)) / (row.status == "poison" ? 0 : 1)'
           status: 'row.status == "" ? "pending" : row.status'
           created_at: row.created_at
       - table: public.payments
@@ -227,6 +232,22 @@ func TestMetricsExported_RunFromPostgres(t *testing.T) {
 		if _, ok := got[name]; ok {
 			t.Errorf("a PostgreSQL `tandem run` exports %s, listed as binlog-only or backfill-only here: move it", name)
 		}
+	}
+
+	// The consistency checks' values, per side: the poison order counts in
+	// orders_cents' source side only (1250 + 300 cents against 1250).
+	wantChecks := map[[2]string]float64{
+		{"orders_count", "source"}: 1, {"orders_count", "target"}: 1,
+		{"orders_cents", "source"}: 1550, {"orders_cents", "target"}: 1250,
+	}
+	gotChecks := map[[2]string]float64{}
+	if _, err := poll.Until(ctx, 100*time.Millisecond, 30*time.Second, func() (bool, error) {
+		for k := range wantChecks {
+			gotChecks[k], _ = apptest.Metric(r.Reg, "tandem_consistency_check_value", map[string]string{"check": k[0], "side": k[1]})
+		}
+		return cmp.Equal(wantChecks, gotChecks), nil
+	}); err != nil {
+		t.Errorf("tandem_consistency_check_value{check,side} (-want +got):\n%s", cmp.Diff(wantChecks, gotChecks))
 	}
 
 	// TandemCaptureStalled relies on the capture lag going back to 0 once a
