@@ -195,12 +195,12 @@ func testUnmappedExit1(t *testing.T, kind string) {
 	want := []map[string]any{}
 	for _, id := range []float64{4, 9} {
 		line := unmapped(id, id == 4)
-		line["mapping"] = "inv.items"
+		line["mapping"], line["direction"] = "inv.items", "forward"
 		want = append(want, line)
 	}
 	for id := 11.0; id <= 25; id++ {
 		row := func(note string) map[string]any { return map[string]any{"id": id, "ratio": id * 5, "note": note} }
-		want = append(want, map[string]any{"mapping": "inv.items", "kind": "mismatch", "table": "items", "key": map[string]any{"id": id},
+		want = append(want, map[string]any{"mapping": "inv.items", "direction": "forward", "kind": "mismatch", "table": "items", "key": map[string]any{"id": id},
 			"source_key": map[string]any{"id": id}, "columns": []any{"note"}, "want": row(fmt.Sprintf("n%v", id)), "got": row("edited")})
 	}
 	checkOutput(t, output, want)
