@@ -69,12 +69,20 @@ func (g *globals) refuseWhenCheckFails(ctx context.Context, cmd *cobra.Command, 
 }
 
 // runPipeline runs the roles opts selects until they end: exit 2 when the
-// config cannot run them this way, 1 when they stop on an error.
+// config cannot run them this way, 1 when they stop on an error, 128 plus
+// the signal's number (130 for SIGINT) when a signal stops a backfill
+// before its copy is done.
 func (g *globals) runPipeline(ctx context.Context, cmd *cobra.Command, cfg *config.Config, opts app.Options) error {
 	err := app.Run(ctx, cfg, opts)
 	if errors.Is(err, app.ErrEmbeddedNeedsRun) {
 		fmt.Fprintf(g.stderr, "%s: %s: %v\n", cmd.CommandPath(), cfg.File, err)
 		return exitError(exitUsage)
+	}
+	if errors.Is(err, app.ErrBackfillInterrupted) {
+		var sig signalled
+		if errors.As(context.Cause(ctx), &sig) {
+			return exitError(sig.exitCode())
+		}
 	}
 	if err != nil {
 		g.log.Error("tandem stopped", "err", err)
