@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -110,5 +114,101 @@ func TestBackfill_HangupIsIgnoredAndInterruptExits130SayingWhereTheNextRunResume
 	}
 	if diff := cmp.Diff([]string{"2000", strconv.FormatInt(2000-copied, 10)}, got[1:]); diff != "" {
 		t.Errorf("the second run did not resume after the %d rows the first said it copied (-want +got):\n%s\n%s", copied, diff, out2.String())
+	}
+}
+
+// TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2 starts `tandem run`
+// while nothing listens on the target's port: it waits, says so once,
+// and starts streaming as soon as the target can be reached (a proxy to
+// the real server opened on that port), instead of exiting 2 like a
+// config error.
+func TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const slot = "tandem_wait_target"
+	t.Cleanup(func() {
+		_, _ = m.Src.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
+	})
+	tgt, err := url.Parse(m.TgtDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The target's port accepts and at once closes each connection (a
+	// server starting up, a proxy with no backend) until reachable is set.
+	proxy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	var reachable atomic.Bool
+	var refused atomic.Int64
+	go forward(proxy, tgt.Host, &reachable, &refused)
+	tgt.Host = proxy.Addr().String()
+	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
+	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Slot: slot})), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := &testenv.SyncBuffer{}
+	p := startTandem(t, cfgPath, []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + tgt.String()}, out)
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	running := func() error {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("tandem exited while the target was unreachable: %v\n%s", err, out.String())
+		default:
+			return nil
+		}
+	}
+	testenv.WaitFor(t, "three checks of the unreachable target", time.Minute, func() (bool, error) {
+		return refused.Load() >= 3, running()
+	})
+	if n := strings.Count(out.String(), "waiting to start: cannot reach a database"); n != 1 {
+		t.Errorf("%d lines for %d failed checks of one cause, want 1:\n%s", n, refused.Load(), out.String())
+	}
+	reachable.Store(true)
+	testenv.WaitFor(t, "streaming once the target is reachable", time.Minute, func() (bool, error) {
+		return strings.Contains(out.String(), "streaming from replication slot"), running()
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err != nil {
+		t.Errorf("tandem after SIGTERM: %v (want exit 0)\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "works again") {
+		t.Errorf("no line says the wait ended:\n%s", out.String())
+	}
+}
+
+// forward copies each connection accepted on ln to and from addr once
+// reachable is set, and before that closes it at once, counting it in
+// refused; until ln is closed.
+func forward(ln net.Listener, addr string, reachable *atomic.Bool, refused *atomic.Int64) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		if !reachable.Load() {
+			refused.Add(1)
+			c.Close()
+			continue
+		}
+		go func() {
+			defer c.Close()
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			go func() { _, _ = io.Copy(s, c); _ = s.(*net.TCPConn).CloseWrite() }()
+			_, _ = io.Copy(c, s)
+		}()
 	}
 }

@@ -23,7 +23,7 @@ func Check(ctx context.Context, target Config, uses []sink.TableUse) []preflight
 	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		fail("target", fmt.Sprintf("cannot connect: %v", err), "check target.dsn, that the server is up and that pg_hba.conf lets this host in")
+		ps = append(ps, preflight.UnreachableProblem("target", err, "check target.dsn, that the server is up and that pg_hba.conf lets this host in"))
 		return ps
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
