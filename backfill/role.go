@@ -467,6 +467,9 @@ func (b *Role) Run(ctx context.Context, watch func(context.Context, *Runner), do
 		err = cause
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			b.logStopped()
+		}
 		return fmt.Errorf("backfill: %w", err)
 	}
 	b.log.Info("backfill done", "tables", sum.Tables, "rows", sum.Rows, "took", sum.Took.Round(1e6).String(),
@@ -475,4 +478,19 @@ func (b *Role) Run(ctx context.Context, watch func(context.Context, *Runner), do
 		done(sum)
 	}
 	return nil
+}
+
+// logStopped says where a copy stopped before its end (a signal, or the
+// process stopping for another role's failure): the rows made durable,
+// which the next run does not copy again, and the tables not yet done.
+func (b *Role) logStopped() {
+	var rows int64
+	left := []string{}
+	for _, p := range b.runner.Progress() {
+		rows += p.Durable
+		if p.State != StateDone && p.State != StateSkipped {
+			left = append(left, p.Table.String())
+		}
+	}
+	b.log.Warn("backfill interrupted; the next run resumes after the rows copied", "rows_copied", rows, "tables_left", left)
 }

@@ -43,6 +43,12 @@ var ErrPositionLost = errors.New("the source no longer has the changes after tan
 // stops instead of retrying.
 var ErrSourceTaken = errors.New("another live reader holds the source position")
 
+// ErrServerShutdown is wrapped by Stream when the server ended the stream
+// in order (a clean shutdown or restart: PostgreSQL's walsender sends
+// CopyDone). It is not a fault: the stream is reopened, with backoff, as
+// after any lost connection, and it is logged at Info.
+var ErrServerShutdown = errors.New("the source server ended the stream in order (shutting down)")
+
 // Metrics are the capture metrics named in CONTRACT.md, shared by all capturers.
 type Metrics struct {
 	Events            *prometheus.CounterVec // tandem_capture_events_total{table,op}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/repeat"
 )
 
 // This file runs reconcile continuously: a sweep every interval, and the
@@ -120,7 +121,7 @@ func Loop(ctx context.Context, open Opener, interval time.Duration, now bool, ve
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	env := &lazySession{open: open, log: log}
+	env := newLazySession(open, "reconcile", log)
 	defer env.close()
 	for {
 		if !now {
@@ -141,7 +142,11 @@ func Loop(ctx context.Context, open Opener, interval time.Duration, now bool, ve
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			env.fail("reconcile", err)
+			env.fail(err)
+			continue
+		}
+		env.ok()
+		switch {
 		case res.Drift():
 			var first []string
 			for _, mr := range res.Report.Mappings {
@@ -160,7 +165,7 @@ func Loop(ctx context.Context, open Opener, interval time.Duration, now bool, ve
 
 // runVerify re-verifies applied rows as they come, until ctx ends.
 func runVerify(ctx context.Context, open Opener, verify VerifyQueue, log *slog.Logger) {
-	env := &lazySession{open: open, log: log}
+	env := newLazySession(open, "re-verifying applied rows", log)
 	defer env.close()
 	for {
 		var batch applied
@@ -175,9 +180,10 @@ func runVerify(ctx context.Context, open Opener, verify VerifyQueue, log *slog.L
 		}
 		drift, err := e.Reconciler.Verify(ctx, batch.mapping, batch.keys)
 		if err != nil {
-			env.fail("re-verifying applied rows", err)
+			env.fail(err)
 			continue
 		}
+		env.ok()
 		for _, d := range drift {
 			log.Warn("reconcile: a row the stream just applied differs from its source", "mapping", batch.mapping,
 				"kind", d.Kind, "table", d.Table, "key", d.Key, "columns", d.Columns)
@@ -186,11 +192,22 @@ func runVerify(ctx context.Context, open Opener, verify VerifyQueue, log *slog.L
 }
 
 // lazySession opens a Session when first needed, and again after a
-// failure.
+// failure. Failures are logged once per distinct cause, with a count and
+// when they began (repeat.Log): a database restarting under a stream that
+// re-verifies every batch would otherwise log one line per batch.
 type lazySession struct {
-	open Opener
-	log  *slog.Logger
-	s    *Session
+	open     Opener
+	log      *slog.Logger
+	opening  *repeat.Log // the session cannot be opened
+	failures *repeat.Log // a pass on an open session failed
+	s        *Session
+}
+
+// newLazySession returns a lazySession for what.
+func newLazySession(open Opener, what string, log *slog.Logger) *lazySession {
+	return &lazySession{open: open, log: log,
+		opening:  repeat.New(log, what+": cannot open the databases; trying again later", repeat.WithLevel(slog.LevelWarn)),
+		failures: repeat.New(log, what+" failed; trying again later", repeat.WithLevel(slog.LevelWarn))}
 }
 
 func (l *lazySession) get(ctx context.Context) *Session {
@@ -198,18 +215,22 @@ func (l *lazySession) get(ctx context.Context) *Session {
 		s, err := l.open(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				l.log.Warn("reconcile cannot start; trying again later", "err", err)
+				l.opening.Fail(err)
 			}
 			return nil
 		}
+		l.opening.OK()
 		l.s = s
 	}
 	return l.s
 }
 
-func (l *lazySession) fail(what string, err error) {
+// ok records a pass that worked.
+func (l *lazySession) ok() { l.failures.OK() }
+
+func (l *lazySession) fail(err error) {
 	if !errors.Is(err, context.Canceled) {
-		l.log.Warn(what+" failed; trying again later", "err", err)
+		l.failures.Fail(err)
 	}
 	l.close()
 }

@@ -96,6 +96,7 @@ func (c *sourceCheck) run(ctx context.Context) {
 	if err := c.db.PingContext(ctx); err != nil {
 		c.fail("source", fmt.Sprintf("cannot connect: %v", err),
 			"check source.dsn, that the server is up and that the user may log in from this host")
+		c.ps[len(c.ps)-1].Unreachable = preflight.IsUnreachable(err)
 		return
 	}
 

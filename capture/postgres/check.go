@@ -21,7 +21,7 @@ func (s *Source) Check(ctx context.Context) []preflight.Problem {
 	var ps problems
 	conn, err := pgx.Connect(ctx, s.cfg.DSN)
 	if err != nil {
-		ps.fail("source", fmt.Sprintf("cannot connect: %v", err), "check source.dsn, that the server is up and that pg_hba.conf lets this host in")
+		ps = append(ps, preflight.UnreachableProblem("source", err, "check source.dsn, that the server is up and that pg_hba.conf lets this host in"))
 		return ps
 	}
 	defer conn.Close(context.WithoutCancel(ctx))

@@ -343,6 +343,8 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 					return err
 				}
 			}
+		case *pgproto3.CopyDone:
+			return fmt.Errorf("replication slot %s: %w", s.cfg.Slot, capture.ErrServerShutdown)
 		default:
 			return fmt.Errorf("replication slot %s: unexpected message %T", s.cfg.Slot, raw)
 		}

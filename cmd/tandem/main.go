@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -112,7 +113,8 @@ func (g *globals) withConfig(run func(ctx context.Context, cmd *cobra.Command, c
 
 // prepare loads the config of a verb that needs one and compiles its
 // mappings (exit 2 when either fails), and returns the context the verb
-// runs in: ctx, cancelled on SIGINT or SIGTERM until stop is called.
+// runs in: ctx, cancelled on SIGINT or SIGTERM until stop is called
+// (signalContext).
 func (g *globals) prepare(ctx context.Context, cmd *cobra.Command) (context.Context, context.CancelFunc, *config.Config, error) {
 	cfg, err := config.Load(g.configPath)
 	if err != nil {
@@ -121,8 +123,50 @@ func (g *globals) prepare(ctx context.Context, cmd *cobra.Command) (context.Cont
 	if _, err := app.CompileMappings(cfg); err != nil {
 		return nil, nil, nil, g.fail(cmd, exitUsage, err)
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := g.signalContext(ctx)
 	return ctx, stop, cfg, nil
+}
+
+// signalled is the cause of a verb's context when a signal ended it.
+type signalled struct{ sig syscall.Signal }
+
+// Error names the signal.
+func (s signalled) Error() string { return "received " + s.sig.String() }
+
+// exitCode is the exit code of a run that a signal ended before its work
+// was done: 128 plus the signal's number, as a shell reports it (130 for
+// SIGINT, 143 for SIGTERM).
+func (s signalled) exitCode() int { return 128 + int(s.sig) }
+
+// signalContext returns ctx cancelled on SIGINT or SIGTERM (its cause a
+// signalled), until stop is called. SIGHUP is logged and otherwise
+// ignored: tandem reads its config only at start, and a terminal hanging
+// up or a supervisor's reload signal must not kill a migration in flight.
+func (g *globals) signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-sigs:
+				sig, _ := s.(syscall.Signal)
+				if sig == syscall.SIGHUP {
+					g.log.Info("SIGHUP received and ignored: tandem reads its config only at start; restart it to apply a changed config")
+					continue
+				}
+				cancel(signalled{sig})
+			}
+		}
+	}()
+	return ctx, sync.OnceFunc(func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	})
 }
 
 const rootLong = `tandem: zero-downtime data migrations by change data capture.`

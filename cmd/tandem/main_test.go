@@ -199,7 +199,9 @@ func TestBadInput_ClearErrorExit2NothingWritten(t *testing.T) {
 	}
 	defer m.Close()
 	good := shop.Config(shop.ConfigOptions{SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})
-	unreachable := "postgres://tandem:" + testenv.Password + "@127.0.0.1:1/shop?sslmode=disable&connect_timeout=5"
+	// A wrong password is a config error; an unreachable server is waited
+	// for (TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2).
+	wrongPassword := strings.Replace(m.SrcDSN, testenv.Password, "not-the-password", 1)
 	tests := []struct {
 		name   string
 		config string
@@ -207,7 +209,7 @@ func TestBadInput_ClearErrorExit2NothingWritten(t *testing.T) {
 	}{
 		{"unknown key", strings.Replace(good, "  topic_prefix: shop", "  topic_prefix: shop\n  partitons: 3", 1),
 			[]string{"tandem.yaml:11:3", "partitons", "unknown key"}},
-		{"bad dsn", strings.Replace(good, fmt.Sprintf("%q", m.SrcDSN), fmt.Sprintf("%q", unreachable), 1),
+		{"bad dsn", strings.Replace(good, fmt.Sprintf("%q", m.SrcDSN), fmt.Sprintf("%q", wrongPassword), 1),
 			[]string{"source: cannot connect"}},
 		{"malformed dsn", strings.Replace(good, fmt.Sprintf("%q", m.SrcDSN), `"postgres://tandem:`+testenv.Password+`@127.0.0.1:notaport/shop"`, 1),
 			// What is wrong (the port), in which value (shown with its

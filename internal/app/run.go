@@ -67,6 +67,11 @@ type Options struct {
 	Backfill *BackfillOptions
 }
 
+// ErrBackfillInterrupted is returned when ctx ends a backfill run before
+// its copy is done; the copy's progress is saved, and the next run
+// resumes from it.
+var ErrBackfillInterrupted = errors.New("backfill interrupted before its copy was done")
+
 // ErrEmbeddedNeedsRun is returned when a split role is asked to use the
 // embedded broker, which lives inside one process.
 var ErrEmbeddedNeedsRun = errors.New("the embedded Kafka broker (kafka.brokers empty) lives inside one process: use `tandem run`, or set kafka.brokers to run capture and apply separately")
@@ -429,7 +434,8 @@ func (p *process) serveHTTP(failWith context.CancelCauseFunc) {
 }
 
 // wait turns the roles' end into Run's result: nil when ctx ended or a
-// backfill run finished its copy, else why the process stopped.
+// backfill run finished its copy, ErrBackfillInterrupted when ctx ended a
+// backfill run first, else why the process stopped.
 func (p *process) wait(ctx, gctx context.Context, err error) error {
 	if cause := context.Cause(gctx); errors.Is(cause, errBackfillFinished) {
 		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errBackfillFinished) {
@@ -438,12 +444,15 @@ func (p *process) wait(ctx, gctx context.Context, err error) error {
 		}
 		return err
 	}
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.Cause(ctx))) {
+		p.log.Info("stopped", "acknowledged", connect.Acked(p.src))
+		if p.opts.Backfill != nil {
+			return ErrBackfillInterrupted // the copy logged where it stopped
+		}
+		return nil
+	}
 	if cause := context.Cause(gctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
-	}
-	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
-		p.log.Info("stopped", "acknowledged", connect.Acked(p.src))
-		return nil
 	}
 	return err
 }

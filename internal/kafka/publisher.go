@@ -12,6 +12,7 @@ import (
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/repeat"
 )
 
 // Publisher streams source changes into Kafka and acknowledges source
@@ -24,6 +25,7 @@ type Publisher struct {
 	tracker *Tracker
 	log     *slog.Logger
 	fail    func(error) // stops the pipeline: a produce failed for good
+	stops   *repeat.Log // the stream's failures, logged once per cause
 }
 
 // PublisherConfig is what a Publisher needs: the source, how its changes
@@ -40,11 +42,14 @@ type PublisherConfig struct {
 
 // NewPublisher returns a Publisher of cfg.
 func NewPublisher(cfg PublisherConfig) *Publisher {
-	return &Publisher{src: cfg.Source, enc: cfg.Encoder, prefix: cfg.Prefix, client: cfg.Client, tracker: cfg.Tracker, log: cfg.Log, fail: cfg.Fail}
+	return &Publisher{src: cfg.Source, enc: cfg.Encoder, prefix: cfg.Prefix, client: cfg.Client, tracker: cfg.Tracker, log: cfg.Log, fail: cfg.Fail,
+		stops: repeat.New(cfg.Log, "capture stopped; reconnecting")}
 }
 
 // Run streams until ctx ends. A lost connection or a server restart is
-// retried with backoff (poll.Backoff, reset after a minute of streaming); the slot (or the saved binlog position) replays whatever was not acknowledged, and replayed
+// retried with backoff (poll.Backoff, reset after a minute of streaming),
+// each distinct failure logged once with its count (repeat.Log) and an
+// orderly server shutdown at Info; the slot (or the saved binlog position) replays whatever was not acknowledged, and replayed
 // records are harmless downstream. streaming reports the state to /readyz.
 func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 	backoff := poll.NewBackoff()
@@ -53,6 +58,9 @@ func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 		streaming(true)
 		err := c.src.Stream(ctx, c.emit)
 		streaming(false)
+		if time.Since(started) > time.Minute {
+			c.stops.OK() // it streamed a while: what failed before is over
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -63,7 +71,11 @@ func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 			backoff.Reset()
 		}
 		wait := backoff.NextBackOff()
-		c.log.Error("capture stopped; reconnecting", "err", err, "retry_in", wait)
+		if errors.Is(err, capture.ErrServerShutdown) {
+			c.log.Info("the source server is shutting down; reconnecting", "err", err, "retry_in", wait)
+		} else {
+			c.stops.Fail(err, "retry_in", wait)
+		}
 		if err := poll.Sleep(ctx, wait); err != nil {
 			return err
 		}

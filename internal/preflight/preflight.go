@@ -5,8 +5,12 @@
 package preflight
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strings"
 )
 
 // Severity says whether a Problem stops tandem.
@@ -24,6 +28,51 @@ type Problem struct {
 	Object   string // what it is about: "source", "source table shop.orders", "target column public.orders.total"
 	What     string // what is wrong
 	Fix      string // how to fix it
+	// Unreachable marks a Fail that says only that a server could not be
+	// reached (refused, timed out, starting up or shutting down): a
+	// condition to wait out, not a configuration to correct, so a role
+	// starting waits for it instead of refusing to start.
+	Unreachable bool
+}
+
+// UnreachableProblem returns the Fail problem of obj that err, a failure to
+// connect, is: marked Unreachable when IsUnreachable(err).
+func UnreachableProblem(obj string, err error, fix string) Problem {
+	return Problem{Severity: Fail, Object: obj, What: fmt.Sprintf("cannot connect: %v", err), Fix: fix, Unreachable: IsUnreachable(err)}
+}
+
+// IsUnreachable reports whether err, from connecting to a server, says the
+// server could not be reached rather than that it refused tandem: a
+// network error (connection refused, no route, a timeout), or a SQLSTATE
+// of class 08 (connection exception) or 57P (the server is starting up or
+// shutting down). A wrong password or database is not unreachable.
+func IsUnreachable(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		state := coded.SQLState()
+		return strings.HasPrefix(state, "08") || strings.HasPrefix(state, "57P")
+	}
+	return false
+}
+
+// OnlyUnreachable reports whether problems fail, and only because servers
+// could not be reached.
+func OnlyUnreachable(problems []Problem) bool {
+	fails := 0
+	for _, p := range problems {
+		if p.Severity != Fail {
+			continue
+		}
+		if !p.Unreachable {
+			return false
+		}
+		fails++
+	}
+	return fails > 0
 }
 
 // Print writes problems, one block each, and a summary line.

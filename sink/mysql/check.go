@@ -48,6 +48,7 @@ func Check(ctx context.Context, target Config, uses []sink.TableUse) []preflight
 	if err != nil {
 		c.fail("target", fmt.Sprintf("cannot connect to %s: %v", describeDSN(target.DSN), err),
 			"check target.dsn, that the server is up and that the user may connect from this host")
+		c.ps[len(c.ps)-1].Unreachable = preflight.IsUnreachable(err)
 		return c.ps
 	}
 	defer conn.Close()

@@ -23,7 +23,7 @@ func Check(ctx context.Context, target Config, uses []sink.TableUse) []preflight
 	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		fail("target", fmt.Sprintf("cannot connect: %v", err), "check target.dsn, that the server is up and that pg_hba.conf lets this host in")
+		ps = append(ps, preflight.UnreachableProblem("target", err, "check target.dsn, that the server is up and that pg_hba.conf lets this host in"))
 		return ps
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
@@ -71,5 +71,62 @@ func Check(ctx context.Context, target Config, uses []sink.TableUse) []preflight
 			fail(obj, "the target user may not insert, update and delete rows", fmt.Sprintf("GRANT INSERT, UPDATE, DELETE, SELECT ON %s TO <target user>;", ident))
 		}
 	}
+	schema := target.StateSchema
+	if schema == "" {
+		schema = "tandem"
+	}
+	ps = append(ps, checkState(ctx, conn, schema)...)
 	return ps
+}
+
+// checkState checks that the target user can create tandem's state
+// schema, or use it and its tables when they exist, which the sink does at
+// start (CREATE SCHEMA / TABLE IF NOT EXISTS, then reads and writes them):
+// each missing privilege with the GRANT that adds it.
+func checkState(ctx context.Context, conn *pgx.Conn, schema string) []preflight.Problem {
+	obj := "target state schema " + schema
+	ident := pgx.Identifier{schema}.Sanitize()
+	var user, db string
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT current_user, current_database(), EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&user, &db, &exists); err != nil {
+		return []preflight.Problem{{Severity: preflight.Fail, Object: obj, What: fmt.Sprintf("cannot inspect: %v", err)}}
+	}
+	who := pgx.Identifier{user}.Sanitize()
+	if !exists {
+		var create bool
+		if err := conn.QueryRow(ctx, `SELECT has_database_privilege(current_database(), 'CREATE')`).Scan(&create); err != nil {
+			return []preflight.Problem{{Severity: preflight.Fail, Object: obj, What: fmt.Sprintf("cannot inspect privileges: %v", err)}}
+		}
+		if !create {
+			return []preflight.Problem{{Severity: preflight.Fail, Object: obj,
+				What: fmt.Sprintf("does not exist, and the target user %s may not create it", user),
+				Fix:  fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s; or CREATE SCHEMA %s AUTHORIZATION %s;", pgx.Identifier{db}.Sanitize(), who, ident, who)}}
+		}
+		return nil
+	}
+	var usage, create bool
+	if err := conn.QueryRow(ctx, `SELECT has_schema_privilege($1, 'USAGE'), has_schema_privilege($1, 'CREATE')`, schema).Scan(&usage, &create); err != nil {
+		return []preflight.Problem{{Severity: preflight.Fail, Object: obj, What: fmt.Sprintf("cannot inspect privileges: %v", err)}}
+	}
+	if !usage || !create {
+		return []preflight.Problem{{Severity: preflight.Fail, Object: obj,
+			What: fmt.Sprintf("the target user %s may not use it and create tandem's tables in it", user),
+			Fix:  fmt.Sprintf("GRANT USAGE, CREATE ON SCHEMA %s TO %s;", ident, who)}}
+	}
+	rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT (has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT')
+	AND has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE')) ORDER BY 1`, schema)
+	if err != nil {
+		return []preflight.Problem{{Severity: preflight.Fail, Object: obj, What: fmt.Sprintf("cannot inspect privileges: %v", err)}}
+	}
+	denied, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return []preflight.Problem{{Severity: preflight.Fail, Object: obj, What: fmt.Sprintf("cannot inspect privileges: %v", err)}}
+	}
+	if len(denied) > 0 {
+		return []preflight.Problem{{Severity: preflight.Fail, Object: obj,
+			What: fmt.Sprintf("the target user %s may not read and write tandem's tables %s", user, strings.Join(denied, ", ")),
+			Fix:  fmt.Sprintf("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO %s;", ident, who)}}
+	}
+	return nil
 }

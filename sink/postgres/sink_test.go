@@ -361,10 +361,29 @@ func TestCheck_ReportsAUserWhoMayNotWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.User = url.UserPassword(role, "reader-pw")
+	tg.Exec(t, `DROP SCHEMA IF EXISTS tandem CASCADE`) // a fresh target: no state schema yet
+	uses := []sink.TableUse{{Table: "good", Key: []string{"id"}, Columns: []string{"id", "name"}}}
+	who := pgx.Identifier{role}.Sanitize()
 	want := []preflight.Problem{{Severity: preflight.Fail, Object: "target table good",
-		What: "the target user may not insert, update and delete rows", Fix: `GRANT INSERT, UPDATE, DELETE, SELECT ON "good" TO <target user>;`}}
-	got := postgres.Check(t.Context(), postgres.Config{DSN: u.String()}, []sink.TableUse{{Table: "good", Key: []string{"id"}, Columns: []string{"id", "name"}}})
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Check (-want +got):\n%s", diff)
+		What: "the target user may not insert, update and delete rows", Fix: `GRANT INSERT, UPDATE, DELETE, SELECT ON "good" TO <target user>;`},
+		{Severity: preflight.Fail, Object: "target state schema tandem", What: "does not exist, and the target user " + role + " may not create it",
+			Fix: fmt.Sprintf(`GRANT CREATE ON DATABASE %s TO %s; or CREATE SCHEMA "tandem" AUTHORIZATION %[2]s;`, pgx.Identifier{cfg.Database}.Sanitize(), who)}}
+	if diff := cmp.Diff(want, postgres.Check(t.Context(), postgres.Config{DSN: u.String()}, uses)); diff != "" {
+		t.Errorf("Check with no state schema (-want +got):\n%s", diff)
+	}
+
+	// The schema made by another user: the reader may not use it, then
+	// not write its tables.
+	tg.Exec(t, `CREATE SCHEMA tandem; CREATE TABLE tandem.kafka_offsets (id int); CREATE TABLE tandem.backfills (id int)`)
+	want[1] = preflight.Problem{Severity: preflight.Fail, Object: "target state schema tandem",
+		What: "the target user " + role + " may not use it and create tandem's tables in it", Fix: `GRANT USAGE, CREATE ON SCHEMA "tandem" TO ` + who + ";"}
+	if diff := cmp.Diff(want, postgres.Check(t.Context(), postgres.Config{DSN: u.String()}, uses)); diff != "" {
+		t.Errorf("Check with a state schema the user may not use (-want +got):\n%s", diff)
+	}
+	tg.Exec(t, fmt.Sprintf(`GRANT USAGE, CREATE ON SCHEMA tandem TO %s; GRANT ALL ON tandem.backfills TO %[1]s`, who))
+	want[1] = preflight.Problem{Severity: preflight.Fail, Object: "target state schema tandem",
+		What: "the target user " + role + " may not read and write tandem's tables kafka_offsets", Fix: `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "tandem" TO ` + who + ";"}
+	if diff := cmp.Diff(want, postgres.Check(t.Context(), postgres.Config{DSN: u.String()}, uses)); diff != "" {
+		t.Errorf("Check with state tables the user may not write (-want +got):\n%s", diff)
 	}
 }

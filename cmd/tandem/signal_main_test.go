@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tandemcdc/tandem/internal/fixture/shop"
+	"github.com/tandemcdc/tandem/internal/testenv"
+)
+
+// TestBackfill_HangupIsIgnoredAndInterruptExits130SayingWhereTheNextRunResumes
+// sends a backfill process SIGHUP, which it logs and survives, then
+// SIGINT: it exits 130 (not 0, the copy is not done), logging the rows
+// copied and the tables left, and the next run resumes after exactly those
+// rows.
+func TestBackfill_HangupIsIgnoredAndInterruptExits130SayingWhereTheNextRunResumes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const slot = "tandem_backfill_sigint"
+	t.Cleanup(func() {
+		_, _ = m.Src.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
+	})
+	w := &shop.Workload{Src: m.Src, Seed: 92}
+	if err := w.History(ctx, 500); err != nil { // 500 customers + 1500 orders
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
+	writeCfg := func(rate int) {
+		cfg := shop.Config(shop.ConfigOptions{Slot: slot}) + fmt.Sprintf("backfill:\n  chunk_rows: 50\n  parallel: 1\n  max_rows_per_second: %d\n", rate)
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg(500)
+	env := append(os.Environ(), "TANDEM_SOURCE_DSN="+m.SrcDSN, "TANDEM_TARGET_DSN="+m.TgtDSN)
+	durable := func() int64 {
+		var n int64
+		if err := m.Tgt.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM tandem.backfills`).Scan(&n); err != nil {
+			return 0 // not created yet
+		}
+		return n
+	}
+
+	out := &testenv.SyncBuffer{}
+	first := exec.Command(binary, "backfill", "-c", cfgPath)
+	first.Env, first.Stdout, first.Stderr = env, out, out
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- first.Wait() }()
+	testenv.WaitFor(t, "the first rows copied", 30*time.Second, func() (bool, error) { return durable() >= 100, nil })
+	if err := first.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "SIGHUP logged", 10*time.Second, func() (bool, error) {
+		select {
+		case err := <-exited:
+			return false, fmt.Errorf("tandem exited on SIGHUP: %v\n%s", err, out.String())
+		default:
+		}
+		return strings.Contains(out.String(), "SIGHUP received and ignored"), nil
+	})
+	if err := first.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	var ee *exec.ExitError
+	if err := <-exited; !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted backfill ended with %v, want exit status 130\n%s", err, out.String())
+	}
+	stopped := regexp.MustCompile(`backfill interrupted; the next run resumes after the rows copied"? rows_copied=(\d+) tables_left="?\[([^\]]*)\]`).FindStringSubmatch(out.String())
+	if stopped == nil {
+		t.Fatalf("no log line says where the backfill stopped:\n%s", out.String())
+	}
+	copied, _ := strconv.ParseInt(stopped[1], 10, 64)
+	if copied == 0 || copied >= 2000 || copied != durable() {
+		t.Errorf("the interrupted run says it stopped after %d rows; the target holds the progress of %d of 2000", copied, durable())
+	}
+	if stopped[2] == "" {
+		t.Errorf("the interrupted run names no table left to copy:\n%s", out.String())
+	}
+
+	writeCfg(0) // the rest unthrottled
+	out2 := &testenv.SyncBuffer{}
+	second := exec.CommandContext(ctx, binary, "backfill", "-c", cfgPath)
+	second.Env, second.Stdout, second.Stderr = env, out2, out2
+	if err := second.Run(); err != nil {
+		t.Fatalf("second backfill: %v\n%s", err, out2.String())
+	}
+	got := regexp.MustCompile(`backfill done: (\d+) rows of 2 tables.*; (\d+) rows copied by this run`).FindStringSubmatch(out2.String())
+	if got == nil {
+		t.Fatalf("the second run did not finish the copy:\n%s", out2.String())
+	}
+	if diff := cmp.Diff([]string{"2000", strconv.FormatInt(2000-copied, 10)}, got[1:]); diff != "" {
+		t.Errorf("the second run did not resume after the %d rows the first said it copied (-want +got):\n%s\n%s", copied, diff, out2.String())
+	}
+}
+
+// TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2 starts `tandem run`
+// while nothing listens on the target's port: it waits, says so once,
+// and starts streaming as soon as the target can be reached (a proxy to
+// the real server opened on that port), instead of exiting 2 like a
+// config error.
+func TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const slot = "tandem_wait_target"
+	t.Cleanup(func() {
+		_, _ = m.Src.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
+	})
+	tgt, err := url.Parse(m.TgtDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The target's port accepts and at once closes each connection (a
+	// server starting up, a proxy with no backend) until reachable is set.
+	proxy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	var reachable atomic.Bool
+	var refused atomic.Int64
+	go forward(proxy, tgt.Host, &reachable, &refused)
+	tgt.Host = proxy.Addr().String()
+	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
+	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Slot: slot})), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := &testenv.SyncBuffer{}
+	p := startTandem(t, cfgPath, []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + tgt.String()}, out)
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	running := func() error {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("tandem exited while the target was unreachable: %v\n%s", err, out.String())
+		default:
+			return nil
+		}
+	}
+	testenv.WaitFor(t, "three checks of the unreachable target", time.Minute, func() (bool, error) {
+		return refused.Load() >= 3, running()
+	})
+	if n := strings.Count(out.String(), "waiting to start: cannot reach a database"); n != 1 {
+		t.Errorf("%d lines for %d failed checks of one cause, want 1:\n%s", n, refused.Load(), out.String())
+	}
+	reachable.Store(true)
+	testenv.WaitFor(t, "streaming once the target is reachable", time.Minute, func() (bool, error) {
+		return strings.Contains(out.String(), "streaming from replication slot"), running()
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err != nil {
+		t.Errorf("tandem after SIGTERM: %v (want exit 0)\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "works again") {
+		t.Errorf("no line says the wait ended:\n%s", out.String())
+	}
+}
+
+// forward copies each connection accepted on ln to and from addr once
+// reachable is set, and before that closes it at once, counting it in
+// refused; until ln is closed.
+func forward(ln net.Listener, addr string, reachable *atomic.Bool, refused *atomic.Int64) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		if !reachable.Load() {
+			refused.Add(1)
+			c.Close()
+			continue
+		}
+		go func() {
+			defer c.Close()
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			go func() { _, _ = io.Copy(s, c); _ = s.(*net.TCPConn).CloseWrite() }()
+			_, _ = io.Copy(c, s)
+		}()
+	}
+}

@@ -1,0 +1,50 @@
+package repeat
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestLog_ManyFailuresOfOneCauseAreFewLinesWithTheirCountAndStart feeds
+// 65 failures of one cause (a MariaDB restart's retries), 2 of another,
+// then a success: one line per cause when it begins, a reminder at the
+// 10th, the summary of each cause that repeated, and the recovery.
+func TestLog_ManyFailuresOfOneCauseAreFewLinesWithTheirCountAndStart(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := start
+	l := New(logger, "re-verifying applied rows failed", WithLevel(slog.LevelWarn), WithClock(func() time.Time { return now }))
+	down := errors.New("connection refused")
+	for range 65 {
+		l.Fail(down, "mapping", "orders")
+		now = now.Add(10 * time.Millisecond)
+	}
+	l.Fail(errors.New("server is starting up"), "mapping", "orders")
+	l.Fail(errors.New("server is starting up"), "mapping", "orders")
+	now = now.Add(time.Second)
+	l.OK()
+	l.OK() // nothing more: it already works
+
+	want := []string{
+		`level=WARN msg="re-verifying applied rows failed" mapping=orders err="connection refused" count=1 since=2026-01-02T03:04:05.000Z`,
+		`level=WARN msg="re-verifying applied rows failed" mapping=orders err="connection refused" count=10 since=2026-01-02T03:04:05.000Z`,
+		`level=WARN msg="re-verifying applied rows failed" mapping=orders err="connection refused" count=65 since=2026-01-02T03:04:05.000Z`,
+		`level=WARN msg="re-verifying applied rows failed" mapping=orders err="server is starting up" count=1 since=2026-01-02T03:04:05.650Z`,
+		`level=INFO msg="re-verifying applied rows failed; works again" last_err="server is starting up" count=2 since=2026-01-02T03:04:05.650Z for=1s`,
+	}
+	if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(buf.String()), "\n")); diff != "" {
+		t.Errorf("log lines (-want +got):\n%s", diff)
+	}
+}
