@@ -17,6 +17,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/kafka"
 	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/repeat"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -576,15 +577,15 @@ func (a *Applier) done(p *prepared, sp span) {
 const maxRetryWait = 2 * time.Second
 
 // retry runs fn until it succeeds or ctx ends. While it fails the mapping is
-// paused: tandem_mapping_paused is 1, each distinct error is logged once, and
-// attempts back off (poll.Backoff, at most maxRetryWait apart). Before each
+// paused: tandem_mapping_paused is 1, its failures are summarised (repeat.Log:
+// each cause once, with a count), and attempts back off (poll.Backoff, at most maxRetryWait apart). Before each
 // new attempt the sink forgets the tables it described, so it sees the
 // target as it is now.
 func (a *Applier) retry(ctx context.Context, what string, fn func() error) error {
 	paused := a.metrics.Paused.WithLabelValues(a.name)
 	backoff := poll.NewBackoff()
 	backoff.MaxInterval = maxRetryWait
-	lastMsg := ""
+	failures := repeat.New(a.log, "mapping paused: "+what+" failed; retrying")
 	for attempt := 0; ; attempt++ {
 		err := fn()
 		if errors.Is(err, sink.ErrFenced) {
@@ -593,7 +594,7 @@ func (a *Applier) retry(ctx context.Context, what string, fn func() error) error
 		if err == nil {
 			if attempt > 0 {
 				paused.Set(0)
-				a.log.Info("mapping resumed", "mapping", a.name, "after_attempts", attempt)
+				failures.OK("mapping", a.name, "after_attempts", attempt)
 			}
 			return nil
 		}
@@ -606,10 +607,7 @@ func (a *Applier) retry(ctx context.Context, what string, fn func() error) error
 		}
 		a.metrics.Errors.WithLabelValues(table, string(reason)).Inc()
 		paused.Set(1)
-		if msg := err.Error(); msg != lastMsg {
-			a.log.Error("mapping paused: "+what+" failed; retrying", "mapping", a.name, "reason", reason, "err", err)
-			lastMsg = msg
-		}
+		failures.Fail(err, "mapping", a.name, "reason", reason)
 		a.sink.Forget()
 		if err := poll.Sleep(ctx, backoff.NextBackOff()); err != nil {
 			return err
