@@ -577,10 +577,10 @@ func (a *Applier) done(p *prepared, sp span) {
 const maxRetryWait = 2 * time.Second
 
 // retry runs fn until it succeeds or ctx ends. While it fails the mapping is
-// paused: tandem_mapping_paused is 1, its failures are summarised (repeat.Log:
-// each cause once, with a count), and attempts back off (poll.Backoff, at most maxRetryWait apart). Before each
-// new attempt the sink forgets the tables it described, so it sees the
-// target as it is now.
+// paused: tandem_mapping_paused is 1, its failures are summarised
+// (repeat.Log: each cause once, with a count), and attempts back off
+// (poll.Backoff, at most maxRetryWait apart). Before each new attempt the
+// sink forgets the tables it described, so it sees the target as it is now.
 func (a *Applier) retry(ctx context.Context, what string, fn func() error) error {
 	paused := a.metrics.Paused.WithLabelValues(a.name)
 	backoff := poll.NewBackoff()
