@@ -131,8 +131,10 @@ func owners(t *testing.T, cfg *config.Config) map[string]string {
 }
 
 func TestCutover_CanaryMerchantsSwitchOneAtATimeRollBackAndAllWithThreeWriters(t *testing.T) {
+	t.Parallel() // the longest tests of the package, on databases of their own: beside each other
 	for _, kind := range []string{"postgres", "mysql"} {
 		t.Run(kind+"_to_postgres", func(t *testing.T) {
+			t.Parallel()
 			ctx := context.Background()
 			m := newCanaryMigration(t, kind, config.GuardReject)
 			run := start(t, m.cfg)
@@ -227,6 +229,7 @@ func ownersStored(t *testing.T, m *canaryMigration) map[string]string {
 }
 
 func TestCutover_EachGateRefusesWithItsReasonAndChangesNothing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	m := newCanaryMigration(t, "postgres", config.GuardReject)
 	refuse := func(name, wantReason string) {
@@ -428,6 +431,7 @@ func unguarded(t *testing.T, db *canary.DB, stmt string) {
 }
 
 func TestCutover_SplitRolesOnAnExternalKafkaSwitchAndRollBack(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	m := newCanaryMigration(t, "postgres", config.GuardReject)
 	cluster := externalKafka(t)
