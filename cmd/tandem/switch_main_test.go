@@ -260,6 +260,7 @@ func checkAllowed(t *testing.T, when string, o, n ownerRow) {
 // application wrote (nothing lost or doubled), and its writes must go on
 // on the side that now owns the merchant.
 func TestSwitch_KilledAtEachPhaseIsFinishedOrUndoneByTheNextSwitch(t *testing.T) {
+	t.Parallel() // the package's longest test, on databases of its own: beside the other parallel ones
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c := newCanaryCLI(t)
