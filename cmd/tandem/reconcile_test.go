@@ -85,8 +85,8 @@ func TestWriteDrifted_WritesEveryDriftedRowAsAJSONLine(t *testing.T) {
 			Columns: []string{"status"}, Want: map[string]any{"id": id, "status": "paid"}, Got: map[string]any{"id": id, "status": "new"}})
 	}
 	res := &reconcile.Result{Report: &reconcile.Report{Mappings: []reconcile.MappingReport{
-		{Mapping: "shop.orders", Mismatch: 25, Samples: drifted[:10], Drifted: drifted},
-		{Mapping: "shop.customers"},
+		{Mapping: "shop.orders", Direction: reconcile.Reverse, Mismatch: 25, Samples: drifted[:10], Drifted: drifted},
+		{Mapping: "shop.customers", Direction: reconcile.Forward},
 	}}}
 	path := filepath.Join(t.TempDir(), "drift.jsonl")
 	if err := writeDrifted(path, res); err != nil {
@@ -100,7 +100,7 @@ func TestWriteDrifted_WritesEveryDriftedRowAsAJSONLine(t *testing.T) {
 	if len(lines) != 25 {
 		t.Fatalf("%d lines, want 25", len(lines))
 	}
-	want := `{"mapping":"shop.orders","kind":"mismatch","table":"public.orders","key":{"id":24},"columns":["status"],"want":{"id":24,"status":"paid"},"got":{"id":24,"status":"new"}}`
+	want := `{"mapping":"shop.orders","direction":"reverse","kind":"mismatch","table":"public.orders","key":{"id":24},"columns":["status"],"want":{"id":24,"status":"paid"},"got":{"id":24,"status":"new"}}`
 	if diff := cmp.Diff(want, lines[24]); diff != "" {
 		t.Errorf("last line (-want +got):\n%s", diff)
 	}
