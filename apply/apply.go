@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,8 +48,12 @@ type Applier struct {
 	joined      atomic.Bool
 	writing     atomic.Bool // a batch is being written (or retried)
 	guard       *schemaGuard
-	lagMillis   atomic.Int64     // the lag last set, owned here; the gauge mirrors it
-	lagGauge    prometheus.Gauge // tandem_replication_lag_seconds{mapping}, looked up once
+	lagMillis   atomic.Int64 // the lag last set, owned here; the gauge mirrors it
+	// pending holds, oldest first, the oldest source commit time of each
+	// batch polled and not yet written (zero: a batch without changes).
+	pendingMu sync.Mutex
+	pending   []time.Time
+	lagGauge  prometheus.Gauge // tandem_replication_lag_seconds{mapping}, looked up once
 }
 
 // topicPartition names one partition of a topic.
@@ -213,10 +218,62 @@ func (a *Applier) consume(ctx context.Context) error {
 			if err := a.write(gctx, p); err != nil {
 				return err
 			}
+			a.written()
 		}
 		return nil
 	})
+	g.Go(func() error { a.watchLag(gctx, time.Second); return nil })
 	return g.Wait()
+}
+
+// watchLag sets the lag every interval while a batch is pending, from the
+// oldest change polled and not yet written, until ctx ends: so the lag
+// grows in real time while the stream waits, whatever it waits on (a paused
+// mapping, a hung target, a lookup, a fence), not only when a batch is
+// attempted.
+func (a *Applier) watchLag(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if oldest, ok := a.oldestPending(); ok {
+			a.setLag(time.Since(oldest).Seconds())
+		}
+	}
+}
+
+// polled records a batch polled, whose oldest change was committed at
+// oldest (zero: it has none).
+func (a *Applier) polled(oldest time.Time) {
+	a.pendingMu.Lock()
+	a.pending = append(a.pending, oldest)
+	a.pendingMu.Unlock()
+}
+
+// written drops the oldest batch polled: it is written.
+func (a *Applier) written() {
+	a.pendingMu.Lock()
+	if len(a.pending) > 0 {
+		a.pending = a.pending[1:]
+	}
+	a.pendingMu.Unlock()
+}
+
+// oldestPending returns the commit time of the oldest change polled and not
+// yet written; false when there is none.
+func (a *Applier) oldestPending() (time.Time, bool) {
+	a.pendingMu.Lock()
+	defer a.pendingMu.Unlock()
+	for _, t := range a.pending {
+		if !t.IsZero() {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // poll fetches, decodes and transforms records and hands them to the writer.
@@ -340,6 +397,13 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 		}
 		evs, errs = append(evs, ev), append(errs, err)
 	}
+	var oldest time.Time
+	for _, ev := range decoded {
+		if !ev.Commit.IsZero() && (oldest.IsZero() || ev.Commit.Before(oldest)) {
+			oldest = ev.Commit
+		}
+	}
+	a.polled(oldest)
 	if a.prepareFn != nil && len(decoded) > 0 {
 		if err := a.retry(ctx, "prepare batch", func() error { return a.prepareFn(ctx, decoded) }); err != nil {
 			return nil, nil, err

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/poll"
 )
 
 // itemRecords encodes an insert of items row id for each of ids (0: a
@@ -104,5 +106,44 @@ func TestPrepare_AFailureIsRetriedAndDeadLettersNothing(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(a.metrics.Paused.WithLabelValues("m")); n != 0 {
 		t.Errorf("tandem_mapping_paused = %v once Prepare worked, want 0", n)
+	}
+}
+
+// TestLag_GrowsInRealTimeWhileABatchWaits: a batch polled 10 s after its
+// change committed and not yet written (the target hangs, the mapping is
+// paused) makes the lag grow every interval, not only when a write is
+// attempted; once written, the lag is no longer set from it.
+func TestLag_GrowsInRealTimeWhileABatchWaits(t *testing.T) {
+	a := newTestApplier(t, &fakeSink{stored: map[topicPartition]int64{}})
+	enc := &change.Encoder{Version: "test", Connector: "postgresql", Name: "t", DB: "s"}
+	committed := time.Now().Add(-10 * time.Second)
+	v, err := enc.Value(&change.Event{Op: change.OpCreate, Table: change.Table{Schema: "s", Name: "items"}, Key: []string{"id"},
+		Types: map[string]change.Type{"id": change.TypeInt}, After: change.Row{"id": int64(1)}, Pos: change.TextPosition("0/1"), Commit: committed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.transformFn = upsertItem
+	if _, _, err := a.prepare(t.Context(), []*kgo.Record{{Topic: "t", Value: v}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { a.watchLag(ctx, 10*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	var first time.Duration
+	_, err = poll.Until(t.Context(), 5*time.Millisecond, 5*time.Second, func() (bool, error) {
+		first = a.Lag()
+		return first >= 10*time.Second, nil
+	})
+	if err != nil {
+		t.Fatalf("lag %s while the batch waits, want at least the 10 s since its change committed: %v", first, err)
+	}
+	_, err = poll.Until(t.Context(), 5*time.Millisecond, 5*time.Second, func() (bool, error) { return a.Lag() >= first+50*time.Millisecond, nil })
+	if err != nil {
+		t.Fatalf("lag stayed at %s while the batch waited: %v", a.Lag(), err)
+	}
+	a.written()
+	if o, ok := a.oldestPending(); ok {
+		t.Errorf("after the batch is written the oldest pending change is %s, want none", o)
 	}
 }
