@@ -179,9 +179,7 @@ func TestLookupKeys_FindsWhatLookupFindsByEachKey(t *testing.T) {
 	}
 	for _, g := range groups {
 		keys := make([]map[string]any, len(g.keys))
-		for i, k := range g.keys {
-			keys[i] = k
-		}
+		copy(keys, g.keys)
 		rows, n, err := tg.sink.LookupKeys(t.Context(), g.table, keys)
 		if err != nil {
 			t.Fatalf("LookupKeys(%s, %v): %v", g.table, keys, err)
