@@ -38,10 +38,23 @@ type Source interface {
 var ErrPositionLost = errors.New("the source no longer has the changes after tandem's position")
 
 // ErrSourceTaken is wrapped by Stream when another live reader holds the
-// source position (a second tandem on the same replication slot). Taking
-// it over would split the stream between two pipelines, so the pipeline
-// stops instead of retrying.
+// source position: a second tandem on the same replication slot, or on the
+// same capture lease of a binlog source. Taking it over would split the
+// stream between two pipelines, so a `tandem run` stops instead of
+// retrying, and a `tandem capture` waits as the holder's standby, trying
+// again until the holder is gone (internal/kafka.PublisherConfig.Standby).
 var ErrSourceTaken = errors.New("another live reader holds the source position")
+
+// Starter is implemented by a Source that says when a Stream call has
+// taken hold of the source (the replication slot acquired, the lease held)
+// and reads its stream: a standby reports its takeover by it, even while
+// the source is quiet and nothing is emitted.
+type Starter interface {
+	// OnStart sets f, which each later Stream call calls once, from its
+	// own goroutine, when it starts reading the stream and before its
+	// first batch. Call it before Stream, not concurrently with it.
+	OnStart(f func())
+}
 
 // ErrServerShutdown is wrapped by Stream when the server ended the stream
 // in order (a clean shutdown or restart: PostgreSQL's walsender sends
@@ -56,7 +69,8 @@ type Metrics struct {
 	RetentionHeadroom prometheus.Gauge       // tandem_source_retention_headroom_bytes
 	// Streaming is tandem_capture_streaming: 1 while the capturer reads
 	// the source's stream (or connects to it), 0 while it waits to
-	// reconnect after losing it. Set by the pipeline's capture loop.
+	// reconnect after losing it, or as a standby while another capture
+	// holds the source. Set by the pipeline's capture loop.
 	Streaming prometheus.Gauge
 	// RetentionSeconds is tandem_source_retention_headroom_seconds, for
 	// sources that purge by age (MySQL binlog expiry); nil for others, so

@@ -457,7 +457,8 @@ func TestKubernetes_PodsAgreeWithTandem(t *testing.T) {
 	}
 }
 
-// The StatefulSet is capture's, of 1 (until failover lands), behind its
+// The StatefulSet is capture's, of 1 (a standby pod would stall rolling
+// updates, never ready, and fire the per-pod not-streaming alert), behind its
 // headless Service; apply and reconcile are Deployments, reconcile never
 // two at once.
 func TestKubernetes_RolesHaveTheirControllers(t *testing.T) {
@@ -467,7 +468,7 @@ func TestKubernetes_RolesHaveTheirControllers(t *testing.T) {
 			t.Errorf("StatefulSet %s is not capture's", s.Name)
 		}
 		if s.Spec.Replicas == nil || *s.Spec.Replicas != 1 {
-			t.Errorf("capture: replicas %v; want 1 until the standby of issue 19 lands", s.Spec.Replicas)
+			t.Errorf("capture: replicas %v; want 1: a standby pod is never ready, and stalls a rolling update", s.Spec.Replicas)
 		}
 		svc := find[*corev1.Service](objs)
 		if !slices.ContainsFunc(svc, func(v *corev1.Service) bool {

@@ -171,6 +171,15 @@ func (c *sourceCheck) serverIDs(ctx context.Context, own string) {
 	}
 	for _, r := range ids {
 		if r == uint64(id) {
+			var holder sql.NullInt64
+			if err := c.db.QueryRowContext(ctx, `SELECT IS_USED_LOCK(?)`, leaseName(id)).Scan(&holder); err == nil && holder.Valid {
+				// The replica holds the capture lease (lease.go): an active
+				// tandem capture of this migration, which a second one
+				// stands by for, never fighting it for the binlog.
+				c.warn("source", fmt.Sprintf("another tandem capture streams with server_id %d (it holds the capture lease %s, connection %d): a second `tandem capture` waits as its standby; a second `tandem run` stops", id, leaseName(id), holder.Int64),
+					"nothing, if this is the standby; otherwise stop the other tandem, or "+fix)
+				return
+			}
 			c.fail("source", fmt.Sprintf("a replica with server_id %d is connected to the server (another tandem, or a real replica): the server disconnects one of two replicas that share an id", id), fix)
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
@@ -58,6 +59,13 @@ type Config struct {
 	// required with SkipOrigins. Its rows need the full row image
 	// (binlog_row_image=FULL, the default).
 	OriginTable change.Table
+	// LeaseWait is how long one Stream call waits for the capture lease
+	// (lease.go) held by another capture before it returns
+	// capture.ErrSourceTaken; default 1s, whole seconds.
+	LeaseWait time.Duration
+	// LeaseCheck is how often a streaming capture checks that it still
+	// holds its lease; default 1s.
+	LeaseCheck time.Duration
 }
 
 // Validate reports a configuration the source cannot run with.
@@ -112,7 +120,16 @@ type Source struct {
 	mu    sync.Mutex
 	acked Position // highest acknowledged position
 	saved Position // last position saved to the store
+
+	leaseLost atomic.Bool // the lease was lost: another capture may save positions now
+	started   func()      // capture.Starter's callback; nil: none
 }
+
+var _ capture.Starter = (*Source)(nil)
+
+// OnStart implements capture.Starter: f is called once the capture lease
+// is held and the binlog dump has started.
+func (s *Source) OnStart(f func()) { s.started = f }
 
 // New returns a Source; it does not connect until Setup.
 func New(cfg Config, opts ...Option) (*Source, error) {
@@ -127,6 +144,12 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 	}
 	if cfg.IdleAckInterval <= 0 {
 		cfg.IdleAckInterval = time.Second
+	}
+	if cfg.LeaseWait < time.Second {
+		cfg.LeaseWait = time.Second
+	}
+	if cfg.LeaseCheck <= 0 {
+		cfg.LeaseCheck = time.Second
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -154,7 +177,7 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 		return nil, fmt.Errorf("mysql source: %w", err)
 	}
 	s.db = sql.OpenDB(conn)
-	s.db.SetMaxOpenConns(4)
+	s.db.SetMaxOpenConns(5) // one of them holds the capture lease while streaming
 	return s, nil
 }
 
@@ -276,8 +299,8 @@ func (s *Source) save(ctx context.Context) error {
 	s.mu.Lock()
 	p, prev := s.acked, s.saved
 	s.mu.Unlock()
-	if p == prev || p.IsZero() {
-		return nil
+	if p == prev || p.IsZero() || s.leaseLost.Load() {
+		return nil // a capture that lost its lease leaves the position to the new holder
 	}
 	if err := s.cfg.Store.SavePosition(ctx, s.cfg.StoreKey, p.String()); err != nil {
 		return fmt.Errorf("save binlog position %s: %w", p, err)
@@ -296,10 +319,58 @@ func (s *Source) Close() error {
 	return errors.Join(err, s.db.Close())
 }
 
-// Stream implements capture.Source: it reads the binlog from the
-// acknowledged position and emits each committed transaction on the
-// captured tables.
+// Stream implements capture.Source: it takes the capture lease (lease.go;
+// capture.ErrSourceTaken while another capture holds it), reads the binlog
+// from the saved position and emits each committed transaction on the
+// captured tables, until ctx ends, the stream fails, or the lease is lost
+// (ErrLeaseLost).
 func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.Batch) error) error {
+	l, err := s.acquireLease(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	if err := s.resume(ctx); err != nil {
+		return err
+	}
+	lctx, lose := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); s.watchLease(lctx, l, lose) }()
+	defer func() { lose(nil); <-watched }() // the watcher is done with the lease's session before release
+	err = s.stream(lctx, emit)
+	if cause := context.Cause(lctx); ctx.Err() == nil && errors.Is(cause, ErrLeaseLost) {
+		return cause
+	}
+	return err
+}
+
+// resume starts from the saved position, once the lease is held: another
+// capture may have held it, and saved a later position, since Setup.
+func (s *Source) resume(ctx context.Context) error {
+	saved, found, err := s.cfg.Store.LoadPosition(ctx, s.cfg.StoreKey)
+	if err != nil {
+		return fmt.Errorf("load the saved binlog position: %w", err)
+	}
+	s.mu.Lock()
+	ours := s.saved.String()
+	s.mu.Unlock()
+	if !found || saved == ours {
+		return nil // no one else saved since: go on from this capture's own acknowledged position
+	}
+	p, err := ParsePosition(saved)
+	if err != nil {
+		return fmt.Errorf("saved binlog position of %s: %w", s.cfg.StoreKey, err)
+	}
+	s.mu.Lock()
+	s.acked, s.saved = p, p
+	s.mu.Unlock()
+	s.log.Info("resuming from the binlog position another capture saved", "pos", p.String())
+	return nil
+}
+
+// stream reads the binlog from the acknowledged position; Stream holds
+// the lease around it.
+func (s *Source) stream(ctx context.Context, emit func(context.Context, change.Batch) error) error {
 	start := s.Acked()
 	if start.IsZero() {
 		return errors.New("mysql source: Stream before Setup")
@@ -338,6 +409,9 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 		return s.streamError(ctx, start, err)
 	}
 	s.log.Info("streaming the binlog", "from", start.String(), "server_id", s.cfg.ServerID)
+	if s.started != nil {
+		s.started()
+	}
 
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()

@@ -83,7 +83,14 @@ type Source struct {
 	log     *slog.Logger
 	metrics *capture.Metrics
 	flush   atomic.Uint64 // highest LSN the slot may confirm
+	started func()        // capture.Starter's callback; nil: none
 }
+
+var _ capture.Starter = (*Source)(nil)
+
+// OnStart implements capture.Starter: f is called once the slot is
+// acquired (START_REPLICATION accepted).
+func (s *Source) OnStart(f func()) { s.started = f }
 
 // New returns a Source; it does not connect until Setup or Stream.
 func New(cfg Config, opts ...Option) (*Source, error) {
@@ -288,6 +295,9 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 		return fmt.Errorf("start replication on slot %s: %w", s.cfg.Slot, err)
 	}
 	s.log.Info("streaming from replication slot", "slot", s.cfg.Slot, "publication", s.cfg.Publication)
+	if s.started != nil {
+		s.started()
+	}
 
 	hctx, stopHeadroom := context.WithCancel(ctx)
 	defer stopHeadroom()

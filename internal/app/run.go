@@ -356,6 +356,7 @@ func (p *process) startCapture(ctx, gctx context.Context, g *errgroup.Group, fai
 	pub := kafka.NewPublisher(kafka.PublisherConfig{
 		Source: src, Prefix: p.cfg.Kafka.TopicPrefix, Client: p.producer, Tracker: p.tracker, Log: p.log,
 		Encoder: connect.Encoder(p.cfg, p.opts.Version), Fail: func(err error) { failWith(err) },
+		Standby: !p.opts.Roles.Apply, // `tandem capture` waits for a live holder; `tandem run` stops with its error
 	})
 	g.Go(func() error {
 		return pub.Run(gctx, func(on bool) {

@@ -26,6 +26,7 @@ type Publisher struct {
 	log     *slog.Logger
 	fail    func(error) // stops the pipeline: a produce failed for good
 	stops   *repeat.Log // the stream's failures, logged once per cause
+	standby bool
 }
 
 // PublisherConfig is what a Publisher needs: the source, how its changes
@@ -38,12 +39,25 @@ type PublisherConfig struct {
 	Tracker *Tracker
 	Log     *slog.Logger
 	Fail    func(error) // called when a produce fails for good; stops the process
+	// Standby makes a source held by another live reader
+	// (capture.ErrSourceTaken: a second `tandem capture` of the same slot
+	// or lease) a wait instead of the end of Run: the publisher tries
+	// again every StandbyRetry, streaming reporting false, and takes over
+	// as soon as the holder is gone. The slot or lease is the fence: the
+	// source admits one reader at a time, so two publishers never read,
+	// and produce, at once.
+	Standby bool
 }
+
+// StandbyRetry is how often a standby publisher tries to take the source
+// over: the most a takeover waits once the holder is gone, beyond
+// connecting (a MySQL lease is waited on, so it is taken at once).
+const StandbyRetry = 250 * time.Millisecond
 
 // NewPublisher returns a Publisher of cfg.
 func NewPublisher(cfg PublisherConfig) *Publisher {
 	return &Publisher{src: cfg.Source, enc: cfg.Encoder, prefix: cfg.Prefix, client: cfg.Client, tracker: cfg.Tracker, log: cfg.Log, fail: cfg.Fail,
-		stops: repeat.New(cfg.Log, "capture stopped; reconnecting")}
+		stops: repeat.New(cfg.Log, "capture stopped; reconnecting"), standby: cfg.Standby}
 }
 
 // Run streams until ctx ends. A lost connection or a server restart is
@@ -51,11 +65,26 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 // each distinct failure logged once with its count (repeat.Log) and an
 // orderly server shutdown at Info; the slot (or the saved binlog position) replays whatever was not acknowledged, and replayed
 // records are harmless downstream. streaming reports the state to /readyz.
+// A Standby publisher waits while another reader holds the source, logged
+// once, and logs its takeover; streaming then becomes true only once the
+// source says it holds the stream (capture.Starter).
 func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 	backoff := poll.NewBackoff()
+	var waiting time.Time // when this publisher became a standby; zero: it is not one
+	if st, ok := c.src.(capture.Starter); ok {
+		st.OnStart(func() { // called by Stream, on this goroutine
+			streaming(true)
+			if !waiting.IsZero() {
+				c.log.Info("took over the source: this capture is now the active one", "standby_for", time.Since(waiting).Round(time.Millisecond))
+				waiting = time.Time{}
+			}
+		})
+	}
 	for {
 		started := time.Now()
-		streaming(true)
+		if waiting.IsZero() {
+			streaming(true)
+		}
 		err := c.src.Stream(ctx, c.emit)
 		streaming(false)
 		if time.Since(started) > time.Minute {
@@ -63,6 +92,17 @@ func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if c.standby && errors.Is(err, capture.ErrSourceTaken) {
+			if waiting.IsZero() {
+				waiting = time.Now()
+				c.log.Info("another capture holds the source; waiting as its standby", "reason", err, "retry_every", StandbyRetry)
+			}
+			backoff.Reset()
+			if err := poll.Sleep(ctx, StandbyRetry); err != nil {
+				return err
+			}
+			continue
 		}
 		if errors.Is(err, capture.ErrPositionLost) || errors.Is(err, capture.ErrSourceTaken) {
 			return err // retrying cannot help

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/tandemcdc/tandem/internal/fixture/cart"
+	"github.com/tandemcdc/tandem/internal/fixture/shop"
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/testenv"
+)
+
+// failover is two `tandem capture` and one `tandem apply` of one
+// migration, beside a Kafka broker in the test process.
+type failover struct {
+	cfgPath string
+	env     []string
+	out     map[string]*testenv.SyncBuffer // by name: active, standby, apply
+	procs   map[string]*exec.Cmd
+}
+
+// newBroker starts an external Kafka broker (kfake) for the processes.
+func newBroker(t *testing.T) []string {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	return cluster.ListenAddrs()
+}
+
+// start runs `tandem <role>` as name; it is stopped with SIGTERM (or
+// already dead) when t ends.
+func (f *failover) start(t *testing.T, name, role string) {
+	t.Helper()
+	out := &testenv.SyncBuffer{}
+	cmd := exec.Command(binary, role, "-c", f.cfgPath)
+	cmd.Env = append(os.Environ(), f.env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.out[name], f.procs[name] = out, cmd
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("--- %s (tandem %s) output ---\n%s", name, role, out.String())
+		}
+	})
+}
+
+// waitLog waits until name's output contains s.
+func (f *failover) waitLog(t *testing.T, name, s string) {
+	t.Helper()
+	testenv.WaitFor(t, fmt.Sprintf("%s to log %q", name, s), 30*time.Second, func() (bool, error) {
+		return strings.Contains(f.out[name].String(), s), nil
+	})
+}
+
+var httpAddr = regexp.MustCompile(`msg="http listening" addr=(\S+)`)
+
+// addr is where name serves /metrics and /readyz.
+func (f *failover) addr(t *testing.T, name string) string {
+	t.Helper()
+	f.waitLog(t, name, `msg="http listening"`)
+	return httpAddr.FindStringSubmatch(f.out[name].String())[1]
+}
+
+// metric sums the samples of the metric named name that addr serves.
+func metric(addr, name string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
+			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			if err != nil {
+				return 0, fmt.Errorf("metric line %q: %w", line, err)
+			}
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}
+
+// readyz is the status code of addr's /readyz.
+func readyz(addr string) int {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// killActiveAndTakeOver checks that the standby neither reads nor
+// produces while the active capture streams, kills the active one with
+// SIGKILL, and returns how long the standby took to capture its first
+// change after the kill (the writer keeps writing).
+func (f *failover) killActiveAndTakeOver(t *testing.T) time.Duration {
+	t.Helper()
+	standby := f.addr(t, "standby")
+	for _, m := range []string{"tandem_capture_events_total", "tandem_capture_streaming"} {
+		if v, err := metric(standby, m); err != nil || v != 0 {
+			t.Fatalf("standby %s = %v (%v) while the active capture streams, want 0", m, v, err)
+		}
+	}
+	if code := readyz(standby); code != http.StatusServiceUnavailable {
+		t.Errorf("standby /readyz = %d, want 503", code)
+	}
+	if err := f.procs["active"].Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	if _, err := poll.Until(context.Background(), 10*time.Millisecond, 30*time.Second, func() (bool, error) {
+		v, err := metric(standby, "tandem_capture_events_total")
+		return v > 0, err
+	}); err != nil {
+		t.Fatalf("the standby captured nothing after the active capture was killed: %v", err)
+	}
+	took := time.Since(killed)
+	f.waitLog(t, "standby", "took over the source")
+	if code := readyz(standby); code != http.StatusOK {
+		t.Errorf("standby /readyz after the takeover = %d, want 200", code)
+	}
+	return took
+}
+
+func newFailover(t *testing.T, yaml string, env []string) *failover {
+	t.Helper()
+	f := &failover{cfgPath: filepath.Join(t.TempDir(), "tandem.yaml"), env: env,
+		out: map[string]*testenv.SyncBuffer{}, procs: map[string]*exec.Cmd{}}
+	if err := os.WriteFile(f.cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestCapture_StandbyTakesOverWhenTheActiveIsKilledPostgres: the slot is
+// the fence; the standby takes it once the killed capture's walsender
+// releases it, and replays from the slot's confirmed position.
+func TestCapture_StandbyTakesOverWhenTheActiveIsKilledPostgres(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srcDSN := testenv.NewDatabase(t)
+	m, err := shop.Open(ctx, srcDSN, testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	slot := slotName(srcDSN)
+	t.Cleanup(func() { dropInactiveSlot(srcDSN, slot) })
+	f := newFailover(t, shop.Config(shop.ConfigOptions{Brokers: newBroker(t), Slot: slot}),
+		[]string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + m.TgtDSN})
+
+	f.start(t, "active", "capture")
+	f.waitLog(t, "active", "streaming from replication slot")
+	f.start(t, "standby", "capture")
+	f.waitLog(t, "standby", "waiting as its standby")
+	f.start(t, "apply", "apply")
+
+	wctx, stopWriter := context.WithCancel(ctx)
+	defer stopWriter()
+	w := &shop.Workload{Src: m.Src, Seed: 19}
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(wctx, 0, 200) }()
+	waitForMoreApplied(t, ctx, m, 50)
+
+	took := f.killActiveAndTakeOver(t)
+	t.Logf("PostgreSQL: the standby captured its first change %s after the active capture was killed", took.Round(time.Millisecond))
+	waitForMoreApplied(t, ctx, m, 50)
+	stopWriter()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.WaitConverged(ctx, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Count() < 100 {
+		t.Errorf("only %d target rows: the test proved little", got.Count())
+	}
+}
+
+// TestCapture_StandbyTakesOverWhenTheActiveIsKilledMariaDB: a binlog has
+// no slot; the capture lease (a named lock on the source server) is the
+// fence, released by the server when the killed capture's session ends.
+func TestCapture_StandbyTakesOverWhenTheActiveIsKilledMariaDB(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srcDSN, tgtDSN := testenv.NewMariaDBDatabase(t), testenv.NewDatabase(t)
+	src, err := mysqlurl.Open(srcDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := src.ExecContext(ctx, cart.SourceDDL); err != nil {
+		t.Fatal(err)
+	}
+	tgt, err := pgx.Connect(ctx, tgtDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close(context.Background())
+	for _, stmt := range cart.TargetDDL("postgres") {
+		if _, err := tgt.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srcCfg, _ := mysqlurl.Parse(srcDSN)
+	f := newFailover(t, cart.Config(cart.ConfigOptions{SourceDB: srcCfg.DBName, ServerID: 4319, Brokers: newBroker(t)}),
+		[]string{"TANDEM_SOURCE_DSN=" + srcDSN, "TANDEM_TARGET_DSN=" + tgtDSN})
+	applied := func() (int64, error) {
+		var n int64
+		err := tgt.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM tandem.kafka_offsets`).Scan(&n)
+		if err != nil && strings.Contains(err.Error(), "does not exist") {
+			return 0, nil
+		}
+		return n, err
+	}
+	waitMoreApplied := func(more int64) {
+		t.Helper()
+		base := must(applied())
+		testenv.WaitFor(t, fmt.Sprintf("%d more records applied", more), 30*time.Second, func() (bool, error) {
+			n, err := applied()
+			return n >= base+more, err
+		})
+	}
+
+	f.start(t, "active", "capture")
+	f.waitLog(t, "active", "streaming the binlog")
+	f.start(t, "standby", "capture")
+	f.waitLog(t, "standby", "waiting as its standby")
+	f.start(t, "apply", "apply")
+
+	wctx, stopWriter := context.WithCancel(ctx)
+	defer stopWriter()
+	w := &cart.Workload{DB: src, Seed: 19}
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(wctx, 0, 200) }()
+	waitMoreApplied(50)
+
+	took := f.killActiveAndTakeOver(t)
+	t.Logf("MariaDB: the standby captured its first change %s after the active capture was killed", took.Round(time.Millisecond))
+	waitMoreApplied(50)
+	stopWriter()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	var want, got *cart.Rows
+	read := cart.PostgresReader(tgt)
+	if _, err := poll.Until(ctx, 50*time.Millisecond, 30*time.Second, func() (bool, error) {
+		var err error
+		if want, err = cart.Expected(ctx, src); err != nil {
+			return false, err
+		}
+		if got, err = read(ctx); err != nil {
+			return false, err
+		}
+		return cmp.Equal(want, got), nil
+	}); err != nil {
+		t.Fatalf("target did not converge: %v (-want +got):\n%s", err, cmp.Diff(want, got))
+	}
+}
