@@ -380,7 +380,7 @@ func TestCheck_CannotConnect(t *testing.T) {
 	l.Close()
 	cfg.DSN = "mysql://tandem:" + testenv.Password + "@" + addr + "/shop"
 	want = []preflight.Problem{{Severity: preflight.Fail, Object: "source",
-		What: "cannot connect: dial tcp " + addr + ": connect: connection refused", Fix: fix}}
+		What: "cannot connect: dial tcp " + addr + ": connect: connection refused", Fix: fix, Unreachable: true}}
 	if diff := cmp.Diff(want, chkRun(t, cfg)); diff != "" {
 		t.Errorf("closed port (-want +got):\n%s", diff)
 	}
