@@ -72,6 +72,10 @@ type Metrics struct {
 	// reconnect after losing it, or as a standby while another capture
 	// holds the source. Set by the pipeline's capture loop.
 	Streaming prometheus.Gauge
+	// Standby is tandem_capture_standby: 1 while this capture waits as
+	// the standby of another that holds the source (its slot or lease),
+	// ready to take over; 0 otherwise. Set by the pipeline's capture loop.
+	Standby prometheus.Gauge
 	// RetentionSeconds is tandem_source_retention_headroom_seconds, for
 	// sources that purge by age (MySQL binlog expiry); nil for others, so
 	// they export no series.
@@ -97,9 +101,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tandem_capture_streaming",
 			Help: "1 while the capturer reads the source's change stream (or connects to it), 0 while it waits to reconnect after losing it.",
 		}),
+		Standby: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_capture_standby",
+			Help: "1 while this capture waits as the standby of another that holds the source (its slot or lease), ready to take over.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Events, m.Lag, m.RetentionHeadroom, m.Streaming)
+		reg.MustRegister(m.Events, m.Lag, m.RetentionHeadroom, m.Streaming, m.Standby)
 	}
 	return m
 }

@@ -51,6 +51,7 @@ var knownMetrics = map[string]string{
 	"tandem_reconcile_sweep_duration_seconds":  "gauge",
 	"tandem_source_retention_headroom_seconds": "gauge",     // binlog sources: binlogs expire by age
 	"tandem_capture_streaming":                 "gauge",     // 1 while capture reads the source's stream
+	"tandem_capture_standby":                   "gauge",     // 1 while a capture waits as another's standby
 	"tandem_reconcile_unsettled_rows":          "gauge",     // rows that differed but settled: not drift
 	"tandem_apply_batch_duration_seconds":      "histogram", // apply/metrics.go
 }

@@ -457,18 +457,18 @@ func TestKubernetes_PodsAgreeWithTandem(t *testing.T) {
 	}
 }
 
-// The StatefulSet is capture's, of 1 (a standby pod would stall rolling
-// updates, never ready, and fire the per-pod not-streaming alert), behind its
-// headless Service; apply and reconcile are Deployments, reconcile never
-// two at once.
+// The StatefulSet is capture's, of 2 started in parallel (one active, one
+// standby, which is ready: the source fences the second, so a rolling
+// update can replace them one at a time), behind its headless Service;
+// apply and reconcile are Deployments, reconcile never two at once.
 func TestKubernetes_RolesHaveTheirControllers(t *testing.T) {
 	objs := render(t)
 	for _, s := range find[*appsv1.StatefulSet](objs) {
 		if s.Spec.Template.Labels["app.kubernetes.io/component"] != "capture" {
 			t.Errorf("StatefulSet %s is not capture's", s.Name)
 		}
-		if s.Spec.Replicas == nil || *s.Spec.Replicas != 1 {
-			t.Errorf("capture: replicas %v; want 1: a standby pod is never ready, and stalls a rolling update", s.Spec.Replicas)
+		if s.Spec.Replicas == nil || *s.Spec.Replicas != 2 || s.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+			t.Errorf("capture: replicas %v, pod management %q; want 2 in parallel: an active capture and its standby", s.Spec.Replicas, s.Spec.PodManagementPolicy)
 		}
 		svc := find[*corev1.Service](objs)
 		if !slices.ContainsFunc(svc, func(v *corev1.Service) bool {

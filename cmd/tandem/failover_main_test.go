@@ -134,8 +134,11 @@ func (f *failover) killActiveAndTakeOver(t *testing.T) time.Duration {
 			t.Fatalf("standby %s = %v (%v) while the active capture streams, want 0", m, v, err)
 		}
 	}
-	if code := readyz(standby); code != http.StatusServiceUnavailable {
-		t.Errorf("standby /readyz = %d, want 503", code)
+	if v, err := metric(standby, "tandem_capture_standby"); err != nil || v != 1 {
+		t.Errorf("standby tandem_capture_standby = %v (%v) while the active capture streams, want 1", v, err)
+	}
+	if code := readyz(standby); code != http.StatusOK { // standing by is its job: a rolling update may go on
+		t.Errorf("standby /readyz = %d, want 200", code)
 	}
 	if err := f.procs["active"].Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -151,6 +154,11 @@ func (f *failover) killActiveAndTakeOver(t *testing.T) time.Duration {
 	f.waitLog(t, "standby", "took over the source")
 	if code := readyz(standby); code != http.StatusOK {
 		t.Errorf("standby /readyz after the takeover = %d, want 200", code)
+	}
+	for m, want := range map[string]float64{"tandem_capture_standby": 0, "tandem_capture_streaming": 1} {
+		if v, err := metric(standby, m); err != nil || v != want {
+			t.Errorf("%s of the capture that took over = %v (%v), want %v", m, v, err, want)
+		}
 	}
 	return took
 }

@@ -357,6 +357,10 @@ func (p *process) startCapture(ctx, gctx context.Context, g *errgroup.Group, fai
 		Source: src, Prefix: p.cfg.Kafka.TopicPrefix, Client: p.producer, Tracker: p.tracker, Log: p.log,
 		Encoder: connect.Encoder(p.cfg, p.opts.Version), Fail: func(err error) { failWith(err) },
 		Standby: !p.opts.Roles.Apply, // `tandem capture` waits for a live holder; `tandem run` stops with its error
+		OnStandby: func(on bool) {
+			p.status.standby.Store(on)
+			cm.Standby.Set(map[bool]float64{false: 0, true: 1}[on])
+		},
 	})
 	g.Go(func() error {
 		return pub.Run(gctx, func(on bool) {
@@ -460,6 +464,7 @@ func (p *process) wait(ctx, gctx context.Context, err error) error {
 
 type readiness struct {
 	capturing atomic.Bool
+	standby   atomic.Bool // a capture waiting to take over: ready, that is its job
 }
 
 // listenHTTP serves /metrics, /healthz and /readyz on listen.
@@ -473,7 +478,7 @@ func listenHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		var notReady []string
-		if roles.Capture && !st.capturing.Load() {
+		if roles.Capture && !st.capturing.Load() && !st.standby.Load() {
 			notReady = append(notReady, "capture not streaming")
 		}
 		for _, a := range appliers {

@@ -18,15 +18,16 @@ import (
 // Publisher streams source changes into Kafka and acknowledges source
 // positions as the tracker finds them durable.
 type Publisher struct {
-	src     capture.Source
-	enc     *change.Encoder
-	prefix  string
-	client  *kgo.Client
-	tracker *Tracker
-	log     *slog.Logger
-	fail    func(error) // stops the pipeline: a produce failed for good
-	stops   *repeat.Log // the stream's failures, logged once per cause
-	standby bool
+	src       capture.Source
+	enc       *change.Encoder
+	prefix    string
+	client    *kgo.Client
+	tracker   *Tracker
+	log       *slog.Logger
+	fail      func(error) // stops the pipeline: a produce failed for good
+	stops     *repeat.Log // the stream's failures, logged once per cause
+	standby   bool
+	onStandby func(bool)
 }
 
 // PublisherConfig is what a Publisher needs: the source, how its changes
@@ -47,6 +48,9 @@ type PublisherConfig struct {
 	// source admits one reader at a time, so two publishers never read,
 	// and produce, at once.
 	Standby bool
+	// OnStandby, if set, is told when the publisher starts waiting as a
+	// standby (true) and when it takes over (false).
+	OnStandby func(bool)
 }
 
 // StandbyRetry is how often a standby publisher tries to take the source
@@ -56,8 +60,12 @@ const StandbyRetry = 250 * time.Millisecond
 
 // NewPublisher returns a Publisher of cfg.
 func NewPublisher(cfg PublisherConfig) *Publisher {
-	return &Publisher{src: cfg.Source, enc: cfg.Encoder, prefix: cfg.Prefix, client: cfg.Client, tracker: cfg.Tracker, log: cfg.Log, fail: cfg.Fail,
-		stops: repeat.New(cfg.Log, "capture stopped; reconnecting"), standby: cfg.Standby}
+	p := &Publisher{src: cfg.Source, enc: cfg.Encoder, prefix: cfg.Prefix, client: cfg.Client, tracker: cfg.Tracker, log: cfg.Log, fail: cfg.Fail,
+		stops: repeat.New(cfg.Log, "capture stopped; reconnecting"), standby: cfg.Standby, onStandby: cfg.OnStandby}
+	if p.onStandby == nil {
+		p.onStandby = func(bool) {}
+	}
+	return p
 }
 
 // Run streams until ctx ends. A lost connection or a server restart is
@@ -75,6 +83,7 @@ func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 		st.OnStart(func() { // called by Stream, on this goroutine
 			streaming(true)
 			if !waiting.IsZero() {
+				c.onStandby(false)
 				c.log.Info("took over the source: this capture is now the active one", "standby_for", time.Since(waiting).Round(time.Millisecond))
 				waiting = time.Time{}
 			}
@@ -96,6 +105,7 @@ func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 		if c.standby && errors.Is(err, capture.ErrSourceTaken) {
 			if waiting.IsZero() {
 				waiting = time.Now()
+				c.onStandby(true)
 				c.log.Info("another capture holds the source; waiting as its standby", "reason", err, "retry_every", StandbyRetry)
 			}
 			backoff.Reset()
