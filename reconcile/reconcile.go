@@ -19,6 +19,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/repeat"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/transform"
 )
@@ -106,6 +107,9 @@ type Reconciler struct {
 	// the rows of cohorts the new side owns; nil for a mapping that has
 	// none, or without cfg.Owners. Made by each sweep.
 	reverses []*transform.Reverse
+	// driftStores summarises the failures to store drift counts (a
+	// target without tandem's tables: a reconcile beside no run).
+	driftStores *repeat.Log
 }
 
 // New returns a Reconciler. metrics may be nil.
@@ -121,7 +125,8 @@ func New(cfg Config, src Source, tgt RowReader, mappings []*transform.Mapping, m
 	if cfg.MaxRowsPerSecond > 0 {
 		lim = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), max(cfg.ChunkRows, int(cfg.MaxRowsPerSecond)))
 	}
-	r := &Reconciler{cfg: cfg, src: src, tgt: tgt, mappings: mappings, metrics: metrics, log: log, limiter: lim}
+	r := &Reconciler{cfg: cfg, src: src, tgt: tgt, mappings: mappings, metrics: metrics, log: log, limiter: lim,
+		driftStores: repeat.New(log, "reconcile: store the drift counts for tandem status", repeat.WithLevel(slog.LevelWarn))}
 	r.srcHash, _ = src.(ChunkHasher)
 	r.tgtHash, _ = tgt.(RangeHasher)
 	r.dlq, _ = tgt.(DeadLetterReader)
@@ -415,8 +420,11 @@ func (r *Reconciler) storeDrift(ctx context.Context, reports []MappingReport) {
 			counts = append(counts, sink.DriftCount{Mapping: rep.Label(), Kind: string(k.kind), Rows: k.rows})
 		}
 	}
-	if err := r.cfg.Drift.StoreDrift(ctx, counts); err != nil && ctx.Err() == nil {
-		r.log.Warn("reconcile: store the drift counts for tandem status", "err", err)
+	switch err := r.cfg.Drift.StoreDrift(ctx, counts); {
+	case err == nil:
+		r.driftStores.OK()
+	case ctx.Err() == nil:
+		r.driftStores.Fail(err)
 	}
 }
 

@@ -149,8 +149,8 @@ func TestBackfill_KilledMidwayResumesAfterTheLastDurableChunk(t *testing.T) {
 		})
 		stopFirst()
 	}()
-	if _, err := runBackfill(t, first, cfg, app.BackfillOptions{}); err != nil {
-		t.Fatal(err)
+	if _, err := runBackfill(t, first, cfg, app.BackfillOptions{}); !errors.Is(err, app.ErrBackfillInterrupted) {
+		t.Fatalf("the stopped backfill ended with %v, want app.ErrBackfillInterrupted", err)
 	}
 	if copied.Load() == 0 {
 		t.Fatal("the first run saved no progress")

@@ -49,11 +49,21 @@ func newCanaryMigration(t *testing.T, kind, guard string) *canaryMigration {
 		if err != nil {
 			t.Fatal(err)
 		}
-		source = fmt.Sprintf("  kind: mysql\n  dsn: %q\n  tables: [%s.orders]\n  mysql: { server_id: %d }\n", oldDSN, c.DBName, 5000+serverIDCounter.Add(1))
+		id := 5000 + serverIDCounter.Add(1)
+		source = fmt.Sprintf("  kind: mysql\n  dsn: %q\n  tables: [%s.orders]\n  mysql: { server_id: %d }\n", oldDSN, c.DBName, id)
 		slot := strings.ToLower(dbOfDSN(t, newDSN))
 		back := slot[max(0, len(slot)-50):] + "_back"
 		m.cfg = canaryConfig(t, source, c.DBName+".orders", newDSN, guard, back)
-		t.Cleanup(func() { dropSlots(newDSN, back) })
+		// The old side's state is a database of the MariaDB server, which
+		// other tests share: one of its own, so that their dead letters,
+		// owners and heartbeats are not this migration's.
+		m.cfg.Target.StateSchema = fmt.Sprintf("tandem_canary_%d", id)
+		t.Cleanup(func() {
+			dropSlots(newDSN, back)
+			if err := testenv.SharedMariaDB(t).Exec(context.Background(), c.DBName, "DROP DATABASE IF EXISTS "+m.cfg.Target.StateSchema); err != nil {
+				t.Errorf("drop the old side's state database: %v", err)
+			}
+		})
 	}
 	var err error
 	if m.old, err = canary.Open(kind, oldDSN); err != nil {
