@@ -158,7 +158,10 @@ type PostgresSource struct {
 
 // Kafka is the transport between capture and apply (yaml key kafka).
 type Kafka struct {
-	Brokers     []string `yaml:"brokers"`                                               // seed brokers; empty means the embedded in-process broker
+	// Brokers are the seed brokers, host:port each; empty means the
+	// embedded in-process broker. The file may give them as a list or as
+	// one comma-separated string (brokers: ${BROKERS}).
+	Brokers     []string `yaml:"brokers" split:","`
 	TopicPrefix string   `yaml:"topic_prefix" default:"tandem"`                         // topics are <prefix>.<schema>.<table> and <prefix>.dlq
 	Partitions  int      `yaml:"partitions" default:"12" check:"1..10000"`              // partitions per topic, at most MaxPartitions
 	Group       string   `yaml:"group" default:"tandem" check:">0" must:"not be empty"` // consumer group name prefix

@@ -289,6 +289,8 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value, f field) {
 		v.Set(p)
 	case t.Kind() == reflect.Struct:
 		d.object(n, path, v, what)
+	case t.Kind() == reflect.Slice && f.split != "" && resolve(n) != nil && resolve(n).Kind == yaml.ScalarNode:
+		d.split(n, path, v, f.split)
 	case t.Kind() == reflect.Slice:
 		if key, value, keyed := keyedFields(t.Elem()); keyed {
 			d.keyed(n, path, v, what, key, value)
@@ -378,6 +380,25 @@ func (d *decoder) list(n *yaml.Node, path string, each func(item *yaml.Node, pat
 	}
 	for i, item := range n.Content {
 		each(item, fmt.Sprintf("%s[%d]", path, i))
+	}
+}
+
+// split decodes a scalar into v, a list of strings, as the items of the
+// string between sep: each trimmed, empty ones dropped. Every item has the
+// scalar's position, and came from the environment when the scalar did.
+func (d *decoder) split(n *yaml.Node, path string, v reflect.Value, sep string) {
+	s, ok := d.str(n, path, "a list or a string of items separated by "+strconv.Quote(sep))
+	if !ok {
+		return
+	}
+	for item := range strings.SplitSeq(s, sep) {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		ipath := fmt.Sprintf("%s[%d]", path, v.Len())
+		d.pos[ipath] = d.pos[path]
+		d.fromEnv[ipath] = d.fromEnv[path]
+		v.Set(reflect.Append(v, reflect.ValueOf(item).Convert(v.Type().Elem())))
 	}
 }
 

@@ -32,6 +32,10 @@ import (
 //	                   of the struct's own value when the key is absent (a
 //	                   Pos field without the tag always gets the latter); on
 //	                   a []Pos field: the position of each item of that list
+//	split:","          on a list of strings: a scalar is taken as the list,
+//	                   split at the separator, each item trimmed and empty
+//	                   items dropped (brokers: ${BROKERS} with
+//	                   BROKERS=k1:9092,k2:9092)
 //	mapping:"key"      on the fields of a list's element type: the list is
 //	mapping:"value"    written as a YAML mapping, each key and value making
 //	                   one element, in file order (columns, tolerate_columns)
@@ -48,6 +52,7 @@ type field struct {
 	check string // check tag
 	must  string // must tag
 	pos   string // pos tag
+	split string // split tag
 }
 
 // fieldsOf returns the fields of struct type t, in declaration order.
@@ -62,6 +67,7 @@ func fieldsOf(t reflect.Type) []field {
 		fields[i] = field{
 			index: i, key: key, def: tag.Get("default"), what: tag.Get("what"),
 			check: tag.Get("check"), must: tag.Get("must"), pos: tag.Get("pos"),
+			split: tag.Get("split"),
 		}
 	}
 	return fields
