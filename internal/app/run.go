@@ -352,8 +352,10 @@ func (p *process) startCapture(ctx, gctx context.Context, g *errgroup.Group, fai
 		Source: src, Prefix: p.cfg.Kafka.TopicPrefix, Client: p.producer, Tracker: p.tracker, Log: p.log,
 		Encoder: connect.Encoder(p.cfg, p.opts.Version), Fail: func(err error) { failWith(err) },
 	})
+	drain, cancelDrain := drainContext(gctx, p.cfg.ShutdownTimeout, p.log)
+	p.closers = append(p.closers, cancelDrain)
 	g.Go(func() error {
-		return pub.Run(gctx, func(on bool) {
+		err := pub.Run(gctx, func(on bool) {
 			p.status.capturing.Store(on)
 			streaming := 0.0
 			if on {
@@ -361,6 +363,10 @@ func (p *process) startCapture(ctx, gctx context.Context, g *errgroup.Group, fai
 			}
 			cm.Streaming.Set(streaming)
 		})
+		// A stop: what was produced reaches the brokers (and its
+		// positions are acknowledged) within shutdown_timeout.
+		_ = p.producer.Flush(drain)
+		return err
 	})
 	return nil
 }
@@ -393,8 +399,12 @@ func (p *process) startApply(gctx context.Context, g *errgroup.Group) {
 	if !p.opts.Roles.Apply {
 		return
 	}
+	// A stop (gctx ends) drains: each applier writes and commits what it
+	// has polled, within shutdown_timeout.
+	drain, cancelDrain := drainContext(gctx, p.cfg.ShutdownTimeout, p.log)
+	p.closers = append(p.closers, cancelDrain)
 	for _, a := range p.appliers {
-		g.Go(func() error { return a.Run(gctx) })
+		g.Go(func() error { return a.RunUntil(drain, gctx.Done()) })
 	}
 	if p.opts.Backfill == nil {
 		rm := reconcile.NewMetrics(p.reg)

@@ -131,6 +131,10 @@ type Config struct {
 	Backfill  Backfill  `yaml:"backfill"`
 	HTTP      HTTP      `yaml:"http"`
 	Cutover   *Cutover  `yaml:"cutover"` // nil when absent: no cohorts are switched, no reverse stream runs
+	// ShutdownTimeout bounds a stop (SIGTERM, SIGINT): the roles stop
+	// taking new work, write and commit what they hold, and give up on
+	// what is left once it has passed.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" default:"30s" what:"a duration such as 30s" check:">0" must:"be more than 0"`
 }
 
 // Source is the database tandem captures changes from (yaml key source).
