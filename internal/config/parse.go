@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"reflect"
 	"regexp"
@@ -312,10 +313,16 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value, f field) {
 func (d *decoder) object(n *yaml.Node, path string, v reflect.Value, what string) {
 	fields := fieldsOf(v.Type())
 	if n := d.node(n, path, yaml.MappingNode, what); n != nil {
+		seen := map[string]*yaml.Node{}
 		d.pairs(n, path, func(key string, k, val *yaml.Node, kpath string) {
+			seen[key] = k
 			for _, f := range fields {
 				if f.key == key && key != "" {
 					d.decode(val, kpath, v.Field(f.index), f)
+					return
+				}
+				if f.key != "" && key == f.key+fileSuffix && v.Field(f.index).Type() == secretType {
+					d.secretFile(val, kpath, joinPath(path, f.key), v.Field(f.index))
 					return
 				}
 			}
@@ -324,11 +331,63 @@ func (d *decoder) object(n *yaml.Node, path string, v reflect.Value, what string
 				if f.key != "" {
 					known = append(known, f.key)
 				}
+				if f.key != "" && v.Field(f.index).Type() == secretType {
+					known = append(known, f.key+fileSuffix)
+				}
 			}
 			d.fail(k, kpath, "unknown key (known: "+strings.Join(known, ", ")+")")
 		})
+		for _, f := range fields {
+			if k := seen[f.key+fileSuffix]; k != nil && seen[f.key] != nil && f.key != "" {
+				d.badValue(k, joinPath(path, f.key+fileSuffix), "set either "+f.key+" or "+f.key+fileSuffix+", not both")
+			}
+		}
 	}
 	d.setPositions(v, path, fields)
+}
+
+// fileSuffix makes the key of a secret's file form: dsn -> dsn_file.
+const fileSuffix = "_file"
+
+// secretFile decodes n, the value of the file form of a secret key (at
+// path; the secret's own key is at secretPath), as the path of a file,
+// and stores the file's content, white space around it dropped, in v, a
+// Secret. Errors name the key and the path, never the content; the value
+// counts as from the environment, so validation never quotes it.
+func (d *decoder) secretFile(n *yaml.Node, path, secretPath string, v reflect.Value) {
+	name, ok := d.str(n, path, "the path of a file")
+	if !ok || name == "" {
+		return
+	}
+	data, err := readSecretFile(name)
+	if err != nil {
+		d.badValue(n, path, err.Error())
+		d.bad[secretPath] = true
+		return
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		d.badValue(n, path, "file "+strconv.Quote(name)+" is empty")
+		d.bad[secretPath] = true
+		return
+	}
+	d.pos[secretPath] = d.pos[path]
+	d.fromEnv[secretPath] = true
+	x, _ := parseScalar(secretType, string(data))
+	v.Set(x)
+}
+
+// readSecretFile reads the file holding a secret. Its error says which file
+// could not be read and why, never what is in it.
+func readSecretFile(name string) ([]byte, error) {
+	data, err := os.ReadFile(name)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return nil, fmt.Errorf("read %s: %w", strconv.Quote(name), pe.Err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", strconv.Quote(name), err)
+	}
+	return data, nil
 }
 
 // setPositions sets the Pos and []Pos fields of v, the struct at path, as
