@@ -170,6 +170,49 @@ type Kafka struct {
 	Partitions  int      `yaml:"partitions" default:"12" check:"1..10000"`              // partitions per topic, at most MaxPartitions
 	Group       string   `yaml:"group" default:"tandem" check:">0" must:"not be empty"` // consumer group name prefix
 	Envelope    Envelope `yaml:"envelope"`                                              // how change records are written
+	// TLS, when set, encrypts every connection to the brokers (not to
+	// the embedded broker); nil: plaintext. tls: {} verifies the brokers
+	// against the system's CAs.
+	TLS *KafkaTLS `yaml:"tls"`
+	// SASL, when set, authenticates every connection to the brokers (not
+	// to the embedded broker); nil: none.
+	SASL *KafkaSASL `yaml:"sasl"`
+}
+
+// KafkaTLS is how connections to the brokers are encrypted (yaml key
+// kafka.tls). Relative paths are relative to the working directory; the
+// files are read when a client is made (and by tandem check).
+type KafkaTLS struct {
+	CAFile     string `yaml:"ca_file"`     // PEM CA certificates the brokers' must chain to; empty: the system's
+	CertFile   string `yaml:"cert_file"`   // PEM client certificate, for brokers that require one; with KeyFile
+	KeyFile    string `yaml:"key_file"`    // PEM key of CertFile
+	ServerName string `yaml:"server_name"` // the name the brokers' certificates must hold; empty: the host dialled
+	// InsecureSkipVerify accepts any broker certificate: the connection
+	// is encrypted but not authenticated (tests only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// The SASL mechanisms of kafka.sasl.mechanism.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// KafkaSASL is how tandem authenticates to the brokers (yaml key
+// kafka.sasl).
+type KafkaSASL struct {
+	Mechanism string   `yaml:"mechanism"` // SASLPlain, SASLScramSHA256 or SASLScramSHA512
+	User      string   `yaml:"user"`
+	Password  Password `yaml:"password"` // or password_file
+	Pos       Pos      // position of the sasl key's value
+}
+
+// String shows the mechanism and the user, never the password. fmt
+// prints a pointer inside a struct under a wrong verb (%s, %d) without
+// calling the Password's Format, so *KafkaSASL needs its own.
+func (s KafkaSASL) String() string {
+	return fmt.Sprintf("{mechanism: %s, user: %s, password: %s}", s.Mechanism, s.User, s.Password)
 }
 
 // Envelope is how change records are written (yaml key kafka.envelope):

@@ -321,7 +321,7 @@ func (d *decoder) object(n *yaml.Node, path string, v reflect.Value, what string
 					d.decode(val, kpath, v.Field(f.index), f)
 					return
 				}
-				if f.key != "" && key == f.key+fileSuffix && v.Field(f.index).Type() == secretType {
+				if f.key != "" && key == f.key+fileSuffix && isSecret(v.Field(f.index).Type()) {
 					d.secretFile(val, kpath, joinPath(path, f.key), v.Field(f.index))
 					return
 				}
@@ -331,7 +331,7 @@ func (d *decoder) object(n *yaml.Node, path string, v reflect.Value, what string
 				if f.key != "" {
 					known = append(known, f.key)
 				}
-				if f.key != "" && v.Field(f.index).Type() == secretType {
+				if f.key != "" && isSecret(v.Field(f.index).Type()) {
 					known = append(known, f.key+fileSuffix)
 				}
 			}
@@ -352,7 +352,7 @@ const fileSuffix = "_file"
 // secretFile decodes n, the value of the file form of a secret key (at
 // path; the secret's own key is at secretPath), as the path of a file,
 // and stores the file's content, white space around it dropped, in v, a
-// Secret. Errors name the key and the path, never the content; the value
+// Secret or a Password. Errors name the key and the path, never the content; the value
 // counts as from the environment, so validation never quotes it.
 func (d *decoder) secretFile(n *yaml.Node, path, secretPath string, v reflect.Value) {
 	name, ok := d.str(n, path, "the path of a file")
@@ -372,7 +372,7 @@ func (d *decoder) secretFile(n *yaml.Node, path, secretPath string, v reflect.Va
 	}
 	d.pos[secretPath] = d.pos[path]
 	d.fromEnv[secretPath] = true
-	x, _ := parseScalar(secretType, string(data))
+	x, _ := parseScalar(v.Type(), string(data))
 	v.Set(x)
 }
 
