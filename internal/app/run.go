@@ -131,8 +131,11 @@ type process struct {
 	seeds    []string
 	epoch    string // the cluster's identity, scoping stored offsets
 	embedded bool
-	producer *kgo.Client
-	dlq      *kafka.DLQ
+	// kafkaOpts secure every client of the configured cluster
+	// (kafka.tls, kafka.sasl); none for the embedded broker.
+	kafkaOpts []kgo.Opt
+	producer  *kgo.Client
+	dlq       *kafka.DLQ
 
 	tgt      connect.Target // nil when no role writes the target
 	src      connect.Source // nil without the capture role
@@ -233,6 +236,7 @@ func (p *process) connectKafka(ctx context.Context) error {
 	if p.cfg.Cutover != nil {
 		topics = append(topics, reverseTopics(p.cfg)...)
 	}
+	var err error
 	p.seeds, p.embedded = p.cfg.Kafka.Brokers, len(p.cfg.Kafka.Brokers) == 0
 	if p.embedded {
 		if !p.opts.Roles.Capture || !p.opts.Roles.Apply {
@@ -247,8 +251,16 @@ func (p *process) connectKafka(ctx context.Context) error {
 		p.log.Info("embedded kafka broker started", "addr", strings.Join(p.seeds, ","), "cluster_id", p.epoch)
 		p.trimmer = kafka.NewTrimmer(p.readers)
 	}
-	producer, err := kgo.NewClient(kgo.SeedBrokers(p.seeds...), kgo.ProducerLinger(2*time.Millisecond),
-		kgo.MaxBufferedRecords(50_000), kgo.ProducerBatchMaxBytes(4<<20))
+	if !p.embedded {
+		if p.kafkaOpts, err = kafka.ClientOpts(p.cfg.Kafka); err != nil {
+			return err
+		}
+		if err := kafka.Ping(ctx, p.cfg.Kafka, p.kafkaOpts); err != nil {
+			return err
+		}
+	}
+	producer, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.seeds...), kgo.ProducerLinger(2 * time.Millisecond),
+		kgo.MaxBufferedRecords(50_000), kgo.ProducerBatchMaxBytes(4 << 20)}, p.kafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("create kafka producer: %w", err)
 	}
@@ -307,7 +319,7 @@ func (p *process) newAppliers() {
 		group := p.cfg.Kafka.Group + "." + m.Name
 		p.readers[topic] = append(p.readers[topic], group)
 		p.appliers = append(p.appliers, apply.New(apply.Config{
-			Mapping: m, Topic: topic, Group: group, Epoch: p.epoch, Seeds: p.seeds,
+			Mapping: m, Topic: topic, Group: group, Epoch: p.epoch, Seeds: p.seeds, ClientOpts: p.kafkaOpts,
 			Sink: p.tgt, DLQ: p.dlq, Metrics: p.metrics, Log: p.log, Applied: applied,
 			Committed: p.committed, Side: side,
 		}))
