@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -438,7 +439,7 @@ func (p *process) startApply(gctx context.Context, g *errgroup.Group) {
 // serveHTTP serves /metrics, /healthz and /readyz; failing to listen
 // stops the process.
 func (p *process) serveHTTP(failWith context.CancelCauseFunc) {
-	srv, addr, err := listenHTTP(p.cfg.HTTP.Listen, p.reg, &p.status, p.appliers, p.opts.Roles)
+	srv, addr, err := listenHTTP(p.cfg.HTTP, p.reg, &p.status, p.appliers, p.opts.Roles, p.log)
 	if err != nil {
 		failWith(err)
 		return
@@ -474,11 +475,16 @@ type readiness struct {
 	capturing atomic.Bool
 }
 
-// listenHTTP serves /metrics, /healthz and /readyz on listen.
-func listenHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers []*apply.Applier, roles Roles) (*http.Server, string, error) {
-	ln, err := net.Listen("tcp", listen)
+// listenHTTP serves /metrics, /healthz and /readyz on c.Listen, behind the
+// TLS and basic auth of c.WebConfigFile when it is set (the Prometheus
+// exporter web configuration, read again as it changes).
+func listenHTTP(c config.HTTP, reg *prometheus.Registry, st *readiness, appliers []*apply.Applier, roles Roles, log *slog.Logger) (*http.Server, string, error) {
+	if err := web.Validate(c.WebConfigFile); err != nil {
+		return nil, "", fmt.Errorf("read http.web_config_file %s: %w", c.WebConfigFile, err)
+	}
+	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
-		return nil, "", fmt.Errorf("listen on http.listen %s: %w", listen, err)
+		return nil, "", fmt.Errorf("listen on http.listen %s: %w", c.Listen, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -500,9 +506,11 @@ func listenHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers
 		fmt.Fprintln(w, "ready")
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	webConfig := c.WebConfigFile
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			slog.Error("http server stopped", "err", err)
+		err := web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &webConfig}, log)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
 		}
 	}()
 	return srv, ln.Addr().String(), nil

@@ -392,6 +392,11 @@ type ReverseMySQL struct {
 // HTTP configures the /metrics, /healthz and /readyz server.
 type HTTP struct {
 	Listen string `yaml:"listen" default:"127.0.0.1:9187"` // host:port; an empty value means the default
+	// WebConfigFile, when set, is a Prometheus exporter web configuration
+	// (https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md):
+	// TLS and basic auth for every path served. It is read again as it
+	// changes; relative paths in it are relative to it.
+	WebConfigFile string `yaml:"web_config_file"`
 }
 
 // Default returns a Config holding only the defaults: what an empty section
