@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tandemcdc/tandem/internal/app"
@@ -146,5 +147,51 @@ func TestRun_AWrongKafkaPasswordIsAClearErrorThatShowsNoSecret(t *testing.T) {
 		if strings.Contains(err.Error()+logs.String(), secret) {
 			t.Errorf("the error or the logs show a password")
 		}
+	}
+}
+
+func TestCheck_SaysWhatIsWrongWithKafkaTLSAndSASL(t *testing.T) {
+	const pw, wrong = "scram-pw-7f3a", "wrong-pw-91c2"
+	ca := newTestCA(t)
+	cluster := secureKafka(t, ca, pw)
+	m := newMigration(t)
+	slot := slotFor(t, m)
+	missing := filepath.Join(t.TempDir(), "missing-ca.pem")
+	tests := []struct {
+		name       string
+		yaml       string
+		wantObject string // "" for no problem of kafka
+		wantWhat   string
+	}{
+		{"right", secureConfig(t, m, slot, cluster, ca, pw), "", ""},
+		{"wrong password", secureConfig(t, m, slot, cluster, ca, wrong), "kafka", "SASL SCRAM-SHA-256 as user \"tandem\""},
+		{"missing CA file", strings.Replace(secureConfig(t, m, slot, cluster, ca, pw), ca.caFile, missing, 1), "kafka.tls", "read kafka.tls.ca_file: open " + missing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			problems, err := app.Check(context.Background(), parseConfig(t, tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range problems {
+				if strings.HasPrefix(p.Object, "kafka") {
+					got = append(got, p.Object)
+					if !strings.Contains(p.What, tt.wantWhat) {
+						t.Errorf("%s: %q does not say %q", p.Object, p.What, tt.wantWhat)
+					}
+					if strings.Contains(p.What+p.Fix, pw) || strings.Contains(p.What+p.Fix, wrong) {
+						t.Errorf("%s: the problem shows a password", p.Object)
+					}
+				}
+			}
+			var want []string
+			if tt.wantObject != "" {
+				want = []string{tt.wantObject}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("kafka problems (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
