@@ -378,16 +378,33 @@ func (d *decoder) secretFile(n *yaml.Node, path, secretPath string, v reflect.Va
 
 // readSecretFile reads the file holding a secret. Its error says which file
 // could not be read and why, never what is in it.
+// At most maxSecretBytes are read, so that a wrong path (/dev/zero, a
+// large file) fails instead of filling memory.
 func readSecretFile(name string) ([]byte, error) {
-	data, err := os.ReadFile(name)
+	data, err := readAtMost(name, maxSecretBytes+1)
 	var pe *fs.PathError
-	if errors.As(err, &pe) {
+	switch {
+	case errors.As(err, &pe):
 		return nil, fmt.Errorf("read %s: %w", strconv.Quote(name), pe.Err)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("read %s: %w", strconv.Quote(name), err)
+	case len(data) > maxSecretBytes:
+		return nil, fmt.Errorf("read %s: larger than %d bytes, too large for a secret", strconv.Quote(name), maxSecretBytes)
 	}
 	return data, nil
+}
+
+// maxSecretBytes is the largest secret file read.
+const maxSecretBytes = 64 << 10
+
+// readAtMost reads up to n bytes of the file name.
+func readAtMost(name string, n int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
 }
 
 // setPositions sets the Pos and []Pos fields of v, the struct at path, as

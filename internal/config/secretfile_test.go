@@ -46,6 +46,8 @@ func TestParse_SecretFileErrorsNameTheKeyAndPathButNoContent(t *testing.T) {
 			want: `tandem.yaml:3:13: source.dsn_file: read "` + missing + `": no such file or directory`},
 		{name: "empty file", replace: "  dsn_file: " + empty + "\n",
 			want: `tandem.yaml:3:13: source.dsn_file: file "` + empty + `" is empty`},
+		{name: "not a secret", replace: "  dsn_file: /dev/zero\n",
+			want: `tandem.yaml:3:13: source.dsn_file: read "/dev/zero": larger than 65536 bytes, too large for a secret`},
 		{name: "both forms", replace: "  dsn: postgres://u:pw@h/db\n  dsn_file: " + wrongKind + "\n",
 			want: "tandem.yaml:4:3: source.dsn_file: set either dsn or dsn_file, not both"},
 		{name: "content that fails validation", replace: "  dsn_file: " + wrongKind + "\n",
