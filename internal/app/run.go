@@ -256,8 +256,12 @@ func (p *process) connectKafka(ctx context.Context) error {
 		if p.kafkaOpts, err = kafka.ClientOpts(p.cfg.Kafka); err != nil {
 			return err
 		}
-		if err := kafka.Ping(ctx, p.cfg.Kafka, p.kafkaOpts); err != nil {
-			return err
+		// A wrong password or certificate would otherwise be retried
+		// by every request for minutes, and end in a bare EOF.
+		if p.cfg.Kafka.TLS != nil || p.cfg.Kafka.SASL != nil {
+			if err := kafka.Ping(ctx, p.cfg.Kafka, p.kafkaOpts); err != nil {
+				return err
+			}
 		}
 	}
 	producer, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.seeds...), kgo.ProducerLinger(2 * time.Millisecond),
