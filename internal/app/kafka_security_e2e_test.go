@@ -26,11 +26,14 @@ import (
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
 )
 
-// testCA is a certificate authority made for one test, and a server
-// certificate it signed for 127.0.0.1 and localhost.
+// testCA is a certificate authority made for one test, a server
+// certificate it signed for 127.0.0.1 and localhost, and a client
+// certificate it signed.
 type testCA struct {
-	caFile string          // the CA certificate, PEM
-	server tls.Certificate // for the broker
+	caFile             string          // the CA certificate, PEM
+	pool               *x509.CertPool  // the CA
+	server             tls.Certificate // for the broker
+	clientCert, client string          // the client certificate and its key, PEM files
 }
 
 func newTestCA(t *testing.T) testCA {
@@ -67,19 +70,48 @@ func newTestCA(t *testing.T) testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+	cliKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return testCA{caFile: caFile, server: tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}}
+	cliTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "tandem"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	cliDER, err := x509.CreateCertificate(rand.Reader, cliTmpl, ca, &cliKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliKeyDER, err := x509.MarshalPKCS8PrivateKey(cliKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return testCA{
+		caFile: write("ca.pem", "CERTIFICATE", caDER), pool: pool,
+		server:     tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey},
+		clientCert: write("client.pem", "CERTIFICATE", cliDER), client: write("client.key", "PRIVATE KEY", cliKeyDER),
+	}
 }
 
-// secureKafka starts a broker that takes only TLS connections and only
-// SCRAM-SHA-256 user tandem with password pw.
+// secureKafka starts a broker that takes only TLS connections with a
+// client certificate of ca, and only SCRAM-SHA-256 user tandem with
+// password pw.
 func secureKafka(t *testing.T, ca testCA, pw string) *kfake.Cluster {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(),
-		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.server}, MinVersion: tls.VersionTLS12}),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.server}, MinVersion: tls.VersionTLS12,
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}),
 		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "tandem", pw))
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +129,7 @@ func secureConfig(t *testing.T, m *shop.Migration, slot string, cluster *kfake.C
 		t.Fatal(err)
 	}
 	yaml := shop.Config(shop.ConfigOptions{Slot: slot, SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN, Brokers: cluster.ListenAddrs()})
-	sec := "  tls: {ca_file: " + ca.caFile + "}\n  sasl: {mechanism: SCRAM-SHA-256, user: tandem, password_file: " + pwFile + "}\n"
+	sec := "  tls: {ca_file: " + ca.caFile + ", cert_file: " + ca.clientCert + ", key_file: " + ca.client + "}\n  sasl: {mechanism: SCRAM-SHA-256, user: tandem, password_file: " + pwFile + "}\n"
 	out := strings.Replace(yaml, "  topic_prefix: shop\n", "  topic_prefix: shop\n"+sec, 1)
 	if out == yaml {
 		t.Fatal("the shop config has no kafka.topic_prefix line to add kafka.tls and kafka.sasl after")
