@@ -33,7 +33,8 @@ func Load(path string) (*Config, error) {
 
 // Parse parses data, the contents of the config file named file (used in
 // positions and error messages only). It decodes strictly, expands ${VAR} in
-// every scalar value with lookupEnv (nil means an empty environment), applies
+// every scalar value with lookupEnv (nil means an empty environment), reads
+// the files the _file form of secret keys names (dsn_file...), applies
 // the defaults for absent keys and validates the result. It returns the
 // Config, or nil and an Errors listing every problem found, each with its
 // position and path.
