@@ -177,10 +177,18 @@ func (a *Applier) setLag(seconds float64) {
 // previous batch to the target. A batch fenced off by the target (a
 // rebalance moved its partition while it was in flight) is dropped, and
 // consumption restarts from the offsets stored in the target.
-func (a *Applier) Run(ctx context.Context) error {
+func (a *Applier) Run(ctx context.Context) error { return a.RunUntil(ctx, nil) }
+
+// RunUntil is Run that drains when stop is closed: it polls nothing more,
+// writes and commits the batches it has already polled, and returns nil.
+// ctx bounds the whole, the drain included: when it ends first, the batch
+// being written is rolled back (its records are read again by whoever
+// consumes the partition next) and RunUntil returns ctx.Err(). A nil stop
+// never drains.
+func (a *Applier) RunUntil(ctx context.Context, stop <-chan struct{}) error {
 	a.metrics.Paused.WithLabelValues(a.name).Set(0)
 	for {
-		err := a.consume(ctx)
+		err := a.consume(ctx, stop)
 		if !errors.Is(err, sink.ErrFenced) {
 			return err
 		}
@@ -188,7 +196,7 @@ func (a *Applier) Run(ctx context.Context) error {
 	}
 }
 
-func (a *Applier) consume(ctx context.Context) error {
+func (a *Applier) consume(ctx context.Context, stop <-chan struct{}) error {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(a.seeds...),
 		kgo.ConsumerGroup(a.group),
@@ -208,10 +216,27 @@ func (a *Applier) consume(ctx context.Context) error {
 	}
 	defer cl.Close()
 	g, gctx := errgroup.WithContext(ctx)
+	// The poller stops at stop; the writer goes on with what it was
+	// handed, under gctx.
+	pctx, stopPolling := context.WithCancel(gctx)
+	defer stopPolling()
+	if stop != nil {
+		go func() {
+			select {
+			case <-stop:
+				stopPolling()
+			case <-pctx.Done():
+			}
+		}()
+	}
 	ready := make(chan *prepared, 1)
 	g.Go(func() error {
 		defer close(ready)
-		return a.poll(gctx, cl, ready)
+		err := a.poll(pctx, cl, ready)
+		if gctx.Err() == nil && pctx.Err() != nil {
+			return nil // stopped: drain
+		}
+		return err
 	})
 	g.Go(func() error {
 		for p := range ready {

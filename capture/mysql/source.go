@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -115,6 +116,7 @@ type Source struct {
 	port    uint16
 	user    string
 	pass    string
+	tls     *tls.Config // the DSN's (tls=, ssl-ca...): the binlog connection is encrypted as the SQL ones are; nil: plaintext
 	want    map[change.Table]bool
 
 	mu    sync.Mutex
@@ -162,7 +164,7 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mysql source: %w", err)
 	}
-	s := &Source{cfg: cfg, log: slog.Default(), host: host, port: port, user: dc.User, pass: dc.Passwd, want: map[change.Table]bool{}}
+	s := &Source{cfg: cfg, log: slog.Default(), host: host, port: port, user: dc.User, pass: dc.Passwd, tls: binlogTLS(dc), want: map[change.Table]bool{}}
 	for _, t := range cfg.Tables {
 		s.want[t] = true
 	}
@@ -311,6 +313,17 @@ func (s *Source) save(ctx context.Context) error {
 	return nil
 }
 
+// binlogTLS is the TLS of the binlog connection: the DSN's (tls=true,
+// tls=skip-verify, ssl-ca...), as the SQL connections use. With
+// tls=preferred it is nil, plaintext: the binlog client cannot fall back
+// to plaintext when the server has no TLS, as the SQL driver does.
+func binlogTLS(dc *gomysql.Config) *tls.Config {
+	if dc.TLS == nil || dc.AllowFallbackToPlaintext {
+		return nil
+	}
+	return dc.TLS.Clone()
+}
+
 // Close saves the last acknowledged position and releases connections.
 func (s *Source) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -377,7 +390,7 @@ func (s *Source) stream(ctx context.Context, emit func(context.Context, change.B
 	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID: s.cfg.ServerID, Flavor: s.flavor,
-		Host: s.host, Port: s.port, User: s.user, Password: s.pass,
+		Host: s.host, Port: s.port, User: s.user, Password: s.pass, TLSConfig: s.tls,
 		Charset:                 "utf8mb4",
 		TimestampStringLocation: time.UTC,
 		HeartbeatPeriod:         s.cfg.Heartbeat,

@@ -23,6 +23,7 @@ func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error)
 	ps = append(ps, connect.CheckTarget(ctx, cfg, targetUses(cfg))...)
 	ps = append(ps, modeProblems(cfg)...)
 	ps = append(ps, cutoverProblems(ctx, cfg)...)
+	ps = append(ps, transportProblems(ctx, cfg)...)
 	return append(ps, checkMappings(ctx, cfg)...), nil
 }
 

@@ -251,7 +251,7 @@ func (p *process) newReverseAppliers() {
 		}
 		p.appliers = append(p.appliers, apply.New(apply.Config{
 			Mapping: m, Reverse: true, Topics: topics, Transform: xf, Prepare: prepare, Side: sink.SideOld,
-			Group: group, Epoch: p.epoch, Seeds: p.seeds,
+			Group: group, Epoch: p.epoch, Seeds: p.seeds, ClientOpts: p.kafkaOpts,
 			Sink: cs.old, DLQ: p.dlq, Metrics: p.metrics, Log: p.log, Committed: p.committed,
 		}))
 	}
@@ -410,7 +410,11 @@ func Switch(ctx context.Context, cfg *config.Config, opts SwitchOptions) (cutove
 	}
 	var drained func(context.Context) (bool, error)
 	if len(cfg.Kafka.Brokers) > 0 {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
+		sec, err := kafka.ClientOpts(cfg.Kafka)
+		if err != nil {
+			return cutover.Result{}, err
+		}
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...)}, sec...)...)
 		if err != nil {
 			return cutover.Result{}, fmt.Errorf("connect to kafka: %w", err)
 		}

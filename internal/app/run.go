@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -136,8 +137,11 @@ type process struct {
 	seeds    []string
 	epoch    string // the cluster's identity, scoping stored offsets
 	embedded bool
-	producer *kgo.Client
-	dlq      *kafka.DLQ
+	// kafkaOpts secure every client of the configured cluster
+	// (kafka.tls, kafka.sasl); none for the embedded broker.
+	kafkaOpts []kgo.Opt
+	producer  *kgo.Client
+	dlq       *kafka.DLQ
 
 	tgt      connect.Target // nil when no role writes the target
 	src      connect.Source // nil without the capture role
@@ -238,6 +242,7 @@ func (p *process) connectKafka(ctx context.Context) error {
 	if p.cfg.Cutover != nil {
 		topics = append(topics, reverseTopics(p.cfg)...)
 	}
+	var err error
 	p.seeds, p.embedded = p.cfg.Kafka.Brokers, len(p.cfg.Kafka.Brokers) == 0
 	if p.embedded {
 		if !p.opts.Roles.Capture || !p.opts.Roles.Apply {
@@ -252,8 +257,20 @@ func (p *process) connectKafka(ctx context.Context) error {
 		p.log.Info("embedded kafka broker started", "addr", strings.Join(p.seeds, ","), "cluster_id", p.epoch)
 		p.trimmer = kafka.NewTrimmer(p.readers)
 	}
-	producer, err := kgo.NewClient(kgo.SeedBrokers(p.seeds...), kgo.ProducerLinger(2*time.Millisecond),
-		kgo.MaxBufferedRecords(50_000), kgo.ProducerBatchMaxBytes(4<<20))
+	if !p.embedded {
+		if p.kafkaOpts, err = kafka.ClientOpts(p.cfg.Kafka); err != nil {
+			return err
+		}
+		// A wrong password or certificate would otherwise be retried
+		// by every request for minutes, and end in a bare EOF.
+		if p.cfg.Kafka.TLS != nil || p.cfg.Kafka.SASL != nil {
+			if err := kafka.Ping(ctx, p.cfg.Kafka, p.kafkaOpts); err != nil {
+				return err
+			}
+		}
+	}
+	producer, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.seeds...), kgo.ProducerLinger(2 * time.Millisecond),
+		kgo.MaxBufferedRecords(50_000), kgo.ProducerBatchMaxBytes(4 << 20)}, p.kafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("create kafka producer: %w", err)
 	}
@@ -312,7 +329,7 @@ func (p *process) newAppliers() {
 		group := p.cfg.Kafka.Group + "." + m.Name
 		p.readers[topic] = append(p.readers[topic], group)
 		p.appliers = append(p.appliers, apply.New(apply.Config{
-			Mapping: m, Topic: topic, Group: group, Epoch: p.epoch, Seeds: p.seeds,
+			Mapping: m, Topic: topic, Group: group, Epoch: p.epoch, Seeds: p.seeds, ClientOpts: p.kafkaOpts,
 			Sink: p.tgt, DLQ: p.dlq, Metrics: p.metrics, Log: p.log, Applied: applied,
 			Committed: p.committed, Side: side,
 		}))
@@ -362,8 +379,10 @@ func (p *process) startCapture(ctx, gctx context.Context, g *errgroup.Group, fai
 			cm.Standby.Set(map[bool]float64{false: 0, true: 1}[on])
 		},
 	})
+	drain, cancelDrain := drainContext(gctx, p.cfg.ShutdownTimeout, p.log)
+	p.closers = append(p.closers, cancelDrain)
 	g.Go(func() error {
-		return pub.Run(gctx, func(on bool) {
+		err := pub.Run(gctx, func(on bool) {
 			p.status.capturing.Store(on)
 			streaming := 0.0
 			if on {
@@ -371,6 +390,10 @@ func (p *process) startCapture(ctx, gctx context.Context, g *errgroup.Group, fai
 			}
 			cm.Streaming.Set(streaming)
 		})
+		// A stop: what was produced reaches the brokers (and its
+		// positions are acknowledged) within shutdown_timeout.
+		_ = p.producer.Flush(drain)
+		return err
 	})
 	return nil
 }
@@ -403,8 +426,12 @@ func (p *process) startApply(gctx context.Context, g *errgroup.Group) {
 	if !p.opts.Roles.Apply {
 		return
 	}
+	// A stop (gctx ends) drains: each applier writes and commits what it
+	// has polled, within shutdown_timeout.
+	drain, cancelDrain := drainContext(gctx, p.cfg.ShutdownTimeout, p.log)
+	p.closers = append(p.closers, cancelDrain)
 	for _, a := range p.appliers {
-		g.Go(func() error { return a.Run(gctx) })
+		g.Go(func() error { return a.RunUntil(drain, gctx.Done()) })
 	}
 	if p.opts.Backfill == nil {
 		rm := reconcile.NewMetrics(p.reg)
@@ -426,7 +453,7 @@ func (p *process) startApply(gctx context.Context, g *errgroup.Group) {
 // serveHTTP serves /metrics, /healthz and /readyz; failing to listen
 // stops the process.
 func (p *process) serveHTTP(failWith context.CancelCauseFunc) {
-	srv, addr, err := listenHTTP(p.cfg.HTTP.Listen, p.reg, &p.status, p.appliers, p.opts.Roles)
+	srv, addr, err := listenHTTP(p.cfg.HTTP, p.reg, &p.status, p.appliers, p.opts.Roles, p.log)
 	if err != nil {
 		failWith(err)
 		return
@@ -467,11 +494,16 @@ type readiness struct {
 	standby   atomic.Bool // a capture waiting to take over: ready, that is its job
 }
 
-// listenHTTP serves /metrics, /healthz and /readyz on listen.
-func listenHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers []*apply.Applier, roles Roles) (*http.Server, string, error) {
-	ln, err := net.Listen("tcp", listen)
+// listenHTTP serves /metrics, /healthz and /readyz on c.Listen, behind the
+// TLS and basic auth of c.WebConfigFile when it is set (the Prometheus
+// exporter web configuration, read again as it changes).
+func listenHTTP(c config.HTTP, reg *prometheus.Registry, st *readiness, appliers []*apply.Applier, roles Roles, log *slog.Logger) (*http.Server, string, error) {
+	if err := web.Validate(c.WebConfigFile); err != nil {
+		return nil, "", fmt.Errorf("read http.web_config_file %s: %w", c.WebConfigFile, err)
+	}
+	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
-		return nil, "", fmt.Errorf("listen on http.listen %s: %w", listen, err)
+		return nil, "", fmt.Errorf("listen on http.listen %s: %w", c.Listen, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -493,9 +525,11 @@ func listenHTTP(listen string, reg *prometheus.Registry, st *readiness, appliers
 		fmt.Fprintln(w, "ready")
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	webConfig := c.WebConfigFile
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			slog.Error("http server stopped", "err", err)
+		err := web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &webConfig}, log)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
 		}
 	}()
 	return srv, ln.Addr().String(), nil

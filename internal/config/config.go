@@ -131,6 +131,10 @@ type Config struct {
 	Backfill  Backfill  `yaml:"backfill"`
 	HTTP      HTTP      `yaml:"http"`
 	Cutover   *Cutover  `yaml:"cutover"` // nil when absent: no cohorts are switched, no reverse stream runs
+	// ShutdownTimeout bounds a stop (SIGTERM, SIGINT): the roles stop
+	// taking new work, write and commit what they hold, and give up on
+	// what is left once it has passed.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" default:"30s" what:"a duration such as 30s" check:">0" must:"be more than 0"`
 }
 
 // Source is the database tandem captures changes from (yaml key source).
@@ -158,11 +162,57 @@ type PostgresSource struct {
 
 // Kafka is the transport between capture and apply (yaml key kafka).
 type Kafka struct {
-	Brokers     []string `yaml:"brokers"`                                               // seed brokers; empty means the embedded in-process broker
+	// Brokers are the seed brokers, host:port each; empty means the
+	// embedded in-process broker. The file may give them as a list or as
+	// one comma-separated string (brokers: ${BROKERS}).
+	Brokers     []string `yaml:"brokers" split:","`
 	TopicPrefix string   `yaml:"topic_prefix" default:"tandem"`                         // topics are <prefix>.<schema>.<table> and <prefix>.dlq
 	Partitions  int      `yaml:"partitions" default:"12" check:"1..10000"`              // partitions per topic, at most MaxPartitions
 	Group       string   `yaml:"group" default:"tandem" check:">0" must:"not be empty"` // consumer group name prefix
 	Envelope    Envelope `yaml:"envelope"`                                              // how change records are written
+	// TLS, when set, encrypts every connection to the brokers (not to
+	// the embedded broker); nil: plaintext. tls: {} verifies the brokers
+	// against the system's CAs.
+	TLS *KafkaTLS `yaml:"tls"`
+	// SASL, when set, authenticates every connection to the brokers (not
+	// to the embedded broker); nil: none.
+	SASL *KafkaSASL `yaml:"sasl"`
+}
+
+// KafkaTLS is how connections to the brokers are encrypted (yaml key
+// kafka.tls). Relative paths are relative to the working directory; the
+// files are read when a client is made (and by tandem check).
+type KafkaTLS struct {
+	CAFile     string `yaml:"ca_file"`     // PEM CA certificates the brokers' must chain to; empty: the system's
+	CertFile   string `yaml:"cert_file"`   // PEM client certificate, for brokers that require one; with KeyFile
+	KeyFile    string `yaml:"key_file"`    // PEM key of CertFile
+	ServerName string `yaml:"server_name"` // the name the brokers' certificates must hold; empty: the host dialled
+	// InsecureSkipVerify accepts any broker certificate: the connection
+	// is encrypted but not authenticated (tests only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// The SASL mechanisms of kafka.sasl.mechanism.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// KafkaSASL is how tandem authenticates to the brokers (yaml key
+// kafka.sasl).
+type KafkaSASL struct {
+	Mechanism string   `yaml:"mechanism"` // SASLPlain, SASLScramSHA256 or SASLScramSHA512
+	User      string   `yaml:"user"`
+	Password  Password `yaml:"password"` // or password_file
+	Pos       Pos      // position of the sasl key's value
+}
+
+// String shows the mechanism and the user, never the password. fmt
+// prints a pointer inside a struct under a wrong verb (%s, %d) without
+// calling the Password's Format, so *KafkaSASL needs its own.
+func (s KafkaSASL) String() string {
+	return fmt.Sprintf("{mechanism: %s, user: %s, password: %s}", s.Mechanism, s.User, s.Password)
 }
 
 // Envelope is how change records are written (yaml key kafka.envelope):
@@ -342,6 +392,11 @@ type ReverseMySQL struct {
 // HTTP configures the /metrics, /healthz and /readyz server.
 type HTTP struct {
 	Listen string `yaml:"listen" default:"127.0.0.1:9187"` // host:port; an empty value means the default
+	// WebConfigFile, when set, is a Prometheus exporter web configuration
+	// (https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md):
+	// TLS and basic auth for every path served. It is read again as it
+	// changes; relative paths in it are relative to it.
+	WebConfigFile string `yaml:"web_config_file"`
 }
 
 // Default returns a Config holding only the defaults: what an empty section

@@ -111,8 +111,9 @@ func TestParse_ContractExampleGivesTheExactConfig(t *testing.T) {
 				Pos:    at(40, 7),
 			}},
 		},
-		Backfill: Backfill{ChunkRows: 5000, Parallel: 4, MaxRowsPerSecond: 0, MaxLagSeconds: 30, MaxSourceLoad: 32},
-		HTTP:     HTTP{Listen: "127.0.0.1:9187"},
+		Backfill:        Backfill{ChunkRows: 5000, Parallel: 4, MaxRowsPerSecond: 0, MaxLagSeconds: 30, MaxSourceLoad: 32},
+		HTTP:            HTTP{Listen: "127.0.0.1:9187"},
+		ShutdownTimeout: 30 * time.Second,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Parse mismatch (-want +got):\n%s", diff)
@@ -165,9 +166,10 @@ func TestParse_AbsentKeysGetDefaults(t *testing.T) {
 			}},
 			Pos: at(9, 11),
 		}},
-		Reconcile: Reconcile{Interval: time.Minute, ChunkRows: 5000, MaxRowsPerSecond: 5000, Settle: 5 * time.Second},
-		Backfill:  Backfill{ChunkRows: 5000, Parallel: 4, MaxLagSeconds: 30, MaxSourceLoad: 32},
-		HTTP:      HTTP{Listen: "127.0.0.1:9187"},
+		Reconcile:       Reconcile{Interval: time.Minute, ChunkRows: 5000, MaxRowsPerSecond: 5000, Settle: 5 * time.Second},
+		Backfill:        Backfill{ChunkRows: 5000, Parallel: 4, MaxLagSeconds: 30, MaxSourceLoad: 32},
+		HTTP:            HTTP{Listen: "127.0.0.1:9187"},
+		ShutdownTimeout: 30 * time.Second,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Parse mismatch (-want +got):\n%s", diff)
@@ -182,10 +184,11 @@ func contractDefaults() *Config {
 		Source: Source{MySQL: MySQLSource{ServerID: 4242}, Postgres: PostgresSource{Slot: "tandem", Publication: "tandem"}},
 		Kafka: Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem",
 			Envelope: Envelope{DecimalHandling: "string", TimePrecision: "adaptive", TombstonesOnDel: "true", SchemasEnable: "false"}},
-		Target:    Target{StateSchema: "tandem"},
-		Reconcile: Reconcile{Interval: time.Minute, ChunkRows: 5000, MaxRowsPerSecond: 5000, Settle: 5 * time.Second},
-		Backfill:  Backfill{ChunkRows: 5000, Parallel: 4, MaxRowsPerSecond: 0, MaxLagSeconds: 30, MaxSourceLoad: 32},
-		HTTP:      HTTP{Listen: "127.0.0.1:9187"},
+		Target:          Target{StateSchema: "tandem"},
+		Reconcile:       Reconcile{Interval: time.Minute, ChunkRows: 5000, MaxRowsPerSecond: 5000, Settle: 5 * time.Second},
+		Backfill:        Backfill{ChunkRows: 5000, Parallel: 4, MaxRowsPerSecond: 0, MaxLagSeconds: 30, MaxSourceLoad: 32},
+		HTTP:            HTTP{Listen: "127.0.0.1:9187"},
+		ShutdownTimeout: 30 * time.Second,
 	}
 }
 

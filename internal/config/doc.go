@@ -26,6 +26,13 @@
 // hides the password; error messages never contain a DSN or a value that
 // came from the environment.
 //
+// Every secret key (a Secret or a Password field) also has a _file form
+// (dsn_file, password_file) whose value is the path of a file holding the
+// secret, as Kubernetes mounts Secrets: read by Parse, trimmed, treated
+// as a value from the environment, and exclusive with the inline form.
+// A Password (kafka.sasl.password) is hidden whole when printed, where a
+// Secret shows a DSN with only its password hidden.
+//
 // config is a leaf: it imports nothing from the project. The cmd verbs call
 // Load, then hand the sections to the packages they configure (capture,
 // kafka, transform, sink, backfill, reconcile). Positions (Pos, Expr.Pos)

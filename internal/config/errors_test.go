@@ -65,12 +65,12 @@ func TestParse_BadInputGivesExactErrors(t *testing.T) {
 			name: "unknown key",
 			yaml: "source:\n  kind: mysql\n  dsn: mysql://u:pw@h/db\n  tabels: [shop.orders]\ntarget: {kind: postgres, dsn: postgres://h/db}\n",
 			want: "tandem.yaml:2:3: source.tables: must list at least one table\n" +
-				"tandem.yaml:4:3: source.tabels: unknown key (known: kind, dsn, tables, mysql, postgres)",
+				"tandem.yaml:4:3: source.tabels: unknown key (known: kind, dsn, dsn_file, tables, mysql, postgres)",
 		},
 		{
 			name: "unknown top-level and nested keys",
 			yaml: head + "kafak: {}\nmappings:\n  - from: shop.orders\n    to:\n      - table: t\n        key: [id]\n        colums: {id: row.id}\n",
-			want: "tandem.yaml:8:1: kafak: unknown key (known: source, kafka, target, mappings, reconcile, backfill, http, cutover)\n" +
+			want: "tandem.yaml:8:1: kafak: unknown key (known: source, kafka, target, mappings, reconcile, backfill, http, cutover, shutdown_timeout)\n" +
 				"tandem.yaml:12:9: mappings[0].to[0].columns: must list at least one column\n" +
 				"tandem.yaml:14:9: mappings[0].to[0].colums: unknown key (known: table, key, mode, on_delete, when, cohort, columns)",
 		},

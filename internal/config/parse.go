@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"reflect"
 	"regexp"
@@ -32,7 +33,8 @@ func Load(path string) (*Config, error) {
 
 // Parse parses data, the contents of the config file named file (used in
 // positions and error messages only). It decodes strictly, expands ${VAR} in
-// every scalar value with lookupEnv (nil means an empty environment), applies
+// every scalar value with lookupEnv (nil means an empty environment), reads
+// the files the _file form of secret keys names (dsn_file...), applies
 // the defaults for absent keys and validates the result. It returns the
 // Config, or nil and an Errors listing every problem found, each with its
 // position and path.
@@ -289,6 +291,8 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value, f field) {
 		v.Set(p)
 	case t.Kind() == reflect.Struct:
 		d.object(n, path, v, what)
+	case t.Kind() == reflect.Slice && f.split != "" && resolve(n) != nil && resolve(n).Kind == yaml.ScalarNode:
+		d.split(n, path, v, f.split)
 	case t.Kind() == reflect.Slice:
 		if key, value, keyed := keyedFields(t.Elem()); keyed {
 			d.keyed(n, path, v, what, key, value)
@@ -310,10 +314,16 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value, f field) {
 func (d *decoder) object(n *yaml.Node, path string, v reflect.Value, what string) {
 	fields := fieldsOf(v.Type())
 	if n := d.node(n, path, yaml.MappingNode, what); n != nil {
+		seen := map[string]*yaml.Node{}
 		d.pairs(n, path, func(key string, k, val *yaml.Node, kpath string) {
+			seen[key] = k
 			for _, f := range fields {
 				if f.key == key && key != "" {
 					d.decode(val, kpath, v.Field(f.index), f)
+					return
+				}
+				if f.key != "" && key == f.key+fileSuffix && isSecret(v.Field(f.index).Type()) {
+					d.secretFile(val, kpath, joinPath(path, f.key), v.Field(f.index))
 					return
 				}
 			}
@@ -322,11 +332,80 @@ func (d *decoder) object(n *yaml.Node, path string, v reflect.Value, what string
 				if f.key != "" {
 					known = append(known, f.key)
 				}
+				if f.key != "" && isSecret(v.Field(f.index).Type()) {
+					known = append(known, f.key+fileSuffix)
+				}
 			}
 			d.fail(k, kpath, "unknown key (known: "+strings.Join(known, ", ")+")")
 		})
+		for _, f := range fields {
+			if k := seen[f.key+fileSuffix]; k != nil && seen[f.key] != nil && f.key != "" {
+				d.badValue(k, joinPath(path, f.key+fileSuffix), "set either "+f.key+" or "+f.key+fileSuffix+", not both")
+			}
+		}
 	}
 	d.setPositions(v, path, fields)
+}
+
+// fileSuffix makes the key of a secret's file form: dsn -> dsn_file.
+const fileSuffix = "_file"
+
+// secretFile decodes n, the value of the file form of a secret key (at
+// path; the secret's own key is at secretPath), as the path of a file,
+// and stores the file's content, white space around it dropped, in v, a
+// Secret or a Password. Errors name the key and the path, never the content; the value
+// counts as from the environment, so validation never quotes it.
+func (d *decoder) secretFile(n *yaml.Node, path, secretPath string, v reflect.Value) {
+	name, ok := d.str(n, path, "the path of a file")
+	if !ok || name == "" {
+		return
+	}
+	data, err := readSecretFile(name)
+	if err != nil {
+		d.badValue(n, path, err.Error())
+		d.bad[secretPath] = true
+		return
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		d.badValue(n, path, "file "+strconv.Quote(name)+" is empty")
+		d.bad[secretPath] = true
+		return
+	}
+	d.pos[secretPath] = d.pos[path]
+	d.fromEnv[secretPath] = true
+	x, _ := parseScalar(v.Type(), string(data))
+	v.Set(x)
+}
+
+// readSecretFile reads the file holding a secret. Its error says which file
+// could not be read and why, never what is in it.
+// At most maxSecretBytes are read, so that a wrong path (/dev/zero, a
+// large file) fails instead of filling memory.
+func readSecretFile(name string) ([]byte, error) {
+	data, err := readAtMost(name, maxSecretBytes+1)
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe):
+		return nil, fmt.Errorf("read %s: %w", strconv.Quote(name), pe.Err)
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", strconv.Quote(name), err)
+	case len(data) > maxSecretBytes:
+		return nil, fmt.Errorf("read %s: larger than %d bytes, too large for a secret", strconv.Quote(name), maxSecretBytes)
+	}
+	return data, nil
+}
+
+// maxSecretBytes is the largest secret file read.
+const maxSecretBytes = 64 << 10
+
+// readAtMost reads up to n bytes of the file name.
+func readAtMost(name string, n int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
 }
 
 // setPositions sets the Pos and []Pos fields of v, the struct at path, as
@@ -378,6 +457,25 @@ func (d *decoder) list(n *yaml.Node, path string, each func(item *yaml.Node, pat
 	}
 	for i, item := range n.Content {
 		each(item, fmt.Sprintf("%s[%d]", path, i))
+	}
+}
+
+// split decodes a scalar into v, a list of strings, as the items of the
+// string between sep: each trimmed, empty ones dropped. Every item has the
+// scalar's position, and came from the environment when the scalar did.
+func (d *decoder) split(n *yaml.Node, path string, v reflect.Value, sep string) {
+	s, ok := d.str(n, path, "a list or a string of items separated by "+strconv.Quote(sep))
+	if !ok {
+		return
+	}
+	for item := range strings.SplitSeq(s, sep) {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		ipath := fmt.Sprintf("%s[%d]", path, v.Len())
+		d.pos[ipath] = d.pos[path]
+		d.fromEnv[ipath] = d.fromEnv[path]
+		v.Set(reflect.Append(v, reflect.ValueOf(item).Convert(v.Type().Elem())))
 	}
 }
 

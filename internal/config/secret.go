@@ -236,3 +236,39 @@ func isKeyChar(c byte, first bool) bool {
 	}
 	return false
 }
+
+// Password holds a value that is secret whole, such as kafka.sasl's
+// password: unlike a Secret, which shows a DSN with its password hidden,
+// every printed form of a Password is "xxxxx" (or "" when it is empty),
+// through the same channels (fmt with any verb, slog, encoding/json).
+// Only Value returns the raw string.
+type Password string
+
+// Value returns the raw value, for the client that authenticates. Never log it.
+func (p Password) Value() string { return string(p) }
+
+// String returns "xxxxx", or "" for an empty Password.
+func (p Password) String() string {
+	if p == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString returns config.Password("xxxxx"), for %#v.
+func (p Password) GoString() string { return "config.Password(" + strconv.Quote(p.String()) + ")" }
+
+// Format prints String with any verb.
+func (p Password) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		_, _ = io.WriteString(f, p.GoString())
+		return
+	}
+	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), p.String())
+}
+
+// MarshalText returns String, so that text encodings never contain the value.
+func (p Password) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// LogValue returns String, for log/slog.
+func (p Password) LogValue() slog.Value { return slog.StringValue(p.String()) }

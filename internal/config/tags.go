@@ -32,6 +32,10 @@ import (
 //	                   of the struct's own value when the key is absent (a
 //	                   Pos field without the tag always gets the latter); on
 //	                   a []Pos field: the position of each item of that list
+//	split:","          on a list of strings: a scalar is taken as the list,
+//	                   split at the separator, each item trimmed and empty
+//	                   items dropped (brokers: ${BROKERS} with
+//	                   BROKERS=k1:9092,k2:9092)
 //	mapping:"key"      on the fields of a list's element type: the list is
 //	mapping:"value"    written as a YAML mapping, each key and value making
 //	                   one element, in file order (columns, tolerate_columns)
@@ -48,6 +52,7 @@ type field struct {
 	check string // check tag
 	must  string // must tag
 	pos   string // pos tag
+	split string // split tag
 }
 
 // fieldsOf returns the fields of struct type t, in declaration order.
@@ -62,6 +67,7 @@ func fieldsOf(t reflect.Type) []field {
 		fields[i] = field{
 			index: i, key: key, def: tag.Get("default"), what: tag.Get("what"),
 			check: tag.Get("check"), must: tag.Get("must"), pos: tag.Get("pos"),
+			split: tag.Get("split"),
 		}
 	}
 	return fields
@@ -99,9 +105,14 @@ func keyedFields(t reflect.Type) (key, value int, ok bool) {
 var (
 	durationType = reflect.TypeFor[time.Duration]()
 	secretType   = reflect.TypeFor[Secret]()
+	passwordType = reflect.TypeFor[Password]()
 	exprType     = reflect.TypeFor[Expr]()
 	posType      = reflect.TypeFor[Pos]()
 )
+
+// isSecret reports whether t holds a secret: a Secret or a Password,
+// which have a _file form.
+func isSecret(t reflect.Type) bool { return t == secretType || t == passwordType }
 
 // whatOf names the values of type t, for "must be <what>" messages.
 func whatOf(t reflect.Type) string {
@@ -110,6 +121,8 @@ func whatOf(t reflect.Type) string {
 		return "a duration such as 30s, 1m or 1h30m"
 	case t == exprType || t.Kind() == reflect.String:
 		return "a string"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
 		return "a whole number"
 	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
@@ -124,7 +137,7 @@ func whatOf(t reflect.Type) string {
 }
 
 // parseScalar converts s, a scalar of the file or a default tag, to a value
-// of type t: a string (a Secret with surrounding white space dropped: it is
+// of type t: a boolean, a string (a Secret with surrounding white space dropped: it is
 // never part of a DSN, and a block scalar or a variable read from a file
 // often ends with a newline), a whole number or a time.Duration.
 func parseScalar(t reflect.Type, s string) (reflect.Value, error) {
@@ -134,10 +147,14 @@ func parseScalar(t reflect.Type, s string) (reflect.Value, error) {
 		d, err := time.ParseDuration(s)
 		v.SetInt(int64(d))
 		return v, err
-	case t == secretType:
+	case isSecret(t):
 		v.SetString(strings.TrimSpace(s))
 	case t.Kind() == reflect.String:
 		v.SetString(s)
+	case t.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		v.SetBool(b)
+		return v, err
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
 		n, err := strconv.ParseInt(s, 10, t.Bits())
 		v.SetInt(n)

@@ -26,13 +26,14 @@ func (c *Config) Validate() error {
 }
 
 var (
-	topicPrefixRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	slotRE        = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
-	kinds         = []string{KindMySQL, KindPostgres}
-	modes         = []string{ModeUpsert, ModeCreateIfAbsent}
-	guards        = []string{GuardReport, GuardReject}
-	onDeletes     = []string{OnDeleteDelete, OnDeleteClear}
-	tolerances    = []Tolerance{TolerateNullEqualsEmpty, TolerateTrimSpace, TolerateFloatEpsilon, TolerateTimePrecisionMS, TolerateCaseInsensitive}
+	topicPrefixRE  = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	slotRE         = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+	kinds          = []string{KindMySQL, KindPostgres}
+	modes          = []string{ModeUpsert, ModeCreateIfAbsent}
+	guards         = []string{GuardReport, GuardReject}
+	onDeletes      = []string{OnDeleteDelete, OnDeleteClear}
+	saslMechanisms = []string{SASLPlain, SASLScramSHA256, SASLScramSHA512}
+	tolerances     = []Tolerance{TolerateNullEqualsEmpty, TolerateTrimSpace, TolerateFloatEpsilon, TolerateTimePrecisionMS, TolerateCaseInsensitive}
 	// dsnSchemes are the URL schemes a DSN of each kind may have.
 	dsnSchemes = map[string][]string{
 		KindMySQL:    {"mysql", "mariadb"},
@@ -179,6 +180,23 @@ func (v *validator) kafka(k *Kafka) {
 		if p := fmt.Sprintf("kafka.brokers[%d]", i); b == "" || strings.ContainsAny(b, " \t\n,") {
 			v.add(Pos{}, p, "must be host:port"+v.got(p, b))
 		}
+	}
+	if t := k.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		v.add(Pos{}, "kafka.tls", "set both cert_file and key_file (a client certificate and its key), or neither")
+	}
+	if s := k.SASL; s != nil {
+		if !slices.Contains(saslMechanisms, s.Mechanism) {
+			v.add(s.Pos, "kafka.sasl.mechanism", "must be one of "+strings.Join(saslMechanisms, ", ")+v.got("kafka.sasl.mechanism", s.Mechanism))
+		}
+		if s.User == "" {
+			v.add(s.Pos, "kafka.sasl.user", "required")
+		}
+		if s.Password.Value() == "" {
+			v.add(s.Pos, "kafka.sasl.password", "required (or password_file: a file holding it)")
+		}
+	}
+	if len(k.Brokers) == 0 && (k.TLS != nil || k.SASL != nil) {
+		v.add(Pos{}, "kafka.brokers", "required with kafka.tls or kafka.sasl: the embedded broker takes neither")
 	}
 	if p := "kafka.topic_prefix"; !topicPrefixRE.MatchString(k.TopicPrefix) {
 		v.add(Pos{}, p, "must be letters, digits, '.', '_' or '-'"+v.got(p, k.TopicPrefix))

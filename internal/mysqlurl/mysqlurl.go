@@ -14,11 +14,14 @@
 package mysqlurl
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -51,7 +54,65 @@ func Parse(dsn string) (*mysql.Config, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:3306"
 	}
+	if err := fileTLS(cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
+}
+
+// The DSN parameters that name TLS files, as the mysql client's options
+// do (--ssl-ca, --ssl-cert, --ssl-key). The driver has no such parameters:
+// Parse takes them out of the DSN and builds the TLS configuration.
+const (
+	paramSSLCA   = "ssl-ca"   // PEM CA certificates the server's certificate must chain to
+	paramSSLCert = "ssl-cert" // PEM client certificate, with ssl-key
+	paramSSLKey  = "ssl-key"  // PEM key of ssl-cert
+)
+
+// fileTLS turns ssl-ca, ssl-cert and ssl-key into cfg.TLS: the server's
+// certificate verified against ssl-ca (and its name against the host,
+// unless tls=skip-verify), and the client certificate presented. Every
+// connection made with cfg, SQL and binlog alike, uses it.
+func fileTLS(cfg *mysql.Config) error {
+	ca, cert, key := cfg.Params[paramSSLCA], cfg.Params[paramSSLCert], cfg.Params[paramSSLKey]
+	delete(cfg.Params, paramSSLCA)
+	delete(cfg.Params, paramSSLCert)
+	delete(cfg.Params, paramSSLKey)
+	if ca == "" && cert == "" && key == "" {
+		return nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.TLS != nil {
+		tc = cfg.TLS.Clone()
+	}
+	if cfg.TLSConfig == "" || cfg.TLSConfig == "false" || cfg.TLSConfig == "preferred" {
+		cfg.TLSConfig = "true" // a CA or a certificate given: TLS required
+		cfg.AllowFallbackToPlaintext = false
+		tc.InsecureSkipVerify = false
+	}
+	if host, _, err := net.SplitHostPort(cfg.Addr); err == nil && tc.ServerName == "" && !tc.InsecureSkipVerify {
+		tc.ServerName = host
+	}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return fmt.Errorf("MySQL DSN %s: %w", paramSSLCA, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("MySQL DSN %s %s: no PEM certificate in it", paramSSLCA, ca)
+		}
+		tc.RootCAs = pool
+	}
+	if cert != "" || key != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return fmt.Errorf("MySQL DSN %s and %s: %w", paramSSLCert, paramSSLKey, err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	cfg.TLS = tc
+	return nil
 }
 
 func fromURL(dsn string) (*mysql.Config, error) {

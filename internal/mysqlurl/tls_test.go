@@ -1,0 +1,70 @@
+package mysqlurl
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// caFile writes a self-signed CA certificate made for the test.
+func caFile(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestParse_SSLCAMakesTLSVerifiedAgainstIt(t *testing.T) {
+	ca := caFile(t)
+	for _, dsn := range []string{
+		"mysql://u:pw@db.internal:3306/shop?ssl-ca=" + ca,
+		"u:pw@tcp(db.internal:3306)/shop?ssl-ca=" + url.QueryEscape(ca), // the driver's form: a '/' in a value must be escaped
+	} {
+		cfg, err := Parse(dsn)
+		if err != nil {
+			t.Fatalf("Parse(%s): %v", dsn, err)
+		}
+		if cfg.TLS == nil || cfg.TLS.RootCAs == nil {
+			t.Fatalf("Parse(%s): no TLS with the CA: %+v", dsn, cfg.TLS)
+		}
+		got := []any{cfg.TLS.ServerName, cfg.TLS.InsecureSkipVerify, cfg.AllowFallbackToPlaintext, cfg.Params[paramSSLCA]}
+		if diff := cmp.Diff([]any{"db.internal", false, false, ""}, got); diff != "" {
+			t.Errorf("Parse(%s): server name, skip verify, fallback, ssl-ca param (-want +got):\n%s", dsn, diff)
+		}
+	}
+}
+
+func TestParse_AMissingSSLCAIsAnErrorWithoutThePassword(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.pem")
+	_, err := Parse("mysql://u:s3cret@h/shop?ssl-ca=" + missing)
+	if err == nil || !strings.Contains(err.Error(), "ssl-ca") || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("Parse error = %v, want one naming ssl-ca and %s", err, missing)
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+}
