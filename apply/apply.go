@@ -238,7 +238,9 @@ func (a *Applier) consume(ctx context.Context, stop <-chan struct{}) error {
 		}
 		return err
 	})
+	wctx, writerDone := context.WithCancel(gctx) // the lag is watched while the writer writes
 	g.Go(func() error {
+		defer writerDone()
 		for p := range ready {
 			if err := a.write(gctx, p); err != nil {
 				return err
@@ -247,7 +249,7 @@ func (a *Applier) consume(ctx context.Context, stop <-chan struct{}) error {
 		}
 		return nil
 	})
-	g.Go(func() error { a.watchLag(gctx, time.Second); return nil })
+	g.Go(func() error { a.watchLag(wctx, time.Second); return nil })
 	return g.Wait()
 }
 
