@@ -196,10 +196,26 @@ func (a *Applier) RunUntil(ctx context.Context, stop <-chan struct{}) error {
 	}
 }
 
+// groupSessionTimeout is how long a consumer group waits for a member that
+// stopped heartbeating before it moves the member's partitions to the
+// others: a killed apply process (kill -9, an OOM kill, a lost node: no
+// LeaveGroup) stalls its partitions that long, and a process joining
+// meanwhile stalls the whole group, which waits for the dead member to
+// rejoin. Kafka's default is 45 s; 10 s is within every broker's default
+// bounds (group.min.session.timeout.ms is 6 s) and still far above a
+// heartbeat's round trip, so a busy process is not taken for dead.
+const groupSessionTimeout = 10 * time.Second
+
+// groupHeartbeat is how often a member heartbeats: a third of Kafka's
+// ratio, so a rebalance (a process added or gone) reaches every member
+// within a second.
+const groupHeartbeat = time.Second
+
 func (a *Applier) consume(ctx context.Context, stop <-chan struct{}) error {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(a.seeds...),
 		kgo.ConsumerGroup(a.group),
+		kgo.SessionTimeout(groupSessionTimeout), kgo.HeartbeatInterval(groupHeartbeat),
 		kgo.ConsumeTopics(a.topics...),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

@@ -62,6 +62,12 @@
 //     new side and rebuilt into the old table by the reverse stream, end
 //     to end, against plain INSERTs of the same rows on each side.
 //
+// BenchmarkApplyScaleOut (scaleout_bench_test.go) runs the same
+// end-to-end workload through the tandem binary as separate processes, one
+// `tandem capture` and one, two or three `tandem apply` over a kfake broker
+// this process serves on loopback, next to one `tandem run` and COPY, with
+// where the CPU went (tandem processes, postgres, the broker, others).
+//
 // The package holds only benchmarks (and a config check that runs as a
 // test), so `go test ./bench/...` without -bench is quick.
 //
