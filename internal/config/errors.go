@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -35,11 +36,28 @@ func (e *Error) Error() string {
 // and also its first *Error.
 type Errors []*Error
 
-// Error returns the problems one per line.
+// Shown problems: Errors.Error prints at most maxShownErrors of them, each
+// cut at maxErrorLine bytes, so that a huge or garbled file (megabytes of
+// one bad value, thousands of bad entries) gives a readable message in
+// which the first problem stands out. errors.As still finds every one.
+const (
+	maxShownErrors = 20
+	maxErrorLine   = 1000
+)
+
+// Error returns the first problems one per line (maxShownErrors, each cut
+// at maxErrorLine bytes), and how many more there are.
 func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
+	lines := make([]string, 0, min(len(es), maxShownErrors)+1)
+	for _, e := range es[:min(len(es), maxShownErrors)] {
+		line := e.Error()
+		if len(line) > maxErrorLine {
+			line = strings.ToValidUTF8(line[:maxErrorLine], "") + fmt.Sprintf("... (%d bytes more)", len(line)-maxErrorLine)
+		}
+		lines = append(lines, line)
+	}
+	if more := len(es) - maxShownErrors; more > 0 {
+		lines = append(lines, fmt.Sprintf("... and %d more problems: fix these first", more))
 	}
 	return strings.Join(lines, "\n")
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -271,5 +272,26 @@ func TestParse_BadInputGivesExactErrors(t *testing.T) {
 				t.Errorf("errors mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestErrors_ShowTheFirstTwentyEachCutAndCountTheRest(t *testing.T) {
+	var es Errors
+	for i := range 25 {
+		es = append(es, &Error{Pos: Pos{File: "tandem.yaml", Line: i + 1, Col: 3}, Path: fmt.Sprintf("mappings[%d].from", i), Msg: "must not be empty"})
+	}
+	es[0].Msg = "unknown value " + strings.Repeat("x", 5000)
+	var want []string
+	prefix := "tandem.yaml:1:3: mappings[0].from: unknown value "
+	want = append(want, prefix+strings.Repeat("x", 1000-len(prefix))+fmt.Sprintf("... (%d bytes more)", len(prefix)+5000-1000))
+	for i := 1; i < 20; i++ {
+		want = append(want, fmt.Sprintf("tandem.yaml:%d:3: mappings[%d].from: must not be empty", i+1, i))
+	}
+	want = append(want, "... and 5 more problems: fix these first")
+	if diff := cmp.Diff(want, strings.Split(es.Error(), "\n")); diff != "" {
+		t.Errorf("Errors.Error() (-want +got):\n%s", diff)
+	}
+	if len(es.Unwrap()) != 25 {
+		t.Errorf("Unwrap gives %d problems, want all 25", len(es.Unwrap()))
 	}
 }
