@@ -71,8 +71,10 @@ func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	slot := slotName(m.SrcDSN) // slot names are the server's: one of its own
+	t.Cleanup(func() { dropInactiveSlot(m.SrcDSN, slot) })
 	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
-	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{})), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Slot: slot})), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + m.TgtDSN}
@@ -158,7 +160,7 @@ func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 	// The slot must have moved on: acknowledged positions reached the source.
 	testenv.WaitFor(t, "slot confirmed_flush_lsn to pass the last write", 30*time.Second, func() (bool, error) {
 		var ok bool
-		err := m.Src.QueryRow(ctx, `SELECT confirmed_flush_lsn >= pg_current_wal_lsn() - 1024*1024 AND confirmed_flush_lsn > '0/0' FROM pg_replication_slots WHERE slot_name = 'tandem'`).Scan(&ok)
+		err := m.Src.QueryRow(ctx, `SELECT confirmed_flush_lsn >= pg_current_wal_lsn() - 1024*1024 AND confirmed_flush_lsn > '0/0' FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&ok)
 		return ok, err
 	})
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -25,8 +25,11 @@ func TestRun_SIGTERMDrainsWithinShutdownTimeoutThenExits(t *testing.T) {
 	}
 	defer m.Close()
 	const grace = 2 * time.Second
+	// A slot of its own: slot names are the server's, shared by every test.
+	slot := slotName(m.SrcDSN)
+	t.Cleanup(func() { dropInactiveSlot(m.SrcDSN, slot) })
 	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
-	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{})+"shutdown_timeout: 2s\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Slot: slot})+"shutdown_timeout: 2s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out := &testenv.SyncBuffer{}
