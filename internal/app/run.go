@@ -253,7 +253,7 @@ func (p *process) connectKafka(ctx context.Context) error {
 			return err
 		}
 		p.closers = append(p.closers, broker.Close)
-		p.seeds, p.epoch = broker.Addrs(), broker.ClusterID()
+		p.seeds, p.epoch, p.kafkaOpts = broker.Addrs(), broker.ClusterID(), broker.ClientOpts()
 		p.log.Info("embedded kafka broker started", "addr", strings.Join(p.seeds, ","), "cluster_id", p.epoch)
 		p.trimmer = kafka.NewTrimmer(p.readers)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tandemcdc/tandem/internal/change"
 )
@@ -28,10 +29,19 @@ func DLQTopic(prefix string) string { return prefix + ".dlq" }
 // Kafka protocol on a loopback port. Its data lives in memory and is gone
 // when the process ends, so a pipeline using it must treat a change as
 // durable only once it is committed in the target.
+//
+// It takes only tandem's own clients: SASL SCRAM-SHA-256 as embeddedUser
+// with a password made at each start and never shown, which ClientOpts
+// gives. Another local process (a kcat on the loopback port) can neither
+// write a forged change into a topic nor read one.
 type Embedded struct {
 	cluster *kfake.Cluster
 	id      string
+	secret  string
 }
+
+// embeddedUser is the embedded broker's one user.
+const embeddedUser = "tandem"
 
 // StartEmbedded starts a one-broker cluster with the given topics created
 // with the given number of partitions. Each start gets a fresh cluster ID.
@@ -40,8 +50,10 @@ func StartEmbedded(partitions int, topics ...string) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
+	secret := rand.Text() // 26 base32 characters: 130 bits
 	c, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", embeddedUser, secret),
 		kfake.ClusterID("tandem-embedded-"+id),
 		kfake.DefaultNumPartitions(partitions),
 		kfake.AllowAutoTopicCreation(),
@@ -50,7 +62,13 @@ func StartEmbedded(partitions int, topics ...string) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka broker: %w", err)
 	}
-	return &Embedded{cluster: c, id: "tandem-embedded-" + id}, nil
+	return &Embedded{cluster: c, id: "tandem-embedded-" + id, secret: secret}, nil
+}
+
+// ClientOpts are the options every client of the broker needs: its
+// credentials.
+func (e *Embedded) ClientOpts() []kgo.Opt {
+	return []kgo.Opt{kgo.SASL(scram.Auth{User: embeddedUser, Pass: e.secret}.AsSha256Mechanism())}
 }
 
 // Addrs returns the broker's host:port addresses.

@@ -14,7 +14,7 @@ func TestTrim_DropsTheEmbeddedBrokersRecordsBelowTheOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(e.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, e.ClientOpts()...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
