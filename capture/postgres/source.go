@@ -30,6 +30,13 @@ type Config struct {
 	Tables      []change.Table // the tables to publish
 	// StatusInterval is how often standby status updates are sent; default 1s.
 	StatusInterval time.Duration
+	// SilenceTimeout is how long the stream may stay silent after a status
+	// update asked the server for a reply (every StatusInterval, once
+	// something is acknowledged): longer, the connection is taken as hung
+	// (a stalled firewall, NAT or proxy keeps the socket open and forwards
+	// nothing), its walsender terminated, and Stream returns so that it
+	// is reopened. Default 30s.
+	SilenceTimeout time.Duration
 	// MaxBatch bounds the events of one batch; a larger transaction is
 	// emitted as several batches. Default 1000.
 	MaxBatch int
@@ -96,6 +103,9 @@ func (s *Source) OnStart(f func()) { s.started = f }
 func New(cfg Config, opts ...Option) (*Source, error) {
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = time.Second
+	}
+	if cfg.SilenceTimeout <= 0 {
+		cfg.SilenceTimeout = 30 * time.Second
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 1000
@@ -281,7 +291,12 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 		}
 		return fmt.Errorf("open replication connection: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		// Bounded: the connection may be hung.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
 
 	args := []string{"proto_version '1'", "publication_names '" + s.cfg.Publication + "'"}
 	if err := pglogrepl.StartReplication(ctx, conn, s.cfg.Slot, 0, pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
@@ -308,10 +323,15 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 	// One receive deadline per status interval, not one per message.
 	recv := &deadline{}
 	defer recv.stop()
+	var asked time.Time // when a status update asked for a reply that has not come; zero: answered
 	for {
 		if !time.Now().Before(nextStatus) {
-			if err := s.sendStatus(ctx, conn); err != nil {
+			sent, err := s.sendStatus(ctx, conn)
+			if err != nil {
 				return err
+			}
+			if sent && asked.IsZero() {
+				asked = time.Now()
 			}
 			nextStatus = time.Now().Add(s.cfg.StatusInterval)
 			recv.stop()
@@ -323,10 +343,14 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 				return ctx.Err()
 			}
 			if pgconn.Timeout(err) {
+				if !asked.IsZero() && time.Since(asked) > s.cfg.SilenceTimeout {
+					return s.hung(conn, time.Since(asked))
+				}
 				continue
 			}
 			return fmt.Errorf("receive from replication slot %s: %w", s.cfg.Slot, err)
 		}
+		asked = time.Time{}
 		switch msg := raw.(type) {
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("replication slot %s: %w", s.cfg.Slot, pgconn.ErrorResponseToPgError(msg))
@@ -361,19 +385,41 @@ func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.B
 	}
 }
 
-func (s *Source) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
+func (s *Source) sendStatus(ctx context.Context, conn *pgconn.PgConn) (sent bool, err error) {
 	lsn := s.Acked()
 	if lsn == 0 {
 		// Nothing acknowledged yet: report nothing rather than moving the slot.
-		return nil
+		return false, nil
 	}
-	err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
+	// Bounded: a write to a hung connection may block once its buffers fill.
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SilenceTimeout)
+	defer cancel()
+	err = pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: lsn, WALFlushPosition: lsn, WALApplyPosition: lsn,
+		ReplyRequested: true, // the server's answer shows the connection is alive (Config.SilenceTimeout)
 	})
 	if err != nil {
-		return fmt.Errorf("send standby status to slot %s: %w", s.cfg.Slot, err)
+		return false, fmt.Errorf("send standby status to slot %s: %w", s.cfg.Slot, err)
 	}
-	return nil
+	return true, nil
+}
+
+// hung gives up conn, silent for silence after asking for a reply: it
+// terminates the connection's walsender (its own; best effort, through a
+// new connection), so that the slot is free for the stream to reopen at
+// once rather than after the server's wal_sender_timeout, and returns the
+// error that says so.
+func (s *Source) hung(conn *pgconn.PgConn, silence time.Duration) error {
+	pid := conn.PID()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	terminated := false
+	if c, err := pgx.Connect(ctx, s.cfg.DSN); err == nil {
+		_ = c.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&terminated)
+		c.Close(ctx)
+	}
+	return fmt.Errorf("replication slot %s: no message from the server for %s after asking for one: the connection seems hung (a stalled network path); reopening it (its walsender, pid %d, terminated: %v)",
+		s.cfg.Slot, silence.Round(time.Millisecond), pid, terminated)
 }
 
 // sendFinalStatus reports the last acknowledged position on shutdown, so a
@@ -381,7 +427,7 @@ func (s *Source) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
 func (s *Source) sendFinalStatus(conn *pgconn.PgConn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := s.sendStatus(ctx, conn); err != nil {
+	if _, err := s.sendStatus(ctx, conn); err != nil {
 		s.log.Warn("final standby status not sent", "err", err)
 	}
 }
