@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
@@ -166,59 +165,19 @@ keys:
 // pgtext.Settings, in one round trip, and calls found with each row's
 // ordinal and the row, decoded and named as lookup decodes and names it.
 func (s *Sink) lookupMany(ctx context.Context, query string, args []any, found func(ord int64, row map[string]any) error) error {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	tm := conn.Conn().TypeMap()
-	params := make([][]byte, len(args))
-	oids := make([]uint32, len(args))
-	formats := make([]int16, len(args))
-	for i, a := range args {
-		oids[i], formats[i] = pgtype.TextArrayOID, pgtype.BinaryFormatCode
-		if params[i], err = tm.Encode(oids[i], pgtype.BinaryFormatCode, a, nil); err != nil {
-			return fmt.Errorf("encode parameter %d: %w", i+1, err)
-		}
-	}
-	b := &pgconn.Batch{}
-	b.ExecParams(pgtext.Settings, nil, nil, nil, nil)
-	b.ExecParams(query, params, oids, formats, nil)
-	mrr := conn.Conn().PgConn().ExecBatch(ctx, b)
-	defer mrr.Close()
-	if !mrr.NextResult() {
-		return fmt.Errorf("no result for the session's settings: %w", mrr.Close())
-	}
-	if _, err := mrr.ResultReader().Close(); err != nil {
-		return err
-	}
-	if !mrr.NextResult() {
-		return fmt.Errorf("no result for the query: %w", mrr.Close())
-	}
-	res := mrr.ResultReader()
-	for res.NextRow() {
-		fields, vals := res.FieldDescriptions(), res.Values()
+	return s.query(ctx, query, args, func(fields []pgconn.FieldDescription, vals [][]byte) error {
 		ord, err := strconv.ParseInt(string(vals[0]), 10, 64)
 		if err != nil {
-			res.Close()
 			return fmt.Errorf("the key's ordinal %q: %w", vals[0], err)
 		}
 		row := make(map[string]any, len(fields)-1)
 		for i, f := range fields[1:] {
 			v, err := pgtext.Value(f.DataTypeOID, vals[i+1])
 			if err != nil {
-				res.Close()
 				return fmt.Errorf("column %q: %w", f.Name, err)
 			}
 			row[f.Name] = v
 		}
-		if err := found(ord, row); err != nil {
-			res.Close()
-			return err
-		}
-	}
-	if _, err := res.Close(); err != nil {
-		return err
-	}
-	return mrr.Close()
+		return found(ord, row)
+	})
 }

@@ -177,9 +177,39 @@ func (s *Sink) readColumns(ctx context.Context, table string, key, cols []string
 // of its place in the select list. args are *string (text) or []*string
 // (text[]), sent in binary.
 func (s *Sink) read(ctx context.Context, query string, args []any, names []string) ([]map[string]any, error) {
-	conn, err := s.pool.Acquire(ctx)
+	var out []map[string]any
+	var types []uint32
+	err := s.query(ctx, query, args, func(fields []pgconn.FieldDescription, vals [][]byte) error {
+		if types == nil {
+			if len(fields) != len(names) {
+				return fmt.Errorf("%d columns for %d names", len(fields), len(names))
+			}
+			types = make([]uint32, len(fields))
+			for i, f := range fields {
+				types[i] = f.DataTypeOID
+			}
+		}
+		row := make(map[string]any, len(names))
+		if err := pgtext.Row(row, names, types, vals); err != nil {
+			return err
+		}
+		out = append(out, row)
+		return nil
+	})
 	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// query runs query after pgtext.Settings, in one round trip, and calls each
+// with every row's fields and values as they arrive, from the connection's
+// buffer, not copied first (valid during the call only). args are *string
+// (text) or []*string (text[]), sent in binary. An error of each stops it.
+func (s *Sink) query(ctx context.Context, query string, args []any, each func(fields []pgconn.FieldDescription, vals [][]byte) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
 	}
 	defer conn.Release()
 	tm := conn.Conn().TypeMap()
@@ -193,7 +223,7 @@ func (s *Sink) read(ctx context.Context, query string, args []any, names []strin
 		}
 		formats[i] = pgtype.BinaryFormatCode
 		if params[i], err = tm.Encode(oids[i], pgtype.BinaryFormatCode, a, nil); err != nil {
-			return nil, fmt.Errorf("encode parameter %d: %w", i+1, err)
+			return fmt.Errorf("encode parameter %d: %w", i+1, err)
 		}
 	}
 	b := &pgconn.Batch{}
@@ -202,45 +232,25 @@ func (s *Sink) read(ctx context.Context, query string, args []any, names []strin
 	mrr := conn.Conn().PgConn().ExecBatch(ctx, b)
 	defer mrr.Close()
 	if !mrr.NextResult() {
-		return nil, fmt.Errorf("no result for the session's settings: %w", mrr.Close())
+		return fmt.Errorf("no result for the session's settings: %w", mrr.Close())
 	}
 	if _, err := mrr.ResultReader().Close(); err != nil {
-		return nil, err
+		return err
 	}
 	if !mrr.NextResult() {
-		return nil, fmt.Errorf("no result for the query: %w", mrr.Close())
+		return fmt.Errorf("no result for the query: %w", mrr.Close())
 	}
-	// The rows are decoded as they arrive, from the connection's buffer,
-	// not copied first.
 	res := mrr.ResultReader()
-	var out []map[string]any
-	var types []uint32
 	for res.NextRow() {
-		if types == nil {
-			fields := res.FieldDescriptions()
-			if len(fields) != len(names) {
-				res.Close()
-				return nil, fmt.Errorf("%d columns for %d names", len(fields), len(names))
-			}
-			types = make([]uint32, len(fields))
-			for i, f := range fields {
-				types[i] = f.DataTypeOID
-			}
-		}
-		row := make(map[string]any, len(names))
-		if err := pgtext.Row(row, names, types, res.Values()); err != nil {
+		if err := each(res.FieldDescriptions(), res.Values()); err != nil {
 			res.Close()
-			return nil, err
+			return err
 		}
-		out = append(out, row)
 	}
 	if _, err := res.Close(); err != nil {
-		return nil, err
+		return err
 	}
-	if err := mrr.Close(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return mrr.Close()
 }
 
 // HashRange summarises on the server the rows of table whose one-column
