@@ -275,18 +275,12 @@ func (a *Applier) consume(ctx context.Context, stop <-chan struct{}) error {
 // mapping, a hung target, a lookup, a fence), not only when a batch is
 // attempted.
 func (a *Applier) watchLag(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	poll.Every(ctx, interval, func() bool {
 		if oldest, ok := a.oldestPending(); ok {
 			a.setLag(time.Since(oldest).Seconds())
 		}
-	}
+		return true
+	})
 }
 
 // polled records a batch polled, whose oldest change was committed at

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/capture"
+	"github.com/tandemcdc/tandem/internal/poll"
 )
 
 // The capture lease fences the captures of one binlog source, as a
@@ -80,20 +81,13 @@ func (s *Source) acquireLease(ctx context.Context) (*lease, error) {
 // with ErrLeaseLost, at once, when its session is gone or no longer owns
 // the lock.
 func (s *Source) watchLease(ctx context.Context, l *lease, lose context.CancelCauseFunc) {
-	t := time.NewTicker(s.cfg.LeaseCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	poll.Every(ctx, s.cfg.LeaseCheck, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseCheck)
 		var mine int
 		err := l.conn.QueryRowContext(cctx, `SELECT COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)`, l.name).Scan(&mine)
 		cancel()
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if err != nil || mine != 1 {
 			s.leaseLost.Store(true) // before Stream stops: no position saved from now on
@@ -102,9 +96,10 @@ func (s *Source) watchLease(ctx context.Context, l *lease, lose context.CancelCa
 				why = err.Error()
 			}
 			lose(fmt.Errorf("%w %s (%s): stopped streaming", ErrLeaseLost, l.name, why))
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 // release gives the lease back and drops its connection.
