@@ -207,13 +207,10 @@ func (s *Source) Setup(ctx context.Context) error {
 		return fmt.Errorf("load the saved binlog position: %w", err)
 	}
 	if found {
-		p, err := ParsePosition(saved)
+		p, err := s.resumeFrom(saved)
 		if err != nil {
-			return fmt.Errorf("saved binlog position of %s: %w", s.cfg.StoreKey, err)
+			return err
 		}
-		s.mu.Lock()
-		s.acked, s.saved = p, p
-		s.mu.Unlock()
 		s.log.Info("resuming from the saved binlog position", "pos", p.String(), "flavor", s.flavor)
 		return nil
 	}
@@ -370,15 +367,25 @@ func (s *Source) resume(ctx context.Context) error {
 	if !found || saved == ours {
 		return nil // no one else saved since: go on from this capture's own acknowledged position
 	}
+	p, err := s.resumeFrom(saved)
+	if err != nil {
+		return err
+	}
+	s.log.Info("resuming from the binlog position another capture saved", "pos", p.String())
+	return nil
+}
+
+// resumeFrom makes saved, a stored position, the acknowledged and saved
+// ones: the stream starts there.
+func (s *Source) resumeFrom(saved string) (Position, error) {
 	p, err := ParsePosition(saved)
 	if err != nil {
-		return fmt.Errorf("saved binlog position of %s: %w", s.cfg.StoreKey, err)
+		return Position{}, fmt.Errorf("saved binlog position of %s: %w", s.cfg.StoreKey, err)
 	}
 	s.mu.Lock()
 	s.acked, s.saved = p, p
 	s.mu.Unlock()
-	s.log.Info("resuming from the binlog position another capture saved", "pos", p.String())
-	return nil
+	return p, nil
 }
 
 // stream reads the binlog from the acknowledged position; Stream holds
