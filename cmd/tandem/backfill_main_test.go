@@ -23,15 +23,7 @@ import (
 func TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	const slot = "tandem_backfill_kill"
-	t.Cleanup(func() {
-		_, _ = m.Src.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
-	})
+	m, slot := openShop(ctx, t)
 	w := &shop.Workload{Src: m.Src, Seed: 91}
 	if err := w.History(ctx, 1500); err != nil { // 1500 customers + 4500 orders
 		t.Fatal(err)

@@ -69,15 +69,7 @@ func normalize(s string) string {
 func TestDLQ_ListShowsTheDeadLettersAndReplayResyncsThemOnceFixed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	const slot = "tandem_dlq_cli"
-	t.Cleanup(func() {
-		_, _ = m.Src.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
-	})
+	m, slot := openShop(ctx, t)
 	fixed := shop.Config(shop.ConfigOptions{Slot: slot})
 	broken := strings.Replace(fixed, `status: 'row.status == "" ? "pending" : row.status'`,
 		`status: 'row.status == "poison" ? string(int(row.status)) : (row.status == "" ? "pending" : row.status)'`, 1)

@@ -18,11 +18,7 @@ import (
 func TestBackfillEstimate_ProjectsEachTableAndWritesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, _ := openShop(ctx, t)
 	w := &shop.Workload{Src: m.Src, Seed: 7}
 	if err := w.History(ctx, 400); err != nil { // 400 customers, 1200 orders
 		t.Fatal(err)

@@ -66,13 +66,7 @@ func appliedOffsets(ctx context.Context, m *shop.Migration) (int64, error) {
 func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	slot := slotName(m.SrcDSN) // slot names are the server's: one of its own
-	t.Cleanup(func() { dropInactiveSlot(m.SrcDSN, slot) })
+	m, slot := openShop(ctx, t)
 	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
 	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Slot: slot})), 0o600); err != nil {
 		t.Fatal(err)
@@ -195,11 +189,7 @@ func must[T any](v T, err error) T {
 
 func TestBadInput_ClearErrorExit2NothingWritten(t *testing.T) {
 	ctx := context.Background()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, _ := openShop(ctx, t)
 	good := shop.Config(shop.ConfigOptions{SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})
 	// A wrong password is a config error; an unreachable server is waited
 	// for (TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2).
@@ -318,11 +308,7 @@ func TestCheck_ReportsEachProblemWithItsFixAndExits1(t *testing.T) {
 
 func TestSlotDrop_RemovesSlotAndPublicationButNotWhileStreaming(t *testing.T) {
 	ctx := context.Background()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, _ := openShop(ctx, t)
 	var db string
 	if err := m.Src.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
 		t.Fatal(err)
@@ -398,14 +384,10 @@ func TestVersion(t *testing.T) {
 
 func TestCheck_TargetKeyFromANonKeyColumnNeedsFullBeforeImages(t *testing.T) {
 	ctx := context.Background()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, slot := openShop(ctx, t)
 	// payments keyed by a column a delete does not carry under REPLICA IDENTITY
-	// DEFAULT. Slots are server-wide: this test's own slot name.
-	opts := shop.ConfigOptions{Slot: "tandem_check_target_key", SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}
+	// DEFAULT.
+	opts := shop.ConfigOptions{Slot: slot, SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}
 	config := strings.Replace(shop.Config(opts), "order_id: row.id", "order_id: row.customer_id", 1)
 	path := filepath.Join(t.TempDir(), "tandem.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
@@ -430,4 +412,20 @@ failed: 1 problem(s), 0 warning(s)
 	if code, out := check(); code != exitOK {
 		t.Errorf("check after REPLICA IDENTITY FULL: exit %d\n%s", code, out)
 	}
+}
+
+// openShop opens the shop migration on two fresh databases, closed when t
+// ends, and names a replication slot of its own for it (slot names are the
+// server's, and the tests beside it use theirs), dropped when t ends once
+// nothing streams from it.
+func openShop(ctx context.Context, t *testing.T) (m *shop.Migration, slot string) {
+	t.Helper()
+	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	slot = slotName(m.SrcDSN)
+	t.Cleanup(func() { dropInactiveSlot(m.SrcDSN, slot) })
+	return m, slot
 }

@@ -19,15 +19,8 @@ import (
 func TestRun_SIGTERMDrainsWithinShutdownTimeoutThenExits(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, slot := openShop(ctx, t)
 	const grace = 2 * time.Second
-	// A slot of its own: slot names are the server's, shared by every test.
-	slot := slotName(m.SrcDSN)
-	t.Cleanup(func() { dropInactiveSlot(m.SrcDSN, slot) })
 	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
 	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Slot: slot})+"shutdown_timeout: 2s\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -32,15 +32,7 @@ import (
 func TestBackfill_HangupIsIgnoredAndInterruptExits130SayingWhereTheNextRunResumes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	const slot = "tandem_backfill_sigint"
-	t.Cleanup(func() {
-		_, _ = m.Src.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
-	})
+	m, slot := openShop(ctx, t)
 	w := &shop.Workload{Src: m.Src, Seed: 92}
 	if err := w.History(ctx, 500); err != nil { // 500 customers + 1500 orders
 		t.Fatal(err)
@@ -125,15 +117,7 @@ func TestBackfill_HangupIsIgnoredAndInterruptExits130SayingWhereTheNextRunResume
 func TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	const slot = "tandem_wait_target"
-	t.Cleanup(func() {
-		_, _ = m.Src.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
-	})
+	m, slot := openShop(ctx, t)
 	tgt, err := url.Parse(m.TgtDSN)
 	if err != nil {
 		t.Fatal(err)
