@@ -373,23 +373,13 @@ func (p *process) startCapture(ctx, gctx context.Context, g *errgroup.Group, fai
 	pub := kafka.NewPublisher(kafka.PublisherConfig{
 		Source: src, Prefix: p.cfg.Kafka.TopicPrefix, Client: p.producer, Tracker: p.tracker, Log: p.log,
 		Encoder: connect.Encoder(p.cfg, p.opts.Version), Fail: func(err error) { failWith(err) },
-		Standby: !p.opts.Roles.Apply, // `tandem capture` waits for a live holder; `tandem run` stops with its error
-		OnStandby: func(on bool) {
-			p.status.standby.Store(on)
-			cm.Standby.Set(map[bool]float64{false: 0, true: 1}[on])
-		},
+		Standby:   !p.opts.Roles.Apply, // `tandem capture` waits for a live holder; `tandem run` stops with its error
+		OnStandby: flag(&p.status.standby, cm.Standby),
 	})
 	drain, cancelDrain := drainContext(gctx, p.cfg.ShutdownTimeout, p.log)
 	p.closers = append(p.closers, cancelDrain)
 	g.Go(func() error {
-		err := pub.Run(gctx, func(on bool) {
-			p.status.capturing.Store(on)
-			streaming := 0.0
-			if on {
-				streaming = 1
-			}
-			cm.Streaming.Set(streaming)
-		})
+		err := pub.Run(gctx, flag(&p.status.capturing, cm.Streaming))
 		// A stop: what was produced reaches the brokers (and its
 		// positions are acknowledged) within shutdown_timeout.
 		_ = p.producer.Flush(drain)
@@ -487,6 +477,19 @@ func (p *process) wait(ctx, gctx context.Context, err error) error {
 		err = cause
 	}
 	return err
+}
+
+// flag returns a setter of a state kept both in b, for /readyz, and in g,
+// as 1 or 0.
+func flag(b *atomic.Bool, g prometheus.Gauge) func(bool) {
+	return func(on bool) {
+		b.Store(on)
+		if on {
+			g.Set(1)
+		} else {
+			g.Set(0)
+		}
+	}
 }
 
 type readiness struct {
