@@ -16,12 +16,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tandemcdc/tandem/internal/fixture/cart"
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
-	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
@@ -227,27 +225,8 @@ func TestCapture_StandbyTakesOverWhenTheActiveIsKilledMariaDB(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srcDSN, tgtDSN := testenv.NewMariaDBDatabase(t), testenv.NewDatabase(t)
-	src, err := mysqlurl.Open(srcDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	if _, err := src.ExecContext(ctx, cart.SourceDDL); err != nil {
-		t.Fatal(err)
-	}
-	tgt, err := pgx.Connect(ctx, tgtDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tgt.Close(context.Background())
-	for _, stmt := range cart.TargetDDL("postgres") {
-		if _, err := tgt.Exec(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srcCfg, _ := mysqlurl.Parse(srcDSN)
-	f := newFailover(t, cart.Config(cart.ConfigOptions{SourceDB: srcCfg.DBName, ServerID: 4319, Brokers: newBroker(t)}),
+	srcDSN, tgtDSN, src, tgt, srcDB := openCart(ctx, t)
+	f := newFailover(t, cart.Config(cart.ConfigOptions{SourceDB: srcDB, ServerID: 4319, Brokers: newBroker(t)}),
 		[]string{"TANDEM_SOURCE_DSN=" + srcDSN, "TANDEM_TARGET_DSN=" + tgtDSN})
 	applied := func() (int64, error) {
 		var n int64

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,28 +26,9 @@ import (
 func TestRun_MariaDBKillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	srcDSN, tgtDSN := testenv.NewMariaDBDatabase(t), testenv.NewDatabase(t)
-	src, err := mysqlurl.Open(srcDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	if _, err := src.ExecContext(ctx, cart.SourceDDL); err != nil {
-		t.Fatal(err)
-	}
-	tgt, err := pgx.Connect(ctx, tgtDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tgt.Close(context.Background())
-	for _, stmt := range cart.TargetDDL("postgres") {
-		if _, err := tgt.Exec(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srcCfg, _ := mysqlurl.Parse(srcDSN)
+	srcDSN, tgtDSN, src, tgt, srcDB := openCart(ctx, t)
 	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cart.Config(cart.ConfigOptions{SourceDB: srcCfg.DBName, ServerID: 4343})), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cart.Config(cart.ConfigOptions{SourceDB: srcDB, ServerID: 4343})), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := []string{"TANDEM_SOURCE_DSN=" + srcDSN, "TANDEM_TARGET_DSN=" + tgtDSN}
@@ -160,4 +142,35 @@ func TestRun_MariaDBKillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
 	if strings.Contains(out.String(), testenv.Password) {
 		t.Errorf("the DSN password appears in tandem's output")
 	}
+}
+
+// openCart creates the cart migration's tables in a fresh MariaDB database
+// (the source) and a fresh PostgreSQL one (the target), and returns both,
+// connections to each, closed when t ends, and the source database's name.
+func openCart(ctx context.Context, t *testing.T) (srcDSN, tgtDSN string, src *sql.DB, tgt *pgx.Conn, srcDB string) {
+	t.Helper()
+	srcDSN, tgtDSN = testenv.NewMariaDBDatabase(t), testenv.NewDatabase(t)
+	src, err := mysqlurl.Open(srcDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	if _, err := src.ExecContext(ctx, cart.SourceDDL); err != nil {
+		t.Fatal(err)
+	}
+	tgt, err = pgx.Connect(ctx, tgtDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tgt.Close(context.Background()) })
+	for _, stmt := range cart.TargetDDL("postgres") {
+		if _, err := tgt.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := mysqlurl.Parse(srcDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srcDSN, tgtDSN, src, tgt, cfg.DBName
 }
