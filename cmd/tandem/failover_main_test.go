@@ -205,6 +205,13 @@ func TestCapture_StandbyTakesOverWhenTheActiveIsKilledPostgres(t *testing.T) {
 	took := f.killActiveAndTakeOver(t)
 	t.Logf("PostgreSQL: the standby captured its first change %s after the active capture was killed", took.Round(time.Millisecond))
 	waitForMoreApplied(t, ctx, m, 50)
+	// Enough rows for the comparison to prove something (applied records
+	// include updates and deletes).
+	testenv.WaitFor(t, "the source to hold 120 rows", 60*time.Second, func() (bool, error) {
+		var n int64
+		err := m.Src.QueryRow(ctx, `SELECT (SELECT count(*) FROM shop.customers) + (SELECT count(*) FROM shop.orders)`).Scan(&n)
+		return n >= 120, err
+	})
 	stopWriter()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
