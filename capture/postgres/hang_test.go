@@ -2,94 +2,14 @@ package postgres
 
 import (
 	"context"
-	"errors"
-	"io"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/testenv"
 )
-
-// stallProxy forwards TCP connections to target until Stall, after which
-// the connections open at that moment stay open and forward nothing, either
-// way: a stalled firewall, NAT or proxy. Connections opened later forward.
-type stallProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	open   []*atomic.Bool // each open connection's stalled flag
-	done   chan struct{}
-}
-
-func newStallProxy(t *testing.T, target string) *stallProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &stallProxy{ln: ln, target: target, done: make(chan struct{})}
-	t.Cleanup(func() { close(p.done); ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *stallProxy) serve(c net.Conn) {
-	defer c.Close()
-	s, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer s.Close()
-	stalled := &atomic.Bool{}
-	p.mu.Lock()
-	p.open = append(p.open, stalled)
-	p.mu.Unlock()
-	pipe := func(dst, src net.Conn) {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			if stalled.Load() {
-				<-p.done // hold the connection open, forwarding nothing
-				return
-			}
-			if n > 0 {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					return
-				}
-				return
-			}
-		}
-	}
-	go pipe(s, c)
-	pipe(c, s)
-}
-
-// Stall stalls every connection open now.
-func (p *stallProxy) Stall() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, s := range p.open {
-		s.Store(true)
-	}
-}
 
 // A replication connection that hangs (the socket open, nothing forwarded)
 // is noticed within SilenceTimeout of the unanswered status update: Stream
@@ -101,8 +21,8 @@ func TestStream_AHungConnectionIsNoticedAndTheSlotFreed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the test DSN is not a URL: %v", err)
 	}
-	proxy := newStallProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	proxy := testenv.NewFaultProxy(t, u.Host)
+	u.Host = proxy.Addr()
 	cfg := f.config("public.items")
 	cfg.DSN, cfg.SilenceTimeout = u.String(), 500*time.Millisecond
 	src := f.source(cfg)

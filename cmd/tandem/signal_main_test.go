@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -13,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -123,16 +120,10 @@ func TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The target's port accepts and at once closes each connection (a
-	// server starting up, a proxy with no backend) until reachable is set.
-	proxy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
-	var reachable atomic.Bool
-	var refused atomic.Int64
-	go forward(proxy, tgt.Host, &reachable, &refused)
-	tgt.Host = proxy.Addr().String()
+	// server starting up, a proxy with no backend) until Forward.
+	proxy := testenv.NewFaultProxy(t, tgt.Host)
+	proxy.Refuse()
+	tgt.Host = proxy.Addr()
 	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
 	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Slot: slot})), 0o600); err != nil {
 		t.Fatal(err)
@@ -150,12 +141,12 @@ func TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2(t *testing.T) {
 		}
 	}
 	testenv.WaitFor(t, "three checks of the unreachable target", time.Minute, func() (bool, error) {
-		return refused.Load() >= 3, running()
+		return proxy.Refused() >= 3, running()
 	})
 	if n := strings.Count(out.String(), "waiting to start: cannot reach a database"); n != 1 {
-		t.Errorf("%d lines for %d failed checks of one cause, want 1:\n%s", n, refused.Load(), out.String())
+		t.Errorf("%d lines for %d failed checks of one cause, want 1:\n%s", n, proxy.Refused(), out.String())
 	}
-	reachable.Store(true)
+	proxy.Forward()
 	testenv.WaitFor(t, "streaming once the target is reachable", time.Minute, func() (bool, error) {
 		return strings.Contains(out.String(), "streaming from replication slot"), running()
 	})
@@ -167,32 +158,5 @@ func TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "works again") {
 		t.Errorf("no line says the wait ended:\n%s", out.String())
-	}
-}
-
-// forward copies each connection accepted on ln to and from addr once
-// reachable is set, and before that closes it at once, counting it in
-// refused; until ln is closed.
-func forward(ln net.Listener, addr string, reachable *atomic.Bool, refused *atomic.Int64) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		if !reachable.Load() {
-			refused.Add(1)
-			c.Close()
-			continue
-		}
-		go func() {
-			defer c.Close()
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				return
-			}
-			defer s.Close()
-			go func() { _, _ = io.Copy(s, c); _ = s.(*net.TCPConn).CloseWrite() }()
-			_, _ = io.Copy(c, s)
-		}()
 	}
 }
