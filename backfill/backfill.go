@@ -157,6 +157,11 @@ type Config struct {
 	// (replication lag or source load too high) the copy waits. The time
 	// waited counts as throttled.
 	Pause func(ctx context.Context) (reason string, err error)
+	// After lists, for a table, the tables to copy before it (its
+	// mapping looks up rows their mappings write): it starts when they
+	// are done. Tables in a cycle are copied as if none of the cycle's
+	// edges were there, and logged.
+	After map[change.Table][]change.Table
 	// PauseCheckEvery is how often a paused copy asks again; default 1s.
 	PauseCheckEvery time.Duration
 	// MaxInFlightBytes bounds the bytes (as chunk sizes are estimated) of
@@ -336,8 +341,19 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 		}
 		jobs = append(jobs, job{table: t, after: after, rows: p.Rows, est: est})
 	}
-	// Largest first: one giant table should not start last and finish alone.
+	// Largest first: one giant table should not start last and finish
+	// alone; but after the tables whose rows its lookups read.
 	slices.SortStableFunc(jobs, func(a, b job) int { return int(b.est - a.est) })
+	names := make([]change.Table, len(jobs))
+	for i, j := range jobs {
+		names[i] = j.table.Name
+	}
+	order, before := r.copyOrder(names)
+	slices.SortStableFunc(jobs, func(a, b job) int { return order[a.table.Name] - order[b.table.Name] })
+	done := map[change.Table]chan struct{}{}
+	for _, j := range jobs {
+		done[j.table.Name] = make(chan struct{})
+	}
 
 	stopLog := r.logProgress(ctx, start)
 	defer stopLog()
@@ -345,7 +361,18 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.cfg.Parallel)
 	for _, j := range jobs {
+		// The tables before j come earlier in jobs, so they have started
+		// (or finished) when j waits for them: waiting holds a slot of
+		// Parallel without starving them.
 		g.Go(func() error {
+			for _, b := range before[j.table.Name] {
+				select {
+				case <-done[b]:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			defer close(done[j.table.Name])
 			r.noteStart(j.table.Name)
 			waited, err := r.copyTable(gctx, j.table, j.after, j.rows)
 			r.noteEnd(j.table.Name, waited, err)
@@ -371,6 +398,42 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 	throttled.Range(func(_, v any) bool { sum.Throttled += v.(time.Duration); return true })
 	sum.Took = time.Since(start)
 	return sum, nil
+}
+
+// copyOrder orders tables (given largest first) so that each comes after
+// the tables Config.After puts before it, keeping the given order
+// otherwise: order is each table's place, before the tables among these
+// that each must wait for. An edge that closes a cycle is dropped, and
+// logged.
+func (r *Runner) copyOrder(tables []change.Table) (order map[change.Table]int, before map[change.Table][]change.Table) {
+	order, before = map[change.Table]int{}, map[change.Table][]change.Table{}
+	state := map[change.Table]int{} // 0 unseen, 1 being placed, 2 placed
+	var place func(t change.Table)
+	place = func(t change.Table) {
+		state[t] = 1
+		for _, b := range r.cfg.After[t] {
+			if !slices.Contains(tables, b) {
+				continue // copied already, or not in this run: nothing to wait for
+			}
+			switch state[b] {
+			case 1:
+				r.log.Warn("backfill: the tables' lookups read each other's rows (a cycle): copied without waiting for each other; misses are dead letters until `tandem dlq replay`",
+					"table", t.String(), "looks_up_rows_of", b.String())
+				continue
+			case 0:
+				place(b)
+			}
+			before[t] = append(before[t], b)
+		}
+		state[t] = 2
+		order[t] = len(order)
+	}
+	for _, t := range tables {
+		if state[t] == 0 {
+			place(t)
+		}
+	}
+	return order, before
 }
 
 // chunk is a table's chunk as read, on its way to be written.

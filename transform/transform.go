@@ -93,6 +93,10 @@ func (c *column) value(act evaluation) (any, error) {
 type reads struct {
 	cols []string
 	any  bool
+	// lookups are the target tables the expression's lookup() calls name;
+	// anyLookup is true when one names its table other than by a literal.
+	lookups   []string
+	anyLookup bool
 }
 
 // readsAny reports whether the expression reads any of cols.
@@ -373,6 +377,18 @@ func rowReads(a *cel.Ast) reads {
 				r.cols = append(r.cols, sel.FieldName())
 				selected++
 			}
+		case celast.CallKind:
+			call := e.AsCall()
+			if call.FunctionName() != "lookup" || call.IsMemberFunction() || len(call.Args()) == 0 {
+				return
+			}
+			if t := call.Args()[0]; t.Kind() == celast.LiteralKind {
+				if name, ok := t.AsLiteral().(types.String); ok {
+					r.lookups = append(r.lookups, string(name))
+					return
+				}
+			}
+			r.anyLookup = true
 		}
 	}))
 	r.any = idents > selected
@@ -535,6 +551,28 @@ func (m *Mapping) KeyReads() (cols []string, any bool) {
 		}
 	}
 	return cols, any
+}
+
+// LookedUp returns the target tables the mapping's lookup() calls read
+// (in its outputs' when and columns), each once, in first-use order; any is
+// true when a call names its table other than by a literal. A backfill
+// copies the tables whose mappings write them first.
+func (m *Mapping) LookedUp() (tables []string, any bool) {
+	for _, o := range m.outputs {
+		rs := []reads{o.whenReads}
+		for _, c := range o.columns {
+			rs = append(rs, c.reads)
+		}
+		for _, r := range rs {
+			any = any || r.anyLookup
+			for _, t := range r.lookups {
+				if !slices.Contains(tables, t) {
+					tables = append(tables, t)
+				}
+			}
+		}
+	}
+	return tables, any
 }
 
 // Reads returns every source column the mapping's expressions read (keys,
