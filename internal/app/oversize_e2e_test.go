@@ -104,12 +104,18 @@ func contains(ss []string, s string) bool {
 // deadLetters returns the dead letters the target keeps of the mapping.
 func (m *oversizeMigration) deadLetters(t *testing.T, cfg *config.Config) []sink.StoredDeadLetter {
 	t.Helper()
+	return deadLettersOf(t, cfg, m.mapping)
+}
+
+// deadLettersOf returns the dead letters cfg's target keeps of mapping.
+func deadLettersOf(t *testing.T, cfg *config.Config, mapping string) []sink.StoredDeadLetter {
+	t.Helper()
 	store, closeStore, err := app.ListDeadLetters(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeStore()
-	dls, err := store.DeadLetters(context.Background(), m.mapping, 0)
+	dls, err := store.DeadLetters(context.Background(), mapping, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
