@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,25 +34,6 @@ type oversizeMigration struct {
 	config    func(limit int) string // tandem.yaml with kafka.max_record_bytes: limit
 	mapping   string
 	bigLength int
-	dollar    bool // the source's placeholders are $1, $2... (PostgreSQL), not ?
-}
-
-// q writes the source's placeholders into query, written with ?.
-func (m *oversizeMigration) q(query string) string {
-	if !m.dollar {
-		return query
-	}
-	var b strings.Builder
-	n := 0
-	for _, c := range query {
-		if c == '?' {
-			n++
-			fmt.Fprintf(&b, "$%d", n)
-			continue
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }
 
 // rows reads the docs of db with q.
@@ -79,7 +61,7 @@ func (m *oversizeMigration) waitTarget(t *testing.T, what string, without ...str
 	_, err := poll.Until(context.Background(), 50*time.Millisecond, 30*time.Second, func() (bool, error) {
 		want = nil
 		for _, r := range m.rows(t, m.src, m.srcRows) {
-			if !contains(without, r[0]) {
+			if !slices.Contains(without, r[0]) {
 				want = append(want, r)
 			}
 		}
@@ -90,15 +72,6 @@ func (m *oversizeMigration) waitTarget(t *testing.T, what string, without ...str
 		diff := cmp.Diff(want, got)
 		t.Fatalf("%s: target docs (-source +target), %d bytes of diff:\n%.3000s", what, len(diff), diff)
 	}
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // deadLetters returns the dead letters the target keeps of the mapping.
@@ -120,6 +93,12 @@ func deadLettersOf(t *testing.T, cfg *config.Config, mapping string) []sink.Stor
 		t.Fatal(err)
 	}
 	return dls
+}
+
+// insertDoc is the statement inserting doc id with body, which holds
+// letters and spaces only, as either source's SQL writes it.
+func insertDoc(id int, body string) string {
+	return fmt.Sprintf(`INSERT INTO docs (id, title, body) VALUES (%d, 'doc %d', '%s')`, id, id, body)
 }
 
 // bigText is n letters that compress poorly: neither the source's own
@@ -151,7 +130,7 @@ func (m *oversizeMigration) run(t *testing.T) {
 		if id == 0 {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, m.q(`INSERT INTO docs (id, title, body) VALUES (?, ?, ?)`), id, fmt.Sprintf("doc %d", id), body); err != nil {
+		if _, err := tx.ExecContext(ctx, insertDoc(id, body)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -198,8 +177,8 @@ func (m *oversizeMigration) run(t *testing.T) {
 	// Under the raised limit the big row's changes stream.
 	r.Stop(t)
 	start(t, high)
-	m.exec(t, m.src, m.q(`UPDATE docs SET body = ? WHERE id = 4`), bigText(m.bigLength+1))
-	m.exec(t, m.src, m.q(`INSERT INTO docs (id, title, body) VALUES (8, 'doc 8', ?)`), bigText(m.bigLength+2))
+	m.exec(t, m.src, `UPDATE docs SET body = '`+bigText(m.bigLength+1)+`' WHERE id = 4`)
+	m.exec(t, m.src, insertDoc(8, bigText(m.bigLength+2)))
 	m.waitTarget(t, "big rows under the raised limit")
 	if dls := m.deadLetters(t, high); len(dls) != 0 {
 		t.Errorf("dead letters under the raised limit: %+v", dls)
@@ -216,30 +195,12 @@ func TestRun_PostgresRowOverTheRecordLimitIsDeadLetteredAndReplayedWhileTheStrea
 	}
 	t.Cleanup(sm.Close)
 	slot := slotFor(t, sm)
-	m := &oversizeMigration{src: openPG(t, sm.SrcDSN), tgt: openPG(t, sm.TgtDSN), mapping: "public.docs", bigLength: 200 << 10, dollar: true,
+	m := &oversizeMigration{src: openPG(t, sm.SrcDSN), tgt: openPG(t, sm.TgtDSN), mapping: "public.docs", bigLength: 200 << 10,
 		srcRows: `SELECT id::text, title, body FROM docs ORDER BY id`}
 	m.exec(t, m.src, `CREATE TABLE public.docs (id bigint PRIMARY KEY, title text NOT NULL, body text NOT NULL)`)
 	m.exec(t, m.tgt, oversizeTargetDDL)
 	m.config = func(limit int) string {
-		return fmt.Sprintf(`source:
-  kind: postgres
-  dsn: %q
-  tables: [public.docs]
-  postgres: { slot: %s, publication: %s }
-kafka:
-  max_record_bytes: %d
-target:
-  kind: postgres
-  dsn: %q
-http:
-  listen: 127.0.0.1:0
-mappings:
-  - from: public.docs
-    to:
-      - table: public.docs
-        key: [id]
-        columns: { id: row.id, title: row.title, body: row.body }
-`, sm.SrcDSN, slot, slot, limit, sm.TgtDSN)
+		return oversizeConfig(fmt.Sprintf("kind: postgres\n  dsn: %q\n  postgres: { slot: %s, publication: %s }", sm.SrcDSN, slot, slot), m.mapping, limit, sm.TgtDSN)
 	}
 	m.run(t)
 }
@@ -256,11 +217,18 @@ func TestRun_MariaDBRowOverTheRecordLimitIsDeadLetteredAndReplayedWhileTheStream
 	m.mapping = srcCfg.DBName + ".docs"
 	serverID := 3000 + serverIDCounter.Add(1)
 	m.config = func(limit int) string {
-		return fmt.Sprintf(`source:
-  kind: mysql
-  dsn: %q
+		return oversizeConfig(fmt.Sprintf("kind: mysql\n  dsn: %q\n  mysql: { server_id: %d }", srcDSN, serverID), m.mapping, limit, tgtDSN)
+	}
+	m.run(t)
+}
+
+// oversizeConfig is the tandem.yaml of the oversize tests: source (its
+// keys but tables) reads table, copied whole into the target's
+// public.docs, under kafka.max_record_bytes limit.
+func oversizeConfig(source, table string, limit int, tgtDSN string) string {
+	return fmt.Sprintf(`source:
+  %s
   tables: [%s]
-  mysql: { server_id: %d }
 kafka:
   max_record_bytes: %d
 target:
@@ -274,9 +242,7 @@ mappings:
       - table: public.docs
         key: [id]
         columns: { id: row.id, title: row.title, body: row.body }
-`, srcDSN, m.mapping, serverID, limit, tgtDSN)
-	}
-	m.run(t)
+`, source, table, limit, tgtDSN)
 }
 
 // openPG opens a PostgreSQL database through database/sql.
