@@ -287,7 +287,7 @@ func (p *process) startReverseCapture(ctx, gctx context.Context, g *errgroup.Gro
 	enc.Name = connect.ReverseTopicPrefix(p.cfg)
 	pub := kafka.NewPublisher(kafka.PublisherConfig{
 		Source: src, Prefix: connect.ReverseTopicPrefix(p.cfg), Client: p.producer, Tracker: cs.tracker,
-		Log: p.log, Encoder: enc, Fail: func(err error) { failWith(err) },
+		Log: p.log, Encoder: enc, Fail: func(err error) { failWith(err) }, MaxRecordBytes: p.cfg.Kafka.MaxRecordBytes,
 	})
 	g.Go(func() error { return pub.Run(gctx, func(bool) {}) })
 	return nil

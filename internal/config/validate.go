@@ -222,6 +222,9 @@ func (v *validator) kafka(k *Kafka) {
 	if p := "kafka.topic_prefix"; !topicPrefixRE.MatchString(k.TopicPrefix) {
 		v.add(Pos{}, p, "must be letters, digits, '.', '_' or '-'"+v.got(p, k.TopicPrefix))
 	}
+	if p := "kafka.compression"; !slices.Contains(Compressions, k.Compression) {
+		v.add(Pos{}, p, "must be one of "+strings.Join(Compressions, ", ")+v.got(p, k.Compression))
+	}
 	v.envelope(&k.Envelope)
 }
 
