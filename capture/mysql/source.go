@@ -174,7 +174,7 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 	if s.metrics == nil {
 		s.metrics = capture.NewMetrics(nil)
 	}
-	conn, err := gomysql.NewConnector(dc)
+	conn, err := mysqlurl.Connector(dc)
 	if err != nil {
 		return nil, fmt.Errorf("mysql source: %w", err)
 	}

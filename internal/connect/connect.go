@@ -35,6 +35,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/pgdsn"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/reconcile"
@@ -320,7 +321,7 @@ func DropSlot(ctx context.Context, cfg *config.Config) ([]string, error) {
 func OpenQuerier(ctx context.Context, kind, dsn string) (q reconcile.Querier, close func(), err error) {
 	switch kind {
 	case config.KindPostgres:
-		pool, err := pgxpool.New(ctx, dsn)
+		pool, err := pgdsn.Pool(ctx, dsn)
 		if err != nil {
 			return nil, nil, err
 		}

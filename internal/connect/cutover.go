@@ -17,6 +17,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/pgdsn"
 	"github.com/tandemcdc/tandem/sink"
 	sinkmysql "github.com/tandemcdc/tandem/sink/mysql"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
@@ -224,7 +225,7 @@ func SourceCohorts(ctx context.Context, cfg *config.Config, mappings []*transfor
 func openRowQuerier(ctx context.Context, kind, dsn string) (func(context.Context, string) ([]string, error), func(), error) {
 	switch kind {
 	case config.KindPostgres:
-		conn, err := pgx.Connect(ctx, dsn)
+		conn, err := pgdsn.Connect(ctx, dsn)
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect: %w", err)
 		}
