@@ -419,8 +419,8 @@ func (s *Source) hung(conn *pgconn.PgConn, silence time.Duration) error {
 		_ = c.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&terminated)
 		c.Close(ctx)
 	}
-	return fmt.Errorf("replication slot %s: no message from the server for %s after asking for one: the connection seems hung (a stalled network path); reopening it (its walsender, pid %d, terminated: %v)",
-		s.cfg.Slot, silence.Round(time.Millisecond), pid, terminated)
+	return fmt.Errorf("replication slot %s: no message from the server %s for %s after asking for one (source.stream_timeout): the connection seems hung (a stalled network path); reopening it (its walsender, pid %d, terminated: %v)",
+		s.cfg.Slot, conn.Conn().RemoteAddr(), silence.Round(time.Millisecond), pid, terminated)
 }
 
 // sendFinalStatus reports the last acknowledged position on shutdown, so a

@@ -332,6 +332,7 @@ func (p *process) newAppliers() {
 			Mapping: m, Topic: topic, Group: group, Epoch: p.epoch, Seeds: p.seeds, ClientOpts: p.kafkaOpts,
 			Sink: p.tgt, DLQ: p.dlq, Metrics: p.metrics, Log: p.log, Applied: applied,
 			Committed: p.committed, Side: side,
+			WriteTimeout: p.cfg.Target.WriteTimeout, Target: connect.Peer(p.cfg.Target.Kind, p.cfg.Target.DSN.Value()),
 		}))
 	}
 }
@@ -519,6 +520,9 @@ func listenHTTP(c config.HTTP, reg *prometheus.Registry, st *readiness, appliers
 		for _, a := range appliers {
 			if !a.Joined() {
 				notReady = append(notReady, "mapping "+a.Mapping()+" has no partitions yet")
+			}
+			if a.Paused() {
+				notReady = append(notReady, "mapping "+a.Mapping()+" paused: retrying a failing write (see the log)")
 			}
 		}
 		if len(notReady) > 0 {

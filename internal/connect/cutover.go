@@ -120,14 +120,14 @@ func OpenReverseSource(cfg *config.Config, old mycapture.PositionStore, log *slo
 		r := cfg.Cutover.Reverse.Postgres
 		return pgcapture.New(pgcapture.Config{
 			DSN: cfg.Target.DSN.Value(), Slot: r.Slot, Publication: r.Publication, Tables: tables,
-			SkipOrigins: skipTandem, StatusInterval: drainInterval,
+			SkipOrigins: skipTandem, StatusInterval: drainInterval, SilenceTimeout: cfg.Source.StreamTimeout,
 		}, pgcapture.WithLogger(log), pgcapture.WithMetrics(m))
 	case config.KindMySQL:
 		return mycapture.New(mycapture.Config{
 			DSN: cfg.Target.DSN.Value(), ServerID: cfg.Cutover.Reverse.MySQL.ServerID, Tables: tables,
 			Store: old, StoreKey: ReversePositionKey(cfg), SkipOrigins: skipTandem,
 			OriginTable:  change.Table{Schema: cfg.Target.StateSchema, Name: sinkmysql.OriginTable},
-			SaveInterval: drainInterval, IdleAckInterval: drainInterval,
+			SaveInterval: drainInterval, IdleAckInterval: drainInterval, Timeout: cfg.Source.StreamTimeout,
 		}, mycapture.WithLogger(log), mycapture.WithMetrics(m))
 	}
 	return nil, unsupported("target", cfg.Target.Kind)
