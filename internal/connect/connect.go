@@ -267,7 +267,11 @@ func CheckSource(ctx context.Context, cfg *config.Config, deleteNeeds map[change
 		if err != nil {
 			return nil, err
 		}
-		return append(src.Check(ctx), src.CheckBeforeImages(ctx, deleteNeeds)...), nil
+		ps := src.Check(ctx)
+		if preflight.AnyUnreachable(ps) {
+			return ps, nil // the before-images' check would wait for it again
+		}
+		return append(ps, src.CheckBeforeImages(ctx, deleteNeeds)...), nil
 	case config.KindMySQL:
 		return checkMySQLSource(ctx, cfg), nil
 	}
