@@ -2,14 +2,17 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
@@ -102,4 +105,82 @@ func logLine(logs, s string) string {
 		}
 	}
 	return ""
+}
+
+// TestRun_WaitsForUnreachableBrokersInsteadOfExiting starts the roles
+// while their Kafka broker cannot be reached (its port closes every
+// connection): Run waits, /readyz failing with what it waits for,
+// tandem_waiting_for_brokers at 1 and one log line for the one cause, and
+// streams once the broker can be reached, converging exactly.
+func TestRun_WaitsForUnreachableBrokersInsteadOfExiting(t *testing.T) {
+	m := newMigration(t)
+	cluster := externalKafka(t)
+	proxy := testenv.NewFaultProxy(t, cluster.ListenAddrs()[0])
+	proxy.Refuse()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	cfg := parseConfig(t, shop.Config(shop.ConfigOptions{Slot: slotFor(t, m), SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN,
+		Brokers: []string{proxy.Addr()}, Listen: listen}))
+	logs := &testenv.SyncBuffer{}
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exited := make(chan error, 1)
+	go func() {
+		exited <- app.Run(ctx, cfg, app.Options{Roles: app.Roles{Capture: true, Apply: true}, Registry: reg,
+			Logger: slog.New(slog.NewTextHandler(io.MultiWriter(logs, apptest.LogWriter{TB: t}), nil))})
+	}()
+	running := func() error {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("Run ended while the broker was unreachable: %v", err)
+		default:
+			return nil
+		}
+	}
+	client := &http.Client{Timeout: time.Second}
+	readyz := func() (int, string) {
+		resp, err := client.Get("http://" + listen + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	testenv.WaitFor(t, "three refused checks, not ready, waiting", time.Minute, func() (bool, error) {
+		code, body := readyz()
+		v, _ := metricValue(t, reg, "tandem_waiting_for_brokers", nil)
+		return proxy.Refused() >= 3 && code == http.StatusServiceUnavailable && strings.Contains(body, "waiting to start") && v == 1, running()
+	})
+	if n := strings.Count(logs.String(), "waiting to start: cannot reach the kafka brokers"); n != 1 {
+		t.Errorf("%d log lines for %d refused checks of one cause, want 1:\n%s", n, proxy.Refused(), logs.String())
+	}
+	if !strings.Contains(logLine(logs.String(), "waiting to start"), proxy.Addr()) {
+		t.Errorf("the wait's log line does not name the broker %s:\n%s", proxy.Addr(), logs.String())
+	}
+
+	proxy.Forward()
+	testenv.WaitFor(t, "ready once the broker can be reached", time.Minute, func() (bool, error) {
+		code, _ := readyz()
+		return code == http.StatusOK, running()
+	})
+	if v, _ := metricValue(t, reg, "tandem_waiting_for_brokers", nil); v != 0 {
+		t.Errorf("tandem_waiting_for_brokers = %v once started, want 0", v)
+	}
+	w := &shop.Workload{Src: m.Src, Seed: 30}
+	if err := w.History(ctx, 40); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitConverged(t, m, time.Minute); got.Count() < 40 {
+		t.Errorf("only %d rows in the target", got.Count())
+	}
+	cancel()
+	if err := <-exited; err != nil {
+		t.Errorf("Run after cancel: %v", err)
+	}
 }
