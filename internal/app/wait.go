@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,7 +65,10 @@ func (p *process) waitForBrokers(ctx context.Context) error {
 		why := err.Error()
 		p.status.waiting.Store(&why)
 		wait := backoff.NextBackOff()
-		failures.Fail(err, "retry_in", wait.Round(time.Millisecond))
+		// One cause however the brokers' port fails (refused, reset,
+		// closed, silent): the first failure's own error goes with it.
+		failures.Fail(fmt.Errorf("kafka brokers %s cannot be reached", strings.Join(p.cfg.Kafka.Brokers, ",")),
+			"detail", why, "retry_in", wait.Round(time.Millisecond))
 		if err := poll.Sleep(ctx, wait); err != nil {
 			return err
 		}
