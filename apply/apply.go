@@ -46,7 +46,10 @@ type Applier struct {
 	applied     func(mapping string, keys []change.Row)
 	maxPoll     int
 	joined      atomic.Bool
-	writing     atomic.Bool // a batch is being written (or retried)
+	paused      atomic.Bool   // tandem_mapping_paused, for readiness
+	writing     atomic.Bool   // a batch is being written (or retried)
+	target      string        // the target's host:port, in log lines
+	timeout     time.Duration // Config.WriteTimeout
 	guard       *schemaGuard
 	lagMillis   atomic.Int64 // the lag last set, owned here; the gauge mirrors it
 	// pending holds, oldest first, the oldest source commit time of each
@@ -109,6 +112,14 @@ type Config struct {
 	// and updates once they are in the target (re-verification).
 	Applied func(mapping string, keys []change.Row)
 	MaxPoll int // records per poll; 0: 10,000
+	// WriteTimeout bounds each attempt of a request to the target (a
+	// batch with its offsets, a dead letter stored, the stored offsets
+	// read): one the target has not answered by then is cancelled and
+	// retried, the mapping paused meanwhile, so that a hung target, or a
+	// lock held that long, shows. 0: none.
+	WriteTimeout time.Duration
+	// Target names the target (host:port, never the DSN) in log lines.
+	Target string
 }
 
 // Transformer turns one change into target writes; reason and poison say
@@ -126,7 +137,8 @@ func New(cfg Config) *Applier {
 	a := &Applier{mapping: cfg.Mapping, name: cfg.Mapping.Name, direction: Forward, topics: []string{cfg.Topic},
 		transformFn: cfg.Transform, prepareFn: cfg.Prepare, side: cfg.Side, group: cfg.Group, epoch: cfg.Epoch, seeds: cfg.Seeds,
 		clientOpt: cfg.ClientOpts, sink: cfg.Sink, dlq: cfg.DLQ, metrics: cfg.Metrics, log: cfg.Log,
-		committed: cfg.Committed, applied: cfg.Applied, maxPoll: cfg.MaxPoll, guard: newSchemaGuard(cfg.Mapping)}
+		committed: cfg.Committed, applied: cfg.Applied, maxPoll: cfg.MaxPoll, guard: newSchemaGuard(cfg.Mapping),
+		target: cfg.Target, timeout: cfg.WriteTimeout}
 	if a.maxPoll <= 0 {
 		a.maxPoll = 10_000
 	}
@@ -159,6 +171,36 @@ func (a *Applier) Stream() string { return a.direction + ":" + a.mapping.Name }
 // Joined reports whether the consumer has been assigned its partitions.
 func (a *Applier) Joined() bool { return a.joined.Load() }
 
+// Paused reports whether the mapping is paused (tandem_mapping_paused):
+// retrying a failing or hung request to the target, or stopped by a
+// schema change.
+func (a *Applier) Paused() bool { return a.paused.Load() }
+
+// setPaused sets Paused and tandem_mapping_paused.
+func (a *Applier) setPaused(on bool) {
+	a.paused.Store(on)
+	v := 0.0
+	if on {
+		v = 1
+	}
+	a.metrics.Paused.WithLabelValues(a.name).Set(v)
+}
+
+// bounded runs fn, a request to the target, under Config.WriteTimeout; an
+// attempt cut short by it says so, naming the target.
+func (a *Applier) bounded(ctx context.Context, fn func(ctx context.Context) error) error {
+	if a.timeout <= 0 {
+		return fn(ctx)
+	}
+	bctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	err := fn(bctx)
+	if err != nil && ctx.Err() == nil && bctx.Err() != nil {
+		return fmt.Errorf("the target %s did not answer within %s (target.write_timeout); cancelled: %w", a.target, a.timeout, err)
+	}
+	return err
+}
+
 // Lag is tandem_replication_lag_seconds of the mapping, as last set.
 func (a *Applier) Lag() time.Duration {
 	return time.Duration(a.lagMillis.Load()) * time.Millisecond
@@ -186,7 +228,7 @@ func (a *Applier) Run(ctx context.Context) error { return a.RunUntil(ctx, nil) }
 // consumes the partition next) and RunUntil returns ctx.Err(). A nil stop
 // never drains.
 func (a *Applier) RunUntil(ctx context.Context, stop <-chan struct{}) error {
-	a.metrics.Paused.WithLabelValues(a.name).Set(0)
+	a.setPaused(false)
 	for {
 		err := a.consume(ctx, stop)
 		if !errors.Is(err, sink.ErrFenced) {
@@ -354,7 +396,7 @@ func (a *Applier) poll(ctx context.Context, cl *kgo.Client, ready chan<- *prepar
 // under it: paused, counted, said once, and nothing after the change is
 // applied or acknowledged, so nothing is lost.
 func (a *Applier) halt(ctx context.Context, stop *schemaChangeError) error {
-	a.metrics.Paused.WithLabelValues(a.name).Set(1)
+	a.setPaused(true)
 	a.metrics.Errors.WithLabelValues(stop.Table, "schema_changed").Inc()
 	a.log.Error("mapping stopped: source schema changed", "mapping", a.name, "table", stop.Table, "column", stop.Column, "err", stop)
 	<-ctx.Done()
@@ -367,8 +409,10 @@ func (a *Applier) storedOffsets(ctx context.Context, assigned map[string]map[int
 	var stored []sink.Offset
 	err := a.retry(ctx, "read stored offsets", func() error {
 		var err error
-		stored, err = a.sink.Offsets(ctx, a.group, a.epoch)
-		return err
+		return a.bounded(ctx, func(ctx context.Context) error {
+			stored, err = a.sink.Offsets(ctx, a.group, a.epoch)
+			return err
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -584,7 +628,7 @@ func (a *Applier) apply(ctx context.Context, p *prepared, sp span) (rejected, er
 			a.setLag(time.Since(p.newest).Seconds()) // grows while the batch waits
 		}
 		start := time.Now()
-		err := a.sink.Apply(ctx, b, cp)
+		err := a.bounded(ctx, func(ctx context.Context) error { return a.sink.Apply(ctx, b, cp) })
 		if sink.Rejected(err) {
 			rejected = err
 			return nil // not to wait out: write splits the batch
@@ -632,7 +676,9 @@ func (a *Applier) reject(ctx context.Context, p *prepared, i int, cause error) e
 	dl := kafka.StoredDeadLetter(a.name, sink.DeadLetterRejected, err, u.rec)
 	u.writes, u.dead, u.key = nil, &dl, nil
 	b, cp := a.batch(p, span{i, i + 1})
-	return a.retry(ctx, "store a dead letter", func() error { return a.sink.Apply(ctx, b, cp) })
+	return a.retry(ctx, "store a dead letter", func() error {
+		return a.bounded(ctx, func(ctx context.Context) error { return a.sink.Apply(ctx, b, cp) })
+	})
 }
 
 // targetKeys names the target rows writes write: "table key [..]", comma-separated.
@@ -689,7 +735,6 @@ const maxRetryWait = 2 * time.Second
 // (poll.Backoff, at most maxRetryWait apart). Before each new attempt the
 // sink forgets the tables it described, so it sees the target as it is now.
 func (a *Applier) retry(ctx context.Context, what string, fn func() error) error {
-	paused := a.metrics.Paused.WithLabelValues(a.name)
 	backoff := poll.NewBackoff()
 	backoff.MaxInterval = maxRetryWait
 	failures := repeat.New(a.log, "mapping paused: "+what+" failed; retrying")
@@ -700,7 +745,7 @@ func (a *Applier) retry(ctx context.Context, what string, fn func() error) error
 		}
 		if err == nil {
 			if attempt > 0 {
-				paused.Set(0)
+				a.setPaused(false)
 				failures.OK("mapping", a.name, "after_attempts", attempt)
 			}
 			return nil
@@ -713,8 +758,8 @@ func (a *Applier) retry(ctx context.Context, what string, fn func() error) error
 			table = a.mapping.From.String()
 		}
 		a.metrics.Errors.WithLabelValues(table, string(reason)).Inc()
-		paused.Set(1)
-		failures.Fail(err, "mapping", a.name, "reason", reason)
+		a.setPaused(true)
+		failures.Fail(err, "mapping", a.name, "reason", reason, "target", a.target)
 		a.sink.Forget()
 		if err := poll.Sleep(ctx, backoff.NextBackOff()); err != nil {
 			return err

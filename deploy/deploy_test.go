@@ -54,6 +54,7 @@ var knownMetrics = map[string]string{
 	"tandem_capture_standby":                   "gauge",     // 1 while a capture waits as another's standby
 	"tandem_reconcile_unsettled_rows":          "gauge",     // rows that differed but settled: not drift
 	"tandem_apply_batch_duration_seconds":      "histogram", // apply/metrics.go
+	"tandem_waiting_for_brokers":               "gauge",     // 1 while a starting role waits for its brokers
 }
 
 var metricName = regexp.MustCompile(`\btandem_[a-z0-9_]+`)

@@ -85,7 +85,7 @@ func (c *sourceCheck) run(ctx context.Context) {
 	}
 	c.passwd = dcfg.Passwd
 	c.account = mysqlurl.QuoteString(dcfg.User) + "@'%'" // until CURRENT_USER() says
-	connector, err := gomysql.NewConnector(dcfg)
+	connector, err := mysqlurl.Connector(dcfg)
 	if err != nil {
 		c.fail("source", fmt.Sprintf("invalid source.dsn: %v", err), "write source.dsn as mysql://user:password@host:3306/db")
 		return

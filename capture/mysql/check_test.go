@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -366,7 +367,7 @@ func TestCheck_CannotConnect(t *testing.T) {
 	wrong := "wrong-" + testenv.Password
 	cfg := mysql.CheckConfig{DSN: chkWithUser(t, m.DSN(""), m.User, wrong), ServerID: chkServerID}
 	want := []preflight.Problem{{Severity: preflight.Fail, Object: "source",
-		What: "cannot connect: Error 1045 (28000): Access denied for user 'tandem'@'127.0.0.1' (using password: YES)", Fix: fix}}
+		What: "cannot connect: connect to MySQL server 127.0.0.1:" + strconv.Itoa(m.Port) + ": Error 1045 (28000): Access denied for user 'tandem'@'127.0.0.1' (using password: YES)", Fix: fix}}
 	if diff := cmp.Diff(want, chkRun(t, cfg)); diff != "" {
 		t.Errorf("wrong password (-want +got):\n%s", diff)
 	}
@@ -380,7 +381,7 @@ func TestCheck_CannotConnect(t *testing.T) {
 	l.Close()
 	cfg.DSN = "mysql://tandem:" + testenv.Password + "@" + addr + "/shop"
 	want = []preflight.Problem{{Severity: preflight.Fail, Object: "source",
-		What: "cannot connect: dial tcp " + addr + ": connect: connection refused", Fix: fix, Unreachable: true}}
+		What: "cannot connect: connect to MySQL server " + addr + ": dial tcp " + addr + ": connect: connection refused", Fix: fix, Unreachable: true}}
 	if diff := cmp.Diff(want, chkRun(t, cfg)); diff != "" {
 		t.Errorf("closed port (-want +got):\n%s", diff)
 	}

@@ -43,10 +43,21 @@ var ErrLeaseLost = errors.New("lost the capture lease on the source server")
 // per replica identity, which must be unique among the server's replicas.
 func leaseName(id uint32) string { return "tandem.capture." + strconv.FormatUint(uint64(id), 10) }
 
+// A lease whose session hung or broke (a stalled network path: the check
+// got no answer within Config.Timeout, or the release failed) may still
+// hold the lock on the server, whose end of the connection may be alive,
+// for as long as the server keeps an idle session (wait_timeout, 8 hours
+// by default). The capture gave that session up, so it ends it, as
+// PostgreSQL's capturer terminates its hung walsender: the next
+// acquireLease kills it (KILL of one's own session needs no privilege)
+// before it waits for the lock, if that session still holds the lock.
+
 // lease is a held capture lease: the session holding the lock.
 type lease struct {
+	src  *Source
 	name string
 	conn *sql.Conn
+	id   int64 // the session's CONNECTION_ID()
 }
 
 // acquireLease takes the capture lease, waiting up to LeaseWait for a
@@ -54,17 +65,23 @@ type lease struct {
 // capture.ErrSourceTaken.
 func (s *Source) acquireLease(ctx context.Context) (*lease, error) {
 	name := leaseName(s.cfg.ServerID)
+	s.killHungLease(ctx)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseWait+s.cfg.Timeout)
+	defer cancel()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to the source for the capture lease %s: %w", name, err)
+		return nil, fmt.Errorf("connect to the source %s for the capture lease %s: %w", s.addr, name, err)
 	}
-	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(?, ?)`, name, int(s.cfg.LeaseWait/time.Second)).Scan(&got); err != nil {
+	var got, id sql.NullInt64
+	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(?, ?), CONNECTION_ID()`, name, int(s.cfg.LeaseWait/time.Second)).Scan(&got, &id); err != nil {
 		discard(conn)
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("take the capture lease %s (GET_LOCK) on %s: no answer within %s: %w", name, s.addr, s.cfg.LeaseWait+s.cfg.Timeout, context.DeadlineExceeded)
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("take the capture lease %s (GET_LOCK): %w", name, err)
+		return nil, fmt.Errorf("take the capture lease %s (GET_LOCK) on %s: %w", name, s.addr, err)
 	}
 	if !got.Valid || got.Int64 != 1 {
 		var holder sql.NullInt64
@@ -74,7 +91,30 @@ func (s *Source) acquireLease(ctx context.Context) (*lease, error) {
 			name, holder.Int64, capture.ErrSourceTaken)
 	}
 	s.leaseLost.Store(false)
-	return &lease{name: name, conn: conn}, nil
+	return &lease{src: s, name: name, conn: conn, id: id.Int64}, nil
+}
+
+// killHungLease ends the session of a lease given up because it hung, if
+// any (best effort, within Config.Timeout): so that its lock is free.
+func (s *Source) killHungLease(ctx context.Context) {
+	id := s.hungLease.Swap(0)
+	if id == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	var holder sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT IS_USED_LOCK(?)`, leaseName(s.cfg.ServerID)).Scan(&holder)
+	if err == nil && holder.Int64 == id {
+		_, err = s.db.ExecContext(ctx, fmt.Sprintf("KILL %d", id))
+		if err == nil {
+			s.log.Info("ended the session of the capture lease given up as hung", "connection_id", id, "source", s.addr)
+			return
+		}
+	}
+	if err != nil {
+		s.log.Debug("end the session of the capture lease given up", "connection_id", id, "source", s.addr, "err", err)
+	}
 }
 
 // watchLease checks the lease every LeaseCheck until ctx ends, calling lose
@@ -82,9 +122,10 @@ func (s *Source) acquireLease(ctx context.Context) (*lease, error) {
 // the lock.
 func (s *Source) watchLease(ctx context.Context, l *lease, lose context.CancelCauseFunc) {
 	poll.Every(ctx, s.cfg.LeaseCheck, func() bool {
-		cctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseCheck)
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		var mine int
 		err := l.conn.QueryRowContext(cctx, `SELECT COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)`, l.name).Scan(&mine)
+		hung := cctx.Err() != nil
 		cancel()
 		if ctx.Err() != nil {
 			return false
@@ -92,7 +133,11 @@ func (s *Source) watchLease(ctx context.Context, l *lease, lose context.CancelCa
 		if err != nil || mine != 1 {
 			s.leaseLost.Store(true) // before Stream stops: no position saved from now on
 			why := "its session no longer owns the lock"
-			if err != nil {
+			switch {
+			case hung:
+				s.hungLease.Store(l.id)
+				why = fmt.Sprintf("its session on %s did not answer the lease check within %s (source.stream_timeout): the connection seems hung", s.addr, s.cfg.Timeout)
+			case err != nil:
 				why = err.Error()
 			}
 			lose(fmt.Errorf("%w %s (%s): stopped streaming", ErrLeaseLost, l.name, why))
@@ -102,11 +147,14 @@ func (s *Source) watchLease(ctx context.Context, l *lease, lose context.CancelCa
 	})
 }
 
-// release gives the lease back and drops its connection.
+// release gives the lease back and drops its connection. A release that
+// fails leaves the session for the next acquireLease to end.
 func (l *lease) release() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), min(2*time.Second, l.src.cfg.Timeout))
 	defer cancel()
-	_, _ = l.conn.ExecContext(ctx, `DO RELEASE_LOCK(?)`, l.name)
+	if _, err := l.conn.ExecContext(ctx, `DO RELEASE_LOCK(?)`, l.name); err != nil {
+		l.src.hungLease.CompareAndSwap(0, l.id)
+	}
 	discard(l.conn) // never back to the pool: a lock may still be held on it
 }
 

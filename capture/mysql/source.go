@@ -20,6 +20,7 @@ import (
 
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/dial"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 )
 
@@ -38,8 +39,14 @@ type Config struct {
 	// emitted as several batches. Default 1000.
 	MaxBatch int
 	// Heartbeat is the server's heartbeat period while the binlog is idle;
-	// default 1s. A read with no event for 5 heartbeats is a dead connection.
+	// default 1s, at most a fifth of Timeout.
 	Heartbeat time.Duration
+	// Timeout is how long the binlog stream may stay silent, no event and
+	// no heartbeat, before it is taken as hung (a stalled firewall, NAT or
+	// proxy that keeps the socket open and forwards nothing), dropped and
+	// reopened; the capture lease's checks and the stream's reads of table
+	// definitions must answer within it too. Default 30s.
+	Timeout time.Duration
 	// SaveInterval is how often an advanced acknowledged position is saved; default 1s.
 	SaveInterval time.Duration
 	// IdleAckInterval is how often a position that moved past other
@@ -114,6 +121,8 @@ type Source struct {
 	gtids   bool   // positions carry GTID sets
 	host    string
 	port    uint16
+	addr    string        // host:port, naming the server in errors and logs
+	dial    time.Duration // the DSN's connect timeout
 	user    string
 	pass    string
 	tls     *tls.Config // the DSN's (tls=, ssl-ca...): the binlog connection is encrypted as the SQL ones are; nil: plaintext
@@ -123,8 +132,9 @@ type Source struct {
 	acked Position // highest acknowledged position
 	saved Position // last position saved to the store
 
-	leaseLost atomic.Bool // the lease was lost: another capture may save positions now
-	started   func()      // capture.Starter's callback; nil: none
+	leaseLost atomic.Bool  // the lease was lost: another capture may save positions now
+	hungLease atomic.Int64 // the session of a lease given up as hung, to end (lease.go); 0: none
+	started   func()       // capture.Starter's callback; nil: none
 }
 
 var _ capture.Starter = (*Source)(nil)
@@ -141,6 +151,10 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	cfg.Heartbeat = min(cfg.Heartbeat, cfg.Timeout/5)
 	if cfg.SaveInterval <= 0 {
 		cfg.SaveInterval = time.Second
 	}
@@ -164,7 +178,8 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mysql source: %w", err)
 	}
-	s := &Source{cfg: cfg, log: slog.Default(), host: host, port: port, user: dc.User, pass: dc.Passwd, tls: binlogTLS(dc), want: map[change.Table]bool{}}
+	s := &Source{cfg: cfg, log: slog.Default(), host: host, port: port, addr: dc.Addr, dial: dc.Timeout,
+		user: dc.User, pass: dc.Passwd, tls: binlogTLS(dc), want: map[change.Table]bool{}}
 	for _, t := range cfg.Tables {
 		s.want[t] = true
 	}
@@ -174,12 +189,13 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 	if s.metrics == nil {
 		s.metrics = capture.NewMetrics(nil)
 	}
-	conn, err := gomysql.NewConnector(dc)
+	conn, err := mysqlurl.Connector(dc)
 	if err != nil {
 		return nil, fmt.Errorf("mysql source: %w", err)
 	}
 	s.db = sql.OpenDB(conn)
 	s.db.SetMaxOpenConns(5) // one of them holds the capture lease while streaming
+	s.db.SetMaxIdleConns(idleConns)
 	return s, nil
 }
 
@@ -335,6 +351,22 @@ func (s *Source) Close() error {
 // captured tables, until ctx ends, the stream fails, or the lease is lost
 // (ErrLeaseLost).
 func (s *Source) Stream(ctx context.Context, emit func(context.Context, change.Batch) error) error {
+	err := s.streamLeased(ctx, emit)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, capture.ErrSourceTaken) {
+		// The pool's idle connections may be as broken as the one that
+		// failed (a stalled path holds them all): the next attempt opens
+		// new ones rather than waiting out each of them.
+		s.db.SetMaxIdleConns(0)
+		s.db.SetMaxIdleConns(idleConns)
+	}
+	return err
+}
+
+// idleConns is how many idle connections the pool keeps.
+const idleConns = 2
+
+// streamLeased is Stream.
+func (s *Source) streamLeased(ctx context.Context, emit func(context.Context, change.Batch) error) error {
 	l, err := s.acquireLease(ctx)
 	if err != nil {
 		return err
@@ -401,7 +433,8 @@ func (s *Source) stream(ctx context.Context, emit func(context.Context, change.B
 		Charset:                 "utf8mb4",
 		TimestampStringLocation: time.UTC,
 		HeartbeatPeriod:         s.cfg.Heartbeat,
-		ReadTimeout:             5 * s.cfg.Heartbeat,
+		ReadTimeout:             s.cfg.Timeout, // Config.Timeout: the handshake's and every read's
+		Dialer:                  dial.Func(s.dial),
 		DisableRetrySync:        true,
 		Logger:                  quiet(s.log),
 		// go-mysql queues parsed events ahead of Stream; its default of
@@ -444,11 +477,22 @@ func (s *Source) stream(ctx context.Context, emit func(context.Context, change.B
 
 	st := &stream{src: s, emit: emit, pos: start, gset: gset, tables: map[uint64]*table{}, skip: map[uint64]bool{},
 		counters: capture.Counters{Metrics: s.metrics}, lastEmit: time.Now()}
+	last := time.Now() // when the stream last gave an event (a heartbeat included)
 	for {
 		ev, err := streamer.GetEvent(ctx)
 		if err != nil {
+			if time.Since(last) >= s.cfg.Timeout/2 && ctx.Err() == nil {
+				// go-mysql's read deadline (Config.Timeout, from its last
+				// read, a little before the last event came through) ended
+				// it: its error says "connection was bad", not why. Any
+				// other failure comes within a heartbeat or two of the
+				// last event (Heartbeat is at most Timeout/5).
+				return fmt.Errorf("read the binlog from %s: no event or heartbeat from %s for %s (source.stream_timeout): the connection seems hung (a stalled network path); reopening it: %w",
+					st.pos, s.addr, s.cfg.Timeout, err)
+			}
 			return s.streamError(ctx, st.pos, err)
 		}
+		last = time.Now()
 		if err := st.handle(ctx, ev); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -470,7 +514,7 @@ func (s *Source) streamError(ctx context.Context, at Position, err error) error 
 			return fmt.Errorf("%w (position %s; the server says: %s): the changes since then are lost to tandem; run the backfill again (tandem backfill --restart) and reset the position", ErrPositionPurged, at, me.Message)
 		}
 	}
-	return fmt.Errorf("read the binlog from %s: %w", at, err)
+	return fmt.Errorf("read the binlog from %s on %s: %w", at, s.addr, err)
 }
 
 // saveLoop saves the acknowledged position every SaveInterval.
@@ -662,7 +706,9 @@ func (st *stream) tableMap(ctx context.Context, tm *replication.TableMapEvent) e
 		st.skip[tm.TableID] = true
 		return nil
 	}
-	info, err := readInfoSchema(ctx, st.src.db, name)
+	ictx, cancel := context.WithTimeout(ctx, st.src.cfg.Timeout) // the stream waits on it: a hung connection must not hold it
+	info, err := readInfoSchema(ictx, st.src.db, name)
+	cancel()
 	if err != nil && len(tm.ColumnNameString()) != int(tm.ColumnCount) {
 		return err
 	}

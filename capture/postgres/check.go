@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/pgdsn"
 	"github.com/tandemcdc/tandem/internal/preflight"
 )
 
@@ -19,7 +20,7 @@ import (
 // replica identity key, the publication and the slot.
 func (s *Source) Check(ctx context.Context) []preflight.Problem {
 	var ps problems
-	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	conn, err := pgdsn.Connect(ctx, s.cfg.DSN)
 	if err != nil {
 		ps = append(ps, preflight.UnreachableProblem("source", err, "check source.dsn, that the server is up and that pg_hba.conf lets this host in"))
 		return ps
@@ -182,7 +183,7 @@ func (s *Source) CheckBeforeImages(ctx context.Context, needs map[change.Table][
 	if len(needs) == 0 {
 		return nil
 	}
-	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	conn, err := pgdsn.Connect(ctx, s.cfg.DSN)
 	if err != nil {
 		return nil // Check reports the connection
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tandemcdc/tandem/internal/pgdsn"
 )
 
 // SlotLog is a PostgreSQL database's WAL as a cutover switch drains it:
@@ -19,7 +20,7 @@ type SlotLog struct {
 // NewSlotLog connects to the database of dsn, whose capturer reads it
 // through slot.
 func NewSlotLog(ctx context.Context, dsn, slot string) (*SlotLog, error) {
-	pool, err := pgxpool.New(ctx, dsn)
+	pool, err := pgdsn.Pool(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("connect to read the WAL position: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/pgdsn"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 )
 
@@ -30,7 +31,7 @@ type TableReader struct {
 
 // NewTableReader connects to the source.
 func NewTableReader(ctx context.Context, dsn string) (*TableReader, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgdsn.PoolConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse source dsn: %w", err)
 	}
@@ -273,7 +274,7 @@ func (r *TableReader) Estimate(ctx context.Context, t change.Table) (int64, erro
 // SlotExists reports whether the slot exists in the source: the stream's
 // start position, which a backfill must not precede.
 func (s *Source) SlotExists(ctx context.Context) (bool, error) {
-	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	conn, err := pgdsn.Connect(ctx, s.cfg.DSN)
 	if err != nil {
 		return false, fmt.Errorf("connect to source: %w", err)
 	}

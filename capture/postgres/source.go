@@ -18,6 +18,7 @@ import (
 
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/pgdsn"
 )
 
 var _ capture.Source = (*Source)(nil)
@@ -130,7 +131,7 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 // slot, if they do not exist. The publication must exist before the slot's
 // start position, or pgoutput cannot see it.
 func (s *Source) Setup(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	conn, err := pgdsn.Connect(ctx, s.cfg.DSN)
 	if err != nil {
 		return fmt.Errorf("connect to source: %w", err)
 	}
@@ -252,7 +253,7 @@ func (s *Source) Close() error { return nil }
 
 // replicationConfig is the DSN's config with the replication protocol on.
 func (s *Source) replicationConfig() (*pgconn.Config, error) {
-	cfg, err := pgconn.ParseConfig(s.cfg.DSN)
+	cfg, err := pgdsn.Config(s.cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("parse source dsn: %w", err)
 	}
@@ -414,12 +415,12 @@ func (s *Source) hung(conn *pgconn.PgConn, silence time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	terminated := false
-	if c, err := pgx.Connect(ctx, s.cfg.DSN); err == nil {
+	if c, err := pgdsn.Connect(ctx, s.cfg.DSN); err == nil {
 		_ = c.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&terminated)
 		c.Close(ctx)
 	}
-	return fmt.Errorf("replication slot %s: no message from the server for %s after asking for one: the connection seems hung (a stalled network path); reopening it (its walsender, pid %d, terminated: %v)",
-		s.cfg.Slot, silence.Round(time.Millisecond), pid, terminated)
+	return fmt.Errorf("replication slot %s: no message from the server %s for %s after asking for one (source.stream_timeout): the connection seems hung (a stalled network path); reopening it (its walsender, pid %d, terminated: %v)",
+		s.cfg.Slot, conn.Conn().RemoteAddr(), silence.Round(time.Millisecond), pid, terminated)
 }
 
 // sendFinalStatus reports the last acknowledged position on shutdown, so a
@@ -593,7 +594,7 @@ func (st *stream) add(ctx context.Context, rel *relation, op change.Op, before, 
 // primaryKeys reads the primary key columns of the configured tables that
 // have one.
 func (s *Source) primaryKeys(ctx context.Context) (map[change.Table][]string, error) {
-	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	conn, err := pgdsn.Connect(ctx, s.cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("connect to source: %w", err)
 	}
@@ -628,7 +629,7 @@ func (s *Source) primaryKeys(ctx context.Context) (map[change.Table][]string, er
 // slot is invalidated (pg_replication_slots.safe_wal_size; +Inf when
 // max_slot_wal_keep_size is unlimited), every 15 seconds until ctx ends.
 func (s *Source) watchHeadroom(ctx context.Context) {
-	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	conn, err := pgdsn.Connect(ctx, s.cfg.DSN)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("retention headroom not watched: cannot connect", "err", err)
@@ -670,7 +671,7 @@ const liveReplyAge = 10 * time.Second
 // not noticed is dead yet (a crashed tandem): the slot is released within
 // wal_sender_timeout, so the error is an ordinary one, retried.
 func (s *Source) slotInUse(ctx context.Context, cause error) error {
-	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	conn, err := pgdsn.Connect(ctx, s.cfg.DSN)
 	if err != nil {
 		return fmt.Errorf("start replication on slot %s: %w", s.cfg.Slot, cause)
 	}
@@ -716,7 +717,7 @@ var ErrSlotActive = errors.New("replication slot is in use")
 // refuses while a capture streams from the slot. Missing objects are not
 // an error; it reports what it dropped.
 func (s *Source) Drop(ctx context.Context) (dropped []string, err error) {
-	conn, err := pgx.Connect(ctx, s.cfg.DSN)
+	conn, err := pgdsn.Connect(ctx, s.cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("connect to source: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,6 +76,9 @@ func (g *globals) refuseWhenCheckFails(ctx context.Context, cmd *cobra.Command, 
 		if problems, err = app.Check(ctx, cfg); err != nil {
 			return g.fail(cmd, exitUsage, err)
 		}
+		// Brokers that cannot be reached are waited for by the roles
+		// themselves, with /readyz and a metric saying so (app.Run).
+		problems = slices.DeleteFunc(problems, func(p preflight.Problem) bool { return p.Unreachable && p.Object == app.BrokersObject })
 		if !preflight.OnlyUnreachable(problems) {
 			break
 		}

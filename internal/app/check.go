@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
@@ -15,13 +16,25 @@ import (
 
 // Check runs the preflight checks of the source and the target. It changes
 // nothing. The error is for a configuration it cannot check at all.
+//
+// The source and the target are checked at once, so that servers that
+// cannot be reached (down, or a path that hangs) cost one connect timeout,
+// not one each; the checks that read them again (the mappings' sample
+// rows, cutover's keys) are skipped while one cannot be reached.
 func Check(ctx context.Context, cfg *config.Config) ([]preflight.Problem, error) {
-	ps, err := connect.CheckSource(ctx, cfg, deleteNeeds(cfg))
+	var src, tgt []preflight.Problem
+	var err error
+	var wg sync.WaitGroup
+	wg.Go(func() { src, err = connect.CheckSource(ctx, cfg, deleteNeeds(cfg)) })
+	wg.Go(func() { tgt = connect.CheckTarget(ctx, cfg, targetUses(cfg)) })
+	wg.Wait()
 	if err != nil {
 		return nil, err
 	}
-	ps = append(ps, connect.CheckTarget(ctx, cfg, targetUses(cfg))...)
-	ps = append(ps, modeProblems(cfg)...)
+	ps := append(append(src, tgt...), modeProblems(cfg)...)
+	if preflight.AnyUnreachable(ps) {
+		return append(ps, transportProblems(ctx, cfg)...), nil
+	}
 	ps = append(ps, cutoverProblems(ctx, cfg)...)
 	ps = append(ps, transportProblems(ctx, cfg)...)
 	return append(ps, checkMappings(ctx, cfg)...), nil

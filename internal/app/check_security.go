@@ -28,8 +28,9 @@ func transportProblems(ctx context.Context, cfg *config.Config) []preflight.Prob
 			pctx, cancel := context.WithTimeout(ctx, kafkaPingTimeout)
 			defer cancel()
 			if err := kafka.Ping(pctx, cfg.Kafka, opts); err != nil {
-				ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: "kafka", What: err.Error(),
-					Fix: "make kafka.brokers reachable; with TLS, kafka.tls.ca_file must hold the CA the brokers' certificates chain to; with SASL, kafka.sasl's mechanism, user and password must be the broker's"})
+				ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: BrokersObject, What: err.Error(),
+					Fix:         "make kafka.brokers reachable; with TLS, kafka.tls.ca_file must hold the CA the brokers' certificates chain to; with SASL, kafka.sasl's mechanism, user and password must be the broker's",
+					Unreachable: BrokersUnreachable(err)})
 			}
 		}
 	}

@@ -253,6 +253,7 @@ func (p *process) newReverseAppliers() {
 			Mapping: m, Reverse: true, Topics: topics, Transform: xf, Prepare: prepare, Side: sink.SideOld,
 			Group: group, Epoch: p.epoch, Seeds: p.seeds, ClientOpts: p.kafkaOpts,
 			Sink: cs.old, DLQ: p.dlq, Metrics: p.metrics, Log: p.log, Committed: p.committed,
+			WriteTimeout: p.cfg.Target.WriteTimeout, Target: connect.Peer(p.cfg.Source.Kind, p.cfg.Source.DSN.Value()),
 		}))
 	}
 }

@@ -200,7 +200,7 @@ func ServeReconcile(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 		}
 		rm.Interval.WithLabelValues(m.Name).Set(cfg.Reconcile.Interval.Seconds())
 	}
-	srv, addr, err := listenHTTP(cfg.HTTP, reg, &readiness{}, nil, Roles{}, log)
+	srv, addr, err := listenHTTP(cfg.HTTP, reg, &readiness{}, Roles{}, log)
 	if err != nil {
 		return err
 	}

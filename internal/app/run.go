@@ -152,6 +152,7 @@ type process struct {
 	trimmer  *kafka.Trimmer // frees the embedded broker's applied records
 	verify   reconcile.VerifyQueue
 	status   readiness
+	addr     string        // where HTTP listens
 	cutover  *cutoverState // nil without a cutover section
 }
 
@@ -168,6 +169,12 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	var err error
 	if p.mappings, err = CompileMappings(cfg); err != nil {
+		return err
+	}
+	if err := p.serveHTTP(); err != nil {
+		return err
+	}
+	if err := p.waitForBrokers(ctx); err != nil {
 		return err
 	}
 	if err := p.connectKafka(ctx); err != nil {
@@ -211,7 +218,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if p.cutover != nil {
 		p.startCutoverLoops(gctx, g)
 	}
-	p.serveHTTP(failWith)
+	p.started()
 	if backfillDone != nil {
 		// A backfill run ends when its copy is written (or fails).
 		go func() {
@@ -349,6 +356,7 @@ func (p *process) newAppliers() {
 			Mapping: m, Topic: topic, Group: group, Epoch: p.epoch, Seeds: p.seeds, ClientOpts: p.kafkaOpts,
 			Sink: p.tgt, DLQ: p.dlq, Metrics: p.metrics, Log: p.log, Applied: applied,
 			Committed: p.committed, Side: side,
+			WriteTimeout: p.cfg.Target.WriteTimeout, Target: connect.Peer(p.cfg.Target.Kind, p.cfg.Target.DSN.Value()),
 		}))
 	}
 }
@@ -457,18 +465,27 @@ func (p *process) startApply(gctx context.Context, g *errgroup.Group) {
 	}
 }
 
-// serveHTTP serves /metrics, /healthz and /readyz; failing to listen
-// stops the process.
-func (p *process) serveHTTP(failWith context.CancelCauseFunc) {
-	srv, addr, err := listenHTTP(p.cfg.HTTP, p.reg, &p.status, p.appliers, p.opts.Roles, p.log)
+// serveHTTP serves /metrics, /healthz and /readyz from the start, so that
+// a process waiting to start (for its brokers) shows it; /readyz fails
+// until started.
+func (p *process) serveHTTP() error {
+	p.status.starting.Store(true)
+	srv, addr, err := listenHTTP(p.cfg.HTTP, p.reg, &p.status, p.opts.Roles, p.log)
 	if err != nil {
-		failWith(err)
-		return
+		return err
 	}
 	p.log.Info("http listening", "addr", addr, "metrics", "http://"+addr+"/metrics")
 	p.closers = append(p.closers, func() { srv.Close() })
+	p.addr = addr
+	return nil
+}
+
+// started marks the roles started: /readyz now says how they are.
+func (p *process) started() {
+	p.status.appliers.Store(&p.appliers)
+	p.status.starting.Store(false)
 	if p.opts.Ready != nil {
-		p.opts.Ready(addr)
+		p.opts.Ready(p.addr)
 	}
 }
 
@@ -512,12 +529,17 @@ func flag(b *atomic.Bool, g prometheus.Gauge) func(bool) {
 type readiness struct {
 	capturing atomic.Bool
 	standby   atomic.Bool // a capture waiting to take over: ready, that is its job
+	starting  atomic.Bool // the roles are not started yet
+	// waiting says what a starting process waits for (the brokers it
+	// cannot reach); nil: nothing.
+	waiting  atomic.Pointer[string]
+	appliers atomic.Pointer[[]*apply.Applier] // set once started
 }
 
 // listenHTTP serves /metrics, /healthz and /readyz on c.Listen, behind the
 // TLS and basic auth of c.WebConfigFile when it is set (the Prometheus
 // exporter web configuration, read again as it changes).
-func listenHTTP(c config.HTTP, reg *prometheus.Registry, st *readiness, appliers []*apply.Applier, roles Roles, log *slog.Logger) (*http.Server, string, error) {
+func listenHTTP(c config.HTTP, reg *prometheus.Registry, st *readiness, roles Roles, log *slog.Logger) (*http.Server, string, error) {
 	if err := web.Validate(c.WebConfigFile); err != nil {
 		return nil, "", fmt.Errorf("read http.web_config_file %s: %w", c.WebConfigFile, err)
 	}
@@ -530,12 +552,24 @@ func listenHTTP(c config.HTTP, reg *prometheus.Registry, st *readiness, appliers
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		var notReady []string
+		if w := st.waiting.Load(); w != nil {
+			notReady = append(notReady, "waiting to start: "+*w)
+		} else if st.starting.Load() {
+			notReady = append(notReady, "starting")
+		}
 		if roles.Capture && !st.capturing.Load() && !st.standby.Load() {
 			notReady = append(notReady, "capture not streaming")
+		}
+		var appliers []*apply.Applier
+		if as := st.appliers.Load(); as != nil {
+			appliers = *as
 		}
 		for _, a := range appliers {
 			if !a.Joined() {
 				notReady = append(notReady, "mapping "+a.Mapping()+" has no partitions yet")
+			}
+			if a.Paused() {
+				notReady = append(notReady, "mapping "+a.Mapping()+" paused: retrying a failing write (see the log)")
 			}
 		}
 		if len(notReady) > 0 {

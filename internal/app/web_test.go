@@ -28,7 +28,7 @@ func TestHTTP_WebConfigFileRequiresTheBasicAuthPassword(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_test_up", Help: "1"}))
-	srv, addr, err := listenHTTP(config.HTTP{Listen: "127.0.0.1:0", WebConfigFile: webConfig}, reg, &readiness{}, nil, Roles{}, slog.New(slog.DiscardHandler))
+	srv, addr, err := listenHTTP(config.HTTP{Listen: "127.0.0.1:0", WebConfigFile: webConfig}, reg, &readiness{}, Roles{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestHTTP_ABadWebConfigFileIsAnErrorNamingIt(t *testing.T) {
 	if err := os.WriteFile(webConfig, []byte("tls_server_config:\n  cert_file: missing.pem\n  key_file: missing.key\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := listenHTTP(config.HTTP{Listen: "127.0.0.1:0", WebConfigFile: webConfig}, prometheus.NewRegistry(), &readiness{}, nil, Roles{}, slog.New(slog.DiscardHandler))
+	_, _, err := listenHTTP(config.HTTP{Listen: "127.0.0.1:0", WebConfigFile: webConfig}, prometheus.NewRegistry(), &readiness{}, Roles{}, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "http.web_config_file "+webConfig) {
 		t.Fatalf("listenHTTP error = %v, want one naming http.web_config_file %s", err, webConfig)
 	}

@@ -147,7 +147,11 @@ type Source struct {
 	TablesPos []Pos          `pos:"tables"`    // position of each entry of Tables
 	MySQL     MySQLSource    `yaml:"mysql"`    // used when Kind is KindMySQL
 	Postgres  PostgresSource `yaml:"postgres"` // used when Kind is KindPostgres
-	Pos       Pos            // position of the source key's value
+	// StreamTimeout is how long the replication stream (WAL or binlog) may
+	// stay silent, no change and no keepalive or heartbeat though one was
+	// asked for, before it is taken as hung, dropped and reopened.
+	StreamTimeout time.Duration `yaml:"stream_timeout" default:"30s" what:"a duration such as 30s" check:">0" must:"be more than 0"`
+	Pos           Pos           // position of the source key's value
 }
 
 // MySQLSource holds the MySQL-only source settings.
@@ -253,7 +257,12 @@ type Target struct {
 	// a database of the target server (MySQL), where every migration into
 	// the server needs its own.
 	StateSchema string `yaml:"state_schema" default:"tandem" check:"1..63" must:"be a schema (PostgreSQL) or database (MySQL) name of 1 to 63 bytes"`
-	Pos         Pos    // position of the target key's value
+	// WriteTimeout is how long apply waits for the target to write one
+	// batch with its offsets (or to answer any other request of apply's)
+	// before it cancels the attempt and retries, the mapping paused: a hung
+	// target or a lock held that long shows as a paused mapping.
+	WriteTimeout time.Duration `yaml:"write_timeout" default:"30s" what:"a duration such as 30s" check:">0" must:"be more than 0"`
+	Pos          Pos           // position of the target key's value
 }
 
 // Mapping turns the rows of one source table into rows of one or more target

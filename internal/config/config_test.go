@@ -53,15 +53,15 @@ func TestParse_ContractExampleGivesTheExactConfig(t *testing.T) {
 			Tables:    []string{"shop.orders", "shop.customers"},
 			TablesPos: []Pos{at(4, 12), at(4, 25)},
 			MySQL:     MySQLSource{ServerID: 4242},
-			Postgres:  PostgresSource{Slot: "tandem", Publication: "tandem"},
-			Pos:       at(2, 3),
+			Postgres:  PostgresSource{Slot: "tandem", Publication: "tandem"}, StreamTimeout: 30 * time.Second,
+			Pos: at(2, 3),
 		},
 		Kafka: Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem", Envelope: defaultEnvelope, MaxRecordBytes: 16777216, Compression: "zstd"},
 		Target: Target{
 			Kind:        "postgres",
 			DSN:         "postgres://app:s3cret@db.internal:5432/shop?sslmode=require",
-			StateSchema: "tandem",
-			Pos:         at(12, 3),
+			StateSchema: "tandem", WriteTimeout: 30 * time.Second,
+			Pos: at(12, 3),
 		},
 		Mappings: []Mapping{{
 			Name: "shop.orders",
@@ -148,11 +148,11 @@ func TestParse_AbsentKeysGetDefaults(t *testing.T) {
 			Tables:    []string{"public.users"},
 			TablesPos: []Pos{at(4, 12)},
 			MySQL:     MySQLSource{ServerID: 4242},
-			Postgres:  PostgresSource{Slot: "tandem", Publication: "tandem"},
-			Pos:       at(2, 3),
+			Postgres:  PostgresSource{Slot: "tandem", Publication: "tandem"}, StreamTimeout: 30 * time.Second,
+			Pos: at(2, 3),
 		},
 		Kafka:  Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem", Envelope: defaultEnvelope, MaxRecordBytes: 16777216, Compression: "zstd"},
-		Target: Target{Kind: "mysql", DSN: "mysql://u:pw@h:3306/app", StateSchema: "tandem", Pos: at(6, 3)},
+		Target: Target{Kind: "mysql", DSN: "mysql://u:pw@h:3306/app", StateSchema: "tandem", WriteTimeout: 30 * time.Second, Pos: at(6, 3)},
 		Mappings: []Mapping{{
 			Name: "public.users",
 			From: "public.users",
@@ -181,10 +181,10 @@ func TestParse_AbsentKeysGetDefaults(t *testing.T) {
 // changed in the code fails here until the contract's value is changed too.
 func contractDefaults() *Config {
 	return &Config{
-		Source: Source{MySQL: MySQLSource{ServerID: 4242}, Postgres: PostgresSource{Slot: "tandem", Publication: "tandem"}},
+		Source: Source{MySQL: MySQLSource{ServerID: 4242}, Postgres: PostgresSource{Slot: "tandem", Publication: "tandem"}, StreamTimeout: 30 * time.Second},
 		Kafka: Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem", MaxRecordBytes: 16777216, Compression: "zstd",
 			Envelope: Envelope{DecimalHandling: "string", TimePrecision: "adaptive", TombstonesOnDel: "true", SchemasEnable: "false"}},
-		Target:          Target{StateSchema: "tandem"},
+		Target:          Target{StateSchema: "tandem", WriteTimeout: 30 * time.Second},
 		Reconcile:       Reconcile{Interval: time.Minute, ChunkRows: 5000, MaxRowsPerSecond: 5000, Settle: 5 * time.Second},
 		Backfill:        Backfill{ChunkRows: 5000, Parallel: 4, MaxRowsPerSecond: 0, MaxLagSeconds: 30, MaxSourceLoad: 32},
 		HTTP:            HTTP{Listen: "127.0.0.1:9187"},

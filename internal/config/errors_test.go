@@ -66,7 +66,7 @@ func TestParse_BadInputGivesExactErrors(t *testing.T) {
 			name: "unknown key",
 			yaml: "source:\n  kind: mysql\n  dsn: mysql://u:pw@h/db\n  tabels: [shop.orders]\ntarget: {kind: postgres, dsn: postgres://h/db}\n",
 			want: "tandem.yaml:2:3: source.tables: must list at least one table\n" +
-				"tandem.yaml:4:3: source.tabels: unknown key (known: kind, dsn, dsn_file, tables, mysql, postgres)",
+				"tandem.yaml:4:3: source.tabels: unknown key (known: kind, dsn, dsn_file, tables, mysql, postgres, stream_timeout)",
 		},
 		{
 			name: "unknown top-level and nested keys",

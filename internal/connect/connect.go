@@ -35,6 +35,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/pgdsn"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/internal/resync"
 	"github.com/tandemcdc/tandem/reconcile"
@@ -117,6 +118,21 @@ func openTarget(ctx context.Context, cfg *config.Config, readOnly bool) (Target,
 	return nil, unsupported("target", cfg.Target.Kind)
 }
 
+// Peer is the host:port of the server of a DSN of kind, for log lines and
+// errors that must say which server did not answer (never the DSN, which
+// may hold a password); "" when dsn does not parse.
+func Peer(kind, dsn string) string {
+	switch kind {
+	case config.KindPostgres:
+		return pgdsn.PeerOf(dsn)
+	case config.KindMySQL:
+		if c, err := mysqlurl.Parse(dsn); err == nil {
+			return c.Addr
+		}
+	}
+	return ""
+}
+
 // SourceNeedsStore reports whether the source keeps its position in the
 // target (a binlog has no slot).
 func SourceNeedsStore(cfg *config.Config) bool { return cfg.Source.Kind == config.KindMySQL }
@@ -144,7 +160,7 @@ func OpenSource(cfg *config.Config, store mycapture.PositionStore, log *slog.Log
 	case config.KindMySQL:
 		c := mycapture.Config{
 			DSN: cfg.Source.DSN.Value(), ServerID: cfg.Source.MySQL.ServerID, Tables: SourceTables(cfg),
-			Store: store, StoreKey: PositionKey(cfg),
+			Store: store, StoreKey: PositionKey(cfg), Timeout: cfg.Source.StreamTimeout,
 		}
 		if cfg.Cutover != nil {
 			c.SkipOrigins, c.OriginTable = skipTandem, change.Table{Schema: cfg.Target.StateSchema, Name: sinkmysql.OriginTable}
@@ -158,6 +174,7 @@ func OpenSource(cfg *config.Config, store mycapture.PositionStore, log *slog.Log
 func pgSource(cfg *config.Config, opts ...pgcapture.Option) (*pgcapture.Source, error) {
 	c := pgcapture.Config{
 		DSN: cfg.Source.DSN.Value(), Slot: cfg.Source.Postgres.Slot, Publication: cfg.Source.Postgres.Publication, Tables: SourceTables(cfg),
+		SilenceTimeout: cfg.Source.StreamTimeout,
 	}
 	if cfg.Cutover != nil {
 		c.SkipOrigins, c.StatusInterval = skipTandem, drainInterval
@@ -250,7 +267,11 @@ func CheckSource(ctx context.Context, cfg *config.Config, deleteNeeds map[change
 		if err != nil {
 			return nil, err
 		}
-		return append(src.Check(ctx), src.CheckBeforeImages(ctx, deleteNeeds)...), nil
+		ps := src.Check(ctx)
+		if preflight.AnyUnreachable(ps) {
+			return ps, nil // the before-images' check would wait for it again
+		}
+		return append(ps, src.CheckBeforeImages(ctx, deleteNeeds)...), nil
 	case config.KindMySQL:
 		return checkMySQLSource(ctx, cfg), nil
 	}
@@ -320,7 +341,7 @@ func DropSlot(ctx context.Context, cfg *config.Config) ([]string, error) {
 func OpenQuerier(ctx context.Context, kind, dsn string) (q reconcile.Querier, close func(), err error) {
 	switch kind {
 	case config.KindPostgres:
-		pool, err := pgxpool.New(ctx, dsn)
+		pool, err := pgdsn.Pool(ctx, dsn)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
+	"github.com/tandemcdc/tandem/internal/pgdsn"
 	"github.com/tandemcdc/tandem/sink"
 	sinkmysql "github.com/tandemcdc/tandem/sink/mysql"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
@@ -119,14 +120,14 @@ func OpenReverseSource(cfg *config.Config, old mycapture.PositionStore, log *slo
 		r := cfg.Cutover.Reverse.Postgres
 		return pgcapture.New(pgcapture.Config{
 			DSN: cfg.Target.DSN.Value(), Slot: r.Slot, Publication: r.Publication, Tables: tables,
-			SkipOrigins: skipTandem, StatusInterval: drainInterval,
+			SkipOrigins: skipTandem, StatusInterval: drainInterval, SilenceTimeout: cfg.Source.StreamTimeout,
 		}, pgcapture.WithLogger(log), pgcapture.WithMetrics(m))
 	case config.KindMySQL:
 		return mycapture.New(mycapture.Config{
 			DSN: cfg.Target.DSN.Value(), ServerID: cfg.Cutover.Reverse.MySQL.ServerID, Tables: tables,
 			Store: old, StoreKey: ReversePositionKey(cfg), SkipOrigins: skipTandem,
 			OriginTable:  change.Table{Schema: cfg.Target.StateSchema, Name: sinkmysql.OriginTable},
-			SaveInterval: drainInterval, IdleAckInterval: drainInterval,
+			SaveInterval: drainInterval, IdleAckInterval: drainInterval, Timeout: cfg.Source.StreamTimeout,
 		}, mycapture.WithLogger(log), mycapture.WithMetrics(m))
 	}
 	return nil, unsupported("target", cfg.Target.Kind)
@@ -224,7 +225,7 @@ func SourceCohorts(ctx context.Context, cfg *config.Config, mappings []*transfor
 func openRowQuerier(ctx context.Context, kind, dsn string) (func(context.Context, string) ([]string, error), func(), error) {
 	switch kind {
 	case config.KindPostgres:
-		conn, err := pgx.Connect(ctx, dsn)
+		conn, err := pgdsn.Connect(ctx, dsn)
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect: %w", err)
 		}

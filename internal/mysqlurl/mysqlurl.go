@@ -9,22 +9,34 @@
 // Both give a Config with the driver settings tandem relies on: parseTime
 // off (times stay the server's text, which is lossless), and the
 // connection's time zone forced to UTC so TIMESTAMP values read and written
-// by tandem are UTC whatever the server's default. It also holds the one
-// quoting of identifiers and string literals for MySQL SQL text.
+// by tandem are UTC whatever the server's default. Connections get
+// tandem's connection defaults: a connect timeout (dial.ConnectTimeout)
+// where the DSN sets no timeout, bounding the dial and the handshake
+// together (Connector), and the keepalive probes of package dial. The
+// DSN's readTimeout and writeTimeout are the user's: tandem sets none, as
+// they would bound every statement alike, a long backfill read included;
+// the operations that must answer soon carry deadlines of their own. It
+// also holds the one quoting of identifiers and string literals for MySQL
+// SQL text.
 package mysqlurl
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/tandemcdc/tandem/internal/dial"
 )
 
 // Parse parses dsn. Errors name what is wrong, never the password.
@@ -53,6 +65,12 @@ func Parse(dsn string) (*mysql.Config, error) {
 	cfg.MultiStatements = false
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:3306"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = dial.ConnectTimeout
+	}
+	if cfg.DialFunc == nil && (cfg.Net == "" || strings.HasPrefix(cfg.Net, "tcp")) {
+		cfg.DialFunc = dial.Func(cfg.Timeout)
 	}
 	if err := fileTLS(cfg); err != nil {
 		return nil, err
@@ -193,11 +211,44 @@ func Open(dsn string) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := mysql.NewConnector(cfg)
+	conn, err := Connector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(conn), nil
+}
+
+// Connector returns the driver connector of cfg, for sql.OpenDB: each
+// connection it opens must be open, authenticated and set up within
+// cfg.Timeout (the driver's own timeout bounds the dial only, and a server
+// or a path that accepts and never answers would hold the handshake
+// forever), and an error opening one names the server's address.
+func Connector(cfg *mysql.Config) (driver.Connector, error) {
+	c, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open MySQL connection pool: %s", scrub(err.Error(), cfg.Passwd))
 	}
-	return sql.OpenDB(conn), nil
+	return boundedConnector{Connector: c, addr: cfg.Addr, timeout: cfg.Timeout}, nil
+}
+
+type boundedConnector struct {
+	driver.Connector
+	addr    string
+	timeout time.Duration
+}
+
+// Connect implements driver.Connector.
+func (c boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	conn, err := c.Connector.Connect(cctx)
+	switch {
+	case err == nil:
+		return conn, nil
+	case ctx.Err() == nil && cctx.Err() != nil:
+		return nil, fmt.Errorf("connect to MySQL server %s: no answer within %s (the DSN's timeout): %w", c.addr, c.timeout, context.DeadlineExceeded)
+	}
+	return nil, fmt.Errorf("connect to MySQL server %s: %w", c.addr, err)
 }
 
 // QuoteIdent quotes a MySQL identifier with backticks, doubling those inside.

@@ -75,6 +75,17 @@ func OnlyUnreachable(problems []Problem) bool {
 	return fails > 0
 }
 
+// AnyUnreachable reports whether a problem says a server could not be
+// reached.
+func AnyUnreachable(problems []Problem) bool {
+	for _, p := range problems {
+		if p.Unreachable {
+			return true
+		}
+	}
+	return false
+}
+
 // Print writes problems, one block each, and a summary line.
 func Print(w io.Writer, problems []Problem) {
 	fails := 0

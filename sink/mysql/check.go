@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/sink"
@@ -37,7 +35,7 @@ func Check(ctx context.Context, target Config, uses []sink.TableUse) []preflight
 		c.fail("target", err.Error(), "correct target.dsn: mysql://user:password@host:3306/database")
 		return c.ps
 	}
-	connector, err := mysql.NewConnector(cfg)
+	connector, err := mysqlurl.Connector(cfg)
 	if err != nil {
 		c.fail("target", fmt.Sprintf("cannot use target.dsn: %v", err), "correct target.dsn: mysql://user:password@host:3306/database")
 		return c.ps

@@ -113,9 +113,6 @@ func driverConfig(dsn string) (*mysql.Config, error) {
 	// Times are written as UTC text: TIMESTAMP columns must read them so,
 	// whatever time_zone the DSN asks for.
 	cfg.Params["time_zone"] = "'+00:00'"
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 30 * time.Second
-	}
 	return cfg, nil
 }
 
@@ -152,7 +149,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mysql target: %w", err)
 	}
-	connector, err := mysql.NewConnector(dc)
+	connector, err := mysqlurl.Connector(dc)
 	if err != nil {
 		return nil, fmt.Errorf("mysql target %s: %w", describeDSN(cfg.DSN), err)
 	}

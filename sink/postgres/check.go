@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tandemcdc/tandem/internal/pgdsn"
 	"github.com/tandemcdc/tandem/internal/preflight"
 	"github.com/tandemcdc/tandem/sink"
 )
@@ -21,7 +22,7 @@ func Check(ctx context.Context, target Config, uses []sink.TableUse) []preflight
 	fail := func(obj, what, fix string) {
 		ps = append(ps, preflight.Problem{Severity: preflight.Fail, Object: obj, What: what, Fix: fix})
 	}
-	conn, err := pgx.Connect(ctx, dsn)
+	conn, err := pgdsn.Connect(ctx, dsn)
 	if err != nil {
 		ps = append(ps, preflight.UnreachableProblem("target", err, "check target.dsn, that the server is up and that pg_hba.conf lets this host in"))
 		return ps

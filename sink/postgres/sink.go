@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/pgdsn"
 	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/sink"
 	"github.com/tandemcdc/tandem/sink/internal/sqlbatch"
@@ -75,7 +76,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.StateSchema == "" {
 		cfg.StateSchema = "tandem"
 	}
-	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
+	pcfg, err := pgdsn.PoolConfig(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("connect to target: %w", err)
 	}
@@ -137,7 +138,7 @@ func (s *Sink) LoadPosition(ctx context.Context, source string) (string, bool, e
 // for checks: unlike New it creates nothing, and a target that has no
 // tandem tables yet has no position (found false).
 func SavedPosition(ctx context.Context, dsn, source string) (pos string, found bool, err error) {
-	conn, err := pgx.Connect(ctx, dsn)
+	conn, err := pgdsn.Connect(ctx, dsn)
 	if err != nil {
 		return "", false, fmt.Errorf("connect to target: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -49,10 +50,21 @@ type Running struct {
 // has its partitions). It is stopped when tb ends.
 func Start(tb testing.TB, cfg *config.Config, roles app.Roles, level slog.Level) *Running {
 	tb.Helper()
+	return StartLogged(tb, cfg, roles, level, nil)
+}
+
+// StartLogged is Start that also writes the log lines to also (nil: none),
+// for tests that read them.
+func StartLogged(tb testing.TB, cfg *config.Config, roles app.Roles, level slog.Level, also io.Writer) *Running {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Running{Reg: prometheus.NewRegistry(), cancel: cancel, exited: make(chan struct{})}
 	ready := make(chan string, 1)
-	log := slog.New(slog.NewTextHandler(LogWriter{tb}, &slog.HandlerOptions{Level: level}))
+	var w io.Writer = LogWriter{tb}
+	if also != nil {
+		w = io.MultiWriter(w, also)
+	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 	go func() {
 		defer close(r.exited)
 		r.err = app.Run(ctx, cfg, app.Options{

@@ -1,0 +1,87 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/tandemcdc/tandem/internal/kafka"
+	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/preflight"
+	"github.com/tandemcdc/tandem/internal/repeat"
+)
+
+// BrokersObject is the Object of Check's problems with the Kafka brokers.
+const BrokersObject = "kafka"
+
+// maxStartWait is the longest a starting role waits between two checks of
+// a server it cannot reach.
+const maxStartWait = 10 * time.Second
+
+// waitForBrokers waits until the configured Kafka brokers answer (the
+// embedded broker needs no wait). While they cannot be reached (refused,
+// closed, no answer within kafkaPingTimeout) it checks again with backoff,
+// at most maxStartWait apart, logging each distinct cause once with a
+// count, /readyz failing with what it waits for and
+// tandem_waiting_for_brokers at 1: a broker down or restarting is waited
+// out, not an exit. Brokers that answer and refuse tandem (SASL) end the
+// wait with the error: a configuration to correct.
+func (p *process) waitForBrokers(ctx context.Context) error {
+	if len(p.cfg.Kafka.Brokers) == 0 {
+		return nil
+	}
+	opts, err := kafka.ClientOpts(p.cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	gauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_waiting_for_brokers",
+		Help: "1 while the process waits at start for Kafka brokers it cannot reach (kafka.brokers)."})
+	if err := p.reg.Register(gauge); err != nil {
+		return err
+	}
+	failures := repeat.New(p.log, "waiting to start: cannot reach the kafka brokers; checking again", repeat.WithLevel(slog.LevelWarn))
+	backoff := poll.NewBackoff()
+	backoff.MaxInterval = maxStartWait
+	for {
+		pctx, cancel := context.WithTimeout(ctx, kafkaPingTimeout)
+		err := kafka.Ping(pctx, p.cfg.Kafka, opts)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !BrokersUnreachable(err) {
+			return err
+		}
+		gauge.Set(1)
+		why := err.Error()
+		p.status.waiting.Store(&why)
+		wait := backoff.NextBackOff()
+		// One cause however the brokers' port fails (refused, reset,
+		// closed, silent): the first failure's own error goes with it.
+		failures.Fail(fmt.Errorf("kafka brokers %s cannot be reached", strings.Join(p.cfg.Kafka.Brokers, ",")),
+			"detail", why, "retry_in", wait.Round(time.Millisecond))
+		if err := poll.Sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+	gauge.Set(0)
+	p.status.waiting.Store(nil)
+	failures.OK()
+	return nil
+}
+
+// BrokersUnreachable reports whether err, from kafka.Ping, says the
+// brokers could not be reached (refused, closed, timed out): a condition
+// to wait out. A refused SASL authentication is not.
+func BrokersUnreachable(err error) bool {
+	return preflight.IsUnreachable(err) && !errors.Is(err, kerr.SaslAuthenticationFailed)
+}
