@@ -59,6 +59,7 @@ type flow struct {
 	lockSQL         string                          // holds every target table a change writes
 	positionReached func(ctx context.Context) error // waits until the acknowledged position reaches the last write
 	diff            func(ctx context.Context) (diff string, rows int, err error)
+	rate            int                                                             // the writer's transactions a second
 	workload        func() (ops *atomic.Int64, run func(ctx context.Context) error) // a new writer: runs until ctx ends
 
 	opsMu   sync.Mutex
@@ -72,7 +73,7 @@ var serverIDs atomic.Uint32
 
 // openFlow opens a migration of kind on fresh databases of the shared
 // servers.
-func openFlow(ctx context.Context, t *testing.T, kind string) *flow {
+func openFlow(ctx context.Context, t testing.TB, kind string) *flow {
 	t.Helper()
 	if kind == postgres {
 		return openFlowOn(ctx, t, kind, testenv.NewDatabase(t), testenv.NewDatabase(t))
@@ -82,9 +83,9 @@ func openFlow(ctx context.Context, t *testing.T, kind string) *flow {
 
 // openFlowOn creates the migration's schemas in the empty databases srcDSN
 // (PostgreSQL or MariaDB, after kind) and tgtDSN (PostgreSQL).
-func openFlowOn(ctx context.Context, t *testing.T, kind, srcDSN, tgtDSN string) *flow {
+func openFlowOn(ctx context.Context, t testing.TB, kind, srcDSN, tgtDSN string) *flow {
 	t.Helper()
-	f := &flow{kind: kind, srcDSN: srcDSN, tgtDSN: tgtDSN, tandemSrc: srcDSN, tandemTgt: tgtDSN}
+	f := &flow{kind: kind, srcDSN: srcDSN, tgtDSN: tgtDSN, tandemSrc: srcDSN, tandemTgt: tgtDSN, rate: writeRate}
 	switch kind {
 	case postgres:
 		m, slot := tandemtest.OpenShopOn(ctx, t, srcDSN, tgtDSN)
@@ -105,7 +106,7 @@ func openFlowOn(ctx context.Context, t *testing.T, kind, srcDSN, tgtDSN string) 
 		}
 		f.workload = func() (*atomic.Int64, func(context.Context) error) {
 			w := &shop.Workload{Src: m.Src, Seed: rand.Uint64()}
-			return &w.Ops, func(ctx context.Context) error { return w.Run(ctx, 0, writeRate) }
+			return &w.Ops, func(ctx context.Context) error { return w.Run(ctx, 0, f.rate) }
 		}
 		f.positionReached = func(ctx context.Context) error {
 			var lsn string
@@ -150,7 +151,7 @@ func openFlowOn(ctx context.Context, t *testing.T, kind, srcDSN, tgtDSN string) 
 		f.workload = func() (*atomic.Int64, func(context.Context) error) {
 			// Ids far from those of the writer before (a restart of it).
 			w := &cart.Workload{DB: src, Seed: rand.Uint64(), Base: time.Now().UnixNano() / 1e6 % 1e12 * 1000}
-			return &w.Ops, func(ctx context.Context) error { return w.Run(ctx, 0, writeRate) }
+			return &w.Ops, func(ctx context.Context) error { return w.Run(ctx, 0, f.rate) }
 		}
 		f.positionReached = func(ctx context.Context) error {
 			seq, err := markerGTID(ctx, src)
@@ -207,7 +208,7 @@ func gtidSeq(gtid string) int64 {
 // throughProxy makes tandem connect to the source (src) and the target
 // (tgt) through fault proxies, each nil to connect directly; it returns the
 // proxies.
-func (f *flow) throughProxy(t *testing.T, src, tgt bool) (srcProxy, tgtProxy *testenv.FaultProxy) {
+func (f *flow) throughProxy(t testing.TB, src, tgt bool) (srcProxy, tgtProxy *testenv.FaultProxy) {
 	t.Helper()
 	route := func(dsn string) (string, *testenv.FaultProxy) {
 		u, err := url.Parse(dsn)
@@ -278,7 +279,7 @@ func (w *writer) stop() (failures int, last error) {
 
 // stopClean stops the writer and fails t when any of its transactions
 // failed: the scenario left the source alone.
-func (w *writer) stopClean(t *testing.T) {
+func (w *writer) stopClean(t testing.TB) {
 	t.Helper()
 	if n, err := w.stop(); n > 0 {
 		t.Fatalf("the writer failed %d times with the source untouched; last: %v", n, err)
@@ -299,7 +300,7 @@ func (f *flow) written() int64 {
 // converge waits until the target equals the source's rows through the
 // model, and returns how long it took and the rows compared. It fails t
 // with the difference (the rows lost or wrong) when within passes.
-func (f *flow) converge(t *testing.T, ctx context.Context, within time.Duration, procs *tandem) (time.Duration, int) {
+func (f *flow) converge(t testing.TB, ctx context.Context, within time.Duration, procs *tandem) (time.Duration, int) {
 	t.Helper()
 	start := time.Now()
 	var diff string
@@ -324,7 +325,7 @@ func (f *flow) converge(t *testing.T, ctx context.Context, within time.Duration,
 
 // logState logs what a failure needs to be understood: the target's
 // sessions, and each running process's pause, error and progress metrics.
-func (f *flow) logState(t *testing.T, ctx context.Context, procs *tandem) {
+func (f *flow) logState(t testing.TB, ctx context.Context, procs *tandem) {
 	t.Helper()
 	rows, err := f.tgt.Query(ctx, `SELECT pid, state, wait_event_type, wait_event, left(query, 120) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
 	if err == nil {
@@ -351,7 +352,7 @@ func (f *flow) logState(t *testing.T, ctx context.Context, procs *tandem) {
 // finish stops the writer, waits for convergence and checks that the
 // source position tandem acknowledged reached the last write; it returns
 // the convergence time and rows compared.
-func (f *flow) finish(t *testing.T, ctx context.Context, w *writer, procs *tandem, sourceTouched bool) (time.Duration, int) {
+func (f *flow) finish(t testing.TB, ctx context.Context, w *writer, procs *tandem, sourceTouched bool) (time.Duration, int) {
 	t.Helper()
 	if sourceTouched {
 		w.stop()
@@ -369,7 +370,7 @@ func (f *flow) finish(t *testing.T, ctx context.Context, w *writer, procs *tande
 // tandem is the tandem processes of one scenario: `run`, or `capture` and
 // `apply`, each restarted as the scenario says.
 type tandem struct {
-	t       *testing.T
+	t       testing.TB
 	f       *flow
 	cfgPath string
 	mu      sync.Mutex
@@ -391,7 +392,7 @@ type proc struct {
 // processes started with start. Processes still running when t ends are
 // stopped as a supervisor does, with SIGTERM, and must exit 0 without
 // having shown a password.
-func (f *flow) newTandem(t *testing.T, brokers []string, extra string) *tandem {
+func (f *flow) newTandem(t testing.TB, brokers []string, extra string) *tandem {
 	t.Helper()
 	td := &tandem{t: t, f: f, cfgPath: filepath.Join(t.TempDir(), "tandem.yaml")}
 	if err := os.WriteFile(td.cfgPath, []byte(f.config(brokers)+extra), 0o600); err != nil {
@@ -520,7 +521,7 @@ func (td *tandem) waitApplied(ctx context.Context, more int64) {
 
 // since polls cond until it holds and returns the time from from; it
 // fails t, naming what, after within.
-func since(t *testing.T, what string, from time.Time, within time.Duration, cond func() (bool, error)) time.Duration {
+func since(t testing.TB, what string, from time.Time, within time.Duration, cond func() (bool, error)) time.Duration {
 	t.Helper()
 	if _, err := poll.Until(context.Background(), 20*time.Millisecond, within, cond); err != nil {
 		t.Fatalf("waiting for %s: %v", what, err)
@@ -530,7 +531,7 @@ func since(t *testing.T, what string, from time.Time, within time.Duration, cond
 
 // holdTarget locks the target tables a change writes, so that apply waits
 // while capture goes on; release ends it.
-func (f *flow) holdTarget(t *testing.T, ctx context.Context) (release func()) {
+func (f *flow) holdTarget(t testing.TB, ctx context.Context) (release func()) {
 	t.Helper()
 	lock, err := f.tgt.Begin(ctx)
 	if err != nil {
@@ -549,7 +550,7 @@ func (f *flow) holdTarget(t *testing.T, ctx context.Context) (release func()) {
 // tandem's processes, as a real cluster would be: kafka.brokers lists
 // Addrs.
 type broker struct {
-	t       *testing.T
+	t       testing.TB
 	cluster *kfake.Cluster
 	port    int
 	dir     string              // its data, kept across restarts
@@ -562,7 +563,7 @@ type broker struct {
 // restarted without losing it. With viaProxy, tandem's clients reach it
 // only through a fault proxy: the broker advertises the proxy's address in
 // its metadata, so every connection a client makes goes through it.
-func newBroker(t *testing.T, viaProxy bool) *broker {
+func newBroker(t testing.TB, viaProxy bool) *broker {
 	t.Helper()
 	b := &broker{t: t, dir: t.TempDir(), id: fmt.Sprintf("chaos-%d", rand.Uint64())}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -641,7 +642,7 @@ func (b *broker) start() {
 
 // report logs what a scenario injected and measured, in one line the
 // suite's readers grep for.
-func report(t *testing.T, injected string, measured ...any) {
+func report(t testing.TB, injected string, measured ...any) {
 	t.Helper()
 	var b strings.Builder
 	for i := 0; i+1 < len(measured); i += 2 {
