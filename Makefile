@@ -9,7 +9,7 @@ BIN := bin/tandem
 # Every package whose code or tests start goroutines, for the race pass
 # (find them: grep -rlE 'go func|errgroup' --include=*.go).
 RACE_PKGS := ./apply ./backfill/... ./capture/... ./cmd/tandem ./internal/app/... ./internal/change \
-	./internal/kafka ./internal/testenv ./reconcile/... ./sink/...
+	./internal/kafka ./internal/testenv ./reconcile/... ./sink/... ./transform
 
 .PHONY: all deps build test chaos vet lint bench demo clean image image-check mutate
 

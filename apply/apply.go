@@ -423,6 +423,9 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 		if r.Value != nil { // nil: a tombstone after a delete, for log compaction: nothing to apply
 			ev, err = change.Decode(nil, r.Value)
 		}
+		if err == nil && ev != nil && ev.Oversize != "" {
+			ev, err = nil, kafka.OversizeError(ev) // a marker: dead-lettered whole, nothing to check or prepare
+		}
 		if err == nil && ev != nil && a.guard != nil {
 			if err := a.guard.check(ev); err != nil {
 				stop = err.(*schemaChangeError)
@@ -454,6 +457,9 @@ func (a *Applier) prepare(ctx context.Context, recs []*kgo.Record) (p *prepared,
 			continue
 		}
 		reason := "decode"
+		if errors.Is(err, kafka.ErrOversize) {
+			reason = kafka.ReasonOversize
+		}
 		if err == nil {
 			if ev.Commit.After(p.newest) {
 				p.newest = ev.Commit

@@ -157,6 +157,11 @@ type Config struct {
 	// (replication lag or source load too high) the copy waits. The time
 	// waited counts as throttled.
 	Pause func(ctx context.Context) (reason string, err error)
+	// After lists, for a table, the tables to copy before it (its
+	// mapping looks up rows their mappings write): it starts when they
+	// are done. Tables in a cycle are copied as if none of the cycle's
+	// edges were there, and logged.
+	After map[change.Table][]change.Table
 	// PauseCheckEvery is how often a paused copy asks again; default 1s.
 	PauseCheckEvery time.Duration
 	// MaxInFlightBytes bounds the bytes (as chunk sizes are estimated) of
@@ -250,7 +255,13 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, write func(context
 		progress: map[change.Table]*sink.BackfillProgress{}, inFlight: semaphore.NewWeighted(int64(cfg.MaxInFlightBytes))}
 	r.text, _ = reader.(TextReader) // an optional capability, asked for once
 	if cfg.MaxRowsPerSecond > 0 {
-		r.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), max(cfg.ChunkRows, int(cfg.MaxRowsPerSecond)))
+		// The bucket holds one chunk (WaitN takes a chunk's rows at once)
+		// and starts empty: over any window the copy reads at most the
+		// rate's rows plus one chunk. A full bucket at the start let a
+		// short copy run a chunk ahead of the rate (1,938 rows/s against
+		// 1,500).
+		r.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), cfg.ChunkRows)
+		r.limiter.AllowN(time.Now(), cfg.ChunkRows)
 	}
 	return r
 }
@@ -330,8 +341,19 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 		}
 		jobs = append(jobs, job{table: t, after: after, rows: p.Rows, est: est})
 	}
-	// Largest first: one giant table should not start last and finish alone.
+	// Largest first: one giant table should not start last and finish
+	// alone; but after the tables whose rows its lookups read.
 	slices.SortStableFunc(jobs, func(a, b job) int { return int(b.est - a.est) })
+	names := make([]change.Table, len(jobs))
+	for i, j := range jobs {
+		names[i] = j.table.Name
+	}
+	order, before := r.copyOrder(names)
+	slices.SortStableFunc(jobs, func(a, b job) int { return order[a.table.Name] - order[b.table.Name] })
+	done := map[change.Table]chan struct{}{}
+	for _, j := range jobs {
+		done[j.table.Name] = make(chan struct{})
+	}
 
 	stopLog := r.logProgress(ctx, start)
 	defer stopLog()
@@ -339,7 +361,18 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.cfg.Parallel)
 	for _, j := range jobs {
+		// The tables before j come earlier in jobs, so they have started
+		// (or finished) when j waits for them: waiting holds a slot of
+		// Parallel without starving them.
 		g.Go(func() error {
+			for _, b := range before[j.table.Name] {
+				select {
+				case <-done[b]:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			defer close(done[j.table.Name])
 			r.noteStart(j.table.Name)
 			waited, err := r.copyTable(gctx, j.table, j.after, j.rows)
 			r.noteEnd(j.table.Name, waited, err)
@@ -365,6 +398,42 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 	throttled.Range(func(_, v any) bool { sum.Throttled += v.(time.Duration); return true })
 	sum.Took = time.Since(start)
 	return sum, nil
+}
+
+// copyOrder orders tables (given largest first) so that each comes after
+// the tables Config.After puts before it, keeping the given order
+// otherwise: order is each table's place, before the tables among these
+// that each must wait for. An edge that closes a cycle is dropped, and
+// logged.
+func (r *Runner) copyOrder(tables []change.Table) (order map[change.Table]int, before map[change.Table][]change.Table) {
+	order, before = map[change.Table]int{}, map[change.Table][]change.Table{}
+	state := map[change.Table]int{} // 0 unseen, 1 being placed, 2 placed
+	var place func(t change.Table)
+	place = func(t change.Table) {
+		state[t] = 1
+		for _, b := range r.cfg.After[t] {
+			if !slices.Contains(tables, b) {
+				continue // copied already, or not in this run: nothing to wait for
+			}
+			switch state[b] {
+			case 1:
+				r.log.Warn("backfill: the tables' lookups read each other's rows (a cycle): copied without waiting for each other; misses are dead letters until `tandem dlq replay`",
+					"table", t.String(), "looks_up_rows_of", b.String())
+				continue
+			case 0:
+				place(b)
+			}
+			before[t] = append(before[t], b)
+		}
+		state[t] = 2
+		order[t] = len(order)
+	}
+	for _, t := range tables {
+		if state[t] == 0 {
+			place(t)
+		}
+	}
+	return order, before
 }
 
 // chunk is a table's chunk as read, on its way to be written.
@@ -531,17 +600,29 @@ func (r *Runner) waitUnpaused(ctx context.Context, table change.Table) (time.Dur
 	if r.cfg.Pause == nil {
 		return 0, nil
 	}
-	start, said := time.Now(), ""
+	// Only time spent paused counts, from the first answer that pauses:
+	// the checks' own time (a lag or load query) is no throttling.
+	var paused time.Time
+	waited := func() time.Duration {
+		if paused.IsZero() {
+			return 0
+		}
+		return time.Since(paused)
+	}
+	said := ""
 	for {
 		reason, err := r.cfg.Pause(ctx)
 		if err != nil {
-			return time.Since(start), fmt.Errorf("backfill %s: %w", table, err)
+			return waited(), fmt.Errorf("backfill %s: %w", table, err)
 		}
 		if reason == "" {
 			if said != "" {
-				r.log.Info("backfill resumed", "table", table.String(), "paused_for", time.Since(start).Round(time.Second).String())
+				r.log.Info("backfill resumed", "table", table.String(), "paused_for", waited().Round(time.Second).String())
 			}
-			return time.Since(start), nil
+			return waited(), nil
+		}
+		if paused.IsZero() {
+			paused = time.Now()
 		}
 		if reason != said {
 			r.log.Warn("backfill paused", "table", table.String(), "reason", reason)
@@ -549,7 +630,7 @@ func (r *Runner) waitUnpaused(ctx context.Context, table change.Table) (time.Dur
 		}
 		select {
 		case <-ctx.Done():
-			return time.Since(start), ctx.Err()
+			return waited(), ctx.Err()
 		case <-time.After(r.cfg.PauseCheckEvery):
 		}
 	}

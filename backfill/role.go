@@ -113,7 +113,40 @@ func NewRole(ctx context.Context, cfg RoleConfig) (*Role, error) {
 		}
 	}
 	copyCfg.Pause = pause(cfg)
+	copyCfg.After = lookupOrder(cfg.Mappings, log)
 	return &Role{runner: New(copyCfg, cfg.Reader, cfg.Target, w.write, log, NewMetrics(cfg.Registerer)), reader: cfg.Reader, log: log}, nil
+}
+
+// lookupOrder finds which tables must be copied before which: a table
+// whose mapping looks up (lookup()) rows of a target table that another
+// table's mapping writes is copied after that table, so that its lookups
+// find the rows rather than dead-letter them until a replay. A lookup
+// whose table is not a literal cannot be ordered: it is logged.
+func lookupOrder(mappings []*transform.Mapping, log *slog.Logger) map[change.Table][]change.Table {
+	writers := map[string][]change.Table{} // target table -> source tables whose mappings write it
+	for _, m := range mappings {
+		for _, o := range m.Outputs() {
+			if !slices.Contains(writers[o.Table], m.From) {
+				writers[o.Table] = append(writers[o.Table], m.From)
+			}
+		}
+	}
+	after := map[change.Table][]change.Table{}
+	for _, m := range mappings {
+		tables, any := m.LookedUp()
+		if any {
+			log.Warn("backfill: a lookup() of the mapping names its table by an expression, so the copy cannot order the tables it reads; misses are dead letters until `tandem dlq replay`",
+				"mapping", m.Name, "table", m.From.String())
+		}
+		for _, t := range tables {
+			for _, w := range writers[t] {
+				if w != m.From && !slices.Contains(after[m.From], w) {
+					after[m.From] = append(after[m.From], w)
+				}
+			}
+		}
+	}
+	return after
 }
 
 // Close releases the source reader.

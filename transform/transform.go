@@ -93,6 +93,10 @@ func (c *column) value(act evaluation) (any, error) {
 type reads struct {
 	cols []string
 	any  bool
+	// lookups are the target tables the expression's lookup() calls name;
+	// anyLookup is true when one names its table other than by a literal.
+	lookups   []string
+	anyLookup bool
 }
 
 // readsAny reports whether the expression reads any of cols.
@@ -265,7 +269,10 @@ func mentionsLookup(m config.Mapping) bool {
 
 // compile compiles one expression and works out which columns it reads.
 func compile(env *cel.Env, e config.Expr, path string, wantBool bool) (cel.Program, reads, error) {
-	ast, iss := env.Compile(e.Text)
+	ast, iss := parseRow(env, e.Text)
+	if iss == nil || iss.Err() == nil {
+		ast, iss = env.Check(ast)
+	}
 	if iss != nil && iss.Err() != nil {
 		var msgs []string
 		for _, ce := range iss.Errors() {
@@ -293,11 +300,40 @@ func compile(env *cel.Env, e config.Expr, path string, wantBool bool) (cel.Progr
 	return prg, rowReads(ast), nil
 }
 
+// parseRow parses an expression and turns each row["name"] into the
+// field selection row.name, so that a column whose name is no identifier
+// (a space, a quote, a non-ASCII letter: row["order id"], row["prix_€"])
+// is a typed field like any other, checked against the source's columns.
+// CEL's own row.`name` quoting takes only ASCII letters, digits and _.-/
+// and spaces.
+func parseRow(env *cel.Env, text string) (*cel.Ast, *cel.Issues) {
+	ast, iss := env.Parse(text)
+	if iss != nil && iss.Err() != nil {
+		return nil, iss
+	}
+	fac := celast.NewExprFactory()
+	celast.PostOrderVisit(ast.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.CallKind {
+			return
+		}
+		call := e.AsCall()
+		args := call.Args()
+		if call.FunctionName() != operators.Index || len(args) != 2 || args[0].Kind() != celast.IdentKind ||
+			args[0].AsIdent() != "row" || args[1].Kind() != celast.LiteralKind {
+			return
+		}
+		if name, ok := args[1].AsLiteral().(types.String); ok {
+			e.SetKindCase(fac.NewSelect(e.ID(), args[0], string(name)))
+		}
+	}))
+	return ast, iss
+}
+
 // plainColumn returns the source column an expression only reads as it is
 // (row.total, row.`odd name`), or "" for any other expression. Such a
 // column is copied without CEL: the same value, a fraction of the cost.
 func plainColumn(env *cel.Env, text string) string {
-	ast, iss := env.Parse(text)
+	ast, iss := parseRow(env, text)
 	if iss != nil && iss.Err() != nil {
 		return ""
 	}
@@ -316,13 +352,7 @@ func plainColumn(env *cel.Env, text string) string {
 func hint(text, msg string) string {
 	switch {
 	case strings.Contains(msg, "'_[_]' applied to '("+rowTypeName):
-		name := "name"
-		if i := strings.Index(text, `row["`); i >= 0 {
-			if j := strings.IndexByte(text[i+5:], '"'); j >= 0 {
-				name = text[i+5 : i+5+j]
-			}
-		}
-		return fmt.Sprintf(" (the row's columns are fields: write row.%s, or row.`%s` for a name that is not an identifier)", name, name)
+		return ` (the row's columns are fields: write row.name, or row["name"] with the name as a quoted string for one that is not an identifier)`
 	case strings.Contains(msg, "wrapper(string)") && strings.Contains(msg, "no matching overload"):
 		return " (decimal, time, json and text columns are exact text: convert it with double(), int(), parse_time() or the decimal_ functions)"
 	}
@@ -330,7 +360,8 @@ func hint(text, msg string) string {
 }
 
 // rowReads finds the columns an expression selects from row. A use of row
-// other than row.x or row["x"] (passing the whole map somewhere) reads any.
+// other than row.x (row["x"] is one after parseRow) reads any, as when
+// the whole map is passed somewhere.
 func rowReads(a *cel.Ast) reads {
 	var r reads
 	idents, selected := 0, 0
@@ -348,14 +379,16 @@ func rowReads(a *cel.Ast) reads {
 			}
 		case celast.CallKind:
 			call := e.AsCall()
-			args := call.Args()
-			if call.FunctionName() == operators.Index && len(args) == 2 && args[0].Kind() == celast.IdentKind &&
-				args[0].AsIdent() == "row" && args[1].Kind() == celast.LiteralKind {
-				if name, ok := args[1].AsLiteral().(types.String); ok {
-					r.cols = append(r.cols, string(name))
-					selected++
+			if call.FunctionName() != "lookup" || call.IsMemberFunction() || len(call.Args()) == 0 {
+				return
+			}
+			if t := call.Args()[0]; t.Kind() == celast.LiteralKind {
+				if name, ok := t.AsLiteral().(types.String); ok {
+					r.lookups = append(r.lookups, string(name))
+					return
 				}
 			}
+			r.anyLookup = true
 		}
 	}))
 	r.any = idents > selected
@@ -518,6 +551,28 @@ func (m *Mapping) KeyReads() (cols []string, any bool) {
 		}
 	}
 	return cols, any
+}
+
+// LookedUp returns the target tables the mapping's lookup() calls read
+// (in its outputs' when and columns), each once, in first-use order; any is
+// true when a call names its table other than by a literal. A backfill
+// copies the tables whose mappings write them first.
+func (m *Mapping) LookedUp() (tables []string, any bool) {
+	for _, o := range m.outputs {
+		rs := []reads{o.whenReads}
+		for _, c := range o.columns {
+			rs = append(rs, c.reads)
+		}
+		for _, r := range rs {
+			any = any || r.anyLookup
+			for _, t := range r.lookups {
+				if !slices.Contains(tables, t) {
+					tables = append(tables, t)
+				}
+			}
+		}
+	}
+	return tables, any
 }
 
 // Reads returns every source column the mapping's expressions read (keys,

@@ -220,7 +220,10 @@ func TestRowReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range tests {
-		ast, iss := env.Compile(tc.expr)
+		ast, iss := parseRow(env, tc.expr)
+		if iss.Err() == nil {
+			ast, iss = env.Check(ast)
+		}
 		if iss.Err() != nil {
 			t.Fatal(iss.Err())
 		}

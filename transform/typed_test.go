@@ -67,7 +67,7 @@ func TestCompileTyped_UnknownColumnsAndTypeErrorsNameFileLineColumn(t *testing.T
 		{"unknown column", "          c: row.custmer_id\n", []string{"tandem.yaml:15:17: mappings[0].to[0].columns.c: undefined field 'custmer_id'"}},
 		{"decimal text times a number", "          c: row.total * 100.0\n", []string{"tandem.yaml:15:24:", "no matching overload for '_*_'", "exact text: convert it"}},
 		{"bool plus int", "          c: row.paid + 1\n", []string{"tandem.yaml:15:23:", "no matching overload for '_+_' applied to '(wrapper(bool), int)'"}},
-		{"index by a column name", "          c: row[\"status\"]\n", []string{"tandem.yaml:15:17:", "write row.status"}},
+		{"index by a computed name", "          c: row[\"sta\" + \"tus\"]\n", []string{"tandem.yaml:15:", "write row.name, or row[\"name\"] with the name as a quoted string"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -298,7 +298,7 @@ func TestPlainColumn_OnlyBareSelectsOfRowSkipCEL(t *testing.T) {
 	}
 	for expr, want := range map[string]string{
 		"row.total": "total", "row.`odd name`": "odd name", " row.id ": "id",
-		"has(row.id)": "", "row.id + 1": "", `row["id"]`: "", "json(row.meta).a": "", "other.id": "", "row.?id": "",
+		"has(row.id)": "", "row.id + 1": "", `row["id"]`: "id", `row["order id"]`: "order id", `row['naïve']`: "naïve", "json(row.meta).a": "", "other.id": "", "row.?id": "",
 	} {
 		if got := plainColumn(env, expr); got != want {
 			t.Errorf("plainColumn(%q) = %q, want %q", expr, got, want)

@@ -287,7 +287,7 @@ func (p *process) startReverseCapture(ctx, gctx context.Context, g *errgroup.Gro
 	enc.Name = connect.ReverseTopicPrefix(p.cfg)
 	pub := kafka.NewPublisher(kafka.PublisherConfig{
 		Source: src, Prefix: connect.ReverseTopicPrefix(p.cfg), Client: p.producer, Tracker: cs.tracker,
-		Log: p.log, Encoder: enc, Fail: func(err error) { failWith(err) },
+		Log: p.log, Encoder: enc, Fail: func(err error) { failWith(err) }, MaxRecordBytes: p.cfg.Kafka.MaxRecordBytes,
 	})
 	g.Go(func() error { return pub.Run(gctx, func(bool) {}) })
 	return nil
@@ -298,8 +298,27 @@ func (p *process) startReverseCapture(ctx, gctx context.Context, g *errgroup.Gro
 func (p *process) startCutoverLoops(gctx context.Context, g *errgroup.Group) {
 	cs := p.cutover
 	newSide := p.tgt.(connect.Side)
+	// Misrouted writes recorded before this process were counted by the
+	// one that saw them: the last ids are read now, before the process is
+	// ready, so that a write made as it becomes ready still counts. A side
+	// that cannot be read now is read on the first pass, and what it holds
+	// then is taken as old.
+	misrouted := map[sink.Side]int64{}
+	unread := map[sink.Side]bool{}
+	for side, store := range map[sink.Side]sink.CohortStore{sink.SideOld: cs.old, sink.SideNew: newSide} {
+		for {
+			ms, err := store.Misrouted(gctx, misrouted[side], 1000)
+			if err != nil {
+				unread[side] = true
+				break
+			}
+			if len(ms) == 0 {
+				break
+			}
+			misrouted[side] = ms[len(ms)-1].ID
+		}
+	}
 	g.Go(func() error {
-		misrouted := map[sink.Side]int64{}
 		fences := map[string]time.Time{}
 		for i := 0; ; i++ {
 			first := i == 0
@@ -324,12 +343,15 @@ func (p *process) startCutoverLoops(gctx context.Context, g *errgroup.Group) {
 				}
 				for _, m := range ms {
 					misrouted[side] = m.ID
-					if first {
+					if unread[side] {
 						continue // recorded before this process: counted by the one that saw them
 					}
 					cs.metrics.Misrouted.WithLabelValues(m.Cohort, string(m.Side)).Inc()
 					p.log.Warn("cutover: a write was made on the side that does not own its cohort", "cohort", m.Cohort,
 						"side", m.Side, "table", m.Table, "key", m.Key, "at", m.At)
+				}
+				if len(ms) < 1000 {
+					delete(unread, side) // read to its end: later ones are new
 				}
 				if hb, err := store.Heartbeats(gctx); err == nil {
 					for _, h := range hb {

@@ -472,3 +472,44 @@ func TestCutover_SplitRolesOnAnExternalKafkaSwitchAndRollBack(t *testing.T) {
 		t.Error("no write went to the new side")
 	}
 }
+
+// With guard: report, a write on the side that does not own its cohort
+// goes through, is recorded, and counts once in
+// tandem_cutover_misrouted_writes_total{cohort,side}, the counter
+// TandemMisroutedWrites alerts on: the value, not only the series.
+func TestCutover_GuardReportCountsEachMisroutedWriteOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := newCanaryMigration(t, "postgres", config.GuardReport)
+	run := start(t, m.cfg)
+	misrouted := func(cohort, side string) float64 {
+		v, _ := apptest.Metric(run.Reg, "tandem_cutover_misrouted_writes_total", map[string]string{"cohort": cohort, "side": side})
+		return v
+	}
+	// Merchant 1 is owned by the old side: a write of it on the new side is
+	// misrouted, and with guard: report it is made.
+	if _, err := m.new.ExecContext(ctx, `INSERT INTO orders VALUES (98, 1, 5, 'stray')`); err != nil {
+		t.Fatalf("a misrouted write under guard: report: %v", err)
+	}
+	testenv.WaitFor(t, "the misrouted write counted", 30*time.Second, func() (bool, error) {
+		return misrouted("1", "new") == 1, nil
+	})
+	if _, err := m.new.ExecContext(ctx, `UPDATE orders SET state = 'stray2' WHERE id = 98`); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the second misrouted write counted", 30*time.Second, func() (bool, error) {
+		return misrouted("1", "new") == 2, nil
+	})
+	// A write on the owning side is no misrouted write; the counts stay.
+	if _, err := m.old.ExecContext(ctx, `INSERT INTO orders VALUES (1, 1, 100, 'new', 'card')`); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the owning side's write applied", 30*time.Second, func() (bool, error) {
+		var n int
+		err := m.new.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE id = 1`).Scan(&n)
+		return n == 1, err
+	})
+	if got := map[string]float64{"1/new": misrouted("1", "new"), "1/old": misrouted("1", "old")}; !cmp.Equal(got, map[string]float64{"1/new": 2, "1/old": 0}) {
+		t.Errorf("misrouted writes = %v, want 2 on the new side and none on the old", got)
+	}
+}

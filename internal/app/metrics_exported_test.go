@@ -21,6 +21,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
 // The alert rules and the dashboard may only read metrics tandem really
@@ -209,6 +210,10 @@ func TestMetricsExported_RunFromPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitExported(t, r.Addr, []string{"tandem_apply_errors_total"}, 30*time.Second)
+	testenv.WaitFor(t, "tandem_mapping_paused{mapping=shop.customers} to be 1 while its table is away", 30*time.Second, func() (bool, error) {
+		v, _ := apptest.Metric(r.Reg, "tandem_mapping_paused", map[string]string{"mapping": "shop.customers"})
+		return v == 1, nil
+	})
 	if _, err := m.Tgt.Exec(ctx, `ALTER TABLE public.customers_away RENAME TO customers`); err != nil {
 		t.Fatal(err)
 	}
@@ -232,6 +237,29 @@ func TestMetricsExported_RunFromPostgres(t *testing.T) {
 		if _, ok := got[name]; ok {
 			t.Errorf("a PostgreSQL `tandem run` exports %s, listed as binlog-only or backfill-only here: move it", name)
 		}
+	}
+
+	// The values of the counters and gauges the alerts use, not only their
+	// series: one customer and two orders captured and written (the poison
+	// one dead-lettered, its payment row not written), the failed writes
+	// counted, the pause over.
+	wantValues := map[string]map[string]float64{
+		"tandem_capture_events_total": {"op=insert,table=shop.customers": 1, "op=insert,table=shop.orders": 2},
+		"tandem_apply_rows_total":     {"op=upsert,table=public.customers": 1, "op=upsert,table=public.orders": 1, "op=upsert,table=public.payments": 1},
+		"tandem_dlq_events_total":     {"mapping=shop.orders,reason=transform": 1},
+		"tandem_mapping_paused":       {"mapping=shop.customers": 0, "mapping=shop.orders": 0},
+	}
+	gotValues := map[string]map[string]float64{}
+	if _, err := poll.Until(ctx, 100*time.Millisecond, 30*time.Second, func() (bool, error) {
+		for name := range wantValues {
+			gotValues[name] = apptest.Series(r.Reg, name)
+		}
+		return cmp.Equal(wantValues, gotValues), nil
+	}); err != nil {
+		t.Errorf("metric values (-want +got):\n%s", cmp.Diff(wantValues, gotValues))
+	}
+	if errs := apptest.Series(r.Reg, "tandem_apply_errors_total"); len(errs) != 1 || errs["reason=table_missing,table=public.customers"] < 1 {
+		t.Errorf("tandem_apply_errors_total = %v, want the failed writes of public.customers only", errs)
 	}
 
 	// The consistency checks' values, per side: the poison order counts in

@@ -269,22 +269,39 @@ func (p *process) connectKafka(ctx context.Context) error {
 			}
 		}
 	}
+	// Every client: records up to kafka.max_record_bytes, compressed.
+	p.kafkaOpts = append(p.kafkaOpts, kafka.RecordOpts(p.cfg.Kafka)...)
 	producer, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.seeds...), kgo.ProducerLinger(2 * time.Millisecond),
-		kgo.MaxBufferedRecords(50_000), kgo.ProducerBatchMaxBytes(4 << 20)}, p.kafkaOpts...)...)
+		kgo.MaxBufferedRecords(50_000)}, p.kafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("create kafka producer: %w", err)
 	}
 	p.producer, p.dlq = producer, kafka.NewDLQ(producer, dlqTopic)
 	p.closers = append(p.closers, producer.Close)
 	if !p.embedded {
-		if err := kafka.EnsureTopics(ctx, producer, p.cfg.Kafka.Partitions, topics...); err != nil {
+		if err := kafka.EnsureTopics(ctx, producer, p.cfg.Kafka.Partitions, kafka.BatchMaxBytes(p.cfg.Kafka), topics...); err != nil {
 			return err
 		}
+		p.warnLowRecordLimits(ctx, producer, topics)
 		if p.epoch, err = kafka.ClusterID(ctx, producer); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// warnLowRecordLimits says which topics take records smaller than
+// kafka.max_record_bytes: changes between the two limits are dead-lettered
+// instead of streamed.
+func (p *process) warnLowRecordLimits(ctx context.Context, cl *kgo.Client, topics []string) {
+	low, err := kafka.LowRecordLimits(ctx, cl, p.cfg.Kafka, topics...)
+	if err != nil {
+		p.log.Info("could not read the topics' max.message.bytes to compare with kafka.max_record_bytes", "err", err)
+	}
+	for topic, limit := range low {
+		p.log.Warn("topic takes smaller records than kafka.max_record_bytes: a change between the two is dead-lettered (reason oversize) instead of streamed; raise the topic's max.message.bytes",
+			"topic", topic, "max.message.bytes", limit, "want_at_least", kafka.BatchMaxBytes(p.cfg.Kafka))
+	}
 }
 
 // openTarget connects to the target when a role writes it (a MySQL
@@ -374,7 +391,7 @@ func (p *process) startCapture(ctx, gctx context.Context, g *errgroup.Group, fai
 		Source: src, Prefix: p.cfg.Kafka.TopicPrefix, Client: p.producer, Tracker: p.tracker, Log: p.log,
 		Encoder: connect.Encoder(p.cfg, p.opts.Version), Fail: func(err error) { failWith(err) },
 		Standby:   !p.opts.Roles.Apply, // `tandem capture` waits for a live holder; `tandem run` stops with its error
-		OnStandby: flag(&p.status.standby, cm.Standby),
+		OnStandby: flag(&p.status.standby, cm.Standby), MaxRecordBytes: p.cfg.Kafka.MaxRecordBytes,
 	})
 	drain, cancelDrain := drainContext(gctx, p.cfg.ShutdownTimeout, p.log)
 	p.closers = append(p.closers, cancelDrain)

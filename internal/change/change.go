@@ -89,6 +89,11 @@ type Event struct {
 	Pos      Position  // the commit position of the change's transaction, for information; acknowledge Batch.Pos, never this
 	TxID     uint32    // source transaction id, 0 if unknown
 	Commit   time.Time // source commit time
+	// Oversize, when set, says why this is a marker (Encoder.Marker)
+	// standing in for a change whose record was too large for Kafka: its
+	// Before holds the row's key columns only, and the apply side
+	// dead-letters it instead of applying it.
+	Oversize string
 }
 
 // KeyRow returns the key columns of the event's row (After, or Before for deletes).

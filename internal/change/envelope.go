@@ -58,6 +58,7 @@ type SourceInfo struct {
 	// The encoder's options that change values, when not the defaults.
 	DecimalMode DecimalMode `json:"decimal.handling.mode,omitempty"`
 	TimeMode    TimeMode    `json:"time.precision.mode,omitempty"`
+	Oversize    string      `json:"oversize,omitempty"` // a marker's reason (Encoder.Marker)
 }
 
 // Encoder turns Events into Kafka record keys and values: Debezium's
@@ -381,6 +382,10 @@ func (enc *Encoder) appendSource(b []byte, e *Event, cols []string, imgs [2]imag
 		b = append(b, img.exact...)
 		return append(b, '}'), true
 	})
+	if e.Oversize != "" {
+		b = append(b, `,"oversize":`...)
+		b, _ = jsontext.AppendQuote(b, e.Oversize)
+	}
 	return append(b, '}')
 }
 
@@ -559,6 +564,7 @@ func Decode(key, value []byte) (*Event, error) {
 		Commit: time.UnixMilli(raw.Source.TsMs),
 	}
 	e.SQLTypes = raw.Source.SQLTypes
+	e.Oversize = raw.Source.Oversize
 	if e.Before, err = raw.Before.typed(&raw.Source, &raw.extra.before); err != nil {
 		return nil, fmt.Errorf("%w: before: %v", ErrMalformed, err)
 	}
@@ -826,6 +832,8 @@ func readSource(d *jsontext.Decoder, env *rawEnvelope) error {
 			src.TimeMode = TimeMode(m)
 		case "sql_types":
 			src.SQLTypes, err = readSQLTypes(d)
+		case "oversize":
+			src.Oversize, err = readString(d)
 		case "unsent", "exact":
 			err = readImageExtras(d, name, &env.extra.before, &env.extra.after)
 		default:

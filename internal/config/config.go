@@ -55,6 +55,8 @@ const (
 	DefaultTopicPrefix                     = "tandem"         // kafka.topic_prefix
 	DefaultPartitions                      = 12               // kafka.partitions
 	DefaultGroup                           = "tandem"         // kafka.group
+	DefaultMaxRecordBytes                  = 16 << 20         // kafka.max_record_bytes
+	DefaultCompression                     = "zstd"           // kafka.compression
 	DefaultReconcileInterval time.Duration = time.Minute      // reconcile.interval
 	DefaultReconcileChunk                  = 5000             // reconcile.chunk_rows
 	DefaultReconcileRate                   = 5000             // reconcile.max_rows_per_second
@@ -170,6 +172,15 @@ type Kafka struct {
 	Partitions  int      `yaml:"partitions" default:"12" check:"1..10000"`              // partitions per topic, at most MaxPartitions
 	Group       string   `yaml:"group" default:"tandem" check:">0" must:"not be empty"` // consumer group name prefix
 	Envelope    Envelope `yaml:"envelope"`                                              // how change records are written
+	// MaxRecordBytes is the largest Kafka record tandem produces, key and
+	// value before compression. A change whose record would be larger is
+	// not produced: a small marker in its place is dead-lettered in the
+	// target with its key and why, and the stream goes on (see the
+	// README's "Record size").
+	MaxRecordBytes int `yaml:"max_record_bytes" default:"16777216" check:"1024..536870912" must:"be from 1024 (1 KiB) to 536870912 (512 MiB)"`
+	// Compression is the codec of the record batches produced: one of
+	// Compressions.
+	Compression string `yaml:"compression" default:"zstd"`
 	// TLS, when set, encrypts every connection to the brokers (not to
 	// the embedded broker); nil: plaintext. tls: {} verifies the brokers
 	// against the system's CAs.
@@ -178,6 +189,9 @@ type Kafka struct {
 	// to the embedded broker); nil: none.
 	SASL *KafkaSASL `yaml:"sasl"`
 }
+
+// Compressions are the values of kafka.compression, Kafka's codec names.
+var Compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
 
 // KafkaTLS is how connections to the brokers are encrypted (yaml key
 // kafka.tls). Relative paths are relative to the working directory; the

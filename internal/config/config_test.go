@@ -56,7 +56,7 @@ func TestParse_ContractExampleGivesTheExactConfig(t *testing.T) {
 			Postgres:  PostgresSource{Slot: "tandem", Publication: "tandem"},
 			Pos:       at(2, 3),
 		},
-		Kafka: Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem", Envelope: defaultEnvelope},
+		Kafka: Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem", Envelope: defaultEnvelope, MaxRecordBytes: 16777216, Compression: "zstd"},
 		Target: Target{
 			Kind:        "postgres",
 			DSN:         "postgres://app:s3cret@db.internal:5432/shop?sslmode=require",
@@ -151,7 +151,7 @@ func TestParse_AbsentKeysGetDefaults(t *testing.T) {
 			Postgres:  PostgresSource{Slot: "tandem", Publication: "tandem"},
 			Pos:       at(2, 3),
 		},
-		Kafka:  Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem", Envelope: defaultEnvelope},
+		Kafka:  Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem", Envelope: defaultEnvelope, MaxRecordBytes: 16777216, Compression: "zstd"},
 		Target: Target{Kind: "mysql", DSN: "mysql://u:pw@h:3306/app", StateSchema: "tandem", Pos: at(6, 3)},
 		Mappings: []Mapping{{
 			Name: "public.users",
@@ -182,7 +182,7 @@ func TestParse_AbsentKeysGetDefaults(t *testing.T) {
 func contractDefaults() *Config {
 	return &Config{
 		Source: Source{MySQL: MySQLSource{ServerID: 4242}, Postgres: PostgresSource{Slot: "tandem", Publication: "tandem"}},
-		Kafka: Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem",
+		Kafka: Kafka{TopicPrefix: "tandem", Partitions: 12, Group: "tandem", MaxRecordBytes: 16777216, Compression: "zstd",
 			Envelope: Envelope{DecimalHandling: "string", TimePrecision: "adaptive", TombstonesOnDel: "true", SchemasEnable: "false"}},
 		Target:          Target{StateSchema: "tandem"},
 		Reconcile:       Reconcile{Interval: time.Minute, ChunkRows: 5000, MaxRowsPerSecond: 5000, Settle: 5 * time.Second},
@@ -262,6 +262,8 @@ func TestParse_ExplicitValuesOverrideDefaults(t *testing.T) {
   topic_prefix: mig-2024.v1
   partitions: 3
   group: blue
+  max_record_bytes: 65536
+  compression: lz4
 reconcile:
   interval: 90s
   tolerate: [float_epsilon, time_precision_ms, case_insensitive]
@@ -269,6 +271,7 @@ backfill: {chunk_rows: 100, parallel: 1, max_rows_per_second: 250, max_lag_secon
 http: {listen: ":0"}
 `, nil)
 	want := Kafka{Brokers: []string{"k1:9092", "k2:9092"}, TopicPrefix: "mig-2024.v1", Partitions: 3, Group: "blue",
+		MaxRecordBytes: 65536, Compression: "lz4",
 		Envelope: Envelope{DecimalHandling: "string", TimePrecision: "adaptive", TombstonesOnDel: "true", SchemasEnable: "false"}}
 	if diff := cmp.Diff(want, c.Kafka); diff != "" {
 		t.Errorf("Kafka mismatch (-want +got):\n%s", diff)

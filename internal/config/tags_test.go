@@ -14,14 +14,14 @@ func TestDefault_MatchesTheExportedConstants(t *testing.T) {
 	d := Default()
 	got := []any{
 		d.Source.MySQL.ServerID, d.Source.Postgres.Slot, d.Source.Postgres.Publication,
-		d.Kafka.TopicPrefix, d.Kafka.Partitions, d.Kafka.Group,
+		d.Kafka.TopicPrefix, d.Kafka.Partitions, d.Kafka.Group, d.Kafka.MaxRecordBytes, d.Kafka.Compression,
 		d.Reconcile.Interval, d.Reconcile.ChunkRows, d.Reconcile.MaxRowsPerSecond, d.Reconcile.Settle,
 		d.Backfill.ChunkRows, d.Backfill.Parallel, d.Backfill.MaxLagSeconds, d.Backfill.MaxSourceLoad,
 		d.HTTP.Listen, d.Target.StateSchema,
 	}
 	want := []any{
 		DefaultServerID, DefaultSlot, DefaultPublication,
-		DefaultTopicPrefix, DefaultPartitions, DefaultGroup,
+		DefaultTopicPrefix, DefaultPartitions, DefaultGroup, DefaultMaxRecordBytes, DefaultCompression,
 		DefaultReconcileInterval, DefaultReconcileChunk, DefaultReconcileRate, DefaultReconcileSettle,
 		DefaultChunkRows, DefaultParallel, DefaultMaxLagSeconds, DefaultMaxSourceLoad,
 		DefaultListen, DefaultStateSchema,

@@ -148,6 +148,27 @@ func (v *validator) database(path string, pos Pos, kind string, dsn Secret) {
 			v.add(pos, path+".dsn", fmt.Sprintf("the URL scheme does not fit kind %s (write %s://...)", kind, kind))
 		}
 	}
+	if msg := dsnShape(kind, raw); msg != "" {
+		v.add(pos, path+".dsn", msg)
+	}
+}
+
+// dsnShape says what is wrong with the form of a PostgreSQL DSN that is
+// neither a URL nor key=value pairs, or "". Such a DSN cannot be redacted,
+// and pgx's parse error echoes it whole, password included (it hides only
+// a password=... pair), so the message quotes no part of it. A URL that
+// does not parse is left to the driver, whose error shows it with its
+// password hidden and says what is wrong (a port, an escape). MySQL DSNs
+// are parsed, and their errors said as silently, by internal/mysqlurl.
+func dsnShape(kind, dsn string) string {
+	if kind != KindPostgres || schemeLen(dsn) > 0 {
+		return ""
+	}
+	if _, ok := redactKeyValue(dsn); !ok {
+		return "is neither a postgres:// URL nor key=value pairs (host=h user=u dbname=d); " +
+			"the text is not shown: it may hold a password"
+	}
+	return ""
 }
 
 func (v *validator) source(s *Source) {
@@ -200,6 +221,9 @@ func (v *validator) kafka(k *Kafka) {
 	}
 	if p := "kafka.topic_prefix"; !topicPrefixRE.MatchString(k.TopicPrefix) {
 		v.add(Pos{}, p, "must be letters, digits, '.', '_' or '-'"+v.got(p, k.TopicPrefix))
+	}
+	if p := "kafka.compression"; !slices.Contains(Compressions, k.Compression) {
+		v.add(Pos{}, p, "must be one of "+strings.Join(Compressions, ", ")+v.got(p, k.Compression))
 	}
 	v.envelope(&k.Envelope)
 }

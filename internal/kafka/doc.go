@@ -4,7 +4,8 @@
 // position may be acknowledged, the Trimmer that frees the embedded broker's
 // applied records, the DLQ writer, the embedded in-process broker used when
 // no brokers are configured, topic creation and the cluster identity that
-// scopes stored offsets.
+// scopes stored offsets. A change too large for a record is produced as a
+// marker in its place (oversize.go says how, and why that loses nothing).
 //
 // Where the source position is acknowledged, and why then: Tracker (see its
 // doc). A position is acknowledged only once every record of every batch up

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -58,6 +59,9 @@ func StartEmbedded(partitions int, topics ...string) (*Embedded, error) {
 		kfake.DefaultNumPartitions(partitions),
 		kfake.AllowAutoTopicCreation(),
 		kfake.SeedTopics(int32(partitions), topics...),
+		// Records as large as any kafka.max_record_bytes: the producer
+		// holds them to the configured limit (kfake's default is 1 MiB).
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(embeddedMaxMessageBytes)}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka broker: %w", err)
@@ -102,10 +106,17 @@ func ClusterID(ctx context.Context, cl *kgo.Client) (string, error) {
 	return md.Cluster, nil
 }
 
-// EnsureTopics creates the topics that do not exist yet. Existing topics are
-// left as they are, whatever their partition count.
-func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int, topics ...string) error {
-	resp, err := kadm.NewClient(cl).CreateTopics(ctx, int32(partitions), -1, nil, topics...)
+// EnsureTopics creates the topics that do not exist yet, with
+// max.message.bytes set to maxMessageBytes (0: the broker's default).
+// Existing topics are left as they are, whatever their partition count and
+// limit (LowRecordLimits finds a limit too low).
+func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions, maxMessageBytes int, topics ...string) error {
+	var configs map[string]*string
+	if maxMessageBytes > 0 {
+		v := strconv.Itoa(maxMessageBytes)
+		configs = map[string]*string{"max.message.bytes": &v}
+	}
+	resp, err := kadm.NewClient(cl).CreateTopics(ctx, int32(partitions), -1, configs, topics...)
 	if err != nil {
 		return fmt.Errorf("create topics %s: %w", strings.Join(topics, ", "), err)
 	}

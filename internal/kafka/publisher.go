@@ -1,16 +1,19 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/repeat"
 )
@@ -28,6 +31,7 @@ type Publisher struct {
 	stops     *repeat.Log // the stream's failures, logged once per cause
 	standby   bool
 	onStandby func(bool)
+	maxRecord int // kafka.max_record_bytes
 }
 
 // PublisherConfig is what a Publisher needs: the source, how its changes
@@ -51,6 +55,9 @@ type PublisherConfig struct {
 	// OnStandby, if set, is told when the publisher starts waiting as a
 	// standby (true) and when it takes over (false).
 	OnStandby func(bool)
+	// MaxRecordBytes is kafka.max_record_bytes (0: its default): a change
+	// whose record would be larger is replaced by a marker (see emit).
+	MaxRecordBytes int
 }
 
 // StandbyRetry is how often a standby publisher tries to take the source
@@ -61,7 +68,8 @@ const StandbyRetry = 250 * time.Millisecond
 // NewPublisher returns a Publisher of cfg.
 func NewPublisher(cfg PublisherConfig) *Publisher {
 	p := &Publisher{src: cfg.Source, enc: cfg.Encoder, prefix: cfg.Prefix, client: cfg.Client, tracker: cfg.Tracker, log: cfg.Log, fail: cfg.Fail,
-		stops: repeat.New(cfg.Log, "capture stopped; reconnecting"), standby: cfg.Standby, onStandby: cfg.OnStandby}
+		stops: repeat.New(cfg.Log, "capture stopped; reconnecting"), standby: cfg.Standby, onStandby: cfg.OnStandby,
+		maxRecord: cmp.Or(cfg.MaxRecordBytes, config.DefaultMaxRecordBytes)}
 	if p.onStandby == nil {
 		p.onStandby = func(bool) {}
 	}
@@ -136,6 +144,12 @@ func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 // backpressure. Records of one key go to one partition (key hash), in order.
 // With Encoder.Tombstones a delete is followed by a tombstone: its key and
 // a null value, which lets log compaction drop the key.
+//
+// A change whose record would exceed kafka.max_record_bytes is not
+// produced: a marker (change.Encoder.Marker) takes its place, in order,
+// under its key, and the apply side dead-letters it, so the rest of the
+// transaction and the stream go on (see oversize.go for a record the
+// broker refuses).
 func (c *Publisher) emit(ctx context.Context, b change.Batch) error {
 	records := len(b.Events)
 	if c.enc.Tombstones {
@@ -156,7 +170,14 @@ func (c *Publisher) emit(ctx context.Context, b change.Batch) error {
 		if err != nil {
 			return err
 		}
-		c.produce(ctx, tb, ev.Table, &kgo.Record{Topic: Topic(c.prefix, ev.Table), Key: key, Value: val})
+		rec := &kgo.Record{Topic: Topic(c.prefix, ev.Table), Key: key, Value: val}
+		if n := RecordSize(rec); n > c.maxRecord {
+			reason := fmt.Sprintf("record of %s bytes exceeds kafka.max_record_bytes %s", digits(n), digits(c.maxRecord))
+			if rec, err = c.marker(ev, rec, reason); err != nil {
+				return err
+			}
+		}
+		c.produce(ctx, tb, ev.Table, rec)
 		if ev.Op == change.OpDelete && c.enc.Tombstones {
 			c.produce(ctx, tb, ev.Table, &kgo.Record{Topic: Topic(c.prefix, ev.Table), Key: key})
 		}
@@ -166,15 +187,20 @@ func (c *Publisher) emit(ctx context.Context, b change.Batch) error {
 }
 
 // produce sends one record of batch tb; the tracker counts it durable once
-// the broker has it.
+// the broker has it. A record the broker or the client refuses for its
+// size is replaced (replace); any other failure stops the process.
 func (c *Publisher) produce(ctx context.Context, tb *trackedBatch, table change.Table, rec *kgo.Record) {
 	c.client.Produce(ctx, rec, func(r *kgo.Record, err error) {
-		if err != nil {
-			if ctx.Err() == nil {
-				c.fail(fmt.Errorf("produce change of %s to %s: %w", table, r.Topic, err))
-			}
-			return
+		switch {
+		case err == nil:
+			c.tracker.produced(tb, r.Topic, r.Partition, r.Offset)
+		case ctx.Err() != nil:
+			// Stopping: the batch stays pending, so its position is not
+			// acknowledged and the source sends it again.
+		case errors.Is(err, kerr.MessageTooLarge) && !isMarker(r):
+			go c.replace(ctx, tb, r, err) // not from kgo's promise goroutine: Produce may block
+		default:
+			c.fail(fmt.Errorf("produce change of %s to %s: %w", table, r.Topic, err))
 		}
-		c.tracker.produced(tb, r.Topic, r.Partition, r.Offset)
 	})
 }

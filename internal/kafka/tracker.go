@@ -90,6 +90,16 @@ func (t *Tracker) produced(b *trackedBatch, topic string, partition int32, offse
 	t.report(pos)
 }
 
+// skipped records that a record of b will never be produced, and needs
+// not be: a dropped tombstone.
+func (t *Tracker) skipped(b *trackedBatch) {
+	t.mu.Lock()
+	b.pending--
+	pos := t.advance()
+	t.mu.Unlock()
+	t.report(pos)
+}
+
 // Committed records that group stored next as its offset for the partition in the target.
 func (t *Tracker) Committed(group, topic string, partition int32, next int64) {
 	if t.durableOnProduce {

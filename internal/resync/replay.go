@@ -142,7 +142,9 @@ func (p *rowsOf) add(ev *change.Event, id sink.DeadLetterID) {
 		p.ids = append(p.ids, nil)
 	}
 	for _, img := range []change.Row{ev.Before, ev.After} {
-		if img != nil {
+		// A marker's before image is the key alone, no state of the row
+		// (its change was too large for Kafka): the row is read anyway.
+		if img != nil && ev.Oversize == "" {
 			p.rows[i].Images = append(p.rows[i].Images, img)
 		}
 	}

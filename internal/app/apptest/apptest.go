@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,35 @@ func Metric(g prometheus.Gatherer, name string, labels map[string]string) (sum f
 		}
 	}
 	return sum, ok
+}
+
+// Series returns every counter or gauge sample of one metric family,
+// keyed by its labels as "k=v,k=v" in name order ("" for none).
+func Series(g prometheus.Gatherer, name string) map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := g.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, lp := range m.GetLabel() {
+				labels = append(labels, lp.GetName()+"="+lp.GetValue())
+			}
+			slices.Sort(labels)
+			switch key := strings.Join(labels, ","); {
+			case m.Counter != nil:
+				out[key] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				out[key] = m.Gauge.GetValue()
+			}
+		}
+	}
+	return out
 }
 
 // Scraped is a running tandem's /metrics, read over HTTP as Prometheus
