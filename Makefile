@@ -84,9 +84,12 @@ image:
 image-check: image
 	$(GO) test -tags imagecheck -count=1 -timeout 5m -run '^TestImage_' ./deploy -image $(IMAGE)
 
-# Benchmarks with their physical limits measured in the same run.
+# Benchmarks with their physical limits measured in the same run, and the
+# fault suite's soak after them, alone (chaos.BenchmarkSoak: 10 minutes per
+# source, one after the other).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+	$(GO) test -run '^$$' -bench Soak -benchtime 1x -timeout 30m ./chaos
 
 demo: deps build
 	$(GO) run ./demo
