@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/poll"
-	"github.com/tandemcdc/tandem/internal/tandemtest"
 )
 
 // TestBroker_ExternalBrokerRestartLosesNothing runs `tandem run` against
@@ -35,16 +34,10 @@ func TestBroker_ExternalBrokerRestartLosesNothing(t *testing.T) {
 			if err := poll.Sleep(ctx, down); err != nil {
 				t.Fatal(err)
 			}
-			base, err := tandemtest.AppliedOffsets(ctx, f.tgt)
-			if err != nil {
-				t.Fatal(err)
-			}
+			base := td.applied(ctx)
 			b.start()
 			started := time.Now()
-			resumed := since(t, "apply to make progress after the broker restart", started, time.Minute, func() (bool, error) {
-				n, err := tandemtest.AppliedOffsets(ctx, f.tgt)
-				return n > base, err
-			})
+			resumed := td.untilApplied(ctx, "apply to make progress after the broker restart", started, base)
 			converged, rows := f.finish(t, ctx, w, td, false)
 			report(t, "the external broker stopped for "+down.String()+" and restarted on the same port from its data",
 				"broker down for", started.Sub(stopped).Round(time.Millisecond), "applying again after", resumed.Round(time.Millisecond),

@@ -519,6 +519,26 @@ func (td *tandem) waitApplied(ctx context.Context, more int64) {
 	tandemtest.WaitApplied(td.t, ctx, td.f.tgt, more, time.Minute)
 }
 
+// applied is how many records are applied now (tandemtest.AppliedOffsets).
+func (td *tandem) applied(ctx context.Context) int64 {
+	td.t.Helper()
+	n, err := tandemtest.AppliedOffsets(ctx, td.f.tgt)
+	if err != nil {
+		td.t.Fatal(err)
+	}
+	return n
+}
+
+// untilApplied waits until more records than base are applied and returns
+// the time from from; it fails t, naming what, after a minute.
+func (td *tandem) untilApplied(ctx context.Context, what string, from time.Time, base int64) time.Duration {
+	td.t.Helper()
+	return since(td.t, what, from, time.Minute, func() (bool, error) {
+		n, err := tandemtest.AppliedOffsets(ctx, td.f.tgt)
+		return n > base, err
+	})
+}
+
 // since polls cond until it holds and returns the time from from; it
 // fails t, naming what, after within.
 func since(t testing.TB, what string, from time.Time, within time.Duration, cond func() (bool, error)) time.Duration {

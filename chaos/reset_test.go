@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/poll"
-	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -54,10 +53,7 @@ func testResets(t *testing.T, kind string) {
 	slowest := map[string]time.Duration{}
 	for i, path := range order {
 		streams := p.logged(f.streaming)
-		base, err := tandemtest.AppliedOffsets(ctx, f.tgt)
-		if err != nil {
-			t.Fatal(err)
-		}
+		base := td.applied(ctx)
 		open := path.proxy.Open()
 		path.proxy.Reset()
 		at := time.Now()
@@ -67,10 +63,7 @@ func testResets(t *testing.T, kind string) {
 			})
 			slowest["streaming again after a source reset"] = max(slowest["streaming again after a source reset"], took)
 		}
-		took := since(t, "apply to make progress after a reset of the "+path.name+" path", at, time.Minute, func() (bool, error) {
-			n, err := tandemtest.AppliedOffsets(ctx, f.tgt)
-			return n > base, err
-		})
+		took := td.untilApplied(ctx, "apply to make progress after a reset of the "+path.name+" path", at, base)
 		key := "applying again after a " + path.name + " reset"
 		slowest[key] = max(slowest[key], took)
 		t.Logf("reset %d: %d connections of the %s path; applying again after %s", i+1, open, path.name, took.Round(time.Millisecond))

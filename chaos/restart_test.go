@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -73,14 +72,8 @@ func testSourceRestart(t *testing.T, kind string) {
 		back := since(t, "capture to stream again after the "+mode.name+" restart", at, time.Minute, func() (bool, error) {
 			return p.logged(f.streaming) > streams, td.alive()
 		})
-		base, err := tandemtest.AppliedOffsets(ctx, f.tgt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		applying := since(t, "apply to make progress again", at, time.Minute, func() (bool, error) {
-			n, err := tandemtest.AppliedOffsets(ctx, f.tgt)
-			return n > base, err
-		})
+		base := td.applied(ctx)
+		applying := td.untilApplied(ctx, "apply to make progress again", at, base)
 		measured = append(measured, mode.name+": server back after", serverBack.Round(time.Millisecond),
 			"streaming again after", back.Round(time.Millisecond), "applying again after", applying.Round(time.Millisecond))
 	}

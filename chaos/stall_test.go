@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/poll"
-	"github.com/tandemcdc/tandem/internal/tandemtest"
 )
 
 // stallFor is how long a stalled path stays stalled.
@@ -39,14 +38,8 @@ func TestStall_PostgresReplicationPathNinetySecondsIsDetectedThenConverges(t *te
 	back := since(t, "capture to stream again", at, time.Minute, func() (bool, error) {
 		return p.logged(f.streaming) > 1, td.alive()
 	})
-	base, err := tandemtest.AppliedOffsets(ctx, f.tgt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	applying := since(t, "apply to make progress again", at, time.Minute, func() (bool, error) {
-		n, err := tandemtest.AppliedOffsets(ctx, f.tgt)
-		return n > base, err
-	})
+	base := td.applied(ctx)
+	applying := td.untilApplied(ctx, "apply to make progress again", at, base)
 	if err := poll.Sleep(ctx, stallFor-time.Since(at)); err != nil {
 		t.Fatal(err)
 	}

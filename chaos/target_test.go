@@ -77,16 +77,10 @@ func testTargetDown(t *testing.T, kind string) {
 	if err := poll.Sleep(ctx, outage-time.Since(down)); err != nil { // the rest of the outage
 		t.Fatal(err)
 	}
-	base, err := tandemtest.AppliedOffsets(ctx, f.tgt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := td.applied(ctx)
 	proxy.Forward()
 	up := time.Now()
-	resumed := since(t, "apply to resume", up, time.Minute, func() (bool, error) {
-		n, err := tandemtest.AppliedOffsets(ctx, f.tgt)
-		return n > base, err
-	})
+	resumed := td.untilApplied(ctx, "apply to resume", up, base)
 	converged, rows := f.finish(t, ctx, w, td, false)
 	report(t, "target unreachable at start, then down 20 s under load (refused and reset through a proxy)",
 		"detected ("+sign+") after", detected.Round(time.Millisecond), "apply resumed after", resumed.Round(time.Millisecond),
