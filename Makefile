@@ -11,7 +11,7 @@ BIN := bin/tandem
 RACE_PKGS := ./apply ./backfill/... ./capture/... ./cmd/tandem ./internal/app/... ./internal/change \
 	./internal/kafka ./internal/testenv ./reconcile/... ./sink/... ./transform
 
-.PHONY: all deps build test vet lint bench demo clean image image-check mutate
+.PHONY: all deps build test chaos vet lint bench demo clean image image-check mutate
 
 all: build
 
@@ -33,8 +33,9 @@ lint: vet
 	$(GO) tool staticcheck -tags imagecheck ./deploy
 
 # The whole suite, integration tests included (real PostgreSQL 15, kfake over
-# the Kafka protocol, promtool), then the concurrent packages again under
-# the race detector, after gofmt and `make lint`. CI runs this through
+# the Kafka protocol, promtool) and the fault suite (./chaos, a package like
+# the others, so `go test ./...` runs it), then the concurrent packages again
+# under the race detector, after gofmt and `make lint`. CI runs this through
 # .ci/run, and then image-check (about 20 s with a warm Go cache; a cold
 # one adds the static build, 2-4 min, and apt's buildah, 1 min).
 test: deps
@@ -43,6 +44,13 @@ test: deps
 	$(MAKE) --no-print-directory lint
 	$(GO) test -count=1 -timeout 12m ./...
 	$(GO) test -race -count=1 -timeout 12m $(RACE_PKGS)
+
+# The fault suite alone (chaos/doc.go: kill -9, source restarts, target
+# down, resets, stalls, broker restart, forged records), each scenario on
+# real servers under a steady writer; about 2.5 min, its scenarios in
+# parallel. CHAOS_SEED replays the random fault moments of a logged run.
+chaos: deps
+	$(GO) test -count=1 -timeout 10m -v ./chaos $(if $(CHAOS_SEED),-chaos.seed $(CHAOS_SEED))
 
 # Mutation testing (go-gremlins) of the pure packages, one after the other:
 # each mutant is a small change to the code (a flipped comparison, an
@@ -76,9 +84,12 @@ image:
 image-check: image
 	$(GO) test -tags imagecheck -count=1 -timeout 5m -run '^TestImage_' ./deploy -image $(IMAGE)
 
-# Benchmarks with their physical limits measured in the same run.
+# Benchmarks with their physical limits measured in the same run, and the
+# fault suite's soak after them, alone (chaos.BenchmarkSoak: 10 minutes per
+# source, one after the other).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+	$(GO) test -run '^$$' -bench Soak -benchtime 1x -timeout 30m ./chaos
 
 demo: deps build
 	$(GO) run ./demo

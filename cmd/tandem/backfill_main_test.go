@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
+	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -23,7 +24,7 @@ import (
 func TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	m, slot := openShop(ctx, t)
+	m, slot := tandemtest.OpenShop(ctx, t)
 	w := &shop.Workload{Src: m.Src, Seed: 91}
 	if err := w.History(ctx, 1500); err != nil { // 1500 customers + 4500 orders
 		t.Fatal(err)
@@ -43,7 +44,7 @@ func TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges(t *testing.T) {
 	}
 
 	out := &testenv.SyncBuffer{}
-	first := exec.Command(binary, "backfill", "-c", cfgPath)
+	first := exec.Command(tandemtest.Binary(), "backfill", "-c", cfgPath)
 	first.Env, first.Stdout, first.Stderr = env, out, out
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges(t *testing.T) {
 	}
 
 	out2 := &testenv.SyncBuffer{}
-	second := exec.CommandContext(ctx, binary, "backfill", "-c", cfgPath)
+	second := exec.CommandContext(ctx, tandemtest.Binary(), "backfill", "-c", cfgPath)
 	second.Env, second.Stdout, second.Stderr = env, out2, out2
 	if err := second.Run(); err != nil {
 		t.Fatalf("second backfill: %v\n%s", err, out2.String())
@@ -77,10 +78,10 @@ func TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges(t *testing.T) {
 		t.Errorf("the second run did not resume to 6000 rows, copying the %d the first had not saved:\n%s", 6000-resumedAfter, out2.String())
 	}
 
-	p := startTandem(t, cfgPath, env[len(os.Environ()):], &testenv.SyncBuffer{})
+	p := tandemtest.Start(t, cfgPath, env[len(os.Environ()):], &testenv.SyncBuffer{})
 	defer func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		_ = p.cmd.Wait()
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.Cmd.Wait()
 	}()
 	if _, err := m.WaitConverged(ctx, time.Minute); err != nil {
 		t.Fatalf("%v\n--- first run ---\n%s\n--- second run ---\n%s", err, out.String(), out2.String())

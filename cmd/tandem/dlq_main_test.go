@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
+	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -25,7 +26,7 @@ func tandemCmd(t *testing.T, env []string, args ...string) (stdout, stderr strin
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, tandemtest.Binary(), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -69,7 +70,7 @@ func normalize(s string) string {
 func TestDLQ_ListShowsTheDeadLettersAndReplayResyncsThemOnceFixed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	m, slot := openShop(ctx, t)
+	m, slot := tandemtest.OpenShop(ctx, t)
 	fixed := shop.Config(shop.ConfigOptions{Slot: slot})
 	broken := strings.Replace(fixed, `status: 'row.status == "" ? "pending" : row.status'`,
 		`status: 'row.status == "poison" ? string(int(row.status)) : (row.status == "" ? "pending" : row.status)'`, 1)
@@ -96,10 +97,10 @@ func TestDLQ_ListShowsTheDeadLettersAndReplayResyncsThemOnceFixed(t *testing.T) 
 	}
 
 	out := &testenv.SyncBuffer{}
-	p := startTandem(t, cfgPath, env, out)
+	p := tandemtest.Start(t, cfgPath, env, out)
 	defer func() {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
+		_ = p.Cmd.Process.Kill()
+		_ = p.Cmd.Wait()
 	}()
 	testenv.WaitFor(t, "replication started", 30*time.Second, func() (bool, error) {
 		return strings.Contains(out.String(), "streaming from replication slot"), nil
@@ -126,10 +127,10 @@ func TestDLQ_ListShowsTheDeadLettersAndReplayResyncsThemOnceFixed(t *testing.T) 
 	deadLetters(2)
 	exec(`UPDATE shop.orders SET total = 3.50 WHERE id = 3`)
 	deadLetters(3)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.Cmd.Wait(); err != nil {
 		t.Fatalf("tandem run after SIGTERM: %v\n%s", err, out.String())
 	}
 

@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
+	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
 func TestBackfillEstimate_ProjectsEachTableAndWritesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	m, _ := openShop(ctx, t)
+	m, _ := tandemtest.OpenShop(ctx, t)
 	w := &shop.Workload{Src: m.Src, Seed: 7}
 	if err := w.History(ctx, 400); err != nil { // 400 customers, 1200 orders
 		t.Fatal(err)
@@ -31,7 +32,7 @@ func TestBackfillEstimate_ProjectsEachTableAndWritesNothing(t *testing.T) {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, binary, "backfill", "--estimate", "-c", path)
+	cmd := exec.CommandContext(ctx, tandemtest.Binary(), "backfill", "--estimate", "-c", path)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr // pipes, not a terminal
 	if err := cmd.Run(); err != nil {

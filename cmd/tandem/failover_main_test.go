@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +18,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/fixture/cart"
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -49,7 +47,7 @@ func newBroker(t *testing.T) []string {
 func (f *failover) start(t *testing.T, name, role string) {
 	t.Helper()
 	out := &testenv.SyncBuffer{}
-	cmd := exec.Command(binary, role, "-c", f.cfgPath)
+	cmd := exec.Command(tandemtest.Binary(), role, "-c", f.cfgPath)
 	cmd.Env = append(os.Environ(), f.env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -79,45 +77,11 @@ func (f *failover) waitLog(t *testing.T, name, s string) {
 	})
 }
 
-var httpAddr = regexp.MustCompile(`msg="http listening" addr=(\S+)`)
-
 // addr is where name serves /metrics and /readyz.
 func (f *failover) addr(t *testing.T, name string) string {
 	t.Helper()
 	f.waitLog(t, name, `msg="http listening"`)
-	return httpAddr.FindStringSubmatch(f.out[name].String())[1]
-}
-
-// metric sums the samples of the metric named name that addr serves.
-func metric(addr, name string) (float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
-			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-			if err != nil {
-				return 0, fmt.Errorf("metric line %q: %w", line, err)
-			}
-			sum += v
-		}
-	}
-	return sum, sc.Err()
-}
-
-// readyz is the status code of addr's /readyz.
-func readyz(addr string) int {
-	resp, err := http.Get("http://" + addr + "/readyz")
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return tandemtest.HTTPAddr(f.out[name].String())
 }
 
 // killActiveAndTakeOver checks that the standby neither reads nor
@@ -128,14 +92,14 @@ func (f *failover) killActiveAndTakeOver(t *testing.T) time.Duration {
 	t.Helper()
 	standby := f.addr(t, "standby")
 	for _, m := range []string{"tandem_capture_events_total", "tandem_capture_streaming"} {
-		if v, err := metric(standby, m); err != nil || v != 0 {
+		if v, err := tandemtest.Metric(standby, m); err != nil || v != 0 {
 			t.Fatalf("standby %s = %v (%v) while the active capture streams, want 0", m, v, err)
 		}
 	}
-	if v, err := metric(standby, "tandem_capture_standby"); err != nil || v != 1 {
+	if v, err := tandemtest.Metric(standby, "tandem_capture_standby"); err != nil || v != 1 {
 		t.Errorf("standby tandem_capture_standby = %v (%v) while the active capture streams, want 1", v, err)
 	}
-	if code := readyz(standby); code != http.StatusOK { // standing by is its job: a rolling update may go on
+	if code := tandemtest.Readyz(standby); code != http.StatusOK { // standing by is its job: a rolling update may go on
 		t.Errorf("standby /readyz = %d, want 200", code)
 	}
 	if err := f.procs["active"].Process.Signal(syscall.SIGKILL); err != nil {
@@ -143,18 +107,18 @@ func (f *failover) killActiveAndTakeOver(t *testing.T) time.Duration {
 	}
 	killed := time.Now()
 	if _, err := poll.Until(context.Background(), 10*time.Millisecond, 30*time.Second, func() (bool, error) {
-		v, err := metric(standby, "tandem_capture_events_total")
+		v, err := tandemtest.Metric(standby, "tandem_capture_events_total")
 		return v > 0, err
 	}); err != nil {
 		t.Fatalf("the standby captured nothing after the active capture was killed: %v", err)
 	}
 	took := time.Since(killed)
 	f.waitLog(t, "standby", "took over the source")
-	if code := readyz(standby); code != http.StatusOK {
+	if code := tandemtest.Readyz(standby); code != http.StatusOK {
 		t.Errorf("standby /readyz after the takeover = %d, want 200", code)
 	}
 	for m, want := range map[string]float64{"tandem_capture_standby": 0, "tandem_capture_streaming": 1} {
-		if v, err := metric(standby, m); err != nil || v != want {
+		if v, err := tandemtest.Metric(standby, m); err != nil || v != want {
 			t.Errorf("%s of the capture that took over = %v (%v), want %v", m, v, err, want)
 		}
 	}
@@ -184,8 +148,8 @@ func TestCapture_StandbyTakesOverWhenTheActiveIsKilledPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	slot := slotName(srcDSN)
-	t.Cleanup(func() { dropInactiveSlot(srcDSN, slot) })
+	slot := tandemtest.SlotName(srcDSN)
+	t.Cleanup(func() { tandemtest.DropInactiveSlot(srcDSN, slot) })
 	f := newFailover(t, shop.Config(shop.ConfigOptions{Brokers: newBroker(t), Slot: slot}),
 		[]string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + m.TgtDSN})
 
@@ -200,11 +164,11 @@ func TestCapture_StandbyTakesOverWhenTheActiveIsKilledPostgres(t *testing.T) {
 	w := &shop.Workload{Src: m.Src, Seed: 19}
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(wctx, 0, 200) }()
-	waitForMoreApplied(t, ctx, m, 50)
+	tandemtest.WaitApplied(t, ctx, m.Tgt, 50, time.Minute)
 
 	took := f.killActiveAndTakeOver(t)
 	t.Logf("PostgreSQL: the standby captured its first change %s after the active capture was killed", took.Round(time.Millisecond))
-	waitForMoreApplied(t, ctx, m, 50)
+	tandemtest.WaitApplied(t, ctx, m.Tgt, 50, time.Minute)
 	// Enough rows for the comparison to prove something (applied records
 	// include updates and deletes).
 	testenv.WaitFor(t, "the source to hold 120 rows", 60*time.Second, func() (bool, error) {
@@ -232,25 +196,10 @@ func TestCapture_StandbyTakesOverWhenTheActiveIsKilledMariaDB(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srcDSN, tgtDSN, src, tgt, srcDB := openCart(ctx, t)
+	srcDSN, tgtDSN, src, tgt, srcDB := tandemtest.OpenCart(ctx, t)
 	f := newFailover(t, cart.Config(cart.ConfigOptions{SourceDB: srcDB, ServerID: 4319, Brokers: newBroker(t)}),
 		[]string{"TANDEM_SOURCE_DSN=" + srcDSN, "TANDEM_TARGET_DSN=" + tgtDSN})
-	applied := func() (int64, error) {
-		var n int64
-		err := tgt.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM tandem.kafka_offsets`).Scan(&n)
-		if err != nil && strings.Contains(err.Error(), "does not exist") {
-			return 0, nil
-		}
-		return n, err
-	}
-	waitMoreApplied := func(more int64) {
-		t.Helper()
-		base := must(applied())
-		testenv.WaitFor(t, fmt.Sprintf("%d more records applied", more), 30*time.Second, func() (bool, error) {
-			n, err := applied()
-			return n >= base+more, err
-		})
-	}
+	waitMoreApplied := func(more int64) { t.Helper(); tandemtest.WaitApplied(t, ctx, tgt, more, 30*time.Second) }
 
 	f.start(t, "active", "capture")
 	f.waitLog(t, "active", "streaming the binlog")

@@ -8,191 +8,22 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
+	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
-// binary is the tandem binary built for this test run.
-var binary string
-
-func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "tandem-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		binary = filepath.Join(dir, "tandem")
-		if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build tandem: %v\n%s", err, out)
-			return 1
-		}
-		return testenv.Run(m)
-	}())
-}
-
-// process is a tandem process whose output is kept for assertions.
-type process struct {
-	cmd *exec.Cmd
-	out *testenv.SyncBuffer
-}
-
-func startTandem(t *testing.T, cfgPath string, env []string, out *testenv.SyncBuffer) *process {
-	t.Helper()
-	cmd := exec.Command(binary, "run", "-c", cfgPath)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return &process{cmd: cmd, out: out}
-}
-
-// appliedOffsets sums the offsets stored in the target: it grows with every applied batch.
-func appliedOffsets(ctx context.Context, m *shop.Migration) (int64, error) {
-	var n int64
-	err := m.Tgt.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM tandem.kafka_offsets`).Scan(&n)
-	if err != nil && strings.Contains(err.Error(), "does not exist") {
-		return 0, nil
-	}
-	return n, err
-}
-
-func TestRun_KillNineAndRestartLosesAndDoublesNothing(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	m, slot := openShop(ctx, t)
-	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
-	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Slot: slot})), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + m.TgtDSN}
-	out := &testenv.SyncBuffer{}
-
-	// Writers run for the whole test, across every crash. They start once
-	// the first run is streaming: rows committed before the slot exists are
-	// history, the backfill's job, not the stream's.
-	wctx, stopWriters := context.WithCancel(ctx)
-	defer stopWriters()
-	errc := make(chan error, 2)
-	workloads := []*shop.Workload{{Src: m.Src, Seed: 100}, {Src: m.Src, Seed: 101}}
-	startWriters := func() {
-		for _, w := range workloads {
-			go func() { errc <- w.Run(wctx, 0, 150) }()
-		}
-	}
-	written := func() int64 { return workloads[0].Ops.Load() + workloads[1].Ops.Load() }
-
-	// Kill points: just after the writers start (most changes in flight,
-	// little or nothing applied), and twice mid-stream after more batches
-	// were applied.
-	kills := []func(p *process) (afterKill func()){
-		func(p *process) func() {
-			testenv.WaitFor(t, "replication started", 30*time.Second, func() (bool, error) {
-				return strings.Contains(p.out.String(), "streaming from replication slot"), nil
-			})
-			startWriters()
-			testenv.WaitFor(t, "the first writes", 30*time.Second, func() (bool, error) { return written() >= 20, nil })
-			return nil
-		},
-		func(p *process) func() { waitForMoreApplied(t, ctx, m, 50); return nil },
-		// Apply stalled (target tables locked) while capture goes on: the
-		// most changes captured but not applied. A slot acknowledged before
-		// the target commit loses exactly these. Not payments: the orders
-		// mapping writes orders and payments in one transaction, in either
-		// order, and a lock of both, taken one after the other, could
-		// deadlock with it; every order change writes orders anyway.
-		func(p *process) func() {
-			waitForMoreApplied(t, ctx, m, 50)
-			lock, err := m.Tgt.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := lock.Exec(ctx, `LOCK TABLE public.customers, public.orders IN ACCESS EXCLUSIVE MODE`); err != nil {
-				t.Fatal(err)
-			}
-			base := written()
-			testenv.WaitFor(t, "writes while apply is stalled", 60*time.Second, func() (bool, error) { return written() >= base+600, nil })
-			return func() { _ = lock.Rollback(context.Background()) }
-		},
-		func(p *process) func() { waitForMoreApplied(t, ctx, m, 200); return nil },
-	}
-	for i, waitPoint := range kills {
-		p := startTandem(t, cfgPath, env, out)
-		afterKill := waitPoint(p)
-		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = p.cmd.Wait()
-		if afterKill != nil {
-			afterKill()
-		}
-		t.Logf("kill %d done; %d operations written, applied offsets %d", i+1, written(), must(appliedOffsets(ctx, m)))
-	}
-
-	// The last run sees the writers finish, then must converge exactly.
-	p := startTandem(t, cfgPath, env, out)
-	waitForMoreApplied(t, ctx, m, 50)
-	stopWriters()
-	for range 2 {
-		if err := <-errc; err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := m.WaitConverged(ctx, 90*time.Second)
-	if err != nil {
-		t.Fatalf("%v\n--- tandem output ---\n%s", err, out.String())
-	}
-	if got.Count() < 100 {
-		t.Errorf("only %d target rows: the test proved little", got.Count())
-	}
-	// The slot must have moved on: acknowledged positions reached the source.
-	testenv.WaitFor(t, "slot confirmed_flush_lsn to pass the last write", 30*time.Second, func() (bool, error) {
-		var ok bool
-		err := m.Src.QueryRow(ctx, `SELECT confirmed_flush_lsn >= pg_current_wal_lsn() - 1024*1024 AND confirmed_flush_lsn > '0/0' FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&ok)
-		return ok, err
-	})
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Wait(); err != nil {
-		t.Errorf("tandem after SIGTERM: %v (want exit 0)\n%s", err, out.String())
-	}
-	if strings.Contains(out.String(), testenv.Password) {
-		t.Errorf("the DSN password appears in tandem's output")
-	}
-}
-
-func waitForMoreApplied(t *testing.T, ctx context.Context, m *shop.Migration, more int64) {
-	t.Helper()
-	base, err := appliedOffsets(ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, fmt.Sprintf("%d more records applied", more), 60*time.Second, func() (bool, error) {
-		n, err := appliedOffsets(ctx, m)
-		return n >= base+more || (base > 0 && n < base), err // a fresh embedded broker restarts offsets at 0
-	})
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
+func TestMain(m *testing.M) { os.Exit(tandemtest.Main(m)) }
 
 func TestBadInput_ClearErrorExit2NothingWritten(t *testing.T) {
 	ctx := context.Background()
-	m, _ := openShop(ctx, t)
+	m, _ := tandemtest.OpenShop(ctx, t)
 	good := shop.Config(shop.ConfigOptions{SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN})
 	// A wrong password is a config error; an unreachable server is waited
-	// for (TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2).
+	// for (chaos.TestTargetDown_TwentySecondsPausesThenResumesLosingNothing).
 	wrongPassword := strings.Replace(m.SrcDSN, testenv.Password, "not-the-password", 1)
 	tests := []struct {
 		name   string
@@ -308,7 +139,7 @@ func TestCheck_ReportsEachProblemWithItsFixAndExits1(t *testing.T) {
 
 func TestSlotDrop_RemovesSlotAndPublicationButNotWhileStreaming(t *testing.T) {
 	ctx := context.Background()
-	m, _ := openShop(ctx, t)
+	m, _ := tandemtest.OpenShop(ctx, t)
 	var db string
 	if err := m.Src.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
 		t.Fatal(err)
@@ -384,7 +215,7 @@ func TestVersion(t *testing.T) {
 
 func TestCheck_TargetKeyFromANonKeyColumnNeedsFullBeforeImages(t *testing.T) {
 	ctx := context.Background()
-	m, slot := openShop(ctx, t)
+	m, slot := tandemtest.OpenShop(ctx, t)
 	// payments keyed by a column a delete does not carry under REPLICA IDENTITY
 	// DEFAULT.
 	opts := shop.ConfigOptions{Slot: slot, SourceDSN: m.SrcDSN, TargetDSN: m.TgtDSN}
@@ -412,20 +243,4 @@ failed: 1 problem(s), 0 warning(s)
 	if code, out := check(); code != exitOK {
 		t.Errorf("check after REPLICA IDENTITY FULL: exit %d\n%s", code, out)
 	}
-}
-
-// openShop opens the shop migration on two fresh databases, closed when t
-// ends, and names a replication slot of its own for it (slot names are the
-// server's, and the tests beside it use theirs), dropped when t ends once
-// nothing streams from it.
-func openShop(ctx context.Context, t *testing.T) (m *shop.Migration, slot string) {
-	t.Helper()
-	m, err := shop.Open(ctx, testenv.NewDatabase(t), testenv.NewDatabase(t), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	slot = slotName(m.SrcDSN)
-	t.Cleanup(func() { dropInactiveSlot(m.SrcDSN, slot) })
-	return m, slot
 }

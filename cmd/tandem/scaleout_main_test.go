@@ -20,6 +20,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/kafka"
+	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -61,8 +62,8 @@ func newScaleOut(t *testing.T) *scaleOut {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
-	slot := slotName(srcDSN)
-	t.Cleanup(func() { dropInactiveSlot(srcDSN, slot) })
+	slot := tandemtest.SlotName(srcDSN)
+	t.Cleanup(func() { tandemtest.DropInactiveSlot(srcDSN, slot) })
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +118,7 @@ func (s *scaleOut) start(t *testing.T, verb string) *scaleOutProc {
 		}
 	}
 	p := &scaleOutProc{name: fmt.Sprintf("%s#%d", verb, n+1), out: &testenv.SyncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(binary, verb, "-c", s.cfgPath)
+	p.cmd = exec.Command(tandemtest.Binary(), verb, "-c", s.cfgPath)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

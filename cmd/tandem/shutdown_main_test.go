@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
+	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -19,15 +20,15 @@ import (
 func TestRun_SIGTERMDrainsWithinShutdownTimeoutThenExits(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	m, slot := openShop(ctx, t)
+	m, slot := tandemtest.OpenShop(ctx, t)
 	const grace = 2 * time.Second
 	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
 	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Slot: slot})+"shutdown_timeout: 2s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out := &testenv.SyncBuffer{}
-	p := startTandem(t, cfgPath, []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + m.TgtDSN}, out)
-	defer func() { _ = p.cmd.Process.Kill() }()
+	p := tandemtest.Start(t, cfgPath, []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + m.TgtDSN}, out)
+	defer func() { _ = p.Cmd.Process.Kill() }()
 	testenv.WaitFor(t, "replication started", 30*time.Second, func() (bool, error) {
 		return strings.Contains(out.String(), "streaming from replication slot"), nil
 	})
@@ -51,11 +52,11 @@ func TestRun_SIGTERMDrainsWithinShutdownTimeoutThenExits(t *testing.T) {
 	})
 
 	sent := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
+	go func() { exited <- p.Cmd.Wait() }()
 	select {
 	case err := <-exited:
 		took := time.Since(sent)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
+	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -29,7 +29,7 @@ import (
 func TestBackfill_HangupIsIgnoredAndInterruptExits130SayingWhereTheNextRunResumes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	m, slot := openShop(ctx, t)
+	m, slot := tandemtest.OpenShop(ctx, t)
 	w := &shop.Workload{Src: m.Src, Seed: 92}
 	if err := w.History(ctx, 500); err != nil { // 500 customers + 1500 orders
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func TestBackfill_HangupIsIgnoredAndInterruptExits130SayingWhereTheNextRunResume
 	}
 
 	out := &testenv.SyncBuffer{}
-	first := exec.Command(binary, "backfill", "-c", cfgPath)
+	first := exec.Command(tandemtest.Binary(), "backfill", "-c", cfgPath)
 	first.Env, first.Stdout, first.Stderr = env, out, out
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func TestBackfill_HangupIsIgnoredAndInterruptExits130SayingWhereTheNextRunResume
 
 	writeCfg(0) // the rest unthrottled
 	out2 := &testenv.SyncBuffer{}
-	second := exec.CommandContext(ctx, binary, "backfill", "-c", cfgPath)
+	second := exec.CommandContext(ctx, tandemtest.Binary(), "backfill", "-c", cfgPath)
 	second.Env, second.Stdout, second.Stderr = env, out2, out2
 	if err := second.Run(); err != nil {
 		t.Fatalf("second backfill: %v\n%s", err, out2.String())
@@ -103,60 +103,5 @@ func TestBackfill_HangupIsIgnoredAndInterruptExits130SayingWhereTheNextRunResume
 	}
 	if diff := cmp.Diff([]string{"2000", strconv.FormatInt(2000-copied, 10)}, got[1:]); diff != "" {
 		t.Errorf("the second run did not resume after the %d rows the first said it copied (-want +got):\n%s\n%s", copied, diff, out2.String())
-	}
-}
-
-// TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2 starts `tandem run`
-// while nothing listens on the target's port: it waits, says so once,
-// and starts streaming as soon as the target can be reached (a proxy to
-// the real server opened on that port), instead of exiting 2 like a
-// config error.
-func TestRun_WaitsForAnUnreachableTargetInsteadOfExiting2(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	m, slot := openShop(ctx, t)
-	tgt, err := url.Parse(m.TgtDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The target's port accepts and at once closes each connection (a
-	// server starting up, a proxy with no backend) until Forward.
-	proxy := testenv.NewFaultProxy(t, tgt.Host)
-	proxy.Refuse()
-	tgt.Host = proxy.Addr()
-	cfgPath := filepath.Join(t.TempDir(), "tandem.yaml")
-	if err := os.WriteFile(cfgPath, []byte(shop.Config(shop.ConfigOptions{Slot: slot})), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out := &testenv.SyncBuffer{}
-	p := startTandem(t, cfgPath, []string{"TANDEM_SOURCE_DSN=" + m.SrcDSN, "TANDEM_TARGET_DSN=" + tgt.String()}, out)
-	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
-	running := func() error {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("tandem exited while the target was unreachable: %v\n%s", err, out.String())
-		default:
-			return nil
-		}
-	}
-	testenv.WaitFor(t, "three checks of the unreachable target", time.Minute, func() (bool, error) {
-		return proxy.Refused() >= 3, running()
-	})
-	if n := strings.Count(out.String(), "waiting to start: cannot reach a database"); n != 1 {
-		t.Errorf("%d lines for %d failed checks of one cause, want 1:\n%s", n, proxy.Refused(), out.String())
-	}
-	proxy.Forward()
-	testenv.WaitFor(t, "streaming once the target is reachable", time.Minute, func() (bool, error) {
-		return strings.Contains(out.String(), "streaming from replication slot"), running()
-	})
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-exited; err != nil {
-		t.Errorf("tandem after SIGTERM: %v (want exit 0)\n%s", err, out.String())
-	}
-	if !strings.Contains(out.String(), "works again") {
-		t.Errorf("no line says the wait ended:\n%s", out.String())
 	}
 }

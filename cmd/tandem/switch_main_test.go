@@ -21,6 +21,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/fixture/canary"
 	"github.com/tandemcdc/tandem/internal/poll"
+	"github.com/tandemcdc/tandem/internal/tandemtest"
 	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
@@ -43,9 +44,9 @@ func newCanaryCLI(t *testing.T) *canaryCLI {
 	t.Helper()
 	ctx := context.Background()
 	oldDSN, newDSN := testenv.NewDatabase(t), testenv.NewDatabase(t)
-	slot := slotName(oldDSN)
-	back := slotName(newDSN) + "_back"
-	t.Cleanup(func() { dropInactiveSlot(oldDSN, slot); dropInactiveSlot(newDSN, back) })
+	slot := tandemtest.SlotName(oldDSN)
+	back := tandemtest.SlotName(newDSN) + "_back"
+	t.Cleanup(func() { tandemtest.DropInactiveSlot(oldDSN, slot); tandemtest.DropInactiveSlot(newDSN, back) })
 	c := &canaryCLI{cfgPath: filepath.Join(t.TempDir(), "tandem.yaml"), out: &testenv.SyncBuffer{}}
 	yaml := canary.Config(canary.ConfigOptions{Source: canary.PostgresSource(oldDSN, slot), From: "public.orders",
 		NewDSN: newDSN, Back: back, Guard: "reject"})
@@ -71,42 +72,24 @@ func newCanaryCLI(t *testing.T) *canaryCLI {
 	return c
 }
 
-// slotName is a replication slot name unique to the database of dsn.
-func slotName(dsn string) string {
-	db, _, _ := strings.Cut(dsn[strings.LastIndexByte(dsn, '/')+1:], "?")
-	db = strings.ToLower(db)
-	return db[max(0, len(db)-50):]
-}
-
-// dropInactiveSlot drops the replication slot named slot of the database
-// of dsn once nothing streams from it.
-func dropInactiveSlot(dsn, slot string) {
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		return
-	}
-	defer db.Close()
-	_, _ = db.Exec(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
-}
-
 // run starts `tandem run` and returns once both streams have reported a
 // heartbeat (their slots exist: the application's writes from then on are
 // streamed). The process is stopped with SIGTERM, and must exit 0, when t
 // ends.
 func (c *canaryCLI) run(t *testing.T) {
 	t.Helper()
-	p := startTandem(t, c.cfgPath, nil, c.out)
+	p := tandemtest.Start(t, c.cfgPath, nil, c.out)
 	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
+	go func() { exited <- p.Cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-exited:
 			if err != nil {
 				t.Errorf("tandem run after SIGTERM: %v (want exit 0)\n%s", err, c.out.String())
 			}
 		case <-time.After(30 * time.Second):
-			_ = p.cmd.Process.Kill()
+			_ = p.Cmd.Process.Kill()
 			t.Errorf("tandem run did not exit within 30s of SIGTERM\n%s", c.out.String())
 		}
 	})
@@ -148,7 +131,7 @@ func (c *canaryCLI) tandem(t *testing.T, env []string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, tandemtest.Binary(), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

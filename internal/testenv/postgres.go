@@ -559,14 +559,23 @@ func (p *PostgreSQL) Stop() error {
 // would) and starts it again on the same port and data, returning once it
 // accepts connections after crash recovery. Connections to the server are
 // broken; replication slots and committed data survive.
-func (p *PostgreSQL) Restart(ctx context.Context) error {
+func (p *PostgreSQL) Restart(ctx context.Context) error { return p.restart(ctx, "immediate") }
+
+// RestartFast shuts the server down cleanly (pg_ctl stop -m fast: sessions
+// are ended, then a shutdown checkpoint, as an operator's restart does) and
+// starts it again on the same port and data, returning once it accepts
+// connections.
+func (p *PostgreSQL) RestartFast(ctx context.Context) error { return p.restart(ctx, "fast") }
+
+// restart stops the server with pg_ctl's shutdown mode and starts it again.
+func (p *PostgreSQL) restart(ctx context.Context, mode string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped {
 		return fmt.Errorf("restart %s: server was stopped", p)
 	}
 	if _, alive := postmasterAlive(p.dataDir()); alive {
-		if err := p.pgctl(ctx, "stop", "-m", "immediate", "-t", "30"); err != nil {
+		if err := p.pgctl(ctx, "stop", "-m", mode, "-t", "30"); err != nil {
 			return fmt.Errorf("restart %s: stop: %w", p, err)
 		}
 	}
