@@ -82,13 +82,15 @@ func (g *globals) refuseWhenCheckFails(ctx context.Context, cmd *cobra.Command, 
 		if !preflight.OnlyUnreachable(problems) {
 			break
 		}
-		var causes []string
+		// One cause per set of unreachable servers, whatever each attempt
+		// got from them (refused, reset, EOF, a timeout).
+		var objects, whats []string
 		for _, p := range problems {
 			if p.Unreachable {
-				causes = append(causes, p.Object+": "+p.What)
+				objects, whats = append(objects, p.Object), append(whats, p.Object+": "+p.What)
 			}
 		}
-		waiting.Fail(errors.New(strings.Join(causes, "; ")))
+		waiting.FailOf(strings.Join(objects, ", "), errors.New(strings.Join(whats, "; ")))
 		if err := poll.Sleep(ctx, backoff.NextBackOff()); err != nil {
 			return exitError(exitOK) // stopped while waiting: nothing started
 		}

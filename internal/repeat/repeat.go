@@ -3,6 +3,7 @@ package repeat
 import (
 	"context"
 	"log/slog"
+	"regexp"
 	"sync"
 	"time"
 )
@@ -17,7 +18,8 @@ type Log struct {
 	now   func() time.Time
 
 	mu    sync.Mutex
-	cause string    // the current failure's message; "" while it works
+	cause string    // the current failure's cause; "" while it works
+	last  string    // the current cause's last error message
 	count int       // failures of cause in a row
 	began time.Time // when the first of them happened
 	attrs []any     // the first failure's attributes, repeated in its summary
@@ -43,18 +45,33 @@ func New(log *slog.Logger, msg string, opts ...Option) *Log {
 	return l
 }
 
+// localAddr matches the local end of a connection in an error message
+// ("read tcp 127.0.0.1:44134->127.0.0.1:5432: ..."): its port is new on
+// every attempt, so it is no part of the cause.
+var localAddr = regexp.MustCompile(`([0-9.]+|\[[0-9A-Fa-f:.%a-z]+\]):[0-9]+->`)
+
+// cause is err's message without what differs between attempts of one
+// cause (the local port of each connection).
+func cause(err error) string { return localAddr.ReplaceAllString(err.Error(), "$1->") }
+
 // Fail records one failure with err and attrs (slog's key, value pairs). A
-// cause is an error message: the first failure of a new cause is logged
-// (after a summary of the previous cause, if it repeated), a repeat only at
-// the 10th, 100th, 1000th... time, with "count" and "since".
-func (l *Log) Fail(err error, attrs ...any) {
+// cause is an error message (less each attempt's local port): the first
+// failure of a new cause is logged (after a summary of the previous cause,
+// if it repeated), a repeat only at the 10th, 100th, 1000th... time, with
+// "count" and "since".
+func (l *Log) Fail(err error, attrs ...any) { l.FailOf(cause(err), err, attrs...) }
+
+// FailOf is Fail with the cause given: failures whose messages differ in
+// detail (a reset or an EOF from one server that is down) are one cause
+// when the caller says so. The lines show err, the summary the last one.
+func (l *Log) FailOf(cause string, err error, attrs ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	msg := err.Error()
-	if msg != l.cause {
+	if cause != l.cause {
 		l.summarise()
-		l.cause, l.count, l.began, l.attrs = msg, 0, l.now(), attrs
+		l.cause, l.count, l.began, l.attrs = cause, 0, l.now(), attrs
 	}
+	l.last = err.Error()
 	l.count++
 	if l.count == 1 || isPowerOfTen(l.count) {
 		l.log.Log(context.Background(), l.level, l.msg, append(attrs, "err", err, "count", l.count, "since", l.began.Format(sinceLayout))...)
@@ -69,9 +86,9 @@ func (l *Log) OK(attrs ...any) {
 	if l.cause == "" {
 		return
 	}
-	l.log.Info(l.msg+"; works again", append(attrs, "last_err", l.cause, "count", l.count, "since", l.began.Format(sinceLayout),
+	l.log.Info(l.msg+"; works again", append(attrs, "last_err", l.last, "count", l.count, "since", l.began.Format(sinceLayout),
 		"for", l.now().Sub(l.began).Round(time.Millisecond).String())...)
-	l.cause, l.count, l.attrs = "", 0, nil
+	l.cause, l.last, l.count, l.attrs = "", "", 0, nil
 }
 
 // Failing returns how many times in a row the current cause failed, and
@@ -88,7 +105,7 @@ func (l *Log) summarise() {
 	if l.count <= 1 || isPowerOfTen(l.count) {
 		return
 	}
-	l.log.Log(context.Background(), l.level, l.msg, append(l.attrs, "err", l.cause, "count", l.count, "since", l.began.Format(sinceLayout))...)
+	l.log.Log(context.Background(), l.level, l.msg, append(l.attrs, "err", l.last, "count", l.count, "since", l.began.Format(sinceLayout))...)
 }
 
 func isPowerOfTen(n int) bool {

@@ -48,3 +48,25 @@ func TestLog_ManyFailuresOfOneCauseAreFewLinesWithTheirCountAndStart(t *testing.
 		t.Errorf("log lines (-want +got):\n%s", diff)
 	}
 }
+
+// Each attempt's connection has a local port of its own, which its error
+// message names: the failures are still one cause, logged once.
+func TestLog_TheLocalPortOfEachAttemptIsNoNewCause(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(slog.New(slog.NewTextHandler(&buf, nil)), "waiting to start")
+	for _, local := range []string{"127.0.0.1:44134", "127.0.0.1:44136", "[::1]:51000", "[::1]:51002"} {
+		l.Fail(errors.New("target: cannot connect: read tcp " + local + "->127.0.0.1:5432: read: connection reset by peer"))
+	}
+	l.Fail(errors.New("target: cannot connect: dial tcp 127.0.0.1:5432: connect: connection refused"))
+	got := strings.Count(buf.String(), "msg=\"waiting to start\"")
+	// Three causes (the IPv4 attempts, the IPv6 attempts, the refusal):
+	// each one's first line, and the summary of each that repeated.
+	if got != 3+2 {
+		t.Errorf("%d lines, want 5:\n%s", got, buf.String())
+	}
+	for _, c := range []string{"127.0.0.1->127.0.0.1:5432", "[::1]->127.0.0.1:5432"} {
+		if cause(errors.New("read tcp "+strings.Replace(c, "->", ":40000->", 1))) != "read tcp "+c {
+			t.Errorf("cause of a message with %s keeps the local port", c)
+		}
+	}
+}
