@@ -253,6 +253,21 @@ const groupSessionTimeout = 10 * time.Second
 // within a second.
 const groupHeartbeat = time.Second
 
+// The consumer's fetch sizes bound its memory, not its speed: a fetch
+// brings at most fetchMaxBytes (fetchMaxPartitionBytes of one partition),
+// compressed, enough for several polls of MaxPoll records of a narrow
+// table. Both are soft in Kafka's fetch protocol: the first record batch
+// of a fetch comes whatever its size, so a wide row (a multi-megabyte
+// text, up to Kafka's record limit) does not stall its partition; it
+// comes alone.
+const (
+	fetchMaxBytes          = 4 << 20
+	fetchMaxPartitionBytes = 1 << 20
+	// maxConcurrentFetches bounds the fetches in flight or buffered at
+	// once (by default one per broker).
+	maxConcurrentFetches = 2
+)
+
 func (a *Applier) consume(ctx context.Context, stop <-chan struct{}) error {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(a.seeds...),
@@ -262,9 +277,10 @@ func (a *Applier) consume(ctx context.Context, stop <-chan struct{}) error {
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(500 * time.Millisecond),
-		// Wide rows (a multi-megabyte text) must not stall a partition:
-		// fetch up to 32 MiB per partition (Kafka's record limit applies).
-		kgo.FetchMaxPartitionBytes(32 << 20), kgo.FetchMaxBytes(64 << 20),
+		// What a consumer holds before it polls: fetchMaxBytes per
+		// fetch, decompressed, maxConcurrentFetches of them buffered.
+		kgo.FetchMaxPartitionBytes(fetchMaxPartitionBytes), kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.MaxConcurrentFetches(maxConcurrentFetches),
 		kgo.AdjustFetchOffsetsFn(a.storedOffsets),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { a.joined.Store(true) }),
 	}, a.clientOpt...)

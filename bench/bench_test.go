@@ -402,7 +402,7 @@ var targetServer struct {
 	pg *testenv.PostgreSQL
 }
 
-func newEnv(b *testing.B) *env {
+func newEnv(b testing.TB) *env {
 	b.Helper()
 	ctx := context.Background()
 	n := runs.Add(1)
@@ -437,7 +437,7 @@ func newEnv(b *testing.B) *env {
 
 // targetDatabase creates a database named name on the test binary's second
 // server, starting the server on first use, and returns its DSN.
-func targetDatabase(b *testing.B, name string) string {
+func targetDatabase(b testing.TB, name string) string {
 	b.Helper()
 	ctx := context.Background()
 	targetServer.Lock()
@@ -466,10 +466,15 @@ const copyAttempts = 3
 // copyRows copies the rows a throughput run makes into items_copy, a table
 // of the target's shape, with one COPY FROM STDIN, copyAttempts times, and
 // returns the fastest COPY's duration.
-func (e *env) copyRows(ctx context.Context, b *testing.B) time.Duration {
+func (e *env) copyRows(ctx context.Context, b testing.TB) time.Duration {
+	return e.copyN(ctx, b, changes)
+}
+
+// copyN is copyRows of the rows with ids 1 to n.
+func (e *env) copyN(ctx context.Context, b testing.TB, n int) time.Duration {
 	b.Helper()
 	now := time.Now()
-	rows := make([][]any, changes)
+	rows := make([][]any, n)
 	for i := range rows {
 		id := int64(i + 1)
 		price := pgtype.Numeric{Int: big.NewInt(id % 100000), Exp: -2, Valid: true}
@@ -486,14 +491,14 @@ func (e *env) copyRows(ctx context.Context, b *testing.B) time.Duration {
 			b.Fatal(err)
 		}
 		begin := time.Now()
-		n, err := conn.Conn().CopyFrom(ctx, pgx.Identifier{"public", "items_copy"},
+		copied, err := conn.Conn().CopyFrom(ctx, pgx.Identifier{"public", "items_copy"},
 			[]string{"id", "name", "qty", "price", "updated_at"}, pgx.CopyFromRows(rows))
 		took := time.Since(begin)
 		if err != nil {
 			b.Fatalf("COPY into items_copy: %v", err)
 		}
-		if n != changes {
-			b.Fatalf("COPY into items_copy copied %d rows, want %d", n, changes)
+		if copied != int64(n) {
+			b.Fatalf("COPY into items_copy copied %d rows, want %d", copied, n)
 		}
 		best = min(best, took)
 	}

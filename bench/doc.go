@@ -62,14 +62,26 @@
 //     new side and rebuilt into the old table by the reverse stream, end
 //     to end, against plain INSERTs of the same rows on each side.
 //
+// BenchmarkPipelineMemory (pipeline_memory_test.go) measures what a user
+// runs: the peak RSS (VmHWM) of the tandem binary, `tandem run` and,
+// separately, `tandem apply` beside a `tandem capture`, over one
+// transaction of 100,000 and of 1,000,000 rows of each kind (INSERT,
+// UPDATE of every row, DELETE of every row), each waited for until the
+// target holds exactly the source's rows (count and md5 on both sides),
+// with its rows/s next to a COPY of as many rows; a peak above 256 MiB
+// fails it. TestPipelineMemory_ALargeTransactionStaysUnderTheBound runs
+// the same for `tandem run` on an INSERT and an UPDATE of 200,000 rows as
+// a test, in `make test`.
+//
 // BenchmarkApplyScaleOut (scaleout_bench_test.go) runs the same
 // end-to-end workload through the tandem binary as separate processes, one
 // `tandem capture` and one, two or three `tandem apply` over a kfake broker
 // this process serves on loopback, next to one `tandem run` and COPY, with
 // where the CPU went (tandem processes, postgres, the broker, others).
 //
-// The package holds only benchmarks (and a config check that runs as a
-// test), so `go test ./bench/...` without -bench is quick.
+// The package holds benchmarks, a config check that runs as a test, and
+// the pipeline's memory test (about a minute), so `go test ./bench/...`
+// without -bench is short.
 //
 // Mappings and reconcile have benchmarks of their own:
 //

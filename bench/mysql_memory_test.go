@@ -336,7 +336,13 @@ func captureLargeTx(ctx context.Context, t *testing.T, src capture.Source, spec 
 // procStatus reads a field of /proc/self/status in KiB ("VmRSS", "VmHWM").
 func procStatus(t testing.TB, field string) int64 {
 	t.Helper()
-	raw, err := os.ReadFile("/proc/self/status")
+	return procStatusOf(t, "self", field)
+}
+
+// procStatusOf reads a field of /proc/<pid>/status in KiB.
+func procStatusOf(t testing.TB, pid, field string) int64 {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,11 +350,11 @@ func procStatus(t testing.TB, field string) int64 {
 		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			v, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				t.Fatalf("/proc/self/status %s: %v", field, err)
+				t.Fatalf("/proc/%s/status %s: %v", pid, field, err)
 			}
 			return v
 		}
 	}
-	t.Fatalf("/proc/self/status has no %s", field)
+	t.Fatalf("/proc/%s/status has no %s", pid, field)
 	return 0
 }

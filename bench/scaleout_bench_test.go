@@ -53,7 +53,7 @@ func BenchmarkApplyScaleOut(b *testing.B) {
 }
 
 // buildTandem builds cmd/tandem into a temporary folder.
-func buildTandem(b *testing.B) string {
+func buildTandem(b testing.TB) string {
 	b.Helper()
 	root, err := testenv.ModuleRoot()
 	if err != nil {

@@ -197,7 +197,9 @@ func (r *Reconciler) sweepHashed(ctx context.Context, i int, st *change.Schema, 
 			if err != nil {
 				return nil, 0, nil, err
 			}
-			suspects = append(suspects, s...)
+			if suspects, err = r.settleIfFull(ctx, append(suspects, s...)); err != nil {
+				return nil, 0, nil, err
+			}
 			if misses = misses + 1; len(s) > 0 {
 				misses = 0
 			}

@@ -107,6 +107,9 @@ type Reconciler struct {
 	// the rows of cohorts the new side owns; nil for a mapping that has
 	// none, or without cfg.Owners. Made by each sweep.
 	reverses []*transform.Reverse
+	// settleEarly, during a sweep, settles differences found so far once
+	// maxHeldSuspects are held (settleIfFull); nil outside a sweep.
+	settleEarly func(ctx context.Context, suspects []*suspect) error
 	// driftStores summarises the failures to store drift counts (a
 	// target without tandem's tables: a reconcile beside no run).
 	driftStores *repeat.Log
@@ -268,6 +271,23 @@ type suspect struct {
 	ignored *transform.Rule
 }
 
+// maxHeldSuspects bounds the differences a sweep holds before it settles
+// them: a sweep that meets a large transaction in flight (each of its rows
+// differs until the stream has applied it) settles them a batch at a time
+// instead of holding them all, so that its memory does not grow with the
+// transaction. Settled early, a difference is re-checked earlier than at
+// the end of the sweep, after the same wait (settle plus the lag).
+var maxHeldSuspects = 10_000 // a variable for tests
+
+// settleIfFull settles suspects at once (settleEarly) when they are
+// maxHeldSuspects or more, and returns those still held.
+func (r *Reconciler) settleIfFull(ctx context.Context, suspects []*suspect) ([]*suspect, error) {
+	if len(suspects) < maxHeldSuspects || r.settleEarly == nil {
+		return suspects, nil
+	}
+	return nil, r.settleEarly(ctx, suspects)
+}
+
 // confirmations is how many re-checks, each after a wait, must find a
 // difference, its source row unchanged, before it is drift.
 const confirmations = 2
@@ -333,14 +353,22 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 		}
 		reports[w.mapping].Checked += int64(len(present[t]))
 	}
-	var suspects []*suspect
+	var suspects, back []*suspect
+	r.settleEarly = func(ctx context.Context, s []*suspect) error {
+		b, err := r.settle(ctx, s, columns, reports)
+		back = append(back, b...)
+		return err
+	}
+	defer func() { r.settleEarly = nil }()
 	for i, m := range r.mappings {
 		s, checked, err := r.sweepSource(ctx, i, m, sources[i], writers, columns, present, &reports[i])
 		if err != nil {
 			return nil, err
 		}
 		reports[i].Checked += checked
-		suspects = append(suspects, s...)
+		if suspects, err = r.settleIfFull(ctx, append(suspects, s...)); err != nil {
+			return nil, err
+		}
 	}
 	// Whatever no source row produced is extra, charged to the first
 	// mapping that writes the table.
@@ -354,11 +382,12 @@ func (r *Reconciler) Sweep(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 		for _, key := range extra {
-			suspects = append(suspects, r.extra(w, sources[w.mapping], t, key))
+			if suspects, err = r.settleIfFull(ctx, append(suspects, r.extra(w, sources[w.mapping], t, key))); err != nil {
+				return nil, err
+			}
 		}
 	}
-	back, err := r.settle(ctx, suspects, columns, reports)
-	if err != nil {
+	if err := r.settleEarly(ctx, suspects); err != nil {
 		return nil, err
 	}
 	backReports, err := r.settleBack(ctx, back, sources, columns)
@@ -726,6 +755,10 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 		suspects = append(suspects, c.unmapped...)
 		if final {
 			return suspects, checked, nil
+		}
+		var err error
+		if suspects, err = r.settleIfFull(ctx, suspects); err != nil {
+			return nil, 0, err
 		}
 	}
 }

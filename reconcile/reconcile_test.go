@@ -327,3 +327,58 @@ func TestSweep_TolerancesPerMappingAndPerColumn(t *testing.T) {
 		t.Errorf("drift (-want +got):\n%s", diff)
 	}
 }
+
+// chunkCounter is a fakeSource that remembers the last id its chunks
+// reached.
+type chunkCounter struct {
+	*fakeSource
+	read int64
+}
+
+func (c *chunkCounter) Chunk(ctx context.Context, st *change.Schema, after []string, limit int) ([]change.Row, []string, error) {
+	rows, last, err := c.fakeSource.Chunk(ctx, st, after, limit)
+	if len(rows) > 0 {
+		c.read = rows[len(rows)-1]["id"].(int64)
+	}
+	return rows, last, err
+}
+
+func TestSweep_SettlesDifferencesABatchAtATimeNotTheWholeTable(t *testing.T) {
+	defer func(n int) { maxHeldSuspects = n }(maxHeldSuspects)
+	maxHeldSuspects = 4
+	fake, tgt, mappings := newFixture(t, 40)
+	src := &chunkCounter{fakeSource: fake}
+	// A transaction that updated every row is in flight: the stream has
+	// applied the rows read so far by the time they are re-checked, but
+	// row 40, which it applied wrong.
+	for id := int64(1); id <= 40; id++ {
+		fake.rows[id]["status"] = "refunded"
+	}
+	lag := func() time.Duration {
+		for id := int64(1); id <= src.read; id++ {
+			tgt.tables["public.orders"][id]["status"] = map[bool]string{true: "refunded", false: "wrong"}[id < 40]
+		}
+		return 0
+	}
+	readAtFirstRecheck := int64(-1)
+	fake.onRow = func(int64) {
+		if readAtFirstRecheck < 0 {
+			readAtFirstRecheck = src.read
+		}
+	}
+	r := New(Config{ChunkRows: 5, Settle: time.Millisecond, Lag: lag}, src, tgt, mappings, nil, nil)
+	rep, err := r.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rep.Mappings[0]
+	if got.InFlight != 39 || got.Mismatch != 1 || got.Drift() != 1 {
+		t.Errorf("in flight %d, mismatch %d, drift %d; want 39, 1, 1; samples %+v", got.InFlight, got.Mismatch, got.Drift(), got.Samples)
+	}
+	// The chunks read ahead of the comparison (prefetch) are read by then,
+	// not the whole table.
+	if readAtFirstRecheck < 5 || readAtFirstRecheck >= 40 {
+		t.Errorf("the first difference was re-checked once the sweep had read up to id %d, want a few chunks of 5 in (%d differences held at most)",
+			readAtFirstRecheck, maxHeldSuspects)
+	}
+}

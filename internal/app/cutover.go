@@ -283,7 +283,7 @@ func (p *process) startReverseCapture(ctx, gctx context.Context, g *errgroup.Gro
 		if err := src.Ack(pos); err != nil {
 			p.log.Error("acknowledge the reverse capture's position", "pos", pos.String(), "err", err)
 		}
-	})
+	}, kafka.MaxHeld(embeddedHeldBytes))
 	enc := connect.Encoder(p.cfg, p.opts.Version)
 	enc.Name = connect.ReverseTopicPrefix(p.cfg)
 	pub := kafka.NewPublisher(kafka.PublisherConfig{

@@ -83,17 +83,25 @@ var ErrEmbeddedNeedsRun = errors.New("the embedded Kafka broker (kafka.brokers e
 // a second. At 400 capture takes about a third less CPU per row (measured
 // on the binlog path). Call it once, from main or a benchmark.
 //
-// A soft memory limit of 512 MiB (unless GOMEMLIMIT is set) keeps GOGC=400
-// from letting a large live heap (a backfill in full flow) grow five-fold:
-// near the limit the collector runs more often instead.
+// A soft memory limit of DefaultMemoryLimit (unless GOMEMLIMIT is set)
+// keeps GOGC=400 from letting the heap grow to five times what is live:
+// near the limit the collector runs more often instead. What is live is
+// bounded by the buffer and batch sizes (see the constants below), far
+// under the limit, whatever the size of a transaction.
 func TuneRuntime() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(512 << 20)
+		debug.SetMemoryLimit(DefaultMemoryLimit)
 	}
 }
+
+// DefaultMemoryLimit is the Go runtime's soft memory limit unless
+// GOMEMLIMIT sets another: a tandem process stays near or under it (its
+// resident memory a little above: the binary's code and what the kernel
+// counts besides the runtime's memory), as long as what is live fits in it.
+const DefaultMemoryLimit = 192 << 20
 
 // CompileMappings compiles every mapping of the config.
 func CompileMappings(cfg *config.Config, opts ...transform.Option) ([]*transform.Mapping, error) {
@@ -123,6 +131,23 @@ func mappingOptions(cfg *config.Config, tgt transform.Lookuper) []transform.Opti
 	}
 	return opts
 }
+
+// What bounds a process's memory, whatever the size of a transaction
+// (README, "Sizing"): the capturer's batches (capture's MaxBatch events),
+// what the producer buffers, what the embedded broker holds, what an
+// applier fetches and polls (apply.Config), and the Go runtime's soft
+// memory limit (TuneRuntime).
+const (
+	// producerBufferedRecords bounds the records produced and not yet
+	// acknowledged by the broker; produce blocks beyond it.
+	producerBufferedRecords = 50_000
+	// embeddedHeldBytes bounds the records that the embedded broker holds
+	// and no applier has committed in the target yet (kafka.MaxHeld).
+	embeddedHeldBytes = 32 << 20
+	// trimEvery is how often the embedded broker's applied records are
+	// freed (kafka.Trimmer).
+	trimEvery = 500 * time.Millisecond
+)
 
 // process is one Run: what its roles share, and what it closes when done.
 type process struct {
@@ -279,7 +304,7 @@ func (p *process) connectKafka(ctx context.Context) error {
 	// Every client: records up to kafka.max_record_bytes, compressed.
 	p.kafkaOpts = append(p.kafkaOpts, kafka.RecordOpts(p.cfg.Kafka)...)
 	producer, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.seeds...), kgo.ProducerLinger(2 * time.Millisecond),
-		kgo.MaxBufferedRecords(50_000)}, p.kafkaOpts...)...)
+		kgo.MaxBufferedRecords(producerBufferedRecords)}, p.kafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("create kafka producer: %w", err)
 	}
@@ -394,7 +419,7 @@ func (p *process) startCapture(ctx, gctx context.Context, g *errgroup.Group, fai
 		if err := src.Ack(pos); err != nil {
 			p.log.Error("acknowledge source position", "pos", pos.String(), "err", err)
 		}
-	})
+	}, kafka.MaxHeld(embeddedHeldBytes))
 	pub := kafka.NewPublisher(kafka.PublisherConfig{
 		Source: src, Prefix: p.cfg.Kafka.TopicPrefix, Client: p.producer, Tracker: p.tracker, Log: p.log,
 		Encoder: connect.Encoder(p.cfg, p.opts.Version), Fail: func(err error) { failWith(err) },
@@ -461,7 +486,7 @@ func (p *process) startApply(gctx context.Context, g *errgroup.Group) {
 		})
 	}
 	if p.trimmer != nil {
-		g.Go(func() error { p.trimmer.Run(gctx, p.producer, 2*time.Second, p.log); return nil })
+		g.Go(func() error { p.trimmer.Run(gctx, p.producer, trimEvery, p.log); return nil })
 	}
 }
 

@@ -44,6 +44,12 @@ type Embedded struct {
 // embeddedUser is the embedded broker's one user.
 const embeddedUser = "tandem"
 
+// embeddedSegmentBytes is the size of the embedded broker's log segments.
+// The broker keeps them in memory and frees a segment only once every
+// record in it is trimmed (Trimmer): Kafka's 100 MiB default would keep
+// up to that much of applied records per partition.
+const embeddedSegmentBytes = 1 << 20
+
 // StartEmbedded starts a one-broker cluster with the given topics created
 // with the given number of partitions. Each start gets a fresh cluster ID.
 func StartEmbedded(partitions int, topics ...string) (*Embedded, error) {
@@ -57,6 +63,7 @@ func StartEmbedded(partitions int, topics ...string) (*Embedded, error) {
 		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", embeddedUser, secret),
 		kfake.ClusterID("tandem-embedded-"+id),
 		kfake.DefaultNumPartitions(partitions),
+		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(embeddedSegmentBytes)}),
 		kfake.AllowAutoTopicCreation(),
 		kfake.SeedTopics(int32(partitions), topics...),
 		// Records as large as any kafka.max_record_bytes: the producer

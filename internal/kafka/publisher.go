@@ -141,7 +141,7 @@ func (c *Publisher) Run(ctx context.Context, streaming func(bool)) error {
 }
 
 // emit produces one batch asynchronously; kgo's buffer limit provides
-// backpressure. Records of one key go to one partition (key hash), in order.
+// backpressure, and with the embedded broker the tracker's MaxHeld. Records of one key go to one partition (key hash), in order.
 // With Encoder.Tombstones a delete is followed by a tombstone: its key and
 // a null value, which lets log compaction drop the key.
 //
@@ -158,6 +158,9 @@ func (c *Publisher) emit(ctx context.Context, b change.Batch) error {
 				records++
 			}
 		}
+	}
+	if err := c.tracker.room(ctx); err != nil {
+		return err
 	}
 	tb := c.tracker.begin(b.Pos, records)
 	for i := range b.Events {
@@ -193,7 +196,7 @@ func (c *Publisher) produce(ctx context.Context, tb *trackedBatch, table change.
 	c.client.Produce(ctx, rec, func(r *kgo.Record, err error) {
 		switch {
 		case err == nil:
-			c.tracker.produced(tb, r.Topic, r.Partition, r.Offset)
+			c.tracker.produced(tb, r.Topic, r.Partition, r.Offset, len(r.Key)+len(r.Value))
 		case ctx.Err() != nil:
 			// Stopping: the batch stays pending, so its position is not
 			// acknowledged and the source sends it again.

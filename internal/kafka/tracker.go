@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"sync"
 
 	"github.com/tandemcdc/tandem/internal/change"
@@ -15,6 +16,11 @@ import (
 // target. Batches are acknowledged strictly in emit order, so a slow
 // partition holds back the position of later, already durable batches: the
 // source may replay them after a crash, never skip them.
+//
+// With the embedded broker, records wait in memory (the broker's) until
+// they are durable: MaxHeld bounds them, in bytes, so that a transaction
+// of any size, captured faster than it is applied, is held a window at a
+// time instead of whole.
 type Tracker struct {
 	mu               sync.Mutex
 	durableOnProduce bool
@@ -22,7 +28,22 @@ type Tracker struct {
 	items            []*trackedBatch
 	parts            map[topicPartition]*partitionState
 	ack              func(change.Position)
+
+	maxHeld int64         // bytes of records produced and not durable that room waits below; 0: no bound
+	held    int64         // bytes of the records in the partitions' queues
+	freed   chan struct{} // closed when held drops below maxHeld; nil: nobody waits
 }
+
+// TrackerOption configures a Tracker.
+type TrackerOption func(*Tracker)
+
+// MaxHeld bounds the bytes (keys and values) of the records produced to
+// the embedded broker and not yet durable: once they reach n, the
+// publisher waits before its next batch until appliers commit some of
+// them. The bound is soft by one batch. n <= 0: no bound. It has no effect
+// when records are durable once produced (an external cluster, whose
+// producer buffer bounds them instead).
+func MaxHeld(n int64) TrackerOption { return func(t *Tracker) { t.maxHeld = max(n, 0) } }
 
 type trackedBatch struct {
 	pos     change.Position // nil for all but a transaction's last batch
@@ -43,6 +64,7 @@ type partitionState struct {
 
 type trackedRecord struct {
 	offset int64
+	size   int64 // bytes of key and value, counted in held
 	batch  *trackedBatch
 }
 
@@ -50,8 +72,35 @@ type trackedRecord struct {
 // position. durableOnProduce: a record is durable once Kafka acknowledged
 // it (an external cluster); otherwise once every group of readers[topic]
 // committed past it in the target (the embedded broker).
-func NewTracker(durableOnProduce bool, readers map[string][]string, ack func(change.Position)) *Tracker {
-	return &Tracker{durableOnProduce: durableOnProduce, readers: readers, parts: map[topicPartition]*partitionState{}, ack: ack}
+func NewTracker(durableOnProduce bool, readers map[string][]string, ack func(change.Position), opts ...TrackerOption) *Tracker {
+	t := &Tracker{durableOnProduce: durableOnProduce, readers: readers, parts: map[topicPartition]*partitionState{}, ack: ack}
+	for _, o := range opts {
+		o(t)
+	}
+	return t
+}
+
+// room blocks while the records produced and not yet durable hold MaxHeld
+// bytes or more, until appliers commit some of them or ctx ends (its
+// error). Called before a batch is produced.
+func (t *Tracker) room(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		if t.maxHeld == 0 || t.held < t.maxHeld {
+			t.mu.Unlock()
+			return nil
+		}
+		if t.freed == nil {
+			t.freed = make(chan struct{})
+		}
+		freed := t.freed
+		t.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // begin registers a batch about to be produced.
@@ -72,8 +121,9 @@ func (t *Tracker) seal(b *trackedBatch) {
 	t.report(pos)
 }
 
-// produced records that Kafka acknowledged a record of b at offset.
-func (t *Tracker) produced(b *trackedBatch, topic string, partition int32, offset int64) {
+// produced records that Kafka acknowledged a record of b of size bytes
+// (key and value) at offset.
+func (t *Tracker) produced(b *trackedBatch, topic string, partition int32, offset int64, size int) {
 	t.mu.Lock()
 	if t.durableOnProduce || len(t.readers[topic]) == 0 {
 		b.pending--
@@ -82,7 +132,8 @@ func (t *Tracker) produced(b *trackedBatch, topic string, partition int32, offse
 		if offset < ps.durable {
 			b.pending--
 		} else {
-			ps.queue = append(ps.queue, trackedRecord{offset: offset, batch: b})
+			ps.queue = append(ps.queue, trackedRecord{offset: offset, size: int64(size), batch: b})
+			t.held += int64(size)
 		}
 	}
 	pos := t.advance()
@@ -121,8 +172,13 @@ func (t *Tracker) Committed(group, topic string, partition int32, next int64) {
 		i := 0
 		for ; i < len(ps.queue) && ps.queue[i].offset < durable; i++ {
 			ps.queue[i].batch.pending--
+			t.held -= ps.queue[i].size
 		}
 		ps.queue = append(ps.queue[:0], ps.queue[i:]...)
+		if t.freed != nil && t.held < t.maxHeld {
+			close(t.freed)
+			t.freed = nil
+		}
 	}
 	pos := t.advance()
 	t.mu.Unlock()
