@@ -194,7 +194,7 @@ func measureSplit(b *testing.B, dir string) splitBench {
 		lines = append(lines,
 			fmt.Sprintf("  %-34s %9s rows/s (%.2fx the limit) in %.1f s; estimate projected %.1f s (%.2fx the real duration)",
 				r.name, thousands(r.rate()), r.rate()/l.limit, r.took.Seconds(), r.projected.Seconds(), r.projected.Seconds()/r.took.Seconds()),
-			"      "+r.cpu.breakdownWith("backfill process", r.cpu.other, "servers"))
+			"      "+r.cpu.breakdownWith("the rest of the machine (the backfill child, other load)", r.cpu.other, "servers"))
 	}
 	lines = append(lines, fmt.Sprintf("  parallel 4 / parallel 1: %.2fx on %d cores", l.runs[1].rate()/l.runs[0].rate(), runtime.NumCPU()))
 	logSummary(b, "\n"+strings.Join(lines, "\n"))
