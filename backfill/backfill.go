@@ -141,9 +141,11 @@ type LoadReader interface {
 
 // Config says what to copy and how fast.
 type Config struct {
-	Tables           []change.Table
-	ChunkRows        int     // rows per chunk (default 5000)
-	Parallel         int     // tables copied at once (default 4)
+	Tables    []change.Table
+	ChunkRows int // rows per chunk (default 5000)
+	// Parallel is how many tables, or key ranges of one table
+	// (SplitReader), are copied at once (default 4).
+	Parallel         int
 	MaxRowsPerSecond float64 // 0: unthrottled
 	Restart          bool    // forget saved progress and copy everything again
 	// ProgressEvery is how often progress is logged; default 10s;
@@ -166,8 +168,8 @@ type Config struct {
 	PauseCheckEvery time.Duration
 	// MaxInFlightBytes bounds the bytes (as chunk sizes are estimated) of
 	// the chunks read but not yet written, over every table: a reader
-	// waits for writes rather than read ahead into memory. Each table may
-	// hold one chunk more, read and waiting. Default 64 MiB.
+	// waits for writes rather than read ahead into memory. Each key range
+	// copied may hold one chunk more, read and waiting. Default 64 MiB.
 	MaxInFlightBytes int
 	// Verbatim names, for tables whose chunks can be written as the
 	// source's text (their one mapping copies columns, unchanged), the
@@ -206,14 +208,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Runner copies tables. Create one with New; Run it once.
 type Runner struct {
-	cfg     Config
-	reader  Reader
-	text    TextReader // reader, when it reads verbatim chunks (Config.Verbatim)
-	store   sink.BackfillStore
-	write   func(context.Context, Chunk) error
-	log     *slog.Logger
-	metrics *Metrics
-	limiter *rate.Limiter
+	cfg    Config
+	reader Reader
+	text   TextReader // reader, when it reads verbatim chunks (Config.Verbatim)
+	// split and splitText are reader when it can copy a table in key
+	// ranges, decoded and verbatim.
+	split     SplitReader
+	splitText SplitTextReader
+	store     sink.BackfillStore
+	write     func(context.Context, Chunk) error
+	log       *slog.Logger
+	metrics   *Metrics
+	limiter   *rate.Limiter
 
 	inFlight *semaphore.Weighted // MaxInFlightBytes
 
@@ -253,7 +259,9 @@ func New(cfg Config, reader Reader, store sink.BackfillStore, write func(context
 	}
 	r := &Runner{cfg: cfg, reader: reader, store: store, write: write, log: log, metrics: m,
 		progress: map[change.Table]*sink.BackfillProgress{}, inFlight: semaphore.NewWeighted(int64(cfg.MaxInFlightBytes))}
-	r.text, _ = reader.(TextReader) // an optional capability, asked for once
+	r.text, _ = reader.(TextReader) // optional capabilities, asked for once
+	r.split, _ = reader.(SplitReader)
+	r.splitText, _ = reader.(SplitTextReader)
 	if cfg.MaxRowsPerSecond > 0 {
 		// The bucket holds one chunk (WaitN takes a chunk's rows at once)
 		// and starts empty: over any window the copy reads at most the
@@ -273,12 +281,26 @@ type Summary struct {
 	Copied    int64          // the rows of the chunks this run wrote (not those earlier runs saved)
 	Skipped   []change.Table // already done before this run
 	Took      time.Duration
-	Throttled time.Duration // time spent waiting for the rate limit
+	Throttled time.Duration // time spent waiting for the rate limit or a pause (per table, its ranges' longest)
+}
+
+// tableCopy is one table's copy in a Run: its key ranges, as saved.
+type tableCopy struct {
+	schema *change.Schema
+	est    int64
+	ranges []*keyRange // guarded by Runner.mu
+	// save is held from taking a snapshot of the table's progress to
+	// saving it, so the ranges' saves reach the store in order.
+	save sync.Mutex
+	left atomic.Int32  // ranges not finished
+	done chan struct{} // closed once every range has returned
 }
 
 // Run copies every configured table not done yet, largest first, and
 // returns once every copied chunk is durable. It saves the state that
-// makes deletes leave tombstones before reading anything.
+// makes deletes leave tombstones before reading anything. A table may be
+// copied in several key ranges at once (SplitReader); Parallel bounds the
+// ranges copied at once over every table.
 func (r *Runner) Run(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	sum := Summary{}
@@ -295,13 +317,7 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 	for _, p := range saved {
 		byName[p.Table] = p
 	}
-	type job struct {
-		table *change.Schema
-		after []string
-		rows  int64
-		est   int64
-	}
-	var jobs []job
+	var jobs []*tableCopy
 	for _, name := range r.cfg.Tables {
 		p, ok := byName[name.String()]
 		if ok && p.State != sink.BackfillRunning {
@@ -310,94 +326,151 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 			r.log.Info("backfill: table already copied; skipped (--restart copies it again)", "table", name.String(), "rows", p.Rows, "state", p.State)
 			continue
 		}
-		t, err := r.reader.Describe(ctx, name)
+		tc, err := r.prepare(ctx, name, p, ok)
 		if err != nil {
-			return sum, fmt.Errorf("backfill %s: %w", name, err)
+			return sum, err
 		}
-		if len(t.Key) == 0 {
-			return sum, fmt.Errorf("backfill %s: the table has no primary key to copy it in order by; add one", name)
-		}
-		est, err := r.reader.Estimate(ctx, name)
-		if err != nil {
-			return sum, fmt.Errorf("backfill %s: %w", name, err)
-		}
-		r.metrics.Estimated.WithLabelValues(name.String()).Set(float64(est))
-		after, err := decodeKey(p.After)
-		if err != nil {
-			return sum, fmt.Errorf("backfill %s: saved progress: %w", name, err)
-		}
-		if !ok {
-			p = sink.BackfillProgress{Table: name.String(), State: sink.BackfillRunning, Started: time.Now()}
-		}
-		// Saved (running) before any read: from now on deletes leave tombstones.
-		p.State, p.Updated = sink.BackfillRunning, time.Now()
-		if err := r.store.SaveBackfill(ctx, p); err != nil {
-			return sum, fmt.Errorf("backfill %s: save progress: %w", name, err)
-		}
-		r.progress[name] = &p
-		r.noteTable(name, StateWaiting, est, p.Rows)
-		if after != nil {
-			r.log.Info("backfill: resuming", "table", name.String(), "after", p.After, "rows", p.Rows)
-		}
-		jobs = append(jobs, job{table: t, after: after, rows: p.Rows, est: est})
+		jobs = append(jobs, tc)
 	}
 	// Largest first: one giant table should not start last and finish
 	// alone; but after the tables whose rows its lookups read.
-	slices.SortStableFunc(jobs, func(a, b job) int { return int(b.est - a.est) })
+	slices.SortStableFunc(jobs, func(a, b *tableCopy) int { return int(b.est - a.est) })
 	names := make([]change.Table, len(jobs))
 	for i, j := range jobs {
-		names[i] = j.table.Name
+		names[i] = j.schema.Name
 	}
 	order, before := r.copyOrder(names)
-	slices.SortStableFunc(jobs, func(a, b job) int { return order[a.table.Name] - order[b.table.Name] })
+	slices.SortStableFunc(jobs, func(a, b *tableCopy) int { return order[a.schema.Name] - order[b.schema.Name] })
 	done := map[change.Table]chan struct{}{}
 	for _, j := range jobs {
-		done[j.table.Name] = make(chan struct{})
+		done[j.schema.Name] = j.done
 	}
 
 	stopLog := r.logProgress(ctx, start)
 	defer stopLog()
-	var throttled sync.Map
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.cfg.Parallel)
 	for _, j := range jobs {
-		// The tables before j come earlier in jobs, so they have started
-		// (or finished) when j waits for them: waiting holds a slot of
-		// Parallel without starving them.
-		g.Go(func() error {
-			for _, b := range before[j.table.Name] {
-				select {
-				case <-done[b]:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
+		name := j.schema.Name
+		var todo []int
+		for i, kr := range j.ranges {
+			if !kr.Done {
+				todo = append(todo, i)
 			}
-			defer close(done[j.table.Name])
-			r.noteStart(j.table.Name)
-			waited, err := r.copyTable(gctx, j.table, j.after, j.rows)
-			r.noteEnd(j.table.Name, waited, err)
-			throttled.Store(j.table.Name, waited)
-			return err
-		})
+		}
+		j.left.Store(int32(len(todo)))
+		if len(todo) == 0 { // every range copied before a crash: only the final state is left
+			r.noteStart(name)
+			r.noteEnd(name, nil)
+			close(j.done)
+			continue
+		}
+		for _, i := range todo {
+			// The tables before j come earlier in jobs, so their ranges
+			// have started (or finished) when j's wait for them: waiting
+			// holds a slot of Parallel without starving them.
+			g.Go(func() (err error) {
+				defer func() {
+					last := j.left.Add(-1) == 0
+					if last || err != nil {
+						r.noteEnd(name, err)
+					}
+					if last {
+						close(j.done)
+					}
+				}()
+				for _, b := range before[name] {
+					select {
+					case <-done[b]:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+				}
+				r.noteStart(name)
+				return r.copyRange(gctx, j, i)
+			})
+		}
 	}
 	if err := g.Wait(); err != nil {
 		return sum, err
 	}
 	for _, j := range jobs {
 		r.mu.Lock()
-		p := *r.progress[j.table.Name]
+		p := *r.progress[j.schema.Name]
 		r.mu.Unlock()
 		p.State, p.Updated = sink.BackfillDone, time.Now()
 		if err := r.store.SaveBackfill(ctx, p); err != nil {
-			return sum, fmt.Errorf("backfill %s: save final state: %w", j.table.Name, err)
+			return sum, fmt.Errorf("backfill %s: save final state: %w", j.schema.Name, err)
 		}
 		sum.Rows += p.Rows
 		sum.Tables++
 	}
 	sum.Copied = r.copied.Load()
-	throttled.Range(func(_, v any) bool { sum.Throttled += v.(time.Duration); return true })
+	for _, p := range r.Progress() {
+		sum.Throttled += p.Throttled
+	}
 	sum.Took = time.Since(start)
 	return sum, nil
+}
+
+// prepare readies a table's copy: it describes the table, finds its key
+// ranges (saved ones, or cut now for a copy from the start) and saves
+// its progress as running before any of its rows is read, so that from
+// then on deletes leave tombstones. p is its saved progress, if saved.
+func (r *Runner) prepare(ctx context.Context, name change.Table, p sink.BackfillProgress, saved bool) (*tableCopy, error) {
+	t, err := r.reader.Describe(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("backfill %s: %w", name, err)
+	}
+	if len(t.Key) == 0 {
+		return nil, fmt.Errorf("backfill %s: the table has no primary key to copy it in order by; add one", name)
+	}
+	est, err := r.reader.Estimate(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("backfill %s: %w", name, err)
+	}
+	r.metrics.Estimated.WithLabelValues(name.String()).Set(float64(est))
+	ranges, err := decodeRanges(p.After, p.Rows)
+	if err != nil {
+		return nil, fmt.Errorf("backfill %s: saved progress: %w", name, err)
+	}
+	resumed := p.After != "" || p.Rows != 0
+	if !resumed {
+		if ranges, err = r.splitTable(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	if !saved {
+		p = sink.BackfillProgress{Table: name.String(), Started: time.Now()}
+	}
+	p.State, p.After, p.Updated = sink.BackfillRunning, encodeRanges(ranges), time.Now()
+	if err := r.store.SaveBackfill(ctx, p); err != nil {
+		return nil, fmt.Errorf("backfill %s: save progress: %w", name, err)
+	}
+	r.progress[name] = &p
+	r.noteTable(name, StateWaiting, est, p.Rows)
+	if resumed {
+		r.log.Info("backfill: resuming", "table", name.String(), "after", p.After, "rows", p.Rows)
+	}
+	return &tableCopy{schema: t, est: est, ranges: ranges, done: make(chan struct{})}, nil
+}
+
+// splitTable cuts a table copied from the start into up to Parallel key
+// ranges of at least a chunk each, when the reader can (SplitReader, and
+// SplitTextReader for a table read verbatim); else it is one range.
+func (r *Runner) splitTable(ctx context.Context, t *change.Schema) ([]*keyRange, error) {
+	_, verbatim := r.cfg.Verbatim[t.Name]
+	if r.cfg.Parallel < 2 || r.split == nil || (verbatim && r.splitText == nil) {
+		return newRanges(nil), nil
+	}
+	bounds, err := r.split.Split(ctx, t, r.cfg.Parallel, int64(r.cfg.ChunkRows))
+	if err != nil {
+		return nil, fmt.Errorf("backfill %s: cut the table into key ranges: %w", t.Name, err)
+	}
+	if len(bounds) > 0 {
+		r.log.Info("backfill: the table is copied in key ranges at once", "table", t.Name.String(), "ranges", len(bounds)+1)
+	}
+	return newRanges(bounds), nil
 }
 
 // copyOrder orders tables (given largest first) so that each comes after
@@ -441,32 +514,37 @@ type chunk struct {
 	Chunk
 	after  []string // the last key of the chunk before: where this one starts
 	last   []string // the key to read the next chunk after
+	final  bool     // the range's last chunk
 	weight int64    // its share of MaxInFlightBytes, released once written
 }
 
-// writersPerTable is how many chunks of one table are mapped and written
-// at once: while one chunk's rows are being written (the target's work,
-// under the table's copy lock) the next is mapped and encoded (tandem's).
-const writersPerTable = 2
+// writersPerRange is how many chunks of one key range are mapped and
+// written at once: while one chunk's rows are being written (the
+// target's work, under the table's copy lock) the next is mapped and
+// encoded (tandem's).
+const writersPerRange = 2
 
-// copyTable copies one table's chunks: one goroutine reads chunks ahead
-// while writersPerTable others write the chunks before, so the source, the
-// target and tandem work at once. Progress is saved in chunk order, after
-// each chunk and every chunk before it are written.
-func (r *Runner) copyTable(ctx context.Context, t *change.Schema, after []string, rows int64) (throttled time.Duration, err error) {
+// copyRange copies the chunks of range i of a table: one goroutine reads
+// chunks ahead while writersPerRange others write the chunks before, so
+// the source, the target and tandem work at once. Progress is saved in
+// chunk order, after each chunk and every chunk of the range before it
+// are written.
+func (r *Runner) copyRange(ctx context.Context, tc *tableCopy, i int) error {
+	t := tc.schema
+	r.mu.Lock()
+	kr := *tc.ranges[i]
+	r.mu.Unlock()
+	rows := kr.Rows
 	counter := r.metrics.Rows.WithLabelValues(t.Name.String())
 	g, ctx := errgroup.WithContext(ctx)
 	read := make(chan chunk, 2)
-	var readThrottled time.Duration
 	g.Go(func() error {
 		defer close(read)
-		var err error
-		readThrottled, err = r.readChunks(ctx, t, after, rows, read)
-		return err
+		return r.readChunks(ctx, t, i, kr.After, kr.Until, read)
 	})
 	g.Go(func() error {
 		w, wctx := errgroup.WithContext(ctx)
-		w.SetLimit(writersPerTable)
+		w.SetLimit(writersPerRange)
 		prev := make(chan struct{}) // closed once the chunk before is saved
 		close(prev)
 		for c := range read {
@@ -491,7 +569,7 @@ func (r *Runner) copyTable(ctx context.Context, t *change.Schema, after []string
 				if c.Len() == 0 {
 					key = c.after
 				}
-				if err := r.saveChunk(wctx, t.Name, key, total); err != nil {
+				if err := r.saveChunk(wctx, tc, i, key, total, c.final); err != nil {
 					return err
 				}
 				counter.Add(float64(c.Len()))
@@ -502,8 +580,7 @@ func (r *Runner) copyTable(ctx context.Context, t *change.Schema, after []string
 		}
 		return w.Wait()
 	})
-	err = g.Wait()
-	return readThrottled, err
+	return g.Wait()
 }
 
 // writeChunk hands a chunk to write.
@@ -517,80 +594,103 @@ func (r *Runner) writeChunk(ctx context.Context, t *change.Schema, c chunk) erro
 	return nil
 }
 
-// readChunks reads a table's chunks after after (rows copied before it),
-// waiting for pauses and the rate limit, and sends them to out until the
-// last.
-func (r *Runner) readChunks(ctx context.Context, t *change.Schema, after []string, read int64, out chan<- chunk) (throttled time.Duration, err error) {
+// readChunks reads the chunks of range i of a table after after, up to
+// until (nil: the table's end), waiting for pauses and the rate limit,
+// and sends them to out until the last.
+func (r *Runner) readChunks(ctx context.Context, t *change.Schema, i int, after, until []string, out chan<- chunk) error {
 	limit := min(r.cfg.ChunkRows, firstChunkRows)
+	var throttled time.Duration
 	for {
 		waited, err := r.waitUnpaused(ctx, t.Name)
 		throttled += waited
 		if err != nil {
-			return throttled, err
+			r.noteChunk(t.Name, i, 0, throttled)
+			return err
 		}
-		c, bytes, err := r.readChunk(ctx, t, after, limit)
+		c, bytes, err := r.readChunk(ctx, t, after, until, limit)
 		if err != nil {
-			return throttled, fmt.Errorf("backfill %s: read chunk after %s: %w", t.Name, encodeKey(after), err)
+			return fmt.Errorf("backfill %s: read chunk after %s: %w", t.Name, encodeKey(after), err)
 		}
 		n := c.Len()
-		done := n < limit
+		c.final = n < limit
 		limit = nextLimit(limit, r.cfg.ChunkRows, r.cfg.ChunkBytes, bytes)
 		if r.limiter != nil && n > 0 {
 			w := time.Now()
-			if err := r.limiter.WaitN(ctx, min(n, r.limiter.Burst())); err != nil {
-				return throttled, err
-			}
+			err := r.limiter.WaitN(ctx, min(n, r.limiter.Burst()))
 			throttled += time.Since(w)
+			if err != nil {
+				r.noteChunk(t.Name, i, 0, throttled)
+				return err
+			}
 		}
-		read += int64(n)
-		r.noteChunk(t.Name, read, throttled)
+		r.noteChunk(t.Name, i, int64(n), throttled)
 		c.weight = int64(min(max(bytes, 1), r.cfg.MaxInFlightBytes))
 		if err := r.inFlight.Acquire(ctx, c.weight); err != nil {
-			return throttled, err
+			return err
 		}
 		select {
 		case out <- c:
 		case <-ctx.Done():
 			r.inFlight.Release(c.weight)
-			return throttled, ctx.Err()
+			return ctx.Err()
 		}
-		if done {
-			return throttled, nil
+		if c.final {
+			return nil
 		}
 		after = c.last
 	}
 }
 
-// readChunk reads one chunk: verbatim when Config.Verbatim names the
-// table, else decoded. bytes is its approximate size.
-func (r *Runner) readChunk(ctx context.Context, t *change.Schema, after []string, limit int) (c chunk, bytes int, err error) {
+// readChunk reads one chunk, of the keys up to until (nil: no bound):
+// verbatim when Config.Verbatim names the table, else decoded. bytes is
+// its approximate size.
+func (r *Runner) readChunk(ctx context.Context, t *change.Schema, after, until []string, limit int) (c chunk, bytes int, err error) {
 	c = chunk{Chunk: Chunk{Table: t}, after: after}
 	if cols, ok := r.cfg.Verbatim[t.Name]; ok {
-		if r.text == nil {
+		switch {
+		case r.text == nil:
 			return c, 0, fmt.Errorf("the source reader cannot read chunks verbatim")
+		case until != nil:
+			c.Text, err = r.splitText.RangeTextChunk(ctx, t, cols, after, until, limit)
+		default:
+			c.Text, err = r.text.TextChunk(ctx, t, cols, after, limit)
 		}
-		if c.Text, err = r.text.TextChunk(ctx, t, cols, after, limit); err != nil {
+		if err != nil {
 			return c, 0, err
 		}
 		c.last = c.Text.Last
 		return c, len(c.Text.Data), nil
 	}
-	if c.Rows, c.last, err = r.reader.Chunk(ctx, t, after, limit); err != nil {
+	if until != nil {
+		c.Rows, c.last, err = r.split.RangeChunk(ctx, t, after, until, limit)
+	} else {
+		c.Rows, c.last, err = r.reader.Chunk(ctx, t, after, limit)
+	}
+	if err != nil {
 		return c, 0, err
 	}
 	return c, rowBytes(c.Rows), nil
 }
 
-// saveChunk saves a table's progress once a chunk is durable in the
-// target: after is its last key, rows the table's rows copied so far.
-func (r *Runner) saveChunk(ctx context.Context, table change.Table, after []string, rows int64) error {
+// saveChunk saves a table's progress once a chunk of its range i is
+// durable in the target: after is the chunk's last key, rows the range's
+// rows copied so far, final whether it was the range's last chunk.
+func (r *Runner) saveChunk(ctx context.Context, tc *tableCopy, i int, after []string, rows int64, final bool) error {
+	tc.save.Lock()
+	defer tc.save.Unlock()
 	r.mu.Lock()
-	p := r.progress[table]
-	p.After, p.Rows, p.Updated = encodeKey(after), rows, time.Now()
+	kr := tc.ranges[i]
+	kr.After, kr.Rows, kr.Done = after, rows, final
+	var total int64
+	for _, k := range tc.ranges {
+		total += k.Rows
+	}
+	p := r.progress[tc.schema.Name]
+	p.After, p.Rows, p.Updated = encodeRanges(tc.ranges), total, time.Now()
 	saved := *p
 	r.mu.Unlock()
 	if err := r.store.SaveBackfill(ctx, saved); err != nil {
-		return fmt.Errorf("backfill %s: save progress: %w", table, err)
+		return fmt.Errorf("backfill %s: save progress: %w", tc.schema.Name, err)
 	}
 	return nil
 }

@@ -48,39 +48,27 @@ func (r memReader) Estimate(_ context.Context, t change.Table) (int64, error) {
 	return int64(r.sizes[t.String()]), nil
 }
 
-// memStore is an in-memory sink.BackfillStore.
+// memStore is an in-memory sink.BackfillStore (the trial copy's) that
+// logs each save.
 type memStore struct {
-	mu    sync.Mutex
-	saved map[string]sink.BackfillProgress
-	log   []string // "table state rows"
+	memProgress
+	log []string // "table state rows"
 }
 
-func (s *memStore) BackfillProgress(context.Context) ([]sink.BackfillProgress, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []sink.BackfillProgress
-	for _, p := range s.saved {
-		out = append(out, p)
+// storeWith is a memStore holding saved progress.
+func storeWith(saved ...sink.BackfillProgress) *memStore {
+	s := &memStore{}
+	for _, p := range saved {
+		s.memProgress.SaveBackfill(context.Background(), p)
 	}
-	return out, nil
+	return s
 }
 
-func (s *memStore) SaveBackfill(_ context.Context, p sink.BackfillProgress) error {
+func (s *memStore) SaveBackfill(ctx context.Context, p sink.BackfillProgress) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.saved == nil {
-		s.saved = map[string]sink.BackfillProgress{}
-	}
-	s.saved[p.Table] = p
 	s.log = append(s.log, fmt.Sprintf("%s %s %d", p.Table, p.State, p.Rows))
-	return nil
-}
-
-func (s *memStore) ResetBackfill(context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.saved = nil
-	return nil
+	s.mu.Unlock()
+	return s.memProgress.SaveBackfill(ctx, p)
 }
 
 func tables(names ...string) []change.Table {
@@ -95,9 +83,21 @@ func tables(names ...string) []change.Table {
 // written, sorted (chunks of a table are written several at a time).
 func run(t *testing.T, cfg Config, r Reader, store *memStore) (Summary, map[string][]int64) {
 	t.Helper()
+	return runWith(t, cfg, r, store, nil)
+}
+
+// runWith is run whose writes call before first (nil: none), and fail
+// with its error.
+func runWith(t *testing.T, cfg Config, r Reader, store *memStore, before func(Chunk) error) (Summary, map[string][]int64) {
+	t.Helper()
 	var mu sync.Mutex
 	got := map[string][]int64{}
 	runner := New(cfg, r, store, func(ctx context.Context, b Chunk) error {
+		if before != nil {
+			if err := before(b); err != nil {
+				return err
+			}
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		for _, e := range b.Table.Reads(b.Rows) {
@@ -149,10 +149,9 @@ func TestRun_CopiesEveryRowOnceAndMarksTablesDone(t *testing.T) {
 
 func TestRun_ResumesAfterTheSavedKeyAndSkipsDoneTables(t *testing.T) {
 	r := memReader{sizes: map[string]int{"s.a": 25, "s.b": 10}}
-	store := &memStore{saved: map[string]sink.BackfillProgress{
-		"s.a": {Table: "s.a", State: sink.BackfillRunning, After: `["20"]`, Rows: 20},
-		"s.b": {Table: "s.b", State: sink.BackfillDone, After: `["10"]`, Rows: 10},
-	}}
+	store := storeWith(
+		sink.BackfillProgress{Table: "s.a", State: sink.BackfillRunning, After: `["20"]`, Rows: 20},
+		sink.BackfillProgress{Table: "s.b", State: sink.BackfillDone, After: `["10"]`, Rows: 10})
 	sum, got := run(t, Config{Tables: tables("a", "b"), ChunkRows: 10}, r, store)
 	if diff := cmp.Diff(map[string][]int64{"s.a": ids(21, 25)}, got); diff != "" {
 		t.Errorf("copied (-want +got):\n%s", diff)

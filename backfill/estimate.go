@@ -2,12 +2,19 @@ package backfill
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/sink"
+	"github.com/tandemcdc/tandem/transform"
 )
 
 // EstimateConfig says what Estimate samples and how the copy would run.
@@ -19,8 +26,19 @@ type EstimateConfig struct {
 	// MaxRowsPerSecond is backfill.max_rows_per_second (0: unthrottled):
 	// the projection under it is the slower of the measured rate and it.
 	MaxRowsPerSecond float64
-	Parallel         int              // tables copied at once (default 4)
+	Parallel         int              // tables, or key ranges of one table, copied at once (default 4)
 	Now              func() time.Time // the clock; nil: time.Now
+	// Probe, if set, is where each table's copy is tried for SampleFor
+	// after its reads are sampled: the copy as Run makes it (its
+	// mappings, key ranges, verbatim chunks, Parallel at once, unthrottled)
+	// into copies of the target's tables that nothing else sees (package
+	// probe), with its progress in memory. The projection is then the
+	// trial's rate, source, tandem and target together. nil: the reads
+	// alone are timed.
+	Probe      WriteTarget
+	Mappings   []*transform.Mapping // the copy's, for the trial
+	ServerText bool                 // the reader's verbatim text is the server's own (PostgreSQL)
+	Log        *slog.Logger         // the trial's log; nil: none
 }
 
 // TableEstimate is the projection for one table.
@@ -42,11 +60,26 @@ type TableEstimate struct {
 	// row size in memory.
 	RowsPerSecond float64
 	BytesPerRow   float64
-	// Projected is the time to read Rows at RowsPerSecond (0 for an
-	// empty table; -1 when unknown); Limited the same under
+	// Trial is what the trial copy did (EstimateConfig.Probe); zero
+	// without one.
+	Trial Trial
+	// Projected is the time to copy Rows: at the trial's rate, with its
+	// setup, or without a trial at RowsPerSecond (reads only): 0 for an
+	// empty table; -1 when unknown. Limited is the same under
 	// MaxRowsPerSecond (equal to Projected when unthrottled).
 	Projected time.Duration
 	Limited   time.Duration
+}
+
+// Trial is what a table's trial copy did.
+type Trial struct {
+	Rows   int64         // rows written into the probe
+	Took   time.Duration // copying them, from the first chunk read
+	Setup  time.Duration // before: describing, cutting the key ranges
+	Ranges int           // key ranges copied at once
+	Whole  bool          // the trial copied the whole table
+	// RowsPerSecond is the trial's rate.
+	RowsPerSecond float64
 }
 
 // EstimateReport is the projection of a whole backfill.
@@ -61,11 +94,12 @@ type EstimateReport struct {
 	Parallel  int
 }
 
-// Estimate samples each table's copy without writing anything: it reads
-// chunks in key order for up to SampleFor (or MaxChunks chunks), measures
-// the read rate and row size, and projects how long the copy would take.
-// The projection counts reading only: writing to the target comes on top,
-// so it is a lower bound.
+// Estimate samples each table's copy without writing anything visible: it
+// reads chunks in key order for up to SampleFor (or MaxChunks chunks),
+// measures the read rate and row size, then, with a Probe, tries the copy
+// for SampleFor into the probe, and projects how long the copy would take.
+// Without a probe the projection counts reading only: writing to the
+// target comes on top, so it is a lower bound.
 func Estimate(ctx context.Context, reader Reader, cfg EstimateConfig) (*EstimateReport, error) {
 	if cfg.ChunkRows <= 0 {
 		cfg.ChunkRows = 5000
@@ -85,10 +119,19 @@ func Estimate(ctx context.Context, reader Reader, cfg EstimateConfig) (*Estimate
 		if err != nil {
 			return nil, fmt.Errorf("estimate %s: %w", name, err)
 		}
+		if cfg.Probe != nil && e.Rows > 0 {
+			if e.Trial, err = trialCopy(ctx, reader, name, cfg); err != nil {
+				return nil, fmt.Errorf("estimate %s: try the copy: %w", name, err)
+			}
+			e.project(cfg.MaxRowsPerSecond)
+		}
 		rep.Tables = append(rep.Tables, e)
 		rep.Rows += e.Rows
 	}
 	rep.Projected = schedule(rep.Tables, cfg.Parallel)
+	if cfg.Probe != nil {
+		rep.Projected = scheduleTrials(rep.Tables, cfg.Parallel)
+	}
 	rep.Limited = rep.Projected
 	if cfg.MaxRowsPerSecond > 0 && rep.Projected >= 0 {
 		rep.Limited = max(rep.Projected, seconds(float64(rep.Rows)/cfg.MaxRowsPerSecond))
@@ -159,6 +202,110 @@ func estimateTable(ctx context.Context, reader Reader, name change.Table, cfg Es
 		e.Limited = max(e.Projected, seconds(float64(e.Rows)/cfg.MaxRowsPerSecond))
 	}
 	return e, nil
+}
+
+// trialCopy copies table name as Run would, into cfg.Probe, for
+// SampleFor or until the whole table is copied.
+func trialCopy(ctx context.Context, reader Reader, name change.Table, cfg EstimateConfig) (Trial, error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tables := []change.Table{name}
+	w, verbatim, err := newCopyWriter(ctx, cfg.Probe, reader, cfg.Mappings, tables, cfg.ServerText, log)
+	if err != nil {
+		return Trial{}, err
+	}
+	discard := func(labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trial"}, labels)
+	}
+	w.metrics = WriteMetrics{Rows: discard("table", "op"), Errors: discard("table", "reason"), DLQ: discard("mapping", "reason")}
+	store := &memProgress{}
+	runner := New(Config{Tables: tables, ChunkRows: cfg.ChunkRows, Parallel: cfg.Parallel, ProgressEvery: -1, Verbatim: verbatim},
+		reader, store, w.write, log, nil)
+	tctx, cancel := context.WithTimeout(ctx, cfg.SampleFor)
+	defer cancel()
+	start := cfg.Now()
+	_, err = runner.Run(tctx)
+	took := cfg.Now().Sub(start)
+	if err != nil && (ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded)) {
+		return Trial{}, err
+	}
+	p := runner.Progress()[0]
+	tr := Trial{Rows: p.Durable, Took: p.Elapsed, Setup: max(0, took-p.Elapsed), Ranges: 1, Whole: err == nil}
+	if saved, _ := store.BackfillProgress(ctx); len(saved) == 1 {
+		if rs, err := decodeRanges(saved[0].After, saved[0].Rows); err == nil {
+			tr.Ranges = len(rs)
+		}
+	}
+	if secs := tr.Took.Seconds(); secs > 0 {
+		tr.RowsPerSecond = float64(tr.Rows) / secs
+	}
+	return tr, nil
+}
+
+// project projects a table's copy from its trial: the trial's duration
+// when it copied the whole table, else its setup and Rows at its rate;
+// under the rate limit, at least the setup and Rows at the limit.
+func (e *TableEstimate) project(limit float64) {
+	t := e.Trial
+	switch {
+	case t.Whole:
+		e.Projected = t.Setup + t.Took
+	case t.RowsPerSecond > 0:
+		e.Projected = t.Setup + seconds(float64(e.Rows)/t.RowsPerSecond)
+	default:
+		e.Projected = -1
+	}
+	e.Limited = e.Projected
+	if limit > 0 && e.Projected >= 0 {
+		e.Limited = max(e.Projected, t.Setup+seconds(float64(e.Rows)/limit))
+	}
+}
+
+// scheduleTrials returns how long copying the tables takes from their
+// trials: a table copied in k key ranges takes k of the parallel workers
+// for its duration; the copy takes at least its longest table, and the
+// workers' time shared by them all.
+func scheduleTrials(tables []TableEstimate, parallel int) time.Duration {
+	var longest, work time.Duration
+	for _, t := range tables {
+		if t.Projected < 0 {
+			return -1
+		}
+		longest = max(longest, t.Projected)
+		work += t.Projected * time.Duration(max(1, t.Trial.Ranges))
+	}
+	return max(longest, work/time.Duration(max(1, parallel)))
+}
+
+// memProgress is a sink.BackfillStore in memory, for a trial copy.
+type memProgress struct {
+	mu    sync.Mutex
+	saved map[string]sink.BackfillProgress
+}
+
+func (m *memProgress) BackfillProgress(context.Context) ([]sink.BackfillProgress, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Collect(maps.Values(m.saved)), nil
+}
+
+func (m *memProgress) SaveBackfill(_ context.Context, p sink.BackfillProgress) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.saved == nil {
+		m.saved = map[string]sink.BackfillProgress{}
+	}
+	m.saved[p.Table] = p
+	return nil
+}
+
+func (m *memProgress) ResetBackfill(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.saved = nil
+	return nil
 }
 
 // schedule returns how long copying the tables takes, parallel at once,

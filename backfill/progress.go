@@ -54,8 +54,11 @@ type tableStats struct {
 	resumed   int64 // durable rows when this run started the table
 	emitted   int64
 	throttled time.Duration
-	started   time.Time
-	finished  time.Time
+	// throttledBy is each key range's throttled time, throttled their
+	// longest.
+	throttledBy map[int]time.Duration
+	started     time.Time
+	finished    time.Time
 }
 
 func (l *liveStats) clock() time.Time {
@@ -85,29 +88,46 @@ func (r *Runner) noteTable(t change.Table, st State, est, rows int64) {
 	s.state, s.est, s.resumed, s.emitted = st, est, rows, rows
 }
 
-// noteStart records that a table's copy started.
+// noteStart records that a table's copy started (the first of its key
+// ranges: the others change nothing).
 func (r *Runner) noteStart(t change.Table) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.live.table(t)
-	s.state, s.started = StateCopying, r.live.clock()
+	if s.started.IsZero() {
+		s.state, s.started = StateCopying, r.live.clock()
+	}
 }
 
-// noteChunk records an emitted chunk: rows and throttled are the table's
-// running totals.
-func (r *Runner) noteChunk(t change.Table, rows int64, throttled time.Duration) {
+// noteChunk records a chunk emitted by key range i of a table: rows the
+// chunk's, throttled the range's running total.
+func (r *Runner) noteChunk(t change.Table, i int, rows int64, throttled time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.live.table(t)
-	s.emitted, s.throttled = rows, throttled
+	s.emitted += rows
+	if s.throttledBy == nil {
+		s.throttledBy = map[int]time.Duration{}
+	}
+	s.throttledBy[i] = throttled
+	// The ranges wait at once: the table waited as long as its range that
+	// waited longest.
+	s.throttled = 0
+	for _, d := range s.throttledBy {
+		s.throttled = max(s.throttled, d)
+	}
 }
 
-// noteEnd records that a table's copy returned.
-func (r *Runner) noteEnd(t change.Table, throttled time.Duration, err error) {
+// noteEnd records that a table's copy returned: the last of its key
+// ranges, or one that failed (a failure stays).
+func (r *Runner) noteEnd(t change.Table, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.live.table(t)
-	s.finished, s.throttled = r.live.clock(), throttled
+	if s.state == StateFailed {
+		return
+	}
+	s.finished = r.live.clock()
 	s.state = StateFlushing
 	if err != nil {
 		s.state = StateFailed

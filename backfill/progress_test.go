@@ -35,9 +35,7 @@ func (c *fakeClock) Add(d time.Duration) {
 
 func TestProgress_ReportsDurableEmittedEstimatedRateAndState(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
-	store := &memStore{saved: map[string]sink.BackfillProgress{
-		"s.b": {Table: "s.b", State: sink.BackfillDone, After: `["7"]`, Rows: 7},
-	}}
+	store := storeWith(sink.BackfillProgress{Table: "s.b", State: sink.BackfillDone, After: `["7"]`, Rows: 7})
 	reader := memReader{sizes: map[string]int{"s.a": 25, "s.b": 7, "s.c": 10}}
 	var (
 		runner  *Runner
@@ -100,9 +98,7 @@ func TestProgress_ReportsDurableEmittedEstimatedRateAndState(t *testing.T) {
 
 func TestProgress_ResumedRowsDoNotCountTowardsTheRate(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
-	store := &memStore{saved: map[string]sink.BackfillProgress{
-		"s.a": {Table: "s.a", State: sink.BackfillRunning, After: `["20"]`, Rows: 20},
-	}}
+	store := storeWith(sink.BackfillProgress{Table: "s.a", State: sink.BackfillRunning, After: `["20"]`, Rows: 20})
 	runner := New(Config{Tables: tables("a"), ChunkRows: 10}, memReader{sizes: map[string]int{"s.a": 30}}, store,
 		func(ctx context.Context, b Chunk) error {
 			clock.Add(time.Second)

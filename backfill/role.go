@@ -29,10 +29,8 @@ import (
 // that can also copy text (sink.TextCopier, PostgreSQL) gets verbatim
 // chunks.
 type Target interface {
-	sink.Sink
+	WriteTarget
 	sink.BackfillStore
-	// ColumnTypes returns the SQL type of each column of table, lowercase.
-	ColumnTypes(ctx context.Context, table string) (map[string]string, error)
 }
 
 // RoleReader is what the role reads the source with: chunks, verbatim
@@ -89,32 +87,57 @@ func NewRole(ctx context.Context, cfg RoleConfig) (*Role, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	w := &copyWriter{sink: cfg.Target, enc: cfg.Encoder, prefix: cfg.TopicPrefix, dlq: cfg.DLQ, metrics: cfg.Metrics, log: log,
-		mappings: map[change.Table][]*transform.Mapping{}, verbatim: map[change.Table]verbatimCopy{}}
-	for _, m := range cfg.Mappings {
-		w.mappings[m.From] = append(w.mappings[m.From], m)
+	w, verbatim, err := newCopyWriter(ctx, cfg.Target, cfg.Reader, cfg.Mappings, cfg.Copy.Tables, cfg.ServerText, log)
+	if err != nil {
+		return nil, err
 	}
+	w.enc, w.prefix, w.dlq, w.metrics = cfg.Encoder, cfg.TopicPrefix, cfg.DLQ, cfg.Metrics
 	copyCfg := cfg.Copy
-	copyCfg.Verbatim = map[change.Table][]string{}
-	// Verbatim chunks need a target that copies text: an optional
-	// capability (PostgreSQL's COPY).
-	w.copier, _ = cfg.Target.(sink.TextCopier)
-	for _, t := range copyCfg.Tables {
-		if w.copier == nil {
-			break
-		}
-		v, ok, err := verbatimCopyOf(ctx, cfg.Reader, cfg.Target, w.mappings[t], t, cfg.ServerText)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			w.verbatim[t], copyCfg.Verbatim[t] = v, v.srcCols
-			log.Info("backfill: the table's mapping copies columns unchanged: its chunks are copied as the source's text", "table", t.String(), "target", v.table)
-		}
-	}
+	copyCfg.Verbatim = verbatim
 	copyCfg.Pause = pause(cfg)
 	copyCfg.After = lookupOrder(cfg.Mappings, log)
 	return &Role{runner: New(copyCfg, cfg.Reader, cfg.Target, w.write, log, NewMetrics(cfg.Registerer)), reader: cfg.Reader, log: log}, nil
+}
+
+// WriteTarget is what a copy writes to: a sink, and the types of its
+// columns (to decide whether a chunk can be copied verbatim). A target
+// that can also copy text (sink.TextCopier, PostgreSQL) gets verbatim
+// chunks.
+type WriteTarget interface {
+	sink.Sink
+	// ColumnTypes returns the SQL type of each column of table, lowercase.
+	ColumnTypes(ctx context.Context, table string) (map[string]string, error)
+}
+
+// newCopyWriter returns the writer of a copy of tables into tgt by
+// mappings, and the source columns to read of each table whose chunks can
+// be copied verbatim (Config.Verbatim): none unless the reader reads
+// verbatim chunks and tgt copies text. The writer's dead letters,
+// encoder and metrics are for the caller to set.
+func newCopyWriter(ctx context.Context, tgt WriteTarget, reader Reader, mappings []*transform.Mapping, tables []change.Table, serverText bool,
+	log *slog.Logger) (*copyWriter, map[change.Table][]string, error) {
+	w := &copyWriter{sink: tgt, log: log, mappings: map[change.Table][]*transform.Mapping{}, verbatim: map[change.Table]verbatimCopy{}}
+	for _, m := range mappings {
+		w.mappings[m.From] = append(w.mappings[m.From], m)
+	}
+	verbatim := map[change.Table][]string{}
+	// Verbatim chunks need a target that copies text: an optional
+	// capability (PostgreSQL's COPY).
+	w.copier, _ = tgt.(sink.TextCopier)
+	if _, ok := reader.(TextReader); !ok || w.copier == nil {
+		return w, verbatim, nil
+	}
+	for _, t := range tables {
+		v, ok, err := verbatimCopyOf(ctx, reader, tgt, w.mappings[t], t, serverText)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			w.verbatim[t], verbatim[t] = v, v.srcCols
+			log.Info("backfill: the table's mapping copies columns unchanged: its chunks are copied as the source's text", "table", t.String(), "target", v.table)
+		}
+	}
+	return w, verbatim, nil
 }
 
 // lookupOrder finds which tables must be copied before which: a table
@@ -200,7 +223,7 @@ type verbatimCopy struct {
 // bools and bytea; integers and bytea come back as the same text) or, for
 // floats and bools, go into a column of its own type, where the two texts
 // are the same value.
-func verbatimCopyOf(ctx context.Context, reader TextReader, tgt Target, ms []*transform.Mapping, t change.Table, serverText bool) (verbatimCopy, bool, error) {
+func verbatimCopyOf(ctx context.Context, reader Reader, tgt WriteTarget, ms []*transform.Mapping, t change.Table, serverText bool) (verbatimCopy, bool, error) {
 	if len(ms) != 1 {
 		return verbatimCopy{}, false, nil
 	}
@@ -291,7 +314,7 @@ type copyWriter struct {
 	copier   sink.TextCopier // the same target, when it copies text; nil: none verbatim
 	enc      *change.Encoder // for dead letters: the record the row would have been
 	prefix   string
-	dlq      *kafka.DLQ
+	dlq      *kafka.DLQ // nil: a trial copy, which leaves out rows it cannot write
 	metrics  WriteMetrics
 	log      *slog.Logger
 }
@@ -360,6 +383,9 @@ func (w *copyWriter) transform(ctx context.Context, events []change.Event) ([]co
 				ws, reason, err = transform.Writes(ctx, m, ev)
 			}
 			u := copyUnit{mapping: m.Name, ev: ev, writes: ws}
+			if err != nil && w.dlq == nil { // a trial copy (Estimate): the row is left out
+				continue
+			}
 			if err != nil {
 				rec, dl, rerr := w.deadLetter(m.Name, reason, err, ev)
 				if rerr != nil {
@@ -418,6 +444,7 @@ func (w *copyWriter) apply(ctx context.Context, units []copyUnit) error {
 			return err
 		case len(us) > 1:
 			todo = append([][]copyUnit{us[:len(us)/2], us[len(us)/2:]}, todo...)
+		case w.dlq == nil: // a trial copy (Estimate): the row is left out
 		default:
 			u := us[0]
 			cause := fmt.Errorf("the target refused the copy of source row %s: %w", change.KeyText(u.ev.Key, u.ev.After), err)

@@ -104,12 +104,18 @@ WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SE
 
 // Chunk implements backfill.Reader: one statement, so one snapshot.
 func (r *TableReader) Chunk(ctx context.Context, t *change.Schema, after []string, limit int) ([]change.Row, []string, error) {
+	return r.RangeChunk(ctx, t, after, nil, limit)
+}
+
+// RangeChunk implements backfill.SplitReader: Chunk, of the keys up to
+// until (nil: no bound).
+func (r *TableReader) RangeChunk(ctx context.Context, t *change.Schema, after, until []string, limit int) ([]change.Row, []string, error) {
 	cols, ok := r.tables[t.Name]
 	if !ok {
 		return nil, nil, fmt.Errorf("backfill: %s read before Describe", t.Name)
 	}
 	var out []change.Row
-	last, err := r.scan(ctx, t, cols, after, limit, func(raw []sql.RawBytes) error {
+	last, err := r.scan(ctx, t, cols, after, until, limit, func(raw []sql.RawBytes) error {
 		row, err := textRow(cols, raw)
 		out = append(out, row)
 		return err
@@ -123,6 +129,12 @@ func (r *TableReader) Chunk(ctx context.Context, t *change.Schema, after []strin
 // text it was written as (a string; nil for NULL), which the sink writes
 // as the same text.
 func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, names []string, after []string, limit int) (*change.TextChunk, error) {
+	return r.RangeTextChunk(ctx, t, names, after, nil, limit)
+}
+
+// RangeTextChunk implements backfill.SplitTextReader: TextChunk, of the
+// keys up to until (nil: no bound).
+func (r *TableReader) RangeTextChunk(ctx context.Context, t *change.Schema, names []string, after, until []string, limit int) (*change.TextChunk, error) {
 	all, ok := r.tables[t.Name]
 	if !ok {
 		return nil, fmt.Errorf("backfill: %s read before Describe", t.Name)
@@ -139,7 +151,7 @@ func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, names []s
 	r.mu.Lock()
 	b := make([]byte, 0, limit*r.rowBytes[t.Name]*9/8) // as big as the last chunk's rows, and then some
 	r.mu.Unlock()
-	last, err := r.scan(ctx, t, cols, after, limit, func(raw []sql.RawBytes) error {
+	last, err := r.scan(ctx, t, cols, after, until, limit, func(raw []sql.RawBytes) error {
 		for i := range cols {
 			if i > 0 {
 				b = append(b, '\t')
@@ -183,10 +195,11 @@ func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, names []s
 	return out, nil
 }
 
-// scan reads a chunk of t, the values of sel (columns of t), calling row
-// with each row's raw values, and returns the last row's key text. Every
-// key column must be in sel.
-func (r *TableReader) scan(ctx context.Context, t *change.Schema, sel []column, after []string, limit int, row func([]sql.RawBytes) error) ([]string, error) {
+// scan reads a chunk of t, the values of sel (columns of t) of the keys
+// after after up to until (either nil: no bound), calling row with each
+// row's raw values, and returns the last row's key text. Every key column
+// must be in sel.
+func (r *TableReader) scan(ctx context.Context, t *change.Schema, sel []column, after, until []string, limit int, row func([]sql.RawBytes) error) ([]string, error) {
 	keys := make([]string, len(t.Key))
 	keyIdx := make([]int, len(t.Key))
 	for i, k := range t.Key {
@@ -198,14 +211,8 @@ func (r *TableReader) scan(ctx context.Context, t *change.Schema, sel []column, 
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "SELECT %s FROM %s.%s", selectList(sel), mysqlurl.QuoteIdent(t.Name.Schema), mysqlurl.QuoteIdent(t.Name.Name))
-	args := make([]any, len(after))
-	if after != nil {
-		ph := make([]string, len(after))
-		for i, v := range after {
-			ph[i], args[i] = "?", v
-		}
-		fmt.Fprintf(&sb, " WHERE (%s) > (%s)", strings.Join(keys, ", "), strings.Join(ph, ", "))
-	}
+	where, args := keyBounds(keys, after, until)
+	sb.WriteString(where)
 	fmt.Fprintf(&sb, " ORDER BY %s LIMIT %d", strings.Join(keys, ", "), limit)
 	rows, err := r.db.QueryContext(ctx, sb.String(), args...)
 	if err != nil {
@@ -234,6 +241,101 @@ func (r *TableReader) scan(ctx context.Context, t *change.Schema, sel []column, 
 		return nil, fmt.Errorf("read %s: %w", t.Name, err)
 	}
 	return last, nil
+}
+
+// keyBounds is the WHERE clause of a chunk's keys, after after and up to
+// until (either nil: no bound), and its arguments.
+func keyBounds(keys []string, after, until []string) (string, []any) {
+	var conds []string
+	var args []any
+	for _, b := range []struct {
+		op  string
+		key []string
+	}{{">", after}, {"<=", until}} {
+		if b.key == nil {
+			continue
+		}
+		ph := make([]string, len(b.key))
+		for i, v := range b.key {
+			ph[i] = "?"
+			args = append(args, v)
+		}
+		conds = append(conds, fmt.Sprintf("(%s) %s (%s)", strings.Join(keys, ", "), b.op, strings.Join(ph, ", ")))
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// Split implements backfill.SplitReader by a scan of the table's keys:
+// from the table's row count by its statistics, each key that ends a
+// range is the one a range's worth of rows after the one before (LIMIT 1
+// OFFSET, in the primary key's order: InnoDB steps through the index
+// without sending the rows). The scan reads the keys of all the ranges
+// but the last; a count of the statistics' that is too high leaves the
+// last ranges out, so the last one copied holds the rest.
+func (r *TableReader) Split(ctx context.Context, t *change.Schema, n int, minRows int64) ([][]string, error) {
+	all, ok := r.tables[t.Name]
+	if !ok {
+		return nil, fmt.Errorf("backfill: %s split before Describe", t.Name)
+	}
+	est, err := r.Estimate(ctx, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	n = int(min(int64(n), est/max(minRows, 1)))
+	if n < 2 {
+		return nil, nil
+	}
+	keyCols := make([]column, len(t.Key))
+	keys := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		j := slices.IndexFunc(all, func(c column) bool { return c.name == k })
+		if j < 0 {
+			return nil, fmt.Errorf("split %s: no key column %q", t.Name, k)
+		}
+		keyCols[i], keys[i] = all[j], mysqlurl.QuoteIdent(k)
+	}
+	step := est / int64(n)
+	var out [][]string
+	var after []string
+	for range n - 1 {
+		where, args := keyBounds(keys, after, nil)
+		q := fmt.Sprintf("SELECT %s FROM %s.%s%s ORDER BY %s LIMIT 1 OFFSET %d", selectList(keyCols),
+			mysqlurl.QuoteIdent(t.Name.Schema), mysqlurl.QuoteIdent(t.Name.Name), where, strings.Join(keys, ", "), step-1)
+		raw := make([]sql.RawBytes, len(keys))
+		ptrs := make([]any, len(raw))
+		for i := range raw {
+			ptrs[i] = &raw[i]
+		}
+		rows, err := r.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("split %s: %w", t.Name, err)
+		}
+		var key []string
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("split %s: %w", t.Name, err)
+			}
+			key = make([]string, len(raw))
+			for i, v := range raw {
+				key[i] = string(v)
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("split %s: %w", t.Name, err)
+		}
+		if key == nil {
+			break // fewer rows than the statistics said
+		}
+		out = append(out, key)
+		after = key
+	}
+	return out, nil
 }
 
 // selectList selects cols, each in the text textValue reads.

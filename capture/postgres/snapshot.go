@@ -100,6 +100,12 @@ WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY k.n`, ident)
 
 // Chunk implements backfill.Reader: one statement, so one snapshot.
 func (r *TableReader) Chunk(ctx context.Context, t *change.Schema, after []string, limit int) ([]change.Row, []string, error) {
+	return r.RangeChunk(ctx, t, after, nil, limit)
+}
+
+// RangeChunk implements backfill.SplitReader: Chunk, of the keys up to
+// until (nil: no bound).
+func (r *TableReader) RangeChunk(ctx context.Context, t *change.Schema, after, until []string, limit int) ([]change.Row, []string, error) {
 	cols := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
 		cols[i] = pgx.Identifier{c}.Sanitize()
@@ -117,14 +123,10 @@ func (r *TableReader) Chunk(ctx context.Context, t *change.Schema, after []strin
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "SELECT %s FROM %s", strings.Join(cols, ", "), pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize())
 	var params [][]byte
-	if after != nil {
-		ph := make([]string, len(after))
-		for i, v := range after {
-			ph[i] = fmt.Sprintf("$%d", i+1)
-			params = append(params, []byte(v))
-		}
-		fmt.Fprintf(&sb, " WHERE (%s) > (%s)", strings.Join(keys, ", "), strings.Join(ph, ", "))
-	}
+	sb.WriteString(keyBounds(keys, after, until, func(v string) string {
+		params = append(params, []byte(v))
+		return fmt.Sprintf("$%d", len(params))
+	}))
 	fmt.Fprintf(&sb, " ORDER BY %s LIMIT %d", strings.Join(keys, ", "), limit)
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
@@ -165,6 +167,12 @@ func (r *TableReader) Chunk(ctx context.Context, t *change.Schema, after []strin
 // is written as literals (standard_conforming_strings is on), each taking
 // its column's type.
 func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (*change.TextChunk, error) {
+	return r.RangeTextChunk(ctx, t, cols, after, nil, limit)
+}
+
+// RangeTextChunk implements backfill.SplitTextReader: TextChunk, of the
+// keys up to until (nil: no bound).
+func (r *TableReader) RangeTextChunk(ctx context.Context, t *change.Schema, cols []string, after, until []string, limit int) (*change.TextChunk, error) {
 	r.mu.Lock()
 	oids, rowBytes := r.oids[t.Name], r.rowBytes[t.Name]
 	r.mu.Unlock()
@@ -187,13 +195,7 @@ func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, cols []st
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "COPY (SELECT %s FROM %s", strings.Join(quoted, ", "), pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize())
-	if after != nil {
-		lits := make([]string, len(after))
-		for i, v := range after {
-			lits[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
-		}
-		fmt.Fprintf(&sb, " WHERE (%s) > (%s)", strings.Join(keys, ", "), strings.Join(lits, ", "))
-	}
+	sb.WriteString(keyBounds(keys, after, until, func(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }))
 	fmt.Fprintf(&sb, " ORDER BY %s LIMIT %d) TO STDOUT", strings.Join(keys, ", "), limit)
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
@@ -241,6 +243,86 @@ func (r *TableReader) TextChunk(ctx context.Context, t *change.Schema, cols []st
 		return rows, nil
 	}
 	return out, nil
+}
+
+// keyBounds is the WHERE clause of a chunk's keys: after after and up to
+// until, either nil for no bound; value renders a key value (a parameter
+// or a literal), in the order of the clause.
+func keyBounds(keys []string, after, until []string, value func(string) string) string {
+	var conds []string
+	for _, b := range []struct {
+		op  string
+		key []string
+	}{{">", after}, {"<=", until}} {
+		if b.key == nil {
+			continue
+		}
+		vals := make([]string, len(b.key))
+		for i, v := range b.key {
+			vals[i] = value(v)
+		}
+		conds = append(conds, fmt.Sprintf("(%s) %s (%s)", strings.Join(keys, ", "), b.op, strings.Join(vals, ", ")))
+	}
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+// splitSamplePages is how many pages of a table Split samples, at most.
+const splitSamplePages = 200
+
+// Split implements backfill.SplitReader: the keys of the rows of a sample
+// of the table's pages (TABLESAMPLE SYSTEM: whole pages, picked at
+// random, so no scan of the table), in key order, cut at every 1/n of
+// the sample. Tables of up to splitSamplePages pages are read whole. The
+// table's size is its size on disk now, not its statistics, which a table
+// loaded since its last ANALYZE lacks.
+func (r *TableReader) Split(ctx context.Context, t *change.Schema, n int, minRows int64) ([][]string, error) {
+	ident := pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize()
+	var pages int64
+	if err := r.pool.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint`, ident).Scan(&pages); err != nil {
+		return nil, fmt.Errorf("read the size of %s: %w", t.Name, err)
+	}
+	if pages == 0 || n < 2 {
+		return nil, nil
+	}
+	percent := min(100, 100*float64(splitSamplePages)/float64(pages))
+	keys := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		keys[i] = pgx.Identifier{k}.Sanitize()
+	}
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	q := fmt.Sprintf("SELECT %s FROM %s TABLESAMPLE SYSTEM (%g) ORDER BY %s", strings.Join(keys, ", "), ident, percent, strings.Join(keys, ", "))
+	res := conn.Conn().PgConn().ExecParams(ctx, q, nil, nil, nil, nil)
+	var sample [][]string
+	for res.NextRow() {
+		k := make([]string, len(t.Key))
+		for i, v := range res.Values() {
+			k[i] = string(v)
+		}
+		sample = append(sample, k)
+	}
+	if _, err := res.Close(); err != nil {
+		return nil, fmt.Errorf("sample the keys of %s: %w", t.Name, err)
+	}
+	return cutSample(sample, float64(len(sample))*100/percent, n, minRows), nil
+}
+
+// cutSample cuts a sorted sample of a table's keys, standing for rows
+// rows, into up to n ranges of at least minRows rows each, and returns
+// the keys that end every range but the last.
+func cutSample(sample [][]string, rows float64, n int, minRows int64) [][]string {
+	n = min(n, int(rows/float64(max(minRows, 1))), len(sample))
+	var out [][]string
+	for i := 1; i < n; i++ {
+		out = append(out, sample[len(sample)*i/n-1])
+	}
+	return out
 }
 
 // fieldOIDs returns the type OIDs of a result's fields.

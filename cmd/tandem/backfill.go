@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"os"
 	"time"
 
@@ -14,7 +17,6 @@ import (
 	"github.com/tandemcdc/tandem/backfill/progress"
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/config"
-	"github.com/tandemcdc/tandem/internal/connect"
 )
 
 // estimateSample is how long `tandem backfill --estimate` reads each table.
@@ -24,13 +26,14 @@ const estimateSample = 3 * time.Second
 type backfillFlags struct {
 	tables            []string
 	restart, estimate bool
+	format            string // of --estimate: text or json
 }
 
 // newBackfillCmd builds `tandem backfill`.
 func newBackfillCmd(g *globals) *cobra.Command {
-	var f backfillFlags
+	f := backfillFlags{format: "text"}
 	cmd := &cobra.Command{
-		Use:   "backfill -c tandem.yaml [--table schema.table]... [--restart] [--estimate]",
+		Use:   "backfill -c tandem.yaml [--table schema.table]... [--restart] [--estimate [--format text|json]]",
 		Short: "copy the source tables' rows into the target, beside the stream",
 		Long: `Copy the rows the source tables hold now into the target, beside the
 stream, chunked, throttled and resumable; exit once the copy is in the
@@ -38,15 +41,19 @@ target. With the embedded broker (no kafka.brokers) it streams and applies
 too; with kafka.brokers set, run it beside ` + "`tandem capture`" + ` and ` + "`tandem apply`" + `.
 
 A live display when stdout is a terminal, log lines otherwise.
---estimate reads each table for a few seconds and projects the copy's
-duration, writing nothing.`,
+--estimate reads each table for a few seconds, then tries its copy for a
+few seconds into temporary copies of the target tables that no other
+session sees, and projects the copy's duration, writing nothing visible.`,
 		Args: noArgs,
 		RunE: g.withConfig(func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
+			if f.format != "text" && f.format != "json" {
+				return fmt.Errorf("--format %q: want text or json", f.format)
+			}
 			if err := g.refuseWhenCheckFails(ctx, cmd, cfg); err != nil {
 				return err
 			}
 			if f.estimate {
-				if err := printEstimate(ctx, cfg, f.tables, g.stdout); err != nil {
+				if err := printEstimate(ctx, cfg, f, g.stdout, g.log); err != nil {
 					fmt.Fprintf(g.stderr, "%s --estimate: %v\n", cmd.CommandPath(), err)
 					return exitError(exitFailed)
 				}
@@ -58,7 +65,9 @@ duration, writing nothing.`,
 	fs := cmd.Flags()
 	fs.StringArrayVar(&f.tables, "table", nil, "copy only this source `schema.table`; repeatable")
 	fs.BoolVar(&f.restart, "restart", false, "forget saved progress and copy every table again")
-	fs.BoolVar(&f.estimate, "estimate", false, "sample each table's read rate and project the copy's duration, without writing")
+	fs.BoolVar(&f.estimate, "estimate", false, "sample each table's reads and a trial copy, and project the copy's duration, writing nothing visible")
+	fs.StringVar(&f.format, "format", "text", "the --estimate `format`: text or json")
+	completeWords(cmd, "format", "text", "json")
 	return cmd
 }
 
@@ -88,24 +97,67 @@ func (g *globals) backfillOptions(cfg *config.Config, f backfillFlags) app.Optio
 }
 
 // printEstimate samples the copy of each table and prints the projection.
-// It only reads the source: no slot, no Kafka, nothing in the target.
-func printEstimate(ctx context.Context, cfg *config.Config, names []string, stdout io.Writer) error {
-	tables, err := app.BackfillTables(cfg, names)
+// It reads the source and writes only into temporary copies of the target
+// tables: no slot, no Kafka, nothing visible in the target.
+func printEstimate(ctx context.Context, cfg *config.Config, f backfillFlags, stdout io.Writer, log *slog.Logger) error {
+	rep, err := app.EstimateBackfill(ctx, cfg, f.tables, estimateSample, nil)
 	if err != nil {
 		return err
 	}
-	reader, err := connect.OpenReader(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("open the source to sample: %w", err)
-	}
-	defer reader.Close()
 	limit := float64(cfg.Backfill.MaxRowsPerSecond)
-	rep, err := backfill.Estimate(ctx, reader, backfill.EstimateConfig{Tables: tables, ChunkRows: cfg.Backfill.ChunkRows,
-		SampleFor: estimateSample, MaxRowsPerSecond: limit, Parallel: cfg.Backfill.Parallel})
-	if err != nil {
-		return fmt.Errorf("sample the source tables: %w", err)
+	if f.format == "json" {
+		return writeEstimateJSON(stdout, rep, limit)
 	}
 	return progress.PrintEstimate(stdout, rep, limit)
+}
+
+// estimateJSON is --estimate --format json: projected_seconds is what the
+// copy as configured takes (under backfill.max_rows_per_second),
+// unthrottled_seconds the same without the limit; null when unknown.
+type estimateJSON struct {
+	Tables             []tableEstimateJSON `json:"tables"`
+	Rows               int64               `json:"rows"`
+	Parallel           int                 `json:"parallel"`
+	MaxRowsPerSecond   float64             `json:"max_rows_per_second"`
+	ProjectedSeconds   *float64            `json:"projected_seconds"`
+	UnthrottledSeconds *float64            `json:"unthrottled_seconds"`
+}
+
+type tableEstimateJSON struct {
+	Table              string   `json:"table"`
+	Rows               int64    `json:"rows"`
+	Exact              bool     `json:"exact"`
+	AtLeast            bool     `json:"at_least"`
+	ReadRowsPerSecond  float64  `json:"read_rows_per_second"`
+	TrialRowsPerSecond float64  `json:"trial_rows_per_second"`
+	TrialRows          int64    `json:"trial_rows"`
+	Ranges             int      `json:"ranges"`
+	ProjectedSeconds   *float64 `json:"projected_seconds"`
+	UnthrottledSeconds *float64 `json:"unthrottled_seconds"`
+}
+
+func writeEstimateJSON(w io.Writer, rep *backfill.EstimateReport, limit float64) error {
+	secs := func(d time.Duration) *float64 {
+		if d < 0 {
+			return nil
+		}
+		s := d.Seconds()
+		return &s
+	}
+	out := estimateJSON{Tables: []tableEstimateJSON{}, Rows: rep.Rows, Parallel: rep.Parallel, MaxRowsPerSecond: limit,
+		ProjectedSeconds: secs(rep.Limited), UnthrottledSeconds: secs(rep.Projected)}
+	for _, t := range rep.Tables {
+		read := t.RowsPerSecond
+		if math.IsInf(read, 0) {
+			read = 0 // faster than the clock could tell
+		}
+		out.Tables = append(out.Tables, tableEstimateJSON{Table: t.Table.String(), Rows: t.Rows, Exact: t.Exact, AtLeast: t.AtLeast,
+			ReadRowsPerSecond: read, TrialRowsPerSecond: t.Trial.RowsPerSecond, TrialRows: t.Trial.Rows, Ranges: t.Trial.Ranges,
+			ProjectedSeconds: secs(t.Limited), UnthrottledSeconds: secs(t.Projected)})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }
 
 // isTerminal reports whether w is a terminal.
