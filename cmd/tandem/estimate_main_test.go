@@ -92,7 +92,7 @@ func TestBackfillEstimate_ProjectsEachTableAndWritesNothing(t *testing.T) {
 func TestBackfillEstimate_JSONMidMigrationChangesNothingInTheTarget(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	m, slot := openShop(ctx, t)
+	m, slot := tandemtest.OpenShop(ctx, t)
 	w := &shop.Workload{Src: m.Src, Seed: 8}
 	if err := w.History(ctx, 300); err != nil {
 		t.Fatal(err)
