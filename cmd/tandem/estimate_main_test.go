@@ -102,14 +102,14 @@ func TestBackfillEstimate_JSONMidMigrationChangesNothingInTheTarget(t *testing.T
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.CommandContext(ctx, binary, "backfill", "--table", "shop.customers", "-c", path).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, tandemtest.Binary(), "backfill", "--table", "shop.customers", "-c", path).CombinedOutput(); err != nil {
 		t.Fatalf("tandem backfill --table shop.customers: %v\n%s", err, out)
 	}
 	before := dumpTarget(t, ctx, m)
 	if len(before["public.customers"]) != 300 || len(before["tandem.backfills"]) != 1 {
 		t.Fatalf("before the estimate: %d customers, %d backfill states; want 300, 1", len(before["public.customers"]), len(before["tandem.backfills"]))
 	}
-	cmd := exec.CommandContext(ctx, binary, "backfill", "--estimate", "--format", "json", "-c", path)
+	cmd := exec.CommandContext(ctx, tandemtest.Binary(), "backfill", "--estimate", "--format", "json", "-c", path)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
