@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -511,6 +513,26 @@ func (td *tandem) addr(p *proc) string {
 	td.t.Helper()
 	td.waitLogged(p, `msg="http listening"`, 1, 30*time.Second)
 	return tandemtest.HTTPAddr(p.p.Out.String())
+}
+
+// waitJoined waits until every mapping of p has its partitions: its
+// consumer group member has synced. A member killed between its join and
+// its sync is never removed from the group by kfake's coordinator (it
+// clears the sync barrier when the leader syncs, so the dead follower keeps
+// its partitions and no rebalance comes), where Kafka's would expire it:
+// the kills wait for the sync so that the scenario tests tandem, not that.
+func (td *tandem) waitJoined(p *proc) {
+	td.t.Helper()
+	addr := td.addr(p)
+	testenv.WaitFor(td.t, "tandem "+p.name+"'s mappings to have their partitions", time.Minute, func() (bool, error) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return err == nil && !strings.Contains(string(body), "has no partitions yet") && !strings.Contains(string(body), "starting"), td.alive()
+	})
 }
 
 // waitApplied waits until more records than now are applied.

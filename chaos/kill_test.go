@@ -79,6 +79,9 @@ func testKillNine(t *testing.T, kind string, verbs []string) {
 		} else if err := poll.Sleep(ctx, at); err != nil { // a random moment
 			t.Fatal(err)
 		}
+		if verb != "capture" {
+			td.waitJoined(running[verb])
+		}
 		td.kill9(running[verb])
 		if release != nil {
 			release()
