@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -48,6 +49,7 @@ func (p *process) waitForBrokers(ctx context.Context) error {
 	failures := repeat.New(p.log, "waiting to start: cannot reach the kafka brokers; checking again", repeat.WithLevel(slog.LevelWarn))
 	backoff := poll.NewBackoff()
 	backoff.MaxInterval = maxStartWait
+	closedBySASL := 0 // attempts in a row that ended in EOF with SASL on
 	for {
 		pctx, cancel := context.WithTimeout(ctx, kafkaPingTimeout)
 		err := kafka.Ping(pctx, p.cfg.Kafka, opts)
@@ -60,6 +62,16 @@ func (p *process) waitForBrokers(ctx context.Context) error {
 		}
 		if !BrokersUnreachable(err) {
 			return err
+		}
+		// With SASL, a broker that refuses the authentication may close
+		// the connection without a word (kfake does): EOF. A broker
+		// going down does so once in a while, not attempt after attempt.
+		if saslClosed(p.cfg.Kafka.SASL != nil, err) {
+			if closedBySASL++; closedBySASL >= 3 {
+				return err
+			}
+		} else {
+			closedBySASL = 0
 		}
 		gauge.Set(1)
 		why := err.Error()
@@ -77,6 +89,12 @@ func (p *process) waitForBrokers(ctx context.Context) error {
 	p.status.waiting.Store(nil)
 	failures.OK()
 	return nil
+}
+
+// saslClosed reports whether err is a connection closed (EOF) while SASL
+// is configured: the way some brokers refuse a wrong password.
+func saslClosed(sasl bool, err error) bool {
+	return sasl && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
 }
 
 // BrokersUnreachable reports whether err, from kafka.Ping, says the
