@@ -1,6 +1,9 @@
 package change
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // debeziumValues are source values as tandem's capturers give them, the
 // value Debezium's connector writes for each (its documented data type
@@ -57,6 +60,34 @@ var debeziumValues = []struct {
 	{"mysql decimal string mode", "mysql", TypeDecimal, "decimal(65,30)", "", "", "-1.500000000000000000000000000000", `"-1.500000000000000000000000000000"`, false},
 	{"mysql enum", "mysql", TypeString, "enum", "", "", "x'y", `"x'y"`, false},
 	{"mysql set", "mysql", TypeString, "set", "", "", "a,c", `"a,c"`, false},
+	// At the edges of each form, and values outside it: a value that is not
+	// in the form Debezium's type needs is written as it is, its text
+	// beside it where a decoder would take it for the form.
+	{"pg date in year 1", "postgresql", TypeTime, "date", "", "", "0001-01-01", `-719162`, false},
+	{"pg date 9999-12-31", "postgresql", TypeTime, "date", "", "", "9999-12-31", `2932896`, false},
+	{"pg timestamp(3) 9999-12-31", "postgresql", TypeTime, "timestamp(3)", "", "", "9999-12-31 23:59:59.999", `253402300799999`, false},
+	{"pg timestamp in year 1", "postgresql", TypeTime, "timestamp", "", "", "0001-01-01 00:00:00.000001", `-62135596799999999`, false},
+	{"mysql datetime(6) 9999-12-31", "mysql", TypeTime, "datetime(6)", "", "", "9999-12-31 23:59:59.999999", `253402300799999999`, false},
+	{"pg time midnight", "postgresql", TypeTime, "time", "", "", "00:00:00", `0`, false},
+	{"pg timestamp half a second before the epoch", "postgresql", TypeTime, "timestamp", "", "", "1969-12-31 23:59:59.5", `-500000`, false},
+	{"pg timestamp a second before the epoch", "postgresql", TypeTime, "timestamp", "", "", "1969-12-31 23:59:59", `-1000000`, false},
+	{"mysql datetime(3) a millisecond before the epoch", "mysql", TypeTime, "datetime(3)", "", "", "1969-12-31 23:59:59.999", `-1`, false},
+	{"pg numeric double mode at its largest", "postgresql", TypeDecimal, "numeric", DecimalDouble, "", "17" + strings.Repeat("0", 307), `1.7e+308`, true},
+	{"pg numeric double mode at its lowest", "postgresql", TypeDecimal, "numeric", DecimalDouble, "", "-17" + strings.Repeat("0", 307), `-1.7e+308`, true},
+	{"pg numeric double mode past a double has no form", "postgresql", TypeDecimal, "numeric", DecimalDouble, "", "18" + strings.Repeat("0", 307), `"18` + strings.Repeat("0", 307) + `"`, false},
+	{"pg numeric double mode NaN has no form", "postgresql", TypeDecimal, "numeric", DecimalDouble, "", "NaN", `"NaN"`, false},
+	{"pg date with a letter keeps its text", "postgresql", TypeTime, "date", "", "", "2024-O3-01", `"2024-O3-01"`, false},
+	{"pg time at its last microsecond", "postgresql", TypeTime, "time", "", "", "23:59:59.999999", `86399999999`, false},
+	{"pg time with nanoseconds keeps its text beside", "postgresql", TypeTime, "time", "", "", "08:20:30.123456789", `30030123456`, true},
+	{"pg time with ten fractional digits has no form", "postgresql", TypeTime, "time", "", "", "08:20:30.1234567891", `"08:20:30.1234567891"`, false},
+	{"pg time with a letter has no form", "postgresql", TypeTime, "time", "", "", "08:2O:30", `"08:2O:30"`, false},
+	{"pg time with 60 seconds has no form", "postgresql", TypeTime, "time", "", "", "08:20:60", `"08:20:60"`, false},
+	{"pg time with 60 minutes has no form", "postgresql", TypeTime, "time", "", "", "08:60:00", `"08:60:00"`, false},
+	{"pg timestamptz at its last microsecond", "postgresql", TypeTime, "timestamptz", "", "", "2024-12-31 23:59:59.999999+00", `"2024-12-31T23:59:59.999999Z"`, false},
+	{"pg timestamptz with nanoseconds", "postgresql", TypeTime, "timestamptz", "", "", "2024-03-01 08:20:30.123456789+00", `"2024-03-01T08:20:30.123456789Z"`, false},
+	{"pg timestamptz with a letter has no form", "postgresql", TypeTime, "timestamptz", "", "", "2024-03-01 08:2O:30+00", `"2024-03-01 08:2O:30+00"`, true},
+	{"pg timestamptz with a lone dot has no form", "postgresql", TypeTime, "timestamptz", "", "", "2024-03-01 08:20:30.+00", `"2024-03-01 08:20:30.+00"`, true},
+	{"pg timestamptz at hour 24 has no form", "postgresql", TypeTime, "timestamptz", "", "", "2024-03-01 24:00:00+00", `"2024-03-01 24:00:00+00"`, true},
 }
 
 // TestDebezium_EachTypeIsWrittenAsDebeziumWritesIt checks each source
