@@ -76,6 +76,13 @@ var debeziumValues = []struct {
 	{"pg numeric double mode at its lowest", "postgresql", TypeDecimal, "numeric", DecimalDouble, "", "-17" + strings.Repeat("0", 307), `-1.7e+308`, true},
 	{"pg numeric double mode past a double has no form", "postgresql", TypeDecimal, "numeric", DecimalDouble, "", "18" + strings.Repeat("0", 307), `"18` + strings.Repeat("0", 307) + `"`, false},
 	{"pg numeric double mode NaN has no form", "postgresql", TypeDecimal, "numeric", DecimalDouble, "", "NaN", `"NaN"`, false},
+	{"pg numeric(10,0) precise", "postgresql", TypeDecimal, "numeric(10,0)", DecimalPrecise, "", "42", `"Kg=="`, false},
+	{"pg numeric precise zero", "postgresql", TypeDecimal, "numeric(5,2)", DecimalPrecise, "", "0.00", `"AA=="`, false},
+	{"pg numeric precise 128 needs a sign byte", "postgresql", TypeDecimal, "numeric(5,0)", DecimalPrecise, "", "128", `"AIA="`, false},
+	{"pg numeric precise -129", "postgresql", TypeDecimal, "numeric(5,0)", DecimalPrecise, "", "-129", `"/38="`, false},
+	{"pg numeric precise of another scale has no form", "postgresql", TypeDecimal, "numeric(5,2)", DecimalPrecise, "", "1.5", `"1.5"`, true},
+	{"pg numeric precise with a letter has no form", "postgresql", TypeDecimal, "numeric(5,2)", DecimalPrecise, "", "1.5a", `"1.5a"`, true},
+	{"pg numeric precise with as many digits as its scale", "postgresql", TypeDecimal, "numeric(5,2)", DecimalPrecise, "", "0.12", `"DA=="`, false},
 	{"pg date with a letter keeps its text", "postgresql", TypeTime, "date", "", "", "2024-O3-01", `"2024-O3-01"`, false},
 	{"pg time at its last microsecond", "postgresql", TypeTime, "time", "", "", "23:59:59.999999", `86399999999`, false},
 	{"pg time with nanoseconds keeps its text beside", "postgresql", TypeTime, "time", "", "", "08:20:30.123456789", `30030123456`, true},
@@ -149,5 +156,28 @@ func TestDecode_ReadsDebeziumValuesWrittenByAnotherProducer(t *testing.T) {
 	}
 	if got.After["d"] != "2024-03-01" || got.After["ts"] != "2024-03-01 08:20:30.1+00" {
 		t.Errorf("After = %v", got.After)
+	}
+}
+
+// TestDecode_ADecimalOfNoBytesIsZero: a Connect Decimal whose value is no
+// bytes at all (another producer's) decodes as zero, not a panic.
+func TestDecode_ADecimalOfNoBytesIsZero(t *testing.T) {
+	enc := &Encoder{Version: "test", Connector: "postgresql", Decimal: DecimalPrecise}
+	ev := &Event{Op: OpCreate, Table: Table{"s", "t"}, Key: []string{"v"}, Types: map[string]Type{"v": TypeDecimal},
+		SQLTypes: map[string]string{"v": "numeric(5,2)"}, After: Row{"v": "0.00"}}
+	v, err := enc.Value(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := strings.Replace(string(v), `"v":"AA=="`, `"v":""`, 1)
+	if empty == string(v) {
+		t.Fatalf("record %s: no value AA== to empty", v)
+	}
+	got, err := Decode(nil, []byte(empty))
+	if err != nil {
+		t.Fatalf("decode %s: %v", empty, err)
+	}
+	if got.After["v"] != "0.00" {
+		t.Errorf("decoded %#v, want \"0.00\" (record %s)", got.After["v"], empty)
 	}
 }
