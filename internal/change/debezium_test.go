@@ -83,6 +83,7 @@ var debeziumValues = []struct {
 	{"pg numeric precise of another scale has no form", "postgresql", TypeDecimal, "numeric(5,2)", DecimalPrecise, "", "1.5", `"1.5"`, true},
 	{"pg numeric precise with a letter has no form", "postgresql", TypeDecimal, "numeric(5,2)", DecimalPrecise, "", "1.5a", `"1.5a"`, true},
 	{"pg numeric precise with as many digits as its scale", "postgresql", TypeDecimal, "numeric(5,2)", DecimalPrecise, "", "0.12", `"DA=="`, false},
+	{"mysql bit(1) zero is false", "mysql", TypeInt, "bit(1)", "", "", int64(0), `false`, false},
 	{"pg date with a letter keeps its text", "postgresql", TypeTime, "date", "", "", "2024-O3-01", `"2024-O3-01"`, false},
 	{"pg time at its last microsecond", "postgresql", TypeTime, "time", "", "", "23:59:59.999999", `86399999999`, false},
 	{"pg time with nanoseconds keeps its text beside", "postgresql", TypeTime, "time", "", "", "08:20:30.123456789", `30030123456`, true},
