@@ -3,6 +3,8 @@ package change
 import (
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // debeziumValues are source values as tandem's capturers give them, the
@@ -84,6 +86,7 @@ var debeziumValues = []struct {
 	{"pg numeric precise with a letter has no form", "postgresql", TypeDecimal, "numeric(5,2)", DecimalPrecise, "", "1.5a", `"1.5a"`, true},
 	{"pg numeric precise with as many digits as its scale", "postgresql", TypeDecimal, "numeric(5,2)", DecimalPrecise, "", "0.12", `"DA=="`, false},
 	{"mysql bit(1) zero is false", "mysql", TypeInt, "bit(1)", "", "", int64(0), `false`, false},
+	{"mysql bit(1) given 2 has no form", "mysql", TypeInt, "bit(1)", "", "", int64(2), `2`, false},
 	{"pg date with a letter keeps its text", "postgresql", TypeTime, "date", "", "", "2024-O3-01", `"2024-O3-01"`, false},
 	{"pg time at its last microsecond", "postgresql", TypeTime, "time", "", "", "23:59:59.999999", `86399999999`, false},
 	{"pg time with nanoseconds keeps its text beside", "postgresql", TypeTime, "time", "", "", "08:20:30.123456789", `30030123456`, true},
@@ -180,5 +183,30 @@ func TestDecode_ADecimalOfNoBytesIsZero(t *testing.T) {
 	}
 	if got.After["v"] != "0.00" {
 		t.Errorf("decoded %#v, want \"0.00\" (record %s)", got.After["v"], empty)
+	}
+}
+
+// TestDecode_AValueOutsideItsColumnsTypeStillDecodes: a capturer gives a
+// BIT(1) an int64 and a BIGINT UNSIGNED its text; a value of another Go
+// type has no Debezium form and is written as it is, in a record that
+// decodes (source.exact holds text only), to the value as the column's
+// type reads it.
+func TestDecode_AValueOutsideItsColumnsTypeStillDecodes(t *testing.T) {
+	enc := &Encoder{Version: "test", Connector: "mysql"}
+	types := map[string]Type{"flag": TypeInt, "on": TypeInt, "big": TypeDecimal}
+	sql := map[string]string{"flag": "bit(1)", "on": "bit(1)", "big": "bigint unsigned"}
+	ev := &Event{Op: OpCreate, Table: Table{"s", "t"}, Key: []string{"big"}, Types: types, SQLTypes: sql,
+		After: Row{"flag": false, "on": true, "big": int64(5)}}
+	v, err := enc.Value(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(nil, v)
+	if err != nil {
+		t.Fatalf("decode %s: %v", v, err)
+	}
+	want := Row{"flag": int64(0), "on": int64(1), "big": "5"}
+	if diff := cmp.Diff(want, got.After); diff != "" {
+		t.Errorf("decoded after image of %s (-want +got):\n%s", v, diff)
 	}
 }
