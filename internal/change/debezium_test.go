@@ -210,3 +210,31 @@ func TestDecode_AValueOutsideItsColumnsTypeStillDecodes(t *testing.T) {
 		t.Errorf("decoded after image of %s (-want +got):\n%s", v, diff)
 	}
 }
+
+// TestDecode_ReadsTheTransactionIDOfEitherConnector: Debezium MySQL
+// writes a GTID text as source.txId, which is no PostgreSQL transaction
+// id and is skipped; a number is the id, from either connector.
+func TestDecode_ReadsTheTransactionIDOfEitherConnector(t *testing.T) {
+	for _, tc := range []struct {
+		source string
+		want   uint32
+	}{
+		{`"connector":"mysql","txId":"3e11fa47-71ca-11e1-9e33-c80aa9429562:23"`, 0},
+		{`"connector":"mysql","txId":42`, 42},
+		{`"connector":"postgresql","txId":767`, 767},
+	} {
+		v := `{"after":{"id":1},"source":{` + tc.source + `,"schema":"s","table":"t","types":{"id":"int64"}},"op":"c"}`
+		got, err := Decode(nil, []byte(v))
+		if err != nil {
+			t.Errorf("decode %s: %v", v, err)
+			continue
+		}
+		if got.TxID != tc.want || got.After["id"] != int64(1) {
+			t.Errorf("decode %s: TxID %d, after %v; want TxID %d, id 1", v, got.TxID, got.After, tc.want)
+		}
+	}
+	v := `{"after":{"id":1},"source":{"connector":"postgresql","txId":"767","schema":"s","table":"t"},"op":"c"}`
+	if _, err := Decode(nil, []byte(v)); err == nil {
+		t.Errorf("decode %s: no error for a PostgreSQL txId that is text", v)
+	}
+}
