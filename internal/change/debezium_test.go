@@ -1,6 +1,7 @@
 package change
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -236,5 +237,22 @@ func TestDecode_ReadsTheTransactionIDOfEitherConnector(t *testing.T) {
 	v := `{"after":{"id":1},"source":{"connector":"postgresql","txId":"767","schema":"s","table":"t"},"op":"c"}`
 	if _, err := Decode(nil, []byte(v)); err == nil {
 		t.Errorf("decode %s: no error for a PostgreSQL txId that is text", v)
+	}
+}
+
+// TestDecode_AFloatAsTextIsOnlyNaNOrAnInfinity: JSON has no NaN nor
+// infinities, so the envelope writes them as text; any other float sent
+// as text is an error naming it.
+func TestDecode_AFloatAsTextIsOnlyNaNOrAnInfinity(t *testing.T) {
+	rec := func(f string) []byte {
+		return []byte(`{"after":{"id":1,"f":` + f + `},"source":{"schema":"s","table":"t","types":{"id":"int64","f":"float64"}},"op":"c"}`)
+	}
+	got, err := Decode(nil, rec(`"-Infinity"`))
+	if err != nil || got.After["f"] != math.Inf(-1) {
+		t.Errorf("decode of -Infinity: %v, %v; want -Inf", got, err)
+	}
+	_, err = Decode(nil, rec(`"1.5"`))
+	if err == nil || !strings.Contains(err.Error(), `column "f": float "1.5" sent as a string: only NaN and infinities are`) {
+		t.Errorf("decode of a float as text: error %v, want one naming the column and the value", err)
 	}
 }
