@@ -104,3 +104,54 @@ func TestDecode_ATablesTypesAreParsedOnce(t *testing.T) {
 		t.Errorf("%v allocations for a record whose types were seen, %v for one whose were not: are they parsed again?", next, first)
 	}
 }
+
+// TestDecode_TypesOfUpTo64KiBAreParsedOnce: the types and sql_types
+// caches take objects up to typesCacheMaxBytes, that size included: a
+// record whose objects were seen saves at least half an allocation per
+// column.
+func TestDecode_TypesOfUpTo64KiBAreParsedOnce(t *testing.T) {
+	// exactly typesCacheMaxBytes of JSON: columns, then one whose name
+	// (of pad) pads the object to the size.
+	object := func(typ string, pad byte) string {
+		var b strings.Builder
+		b.WriteString(`{`)
+		for i := 0; b.Len() < typesCacheMaxBytes-200; i++ {
+			fmt.Fprintf(&b, `"c%05d":"%s",`, i, typ)
+		}
+		n := typesCacheMaxBytes - b.Len() - len(`"":"`+typ+`"}`)
+		b.WriteString(`"` + strings.Repeat(string(pad), n) + `":"` + typ + `"}`)
+		return b.String()
+	}
+	for _, key := range []string{"types", "sql_types"} {
+		record := func(pad byte) []byte {
+			o := object("int64", pad)
+			if key == "sql_types" {
+				o = object("int8", pad)
+			}
+			if len(o) != typesCacheMaxBytes {
+				t.Fatalf("an object of %d bytes, want %d", len(o), typesCacheMaxBytes)
+			}
+			return []byte(`{"after":{"c00000":1},"source":{"schema":"s","table":"big","` + key + `":` + o + `},"op":"c"}`)
+		}
+		var fresh [][]byte // a new object for each run
+		for pad := byte('a'); pad < 'a'+6; pad++ {
+			fresh = append(fresh, record(pad))
+		}
+		first := testing.AllocsPerRun(5, func() {
+			if _, err := Decode(nil, fresh[0]); err != nil {
+				t.Fatal(err)
+			}
+			fresh = fresh[1:]
+		})
+		seen := record('A')
+		next := testing.AllocsPerRun(5, func() {
+			if _, err := Decode(nil, seen); err != nil {
+				t.Fatal(err)
+			}
+		})
+		// Parsing allocates at least once per column (its name).
+		if cols := float64(strings.Count(string(seen), `":"int`)); first-next < cols/2 {
+			t.Errorf("%s of 64 KiB (%v columns): %v allocations for a record whose %s were seen, %v for one whose were not: are they parsed again?", key, cols, next, key, first)
+		}
+	}
+}
