@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -67,5 +68,98 @@ func TestCheckMessage_SaysWhatEachCheckTagAccepts(t *testing.T) {
 		if got := checkMessage(tc.f); got != tc.want {
 			t.Errorf("checkMessage(%+v) = %q, want %q", tc.f, got, tc.want)
 		}
+	}
+}
+
+// TestParse_AliasesThatExpandPastTheBudgetStopThere: a file whose
+// aliases expand to more than maxNodes values is refused where the
+// budget ran out, and nothing past it is decoded.
+func TestParse_AliasesThatExpandPastTheBudgetStopThere(t *testing.T) {
+	var cols []string
+	for i := range 20 {
+		cols = append(cols, "c"+string(rune('a'+i))+": row.a")
+	}
+	// 100 mappings of 100 outputs of 20 columns: over 200,000 values.
+	y := head + "mappings:\n  - &m {from: shop.orders, to: [&o {table: t, key: [ca], columns: &c {" + strings.Join(cols, ", ") + "}}" +
+		strings.Repeat(", *o", 99) + "]}\n" + strings.Repeat("  - *m\n", 99)
+	_, err := Parse("tandem.yaml", []byte(y), nil)
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("Parse = %v, want Errors", err)
+	}
+	var budget []Error
+	for _, e := range es {
+		if strings.HasPrefix(e.Msg, "too many values") {
+			budget = append(budget, *e)
+		}
+	}
+	want := []Error{{Pos: at(9, 218), Path: "mappings[39].to[94].columns.cn", Msg: "too many values once aliases are expanded (at most 100000)"}}
+	if diff := cmp.Diff(want, budget); diff != "" {
+		t.Errorf("budget errors (-want +got):\n%s", diff)
+	}
+	// The mappings the budget cut: [39] with part of its outputs, from [40]
+	// on nothing (from and to required); the first problems stand first.
+	if len(es) != 182 {
+		t.Errorf("%d problems, want 182:\n%v", len(es), err)
+	}
+}
+
+// TestValidVarName_LettersDigitsAndUnderscoreNotFirstDigit: ${NAME}
+// takes a shell variable's name.
+func TestValidVarName_LettersDigitsAndUnderscoreNotFirstDigit(t *testing.T) {
+	for name, want := range map[string]bool{
+		"a": true, "z": true, "A": true, "Z": true, "_": true, "a0": true, "_9": true, "DB_PASSWORD": true,
+		"": false, "0a": false, "9": false, "a-b": false, "a.b": false,
+		"`": false, "{": false, "@": false, "[": false, "a/": false, "a:": false,
+	} {
+		if got := validVarName(name); got != want {
+			t.Errorf("validVarName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestErrors_ALineOfTheLimitIsNotCutAndTwentyProblemsAreAllShown: the
+// limits of Errors.Error are inclusive.
+func TestErrors_ALineOfTheLimitIsNotCutAndTwentyProblemsAreAllShown(t *testing.T) {
+	var es Errors
+	for i := range maxShownErrors {
+		es = append(es, &Error{Pos: Pos{File: "f", Line: i + 1}, Path: "p", Msg: "m"})
+	}
+	prefix := "f:1: p: "
+	es[0].Msg = strings.Repeat("x", maxErrorLine-len(prefix))
+	lines := strings.Split(es.Error(), "\n")
+	if len(lines) != maxShownErrors || lines[0] != prefix+es[0].Msg || lines[19] != "f:20: p: m" {
+		t.Errorf("Error() = %d lines, first %q..., last %q; want 20, the first whole", len(lines), lines[0][:20], lines[len(lines)-1])
+	}
+}
+
+// TestSortErrors_ByLineThenColumnThoseWithoutALineLast: problems are
+// listed in file order, the file-wide ones (no line) after them, each
+// group in the order found.
+func TestSortErrors_ByLineThenColumnThoseWithoutALineLast(t *testing.T) {
+	es := Errors{
+		{Path: "source.kind"},
+		{Pos: Pos{Line: 9, Col: 3}, Path: "b"},
+		{Path: "target.dsn"},
+		{Pos: Pos{Line: 2, Col: 7}, Path: "c"},
+		{Pos: Pos{Line: 2, Col: 1}, Path: "d"},
+		{Pos: Pos{Line: 9, Col: 3}, Path: "e"},
+	}
+	sortErrors(es)
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Path)
+	}
+	if diff := cmp.Diff([]string{"d", "c", "b", "e", "source.kind", "target.dsn"}, got); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+}
+
+// TestParse_NothingInsideAValueThatCouldNotBeDecodedIsReported: a
+// section of the wrong kind is one problem, not also its missing keys.
+func TestParse_NothingInsideAValueThatCouldNotBeDecodedIsReported(t *testing.T) {
+	_, err := Parse("tandem.yaml", []byte("source: embedded\ntarget: {kind: postgres, dsn: postgres://h/db}\n"), nil)
+	if err == nil || err.Error() != "tandem.yaml:1:9: source: must be a mapping, got a string" {
+		t.Errorf("Parse error = %v, want only the one about source", err)
 	}
 }
