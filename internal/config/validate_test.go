@@ -163,3 +163,11 @@ func TestParse_NothingInsideAValueThatCouldNotBeDecodedIsReported(t *testing.T) 
 		t.Errorf("Parse error = %v, want only the one about source", err)
 	}
 }
+
+// TestParse_AKeyMayBeAnAlias: an alias as a key is the string it names.
+func TestParse_AKeyMayBeAnAlias(t *testing.T) {
+	c := mustParse(t, head+"kafka:\n  group: &k partitions\n  *k : 3\n", nil)
+	if got := []any{c.Kafka.Group, c.Kafka.Partitions}; !cmp.Equal(got, []any{"partitions", 3}) {
+		t.Errorf("kafka group, partitions = %v, want [partitions 3]", got)
+	}
+}
