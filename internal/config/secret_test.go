@@ -36,6 +36,10 @@ func TestRedact(t *testing.T) {
 		{"localhost:5432", "localhost:5432"},
 		{"://u:p@h", "[redacted]"},
 		{"\x00@\xff", "[redacted]"},
+		{"@tcp(h:3306)/shop", "@tcp(h:3306)/shop"},
+		{"postgres://u@?password=secret", "postgres://u@?password=xxxxx"},
+		{"9p://u:pass@h/db", "9p:xxxxx@h/db"}, // no scheme (a digit first): the first colon starts the password
+		{"not a scheme://u:pass@h/db", "not a scheme:xxxxx@h/db"},
 	}
 	for _, tt := range tests {
 		if got := Redact(tt.in); got != tt.want {
