@@ -1,7 +1,13 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -169,5 +175,43 @@ func TestParse_AKeyMayBeAnAlias(t *testing.T) {
 	c := mustParse(t, head+"kafka:\n  group: &k partitions\n  *k : 3\n", nil)
 	if got := []any{c.Kafka.Group, c.Kafka.Partitions}; !cmp.Equal(got, []any{"partitions", 3}) {
 		t.Errorf("kafka group, partitions = %v, want [partitions 3]", got)
+	}
+}
+
+// TestPassword_EveryPrintedFormIsXxxxxOrEmpty: a Password prints as
+// "xxxxx" through fmt (any verb), slog and JSON, and as "" when empty.
+func TestPassword_EveryPrintedFormIsXxxxxOrEmpty(t *testing.T) {
+	p, empty := Password("hunter2"), Password("")
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}})).Info("login", "password", p, "empty", empty)
+	j, err := json.Marshal(map[string]Password{"p": p, "e": empty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{fmt.Sprint(p), fmt.Sprintf("%s|%q|%v|%10s|%#v", p, p, p, p, p), fmt.Sprintf("%s|%#v", empty, empty), strings.TrimSpace(buf.String()), string(j)}
+	want := []string{"xxxxx", `xxxxx|"xxxxx"|xxxxx|     xxxxx|config.Password("xxxxx")`, `|config.Password("")`,
+		`level=INFO msg=login password=xxxxx empty=""`, `{"e":"","p":"xxxxx"}`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("printed (-want +got):\n%s", diff)
+	}
+	if p.Value() != "hunter2" {
+		t.Errorf("Value() = %q, want the password", p.Value())
+	}
+}
+
+// TestWhatOf_AnUnsignedNumberSaysItsRange and checkValue reads any
+// unsigned number, the largest too.
+func TestWhatOf_AnUnsignedNumberSaysItsRange(t *testing.T) {
+	got := []string{whatOf(reflect.TypeFor[uint16]()), whatOf(reflect.TypeFor[uint32]())}
+	if diff := cmp.Diff([]string{"a whole number from 0 to 65535", "a whole number from 0 to 4294967295"}, got); diff != "" {
+		t.Errorf("whatOf (-want +got):\n%s", diff)
+	}
+	if ok, err := checkValue(">0", reflect.ValueOf(uint64(math.MaxUint64))); !ok || err != nil {
+		t.Errorf("checkValue(>0, MaxUint64) = %v, %v; want true", ok, err)
 	}
 }
