@@ -215,3 +215,22 @@ func TestWhatOf_AnUnsignedNumberSaysItsRange(t *testing.T) {
 		t.Errorf("checkValue(>0, MaxUint64) = %v, %v; want true", ok, err)
 	}
 }
+
+// TestValidate_ACheckIsPlacedAtItsSectionsPosition: in a config built in
+// code, a key that fails its check is placed at its section's Pos.
+func TestValidate_ACheckIsPlacedAtItsSectionsPosition(t *testing.T) {
+	c := &Config{
+		Source: Source{Kind: KindPostgres, DSN: "postgres://h/db", Tables: []string{"public.a"}},
+		Target: Target{Kind: KindPostgres, DSN: "postgres://h/db2"},
+		Mappings: []Mapping{{From: "public.a", To: []Output{{
+			Table: "a", Key: []string{"id"}, Columns: []Column{{Name: "id", Expr: Expr{Text: "row.id"}}},
+		}}}},
+		Cutover: &Cutover{},
+	}
+	c.SetDefaults()
+	c.Cutover.MaxLagSeconds, c.Cutover.Pos = 0, Pos{File: "x.yaml", Line: 30, Col: 10}
+	want := "x.yaml:30:10: cutover.max_lag_seconds: must be more than 0"
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate = %v\nwant %s", err, want)
+	}
+}
