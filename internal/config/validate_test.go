@@ -234,3 +234,13 @@ func TestValidate_ACheckIsPlacedAtItsSectionsPosition(t *testing.T) {
 		t.Errorf("Validate = %v\nwant %s", err, want)
 	}
 }
+
+// TestParse_DSNsThatAreNotURLsAreTakenAsTheyAre: libpq's key=value form
+// and the Go MySQL driver's form have no scheme to check.
+func TestParse_DSNsThatAreNotURLsAreTakenAsTheyAre(t *testing.T) {
+	c := mustParse(t, "source: {kind: postgres, dsn: \"host=h dbname=shop\", tables: [shop.orders]}\n"+
+		"target: {kind: mysql, dsn: \"u:pw@tcp(h:3306)/app\"}\n", nil)
+	if got := []string{c.Source.DSN.Value(), c.Target.DSN.Value()}; !cmp.Equal(got, []string{"host=h dbname=shop", "u:pw@tcp(h:3306)/app"}) {
+		t.Errorf("DSNs = %q", got)
+	}
+}
