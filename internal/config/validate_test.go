@@ -244,3 +244,30 @@ func TestParse_DSNsThatAreNotURLsAreTakenAsTheyAre(t *testing.T) {
 		t.Errorf("DSNs = %q", got)
 	}
 }
+
+// TestValidate_AnExpressionWithoutAPositionIsPlacedAtItsOutput: in a
+// config built in code, an empty when is placed at its output's Pos.
+func TestValidate_AnExpressionWithoutAPositionIsPlacedAtItsOutput(t *testing.T) {
+	c := &Config{
+		Source: Source{Kind: KindPostgres, DSN: "postgres://h/db", Tables: []string{"public.a"}},
+		Target: Target{Kind: KindPostgres, DSN: "postgres://h/db2"},
+		Mappings: []Mapping{{From: "public.a", To: []Output{{
+			Table: "a", Key: []string{"id"}, Columns: []Column{{Name: "id", Expr: Expr{Text: "row.id"}}},
+			When: &Expr{Text: " "}, Pos: Pos{File: "x.yaml", Line: 5, Col: 7},
+		}}}},
+	}
+	c.SetDefaults()
+	want := "x.yaml:5:7: mappings[0].to[0].when: must not be empty"
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate = %v\nwant %s", err, want)
+	}
+}
+
+// TestValidListen_HostAndAPortFrom0To65535: http.listen's port.
+func TestValidListen_HostAndAPortFrom0To65535(t *testing.T) {
+	for l, want := range map[string]bool{":0": true, ":65535": true, "127.0.0.1:9187": true, ":65536": false, ":-1": false, ":x": false, "localhost": false} {
+		if got := validListen(l); got != want {
+			t.Errorf("validListen(%q) = %v, want %v", l, got, want)
+		}
+	}
+}
