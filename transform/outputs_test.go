@@ -78,6 +78,7 @@ func TestQuoted_CutsALongValueAtACharacterBoundary(t *testing.T) {
 		{strings.Repeat("a", 81), `"` + strings.Repeat("a", 80) + `"... (81 bytes)`},
 		{strings.Repeat("a", 79) + "é", `"` + strings.Repeat("a", 79) + `"... (81 bytes)`},
 		{strings.Repeat("a", 78) + "寿司", `"` + strings.Repeat("a", 78) + `"... (84 bytes)`},
+		{strings.Repeat("\x80", 81), `""... (81 bytes)`}, // not UTF-8: no character starts before 80
 	} {
 		if got := quoted(tc.in); got != tc.want {
 			t.Errorf("quoted(%q) = %s, want %s", tc.in, got, tc.want)
