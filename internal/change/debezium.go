@@ -381,7 +381,8 @@ func parseDate(s string) (int64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	return int64(t.Sub(epoch) / (24 * time.Hour)), t.Year() >= 1
+	// From Unix seconds: a time.Duration holds only ±292 years.
+	return floorDiv(t.Unix(), 24*60*60), t.Year() >= 1
 }
 
 func formatDate(days int64) string {
@@ -398,11 +399,13 @@ func parseLocalTimestamp(s string, unit time.Duration) (int64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	return floorDiv(t.Sub(epoch).Nanoseconds(), int64(unit)), true
+	// From Unix seconds: a time.Duration holds only ±292 years.
+	return t.Unix()*int64(time.Second/unit) + int64(t.Nanosecond())/int64(unit), true
 }
 
 func formatLocalTimestamp(n int64, unit time.Duration, st sqlType) string {
-	t := epoch.Add(time.Duration(n) * unit)
+	perSec := int64(time.Second / unit)
+	t := time.Unix(floorDiv(n, perSec), (n-floorDiv(n, perSec)*perSec)*int64(unit)).UTC()
 	return t.Format(time.DateTime) + fraction(t.Nanosecond(), st)
 }
 

@@ -284,13 +284,15 @@ func appendColumn(b []byte, v any, c *codec, t Type) (out []byte, exact bool, er
 	w, ok := c.enc(v)
 	if !ok {
 		// No Debezium form: the source value as it is, and where a decoder
-		// would take it for one, beside it.
+		// would take it for one, beside it. source.exact holds text: a
+		// value of another type (outside its column's type) is only
+		// written.
 		out, err = appendValue(b, v)
 		if err != nil {
 			return nil, false, err
 		}
-		k := jsontext.Value(out[start:]).Kind()
-		return out, k == c.decKind || c.decKind == 't' && k == 'f', nil
+		_, text := v.(string)
+		return out, text && jsontext.Value(out[start:]).Kind() == c.decKind, nil
 	}
 	if out, err = appendValue(b, w); err != nil {
 		return nil, false, err

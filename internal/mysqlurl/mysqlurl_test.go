@@ -54,3 +54,59 @@ func TestParseErrorsHidePassword(t *testing.T) {
 		}
 	}
 }
+
+func TestHost_SplitsTheAddressIntoHostAndPort(t *testing.T) {
+	type hp struct {
+		Host string
+		Port uint16
+	}
+	for addr, want := range map[string]hp{"db.internal:3307": {"db.internal", 3307}, "[::1]:3306": {"::1", 3306}, "127.0.0.1:65535": {"127.0.0.1", 65535}} {
+		cfg, err := Parse("mysql://u:pw@" + addr + "/shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, port, err := Host(cfg)
+		if err != nil {
+			t.Errorf("Host(%s): %v", addr, err)
+			continue
+		}
+		if diff := cmp.Diff(want, hp{host, port}); diff != "" {
+			t.Errorf("Host(%s) (-want +got):\n%s", addr, diff)
+		}
+	}
+	for addr, wantErr := range map[string]string{
+		"db":       `MySQL address "db": address db: missing port in address`,
+		"db:x3306": `MySQL address "db:x3306": port is not a number`,
+	} {
+		cfg, err := Parse("u:pw@tcp(127.0.0.1:3306)/shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Addr = addr
+		if _, _, err := Host(cfg); err == nil || err.Error() != wantErr {
+			t.Errorf("Host(%s) error = %v, want %s", addr, err, wantErr)
+		}
+	}
+}
+
+func TestOpen_MakesAPoolWithoutConnectingAndHidesThePasswordInErrors(t *testing.T) {
+	db, err := Open("mysql://app:hunter2@127.0.0.1:1/shop")
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open("mysql://app:hunter2@db/shop/extra")
+	if err == nil || err.Error() != `parse MySQL URL: path "shop/extra" names more than a database` {
+		t.Errorf("Open with a bad path: error = %v, want the path named", err)
+	}
+}
+
+func TestQuote_DoublesWhatWouldEndTheQuote(t *testing.T) {
+	got := []string{QuoteIdent("order"), QuoteIdent("a`b``c"), QuoteString(`it's`), QuoteString(`C:\dir\'x'`), QuoteString("")}
+	want := []string{"`order`", "`a``b````c`", `'it''s'`, `'C:\\dir\\''x'''`, `''`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("quoted (-want +got):\n%s", diff)
+	}
+}

@@ -1,6 +1,7 @@
 package mysqlurl
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -66,5 +67,46 @@ func TestParse_AMissingSSLCAIsAnErrorWithoutThePassword(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("the error shows the password: %v", err)
+	}
+}
+
+func TestParse_SSLCertAndKeyArePresentedAndABadPairNamesBoth(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "tandem"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg, err := Parse("mysql://u:s3cret@db.internal/shop?ssl-cert=" + certPath + "&ssl-key=" + keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TLS == nil || len(cfg.TLS.Certificates) != 1 || !bytes.Equal(cfg.TLS.Certificates[0].Certificate[0], der) {
+		t.Fatalf("Parse: TLS %+v, want the client certificate presented", cfg.TLS)
+	}
+	if got := []any{cfg.TLSConfig, cfg.TLS.ServerName, cfg.TLS.RootCAs == nil, cfg.Params}; !cmp.Equal(got, []any{"true", "db.internal", true, map[string]string{"time_zone": "'+00:00'"}}) {
+		t.Errorf("Parse: tls, server name, system roots, params = %v", got)
+	}
+
+	_, err = Parse("mysql://u:s3cret@db.internal/shop?ssl-cert=" + certPath)
+	if err == nil || !strings.HasPrefix(err.Error(), "MySQL DSN ssl-cert and ssl-key: ") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("Parse with ssl-cert alone: error = %v, want one naming ssl-cert and ssl-key, without the password", err)
 	}
 }

@@ -2,8 +2,11 @@ package pgtext
 
 import (
 	"bytes"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -112,5 +115,105 @@ func TestCopyFields_SplitsAndUnescapesALineOfCOPYText(t *testing.T) {
 		if got := CopyField([]byte(tt.line), len(tt.want)); got != nil {
 			t.Errorf("CopyField(%q, %d) past the last value = %q, want nil", tt.line, len(tt.want), got)
 		}
+	}
+}
+
+// TestEncode_WritesEachKindInPostgreSQLsTextInputFormat: every kind a row
+// holds, as the sinks send it; NULL is nil; a value JSON cannot hold names
+// its type.
+func TestEncode_WritesEachKindInPostgreSQLsTextInputFormat(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want string
+	}{
+		{"naïve \\ 'x'", "naïve \\ 'x'"},
+		{int64(-9223372036854775808), "-9223372036854775808"},
+		{42, "42"},
+		{int32(-7), "-7"},
+		{uint64(18446744073709551615), "18446744073709551615"},
+		{-0.5, "-0.5"},
+		{1e21, "1e+21"},
+		{math.Inf(1), "Infinity"},
+		{math.Inf(-1), "-Infinity"},
+		{math.NaN(), "NaN"},
+		{true, "true"},
+		{false, "false"},
+		{[]byte{0, 0xAB, 0xff}, `\x00abff`},
+		{[]byte{}, `\x`},
+		{time.Date(2024, 3, 1, 8, 20, 30, 123456000, time.FixedZone("", 2*3600)), "2024-03-01T08:20:30.123456+02:00"},
+		{map[string]any{"a": []any{1, "x"}}, `{"a":[1,"x"]}`},
+	} {
+		got, err := Encode(tc.in)
+		if err != nil {
+			t.Errorf("Encode(%#v): %v", tc.in, err)
+			continue
+		}
+		if got == nil || *got != tc.want {
+			t.Errorf("Encode(%#v) = %v, want %q", tc.in, ptrText(got), tc.want)
+		}
+	}
+	if got, err := Encode(nil); got != nil || err != nil {
+		t.Errorf("Encode(nil) = %v, %v, want NULL (nil) and no error", ptrText(got), err)
+	}
+	_, err := Encode(make(chan int))
+	if err == nil || !strings.Contains(err.Error(), "value of type chan int has no text form") {
+		t.Errorf("Encode(chan int) error = %v, want one naming the type", err)
+	}
+}
+
+func ptrText(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return strconv.Quote(*s)
+}
+
+// TestAppendCopy_WritesValuesThatCopyFieldsReadsBack: a line of COPY text
+// AppendCopy writes, tab-separated, splits back into Encode's text of each
+// value (NULL as nil), escapes included.
+func TestAppendCopy_WritesValuesThatCopyFieldsReadsBack(t *testing.T) {
+	vals := []any{nil, "a\tb\nc\rd\\e", int64(-12), true, false, []byte{1, 0xfe}, 2.5, math.Inf(-1), "", `\N`}
+	var line []byte
+	for i, v := range vals {
+		if i > 0 {
+			line = append(line, '\t')
+		}
+		var err error
+		if line, err = AppendCopy(line, v); err != nil {
+			t.Fatalf("AppendCopy(%#v): %v", v, err)
+		}
+	}
+	wantLine := `\N` + "\t" + `a\tb\nc\rd\\e` + "\t-12\ttrue\tfalse\t" + `\\x01fe` + "\t2.5\t-Infinity\t\t" + `\\N`
+	if string(line) != wantLine {
+		t.Errorf("AppendCopy wrote %q, want %q", line, wantLine)
+	}
+	want := [][]byte{nil, []byte("a\tb\nc\rd\\e"), []byte("-12"), []byte("true"), []byte("false"), []byte(`\x01fe`),
+		[]byte("2.5"), []byte("-Infinity"), {}, []byte(`\N`)}
+	if diff := cmp.Diff(want, CopyFields(line)); diff != "" {
+		t.Errorf("CopyFields of AppendCopy's line (-want +got):\n%s", diff)
+	}
+
+	b, err := AppendCopy([]byte("x"), make(chan int))
+	if err == nil || !strings.Contains(err.Error(), "chan int") {
+		t.Errorf("AppendCopy(chan int) error = %v, want one naming the type", err)
+	}
+	if string(b) != `x\N` {
+		t.Errorf("AppendCopy(chan int) wrote %q, want %q (NULL in its place)", b, `x\N`)
+	}
+}
+
+// TestRowHash_HashesEachValueByItsPlaceWithNullAsAConstant pins the SQL
+// both sides of a hashed sweep run: equal SQL on source and target is what
+// makes their summaries comparable.
+func TestRowHash_HashesEachValueByItsPlaceWithNullAsAConstant(t *testing.T) {
+	got := RowHash([]string{`"id"`, `"note"`, `"amount"`})
+	want := `((CASE WHEN "id" IS NULL THEN -1 ELSE hashtextextended(concat("id"), 0) END)` +
+		` # (CASE WHEN "note" IS NULL THEN -2 ELSE hashtextextended(concat("note"), 1) END)` +
+		` # (CASE WHEN "amount" IS NULL THEN -3 ELSE hashtextextended(concat("amount"), 2) END))`
+	if got != want {
+		t.Errorf("RowHash =\n%s\nwant\n%s", got, want)
+	}
+	if got, want := HashSelect("r"), "count(*), coalesce(sum(r), 0)::text"; got != want {
+		t.Errorf("HashSelect(r) = %s, want %s", got, want)
 	}
 }

@@ -70,3 +70,40 @@ func TestLog_TheLocalPortOfEachAttemptIsNoNewCause(t *testing.T) {
 		}
 	}
 }
+
+// TestLog_ACauseThatFailedOnceIsNotSummarisedAndTheHundredthIsLogged: a
+// cause whose only failure was logged gets no summary when another
+// follows; the 100th failure of a cause is logged; Failing counts the
+// current cause from its first failure.
+func TestLog_ACauseThatFailedOnceIsNotSummarisedAndTheHundredthIsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := start
+	l := New(logger, "copy failed", WithClock(func() time.Time { return now }))
+	if n, _ := l.Failing(); n != 0 {
+		t.Errorf("Failing before any failure = %d, want 0", n)
+	}
+	l.Fail(errors.New("lock wait timeout"))
+	now = now.Add(time.Second)
+	for range 100 {
+		l.Fail(errors.New("deadlock"))
+	}
+	if n, since := l.Failing(); n != 100 || !since.Equal(start.Add(time.Second)) {
+		t.Errorf("Failing = %d since %v, want 100 since %v", n, since, start.Add(time.Second))
+	}
+	want := []string{
+		`level=ERROR msg="copy failed" err="lock wait timeout" count=1 since=2026-01-02T03:04:05.000Z`,
+		`level=ERROR msg="copy failed" err=deadlock count=1 since=2026-01-02T03:04:06.000Z`,
+		`level=ERROR msg="copy failed" err=deadlock count=10 since=2026-01-02T03:04:06.000Z`,
+		`level=ERROR msg="copy failed" err=deadlock count=100 since=2026-01-02T03:04:06.000Z`,
+	}
+	if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(buf.String()), "\n")); diff != "" {
+		t.Errorf("log lines (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# mutate.sh runs go-gremlins on each package it is given, one after the
+# other, and checks each run's surviving mutants against
+# docs/mutation-equivalent.md (scripts/mutants.go): it fails on a survivor
+# the list does not hold, on a listed mutant that no longer lives, and on a
+# test efficacy below MUTATE_MIN percent. `make mutate` calls it.
+#
+#   GREMLINS_VERSION  the go-gremlins release (go run fetches it)
+#   MUTATE_WORKERS    parallel mutants (the machines are shared: 1)
+#   MUTATE_TIMEOUT    how long one package's run may take
+#   MUTATE_MIN        the lowest test efficacy that passes, in percent
+#   MUTATE_OUT        where gremlins' JSON results go (one file a package)
+#
+# reconcile: only its comparison rules (compare.go, rules.go, hashed.go)
+# are checked; its other files need the servers to be exercised, and
+# TestStoredCases_AreWhatTheServersStore, the one test that starts them
+# (PostgreSQL and MariaDB), is left out of every test run of the mutants
+# (go test -skip, through GOFLAGS). gremlins cannot mutate only some files:
+# the others' mutants are run and counted apart.
+set -uo pipefail
+
+GO=${GO:-go}
+GREMLINS_VERSION=${GREMLINS_VERSION:-v0.5.0}
+MUTATE_WORKERS=${MUTATE_WORKERS:-1}
+MUTATE_TIMEOUT=${MUTATE_TIMEOUT:-30m}
+MUTATE_MIN=${MUTATE_MIN:-95}
+MUTATE_OUT=${MUTATE_OUT:-.work/mutate}
+
+cd "$(dirname "$0")/.."
+mkdir -p "$MUTATE_OUT"
+status=0
+for p in "$@"; do
+	pkg=${p#./}
+	# -count=1: gremlins times each mutant's tests by its coverage run
+	# (times --timeout-coefficient); a cached run would time the cache.
+	goflags="${GOFLAGS:-} -count=1"
+	files=
+	case $pkg in
+	reconcile)
+		goflags="$goflags -skip=^TestStoredCases_AreWhatTheServersStore$"
+		files=compare.go,rules.go,hashed.go
+		;;
+	esac
+	out=$MUTATE_OUT/${pkg//\//_}.json
+	rm -f "$out"
+	echo "== gremlins unleash ./$pkg"
+	if ! GOFLAGS=$goflags timeout "$MUTATE_TIMEOUT" "$GO" run "github.com/go-gremlins/gremlins/cmd/gremlins@$GREMLINS_VERSION" \
+		unleash --workers "$MUTATE_WORKERS" --timeout-coefficient 10 -o "$out" "./$pkg"; then
+		echo "mutate: gremlins failed on ./$pkg (or ran longer than $MUTATE_TIMEOUT)" >&2
+		status=1
+		continue
+	fi
+	"$GO" run scripts/mutants.go -pkg "$pkg" -results "$out" -files "$files" -min "$MUTATE_MIN" || status=1
+done
+exit $status
