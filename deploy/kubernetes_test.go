@@ -305,7 +305,12 @@ var roleOf = map[string]string{"capture": "capture", "apply": "apply", "reconcil
 func TestKubernetes_PodsAgreeWithTandem(t *testing.T) {
 	objs := render(t)
 	cm, text := tandemConfig(t, objs)
-	cfg, err := config.Parse("tandem.yaml", []byte(text), func(string) (string, bool) { return "set", true })
+	cfg, err := config.Parse("tandem.yaml", []byte(text), func(name string) (string, bool) {
+		if strings.HasSuffix(name, "_DSN") {
+			return "postgres://set@db.example/set", true // a DSN from the Secret
+		}
+		return "set", true
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func TestHelp_EachVerbExits0AndListsExactlyItsFlags(t *testing.T) {
 		{"run", nil, []string{"Usage:\n  tandem run -c tandem.yaml"}},
 		{"capture", nil, []string{"Usage:\n  tandem capture -c tandem.yaml"}},
 		{"apply", nil, []string{"Usage:\n  tandem apply -c tandem.yaml"}},
-		{"backfill", []string{"--estimate", "--restart", "--table"}, []string{"--table schema.table ", "repeatable"}},
+		{"backfill", []string{"--estimate", "--format", "--restart", "--table"}, []string{"--table schema.table ", "repeatable"}},
 		{"check", nil, []string{"Usage:\n  tandem check -c tandem.yaml"}},
 		{"preview", []string{"--limit", "--table"}, []string{"--limit int ", "(default 10)"}},
 		{"reconcile", []string{"--format", "--once", "--output", "--repair"}, []string{`text or json (default "text")`, "--output FILE "}},
