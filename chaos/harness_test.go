@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -65,6 +66,22 @@ type flow struct {
 	opsMu   sync.Mutex
 	opsDone int64         // operations of the writers that ended
 	opsCur  *atomic.Int64 // the running writer's
+}
+
+// set makes the flow's config hold key (section.name:
+// kafka.max_record_bytes) with value, written first in its section; call
+// it before newTandem.
+func (f *flow) set(t testing.TB, key, value string) {
+	t.Helper()
+	section, name, _ := strings.Cut(key, ".")
+	head := "\n" + section + ":\n"
+	if !strings.Contains(f.config(nil), head) {
+		t.Fatalf("set %s: the flow's config has no section %s", key, section)
+	}
+	base := f.config
+	f.config = func(brokers []string) string {
+		return strings.Replace(base(brokers), head, head+"  "+name+": "+value+"\n", 1)
+	}
 }
 
 // serverIDs gives each MariaDB flow its own replica server_id: binlog
@@ -432,6 +449,12 @@ func (td *tandem) list() []*proc {
 	return append([]*proc(nil), td.procs...)
 }
 
+// env is the environment tandem's processes get: the flow's DSNs as they
+// are now.
+func (td *tandem) env() []string {
+	return []string{"TANDEM_SOURCE_DSN=" + td.f.tandemSrc, "TANDEM_TARGET_DSN=" + td.f.tandemTgt}
+}
+
 // start starts `tandem <verb>` against the flow's DSNs as they are now.
 func (td *tandem) start(verb string) *proc {
 	td.t.Helper()
@@ -443,14 +466,23 @@ func (td *tandem) start(verb string) *proc {
 		}
 	}
 	td.mu.Unlock()
-	env := []string{"TANDEM_SOURCE_DSN=" + td.f.tandemSrc, "TANDEM_TARGET_DSN=" + td.f.tandemTgt}
 	p := &proc{name: fmt.Sprintf("%s#%d", verb, n), verb: verb, exited: make(chan struct{}),
-		p: tandemtest.StartRole(td.t, verb, td.cfgPath, env, &testenv.SyncBuffer{})}
+		p: tandemtest.StartRole(td.t, verb, td.cfgPath, td.env(), &testenv.SyncBuffer{})}
 	go func() { p.err = p.p.Cmd.Wait(); close(p.exited) }()
 	td.mu.Lock()
 	td.procs = append(td.procs, p)
 	td.mu.Unlock()
 	return p
+}
+
+// command runs `tandem <args> -c <config>` to its end beside the running
+// processes, as an operator does (`dlq replay`), and returns its output
+// (stdout and stderr) and its exit error.
+func (td *tandem) command(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, tandemtest.Binary(), append(args, "-c", td.cfgPath)...)
+	cmd.Env = append(os.Environ(), td.env()...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // kill9 kills p with SIGKILL: no drain, a transaction in flight cut off.
