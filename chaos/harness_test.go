@@ -521,6 +521,21 @@ func (td *tandem) output() string {
 // logged counts the lines of p's output holding s.
 func (p *proc) logged(s string) int { return strings.Count(p.p.Out.String(), s) }
 
+// loggedAll counts the lines of p's output holding every one of parts.
+func (p *proc) loggedAll(parts ...string) int {
+	n := 0
+	for line := range strings.Lines(p.p.Out.String()) {
+		all := true
+		for _, s := range parts {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
 // waitLogged waits until p has logged s at least n times, failing t
 // (with every process's output) after within.
 func (td *tandem) waitLogged(p *proc, s string, n int, within time.Duration) {
@@ -569,6 +584,49 @@ func (td *tandem) untilApplied(ctx context.Context, what string, from time.Time,
 		n, err := tandemtest.AppliedOffsets(ctx, td.f.tgt)
 		return n > base, err
 	})
+}
+
+// sign is one way a fault shows: a metric, /readyz, a log line.
+type sign struct {
+	name     string
+	holds    func() (bool, error)
+	required bool // the scenario fails without it; others are reported when seen
+}
+
+// watch polls signs from from until every required one has held once, and
+// returns how long after from each sign first held (a sign not seen by then
+// is absent). It fails t, naming the signs missing, after within, or when a
+// process the test did not kill exits.
+func (td *tandem) watch(from time.Time, within time.Duration, signs ...sign) map[string]time.Duration {
+	td.t.Helper()
+	seen := map[string]time.Duration{}
+	_, err := poll.Until(context.Background(), 20*time.Millisecond, within, func() (bool, error) {
+		done := true
+		for _, s := range signs {
+			if _, ok := seen[s.name]; !ok {
+				held, err := s.holds()
+				if err != nil {
+					return false, fmt.Errorf("%s: %w", s.name, err)
+				}
+				if held {
+					seen[s.name] = time.Since(from)
+				} else if s.required {
+					done = false
+				}
+			}
+		}
+		return done, td.alive()
+	})
+	if err != nil {
+		var missing []string
+		for _, s := range signs {
+			if _, ok := seen[s.name]; !ok && s.required {
+				missing = append(missing, s.name)
+			}
+		}
+		td.t.Fatalf("waiting for the fault to show (%s): %v\n%s", strings.Join(missing, ", "), err, td.output())
+	}
+	return seen
 }
 
 // since polls cond until it holds and returns the time from from; it
