@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -22,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/fixture/cart"
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/poll"
@@ -627,6 +630,29 @@ func (td *tandem) watch(from time.Time, within time.Duration, signs ...sign) map
 		td.t.Fatalf("waiting for the fault to show (%s): %v\n%s", strings.Join(missing, ", "), err, td.output())
 	}
 	return seen
+}
+
+// readyAgain waits until addr's /readyz answers 200 and returns how long
+// after from it did. After within it fails t with what /readyz says, but
+// not fatally: the scenario goes on to its comparison, whose outcome tells
+// a readiness that is wrong from a pipeline that is stuck.
+func (td *tandem) readyAgain(addr string, from time.Time, within time.Duration) time.Duration {
+	td.t.Helper()
+	_, err := poll.Until(context.Background(), 20*time.Millisecond, within, func() (bool, error) {
+		return tandemtest.Readyz(addr) == http.StatusOK, td.alive()
+	})
+	if err == nil {
+		return time.Since(from)
+	}
+	says := "no answer"
+	if resp, gerr := http.Get("http://" + addr + "/readyz"); gerr == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		says = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	paused := apptest.Series(apptest.Scraped(addr), "tandem_mapping_paused")
+	td.t.Errorf("/readyz still failing %s after the fault ended (%v): %s; tandem_mapping_paused %v\n%s", within, err, says, paused, td.output())
+	return -1
 }
 
 // since polls cond until it holds and returns the time from from; it

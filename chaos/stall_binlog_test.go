@@ -47,6 +47,9 @@ func testBinlogStall(t *testing.T, blackhole bool) {
 	f := openFlow(ctx, t, mariadb)
 	srcProxy, _ := f.throughProxy(t, true, false)
 	td := f.newTandem(t, nil, "")
+	// A failed assertion ends the scenario mid-fault: end the fault before
+	// tandem is stopped, so that its failure is the one reported.
+	t.Cleanup(func() { srcProxy.Forward(); srcProxy.Reset() })
 	p := td.start("run")
 	td.waitStreaming(p, 1)
 	w := f.startWriter(ctx)
@@ -101,9 +104,7 @@ func testBinlogStall(t *testing.T, blackhole bool) {
 		back := since(t, "capture to stream again once the binlog path is back", up, time.Minute, func() (bool, error) {
 			return p.logged(f.streaming) > streams, td.alive()
 		})
-		ready := since(t, "/readyz to answer 200 once the binlog path is back", up, time.Minute, func() (bool, error) {
-			return tandemtest.Readyz(addr) == http.StatusOK, td.alive()
-		})
+		ready := td.readyAgain(addr, up, time.Minute)
 		measured = append(measured, "streaming after the path came back in", back.Round(time.Millisecond), "ready again in", ready.Round(time.Millisecond))
 	}
 	converged, rows := f.finish(t, ctx, w, td, false)

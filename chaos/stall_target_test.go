@@ -60,6 +60,9 @@ func testTargetStall(t *testing.T, kind string, blackhole bool) {
 	f := openFlow(ctx, t, kind)
 	_, proxy := f.throughProxy(t, false, true)
 	td := f.newTandem(t, nil, "")
+	// A failed assertion ends the scenario mid-fault: end the fault before
+	// tandem is stopped, so that its failure is the one reported.
+	t.Cleanup(func() { proxy.Forward(); proxy.Reset() })
 	p := td.start("run")
 	td.waitStreaming(p, 1)
 	w := f.startWriter(ctx)
@@ -127,9 +130,7 @@ func testTargetStall(t *testing.T, kind string, blackhole bool) {
 	proxy.Reset() // the stalled connections end
 	up := time.Now()
 	resumed := td.untilApplied(ctx, "apply to make progress once the target path is back", up, base)
-	ready := since(t, "/readyz to answer 200 once the target path is back", up, time.Minute, func() (bool, error) {
-		return tandemtest.Readyz(addr) == http.StatusOK, td.alive()
-	})
+	ready := td.readyAgain(addr, up, time.Minute)
 	converged, rows := f.finish(t, ctx, w, td, false)
 	if v, err := tandemtest.Metric(addr, "tandem_mapping_paused"); err != nil || v != 0 {
 		t.Errorf("tandem_mapping_paused = %v (%v) after convergence, want 0", v, err)
