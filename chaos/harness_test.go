@@ -478,6 +478,19 @@ func (td *tandem) start(verb string) *proc {
 	return p
 }
 
+// runUnderWriter starts `tandem run`, waits until it streams, starts the
+// flow's writer and waits until 50 more records are applied: the state a
+// fault is injected in. It returns the process, the writer and where the
+// process serves /metrics and /readyz.
+func (td *tandem) runUnderWriter(ctx context.Context) (*proc, *writer, string) {
+	td.t.Helper()
+	p := td.start("run")
+	td.waitStreaming(p, 1)
+	w := td.f.startWriter(ctx)
+	td.waitApplied(ctx, 50)
+	return p, w, td.addr(p)
+}
+
 // command runs `tandem <args> -c <config>` to its end beside the running
 // processes, as an operator does (`dlq replay`), and returns its output
 // (stdout and stderr) and its exit error.
@@ -632,17 +645,18 @@ func (td *tandem) watch(from time.Time, within time.Duration, signs ...sign) map
 	return seen
 }
 
-// readyAgain waits until addr's /readyz answers 200 and returns how long
-// after from it did. After within it fails t with what /readyz says, but
-// not fatally: the scenario goes on to its comparison, whose outcome tells
-// a readiness that is wrong from a pipeline that is stuck.
-func (td *tandem) readyAgain(addr string, from time.Time, within time.Duration) time.Duration {
+// readyAgain waits until addr's /readyz answers 200 and says, for a
+// report, how long after from it did. After within it fails t with what
+// /readyz says, but not fatally: the scenario goes on to its comparison,
+// whose outcome tells a readiness that is wrong from a pipeline that is
+// stuck.
+func (td *tandem) readyAgain(addr string, from time.Time, within time.Duration) string {
 	td.t.Helper()
 	_, err := poll.Until(context.Background(), 20*time.Millisecond, within, func() (bool, error) {
 		return tandemtest.Readyz(addr) == http.StatusOK, td.alive()
 	})
 	if err == nil {
-		return time.Since(from)
+		return time.Since(from).Round(time.Millisecond).String()
 	}
 	says := "no answer"
 	if resp, gerr := http.Get("http://" + addr + "/readyz"); gerr == nil {
@@ -652,7 +666,7 @@ func (td *tandem) readyAgain(addr string, from time.Time, within time.Duration) 
 	}
 	paused := apptest.Series(apptest.Scraped(addr), "tandem_mapping_paused")
 	td.t.Errorf("/readyz still failing %s after the fault ended (%v): %s; tandem_mapping_paused %v\n%s", within, err, says, paused, td.output())
-	return -1
+	return "not within " + within.String()
 }
 
 // since polls cond until it holds and returns the time from from; it

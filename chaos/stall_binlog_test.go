@@ -47,22 +47,9 @@ func testBinlogStall(t *testing.T, blackhole bool) {
 	f := openFlow(ctx, t, mariadb)
 	srcProxy, _ := f.throughProxy(t, true, false)
 	td := f.newTandem(t, nil, "")
-	// A failed assertion ends the scenario mid-fault: end the fault before
-	// tandem is stopped, so that its failure is the one reported.
-	t.Cleanup(func() { srcProxy.Forward(); srcProxy.Reset() })
-	p := td.start("run")
-	td.waitStreaming(p, 1)
-	w := f.startWriter(ctx)
-	td.waitApplied(ctx, 50)
-	addr := td.addr(p)
+	p, w, addr := td.runUnderWriter(ctx)
 
-	injected := "every open connection of the binlog path stalled for 90 s (new ones forwarded)"
-	if blackhole {
-		injected = "the binlog path blackholed for 90 s (open connections stalled, new ones held open unanswered)"
-		srcProxy.Blackhole()
-	} else {
-		srcProxy.Stall()
-	}
+	injected := hang(t, srcProxy, "binlog", blackhole)
 	at := time.Now()
 	const (
 		logLine      = "a log line naming the server"
@@ -105,7 +92,7 @@ func testBinlogStall(t *testing.T, blackhole bool) {
 			return p.logged(f.streaming) > streams, td.alive()
 		})
 		ready := td.readyAgain(addr, up, time.Minute)
-		measured = append(measured, "streaming after the path came back in", back.Round(time.Millisecond), "ready again in", ready.Round(time.Millisecond))
+		measured = append(measured, "streaming after the path came back in", back.Round(time.Millisecond), "ready again in", ready)
 	}
 	converged, rows := f.finish(t, ctx, w, td, false)
 	measured = append(measured, "converged after the writer stopped in", converged.Round(time.Millisecond), "operations written", f.written(), "rows compared", rows)

@@ -11,6 +11,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/poll"
 	"github.com/tandemcdc/tandem/internal/tandemtest"
+	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
 // TestStall_TargetPathNinetySecondsIsDetectedThenConverges hangs the path
@@ -60,26 +61,13 @@ func testTargetStall(t *testing.T, kind string, blackhole bool) {
 	f := openFlow(ctx, t, kind)
 	_, proxy := f.throughProxy(t, false, true)
 	td := f.newTandem(t, nil, "")
-	// A failed assertion ends the scenario mid-fault: end the fault before
-	// tandem is stopped, so that its failure is the one reported.
-	t.Cleanup(func() { proxy.Forward(); proxy.Reset() })
-	p := td.start("run")
-	td.waitStreaming(p, 1)
-	w := f.startWriter(ctx)
-	td.waitApplied(ctx, 50)
-	addr := td.addr(p)
+	p, w, addr := td.runUnderWriter(ctx)
 	errorsBefore, err := tandemtest.Metric(addr, "tandem_apply_errors_total")
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	injected := "every open connection of the target path stalled for 90 s (new ones forwarded)"
-	if blackhole {
-		injected = "the target path blackholed for 90 s (open connections stalled, new ones held open unanswered)"
-		proxy.Blackhole()
-	} else {
-		proxy.Stall()
-	}
+	injected := hang(t, proxy, "target", blackhole)
 	at := time.Now()
 	const (
 		logLine   = "a log line naming the target"
@@ -136,9 +124,24 @@ func testTargetStall(t *testing.T, kind string, blackhole bool) {
 		t.Errorf("tandem_mapping_paused = %v (%v) after convergence, want 0", v, err)
 	}
 	measured = append(measured, "tandem_replication_lag_seconds near the end of the stall", fmt.Sprintf("%.1f", lag),
-		"applying after the path came back in", resumed.Round(time.Millisecond), "ready again in", ready.Round(time.Millisecond),
+		"applying after the path came back in", resumed.Round(time.Millisecond), "ready again in", ready,
 		"converged after the writer stopped in", converged.Round(time.Millisecond), "operations written", f.written(), "rows compared", rows)
 	report(t, injected, measured...)
+}
+
+// hang stalls the path through proxy (path names it in the report), or
+// with blackhole blackholes it, for stallFor, and says what it injected.
+// Should the scenario end mid-fault, the fault ends before tandem is
+// stopped, so that the failure reported is the scenario's, not a shutdown
+// through a hung path.
+func hang(t testing.TB, proxy *testenv.FaultProxy, path string, blackhole bool) string {
+	t.Cleanup(func() { proxy.Forward(); proxy.Reset() })
+	if blackhole {
+		proxy.Blackhole()
+		return fmt.Sprintf("the %s path blackholed for %s (open connections stalled, new ones held open unanswered)", path, stallFor)
+	}
+	proxy.Stall()
+	return fmt.Sprintf("every open connection of the %s path stalled for %s (new ones forwarded)", path, stallFor)
 }
 
 // shown is when sign name first held, for a report: "not seen" when the
