@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/fixture/cart"
 	"github.com/tandemcdc/tandem/internal/fixture/shop"
 	"github.com/tandemcdc/tandem/internal/poll"
@@ -67,6 +69,22 @@ type flow struct {
 	opsMu   sync.Mutex
 	opsDone int64         // operations of the writers that ended
 	opsCur  *atomic.Int64 // the running writer's
+}
+
+// set makes the flow's config hold key (section.name:
+// kafka.max_record_bytes) with value, written first in its section; call
+// it before newTandem.
+func (f *flow) set(t testing.TB, key, value string) {
+	t.Helper()
+	section, name, _ := strings.Cut(key, ".")
+	head := "\n" + section + ":\n"
+	if !strings.Contains(f.config(nil), head) {
+		t.Fatalf("set %s: the flow's config has no section %s", key, section)
+	}
+	base := f.config
+	f.config = func(brokers []string) string {
+		return strings.Replace(base(brokers), head, head+"  "+name+": "+value+"\n", 1)
+	}
 }
 
 // serverIDs gives each MariaDB flow its own replica server_id: binlog
@@ -434,6 +452,12 @@ func (td *tandem) list() []*proc {
 	return append([]*proc(nil), td.procs...)
 }
 
+// env is the environment tandem's processes get: the flow's DSNs as they
+// are now.
+func (td *tandem) env() []string {
+	return []string{"TANDEM_SOURCE_DSN=" + td.f.tandemSrc, "TANDEM_TARGET_DSN=" + td.f.tandemTgt}
+}
+
 // start starts `tandem <verb>` against the flow's DSNs as they are now.
 func (td *tandem) start(verb string) *proc {
 	td.t.Helper()
@@ -445,14 +469,36 @@ func (td *tandem) start(verb string) *proc {
 		}
 	}
 	td.mu.Unlock()
-	env := []string{"TANDEM_SOURCE_DSN=" + td.f.tandemSrc, "TANDEM_TARGET_DSN=" + td.f.tandemTgt}
 	p := &proc{name: fmt.Sprintf("%s#%d", verb, n), verb: verb, exited: make(chan struct{}),
-		p: tandemtest.StartRole(td.t, verb, td.cfgPath, env, &testenv.SyncBuffer{})}
+		p: tandemtest.StartRole(td.t, verb, td.cfgPath, td.env(), &testenv.SyncBuffer{})}
 	go func() { p.err = p.p.Cmd.Wait(); close(p.exited) }()
 	td.mu.Lock()
 	td.procs = append(td.procs, p)
 	td.mu.Unlock()
 	return p
+}
+
+// runUnderWriter starts `tandem run`, waits until it streams, starts the
+// flow's writer and waits until 50 more records are applied: the state a
+// fault is injected in. It returns the process, the writer and where the
+// process serves /metrics and /readyz.
+func (td *tandem) runUnderWriter(ctx context.Context) (*proc, *writer, string) {
+	td.t.Helper()
+	p := td.start("run")
+	td.waitStreaming(p, 1)
+	w := td.f.startWriter(ctx)
+	td.waitApplied(ctx, 50)
+	return p, w, td.addr(p)
+}
+
+// command runs `tandem <args> -c <config>` to its end beside the running
+// processes, as an operator does (`dlq replay`), and returns its output
+// (stdout and stderr) and its exit error.
+func (td *tandem) command(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, tandemtest.Binary(), append(args, "-c", td.cfgPath)...)
+	cmd.Env = append(os.Environ(), td.env()...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // kill9 kills p with SIGKILL: no drain, a transaction in flight cut off.
@@ -490,6 +536,21 @@ func (td *tandem) output() string {
 
 // logged counts the lines of p's output holding s.
 func (p *proc) logged(s string) int { return strings.Count(p.p.Out.String(), s) }
+
+// loggedAll counts the lines of p's output holding every one of parts.
+func (p *proc) loggedAll(parts ...string) int {
+	n := 0
+	for line := range strings.Lines(p.p.Out.String()) {
+		all := true
+		for _, s := range parts {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
 
 // waitLogged waits until p has logged s at least n times, failing t
 // (with every process's output) after within.
@@ -559,6 +620,73 @@ func (td *tandem) untilApplied(ctx context.Context, what string, from time.Time,
 		n, err := tandemtest.AppliedOffsets(ctx, td.f.tgt)
 		return n > base, err
 	})
+}
+
+// sign is one way a fault shows: a metric, /readyz, a log line.
+type sign struct {
+	name     string
+	holds    func() (bool, error)
+	required bool // the scenario fails without it; others are reported when seen
+}
+
+// watch polls signs from from until every required one has held once, and
+// returns how long after from each sign first held (a sign not seen by then
+// is absent). It fails t, naming the signs missing, after within, or when a
+// process the test did not kill exits.
+func (td *tandem) watch(from time.Time, within time.Duration, signs ...sign) map[string]time.Duration {
+	td.t.Helper()
+	seen := map[string]time.Duration{}
+	_, err := poll.Until(context.Background(), 20*time.Millisecond, within, func() (bool, error) {
+		done := true
+		for _, s := range signs {
+			if _, ok := seen[s.name]; !ok {
+				held, err := s.holds()
+				if err != nil {
+					return false, fmt.Errorf("%s: %w", s.name, err)
+				}
+				if held {
+					seen[s.name] = time.Since(from)
+				} else if s.required {
+					done = false
+				}
+			}
+		}
+		return done, td.alive()
+	})
+	if err != nil {
+		var missing []string
+		for _, s := range signs {
+			if _, ok := seen[s.name]; !ok && s.required {
+				missing = append(missing, s.name)
+			}
+		}
+		td.t.Fatalf("waiting for the fault to show (%s): %v\n%s", strings.Join(missing, ", "), err, td.output())
+	}
+	return seen
+}
+
+// readyAgain waits until addr's /readyz answers 200 and says, for a
+// report, how long after from it did. After within it fails t with what
+// /readyz says, but not fatally: the scenario goes on to its comparison,
+// whose outcome tells a readiness that is wrong from a pipeline that is
+// stuck.
+func (td *tandem) readyAgain(addr string, from time.Time, within time.Duration) string {
+	td.t.Helper()
+	_, err := poll.Until(context.Background(), 20*time.Millisecond, within, func() (bool, error) {
+		return tandemtest.Readyz(addr) == http.StatusOK, td.alive()
+	})
+	if err == nil {
+		return time.Since(from).Round(time.Millisecond).String()
+	}
+	says := "no answer"
+	if resp, gerr := http.Get("http://" + addr + "/readyz"); gerr == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		says = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	paused := apptest.Series(apptest.Scraped(addr), "tandem_mapping_paused")
+	td.t.Errorf("/readyz still failing %s after the fault ended (%v): %s; tandem_mapping_paused %v\n%s", within, err, says, paused, td.output())
+	return "not within " + within.String()
 }
 
 // since polls cond until it holds and returns the time from from; it
