@@ -47,7 +47,7 @@ test: deps
 
 # The fault suite alone (chaos/doc.go: kill -9, source restarts, target
 # down, resets, stalls, broker restart, forged records), each scenario on
-# real servers under a steady writer; about 2.5 min, its scenarios in
+# real servers under a steady writer; about 3-4 min, its scenarios in
 # parallel. CHAOS_SEED replays the random fault moments of a logged run.
 chaos: deps
 	$(GO) test -count=1 -timeout 10m -v ./chaos $(if $(CHAOS_SEED),-chaos.seed $(CHAOS_SEED))

@@ -757,7 +757,14 @@ func (a *Applier) retry(ctx context.Context, what string, fn func() error) error
 	for attempt := 0; ; attempt++ {
 		err := fn()
 		if errors.Is(err, sink.ErrFenced) {
-			return err // not a failure to wait out: the batch must be dropped
+			// Not a failure to wait out: the batch must be dropped. An
+			// earlier attempt that timed out may have committed after
+			// all (its offsets are what fenced this one): the pause ends.
+			if attempt > 0 {
+				a.setPaused(false)
+				failures.OK("mapping", a.name, "after_attempts", attempt, "outcome", "fenced: the batch is read again")
+			}
+			return err
 		}
 		if err == nil {
 			if attempt > 0 {

@@ -185,3 +185,27 @@ func TestWrite_TombstonesAreConsumedWithNothingWritten(t *testing.T) {
 		t.Errorf("rows %v, dead letters %v, stored %v: want the tombstone's offset stored and nothing else", f.rows, f.dead, f.stored)
 	}
 }
+
+// An attempt that times out and, unseen, commits fences the retry with its
+// own offsets: the retry ends the pause as it hands the fence back, so the
+// mapping does not stay paused (and /readyz failing) once it works again.
+func TestRetry_AFenceAfterAFailedAttemptEndsThePause(t *testing.T) {
+	a := newTestApplier(t, &fakeSink{})
+	attempts := 0
+	err := a.retry(t.Context(), "apply batch", func() error {
+		attempts++
+		if attempts == 1 {
+			return context.DeadlineExceeded // the write timed out
+		}
+		return fmt.Errorf("write batch: %w", sink.ErrFenced)
+	})
+	if !errors.Is(err, sink.ErrFenced) || attempts != 2 {
+		t.Fatalf("retry = %v after %d attempts, want the fence after 2", err, attempts)
+	}
+	if a.Paused() {
+		t.Error("the mapping is still paused after the fenced retry")
+	}
+	if v := testutil.ToFloat64(a.metrics.Paused.WithLabelValues(a.name)); v != 0 {
+		t.Errorf("tandem_mapping_paused = %v, want 0", v)
+	}
+}

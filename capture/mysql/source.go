@@ -443,7 +443,7 @@ func (s *Source) stream(ctx context.Context, emit func(context.Context, change.B
 		// memory bounded by MaxBatch, at no cost in speed (measured).
 		EventCacheCount: 64,
 	})
-	defer syncer.Close()
+	defer closeSoon(syncer)
 	var (
 		streamer *replication.BinlogStreamer
 		err      error
@@ -898,4 +898,24 @@ func originName(h *replication.EventHeader, e *replication.RowsEvent) (string, e
 		return string(v), nil
 	}
 	return "", fmt.Errorf("%s.%s: name is %T, not text", e.Table.Schema, e.Table.Table, img[col])
+}
+
+// syncerCloseWait bounds how long a stream waits for its binlog syncer to
+// close.
+const syncerCloseWait = 2 * time.Second
+
+// closeSoon closes syncer, waiting at most syncerCloseWait: go-mysql's
+// Close opens a new connection to kill the server's dump thread, and on a
+// hung path that connection's handshake waits out the whole read timeout,
+// which held a stream found hung for another source.stream_timeout (its
+// error, and shutdown, 30 s late). The close goes on in the background; a
+// reopened stream registers anew, and the server ends the old dump thread
+// of the same server_id.
+func closeSoon(syncer *replication.BinlogSyncer) {
+	done := make(chan struct{})
+	go func() { syncer.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(syncerCloseWait):
+	}
 }
