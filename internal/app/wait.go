@@ -34,16 +34,18 @@ const maxStartWait = 10 * time.Second
 // out, not an exit. Brokers that answer and refuse tandem (SASL) end the
 // wait with the error: a configuration to correct.
 func (p *process) waitForBrokers(ctx context.Context) error {
+	// Exported whatever the brokers (0 with the embedded one), so that
+	// every process has the series the dashboard and alerts read.
+	gauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_waiting_for_brokers",
+		Help: "1 while the process waits at start for Kafka brokers it cannot reach (kafka.brokers)."})
+	if err := p.reg.Register(gauge); err != nil {
+		return err
+	}
 	if len(p.cfg.Kafka.Brokers) == 0 {
 		return nil
 	}
 	opts, err := kafka.ClientOpts(p.cfg.Kafka)
 	if err != nil {
-		return err
-	}
-	gauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_waiting_for_brokers",
-		Help: "1 while the process waits at start for Kafka brokers it cannot reach (kafka.brokers)."})
-	if err := p.reg.Register(gauge); err != nil {
 		return err
 	}
 	failures := repeat.New(p.log, "waiting to start: cannot reach the kafka brokers; checking again", repeat.WithLevel(slog.LevelWarn))
