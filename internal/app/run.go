@@ -301,10 +301,11 @@ func (p *process) connectKafka(ctx context.Context) error {
 			}
 		}
 	}
-	// Every client: records up to kafka.max_record_bytes, compressed.
-	p.kafkaOpts = append(p.kafkaOpts, kafka.RecordOpts(p.cfg.Kafka)...)
-	producer, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.seeds...), kgo.ProducerLinger(2 * time.Millisecond),
-		kgo.MaxBufferedRecords(producerBufferedRecords)}, p.kafkaOpts...)...)
+	// Every client reads and writes records up to kafka.max_record_bytes;
+	// the producer also batches and compresses them (RecordOpts, its own).
+	p.kafkaOpts = append(p.kafkaOpts, kafka.SizeOpts(p.cfg.Kafka)...)
+	producer, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(p.seeds...), kgo.ProducerLinger(2 * time.Millisecond),
+		kgo.MaxBufferedRecords(producerBufferedRecords)}, p.kafkaOpts...), kafka.RecordOpts(p.cfg.Kafka)...)...)
 	if err != nil {
 		return fmt.Errorf("create kafka producer: %w", err)
 	}

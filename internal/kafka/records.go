@@ -43,16 +43,24 @@ func RecordSize(r *kgo.Record) int {
 // compression: kafka.max_record_bytes and the framing of one record.
 func BatchMaxBytes(k config.Kafka) int { return k.MaxRecordBytes + RecordOverhead }
 
-// RecordOpts are the options every client of the brokers takes for
-// kafka.max_record_bytes and kafka.compression: a producer batches up to
-// BatchMaxBytes and compresses with the configured codec; every client
-// reads responses that hold a batch that large beside a full fetch, and
-// writes requests that carry one.
+// RecordOpts are the options a producer takes for kafka.max_record_bytes
+// and kafka.compression: it batches up to BatchMaxBytes and compresses
+// with the configured codec, beside SizeOpts. Each call makes options of
+// its own: kgo writes into the codec list of the option it is given, so
+// clients created at once must not share one.
 func RecordOpts(k config.Kafka) []kgo.Opt {
+	return append(SizeOpts(k),
+		kgo.ProducerBatchMaxBytes(int32(BatchMaxBytes(k))),
+		kgo.ProducerBatchCompression(codec(k.Compression)))
+}
+
+// SizeOpts are the options every client of the brokers takes for
+// kafka.max_record_bytes: it reads responses that hold a batch of
+// BatchMaxBytes beside a full fetch, and writes requests that carry one.
+// Safe to share between clients.
+func SizeOpts(k config.Kafka) []kgo.Opt {
 	batch := int32(BatchMaxBytes(k))
 	return []kgo.Opt{
-		kgo.ProducerBatchMaxBytes(batch),
-		kgo.ProducerBatchCompression(codec(k.Compression)),
 		kgo.BrokerMaxWriteBytes(max(100<<20, batch+RecordOverhead)),
 		kgo.BrokerMaxReadBytes(min(1<<30, fetchAllowance+batch)),
 	}
