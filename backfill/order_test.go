@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -83,5 +84,33 @@ func TestRun_CopiesTheTablesALookupReadsFirst(t *testing.T) {
 			}
 			tc.check(t, events)
 		})
+	}
+}
+
+// Without lookups the tables are copied largest first, by the reader's
+// estimate, whatever their order in the config: one giant table must not
+// start last and finish alone (README: "largest table first").
+func TestRun_CopiesTheLargestTableFirst(t *testing.T) {
+	var mu sync.Mutex
+	var order []string // each table's name once, when its first chunk is written
+	runner := New(Config{Tables: tables("small", "big", "empty", "mid"), ChunkRows: 10, Parallel: 1},
+		memReader{sizes: map[string]int{"s.small": 5, "s.big": 30, "s.empty": 0, "s.mid": 15}}, &memStore{},
+		func(_ context.Context, c Chunk) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if name := c.Table.Name.Name; !slices.Contains(order, name) {
+				order = append(order, name)
+			}
+			return nil
+		}, nil, nil)
+	sum, err := runner.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"big", "mid", "small"}, order); diff != "" {
+		t.Errorf("copy order (-want +got):\n%s", diff)
+	}
+	if sum.Rows != 50 || sum.Tables != 4 {
+		t.Errorf("summary %+v, want 50 rows of 4 tables", sum)
 	}
 }
