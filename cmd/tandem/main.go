@@ -30,7 +30,7 @@ import (
 // Exit codes (CONTRACT.md).
 const (
 	exitOK     = 0
-	exitFailed = 1 // drift found or check failed
+	exitFailed = 1 // drift found, a check failed, or the verb could not do its work
 	exitUsage  = 2 // usage or config error
 )
 

@@ -39,7 +39,8 @@ func newReconcileCmd(g *globals) *cobra.Command {
 With --once it prints the report (per mapping the drifted rows per kind and
 per column, what each rule absorbed, and the first drifted rows as diffs)
 and exits 1 on drift, 0 without; a source row the mapping fails on is drift
-(unmapped). --output FILE also writes every drifted row, with both values,
+(unmapped). It exits 1 too when it cannot compare (a server unreachable),
+with the error on stderr and no report on stdout. --output FILE also writes every drifted row, with both values,
 as JSON lines. --repair first re-syncs the drifted rows from the source,
 then compares again. Without --once it compares every reconcile.interval,
 serving /metrics, until SIGINT or SIGTERM.`,
