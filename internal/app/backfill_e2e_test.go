@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -791,6 +792,29 @@ func TestBackfill_OverExternalKafkaBesideSeparateCaptureAndApply(t *testing.T) {
 	got := waitConverged(t, m, time.Minute)
 	if got.Count() < 250 {
 		t.Errorf("only %d target rows", got.Count())
+	}
+	// The copy went to the target, not to Kafka: the topics hold the
+	// writers' changes (c, u, d and tombstones), never a copied row as an
+	// r record (README: "Copied rows go to the target, not to the Kafka
+	// topics").
+	ops := map[string]int{}
+	for _, topic := range []string{"shop.shop.customers", "shop.shop.orders"} {
+		for _, r := range kcatRecords(t, cluster.ListenAddrs()[0], topic) {
+			if r.Payload == "" {
+				ops["tombstone"]++
+				continue
+			}
+			var v struct {
+				Op string `json:"op"`
+			}
+			if err := json.Unmarshal([]byte(r.Payload), &v); err != nil {
+				t.Fatalf("%s record at %d/%d: %v", topic, r.Partition, r.Offset, err)
+			}
+			ops[v.Op]++
+		}
+	}
+	if ops["r"] != 0 || ops["c"] == 0 || ops["u"] == 0 || len(ops) > 4 {
+		t.Errorf("records per op in the topics %v: want the writers' c and u (d and tombstones too), no r", ops)
 	}
 }
 
