@@ -78,6 +78,23 @@ func TestBackfill_KillNineMidwayAndRunAgainResumesAndConverges(t *testing.T) {
 		t.Errorf("the second run did not resume to 6000 rows, copying the %d the first had not saved:\n%s", 6000-resumedAfter, out2.String())
 	}
 
+	// Run again, every table is done and nothing copied; with --restart
+	// the saved progress is forgotten and every row copied again.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "; 2 tables already done; 0 rows copied by this run\n"},
+		{[]string{"--restart"}, "; 0 tables already done; 6000 rows copied by this run\n"},
+	} {
+		again := exec.CommandContext(ctx, tandemtest.Binary(), append([]string{"backfill", "-c", cfgPath}, tc.args...)...)
+		again.Env = env
+		got, err := again.Output()
+		if err != nil || !strings.Contains(string(got), tc.want) {
+			t.Errorf("tandem backfill %s: %v; stdout %q, want it to end %q", strings.Join(tc.args, " "), err, got, tc.want)
+		}
+	}
+
 	p := tandemtest.Start(t, cfgPath, env[len(os.Environ()):], &testenv.SyncBuffer{})
 	defer func() {
 		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
