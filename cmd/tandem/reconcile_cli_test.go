@@ -20,8 +20,9 @@ import (
 // TestReconcileCLI_JSONReportAndExitCodes runs `tandem reconcile --once
 // --format json` as a user does, on a PostgreSQL pair tandem never
 // streamed: the whole JSON document (every key, the check values of both
-// sides) and the exit code, 0 without drift, 1 with drift, 1 when a
-// server cannot be reached (an error, reported on stderr with nothing on
+// sides) and the exit code, 0 without drift, 1 with drift or a check that
+// differs or fails (its error in the report beside the other values), 1 when
+// a server cannot be reached (an error, reported on stderr with nothing on
 // stdout), 2 for a config error.
 func TestReconcileCLI_JSONReportAndExitCodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -117,6 +118,20 @@ mappings:
 	t.Run("a check that differs exits 1", func(t *testing.T) {
 		code, stdout, stderr := reconcile(t, config(tgtDSN, "* 10"))
 		want := map[string]any{"drift": true, "mappings": []any{mapping(0, map[string]any{}, []any{})}, "checks": checks(60, 30)}
+		if diff := cmp.Diff(want, report(t, stdout)); diff != "" {
+			t.Errorf("report (-want +got):\n%s", diff)
+		}
+		if code != exitFailed {
+			t.Errorf("exit %d, want 1; stderr:\n%s", code, stderr)
+		}
+	})
+
+	t.Run("a check whose query fails exits 1 with its error", func(t *testing.T) {
+		code, stdout, stderr := reconcile(t, config(tgtDSN, "FROM nowhere --"))
+		failed := map[string]any{"name": "items_count", "source": 3.0, "target": 0.0, "differs": true,
+			"error": `check items_count: target query: ERROR: relation "nowhere" does not exist (SQLSTATE 42P01)`}
+		want := map[string]any{"drift": true, "mappings": []any{mapping(0, map[string]any{}, []any{})},
+			"checks": []any{checks(60, 3)[0], failed}}
 		if diff := cmp.Diff(want, report(t, stdout)); diff != "" {
 			t.Errorf("report (-want +got):\n%s", diff)
 		}
