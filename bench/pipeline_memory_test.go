@@ -372,7 +372,7 @@ const pipelineMemTestRows = 200_000
 
 // TestPipelineMemory_ALargeTransactionStaysUnderTheBound runs the tandem
 // binary (`tandem run`, the embedded broker: every buffer in one process)
-// over one INSERT and one UPDATE of 200,000 rows and fails when its
+// over one INSERT, one UPDATE and one DELETE of 200,000 rows and fails when its
 // peak RSS on any of them is above pipelineMemBound, or when the target
 // does not end up with exactly the source's rows. Memory does not depend
 // on the machine's speed (what each stage may hold is bounded in bytes or
@@ -383,11 +383,7 @@ func TestPipelineMemory_ALargeTransactionStaysUnderTheBound(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(pipelineMemOps)+1)*pipelineMemWithin(pipelineMemTestRows))
 	defer cancel()
-	// The DELETE is left out until reconcile bounds its last chunk: a
-	// sweep that meets a large DELETE in flight reads every target row
-	// past the source's last key at once, as extra rows to settle (the
-	// benchmark keeps it, and shows it above the bound at 1M rows).
-	ops := runPipelineMem(ctx, t, e, bin, "run", pipelineMemTestRows, 2)
+	ops := runPipelineMem(ctx, t, e, bin, "run", pipelineMemTestRows, len(pipelineMemOps))
 	for _, op := range ops {
 		t.Logf("%s of %d rows: peak RSS %.1f MiB, %.0f rows/s", op.name, pipelineMemTestRows, mib(op.peakKiB), op.rate)
 		if mib(op.peakKiB) > pipelineMemBound {

@@ -193,14 +193,12 @@ func (r *Reconciler) sweepHashed(ctx context.Context, i int, st *change.Schema, 
 			}
 			r.log.Debug("reconcile: chunk summaries differ, comparing its rows", "mapping", r.mappings[i].Name,
 				"after", c.after, "up_to", c.last, "source_rows", c.src.Rows, "target_rows", c.tgt.Rows)
-			s, err := r.compareRange(ctx, i, st, o, c, cols)
-			if err != nil {
+			var found int
+			var err error
+			if suspects, found, err = r.compareRange(ctx, i, st, o, c, cols, suspects); err != nil {
 				return nil, 0, nil, err
 			}
-			if suspects, err = r.settleIfFull(ctx, append(suspects, s...)); err != nil {
-				return nil, 0, nil, err
-			}
-			if misses = misses + 1; len(s) > 0 {
+			if misses = misses + 1; found > 0 {
 				misses = 0
 			}
 			if misses >= falseAlarms && !c.final {
@@ -236,76 +234,80 @@ func (c hashedChunk) bounds() (lo, hi *int64, err error) {
 }
 
 // compareRange compares row by row the source and target rows of chunk
-// c's key range, read again now: what the source's rows map to and the
-// target's rows, merged in key order.
+// c's key range, read again now a page at a time: what the source's rows
+// map to and the target's rows, merged in key order (mergePaged). Each
+// difference is added to held, which is settled whenever it is full; it
+// returns held and how many differences the range had.
 func (r *Reconciler) compareRange(ctx context.Context, i int, st *change.Schema, o transform.Output, c hashedChunk,
-	cols map[string]column) ([]*suspect, error) {
+	cols map[string]column, held []*suspect) ([]*suspect, int, error) {
 	m := r.mappings[i]
 	lo, hi, err := c.bounds()
 	if err != nil {
-		return nil, fmt.Errorf("reconcile %s: %w", m.Name, err)
+		return held, 0, fmt.Errorf("reconcile %s: %w", m.Name, err)
 	}
 	within := func(k any) bool {
 		v, ok := k.(int64)
 		return ok && (hi == nil || v <= *hi)
 	}
-	var (
-		want   []expected
-		failed []*suspect // unmapped
-	)
+	found := 0
+	emit := func(s []*suspect) error {
+		found += len(s)
+		held = append(held, s...)
+		var err error
+		held, err = r.settleIfFull(ctx, held)
+		return err
+	}
 	after := c.after
-	for {
+	want := func(ctx context.Context) ([]expected, bool, error) {
 		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		rows, last, err := r.src.Chunk(ctx, st, after, r.cfg.ChunkRows)
 		if err != nil {
-			return nil, fmt.Errorf("reconcile %s: read source %s: %w", m.Name, m.From, err)
+			return nil, false, fmt.Errorf("reconcile %s: read source %s: %w", m.Name, m.From, err)
 		}
-		done := len(rows) < r.cfg.ChunkRows
+		after = last
+		more := len(rows) == r.cfg.ChunkRows
+		var page []expected
+		var failed []*suspect // unmapped
 		for _, row := range rows {
 			if !within(row[st.Key[0]]) {
-				done = true
+				more = false
 				break
 			}
 			if s, e, ok := r.mapRow(ctx, i, st, row); s != nil {
 				failed = append(failed, s)
 			} else if ok {
-				want = append(want, e)
+				page = append(page, e)
 			}
 		}
-		if done {
-			break
-		}
-		after = last
+		return page, more, emit(failed)
 	}
-	var got []map[string]any
 	var from map[string]any
 	if lo != nil {
 		from = map[string]any{o.Key[0]: *lo}
 	}
-	for {
+	got := func(ctx context.Context) ([]map[string]any, bool, error) {
 		if err := r.limiter.WaitN(ctx, min(r.cfg.ChunkRows, r.limiter.Burst())); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		rows, err := r.tgt.ScanRows(ctx, o.Table, o.Key, o.Columns, from, r.cfg.ChunkRows)
 		if err != nil {
-			return nil, fmt.Errorf("reconcile: read target table %s in key order: %w", o.Table, err)
+			return nil, false, fmt.Errorf("reconcile: read target table %s in key order: %w", o.Table, err)
 		}
-		done := len(rows) < r.cfg.ChunkRows
-		for _, row := range rows {
+		more := len(rows) == r.cfg.ChunkRows
+		if more {
+			from = pick(rows[len(rows)-1], o.Key)
+		}
+		for n, row := range rows {
 			if !within(row[o.Key[0]]) {
-				done = true
-				break
+				return rows[:n], false, nil
 			}
-			got = append(got, row)
 		}
-		if done {
-			break
-		}
-		from = pick(rows[len(rows)-1], o.Key)
+		return rows, more, nil
 	}
-	return append(r.dropIgnored(i, r.mergeRows(i, 0, st, want, got, cols)), failed...), nil
+	err = r.mergePaged(ctx, i, 0, st, cols, want, got, func(s []*suspect) error { return emit(r.dropIgnored(i, s)) })
+	return held, found, err
 }
 
 // mapRow maps row through mapping i, whose one output is unconditional

@@ -625,28 +625,31 @@ func walkStart(o transform.Output, st *change.Schema, from []string) (map[string
 	return start, nil
 }
 
-// upTo returns the target rows with a key up to hi, a target key (nil:
-// every row left).
-func (r *Reconciler) upTo(ctx context.Context, w *walk, hi map[string]any) ([]map[string]any, int64, error) {
+// upTo returns the walk's next target rows with a key up to hi, a target
+// key (nil: no bound), at most limit of them, and whether rows up to hi
+// may be left (more), with how many rows it read from the target.
+func (r *Reconciler) upTo(ctx context.Context, w *walk, hi map[string]any, limit int) (_ []map[string]any, read int64, more bool, _ error) {
 	var out []map[string]any
-	var read int64
 	for {
 		for len(w.ahead) > 0 && (hi == nil || compareKeys(w.ahead[0], hi, w.out.Key) <= 0) {
+			if len(out) == limit {
+				return out, read, true, nil
+			}
 			out = append(out, w.ahead[0])
 			w.ahead = w.ahead[1:]
 		}
 		if len(w.ahead) > 0 || w.done {
-			return out, read, nil
+			return out, read, false, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, 0, ctx.Err()
+			return nil, 0, false, ctx.Err()
 		case p, ok := <-w.pages:
 			switch {
 			case !ok:
 				w.done = true
 			case p.err != nil:
-				return nil, 0, p.err
+				return nil, 0, false, p.err
 			default:
 				read += int64(len(p.v))
 				w.ahead = p.v
@@ -724,34 +727,51 @@ func (r *Reconciler) sweepRows(ctx context.Context, i int, m *transform.Mapping,
 			rows = p.v // a closed channel: no more rows
 		}
 		checked += int64(len(rows))
-		chunkStart := len(suspects) // this chunk's rows that differ forward follow
 		c := r.mapChunk(ctx, i, m, st, walks, present, rows)
 		final := len(rows) < r.cfg.ChunkRows
+		var differs []*suspect // this chunk's source rows that differ forward
+		keep := func(s []*suspect) {
+			s = r.dropIgnored(i, s)
+			for _, x := range s {
+				if x.seen != nil {
+					differs = append(differs, x)
+				}
+			}
+			suspects = append(suspects, s...)
+		}
 		for j, o := range outputs {
-			var (
-				s   []*suspect
-				err error
-			)
-			if walks[j] != nil {
-				var hi map[string]any // the chunk's last source key, as the target's key
-				if !final {
-					hi = make(map[string]any, len(o.Key))
-					for _, k := range o.Key {
-						hi[k] = rows[len(rows)-1][o.Copied[k]]
-					}
+			if walks[j] == nil {
+				s, err := r.compare(ctx, i, o, c.want[j], columns[o.Table])
+				if err != nil {
+					return nil, 0, err
 				}
-				got, read, werr := r.upTo(ctx, walks[j], hi)
-				if werr != nil {
-					return nil, 0, werr
+				keep(s)
+				continue
+			}
+			var hi map[string]any // the chunk's last source key, as the target's key
+			if !final {
+				hi = make(map[string]any, len(o.Key))
+				for _, k := range o.Key {
+					hi[k] = rows[len(rows)-1][o.Copied[k]]
 				}
+			}
+			want := func(context.Context) ([]expected, bool, error) { return c.ordered[j], false, nil }
+			got := func(ctx context.Context) ([]map[string]any, bool, error) {
+				page, read, more, err := r.upTo(ctx, walks[j], hi, r.cfg.ChunkRows)
 				checked += read
-				s = r.mergeRows(i, j, st, c.ordered[j], got, columns[o.Table])
-			} else if s, err = r.compare(ctx, i, o, c.want[j], columns[o.Table]); err != nil {
+				return page, more, err
+			}
+			err := r.mergePaged(ctx, i, j, st, columns[o.Table], want, got, func(s []*suspect) error {
+				keep(s)
+				var err error
+				suspects, err = r.settleIfFull(ctx, suspects)
+				return err
+			})
+			if err != nil {
 				return nil, 0, err
 			}
-			suspects = append(suspects, r.dropIgnored(i, s)...)
 		}
-		r.fileRoundTrips(m, st, c.trips, suspects[chunkStart:], rep)
+		r.fileRoundTrips(m, st, c.trips, differs, rep)
 		suspects = append(suspects, c.unmapped...)
 		if final {
 			return suspects, checked, nil
