@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -80,9 +79,10 @@ func (p *process) waitForBrokers(ctx context.Context) error {
 		p.status.waiting.Store(&why)
 		wait := backoff.NextBackOff()
 		// One cause however the brokers' port fails (refused, reset,
-		// closed, silent): the first failure's own error goes with it.
-		failures.Fail(fmt.Errorf("kafka brokers %s cannot be reached", strings.Join(p.cfg.Kafka.Brokers, ",")),
-			"detail", why, "retry_in", wait.Round(time.Millisecond))
+		// closed, silent), as refuseWhenCheckFails has for the databases;
+		// each line shows the attempt's own error.
+		failures.FailOf("kafka brokers "+strings.Join(p.cfg.Kafka.Brokers, ",")+" cannot be reached", err,
+			"retry_in", wait.Round(time.Millisecond))
 		if err := poll.Sleep(ctx, wait); err != nil {
 			return err
 		}
