@@ -7,28 +7,12 @@ import (
 	"github.com/tandemcdc/tandem/internal/config"
 )
 
-// positionHead is a config up to a mapping's columns; its last line is 14.
-const positionHead = `source:
-  kind: postgres
-  dsn: postgres://u@h/db
-  tables: [shop.orders]
-target:
-  kind: postgres
-  dsn: postgres://u@h/db
-mappings:
-  - from: shop.orders
-    to:
-      - table: public.orders
-        key: [id]
-        columns:
-          id: row.id
-`
-
 // TestCompile_AnErrorInsideABlockScalarNamesItsLineAndColumnInTheFile:
 // an expression written over several lines as a YAML block scalar (|),
 // indented under its key, with an error on its third line, is reported at
 // that line of the file and the column of the error there, whatever the
-// block's indentation and its blank first line.
+// block's indentation and its blank first line. The columns follow
+// ordersHead's 14 lines.
 func TestCompile_AnErrorInsideABlockScalarNamesItsLineAndColumnInTheFile(t *testing.T) {
 	for _, tc := range []struct {
 		name, columns, want string
@@ -42,7 +26,7 @@ func TestCompile_AnErrorInsideABlockScalarNamesItsLineAndColumnInTheFile(t *test
 		{"syntax error, blank first line, CRLF", "          total_cents: |\r\n\r\n            int(\r\n              double(row.total) * )\r\n", "tandem.yaml:18:35: mappings[0].to[0].columns.total_cents: Syntax error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := config.Parse("tandem.yaml", []byte(positionHead+tc.columns), nil)
+			cfg, err := config.Parse("tandem.yaml", []byte(ordersHead+tc.columns), nil)
 			if err != nil {
 				t.Fatalf("config: %v", err)
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tandemcdc/tandem/internal/config"
 	"github.com/tandemcdc/tandem/internal/preflight"
+	"github.com/tandemcdc/tandem/internal/testenv"
 )
 
 // TestPing_ClassifiesARefusedAuthenticationApartFromAClosedPort: brokers
@@ -86,26 +87,13 @@ func TestPing_ClassifiesARefusedAuthenticationApartFromAClosedPort(t *testing.T)
 	}
 }
 
-// closingPort listens on a loopback port that closes every connection
-// once it has read the client's first request (a broker going down) until
-// the end of t: the client reads EOF before any SASL step, as it would
-// from a broker refusing a wrong password during the SASL exchange.
+// closingPort is a loopback port that closes every connection once it has
+// read the client's first request (a broker going down) until the end of
+// t: the client reads EOF before any SASL step, as it would from a broker
+// refusing a wrong password during the SASL exchange.
 func closingPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Read(make([]byte, 512)) // so that the close is an EOF, not a reset
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeTCP(t, func(c net.Conn) {
+		_, _ = c.Read(make([]byte, 512)) // so that the close is an EOF, not a reset
+		c.Close()
+	})
 }
