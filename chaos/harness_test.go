@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -586,13 +585,8 @@ func (td *tandem) waitJoined(p *proc) {
 	td.t.Helper()
 	addr := td.addr(p)
 	testenv.WaitFor(td.t, "tandem "+p.name+"'s mappings to have their partitions", time.Minute, func() (bool, error) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false, nil
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		return err == nil && !strings.Contains(string(body), "has no partitions yet") && !strings.Contains(string(body), "starting"), td.alive()
+		code, body := tandemtest.Readyz(addr)
+		return code != 0 && !strings.Contains(body, "has no partitions yet") && !strings.Contains(body, "starting"), td.alive()
 	})
 }
 
@@ -673,16 +667,15 @@ func (td *tandem) watch(from time.Time, within time.Duration, signs ...sign) map
 func (td *tandem) readyAgain(addr string, from time.Time, within time.Duration) string {
 	td.t.Helper()
 	_, err := poll.Until(context.Background(), 20*time.Millisecond, within, func() (bool, error) {
-		return tandemtest.Readyz(addr) == http.StatusOK, td.alive()
+		code, _ := tandemtest.Readyz(addr)
+		return code == http.StatusOK, td.alive()
 	})
 	if err == nil {
 		return time.Since(from).Round(time.Millisecond).String()
 	}
 	says := "no answer"
-	if resp, gerr := http.Get("http://" + addr + "/readyz"); gerr == nil {
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		says = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	if code, body := tandemtest.Readyz(addr); code != 0 {
+		says = fmt.Sprintf("%d %s: %s", code, http.StatusText(code), strings.TrimSpace(body))
 	}
 	paused := apptest.Series(apptest.Scraped(addr), "tandem_mapping_paused")
 	td.t.Errorf("/readyz still failing %s after the fault ended (%v): %s; tandem_mapping_paused %v\n%s", within, err, says, paused, td.output())

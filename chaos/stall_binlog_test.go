@@ -62,7 +62,10 @@ func testBinlogStall(t *testing.T, blackhole bool) {
 			v, err := tandemtest.Metric(addr, "tandem_capture_streaming")
 			return v == 0, err
 		}, blackhole},
-		sign{notReady, func() (bool, error) { return tandemtest.Readyz(addr) == http.StatusServiceUnavailable, nil }, blackhole},
+		sign{notReady, func() (bool, error) {
+			code, _ := tandemtest.Readyz(addr)
+			return code == http.StatusServiceUnavailable, nil
+		}, blackhole},
 	)
 	measured := []any{}
 	for _, s := range []string{logLine, notStreaming, notReady} {

@@ -83,7 +83,10 @@ func testTargetStall(t *testing.T, kind string, blackhole bool) {
 			v, err := tandemtest.Metric(addr, "tandem_mapping_paused")
 			return v > 0, err
 		}, blackhole},
-		sign{notReady, func() (bool, error) { return tandemtest.Readyz(addr) == http.StatusServiceUnavailable, nil }, blackhole},
+		sign{notReady, func() (bool, error) {
+			code, _ := tandemtest.Readyz(addr)
+			return code == http.StatusServiceUnavailable, nil
+		}, blackhole},
 		sign{errorsInc, func() (bool, error) {
 			v, err := tandemtest.Metric(addr, "tandem_apply_errors_total")
 			return v > errorsBefore, err

@@ -66,10 +66,9 @@ func testTargetDown(t *testing.T, kind string) {
 		if err != nil {
 			return false, err
 		}
-		switch {
-		case paused > 0:
+		if paused > 0 {
 			sign = "tandem_mapping_paused"
-		case tandemtest.Readyz(addr) != http.StatusOK:
+		} else if code, _ := tandemtest.Readyz(addr); code != http.StatusOK {
 			sign = "/readyz"
 		}
 		return sign != "", td.alive()

@@ -278,13 +278,9 @@ func compile(env *cel.Env, e config.Expr, path string, wantBool bool) (cel.Progr
 		for _, ce := range iss.Errors() {
 			pos := e.Pos
 			loc := ce.Location
-			if loc != nil && loc.Line() > 0 {
-				if loc.Line() == 1 {
-					pos.Col += loc.Column()
-				} else {
-					pos.Line += loc.Line() - 1
-					pos.Col = loc.Column() + 1
-				}
+			if loc != nil && loc.Line() > 0 { // config.Expr says where Text's lines are
+				pos.Line += loc.Line() - 1
+				pos.Col += loc.Column()
 			}
 			msgs = append(msgs, fmt.Sprintf("%s: %s: %s%s", pos, path, ce.Message, hint(e.Text, ce.Message)))
 		}

@@ -12,6 +12,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/internal/pgtext"
@@ -243,29 +244,12 @@ func (r *TableReader) scan(ctx context.Context, t *change.Schema, sel []column, 
 	return last, nil
 }
 
-// keyBounds is the WHERE clause of a chunk's keys, after after and up to
-// until (either nil: no bound), and its arguments.
+// keyBounds is capture.KeyBounds with a placeholder for each value, and
+// the values as its arguments.
 func keyBounds(keys []string, after, until []string) (string, []any) {
-	var conds []string
 	var args []any
-	for _, b := range []struct {
-		op  string
-		key []string
-	}{{">", after}, {"<=", until}} {
-		if b.key == nil {
-			continue
-		}
-		ph := make([]string, len(b.key))
-		for i, v := range b.key {
-			ph[i] = "?"
-			args = append(args, v)
-		}
-		conds = append(conds, fmt.Sprintf("(%s) %s (%s)", strings.Join(keys, ", "), b.op, strings.Join(ph, ", ")))
-	}
-	if len(conds) == 0 {
-		return "", nil
-	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	where := capture.KeyBounds(keys, after, until, func(v string) string { args = append(args, v); return "?" })
+	return where, args
 }
 
 // Split implements backfill.SplitReader by a scan of the table's keys:

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tandemcdc/tandem/capture"
 	"github.com/tandemcdc/tandem/internal/change"
 	"github.com/tandemcdc/tandem/internal/pgdsn"
 	"github.com/tandemcdc/tandem/internal/pgtext"
@@ -123,7 +124,7 @@ func (r *TableReader) RangeChunk(ctx context.Context, t *change.Schema, after, u
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "SELECT %s FROM %s", strings.Join(cols, ", "), pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize())
 	var params [][]byte
-	sb.WriteString(keyBounds(keys, after, until, func(v string) string {
+	sb.WriteString(capture.KeyBounds(keys, after, until, func(v string) string {
 		params = append(params, []byte(v))
 		return fmt.Sprintf("$%d", len(params))
 	}))
@@ -195,7 +196,7 @@ func (r *TableReader) RangeTextChunk(ctx context.Context, t *change.Schema, cols
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "COPY (SELECT %s FROM %s", strings.Join(quoted, ", "), pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize())
-	sb.WriteString(keyBounds(keys, after, until, func(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }))
+	sb.WriteString(capture.KeyBounds(keys, after, until, func(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }))
 	fmt.Fprintf(&sb, " ORDER BY %s LIMIT %d) TO STDOUT", strings.Join(keys, ", "), limit)
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
@@ -243,30 +244,6 @@ func (r *TableReader) RangeTextChunk(ctx context.Context, t *change.Schema, cols
 		return rows, nil
 	}
 	return out, nil
-}
-
-// keyBounds is the WHERE clause of a chunk's keys: after after and up to
-// until, either nil for no bound; value renders a key value (a parameter
-// or a literal), in the order of the clause.
-func keyBounds(keys []string, after, until []string, value func(string) string) string {
-	var conds []string
-	for _, b := range []struct {
-		op  string
-		key []string
-	}{{">", after}, {"<=", until}} {
-		if b.key == nil {
-			continue
-		}
-		vals := make([]string, len(b.key))
-		for i, v := range b.key {
-			vals[i] = value(v)
-		}
-		conds = append(conds, fmt.Sprintf("(%s) %s (%s)", strings.Join(keys, ", "), b.op, strings.Join(vals, ", ")))
-	}
-	if len(conds) == 0 {
-		return ""
-	}
-	return " WHERE " + strings.Join(conds, " AND ")
 }
 
 // splitSamplePages is how many pages of a table Split samples, at most.

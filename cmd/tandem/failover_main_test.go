@@ -99,7 +99,7 @@ func (f *failover) killActiveAndTakeOver(t *testing.T) time.Duration {
 	if v, err := tandemtest.Metric(standby, "tandem_capture_standby"); err != nil || v != 1 {
 		t.Errorf("standby tandem_capture_standby = %v (%v) while the active capture streams, want 1", v, err)
 	}
-	if code := tandemtest.Readyz(standby); code != http.StatusOK { // standing by is its job: a rolling update may go on
+	if code, _ := tandemtest.Readyz(standby); code != http.StatusOK { // standing by is its job: a rolling update may go on
 		t.Errorf("standby /readyz = %d, want 200", code)
 	}
 	if err := f.procs["active"].Process.Signal(syscall.SIGKILL); err != nil {
@@ -114,7 +114,7 @@ func (f *failover) killActiveAndTakeOver(t *testing.T) time.Duration {
 	}
 	took := time.Since(killed)
 	f.waitLog(t, "standby", "took over the source")
-	if code := tandemtest.Readyz(standby); code != http.StatusOK {
+	if code, _ := tandemtest.Readyz(standby); code != http.StatusOK {
 		t.Errorf("standby /readyz after the takeover = %d, want 200", code)
 	}
 	for m, want := range map[string]float64{"tandem_capture_standby": 0, "tandem_capture_streaming": 1} {

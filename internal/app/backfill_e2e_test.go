@@ -318,10 +318,63 @@ mappings:
 	})
 }
 
-// verbatimDDL is a table whose identity mapping copies its chunks as the
-// source's text (floats and bools into columns of their own types).
+// verbatimDDL is a table whose identity mapping (accountsMapping) copies
+// its chunks as the source's text (floats and bools into columns of their
+// own types).
 const verbatimDDL = `CREATE TABLE accounts (id bigint PRIMARY KEY, name text, balance numeric(12,2), at timestamptz,
 	ok boolean, score double precision, data bytea, doc jsonb, tags text[])`
+
+// accountsMapping is the identity mapping of verbatimDDL's table, to
+// follow pgSourceConfig's backfill settings.
+const accountsMapping = `mappings:
+  - from: public.accounts
+    to:
+      - table: public.accounts
+        key: [id]
+        columns: { id: row.id, name: row.name, balance: row.balance, at: row.at, ok: row.ok, score: row.score, data: row.data, doc: row.doc, tags: row.tags }
+`
+
+// writeAccounts runs writers on src's accounts table (verbatimDDL) of rows
+// rows until stop is called, all over its keys: an update of a row's
+// name, balance and ok (and, with tags, tags), every 5th write an insert
+// above rows instead, and every 7th a delete once more than deletesAfter
+// writes were made (-1: from the first). stop returns the first error of
+// a write.
+func writeAccounts(t *testing.T, ctx context.Context, src string, rows, deletesAfter int, tags bool) (stop func() error) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	update := `UPDATE accounts SET name = 'updated ' || $1::text, balance = balance + 1, ok = NOT ok WHERE id = $1`
+	if tags {
+		update = `UPDATE accounts SET name = 'updated ' || $1::text, balance = balance + 1, ok = NOT ok, tags = tags || 'u'::text WHERE id = $1`
+	}
+	insert := fmt.Sprintf(`INSERT INTO accounts (id, name, doc) VALUES (%d + $1, 'new', '{"new": true}') ON CONFLICT DO NOTHING`, rows)
+	return writeUntilStopped(ctx, func(ctx context.Context, i int) error {
+		id := (i*7919)%rows + 1
+		sql := update
+		switch {
+		case i%5 == 0:
+			sql = insert
+		case i%7 == 0 && i > deletesAfter:
+			sql = `DELETE FROM accounts WHERE id = $1`
+		}
+		_, err := conn.Exec(ctx, sql, id)
+		return err
+	})
+}
+
+// waitSameAccounts waits until tgt's accounts table equals src's row for
+// row.
+func waitSameAccounts(t *testing.T, ctx context.Context, src, tgt string) {
+	t.Helper()
+	q := `SELECT id::text, name, balance::text, at::text, ok::text, score::text, encode(data, 'hex'), doc::text, tags::text FROM accounts ORDER BY id`
+	waitSameRows(t, "the target to equal the source",
+		func() ([][]string, error) { return pgRows(ctx, src, q) },
+		func() ([][]string, error) { return pgRows(ctx, tgt, q) })
+}
 
 // TestBackfill_VerbatimChunksConvergeWithConcurrentWriters copies a table
 // whose chunks go in as the source's COPY text, while writers update,
@@ -340,32 +393,10 @@ FROM generate_series(1, 3000) g`)
 	cfg := pgSourceConfig(t, src, "public.accounts", "postgres", tgt, `backfill:
   chunk_rows: 100
   max_rows_per_second: 6000
-mappings:
-  - from: public.accounts
-    to:
-      - table: public.accounts
-        key: [id]
-        columns: { id: row.id, name: row.name, balance: row.balance, at: row.at, ok: row.ok, score: row.score, data: row.data, doc: row.doc, tags: row.tags }
-`)
+`+accountsMapping)
 	// Writers: the first 150 writes only update and insert (chunks go in
 	// verbatim, beside the stream's upserts); then deletes too.
-	conn, err := pgx.Connect(ctx, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	stopWriters := writeUntilStopped(ctx, func(ctx context.Context, i int) error {
-		id := (i*7919)%3000 + 1
-		sql := `UPDATE accounts SET name = 'updated ' || $1::text, balance = balance + 1, ok = NOT ok, tags = tags || 'u'::text WHERE id = $1`
-		switch {
-		case i%5 == 0:
-			sql = `INSERT INTO accounts (id, name, doc) VALUES (3000 + $1, 'new', '{"new": true}') ON CONFLICT DO NOTHING`
-		case i%7 == 0 && i > 150:
-			sql = `DELETE FROM accounts WHERE id = $1`
-		}
-		_, err := conn.Exec(ctx, sql, id)
-		return err
-	})
+	stopWriters := writeAccounts(t, ctx, src, 3000, 150, true)
 	if !runBackfillSaying(t, ctx, cfg, verbatimLog) {
 		t.Error("the backfill did not copy accounts verbatim")
 	}
@@ -373,10 +404,7 @@ mappings:
 	if err := stopWriters(); err != nil {
 		t.Fatal(err)
 	}
-	q := `SELECT id::text, name, balance::text, at::text, ok::text, score::text, encode(data, 'hex'), doc::text, tags::text FROM accounts ORDER BY id`
-	waitSameRows(t, "the target to equal the source",
-		func() ([][]string, error) { return pgRows(ctx, src, q) },
-		func() ([][]string, error) { return pgRows(ctx, tgt, q) })
+	waitSameAccounts(t, ctx, src, tgt)
 }
 
 // lockedWriter is a writer safe for concurrent use.

@@ -68,30 +68,8 @@ FROM generate_series(1, 6000) g`)
   chunk_rows: 100
   parallel: 4
   max_rows_per_second: 8000
-mappings:
-  - from: public.accounts
-    to:
-      - table: public.accounts
-        key: [id]
-        columns: { id: row.id, name: row.name, balance: row.balance, at: row.at, ok: row.ok, score: row.score, data: row.data, doc: row.doc, tags: row.tags }
-`)
-	conn, err := pgx.Connect(ctx, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	stopWriters := writeUntilStopped(ctx, func(ctx context.Context, i int) error {
-		id := (i*7919)%6000 + 1
-		sql := `UPDATE accounts SET name = 'updated ' || $1::text, balance = balance + 1, ok = NOT ok WHERE id = $1`
-		switch {
-		case i%5 == 0:
-			sql = `INSERT INTO accounts (id, name, doc) VALUES (6000 + $1, 'new', '{"new": true}') ON CONFLICT DO NOTHING`
-		case i%7 == 0:
-			sql = `DELETE FROM accounts WHERE id = $1`
-		}
-		_, err := conn.Exec(ctx, sql, id)
-		return err
-	})
+`+accountsMapping)
+	stopWriters := writeAccounts(t, ctx, src, 6000, -1, false)
 	if !runBackfillSaying(t, ctx, cfg, splitLog) {
 		t.Error("the backfill did not copy accounts in key ranges")
 	}
@@ -107,10 +85,7 @@ mappings:
 	if err := stopWriters(); err != nil {
 		t.Fatal(err)
 	}
-	q := `SELECT id::text, name, balance::text, at::text, ok::text, score::text, encode(data, 'hex'), doc::text, tags::text FROM accounts ORDER BY id`
-	waitSameRows(t, "the target to equal the source",
-		func() ([][]string, error) { return pgRows(ctx, src, q) },
-		func() ([][]string, error) { return pgRows(ctx, tgt, q) })
+	waitSameAccounts(t, ctx, src, tgt)
 }
 
 // TestBackfill_OneTableInKeyRangesKilledMidwayResumesExactly stops a copy

@@ -3,14 +3,11 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/tandemcdc/tandem/internal/kafka"
 	"github.com/tandemcdc/tandem/internal/poll"
@@ -31,8 +28,9 @@ const maxStartWait = 10 * time.Second
 // at most maxStartWait apart, logging each distinct cause once with a
 // count, /readyz failing with what it waits for and
 // tandem_waiting_for_brokers at 1: a broker down or restarting is waited
-// out, not an exit. Brokers that answer and refuse tandem (SASL) end the
-// wait with the error: a configuration to correct.
+// out, not an exit. Brokers that answer and refuse kafka.sasl's
+// credentials (kafka.AuthRefusedError) end the wait with the error: a
+// configuration to correct.
 func (p *process) waitForBrokers(ctx context.Context) error {
 	// Exported whatever the brokers (0 with the embedded one), so that
 	// every process has the series the dashboard and alerts read.
@@ -51,7 +49,6 @@ func (p *process) waitForBrokers(ctx context.Context) error {
 	failures := repeat.New(p.log, "waiting to start: cannot reach the kafka brokers; checking again", repeat.WithLevel(slog.LevelWarn))
 	backoff := poll.NewBackoff()
 	backoff.MaxInterval = maxStartWait
-	closedBySASL := 0 // attempts in a row that ended in EOF with SASL on
 	for {
 		pctx, cancel := context.WithTimeout(ctx, kafkaPingTimeout)
 		err := kafka.Ping(pctx, p.cfg.Kafka, opts)
@@ -65,24 +62,15 @@ func (p *process) waitForBrokers(ctx context.Context) error {
 		if !BrokersUnreachable(err) {
 			return err
 		}
-		// With SASL, a broker that refuses the authentication may close
-		// the connection without a word (kfake does): EOF. A broker
-		// going down does so once in a while, not attempt after attempt.
-		if saslClosed(p.cfg.Kafka.SASL != nil, err) {
-			if closedBySASL++; closedBySASL >= 3 {
-				return err
-			}
-		} else {
-			closedBySASL = 0
-		}
 		gauge.Set(1)
 		why := err.Error()
 		p.status.waiting.Store(&why)
 		wait := backoff.NextBackOff()
 		// One cause however the brokers' port fails (refused, reset,
-		// closed, silent): the first failure's own error goes with it.
-		failures.Fail(fmt.Errorf("kafka brokers %s cannot be reached", strings.Join(p.cfg.Kafka.Brokers, ",")),
-			"detail", why, "retry_in", wait.Round(time.Millisecond))
+		// closed, silent), as refuseWhenCheckFails has for the databases;
+		// each line shows the attempt's own error.
+		failures.FailOf("kafka brokers "+strings.Join(p.cfg.Kafka.Brokers, ",")+" cannot be reached", err,
+			"retry_in", wait.Round(time.Millisecond))
 		if err := poll.Sleep(ctx, wait); err != nil {
 			return err
 		}
@@ -93,15 +81,11 @@ func (p *process) waitForBrokers(ctx context.Context) error {
 	return nil
 }
 
-// saslClosed reports whether err is a connection closed (EOF) while SASL
-// is configured: the way some brokers refuse a wrong password.
-func saslClosed(sasl bool, err error) bool {
-	return sasl && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
-}
-
 // BrokersUnreachable reports whether err, from kafka.Ping, says the
 // brokers could not be reached (refused, closed, timed out): a condition
-// to wait out. A refused SASL authentication is not.
+// to wait out. Brokers that refused kafka.sasl's credentials
+// (*kafka.AuthRefusedError, closed connection or not) are not.
 func BrokersUnreachable(err error) bool {
-	return preflight.IsUnreachable(err) && !errors.Is(err, kerr.SaslAuthenticationFailed)
+	var refused *kafka.AuthRefusedError
+	return preflight.IsUnreachable(err) && !errors.As(err, &refused)
 }

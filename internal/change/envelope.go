@@ -174,6 +174,24 @@ func appendTimes(b []byte, t time.Time) []byte {
 	b = append(b, `,"ts_us":`...)
 	b = strconv.AppendInt(b, t.UnixMicro(), 10)
 	b = append(b, `,"ts_ns":`...)
+	return appendUnixNano(b, t)
+}
+
+// The times whose nanoseconds since the epoch an int64 holds (1677-09-21
+// to 2262-04-11).
+var (
+	minUnixNano = time.Unix(0, math.MinInt64)
+	maxUnixNano = time.Unix(0, math.MaxInt64)
+)
+
+// appendUnixNano appends t's nanoseconds since the epoch, or null (ts_ns
+// is optional in the schema) for a time an int64 does not hold them of,
+// whose UnixNano is undefined: the zero time of an unknown commit time,
+// say.
+func appendUnixNano(b []byte, t time.Time) []byte {
+	if t.Before(minUnixNano) || t.After(maxUnixNano) {
+		return append(b, "null"...)
+	}
 	return strconv.AppendInt(b, t.UnixNano(), 10)
 }
 
@@ -330,7 +348,7 @@ func (enc *Encoder) appendSource(b []byte, e *Event, cols []string, imgs [2]imag
 	b = append(b, `,"sequence":null,"ts_us":`...)
 	b = strconv.AppendInt(b, e.Commit.UnixMicro(), 10)
 	b = append(b, `,"ts_ns":`...)
-	b = strconv.AppendInt(b, e.Commit.UnixNano(), 10)
+	b = appendUnixNano(b, e.Commit)
 	b = append(b, `,"schema":`...)
 	b, _ = jsontext.AppendQuote(b, e.Table.Schema)
 	b = append(b, `,"table":`...)

@@ -98,9 +98,12 @@ func (p Pos) String() string {
 }
 
 // Expr is a CEL expression from the config, with the position of its first
-// character in the file: the YAML scalar as yaml reports it, so for a quoted
-// scalar that is the opening quote and for a block scalar (| or >) the
-// indicator. Text is the scalar's value after ${VAR} expansion.
+// character in the file: the YAML scalar as yaml reports it (for a quoted
+// scalar, the opening quote), except for a block scalar (| or >), whose
+// text starts on the line after the indicator, at the block's
+// indentation, where each of a literal block's (|) lines starts: line n
+// of Text, column c, is line Pos.Line+n-1, column Pos.Col+c of the file.
+// Text is the scalar's value after ${VAR} expansion.
 type Expr struct {
 	Text string
 	Pos  Pos

@@ -242,7 +242,7 @@ mappings:
 `, nil)
 	want := []Column{
 		{Name: "zeta", Expr: Expr{Text: "row.z", Pos: at(11, 17)}},
-		{Name: "alpha", Expr: Expr{Text: "row.a +\n1\n", Pos: at(12, 18)}},
+		{Name: "alpha", Expr: Expr{Text: "row.a +\n1\n", Pos: at(13, 13)}},
 		{Name: "mid", Expr: Expr{Text: "row.m", Pos: at(15, 16)}},
 	}
 	if diff := cmp.Diff(want, c.Mappings[0].To[0].Columns); diff != "" {

@@ -47,6 +47,7 @@ func Parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		return nil, Errors{perr}
 	}
 	d := newDecoder(file, lookupEnv)
+	d.src = data
 	c := Default()
 	c.File = file
 	d.object(root, "", reflect.ValueOf(c).Elem(), "")
@@ -139,6 +140,7 @@ type decoder struct {
 	pos     map[string]Pos  // path -> position of its value
 	bad     map[string]bool // paths whose value could not be decoded
 	fromEnv map[string]bool // paths whose value had a ${VAR} substituted
+	src     []byte          // the file, to place the text of block scalars
 }
 
 func newDecoder(file string, lookup func(string) (string, bool)) *decoder {
@@ -513,10 +515,34 @@ func (d *decoder) scalar(n *yaml.Node, path string, v reflect.Value, what string
 	v.Set(x)
 }
 
-// expr decodes a CEL expression; its position is that of the value.
+// expr decodes a CEL expression; its position is that of the value, or
+// for a block scalar that of its text (blockStart).
 func (d *decoder) expr(n *yaml.Node, path string) Expr {
 	s, _ := d.str(n, path, "a string")
-	return Expr{Text: s, Pos: d.pos[path]}
+	pos := d.pos[path]
+	if r := resolve(n); r != nil && r.Kind == yaml.ScalarNode && r.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+		if start, ok := blockStart(d.src, r.Line); ok {
+			pos.Line, pos.Col = start.Line, start.Col
+		}
+	}
+	return Expr{Text: s, Pos: pos}
+}
+
+// blockStart is where the text of a block scalar whose indicator (| or >)
+// is on line header of src starts: the next line, at the block's
+// indentation, that of its first line that is not blank. A block whose
+// indentation the header gives (|2) and whose first line is indented more
+// is placed at that line's text. ok is false when the block is empty.
+func blockStart(src []byte, header int) (pos Pos, ok bool) {
+	lines := bytes.Split(src, []byte("\n"))
+	for i := header; i < len(lines); i++ { // lines[header] is the line after the header's
+		line := bytes.TrimRight(lines[i], "\r")
+		text := bytes.TrimLeft(line, " ")
+		if len(text) > 0 {
+			return Pos{Line: header + 1, Col: len(line) - len(text) + 1}, true
+		}
+	}
+	return Pos{}, false
 }
 
 // resolve follows aliases.

@@ -9,9 +9,12 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
@@ -71,13 +74,51 @@ func TLSConfig(t config.KafkaTLS) (*tls.Config, error) {
 	return tc, nil
 }
 
+// AuthRefusedError is Ping's error when the brokers answered and refused
+// kafka.sasl's credentials: an authentication failure, or the connection
+// closed during the SASL exchange (the way some brokers, kfake among them,
+// refuse a wrong password). A configuration to correct, not an outage to
+// wait out; check it with errors.As. Its message never holds a password.
+type AuthRefusedError struct {
+	Mechanism string // kafka.sasl.mechanism
+	User      string // kafka.sasl.user
+	Err       error  // what the client got
+}
+
+func (e *AuthRefusedError) Error() string {
+	return e.Err.Error() + " (the broker refused the SASL authentication or closed the connection during it: check kafka.sasl's user, password and mechanism)"
+}
+
+// Unwrap returns what the client got.
+func (e *AuthRefusedError) Unwrap() error { return e.Err }
+
+// saslReads counts a client's failed reads of responses: those of the SASL
+// exchange (SaslHandshake, SaslAuthenticate) and the others. Its hook is
+// called from the client's connection goroutines.
+type saslReads struct{ sasl, other atomic.Int32 }
+
+// OnBrokerRead implements kgo.HookBrokerRead.
+func (r *saslReads) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	switch {
+	case err == nil:
+	case key == kmsg.SASLHandshake.Int16() || key == kmsg.SASLAuthenticate.Int16():
+		r.sasl.Add(1)
+	default:
+		r.other.Add(1)
+	}
+}
+
 // Ping connects to seeds with opts (ClientOpts) and asks a broker for its
 // metadata, trying each request twice at most, so that a wrong password or
 // certificate is said at once rather than retried for minutes. Its error
 // says how tandem connected (TLS, the SASL mechanism and user) and what to
-// check, never a password.
+// check, never a password. Brokers that refuse kafka.sasl's credentials
+// give an *AuthRefusedError: an authentication failure, or connections
+// closed (EOF) in the SASL exchange and nowhere else, where a broker going
+// down closes them at any step.
 func Ping(ctx context.Context, k config.Kafka, opts []kgo.Opt) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Brokers...), kgo.RequestRetries(1)}, opts...)...)
+	reads := &saslReads{}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Brokers...), kgo.RequestRetries(1), kgo.WithHooks(reads)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("connect to kafka: %w", err)
 	}
@@ -93,12 +134,12 @@ func Ping(ctx context.Context, k config.Kafka, opts []kgo.Opt) error {
 	if s := k.SASL; s != nil {
 		how += fmt.Sprintf(", SASL %s as user %q", s.Mechanism, s.User)
 	}
-	hint := ""
+	closed := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 	switch {
-	case k.SASL != nil && (errors.Is(err, io.EOF) || errors.Is(err, kerr.SaslAuthenticationFailed)):
-		hint = " (the broker refused the SASL authentication or closed the connection during it: check kafka.sasl's user, password and mechanism)"
-	case k.TLS == nil && errors.Is(err, io.EOF):
-		hint = " (the broker closed the connection: does it expect TLS (kafka.tls) or SASL (kafka.sasl)?)"
+	case k.SASL != nil && (errors.Is(err, kerr.SaslAuthenticationFailed) || closed && reads.sasl.Load() > 0 && reads.other.Load() == 0):
+		err = &AuthRefusedError{Mechanism: k.SASL.Mechanism, User: k.SASL.User, Err: err}
+	case k.TLS == nil && closed:
+		err = fmt.Errorf("%w (the broker closed the connection: does it expect TLS (kafka.tls) or SASL (kafka.sasl)?)", err)
 	}
-	return fmt.Errorf("connect to kafka brokers %s (%s): %w%s", strings.Join(k.Brokers, ","), how, err, hint)
+	return fmt.Errorf("connect to kafka brokers %s (%s): %w", strings.Join(k.Brokers, ","), how, err)
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -117,14 +118,20 @@ func Metric(addr, name string) (float64, error) {
 	return sum, sc.Err()
 }
 
-// Readyz is the status code of addr's /readyz (0 when it does not answer).
-func Readyz(addr string) int {
+// Readyz is the status code of addr's /readyz and its body, what the
+// process waits for or why it is not ready (0 and "" when it does not
+// answer).
+func Readyz(addr string) (code int, body string) {
 	resp, err := http.Get("http://" + addr + "/readyz")
 	if err != nil {
-		return 0
+		return 0, ""
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, ""
+	}
+	return resp.StatusCode, string(b)
 }
 
 // SlotName is a replication slot name unique to the database of dsn.

@@ -13,21 +13,7 @@ import (
 // echoServer answers every line with the same line, until the test ends.
 func echoServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().String()
+	return ServeTCP(t, func(c net.Conn) { defer c.Close(); _, _ = io.Copy(c, c) })
 }
 
 // echo sends line through c and returns what came back within wait.
