@@ -335,3 +335,55 @@ func AppendCopyEscaped(b []byte, v string) []byte {
 	}
 	return b
 }
+
+// HashKind names how a RowsHash is computed; summaries of one kind only
+// compare with summaries of the same kind.
+type HashKind string
+
+const (
+	// HashText is RowHash's: PostgreSQL's hashtextextended of each value's
+	// text, XORed. PostgreSQL only; the faster one.
+	HashText HashKind = "hashtextextended"
+	// HashMD5 is MD5RowHash's, which MariaDB and MySQL compute too
+	// (mysqlurl.MD5RowHash): per row, the first 15 hex digits of the md5
+	// of its values' text, as an unsigned 60-bit integer. The text hashed
+	// is, for each value in column order, "N" for NULL, else its length in
+	// characters, ":" and the text itself: "3:abcN0:" is ('abc', NULL,
+	// ''), and no other row's. A value's text is its type's canonical
+	// output (MD5Text), the same on both server families for equal
+	// integers, decimals of one scale, strings (UTF-8), dates, times and
+	// timestamps (UTC, no trailing zeros in fractions), booleans (1 and 0)
+	// and bytes (their md5, in hex); floats and JSON are written differently
+	// by the two families, so their summaries differ where the rows may be
+	// equal (reconcile then compares the rows, and stops summarising after
+	// a few such chunks).
+	HashMD5 HashKind = "md5"
+)
+
+// MD5Text is the text of value expr, of the type oid, that MD5RowHash
+// hashes (see HashMD5): its cast to text (so a character(n) loses its
+// padding, as MySQL's CHAR reads), but booleans as 1 and 0, bytea as its
+// md5 (hex), and timestamptz as the UTC timestamp
+// without a zone.
+func MD5Text(expr string, oid uint32) string {
+	switch oid {
+	case OIDBool:
+		return "(" + expr + ")::int::text"
+	case OIDBytea:
+		return "md5(" + expr + ")"
+	case OIDTimestamptz:
+		return "((" + expr + ") AT TIME ZONE 'UTC')::text"
+	}
+	return "(" + expr + ")::text"
+}
+
+// MD5RowHash is the SQL expression of a row's HashMD5 hash, a bigint from
+// 0 to 2^60-1, over texts (text expressions, in column order, as MD5Text
+// gives them).
+func MD5RowHash(texts []string) string {
+	parts := make([]string, len(texts))
+	for i, x := range texts {
+		parts[i] = fmt.Sprintf("CASE WHEN %s IS NULL THEN 'N' ELSE char_length(%s)::text || ':' || %s END", x, x, x)
+	}
+	return "('x0' || left(md5(concat(" + strings.Join(parts, ", ") + ")), 15))::bit(64)::bigint"
+}
