@@ -15,14 +15,17 @@ package pgtext
 
 import (
 	"bytes"
+	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // PostgreSQL type OIDs that decode to something other than text, and those
@@ -386,4 +389,25 @@ func MD5RowHash(texts []string) string {
 		parts[i] = fmt.Sprintf("CASE WHEN %s IS NULL THEN 'N' ELSE char_length(%s)::text || ':' || %s END", x, x, x)
 	}
 	return "('x0' || left(md5(concat(" + strings.Join(parts, ", ") + ")), 15))::bit(64)::bigint"
+}
+
+// MD5Hash is the RowsHash of kind HashMD5 of rows, each the text of its
+// values (nil: NULL) in column order, as MD5Text writes them: the
+// definition in Go, which the servers' summaries are checked against.
+func MD5Hash(rows [][]*string) RowsHash {
+	sum := new(big.Int)
+	for _, row := range rows {
+		var b strings.Builder
+		for _, v := range row {
+			if v == nil {
+				b.WriteString("N")
+				continue
+			}
+			fmt.Fprintf(&b, "%d:%s", utf8.RuneCountInString(*v), *v)
+		}
+		d := md5.Sum([]byte(b.String()))
+		n, _ := strconv.ParseUint(hex.EncodeToString(d[:])[:15], 16, 64) // 15 hex digits always parse
+		sum.Add(sum, new(big.Int).SetUint64(n))
+	}
+	return RowsHash{Rows: int64(len(rows)), Sum: sum.String()}
 }
