@@ -19,7 +19,7 @@ import (
 // row by row, as any other mapping's are. Equal text is equal values
 // (decoded alike on both sides, equal under any tolerance rule), so a
 // chunk whose summaries match holds no drift, but for a hash collision (a
-// chance of about 2^-64 per differing chunk, 2^-60 in md5). Text that differs while the
+// chance of about 2^-64 per differing chunk, less in md5). Text that differs while the
 // values are equal ("1.50" and "1.5", a column of another type) only costs
 // the chunk's row comparison, which decides.
 //

@@ -2,7 +2,6 @@ package mysql
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 
@@ -19,13 +18,13 @@ func (r *TableReader) HashKinds() []pgtext.HashKind { return []pgtext.HashKind{p
 // server the chunk Chunk(t, after, limit) would read, t having a
 // one-column key, in kind (pgtext.HashMD5 only): the pgtext.RowsHash of
 // the values of cols, in that order, and the chunk's last key as text
-// (nil when it has no rows). One statement, so one snapshot:
+// (nil when it has no rows). One statement, so one snapshot
+// (mysqlurl.MD5Summary), of the rows
 //
-//	SELECT COUNT(*), CAST(COALESCE(SUM(r), 0) AS CHAR), CAST(MAX(k) AS CHAR)
-//	FROM (SELECT k, <mysqlurl.MD5RowHash of c1, c2> AS r FROM t WHERE k > ? ORDER BY k LIMIT n) s
+//	SELECT k, <mysqlurl.MD5RowText of c1, c2> AS r FROM t WHERE k > ? ORDER BY k LIMIT n
 //
-// The rows are read in key order through the primary key, as Chunk reads
-// them, but only three values come back. t must have been described.
+// read in key order through the primary key, as Chunk reads them, but
+// only a digest comes back. t must have been described.
 func (r *TableReader) HashChunkKind(ctx context.Context, kind pgtext.HashKind, t *change.Schema, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error) {
 	var h pgtext.RowsHash
 	if kind != pgtext.HashMD5 {
@@ -48,13 +47,13 @@ func (r *TableReader) HashChunkKind(ctx context.Context, kind pgtext.HashKind, t
 	}
 	key := mysqlurl.QuoteIdent(t.Key[0])
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "SELECT %s, CAST(MAX(k) AS CHAR) FROM (SELECT %s AS k, %s AS r FROM %s.%s", mysqlurl.MD5HashSelect("r"),
-		key, mysqlurl.MD5RowHash(exprs, sqlTypes), mysqlurl.QuoteIdent(t.Name.Schema), mysqlurl.QuoteIdent(t.Name.Name))
+	fmt.Fprintf(&sb, "SELECT %s AS k, %s AS r FROM %s.%s", key, mysqlurl.MD5RowText(exprs, sqlTypes),
+		mysqlurl.QuoteIdent(t.Name.Schema), mysqlurl.QuoteIdent(t.Name.Name))
 	where, args := keyBounds([]string{key}, after, nil)
 	sb.WriteString(where)
-	fmt.Fprintf(&sb, " ORDER BY %s LIMIT %d) s", key, limit)
-	var last sql.NullString
-	if err := r.db.QueryRowContext(ctx, sb.String(), args...).Scan(&h.Rows, &h.Sum, &last); err != nil {
+	fmt.Fprintf(&sb, " ORDER BY %s LIMIT %d", key, limit)
+	h, last, err := mysqlurl.MD5Summary(ctx, r.db, sb.String(), args...)
+	if err != nil {
 		return h, nil, fmt.Errorf("hash a chunk of %s: %w", t.Name, err)
 	}
 	if !last.Valid {

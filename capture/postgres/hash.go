@@ -31,10 +31,10 @@ func (r *TableReader) HashChunk(ctx context.Context, t *change.Schema, cols []st
 // One statement, so one snapshot, under pgtext.Settings:
 //
 //	SELECT count(*), coalesce(sum(r), 0)::text, max(k)::text
-//	FROM (SELECT k, <row hash of c1, c2> AS r FROM t WHERE k > $1 ORDER BY k LIMIT n) s
+//	FROM (SELECT k, <pgtext.RowHash of c1, c2> AS r FROM t WHERE k > $1 ORDER BY k LIMIT n) s
 //
-// the row hash being pgtext.RowHash or pgtext.MD5RowHash (of the values'
-// pgtext.MD5Text, by the types Describe found). The rows are read in key
+// or, for pgtext.HashMD5, pgtext.MD5Select of the rows' pgtext.MD5RowText
+// (of the values' pgtext.MD5Text, by the types Describe found). The rows are read in key
 // order through the key's index, as Chunk reads them, but only three
 // values come back.
 func (r *TableReader) HashChunkKind(ctx context.Context, kind pgtext.HashKind, t *change.Schema, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error) {
@@ -47,10 +47,10 @@ func (r *TableReader) HashChunkKind(ctx context.Context, kind pgtext.HashKind, t
 	for i, c := range cols {
 		exprs[i] = pgx.Identifier{c}.Sanitize()
 	}
-	var rowHash string
+	var rowHash, sel string
 	switch kind {
 	case pgtext.HashText:
-		rowHash = pgtext.RowHash(exprs)
+		rowHash, sel = pgtext.RowHash(exprs), pgtext.HashSelect("r")
 	case pgtext.HashMD5:
 		r.mu.Lock()
 		oids, ok := r.oids[t.Name]
@@ -61,13 +61,13 @@ func (r *TableReader) HashChunkKind(ctx context.Context, kind pgtext.HashKind, t
 		for i, c := range cols {
 			exprs[i] = pgtext.MD5Text(exprs[i], oids[c])
 		}
-		rowHash = pgtext.MD5RowHash(exprs)
+		rowHash, sel = pgtext.MD5RowText(exprs), pgtext.MD5Select("r", "k")
 	default:
 		return h, nil, fmt.Errorf("hash a chunk of %s: no %s summaries on PostgreSQL", t.Name, kind)
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "SELECT %s, max(k)::text FROM (SELECT %s AS k, %s AS r FROM %s",
-		pgtext.HashSelect("r"), key, rowHash, pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize())
+		sel, key, rowHash, pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize())
 	var params [][]byte
 	if after != nil {
 		fmt.Fprintf(&sb, " WHERE %s > $1", key)

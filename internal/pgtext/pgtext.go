@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -159,7 +158,7 @@ set_config('bytea_output', 'hex', true)`
 // says "compare the rows", not "drift".
 type RowsHash struct {
 	Rows int64
-	Sum  string // decimal
+	Sum  string // decimal; for HashMD5, a digest
 }
 
 // RowHash is the SQL expression of a row's 64-bit hash over exprs (SQL
@@ -347,23 +346,25 @@ const (
 	// HashText is RowHash's: PostgreSQL's hashtextextended of each value's
 	// text, XORed. PostgreSQL only; the faster one.
 	HashText HashKind = "hashtextextended"
-	// HashMD5 is MD5RowHash's, which MariaDB and MySQL compute too
-	// (mysqlurl.MD5RowHash): per row, the first 15 hex digits of the md5
-	// of its values' text, as an unsigned 60-bit integer. The text hashed
-	// is, for each value in column order, "N" for NULL, else its length in
-	// characters, ":" and the text itself: "3:abcN0:" is ('abc', NULL,
-	// ''), and no other row's. A value's text is its type's canonical
-	// output (MD5Text), the same on both server families for equal
-	// integers, decimals of one scale, strings (UTF-8), dates, times and
-	// timestamps (UTC, no trailing zeros in fractions), booleans (1 and 0)
-	// and bytes (their md5, in hex); floats and JSON are written differently
-	// by the two families, so their summaries differ where the rows may be
-	// equal (reconcile then compares the rows, and stops summarising after
-	// a few such chunks).
+	// HashMD5 is MD5Select's, which MariaDB and MySQL compute too
+	// (mysqlurl.MD5Summary): the md5, in hex, of the texts of a range's
+	// rows (MD5RowText) concatenated in key order ("" for no rows); one
+	// md5 per range, not per row, which on MariaDB costs less than the
+	// row's text. A row's text is, for each value in column order, "N"
+	// for NULL, else its length in characters, ":" and its text: "3:abcN0:"
+	// is ('abc', NULL, ''), and no other row's; so each range's text is
+	// its rows', and no other rows'. A value's text is its type's
+	// canonical output (MD5Text), the same on both server families for
+	// equal integers, decimals of one scale, strings (UTF-8), dates,
+	// times and timestamps (UTC, no trailing zeros in fractions),
+	// booleans (1 and 0) and bytes (their md5, in hex); floats and JSON
+	// are written differently by the two families, so their summaries
+	// differ where the rows may be equal (reconcile then compares the
+	// rows, and stops summarising after a few such chunks).
 	HashMD5 HashKind = "md5"
 )
 
-// MD5Text is the text of value expr, of the type oid, that MD5RowHash
+// MD5Text is the text of value expr, of the type oid, that MD5RowText
 // hashes (see HashMD5): its cast to text (so a character(n) loses its
 // padding, as MySQL's CHAR reads), but booleans as 1 and 0, bytea as its
 // md5 (hex), and timestamptz as the UTC timestamp
@@ -380,24 +381,31 @@ func MD5Text(expr string, oid uint32) string {
 	return "(" + expr + ")::text"
 }
 
-// MD5RowHash is the SQL expression of a row's HashMD5 hash, a bigint from
-// 0 to 2^60-1, over texts (text expressions, in column order, as MD5Text
-// gives them).
-func MD5RowHash(texts []string) string {
+// MD5RowText is the SQL expression of a row's text for HashMD5 over
+// texts (text expressions, in column order, as MD5Text gives them).
+func MD5RowText(texts []string) string {
 	parts := make([]string, len(texts))
 	for i, x := range texts {
 		parts[i] = fmt.Sprintf("CASE WHEN %s IS NULL THEN 'N' ELSE char_length(%s)::text || ':' || %s END", x, x, x)
 	}
-	return "('x0' || left(md5(concat(" + strings.Join(parts, ", ") + ")), 15))::bit(64)::bigint"
+	return "concat(" + strings.Join(parts, ", ") + ")"
 }
 
-// MD5Hash is the RowsHash of kind HashMD5 of rows, each the text of its
-// values (nil: NULL) in column order, as MD5Text writes them: the
-// definition in Go, which the servers' summaries are checked against.
+// MD5Select returns the select list, over a row set, of its HashMD5
+// RowsHash: the count and the md5 of rowText (an MD5RowText, or a column
+// holding one) concatenated in the order of key (an expression). Scan
+// its two columns into Rows and Sum.
+func MD5Select(rowText, key string) string {
+	return "count(*), coalesce(md5(string_agg(" + rowText + ", '' ORDER BY " + key + ")), '')"
+}
+
+// MD5Hash is the RowsHash of kind HashMD5 of rows, in key order, each
+// the text of its values (nil: NULL) in column order, as MD5Text writes
+// them: the definition in Go, which the servers' summaries are checked
+// against.
 func MD5Hash(rows [][]*string) RowsHash {
-	sum := new(big.Int)
+	var b strings.Builder
 	for _, row := range rows {
-		var b strings.Builder
 		for _, v := range row {
 			if v == nil {
 				b.WriteString("N")
@@ -405,9 +413,10 @@ func MD5Hash(rows [][]*string) RowsHash {
 			}
 			fmt.Fprintf(&b, "%d:%s", utf8.RuneCountInString(*v), *v)
 		}
-		d := md5.Sum([]byte(b.String()))
-		n, _ := strconv.ParseUint(hex.EncodeToString(d[:])[:15], 16, 64) // 15 hex digits always parse
-		sum.Add(sum, new(big.Int).SetUint64(n))
 	}
-	return RowsHash{Rows: int64(len(rows)), Sum: sum.String()}
+	if len(rows) == 0 {
+		return RowsHash{Sum: ""}
+	}
+	d := md5.Sum([]byte(b.String()))
+	return RowsHash{Rows: int64(len(rows)), Sum: hex.EncodeToString(d[:])}
 }

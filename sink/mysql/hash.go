@@ -18,10 +18,9 @@ func (s *Sink) HashKinds() []pgtext.HashKind { return []pgtext.HashKind{pgtext.H
 // one-column key is above after and at most upTo (nil: no bound on that
 // side): the pgtext.RowsHash of the values of cols, in that order, equal
 // to a source's summary of the same rows (capture/mysql or
-// capture/postgres HashChunkKind):
+// capture/postgres HashChunkKind), by mysqlurl.MD5Summary of
 //
-//	SELECT COUNT(*), CAST(COALESCE(SUM(<mysqlurl.MD5RowHash of c1, c2>), 0) AS CHAR)
-//	FROM t WHERE k > ? AND k <= ?
+//	SELECT k, <mysqlurl.MD5RowText of c1, c2> AS r FROM t WHERE k > ? AND k <= ?
 //
 // after and upTo are converted as Apply converts values. Failures are
 // *sink.Error.
@@ -69,11 +68,12 @@ func (s *Sink) HashRangeKind(ctx context.Context, kind pgtext.HashKind, table, k
 		args = append(args, v)
 		conds = append(conds, k+" "+b.op+" ?")
 	}
-	query := "SELECT " + mysqlurl.MD5HashSelect(mysqlurl.MD5RowHash(exprs, sqlTypes)) + " FROM " + t.ident
+	inner := "SELECT " + k + " AS k, " + mysqlurl.MD5RowText(exprs, sqlTypes) + " AS r FROM " + t.ident
 	if len(conds) > 0 {
-		query += " WHERE " + strings.Join(conds, " AND ")
+		inner += " WHERE " + strings.Join(conds, " AND ")
 	}
-	if err := s.db.QueryRowContext(ctx, query, args...).Scan(&h.Rows, &h.Sum); err != nil {
+	h, _, err = mysqlurl.MD5Summary(ctx, s.db, inner, args...)
+	if err != nil {
 		return h, classified(table, fmt.Errorf("hash rows of %s: %w", table, err))
 	}
 	return h, nil

@@ -271,11 +271,12 @@ func (s *Sink) HashRange(ctx context.Context, table, key string, cols []string, 
 // pgtext.Settings, so that it equals the source's summary of the same
 // rows (capture/postgres or capture/mysql TableReader.HashChunkKind):
 //
-//	SELECT count(*), coalesce(sum(<row hash of c1, c2>), 0)::text
+//	SELECT count(*), coalesce(sum(<pgtext.RowHash of c1, c2>), 0)::text
 //	FROM t WHERE k > $1::text::type AND k <= $2::text::type
 //
-// the row hash being pgtext.RowHash or pgtext.MD5RowHash (of the values'
-// pgtext.MD5Text, by the columns' types). after and upTo are converted
+// or, for pgtext.HashMD5, pgtext.MD5Select of the rows'
+// pgtext.MD5RowText (of the values' pgtext.MD5Text, by the columns'
+// types) in key order. after and upTo are converted
 // as Apply converts values. Failures are *sink.Error.
 func (s *Sink) HashRangeKind(ctx context.Context, kind pgtext.HashKind, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error) {
 	var h pgtext.RowsHash
@@ -284,19 +285,19 @@ func (s *Sink) HashRangeKind(ctx context.Context, kind pgtext.HashKind, table, k
 		return h, classified(table, fmt.Errorf("hash rows of %s: %w", table, err))
 	}
 	quoted := quoteAll(cols)
-	var rowHash string
+	k := pgx.Identifier{key}.Sanitize()
+	var sel string
 	switch kind {
 	case pgtext.HashText:
-		rowHash = pgtext.RowHash(quoted)
+		sel = pgtext.HashSelect(pgtext.RowHash(quoted))
 	case pgtext.HashMD5:
 		for i, c := range cols {
 			quoted[i] = pgtext.MD5Text(quoted[i], md5Types[t.types[c]])
 		}
-		rowHash = pgtext.MD5RowHash(quoted)
+		sel = pgtext.MD5Select(pgtext.MD5RowText(quoted), k)
 	default:
 		return h, classified(table, fmt.Errorf("hash rows of %s: no %s summaries on PostgreSQL", table, kind))
 	}
-	k := pgx.Identifier{key}.Sanitize()
 	var conds []string
 	var args []any
 	for _, b := range []struct {
@@ -313,7 +314,7 @@ func (s *Sink) HashRangeKind(ctx context.Context, kind pgtext.HashKind, table, k
 		args = append(args, v)
 		conds = append(conds, fmt.Sprintf("%s %s $%d::text::%s", k, b.op, len(args), types[0]))
 	}
-	query := "SELECT " + pgtext.HashSelect(rowHash) + " FROM " + t.ident
+	query := "SELECT " + sel + " FROM " + t.ident
 	if len(conds) > 0 {
 		query += " WHERE " + strings.Join(conds, " AND ")
 	}
