@@ -57,6 +57,7 @@ func TestHashChunkKind_SummarisesEachChunkAsTheMD5KindDefinesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	prefixed := []bool{false, true, false, false, false, false} // s, a string, after its length
 	type chunk struct {
 		Hash pgtext.RowsHash
 		Last []string
@@ -82,10 +83,10 @@ func TestHashChunkKind_SummarisesEachChunkAsTheMD5KindDefinesIt(t *testing.T) {
 		return out
 	}
 	want := []chunk{
-		{pgtext.MD5Hash(texts(0, 4)), []string{"4"}},
-		{pgtext.MD5Hash(texts(4, 8)), []string{"8"}},
-		{pgtext.MD5Hash(texts(8, 10)), []string{"10"}},
-		{pgtext.MD5Hash(nil), nil},
+		{pgtext.MD5Hash(prefixed, texts(0, 4)), []string{"4"}},
+		{pgtext.MD5Hash(prefixed, texts(4, 8)), []string{"8"}},
+		{pgtext.MD5Hash(prefixed, texts(8, 10)), []string{"10"}},
+		{pgtext.MD5Hash(prefixed, nil), nil},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("chunks (-want +got):\n%s", diff)

@@ -34,7 +34,7 @@ func (r *TableReader) HashChunk(ctx context.Context, t *change.Schema, cols []st
 //	FROM (SELECT k, <pgtext.RowHash of c1, c2> AS r FROM t WHERE k > $1 ORDER BY k LIMIT n) s
 //
 // or, for pgtext.HashMD5, pgtext.MD5Select of the rows' pgtext.MD5RowText
-// (of the values' pgtext.MD5Text, by the types Describe found). The rows are read in key
+// (of the values' pgtext.MD5Value, by the types Describe found). The rows are read in key
 // order through the key's index, as Chunk reads them, but only three
 // values come back.
 func (r *TableReader) HashChunkKind(ctx context.Context, kind pgtext.HashKind, t *change.Schema, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error) {
@@ -59,9 +59,9 @@ func (r *TableReader) HashChunkKind(ctx context.Context, kind pgtext.HashKind, t
 			return h, nil, fmt.Errorf("hash a chunk of %s: read before Describe", t.Name)
 		}
 		for i, c := range cols {
-			exprs[i] = pgtext.MD5Text(exprs[i], oids[c])
+			exprs[i] = pgtext.MD5Value(exprs[i], oids[c])
 		}
-		rowHash, sel = pgtext.MD5RowText(exprs), pgtext.MD5Select("r", "k")
+		rowHash, sel = pgtext.MD5RowText(exprs), pgtext.MD5Select("r")
 	default:
 		return h, nil, fmt.Errorf("hash a chunk of %s: no %s summaries on PostgreSQL", t.Name, kind)
 	}

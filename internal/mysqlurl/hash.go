@@ -11,48 +11,56 @@ import (
 	"github.com/tandemcdc/tandem/internal/pgtext"
 )
 
-// md5Text is the text of value expr, a column whose information_schema
-// COLUMN_TYPE is columnType, that MD5RowText writes: what PostgreSQL's
-// pgtext.MD5Text gives for an equal value (see pgtext.HashMD5). Strings
-// are converted to utf8mb4 (PostgreSQL's UTF-8 bytes, and one collation
-// for every column, which CONCAT requires); bytes are their md5; BIT its
-// number; a DATETIME, TIMESTAMP or TIME with fractional digits loses
-// their trailing zeros (PostgreSQL writes "05.1", MariaDB "05.100000");
-// the rest (integers, decimals, dates) as they read.
-func md5Text(expr, columnType string) string {
+// md5Value is the text of value expr, a column whose information_schema
+// COLUMN_TYPE is columnType, in a row's text for pgtext.HashMD5: what
+// PostgreSQL's pgtext.MD5Value gives for an equal value. Integers,
+// decimals, dates, times, BIT (as its number) and bytes (as their md5)
+// are their text and a comma, a DATETIME, TIMESTAMP or TIME with
+// fractional digits without their trailing zeros (PostgreSQL writes
+// "05.1", MariaDB "05.100000"); the rest (strings, converted to utf8mb4:
+// PostgreSQL's UTF-8 bytes, and one collation for every column, which
+// CONCAT requires) their length in characters, a colon and their text.
+// NULL is N.
+func md5Value(expr, columnType string) string {
 	t := strings.ToLower(columnType)
 	base, _, _ := strings.Cut(t, "(")
+	base = strings.Fields(base + " ")[0]
+	x := expr
 	switch {
 	case base == "bit":
-		return "(" + expr + " + 0)"
+		x = "(" + expr + " + 0)"
 	case strings.Contains(base, "binary") || strings.Contains(base, "blob"):
-		return "MD5(" + expr + ")"
+		x = "MD5(" + expr + ")"
 	case fractional.MatchString(t):
-		return "TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM " + expr + "))"
-	case strings.Contains(base, "char") || strings.Contains(base, "text") || base == "enum" || base == "set" || base == "json":
-		return "CONVERT(" + expr + " USING utf8mb4)"
+		x = "TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM " + expr + "))"
+	case !unprefixed[base]:
+		return fmt.Sprintf("IF(%s IS NULL, 'N', CONCAT(CHAR_LENGTH(%s), ':', CONVERT(%s USING utf8mb4)))", expr, expr, expr)
 	}
-	return expr
+	return "IFNULL(CONCAT(" + x + ", ','), 'N')"
 }
+
+// unprefixed are the types whose text holds no comma and starts with no
+// N, written without their length.
+var unprefixed = map[string]bool{"tinyint": true, "smallint": true, "mediumint": true, "int": true, "bigint": true, "year": true,
+	"decimal": true, "date": true, "datetime": true, "timestamp": true, "time": true}
 
 // fractional matches the column types with fractional seconds.
 var fractional = regexp.MustCompile(`^(datetime|timestamp|time)\([1-6]\)`)
 
 // MD5RowText is the SQL expression of a row's text for pgtext.HashMD5
 // over the columns exprs whose information_schema COLUMN_TYPEs are types,
-// in column order: equal to PostgreSQL's pgtext.MD5RowText of an equal
-// row. A row whose text is longer than max_allowed_packet (CONCAT's
-// limit, where it returns NULL) is instead "!" and the md5 of each of its
-// values as the server holds them: not PostgreSQL's text, so such a
-// row's chunk is compared row by row against PostgreSQL, but the same on
-// MariaDB and MySQL servers holding equal rows in the same character
-// sets.
+// in column order (md5Value of each): equal to PostgreSQL's
+// pgtext.MD5RowText of an equal row. A row whose text is longer than
+// max_allowed_packet (CONCAT's limit, where it returns NULL) is instead
+// "!" and the md5 of each of its values as the server holds them: not
+// PostgreSQL's text, so such a row's chunk is compared row by row against
+// PostgreSQL, but the same on MariaDB and MySQL servers holding equal
+// rows in the same character sets.
 func MD5RowText(exprs, types []string) string {
 	parts := make([]string, len(exprs))
 	raw := make([]string, len(exprs))
 	for i, c := range exprs {
-		x := md5Text(c, types[i])
-		parts[i] = fmt.Sprintf("IF(%s IS NULL, 'N', CONCAT(CHAR_LENGTH(%s), ':', %s))", c, x, x)
+		parts[i] = md5Value(c, types[i])
 		raw[i] = fmt.Sprintf("IF(%s IS NULL, 'N', MD5(%s))", c, c)
 	}
 	return "COALESCE(CONCAT(" + strings.Join(parts, ", ") + "), CONCAT('!', MD5(CONCAT_WS(',', " + strings.Join(raw, ", ") + "))))"
@@ -70,9 +78,14 @@ const md5SessionMax = 256 << 20
 // group_concat_max_len, then
 //
 //	SELECT n, MD5(g), LENGTH(g), last FROM (SELECT COUNT(*) AS n,
-//	    GROUP_CONCAT(r ORDER BY k SEPARATOR '') AS g, MAX(k) AS last FROM (inner) s) x
+//	    GROUP_CONCAT(r SEPARATOR '') AS g, MAX(k) AS last FROM (inner) s) x
 //
-// one statement, so one snapshot.
+// one statement, so one snapshot. The rows are concatenated in the order
+// they are read, which for a range of the primary key, or a derived table
+// of one (ORDER BY k LIMIT n), is key order; an ORDER BY in GROUP_CONCAT
+// would sort them again. Were they read in another order, the summaries
+// would differ and the rows be compared: never an equal summary of
+// different rows.
 func MD5Summary(ctx context.Context, db *sql.DB, inner string, args ...any) (pgtext.RowsHash, sql.NullString, error) {
 	var h pgtext.RowsHash
 	var last sql.NullString
@@ -86,7 +99,7 @@ func MD5Summary(ctx context.Context, db *sql.DB, inner string, args ...any) (pgt
 	}
 	var length int64
 	err = conn.QueryRowContext(ctx, "SELECT n, COALESCE(MD5(g), ''), COALESCE(LENGTH(g), 0), last FROM (SELECT COUNT(*) AS n, "+
-		"GROUP_CONCAT(r ORDER BY k SEPARATOR '') AS g, CAST(MAX(k) AS CHAR) AS last FROM ("+inner+") s) x", args...).Scan(&h.Rows, &h.Sum, &length, &last)
+		"GROUP_CONCAT(r SEPARATOR '') AS g, CAST(MAX(k) AS CHAR) AS last FROM ("+inner+") s) x", args...).Scan(&h.Rows, &h.Sum, &length, &last)
 	h.Sum = md5Sum(h.Sum, length)
 	return h, last, err
 }

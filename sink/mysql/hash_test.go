@@ -28,15 +28,16 @@ INSERT INTO h VALUES (1, b'101', 'paid', 'café', '10:00:00.50'), (2, NULL, 'ope
 		{s("4"), s("31"), s("open"), nil, s("23:59:59.99")},
 	}
 	cols := []string{"id", "flags", "state", "name", "at"}
+	prefixed := []bool{false, false, true, true, false} // the strings, after their length
 	for _, tc := range []struct {
 		after, upTo any
 		want        pgtext.RowsHash
 	}{
-		{nil, nil, pgtext.MD5Hash(rows)},
-		{nil, int64(2), pgtext.MD5Hash(rows[:2])},
-		{int64(2), int64(3), pgtext.MD5Hash(rows[2:3])},
-		{int64(3), nil, pgtext.MD5Hash(rows[3:])},
-		{int64(4), nil, pgtext.MD5Hash(nil)},
+		{nil, nil, pgtext.MD5Hash(prefixed, rows)},
+		{nil, int64(2), pgtext.MD5Hash(prefixed, rows[:2])},
+		{int64(2), int64(3), pgtext.MD5Hash(prefixed, rows[2:3])},
+		{int64(3), nil, pgtext.MD5Hash(prefixed, rows[3:])},
+		{int64(4), nil, pgtext.MD5Hash(prefixed, nil)},
 	} {
 		got, err := tg.sink.HashRangeKind(t.Context(), pgtext.HashMD5, "h", "id", cols, tc.after, tc.upTo)
 		if err != nil {

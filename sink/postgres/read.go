@@ -275,8 +275,8 @@ func (s *Sink) HashRange(ctx context.Context, table, key string, cols []string, 
 //	FROM t WHERE k > $1::text::type AND k <= $2::text::type
 //
 // or, for pgtext.HashMD5, pgtext.MD5Select of the rows'
-// pgtext.MD5RowText (of the values' pgtext.MD5Text, by the columns'
-// types) in key order. after and upTo are converted
+// pgtext.MD5RowText (of the values' pgtext.MD5Value, by the columns'
+// types) read in key order. after and upTo are converted
 // as Apply converts values. Failures are *sink.Error.
 func (s *Sink) HashRangeKind(ctx context.Context, kind pgtext.HashKind, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error) {
 	var h pgtext.RowsHash
@@ -286,15 +286,15 @@ func (s *Sink) HashRangeKind(ctx context.Context, kind pgtext.HashKind, table, k
 	}
 	quoted := quoteAll(cols)
 	k := pgx.Identifier{key}.Sanitize()
-	var sel string
+	var sel, rowText string
 	switch kind {
 	case pgtext.HashText:
 		sel = pgtext.HashSelect(pgtext.RowHash(quoted))
 	case pgtext.HashMD5:
 		for i, c := range cols {
-			quoted[i] = pgtext.MD5Text(quoted[i], md5Types[t.types[c]])
+			quoted[i] = pgtext.MD5Value(quoted[i], md5Types[t.types[c]])
 		}
-		sel = pgtext.MD5Select(pgtext.MD5RowText(quoted), k)
+		sel, rowText = pgtext.MD5Select("r"), pgtext.MD5RowText(quoted)
 	default:
 		return h, classified(table, fmt.Errorf("hash rows of %s: no %s summaries on PostgreSQL", table, kind))
 	}
@@ -314,9 +314,13 @@ func (s *Sink) HashRangeKind(ctx context.Context, kind pgtext.HashKind, table, k
 		args = append(args, v)
 		conds = append(conds, fmt.Sprintf("%s %s $%d::text::%s", k, b.op, len(args), types[0]))
 	}
-	query := "SELECT " + sel + " FROM " + t.ident
+	from := t.ident
 	if len(conds) > 0 {
-		query += " WHERE " + strings.Join(conds, " AND ")
+		from += " WHERE " + strings.Join(conds, " AND ")
+	}
+	query := "SELECT " + sel + " FROM " + from
+	if rowText != "" { // md5: the rows' texts in key order
+		query = "SELECT " + sel + " FROM (SELECT " + rowText + " AS r FROM " + from + " ORDER BY " + k + ") s"
 	}
 	rows, err := s.read(ctx, query, args, []string{"rows", "sum"})
 	if err != nil {
@@ -333,6 +337,9 @@ func (s *Sink) HashRangeKind(ctx context.Context, kind pgtext.HashKind, table, k
 	return pgtext.RowsHash{Rows: n, Sum: sum}, nil
 }
 
-// md5Types are the types, as format_type names them, whose
-// pgtext.MD5Text is not their cast to text.
-var md5Types = map[string]uint32{"boolean": pgtext.OIDBool, "bytea": pgtext.OIDBytea, "timestamp with time zone": pgtext.OIDTimestamptz}
+// md5Types are the types, as format_type names them, that
+// pgtext.MD5Value writes otherwise than text.
+var md5Types = map[string]uint32{"boolean": pgtext.OIDBool, "bytea": pgtext.OIDBytea, "smallint": pgtext.OIDInt2,
+	"integer": pgtext.OIDInt4, "bigint": pgtext.OIDInt8, "numeric": pgtext.OIDNumeric, "date": pgtext.OIDDate,
+	"time without time zone": pgtext.OIDTime, "timestamp without time zone": pgtext.OIDTimestamp,
+	"timestamp with time zone": pgtext.OIDTimestamptz}
