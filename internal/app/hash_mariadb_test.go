@@ -184,6 +184,48 @@ func md5Range(t *testing.T, h reconcile.KindRangeHasher, table string) func(lo, 
 	}
 }
 
+// summaryChunk is one chunk of summaryChunks: the source's row count and
+// whether both summaries are equal.
+type summaryChunk struct {
+	Rows  int64
+	Equal bool
+}
+
+// summaryChunks summarises a source in chunks of size (src: the chunk
+// after a key, and its last key) and the target's key ranges of the same
+// chunks (tgt, bounds nil for none), as reconcile's sweep does.
+func summaryChunks(size int64, src func(after []string) (pgtext.RowsHash, []string), tgt func(lo, hi any) pgtext.RowsHash) []summaryChunk {
+	var out []summaryChunk
+	var after []string
+	for {
+		sh, last := src(after)
+		var lo, hi any
+		if after != nil {
+			lo = after[0]
+		}
+		final := sh.Rows < size
+		if !final {
+			hi = last[0]
+		}
+		out = append(out, summaryChunk{sh.Rows, sh == tgt(lo, hi)})
+		if final {
+			return out
+		}
+		after = last
+	}
+}
+
+// differing returns the places of the chunks whose summaries differ.
+func differing(chunks []summaryChunk) []int {
+	out := []int{}
+	for i, c := range chunks {
+		if !c.Equal {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // TestChunkSummaries_MD5IsTheSameOnMariaDBAndPostgreSQL checks the md5
 // summaries that reconcile compares across server families: a MariaDB or
 // PostgreSQL source's HashChunkKind and a MariaDB or PostgreSQL target's
@@ -196,32 +238,8 @@ func TestChunkSummaries_MD5IsTheSameOnMariaDBAndPostgreSQL(t *testing.T) {
 	maria2 := mariaDBSide(t)
 	for _, pair := range []struct{ src, tgt md5Side }{{maria, pg}, {maria, maria2}, {pg, maria}} {
 		t.Run(pair.src.name+"_to_"+pair.tgt.name, func(t *testing.T) {
-			type chunk struct {
-				Rows  int64
-				Equal bool
-			}
-			chunks := func() []chunk {
-				t.Helper()
-				var out []chunk
-				var after []string
-				for {
-					sh, last := pair.src.chunk(after)
-					var lo, hi any
-					if after != nil {
-						lo = after[0]
-					}
-					final := sh.Rows < 3
-					if !final {
-						hi = last[0]
-					}
-					out = append(out, chunk{sh.Rows, sh == pair.tgt.rng(lo, hi)})
-					if final {
-						return out
-					}
-					after = last
-				}
-			}
-			if diff := cmp.Diff([]chunk{{3, true}, {3, true}, {1, true}}, chunks()); diff != "" {
+			chunks := func() []summaryChunk { t.Helper(); return summaryChunks(3, pair.src.chunk, pair.tgt.rng) }
+			if diff := cmp.Diff([]summaryChunk{{3, true}, {3, true}, {1, true}}, chunks()); diff != "" {
 				t.Fatalf("equal tables: chunks (-want +got):\n%s", diff)
 			}
 			tgt := func(query string, args ...any) {
@@ -251,17 +269,11 @@ func TestChunkSummaries_MD5IsTheSameOnMariaDBAndPostgreSQL(t *testing.T) {
 				tc.change()
 				got := chunks()
 				tc.undo()
-				differ := []int{}
-				for i, c := range got {
-					if !c.Equal {
-						differ = append(differ, i)
-					}
-				}
-				if diff := cmp.Diff(tc.differ, differ); diff != "" {
+				if diff := cmp.Diff(tc.differ, differing(got)); diff != "" {
 					t.Errorf("%s: chunks whose summaries differ (-want +got):\n%s", tc.name, diff)
 				}
 			}
-			if diff := cmp.Diff([]chunk{{3, true}, {3, true}, {1, true}}, chunks()); diff != "" {
+			if diff := cmp.Diff([]summaryChunk{{3, true}, {3, true}, {1, true}}, chunks()); diff != "" {
 				t.Errorf("after undoing every change: chunks (-want +got):\n%s", diff)
 			}
 		})
