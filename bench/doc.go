@@ -89,7 +89,9 @@
 //     for a split mapping of 14 columns into two tables next to an identity
 //     mapping of 12, untyped and typed;
 //   - BenchmarkReconcile: a full sweep of 1,000,000 rows next to COPY TO
-//     STDOUT of both tables, and how long continuous mode at its default
+//     STDOUT of both tables (sweep), the same from a MariaDB source next to
+//     a streamed SELECT of it and COPY TO STDOUT of the target
+//     (sweep_mariadb), and how long continuous mode at its default
 //     read rate takes to report one corrupted row (measured on 50,000 rows
 //     against the rate limiter's model, extrapolated to 1,000,000).
 package bench

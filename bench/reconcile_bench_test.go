@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/app/apptest"
 	"github.com/tandemcdc/tandem/internal/config"
+	"github.com/tandemcdc/tandem/internal/mysqlurl"
 	"github.com/tandemcdc/tandem/reconcile"
 )
 
@@ -55,6 +57,15 @@ import (
 // column. Their settle time is 1 ms (no stream runs, nothing is in
 // flight), so their time is the pass over the rows and the re-check of one
 // row.
+//
+// BenchmarkReconcile/sweep_mariadb is the same comparison from a MariaDB
+// source: the backfill benchmark's 1,000,000 rows (newMySQLBackfillSource)
+// against their copy in PostgreSQL, one target row corrupted, swept at the
+// default chunk_rows by md5 chunk summaries (the identity mapping: both
+// servers compute pgtext.HashMD5) and row by row (the computed column).
+// Its limit, measured in the same run: a plain SELECT of the source's
+// table, streamed and discarded (raw bytes, no conversion), then COPY TO
+// STDOUT of the target's.
 //
 // BenchmarkReconcile/detect measures the detection time of continuous mode
 // (app.ServeReconcile, as `tandem reconcile` runs) at its default
@@ -148,6 +159,13 @@ func BenchmarkReconcile(b *testing.B) {
 		}
 		last.report(b)
 	})
+	b.Run("sweep_mariadb", func(b *testing.B) {
+		var last reconcileBench
+		for b.Loop() {
+			last = measureMariaDBReconcile(b)
+		}
+		last.report(b)
+	})
 	b.Run("detect", func(b *testing.B) {
 		var last reconcileDetect
 		for b.Loop() {
@@ -159,6 +177,7 @@ func BenchmarkReconcile(b *testing.B) {
 
 // reconcileBench is what a reconcile run measured.
 type reconcileBench struct {
+	source           string        // "postgres" or "mariadb"
 	generation, fill time.Duration // the source's rows inserted, copied to the target
 	scanSource       time.Duration // limit: COPY TO STDOUT of the source's table
 	scanTarget       time.Duration // and of the target's
@@ -208,6 +227,9 @@ func (l reconcileBench) report(b *testing.B) {
 	b.ReportMetric(l.scanRate(), "scan_rows/s")
 	for _, s := range l.sweeps {
 		prefix := "reconcile"
+		if l.source == "mariadb" {
+			prefix = "mariadb_reconcile"
+		}
 		if s.chunkRows != config.DefaultReconcileChunk {
 			prefix = fmt.Sprintf("reconcile_chunk%d", s.chunkRows)
 		}
@@ -221,11 +243,14 @@ func (l reconcileBench) report(b *testing.B) {
 }
 
 func (l reconcileBench) summary() string {
-	servers := "servers (postgres)"
+	servers, limit := "servers (postgres)", "limit: COPY TO STDOUT of both, discarded"
+	if l.source == "mariadb" {
+		servers, limit = "servers (postgres, mariadbd)", "limit: SELECT of the source streamed, COPY TO STDOUT of the target"
+	}
 	lines := []string{
-		fmt.Sprintf("postgres -> postgres reconcile: %s rows of 6 columns (inserted on the source in %.1f s, copied to the target in %.1f s), identity mapping; rows/s count the source's and the target's rows (2 per row)",
-			thousands(reconcileRows), l.generation.Seconds(), l.fill.Seconds()),
-		fmt.Sprintf("  %-58s %9s rows/s   source %.2f s + target %.2f s; %s", "limit: COPY TO STDOUT of both, discarded",
+		fmt.Sprintf("%s -> postgres reconcile: %s rows of 6 columns (inserted on the source in %.1f s, copied to the target in %.1f s), identity mapping; rows/s count the source's and the target's rows (2 per row)",
+			l.source, thousands(reconcileRows), l.generation.Seconds(), l.fill.Seconds()),
+		fmt.Sprintf("  %-58s %9s rows/s   source %.2f s + target %.2f s; %s", limit,
 			thousands(l.scanRate()), l.scanSource.Seconds(), l.scanTarget.Seconds(), l.scanCPU.breakdown("tandem", servers)),
 	}
 	for _, s := range l.sweeps {
@@ -249,7 +274,7 @@ func (l reconcileBench) summary() string {
 func measureReconcile(b *testing.B) reconcileBench {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*reconcileWithin)
 	defer cancel()
-	var l reconcileBench
+	l := reconcileBench{source: "postgres"}
 	rt := newReconcileTables(ctx, b, reconcileRows)
 	l.generation, l.fill = rt.generation, rt.fill
 
@@ -274,6 +299,129 @@ func measureReconcile(b *testing.B) reconcileBench {
 	}
 	logSummary(b, "\n"+l.summary())
 	return l
+}
+
+// measureMariaDBReconcile fills a MariaDB source with the backfill
+// benchmark's rows (newMySQLBackfillSource) and a PostgreSQL target with
+// their copy, measures the limit (the source's table streamed by a plain
+// SELECT, the target's by COPY TO STDOUT), corrupts a row and sweeps at
+// the default chunk_rows, by md5 chunk summaries (the identity mapping)
+// and row by row (the mapping with a computed column).
+func measureMariaDBReconcile(b *testing.B) reconcileBench {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*reconcileWithin)
+	defer cancel()
+	l := reconcileBench{source: "mariadb"}
+	src := newMySQLBackfillSource(ctx, b)
+	l.generation = src.generation
+	tgtDSN := targetDatabase(b, fmt.Sprintf("bench_reconcile_%d", runs.Add(1)))
+	tgt, err := pgx.Connect(ctx, tgtDSN)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tgt.Close(context.Background()) })
+	if _, err := tgt.Exec(ctx, backfillTargetDDL); err != nil {
+		b.Fatal(err)
+	}
+	begin := time.Now()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(src.copyTo(ctx, pw)) }()
+	_, err = tgt.PgConn().CopyFrom(ctx, pr, `COPY public.accounts (`+backfillColumns+`) FROM STDIN`)
+	pr.CloseWithError(errors.New("COPY FROM ended")) // unblocks the writer if COPY FROM failed
+	if err != nil {
+		b.Fatalf("copy the source's rows to the target: %v", err)
+	}
+	l.fill = time.Since(begin)
+	if _, err := tgt.Exec(ctx, `VACUUM ANALYZE public.accounts`); err != nil {
+		b.Fatal(err)
+	}
+	cfgOf := func(computed bool) *config.Config {
+		yaml := src.config(tgtDSN, reconcileTuning(config.DefaultReconcileChunk, -1))
+		if computed {
+			yaml = strings.Replace(yaml, "visits: row.visits", computedColumn, 1)
+		}
+		return apptest.ParseConfig(b, yaml)
+	}
+	db, err := mysqlurl.Open(cfgOf(false).Source.DSN.Value())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	pids := src.pids
+	if pm, err := connPostmaster(ctx, tgt); err == nil {
+		pids = append(pids[:len(pids):len(pids)], pm)
+	}
+	l.scanSource, l.scanTarget, l.scanCPU = measureMariaDBScan(ctx, b, db, tgt, pids)
+
+	tag, err := tgt.Exec(ctx, `UPDATE public.accounts SET balance = balance + 0.01 WHERE id = $1`, reconcileRows*7/9)
+	if err != nil || tag.RowsAffected() != 1 {
+		b.Fatalf("corrupt row %d: %v (%d rows updated)", reconcileRows*7/9, err, tag.RowsAffected())
+	}
+	for _, computed := range []bool{false, true} {
+		s, res := sweepOnce(ctx, b, cfgOf(computed), computed, pids)
+		checkOneMismatch(b, res, reconcileRows*7/9)
+		if s.checked != 2*reconcileRows {
+			b.Fatalf("sweep, computed %v: %d checked, want %d (source rows and target keys)", computed, s.checked, 2*reconcileRows)
+		}
+		l.sweeps = append(l.sweeps, s)
+	}
+	logSummary(b, "\n"+l.summary())
+	return l
+}
+
+// measureMariaDBScan reads the MariaDB source's accounts (a plain SELECT
+// of every column, streamed and discarded) and then the target's (COPY TO
+// STDOUT into io.Discard), reconcileScanAttempts times, and returns the
+// fastest attempt's times, with the CPU use of the machine while it ran.
+func measureMariaDBScan(ctx context.Context, b *testing.B, src *sql.DB, tgt *pgx.Conn, pids []int) (srcTook, tgtTook time.Duration, cpu cpuUse) {
+	b.Helper()
+	best := time.Duration(math.MaxInt64)
+	for range reconcileScanAttempts {
+		cpu0 := sampleCPU(pids...)
+		begin := time.Now()
+		n, err := streamMariaDB(ctx, src, `SELECT `+backfillColumns+` FROM accounts`)
+		took0 := time.Since(begin)
+		if err != nil || n != reconcileRows {
+			b.Fatalf("limit: scan the source's accounts: %d rows, %v", n, err)
+		}
+		begin = time.Now()
+		tag, err := tgt.PgConn().CopyTo(ctx, io.Discard, `COPY (SELECT `+backfillColumns+` FROM public.accounts) TO STDOUT`)
+		took1 := time.Since(begin)
+		if err != nil || tag.RowsAffected() != reconcileRows {
+			b.Fatalf("limit: scan the target's accounts: %d rows, %v", tag.RowsAffected(), err)
+		}
+		use := cpu0.until(sampleCPU(pids...))
+		if took0+took1 < best {
+			best, srcTook, tgtTook, cpu = took0+took1, took0, took1, use
+		}
+	}
+	return srcTook, tgtTook, cpu
+}
+
+// streamMariaDB runs query and reads its rows as they arrive, as raw
+// bytes, discarding them; it returns how many it read.
+func streamMariaDB(ctx context.Context, db *sql.DB, query string) (int, error) {
+	rows, err := db.QueryContext(ctx, query)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return 0, err
+	}
+	vals := make([]sql.RawBytes, len(cols))
+	ptrs := make([]any, len(vals))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	n := 0
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, rows.Err()
 }
 
 // reconcileTables is a source database holding n rows in bench.accounts
@@ -403,19 +551,27 @@ func (rt *reconcileTables) measureScan(ctx context.Context, b *testing.B) (src, 
 // reconcileSweepSettle (warnings logged only).
 func (rt *reconcileTables) sweep(ctx context.Context, b *testing.B, tuning string, computed bool) (reconcileSweep, *reconcile.Result) {
 	b.Helper()
-	cfg := rt.config(b, tuning, computed)
+	return sweepOnce(ctx, b, rt.config(b, tuning, computed), computed, rt.e.postmasters)
+}
+
+// sweepOnce runs app.Reconcile once on cfg, whose mapping computes a
+// column when computed, with a settle time of reconcileSweepSettle
+// (warnings logged only), measuring the CPU of the servers pids too.
+func sweepOnce(ctx context.Context, b *testing.B, cfg *config.Config, computed bool, pids []int) (reconcileSweep, *reconcile.Result) {
+	b.Helper()
+	tuning := fmt.Sprintf("chunk_rows %d", cfg.Reconcile.ChunkRows)
 	ctx, cancel := context.WithTimeout(ctx, reconcileWithin)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(apptest.LogWriter{TB: b}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	runtime.GC() // the heap of what ran before is not the sweep's
 	gc := watchGC()
-	cpu0 := sampleCPU(rt.e.postmasters...)
+	cpu0 := sampleCPU(pids...)
 	begin := time.Now()
 	res, err := app.Reconcile(ctx, cfg, app.ReconcileOptions{Logger: log, Settle: reconcileSweepSettle})
 	took := time.Since(begin)
-	cpu := cpu0.until(sampleCPU(rt.e.postmasters...))
+	cpu := cpu0.until(sampleCPU(pids...))
 	if err != nil {
-		b.Fatalf("reconcile, %s: %v", strings.TrimSpace(tuning), err)
+		b.Fatalf("reconcile, %s: %v", tuning, err)
 	}
 	s := reconcileSweep{chunkRows: cfg.Reconcile.ChunkRows, computed: computed, took: took, sweep: res.Report.Took, cpu: cpu, gc: gc.stop(), drift: res.Report.Drift()}
 	for _, m := range res.Report.Mappings {
@@ -423,7 +579,7 @@ func (rt *reconcileTables) sweep(ctx context.Context, b *testing.B, tuning strin
 		s.summarised += m.Summarised
 	}
 	if want := !computed; (s.summarised > 0) != want {
-		b.Fatalf("reconcile, %s, computed column %v: %d rows summarised, want summaries %v", strings.TrimSpace(tuning), computed, s.summarised, want)
+		b.Fatalf("reconcile, %s, computed column %v: %d rows summarised, want summaries %v", tuning, computed, s.summarised, want)
 	}
 	return s, res
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -18,7 +19,7 @@ import (
 // row by row, as any other mapping's are. Equal text is equal values
 // (decoded alike on both sides, equal under any tolerance rule), so a
 // chunk whose summaries match holds no drift, but for a hash collision (a
-// chance of about 2^-64 per differing chunk). Text that differs while the
+// chance of about 2^-64 per differing chunk, less in md5). Text that differs while the
 // values are equal ("1.50" and "1.5", a column of another type) only costs
 // the chunk's row comparison, which decides.
 //
@@ -26,8 +27,8 @@ import (
 // keyed by a copy of the source's integer key, here of one column), has no
 // `when`, and whose every column is a source column as it is (row.x) into
 // a column of the same family (sameFamily), when the source can summarise
-// chunks (ChunkHasher) and the target key ranges (RangeHasher): PostgreSQL
-// on both sides.
+// chunks and the target key ranges in a kind of summary both compute
+// (hashers): PostgreSQL, MariaDB or MySQL on either side.
 
 // ChunkHasher is a Source that can summarise a chunk on its server: the
 // RowsHash of the values of cols, in that order, of the rows Chunk(t,
@@ -43,6 +44,80 @@ type ChunkHasher interface {
 // no bound on that side), equal to a ChunkHasher's of the same rows.
 type RangeHasher interface {
 	HashRange(ctx context.Context, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error)
+}
+
+// KindChunkHasher is a Source that can summarise a chunk on its server
+// in each kind HashKinds lists, best first: HashChunkKind is
+// ChunkHasher's HashChunk in the kind given. A ChunkHasher that is not
+// one summarises in pgtext.HashText.
+type KindChunkHasher interface {
+	HashKinds() []pgtext.HashKind
+	HashChunkKind(ctx context.Context, kind pgtext.HashKind, t *change.Schema, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error)
+}
+
+// KindRangeHasher is a target that can summarise key ranges on its
+// server in each kind HashKinds lists, best first: HashRangeKind is
+// RangeHasher's HashRange in the kind given. A RangeHasher that is not
+// one summarises in pgtext.HashText.
+type KindRangeHasher interface {
+	HashKinds() []pgtext.HashKind
+	HashRangeKind(ctx context.Context, kind pgtext.HashKind, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error)
+}
+
+// hashers returns src's and tgt's summaries of the first kind src lists
+// that tgt computes too (PostgreSQL on both sides: pgtext.HashText;
+// MariaDB or MySQL on either: pgtext.HashMD5), or nils when they share
+// none: every row is then compared.
+func hashers(src Source, tgt RowReader) (ChunkHasher, RangeHasher) {
+	kinds := func(v any) []pgtext.HashKind {
+		if h, ok := v.(interface{ HashKinds() []pgtext.HashKind }); ok {
+			return h.HashKinds()
+		}
+		return []pgtext.HashKind{pgtext.HashText}
+	}
+	sh, ok := src.(ChunkHasher)
+	ks, kok := src.(KindChunkHasher)
+	if !ok && !kok {
+		return nil, nil
+	}
+	th, ok := tgt.(RangeHasher)
+	kt, kok := tgt.(KindRangeHasher)
+	if !ok && !kok {
+		return nil, nil
+	}
+	for _, k := range kinds(src) {
+		if !slices.Contains(kinds(tgt), k) {
+			continue
+		}
+		if ks != nil {
+			sh = kindChunk{ks, k}
+		}
+		if kt != nil {
+			th = kindRange{kt, k}
+		}
+		return sh, th
+	}
+	return nil, nil
+}
+
+// kindChunk is a KindChunkHasher's summaries of one kind.
+type kindChunk struct {
+	h    KindChunkHasher
+	kind pgtext.HashKind
+}
+
+func (k kindChunk) HashChunk(ctx context.Context, t *change.Schema, cols []string, after []string, limit int) (pgtext.RowsHash, []string, error) {
+	return k.h.HashChunkKind(ctx, k.kind, t, cols, after, limit)
+}
+
+// kindRange is a KindRangeHasher's summaries of one kind.
+type kindRange struct {
+	h    KindRangeHasher
+	kind pgtext.HashKind
+}
+
+func (k kindRange) HashRange(ctx context.Context, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error) {
+	return k.h.HashRangeKind(ctx, k.kind, table, key, cols, after, upTo)
 }
 
 // hashable returns, when mapping i's chunks can be compared by summaries,

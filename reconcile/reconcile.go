@@ -92,7 +92,7 @@ type Reconciler struct {
 	tols     []tolerances // per mapping
 	limiter  *rate.Limiter
 	// srcHash and tgtHash summarise chunks on the servers, when both sides
-	// can (see sweepHashed); nil otherwise.
+	// can in a kind they share (hashers, sweepHashed); nil otherwise.
 	srcHash ChunkHasher
 	tgtHash RangeHasher
 	// dlq reads the dead letters stored in the target, when it can, to say
@@ -130,8 +130,7 @@ func New(cfg Config, src Source, tgt RowReader, mappings []*transform.Mapping, m
 	}
 	r := &Reconciler{cfg: cfg, src: src, tgt: tgt, mappings: mappings, metrics: metrics, log: log, limiter: lim,
 		driftStores: repeat.New(log, "reconcile: store the drift counts for tandem status", repeat.WithLevel(slog.LevelWarn))}
-	r.srcHash, _ = src.(ChunkHasher)
-	r.tgtHash, _ = tgt.(RangeHasher)
+	r.srcHash, r.tgtHash = hashers(src, tgt)
 	r.dlq, _ = tgt.(DeadLetterReader)
 	for _, m := range mappings {
 		rules := append(slices.Clone(cfg.Tolerate), cfg.MappingTolerate[m.Name]...)

@@ -24,6 +24,9 @@ import (
 type TableReader struct {
 	db     *sql.DB
 	tables map[change.Table][]column
+	// sqlTypes are each table's columns' COLUMN_TYPE, as Describe read
+	// them (for HashChunk).
+	sqlTypes map[change.Table]map[string]string
 
 	mu       sync.Mutex
 	rowBytes map[change.Table]int // COPY text bytes per row of the last verbatim chunk
@@ -39,7 +42,7 @@ func NewTableReader(ctx context.Context, dsn string) (*TableReader, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to source: %w", err)
 	}
-	return &TableReader{db: db, tables: map[change.Table][]column{}, rowBytes: map[change.Table]int{}}, nil
+	return &TableReader{db: db, tables: map[change.Table][]column{}, sqlTypes: map[change.Table]map[string]string{}, rowBytes: map[change.Table]int{}}, nil
 }
 
 // Close closes the connections.
@@ -65,7 +68,9 @@ func (r *TableReader) Describe(ctx context.Context, t change.Table) (*change.Sch
 	}
 	out := &change.Schema{Name: t, Types: map[string]change.Type{}}
 	cols := make([]column, len(info))
+	sqlTypes := make(map[string]string, len(info))
 	for i, ic := range info {
+		sqlTypes[ic.name] = ic.columnType
 		c := column{name: ic.name, unsigned: strings.Contains(ic.columnType, "unsigned"), binary: !ic.charset.Valid}
 		tp, ok := dataTypes[ic.dataType]
 		if !ok {
@@ -99,7 +104,7 @@ WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SE
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read the primary key of %s: %w", t, err)
 	}
-	r.tables[t] = cols
+	r.tables[t], r.sqlTypes[t] = cols, sqlTypes
 	return out, nil
 }
 

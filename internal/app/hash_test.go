@@ -14,6 +14,7 @@ import (
 	pgcapture "github.com/tandemcdc/tandem/capture/postgres"
 	"github.com/tandemcdc/tandem/internal/app"
 	"github.com/tandemcdc/tandem/internal/change"
+	"github.com/tandemcdc/tandem/internal/pgtext"
 	"github.com/tandemcdc/tandem/internal/testenv"
 	sinkpg "github.com/tandemcdc/tandem/sink/postgres"
 )
@@ -80,41 +81,24 @@ func TestChunkSummaries_EqualRowsSummariseAlikeAndAnyChangeShows(t *testing.T) {
 	srcCols := []string{"id", "a", "b", "c", "d", "e", "f", "g", "h"}
 	tgtCols := []string{"id", "a2", "b2", "c2", "d2", "e2", "f2", "g2", "h2"}
 
-	// chunks summarises both sides in chunks of 3 and reports, per chunk,
-	// the source's row count and whether both summaries are equal.
-	type chunk struct {
-		Rows  int64
-		Equal bool
-	}
-	chunks := func() []chunk {
+	// chunks summarises both sides in chunks of 3.
+	chunks := func() []summaryChunk {
 		t.Helper()
-		var out []chunk
-		var after []string
-		for {
+		return summaryChunks(3, func(after []string) (pgtext.RowsHash, []string) {
 			sh, last, err := reader.HashChunk(ctx, table, srcCols, after, 3)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var lo, hi any
-			if after != nil {
-				lo = after[0]
-			}
-			final := sh.Rows < 3
-			if !final {
-				hi = last[0]
-			}
+			return sh, last
+		}, func(lo, hi any) pgtext.RowsHash {
 			th, err := sink.HashRange(ctx, "public.t", "id", tgtCols, lo, hi)
 			if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, chunk{sh.Rows, sh == th})
-			if final {
-				return out
-			}
-			after = last
-		}
+			return th
+		})
 	}
-	if diff := cmp.Diff([]chunk{{3, true}, {3, true}, {1, true}}, chunks()); diff != "" {
+	if diff := cmp.Diff([]summaryChunk{{3, true}, {3, true}, {1, true}}, chunks()); diff != "" {
 		t.Fatalf("equal tables: chunks (-want +got):\n%s", diff)
 	}
 	for _, tc := range []struct {
@@ -137,17 +121,11 @@ func TestChunkSummaries_EqualRowsSummariseAlikeAndAnyChangeShows(t *testing.T) {
 		if _, err := tgt.Exec(ctx, tc.undo); err != nil {
 			t.Fatal(err)
 		}
-		differ := []int{}
-		for i, c := range got {
-			if !c.Equal {
-				differ = append(differ, i)
-			}
-		}
-		if diff := cmp.Diff(tc.differ, differ); diff != "" {
+		if diff := cmp.Diff(tc.differ, differing(got)); diff != "" {
 			t.Errorf("after %s: chunks whose summaries differ (-want +got):\n%s", tc.change, diff)
 		}
 	}
-	if diff := cmp.Diff([]chunk{{3, true}, {3, true}, {1, true}}, chunks()); diff != "" {
+	if diff := cmp.Diff([]summaryChunk{{3, true}, {3, true}, {1, true}}, chunks()); diff != "" {
 		t.Errorf("after undoing every change: chunks (-want +got):\n%s", diff)
 	}
 }

@@ -161,9 +161,10 @@ func reconcileOpener(cfg *config.Config, opts ReconcileOptions) reconcile.Opener
 }
 
 // reconcileSource is the reconciler's source: one that summarises chunks
-// on its server when its reader can (reconcile.ChunkHasher, PostgreSQL).
+// on its server when its reader can (reconcile.KindChunkHasher: MariaDB,
+// MySQL and PostgreSQL).
 func reconcileSource(r connect.Reader) reconcile.Source {
-	if h, ok := r.(reconcile.ChunkHasher); ok {
+	if h, ok := r.(reconcile.KindChunkHasher); ok {
 		return hashingSource{r, h}
 	}
 	return r
@@ -172,7 +173,7 @@ func reconcileSource(r connect.Reader) reconcile.Source {
 // hashingSource is a source whose reader summarises chunks.
 type hashingSource struct {
 	reconcile.Source
-	reconcile.ChunkHasher
+	reconcile.KindChunkHasher
 }
 
 // maxLag returns the largest lag of the appliers.

@@ -7,7 +7,8 @@
 //
 // The contracts both implementations of a kind satisfy are checked at
 // compile time below (Source, Target, Reader). A few capabilities exist on
-// PostgreSQL only (sink.TextCopier, reconcile.ChunkHasher and RangeHasher):
+// one kind only (sink.TextCopier on PostgreSQL), or in other forms on each
+// (reconcile.KindChunkHasher and KindRangeHasher, whose kinds differ):
 // they are optional interfaces, asserted at compile time on the
 // implementations that have them and found at run time by their consumer,
 // as franz-go's optional hooks are.
@@ -78,15 +79,19 @@ type Reader interface {
 }
 
 var (
-	_ Target                = (*sinkpg.Sink)(nil)
-	_ Target                = (*sinkmysql.Sink)(nil)
-	_ sink.TextCopier       = (*sinkpg.Sink)(nil)
-	_ reconcile.RangeHasher = (*sinkpg.Sink)(nil)
-	_ Source                = (*pgcapture.Source)(nil)
-	_ Source                = (*mycapture.Source)(nil)
-	_ Reader                = (*pgcapture.TableReader)(nil)
-	_ Reader                = (*mycapture.TableReader)(nil)
-	_ reconcile.ChunkHasher = (*pgcapture.TableReader)(nil)
+	_ Target                    = (*sinkpg.Sink)(nil)
+	_ Target                    = (*sinkmysql.Sink)(nil)
+	_ sink.TextCopier           = (*sinkpg.Sink)(nil)
+	_ reconcile.RangeHasher     = (*sinkpg.Sink)(nil)
+	_ reconcile.KindRangeHasher = (*sinkpg.Sink)(nil)
+	_ reconcile.KindRangeHasher = (*sinkmysql.Sink)(nil)
+	_ Source                    = (*pgcapture.Source)(nil)
+	_ Source                    = (*mycapture.Source)(nil)
+	_ Reader                    = (*pgcapture.TableReader)(nil)
+	_ Reader                    = (*mycapture.TableReader)(nil)
+	_ reconcile.ChunkHasher     = (*pgcapture.TableReader)(nil)
+	_ reconcile.KindChunkHasher = (*pgcapture.TableReader)(nil)
+	_ reconcile.KindChunkHasher = (*mycapture.TableReader)(nil)
 )
 
 // unsupported is the error of a kind that has no implementation; config

@@ -15,6 +15,7 @@ package pgtext
 
 import (
 	"bytes"
+	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // PostgreSQL type OIDs that decode to something other than text, and those
@@ -156,7 +158,7 @@ set_config('bytea_output', 'hex', true)`
 // says "compare the rows", not "drift".
 type RowsHash struct {
 	Rows int64
-	Sum  string // decimal
+	Sum  string // decimal; for HashMD5, a digest
 }
 
 // RowHash is the SQL expression of a row's 64-bit hash over exprs (SQL
@@ -334,4 +336,95 @@ func AppendCopyEscaped(b []byte, v string) []byte {
 		}
 	}
 	return b
+}
+
+// HashKind names how a RowsHash is computed; summaries of one kind only
+// compare with summaries of the same kind.
+type HashKind string
+
+const (
+	// HashText is RowHash's: PostgreSQL's hashtextextended of each value's
+	// text, XORed. PostgreSQL only; the faster one.
+	HashText HashKind = "hashtextextended"
+	// HashMD5 is MD5Select's, which MariaDB and MySQL compute too
+	// (mysqlurl.MD5Summary): the md5, in hex, of the texts of a range's
+	// rows (MD5RowText) concatenated in key order ("" for no rows); one
+	// md5 per range, not per row, which on MariaDB costs less than the
+	// row's text. A row's text is its values' (MD5Value) in column order:
+	// "N" for NULL; for integers, decimals, dates, times, timestamps (UTC,
+	// no trailing zeros in fractions), booleans (1 and 0) and bytes (their
+	// md5, in hex) their text and ","; for other types (strings, as UTF-8)
+	// their length in characters, ":" and their text. So a row's text is
+	// its values', and no other values' of the same types, and a range's
+	// its rows'. The text is the same on both server families for equal
+	// values of those types; floats and JSON are written differently by
+	// the two families, so their summaries differ where the rows may be
+	// equal (reconcile then compares the rows, and stops summarising after
+	// a few such chunks).
+	HashMD5 HashKind = "md5"
+)
+
+// MD5Value is value expr's text, of the type oid, in a row's text for
+// HashMD5: its cast to text (so a character(n) loses its padding, as
+// MySQL's CHAR reads), but booleans as 1 and 0, bytea as its md5 (hex),
+// and timestamptz as the UTC timestamp without a zone; followed by ","
+// for the types whose text holds no comma (numbers, times, booleans,
+// bytes), or after its length and ":" for the others; "N" for NULL.
+func MD5Value(expr string, oid uint32) string {
+	x := "(" + expr + ")::text"
+	switch oid {
+	case OIDBool:
+		x = "(" + expr + ")::int::text"
+	case OIDBytea:
+		x = "md5(" + expr + ")"
+	case OIDTimestamptz:
+		x = "((" + expr + ") AT TIME ZONE 'UTC')::text"
+	case OIDInt2, OIDInt4, OIDInt8, OIDNumeric, OIDDate, OIDTime, OIDTimestamp:
+	default:
+		return fmt.Sprintf("coalesce(char_length(%s)::text || ':' || %s, 'N')", x, x)
+	}
+	return "coalesce(" + x + " || ',', 'N')"
+}
+
+// MD5RowText is the SQL expression of a row's text for HashMD5 over
+// values (expressions, in column order, as MD5Value gives them).
+func MD5RowText(values []string) string {
+	return "concat(" + strings.Join(values, ", ") + ")"
+}
+
+// MD5Select returns the select list, over a row set read in key order,
+// of its HashMD5 RowsHash: the count and the md5 of rowText (an
+// MD5RowText, or a column holding one) concatenated in the order read
+// (string_agg from a sorted subquery: an ORDER BY in the aggregate would
+// sort the rows again; were they read in another order, the summaries
+// would differ and the rows be compared, never the reverse). Scan its two
+// columns into Rows and Sum.
+func MD5Select(rowText string) string {
+	return "count(*), coalesce(md5(string_agg(" + rowText + ", '')), '')"
+}
+
+// MD5Hash is the RowsHash of kind HashMD5 of rows, in key order, each
+// the text of its values (nil: NULL) in column order, as MD5Value writes
+// them, the values of the columns where prefixed is true after their
+// length: the definition in Go, which the servers' summaries are checked
+// against.
+func MD5Hash(prefixed []bool, rows [][]*string) RowsHash {
+	var b strings.Builder
+	for _, row := range rows {
+		for i, v := range row {
+			switch {
+			case v == nil:
+				b.WriteString("N")
+			case prefixed[i]:
+				fmt.Fprintf(&b, "%d:%s", utf8.RuneCountInString(*v), *v)
+			default:
+				b.WriteString(*v + ",")
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return RowsHash{Sum: ""}
+	}
+	d := md5.Sum([]byte(b.String()))
+	return RowsHash{Rows: int64(len(rows)), Sum: hex.EncodeToString(d[:])}
 }

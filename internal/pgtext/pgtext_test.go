@@ -217,3 +217,18 @@ func TestRowHash_HashesEachValueByItsPlaceWithNullAsAConstant(t *testing.T) {
 		t.Errorf("HashSelect(r) = %s, want %s", got, want)
 	}
 }
+
+// TestMD5Hash_IsTheMD5OfTheRowsLengthPrefixedTexts pins the md5 kind's
+// definition: ('abc', NULL, ”) is "3:abcN0:" and ('é', '1') "1:é1:1"
+// (lengths in characters; every column a string), their md5 "8550bb35c4d0298454d9a28524b04d63"
+// (from md5sum); no rows are "".
+func TestMD5Hash_IsTheMD5OfTheRowsLengthPrefixedTexts(t *testing.T) {
+	s := func(v string) *string { return &v }
+	got := MD5Hash([]bool{true, true, true}, [][]*string{{s("abc"), nil, s("")}, {s("é"), s("1")}})
+	if want := (RowsHash{Rows: 2, Sum: "8550bb35c4d0298454d9a28524b04d63"}); got != want {
+		t.Errorf("MD5Hash = %+v, want %+v", got, want)
+	}
+	if got, want := MD5Hash(nil, nil), (RowsHash{Rows: 0, Sum: ""}); got != want {
+		t.Errorf("MD5Hash of no rows = %+v, want %+v", got, want)
+	}
+}

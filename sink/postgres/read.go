@@ -253,18 +253,32 @@ func (s *Sink) query(ctx context.Context, query string, args []any, each func(fi
 	return mrr.Close()
 }
 
-// HashRange summarises on the server the rows of table whose one-column
-// key is above after and at most upTo (nil: no bound on that side): the
+// HashKinds implements reconcile.KindRangeHasher: pgtext.HashText, the
+// faster, and pgtext.HashMD5, which MariaDB and MySQL compute too.
+func (s *Sink) HashKinds() []pgtext.HashKind {
+	return []pgtext.HashKind{pgtext.HashText, pgtext.HashMD5}
+}
+
+// HashRange is HashRangeKind in pgtext.HashText.
+func (s *Sink) HashRange(ctx context.Context, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error) {
+	return s.HashRangeKind(ctx, pgtext.HashText, table, key, cols, after, upTo)
+}
+
+// HashRangeKind implements reconcile.KindRangeHasher: it summarises on
+// the server, in kind, the rows of table whose one-column key is above
+// after and at most upTo (nil: no bound on that side): the
 // pgtext.RowsHash of the values of cols, in that order, under
-// pgtext.Settings, so that it equals the source's summary of the same rows
-// (capture/postgres TableReader.HashChunk):
+// pgtext.Settings, so that it equals the source's summary of the same
+// rows (capture/postgres or capture/mysql TableReader.HashChunkKind):
 //
 //	SELECT count(*), coalesce(sum(<pgtext.RowHash of c1, c2>), 0)::text
 //	FROM t WHERE k > $1::text::type AND k <= $2::text::type
 //
-// after and upTo are converted as Apply converts values. Failures are
-// *sink.Error.
-func (s *Sink) HashRange(ctx context.Context, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error) {
+// or, for pgtext.HashMD5, pgtext.MD5Select of the rows'
+// pgtext.MD5RowText (of the values' pgtext.MD5Value, by the columns'
+// types) read in key order. after and upTo are converted
+// as Apply converts values. Failures are *sink.Error.
+func (s *Sink) HashRangeKind(ctx context.Context, kind pgtext.HashKind, table, key string, cols []string, after, upTo any) (pgtext.RowsHash, error) {
 	var h pgtext.RowsHash
 	t, types, err := s.readColumns(ctx, table, []string{key}, cols)
 	if err != nil {
@@ -272,6 +286,18 @@ func (s *Sink) HashRange(ctx context.Context, table, key string, cols []string, 
 	}
 	quoted := quoteAll(cols)
 	k := pgx.Identifier{key}.Sanitize()
+	var sel, rowText string
+	switch kind {
+	case pgtext.HashText:
+		sel = pgtext.HashSelect(pgtext.RowHash(quoted))
+	case pgtext.HashMD5:
+		for i, c := range cols {
+			quoted[i] = pgtext.MD5Value(quoted[i], md5Types[t.types[c]])
+		}
+		sel, rowText = pgtext.MD5Select("r"), pgtext.MD5RowText(quoted)
+	default:
+		return h, classified(table, fmt.Errorf("hash rows of %s: no %s summaries on PostgreSQL", table, kind))
+	}
 	var conds []string
 	var args []any
 	for _, b := range []struct {
@@ -288,9 +314,13 @@ func (s *Sink) HashRange(ctx context.Context, table, key string, cols []string, 
 		args = append(args, v)
 		conds = append(conds, fmt.Sprintf("%s %s $%d::text::%s", k, b.op, len(args), types[0]))
 	}
-	query := "SELECT " + pgtext.HashSelect(pgtext.RowHash(quoted)) + " FROM " + t.ident
+	from := t.ident
 	if len(conds) > 0 {
-		query += " WHERE " + strings.Join(conds, " AND ")
+		from += " WHERE " + strings.Join(conds, " AND ")
+	}
+	query := "SELECT " + sel + " FROM " + from
+	if rowText != "" { // md5: the rows' texts in key order
+		query = "SELECT " + sel + " FROM (SELECT " + rowText + " AS r FROM " + from + " ORDER BY " + k + ") s"
 	}
 	rows, err := s.read(ctx, query, args, []string{"rows", "sum"})
 	if err != nil {
@@ -306,3 +336,10 @@ func (s *Sink) HashRange(ctx context.Context, table, key string, cols []string, 
 	}
 	return pgtext.RowsHash{Rows: n, Sum: sum}, nil
 }
+
+// md5Types are the types, as format_type names them, that
+// pgtext.MD5Value writes otherwise than text.
+var md5Types = map[string]uint32{"boolean": pgtext.OIDBool, "bytea": pgtext.OIDBytea, "smallint": pgtext.OIDInt2,
+	"integer": pgtext.OIDInt4, "bigint": pgtext.OIDInt8, "numeric": pgtext.OIDNumeric, "date": pgtext.OIDDate,
+	"time without time zone": pgtext.OIDTime, "timestamp without time zone": pgtext.OIDTimestamp,
+	"timestamp with time zone": pgtext.OIDTimestamptz}
