@@ -31,6 +31,7 @@ func TestColumnOf(t *testing.T) {
 		"text": plain(kindText), "date": plain(kindText), "point": plain(kindText), "interval": plain(kindText),
 		"character varying(20)": chars(charsLimited, 20), "varchar(20)": chars(charsLimited, 20), "character varying": plain(kindText),
 		"character(5)": chars(charsPadded, 5), "char(5)": chars(charsStripped, 5), "bpchar": plain(kindText),
+		"char(0)": chars(charsStripped, 0), "varchar(0)": chars(charsLimited, 0), "char(x)": plain(kindText),
 	}
 	for sqlType, want := range tests {
 		if got := columnOf(sqlType); got != want {
@@ -188,6 +189,8 @@ var mariaStoreCases = []storeCase{
 	{"char(5) is read without trailing spaces", "char(5)", "char(5)", "ab  ", "ab", "ab  x"},
 	{"varchar(4) cuts the spaces beyond 4", "varchar(4)", "varchar(4)", "ab      ", "ab  ", "ab"},
 	{"varchar(2) counts characters", "varchar(2)", "varchar(2)", "日本 ", "日本", "日"},
+	{"char(0) holds only the empty text", "char(0)", "char(0)", "  ", "", " "},
+	{"varchar(0) cuts every space", "varchar(0)", "varchar(0)", "   ", "", " "},
 }
 
 func TestEqual_ConvertsAsTheTargetStores(t *testing.T) {
