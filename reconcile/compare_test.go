@@ -152,6 +152,8 @@ var pgStoreCases = []storeCase{
 		"1999-12-31 23:59:59.9995+00", "1999-12-31 23:59:59.999+00", "2000-01-01 00:00:00+00"},
 	{"timestamptz(3) of a time.Time", "timestamptz(3)", "timestamp(3) with time zone",
 		time.Date(2026, 1, 2, 3, 4, 5, 123600000, time.UTC), "2026-01-02 03:04:05.124+00", "2026-01-02 03:04:05.123+00"},
+	{"timestamptz(3) before 2000 is not its mirror after it", "timestamptz(3)", "timestamp(3) with time zone",
+		"1999-12-31 23:59:59.9995+00", "1999-12-31 23:59:59.999+00", "2000-01-01 00:00:00.001+00"},
 	{"timestamptz(3) just after 2000-01-01 rounds down", "timestamptz(3)", "timestamp(3) with time zone",
 		"2000-01-01 00:00:00.0004+00", "2000-01-01 00:00:00+00", "2000-01-01 00:00:00.001+00"},
 	{"timestamp(0) rounds a half up", "timestamp(0)", "timestamp(0) without time zone",
