@@ -158,3 +158,27 @@ func TestWrites_TheFirstOutputsClearHonoursItsWhen(t *testing.T) {
 		}
 	}
 }
+
+// An update that did not send a column (PostgreSQL's unchanged TOASTed
+// value: in the event's types, not in its after-image) writes the row
+// without the columns computed from it, so the target keeps their values.
+func TestWrites_AnUpdateLeavesOutTheColumnsOfWhatItDidNotSend(t *testing.T) {
+	cfg, err := config.Parse("tandem.yaml", []byte(ordersHead+"          note: row.note\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Compile(0, cfg.Mappings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := change.Event{Op: change.OpUpdate, After: change.Row{"id": int64(7)},
+		Types: map[string]change.Type{"id": change.TypeInt, "note": change.TypeString}}
+	got, reason, err := Writes(t.Context(), m, &ev)
+	if err != nil {
+		t.Fatalf("Writes: %s: %v", reason, err)
+	}
+	want := []change.Write{{Table: "public.orders", Op: change.WriteUpsert, Key: []string{"id"}, Row: map[string]any{"id": int64(7)}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Writes (-want +got):\n%s", diff)
+	}
+}
