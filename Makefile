@@ -75,7 +75,7 @@ GREMLINS_VERSION ?= v0.5.0
 MUTATE_PKGS ?= ./internal/change ./internal/config ./transform ./reconcile \
 	./internal/pgtext ./internal/mysqlurl ./internal/repeat ./internal/poll
 MUTATE_WORKERS ?= 1
-MUTATE_TIMEOUT ?= 30m
+MUTATE_TIMEOUT ?= 3h
 MUTATE_MIN ?= 95
 mutate:
 	@GO=$(GO) GREMLINS_VERSION=$(GREMLINS_VERSION) MUTATE_WORKERS=$(MUTATE_WORKERS) MUTATE_TIMEOUT=$(MUTATE_TIMEOUT) \

@@ -127,8 +127,10 @@ func columnOf(sqlType string) column {
 	case base == "uuid":
 		c.kind = kindUUID
 	case base == "character" || base == "char" || base == "character varying" || base == "varchar":
+		// MySQL's CHAR(0) and VARCHAR(0) hold only "" (and NULL): spaces
+		// are cut from them as from any other length.
 		n, err := strconv.Atoi(strings.TrimSpace(args))
-		if err != nil || n <= 0 {
+		if err != nil || n < 0 {
 			break
 		}
 		c.length = n

@@ -16,7 +16,9 @@
 //   - the test efficacy is below -min percent.
 //
 // -files restricts all of this to some of the package's files (reconcile's
-// comparison rules); mutants of its other files are only counted.
+// comparison rules); mutants of its other files are only counted (mutate.sh
+// has gremlins skip them). A mutant of a checked file that was skipped
+// fails the check: the run did not test the file whole.
 //
 // The list's entries are keyed by file, column, mutator and the text of
 // the mutated line, not by line number, so that code added above a
@@ -144,11 +146,14 @@ func run(pkg, resultsPath, listPath, files string, minEfficacy float64) error {
 	fmt.Printf("%s: test efficacy %s, mutator coverage %s; killed %d, lived %d, not covered %d, timed out %d, not viable %d\n",
 		scope, percent(killed, covered), percent(covered, total), killed, survived, count["NOT COVERED"], count["TIMED OUT"], count["NOT VIABLE"])
 	if only != nil {
-		fmt.Printf("%s, other files (not checked): killed %d, lived %d, not covered %d, timed out %d, not viable %d\n",
-			pkg, others["KILLED"], others["LIVED"], others["NOT COVERED"], others["TIMED OUT"], others["NOT VIABLE"])
+		fmt.Printf("%s, other files (not checked): killed %d, lived %d, not covered %d, timed out %d, not viable %d, skipped %d\n",
+			pkg, others["KILLED"], others["LIVED"], others["NOT COVERED"], others["TIMED OUT"], others["NOT VIABLE"], others["SKIPPED"])
 	}
 
 	var failures []string
+	if n := count["SKIPPED"]; n > 0 {
+		failures = append(failures, fmt.Sprintf("%s: %d mutant(s) of the checked files were skipped, not run", scope, n))
+	}
 	seen := map[mutant]bool{}
 	for _, l := range lived {
 		seen[l.mutant] = true

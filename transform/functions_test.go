@@ -242,9 +242,16 @@ func TestFunctions_Decimal(t *testing.T) {
 		{expr: `decimal_add("-0.00", 0)`, want: "0.00"},
 		{expr: `decimal_add("99999999999999999999999999.99", "0.01")`, want: "100000000000000000000000000.00"},
 		{expr: `decimal_add(row.total, row.qty)`, want: "22.99"},
+		// More than 18 digits, most after the point: not an int64.
+		{expr: `decimal_add("9.9999999999999999999", "0.0000000000000000001")`, want: "10.0000000000000000000"},
+		// A scale 19 places up: past the precomputed powers of ten.
+		{expr: `decimal_add("1", "0.0000000000000000001")`, want: "1.0000000000000000001"},
 		{expr: `decimal_sub("1", "1.000")`, want: "0.000"},
 		{expr: `decimal_sub(-2, "3.5")`, want: "-5.5"},
 		{expr: `decimal_sub("0.3", "0.1")`, want: "0.2"},
+		// The int64 whose negation is itself: written through big.Int.
+		{expr: `decimal_sub(-9223372036854775807, 1)`, want: "-9223372036854775808"},
+		{expr: `decimal_add("-9223372036854775808", 0)`, want: "-9223372036854775808"},
 		{expr: `decimal_mul("19.99", 100)`, want: "1999.00"},
 		{expr: `decimal_mul(row.total, row.qty)`, want: "59.97"},
 		{expr: `decimal_mul("-0.5", "0.5")`, want: "-0.25"},
@@ -266,6 +273,8 @@ func TestFunctions_Decimal(t *testing.T) {
 		{expr: `decimal_round(int(decimal_cmp(row.total, 20)), 0)`, want: "-1"},
 		{expr: `decimal_round("1", 1001)`, wantErr: `decimal_round: places 1001 is outside -1000..1000`},
 		{expr: `decimal_round("1", -1001)`, wantErr: `decimal_round: places -1001 is outside -1000..1000`},
+		{expr: `decimal_round("1", -1000)`, want: "0"},
+		{expr: `decimal_round("1", 1000)`, want: "1." + strings.Repeat("0", 1000)},
 		{expr: `decimal_round(s, 2)`, want: nil},
 		{expr: `decimal_cmp("1.0", "1.00")`, want: int64(0)},
 		{expr: `decimal_cmp("-1", "0.5")`, want: int64(-1)},

@@ -59,6 +59,7 @@ func TestCompileRules_EachKindEvaluates(t *testing.T) {
 		want           bool
 	}{
 		{int64(100), int64(101), true}, {int64(100), int64(98), false}, {1.5, 2.0, true}, {2.5, 4.0, false},
+		{int64(100), int64(103), false}, {int64(101), int64(100), true}, // abs of a negative difference
 	}
 	for _, e := range equal {
 		if ok, err := rules[1].Equal(e.source, e.target); ok != e.want || err != nil {

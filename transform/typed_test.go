@@ -182,6 +182,9 @@ func TestEqual(t *testing.T) {
 		{int64(2), uint64(2), change.TypeInt, true},
 		{math.Copysign(0, -1), 0.0, change.TypeFloat, true},
 		{math.NaN(), math.NaN(), change.TypeFloat, true},
+		{math.Inf(1), math.Inf(1), change.TypeFloat, true},
+		{math.Inf(1), math.Inf(-1), change.TypeFloat, false},
+		{math.NaN(), 1.0, change.TypeFloat, false},
 		{0.1, 0.1000001, change.TypeFloat, false},
 		{"12.50", "12.5", change.TypeDecimal, true},
 		{"12.50", 12.5, change.TypeDecimal, true},
@@ -330,5 +333,50 @@ func TestLookup_EndsWithTheCallersContext(t *testing.T) {
 	_, err = m.Apply(ctx, change.Row{"id": int64(7)})
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrLookupUnavailable) {
 		t.Errorf("Apply with its context cancelled during a lookup: err = %v, want context.Canceled as ErrLookupUnavailable", err)
+	}
+}
+
+// Each mistake in an inverse is reported with where it is: a column or an
+// ignored column the source does not have (only known with the source's
+// columns: untyped, any name is taken), an expression that does not
+// compile, two outputs whose tables would be one variable.
+func TestCompile_InverseMistakesAreEachReported(t *testing.T) {
+	compileUntyped := func(yaml string) error {
+		cfg, err := config.Parse("tandem.yaml", []byte(yaml), nil)
+		if err != nil {
+			t.Fatalf("config: %v", err)
+		}
+		_, err = Compile(0, cfg.Mappings[0])
+		return err
+	}
+	errText := func(err error) string {
+		if err == nil {
+			return "<nil>"
+		}
+		return err.Error()
+	}
+	ignoreNope := strings.Replace(splitMapping("row.status"), "ignore: [note]", "ignore: [note, nope]", 1)
+	badExpr := strings.Replace(splitMapping("row.status"), "status: orders.state\n", "status: orders.state +\n", 1)
+	sameVar := strings.Replace(splitMapping("row.status"), "billing.payments", "billing.orders", 1)
+	sameVar = strings.Replace(sameVar, `'has(payments.kind) ? payments.kind : ""'`, `orders.kind`, 1)
+	_, typedIgnore := compileTypedYAML(t, ignoreNope)
+	_, typedBad := compileTypedYAML(t, badExpr)
+	got := map[string]string{
+		"ignore, typed":     errText(typedIgnore),
+		"ignore, untyped":   errText(compileUntyped(ignoreNope)),
+		"valid, untyped":    errText(compileUntyped(splitMapping("row.status"))),
+		"expression, typed": errText(typedBad),
+		"same variable":     errText(compileUntyped(sameVar)),
+	}
+	want := map[string]string{
+		"ignore, typed":   `tandem.yaml:9:11: mappings[0].inverse.ignore: shop.orders has no column "nope"`,
+		"ignore, untyped": "<nil>",
+		"valid, untyped":  "<nil>",
+		"expression, typed": "tandem.yaml:27:31: mappings[0].inverse.columns.status: Syntax error: mismatched input '<EOF>' expecting " +
+			"{'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}",
+		"same variable": "tandem.yaml:9:11: mappings[0].inverse: to[0] (public.orders) and to[1] (billing.orders) would both be the variable orders",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 }

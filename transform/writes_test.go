@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -123,5 +124,61 @@ func TestWrites_ClearOutputsSetTheirColumnsToNullInsteadOfDeleting(t *testing.T)
 				t.Errorf("Writes (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// The clear of a mapping's first output also waits on its `when`: a
+// delete of a row that never matched it clears nothing there.
+func TestWrites_TheFirstOutputsClearHonoursItsWhen(t *testing.T) {
+	yaml := strings.Replace(clearYAML, `      - table: public.orders
+        key: [id]
+        on_delete: clear
+        columns:
+          id: row.order_id
+          pay_method: row.method
+          paid_at: row.paid_at
+`, "", 1)
+	cfg, err := config.Parse("tandem.yaml", []byte(yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Compile(0, cfg.Mappings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleteLog := change.Write{Table: "public.payment_log", Op: change.WriteDelete, Key: []string{"payment_id"}, Row: map[string]any{"payment_id": int64(7)}}
+	clearRefund := change.Write{Table: "public.refunds", Op: change.WriteUpsert, Key: []string{"order_id"}, Row: map[string]any{"order_id": int64(7), "refunded": nil}}
+	for refunded, want := range map[bool][]change.Write{false: {deleteLog}, true: {clearRefund, deleteLog}} {
+		got, reason, err := Writes(t.Context(), m, &change.Event{Op: change.OpDelete, Before: payment(7, refunded)})
+		if err != nil {
+			t.Fatalf("Writes: %s: %v", reason, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("delete of a payment refunded=%v: Writes (-want +got):\n%s", refunded, diff)
+		}
+	}
+}
+
+// An update that did not send a column (PostgreSQL's unchanged TOASTed
+// value: in the event's types, not in its after-image) writes the row
+// without the columns computed from it, so the target keeps their values.
+func TestWrites_AnUpdateLeavesOutTheColumnsOfWhatItDidNotSend(t *testing.T) {
+	cfg, err := config.Parse("tandem.yaml", []byte(ordersHead+"          note: row.note\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Compile(0, cfg.Mappings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := change.Event{Op: change.OpUpdate, After: change.Row{"id": int64(7)},
+		Types: map[string]change.Type{"id": change.TypeInt, "note": change.TypeString}}
+	got, reason, err := Writes(t.Context(), m, &ev)
+	if err != nil {
+		t.Fatalf("Writes: %s: %v", reason, err)
+	}
+	want := []change.Write{{Table: "public.orders", Op: change.WriteUpsert, Key: []string{"id"}, Row: map[string]any{"id": int64(7)}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Writes (-want +got):\n%s", diff)
 	}
 }

@@ -110,3 +110,36 @@ func TestQuote_DoublesWhatWouldEndTheQuote(t *testing.T) {
 		t.Errorf("quoted (-want +got):\n%s", diff)
 	}
 }
+
+// A unix socket is dialled by the driver itself: tandem's TCP dialer (with
+// its keepalive probes) is set for TCP addresses only.
+func TestParse_TheTCPDialerIsForTCPOnly(t *testing.T) {
+	for dsn, want := range map[string]bool{
+		"u:pw@unix(/run/mysqld/mysqld.sock)/shop": false,
+		"u:pw@tcp(127.0.0.1:3306)/shop":           true,
+		"u:pw@tcp6([::1]:3306)/shop":              true,
+		"mysql://u:pw@127.0.0.1/shop":             true,
+	} {
+		cfg, err := Parse(dsn)
+		if err != nil {
+			t.Fatalf("Parse(%s): %v", dsn, err)
+		}
+		if got := cfg.DialFunc != nil; got != want {
+			t.Errorf("Parse(%s): dialer set = %v, want %v", dsn, got, want)
+		}
+	}
+}
+
+// A parameter the driver refuses is named in the error as the driver says
+// it, with the password (wherever it shows) replaced, and nothing else.
+func TestParse_ParameterErrorsAreTheDriversWithThePasswordReplaced(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"mysql://app@db/shop?timeout=forever":         `parse MySQL URL parameters: time: invalid duration "forever"`,
+		"mysql://app:forever@db/shop?timeout=forever": `parse MySQL URL parameters: time: invalid duration "********"`,
+	} {
+		_, err := Parse(dsn)
+		if err == nil || err.Error() != want {
+			t.Errorf("Parse(%s) error = %v, want %s", dsn, err, want)
+		}
+	}
+}

@@ -110,3 +110,40 @@ func TestParse_SSLCertAndKeyArePresentedAndABadPairNamesBoth(t *testing.T) {
 		t.Errorf("Parse with ssl-cert alone: error = %v, want one naming ssl-cert and ssl-key, without the password", err)
 	}
 }
+
+// An ssl-ca makes TLS required and verified whatever tls= says, except
+// skip-verify, which keeps the certificate unverified (and so no server
+// name to check); without TLS files the DSN's own TLS setting is left alone.
+func TestParse_SSLCAUnderEachTLSMode(t *testing.T) {
+	ca := url.QueryEscape(caFile(t))
+	type view struct {
+		TLSConfig           string
+		HasTLS, HasRoots    bool
+		ServerName          string
+		SkipVerify          bool
+		FallbackToPlaintext bool
+	}
+	for dsn, want := range map[string]view{
+		"mysql://u:pw@db.internal/shop?ssl-ca=" + ca:                   {"true", true, true, "db.internal", false, false},
+		"mysql://u:pw@db.internal/shop?tls=false&ssl-ca=" + ca:         {"true", true, true, "db.internal", false, false},
+		"mysql://u:pw@db.internal/shop?tls=preferred&ssl-ca=" + ca:     {"true", true, true, "db.internal", false, false},
+		"mysql://u:pw@db.internal/shop?tls=true&ssl-ca=" + ca:          {"true", true, true, "db.internal", false, false},
+		"mysql://u:pw@db.internal/shop?tls=skip-verify&ssl-ca=" + ca:   {"skip-verify", true, true, "", true, false},
+		"mysql://u:pw@db.internal/shop":                                {"", false, false, "", false, false},
+		"mysql://u:pw@db.internal/shop?tls=preferred":                  {"preferred", true, false, "", true, true},
+		"u:pw@tcp(db.internal:3306)/shop?tls=skip-verify&ssl-ca=" + ca: {"skip-verify", true, true, "", true, false},
+	} {
+		cfg, err := Parse(dsn)
+		if err != nil {
+			t.Errorf("Parse(%s): %v", dsn, err)
+			continue
+		}
+		got := view{TLSConfig: cfg.TLSConfig, HasTLS: cfg.TLS != nil, FallbackToPlaintext: cfg.AllowFallbackToPlaintext}
+		if cfg.TLS != nil {
+			got.HasRoots, got.ServerName, got.SkipVerify = cfg.TLS.RootCAs != nil, cfg.TLS.ServerName, cfg.TLS.InsecureSkipVerify
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Parse(%s) (-want +got):\n%s", dsn, diff)
+		}
+	}
+}
