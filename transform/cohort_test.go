@@ -125,7 +125,7 @@ func TestCompile_CohortMustNameAColumn(t *testing.T) {
 		{"mapping cohort is an expression", "cohort: row.merchant_id", "cohort: string(row.merchant_id)", nil,
 			`tandem.yaml:10:13: mappings[0].cohort: must name a column of the source row, such as row.merchant_id, got "string(row.merchant_id)": the fence triggers compute the cohort in SQL, so it cannot be an expression`},
 		{"mapping cohort is a constant", "cohort: row.merchant_id", `cohort: '"eu"'`, nil,
-			`tandem.yaml:10:13: mappings[0].cohort: must name a column of the source row, such as row.merchant_id, got "\"eu\"": the fence triggers compute the cohort in SQL, so it cannot be an expression`},
+			`tandem.yaml:10:14: mappings[0].cohort: must name a column of the source row, such as row.merchant_id, got "\"eu\"": the fence triggers compute the cohort in SQL, so it cannot be an expression`},
 		{"mapping cohort does not compile", "cohort: row.merchant_id", "cohort: row.", nil,
 			"tandem.yaml:10:17: mappings[0].cohort: Syntax error"},
 		{"mapping cohort names an unknown column", "cohort: row.merchant_id", "cohort: row.merchant", []Option{WithSource(map[string]change.Type{

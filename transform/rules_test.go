@@ -93,9 +93,9 @@ func TestCompileRules_ErrorsNameTheExpressionsPlace(t *testing.T) {
 	yaml = strings.Replace(yaml, `row.method == "konbini" && row.code == null`, `row.nope == 1`, 1)
 	_, err := compileRules(t, yaml, WithSource(map[string]change.Type{"id": change.TypeInt, "total": change.TypeDecimal,
 		"note": change.TypeString, "method": change.TypeString, "code": change.TypeString}))
-	want := "tandem.yaml:19:98: mappings[0].rules[1].equal: Syntax error: mismatched input '<EOF>' expecting " +
+	want := "tandem.yaml:19:99: mappings[0].rules[1].equal: Syntax error: mismatched input '<EOF>' expecting " +
 		"{'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}\n" +
-		"tandem.yaml:20:49: mappings[0].rules[2].ignore_rows: undefined field 'nope'"
+		"tandem.yaml:20:50: mappings[0].rules[2].ignore_rows: undefined field 'nope'"
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n%v\nwant:\n%s", err, want)
 	}

@@ -98,8 +98,9 @@ func (p Pos) String() string {
 }
 
 // Expr is a CEL expression from the config, with the position of its first
-// character in the file: the YAML scalar as yaml reports it (for a quoted
-// scalar, the opening quote), except for a block scalar (| or >), whose
+// character in the file: the YAML scalar as yaml reports it, past the
+// opening quote of a quoted scalar (columns after an escape such as \" or
+// ” are then one off per escape), except for a block scalar (| or >), whose
 // text starts on the line after the indicator, at the block's
 // indentation, where each of a literal block's (|) lines starts: line n
 // of Text, column c, is line Pos.Line+n-1, column Pos.Col+c of the file.

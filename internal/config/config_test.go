@@ -77,7 +77,7 @@ func TestParse_ContractExampleGivesTheExactConfig(t *testing.T) {
 						{Name: "id", Expr: Expr{Text: "row.id", Pos: at(22, 15)}},
 						{Name: "customer_id", Expr: Expr{Text: "row.customer_id", Pos: at(23, 24)}},
 						{Name: "total_cents", Expr: Expr{Text: "int(row.total * 100.0)", Pos: at(24, 24)}},
-						{Name: "status", Expr: Expr{Text: `row.status == "" ? "pending" : row.status`, Pos: at(25, 19)}},
+						{Name: "status", Expr: Expr{Text: `row.status == "" ? "pending" : row.status`, Pos: at(25, 20)}},
 					},
 					Pos: at(17, 16),
 				},
@@ -243,7 +243,7 @@ mappings:
 	want := []Column{
 		{Name: "zeta", Expr: Expr{Text: "row.z", Pos: at(11, 17)}},
 		{Name: "alpha", Expr: Expr{Text: "row.a +\n1\n", Pos: at(13, 13)}},
-		{Name: "mid", Expr: Expr{Text: "row.m", Pos: at(15, 16)}},
+		{Name: "mid", Expr: Expr{Text: "row.m", Pos: at(15, 17)}},
 	}
 	if diff := cmp.Diff(want, c.Mappings[0].To[0].Columns); diff != "" {
 		t.Errorf("columns mismatch (-want +got):\n%s", diff)

@@ -515,15 +515,21 @@ func (d *decoder) scalar(n *yaml.Node, path string, v reflect.Value, what string
 	v.Set(x)
 }
 
-// expr decodes a CEL expression; its position is that of the value, or
-// for a block scalar that of its text (blockStart).
+// expr decodes a CEL expression; its position is that of its text: the
+// value's, past the opening quote of a quoted scalar, or for a block
+// scalar where its text starts (blockStart).
 func (d *decoder) expr(n *yaml.Node, path string) Expr {
 	s, _ := d.str(n, path, "a string")
 	pos := d.pos[path]
-	if r := resolve(n); r != nil && r.Kind == yaml.ScalarNode && r.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+	r := resolve(n)
+	switch {
+	case r == nil || r.Kind != yaml.ScalarNode || pos.Line == 0:
+	case r.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0:
 		if start, ok := blockStart(d.src, r.Line); ok {
 			pos.Line, pos.Col = start.Line, start.Col
 		}
+	case r.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0:
+		pos.Col++
 	}
 	return Expr{Text: s, Pos: pos}
 }

@@ -35,9 +35,9 @@ func TestParse_RulesOfTheThreeKinds(t *testing.T) {
 	want := []Rule{
 		{Name: "free_text_note", IgnoreColumn: "public.orders.note", Pos: Pos{File: "tandem.yaml", Line: 15, Col: 9}},
 		{Name: "cents_rounding", Column: "public.orders.total_cents",
-			Equal: &Expr{Text: "abs(source - target) <= 1", Pos: Pos{File: "tandem.yaml", Line: 16, Col: 75}},
+			Equal: &Expr{Text: "abs(source - target) <= 1", Pos: Pos{File: "tandem.yaml", Line: 16, Col: 76}},
 			Pos:   Pos{File: "tandem.yaml", Line: 16, Col: 9}},
-		{Name: "konbini_unpaid", IgnoreRows: &Expr{Text: `row.payment_method == "konbini"`, Pos: Pos{File: "tandem.yaml", Line: 17, Col: 46}},
+		{Name: "konbini_unpaid", IgnoreRows: &Expr{Text: `row.payment_method == "konbini"`, Pos: Pos{File: "tandem.yaml", Line: 17, Col: 47}},
 			Pos: Pos{File: "tandem.yaml", Line: 17, Col: 9}},
 	}
 	if diff := cmp.Diff(want, cfg.Mappings[0].Rules); diff != "" {
