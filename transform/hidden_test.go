@@ -5,20 +5,12 @@ import (
 	"testing"
 
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/internal/config"
 )
 
 func TestEvalError_ShowsHiddenCharactersOfTheValues(t *testing.T) {
 	yaml := ordersHead + `          method: '{"代金引換": "cod", "card": "card"}[row.method]'
 `
-	cfg, err := config.Parse("tandem.yaml", []byte(yaml), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Compile(0, cfg.Mappings[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := compileMapping(t, yaml)
 	tests := []struct {
 		row  change.Row
 		want string

@@ -7,7 +7,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tandemcdc/tandem/internal/change"
-	"github.com/tandemcdc/tandem/internal/config"
 )
 
 // clearYAML maps old payment rows into columns of new orders (a merge:
@@ -49,14 +48,7 @@ func payment(id int64, refunded bool) change.Row {
 }
 
 func TestWrites_ClearOutputsSetTheirColumnsToNullInsteadOfDeleting(t *testing.T) {
-	cfg, err := config.Parse("tandem.yaml", []byte(clearYAML), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Compile(0, cfg.Mappings[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := compileMapping(t, clearYAML)
 	clearOrder := func(id int64) change.Write {
 		return change.Write{Table: "public.orders", Op: change.WriteUpsert, Key: []string{"id"}, Row: map[string]any{"id": id, "pay_method": nil, "paid_at": nil}}
 	}
@@ -138,14 +130,7 @@ func TestWrites_TheFirstOutputsClearHonoursItsWhen(t *testing.T) {
           pay_method: row.method
           paid_at: row.paid_at
 `, "", 1)
-	cfg, err := config.Parse("tandem.yaml", []byte(yaml), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Compile(0, cfg.Mappings[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := compileMapping(t, yaml)
 	deleteLog := change.Write{Table: "public.payment_log", Op: change.WriteDelete, Key: []string{"payment_id"}, Row: map[string]any{"payment_id": int64(7)}}
 	clearRefund := change.Write{Table: "public.refunds", Op: change.WriteUpsert, Key: []string{"order_id"}, Row: map[string]any{"order_id": int64(7), "refunded": nil}}
 	for refunded, want := range map[bool][]change.Write{false: {deleteLog}, true: {clearRefund, deleteLog}} {
@@ -163,14 +148,7 @@ func TestWrites_TheFirstOutputsClearHonoursItsWhen(t *testing.T) {
 // value: in the event's types, not in its after-image) writes the row
 // without the columns computed from it, so the target keeps their values.
 func TestWrites_AnUpdateLeavesOutTheColumnsOfWhatItDidNotSend(t *testing.T) {
-	cfg, err := config.Parse("tandem.yaml", []byte(ordersHead+"          note: row.note\n"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Compile(0, cfg.Mappings[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := compileMapping(t, ordersHead+"          note: row.note\n")
 	ev := change.Event{Op: change.OpUpdate, After: change.Row{"id": int64(7)},
 		Types: map[string]change.Type{"id": change.TypeInt, "note": change.TypeString}}
 	got, reason, err := Writes(t.Context(), m, &ev)
