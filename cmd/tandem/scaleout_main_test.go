@@ -408,6 +408,12 @@ func (s *scaleOut) writers(n, perSecond int) (stop func() error, ops func() int6
 // full rows, and that every record was applied exactly once.
 func (s *scaleOut) converge(t *testing.T, stopWriters func() error, minRows int) {
 	t.Helper()
+	// The writers delete rows too: the rows to compare, not the operations
+	// written, are what makes the comparison prove something.
+	testenv.WaitFor(t, fmt.Sprintf("%d rows in the source to compare", minRows), 30*time.Second, func() (bool, error) {
+		want, err := shop.Expected(context.Background(), s.m.Src)
+		return err == nil && want.Count() >= minRows, err
+	})
 	if err := stopWriters(); err != nil {
 		t.Fatal(err)
 	}
