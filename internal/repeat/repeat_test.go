@@ -17,12 +17,7 @@ import (
 // 10th, the summary of each cause that repeated, and the recovery.
 func TestLog_ManyFailuresOfOneCauseAreFewLinesWithTheirCountAndStart(t *testing.T) {
 	var buf bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
+	logger := timelessLogger(&buf)
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	now := start
 	l := New(logger, "re-verifying applied rows failed", WithLevel(slog.LevelWarn), WithClock(func() time.Time { return now }))
@@ -77,12 +72,7 @@ func TestLog_TheLocalPortOfEachAttemptIsNoNewCause(t *testing.T) {
 // current cause from its first failure.
 func TestLog_ACauseThatFailedOnceIsNotSummarisedAndTheHundredthIsLogged(t *testing.T) {
 	var buf bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
+	logger := timelessLogger(&buf)
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	now := start
 	l := New(logger, "copy failed", WithClock(func() time.Time { return now }))
@@ -106,4 +96,15 @@ func TestLog_ACauseThatFailedOnceIsNotSummarisedAndTheHundredthIsLogged(t *testi
 	if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(buf.String()), "\n")); diff != "" {
 		t.Errorf("log lines (-want +got):\n%s", diff)
 	}
+}
+
+// timelessLogger writes text lines to buf without their time, so that a
+// test compares them whole.
+func timelessLogger(buf *bytes.Buffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
 }
